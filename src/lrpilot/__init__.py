@@ -1,0 +1,51 @@
+"""lrpilot: take the learning rate off the list of things people must guess.
+
+The core (schedules, lint) needs only numpy; framework adapters live in `lrpilot.integrations`
+and are imported on use.
+"""
+
+from lrpilot._version import __version__
+from lrpilot.schedules import (
+    WSD,
+    Anneal,
+    Constant,
+    Cosine,
+    CosineRestarts,
+    Cyclic,
+    Exponential,
+    InverseSqrt,
+    InverseTime,
+    Join,
+    Linear,
+    LintWarning,
+    OneCycle,
+    Polynomial,
+    Rewarmup,
+    Schedule,
+    StepDecay,
+    lint,
+    parse,
+)
+
+__all__ = [
+    "WSD",
+    "Anneal",
+    "Constant",
+    "Cosine",
+    "CosineRestarts",
+    "Cyclic",
+    "Exponential",
+    "InverseSqrt",
+    "InverseTime",
+    "Join",
+    "Linear",
+    "LintWarning",
+    "OneCycle",
+    "Polynomial",
+    "Rewarmup",
+    "Schedule",
+    "StepDecay",
+    "__version__",
+    "lint",
+    "parse",
+]

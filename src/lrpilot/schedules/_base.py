@@ -1,0 +1,141 @@
+"""The `Schedule` base class, the schedule registry, and the math namespaces.
+
+A schedule is a frozen dataclass whose `__call__(step)` returns the absolute learning rate for the
+optimizer step `step` (0 for the first step, i.e. the number of optimizer steps already taken). It
+holds no state: resuming a run means calling it with the saved step.
+
+Every shape writes its formula once, in `_evaluate(t, xp)`, against an array namespace `xp`:
+`SCALAR` (plain Python floats, used by `__call__`), `numpy` (used by `values()` for plots and lint)
+or `jax.numpy` (used by the optax adapter, inside `jit`). That keeps the three paths identical by
+construction instead of by testing three copies of each formula.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from lrpilot._validate import suggest_name
+
+__all__ = ["SCALAR", "Schedule", "registry"]
+
+_REGISTRY: dict[str, type[Schedule]] = {}
+
+
+class _ScalarMath:
+    """The subset of the numpy API that schedule formulas use, on Python floats.
+
+    `where` evaluates both branches (as `numpy.where` does), so formulas keep every branch
+    well-defined for every step (no division by zero, no log of 0, no negative base to a power).
+    """
+
+    cos = staticmethod(math.cos)
+    sqrt = staticmethod(math.sqrt)
+    log = staticmethod(math.log)
+    exp = staticmethod(math.exp)
+    floor = staticmethod(math.floor)
+    minimum = staticmethod(min)
+    maximum = staticmethod(max)
+    pi = math.pi
+
+    @staticmethod
+    def asarray(values: Any) -> Any:
+        return values
+
+    @staticmethod
+    def where(condition: Any, if_true: Any, if_false: Any) -> Any:
+        return if_true if condition else if_false
+
+    @staticmethod
+    def searchsorted(sorted_values: Sequence[float], value: float, side: str = "left") -> int:
+        if side == "right":
+            return bisect.bisect_right(sorted_values, value)
+        return bisect.bisect_left(sorted_values, value)
+
+
+SCALAR = _ScalarMath()
+"""The namespace `Schedule.__call__` evaluates formulas with."""
+
+
+@dataclass(frozen=True, repr=False)
+class Schedule(ABC):
+    """A learning-rate schedule: a pure, picklable function of the optimizer step.
+
+    Subclasses are frozen dataclasses registered under a short name (``name=`` in the class
+    statement); the name and the dataclass fields are the schedule's serialised spec (see
+    `lrpilot.schedules.to_dict`).
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, name: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if name:
+            if name in _REGISTRY:
+                raise TypeError(f"schedule name {name!r} is already registered")
+            cls.name = name
+            _REGISTRY[name] = cls
+
+    def __call__(self, step: float) -> float:
+        """The absolute learning rate at optimizer step `step` (0-based, ≥ 0, finite)."""
+        if not 0 <= step < math.inf:
+            raise ValueError(f"step must be a finite number ≥ 0, got {step!r}")
+        return float(self._evaluate(step, SCALAR))
+
+    def values(self, steps: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Learning rates at many steps at once (vectorised numpy, float64); for plots and lint."""
+        t = np.asarray(steps, dtype=np.float64)
+        if t.size and not (np.all(np.isfinite(t)) and t.min() >= 0):
+            raise ValueError("steps must be finite numbers ≥ 0")
+        with np.errstate(all="ignore"):
+            out = self._evaluate(t, np)
+        return np.broadcast_to(np.asarray(out, dtype=np.float64), t.shape).copy()
+
+    @abstractmethod
+    def _evaluate(self, t: Any, xp: Any) -> Any:
+        """The formula, on a step (or array of steps) `t` with math namespace `xp`."""
+
+    @property
+    def horizon(self) -> float | None:
+        """The step from which the LR stays at its final value, or None if it never settles."""
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec: ``{"name": ..., <every field>: ...}``, nested schedules as nested dicts."""
+        from lrpilot.schedules._spec import to_dict
+
+        return to_dict(self)
+
+    def to_string(self) -> str:
+        """The short form, e.g. ``cosine(peak=0.0003, total_steps=1000, warmup_steps=100)``."""
+        from lrpilot.schedules._spec import to_string
+
+        return to_string(self)
+
+    def __repr__(self) -> str:
+        """Valid Python: the class name and every field that differs from its default."""
+        spec = self.to_string()
+        return type(self).__name__ + spec[len(self.name) :]
+
+
+def registry() -> dict[str, type[Schedule]]:
+    """A copy of the name → class registry of every schedule shape."""
+    return dict(_REGISTRY)
+
+
+def lookup(name: str) -> type[Schedule]:
+    """The schedule class registered as `name`; a "did you mean" `ValueError` otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown schedule {name!r}{suggest_name(name, _REGISTRY)}; "
+            f"known schedules: {', '.join(sorted(_REGISTRY))}"
+        ) from None

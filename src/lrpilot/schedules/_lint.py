@@ -1,0 +1,111 @@
+"""`lint(schedule, total_steps)`: the mistakes that waste or wreck a run, found before it starts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lrpilot import _validate as check
+from lrpilot.schedules._base import Schedule
+
+__all__ = ["LintWarning", "lint", "sample_steps"]
+
+_EVERY_STEP_UP_TO = 200_000
+
+
+@dataclass(frozen=True)
+class LintWarning:
+    """One finding: a stable `code`, a sentence for people, and the step it concerns (if any)."""
+
+    code: str
+    message: str
+    step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sample_steps(total_steps: int, extra: tuple[float, ...] = ()) -> npt.NDArray[np.float64]:
+    """Every step of a run up to 200 000 steps; beyond, 200 000 evenly spaced ones plus `extra`."""
+    if total_steps <= _EVERY_STEP_UP_TO:
+        steps = np.arange(total_steps, dtype=np.float64)
+    else:
+        steps = np.unique(np.round(np.linspace(0, total_steps - 1, _EVERY_STEP_UP_TO)))
+    inside = [s for s in extra if 0 <= s < total_steps]
+    return np.unique(np.concatenate([steps, np.asarray(inside, dtype=np.float64)]))
+
+
+def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
+    """Check `schedule` for a run of `total_steps` optimizer steps.
+
+    Codes: ``non-finite`` (NaN/Inf LRs), ``zero-first-step`` (the first update is wasted at LR 0,
+    as with HF's ``linear``/``cosine`` warmups), ``warmup-too-long`` (warmup ≥ the run),
+    ``horizon-mismatch`` (the decay ends before or after the run does), ``floor-above-peak`` (the
+    schedule decays and then ends above the peak it reached earlier).
+    """
+    total = check.step_count("lint", "total_steps", total_steps, 1)
+    horizon = schedule.horizon
+    extra = (float(horizon),) if horizon is not None else ()
+    steps = sample_steps(total, extra)
+    lrs = schedule.values(steps)
+    found: list[LintWarning] = []
+
+    bad = np.flatnonzero(~np.isfinite(lrs))
+    if bad.size:
+        found.append(LintWarning("non-finite", f"the LR is not finite ({lrs[bad[0]]}) from step {int(steps[bad[0]])}", int(steps[bad[0]])))
+        return found
+
+    if lrs[0] == 0.0:
+        found.append(
+            LintWarning(
+                "zero-first-step",
+                "the first optimizer step gets LR 0 and is wasted (the HF/torch warmup convention); "
+                "lrpilot's default warmup_offset=1 starts at peak/(warmup_steps+1)",
+                0,
+            )
+        )
+
+    warmup = int(getattr(schedule, "warmup_steps", 0) or 0)
+    if warmup >= total:
+        found.append(
+            LintWarning(
+                "warmup-too-long",
+                f"warmup_steps={warmup} ≥ total_steps={total}: the run ends before the LR reaches its peak",
+                total - 1,
+            )
+        )
+
+    peak = float(lrs.max())
+    if horizon is not None and horizon != total:
+        settled = float(schedule(horizon))
+        if settled < peak:
+            if horizon < total:
+                message = (
+                    f"the decay ends at step {horizon:g} but the run has {total} steps: "
+                    f"the last {total - horizon:g} steps stay at the final LR {settled:.3g}"
+                )
+            else:
+                end = float(schedule(total - 1))
+                message = (
+                    f"the run ends at step {total} before the decay does (step {horizon:g}): "
+                    f"the last LR is {end:.3g}, {100 * end / peak:.0f}% of the peak, not the planned {settled:.3g}"
+                )
+            found.append(LintWarning("horizon-mismatch", message, int(min(horizon, total - 1))))
+
+    final = lrs[-1]
+    not_final = np.flatnonzero(lrs != final)
+    tail_start = int(not_final[-1]) + 1 if not_final.size else 0
+    head = lrs[:tail_start]
+    if head.size > 1 and np.any(np.diff(head) < 0) and final > head.max():
+        found.append(
+            LintWarning(
+                "floor-above-peak",
+                f"the schedule decays and then ends at {final:.3g}, above its earlier peak {head.max():.3g}: "
+                "check the floor and the last segment",
+                int(steps[tail_start]),
+            )
+        )
+    return found
