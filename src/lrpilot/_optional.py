@@ -13,6 +13,5 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(
-            f"{purpose} needs {module.split('.')[0]}, which is not installed: pip install 'lrpilot[{extra}]'"
-        ) from exc
+        package = module.split(".", maxsplit=1)[0]
+        raise ImportError(f"{purpose} needs {package}, which is not installed: pip install 'lrpilot[{extra}]'") from exc

@@ -74,7 +74,7 @@ def step_count(owner: str, param: str, value: object, low: int = 0, high: float 
             raise _fail(owner, param, valid, value)
     elif not isinstance(value, Integral):
         raise _fail(owner, param, valid, value)
-    n = int(value)  # type: ignore[arg-type]
+    n = int(float(value))
     if n < low or n > high:
         raise _fail(owner, param, valid, value)
     return n

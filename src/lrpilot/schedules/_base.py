@@ -136,6 +136,5 @@ def lookup(name: str) -> type[Schedule]:
         return _REGISTRY[name]
     except KeyError:
         raise ValueError(
-            f"unknown schedule {name!r}{suggest_name(name, _REGISTRY)}; "
-            f"known schedules: {', '.join(sorted(_REGISTRY))}"
+            f"unknown schedule {name!r}{suggest_name(name, _REGISTRY)}; known schedules: {', '.join(sorted(_REGISTRY))}"
         ) from None

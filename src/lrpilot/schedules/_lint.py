@@ -55,7 +55,11 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
 
     bad = np.flatnonzero(~np.isfinite(lrs))
     if bad.size:
-        found.append(LintWarning("non-finite", f"the LR is not finite ({lrs[bad[0]]}) from step {int(steps[bad[0]])}", int(steps[bad[0]])))
+        found.append(
+            LintWarning(
+                "non-finite", f"the LR is not finite ({lrs[bad[0]]}) from step {int(steps[bad[0]])}", int(steps[bad[0]])
+            )
+        )
         return found
 
     if lrs[0] == 0.0:
@@ -81,7 +85,9 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
     peak = float(lrs.max())
     if horizon is not None and horizon != total:
         settled = float(schedule(horizon))
-        if settled < peak:
+        # A step decay is flat before its last milestone: ending early is its design, not a mistake.
+        annealing = horizon < 1 or float(schedule(horizon - 1)) != float(schedule(horizon - 0.5))
+        if settled < peak and (horizon > total or annealing):
             if horizon < total:
                 message = (
                     f"the decay ends at step {horizon:g} but the run has {total} steps: "

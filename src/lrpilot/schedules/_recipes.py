@@ -16,9 +16,10 @@ Conventions shared by every recipe:
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrpilot import _validate as check
 from lrpilot.schedules._base import SCALAR, Schedule
@@ -89,13 +90,16 @@ class _Warmup(Schedule):
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class _Floor(_Warmup):
+    if TYPE_CHECKING:  # declared by every concrete recipe; not a field of this base
+        peak: float
+
     floor: float = 0.0
     floor_ratio: float | None = None
 
     @property
     def min_lr(self) -> float:
         """The floor as an absolute LR."""
-        peak: float = getattr(self, "peak")
+        peak: float = self.peak
         return self.floor if self.floor_ratio is None else self.floor_ratio * peak
 
     def _check_floor(self, peak: float) -> None:
@@ -134,6 +138,9 @@ class _Decay(_Floor):
     """Warmup, optional hold at peak, then an `Anneal` from peak to the floor that ends at
     `total_steps`; the floor for ever after."""
 
+    if TYPE_CHECKING:
+        total_steps: int
+
     _hold: int = field(init=False, repr=False, compare=False, default=0)
     _decay: Anneal | None = field(init=False, repr=False, compare=False, default=None)
 
@@ -150,7 +157,7 @@ class _Decay(_Floor):
             _set(self, "_decay", Anneal(peak, self.min_lr, decay_steps, shape, power))
 
     def _body(self, t: Any, xp: Any) -> Any:
-        peak: float = getattr(self, "peak")
+        peak: float = self.peak
         if self._decay is None:
             return peak + 0.0 * t
         if not self._hold:
@@ -159,7 +166,7 @@ class _Decay(_Floor):
         return xp.where(t < h, peak, self._decay._evaluate(xp.maximum(t - h, 0.0), xp))
 
     def _body_horizon(self) -> float:
-        return float(getattr(self, "total_steps") - self.warmup_steps)
+        return float(self.total_steps - self.warmup_steps)
 
 
 @dataclass(frozen=True, repr=False)
@@ -231,7 +238,10 @@ class WSD(_Decay, name="wsd"):
         check.positive(owner, "peak", self.peak)
         self._check_floor(self.peak)
         if self.decay_shape == "exp" and self.min_lr <= 0:
-            raise ValueError(f"{owner}: decay_shape='exp' decays geometrically to the floor, so it needs floor > 0 or floor_ratio > 0")
+            raise ValueError(
+                f"{owner}: decay_shape='exp' decays geometrically to the floor, so it needs floor > 0 "
+                "or floor_ratio > 0"
+            )
         self._build(self.peak, self.total_steps, self.decay_shape, hold=self.total_steps - check_warmup - decay)
 
 
@@ -287,7 +297,9 @@ class StepDecay(_Floor, name="step"):
         _set(self, "milestones", milestones)
         if self.every is not None:
             if milestones:
-                raise ValueError(f"{owner}: give milestones or every, not both; got milestones={milestones!r}, every={self.every!r}")
+                raise ValueError(
+                    f"{owner}: give milestones or every, not both; got milestones={milestones!r}, every={self.every!r}"
+                )
             check.step_count(owner, "every", self.every, 1)
             return
         if milestones and all(0 < m < 1 for m in milestones):
@@ -296,7 +308,7 @@ class StepDecay(_Floor, name="step"):
             absolute = tuple(float(round(m * self.total_steps)) for m in milestones)
         else:
             absolute = tuple(float(check.step_count(owner, "milestones[i]", m, 1)) for m in milestones)
-        if any(b <= a for a, b in zip(absolute, absolute[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(absolute)):
             raise ValueError(f"{owner}: milestones must be strictly increasing, got {milestones!r}")
         if absolute and absolute[0] < self.warmup_steps:
             raise ValueError(f"{owner}: milestones must be ≥ warmup_steps={self.warmup_steps}, got {milestones!r}")
@@ -451,7 +463,7 @@ class Cyclic(Schedule, name="cyclic"):
         scale = xp.where(x <= ratio, x / ratio, (x - 1.0) / (ratio - 1.0))
         height = (self.high - self.low) * scale
         if self.mode == "triangular2":
-            height = height / 2.0 ** (cycle - 1.0)
+            height = height * 0.5 ** (cycle - 1.0)
         elif self.mode == "exp_range":
             height = height * self.gamma**t
         return self.low + height
@@ -505,9 +517,7 @@ class OneCycle(Schedule, name="one_cycle"):
                 f"{owner}: pct_start={self.pct_start!r} with total_steps={total} leaves a phase "
                 f"with no steps; use more steps or a pct_start further from 0 and 1"
             )
-        segments = tuple(
-            Anneal(levels[i], levels[i + 1], ends[i] - starts[i], self.anneal) for i in range(len(ends))
-        )
+        segments = tuple(Anneal(levels[i], levels[i + 1], ends[i] - starts[i], self.anneal) for i in range(len(ends)))
         _set(self, "_curve", Join(segments, tuple(starts[1:])))
 
     def _evaluate(self, t: Any, xp: Any) -> Any:

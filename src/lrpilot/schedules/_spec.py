@@ -72,15 +72,16 @@ def from_dict(spec: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
             continue
         if key not in known:
             raise ValueError(
-                f"{cls.name}: unknown parameter {key!r}{suggest_name(key, known)}; "
-                f"parameters: {', '.join(known)}"
+                f"{cls.name}: unknown parameter {key!r}{suggest_name(key, known)}; parameters: {', '.join(known)}"
             )
         kwargs[key] = _decode(value)
     for key, value in (defaults or {}).items():
         if key in known and key not in kwargs:
             kwargs[key] = value
     missing = [
-        name for name, f in known.items() if name not in kwargs and f.default is MISSING and f.default_factory is MISSING
+        name
+        for name, f in known.items()
+        if name not in kwargs and f.default is MISSING and f.default_factory is MISSING
     ]
     if missing:
         raise ValueError(f"{cls.name}: missing required parameter(s) {', '.join(missing)}")
@@ -126,7 +127,9 @@ def _literal(node: ast.expr, where: str) -> Any:
     try:
         return ast.literal_eval(node)
     except ValueError:
-        raise ValueError(f"{where}: only numbers, strings, lists and nested schedules are allowed, got {ast.unparse(node)!r}") from None
+        raise ValueError(
+            f"{where}: only numbers, strings, lists and nested schedules are allowed, got {ast.unparse(node)!r}"
+        ) from None
 
 
 def _call_to_spec(node: ast.expr) -> dict[str, Any]:
@@ -136,6 +139,7 @@ def _call_to_spec(node: ast.expr) -> dict[str, Any]:
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
         raise ValueError(f"expected a schedule like cosine(peak=3e-4, total_steps=1000), got {ast.unparse(node)!r}")
     name = node.func.id
+    lookup(name)
     if node.args:
         raise ValueError(f"{name}: use keyword arguments, e.g. {name}(peak=3e-4, ...)")
     spec: dict[str, Any] = {"name": name}

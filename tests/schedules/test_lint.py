@@ -1,0 +1,57 @@
+"""lint() finds the mistakes that waste or wreck a run."""
+
+from __future__ import annotations
+
+import pytest
+
+from lrpilot.schedules import Anneal, Constant, Cosine, Cyclic, Join, Linear, StepDecay, lint
+
+
+def codes(schedule: object, total: int) -> list[str]:
+    return [w.code for w in lint(schedule, total)]  # type: ignore[arg-type]
+
+
+def test_a_well_made_schedule_is_clean() -> None:
+    assert lint(Cosine(peak=3e-4, total_steps=1000, warmup_steps=100, floor_ratio=0.1), 1000) == []
+    assert lint(Constant(peak=1e-3, warmup_steps=50), 1000) == []
+    assert lint(Cyclic(low=1e-4, high=1e-3, up_steps=100), 1000) == []
+
+
+def test_hf_warmup_wastes_the_first_step() -> None:
+    (warning,) = lint(Cosine(peak=3e-4, total_steps=1000, warmup_steps=100, warmup_offset=0), 1000)
+    assert warning.code == "zero-first-step"
+    assert warning.step == 0
+    assert "warmup_offset=1" in warning.message
+
+
+def test_decay_horizon_shorter_or_longer_than_the_run() -> None:
+    (short,) = lint(Cosine(peak=1e-3, total_steps=500), 1000)
+    assert short.code == "horizon-mismatch"
+    assert "last 500 steps" in short.message
+    (long,) = lint(Linear(peak=1e-3, total_steps=2000), 1000)
+    assert long.code == "horizon-mismatch"
+    assert "50% of the peak" in long.message
+
+
+def test_warmup_as_long_as_the_run() -> None:
+    assert "warmup-too-long" in codes(Cosine(peak=1e-3, total_steps=100, warmup_steps=100), 100)
+    assert "warmup-too-long" in codes(Constant(peak=1e-3, warmup_steps=200), 100)
+
+
+def test_a_schedule_that_ends_above_its_peak() -> None:
+    bad = Join(segments=(Anneal(start=1e-3, end=1e-4, steps=50), Constant(peak=5e-3)), boundaries=(60,))
+    assert codes(bad, 100) == ["floor-above-peak"]
+
+
+def test_step_decay_milestones_past_the_run() -> None:
+    assert codes(StepDecay(peak=1e-3, milestones=(0.5, 0.9), total_steps=100), 100) == []
+    assert codes(StepDecay(peak=1e-3, milestones=(50, 200)), 100) == ["horizon-mismatch"]
+
+
+def test_long_runs_are_sampled_not_enumerated() -> None:
+    assert lint(Cosine(peak=1e-3, total_steps=10**9, warmup_steps=1000), 10**9) == []
+
+
+def test_total_steps_is_checked() -> None:
+    with pytest.raises(ValueError, match="total_steps"):
+        lint(Constant(peak=1e-3), 0)
