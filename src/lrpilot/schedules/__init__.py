@@ -24,6 +24,7 @@ from lrpilot.schedules._recipes import (
     StepDecay,
 )
 from lrpilot.schedules._spec import from_dict, from_json, from_string, parse, to_dict, to_json, to_string
+from lrpilot.schedules._summary import KeyPoint, key_points
 
 __all__ = [
     "SHAPES",
@@ -37,6 +38,7 @@ __all__ = [
     "InverseSqrt",
     "InverseTime",
     "Join",
+    "KeyPoint",
     "Linear",
     "LintWarning",
     "OneCycle",
@@ -47,6 +49,7 @@ __all__ = [
     "from_dict",
     "from_json",
     "from_string",
+    "key_points",
     "lint",
     "parse",
     "registry",

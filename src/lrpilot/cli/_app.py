@@ -1,0 +1,36 @@
+"""The typer application: one module per command, registered here."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lrpilot._version import __version__
+from lrpilot.cli._schedule import schedule
+
+app = typer.Typer(
+    name="lrpilot",
+    help="Learning rates without guessing: shape, find, scale, watch and explain the learning rate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"lrpilot {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Learning rates without guessing."""
+
+
+app.command("schedule")(schedule)

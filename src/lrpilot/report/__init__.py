@@ -1,0 +1,1 @@
+"""Pictures and reports. Nothing here decides anything: it draws records and decisions made elsewhere."""

@@ -1,0 +1,72 @@
+"""`lrpilot schedule` through the real typer app and through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lrpilot.cli._app import app
+
+runner = CliRunner()
+
+
+def test_default_spec_prints_key_points_and_a_clean_lint() -> None:
+    result = runner.invoke(app, ["schedule"])
+    assert result.exit_code == 0, result.output
+    assert "cosine(peak=0.0003, total_steps=10000, warmup_steps=500, floor_ratio=0.1)" in result.output
+    for label in ("start", "end of warmup", "50% of run", "last step"):
+        assert label in result.output
+    assert "no problems found" in result.output
+
+
+def test_json_output_is_the_spec_points_and_warnings(tmp_path: Path) -> None:
+    plot = tmp_path / "sched.png"
+    spec = "linear(peak=1e-3, warmup_steps=100, warmup_offset=0, total_steps=500)"
+    result = runner.invoke(app, ["schedule", spec, "--steps", "1000", "--json", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["spec"] == "linear(peak=0.001, total_steps=500, warmup_steps=100, warmup_offset=0)"
+    assert payload["schedule"]["name"] == "linear"
+    assert [w["code"] for w in payload["warnings"]] == ["zero-first-step", "horizon-mismatch"]
+    steps = [p["step"] for p in payload["points"]]
+    assert steps == sorted(steps)
+    assert steps[0] == 0
+    assert steps[-1] == 999
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert payload["plot"] == str(plot)
+
+
+def test_json_spec_is_accepted() -> None:
+    result = runner.invoke(app, ["schedule", '{"name": "constant", "peak": 0.001}', "-n", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["points"][0]["lr"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("cosin(peak=1e-3)", "did you mean 'cosine'"),
+        ("cosine(peak=-1, warmup_steps=2)", "peak must be a finite number > 0, got -1"),
+        ("cosine(peak=1e-3, warmup_steps=20000)", "warmup_steps must be an integer in [0, 10000], got 20000"),
+    ],
+)
+def test_bad_specs_exit_2_with_the_message_and_no_traceback(spec: str, message: str) -> None:
+    result = runner.invoke(app, ["schedule", spec])
+    assert result.exit_code == 2
+    assert message in " ".join(result.stderr.split())
+    assert "Traceback" not in result.output
+
+
+def test_version_and_help_through_the_console_script() -> None:
+    script = shutil.which("lrpilot")
+    if script is None:
+        pytest.skip("lrpilot is not installed as a console script in this environment")
+    version = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("lrpilot ")
+    usage = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
+    assert "schedule" in usage.stdout
