@@ -7,6 +7,7 @@
 """
 
 from lrpilot.schedules._base import Schedule, registry
+from lrpilot.schedules._guarded import Guarded
 from lrpilot.schedules._lint import LintWarning, lint
 from lrpilot.schedules._primitives import SHAPES, Anneal, Join, Rewarmup
 from lrpilot.schedules._recipes import (
@@ -35,6 +36,7 @@ __all__ = [
     "CosineRestarts",
     "Cyclic",
     "Exponential",
+    "Guarded",
     "InverseSqrt",
     "InverseTime",
     "Join",

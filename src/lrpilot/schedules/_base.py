@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from lrpilot._validate import suggest_name
 
-__all__ = ["SCALAR", "Schedule", "registry"]
+__all__ = ["SCALAR", "Schedule", "floor_div", "registry"]
 
 _REGISTRY: dict[str, type[Schedule]] = {}
 
@@ -62,6 +62,18 @@ class _ScalarMath:
 
 SCALAR = _ScalarMath()
 """The namespace `Schedule.__call__` evaluates formulas with."""
+
+
+def floor_div(t: Any, d: float, xp: Any) -> Any:
+    """``floor(t / d)``, exact at multiples of `d` in every namespace.
+
+    Under ``jax.jit`` XLA rewrites ``t / 49`` as ``t * (1/49)``, which is 0.99999… at t = 49, so a
+    plain floor puts a decay step or a restart one step late. One correction either way makes the
+    count agree with the integer counter torch and optax keep.
+    """
+    n = xp.floor(t / d)
+    n = xp.where((n + 1.0) * d <= t, n + 1.0, n)
+    return xp.where(n * d > t, n - 1.0, n)
 
 
 @dataclass(frozen=True, repr=False)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lrpilot import _validate as check
-from lrpilot.schedules._base import SCALAR, Schedule
+from lrpilot.schedules._base import SCALAR, Schedule, floor_div
 from lrpilot.schedules._primitives import SHAPES, Anneal, Join
 
 __all__ = [
@@ -263,9 +263,7 @@ class Exponential(_Floor, name="exponential"):
         self._check_warmup(self.peak)
 
     def _body(self, t: Any, xp: Any) -> Any:
-        e = t / self.every
-        if self.staircase:
-            e = xp.floor(e)
+        e = floor_div(t, self.every, xp) if self.staircase else t / self.every
         return xp.maximum(self.min_lr, self.peak * self.gamma**e)
 
 
@@ -316,7 +314,7 @@ class StepDecay(_Floor, name="step"):
 
     def _body(self, t: Any, xp: Any) -> Any:
         if self.every is not None:
-            count = xp.floor(t / self.every)
+            count = floor_div(t, self.every, xp)
         elif self._at:
             count = xp.searchsorted(xp.asarray(self._at), t, side="right")
         else:
@@ -369,9 +367,7 @@ class InverseTime(_Floor, name="inverse_time"):
         self._check_warmup(self.peak)
 
     def _body(self, t: Any, xp: Any) -> Any:
-        e = t / self.every
-        if self.staircase:
-            e = xp.floor(e)
+        e = floor_div(t, self.every, xp) if self.staircase else t / self.every
         return xp.maximum(self.min_lr, self.peak / (1.0 + self.rate * e))
 
 
@@ -409,7 +405,7 @@ class CosineRestarts(_Floor, name="cosine_restarts"):
     def _body(self, t: Any, xp: Any) -> Any:
         m = self.period_mult
         if m == 1.0:
-            n = xp.floor(t / self.period)
+            n = floor_div(t, self.period, xp)
         else:
             # Closed form for the cycle index, then one exact correction either way so that cycle
             # boundaries land on the same integer steps as torch's incremental counter.
@@ -458,8 +454,8 @@ class Cyclic(Schedule, name="cyclic"):
         up = float(self.up_steps)
         total = up + float(self.down_steps if self.down_steps is not None else up)
         ratio = up / total
-        cycle = xp.floor(1.0 + t / total)
-        x = 1.0 + t / total - cycle
+        cycle = 1.0 + floor_div(t, total, xp)
+        x = (t - (cycle - 1.0) * total) / total
         scale = xp.where(x <= ratio, x / ratio, (x - 1.0) / (ratio - 1.0))
         height = (self.high - self.low) * scale
         if self.mode == "triangular2":
@@ -476,8 +472,10 @@ class OneCycle(Schedule, name="one_cycle"):
 
     ``convention="torch"`` matches torch ``OneCycleLR`` step for step (phases end at
     ``pct_start * total_steps - 1`` and ``total_steps - 1``); ``convention="optax"`` matches optax
-    ``cosine_onecycle_schedule`` / ``linear_onecycle_schedule`` (two-phase). ``three_phase`` (torch)
-    comes back down to the initial LR symmetrically before the final annealing.
+    ``cosine_onecycle_schedule`` (and, with ``anneal="linear"``, the two-phase
+    ``piecewise_interpolate_schedule`` it is built from; optax's ``linear_onecycle_schedule`` is
+    three-phase). ``three_phase`` (torch) comes back down to the initial LR symmetrically before
+    the final annealing.
     """
 
     peak: float
