@@ -1,0 +1,349 @@
+"""`LRPilotScheduler` on real torch optimizers: closed-form LRs, per-group scales, state and resume."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import pickle
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lrpilot.integrations.torch import LRPilotScheduler
+from lrpilot.schedules import (
+    WSD,
+    Constant,
+    Cosine,
+    Cyclic,
+    Join,
+    Linear,
+    OneCycle,
+    Rewarmup,
+    Schedule,
+    StepDecay,
+    to_json,
+)
+from tests.schedules.strategies import any_schedules
+
+SCHEDULES: list[Schedule] = [
+    Cosine(peak=3e-4, total_steps=2000, warmup_steps=100, floor_ratio=0.1),
+    WSD(peak=1e-3, total_steps=2000, warmup_steps=50, decay_fraction=0.2, floor=1e-5),
+    OneCycle(peak=0.1, total_steps=2000, three_phase=True),
+    Cyclic(low=1e-4, high=1e-2, up_steps=150, down_steps=250, mode="triangular2"),
+    StepDecay(peak=0.1, factor=0.5, milestones=(0.3, 0.6, 0.9), total_steps=2000, warmup_steps=20),
+    Join((Constant(peak=1e-3, warmup_steps=30), Linear(peak=1e-3, total_steps=500)), boundaries=(1200,)),
+    Rewarmup(base=Cosine(peak=1e-3, total_steps=2000), at=800, steps=50),
+]
+
+
+def optimizer(groups: int = 1, lr: float = 1.0) -> torch.optim.Optimizer:
+    """SGD over `groups` param groups of float64 params (the LRs are Python floats either way)."""
+    params = [{"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))]} for _ in range(groups)]
+    return torch.optim.SGD(params, lr=lr)
+
+
+def run(scheduler: LRPilotScheduler, steps: int) -> list[list[float]]:
+    """The LRs the optimizer holds for each of `steps` updates (read before the update)."""
+    out = []
+    for _ in range(steps):
+        out.append([g["lr"] for g in scheduler.optimizer.param_groups])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return out
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: s.name)
+def test_every_step_is_the_pure_function_bit_for_bit(schedule: Schedule) -> None:
+    scheduler = LRPilotScheduler(optimizer(), schedule)
+    lrs = run(scheduler, 2000)
+    assert [row[0] for row in lrs] == [schedule(t) for t in range(2000)]
+    assert scheduler.last_epoch == 2000
+    assert scheduler.get_last_lr() == [schedule(2000)]
+
+
+def test_the_groups_hold_step_0_as_soon_as_it_is_built() -> None:
+    schedule = Cosine(peak=1e-3, total_steps=100, warmup_steps=10)
+    opt = optimizer(2)
+    scheduler = LRPilotScheduler(opt, schedule)
+    assert [g["lr"] for g in opt.param_groups] == [schedule(0), schedule(0)]
+    assert scheduler.get_last_lr() == [schedule(0), schedule(0)]
+    assert scheduler.get_lr() == [schedule(0), schedule(0)]
+    assert scheduler.last_epoch == 0
+
+
+def test_it_is_a_torch_lr_scheduler_with_torch_attributes() -> None:
+    opt = optimizer(lr=0.5)
+    scheduler = LRPilotScheduler(opt, Constant(peak=1e-3))
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
+    assert scheduler.optimizer is opt
+    assert scheduler.base_lrs == [0.5]  # what the group held before the schedule took over
+
+
+def test_outside_edits_of_the_lr_do_not_compound() -> None:
+    schedule = Cosine(peak=1e-3, total_steps=200, warmup_steps=20)
+    opt = optimizer()
+    scheduler = LRPilotScheduler(opt, schedule)
+    for t in range(1, 100):
+        opt.param_groups[0]["lr"] *= 10.0  # e.g. a callback that scales the LR for one step
+        scheduler.step()
+        assert opt.param_groups[0]["lr"] == schedule(t)
+
+
+def test_torch_recursive_schedulers_do_compound_outside_edits() -> None:
+    """The contrast: torch's CosineAnnealingLR reads group["lr"] back, so one edit shifts every later LR."""
+    opt = optimizer(lr=1e-3)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=200)
+    opt.step()
+    cosine.step()
+    opt.param_groups[0]["lr"] *= 10.0
+    for _ in range(10):
+        opt.step()
+        cosine.step()
+    assert opt.param_groups[0]["lr"] > 5 * Cosine(peak=1e-3, total_steps=200)(11)
+
+
+def test_per_group_scales_multiply_the_schedule() -> None:
+    schedule = Cosine(peak=2e-4, total_steps=300, warmup_steps=30)
+    scales = [1.0, 16.0, 0.5]  # e.g. LoRA+ (B at 16× A) and a frozen-ish embedding group
+    scheduler = LRPilotScheduler(optimizer(3), schedule, scales=scales)
+    for t, row in enumerate(run(scheduler, 300)):
+        assert row == [schedule(t) * s for s in scales]
+    assert scheduler.scales == (1.0, 16.0, 0.5)
+
+
+def test_one_schedule_per_group() -> None:
+    a = Cosine(peak=1e-3, total_steps=300, warmup_steps=30)
+    b = Linear(peak=5e-4, total_steps=300)
+    scheduler = LRPilotScheduler(optimizer(2), [a, b], scales=[1.0, 2.0])
+    for t, row in enumerate(run(scheduler, 300)):
+        assert row == [a(t), b(t) * 2.0]
+    assert scheduler.schedule == (a, b)
+    assert scheduler.state_dict()["schedule"] == [a.to_dict(), b.to_dict()]
+
+
+def test_tensor_lrs_stay_tensors() -> None:
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.01), foreach=False)
+    schedule = Linear(peak=1e-2, total_steps=10)
+    scheduler = LRPilotScheduler(opt, schedule)
+    lr = opt.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor)
+    model(torch.ones(2)).sum().backward()
+    opt.step()
+    scheduler.step()
+    assert opt.param_groups[0]["lr"] is lr  # filled in place, as torch does for tensor LRs
+    assert float(lr) == pytest.approx(schedule(1), rel=1e-6)  # float32 storage
+
+
+def test_step_with_an_explicit_step_jumps_there_exactly() -> None:
+    schedule = OneCycle(peak=0.1, total_steps=1000)
+    scheduler = LRPilotScheduler(optimizer(), schedule)
+    scheduler.step(700)
+    assert scheduler.get_last_lr() == [schedule(700)]
+    scheduler.step()
+    assert scheduler.get_last_lr() == [schedule(701)]
+    assert scheduler.lrs_at(5) == [schedule(5)]
+
+
+def test_start_step_resumes_from_a_global_step_alone() -> None:
+    schedule = Cosine(peak=1e-3, total_steps=500, warmup_steps=50)
+    scheduler = LRPilotScheduler(optimizer(), schedule, start_step=321)
+    assert [row[0] for row in run(scheduler, 100)] == [schedule(t) for t in range(321, 421)]
+
+
+def test_it_pickles_with_its_optimizer() -> None:
+    schedule = Cosine(peak=1e-3, total_steps=500, warmup_steps=50)
+    scheduler = LRPilotScheduler(optimizer(), schedule)
+    run(scheduler, 7)
+    clone = pickle.loads(pickle.dumps(scheduler))
+    assert clone.last_epoch == 7
+    assert clone.schedule == schedule
+    assert [row[0] for row in run(clone, 5)] == [schedule(t) for t in range(7, 12)]
+    assert "step=7" in repr(scheduler)
+
+
+def test_state_dict_is_plain_and_loads_with_weights_only() -> None:
+    schedule = WSD(peak=1e-3, total_steps=1000, warmup_steps=10, floor_ratio=0.1)
+    scheduler = LRPilotScheduler(optimizer(2), schedule, scales=[1.0, 4.0])
+    run(scheduler, 42)
+    state = scheduler.state_dict()
+    assert state == {"step": 42, "schedule": schedule.to_dict(), "scales": [1.0, 4.0]}
+    json.dumps(state)  # nothing but JSON types
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    assert torch.load(buffer, weights_only=True) == state
+
+
+def test_load_state_dict_restores_the_step_and_the_lrs_at_once() -> None:
+    schedule = Cosine(peak=1e-3, total_steps=1000, warmup_steps=100)
+    source = LRPilotScheduler(optimizer(), schedule)
+    run(source, 250)
+    opt = optimizer()
+    target = LRPilotScheduler(opt, schedule)
+    target.load_state_dict(source.state_dict())
+    assert target.last_epoch == 250
+    assert opt.param_groups[0]["lr"] == schedule(250)  # before any step()
+    assert run(target, 300) == run(source, 300)
+
+
+def test_loading_a_checkpoint_of_another_schedule_warns_with_both_specs() -> None:
+    """OneTrainer #1604: a schedule rebuilt with another length after resuming made the LR rise."""
+    saved = Cosine(peak=1e-3, total_steps=1000, warmup_steps=100)
+    rebuilt = Cosine(peak=1e-3, total_steps=2000, warmup_steps=100)
+    source = LRPilotScheduler(optimizer(), saved)
+    run(source, 500)
+    target = LRPilotScheduler(optimizer(), rebuilt)
+    with pytest.warns(UserWarning, match="saved with schedule") as caught:
+        target.load_state_dict(source.state_dict())
+    message = str(caught[0].message)
+    assert "total_steps=1000" in message
+    assert "total_steps=2000" in message
+    assert target.get_last_lr() == [rebuilt(500)]  # this object's schedule is kept
+
+
+def test_loading_other_scales_warns() -> None:
+    source = LRPilotScheduler(optimizer(2), Constant(peak=1e-3), scales=[1.0, 2.0])
+    target = LRPilotScheduler(optimizer(2), Constant(peak=1e-3), scales=[1.0, 3.0])
+    with pytest.warns(UserWarning, match=r"scales \[1.0, 2.0\]"):
+        target.load_state_dict(source.state_dict())
+
+
+def test_loading_a_torch_scheduler_state_is_a_clear_error() -> None:
+    opt = optimizer()
+    lambda_state = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0).state_dict()
+    scheduler = LRPilotScheduler(optimizer(), Constant(peak=1e-3))
+    with pytest.raises(ValueError, match="'step' key"):
+        scheduler.load_state_dict(lambda_state)
+
+
+@settings(max_examples=40, deadline=None)
+@given(schedule=any_schedules(), stop=st.integers(0, 300), scale=st.floats(0.01, 100.0))
+def test_resuming_from_any_step_gives_the_same_lrs_as_never_stopping(
+    schedule: Schedule, stop: int, scale: float
+) -> None:
+    straight = LRPilotScheduler(optimizer(2), schedule, scales=[1.0, scale])
+    expected = run(straight, stop + 50)[stop:]
+    first = LRPilotScheduler(optimizer(2), schedule, scales=[1.0, scale])
+    run(first, stop)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = LRPilotScheduler(optimizer(2), schedule, scales=[1.0, scale])
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert run(resumed, 50) == expected
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from lrpilot.integrations.torch import LRPilotScheduler
+    from lrpilot.schedules import from_json
+
+    jobs = json.loads(sys.stdin.read())
+    out = []
+    for job in jobs:
+        params = [{"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))]} for _ in job["scales"]]
+        opt = torch.optim.SGD(params, lr=1.0)
+        scheduler = LRPilotScheduler(opt, from_json(job["schedule"]), scales=job["scales"])
+        scheduler.load_state_dict(torch.load(job["state"], weights_only=True))
+        lrs = []
+        for _ in range(job["remaining"]):
+            lrs.append([g["lr"].hex() for g in opt.param_groups])
+            opt.step()
+            scheduler.step()
+        out.append(lrs)
+    print(json.dumps(out))
+    """
+)
+
+
+def test_resume_in_a_fresh_process_is_bit_identical(tmp_path: Path) -> None:
+    """Stop at a random (seeded) step, torch.save the state, resume in a new Python process."""
+    rng = random.Random(1604)
+    total = 2000
+    jobs, expected = [], []
+    for i, schedule in enumerate(SCHEDULES):
+        stop = rng.randrange(1, total)
+        scales = [1.0, rng.choice([0.1, 2.0, 16.0])]
+        full = run(LRPilotScheduler(optimizer(2), schedule, scales=scales), total)
+        first = LRPilotScheduler(optimizer(2), schedule, scales=scales)
+        run(first, stop)
+        path = tmp_path / f"scheduler-{i}.pt"
+        torch.save(first.state_dict(), path)
+        jobs.append({"schedule": to_json(schedule), "scales": scales, "state": str(path), "remaining": total - stop})
+        expected.append([[lr.hex() for lr in row] for row in full[stop:]])
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD], input=json.dumps(jobs), capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(child.stdout) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scales": [1.0]}, r"one number per param group \(2\), got 1"),
+        ({"scales": [1.0, 0.0]}, r"scales\[1\] must be a finite number > 0, got 0.0"),
+        ({"scales": [1.0, -2.0]}, r"scales\[1\] must be a finite number > 0"),
+        ({"scales": [1.0, math.nan]}, r"scales\[1\] must be a finite number > 0"),
+        ({"scales": [math.inf, 1.0]}, r"scales\[0\] must be a finite number > 0"),
+        ({"scales": 2.0}, "scales must be a list of 2 numbers"),
+        ({"start_step": -1}, r"start_step must be an integer in \[0, ∞\], got -1"),
+        ({"start_step": 1.5}, r"start_step must be an integer"),
+    ],
+)
+def test_bad_arguments_name_the_parameter_the_value_and_the_range(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LRPilotScheduler(optimizer(2), Constant(peak=1e-3), **kwargs)
+
+
+def test_bad_schedules_and_optimizers() -> None:
+    with pytest.raises(ValueError, match=r"one schedule per param group \(2\), got 1"):
+        LRPilotScheduler(optimizer(2), [Constant(peak=1e-3)])
+    with pytest.raises(TypeError, match=r"lrpilot\.parse"):
+        LRPilotScheduler(optimizer(), "cosine(peak=1e-3, total_steps=10)")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="list of them"):
+        LRPilotScheduler(optimizer(), [lambda step: 1.0])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"torch\.optim\.Optimizer"):
+        LRPilotScheduler([torch.nn.Parameter(torch.zeros(1))], Constant(peak=1e-3))  # type: ignore[arg-type]
+    scheduler = LRPilotScheduler(optimizer(), Constant(peak=1e-3))
+    with pytest.raises(ValueError, match="epoch must be an integer"):
+        scheduler.step(-3)
+
+
+def test_a_group_added_later_is_an_error_not_a_silent_skip() -> None:
+    opt = optimizer()
+    scheduler = LRPilotScheduler(opt, Constant(peak=1e-3))
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})
+    with pytest.raises(ValueError, match="2 param groups but this scheduler was built for 1"):
+        scheduler.step()
+
+
+def test_groups_with_different_lrs_and_no_scales_warn() -> None:
+    opt = torch.optim.SGD(
+        [
+            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-3},
+            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-4},
+        ]
+    )
+    with pytest.warns(UserWarning, match="different LRs"):
+        LRPilotScheduler(opt, Constant(peak=1e-3))
+
+
+def test_without_torch_the_import_error_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None; import lrpilot.integrations.torch"  # as if torch were not installed
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert child.returncode != 0
+    assert "pip install 'lrpilot[torch]'" in child.stderr
