@@ -1,0 +1,97 @@
+"""What a built-in task is: a model, an endless stream of training batches, a loss and a fixed
+validation set, all determined by a seed, plus the fixed `Recipe` to train them with."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeAlias
+
+import torch
+from torch import nn
+
+from lrpilot.tasks._recipe import Recipe
+
+__all__ = ["Batch", "Metrics", "Task"]
+
+Batch: TypeAlias = Any
+"""One training batch: ``(inputs, targets)`` tensors, or a dict of tensors for the Hugging Face tasks."""
+
+
+class Metrics(NamedTuple):
+    """Validation metrics: mean loss per example (or per token), and accuracy where it applies."""
+
+    loss: float
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class Task(ABC):
+    """A built-in benchmark task.
+
+    Everything a run depends on besides the peak LR is fixed here or derived from the seed: the
+    model's initial weights (`build_model`), the order of training batches (`batches`) and any
+    dropout (seeded by `lrpilot.tasks.train`). The validation set is the same for every seed.
+    """
+
+    name: str
+    description: str
+    recipe: Recipe
+
+    @abstractmethod
+    def build_model(self, seed: int) -> nn.Module:
+        """A fresh model in training mode, its initial weights fixed by `seed`.
+
+        The caller's random state is left untouched (weights are drawn under `torch.random.fork_rng`).
+        """
+
+    @abstractmethod
+    def batches(self, seed: int) -> Iterator[Batch]:
+        """An endless iterator of training batches of ``recipe.batch_size`` examples, in an order fixed by `seed`."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The scalar training loss (mean cross-entropy) of `model` on `batch`."""
+
+    @abstractmethod
+    def metrics(self, model: nn.Module) -> Metrics:
+        """Validation loss and accuracy on the fixed held-out set (in eval mode, without gradients).
+
+        The model's training/eval mode is restored afterwards.
+        """
+
+    def evaluate(self, model: nn.Module) -> float:
+        """The mean validation loss on the fixed held-out set: the number a run is scored by."""
+        return self.metrics(model).loss
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch's global generator with `seed` inside the block and restore the caller's state after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients inside the block; the model's previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def epoch_order(n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Index batches over `n` examples, reshuffled every epoch by a generator seeded with `seed`;
+    the last incomplete batch of an epoch is dropped so every step sees `batch_size` examples."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start : start + batch_size]
