@@ -1,0 +1,194 @@
+"""The range test's moving parts, framework-free: the LR ramp, the smoothing and the stop rule.
+
+A runner (``lrpilot.integrations.torch_finder``) asks `ramp_schedule` for the LR of each optimizer
+step and feeds every loss to a `RangeTestMonitor`, which smooths it and says when to stop. The same
+`ema` and `DivergenceRule` run offline over a stored curve and give the same answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from lrpilot import _validate as check
+from lrpilot.finder._record import RAMPS
+from lrpilot.schedules import Anneal
+
+__all__ = ["DivergenceRule", "RangeTestMonitor", "default_beta", "ema", "noise_level", "ramp_schedule"]
+
+
+def ramp_schedule(start_lr: float, end_lr: float, num_steps: int, ramp: str = "exp") -> Anneal:
+    """The range test's LR as an lrpilot schedule: step 0 uses `start_lr`, step ``num_steps - 1``
+    uses `end_lr` exactly, geometric (``"exp"``) or linear in between.
+
+    Both ends are hit exactly (torch-lr-finder's convention ``r = i / (num_steps - 1)``); Lightning's
+    ladder skips its second rung (PR #21931) and fastai's never reaches `end_lr`.
+
+    >>> ramp = ramp_schedule(1e-5, 1e-1, 5)
+    >>> [f"{ramp(i):.0e}" for i in range(5)]
+    ['1e-05', '1e-04', '1e-03', '1e-02', '1e-01']
+    """
+    owner = "ramp_schedule"
+    start = check.positive(owner, "start_lr", start_lr)
+    end = check.positive(owner, "end_lr", end_lr)
+    n = check.step_count(owner, "num_steps", num_steps, 2)
+    check.choice(owner, "ramp", ramp, RAMPS)
+    if start >= end:
+        raise ValueError(f"{owner}: start_lr must be < end_lr, got start_lr={start!r}, end_lr={end!r}")
+    return Anneal(start, end, n - 1, shape="exp" if ramp == "exp" else "linear")
+
+
+def default_beta(num_points: int) -> float:
+    """The EMA coefficient for a curve of `num_points` points: a window of ~10 % of the curve
+    (0.9 for 100 points, 0.99 for 1,000), never below 0.5.
+
+    fastai and Lightning use β = 0.98, a 50-step window, on a 100-step test: half the curve, which
+    drags the smoothed minimum several ramp steps (about half a decade) to the right. A window that
+    is a fixed fraction of the curve covers the same span of log-LR whatever the step count, so the
+    answer does not swing with `num_steps` (torch-lr-finder #68: 100 vs 1,000 steps gave 36×).
+    """
+    n = check.step_count("default_beta", "num_points", num_points, 1)
+    return min(0.99, max(0.5, 1.0 - 10.0 / n))
+
+
+def ema(losses: Sequence[float] | npt.ArrayLike, beta: float = 0.9) -> npt.NDArray[np.float64]:
+    """Bias-corrected exponential moving average (Adam's correction, fastai's ``AvgSmoothLoss``):
+    ``m_t = β m_{t-1} + (1 - β) x_t``, reported as ``m_t / (1 - β^(t+1))``.
+
+    Without the correction (torch-lr-finder) the first points are pulled towards 0, or towards the
+    first loss when the average is seeded with it, which fakes a fall at the start of the curve.
+    Once a loss is non-finite every later smoothed value is NaN: a curve does not recover from it.
+
+    >>> [round(float(v), 6) for v in ema([2.0, 2.0, 2.0], beta=0.9)]
+    [2.0, 2.0, 2.0]
+    """
+    beta = check.in_range("ema", "beta", beta, 0.0, 1.0, high_open=True)
+    x = np.asarray(losses, dtype=np.float64).reshape(-1)
+    out = np.empty_like(x)
+    m = 0.0
+    broken = False
+    for t, value in enumerate(x):
+        broken = broken or not math.isfinite(value)
+        if broken:
+            out[t] = math.nan
+            continue
+        m = beta * m + (1.0 - beta) * value
+        out[t] = m / (1.0 - beta ** (t + 1))
+    return out
+
+
+@dataclass(frozen=True)
+class DivergenceRule:
+    """When a range test has gone past the usable LRs.
+
+    Non-finite losses stop the test at once (checked first: ``loss > 4 * best`` is False for NaN,
+    so torch-lr-finder's rule never stops on it). Otherwise the test stops when the smoothed loss
+    has risen above the best smoothed loss by `rise` times the *drop* so far (first smoothed value
+    minus best), i.e. it has given back that fraction of what it learnt. A curve that has not
+    fallen much uses `noise_mult` times the raw loss's noise as its drop, so only a clear rise
+    stops it. The noise (`noise_level`) is the larger of the whole curve's and the last
+    `noise_window` points': it changes along the test (a pretrained classifier's loss is nearly
+    constant at tiny LRs and varies from batch to batch once it learns), and a level taken from
+    the quiet start would let one hard batch stop the test.
+
+    A rise of `rel_floor` of the loss's magnitude is always tolerated: validation losses on fixed
+    batches have almost no noise, and a flat start that wobbles by 0.1 % is not a divergence.
+
+    The rule compares differences, not ratios: adding a constant to the loss changes nothing as
+    long as the drop exceeds that floor, so it works for negative losses (log-likelihoods, ELBOs),
+    where ``loss > 4 * best`` stops at once (fastai #962), and for losses near zero, where
+    ``4 * best`` is no margin at all.
+
+    Attributes:
+        rise: fraction of the drop the loss must give back (default 0.5).
+        noise_mult: the smallest drop, in units of the raw loss's noise (default 20: with
+            ``rise = 0.5`` a flat curve must climb 10 noise levels above its lowest smoothed point,
+            which noise does not do, even early on, when the average is still a mean of a few
+            points and the noise estimate is rough).
+        min_points: no stop before this many points: the noise estimate needs a few (10 points
+            of a 100-step test from 1e-7 end below 1e-6).
+        noise_window: the recent points the noise is measured on.
+        rel_floor: the smallest drop, relative to ``max(|first|, |best|)`` (default 1 %).
+    """
+
+    rise: float = 0.5
+    noise_mult: float = 20.0
+    min_points: int = 10
+    noise_window: int = 20
+    rel_floor: float = 0.01
+
+    def __post_init__(self) -> None:
+        check.positive("DivergenceRule", "rise", self.rise)
+        check.non_negative("DivergenceRule", "noise_mult", self.noise_mult)
+        check.step_count("DivergenceRule", "min_points", self.min_points, 1)
+        check.step_count("DivergenceRule", "noise_window", self.noise_window, 3)
+        check.non_negative("DivergenceRule", "rel_floor", self.rel_floor)
+
+    def threshold(self, first: float, best: float, noise: float = 0.0) -> float:
+        """The smoothed loss above which the test stops, given the first and the best smoothed
+        loss and the raw loss's noise."""
+        magnitude = max(abs(first), abs(best))
+        drop = max(first - best, self.noise_mult * noise, self.rel_floor * magnitude, 1e-12 * max(1.0, magnitude))
+        return best + self.rise * drop
+
+    def first_stop(self, losses: Sequence[float] | npt.ArrayLike, beta: float = 0.9) -> int | None:
+        """The index at which a test seeing the raw `losses` (smoothed with `beta`) stops, or None
+        if it runs to the end."""
+        monitor = RangeTestMonitor(beta=beta, rule=self)
+        for i, value in enumerate(np.asarray(losses, dtype=np.float64).reshape(-1)):
+            if monitor.update(float(value)) is not None:
+                return i
+        return None
+
+
+def noise_level(losses: Sequence[float] | npt.ArrayLike) -> float:
+    """A robust standard deviation of a curve's point-to-point noise: ``1.4826 · MAD / √6`` of the
+    second differences (which cancel a locally linear trend, so a steadily falling curve does not
+    read as noisy; the median ignores the kinks and the blow-up while they are under half)."""
+    d = np.diff(np.asarray(losses, dtype=np.float64), n=2)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(6.0))
+
+
+@dataclass
+class RangeTestMonitor:
+    """Online smoothing and stop decision for a runner: ``update(loss)`` per point, in order.
+
+    Returns None to go on, or the stop reason (``"non-finite"`` or ``"diverged"``). `smoothed`
+    holds the bias-corrected EMA so far, identical to ``ema(losses, beta)`` offline.
+    """
+
+    beta: float = 0.9
+    rule: DivergenceRule = field(default_factory=DivergenceRule)
+    losses: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)
+    _m: float = field(default=0.0, init=False, repr=False)
+    _best: float = field(default=math.inf, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check.in_range("RangeTestMonitor", "beta", self.beta, 0.0, 1.0, high_open=True)
+
+    def update(self, loss: float) -> str | None:
+        """Record one raw loss; the stop reason, or None."""
+        loss = float(loss)
+        self.losses.append(loss)
+        previous = self.smoothed[-1] if self.smoothed else 0.0
+        if not math.isfinite(loss) or not math.isfinite(previous):
+            self.smoothed.append(math.nan)
+            return "non-finite"
+        self._m = self.beta * self._m + (1.0 - self.beta) * loss
+        value = self._m / (1.0 - self.beta ** len(self.losses))
+        self.smoothed.append(value)
+        self._best = min(self._best, value)
+        if len(self.smoothed) < self.rule.min_points:
+            return None
+        noise = max(noise_level(self.losses), noise_level(self.losses[-self.rule.noise_window :]))
+        if value > self.rule.threshold(self.smoothed[0], self._best, noise):
+            return "diverged"
+        return None

@@ -1,0 +1,39 @@
+"""Errors a range test raises. The user's state is always restored before they propagate.
+
+::
+
+    RuntimeError
+     └── RangeTestError            the test could not produce a curve (e.g. the first loss is NaN)
+    KeyboardInterrupt
+     └── RangeTestInterrupted      Ctrl-C during the test; ``.record`` holds the partial curve
+    UserWarning
+     └── RangeTestWarning          a curve to read with care (a fall no bigger than the noise)
+"""
+
+from __future__ import annotations
+
+from lrpilot.finder._record import RangeTestRecord
+
+__all__ = ["RangeTestError", "RangeTestInterrupted", "RangeTestWarning"]
+
+
+class RangeTestError(RuntimeError):
+    """The range test could not produce a usable curve, or the curve has no answer in it; the
+    message says why and what to change, and `records` holds the curves collected (if any)."""
+
+    def __init__(self, message: str, records: tuple[RangeTestRecord, ...] = ()) -> None:
+        super().__init__(message)
+        self.records = records
+
+
+class RangeTestInterrupted(KeyboardInterrupt):
+    """The user interrupted the test. It is a KeyboardInterrupt, so a script still stops; a notebook
+    can catch it and read the partial curve from `record` (``stop_reason == "interrupted"``)."""
+
+    def __init__(self, record: RangeTestRecord) -> None:
+        super().__init__(f"range test interrupted after {record.steps} of {record.num_steps} steps; state restored")
+        self.record = record
+
+
+class RangeTestWarning(UserWarning):
+    """The curve can be read, but not with confidence (see the message)."""

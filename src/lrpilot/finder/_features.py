@@ -1,0 +1,150 @@
+"""Reading a range-test curve: a zero-phase, spike-robust smoothing in log-LR and the landmarks on
+it (minimum, steepest fall, the edge of stability) that lrpilot's rule and band are built from."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lrpilot.finder._curve import noise_level
+from lrpilot.finder._suggestion import as_curve
+
+__all__ = ["CurveFeatures", "curve_features", "smooth_curve"]
+
+Array = npt.NDArray[np.float64]
+
+
+def _running_median(y: Array, k: int) -> Array:
+    """Median over a centred window of `k` points (shrunk at the ends): removes single-step spikes
+    without moving the curve's shape, which an average would smear over the window."""
+    h = k // 2
+    n = len(y)
+    if n <= k:
+        return np.array([np.median(y[max(0, i - h) : i + h + 1]) for i in range(n)])
+    windows = np.lib.stride_tricks.sliding_window_view(y, k)
+    out = np.empty(n)
+    out[h : n - h] = np.median(windows, axis=1)
+    for i in (*range(h), *range(n - h, n)):
+        out[i] = np.median(y[max(0, i - h) : i + h + 1])
+    return out
+
+
+def smooth_curve(
+    lrs: Sequence[float] | npt.ArrayLike, losses: Sequence[float] | npt.ArrayLike, bandwidth: float = 0.2
+) -> Array:
+    """A zero-phase smoothing of a (finite) range-test curve: a running median of 5 points, then a
+    Gaussian-weighted local-linear fit in log10(LR) with `bandwidth` decades.
+
+    The causal EMA a runner watches lags by its window (β = 0.98 lags ~50 steps, half a 100-step
+    test), which moves every landmark to higher LRs; a centred smoother does not. Working in log-LR
+    makes the smoothing the same for exponential and linear ramps.
+    """
+    x, y = as_curve(lrs, losses, "smooth_curve")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("smooth_curve: losses must be finite (cut the curve at its first non-finite point)")
+    u = np.log10(x)
+    med = _running_median(y, 5) if len(y) >= 5 else y
+    d = u[None, :] - u[:, None]  # row i: distances from point i
+    w = np.exp(-0.5 * (d / bandwidth) ** 2)
+    sw, swd, swdd = w.sum(1), (w * d).sum(1), (w * d * d).sum(1)
+    swy, swdy = w @ med, (w * d) @ med
+    det = sw * swdd - swd * swd
+    local_linear = (swdd * swy - swd * swdy) / np.where(det > 0, det, 1.0)
+    out: Array = np.where(det > 1e-12 * sw * sw, local_linear, swy / sw)
+    return out
+
+
+@dataclass(frozen=True)
+class CurveFeatures:
+    """Landmarks of a range-test curve (indices into the input curve).
+
+    Attributes:
+        lrs, smoothed: the finite prefix of the curve and its zero-phase smoothing.
+        usable: points before the first non-finite loss.
+        i_min, lr_min, loss_min: the smoothed minimum.
+        loss_start: the highest smoothed loss before the minimum (the reference for "drop").
+        drop: ``loss_start - loss_min`` (≥ 0): how much the test learnt.
+        i_steep, lr_steep: the steepest fall of the smoothed loss per decade of LR before the minimum.
+        i_stable, lr_stable: the edge of stability: the last LR, after the minimum, whose smoothed
+            loss is within ``stable_rise × drop`` of the minimum (the whole curve if it never rises).
+        rises: whether the curve rises past that edge within the test (else the range ended first).
+        noise: the raw losses' point-to-point noise (`lrpilot.finder.noise_level`).
+        drop_sigma: ``drop / noise``: how clearly the loss fell (pure noise gives about 1, rarely
+            above 3; the real curves lrpilot was calibrated on give 4 to 180).
+    """
+
+    lrs: tuple[float, ...]
+    smoothed: tuple[float, ...]
+    usable: int
+    i_min: int
+    lr_min: float
+    loss_min: float
+    loss_start: float
+    drop: float
+    i_steep: int
+    lr_steep: float
+    i_stable: int
+    lr_stable: float
+    rises: bool
+    noise: float
+    drop_sigma: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def curve_features(
+    lrs: Sequence[float] | npt.ArrayLike,
+    losses: Sequence[float] | npt.ArrayLike,
+    *,
+    bandwidth: float = 0.2,
+    stable_rise: float = 0.1,
+) -> CurveFeatures:
+    """The landmarks of the curve ``(lrs, losses)``; see `CurveFeatures`.
+
+    Raises ValueError when fewer than 5 points precede the first non-finite loss.
+    """
+    x, y = as_curve(lrs, losses, "curve_features")
+    bad = np.flatnonzero(~np.isfinite(y))
+    usable = int(bad[0]) if bad.size else len(y)
+    if usable < 5:
+        raise ValueError(f"curve_features: needs at least 5 finite points before the first NaN/Inf, got {usable}")
+    x, y = x[:usable], y[:usable]
+    s = smooth_curve(x, y, bandwidth)
+    i_min = int(np.argmin(s))
+    loss_start = float(np.max(s[: i_min + 1]))
+    drop = loss_start - float(s[i_min])
+    u = np.log10(x)
+    if i_min >= 2:
+        slope = np.gradient(s[: i_min + 1], u[: i_min + 1])
+        i_steep = int(np.argmin(slope))
+    else:
+        i_steep = i_min
+    limit = float(s[i_min]) + stable_rise * max(drop, 1e-12 * max(1.0, abs(float(s[i_min]))))
+    above = np.flatnonzero(s[i_min:] > limit)
+    rises = bool(above.size)
+    i_stable = i_min + int(above[0]) - 1 if rises else usable - 1
+    noise = noise_level(y)
+    return CurveFeatures(
+        lrs=tuple(float(v) for v in x),
+        smoothed=tuple(float(v) for v in s),
+        usable=usable,
+        i_min=i_min,
+        lr_min=float(x[i_min]),
+        loss_min=float(s[i_min]),
+        loss_start=loss_start,
+        drop=drop,
+        i_steep=i_steep,
+        lr_steep=float(x[i_steep]),
+        i_stable=i_stable,
+        lr_stable=float(x[i_stable]),
+        rises=rises,
+        noise=noise,
+        drop_sigma=drop / noise if noise > 0 else math.inf,
+    )

@@ -1,0 +1,152 @@
+"""Ramps, bias-corrected smoothing and the sign-safe divergence rule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lrpilot.finder import DivergenceRule, RangeTestMonitor, default_beta, ema, noise_level, ramp_schedule
+from lrpilot.schedules import Anneal
+
+
+def test_exponential_ramp_hits_both_ends_and_is_geometric() -> None:
+    ramp = ramp_schedule(1e-7, 10.0, 100)
+    assert isinstance(ramp, Anneal)  # an lrpilot schedule, serialisable like any other
+    lrs = ramp.values(np.arange(100))
+    assert lrs[0] == 1e-7
+    assert lrs[-1] == pytest.approx(10.0, rel=1e-12)
+    assert np.allclose(lrs[1:] / lrs[:-1], 10 ** (8 / 99))
+
+
+def test_linear_ramp() -> None:
+    lrs = ramp_schedule(0.01, 1.0, 5, "linear").values(np.arange(5))
+    assert np.allclose(lrs, [0.01, 0.2575, 0.505, 0.7525, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((1e-3, 1e-3, 10), "start_lr must be < end_lr"),
+        ((1.0, 0.1, 10), "start_lr must be < end_lr"),
+        ((0.0, 1.0, 10), "start_lr must be a finite number > 0"),
+        ((1e-3, 1.0, 1), "num_steps must be an integer in"),
+    ],
+)
+def test_bad_ramps(args: tuple[float, float, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ramp_schedule(*args)
+
+
+def test_bias_correction_makes_a_constant_curve_constant() -> None:
+    """An uncorrected average starting from 0 reads 0.3, 0.57, 0.81, ... for a constant 3 (a
+    rise out of nowhere); the corrected one reads 3 from the first point."""
+    assert np.allclose(ema([3.0] * 20, beta=0.9), 3.0)
+    uncorrected = ema([3.0] * 20, beta=0.9) * (1 - 0.9 ** np.arange(1, 21))
+    assert uncorrected[:3] == pytest.approx([0.3, 0.57, 0.813])
+
+
+def test_ema_closed_form() -> None:
+    x = np.array([4.0, 2.0, 1.0])
+    b = 0.5
+    expected = [4.0, (0.5 * 0.5 * 4 + 0.5 * 2) / 0.75, (0.125 * 4 + 0.25 * 2 + 0.5 * 1) / 0.875]
+    assert np.allclose(ema(x, b), expected)
+
+
+def test_ema_stays_nan_after_a_non_finite_loss() -> None:
+    out = ema([1.0, 2.0, math.inf, 1.0], 0.9)
+    assert np.isfinite(out[:2]).all()
+    assert np.isnan(out[2:]).all()
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=60), st.floats(0.0, 0.99))
+def test_online_monitor_matches_offline_ema(losses: list[float], beta: float) -> None:
+    monitor = RangeTestMonitor(beta=beta, rule=DivergenceRule(min_points=10**6))
+    for x in losses:
+        monitor.update(x)
+    assert np.array_equal(np.asarray(monitor.smoothed), ema(losses, beta), equal_nan=True)
+
+
+def test_default_beta_is_a_window_of_a_tenth_of_the_curve() -> None:
+    assert default_beta(100) == pytest.approx(0.9)
+    assert default_beta(1000) == pytest.approx(0.99)
+    assert default_beta(10) == 0.5
+
+
+def _stop(losses: list[float], rule: DivergenceRule | None = None, beta: float = 0.0) -> tuple[int | None, str | None]:
+    monitor = RangeTestMonitor(beta=beta, rule=rule or DivergenceRule())
+    for i, x in enumerate(losses):
+        reason = monitor.update(x)
+        if reason is not None:
+            return i, reason
+    return None, None
+
+
+def test_non_finite_stops_at_once_even_where_ratio_rules_never_would() -> None:
+    assert _stop([2.0, 1.5, 1.0, math.nan, 1.0]) == (3, "non-finite")
+    assert _stop([2.0, 1.5, -math.inf]) == (2, "non-finite")
+
+
+# Flat, then a linear fall of 1.5, then a rise of 0.1 per point: noise-free, so the drop decides.
+CURVE = [2.0] * 4 + [2.0 - 0.15 * k for k in range(1, 11)] + [0.5 + 0.1 * k for k in range(1, 12)]
+STOP = 4 + 10 + 8 - 1  # the first point above 0.5 + 0.5 · 1.5 = 1.25 is 0.5 + 0.8
+
+
+def test_rise_is_measured_against_the_drop() -> None:
+    assert _stop(CURVE) == (STOP, "diverged")
+
+
+@pytest.mark.parametrize("shift", [0.0, -10.0, -100.0, 50.0])
+def test_divergence_is_shift_invariant_and_works_for_negative_losses(shift: float) -> None:
+    """fastai's ``smooth > 4 * best`` stops at once on a negative loss (fastai #962); the drop-based
+    rule stops at the same point whatever constant is added to the loss (while the drop, 1.5, is
+    above 1 % of the loss's magnitude)."""
+    assert _stop([x + shift for x in CURVE]) == (STOP, "diverged")
+
+
+def test_a_curve_that_has_not_fallen_needs_a_clear_rise() -> None:
+    rng = np.random.default_rng(0)
+    flat = list(1.0 + 0.01 * rng.standard_normal(200))
+    assert noise_level(flat) == pytest.approx(0.01, rel=0.25)
+    for seed in range(100):
+        noisy = list(1.0 + 0.01 * np.random.default_rng(seed).standard_normal(300))
+        assert _stop(noisy, beta=0.9) == (None, None)
+    step_up = [*flat, *(1.0 + 0.01 * rng.standard_normal(30) + 0.15)]  # a rise of 15 noise levels
+    stop, reason = _stop(step_up, beta=0.9)
+    assert reason == "diverged"
+    assert stop is not None
+    assert stop > 200
+    assert _stop([x - 10 for x in step_up], beta=0.9) == (stop, reason)
+
+
+def test_a_deterministic_flat_curve_tolerates_a_wobble() -> None:
+    """Validation losses on fixed batches have no noise: a 0.1 % wobble is not a divergence."""
+    flat = [0.6950] * 15 + [0.6955, 0.6957] + [0.6950] * 5
+    assert _stop(flat) == (None, None)
+    assert _stop([*flat, 0.71])[1] == "diverged"
+
+
+def test_noise_level_ignores_a_linear_trend() -> None:
+    assert noise_level(np.linspace(3.0, 1.0, 50)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_no_stop_before_min_points() -> None:
+    curve = [1.0, 0.9, 0.8, 0.7, 0.6, 2.0, 2.0, 2.0]
+    assert _stop(curve, DivergenceRule(min_points=5)) == (5, "diverged")
+    assert _stop(curve, DivergenceRule(min_points=7)) == (6, "diverged")
+    assert _stop(curve) == (None, None)  # the default waits for 10 points
+
+
+def test_first_stop_offline() -> None:
+    assert DivergenceRule().first_stop(CURVE, beta=0.0) == STOP
+    assert DivergenceRule().first_stop([2.0, 1.8, 1.5]) is None
+
+
+def test_bad_rules() -> None:
+    with pytest.raises(ValueError, match="rise must be a finite number > 0"):
+        DivergenceRule(rise=0.0)
+    with pytest.raises(ValueError, match="beta must be in"):
+        ema([1.0], beta=1.0)

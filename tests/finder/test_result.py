@@ -1,0 +1,161 @@
+"""analyze, the probe logic, recipe_schedule and FinderResult."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from lrpilot.finder import (
+    HORIZON_PRIOR,
+    FinderResult,
+    Probe,
+    RangeTestRecord,
+    RangeTestWarning,
+    analyze,
+    choose_probe,
+    ema,
+    lrpilot,
+    plan_probes,
+    probe_budget,
+    recipe_schedule,
+    short_candidates,
+)
+from lrpilot.schedules import Cosine, Linear, from_dict
+from tests.finder.test_rule import LRS, valley
+
+
+def _record(y: np.ndarray | None = None) -> RangeTestRecord:
+    y = valley(noise=0.05) if y is None else y
+    return RangeTestRecord(
+        lrs=LRS, losses=y, smoothed=ema(y, 0.9), steps=100, num_steps=100, stop_reason="completed", train_losses=y
+    )
+
+
+def test_fast_analysis() -> None:
+    record = _record()
+    result = analyze([record], total_steps=1000, warmup_ratio=0.1, decay="linear", floor_ratio=0.0)
+    assert result.method == "lrpilot"
+    assert result.peak_lr == pytest.approx(lrpilot(*record.arrays()).lr)
+    assert result.band[0] < result.peak_lr < result.band[1] <= result.max_stable_lr
+    assert isinstance(result.schedule, Linear)
+    assert result.schedule.peak == result.peak_lr
+    assert result.schedule.warmup_steps == 100
+    assert result.learning_rate == result.peak_lr
+    assert result.record is record
+
+
+def test_several_records_average_in_log_space() -> None:
+    a, b = _record(valley(center=1e-2)), _record(valley(center=4e-2))
+    result = analyze([a, b])
+    expected = math.sqrt(lrpilot(*a.arrays()).lr * lrpilot(*b.arrays()).lr)
+    assert result.peak_lr == pytest.approx(expected)
+    assert result.schedule is None
+
+
+def test_to_dict_is_strict_json_and_the_schedule_round_trips() -> None:
+    result = analyze([_record()], total_steps=500)
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert data["peak_lr"] == result.peak_lr
+    assert len(data["records"]) == 1
+    assert from_dict(data["schedule"]) == result.schedule
+    assert result.schedule_for(2000).total_steps == 2000
+
+
+def test_unclear_fall_warns() -> None:
+    flat = 1.0 + 0.05 * np.random.default_rng(0).standard_normal(100)
+    flat[85:] += np.linspace(0.1, 2.0, 15)  # noise, then a blow-up: nothing learnt in between
+    with pytest.warns(RangeTestWarning, match="fell by only"):
+        analyze([_record(flat)])
+
+
+def test_still_falling_at_the_end_warns() -> None:
+    with pytest.warns(RangeTestWarning, match="still falling at end_lr"):
+        analyze([_record(2.0 - np.linspace(0, 1.5, 100))])
+
+
+def test_analyze_bad_input() -> None:
+    with pytest.raises(ValueError, match="non-empty list of RangeTestRecord"):
+        analyze([])
+    with pytest.raises(ValueError, match="probes need total_steps"):
+        analyze([_record()], probes=[Probe(1e-3, 20, 1.0)])
+
+
+def _probes(best_long: float, best_short: float, k2: int = 25, k1: int = 10) -> list[Probe]:
+    """Parabolic scores in log-LR, lowest at the given peaks, three candidates a factor 2 apart."""
+    out = []
+    for best, k in ((best_long, k2), (best_short, k1)):
+        for f in (0.5, 1.0, 2.0):
+            lr = best * f * 1.1
+            out.append(Probe(lr, k, 1.0 + (math.log10(lr) - math.log10(best)) ** 2))
+    return out
+
+
+def test_choose_probe_measures_the_horizon_exponent() -> None:
+    choice = choose_probe(_probes(1e-2, 2e-2), total_steps=1000)
+    assert choice is not None
+    assert choice.long_best == pytest.approx(1e-2)
+    assert choice.short_best == pytest.approx(2e-2)
+    measured = math.log(2.0) / math.log(2.5)
+    assert choice.alpha == pytest.approx(0.5 * measured + 0.5 * HORIZON_PRIOR)
+    assert choice.peak == pytest.approx(1e-2 * (25 / 1000) ** choice.alpha)
+    assert choice.band[0] < choice.peak < choice.band[1]
+
+
+def test_choose_probe_clips_the_exponent() -> None:
+    choice = choose_probe(_probes(1e-2, 5e-3), total_steps=1000)  # shorter runs wanting *less*
+    assert choice is not None
+    assert choice.alpha == pytest.approx(0.5 * HORIZON_PRIOR)
+
+
+def test_diverged_probes_are_ignored() -> None:
+    probes = [Probe(1e-1, 25, math.nan), *_probes(1e-2, 2e-2)]
+    assert choose_probe(probes, 1000) == choose_probe(_probes(1e-2, 2e-2), 1000)
+    assert choose_probe([Probe(1e-1, 25, math.nan)], 1000) is None
+
+
+def test_probe_plan() -> None:
+    assert probe_budget(250) == 84
+    assert probe_budget(10_000) == 1000
+    plan = plan_probes([_record()], total_steps=10_000)
+    assert (plan.long_steps, plan.short_steps) == (238, 95)
+    assert len(plan.candidates) == 3
+    assert plan.candidates[0] < plan.candidates[-1]
+    with pytest.raises(ValueError, match="budget_steps must be an integer in"):
+        plan_probes([_record()], total_steps=1000, budget_steps=50)
+    long = [Probe(c, plan.long_steps, 1.0 + (math.log10(c / plan.candidates[1])) ** 2) for c in plan.candidates]
+    short = short_candidates(plan, long)
+    assert short[1] == pytest.approx(plan.candidates[1] * (238 / 95) ** HORIZON_PRIOR)
+    assert short[2] / short[1] == pytest.approx(2.0)
+
+
+def test_analyze_with_probes() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = analyze([_record()], probes=_probes(1e-2, 2e-2), total_steps=1000)
+    assert result.method == "lrpilot+probes"
+    assert result.peak_lr == pytest.approx(choose_probe(_probes(1e-2, 2e-2), 1000).peak)  # type: ignore[union-attr]
+    assert result.details["fast_peak"] == pytest.approx(lrpilot(*_record().arrays()).lr)
+
+
+def test_recipe_schedule() -> None:
+    s = recipe_schedule(1e-3, 1000)
+    assert isinstance(s, Cosine)
+    assert s.warmup_steps == 50
+    assert s.min_lr == pytest.approx(1e-4)
+    assert recipe_schedule(1e-3, 10, warmup_ratio=0.0).warmup_steps == 0
+    assert recipe_schedule(1e-3, 10, warmup_ratio=0.01).warmup_steps == 1  # at least one step
+    with pytest.raises(ValueError, match="decay must be one of"):
+        recipe_schedule(1e-3, 100, decay="step")
+    with pytest.raises(ValueError, match="total_steps must be"):
+        recipe_schedule(1e-3, 0)
+
+
+def test_finder_result_is_frozen() -> None:
+    result = analyze([_record()])
+    assert isinstance(result, FinderResult)
+    with pytest.raises(AttributeError):
+        result.peak_lr = 1.0  # type: ignore[misc]

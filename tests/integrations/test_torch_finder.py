@@ -1,0 +1,440 @@
+"""The PyTorch range-test runner on real small training problems (digits MLP, a BatchNorm CNN)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lrpilot.finder import FinderResult, RangeTestError, RangeTestInterrupted, ramp_schedule
+from lrpilot.integrations.torch_finder import find_lr, range_test
+from lrpilot.schedules import Cosine
+from tests.finder.tiny import assert_same, cnn, digits, endless, loader, mlp, rng_draws, snapshot
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: these tests share 2 cores, where a second thread per process only contends."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+ce = nn.functional.cross_entropy
+
+
+def _seed_all(seed: int = 0) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _expected_draws() -> tuple[float, float, float]:
+    """What the generators will produce next, without consuming it."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    draws = rng_draws()
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+    return draws
+
+
+def _counting(fn: Any) -> tuple[Any, list[int]]:
+    calls = [0]
+
+    def wrapped(*args: Any) -> Any:
+        calls[0] += 1
+        return fn(*args)
+
+    return wrapped, calls
+
+
+def test_curve_falls_then_rises_and_everything_is_restored() -> None:
+    _seed_all()
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    dl = loader()
+    before = snapshot(model, optimizer)
+    draws = _expected_draws()
+    result = find_lr(model, optimizer, dl, ce, total_steps=1000)
+    assert rng_draws() == draws
+    assert_same(before, snapshot(model, optimizer))
+    record = result.record
+    assert record.stop_reason == "diverged"
+    assert record.steps == len(record) < 100
+    smoothed = np.asarray(record.smoothed)
+    low = int(np.argmin(smoothed))
+    assert smoothed[low] < 0.5 * smoothed[0]  # it learnt
+    assert smoothed[-1] > smoothed[low] + 0.4 * (smoothed[0] - smoothed[low])  # then blew up
+    assert 1e-4 < result.peak_lr < 1e-1
+    assert result.band[0] <= result.peak_lr <= result.band[1]
+    assert result.peak_lr < result.max_stable_lr
+    assert isinstance(result.schedule, Cosine)
+    assert result.schedule.peak == result.peak_lr
+    assert result.schedule.total_steps == 1000
+    assert result.steps_used == record.steps
+
+
+def test_trained_adam_state_comes_back_bit_for_bit() -> None:
+    model = cnn()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = digits()
+    for i in range(3):  # moments, step counts and BatchNorm statistics that are not the defaults
+        optimizer.zero_grad()
+        ce(model(x[i * 16 : (i + 1) * 16]), y[i * 16 : (i + 1) * 16]).backward()
+        optimizer.step()
+    model.eval()
+    model[2].train()
+    before = snapshot(model, optimizer)
+    find_lr(model, optimizer, loader(), ce, num_steps=30)
+    assert_same(before, snapshot(model, optimizer))
+
+
+@pytest.mark.parametrize("storage", ["memory", "disk"])
+def test_exception_in_the_loss_restores_state(storage: str, tmp_path: Path) -> None:
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before = snapshot(model, optimizer)
+    draws = _expected_draws()
+    calls = [0]
+
+    def step(batch: Any) -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] == 8:
+            raise ValueError("user bug")
+        x, y = batch
+        return ce(model(x), y)
+
+    with pytest.raises(ValueError, match="user bug"):
+        find_lr(model, optimizer, loader(), step=step, storage=storage, tmp_dir=str(tmp_path))
+    assert_same(before, snapshot(model, optimizer))
+    assert rng_draws() == draws
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keyboard_interrupt_restores_state_and_keeps_the_partial_curve() -> None:
+    model = cnn()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = snapshot(model, optimizer)
+    draws = _expected_draws()
+
+    def step(batch: Any) -> torch.Tensor:
+        if len(seen) == 30:
+            raise KeyboardInterrupt
+        seen.append(1)
+        x, y = batch
+        return ce(model(x), y)
+
+    seen: list[int] = []
+    with pytest.raises(KeyboardInterrupt) as info:
+        find_lr(model, optimizer, loader(), step=step)
+    assert isinstance(info.value, RangeTestInterrupted)
+    record = info.value.record
+    assert record.stop_reason == "interrupted"
+    assert len(record) == 30
+    assert_same(before, snapshot(model, optimizer))
+    assert rng_draws() == draws
+
+
+def test_accumulation_counts_optimizer_steps_not_micro_batches() -> None:
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = [0]
+    optimizer.register_step_post_hook(lambda *_: steps.__setitem__(0, steps[0] + 1))
+    loss_fn, calls = _counting(ce)
+    record = range_test(
+        model, optimizer, endless(), loss_fn, start_lr=1e-5, end_lr=1e-3, num_steps=20, accumulation_steps=3
+    )
+    assert record.stop_reason == "completed"
+    assert record.steps == 20
+    assert calls[0] == 60
+    assert steps[0] == 20
+    ramp = ramp_schedule(1e-5, 1e-3, 20)
+    assert record.lrs == tuple(ramp(i) for i in range(20))
+    assert record.lrs[-1] == pytest.approx(1e-3, rel=1e-12)
+
+
+def test_fp16_overflow_step_is_skipped_without_advancing_the_ramp() -> None:
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    optimizer_steps = [0]
+    optimizer.register_step_post_hook(lambda *_: optimizer_steps.__setitem__(0, optimizer_steps[0] + 1))
+    backward_calls = [0]
+
+    def poison(grad: torch.Tensor) -> torch.Tensor:
+        backward_calls[0] += 1
+        return grad * math.inf if backward_calls[0] == 6 else grad  # an overflow at the 6th backward
+
+    hook = model[0].weight.register_hook(poison)
+    record = range_test(
+        model, optimizer, endless(), ce, start_lr=1e-4, end_lr=1e-2, num_steps=15, amp="fp16", scaler=scaler
+    )
+    hook.remove()
+    assert record.skipped_steps == 1
+    assert record.steps == 15
+    assert backward_calls[0] == 16
+    assert optimizer_steps[0] == 15
+    ramp = ramp_schedule(1e-4, 1e-2, 15)
+    assert record.lrs == tuple(ramp(i) for i in range(15))  # the skipped step did not use up a rung
+    assert scaler.get_scale() == 2.0**10  # the user's scaler is restored too
+
+
+def test_bf16_autocast() -> None:
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = snapshot(model, optimizer)
+    record = range_test(model, optimizer, loader(), ce, num_steps=40, amp="bf16")
+    assert record.skipped_steps == 0
+    assert len(record) > 10
+    assert_same(before, snapshot(model, optimizer))
+
+
+def test_validation_mode_every_k_steps() -> None:
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    record = range_test(
+        model, optimizer, loader(), ce, start_lr=1e-6, end_lr=1e-3, num_steps=50, val_data=loader(64), val_every=5
+    )
+    assert record.metric == "val"
+    assert record.stop_reason == "completed"
+    assert len(record) == 10
+    assert len(record.train_losses) == 50
+    ramp = ramp_schedule(1e-6, 1e-3, 50)
+    assert record.lrs == tuple(ramp(i) for i in range(4, 50, 5))
+
+
+class _HFStyle(nn.Module):
+    """``model(**batch)`` returning an object with ``.loss`` (or a dict), as Hugging Face models do."""
+
+    def __init__(self, as_dict: bool) -> None:
+        super().__init__()
+        self.net = mlp()
+        self.as_dict = as_dict
+
+    def forward(self, pixels: torch.Tensor, labels: torch.Tensor) -> Any:
+        loss = ce(self.net(pixels), labels)
+        return {"loss": loss} if self.as_dict else SimpleNamespace(loss=loss)
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_dict_batches(as_dict: bool) -> None:
+    x, y = digits()
+    batches = [{"pixels": x[i : i + 32], "labels": y[i : i + 32]} for i in range(0, 320, 32)]
+    model = _HFStyle(as_dict)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = snapshot(model, optimizer)
+    record = range_test(model, optimizer, batches, num_steps=30)  # 10 batches, cycled
+    assert len(record) > 5
+    assert_same(before, snapshot(model, optimizer))
+
+
+def test_short_loader_is_cycled_and_the_users_iterator_is_not_advanced() -> None:
+    dl, reference = loader(n=64, seed=5), loader(n=64, seed=5)
+    live, ref_live = iter(dl), iter(reference)
+    next(live), next(ref_live)
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    record = range_test(model, optimizer, dl, ce, start_lr=1e-6, end_lr=1e-3, num_steps=20)  # 2 batches per pass
+    assert record.steps == 20
+    assert torch.equal(next(live)[1], next(ref_live)[1])  # the live iterator goes on where it was
+    assert torch.equal(next(iter(dl))[1], next(iter(reference))[1])  # the loader's generator was restored
+
+
+def test_a_one_shot_iterator_is_consumed_and_running_out_is_an_error() -> None:
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = snapshot(model, optimizer)
+    stream = endless()
+    range_test(model, optimizer, stream, ce, start_lr=1e-6, end_lr=1e-4, num_steps=10)
+    x, y = digits()
+    finite = iter([(x[:32], y[:32])] * 7)
+    with pytest.raises(RangeTestError, match="ran out after 7 batches"):
+        range_test(model, optimizer, finite, ce, num_steps=10)
+    assert_same(before, snapshot(model, optimizer))
+
+
+def test_non_finite_loss_mid_test_stops_it() -> None:
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step(batch: Any) -> torch.Tensor:
+        seen.append(1)
+        x, y = batch
+        loss = ce(model(x), y)
+        return loss * math.nan if len(seen) == 12 else loss
+
+    seen: list[int] = []
+    record = range_test(model, optimizer, loader(), step=step, start_lr=1e-6, end_lr=1e-4, num_steps=30)
+    assert record.stop_reason == "non-finite"
+    assert len(record) == 12
+    assert math.isnan(record.losses[-1])
+
+
+def test_param_groups_keep_their_ratio() -> None:
+    model = mlp()
+    optimizer = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 1e-2}, {"params": model[2].parameters(), "lr": 1e-3}]
+    )
+    ratios: list[float] = []
+
+    def watch(point: int, lr: float, loss: float) -> None:
+        ratios.append(optimizer.param_groups[1]["lr"] / optimizer.param_groups[0]["lr"])
+
+    range_test(model, optimizer, loader(), ce, start_lr=1e-5, end_lr=1e-2, num_steps=10, callback=watch)
+    assert ratios == pytest.approx([0.1] * 10)
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 1e-3]
+
+
+def test_shifting_the_loss_changes_nothing_but_the_level() -> None:
+    """Sign-safe divergence and a shift-invariant rule: a loss of CE - 10 (negative) gives the same test."""
+    results: list[FinderResult] = []
+    for shift in (0.0, -10.0):
+        model = mlp()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        torch.manual_seed(0)
+        results.append(find_lr(model, optimizer, endless(), lambda out, y, s=shift: ce(out, y) + s))
+    a, b = (r.record for r in results)
+    assert a.stop_reason == b.stop_reason == "diverged"
+    assert len(a) == len(b)
+    assert np.allclose(np.asarray(b.losses) + 10.0, a.losses, atol=1e-5)
+    assert results[1].peak_lr == pytest.approx(results[0].peak_lr, rel=0.05)
+
+
+def test_the_answer_does_not_swing_with_the_number_of_steps() -> None:
+    """torch-lr-finder #68: 100 vs 1,000 steps gave suggestions 36× apart. lrpilot corrects for the
+    ramp's speed: 100 and 300 steps agree within 1.5× (torch-lr-finder's rule moves 3-6× here)."""
+    peaks = []
+    for steps in (100, 300):
+        model = mlp(1)
+        result = find_lr(model, torch.optim.AdamW(model.parameters(), lr=1e-3), endless(seed=1), ce, num_steps=steps)
+        peaks.append(result.peak_lr)
+    assert 1 / 1.5 < peaks[1] / peaks[0] < 1.5
+
+
+def test_linear_ramp() -> None:
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    record = range_test(model, optimizer, loader(), ce, start_lr=1e-4, end_lr=1e-2, num_steps=20, ramp="linear")
+    assert record.ramp == "linear"
+    assert np.allclose(np.diff(record.lrs), (1e-2 - 1e-4) / 19)
+
+
+def test_disk_snapshot_lives_in_a_private_directory_that_is_removed(tmp_path: Path) -> None:
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    during: list[list[str]] = []
+
+    def watch(point: int, lr: float, loss: float) -> None:
+        during.append([p.name for p in tmp_path.iterdir()])
+
+    range_test(model, optimizer, loader(), ce, num_steps=10, storage="disk", tmp_dir=str(tmp_path), callback=watch)
+    assert len(during[0]) == 1
+    assert during[0][0].startswith("lrpilot-state-")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_thorough_mode_runs_probes_from_the_same_start() -> None:
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = snapshot(model, optimizer)
+    draws = _expected_draws()
+    result = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough", probe_budget=100)
+    # 100 steps: 3 long probes of 100 / (3 · 1.4) → 23 steps, 3 short ones of 23 / 2.5 → 9 steps.
+    assert [p.steps for p in result.probes] == [23, 23, 23, 9, 9, 9]
+    assert result.steps_used == result.record.steps + 96
+    assert result.method == "lrpilot+probes"
+    assert 0.0 <= result.details["horizon_exponent"] <= 1.0
+    assert_same(before, snapshot(model, optimizer))
+    assert rng_draws() == draws
+
+
+# ---------------------------------------------------------------------------------------- bad input
+def _setup() -> tuple[nn.Module, torch.optim.Optimizer, dict[str, Any]]:
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return model, optimizer, snapshot(model, optimizer)
+
+
+def test_empty_loader() -> None:
+    model, optimizer, before = _setup()
+    empty = DataLoader(TensorDataset(torch.zeros(0, 64), torch.zeros(0, dtype=torch.int64)), batch_size=8)
+    with pytest.raises(RangeTestError, match="data yielded no batches"):
+        find_lr(model, optimizer, empty, ce)
+    assert_same(before, snapshot(model, optimizer))
+
+
+def test_no_trainable_parameters() -> None:
+    model, optimizer, _ = _setup()
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        find_lr(model, optimizer, loader(), ce)
+
+
+@pytest.mark.parametrize(("start", "end"), [(1e-2, 1e-2), (1.0, 1e-3)])
+def test_start_not_below_end(start: float, end: float) -> None:
+    model, optimizer, _ = _setup()
+    with pytest.raises(ValueError, match="start_lr must be < end_lr"):
+        find_lr(model, optimizer, loader(), ce, start_lr=start, end_lr=end)
+
+
+def test_nan_at_the_first_step() -> None:
+    model, optimizer, before = _setup()
+    with pytest.raises(RangeTestError, match=r"loss at the first step \(lr=1e-07\) is nan"):
+        find_lr(model, optimizer, loader(), lambda out, y: ce(out, y) * math.nan)
+    assert_same(before, snapshot(model, optimizer))
+
+
+def test_scheduler_already_attached() -> None:
+    model, optimizer, _ = _setup()
+    torch.optim.lr_scheduler.LinearLR(optimizer)
+    with pytest.raises(ValueError, match="scheduler is already attached"):
+        find_lr(model, optimizer, loader(), ce)
+
+
+def test_loss_that_does_not_reach_the_parameters() -> None:
+    model, optimizer, before = _setup()
+    with pytest.raises(RangeTestError, match="does not require grad"):
+        find_lr(model, optimizer, loader(), lambda out, y: ce(out.detach(), y))
+    assert_same(before, snapshot(model, optimizer))
+
+
+def test_batch_layout_errors() -> None:
+    model, optimizer, _ = _setup()
+    x, _ = digits()
+    with pytest.raises(RangeTestError, match=r"must be \(inputs, targets\)"):
+        find_lr(model, optimizer, [x[:8]], ce)
+    with pytest.raises(RangeTestError, match="must be a dict"):
+        find_lr(model, optimizer, loader())
+    with pytest.raises(ValueError, match="loss_fn or step, not both"):
+        find_lr(model, optimizer, loader(), ce, step=lambda b: b)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_steps": 3}, "num_steps must be an integer in"),
+        ({"ramp": "log"}, "ramp must be one of"),
+        ({"amp": "fp8"}, "amp must be one of"),
+        ({"mode": "thorough"}, "needs total_steps"),
+        ({"mode": "slow"}, "mode must be one of"),
+        ({"accumulation_steps": 0}, "accumulation_steps must be"),
+        ({"total_steps": 0}, "total_steps must be"),
+        ({"beta": 1.0}, "beta must be in"),
+        ({"probe_budget": 50}, r"probe_budget must be an integer in \[84, "),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    model, optimizer, _ = _setup()
+    with pytest.raises(ValueError, match=message):
+        find_lr(model, optimizer, loader(), ce, **kwargs)
