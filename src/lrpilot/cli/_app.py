@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from lrpilot._version import __version__
+from lrpilot.cli._doctor import doctor
+from lrpilot.cli._guard import guard
 from lrpilot.cli._schedule import schedule
 
 app = typer.Typer(
@@ -34,3 +36,5 @@ def _root(
 
 
 app.command("schedule")(schedule)
+app.command("doctor")(doctor)
+app.command("guard")(guard)

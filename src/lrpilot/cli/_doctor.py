@@ -1,0 +1,79 @@
+"""`lrpilot doctor PATH`: read a training log, say what went wrong and what LR / schedule to try next."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from lrpilot.cli._output import console, errors_as_messages, print_json
+from lrpilot.detect import DetectConfig
+from lrpilot.doctor import examine
+
+_VERDICT_STYLE = {"healthy": "green", "lr_too_low": "yellow", "oscillating": "yellow", "unstable": "yellow"}
+
+
+def doctor(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A log: HF trainer_state.json (or an output/checkpoint dir), TensorBoard event file or run dir, "
+            "a CSV/JSONL with step and loss (lr, grad_norm, eval loss optional), or Lightning's metrics.csv.",
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the diagnosis as JSON.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of loss and LR, findings marked.")] = None,
+    num_classes: Annotated[
+        int | None,
+        typer.Option("--num-classes", help="Classes (or vocabulary): tells a collapse to chance from a flat start."),
+    ] = None,
+    spike_z: Annotated[float | None, typer.Option("--spike-z", help="Spike threshold in robust sigmas.")] = None,
+) -> None:
+    """Diagnose a training run from its log: spikes, NaN, divergence, collapse, a flat start, oscillation."""
+    with errors_as_messages():
+        config = DetectConfig() if num_classes is None else DetectConfig.for_classes(num_classes)
+        if spike_z is not None:
+            config = replace(config, spike_z=spike_z)
+        series, diagnosis = examine(path, config)
+        written = None
+        if plot is not None:
+            from lrpilot.report.guard_plots import plot_diagnosis
+
+            written = plot_diagnosis(series, diagnosis, plot)
+    if as_json:
+        print_json({**diagnosis.to_dict(), "plot": str(written) if written else None})
+        return
+    info = diagnosis.series
+    peak = f", LR peak {diagnosis.lr_peak:.3g}" if diagnosis.lr_peak else ""
+    console.print(
+        f"[bold]{escape(str(info['source']))}[/] ({info['format']}): {info['rows']:,} rows, "
+        f"steps {info['first_step']:,}–{info['last_step']:,}{peak}",
+        soft_wrap=True,
+    )
+    if diagnosis.schedule:
+        console.print(f"schedule (from the LR column): {escape(diagnosis.schedule)}", soft_wrap=True)
+    style = _VERDICT_STYLE.get(diagnosis.verdict, "red")
+    console.print(f"verdict: [bold {style}]{diagnosis.verdict}[/] — {diagnosis.headline}")
+    if diagnosis.findings:
+        table = Table(title="findings")
+        table.add_column("what")
+        table.add_column("steps", justify="right")
+        table.add_column("evidence")
+        for f in diagnosis.findings:
+            span = f"{f.start:,}" if f.start == f.end else f"{f.start:,}–{f.end:,}"
+            table.add_row(f.kind.replace("_", " "), span, escape(f.message))
+        console.print(table)
+    console.print("[bold]what to try next[/]")
+    for i, a in enumerate(diagnosis.advice, 1):
+        console.print(f" {i}. {escape(a.reason)}", soft_wrap=True)
+        console.print(f"    rule: {escape(a.rule_text)} [dim]({escape(a.source)})[/]", soft_wrap=True)
+        if a.schedule:
+            console.print(f"    try:  [cyan]{escape(a.schedule)}[/]", soft_wrap=True)
+    for note in info["notes"]:
+        console.print(f"[dim]note: {escape(note)}[/]", soft_wrap=True)
+    if written:
+        console.print(f"plot written to {written}")

@@ -1,0 +1,114 @@
+"""`diagnose(series) -> Diagnosis`: the detectors the guard runs, folded over a log, plus advice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrpilot.detect import DetectConfig, Finding, merge, scan
+from lrpilot.doctor._advice import Advice, advise, infer_schedule
+from lrpilot.doctor._readers import read
+from lrpilot.doctor._series import Series
+
+__all__ = ["VERDICTS", "Diagnosis", "diagnose", "examine"]
+
+VERDICTS = ("collapsed", "diverged", "unstable", "oscillating", "lr_too_low", "healthy")
+
+_HEADLINES = {
+    "collapsed": "the run blew up and collapsed: the LR was too high",
+    "diverged": "the run diverged: the LR was too high",
+    "unstable": "the run was unstable (spikes or NaN steps) but carried on",
+    "oscillating": "the loss oscillates: the LR is too high",
+    "lr_too_low": "the loss was flat at the start: the LR is too low",
+    "healthy": "no problem found",
+}
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What happened in a run, where, the evidence, and what to try next.
+
+    Attributes:
+        verdict: one of `VERDICTS`; `headline` says it in words.
+        findings: the detectors' findings merged into events (a NaN tail is one event).
+        advice: what to try next, most specific first, each with its rule and source.
+        series: a summary of the log (rows, steps, what it had, what the reader fixed).
+        schedule: the schedule the LR column looks like (an lrpilot spec), if an LR was logged.
+    """
+
+    verdict: str
+    headline: str
+    findings: tuple[Finding, ...]
+    advice: tuple[Advice, ...]
+    series: dict[str, Any]
+    schedule: str | None = None
+    lr_peak: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; what ``lrpilot doctor --json`` prints."""
+        return {
+            "verdict": self.verdict,
+            "headline": self.headline,
+            "findings": [f.to_dict() for f in self.findings],
+            "advice": [a.to_dict() for a in self.advice],
+            "log": self.series,
+            "schedule": self.schedule,
+            "lr_peak": self.lr_peak,
+        }
+
+
+def _verdict(series: Series, events: list[Finding]) -> str:
+    kinds = {e.kind for e in events}
+    if "collapse" in kinds:
+        return "collapsed"
+    if "divergence" in kinds or not np.isfinite(series.loss[-1]):
+        return "diverged"
+    if kinds & {"spike", "non_finite"}:
+        return "unstable"
+    if "oscillation" in kinds:
+        return "oscillating"
+    if "flat_start" in kinds:
+        return "lr_too_low"
+    return "healthy"
+
+
+def _hidden_non_finite(series: Series) -> int:
+    if series.grad_norm is None or series.grad_logged is None:
+        return 0
+    hidden = series.grad_logged & ~np.isfinite(series.grad_norm) & np.isfinite(series.loss)
+    return int(hidden.sum())
+
+
+def diagnose(series: Series, config: DetectConfig | None = None) -> Diagnosis:
+    """Run the detectors over `series` and turn what they find into a verdict and advice."""
+    found = scan(series.steps, series.loss, series.grad_norms(), config=config)
+    interval = int(np.median(np.diff(series.steps))) if len(series) > 1 else 1
+    events = merge(found, gap=max(1, interval))
+    verdict = _verdict(series, events)
+    guess = infer_schedule(series)
+    summary = series.summary()
+    hidden = _hidden_non_finite(series)
+    if hidden:
+        summary["notes"].append(
+            f"{hidden} logged step(s) have a non-finite grad norm but a finite loss: the NaN loss was hidden "
+            f"(Hugging Face's logging_nan_inf_filter logs a running average in its place) and the update was "
+            f"still applied"
+        )
+    return Diagnosis(
+        verdict=verdict,
+        headline=_HEADLINES[verdict],
+        findings=tuple(events),
+        advice=advise(series, events),
+        series=summary,
+        schedule=guess.spec() if guess else None,
+        lr_peak=guess.peak if guess else None,
+    )
+
+
+def examine(path: str | Path, config: DetectConfig | None = None) -> tuple[Series, Diagnosis]:
+    """`read` then `diagnose`: the doctor in one call."""
+    series = read(path)
+    return series, diagnose(series, config)

@@ -1,0 +1,120 @@
+"""`GuardConfig`: the guard's policy (what to do about a finding), every knob checked at construction.
+
+The detectors' thresholds live in `detect` (a `DetectConfig`), shared with the doctor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from lrpilot import _validate as check
+from lrpilot.detect import DetectConfig
+
+__all__ = ["GuardConfig"]
+
+_OWNER = "GuardConfig"
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """What the guard does about what the detectors find.
+
+    Args:
+        detect: the detectors' thresholds.
+        max_skips: a non-finite or spiking step is skipped (its update not applied); this many in a
+            row means the parameters or the LR are the problem, not one batch, and the guard rolls
+            back instead. 3: short enough to react within a few steps to a real blow-up; a longer
+            burst of bad batches then costs a rollback and a halved LR (on the benchmark's 5-step
+            fp16 burst: 2 % of final loss on shakespeare, none on digits).
+        snapshot_every: a snapshot is taken after every this many steps (absolute step numbers,
+            ``(step + 1) % snapshot_every == 0``) when the run looks healthy and the previous
+            snapshot is confirmed.
+        confirm_steps: a snapshot becomes the rollback target only after this many healthy steps
+            follow it (a too-high LR shows in the loss some steps *after* the updates that did the
+            damage, so a fresh snapshot may already hold it). 20: longer than the divergence test
+            needs to fire (`div_short` + `div_patience` = 16), so a slow blow-up is caught before
+            the snapshot taken in its first steps is trusted.
+        cut_factor: on a rollback the LR is multiplied by this ("halve it first").
+        cut_mode: how a cut to the new level L (``cut_factor`` × the last LR known to be stable)
+            shapes the rest of the run. ``"cap"`` (default): the LR never exceeds L, so a run that
+            blew up during warmup does not climb back above the level that broke it, and the part
+            of the schedule below L is untouched. Its weak spot: a schedule that *stays* above L
+            (a persistent ×100 LR bug) runs flat at L and loses its decay. ``"scale"``: the whole
+            schedule × L / (the LR now): keeps the decay, but a warmup climbs past L, and steps
+            replayed from before a jump run at almost no LR. ``"both"``: ``min(lr × scale, L)``.
+            ``"auto"``: "both" when the LR had risen more than 1 / `cut_factor` above the last
+            stable one, else "cap". On `benchmarks/guard_faults.py` (see benchmarks/README.md) the
+            cap gave the best median final loss on both tasks (1.031× and 1.021× the clean run,
+            against 1.047× and 1.030× for "auto") and the best result on the ×10 and ×100 faults.
+        settle_steps: the "last LR known to be stable" is the highest effective LR of a healthy step
+            at least this many steps before the trouble began (a ×100 LR jump is then cut back to
+            half the LR before the jump, not to half of the jumped one).
+        rewarmup_steps: after a cut the LR ramps from 0 back to its new level over this many steps
+            (0: no re-warmup). Adam's second moments may hold the burst that caused the spike.
+        max_rollbacks: give up (with a report) instead of rolling back once more after this many.
+        min_lr_ratio: give up rather than cut the LR below this fraction of the highest LR the
+            schedule asked for: an LR that small is not what is wrong.
+        on_oscillation: ``"cut"`` the LR (without a rollback: nothing broke yet) or ``"warn"``.
+        cooldown: after a cut without a rollback, no further one for this many steps.
+        raise_on_flat: opt-in: multiply the LR by `raise_factor` when the start of the run is flat
+            (the detectors tell a too-low LR from a collapse, where raising would be wrong).
+        raise_factor: see `raise_on_flat` ("multiply by 3–5").
+        max_raises: at most this many raises; each one re-arms the flat test for `flat_steps` more.
+        rewind: a rollback restores the step counter to the snapshot's (the loop API) rather than
+            keeping on counting (trainer callbacks, where the trainer owns the step).
+    """
+
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    max_skips: int = 3
+    snapshot_every: int = 50
+    confirm_steps: int = 20
+    cut_factor: float = 0.5
+    cut_mode: str = "cap"
+    settle_steps: int = 8
+    rewarmup_steps: int = 20
+    max_rollbacks: int = 8
+    min_lr_ratio: float = 1e-3
+    on_oscillation: str = "cut"
+    cooldown: int = 128
+    raise_on_flat: bool = False
+    raise_factor: float = 3.0
+    max_raises: int = 2
+    rewind: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.detect, DetectConfig):
+            raise ValueError(f"{_OWNER}: detect must be a DetectConfig, got {self.detect!r}")
+        check.step_count(_OWNER, "max_skips", self.max_skips, 0)
+        check.step_count(_OWNER, "snapshot_every", self.snapshot_every, 1)
+        check.step_count(_OWNER, "confirm_steps", self.confirm_steps, 0)
+        check.in_range(_OWNER, "cut_factor", self.cut_factor, 0.0, 1.0, low_open=True, high_open=True)
+        check.choice(_OWNER, "cut_mode", self.cut_mode, ("auto", "both", "cap", "scale"))
+        check.step_count(_OWNER, "settle_steps", self.settle_steps, 0)
+        check.step_count(_OWNER, "rewarmup_steps", self.rewarmup_steps, 0)
+        check.step_count(_OWNER, "max_rollbacks", self.max_rollbacks, 0)
+        check.in_range(_OWNER, "min_lr_ratio", self.min_lr_ratio, 0.0, 1.0, high_open=True)
+        check.choice(_OWNER, "on_oscillation", self.on_oscillation, ("cut", "warn"))
+        check.step_count(_OWNER, "cooldown", self.cooldown, 0)
+        for name in ("raise_on_flat", "rewind"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{_OWNER}: {name} must be True or False, got {getattr(self, name)!r}")
+        check.in_range(_OWNER, "raise_factor", self.raise_factor, 1.0, 100.0, low_open=True)
+        check.step_count(_OWNER, "max_raises", self.max_raises, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["detect"] = self.detect.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GuardConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            hint = check.suggest_name(unknown[0], known)
+            raise ValueError(f"{_OWNER}: unknown parameter(s) {', '.join(map(repr, unknown))}{hint}")
+        values = dict(data)
+        if isinstance(values.get("detect"), dict):
+            values["detect"] = DetectConfig.from_dict(values["detect"])
+        return cls(**values)

@@ -1,0 +1,115 @@
+"""The training guard as a Lightning `Callback` (automatic optimization, one optimizer).
+
+Lightning calls ``on_before_optimizer_step`` inside ``optimizer.step(closure)``, after the backward
+pass and before the update, which is where the guard judges the step: a bad step's update becomes
+a no-op (gradients zeroed, LR 0 for that step), repeated trouble restores the last good snapshot of
+the module and the optimizer and cuts the LR, and a hopeless run stops (``trainer.should_stop``)
+with the last good weights. The numbers are logged (``guard/non_finite``, ``guard/skips``,
+``guard/rollbacks``, ``guard/lr_factor``), so they land in the logger's files, which
+``lrpilot doctor`` reads. As with the Trainer callback, Lightning owns the step, the scheduler and
+the data: a rollback restores weights and optimizer state, and training goes on from the current
+step. ::
+
+    trainer = lightning.Trainer(callbacks=[GuardCallback()], ...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lrpilot._optional import require
+from lrpilot.guard import Action, GuardConfig
+from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
+
+__all__ = ["GuardCallback"]
+
+_Callback: Any = require("lightning.pytorch", "lightning", "the Lightning guard callback").Callback
+
+
+class GuardCallback(_Callback):  # type: ignore[misc]
+    """A Lightning `Callback` running `TorchGuard` on every optimizer step (see the module docstring)."""
+
+    def __init__(
+        self, config: GuardConfig | None = None, *, audit: str | Path | None = None, snapshot_to: str | Path = "cpu"
+    ) -> None:
+        self.config = replace(config or GuardConfig(), rewind=False)
+        self.audit_path = audit
+        self.snapshot_to = snapshot_to
+        self.guard: TorchGuard | None = None
+        self.non_finite = 0
+        self._losses: list[torch.Tensor] = []
+        self._lr_block: Any = None
+        self._action: Action | None = None
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if len(trainer.optimizers) != 1:
+            raise ValueError(f"GuardCallback: guards exactly one optimizer, got {len(trainer.optimizers)}")
+        self.guard = TorchGuard(
+            pl_module,
+            trainer.optimizers[0],
+            config=self.config,
+            read_every=1,
+            snapshot_to=self.snapshot_to,
+            audit=self.audit_path,
+            step=trainer.global_step,
+        )
+
+    def on_before_backward(self, trainer: Any, pl_module: Any, loss: torch.Tensor) -> None:
+        self._losses.append(loss.detach().float().reshape(()))
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        guard = self.guard
+        if guard is None:
+            return
+        guard.step_count = trainer.global_step
+        loss = torch.stack(self._losses).sum() if self._losses else torch.zeros(())
+        self._losses = []
+        try:
+            action = guard.judge(loss)
+        except GuardGaveUpError as exc:
+            action = exc.action
+            trainer.should_stop = True
+        if action.findings and action.findings[0].kind == "non_finite":
+            self.non_finite += 1
+        noop = not action.applies_update
+        if noop:
+            for p in guard.params:
+                if p.grad is not None:
+                    p.grad.zero_()
+        self._action = action
+        self._lr_block = guard.lr_applied(guard._lr_in(trainer.global_step), trainer.global_step, zero=noop)
+        self._lr_block.__enter__()
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._lr_block is not None:
+            self._lr_block.__exit__(None, None, None)
+            self._lr_block = None
+        if self.guard is None or self._action is None:
+            return
+        self.guard.commit(self._action)
+        self._action = None
+        s = self.guard.state
+        pl_module.log_dict(
+            {
+                "guard/non_finite": float(self.non_finite),
+                "guard/skips": float(s.skips),
+                "guard/rollbacks": float(s.rollbacks),
+                "guard/lr_factor": s.multiplier(1.0, trainer.global_step),
+            },
+            on_step=True,
+            on_epoch=False,
+        )
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.guard is not None:
+            self.guard.close()
+
+    def report(self) -> dict[str, Any]:
+        """What the guard did (see `TorchGuard.report`), plus the non-finite steps it saw."""
+        if self.guard is None:
+            return {"non_finite": 0, "records": []}
+        return {**self.guard.report(), "non_finite": self.non_finite}

@@ -1,0 +1,153 @@
+"""The training guard as a `transformers.TrainerCallback`.
+
+The Trainer's ``logging_nan_inf_filter`` (on by default) only *hides* a NaN or Inf step: it logs
+the running average in its place while the backward pass and the optimizer step still run, so the
+weights go NaN behind a clean-looking log (trl#6702). This callback judges every optimizer step
+before it is applied and:
+
+* makes non-finite steps visible: ``guard_non_finite``, ``guard_skips``, ``guard_rollbacks`` and
+  ``guard_lr_factor`` go into the Trainer's logs (and its ``trainer_state.json``), and every
+  decision into the audit log;
+* acts: a bad step's update becomes a no-op (gradients zeroed, LR 0 for that one optimizer step, so
+  the weights do not move); repeated trouble or a divergence restores the last good snapshot of the
+  model and optimizer and cuts the LR (re-warmed up); a hopeless run stops training, restored.
+
+The Trainer owns the step, the LR scheduler and the data, so a rollback restores weights and
+optimizer state while the step count, the schedule and the data go on (``GuardConfig.rewind`` is
+False here). ::
+
+    trainer = Trainer(model=model, args=args, train_dataset=data)
+    guard = GuardCallback.attach(trainer)        # first in line, so reporters see its numbers
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lrpilot._optional import require
+from lrpilot.guard import Action, GuardConfig
+from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
+
+__all__ = ["GuardCallback"]
+
+_TrainerCallback: Any = require("transformers", "hf", "the Trainer guard callback").TrainerCallback
+
+
+class GuardCallback(_TrainerCallback):  # type: ignore[misc]
+    """A `TrainerCallback` running `TorchGuard` on every optimizer step (see the module docstring).
+
+    Args:
+        config: the guard's policy; ``rewind`` is forced off (the Trainer owns the step).
+        audit: a path for the JSONL audit log.
+        snapshot_to: ``"cpu"``, ``"device"`` or a directory (see `TorchGuard`).
+    """
+
+    def __init__(
+        self, config: GuardConfig | None = None, *, audit: str | Path | None = None, snapshot_to: str | Path = "cpu"
+    ) -> None:
+        self.config = replace(config or GuardConfig(), rewind=False)
+        self.audit_path = audit
+        self.snapshot_to = snapshot_to
+        self.guard: TorchGuard | None = None
+        self.non_finite = 0
+        self._since_log = 0
+        self._losses: list[torch.Tensor] = []
+        self._hook: Any = None
+        self._lr_block: Any = None
+        self._action: Action | None = None
+
+    @classmethod
+    def attach(cls, trainer: Any, config: GuardConfig | None = None, **kwargs: Any) -> GuardCallback:
+        """Add a guard to `trainer` ahead of every other callback, so the loggers see its numbers."""
+        callback = cls(config, **kwargs)
+        trainer.callback_handler.callbacks.insert(0, callback)
+        return callback
+
+    # -------------------------------------------------------------- hooks
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        model, optimizer = kwargs["model"], kwargs["optimizer"]
+        self.guard = TorchGuard(
+            model,
+            getattr(optimizer, "optimizer", optimizer),
+            config=self.config,
+            read_every=1,
+            snapshot_to=self.snapshot_to,
+            audit=self.audit_path,
+            step=state.global_step,
+        )
+        self._hook = model.register_forward_hook(self._capture_loss)
+
+    def _capture_loss(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+        if module.training and isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            self._losses.append(loss.detach().float().reshape(()))
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._losses = []
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        guard = self.guard
+        if guard is None:
+            return
+        guard.step_count = state.global_step
+        loss = torch.stack(self._losses).mean() if self._losses else torch.zeros(())
+        try:
+            action = guard.judge(loss)
+        except GuardGaveUpError as exc:
+            action = exc.action
+            control.should_training_stop = True
+        if not all(math.isfinite(v) for v in guard.history_loss[-1:]):
+            self.non_finite += 1
+            self._since_log += 1
+        noop = not action.applies_update
+        if noop:
+            for p in guard.params:
+                if p.grad is not None:
+                    p.grad.zero_()
+        self._action = action
+        self._lr_block = guard.lr_applied(guard._lr_in(state.global_step), state.global_step, zero=noop)
+        self._lr_block.__enter__()
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._lr_block is not None:
+            self._lr_block.__exit__(None, None, None)
+            self._lr_block = None
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.guard is not None and self._action is not None:
+            self.guard.commit(self._action)
+            self._action = None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if self.guard is None or logs is None or "loss" not in logs:
+            return
+        s = self.guard.state
+        numbers = {
+            "guard_non_finite": self._since_log,
+            "guard_skips": s.skips,
+            "guard_rollbacks": s.rollbacks,
+            "guard_lr_factor": s.multiplier(1.0, state.global_step),
+        }
+        self._since_log = 0
+        logs.update(numbers)
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(numbers)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        if self.guard is not None:
+            self.guard.close()
+
+    def report(self) -> dict[str, Any]:
+        """What the guard did (see `TorchGuard.report`), plus the non-finite steps it saw."""
+        if self.guard is None:
+            return {"non_finite": 0, "records": []}
+        return {**self.guard.report(), "non_finite": self.non_finite}

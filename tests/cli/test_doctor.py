@@ -1,0 +1,44 @@
+"""`lrpilot doctor` through the real typer app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from lrpilot.cli._app import app
+from tests.doctor import logs
+
+runner = CliRunner()
+
+
+def test_a_diverged_hf_run_gets_a_verdict_findings_advice_and_a_plot(tmp_path: Path) -> None:
+    path = logs.write_trainer_state(tmp_path / "trainer_state.json", logs.run_arrays(n=300, every=10, nan_from=250))
+    plot = tmp_path / "doctor.png"
+    result = runner.invoke(app, ["doctor", str(path), "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    for fragment in ("verdict: diverged", "non finite", "2,510–3,000", "halve the peak LR: 0.0003 → 0.00015"):
+        assert fragment in result.output
+    assert "try:  cosine(peak=0.00015, total_steps=3000, warmup_steps=300, floor_ratio=0.1)" in result.output
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_json_is_the_diagnosis_dict(tmp_path: Path) -> None:
+    path = logs.write_csv(tmp_path / "log.csv", logs.run_arrays(n=400))
+    result = runner.invoke(app, ["doctor", str(path), "--json", "--num-classes", "10"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["verdict"] == "healthy"
+    assert payload["advice"][0]["action"] == "keep"
+    assert payload["log"]["rows"] == 400
+    assert payload["plot"] is None
+
+
+def test_bad_input_exits_2_with_a_message_and_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_text("step,acc\n1,0.5\n")
+    for target, message in ((tmp_path / "bad.csv", "no training loss column"), (tmp_path / "nope", "no such file")):
+        result = runner.invoke(app, ["doctor", str(target)])
+        assert result.exit_code == 2
+        assert message in " ".join(result.output.split())  # rich wraps long lines
+        assert "Traceback" not in result.output

@@ -1,0 +1,125 @@
+"""Diagnoses and advice on logs whose story is known, and the doctor agreeing with the guard."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrpilot import guard
+from lrpilot.detect import DetectConfig, scan
+from lrpilot.doctor import RULES, Series, diagnose, examine
+from lrpilot.schedules import parse
+from tests.detect import curves
+from tests.doctor import logs
+
+
+def series_of(loss: np.ndarray, lr: np.ndarray | float = 1e-3, steps: np.ndarray | None = None) -> Series:
+    steps = np.arange(loss.size) if steps is None else steps
+    lrs = np.full(loss.size, lr) if isinstance(lr, float) else lr
+    return Series(steps=steps.astype(np.int64), loss=np.asarray(loss, dtype=np.float64), lr=lrs)
+
+
+def test_a_nan_tail_is_a_divergence_and_the_advice_is_to_halve_the_lr(tmp_path: Path) -> None:
+    run = logs.run_arrays(n=300, every=10, nan_from=250)
+    _, d = examine(logs.write_trainer_state(tmp_path / "trainer_state.json", run))
+    assert d.verdict == "diverged"
+    assert [(f.kind, f.start, f.end, f.count) for f in d.findings] == [("non_finite", 2510, 3000, 50)]
+    assert d.findings[0].message == "loss is NaN/Inf at 50 steps from step 2510 to 3000"
+    halve = d.advice[0]
+    assert (halve.action, halve.rule) == ("halve_lr", "halve")
+    assert halve.lr == pytest.approx(1.5e-4)
+    assert halve.rule_text == RULES["halve"].text
+    assert "0.0003 → 0.00015" in halve.reason
+    assert d.schedule is not None
+    assert d.schedule.startswith("cosine(peak=0.0003, total_steps=3000, warmup_steps=300")
+    assert halve.schedule == d.schedule.replace("peak=0.0003", "peak=0.00015")
+    json.dumps(d.to_dict(), allow_nan=False)
+
+
+def test_a_flat_start_is_a_too_low_lr_and_the_advice_is_to_triple_it() -> None:
+    rng = np.random.default_rng(0)
+    loss = 2.3 * (1 + 0.01 * rng.standard_normal(1000))
+    d = diagnose(series_of(loss, 1e-5))
+    assert d.verdict == "lr_too_low"
+    assert [f.kind for f in d.findings] == ["flat_start"]
+    advice = d.advice[0]
+    assert (advice.action, advice.rule, advice.lr) == ("raise_lr", "raise", pytest.approx(3e-5))
+    assert "×3–5" in advice.reason
+    assert advice.schedule == "constant(peak=3e-05)"
+
+
+def test_a_collapse_to_chance_is_never_advised_a_higher_lr() -> None:
+    rng = np.random.default_rng(1)
+    learned = 2.3 * np.exp(-np.arange(600) / 100) + 0.3
+    loss = np.concatenate([learned, np.full(400, math.log(10))]) * (1 + 0.01 * rng.standard_normal(1000))
+    d = diagnose(series_of(loss, 0.1), DetectConfig.for_classes(10))
+    assert d.verdict == "collapsed"
+    assert {a.action for a in d.advice} == {"halve_lr"}
+    assert d.advice[0].rule == "collapse"
+    assert d.advice[0].lr == pytest.approx(0.05)
+
+
+def test_early_trouble_without_warmup_adds_one() -> None:
+    loss = curves.clean(n=2000, seed=2)
+    loss[60:63] = math.nan
+    d = diagnose(series_of(loss, 1e-3))
+    assert d.verdict == "unstable"
+    assert [a.action for a in d.advice] == ["halve_lr", "add_warmup"]
+    warm = d.advice[1]
+    assert (warm.rule, warm.warmup_steps, warm.lr) == ("warmup", 120, pytest.approx(5e-4))
+    assert warm.schedule == "constant(peak=0.0005, warmup_steps=120)"
+
+
+def test_trouble_right_after_a_resume_asks_for_a_fresh_warmup() -> None:
+    loss = curves.clean(n=2000, seed=3)
+    loss[1010:1014] *= 3.0  # the resumed run spikes: Adam restarted from zero moments
+    steps = np.arange(2000)
+    s = Series(steps=steps, loss=loss, lr=np.full(2000, 2e-4), resumes=(1000,))
+    d = diagnose(s)
+    fresh = d.advice[0]
+    assert (fresh.action, fresh.rule) == ("fresh_warmup", "resume")
+    assert fresh.schedule is not None
+    assert parse(fresh.schedule).to_string() == fresh.schedule
+    assert fresh.schedule.startswith("rewarmup(base=constant(peak=0.0002), at=1000, steps=100")
+    assert d.advice[1].action == "halve_lr"
+
+
+def test_oscillation_asks_for_a_lower_lr() -> None:
+    rng = np.random.default_rng(4)
+    loss = 1.0 + 0.1 * (-1.0) ** np.arange(600) + 0.01 * rng.standard_normal(600)
+    d = diagnose(series_of(loss, 0.5))
+    assert d.verdict == "oscillating"
+    assert (d.advice[0].action, d.advice[0].rule, d.advice[0].lr) == ("lower_lr", "factors", 0.25)
+
+
+def test_a_healthy_run_keeps_its_lr_and_a_log_without_lr_still_gets_advice() -> None:
+    d = diagnose(series_of(curves.clean(n=1500, seed=5), 3e-4))
+    assert (d.verdict, d.findings, d.advice[0].action, d.advice[0].lr) == ("healthy", (), "keep", 3e-4)
+    loss = curves.clean(n=1500, seed=6)
+    loss[800] = math.inf
+    bare = diagnose(Series(steps=np.arange(1500), loss=loss))
+    assert bare.advice[0].lr is None
+    assert "the log has no learning rate" in bare.advice[0].reason
+
+
+def test_the_doctor_finds_exactly_what_the_guard_acted_on() -> None:
+    loss = curves.clean(n=1500, seed=7)
+    loss[500] = math.nan
+    loss[900] *= 2.5
+    grads = curves.clean_grads(n=1500, seed=8)
+    grads[1200] *= 50
+    offline = scan(range(1500), loss, grads)
+    state, online = guard.init(), []
+    for step in range(1500):
+        action, state = guard.update(state, loss=float(loss[step]), grad_norm=float(grads[step]), lr=1e-3, step=step)
+        online.extend(action.findings)
+    assert [(f.kind, f.metric, f.step) for f in offline] == [
+        ("non_finite", "loss", 500),
+        ("spike", "loss", 900),
+        ("spike", "grad_norm", 1200),
+    ]
+    assert [f.to_dict() for f in online] == [f.to_dict() for f in offline]  # NaN evidence: compare as JSON

@@ -1,0 +1,199 @@
+"""Every reader gives the same `Series` for the same run, and bad input gives a message, not a traceback."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrpilot.doctor import DoctorInputError, Series, read, read_csv, read_jsonl, read_trainer_state
+from tests.doctor import logs
+
+
+def assert_same(series: Series, run: dict[str, np.ndarray], *, rel: float = 1e-12, lr: bool = True) -> None:
+    assert series.steps.tolist() == run["step"].tolist()
+    assert series.loss == pytest.approx(run["loss"], rel=rel, nan_ok=True)
+    if lr:
+        assert series.lr is not None
+        assert series.lr == pytest.approx(run["lr"], rel=rel)
+
+
+def test_trainer_state_reads_losses_lr_grad_norms_and_eval_and_skips_the_summary(tmp_path: Path) -> None:
+    run = logs.run_arrays(n=200, every=10, nan_from=180)
+    series = read(logs.write_trainer_state(tmp_path / "trainer_state.json", run, eval_every=50))
+    assert series.format == "trainer_state"
+    assert_same(series, run)
+    assert series.grad_norm == pytest.approx(run["grad_norm"])
+    assert series.eval_steps.tolist() == [500, 1000, 1500, 2000]
+    assert series.steps[-1] == 2000  # the summary row (train_loss = the run's average) is not a step
+    assert any("20 non-finite" in n for n in series.notes)
+
+
+def test_an_hf_output_dir_is_read_from_its_latest_checkpoint(tmp_path: Path) -> None:
+    run = logs.run_arrays(n=120, every=5)
+    logs.write_trainer_state(tmp_path / "out" / "checkpoint-100" / "trainer_state.json", logs.run_arrays(n=20, every=5))
+    logs.write_trainer_state(tmp_path / "out" / "checkpoint-600" / "trainer_state.json", run)
+    logs.write_trainer_state(tmp_path / "out" / "checkpoint-20" / "trainer_state.json", logs.run_arrays(n=4, every=5))
+    assert_same(read(tmp_path / "out"), run)
+
+
+def test_csv_and_jsonl_give_the_same_series(tmp_path: Path) -> None:
+    run = logs.run_arrays(n=150)
+    a = read(logs.write_csv(tmp_path / "log.csv", run))
+    b = read(logs.write_jsonl(tmp_path / "log.jsonl", run))
+    assert (a.format, b.format) == ("csv", "jsonl")
+    assert_same(a, run)
+    assert_same(b, run)
+
+
+def test_csv_column_names_are_matched_loosely_and_grad_norm_is_optional(tmp_path: Path) -> None:
+    run = logs.run_arrays(n=50)
+    path = logs.write_csv(tmp_path / "x.csv", run, columns=("Step", "train_loss", "learning_rate", "grad_norm"))
+    series = read(path)
+    assert_same(series, run)
+    assert series.grad_norms() == pytest.approx(run["grad_norm"].tolist())
+
+
+def test_lightning_metrics_csv_interleaves_train_and_val_rows(tmp_path: Path) -> None:
+    run = logs.run_arrays(n=200)
+    series = read(logs.write_lightning_metrics(tmp_path / "lightning_logs" / "version_0" / "metrics.csv", run))
+    assert series.format == "lightning"
+    assert series.steps.tolist() == (run["step"] - 1).tolist()
+    assert series.loss == pytest.approx(run["loss"])
+    assert series.lr == pytest.approx(run["lr"])
+    assert series.eval_steps.size == 4
+    assert read(tmp_path).format == "lightning"  # found from the parent directory
+
+
+def test_tensorboard_event_files_are_read_with_tensorboards_reader(tmp_path: Path) -> None:
+    run = logs.run_arrays(n=100, every=10)
+    logdir = logs.write_tensorboard(tmp_path / "runs" / "exp1", run)
+    series = read(tmp_path / "runs")
+    assert series.format == "tensorboard"
+    assert_same(series, run, rel=1e-6)  # TensorBoard stores float32
+    assert series.grad_norm == pytest.approx(run["grad_norm"], rel=1e-6)
+    event_file = next(logdir.glob("events.out.tfevents.*"))
+    assert_same(read(event_file), run, rel=1e-6)
+
+
+def test_unsorted_and_repeated_steps_are_sorted_the_last_value_wins_and_a_resume_is_noted(tmp_path: Path) -> None:
+    path = tmp_path / "resumed.csv"
+    rows = ["step,loss"] + [f"{s},{2.0 - s / 1000}" for s in range(300)]
+    rows += [f"{s},{1.0 - s / 10000}" for s in range(200, 400)]  # resumed from step 200, rewrote 200..299
+    path.write_text("\n".join(rows) + "\n")
+    series = read(path)
+    assert series.steps.tolist() == list(range(400))
+    assert series.loss[250] == pytest.approx(1.0 - 250 / 10000)
+    assert series.resumes == (200,)
+    assert any("resumed run" in n for n in series.notes)
+    assert any("100 repeated step(s)" in n for n in series.notes)
+
+
+def test_a_truncated_last_jsonl_line_and_garbage_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    run = logs.run_arrays(n=60)
+    path = logs.write_jsonl(tmp_path / "log.jsonl", run)
+    text = path.read_text()
+    path.write_text(text[:20] + "not json at all\n" + text[20:] + '{"step": 61, "loss": 1.2')
+    series = read(path)
+    assert len(series) == 59  # the first line was split by the garbage, the last one cut by the "crash"
+    assert any("3 row(s) with text that is not a JSON object" in n for n in series.notes)
+
+
+def test_nan_and_inf_strings_are_values_blanks_are_not(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("step,loss,lr\n0,1.0,0.1\n1,nan,0.1\n2,inf,\n3,,0.1\n4,abc,0.1\n5,1.0,0.1\n")
+    series = read(path)
+    assert series.steps.tolist() == [0, 1, 2, 5]
+    assert np.isnan(series.loss[1])
+    assert np.isinf(series.loss[2])
+    assert series.lr is not None
+    assert np.isnan(series.lr[2])
+    assert any("1 row(s) with a loss that is not a number" in n for n in series.notes)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", "", "the file is empty"),
+        ("empty.jsonl", "\n\n", "the file is empty"),
+        ("trainer_state.json", '{"log_history": [{"loss": 1.0, "st', "not valid JSON"),
+        ("trainer_state.json", '{"global_step": 3}', "expected a Hugging Face trainer_state.json with a 'log_history'"),
+        ("nolss.csv", "step,acc\n1,0.5\n", "no training loss column; found 'step', 'acc'. Accepted names: loss,"),
+        ("noloss.jsonl", '{"step": 1, "acc": 0.5}\n', "no training loss values found"),
+        ("onlyeval.json", '{"log_history": [{"eval_loss": 1.0, "step": 5}]}', "no training loss values found"),
+        (
+            "badsteps.csv",
+            "step,loss\nx,1.0\n1.5,2.0\n",
+            "1 row(s) with no usable step number, 1 row(s) with a step number that is not a whole number",
+        ),
+        ("binary.csv", "step,loss\n\x00\x01\x02", "binary data"),
+        ("weird.log", "\x00garbage", "binary data"),
+    ],
+)
+def test_bad_files_get_a_clear_message(tmp_path: Path, name: str, content: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DoctorInputError) as info:
+        read(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_missing_paths_non_utf8_and_empty_dirs_get_a_clear_message(tmp_path: Path) -> None:
+    with pytest.raises(DoctorInputError, match="no such file or directory"):
+        read(tmp_path / "nope.csv")
+    (tmp_path / "latin1.csv").write_bytes("step,loss\n1,1.0 é\n".encode("latin-1"))
+    with pytest.raises(DoctorInputError, match="not UTF-8"):
+        read(tmp_path / "latin1.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DoctorInputError, match="found no log here"):
+        read(tmp_path / "empty")
+    (tmp_path / "events.out.tfevents.1.host").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(DoctorInputError, match="no training-loss scalar"):
+        read(tmp_path / "events.out.tfevents.1.host")
+
+
+def test_a_truncated_tensorboard_file_keeps_what_was_written(tmp_path: Path) -> None:
+    run = logs.run_arrays(n=50)
+    logdir = logs.write_tensorboard(tmp_path / "tb", run)
+    event_file = next(logdir.glob("events.out.tfevents.*"))
+    data = event_file.read_bytes()
+    event_file.write_bytes(data[: len(data) - 400])  # a few records and a half
+    series = read(event_file)
+    assert 40 <= len(series) < 50
+    assert series.loss == pytest.approx(run["loss"][: len(series)], rel=1e-6)
+
+
+def test_a_big_csv_is_streamed_not_loaded_twice(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    n = 100_000
+    with path.open("w") as fh:
+        fh.write("step,loss,lr,grad_norm\n")
+        for i in range(n):
+            fh.write(f"{i},{2.0 + (i % 7) * 0.01},0.001,1.5\n")
+    size = path.stat().st_size
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    series = read(path)
+    elapsed = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(series) == n
+    assert peak < 64 * n  # 33 bytes a row in arrays; never the file's text, nor a Python object per value
+    assert size > 20 * n
+    assert elapsed < 30
+
+
+def test_stream_readers_accept_any_text_stream() -> None:
+    series = read_csv(io.StringIO("step\tloss\n1\t2.0\n2\t1.5\n"), "tsv")
+    assert series.loss.tolist() == [2.0, 1.5]
+    series = read_jsonl(io.StringIO('{"iteration": 3, "train/loss": 1.0}\n'))
+    assert series.steps.tolist() == [3]
+    state = {"log_history": [{"loss": math.inf, "step": 1}, {"loss": 1.0, "step": 2}]}
+    assert np.isinf(read_trainer_state(io.StringIO(json.dumps(state))).loss[0])

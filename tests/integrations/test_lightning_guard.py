@@ -1,0 +1,107 @@
+"""The guard's Lightning `Callback` in real `lightning.Trainer` runs (the digits MLP, CPU)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lrpilot.doctor import read
+from lrpilot.guard import GuardConfig
+from lrpilot.integrations.lightning_guard import GuardCallback
+from tests.guard.tiny import digits, mlp
+
+L = pytest.importorskip("lightning")
+pytestmark = [
+    # Lightning 2.6 calls a deprecated torch pytree API and warns about single-process data loading;
+    # neither is ours to fix.
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:.*does not have many workers.*"),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a loaded 2-core machine torch's default of 2 threads spin-waits for
+    each other and these tiny models run tens of times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Digits(L.LightningModule):  # type: ignore[misc]
+    def __init__(self, bad: Callable[[int], bool]) -> None:
+        super().__init__()
+        self.net = mlp(0)
+        self.bad = bad
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> torch.Tensor:
+        x, y = batch
+        loss = nn.functional.cross_entropy(self.net(x), y)
+        if self.bad(self.global_step):
+            loss = loss * math.nan
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=3e-3)
+
+
+def fit(tmp_path: Path, bad: Callable[[int], bool], config: GuardConfig | None) -> tuple[Digits, Any]:
+    torch.manual_seed(0)
+    x, y = digits()
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    callback = None if config is None else GuardCallback(config, audit=tmp_path / "audit.jsonl")
+    module = Digits(bad)
+    trainer = L.Trainer(
+        max_steps=150,
+        accelerator="cpu",
+        devices=1,
+        logger=L.pytorch.loggers.CSVLogger(str(tmp_path)),
+        callbacks=[callback] if callback else [],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+    )
+    trainer.fit(module, loader)
+    return module, callback
+
+
+def finite(module: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+def test_without_the_guard_one_nan_step_ruins_the_weights(tmp_path: Path) -> None:
+    module, _ = fit(tmp_path, lambda s: s == 60, None)
+    assert not finite(module)
+
+
+def test_the_guard_skips_it_logs_it_and_the_doctor_reads_the_log(tmp_path: Path) -> None:
+    module, callback = fit(tmp_path, lambda s: s == 60, GuardConfig())
+    assert finite(module)
+    records = callback.report()["records"]
+    assert [(r["action"], r["step"], r["detector"]) for r in records] == [("skip", 60, "non_finite")]
+    metrics = next(tmp_path.glob("**/metrics.csv"))
+    header = metrics.read_text().splitlines()[0]
+    assert "guard/skips" in header
+    series = read(metrics)
+    assert series.format == "lightning"
+    assert series.steps[-1] == 149
+    assert int(math.isnan(series.loss[series.steps.tolist().index(60)])) == 1
+
+
+def test_repeated_trouble_rolls_back_and_cuts_the_lr(tmp_path: Path) -> None:
+    module, callback = fit(tmp_path, lambda s: 60 <= s < 64, GuardConfig(snapshot_every=25))
+    assert finite(module)
+    report = callback.report()
+    assert [r["action"] for r in report["records"]] == ["skip", "skip", "skip", "rollback"]
+    assert report["records"][-1]["rollback_to"] == 25  # 50 was 10 steps old, not yet confirmed (20)
+    assert report["lr_cap"] == pytest.approx(1.5e-3)

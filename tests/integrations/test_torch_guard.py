@@ -1,0 +1,338 @@
+"""`TorchGuard` in real PyTorch loops (a digits MLP on CPU): skips, rollbacks, resume, snapshots, ranks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from lrpilot.guard import GuardConfig
+from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard, total_grad_norm
+from lrpilot.schedules import Constant, Cosine, Schedule
+from tests.guard.tiny import Batches, full_loss, mlp
+
+STEPS = 300
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a loaded 2-core machine torch's default of 2 threads spin-waits for
+    each other and these tiny models run tens of times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SCHED = Cosine(peak=3e-3, total_steps=STEPS, warmup_steps=20)
+
+Fault = Callable[[int, torch.Tensor], torch.Tensor]
+
+
+def nan_at(*batches: int) -> Fault:
+    return lambda b, loss: loss * math.nan if b in batches else loss
+
+
+def guarded_run(
+    *,
+    fault: Fault | None = None,
+    steps: int = STEPS,
+    schedule: Schedule = SCHED,
+    fused: bool = False,
+    data: Batches | None = None,
+    model: nn.Module | None = None,
+    opt: torch.optim.Optimizer | None = None,
+    guard: TorchGuard | None = None,
+    restore_data: bool = False,
+    **kwargs: Any,
+) -> tuple[nn.Module, TorchGuard, Batches]:
+    model = model or mlp(0)
+    opt = opt or torch.optim.Adam(model.parameters(), lr=schedule(0), fused=fused or None)
+    data = data or Batches(seed=1)
+    guard = guard or TorchGuard(model, opt, schedule=schedule, data=data if restore_data else None, **kwargs)
+    b = 0
+    while guard.step_count < steps:
+        assert b < 3 * steps, "the guard should not need this many batches"
+        x, y = next(data)
+        b += 1
+        loss = nn.functional.cross_entropy(model(x), y)
+        if fault is not None:
+            loss = fault(b, loss)
+        loss.backward()
+        guard.step(loss)
+    guard.flush()
+    return model, guard, data
+
+
+def plain_run(*, skip: frozenset[int] = frozenset(), fault: Fault | None = None, fused: bool = False) -> nn.Module:
+    """The reference: the same loop without a guard; batches in `skip` have their update dropped."""
+    model = mlp(0)
+    opt = torch.optim.Adam(model.parameters(), lr=SCHED(0), fused=fused or None)
+    data = Batches(seed=1)
+    for t in range(STEPS):
+        x, y = next(data)
+        loss = nn.functional.cross_entropy(model(x), y)
+        (fault(t + 1, loss) if fault else loss).backward()
+        for g in opt.param_groups:
+            g["lr"] = SCHED(t)
+        if t + 1 not in skip:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+    return model
+
+
+def same_params(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_a_nan_step_is_skipped_exactly_and_the_run_is_otherwise_untouched() -> None:
+    assert math.isnan(full_loss(plain_run(fault=nan_at(150))))  # the fault is real
+    model, guard, _ = guarded_run(fault=nan_at(150))
+    assert same_params(model, plain_run(skip=frozenset({150})))
+    report = guard.report()
+    assert (report["skips"], report["rollbacks"]) == (1, 0)
+    assert report["records"][0]["action"] == "skip"
+    assert report["records"][0]["step"] == 149
+    assert report["records"][0]["detector"] == "non_finite"
+
+
+def test_a_clean_run_is_left_alone() -> None:
+    model, guard, _ = guarded_run()
+    assert same_params(model, plain_run())
+    assert guard.report()["records"] == []
+
+
+def test_a_hundredfold_lr_jump_is_rolled_back_and_capped_near_the_lr_before_it() -> None:
+    jump = Cosine(peak=3e-3, total_steps=STEPS, warmup_steps=20)
+
+    class Jumped(Schedule, name="test-jumped"):  # the user's schedule goes ×300 at step 150
+        def _evaluate(self, t: Any, xp: Any) -> Any:
+            return jump._evaluate(t, xp) * xp.where(t >= 150, 300.0, 1.0)
+
+    model, guard, _ = guarded_run(schedule=Jumped())
+    unguarded = mlp(0)
+    opt = torch.optim.Adam(unguarded.parameters(), lr=1e-3)
+    data = Batches(seed=1)
+    for t in range(STEPS):
+        x, y = next(data)
+        nn.functional.cross_entropy(unguarded(x), y).backward()
+        opt.param_groups[0]["lr"] = Jumped()(t)
+        opt.step()
+        opt.zero_grad()
+    report = guard.report()
+    assert report["rollbacks"] >= 1
+    first = next(r for r in report["records"] if r["action"] == "rollback")
+    assert first["rollback_to"] in (100, 150)
+    assert first["lr_after"] <= 0.5 * 3e-3  # half the highest LR that was stable before the jump
+    assert full_loss(model) < 0.6
+    assert not full_loss(unguarded) < 1.0  # unguarded, the jump wrecks the run (or makes it NaN)
+    assert report["schedule"].startswith("guarded(base=test-jumped(), cap=")
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_delayed_verdicts_read_every_k_steps(fused: bool) -> None:
+    """Judged every 5 steps from a device buffer: a fused optimizer skips exactly on the device (its
+    found_inf), any other optimizer zeroes the update of a spike, and a NaN is rolled back."""
+    model, guard, _ = guarded_run(fault=nan_at(150), read_every=5, fused=fused)
+    report = guard.report()
+    assert math.isfinite(full_loss(model))
+    if fused:
+        reference, _, _ = guarded_run(fault=nan_at(150), fused=True)
+        assert same_params(model, reference)
+        assert (report["skips"], report["rollbacks"]) == (1, 0)
+    else:
+        assert report["rollbacks"] == 1  # NaN × 0 is NaN: the poisoned update is rolled back
+    assert guard.step_count == STEPS
+
+
+def test_snapshots_on_disk_are_pruned_and_removed_on_close(tmp_path: Path) -> None:
+    where = tmp_path / "snaps"
+    config = GuardConfig(snapshot_every=20)
+    model = mlp(0)
+    with TorchGuard(model, torch.optim.SGD(model.parameters(), lr=0.1), snapshot_to=where) as g:
+        assert len(list(where.iterdir())) == 1
+    model, guard, _ = guarded_run(fault=nan_at(100, 101, 102, 103), snapshot_to=where, config=config)
+    assert guard.report()["rollbacks"] == 1
+    assert 1 <= len(list(where.iterdir())) <= 2
+    guard.close()
+    assert not where.exists()
+    assert g.step_count == 0
+
+
+def test_kept_snapshots_never_share_memory() -> None:
+    """Snapshot buffers are recycled from pruned snapshots, never from one still kept."""
+    _, guard, _ = guarded_run(config=GuardConfig(snapshot_every=10), steps=200)
+    kept = list(guard._snapshots.values())
+    assert len(kept) == 2
+    a, b = ({t.data_ptr() for t in snap["model"].values()} for snap in kept)
+    assert not a & b
+
+
+def test_the_data_position_is_restored_on_rollback() -> None:
+    data = Batches(seed=1)
+    positions: list[int] = []
+
+    def fault(b: int, loss: torch.Tensor) -> torch.Tensor:
+        positions.append(data.position)
+        return loss * math.nan if b in (100, 101, 102, 103) else loss
+
+    _, guard, _ = guarded_run(fault=fault, data=data, restore_data=True)
+    rollback = next(r for r in guard.report()["records"] if r["action"] == "rollback")
+    assert rollback["rollback_to"] == 50
+    assert positions[103] == 51  # replayed from the snapshot's data position (50 batches consumed)
+
+
+def test_resume_from_state_dict_is_bit_for_bit(tmp_path: Path) -> None:
+    fault = nan_at(60, 200)  # by batch number over the whole run
+    straight, _, _ = guarded_run(fault=fault)
+
+    model, data = mlp(0), Batches(seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=SCHED(0))
+    _, first, _ = guarded_run(fault=fault, steps=130, model=model, opt=opt, data=data)
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "data": data.state_dict()}, ckpt)
+    (tmp_path / "guard.json").write_text(json.dumps(first.state_dict()))
+
+    saved = torch.load(ckpt)  # a fresh process: new objects, the guard's state from JSON
+    model2, data2 = mlp(1), Batches(seed=1)
+    model2.load_state_dict(saved["model"])
+    opt2 = torch.optim.Adam(model2.parameters(), lr=SCHED(0))
+    opt2.load_state_dict(saved["opt"])
+    data2.load_state_dict(saved["data"])
+    guard2 = TorchGuard(model2, opt2, schedule=SCHED)
+    guard2.load_state_dict(json.loads((tmp_path / "guard.json").read_text()))
+    assert guard2.step_count == 130
+    done = data2.position
+    resumed, _, _ = guarded_run(
+        fault=lambda b, loss: fault(b + done, loss), model=model2, opt=opt2, data=data2, guard=guard2
+    )
+    assert same_params(resumed, straight)
+    assert guard2.report()["skips"] == 2  # the one before the checkpoint (restored) and the one after
+
+
+def test_a_grad_scaler_owns_inf_gradients_and_a_torch_scheduler_is_stepped() -> None:
+    model = mlp(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=100, gamma=0.5)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    guard = TorchGuard(model, opt, scheduler=scheduler, scaler=scaler)
+    data = Batches(seed=2)
+    for b in range(250):
+        x, y = next(data)
+        loss = nn.functional.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        if b == 120:  # an fp16-style overflow in the gradients only: the scaler skips it
+            next(model.parameters()).grad.fill_(math.inf)  # type: ignore[union-attr]
+        guard.step(loss)
+    assert guard.report()["records"] == []
+    assert scheduler.last_epoch == 250
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)
+    assert scaler.get_scale() < 2.0**8  # it saw the overflow and backed off
+    assert math.isfinite(full_loss(model))
+
+
+def test_persistent_nan_gives_up_with_a_report_and_the_last_good_state() -> None:
+    config = GuardConfig(max_rollbacks=2, snapshot_every=25)
+    with pytest.raises(GuardGaveUpError, match="look elsewhere") as info:
+        guarded_run(fault=lambda b, loss: loss * math.nan if b >= 80 else loss, config=config)
+    assert info.value.action.kind == "give_up"
+    assert info.value.action.rollback_to == 50
+
+
+def test_the_lr_applied_is_the_guarded_schedule() -> None:
+    _, guard, _ = guarded_run(fault=nan_at(100, 101, 102, 103))
+    sched = guard.effective_schedule()
+    assert sched is not None
+    steps = guard.history_steps
+    assert guard.history_lr[-50:] == pytest.approx([sched(s) for s in steps[-50:]], rel=1e-12)
+
+
+def test_a_grad_norm_given_by_the_caller_is_used() -> None:
+    model = mlp(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    guard = TorchGuard(model, opt)
+    data = Batches(seed=3)
+    for i in range(60):
+        x, y = next(data)
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # the unclipped norm, as the guard wants
+        guard.step(loss, grad_norm=norm * (100 if i == 50 else 1))
+    assert [(r["step"], r["action"], r["metric"]) for r in guard.report()["records"]] == [(50, "skip", "grad_norm")]
+
+
+def test_total_grad_norm_matches_torch() -> None:
+    model = mlp(3)
+    x, y = next(Batches())
+    nn.functional.cross_entropy(model(x), y).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    expected = torch.nn.utils.get_total_norm(grads)
+    assert torch.allclose(total_grad_norm(grads), expected)
+
+
+def test_bad_arguments_are_named() -> None:
+    model = mlp(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"read_every must be an integer in \[1, ∞\], got 0"):
+        TorchGuard(model, opt, read_every=0)
+    with pytest.raises(ValueError, match="must be a multiple of read_every"):
+        TorchGuard(model, opt, read_every=7)
+
+
+# ---------------------------------------------------------------------- two ranks (gloo)
+def _rank_main(rank: int, port: int, out: str, config: GuardConfig, read_every: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    try:
+        model = nn.parallel.DistributedDataParallel(mlp(0))
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        audit = Path(out) / f"{rank}.jsonl"
+        guard = TorchGuard(model, opt, schedule=Constant(peak=3e-3), config=config, audit=audit, read_every=read_every)
+        data = Batches(seed=10 + rank)
+        b = 0
+        while guard.step_count < 120:
+            x, y = next(data)
+            b += 1
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            # the fault is on rank 1 only and only in the loss it reports: without agreement rank 1
+            # would skip and rank 0 would not, and the replicas would drift apart
+            reported = loss * math.nan if (rank == 1 and b in (70, 71, 72, 73)) else loss
+            guard.step(reported)
+        guard.flush()
+        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        torch.save(flat, Path(out) / f"{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("read_every", [1, 5])
+def test_two_ranks_agree_on_a_fault_seen_by_one_rank_only(tmp_path: Path, read_every: int) -> None:
+    """Judged every step, or from the device buffer every 5 steps (the flags all-reduced each step,
+    the buffer at each read): both ranks skip and roll back at the same steps and stay identical."""
+    config = GuardConfig(snapshot_every=20)
+    mp.spawn(_rank_main, args=(_free_port(), str(tmp_path), config, read_every), nprocs=2, join=True)
+    a, b = torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt")
+    assert torch.equal(a, b)
+    logs = [[json.loads(line) for line in (tmp_path / f"{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    strip = [[{k: v for k, v in rec.items() if k != "rank"} for rec in log] for log in logs]
+    assert strip[0] == strip[1]
+    assert [r["action"] for r in logs[0]] == ["skip", "skip", "skip", "rollback"]
+    assert logs[0][-1]["rollback_to"] == 40  # 60 was not confirmed yet (10 healthy steps) when trouble came

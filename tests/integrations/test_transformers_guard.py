@@ -1,0 +1,118 @@
+"""`GuardCallback` in real `transformers.Trainer` runs (a 1-layer GPT-2 built from a config, CPU)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lrpilot.doctor import examine
+from lrpilot.guard import GuardConfig
+from lrpilot.integrations.transformers_guard import GuardCallback
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a loaded 2-core machine torch's default of 2 threads spin-waits for
+    each other and these tiny models run tens of times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def dataset(n: int = 256, seq: int = 16, vocab: int = 64) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, vocab, (n, seq), generator=g)
+    rows[:, 1::2] = (rows[:, ::2] + 1) % vocab  # something to learn
+    return [{"input_ids": r, "labels": r.clone()} for r in rows]
+
+
+def train(
+    tmp_path: Path, *, bad: Callable[[int], bool], guard: GuardConfig | None = None, steps: int = 60
+) -> tuple[Any, GuardCallback | None]:
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=16)
+    model = transformers.GPT2LMHeadModel(config)
+    args = transformers.TrainingArguments(
+        str(tmp_path / "out"),
+        max_steps=steps,
+        per_device_train_batch_size=8,
+        learning_rate=3e-3,
+        logging_steps=5,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=dataset())
+
+    def inject(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+        # a fault inside the model (an fp16-style overflow in the logits) at chosen steps
+        return output * math.nan if module.training and bad(trainer.state.global_step) else None
+
+    model.lm_head.register_forward_hook(inject)
+    callback = GuardCallback.attach(trainer, guard, audit=tmp_path / "audit.jsonl") if guard is not None else None
+    trainer.train()
+    return trainer, callback
+
+
+def finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def test_without_a_guard_the_trainer_hides_the_nan_and_the_weights_are_lost(tmp_path: Path) -> None:
+    trainer, _ = train(tmp_path, bad=lambda s: s == 30)
+    logged = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert all(math.isfinite(x) for x in logged)  # logging_nan_inf_filter: the log looks fine...
+    assert not finite(trainer.model)  # ...the weights are NaN
+    path = tmp_path / "trainer_state.json"
+    trainer.state.save_to_json(str(path))
+    _, diagnosis = examine(path)  # the doctor still sees it, through the logged grad norm
+    assert diagnosis.verdict in ("diverged", "unstable")
+    assert ("non_finite", "grad_norm") in {(f.kind, f.metric) for f in diagnosis.findings}
+    assert any("logging_nan_inf_filter" in note for note in diagnosis.series["notes"])
+
+
+def test_the_guard_skips_the_nan_step_and_shows_it_in_the_logs(tmp_path: Path) -> None:
+    trainer, callback = train(tmp_path, bad=lambda s: s == 30, guard=GuardConfig())
+    assert callback is not None
+    assert finite(trainer.model)
+    report = callback.report()
+    assert [(r["action"], r["step"], r["detector"]) for r in report["records"]] == [("skip", 30, "non_finite")]
+    assert report["non_finite"] == 1
+    at_35 = next(e for e in trainer.state.log_history if e.get("step") == 35)
+    assert (at_35["guard_non_finite"], at_35["guard_skips"], at_35["guard_rollbacks"]) == (1, 1, 0)
+    assert (tmp_path / "audit.jsonl").read_text().count('"action": "skip"') == 1
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert losses[-1] < losses[0]
+
+
+def test_repeated_nan_rolls_back_and_cuts_the_lr(tmp_path: Path) -> None:
+    trainer, callback = train(tmp_path, bad=lambda s: 30 <= s < 34, guard=GuardConfig(snapshot_every=10))
+    assert callback is not None
+    assert finite(trainer.model)
+    actions = [(r["action"], r["step"]) for r in callback.report()["records"]]
+    assert actions == [("skip", 30), ("skip", 31), ("skip", 32), ("rollback", 33)]
+    assert callback.report()["records"][-1]["rollback_to"] == 10  # 30 came too late to be confirmed
+    last = [e for e in trainer.state.log_history if "guard_lr_factor" in e][-1]
+    assert last["guard_rollbacks"] == 1
+    assert last["guard_lr_factor"] < 1.0
+    assert trainer.state.global_step == 60  # the Trainer's step went on
+
+
+def test_a_hopeless_run_stops_with_the_last_good_weights(tmp_path: Path) -> None:
+    config = GuardConfig(snapshot_every=10, max_rollbacks=1)
+    trainer, callback = train(tmp_path, bad=lambda s: s >= 25, guard=config)
+    assert callback is not None
+    assert callback.report()["gave_up"] is True
+    assert trainer.state.global_step < 60
+    assert finite(trainer.model)
+    assert "look elsewhere" in callback.report()["records"][-1]["reason"]
