@@ -128,8 +128,10 @@ CASES = [
             ),
             Cyclic(low=1e-3, high=PEAK, up_steps=200, mode=mode, gamma=0.9995 if mode == "exp_range" else 1.0),
             10_000,
-            rtol=0.0,
-            why="closed form with the same operations in the same order: bit-identical",
+            rtol=1e-12,
+            atol=EPS * PEAK,
+            why="torch computes the position in the cycle as 1 + t/total - cycle, lrpilot as "
+            "(t - (cycle-1)·total)/total (exact in float32 under jit too): measured ≤ 4.9e-13 relative",
         )
         for mode in ("triangular", "triangular2", "exp_range")
     ],
@@ -138,8 +140,9 @@ CASES = [
         lambda o: tl.CyclicLR(o, base_lr=1e-3, max_lr=PEAK, step_size_up=150, step_size_down=350, cycle_momentum=False),
         Cyclic(low=1e-3, high=PEAK, up_steps=150, down_steps=350),
         10_000,
-        rtol=0.0,
-        why="bit-identical",
+        rtol=1e-12,
+        atol=EPS * PEAK,
+        why="as above",
     ),
     Case(
         "CosineAnnealingWarmRestarts T_mult=1",

@@ -455,6 +455,7 @@ class Cyclic(Schedule, name="cyclic"):
         total = up + float(self.down_steps if self.down_steps is not None else up)
         ratio = up / total
         cycle = 1.0 + floor_div(t, total, xp)
+        # torch writes 1 + t/total - cycle, which cancels badly in float32 (jit); this form is exact
         x = (t - (cycle - 1.0) * total) / total
         scale = xp.where(x <= ratio, x / ratio, (x - 1.0) / (ratio - 1.0))
         height = (self.high - self.low) * scale
