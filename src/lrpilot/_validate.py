@@ -19,6 +19,16 @@ def suggest_name(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def known_keys(owner: str, data: Iterable[str], known: Iterable[str]) -> None:
+    """Reject keys of a serialised object that its class does not have (a typo would otherwise be
+    dropped silently, or fail later with a less helpful TypeError)."""
+    names = set(known)
+    unknown = sorted(set(data) - names)
+    if unknown:
+        hint = suggest_name(unknown[0], names)
+        raise ValueError(f"{owner}: unknown parameter(s) {', '.join(map(repr, unknown))}{hint}")
+
+
 def _fail(owner: str, param: str, valid: str, value: object) -> ValueError:
     return ValueError(f"{owner}: {param} must be {valid}, got {value!r}")
 

@@ -114,9 +114,5 @@ class DetectConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            hint = check.suggest_name(unknown[0], known)
-            raise ValueError(f"{_OWNER}: unknown parameter(s) {', '.join(map(repr, unknown))}{hint}")
+        check.known_keys(_OWNER, data, (f.name for f in fields(cls)))
         return cls(**data)

@@ -125,11 +125,7 @@ class RangeTestRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RangeTestRecord:
         """The inverse of `to_dict` (None losses come back as NaN); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            hint = check.suggest_name(unknown[0], known)
-            raise ValueError(f"RangeTestRecord.from_dict: unknown keys {unknown}{hint}")
+        check.known_keys("RangeTestRecord.from_dict", data, (f.name for f in fields(cls)))
         kwargs = dict(data)
         for name in ("lrs", "losses", "smoothed", "train_losses"):
             if name in kwargs:

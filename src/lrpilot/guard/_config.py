@@ -109,11 +109,7 @@ class GuardConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GuardConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            hint = check.suggest_name(unknown[0], known)
-            raise ValueError(f"{_OWNER}: unknown parameter(s) {', '.join(map(repr, unknown))}{hint}")
+        check.known_keys(_OWNER, data, (f.name for f in fields(cls)))
         values = dict(data)
         if isinstance(values.get("detect"), dict):
             values["detect"] = DetectConfig.from_dict(values["detect"])

@@ -75,13 +75,8 @@ class GuardCallback(_Callback):  # type: ignore[misc]
             trainer.should_stop = True
         if action.findings and action.findings[0].kind == "non_finite":
             self.non_finite += 1
-        noop = not action.applies_update
-        if noop:
-            for p in guard.params:
-                if p.grad is not None:
-                    p.grad.zero_()
         self._action = action
-        self._lr_block = guard.lr_applied(guard._lr_in(trainer.global_step), trainer.global_step, zero=noop)
+        self._lr_block = guard.external_update(action)
         self._lr_block.__enter__()
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:

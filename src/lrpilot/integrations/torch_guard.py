@@ -38,7 +38,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +249,18 @@ class TorchGuard:
         if action.kind in ("rollback", "give_up"):
             self._restore(action, next_step=t + 1)
         return action
+
+    def external_update(self, action: Action) -> AbstractContextManager[None]:
+        """For trainers that step the optimizer themselves (Hugging Face, Lightning): the block to
+        run their ``optimizer.step()`` in. It holds the guard's LR for this step; for a step the
+        guard rejected, the gradients are zeroed now and the block holds LR 0, so the update is a
+        no-op whatever the optimizer (weight decay included)."""
+        noop = not action.applies_update
+        if noop:
+            for p in self.params:
+                if p.grad is not None:
+                    p.grad.zero_()
+        return self.lr_applied(self._lr_in(self.step_count), self.step_count, zero=noop)
 
     def commit(self, action: Action) -> None:
         """After the step's update (applied or not): zero the grads, step the scheduler, count the

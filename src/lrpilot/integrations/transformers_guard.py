@@ -105,13 +105,8 @@ class GuardCallback(_TrainerCallback):  # type: ignore[misc]
         if not all(math.isfinite(v) for v in guard.history_loss[-1:]):
             self.non_finite += 1
             self._since_log += 1
-        noop = not action.applies_update
-        if noop:
-            for p in guard.params:
-                if p.grad is not None:
-                    p.grad.zero_()
         self._action = action
-        self._lr_block = guard.lr_applied(guard._lr_in(state.global_step), state.global_step, zero=noop)
+        self._lr_block = guard.external_update(action)
         self._lr_block.__enter__()
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
