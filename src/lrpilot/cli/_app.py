@@ -8,6 +8,7 @@ import typer
 
 from lrpilot._version import __version__
 from lrpilot.cli._doctor import doctor
+from lrpilot.cli._find import SCRIPT_HELP, find
 from lrpilot.cli._guard import guard
 from lrpilot.cli._schedule import schedule
 
@@ -36,5 +37,6 @@ def _root(
 
 
 app.command("schedule")(schedule)
+app.command("find", epilog=SCRIPT_HELP)(find)
 app.command("doctor")(doctor)
 app.command("guard")(guard)

@@ -1,0 +1,443 @@
+"""`lrpilot find`: the LR range test on a built-in task or on your own model, and the peak LR to train with.
+
+With no arguments it runs on the ``digits`` task (its data ships with scikit-learn; a few
+seconds on a CPU). ``--task`` picks another built-in task, trained with its fixed recipe;
+``--script my_setup.py[:FUNCTION]`` runs on what your own function returns (see `SCRIPT_HELP`).
+The answer is `lrpilot.integrations.torch_finder.find_lr`'s: the suggested peak of a warmup +
+decay recipe, the band of LRs expected to train about as well, the max stable LR, and the recipe
+as a ready schedule spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import random
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lrpilot import _validate as check
+from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
+
+if TYPE_CHECKING:
+    from lrpilot.finder import FinderResult
+
+DEFAULT_TASK = "digits"
+DEFAULT_FUNCTION = "setup"
+CLI_OWNED = {
+    "start_lr": "--start-lr",
+    "end_lr": "--end-lr",
+    "num_steps": "--steps",
+    "mode": "--mode",
+    "callback": "its progress bar",
+}
+"""`find_lr` keywords that the command line sets, and what sets them: a script that returns one is told."""
+
+SCRIPT_HELP = """\
+--script FILE.py[:FUNCTION] runs FUNCTION (default: setup) from FILE with no arguments, after
+seeding Python, NumPy and torch with --seed. It returns what find_lr needs:
+
+  a dict      {"model": nn.Module, "optimizer": torch.optim.Optimizer, "data": DataLoader or any
+              re-iterable of batches, "loss_fn": loss_fn(model(inputs), targets)}; loss_fn is
+              optional for dict batches (model(**batch).loss), and any other find_lr keyword may be
+              added (step, total_steps, max_grad_norm, accumulation_steps, amp, val_data, ...);
+  a tuple     (model, optimizer, data) or (model, optimizer, data, loss_fn): find_lr's order;
+  a dataclass or NamedTuple with the dict's names as fields.
+
+The optimizer is the one you will train with (its type, betas and weight decay shape the
+curve; its LR is overwritten). Their state is restored after the test, as it was before."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What a range test runs on: `find_lr`'s arguments except the ramp, and where they came from."""
+
+    source: dict[str, Any]
+    args: dict[str, Any]
+    threads: int | None = None
+    """torch threads for the test (None: leave the process's setting)."""
+
+
+# --- the built-in tasks ---------------------------------------------------------------------------
+
+
+def _task_job(name: str, data_dir: Path | None, seed: int) -> _Job:
+    """A task's model, AdamW and batch stream as its recipe trains them, so the suggested peak is
+    the recipe's and the ready schedule has the recipe's length, warmup, decay and floor."""
+    from lrpilot.tasks import get_task, make_optimizer, task_names
+
+    check.choice("find", "--task", name, task_names())
+    if name.startswith("sst2"):
+        _check_sst2(data_dir)
+    elif data_dir is not None:
+        raise ValueError(f"find: --data-dir applies to the sst2 tasks only, not to {name!r}")
+    task = get_task(name, data_dir=data_dir)
+    recipe = task.recipe
+    model = task.build_model(seed)
+    args = {
+        "model": model,
+        "optimizer": make_optimizer(model, recipe, 1.0),  # the LR is the ramp's; 1.0 keeps the groups' ratios
+        "data": task.batches(seed),
+        "step": lambda batch: task.loss(model, batch),
+        "max_grad_norm": recipe.grad_clip,
+        "total_steps": recipe.total_steps,
+        "warmup_ratio": recipe.warmup_steps / recipe.total_steps,
+        "floor_ratio": recipe.floor_ratio,
+        "decay": recipe.decay,
+    }
+    return _Job({"task": name}, args, threads=1)
+
+
+def _check_sst2(data_dir: Path | None) -> None:
+    """SST-2 is not shipped: say where it was looked for and how to point the command at it."""
+    from lrpilot.tasks import find_sst2_dir
+
+    try:
+        find_sst2_dir(data_dir)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"{exc}\nGet SST-2 (GLUE) as two CSVs with columns text,label (e.g. from the Hugging Face dataset "
+            "stanfordnlp/sst2: rename 'sentence' to 'text'), then pass --data-dir FOLDER."
+        ) from None
+
+
+# --- a user's script ------------------------------------------------------------------------------
+
+
+def _split_script(spec: str) -> tuple[Path, str]:
+    """``file.py:function`` → (path, function); a colon that does not end in a name is part of the path."""
+    path, colon, name = spec.rpartition(":")
+    if colon and path and name.isidentifier():
+        return Path(path), name
+    return Path(spec), DEFAULT_FUNCTION
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """`` (file.py, line 12)``: the deepest frame of the traceback inside the user's file, if any."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+    return f" ({path.name}, line {frames[-1].lineno})" if frames else ""
+
+
+@contextmanager
+def _user_code(what: str, path: Path) -> Iterator[None]:
+    """The user's own code failing is reported as one line that says where, not as lrpilot's traceback."""
+    try:
+        yield
+    except Exception as exc:
+        raise ValueError(f"{what} raised {type(exc).__name__}: {exc}{_where(exc, path)}") from None
+
+
+@contextmanager
+def _importable(folder: Path) -> Iterator[None]:
+    """The script's folder on ``sys.path`` while it loads and while its function runs, so that it can
+    import the modules beside it, at the top or inside the function."""
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+
+
+def _load_function(path: Path, name: str, label: str) -> Callable[[], Any]:
+    """Import the script as a module (never as ``__main__``, so its own entry point does not run)
+    and return its function `name`."""
+    module_name = f"_lrpilot_script_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{label}: not a Python file (expected a .py file)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look their module up here
+    with _user_code(f"{label}: importing {path.name}", path):
+        spec.loader.exec_module(module)
+    function = getattr(module, name, None)
+    if function is None:
+        functions = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
+        hint = check.suggest_name(name, functions)
+        raise ValueError(
+            f"{label}: {path.name} has no function {name!r}{hint}; define {name}() or name yours: --script FILE.py:NAME"
+        )
+    if not callable(function):
+        raise ValueError(f"{label}: {name!r} in {path.name} is not a function (its type is {type(function).__name__})")
+    return cast("Callable[[], Any]", function)
+
+
+def _as_mapping(returned: Any, where: str) -> dict[str, Any]:
+    """The three accepted shapes (dict, tuple in find_lr's order, dataclass / NamedTuple) as one dict."""
+    if isinstance(returned, Mapping):
+        return dict(returned)
+    if isinstance(returned, tuple) and hasattr(returned, "_asdict"):
+        return dict(returned._asdict())
+    if dataclasses.is_dataclass(returned) and not isinstance(returned, type):
+        return {f.name: getattr(returned, f.name) for f in dataclasses.fields(returned)}
+    if isinstance(returned, tuple) and len(returned) in (3, 4):
+        return dict(zip(("model", "optimizer", "data", "loss_fn"), returned, strict=False))
+    size = f" of {len(returned)} items" if isinstance(returned, tuple) else ""
+    raise ValueError(
+        f"{where} returned {type(returned).__name__}{size}; return a dict with model, optimizer, data (and "
+        "loss_fn), a tuple (model, optimizer, data[, loss_fn]) or a dataclass with those fields"
+    )
+
+
+def _check_returned(args: dict[str, Any], where: str) -> dict[str, Any]:
+    """Name the first thing that is wrong with what the script returned, before any step is run."""
+    import inspect
+
+    import torch
+
+    from lrpilot.integrations.torch_finder import find_lr
+
+    known = set(inspect.signature(find_lr).parameters) - set(CLI_OWNED)
+    for key in args:
+        if key in CLI_OWNED:
+            raise ValueError(f"{where} returned {key!r}, which the command line sets ({CLI_OWNED[key]})")
+        if key not in known:
+            raise ValueError(f"{where} returned an unknown key {key!r}{check.suggest_name(key, known)}")
+    expected = {
+        "model": (torch.nn.Module, "a torch.nn.Module"),
+        "optimizer": (torch.optim.Optimizer, "a torch.optim.Optimizer"),
+        "data": (Iterable, "an iterable of batches (a DataLoader)"),
+    }
+    for key, (kind, wanted) in expected.items():
+        if key not in args:
+            raise ValueError(f"{where} returned no {key!r}")
+        if not isinstance(args[key], kind):
+            raise ValueError(f"{where} returned {key}={type(args[key]).__name__}; it must be {wanted}")
+    loss_fn = args.get("loss_fn")
+    if loss_fn is not None and not callable(loss_fn):
+        raise ValueError(f"{where} returned loss_fn={type(loss_fn).__name__}; it must be callable")
+    return args
+
+
+def _seed_everything(seed: int) -> None:
+    """A script's model and data order depend on the global generators; seed them all."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _script_job(spec: str, total_steps: int | None) -> _Job:
+    """Run the user's function and check what it returned; `total_steps` (--total-steps) wins over theirs."""
+    path, name = _split_script(spec)
+    label = f"--script {spec}"
+    if not path.is_file():
+        raise FileNotFoundError(f"{label}: no such file {str(path)!r}")
+    path = path.resolve()
+    where = f"{label}: {name}()"
+    with _importable(path.parent):
+        function = _load_function(path, name, label)
+        with _user_code(where, path):
+            returned = function()
+    args = _check_returned(_as_mapping(returned, where), where)
+    if total_steps is not None:
+        args["total_steps"] = total_steps
+    return _Job({"script": str(path), "function": name}, args)
+
+
+# --- running and reporting ------------------------------------------------------------------------
+
+
+def _progress() -> Progress:
+    """The range test's bar, on stderr so that --json leaves stdout to the JSON; off where stderr is
+    not a terminal (a log file, CI), which would only get a stray blank line from it."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("lr {task.fields[lr]:.2e}  loss {task.fields[loss]:.4g}"),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+        disable=not stderr.is_terminal,
+    )
+
+
+@contextmanager
+def _finder_errors() -> Iterator[None]:
+    """The finder's own errors (a curve with no answer, a loss that reaches no parameter, a wrong
+    type) are messages for the user, like bad options."""
+    from lrpilot.finder import RangeTestError
+
+    try:
+        yield
+    except (RangeTestError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
+    """`find_lr` with a progress bar; the warnings it gives (an unclear fall, a curve still falling
+    at the end) are returned to print, not raised."""
+    import torch
+
+    from lrpilot.finder import RangeTestWarning
+    from lrpilot.integrations.torch_finder import find_lr
+
+    threads = torch.get_num_threads()
+    if job.threads is not None:
+        torch.set_num_threads(job.threads)  # the tasks are small: a second thread only contends
+    label = "range test" if ramp["mode"] == "fast" else "range test, then probe runs"
+    try:
+        with _progress() as progress, warnings.catch_warnings(record=True) as caught, _finder_errors():
+            warnings.simplefilter("always", RangeTestWarning)  # every time, not once per process
+            bar = progress.add_task(label, total=ramp["num_steps"], lr=ramp["start_lr"], loss=math.nan)
+
+            def advance(point: int, lr: float, loss: float) -> None:
+                progress.update(bar, completed=point + 1, lr=lr, loss=loss)
+
+            result = find_lr(**job.args, **ramp, callback=advance)
+    finally:
+        torch.set_num_threads(threads)
+    return result, [str(w.message) for w in caught]
+
+
+def _spec(result: FinderResult) -> str | None:
+    """The ready schedule with its peak rounded to 3 significant digits: the band spans a factor of
+    about 4, so further digits are noise, and the short spec is what gets pasted into a config."""
+    if result.schedule is None:
+        return None
+    from lrpilot.schedules import parse
+
+    return parse({**result.schedule.to_dict(), "peak": float(f"{result.peak_lr:.3g}")}).to_string()
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or Infinity: non-finite numbers (a noiseless curve's drop_sigma is inf) become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _table(result: FinderResult) -> Table:
+    record = result.record
+    low, high = result.band
+    table = Table(show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    table.add_row("suggested peak LR", f"[bold green]{result.peak_lr:.3g}[/]")
+    table.add_row("band (about as good)", f"{low:.3g} – {high:.3g}")
+    table.add_row("max stable LR", f"{result.max_stable_lr:.3g}")
+    table.add_row("range test", f"{record.steps} of {record.num_steps} steps, {record.stop_reason}")
+    if result.probes:
+        table.add_row("probe runs", f"{len(result.probes)} ({sum(p.steps for p in result.probes)} steps)")
+    table.add_row("steps used", str(result.steps_used))
+    table.add_row("wall time", f"{result.wall_time_s:.1f} s")
+    table.add_row("method", result.method)
+    return table
+
+
+def _header(job: _Job, ramp: dict[str, Any], seed: int) -> str:
+    what = job.source.get("task") or f"{job.source['script']}:{job.source['function']}"
+    return (
+        f"[bold]{escape(what)}[/]: range test {ramp['start_lr']:.0e} → {ramp['end_lr']:.0e} over "
+        f"{ramp['num_steps']} steps, {ramp['mode']} mode, seed {seed}"
+    )
+
+
+def find(  # noqa: PLR0917  (typer reads the options from the signature)
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="Built-in task: digits (the default), shakespeare, sst2-full, sst2-lora."),
+    ] = None,
+    script: Annotated[
+        str | None,
+        typer.Option("--script", help="FILE.py[:FUNCTION] returning your model, optimizer, data and loss (below)."),
+    ] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="fast: one range test. thorough: also short probe runs of the recipe.")
+    ] = "fast",
+    steps: Annotated[int, typer.Option("--steps", "-n", help="Optimizer steps of the range test.")] = 100,
+    start_lr: Annotated[float, typer.Option("--start-lr", help="LR of the first step.")] = 1e-7,
+    end_lr: Annotated[float, typer.Option("--end-lr", help="LR of the last step.")] = 10.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the model, the data order and the test.")] = 0,
+    total_steps: Annotated[
+        int | None,
+        typer.Option("--total-steps", help="--script: the length of your run, for the ready schedule."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder with sst2_train.csv and sst2_validation.csv.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the range test here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Run the LR range test and suggest the peak LR of a warmup + decay schedule, with its band.
+
+    Without --task or --script it runs on the digits task (an MLP on scikit-learn's digits).
+    """
+    with errors_as_messages():
+        ramp = _ramp(mode, steps, start_lr, end_lr)
+        check.step_count("find", "--seed", seed, 0, 2**32 - 1)
+        job = _job(task, script, seed=seed, total_steps=total_steps, data_dir=data_dir)
+        if mode == "thorough" and job.args.get("total_steps") is None:
+            raise ValueError(
+                "find: --mode thorough needs the run's length: --total-steps N (or total_steps from the script)"
+            )
+        if not as_json:
+            console.print(_header(job, ramp, seed), soft_wrap=True)
+        result, notes = _run(job, ramp)
+        written = None
+        if plot is not None:
+            from lrpilot.report.finder_plots import plot_range_test
+
+            written = plot_range_test(result, plot)
+    spec = _spec(result)
+    if as_json:
+        payload = {**job.source, "mode": mode, "seed": seed, **result.to_dict(), "spec": spec}
+        print_json(_finite({**payload, "warnings": notes, "plot": str(written) if written else None}))
+        return
+    console.print(_table(result))
+    # on its own line, not in a table cell, so that it can be copied whole at any terminal width
+    console.print(
+        f"schedule: [cyan]{escape(spec)}[/]" if spec else "schedule: give --total-steps N for a ready one",
+        soft_wrap=True,
+    )
+    for note in notes:
+        stderr.print(f"[yellow]warning[/] {escape(note)}", highlight=False)
+    if written:
+        console.print(f"plot written to {written}")
+
+
+def _ramp(mode: str, steps: int, start_lr: float, end_lr: float) -> dict[str, Any]:
+    """The range test's settings, checked before anything is built."""
+    from lrpilot.finder import MODES
+
+    check.choice("find", "--mode", mode, MODES)
+    check.step_count("find", "--steps", steps, 5, 100_000)
+    check.positive("find", "--start-lr", start_lr)
+    check.positive("find", "--end-lr", end_lr)
+    if start_lr >= end_lr:
+        raise ValueError(f"find: --start-lr must be below --end-lr, got {start_lr:g} and {end_lr:g}")
+    return {"mode": mode, "num_steps": steps, "start_lr": start_lr, "end_lr": end_lr}
+
+
+def _job(task: str | None, script: str | None, *, seed: int, total_steps: int | None, data_dir: Path | None) -> _Job:
+    """What to run on: the script, a task, or the default task; contradictory options are errors."""
+    if task is not None and script is not None:
+        raise ValueError("find: give --task or --script, not both")
+    if total_steps is not None:
+        check.step_count("find", "--total-steps", total_steps, 1)
+        if script is None:
+            raise ValueError("find: --total-steps applies to --script; a task's run length is fixed by its recipe")
+    _seed_everything(seed)
+    if script is None:
+        return _task_job(task or DEFAULT_TASK, data_dir, seed)
+    if data_dir is not None:
+        raise ValueError("find: --data-dir applies to the sst2 tasks, not to --script")
+    return _script_job(script, total_steps)

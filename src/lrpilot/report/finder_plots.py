@@ -1,0 +1,101 @@
+"""The range test as a picture: the loss against the LR, with the finder's answer drawn on it.
+
+Nothing here decides anything: the suggestion, its band and the max stable LR come from
+`lrpilot.finder.analyze` and are only drawn here (matplotlib, the `plot` extra).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lrpilot.report.guard_plots import _save
+from lrpilot.report.plots import _pyplot
+
+if TYPE_CHECKING:
+    from lrpilot.finder import FinderResult, RangeTestRecord
+
+__all__ = ["plot_range_test"]
+
+_RAW, _SMOOTH, _PEAK, _BAND, _STABLE = "#8fb8f0", "#1f6feb", "#d73a49", "#28a745", "#6f42c1"
+
+
+def _visible(result: FinderResult) -> npt.NDArray[np.bool_]:
+    """The first record's points up to the max stable LR: the part of the curve the y-axis is fitted to."""
+    lrs = np.asarray(result.record.lrs)
+    return lrs <= max(result.max_stable_lr, float(lrs[0]))
+
+
+def _ylim(result: FinderResult) -> tuple[float, float]:
+    """Fit the y-axis to the fall, not to the blow-up: the divergence at the top of the ramp is
+    often 100× the starting loss and would flatten everything the answer was read from."""
+    keep = _visible(result)
+    raw = np.asarray(result.record.losses)[keep]
+    smooth = np.asarray(result.record.smoothed)[keep]
+    values = np.concatenate([raw, smooth])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    top = float(np.nanmax(smooth))  # the first point is always finite (else the test raises)
+    bottom = float(values.min())
+    span = max(top - bottom, 1e-12)
+    return bottom - 0.05 * span, top + 0.25 * span
+
+
+def _curve(ax: Any, record: RangeTestRecord, *, label: bool, top: float) -> None:
+    """One record: raw points, the smoothed curve the rule read, non-finite losses as ticks at the top."""
+    lrs = np.asarray(record.lrs)
+    raw = np.asarray(record.losses)
+    finite = np.isfinite(raw)
+    ax.plot(
+        lrs[finite], raw[finite], color=_RAW, linewidth=0.8, marker=".", markersize=3, label="loss" if label else None
+    )
+    ax.plot(lrs, record.smoothed, color=_SMOOTH, linewidth=2, label="smoothed" if label else None)
+    if not finite.all():
+        ax.scatter(lrs[~finite], np.full(int((~finite).sum()), top), marker="x", color=_PEAK, label="NaN / Inf")
+
+
+def _answer(ax: Any, result: FinderResult) -> None:
+    """The band shaded, the max stable LR as a dashed line, the suggestion as a star on the smoothed curve."""
+    low, high = result.band
+    ax.axvspan(low, high, color=_BAND, alpha=0.15, label=f"band {low:.3g} – {high:.3g}")
+    stable = result.max_stable_lr
+    ax.axvline(stable, color=_STABLE, linestyle="--", linewidth=1.2, label=f"max stable LR {stable:.3g}")
+    lrs = np.asarray(result.record.lrs)
+    smooth = np.asarray(result.record.smoothed)
+    finite = np.isfinite(smooth)
+    y = float(np.interp(np.log(result.peak_lr), np.log(lrs[finite]), smooth[finite]))
+    ax.axvline(result.peak_lr, color=_PEAK, linewidth=1, alpha=0.6)
+    label = f"suggested peak {result.peak_lr:.3g}"
+    ax.scatter([result.peak_lr], [y], marker="*", s=180, color=_PEAK, zorder=4, label=label)
+
+
+def plot_range_test(result: FinderResult, path: str | Path, *, title: str | None = None) -> Path:
+    """Draw a range test and the answer read from it; write a PNG to `path` and return it.
+
+    The loss (raw points and the smoothed curve) against the LR on a log axis, the suggested peak
+    marked on the curve, the band shaded and the max stable LR as a dashed line. Every record of
+    `result` is drawn (several with ``repeats``); the y-axis fits the first one's fall.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    try:
+        bottom, top = _ylim(result)
+        for i, record in enumerate(result.records):
+            _curve(ax, record, label=i == 0, top=top)
+        _answer(ax, result)
+        ax.set_xscale("log")
+        ax.set_ylim(bottom, top)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("training loss" if result.record.metric == "train" else "validation loss")
+        record = result.record
+        default = f"range test: {record.steps} of {record.num_steps} steps ({record.stop_reason}), {result.method}"
+        ax.set_title(title or default, fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(loc="lower left", fontsize=8)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

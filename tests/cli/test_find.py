@@ -1,0 +1,238 @@
+"""`lrpilot find` through the real typer app: real range tests on the digits task and on a user's
+script (a tiny torch model written to tmp_path), and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lrpilot.cli._app import app
+from lrpilot.schedules import parse
+
+runner = CliRunner()
+
+SETUP = '''
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def parts():
+    """A real little problem: 16 features, 2 classes, a 2-layer MLP trained with AdamW."""
+    x = torch.randn(1024, 16)
+    y = (x[:, :4].sum(dim=1) > 0).long()
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
+    optimizer = torch.optim.AdamW(model.parameters(), weight_decay=0.01)
+    data = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    return model, optimizer, data, nn.functional.cross_entropy
+'''
+
+RETURNS = {
+    "dict": """
+def setup():
+    model, optimizer, data, loss_fn = parts()
+    return {"model": model, "optimizer": optimizer, "data": data, "loss_fn": loss_fn, "total_steps": 400}
+""",
+    "tuple": """
+def setup():
+    return parts()
+""",
+    "dataclass": """
+from dataclasses import dataclass
+from typing import Any
+
+@dataclass
+class Setup:
+    model: Any
+    optimizer: Any
+    data: Any
+    loss_fn: Any
+
+def setup():
+    return Setup(*parts())
+""",
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """The tests share 2 cores, where a second torch thread per process only contends."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _script(tmp_path: Path, body: str, name: str = "my_setup.py") -> Path:
+    path = tmp_path / name
+    path.write_text(SETUP + textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def _json(args: list[str]) -> dict[str, Any]:
+    result = runner.invoke(app, ["find", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    payload: dict[str, Any] = json.loads(result.stdout, parse_constant=_no_nan)
+    return payload
+
+
+def _no_nan(name: str) -> None:
+    raise AssertionError(f"--json printed {name}, which strict JSON has not")
+
+
+def test_the_default_runs_on_digits_and_prints_the_table() -> None:
+    result = runner.invoke(app, ["find"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "digits: range test 1e-07 → 1e+01 over 100 steps, fast mode, seed 0" in text
+    for row in ("suggested peak LR", "band (about as good)", "max stable LR", "steps used", "wall time", "method"):
+        assert row in text
+    assert re.search(r"schedule: cosine\(peak=0\.\d+, total_steps=250, warmup_steps=25, floor_ratio=0\.1\)", text)
+
+
+def test_json_answer_is_consistent_and_the_plot_is_a_png(tmp_path: Path) -> None:
+    plot = tmp_path / "out" / "find.png"
+    p = _json(["--plot", str(plot)])
+    record = p["records"][0]
+    low, high = p["band"]
+    assert p["task"] == "digits"
+    assert p["method"] == "lrpilot"
+    assert record["start_lr"] <= low <= p["peak_lr"] <= high <= p["max_stable_lr"] <= record["end_lr"]
+    assert 1e-4 < p["peak_lr"] < 1e-1  # an MLP with AdamW: nowhere near either end of the ramp
+    assert p["steps_used"] == record["steps"] <= record["num_steps"] == 100
+    assert len(record["lrs"]) == len(record["losses"]) == len(record["smoothed"]) > 10
+    assert p["wall_time_s"] > 0
+    sched = parse(p["spec"])
+    assert sched.to_dict()["total_steps"] == p["schedule"]["total_steps"] == 250
+    assert float(f"{p['peak_lr']:.3g}") == pytest.approx(sched(25))  # the peak, reached at the end of warmup
+    assert p["plot"] == str(plot)
+    assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_thorough_mode_runs_probes() -> None:
+    p = _json(["--task", "digits", "--mode", "thorough", "--steps", "60"])
+    assert p["method"] == "lrpilot+probes"
+    assert p["probes"]
+    assert p["steps_used"] == p["records"][0]["steps"] + sum(probe["steps"] for probe in p["probes"])
+    assert p["band"][0] <= p["peak_lr"] <= p["band"][1]
+
+
+@pytest.mark.parametrize("shape", sorted(RETURNS))
+def test_a_script_returning_a_dict_a_tuple_or_a_dataclass(tmp_path: Path, shape: str) -> None:
+    path = _script(tmp_path, RETURNS[shape])
+    steps = [] if shape == "dict" else ["--total-steps", "400"]
+    p = _json(["--script", str(path), "--steps", "50", *steps])
+    assert p["script"] == str(path.resolve())
+    assert p["function"] == "setup"
+    assert p["band"][0] <= p["peak_lr"] <= p["band"][1]
+    assert parse(p["spec"]).to_dict()["total_steps"] == 400
+
+
+def test_a_script_function_by_name_without_total_steps(tmp_path: Path) -> None:
+    path = _script(tmp_path, "def make():\n    return parts()\n")
+    result = runner.invoke(app, ["find", "--script", f"{path}:make", "--steps", "50"])
+    assert result.exit_code == 0, result.output
+    assert f"{path.resolve()}:make" in result.stdout.replace("\n", "")
+    assert "schedule: give --total-steps N for a ready one" in " ".join(result.stdout.split())
+
+
+def test_a_script_imports_the_modules_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "nets.py").write_text(SETUP, encoding="utf-8")
+    path = tmp_path / "train.py"
+    path.write_text("def setup():\n    from nets import parts\n\n    return parts()\n", encoding="utf-8")
+    p = _json(["--script", str(path), "--steps", "50"])
+    assert p["schedule"] is None
+    assert p["spec"] is None
+
+
+BAD_SCRIPTS = {
+    "no function": ("def set_up():\n    return parts()\n", "has no function 'setup' (did you mean 'set_up'?)"),
+    "not a function": ("setup = 3\n", "'setup' in my_setup.py is not a function (its type is int)"),
+    "wrong type": ("def setup():\n    return [1, 2]\n", "setup() returned list; return a dict with model"),
+    "short tuple": ("def setup():\n    return parts()[:2]\n", "setup() returned tuple of 2 items"),
+    "missing key": (
+        "def setup():\n    m, o, d, f = parts()\n    return {'model': m, 'data': d}\n",
+        "setup() returned no 'optimizer'",
+    ),
+    "wrong model": (
+        "def setup():\n    m, o, d, f = parts()\n    return 'net', o, d, f\n",
+        "setup() returned model=str; it must be a torch.nn.Module",
+    ),
+    "typo key": (
+        "def setup():\n    m, o, d, f = parts()\n    return {'model': m, 'optimizer': o, 'data': d, 'loss': f}\n",
+        "setup() returned an unknown key 'loss' (did you mean 'loss_fn'?)",
+    ),
+    "cli key": (
+        "def setup():\n    m, o, d, f = parts()\n    return {'model': m, 'optimizer': o, 'data': d, 'num_steps': 9}\n",
+        "setup() returned 'num_steps', which the command line sets (--steps)",
+    ),
+    "raises": (
+        "def setup():\n    return 1 / 0\n",
+        "setup() raised ZeroDivisionError: division by zero (my_setup.py, line",
+    ),
+    "syntax": ("def setup(:\n", "importing my_setup.py raised SyntaxError"),
+    "no grad": (
+        "def setup():\n    m, o, d, f = parts()\n    m.requires_grad_(False)\n    return m, o, d, f\n",
+        "the model has no trainable parameters",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCRIPTS))
+def test_a_bad_script_is_one_clear_line(tmp_path: Path, case: str) -> None:
+    body, message = BAD_SCRIPTS[case]
+    result = runner.invoke(app, ["find", "--script", str(_script(tmp_path, body)), "--steps", "20"])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "digit"], "--task must be one of ['digits', 'shakespeare', 'sst2-full', 'sst2-lora'], got 'digit'"),
+        (["--task", "digit"], "(did you mean 'digits'?)"),
+        (["--task", "digits", "--script", "my_setup.py"], "give --task or --script, not both"),
+        (["--script", "no_such_file.py"], "--script no_such_file.py: no such file 'no_such_file.py'"),
+        (["--mode", "fats"], "did you mean 'fast'"),
+        (["--steps", "2"], "--steps must be an integer in [5, 100000], got 2"),
+        (["--start-lr", "1", "--end-lr", "0.1"], "--start-lr must be below --end-lr, got 1 and 0.1"),
+        (["--end-lr", "-1"], "--end-lr must be a finite number > 0, got -1.0"),
+        (["--total-steps", "500"], "--total-steps applies to --script"),
+        (["--data-dir", "."], "--data-dir applies to the sst2 tasks only, not to 'digits'"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["find", *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_thorough_mode_on_a_script_needs_the_run_length(tmp_path: Path) -> None:
+    path = _script(tmp_path, RETURNS["tuple"])
+    result = runner.invoke(app, ["find", "--script", str(path), "--mode", "thorough"])
+    assert result.exit_code == 2, result.output
+    assert "--mode thorough needs the run's length: --total-steps N" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("where", ["env", "option"])
+def test_missing_sst2_says_where_to_put_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("LRPILOT_SST2_DIR", str(empty))
+    args = ["--task", "sst2-lora"] + (["--data-dir", str(empty)] if where == "option" else [])
+    result = runner.invoke(app, ["find", *args])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "SST-2 data not found" in text
+    assert "sst2_train.csv and sst2_validation.csv" in text
+    assert "pass --data-dir FOLDER" in text
