@@ -1,10 +1,11 @@
 """lrpilot: take the learning rate off the list of things people must guess.
 
-The core (schedules, lint) needs only numpy; framework adapters live in `lrpilot.integrations`
+The core (schedules, lint, recommend) needs only numpy; framework adapters live in `lrpilot.integrations`
 and are imported on use.
 """
 
 from lrpilot._version import __version__
+from lrpilot.rules import Recommendation, recommend
 from lrpilot.schedules import (
     WSD,
     Anneal,
@@ -42,10 +43,12 @@ __all__ = [
     "LintWarning",
     "OneCycle",
     "Polynomial",
+    "Recommendation",
     "Rewarmup",
     "Schedule",
     "StepDecay",
     "__version__",
     "lint",
     "parse",
+    "recommend",
 ]

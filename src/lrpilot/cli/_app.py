@@ -10,6 +10,7 @@ from lrpilot._version import __version__
 from lrpilot.cli._doctor import doctor
 from lrpilot.cli._find import SCRIPT_HELP, find
 from lrpilot.cli._guard import guard
+from lrpilot.cli._recommend import recommend
 from lrpilot.cli._schedule import schedule
 
 app = typer.Typer(
@@ -38,5 +39,6 @@ def _root(
 
 app.command("schedule")(schedule)
 app.command("find", epilog=SCRIPT_HELP)(find)
+app.command("recommend")(recommend)
 app.command("doctor")(doctor)
 app.command("guard")(guard)

@@ -15,17 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from lrpilot._citation import Rule
 from lrpilot.detect import Finding
 from lrpilot.doctor._series import Series
 
 __all__ = ["RULES", "Advice", "Rule", "advise", "infer_schedule"]
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    text: str
-    source: str
 
 
 _SEEDS = "lrpilot docs/domain.md, job 4 'Watch it' (from the project's seed articles on the learning rate)"

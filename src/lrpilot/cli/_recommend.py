@@ -1,0 +1,133 @@
+"""`lrpilot recommend`: a starting LR, band, schedule and warmup from published rules, each with its
+source; or the same recommendation as settings for Hugging Face, TRL, axolotl, torchtune, llama.cpp
+or plain PyTorch (``--format``); or the rule table (``--rules``)."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from lrpilot import _validate as check
+from lrpilot.cli._output import console, errors_as_messages, print_json
+from lrpilot.rules import (
+    FORMATS,
+    RULES,
+    Recommendation,
+    to_axolotl,
+    to_hf,
+    to_llama_cpp,
+    to_pytorch,
+    to_torchtune,
+    to_trl,
+)
+from lrpilot.rules import recommend as make_recommendation
+
+OUTPUTS = ("table", "json", *FORMATS)
+_CONFIDENCE_STYLE = {"high": "green", "medium": "yellow", "low": "red"}
+
+
+def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
+    params: Annotated[
+        str | None, typer.Option("--params", "-p", help="Model size: a count or '135M', '7B', '1.5B'.")
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", "-m", help="pretraining, full, lora, qlora or rl (dpo, grpo, ...).")
+    ] = None,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="adamw, adam or sgd (momentum 0.9).")] = "adamw",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "-b", help="Examples per optimizer step, all devices included.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", "-n", help="Length of the run in optimizer steps.")] = None,
+    tokens: Annotated[str | None, typer.Option("--tokens", help="Token budget, e.g. '2B' (pretraining).")] = None,
+    seq_len: Annotated[int | None, typer.Option("--seq-len", help="Tokens per example.")] = None,
+    ref_lr: Annotated[float | None, typer.Option("--ref-lr", help="An LR you tuned on this setup.")] = None,
+    ref_batch_size: Annotated[
+        int | None, typer.Option("--ref-batch-size", help="The batch size --ref-lr was tuned at.")
+    ] = None,
+    decay: Annotated[str | None, typer.Option("--decay", help="cosine or linear, instead of the default.")] = None,
+    output: Annotated[
+        str, typer.Option("--format", "-f", help=f"Output: {', '.join(OUTPUTS)}.", show_default=True)
+    ] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs, for --format llama-cpp.")] = None,
+    rules: Annotated[bool, typer.Option("--rules", help="List every rule with its source, and exit.")] = False,
+) -> None:
+    """Recommend a peak LR, its range, schedule, warmup and floor, with the rule and source behind each."""
+    with errors_as_messages():
+        fmt = check.choice("recommend", "--format", "json" if as_json else output, OUTPUTS)
+        if rules:
+            _print_rules(fmt)
+            return
+        if params is None or method is None:
+            missing = " and ".join(f"--{n}" for n, v in (("params", params), ("method", method)) if v is None)
+            raise ValueError(f"recommend: {missing} needed (or --rules to list the rules)")
+        rec = make_recommendation(
+            params,
+            method,
+            optimizer=optimizer,
+            batch_size=batch_size,
+            steps=steps,
+            tokens=tokens,
+            seq_len=seq_len,
+            ref_lr=ref_lr,
+            ref_batch_size=ref_batch_size,
+            decay=decay,
+        )
+        if fmt == "table":
+            _print_table(rec)
+        elif fmt == "json":
+            print_json(rec.to_dict())
+        elif fmt in ("hf", "trl"):
+            print_json(to_hf(rec) if fmt == "hf" else to_trl(rec))
+        elif fmt == "axolotl":
+            typer.echo(to_axolotl(rec), nl=False)
+        elif fmt == "torchtune":
+            typer.echo(shlex.join(to_torchtune(rec)))
+        elif fmt == "llama-cpp":
+            typer.echo(shlex.join(to_llama_cpp(rec, epochs=epochs)))
+        else:
+            typer.echo(to_pytorch(rec), nl=False)
+
+
+def _print_rules(fmt: str) -> None:
+    if fmt == "json":
+        print_json([{"id": r.id, "text": r.text, "source": r.source} for r in RULES])
+        return
+    table = Table(title="lrpilot recommend: the rules", show_lines=True)
+    table.add_column("rule")
+    table.add_column("what it says")
+    table.add_column("source")
+    for r in RULES:
+        table.add_row(r.id, escape(r.text), escape(r.source))
+    console.print(table)
+
+
+def _print_table(rec: Recommendation) -> None:
+    s = rec.setup
+    batch = f" · batch {s.batch_size:,}" if s.batch_size is not None else ""
+    console.print(
+        f"[bold]{s.method}[/] · {s.params:,} parameters · {s.optimizer}{batch} · {s.steps:,} steps", highlight=False
+    )
+    style = _CONFIDENCE_STYLE[rec.confidence]
+    summary = Table(show_header=False, box=None, padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    band = f"range {rec.low:.3g} – {rec.high:.3g}, confidence [{style}]{rec.confidence}[/]"
+    summary.add_row("peak LR", f"[bold cyan]{rec.peak_lr:.3g}[/]  {band}")
+    summary.add_row("schedule", escape(rec.schedule.to_string()))
+    summary.add_row("warmup", f"{rec.warmup_steps:,} steps")
+    floor = f"{rec.floor_lr:.3g} ({100 * rec.floor_ratio:g} % of the peak)" if rec.floor_ratio else "0 (decay to 0)"
+    summary.add_row("floor", floor)
+    if rec.lora_plus_ratio is not None:
+        summary.add_row("LoRA+", f"optional: lora_B at {rec.lora_plus_ratio:g}× the LR of lora_A")
+    console.print(summary)
+    console.print("[bold]why[/]")
+    for i, r in enumerate(rec.reasons, 1):
+        console.print(f" {i}. [bold]{r.rule}[/]: {escape(r.effect)}", soft_wrap=True, highlight=False)
+        console.print(f"    [dim]source: {escape(r.source)}[/]", soft_wrap=True, highlight=False)
+    for note in rec.notes:
+        console.print(f"[dim]note: {escape(note)}[/]", soft_wrap=True)

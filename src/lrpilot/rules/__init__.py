@@ -1,0 +1,56 @@
+"""Scale it: a starting LR before any training, from published rules, each with its source.
+
+``recommend(params, method, ...) -> Recommendation``: a peak LR with a band, a schedule, a warmup,
+a floor, the LoRA+ option for LoRA, a confidence, and the `Reason` for each (rule, what it did,
+source). `RULES` is the table of every rule (``lrpilot recommend --rules``). The exporters turn a
+recommendation into the settings of Hugging Face, TRL / Unsloth, axolotl, torchtune, llama.cpp or
+plain PyTorch. Part of the core: no torch, no framework, nothing imported on use.
+
+The recommendation is also the finder's prior: ``rec.range`` is the band to search and
+``rec.check(lr)`` says whether a found LR agrees with it.
+
+>>> rec = recommend("135M", "lora", batch_size=32, steps=1000)
+>>> rec.peak_lr, rec.range, rec.confidence
+(0.000462, (0.000154, 0.00139), 'medium')
+>>> rec.check(3e-3).verdict
+'above'
+"""
+
+from lrpilot.rules._exports import FORMATS, to_axolotl, to_hf, to_llama_cpp, to_pytorch, to_torchtune, to_trl
+from lrpilot.rules._recommend import (
+    BAND_FACTOR,
+    DECAYS,
+    LORA_PLUS_RATIO,
+    METHODS,
+    OPTIMIZERS,
+    PriorCheck,
+    Reason,
+    Recommendation,
+    Setup,
+    parse_count,
+    recommend,
+)
+from lrpilot.rules._table import RULES, Rule
+
+__all__ = [
+    "BAND_FACTOR",
+    "DECAYS",
+    "FORMATS",
+    "LORA_PLUS_RATIO",
+    "METHODS",
+    "OPTIMIZERS",
+    "RULES",
+    "PriorCheck",
+    "Reason",
+    "Recommendation",
+    "Rule",
+    "Setup",
+    "parse_count",
+    "recommend",
+    "to_axolotl",
+    "to_hf",
+    "to_llama_cpp",
+    "to_pytorch",
+    "to_torchtune",
+    "to_trl",
+]

@@ -1,0 +1,267 @@
+"""A `Recommendation` in the settings of the tools people train with.
+
+None of these imports the tool: each is a plain mapping to the tool's own names. Where a tool
+cannot run the recommended schedule, the exporter says so (a ``ValueError`` naming what is missing)
+or, where the tool has no schedule at all (llama.cpp), its docstring says what is left out.
+
+Warmup conventions differ: lrpilot's schedules take a first warmup step above 0 (``warmup_offset=1``);
+Hugging Face, TRL, axolotl and torchtune warm up from exactly 0 (``lr × s / W``). The tool exports
+use each tool's own linear warmup over the same number of steps; `to_pytorch` reproduces
+``rec.schedule`` exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, cast
+
+from lrpilot.integrations.transformers import to_training_args
+from lrpilot.rules._recommend import SGD_MOMENTUM, Recommendation
+
+__all__ = ["FORMATS", "to_axolotl", "to_hf", "to_llama_cpp", "to_pytorch", "to_torchtune", "to_trl"]
+
+FORMATS = ("hf", "trl", "axolotl", "torchtune", "llama-cpp", "pytorch")
+"""Export formats (``lrpilot recommend --format``)."""
+
+_HF_OPTIM = {"adamw": "adamw_torch", "adam": "adamw_torch", "sgd": "sgd"}
+_TORCH_OPTIM = {"adamw": "torch.optim.AdamW", "adam": "torch.optim.Adam", "sgd": "torch.optim.SGD"}
+
+
+def _hf_schedule_args(rec: Recommendation) -> dict[str, Any]:
+    """`to_training_args` of the schedule with Hugging Face's warmup from 0 (same length)."""
+    return to_training_args(dataclasses.replace(cast(Any, rec.schedule), warmup_offset=0.0))
+
+
+def to_hf(rec: Recommendation) -> dict[str, Any]:
+    """``transformers.TrainingArguments`` keyword arguments:
+    ``TrainingArguments(output_dir, **to_hf(rec))``.
+
+    The LR, scheduler, warmup and run length (``learning_rate``, ``lr_scheduler_type``,
+    ``lr_scheduler_kwargs``, ``warmup_steps``, ``max_steps``: see
+    `lrpilot.integrations.transformers.to_training_args`) and the optimizer (``optim``: AdamW for
+    Adam and AdamW, Hugging Face's default weight decay being 0; SGD with
+    ``optim_args="momentum=0.9"``, which transformers 5 passes to ``torch.optim.SGD``). The batch
+    size is left to you (``per_device_train_batch_size × gradient_accumulation_steps × devices``
+    should be the recommendation's ``batch_size``). LoRA+ has no ``TrainingArguments`` field: use
+    ``peft.optimizers.create_loraplus_optimizer(..., loraplus_lr_ratio=rec.lora_plus_ratio)``.
+
+    >>> from lrpilot.rules import recommend
+    >>> to_hf(recommend("7B", "full", steps=1000))
+    {'learning_rate': 1e-05, 'lr_scheduler_type': 'linear', 'lr_scheduler_kwargs': {}, 'warmup_steps': 100, \
+'max_steps': 1000, 'optim': 'adamw_torch'}
+    """
+    args = _hf_schedule_args(rec)
+    args["optim"] = _HF_OPTIM[rec.setup.optimizer]
+    if rec.setup.optimizer == "sgd":
+        args["optim_args"] = f"momentum={SGD_MOMENTUM:g}"
+    return args
+
+
+def to_trl(rec: Recommendation) -> dict[str, Any]:
+    """TRL config keyword arguments (``SFTConfig``, ``DPOConfig``, ``GRPOConfig``; Unsloth passes
+    them through): the same as `to_hf`, since every TRL config subclasses ``TrainingArguments``,
+    and TRL's own defaults (e.g. SFTConfig's ``learning_rate``) are overridden by them."""
+    return to_hf(rec)
+
+
+def to_axolotl(rec: Recommendation) -> str:
+    """An axolotl YAML fragment: ``learning_rate``, ``lr_scheduler``, ``cosine_min_lr_ratio`` (for a
+    floor), ``warmup_steps``, ``max_steps``, ``optimizer``; LoRA+ as a commented-out
+    ``loraplus_lr_ratio`` (an option). Merge it into your config.
+
+    >>> from lrpilot.rules import recommend
+    >>> print(to_axolotl(recommend("7B", "full", steps=1000)), end="")
+    # lrpilot recommend: full, 7B parameters, adamw, 1,000 steps (confidence medium)
+    learning_rate: 1.0e-05
+    lr_scheduler: linear
+    warmup_steps: 100
+    max_steps: 1000
+    optimizer: adamw_torch
+    """
+    args = _hf_schedule_args(rec)
+    kind = args["lr_scheduler_type"]
+    lines = [f"# lrpilot recommend: {_summary(rec)}", f"learning_rate: {_yaml_float(rec.peak_lr)}"]
+    if kind in ("cosine", "linear"):
+        lines.append(f"lr_scheduler: {kind}")
+    elif kind == "cosine_with_min_lr" and "min_lr_rate" in args["lr_scheduler_kwargs"]:
+        lines.append("lr_scheduler: cosine")
+        lines.append(f"cosine_min_lr_ratio: {_yaml_float(args['lr_scheduler_kwargs']['min_lr_rate'])}")
+    else:
+        raise ValueError(f"to_axolotl: axolotl has no lr_scheduler for {rec.schedule.to_string()}")
+    lines.append(f"warmup_steps: {args['warmup_steps']}")
+    lines.append(f"max_steps: {args['max_steps']}")
+    lines.append(f"optimizer: {_HF_OPTIM[rec.setup.optimizer]}")
+    if rec.setup.optimizer == "sgd":
+        lines.append(f'optim_args: "momentum={SGD_MOMENTUM:g}"')
+    if rec.lora_plus_ratio is not None:
+        ratio = rec.lora_plus_ratio
+        lines.append(f"# loraplus_lr_ratio: {_yaml_float(ratio)}  # LoRA+ (optional): lora_B at {ratio:g}x lora_A's LR")
+    return "\n".join(lines) + "\n"
+
+
+def to_torchtune(rec: Recommendation) -> list[str]:
+    """torchtune command-line overrides (``tune run RECIPE --config CONFIG <overrides>``).
+
+    torchtune's one built-in scheduler is
+    ``torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup`` (linear warmup from 0,
+    cosine to 0), so only a cosine recommendation without a floor maps onto it; others raise
+    ``ValueError`` (``recommend(..., decay="cosine")`` gives one for fine-tuning). The run length
+    is ``epochs=1 max_steps_per_epoch=STEPS``: torchtune sizes the cosine by epochs × steps per epoch,
+    which is STEPS when the data holds at least STEPS optimizer steps.
+
+    >>> from lrpilot.rules import recommend
+    >>> to_torchtune(recommend("8B", "lora", steps=1000))[:2]
+    ['optimizer._component_=torch.optim.AdamW', 'optimizer.lr=0.0001']
+    """
+    args = _hf_schedule_args(rec)
+    if args["lr_scheduler_type"] != "cosine":
+        raise ValueError(
+            f"to_torchtune: torchtune's only built-in LR scheduler is get_cosine_schedule_with_warmup (cosine to 0); "
+            f"it cannot run {rec.schedule.to_string()}: use recommend(..., decay='cosine') for a fine-tuning run, or "
+            "lrpilot's torch adapter in a custom recipe"
+        )
+    out = [f"optimizer._component_={_TORCH_OPTIM[rec.setup.optimizer]}", f"optimizer.lr={rec.peak_lr!r}"]
+    if rec.setup.optimizer == "sgd":
+        out.append(f"optimizer.momentum={SGD_MOMENTUM!r}")
+    return [
+        *out,
+        "lr_scheduler._component_=torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup",
+        f"lr_scheduler.num_warmup_steps={args['warmup_steps']}",
+        "epochs=1",
+        f"max_steps_per_epoch={args['max_steps']}",
+    ]
+
+
+def to_llama_cpp(rec: Recommendation, *, epochs: int | None = None) -> list[str]:
+    """Flags for llama.cpp's ``llama-finetune`` (examples/training/finetune.cpp; flags as in
+    ``common/arg.cpp`` of the 2025 training rewrite: ``-lr/--learning-rate``,
+    ``-lr-min/--learning-rate-min``, ``-decay-epochs/--learning-rate-decay-epochs``, ``-epochs/--epochs``,
+    ``-opt/--optimizer adamw|sgd``, ``-wd``, ``-val-split``).
+
+    Only the peak and the optimizer (and ``--epochs`` if given) carry over: llama-finetune has no
+    warmup and no per-step decay (one LR per epoch, with an optional exponential decay between
+    epochs), so the recommendation's schedule is not expressible. Its SGD has no momentum, and its
+    help advises an alpha ~10× AdamW's: an SGD recommendation (momentum 0.9) is exported at
+    ``peak / (1 − 0.9) = 10 × peak``, the same effective step. The removed legacy ``finetune``
+    (``--adam-alpha``) is not targeted.
+
+    >>> from lrpilot.rules import recommend
+    >>> to_llama_cpp(recommend("1B", "full", steps=500), epochs=2)
+    ['--learning-rate', '2.13e-05', '--optimizer', 'adamw', '--epochs', '2']
+    """
+    lr = rec.peak_lr
+    if rec.setup.optimizer == "sgd":
+        lr = float(f"{lr / (1.0 - SGD_MOMENTUM):.3g}")
+    out = ["--learning-rate", f"{lr:.3g}", "--optimizer", "sgd" if rec.setup.optimizer == "sgd" else "adamw"]
+    if epochs is not None:
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"to_llama_cpp: epochs must be an integer ≥ 1, got {epochs!r}")
+        out += ["--epochs", str(epochs)]
+    return out
+
+
+_PYTORCH = '''\
+import math
+
+import torch
+
+# lrpilot recommend: {summary}
+PEAK_LR = {peak!r}
+TOTAL_STEPS = {total}
+WARMUP_STEPS = {warmup}
+FLOOR_LR = {floor!r}  # {floor_pct:g} % of the peak
+{lora_plus}
+
+def lr_at(step: int) -> float:
+    """The LR of the update after `step` updates: {spec}."""
+    # 1) linear warmup: the first update already moves; the peak is reached at step WARMUP_STEPS
+    if step < WARMUP_STEPS:
+        return PEAK_LR * (step + 1) / (WARMUP_STEPS + 1)
+    # 2) {shape} decay from the peak to the floor at TOTAL_STEPS, then the floor
+    progress = min(1.0, (step - WARMUP_STEPS) / (TOTAL_STEPS - WARMUP_STEPS))
+    w = {weight}
+    return PEAK_LR * w + FLOOR_LR * (1.0 - w)
+
+
+# `model` is your torch.nn.Module.
+{groups}
+optimizer = {optimizer}
+scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step) / PEAK_LR)
+# Training loop: loss.backward(); optimizer.step(); scheduler.step(); optimizer.zero_grad()
+'''
+
+_PLAIN_GROUPS = "params = [p for p in model.parameters() if p.requires_grad]"
+_LORA_PLUS_GROUPS = """\
+named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+params = [{"params": [p for n, p in named if "lora_B" not in n]}]
+lora_b = [p for n, p in named if "lora_B" in n]
+if lora_b:  # LoRA+: the B matrices get LORA_PLUS_RATIO × the LR (the scheduler scales both groups)
+    params.append({"params": lora_b, "lr": PEAK_LR * LORA_PLUS_RATIO})"""
+
+
+def to_pytorch(rec: Recommendation) -> str:
+    """Plain PyTorch code (torch only, no lrpilot): the optimizer and a ``LambdaLR`` whose LR is
+    ``rec.schedule`` at every step, written out nanoGPT-style in an ``lr_at(step)`` function. It
+    expects a ``model`` in scope. For LoRA and QLoRA it puts the ``lora_B`` parameters in a group of
+    their own, at ``LORA_PLUS_RATIO`` × the LR: 1.0 (plain LoRA) unless you set it to the LoRA+
+    ratio given in the comment."""
+    s = rec.schedule
+    shape = getattr(s, "name", "cosine")
+    if shape == "cosine":
+        weight = "0.5 * (1.0 + math.cos(math.pi * progress))"
+    elif shape == "linear":
+        weight = "1.0 - progress"
+    else:  # pragma: no cover - recommend builds only these two
+        raise ValueError(f"to_pytorch: no code for a {shape!r} schedule")
+    opt = rec.setup.optimizer
+    optimizer = f"{_TORCH_OPTIM[opt]}(params, lr=PEAK_LR"
+    optimizer += f", momentum={SGD_MOMENTUM!r})" if opt == "sgd" else ")"
+    if rec.lora_plus_ratio is not None:
+        lora_plus = (
+            f"LORA_PLUS_RATIO = 1.0  # LoRA+ (optional, Hayou et al. 2024): set to {rec.lora_plus_ratio!r} to give "
+            "lora_B that many times the LR of lora_A\n"
+        )
+        groups = _LORA_PLUS_GROUPS
+    else:
+        lora_plus, groups = "", _PLAIN_GROUPS
+    floor = float(getattr(s, "min_lr", 0.0))
+    return _PYTORCH.format(
+        summary=_summary(rec),
+        peak=float(rec.peak_lr),
+        total=rec.total_steps,
+        warmup=rec.warmup_steps,
+        floor=floor,
+        floor_pct=round(100 * floor / rec.peak_lr, 6),
+        lora_plus=lora_plus,
+        spec=s.to_string(),
+        shape=shape,
+        weight=weight,
+        groups=groups,
+        optimizer=optimizer,
+    )
+
+
+def _summary(rec: Recommendation) -> str:
+    s = rec.setup
+    batch = f", batch {s.batch_size:,}" if s.batch_size is not None else ""
+    return (
+        f"{s.method}, {_count(s.params)} parameters, {s.optimizer}{batch}, {s.steps:,} steps "
+        f"(confidence {rec.confidence})"
+    )
+
+
+def _count(n: int) -> str:
+    for suffix, unit in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= unit:
+            return f"{n / unit:.3g}{suffix}"
+    return str(n)
+
+
+def _yaml_float(x: float) -> str:
+    """A float YAML 1.1 (PyYAML, which axolotl uses) reads as a float: its mantissa needs a dot,
+    so ``1e-05`` is written ``1.0e-05``."""
+    text = repr(float(x))
+    mantissa, e, exponent = text.partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return mantissa + e + exponent

@@ -1,0 +1,598 @@
+"""`recommend`: a peak LR, a band, a schedule and a warmup before any training, each from a rule with
+its source.
+
+The rules run in a fixed order (the order of `RULES`):
+
+1. **Where the peak comes from.** Your own tuned LR (``ref_lr``) if you give one; else a published
+   rule or a tool default for the method and optimizer: GPT-3's size table or DeepSeek's compute law
+   for pretraining, the full fine-tuning range pinned to model sizes, LoRA ≈ 10× full fine-tuning,
+   Unsloth's RL default, Goyal et al.'s 0.1 × B/256 for SGD.
+2. **Batch size.** Only from a batch the starting LR belongs to (your ``ref_batch_size``, Goyal's
+   256, DeepSeek's B_opt): linear for SGD, square root for Adam / AdamW. Tool defaults and the
+   seeds' ranges state no batch size, so they are not scaled (a note says so).
+3. **Schedule and warmup** by method; **LoRA+** as an option for LoRA and QLoRA.
+4. **The band** around the peak, from the confidence.
+
+**Confidence** says how far the sources stretch to reach your setup:
+
+* ``high``: the peak rests on your own tuned LR, moved by at most 32× in batch size (the span Goyal
+  et al. verified linear scaling over).
+* ``medium``: a published rule or tool default applied inside the span its sources cover.
+* ``low``: outside it: SGD without a reference (its one anchor is ResNet-50 on ImageNet), RL (one
+  tool's default, no size rule), a model smaller or larger than the anchors, a batch moved more than
+  32×.
+
+The band is ``peak ÷ f … peak × f`` with f = 2, 3, 10 for high, medium, low: one adjustment step
+of the size the seeds advise, widened to an order of magnitude where the sources differ that much.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import asdict, dataclass
+from numbers import Real
+from typing import Any, Literal
+
+from lrpilot import _validate as check
+from lrpilot.rules._table import DEEPSEEK, FULL_FT_ANCHORS, GPT3_TABLE, rule
+from lrpilot.schedules import Cosine, Linear, Schedule
+
+__all__ = [
+    "BAND_FACTOR",
+    "DECAYS",
+    "LORA_PLUS_RATIO",
+    "METHODS",
+    "OPTIMIZERS",
+    "SGD_MOMENTUM",
+    "PriorCheck",
+    "Reason",
+    "Recommendation",
+    "Setup",
+    "parse_count",
+    "recommend",
+]
+
+METHODS = ("pretraining", "full", "lora", "qlora", "rl")
+"""Training methods: pretraining, full fine-tuning, LoRA, QLoRA, RL fine-tuning (DPO, GRPO, PPO)."""
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+"""Optimizers with sourced rules; ``sgd`` means SGD with momentum 0.9, as in Goyal et al. 2017."""
+
+DECAYS = ("cosine", "linear")
+
+Confidence = Literal["high", "medium", "low"]
+BAND_FACTOR: dict[str, float] = {"high": 2.0, "medium": 3.0, "low": 10.0}
+"""The band is ``peak ÷ f … peak × f`` with this f for each confidence."""
+
+LORA_PLUS_RATIO = 16.0
+"""LoRA+'s η_B / η_A: the paper's guide λ ≈ 2⁴."""
+
+SGD_MOMENTUM = 0.9
+"""The momentum Goyal et al.'s SGD rule assumes; exports set it."""
+
+_MAX_VERIFIED_BATCH_RATIO = 32.0  # Goyal et al.: 256 → 8192
+_FT_DIVISOR = math.sqrt(10 * 100)  # "10–100× below pretraining": the geometric middle
+_OWNER = "recommend"
+
+_METHOD_ALIASES = {
+    "pretrain": "pretraining",
+    "full-ft": "full",
+    "full_ft": "full",
+    "fft": "full",
+    "full-finetuning": "full",
+    "full_finetuning": "full",
+    "finetune": "full",
+    "rlhf": "rl",
+    "dpo": "rl",
+    "grpo": "rl",
+    "ppo": "rl",
+}
+_OPTIMIZER_ALIASES = {
+    "adamw_torch": "adamw",
+    "adamw_torch_fused": "adamw",
+    "adamw_8bit": "adamw",
+    "adamw_bnb_8bit": "adamw",
+    "paged_adamw_8bit": "adamw",
+    "paged_adamw_32bit": "adamw",
+    "momentum": "sgd",
+}
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+_COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*$", re.IGNORECASE)
+
+
+def parse_count(value: object, param: str = "params", owner: str = _OWNER) -> int:
+    """A count of parameters or tokens: a positive number, a string such as ``"135M"``, ``"7B"``,
+    ``"1.5T"``, ``"2e9"`` (suffixes k, M, B or G, T), or, for ``params``, a model (any object with
+    ``.parameters()``, e.g. a ``torch.nn.Module``: its parameters' ``numel`` are summed; a 4-bit
+    quantized layer reports its packed storage, about half its real count).
+
+    >>> parse_count("135M"), parse_count("1.5B"), parse_count(7e9)
+    (135000000, 1500000000, 7000000000)
+    """
+    valid = "a number ≥ 1 or a size like '135M', '7B'" + (", or a model" if param == "params" else "")
+    if param == "params" and callable(getattr(value, "parameters", None)):
+        model: Any = value
+        n = sum(int(p.numel()) for p in model.parameters())
+        if n < 1:
+            raise ValueError(f"{owner}: the model passed as params has no parameters")
+        return n
+    if isinstance(value, str):
+        m = _COUNT.match(value)
+        if m is None:
+            raise ValueError(f"{owner}: {param} must be {valid}, got {value!r}")
+        x = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+    elif isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{owner}: {param} must be {valid}, got {value!r}")
+    else:
+        x = float(value)
+    if not (math.isfinite(x) and x >= 1):
+        raise ValueError(f"{owner}: {param} must be {valid}, got {value!r}")
+    return round(x)
+
+
+def _name(param: str, value: object, known: tuple[str, ...], aliases: dict[str, str]) -> str:
+    text = str(value).strip().lower().replace(" ", "_")
+    if text in known:
+        return text
+    if text in aliases:
+        return aliases[text]
+    hint = check.suggest_name(text, [*known, *aliases])
+    raise ValueError(
+        f"{_OWNER}: {param} must be one of {list(known)} (or an alias: {', '.join(sorted(aliases))}), "
+        f"got {value!r}{hint}"
+    )
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The validated inputs of a recommendation (batch sizes in examples per optimizer step, counted
+    over all devices and accumulation steps; ``tokens`` the run's total)."""
+
+    params: int
+    method: str
+    optimizer: str
+    steps: int
+    batch_size: int | None = None
+    tokens: int | None = None
+    seq_len: int | None = None
+    ref_lr: float | None = None
+    ref_batch_size: int | None = None
+    decay: str | None = None
+
+    @property
+    def adam(self) -> bool:
+        return self.optimizer in ("adam", "adamw")
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One rule applied: its id in `RULES`, what it did here, and the peak LR after it (None for
+    rules that shape the schedule rather than move the peak)."""
+
+    rule: str
+    effect: str
+    lr: float | None = None
+
+    @property
+    def text(self) -> str:
+        return rule(self.rule).text
+
+    @property
+    def source(self) -> str:
+        return rule(self.rule).source
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "text": self.text, "source": self.source}
+
+
+@dataclass(frozen=True)
+class PriorCheck:
+    """Whether an LR (a finder's suggestion, say) agrees with a recommendation: ``agrees`` inside the
+    band, else ``above`` or ``below`` it; `ratio` is ``lr / peak``."""
+
+    lr: float
+    verdict: Literal["agrees", "above", "below"]
+    ratio: float
+    message: str
+
+    @property
+    def agrees(self) -> bool:
+        return self.verdict == "agrees"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A peak LR with its band, the schedule to run it in, and the rules (with sources) behind it.
+
+    Attributes:
+        peak_lr: the peak LR (3 significant digits).
+        low, high: the band: LRs the rules cannot tell apart from `peak_lr` (see `BAND_FACTOR`).
+        schedule: an lrpilot schedule: linear warmup over `warmup_steps`, then the decay to
+            ``floor_ratio × peak_lr`` at the run's last step.
+        warmup_steps: warmup length in optimizer steps.
+        floor_ratio: the floor as a fraction of the peak.
+        confidence: ``high``, ``medium`` or ``low`` (see the module docstring).
+        reasons: every rule applied, in order.
+        setup: the validated inputs.
+        lora_plus_ratio: LoRA+'s η_B/η_A (an option: the peak is for plain LoRA), LoRA and QLoRA only.
+        notes: caveats (what a rule assumed, what was not scaled, how the peak compares with the
+            seeds' ranges).
+    """
+
+    peak_lr: float
+    low: float
+    high: float
+    schedule: Schedule
+    warmup_steps: int
+    floor_ratio: float
+    confidence: Confidence
+    reasons: tuple[Reason, ...]
+    setup: Setup
+    lora_plus_ratio: float | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def range(self) -> tuple[float, float]:
+        """``(low, high)``: the band, e.g. for a range test to cover."""
+        return (self.low, self.high)
+
+    @property
+    def total_steps(self) -> int:
+        return self.setup.steps
+
+    @property
+    def floor_lr(self) -> float:
+        return self.floor_ratio * self.peak_lr
+
+    def check(self, lr: float) -> PriorCheck:
+        """Does `lr` (e.g. what a range test found) agree with this recommendation?
+
+        >>> rec = recommend("7B", "lora", steps=1000)
+        >>> rec.check(rec.peak_lr).verdict, rec.check(rec.high * 4).verdict
+        ('agrees', 'above')
+        """
+        x = check.positive("Recommendation.check", "lr", lr)
+        ratio = x / self.peak_lr
+        band = f"{self.low:.3g}–{self.high:.3g}"
+        rules = ", ".join(r.rule for r in self.reasons if r.lr is not None)
+        if self.low <= x <= self.high:
+            return PriorCheck(
+                x, "agrees", ratio, f"{x:.3g} is within the rules' band {band} (×{ratio:.3g} the prior peak)"
+            )
+        verdict: Literal["above", "below"] = "above" if x > self.high else "below"
+        far = "far " if max(ratio, 1 / ratio) > BAND_FACTOR[self.confidence] ** 2 else ""
+        message = (
+            f"{x:.3g} is {far}{verdict} the rules' band {band} (×{ratio:.3g} the prior peak {self.peak_lr:.3g}, "
+            f"from {rules}; confidence {self.confidence}): either the setup differs from what those rules assume "
+            f"(batch size, method, model), or the measurement is off; a short run at each settles it"
+        )
+        return PriorCheck(x, verdict, ratio, message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: the fields, the schedule as a dict and as a spec string."""
+        return {
+            "peak_lr": self.peak_lr,
+            "low": self.low,
+            "high": self.high,
+            "schedule": self.schedule.to_dict(),
+            "spec": self.schedule.to_string(),
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "floor_ratio": self.floor_ratio,
+            "floor_lr": self.floor_lr,
+            "lora_plus_ratio": self.lora_plus_ratio,
+            "confidence": self.confidence,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "notes": list(self.notes),
+            "setup": asdict(self.setup),
+        }
+
+
+def recommend(
+    params: object,
+    method: str,
+    *,
+    optimizer: str = "adamw",
+    batch_size: int | None = None,
+    steps: int | None = None,
+    tokens: object = None,
+    seq_len: int | None = None,
+    ref_lr: float | None = None,
+    ref_batch_size: int | None = None,
+    decay: str | None = None,
+) -> Recommendation:
+    """A starting LR, band, schedule and warmup for a training run, from published rules.
+
+    Args:
+        params: the model's size: a count, a string such as ``"135M"`` or ``"7B"``, or the model
+            itself (anything with ``.parameters()``).
+        method: ``pretraining``, ``full`` (full fine-tuning), ``lora``, ``qlora`` or ``rl``
+            (aliases such as ``dpo``, ``grpo``, ``fft`` are accepted).
+        optimizer: ``adamw``, ``adam`` or ``sgd`` (with momentum 0.9); Hugging Face names such as
+            ``adamw_torch`` or ``paged_adamw_8bit`` are accepted.
+        batch_size: examples (sequences) per optimizer step, over all devices and accumulation.
+        steps: the run's length in optimizer steps. Without it, ``tokens / (batch_size × seq_len)``.
+        tokens: the run's token budget (``"2B"``); enables DeepSeek's compute law for pretraining.
+            Without it, ``steps × batch_size × seq_len`` when all three are known.
+        seq_len: tokens per example.
+        ref_lr: an LR you tuned on this setup; it replaces the presets.
+        ref_batch_size: the batch size `ref_lr` was tuned at (default: `batch_size`).
+        decay: ``cosine`` or ``linear`` to override the method's default decay shape.
+
+    Raises:
+        ValueError: a bad or missing input; the message names it, its valid values and what it got.
+
+    >>> rec = recommend("7B", "lora", batch_size=16, steps=2000)
+    >>> rec.peak_lr, rec.confidence, rec.schedule.to_string()
+    (0.0001, 'medium', 'cosine(peak=0.0001, total_steps=2000, warmup_steps=100)')
+    >>> [r.rule for r in rec.reasons]
+    ['full-ft-size', 'lora-10x', 'cosine-lora', 'warmup-finetuning', 'lora-plus', 'band']
+    """
+    s = _setup(params, method, optimizer, batch_size, steps, tokens, seq_len, ref_lr, ref_batch_size, decay)
+    reasons: list[Reason] = []
+    notes: list[str] = []
+    lr, confidence = _peak(s, reasons, notes)
+    if not (math.isfinite(lr) and lr > 0):  # a guard; every rule keeps the LR finite and positive
+        raise ValueError(f"{_OWNER}: the rules gave a peak LR of {lr!r} for {s}")
+    peak = float(f"{lr:.3g}")
+    shape, floor_ratio = _decay(s, peak, reasons)
+    warmup = _warmup(s, reasons)
+    cls = Cosine if shape == "cosine" else Linear
+    schedule = cls(peak, s.steps, warmup_steps=warmup, floor_ratio=floor_ratio if floor_ratio else None)
+    lora_plus = None
+    if s.method in ("lora", "qlora"):
+        lora_plus = LORA_PLUS_RATIO
+        reasons.append(Reason("lora-plus", f"option: lora_B at {LORA_PLUS_RATIO:g}× the LR of lora_A"))
+    f = BAND_FACTOR[confidence]
+    low, high = float(f"{peak / f:.3g}"), float(f"{peak * f:.3g}")
+    reasons.append(Reason("band", f"÷{f:g} … ×{f:g} ({confidence} confidence): {low:.3g} – {high:.3g}"))
+    return Recommendation(
+        peak_lr=peak,
+        low=low,
+        high=high,
+        schedule=schedule,
+        warmup_steps=warmup,
+        floor_ratio=floor_ratio,
+        confidence=confidence,
+        reasons=tuple(reasons),
+        setup=s,
+        lora_plus_ratio=lora_plus,
+        notes=tuple(notes),
+    )
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+def _setup(  # noqa: PLR0917  (one positional argument per input, in recommend's order)
+    params: object,
+    method: str,
+    optimizer: str,
+    batch_size: int | None,
+    steps: int | None,
+    tokens: object,
+    seq_len: int | None,
+    ref_lr: float | None,
+    ref_batch_size: int | None,
+    decay: str | None,
+) -> Setup:
+    n = parse_count(params, "params")
+    meth = _name("method", method, METHODS, _METHOD_ALIASES)
+    opt = _name("optimizer", optimizer, OPTIMIZERS, _OPTIMIZER_ALIASES)
+    b = None if batch_size is None else check.step_count(_OWNER, "batch_size", batch_size, 1)
+    sl = None if seq_len is None else check.step_count(_OWNER, "seq_len", seq_len, 1)
+    d = None if tokens is None else parse_count(tokens, "tokens")
+    t = None if steps is None else check.step_count(_OWNER, "steps", steps, 1)
+    if t is None:
+        if d is None or b is None or sl is None:
+            raise ValueError(
+                f"{_OWNER}: the run's length is needed for the schedule: give steps, or tokens with batch_size "
+                f"and seq_len (got steps=None, tokens={tokens!r}, batch_size={batch_size!r}, seq_len={seq_len!r})"
+            )
+        t = max(1, math.ceil(d / (b * sl)))
+    elif d is None and b is not None and sl is not None:
+        d = t * b * sl
+    rlr = None if ref_lr is None else check.positive(_OWNER, "ref_lr", ref_lr)
+    rb = None if ref_batch_size is None else check.step_count(_OWNER, "ref_batch_size", ref_batch_size, 1)
+    if rb is not None and rlr is None:
+        raise ValueError(
+            f"{_OWNER}: ref_batch_size={ref_batch_size!r} needs ref_lr, the LR you tuned at that batch size "
+            "(the presets state no batch size to scale from)"
+        )
+    dec = None if decay is None else check.choice(_OWNER, "decay", decay, DECAYS)
+    return Setup(n, meth, opt, t, b, d, sl, rlr, rb, dec)
+
+
+# --- the peak --------------------------------------------------------------------------------
+
+
+def _peak(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+    if s.ref_lr is not None:
+        return _from_reference(s, s.ref_lr, reasons, notes)
+    if not s.adam:
+        return _sgd(s, reasons, notes)
+    if s.method == "pretraining":
+        return _pretraining(s, reasons, notes)
+    if s.method == "rl":
+        reasons.append(Reason("rl-default", "5e-6 (no size rule for RL)", 5e-6))
+        return 5e-6, "low"
+    lr, confidence = _full_ft(s, reasons, notes)
+    if s.method in ("lora", "qlora"):
+        lr = _lora(s, lr, reasons, notes)
+    return lr, confidence
+
+
+def _from_reference(s: Setup, ref_lr: float, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+    ref_b = s.ref_batch_size if s.ref_batch_size is not None else s.batch_size
+    at = f" tuned at batch {ref_b:,}" if ref_b is not None else ""
+    reasons.append(Reason("reference", f"start from your {ref_lr:.3g}{at}", ref_lr))
+    if s.ref_batch_size is None:
+        notes.append("ref_lr without ref_batch_size: taken as tuned at this batch size, so not scaled")
+        return ref_lr, "high"
+    if s.batch_size is None:
+        notes.append("no batch_size given: ref_lr is not scaled from its ref_batch_size")
+        return ref_lr, "high"
+    lr = _scale_batch(s, ref_lr, ref=s.ref_batch_size, batch=s.batch_size, reasons=reasons, notes=notes)
+    ratio = max(s.batch_size / s.ref_batch_size, s.ref_batch_size / s.batch_size)
+    if ratio > _MAX_VERIFIED_BATCH_RATIO:
+        notes.append(f"the batch moves {ratio:.3g}×, beyond the 32× over which Goyal et al. verified batch scaling")
+        return lr, "medium"
+    return lr, "high"
+
+
+def _scale_batch(
+    s: Setup, lr: float, *, ref: float, batch: float, reasons: list[Reason], notes: list[str], unit: str = ""
+) -> float:
+    """Move `lr` from batch `ref` to `batch`: linear for SGD, square root for Adam-family."""
+    if ref == batch:
+        return lr
+    ratio = f"{batch:,.0f}/{ref:,.0f}{unit}"
+    if s.adam:
+        factor = math.sqrt(batch / ref)
+        reasons.append(Reason("sqrt-batch", f"×√({ratio}) = ×{factor:.3g}", lr * factor))
+    else:
+        factor = batch / ref
+        reasons.append(Reason("linear-batch", f"×{ratio} = ×{factor:.3g}", lr * factor))
+    if s.method in ("lora", "qlora") and batch > ref:
+        notes.append("LoRA tolerates large batches worse than full fine-tuning (Schulman et al. 2025)")
+    return lr * factor
+
+
+def _sgd(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+    if s.method == "rl":
+        raise ValueError(
+            f"{_OWNER}: no sourced rule gives an LR for RL fine-tuning with optimizer='sgd'; use optimizer='adamw', "
+            "or give ref_lr (an LR you tuned)"
+        )
+    lr = 0.1
+    reasons.append(Reason("goyal-reference", "0.1 at batch 256", lr))
+    if s.batch_size is None:
+        notes.append("no batch_size given: Goyal et al.'s reference batch of 256 is assumed")
+    else:
+        lr = _scale_batch(s, lr, ref=256, batch=s.batch_size, reasons=reasons, notes=notes)
+    if s.method != "pretraining":
+        lr /= _FT_DIVISOR
+        reasons.append(Reason("finetune-below-pretrain", f"÷{_FT_DIVISOR:.3g}", lr))
+    if s.method in ("lora", "qlora"):
+        lr = _lora(s, lr, reasons, notes)
+    notes.append("SGD's only sourced anchor is ResNet-50 on ImageNet (Goyal et al. 2017): treat this as a guess")
+    return lr, "low"
+
+
+def _pretraining(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+    if s.tokens is None:
+        lr, inside = _loglog(float(s.params), GPT3_TABLE)
+        where = "" if inside else ", held at the table's end"
+        reasons.append(Reason("gpt3-size", f"{lr:.3g} at {_count(s.params)} parameters{where}", lr))
+        notes.append("give tokens (or steps with batch_size and seq_len) to apply DeepSeek's compute law instead")
+        if not inside:
+            notes.append(f"{_count(s.params)} parameters is outside GPT-3's table (125M–175B)")
+            return lr, "low"
+        return lr, "medium"
+    c = 6.0 * s.params * s.tokens
+    lr = DEEPSEEK["lr_coef"] * c ** DEEPSEEK["lr_exp"]
+    b_opt = DEEPSEEK["batch_coef"] * c ** DEEPSEEK["batch_exp"]
+    reasons.append(
+        Reason(
+            "deepseek-compute",
+            f"C = 6 × {_count(s.params)} × {_count(s.tokens)} tokens = {c:.3g} FLOPs → {lr:.3g} "
+            f"(at B_opt ≈ {b_opt:.3g} tokens per step)",
+            lr,
+        )
+    )
+    notes.append(
+        "DeepSeek's C counts non-embedding FLOPs per token; 6 × all parameters overcounts it for small models "
+        "(a slightly lower LR)"
+    )
+    if s.batch_size is not None and s.seq_len is not None:
+        tokens_per_step = float(s.batch_size * s.seq_len)
+        lr = _scale_batch(s, lr, ref=b_opt, batch=tokens_per_step, reasons=reasons, notes=notes, unit=" tokens")
+    else:
+        notes.append(f"DeepSeek's LR is for its batch B_opt ≈ {b_opt:.3g} tokens: give batch_size and seq_len to scale")
+    return lr, "medium"
+
+
+def _full_ft(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+    lr, inside = _loglog(float(s.params), FULL_FT_ANCHORS)
+    n_small = FULL_FT_ANCHORS[0][0]
+    held = "" if inside else ", held at the range's end"
+    reasons.append(Reason("full-ft-size", f"{lr:.3g} at {_count(s.params)} parameters{held}", lr))
+    if s.params < n_small:
+        notes.append(
+            f"{_count(s.params)} parameters is below the smallest anchor ({_count(n_small)}): small models often "
+            "take higher LRs (Adam on small tasks ≈ 1e-3, seed 001)"
+        )
+        return lr, "low"
+    return lr, "medium"
+
+
+def _lora(s: Setup, full_lr: float, reasons: list[Reason], notes: list[str]) -> float:
+    lr = 10.0 * full_lr
+    reasons.append(Reason("lora-10x", "×10 the full fine-tuning LR", lr))
+    if s.method == "qlora":
+        reasons.append(Reason("qlora-as-lora", "the LoRA LR, unchanged", lr))
+    if s.adam and not 1e-4 <= lr <= 3e-4:
+        side = "above" if lr > 3e-4 else "below"
+        notes.append(
+            f"the LoRA peak {float(f'{lr:.3g}'):.3g} is {side} the seeds' typical 1e-4–3e-4 (2e-4 common), which "
+            "they give for 7–8B models"
+        )
+    return lr
+
+
+def _loglog(n: float, table: tuple[tuple[float, float], ...]) -> tuple[float, bool]:
+    """Log-log interpolation in a (size, lr) table; the end values outside it (and False)."""
+    if n <= table[0][0]:
+        return table[0][1], n == table[0][0]
+    if n >= table[-1][0]:
+        return table[-1][1], n == table[-1][0]
+    for (n0, lr0), (n1, lr1) in itertools.pairwise(table):
+        if n <= n1:
+            t = math.log(n / n0) / math.log(n1 / n0)
+            return math.exp(math.log(lr0) + t * math.log(lr1 / lr0)), True
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _count(n: float) -> str:
+    for suffix, unit in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= unit:
+            return f"{n / unit:.3g}{suffix}"
+    return f"{n:.3g}"
+
+
+# --- schedule --------------------------------------------------------------------------------
+
+_DEFAULT_DECAY: dict[str, tuple[str, str]] = {
+    "pretraining": ("cosine", "cosine-pretraining"),
+    "full": ("linear", "linear-finetuning"),
+    "rl": ("linear", "linear-finetuning"),
+    "lora": ("cosine", "cosine-lora"),
+    "qlora": ("cosine", "cosine-lora"),
+}
+
+
+def _decay(s: Setup, peak: float, reasons: list[Reason]) -> tuple[str, float]:
+    shape, rule_id = _DEFAULT_DECAY[s.method]
+    floor_ratio = 0.1 if s.method == "pretraining" else 0.0
+    to = f"to 10 % of the peak ({floor_ratio * peak:.3g})" if floor_ratio else "to 0"
+    reasons.append(Reason(rule_id, f"{shape} decay {to}"))
+    if s.decay is not None and s.decay != shape:
+        reasons.append(Reason("decay-choice", f"{s.decay} decay instead of {shape}"))
+        shape = s.decay
+    return shape, floor_ratio
+
+
+def _warmup(s: Setup, reasons: list[Reason]) -> int:
+    t = s.steps
+    if s.method == "pretraining":
+        w, rule_id = min(max(round(0.01 * t), 200), 2000, t // 10), "warmup-pretraining"
+    else:
+        w, rule_id = min(round(0.1 * t), 100), "warmup-finetuning"
+    w = max(0, min(w, t - 1))
+    reasons.append(Reason(rule_id, f"{w:,} of {t:,} steps"))
+    return w

@@ -1,0 +1,209 @@
+"""The exports build real configs: Hugging Face ``TrainingArguments`` (and TRL's ``SFTConfig`` where
+TRL is installed), axolotl YAML that parses, torchtune overrides, llama.cpp flags, and PyTorch code
+that runs the recommended schedule exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lrpilot.integrations.transformers import from_training_args
+from lrpilot.rules import (
+    FORMATS,
+    Recommendation,
+    recommend,
+    to_axolotl,
+    to_hf,
+    to_llama_cpp,
+    to_pytorch,
+    to_torchtune,
+    to_trl,
+)
+from lrpilot.rules._exports import _yaml_float
+
+CASES = {
+    "lora": recommend("135M", "lora", batch_size=32, steps=200),
+    "qlora-sgd": recommend("1B", "qlora", optimizer="sgd", batch_size=64, steps=150),
+    "full": recommend("7B", "full", steps=300),
+    "pretraining": recommend("125M", "pretraining", steps=250),
+    "rl-adam": recommend("8B", "dpo", optimizer="adam", steps=120),
+}
+
+
+def test_formats_are_listed() -> None:
+    assert FORMATS == ("hf", "trl", "axolotl", "torchtune", "llama-cpp", "pytorch")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hf_kwargs_build_training_arguments(name: str, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    rec = CASES[name]
+    kwargs = to_hf(rec)
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), **kwargs)
+    assert args.learning_rate == rec.peak_lr
+    assert args.max_steps == rec.total_steps
+    assert args.warmup_steps == rec.warmup_steps
+    assert str(getattr(args.optim, "value", args.optim)) == ("sgd" if rec.setup.optimizer == "sgd" else "adamw_torch")
+    # The Trainer's schedule is the recommendation's, with Hugging Face's warmup from 0.
+    rebuilt = from_training_args(args)
+    expected = dataclasses.replace(rec.schedule, warmup_offset=0.0)  # type: ignore[type-var]
+    steps = range(rec.total_steps + 1)
+    assert [rebuilt(s) for s in steps] == pytest.approx([expected(s) for s in steps], rel=1e-12, abs=1e-18)
+
+
+def test_hf_sgd_gets_the_momentum_the_rule_assumes() -> None:
+    kwargs = to_hf(CASES["qlora-sgd"])
+    assert kwargs["optim"] == "sgd"
+    assert kwargs["optim_args"] == "momentum=0.9"
+
+
+def test_hf_pretraining_keeps_its_floor() -> None:
+    kwargs = to_hf(CASES["pretraining"])
+    assert kwargs["lr_scheduler_type"] == "cosine_with_min_lr"
+    assert kwargs["lr_scheduler_kwargs"] == {"min_lr_rate": 0.1}
+
+
+def test_trl_kwargs_build_an_sft_config(tmp_path: Path) -> None:
+    trl = pytest.importorskip("trl")
+    rec = CASES["lora"]
+    config = trl.SFTConfig(output_dir=str(tmp_path), **to_trl(rec))
+    assert config.learning_rate == rec.peak_lr
+    assert config.max_steps == rec.total_steps
+
+
+def test_trl_kwargs_are_the_training_arguments() -> None:
+    for rec in CASES.values():
+        assert to_trl(rec) == to_hf(rec)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_axolotl_yaml_parses_to_the_recommendation(name: str) -> None:
+    yaml = pytest.importorskip("yaml")
+    rec = CASES[name]
+    config: dict[str, Any] = yaml.safe_load(to_axolotl(rec))
+    assert isinstance(config["learning_rate"], float)
+    assert config["learning_rate"] == rec.peak_lr
+    assert config["lr_scheduler"] == rec.schedule.name
+    assert config["warmup_steps"] == rec.warmup_steps
+    assert config["max_steps"] == rec.total_steps
+    assert config["optimizer"] == ("sgd" if rec.setup.optimizer == "sgd" else "adamw_torch")
+    if rec.floor_ratio:
+        assert config["cosine_min_lr_ratio"] == rec.floor_ratio
+    else:
+        assert "cosine_min_lr_ratio" not in config
+    assert "loraplus_lr_ratio" not in config  # an option: written as a comment
+    assert ("# loraplus_lr_ratio: 16.0" in to_axolotl(rec)) is (rec.lora_plus_ratio is not None)
+
+
+@pytest.mark.parametrize("x", [1e-05, 2e-4, 0.0003, 5e-06, 1e-10, 16.0, 0.1, 123456789.0, 1e20])
+def test_yaml_floats_read_back_as_floats(x: float) -> None:
+    yaml = pytest.importorskip("yaml")
+    value = yaml.safe_load(f"x: {_yaml_float(x)}")["x"]
+    assert isinstance(value, float)
+    assert value == x
+
+
+def test_torchtune_overrides_for_a_cosine_run() -> None:
+    rec = CASES["lora"]
+    overrides = to_torchtune(rec)
+    assert overrides == [
+        "optimizer._component_=torch.optim.AdamW",
+        f"optimizer.lr={rec.peak_lr!r}",
+        "lr_scheduler._component_=torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup",
+        "lr_scheduler.num_warmup_steps=20",
+        "epochs=1",
+        "max_steps_per_epoch=200",
+    ]
+    assert all("=" in o and " " not in o for o in overrides)
+    sgd = to_torchtune(CASES["qlora-sgd"])
+    assert "optimizer._component_=torch.optim.SGD" in sgd
+    assert "optimizer.momentum=0.9" in sgd
+
+
+@pytest.mark.parametrize(("name", "what"), [("full", "linear"), ("pretraining", "floor_ratio=0.1")])
+def test_torchtune_refuses_what_its_scheduler_cannot_run(name: str, what: str) -> None:
+    with pytest.raises(
+        ValueError, match=r"torchtune's only built-in LR scheduler is get_cosine_schedule_with_warmup"
+    ) as e:
+        to_torchtune(CASES[name])
+    assert what in str(e.value)
+    assert "decay='cosine'" in str(e.value)
+
+
+def test_torchtune_takes_a_cosine_full_fine_tuning_run() -> None:
+    rec = recommend("7B", "full", steps=300, decay="cosine")
+    assert f"optimizer.lr={rec.peak_lr!r}" in to_torchtune(rec)
+
+
+def test_llama_cpp_flags() -> None:
+    rec = CASES["full"]
+    assert to_llama_cpp(rec) == ["--learning-rate", "1e-05", "--optimizer", "adamw"]
+    assert to_llama_cpp(rec, epochs=3)[-2:] == ["--epochs", "3"]
+    # llama.cpp's SGD has no momentum: 10× the LR of momentum-0.9 SGD is the same effective step.
+    sgd = CASES["qlora-sgd"]
+    flags = to_llama_cpp(sgd)
+    assert flags[2:] == ["--optimizer", "sgd"]
+    assert float(flags[1]) == pytest.approx(10 * sgd.peak_lr, rel=1e-2)
+    assert shlex.split(shlex.join(flags)) == flags
+    with pytest.raises(ValueError, match=r"to_llama_cpp: epochs must be an integer ≥ 1, got 0"):
+        to_llama_cpp(rec, epochs=0)
+
+
+def _run_pytorch(rec: Recommendation, model: Any, *, lora_plus: float | None = None) -> list[list[float]]:
+    """Exec the exported code on `model`, train for the whole run, return each step's group LRs."""
+    torch = pytest.importorskip("torch")
+    code = to_pytorch(rec)
+    if lora_plus is not None:
+        code = code.replace("LORA_PLUS_RATIO = 1.0", f"LORA_PLUS_RATIO = {lora_plus!r}")
+    namespace: dict[str, Any] = {"model": model}
+    exec(compile(code, "<to_pytorch>", "exec"), namespace)
+    optimizer, scheduler = namespace["optimizer"], namespace["scheduler"]
+    x = torch.randn(8, 4)
+    seen = []
+    for _ in range(rec.total_steps + 1):
+        seen.append([g["lr"] for g in optimizer.param_groups])
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+    return seen
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_pytorch_code_runs_the_recommended_schedule_exactly(name: str) -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    rec = CASES[name]
+    seen = _run_pytorch(rec, torch.nn.Linear(4, 2))
+    assert [lrs[0] for lrs in seen] == pytest.approx([rec.schedule(s) for s in range(len(seen))], rel=1e-12)
+    code = to_pytorch(rec)
+    assert "lrpilot" not in code.replace("# lrpilot recommend:", "")  # plain torch, no lrpilot import
+    expected = {"sgd": "torch.optim.SGD(params, lr=PEAK_LR, momentum=0.9)", "adam": "torch.optim.Adam(params"}
+    assert expected.get(rec.setup.optimizer, "torch.optim.AdamW(params") in code
+
+
+def test_pytorch_code_puts_lora_b_in_a_lora_plus_group() -> None:
+    torch = pytest.importorskip("torch")
+
+    class TinyLoRA(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.base = torch.nn.Linear(4, 2).requires_grad_(False)
+            self.lora_A = torch.nn.Linear(4, 1, bias=False)
+            self.lora_B = torch.nn.Linear(1, 2, bias=False)
+
+        def forward(self, x: Any) -> Any:
+            return self.base(x) + self.lora_B(self.lora_A(x))
+
+    rec = CASES["lora"]
+    assert "LORA_PLUS_RATIO = 1.0  # LoRA+ (optional" in to_pytorch(rec)
+    plain = _run_pytorch(rec, TinyLoRA())
+    assert all(b == a for a, b in plain)
+    plus = _run_pytorch(rec, TinyLoRA(), lora_plus=rec.lora_plus_ratio)
+    assert [b for _, b in plus] == pytest.approx([16.0 * a for a, _ in plus], rel=1e-12)
+    assert [a for a, _ in plus] == pytest.approx([rec.schedule(s) for s in range(len(plus))], rel=1e-12)
