@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,9 @@ def test_bad_specs_exit_2_with_the_message_and_no_traceback(spec: str, message: 
 
 
 def test_version_and_help_through_the_console_script() -> None:
-    script = shutil.which("lrpilot")
-    if script is None:
-        pytest.skip("lrpilot is not installed as a console script in this environment")
+    # the script pip installed beside this interpreter (a venv's bin/ need not be on PATH)
+    script = shutil.which("lrpilot", path=str(Path(sys.executable).parent))
+    assert script is not None, "pip install should have created the lrpilot console script"
     version = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("lrpilot ")
     usage = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
