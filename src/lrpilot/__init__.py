@@ -1,8 +1,10 @@
 """lrpilot: take the learning rate off the list of things people must guess.
 
 The core (schedules, lint, recommend) needs only numpy; framework adapters live in `lrpilot.integrations`
-and are imported on use.
+and are imported on use. ``lrpilot.fit`` (the autopilot, torch) is imported on first use, too.
 """
+
+from typing import Any
 
 from lrpilot._version import __version__
 from lrpilot.rules import Recommendation, recommend
@@ -52,3 +54,12 @@ __all__ = [
     "parse",
     "recommend",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``lrpilot.fit`` (`lrpilot.autopilot.fit`) on first use: it needs torch, which ``import lrpilot`` must not."""
+    if name == "fit":
+        from lrpilot.autopilot import fit
+
+        return fit
+    raise AttributeError(f"module 'lrpilot' has no attribute {name!r}")

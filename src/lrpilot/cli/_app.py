@@ -7,10 +7,13 @@ from typing import Annotated
 import typer
 
 from lrpilot._version import __version__
+from lrpilot.cli._demo import demo
 from lrpilot.cli._doctor import doctor
 from lrpilot.cli._find import SCRIPT_HELP, find
+from lrpilot.cli._fit import fit
 from lrpilot.cli._guard import guard
 from lrpilot.cli._recommend import recommend
+from lrpilot.cli._report import report
 from lrpilot.cli._schedule import schedule
 
 app = typer.Typer(
@@ -42,3 +45,6 @@ app.command("find", epilog=SCRIPT_HELP)(find)
 app.command("recommend")(recommend)
 app.command("doctor")(doctor)
 app.command("guard")(guard)
+app.command("fit")(fit)
+app.command("report")(report)
+app.add_typer(demo, name="demo")

@@ -1,0 +1,249 @@
+"""`lrpilot fit` against the learning rates people use without a search, and against the grid's best.
+
+For each built-in task and seed, from the same initial model and batch order:
+
+    fit           ``lrpilot.fit(task, seed=...)``: rules, range test (100 steps), the recipe at the
+                  found peak, training under the guard, 4 evaluations, model saved (``report=False``:
+                  the HTML report's plotting is not counted)
+    train@fit     ``lrpilot.tasks.train`` at fit's peak: the single training run fit's cost is
+                  compared with (same recipe and batches, no search, no guard, one evaluation)
+    hf-default    Hugging Face ``TrainingArguments`` defaults: 5e-5, linear decay to 0, no warmup,
+                  no weight decay, clipping at 1.0
+    unsloth-2e-4  Unsloth's LoRA default LR 2e-4 in the task's recipe
+    fixed-1e-3    AdamW at a constant 1e-3 (no warmup, no decay), the recipe's weight decay and clipping
+    schedulefree  ``schedulefree.AdamWScheduleFree`` at its defaults (lr 2.5e-3, betas (0.9, 0.999),
+                  no weight decay) with the recipe's warmup and clipping, evaluated in its eval mode
+    grid-best     the best peak of the oracle sweep (``benchmarks/data/oracle_<task>.json``): its
+                  seed-mean loss and accuracy, and the wall time of one of its runs (the whole grid
+                  cost that many times the number of grid points)
+
+Reported: final validation loss and accuracy, wall time (search included for fit), fit's loss
+relative to the grid's best, and fit's wall time relative to ``train@fit``. The targets: within 1 %
+of the grid's best loss on every task, at ≤ 1.2× the cost of one training run.
+
+    nice -n 10 python benchmarks/fit_vs_defaults.py --tasks digits shakespeare --seeds 0
+    nice -n 10 python benchmarks/fit_vs_defaults.py --tasks sst2-full sst2-lora --seeds 0   # SST-2 on disk
+
+Results are merged into ``benchmarks/data/fit_vs_defaults.json`` (one entry per task, method and seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from torch import nn
+
+import lrpilot
+from lrpilot.tasks import Task, get_task, train
+from lrpilot.tasks._base import seeded
+
+DATA = Path(__file__).resolve().parent / "data"
+OUT = DATA / "fit_vs_defaults.json"
+METHODS = ("fit", "train@fit", "hf-default", "unsloth-2e-4", "fixed-1e-3", "schedulefree")
+
+
+def _with_recipe(task: Task, **changes: Any) -> Task:
+    return dataclasses.replace(task, recipe=dataclasses.replace(task.recipe, **changes))
+
+
+def _row(loss: float, accuracy: float | None, wall: float, **extra: Any) -> dict[str, Any]:
+    return {"val_loss": loss, "val_accuracy": accuracy, "wall_time_s": wall, **extra}
+
+
+def run_fit(task: Task, seed: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = lrpilot.fit(task.name, seed=seed, out=Path(tmp) / "run", report=False)
+    wall = time.perf_counter() - started
+    metrics = result.metrics
+    return _row(
+        metrics["val_loss"],
+        metrics.get("val_accuracy"),
+        wall,
+        peak_lr=result.peak_lr,
+        timings=result.record.timings,
+        guard_actions=len(result.record.guard_actions),
+        status=result.status,
+    )
+
+
+def run_train(task: Task, peak: float, seed: int) -> dict[str, Any]:
+    result = train(task, peak, seed)
+    loss = result.val_loss if not result.diverged else math.nan
+    return _row(loss, result.val_accuracy, result.wall_time_s, peak_lr=peak, diverged=result.diverged)
+
+
+def run_schedulefree(task: Task, seed: int) -> dict[str, Any]:
+    """The task's model, batches, loss and evaluation, stepped by AdamWScheduleFree (train/eval modes
+    switched as its README asks)."""
+    import schedulefree
+
+    recipe = task.recipe
+    started = time.perf_counter()
+    with seeded(seed):
+        model = task.build_model(seed)
+        optimizer = schedulefree.AdamWScheduleFree(model.parameters(), warmup_steps=recipe.warmup_steps)
+        batches = task.batches(seed)
+        optimizer.train()
+        diverged = False
+        for _ in range(recipe.total_steps):
+            loss = task.loss(model, next(batches))
+            if not math.isfinite(loss.item()):
+                diverged = True
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if recipe.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            optimizer.step()
+        optimizer.eval()
+        metrics = task.metrics(model)
+    loss_value = math.nan if diverged else metrics.loss
+    return _row(loss_value, metrics.accuracy, time.perf_counter() - started, peak_lr=0.0025, diverged=diverged)
+
+
+def baselines(task: Task) -> dict[str, tuple[Task, float]]:
+    """The fixed-LR methods: (the task with the method's recipe, its peak LR)."""
+    return {
+        "hf-default": (
+            _with_recipe(
+                task,
+                warmup_steps=0,
+                decay="linear",
+                floor_ratio=0.0,
+                weight_decay=0.0,
+                grad_clip=1.0,
+                betas=(0.9, 0.999),
+            ),
+            5e-5,
+        ),
+        "unsloth-2e-4": (task, 2e-4),
+        "fixed-1e-3": (_with_recipe(task, warmup_steps=0, floor_ratio=1.0), 1e-3),
+    }
+
+
+def grid_best(name: str) -> dict[str, Any] | None:
+    path = DATA / f"oracle_{name}.json"
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    best = doc["best"]
+    grid_wall = sum(run["wall_time_s"] for run in doc["runs"]) / len(doc["seeds"])
+    return _row(
+        best["mean_val_loss"],
+        best["mean_val_accuracy"],
+        best["mean_wall_time_s"],
+        peak_lr=best["peak_lr"],
+        grid_points=len(doc["summary"]),
+        grid_wall_time_s=grid_wall,
+        seeds=doc["seeds"],
+    )
+
+
+def warm_up(name: str) -> None:
+    """One tiny fit before anything is timed: the first optimizer step imports parts of torch (seconds),
+    which would otherwise be charged to whichever method runs first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        lrpilot.fit(name, budget=10, finder_steps=10, out=Path(tmp) / "run", report=False)
+
+
+def run_task(name: str, seed: int) -> dict[str, dict[str, Any]]:
+    task = get_task(name)
+    out: dict[str, dict[str, Any]] = {}
+    out["fit"] = run_fit(task, seed)
+    print(f"  {name} seed {seed} fit: {out['fit']['val_loss']:.4f} in {out['fit']['wall_time_s']:.1f} s", flush=True)
+    out["train@fit"] = run_train(task, out["fit"]["peak_lr"], seed)
+    for method, (variant, peak) in baselines(task).items():
+        out[method] = run_train(variant, peak, seed)
+        print(f"  {name} seed {seed} {method}: {out[method]['val_loss']:.4f}", flush=True)
+    out["schedulefree"] = run_schedulefree(task, seed)
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.fmean(finite) if len(finite) == len(values) and finite else math.nan
+
+
+def table(doc: dict[str, Any]) -> str:
+    """Markdown: per task, each method's seed-mean loss, accuracy and wall time; fit against the targets."""
+    lines = []
+    for name, entry in doc["tasks"].items():
+        seeds = sorted(entry["runs"], key=int)
+        lines += [
+            f"\n**{name}** (seeds {', '.join(seeds)})\n",
+            "| method | peak LR | val loss | val accuracy | wall time |",
+            "|---|---|---|---|---|",
+        ]
+        for method in METHODS:
+            rows = [entry["runs"][s][method] for s in seeds if method in entry["runs"][s]]
+            if not rows:
+                continue
+            acc = _mean([r["val_accuracy"] for r in rows]) if rows[0]["val_accuracy"] is not None else None
+            peaks = sorted({f"{r['peak_lr']:.3g}" for r in rows})
+            lines.append(
+                f"| {method} | {', '.join(peaks)} | {_mean([r['val_loss'] for r in rows]):.4f} | "
+                f"{'–' if acc is None else f'{acc:.4f}'} | {_mean([r['wall_time_s'] for r in rows]):.1f} s |"
+            )
+        best = entry.get("grid_best")
+        if best:
+            acc = best["val_accuracy"]
+            lines.append(
+                f"| grid-best ({best['grid_points']} LRs × {len(best['seeds'])} seeds) | {best['peak_lr']:.3g} | "
+                f"{best['val_loss']:.4f} | {'–' if acc is None else f'{acc:.4f}'} | "
+                f"{best['wall_time_s']:.1f} s per run, {best['grid_wall_time_s']:.0f} s per seed for the grid |"
+            )
+            fit_loss = _mean([entry["runs"][s]["fit"]["val_loss"] for s in seeds])
+            ratio = _mean(
+                [entry["runs"][s]["fit"]["wall_time_s"] / entry["runs"][s]["train@fit"]["wall_time_s"] for s in seeds]
+            )
+            lines.append(
+                f"\nfit vs grid-best loss: {fit_loss / best['val_loss'] - 1:+.2%} (target ≤ +1 %); "
+                f"fit's wall time / one training run: {ratio:.2f}× (target ≤ 1.2×)"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--tasks", nargs="+", default=["digits", "shakespeare"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
+    args = parser.parse_args()
+    doc: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}}
+    if not args.table_only:
+        torch.set_num_threads(args.threads)
+        doc["machine"] = {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "threads": args.threads,
+        }
+        for name in args.tasks:
+            entry = doc["tasks"].setdefault(name, {"runs": {}})
+            entry["grid_best"] = grid_best(name)
+            warm_up(name)
+            for seed in args.seeds:
+                entry["runs"][str(seed)] = run_task(name, seed)
+                args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    print(table(doc))
+
+
+if __name__ == "__main__":
+    main()

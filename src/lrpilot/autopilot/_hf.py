@@ -1,0 +1,414 @@
+"""``fit --model DIR --data FILE``: a local Hugging Face model and the user's own data, as a `Task`.
+
+Everything about the user's input is checked here, before a weight is loaded or a step is taken:
+the directory must hold a model config and a tokenizer, the data files must exist, have rows, the
+columns the task type needs (``text``; ``label`` for classification) with no empty values, and
+integer labels in ``[0, num_labels)``. The result is an `HfTask`, which the fit pipeline trains
+exactly like a built-in task (same guard, same finder, same report).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lrpilot import _validate as check
+from lrpilot._optional import require
+from lrpilot.rules import Recommendation
+from lrpilot.tasks import Metrics, Recipe, Task
+from lrpilot.tasks._base import epoch_order, evaluating, seeded
+
+__all__ = ["METHODS", "TASK_TYPES", "HfTask", "attention_projections", "load_hf_task", "read_rows"]
+
+TASK_TYPES = ("classification", "causal-lm")
+METHODS = ("full", "lora")
+DATA_SUFFIXES = (".csv", ".jsonl")
+MAX_LENGTH = 128
+"""Tokens per text: longer texts are truncated (a CPU fine-tune of long documents is not this tool's job)."""
+EVAL_FRACTION = 0.1
+"""Without --eval, this fraction of the training rows (fixed by a seed of 0) is held out to evaluate on."""
+MIN_DEFAULT_STEPS = 50
+"""The default budget is one epoch, but at least this many steps: a tiny data set still gets a warmup and a decay."""
+_EVAL_BATCH = 64
+_ATTENTION_WORDS = ("attn", "attention")
+_HEAD_WORDS = ("classifier", "score", "lm_head")
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path.name}, line {number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path.name}, line {number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return columns, rows
+
+
+def read_rows(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str, Any]]:
+    """The rows of a ``.csv`` or ``.jsonl`` file, checked: it exists, has rows, has `columns`, and no
+    row leaves one of them empty (row numbers count data rows from 1)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
+    if path.suffix.lower() not in DATA_SUFFIXES:
+        raise ValueError(f"{what}: {path.name} must be a .csv or .jsonl file (columns {', '.join(columns)})")
+    names, rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    if not rows:
+        raise ValueError(f"{what}: {path.name} has no rows (expected columns {', '.join(columns)})")
+    for column in columns:
+        if column not in names:
+            found = ", ".join(names) or "none"
+            raise ValueError(
+                f"{what}: {path.name} has no column {column!r}{check.suggest_name(column, names)} (columns: {found})"
+            )
+    for number, row in enumerate(rows, start=1):
+        for column in columns:
+            value = row.get(column)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise ValueError(f"{what}: {path.name}, row {number}: {column!r} is empty")
+    return rows
+
+
+def _label(value: Any, where: str) -> int:
+    """An integer label (``1``, ``"1"``, ``1.0``); anything else is an error naming the row."""
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: label must be an integer, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: label must be an integer class id, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(f"{where}: label must be an integer class id, got {value!r}")
+    return int(number)
+
+
+def _labels(rows: list[dict[str, Any]], path: Path, what: str) -> list[int]:
+    return [_label(row["label"], f"{what}: {path.name}, row {i}") for i, row in enumerate(rows, start=1)]
+
+
+def _check_labels(labels: list[int], num_labels: int, path: Path, what: str) -> None:
+    for i, label in enumerate(labels, start=1):
+        if not 0 <= label < num_labels:
+            raise ValueError(
+                f"{what}: {path.name}, row {i}: label {label} is out of range: labels must be integers in "
+                f"[0, {num_labels}) for this model"
+            )
+
+
+# --- the model directory ----------------------------------------------------------------------
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[Any]:
+    """transformers without its progress bars and load reports (a fresh head's "newly initialized"
+    notice is expected here), restored afterwards."""
+    transformers = require("transformers", "hf", "fit --model")
+    logging = transformers.utils.logging
+    verbosity, bar = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield transformers
+    finally:
+        logging.set_verbosity(verbosity)
+        if bar:
+            logging.enable_progress_bar()
+
+
+def _load_config_and_tokenizer(model_dir: Path) -> tuple[Any, Any]:
+    """The model's config and tokenizer, or a ValueError saying why `model_dir` is not a model."""
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"--model: no such directory {str(model_dir)!r}")
+    if not (model_dir / "config.json").is_file():
+        raise ValueError(
+            f"--model: {model_dir} is not a Hugging Face model directory (no config.json); give a folder saved "
+            "with save_pretrained, holding config.json, the weights and the tokenizer"
+        )
+    with quiet_transformers() as transformers:
+        try:
+            config = transformers.AutoConfig.from_pretrained(model_dir)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"--model: {model_dir}/config.json is not a model config: {exc}") from None
+        weights = [p for p in model_dir.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth")]
+        if not weights:
+            raise ValueError(f"--model: {model_dir} has a config but no weights (*.safetensors or *.bin)")
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"--model: no usable tokenizer in {model_dir}: {exc}") from None
+    return config, tokenizer
+
+
+def _num_labels(config: Any, labels: list[int]) -> int:
+    """A classifier's own label count if the model already is one; else one more than the largest label
+    in the training data (a fresh head is sized to the data)."""
+    architectures = getattr(config, "architectures", None) or []
+    if any(name.endswith("ForSequenceClassification") for name in architectures):
+        return int(config.num_labels)
+    return max(2, max(labels) + 1)
+
+
+# --- encoded data and batches -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Encoded:
+    """Token ids per text, and the label of each (classification) or None (causal LM)."""
+
+    ids: list[list[int]]
+    labels: torch.Tensor | None
+
+
+def _encode(tokenizer: Any, rows: list[dict[str, Any]], labels: list[int] | None) -> Encoded:
+    texts = [str(row["text"]) for row in rows]
+    ids = tokenizer(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]
+    return Encoded([list(seq) for seq in ids], None if labels is None else torch.tensor(labels))
+
+
+def _pad(ids: list[list[int]], pad_id: int, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """A dict batch padded to its longest text; for a causal LM the labels are the ids with padding
+    masked out (-100), the model shifts them itself."""
+    width = max(len(seq) for seq in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(ids), width, dtype=torch.long)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    batch = {"input_ids": input_ids, "attention_mask": mask}
+    batch["labels"] = labels if labels is not None else input_ids.masked_fill(mask == 0, -100)
+    return batch
+
+
+# --- LoRA ---------------------------------------------------------------------------------------
+
+
+def attention_projections(model: nn.Module) -> list[str]:
+    """The attention projections of any transformer, found by name and type rather than per
+    architecture: linear layers (or GPT-2's Conv1D) under a module whose name says attention
+    (``attn``, ``attention``), the classification / LM head excepted."""
+    kinds: tuple[type, ...] = (nn.Linear,)
+    pytorch_utils = require("transformers.pytorch_utils", "hf", "fit --method lora")
+    conv1d = getattr(pytorch_utils, "Conv1D", None)
+    if isinstance(conv1d, type):
+        kinds = (*kinds, conv1d)
+    names = []
+    for name, module in model.named_modules():
+        lowered = name.lower()
+        if not isinstance(module, kinds) or any(word in lowered.split(".")[-1] for word in _HEAD_WORDS):
+            continue
+        if any(word in lowered for word in _ATTENTION_WORDS):
+            names.append(name)
+    return names
+
+
+def _with_lora(model: nn.Module, kind: str) -> nn.Module:
+    """Rank-8 LoRA (alpha 16) on every attention projection; a classifier's fresh head is trained in
+    full (peft's SEQ_CLS task type saves it with the adapter)."""
+    peft = require("peft", "hf", "fit --method lora")
+    targets = attention_projections(model)
+    if not targets:
+        raise ValueError(
+            "--method lora: found no attention projections in this model to put adapters on; use --method full"
+        )
+    modules = dict(model.named_modules())
+    transposed = any(not isinstance(modules[name], nn.Linear) for name in targets)  # GPT-2's Conv1D stores W^T
+    config = peft.LoraConfig(
+        r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        target_modules=targets,
+        fan_in_fan_out=transposed,
+        task_type="SEQ_CLS" if kind == "classification" else "CAUSAL_LM",
+    )
+    with warnings.catch_warnings():  # peft 0.21 calls a name transformers 5 deprecates
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        return peft.get_peft_model(model, config)  # type: ignore[no-any-return]
+
+
+# --- the task -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class HfTask(Task):
+    """A local Hugging Face model fine-tuned on the user's data: classification (a sequence
+    classification head, cross-entropy over `num_labels` classes) or causal LM (next-token loss)."""
+
+    model_dir: Path = Path()
+    kind: str = "classification"
+    method: str = "full"
+    num_labels: int | None = None
+    train_data: Encoded = field(default_factory=lambda: Encoded([], None))
+    val_data: Encoded = field(default_factory=lambda: Encoded([], None))
+    tokenizer: Any = None
+    pad_id: int = 0
+
+    @property
+    def default_steps(self) -> int:
+        """One epoch at the batch size, at least `MIN_DEFAULT_STEPS`."""
+        return max(MIN_DEFAULT_STEPS, math.ceil(len(self.train_data.ids) / self.recipe.batch_size))
+
+    def build_model(self, seed: int) -> nn.Module:
+        with quiet_transformers() as transformers, seeded(seed):
+            if self.kind == "classification":
+                model = transformers.AutoModelForSequenceClassification.from_pretrained(
+                    self.model_dir, num_labels=self.num_labels
+                )
+            else:
+                model = transformers.AutoModelForCausalLM.from_pretrained(self.model_dir)
+            if self.method == "lora":
+                model = _with_lora(model, self.kind)
+        model.train()
+        return model  # type: ignore[no-any-return]
+
+    def batches(self, seed: int) -> Iterator[dict[str, torch.Tensor]]:
+        data = self.train_data
+        for index in epoch_order(len(data.ids), self.recipe.batch_size, seed):
+            rows = index.tolist()
+            labels = None if data.labels is None else data.labels[index]
+            yield _pad([data.ids[i] for i in rows], self.pad_id, labels)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**batch).loss  # type: ignore[no-any-return]
+
+    def metrics(self, model: nn.Module) -> Metrics:
+        """Mean loss per text (classification, with accuracy) or per predicted token (causal LM)."""
+        data = self.val_data
+        order = sorted(range(len(data.ids)), key=lambda i: len(data.ids[i]))  # little padding
+        total, count, correct = 0.0, 0, 0
+        with evaluating(model):
+            for start in range(0, len(order), _EVAL_BATCH):
+                index = order[start : start + _EVAL_BATCH]
+                labels = None if data.labels is None else data.labels[index]
+                batch = _pad([data.ids[i] for i in index], self.pad_id, labels)
+                out = model(**batch)
+                if labels is None:
+                    tokens = int((batch["labels"][:, 1:] != -100).sum())
+                    total, count = total + out.loss.item() * tokens, count + tokens
+                else:
+                    total += torch.nn.functional.cross_entropy(out.logits, labels, reduction="sum").item()
+                    correct += int((out.logits.argmax(dim=-1) == labels).sum())
+                    count += len(index)
+        loss = total / max(count, 1)
+        return Metrics(loss, None if data.labels is None else correct / max(count, 1))
+
+    def save(self, model: nn.Module, out_dir: Path) -> Path:
+        """``save_pretrained`` into ``out_dir/adapter`` (LoRA: the adapter and the trained head) or
+        ``out_dir/model`` (full), with the tokenizer beside it so the folder loads on its own."""
+        target = out_dir / ("adapter" if self.method == "lora" else "model")
+        with quiet_transformers():
+            model.save_pretrained(target)  # type: ignore[operator]
+            self.tokenizer.save_pretrained(target)
+        return target
+
+    def with_recipe(self, recipe: Recipe) -> HfTask:
+        return replace(self, recipe=recipe)
+
+
+def recipe_from(rec: Recommendation, batch_size: int) -> Recipe:
+    """The recommendation's schedule as a recipe: its warmup, decay shape and floor; AdamW with
+    weight decay 0.01 and clipping at 1.0, the Hugging Face fine-tuning defaults."""
+    decay = "cosine" if rec.schedule.to_dict()["name"] == "cosine" else "linear"
+    return Recipe(
+        batch_size=batch_size,
+        total_steps=rec.total_steps,
+        warmup_steps=rec.warmup_steps,
+        decay=decay,
+        floor_ratio=rec.floor_ratio,
+        weight_decay=0.01,
+        grad_clip=1.0,
+    )
+
+
+def _split(rows: list[dict[str, Any]], what: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Hold out `EVAL_FRACTION` of the rows (at least one) when no --eval file is given."""
+    if len(rows) < 10:
+        raise ValueError(f"{what}: {len(rows)} rows are too few to hold some out for evaluation; give --eval FILE")
+    order = np.random.default_rng(0).permutation(len(rows))
+    n_val = max(1, round(EVAL_FRACTION * len(rows)))
+    return [rows[i] for i in sorted(order[n_val:])], [rows[i] for i in sorted(order[:n_val])]
+
+
+def load_hf_task(
+    model_dir: Path,
+    data: Path,
+    eval_data: Path | None = None,
+    *,
+    kind: str = "classification",
+    method: str = "full",
+    batch_size: int = 16,
+) -> HfTask:
+    """Check everything about the user's model and data and tokenize the data; no weights are loaded
+    yet (`HfTask.build_model` does that). The recipe is a placeholder until the recommendation
+    sets it (`recipe_from`)."""
+    check.choice("fit", "--task-type", kind, TASK_TYPES)
+    check.choice("fit", "--method", method, METHODS)
+    check.step_count("fit", "--batch-size", batch_size, 1)
+    columns = ("text", "label") if kind == "classification" else ("text",)
+    train_rows = read_rows(data, columns, "--data")
+    eval_rows = read_rows(eval_data, columns, "--eval") if eval_data is not None else None
+    config, tokenizer = _load_config_and_tokenizer(model_dir)
+    num_labels = None
+    train_labels = eval_labels = None
+    if kind == "classification":
+        train_labels = _labels(train_rows, data, "--data")
+        num_labels = _num_labels(config, [max(0, x) for x in train_labels])
+        _check_labels(train_labels, num_labels, data, "--data")
+        if eval_rows is not None and eval_data is not None:
+            eval_labels = _labels(eval_rows, eval_data, "--eval")
+            _check_labels(eval_labels, num_labels, eval_data, "--eval")
+    if eval_rows is None:
+        train_rows, eval_rows = _split(train_rows, "--data")
+        if kind == "classification":
+            train_labels, eval_labels = _labels(train_rows, data, "--data"), _labels(eval_rows, data, "--data")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise ValueError(f"--model: the tokenizer in {model_dir} has neither a pad nor an end-of-text token")
+    train = _encode(tokenizer, train_rows, train_labels)
+    return HfTask(
+        name=model_dir.name or "model",
+        description=f"{method} fine-tuning of {model_dir} for {kind} on {data.name}",
+        recipe=Recipe(
+            batch_size=min(batch_size, len(train.ids)),
+            total_steps=1,
+            warmup_steps=0,
+            decay="linear",
+            floor_ratio=0.0,
+            weight_decay=0.01,
+            grad_clip=1.0,
+        ),
+        model_dir=model_dir,
+        kind=kind,
+        method=method,
+        num_labels=num_labels,
+        train_data=train,
+        val_data=_encode(tokenizer, eval_rows, eval_labels),
+        tokenizer=tokenizer,
+        pad_id=int(pad_id),
+    )

@@ -1,0 +1,643 @@
+"""`fit`: recommend → range test → pick the peak → fit the schedule to the budget → train under the
+guard → evaluate → save → report.
+
+Each piece is lrpilot's own, composed rather than re-implemented: `lrpilot.recommend` gives the
+prior and the schedule shape for a user's model, `find_lr` measures the peak on the model itself,
+`Recommendation.check` says whether the two agree, a task's `Recipe` (or the recommendation's
+shape) fitted to the budget gives the schedule, `TorchGuard` runs every step, and
+`lrpilot.report.write_report` explains the run. What the pipeline adds is the order, the checks
+before anything is written, the run directory, and a clean stop on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from lrpilot import _validate as check
+from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
+from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
+from lrpilot.autopilot._hf import HfTask, load_hf_task, read_rows, recipe_from
+from lrpilot.autopilot._layers import UpdateRatioTracker
+from lrpilot.rules import Recommendation, recommend
+from lrpilot.schedules import Schedule
+from lrpilot.tasks import Recipe, Task, get_task, make_optimizer, task_names
+from lrpilot.tasks._base import seeded
+
+__all__ = ["AUDIT_FILE", "MODEL_FILE", "FitResult", "Progress", "fit"]
+
+MODEL_FILE = "model.pt"
+"""A built-in task's trained weights (``torch.save`` of the state dict) in the run directory."""
+AUDIT_FILE = "guard_audit.jsonl"
+"""The guard's audit log in the run directory: one JSON line per action (empty for a quiet run)."""
+EVALS = 4
+"""Evaluations over a run (the last at its end): enough to see over- or under-fitting set in,
+few enough that scoring a validation set does not cost a fifth of a short run."""
+FINETUNE_WARMUP = 0.1
+"""The rules' fine-tuning warmup (10 % of the run, ``warmup-finetuning``), which a user model's recipe follows."""
+LAYER_SNAPSHOTS = 50
+"""Per-layer update ratios are measured at about this many steps of a run."""
+
+Progress = Callable[[str, int, "int | None", float, float], None]
+"""``progress(phase, done, total, lr, loss)`` as a phase advances (``load``, ``range test``,
+``train``, ``evaluate``, ``save``, ``report``); ``total`` None for phases without a count, lr and loss NaN where
+they do not apply."""
+StepCallback = Callable[[int, float, float], None]
+"""``callback(step, lr, loss)`` after every training step; raising KeyboardInterrupt stops the run
+as Ctrl-C does."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What `fit` did.
+
+    Attributes:
+        status: ``finished``, ``interrupted`` (Ctrl-C: the weights so far are saved) or ``gave_up``
+            (the guard stopped the run and restored its last good state, which is saved).
+        run_dir: the new directory holding everything below.
+        model_path: ``model.pt`` (a built-in task's state dict), or the ``save_pretrained`` folder
+            (``model/`` or, for LoRA, ``adapter/``).
+        report_path: the report's ``index.html``, or None with ``report=False``.
+        peak_lr: the peak LR trained with.
+        schedule: the schedule trained with (as planned; the guard's changes are in the record).
+        metrics: final validation metrics (``val_loss``, ``val_accuracy`` where it applies).
+        record: everything the report shows (`lrpilot.report.RunRecord`).
+        recommendation, finder: the prior and the range test (None if the range test failed).
+        model: the trained model itself, in memory (as saved).
+    """
+
+    status: str
+    run_dir: Path
+    model_path: Path
+    report_path: Path | None
+    peak_lr: float
+    schedule: Schedule
+    metrics: dict[str, float]
+    record: Any
+    recommendation: Recommendation
+    finder: Any = None
+    model: nn.Module | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary: paths as strings, the schedule as a spec, the whole run record."""
+        return {
+            "status": self.status,
+            "run_dir": str(self.run_dir),
+            "model_path": str(self.model_path),
+            "report_path": None if self.report_path is None else str(self.report_path),
+            "peak_lr": self.peak_lr,
+            "schedule": self.schedule.to_string(),
+            "metrics": dict(self.metrics),
+            "record": self.record.to_dict(),
+        }
+
+
+# --- what to train ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A task to train plus what the rules need to know about it."""
+
+    task: Task
+    label: str
+    method: str
+    """`recommend`'s method: pretraining from scratch, full fine-tuning or LoRA."""
+    steps: int
+    """The default budget in steps."""
+    seq_len: int | None = None
+
+
+def _builtin(name: str, data_dir: Path | None) -> _Target:
+    from lrpilot.tasks._shakespeare import ShakespeareTask
+    from lrpilot.tasks._sst2 import Sst2Task
+
+    check.choice("fit", "--task", name, task_names())
+    if data_dir is not None and not name.startswith("sst2"):
+        raise ValueError(f"fit: --data-dir applies to the sst2 tasks only, not to {name!r}")
+    task = get_task(name, data_dir=data_dir) if data_dir is not None else get_task(name)
+    method = ("lora" if task.lora else "full") if isinstance(task, Sst2Task) else "pretraining"
+    seq_len = task.context if isinstance(task, ShakespeareTask) else None
+    return _Target(task, name, method, task.recipe.total_steps, seq_len)
+
+
+def _user_model(
+    model: Path, data: Path | None, eval_data: Path | None, *, kind: str, method: str, batch_size: int
+) -> _Target:
+    if data is None:
+        raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
+    task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size)
+    return _Target(task, task.name, method, task.default_steps)
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+class _Clock:
+    """Seconds per phase, and since the start."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def _quiet(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+    """The default progress: none."""
+
+
+def _run_dir(out: Path | None, label: str) -> Path:
+    """`out`, which must not be a file or a non-empty directory (nothing of the user's is ever
+    overwritten), else a new ``runs/fit-<label>-<timestamp>``."""
+    if out is not None:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            what = "a file" if not out.is_dir() else "a directory that is not empty"
+            raise ValueError(f"fit: --out {out} is {what}; give a new or empty directory (nothing is overwritten)")
+        return out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in label)
+    base = Path("runs") / f"fit-{safe}-{stamp}"
+    candidate, n = base, 2
+    while candidate.exists():
+        candidate, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return candidate
+
+
+def _describe(plan: Budget | None) -> str:
+    return "the default" if plan is None else str(plan)
+
+
+def _fitted(recipe: Recipe, steps: int, budget: str) -> Recipe:
+    """The recipe compressed (or stretched) to `steps`, warmup in proportion. Every schedule fit
+    trains with has a warmup (Adam's first updates are its largest relative to the weights): a
+    budget whose warmup rounds to nothing is refused, with the smallest one that has a step of it."""
+    fitted = recipe.shortened(steps)
+    if fitted.warmup_steps < 1:
+        ratio = recipe.warmup_steps / recipe.total_steps if recipe.warmup_steps else FINETUNE_WARMUP
+        smallest = next(n for n in itertools.count(1) if round(ratio * n) >= 1)  # as `Recipe.shortened` rounds
+        raise ValueError(
+            f"fit: the budget ({budget}, {steps} steps) is too small for a warmup: the schedule warms up over "
+            f"{ratio:.0%} of the run, which needs at least {smallest} steps"
+        )
+    return fitted
+
+
+# --- the phases ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Search:
+    """The outcome of the range test and the choice of the peak."""
+
+    peak: float
+    finder: Any
+    notes: list[str]
+    step_seconds: float | None
+
+
+def _range_test(
+    task: Task, model: nn.Module, recipe: Recipe, rec: Recommendation, *, seed: int, steps: int, progress: Progress
+) -> _Search:
+    """`find_lr` in fast mode on the model as it will train (its AdamW, clipping and recipe); its
+    peak, checked against the rules' band. A range test that finds nothing falls back to the rules."""
+    from lrpilot.finder import RangeTestError, RangeTestWarning
+    from lrpilot.integrations.torch_finder import find_lr
+
+    def advance(point: int, lr: float, loss: float) -> None:
+        progress("range test", point + 1, steps, lr, loss)
+
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RangeTestWarning)
+            result = find_lr(
+                model,
+                make_optimizer(model, recipe, 1.0),
+                task.batches(seed),
+                step=lambda batch: task.loss(model, batch),
+                num_steps=steps,
+                max_grad_norm=recipe.grad_clip,
+                total_steps=recipe.total_steps,
+                warmup_ratio=recipe.warmup_steps / recipe.total_steps,
+                floor_ratio=recipe.floor_ratio,
+                decay=recipe.decay,
+                callback=advance,
+            )
+    except RangeTestError as exc:
+        notes.append(f"range test failed ({exc}); trained at the rules' peak {rec.peak_lr:.3g} instead")
+        return _Search(rec.peak_lr, None, notes, None)
+    notes.extend(f"range test: {w.message}" for w in caught if issubclass(w.category, RangeTestWarning))
+    peak = float(f"{result.peak_lr:.3g}")  # the band spans ~4x: more digits are noise
+    notes.append(f"range test peak {peak:.3g} vs the rules: {rec.check(peak).message}")
+    record = result.record
+    step_seconds = record.wall_time_s / record.steps if record.steps else None
+    return _Search(peak, result, notes, step_seconds)
+
+
+@dataclass
+class _Trained:
+    status: str
+    total_steps: int
+    history: Any
+    guard: dict[str, Any]
+    layers: UpdateRatioTracker
+    final: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+
+def _metrics(task: Task, model: nn.Module, drift: Drift | None) -> dict[str, float]:
+    """``val_loss``, ``val_accuracy`` where the task has it, and ``drift`` with a retention set."""
+    metrics = task.metrics(model)
+    out = {"val_loss": metrics.loss}
+    if metrics.accuracy is not None:
+        out["val_accuracy"] = metrics.accuracy
+    if drift is not None:
+        out["drift"] = drift(model)
+    return out
+
+
+def _eval_into(metrics: dict[str, float], step: int, evals: dict[str, Any]) -> dict[str, float]:
+    """Append an evaluation to the history: the loss, and the other metrics by name (``accuracy``, ``drift``)."""
+    evals["eval_steps"].append(step)
+    evals["eval_loss"].append(metrics["val_loss"])
+    for name, value in metrics.items():
+        if name != "val_loss":
+            evals["metrics"].setdefault(name.removeprefix("val_"), []).append(value)
+    return metrics
+
+
+def _train(
+    task: Task,
+    model: nn.Module,
+    recipe: Recipe,
+    schedule: Schedule,
+    *,
+    seed: int,
+    run_dir: Path,
+    progress: Progress,
+    callback: StepCallback | None,
+    clock: _Clock,
+    drift: Drift | None = None,
+) -> _Trained:
+    """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back), with
+    evaluations every quarter and per-layer update ratios; Ctrl-C or a guard that gives up ends the
+    loop with the weights as they are."""
+    from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
+
+    total = recipe.total_steps
+    eval_every = max(1, math.ceil(total / EVALS))
+    tracker = UpdateRatioTracker(model, every=max(1, total // LAYER_SNAPSHOTS))
+    evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
+    final: dict[str, float] = {}
+    status, notes = "finished", []
+    optimizer = make_optimizer(model, recipe, float(schedule(0)))
+    guard = TorchGuard(model, optimizer, schedule=schedule, max_grad_norm=recipe.grad_clip, audit=run_dir / AUDIT_FILE)
+    batches = task.batches(seed)
+    started, evaluating = time.perf_counter(), clock.timings.get("evaluate", 0.0)
+    try:
+        with seeded(seed):  # dropout draws as `lrpilot.tasks.train` makes them
+            while guard.step_count < total:
+                t = guard.step_count
+                loss = task.loss(model, next(batches))
+                loss.backward()  # type: ignore[no-untyped-call]
+                tracker.before(t)
+                action = guard.step(loss)
+                tracker.after(action is not None and action.applies_update)
+                lr, value = guard.history_lr[-1], guard.history_loss[-1]
+                progress("train", guard.step_count, total, lr, value)
+                if callback is not None:
+                    callback(t, lr, value)
+                done = guard.step_count
+                if done > t and (done % eval_every == 0 or done == total):
+                    with clock.phase("evaluate"):
+                        progress("evaluate", done, total, math.nan, math.nan)
+                        final = _eval_into(_metrics(task, model, drift), done, evals)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        notes.append(f"interrupted by the user at step {guard.step_count} of {total}; the weights so far were saved")
+    except GuardGaveUpError as exc:
+        status = "gave_up"
+        notes.append(f"the guard gave up at step {guard.step_count}: {exc}; its last good state was saved")
+    # the evaluations are timed on their own, so "train" is the steps alone
+    clock.timings["train"] = time.perf_counter() - started - (clock.timings.get("evaluate", 0.0) - evaluating)
+    report = guard.report()
+    guard.close()
+    from lrpilot.report import TrainingHistory
+
+    history = TrainingHistory(
+        steps=list(guard.history_steps),
+        loss=list(guard.history_loss),
+        lr=list(guard.history_lr),
+        eval_steps=evals["eval_steps"],
+        eval_loss=evals["eval_loss"],
+        eval_metrics=evals["metrics"],
+    )
+    return _Trained(status, total, history, report, tracker, final, notes)
+
+
+def _save(task: Task, model: nn.Module, run_dir: Path) -> Path:
+    """``save_pretrained`` for a Hugging Face model (or its adapter); a state dict for a built-in task."""
+    if isinstance(task, HfTask):
+        return task.save(model, run_dir)
+    path = run_dir / MODEL_FILE
+    torch.save(model.state_dict(), path)
+    return path
+
+
+# --- fit ----------------------------------------------------------------------------------------
+
+
+def fit(
+    task: str | None = None,
+    *,
+    model: str | Path | None = None,
+    data: str | Path | None = None,
+    eval_data: str | Path | None = None,
+    task_type: str | None = None,
+    method: str | None = None,
+    budget: str | int | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    batch_size: int | None = None,
+    finder_steps: int = 100,
+    retention: str | Path | None = None,
+    forgetting_weight: float | None = None,
+    report: bool = True,
+    progress: Progress | None = None,
+    callback: StepCallback | None = None,
+) -> FitResult:
+    """Train a model with the learning rate chosen, scheduled and watched by lrpilot.
+
+    Either a built-in `task` (``"digits"``, ``"shakespeare"``, ``"sst2-full"``, ``"sst2-lora"``;
+    ``"shakespeare"`` when neither is given) trained with its recipe, or a local Hugging Face
+    `model` directory fine-tuned on `data` (``.csv`` / ``.jsonl``; ``text`` and, for
+    ``task_type="classification"``, integer ``label`` columns), `method` ``"full"`` or ``"lora"``,
+    evaluated on `eval_data` (default: 10 % of `data` held out).
+
+    Steps: (1) `lrpilot.recommend` from the model's size, the method, batch size and steps;
+    (2) the range test (fast mode, `finder_steps` steps, state restored); (3) its peak, checked
+    against the recommendation's band (a note either way; the rules' peak if the test fails);
+    (4) the schedule: the task's recipe (a user model: the recommendation's warmup and decay) at
+    that peak, fitted to `budget` (steps, or a time such as ``"5m"`` for the whole fit, converted
+    with the range test's measured step time); (5) training under `TorchGuard`, evaluating every
+    quarter of the run and measuring per-layer update ratios; (6) saving the model and writing the
+    report into `out` (default: a new ``runs/fit-<task>-<timestamp>``).
+
+    Forgetting (a user's pretrained model): with `retention` (a ``.csv`` / ``.jsonl`` of general
+    texts, column ``text``) every evaluation also measures the *drift*, the mean cosine distance of
+    the model's sentence embeddings from the original's (`lrpilot.autopilot._forgetting`). With
+    `forgetting_weight` w, short probes at 1, 1/2, 1/4 and 1/8 of the found peak are scored by
+    ``val_loss + w × drift`` and the best peak is trained with; the trade-off is in the report's notes.
+
+    Bad input (an unknown task, a directory that is not a model, data with missing or empty columns
+    or labels out of range, a budget too small for a warmup, an `out` that is not empty) raises
+    ValueError or FileNotFoundError before any training and before anything is written.
+    Ctrl-C during training (or a `callback` raising KeyboardInterrupt) stops the run, saves the
+    weights so far and writes the report with status ``"interrupted"``.
+    """
+    progress = progress or _quiet
+    clock = _Clock()
+    check.step_count("fit", "seed", seed, 0, 2**32 - 1)
+    check.step_count("fit", "finder_steps", finder_steps, 5, 100_000)
+    plan = parse_budget(budget)
+    with clock.phase("load"):
+        progress("load", 0, None, math.nan, math.nan)
+        target = _target(
+            task,
+            model=model,
+            data=data,
+            eval_data=eval_data,
+            task_type=task_type,
+            method=method,
+            data_dir=data_dir,
+            batch_size=batch_size,
+        )
+        rows = _retention(target, retention, forgetting_weight)
+        run_dir = _run_dir(None if out is None else Path(out), target.label)
+        steps = plan.steps if plan is not None and plan.steps is not None else target.steps
+        if not isinstance(target.task, HfTask):  # the recipe is known: refuse a short budget before loading
+            _fitted(target.task.recipe, steps, _describe(plan))
+        net = target.task.build_model(seed)
+        drift = None if rows is None else load_drift(cast(HfTask, target.task), net, rows)
+    with clock.phase("recommend"):
+        batch = target.task.recipe.batch_size
+        rec = recommend(net, target.method, batch_size=batch, steps=steps, seq_len=target.seq_len)
+        job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
+        planned = _fitted(job.recipe, steps, _describe(plan))
+    with clock.phase("find"):
+        search = _range_test(job, net, planned, rec, seed=seed, steps=finder_steps, progress=progress)
+    steps = _budget_steps(plan, steps, search, clock)
+    fitted = _fitted(job.recipe, steps, _describe(plan))
+    peak = search.peak
+    if drift is not None and forgetting_weight is not None:
+        with clock.phase("tradeoff"):
+            peak = _trade(
+                cast(HfTask, job),
+                net,
+                fitted,
+                search,
+                drift=drift,
+                weight=forgetting_weight,
+                seed=seed,
+                progress=progress,
+            )
+    schedule = fitted.schedule(peak)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trained = _train(
+        job,
+        net,
+        fitted,
+        schedule,
+        seed=seed,
+        run_dir=run_dir,
+        progress=progress,
+        callback=callback,
+        clock=clock,
+        drift=drift,
+    )
+    with clock.phase("save"):
+        progress("save", 0, None, math.nan, math.nan)
+        model_path = _save(job, net, run_dir)
+        (run_dir / AUDIT_FILE).touch()
+    notes = [*search.notes, *trained.notes]
+    if plan is not None and plan.seconds is not None:
+        notes.append(f"time budget {plan}: {steps} training steps at the range test's {search.step_seconds:.3g} s/step")
+    record = _record(
+        target, task=job, rec=rec, search=search, schedule=schedule, trained=trained, notes=notes, clock=clock
+    )
+    progress("report", 0, None, math.nan, math.nan)
+    report_path = _write(record, run_dir, report, clock)
+    return FitResult(
+        status=trained.status,
+        run_dir=run_dir,
+        model_path=model_path,
+        report_path=report_path,
+        peak_lr=peak,
+        schedule=schedule,
+        metrics=dict(record.metrics),
+        record=record,
+        recommendation=rec,
+        finder=search.finder,
+        model=net,
+    )
+
+
+def _target(
+    task: str | None,
+    *,
+    model: str | Path | None,
+    data: str | Path | None,
+    eval_data: str | Path | None,
+    task_type: str | None,
+    method: str | None,
+    data_dir: str | Path | None,
+    batch_size: int | None,
+) -> _Target:
+    """A built-in task, or the user's model and data; options that belong to the other are errors."""
+    if model is None:
+        given = {"--data": data, "--eval": eval_data, "--task-type": task_type, "--method": method}
+        for name, value in {**given, "--batch-size": batch_size}.items():
+            if value is not None:
+                raise ValueError(f"fit: {name} applies to --model (your own model); a built-in task's recipe fixes it")
+        return _builtin(task or DEFAULT_TASK, None if data_dir is None else Path(data_dir))
+    if task is not None:
+        raise ValueError("fit: give --task (a built-in task) or --model (your own), not both")
+    if data_dir is not None:
+        raise ValueError("fit: --data-dir applies to the sst2 tasks, not to --model")
+    return _user_model(
+        Path(model),
+        None if data is None else Path(data),
+        None if eval_data is None else Path(eval_data),
+        kind=task_type or "classification",
+        method=method or "full",
+        batch_size=16 if batch_size is None else batch_size,
+    )
+
+
+DEFAULT_TASK = "shakespeare"
+"""What ``lrpilot fit`` trains with no arguments: the char-GPT on tiny shakespeare (shipped), a few
+minutes end to end on one CPU thread."""
+
+
+def _retention(target: _Target, retention: str | Path | None, weight: float | None) -> list[dict[str, Any]] | None:
+    """The retention texts, checked now (before any weight is loaded); None without `retention`."""
+    if weight is not None:
+        check.non_negative("fit", "--forgetting-weight", weight)
+        if retention is None:
+            raise ValueError("fit: --forgetting-weight needs --retention FILE (general texts to measure drift on)")
+    if retention is None:
+        return None
+    if not isinstance(target.task, HfTask):
+        raise ValueError(
+            "fit: --retention applies to --model (a pretrained model that can forget), not to a built-in task"
+        )
+    return read_rows(Path(retention), ("text",), "--retention")
+
+
+def _trade(
+    task: HfTask,
+    model: nn.Module,
+    recipe: Recipe,
+    search: _Search,
+    *,
+    drift: Drift,
+    weight: float,
+    seed: int,
+    progress: Progress,
+) -> float:
+    """The peak that minimises ``val_loss + weight × drift`` over `tradeoff`'s probes; the table goes
+    into the notes."""
+
+    def advance(done: int, total: int) -> None:
+        progress("forgetting trade-off", done, total, math.nan, math.nan)
+
+    points = tradeoff(task, model, recipe, search.peak, drift, weight=weight, seed=seed, progress=advance)
+    best = min(points, key=lambda point: point.score)
+    search.notes.append(
+        f"forgetting trade-off (score = val loss + {weight:g} × drift, probes of {PROBE_SHARE:.0%} of the run): "
+        + "; ".join(point.line() for point in points)
+        + f"; trained at {best.peak_lr:.3g}"
+    )
+    return best.peak_lr
+
+
+def _budget_steps(plan: Budget | None, steps: int, search: _Search, clock: _Clock) -> int:
+    """A time budget in steps, from the range test's measured step time (what is left of it after
+    loading and the range test); a step budget as given."""
+    if plan is None or plan.seconds is None:
+        return steps
+    if search.step_seconds is None:
+        raise ValueError(f"fit: the range test measured no step time to turn the budget {plan} into steps; give steps")
+    fitted = steps_for_time(plan.seconds, clock.elapsed, search.step_seconds)
+    if fitted < 1:
+        raise ValueError(
+            f"fit: the budget {plan} was spent before training could start ({clock.elapsed:.0f} s for loading and "
+            "the range test); give a larger one"
+        )
+    return fitted
+
+
+def _record(
+    target: _Target,
+    *,
+    task: Task,
+    rec: Recommendation,
+    search: _Search,
+    schedule: Schedule,
+    trained: _Trained,
+    notes: list[str],
+    clock: _Clock,
+) -> Any:
+    from lrpilot.report import LayerStats, RunRecord
+
+    timings = dict(clock.timings)
+    timings["total"] = clock.elapsed
+    layers = trained.layers
+    return RunRecord(
+        title=f"lrpilot fit: {target.label}",
+        task=target.label if not isinstance(task, HfTask) else task.description,
+        total_steps=trained.total_steps,
+        history=trained.history,
+        schedule=schedule.to_string(),
+        recommendation=rec.to_dict(),
+        finder=None if search.finder is None else search.finder.to_dict(),
+        guard_actions=list(trained.guard.get("records", [])),
+        layer_stats=LayerStats(layers.names, layers.steps, layers.ratios) if layers.steps else None,
+        metrics=trained.final,
+        timings=timings,
+        notes=notes,
+        status=trained.status,
+    )
+
+
+def _write(record: Any, run_dir: Path, report: bool, clock: _Clock) -> Path | None:
+    """The HTML report (with ``run.json``), or only ``run.json`` with ``report=False``."""
+    with clock.phase("report"):
+        if not report:
+            record.write_json(run_dir / "run.json")
+            return None
+        from lrpilot.report import write_report
+
+        return Path(write_report(record, run_dir))

@@ -1,0 +1,215 @@
+"""`lrpilot fit`: the autopilot. Recommend, range-test, schedule, train under the guard, evaluate,
+save and report, on a built-in task or on a local Hugging Face model and your data.
+
+With no arguments it trains the ``shakespeare`` task (a char-level GPT on tiny shakespeare, which
+ships with lrpilot) end to end in a few minutes on a CPU. Everything goes into a new run directory;
+Ctrl-C stops training, keeps the weights so far and still writes the report. The work is
+`lrpilot.autopilot.fit`'s; this module adds the progress bars, the summary and the exit codes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, TaskID
+from rich.table import Table
+
+from lrpilot.cli._find import _check_sst2, _finite, _progress
+from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
+
+if TYPE_CHECKING:
+    from lrpilot.autopilot import FitResult
+
+EXIT_INTERRUPTED = 130
+"""Ctrl-C's conventional exit status (128 + SIGINT), also after the checkpoint and report are written."""
+EXIT_GAVE_UP = 1
+
+
+class _Bars:
+    """`lrpilot.autopilot.fit`'s progress as rich bars: one per phase, the evaluations shown on the training bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.bars: dict[str, TaskID] = {}
+
+    def __call__(self, phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        name = "train" if phase == "evaluate" else phase
+        if name not in self.bars:
+            for other in [k for k in self.bars if k != "train"]:  # a finished phase's bar goes away
+                self.progress.remove_task(self.bars.pop(other))
+            self.bars[name] = self.progress.add_task(name, total=total, lr=lr, loss=loss)
+        fields: dict[str, Any] = {
+            "completed": done,
+            "description": "train (evaluating)" if phase == "evaluate" else name,
+        }
+        if not math.isnan(lr):
+            fields.update(lr=lr, loss=loss)
+        self.progress.update(self.bars[name], **fields)
+
+
+@contextmanager
+def _threads(builtin: bool) -> Iterator[None]:
+    """One torch thread for the built-in tasks, as `lrpilot find` runs them: they are small, and a
+    second thread only contends; a user's model keeps torch's default."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if builtin:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextmanager
+def _stopped_before_training() -> Iterator[None]:
+    """Ctrl-C while loading or during the range test: nothing was written yet (training catches its own
+    Ctrl-C, saves and reports), so say so and exit as an interrupted program does."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        stderr.print("[yellow]interrupted[/] before training started: nothing was written")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _summary(result: FitResult) -> Table:
+    record = result.record
+    table = Table(show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    colour = "green" if result.status == "finished" else "yellow"
+    table.add_row("status", f"[{colour}]{result.status}[/]")
+    table.add_row("peak LR", f"[bold green]{result.peak_lr:.3g}[/]")
+    if result.finder is not None:
+        low, high = result.finder.band
+        table.add_row("range test band", f"{low:.3g} – {high:.3g} (max stable {result.finder.max_stable_lr:.3g})")
+    rec = result.recommendation
+    table.add_row("rules' prior", f"{rec.peak_lr:.3g} ({rec.low:.3g} – {rec.high:.3g}, {rec.confidence} confidence)")
+    steps = record.history.steps
+    table.add_row("steps", f"{(steps[-1] + 1) if steps else 0} of {record.total_steps}")
+    for name, value in record.metrics.items():
+        table.add_row(name.replace("_", " "), f"{value:.4g}")
+    actions = [a["action"] for a in record.guard_actions]
+    table.add_row("guard", ", ".join(f"{actions.count(k)} {k}" for k in dict.fromkeys(actions)) or "no action needed")
+    timings = record.timings
+    table.add_row(
+        "wall time",
+        f"{timings.get('total', math.nan):.1f} s (range test {timings.get('find', 0.0):.1f} s, "
+        f"training {timings.get('train', 0.0):.1f} s)",
+    )
+    table.add_row("run directory", escape(str(result.run_dir)))
+    return table
+
+
+def _print(result: FitResult) -> None:
+    console.print(_summary(result))
+    console.print(f"schedule: [cyan]{escape(result.schedule.to_string())}[/]", soft_wrap=True)
+    for note in result.record.notes:
+        console.print(f"[dim]note[/] {escape(note)}", highlight=False, soft_wrap=True)
+    where = result.report_path or result.run_dir / "run.json"
+    console.print(f"model saved to {escape(str(result.model_path))}; report: {escape(str(where))}", soft_wrap=True)
+
+
+def fit(  # noqa: PLR0917  (typer reads the options from the signature)
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="Built-in task: shakespeare (the default), digits, sst2-full, sst2-lora."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="A local Hugging Face model directory (save_pretrained).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="--model: training data, .csv or .jsonl with text (and label).")
+    ] = None,
+    eval_data: Annotated[
+        Path | None, typer.Option("--eval", help="--model: evaluation data like --data (default: 10 % held out).")
+    ] = None,
+    task_type: Annotated[
+        str | None,
+        typer.Option("--task-type", help="--model: classification (text,label; the default) or causal-lm (text)."),
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", help="--model: full fine-tuning (the default) or lora.")
+    ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            "--budget",
+            help="Training steps (300) or wall time for the whole fit (5m, 90s); default: "
+            "the task's recipe, or one epoch of --data.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="New or empty run directory (default: runs/fit-TASK-TIME).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the model, the data order and dropout.")] = 0,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="--model: examples per step (default 16).")
+    ] = None,
+    finder_steps: Annotated[int, typer.Option("--finder-steps", help="Steps of the range test.")] = 100,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder with sst2_train.csv and sst2_validation.csv.")
+    ] = None,
+    retention: Annotated[
+        Path | None,
+        typer.Option("--retention", help="--model: general texts (.csv/.jsonl, text) to measure forgetting on."),
+    ] = None,
+    forgetting_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--forgetting-weight",
+            help="--retention: pick the peak minimising val loss + W × drift over probes at 1–1/8 of the found peak.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Write run.json only, no HTML report.")] = False,
+) -> None:
+    """Train with the learning rate found, scheduled and guarded for you, and report on it.
+
+    Recommends a prior from published rules, runs the LR range test, fits warmup and decay to the
+    budget, trains with the guard on, evaluates, saves the model (or LoRA adapter) and writes an
+    HTML report into a new run directory. Without options: the shakespeare task, a few minutes on a CPU.
+    """
+    from lrpilot.autopilot import fit as run_fit
+
+    with errors_as_messages():
+        if task is not None and task.startswith("sst2") and model is None:
+            _check_sst2(data_dir)
+        if not as_json:
+            what = str(model) if model is not None else (task or "shakespeare")
+            console.print(f"[bold]{escape(what)}[/]: recommend → range test → train with the guard → report")
+        with _threads(model is None), _progress() as progress, _stopped_before_training():
+            result = run_fit(
+                task,
+                model=model,
+                data=data,
+                eval_data=eval_data,
+                task_type=task_type,
+                method=method,
+                budget=budget,
+                out=out,
+                seed=seed,
+                data_dir=data_dir,
+                batch_size=batch_size,
+                finder_steps=finder_steps,
+                retention=retention,
+                forgetting_weight=forgetting_weight,
+                report=not no_report,
+                progress=_Bars(progress),
+            )
+    if as_json:
+        print_json(_finite(result.to_dict()))
+    else:
+        _print(result)
+    if result.status == "interrupted":
+        stderr.print("[yellow]interrupted[/]: the weights so far and the report were saved")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.status == "gave_up":
+        raise typer.Exit(EXIT_GAVE_UP)

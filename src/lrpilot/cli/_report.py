@@ -1,0 +1,37 @@
+"""`lrpilot report RUN`: re-render a run's HTML report (and its PNGs) from its run.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from lrpilot.cli._output import console, errors_as_messages, print_json
+
+
+def report(
+    run: Annotated[
+        Path,
+        typer.Argument(help="A report directory holding run.json (as `lrpilot fit` writes it), or a run.json file."),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Directory to write the report to (default: the run's own directory)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
+) -> None:
+    """Render a run's report: index.html with its figures, readable offline in any browser."""
+    from lrpilot.report import read_run, write_report
+
+    with errors_as_messages():
+        record = read_run(run)
+        target = out if out is not None else (run if run.is_dir() else run.parent)
+        index = write_report(record, target)
+    files = sorted(p.name for p in index.parent.iterdir() if p.suffix in (".html", ".png", ".json"))
+    if as_json:
+        print_json({"index": str(index), "title": record.title, "status": record.status, "files": files})
+        return
+    console.print(f"[bold]{escape(record.title)}[/] ({escape(record.status)}): report written to {escape(str(index))}")
+    console.print(f"[dim]{escape(', '.join(files))}[/]", soft_wrap=True)

@@ -1,0 +1,405 @@
+"""`write_report`: a run's report as one static HTML page with its figures beside it.
+
+The page is read at a glance and offline: inline CSS, PNGs as relative files, no JavaScript, no
+network. Every piece of user text goes through `html.escape`. A part the run did not measure (no
+range test, no per-layer ratios, no guard) is one short line, never an error; so is a figure that
+cannot be drawn (matplotlib missing, or a record it cannot read), and the rest of the page is kept.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrpilot._version import __version__
+from lrpilot.guard import summarize
+from lrpilot.report._run import RunRecord, finder_from_dict
+from lrpilot.report.run_plots import RATIO_BAND, layer_verdicts
+from lrpilot.schedules import Schedule, parse
+from lrpilot.schedules._lint import sample_steps
+
+__all__ = ["write_report"]
+
+FIGURES = {
+    "range_test": "range_test.png",
+    "schedule": "schedule.png",
+    "training": "training.png",
+    "layers": "layer_ratios.png",
+}
+"""The PNGs a report writes beside its ``index.html`` (the ones the run has data for)."""
+
+_MAX_ACTION_ROWS = 40  # the audit table's length in the page; run.json keeps every record
+_MAX_LAYER_ROWS = 25  # more layers than this: the table lists the flagged ones only
+
+_CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#24292e;margin:0;background:#f6f8fa}
+main{max-width:1120px;margin:0 auto;padding:24px 28px 48px;background:#fff}
+h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:32px 0 8px;border-bottom:1px solid #e1e4e8;padding-bottom:4px}
+h3{font-size:15px;margin:16px 0 6px}.sub{color:#586069;margin:0 0 16px}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:13px;font-weight:600;color:#fff}
+.finished{background:#28a745}.interrupted{background:#dbab09}.gave_up{background:#d73a49}.failed{background:#b31d28}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0 4px}
+.card{border:1px solid #e1e4e8;border-radius:6px;padding:8px 14px;min-width:120px}
+.card .k{color:#586069;font-size:12px}.card .v{font-size:21px;font-weight:600}
+.notes{background:#fff8c5;border:1px solid #e3c74a;border-radius:6px;padding:8px 12px 8px 30px}
+.verdict{font-size:16px;padding:8px 12px;border-left:4px solid #1f6feb;background:#f1f8ff}
+.cols{display:grid;grid-template-columns:1fr 1fr;gap:20px}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}
+th,td{border:1px solid #e1e4e8;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.muted{color:#6a737d;font-size:12px}.missing{color:#6a737d;font-style:italic}
+.flag{color:#b31d28;font-weight:600}code{background:#f3f4f6;padding:1px 4px;border-radius:3px}
+img{max-width:100%;height:auto;border:1px solid #e1e4e8;border-radius:4px}
+footer{margin-top:40px;color:#6a737d;font-size:12px}
+"""
+
+
+def _e(value: object) -> str:
+    """User text, escaped for HTML (quotes too: it may land in an attribute)."""
+    return html.escape(str(value), quote=True)
+
+
+def _num(x: object, fmt: str = ".4g") -> str:
+    """A number for the page (numpy's too): missing as an em dash, NaN and infinities spelled out."""
+    if x is None:
+        return "—"
+    if isinstance(x, bool) or not isinstance(x, Real):
+        return _e(x)
+    value = float(x)
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("∞" if value > 0 else "−∞")
+    return format(int(x) if isinstance(x, Integral) else value, fmt)
+
+
+def _missing(text: str) -> str:
+    return f'<p class="missing">{_e(text)}</p>'
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = ()) -> str:
+    """A table of already-escaped cells; columns in `numeric` are right-aligned; no header row when
+    every header is empty (a key / value list)."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    thead = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table>{thead}<tbody>{body}</tbody></table>"
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _schedule(record: RunRecord) -> Schedule | None:
+    return None if record.schedule is None else parse(record.schedule, defaults={"total_steps": record.total_steps})
+
+
+def _draw_range_test(record: RunRecord, path: Path) -> Path | None:
+    from lrpilot.report.finder_plots import plot_range_test
+
+    return None if record.finder is None else plot_range_test(finder_from_dict(record.finder), path)
+
+
+def _draw_schedule(record: RunRecord, path: Path) -> Path | None:
+    from lrpilot.report.plots import plot_schedule
+
+    sched = _schedule(record)
+    return None if sched is None else plot_schedule(sched, record.total_steps, path)
+
+
+def _draw_training(record: RunRecord, path: Path) -> Path | None:
+    from lrpilot.report.run_plots import plot_training
+
+    if len(record.history.steps) == 0:
+        return None
+    return plot_training(record.history, path, guard_actions=record.guard_actions)
+
+
+def _draw_layers(record: RunRecord, path: Path) -> Path | None:
+    from lrpilot.report.run_plots import plot_layer_ratios
+
+    stats = record.layer_stats
+    return None if stats is None or len(stats.steps) == 0 else plot_layer_ratios(stats, path)
+
+
+_DRAW: dict[str, Callable[[RunRecord, Path], Path | None]] = {
+    "range_test": _draw_range_test,
+    "schedule": _draw_schedule,
+    "training": _draw_training,
+    "layers": _draw_layers,
+}
+
+
+def _figures(record: RunRecord, out: Path) -> dict[str, str]:
+    """Draw every figure the run has data for: name -> an ``<img>`` tag, or a line saying why not."""
+    tags: dict[str, str] = {}
+    for name, draw in _DRAW.items():
+        filename = FIGURES[name]
+        try:
+            written = draw(record, out / filename)
+        except ImportError as exc:
+            tags[name] = _missing(f"figure not drawn: {exc}")
+            continue
+        except (ValueError, KeyError) as exc:
+            tags[name] = _missing(f"figure not drawn: the run's data could not be read ({exc})")
+            continue
+        if written is not None:
+            tags[name] = f'<img src="{_e(filename)}" alt="{_e(name.replace("_", " "))}">'
+    return tags
+
+
+# ---------------------------------------------------------------- the page's sections
+
+
+def _peak(record: RunRecord) -> float | None:
+    """The peak LR trained with: the schedule's maximum, else the largest LR logged."""
+    try:
+        sched = _schedule(record)
+    except ValueError:
+        sched = None
+    if sched is not None and record.total_steps > 0:
+        return float(np.max(sched.values(sample_steps(record.total_steps))))
+    lrs = [v for v in record.history.lr if math.isfinite(v)]
+    return max(lrs) if lrs else None
+
+
+def _total_time(timings: Mapping[str, float]) -> float:
+    """The run's wall time: its ``total`` entry when it has one (the phases may overlap or leave
+    gaps), else the sum of the phases."""
+    if "total" in timings:
+        return float(timings["total"])
+    return sum(float(v) for v in timings.values() if math.isfinite(v))
+
+
+def _header(record: RunRecord) -> str:
+    steps = record.history.steps
+    ran = f", last logged step {int(steps[-1]):,}" if len(steps) else ""
+    status = record.status.replace("_", " ")
+    cards = [("peak LR", _num(_peak(record), ".3g")), *((k, _num(v)) for k, v in list(record.metrics.items())[:4])]
+    cards.append(("guard actions", str(len(record.guard_actions))))
+    if record.timings:
+        cards.append(("time", f"{_num(_total_time(record.timings), '.1f')} s"))
+    card_html = "".join(
+        f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div></div>' for k, v in cards
+    )
+    return (
+        f"<header><h1>{_e(record.title)}</h1>"
+        f'<p class="sub">{_e(record.task)} · <span class="badge {_e(record.status)}">{_e(status)}</span>'
+        f" · {record.total_steps:,} steps planned{ran}</p>"
+        f'<div class="cards">{card_html}</div></header>'
+    )
+
+
+def _notes(record: RunRecord) -> str:
+    if not record.notes:
+        return ""
+    items = "".join(f"<li>{_e(n)}</li>" for n in record.notes)
+    return f'<section id="notes"><ul class="notes">{items}</ul></section>'
+
+
+def _agreement(rec: Mapping[str, Any], finder: Mapping[str, Any]) -> str:
+    """Whether the range test's peak falls inside the rules' band, and by what factor it differs."""
+    peak, low, high = float(finder["peak_lr"]), float(rec["low"]), float(rec["high"])
+    ratio = peak / float(rec["peak_lr"])
+    band = f"{_num(low, '.3g')} – {_num(high, '.3g')}"
+    if low <= peak <= high:
+        return f"The range test's peak {_num(peak, '.3g')} is inside the rules' band {band}: <b>they agree</b>."
+    side = "above" if peak > high else "below"
+    return (
+        f"The range test's peak {_num(peak, '.3g')} is <b>{side}</b> the rules' band {band} "
+        f"(×{_num(ratio, '.3g')} the rules' peak). The range test measured this model on this data; the rules "
+        "only know its size, method and batch size, so the measurement is the one to trust unless the curve "
+        "below looks wrong."
+    )
+
+
+def _chosen(record: RunRecord) -> str:
+    """Which source the trained peak came from, as one sentence."""
+    peak = _peak(record)
+    if peak is None:
+        return "No learning rate was recorded."
+    sources = [
+        (name, float(d["peak_lr"]))
+        for name, d in (("the range test", record.finder), ("the rules", record.recommendation))
+        if d is not None
+    ]
+    for name, value in sources:
+        if math.isclose(peak, value, rel_tol=0.02):
+            return f"Trained at peak LR <b>{_num(peak, '.3g')}</b>, from {name}."
+    return f"Trained at peak LR <b>{_num(peak, '.3g')}</b>."
+
+
+def _rules_block(rec: Mapping[str, Any] | None) -> str:
+    if rec is None:
+        return (
+            "<div><h3>The rules (prior)</h3>" + _missing("not used: no recommendation was made for this run") + "</div>"
+        )
+    rows = [
+        (
+            _e(r.get("rule", "")),
+            _e(r.get("effect", "")),
+            f'{_e(r.get("text", ""))}<div class="muted">{_e(r.get("source", ""))}</div>',
+        )
+        for r in rec.get("reasons", [])
+    ]
+    notes = "".join(f'<p class="muted">{_e(n)}</p>' for n in rec.get("notes", []))
+    return (
+        "<div><h3>The rules (prior)</h3>"
+        f"<p>peak <b>{_num(rec.get('peak_lr'), '.3g')}</b>, band {_num(rec.get('low'), '.3g')} – "
+        f"{_num(rec.get('high'), '.3g')}, confidence <b>{_e(rec.get('confidence', '?'))}</b></p>"
+        f"<p><code>{_e(rec.get('spec', ''))}</code></p>"
+        + _table(("rule", "what it did here", "why (source)"), rows)
+        + notes
+        + "</div>"
+    )
+
+
+def _finder_block(finder: Mapping[str, Any] | None) -> str:
+    if finder is None:
+        return "<div><h3>The range test</h3>" + _missing("not measured: no range test was run") + "</div>"
+    low, high = finder.get("band", [None, None])
+    first = (finder.get("records") or [{}])[0]
+    stop = _e(first.get("stop_reason", "?"))
+    rows = [
+        ("suggested peak", f"<b>{_num(finder.get('peak_lr'), '.3g')}</b>"),
+        ("band (trains about as well)", f"{_num(low, '.3g')} – {_num(high, '.3g')}"),
+        ("max stable LR (an upper bound)", _num(finder.get("max_stable_lr"), ".3g")),
+        ("method", _e(finder.get("method", "?"))),
+        ("curve", f"{_e(first.get('steps', '?'))} of {_e(first.get('num_steps', '?'))} steps, {stop}"),
+        ("probe runs", str(len(finder.get("probes", [])))),
+        ("steps spent", _num(finder.get("steps_used"), ",")),
+    ]
+    return "<div><h3>The range test</h3>" + _table(("", ""), rows) + "</div>"
+
+
+def _why(record: RunRecord) -> str:
+    rec, finder = record.recommendation, record.finder
+    agree = "" if rec is None or finder is None else f"<p>{_agreement(rec, finder)}</p>"
+    return (
+        '<section id="why"><h2>Why this learning rate</h2>'
+        f'<p class="verdict">{_chosen(record)}</p>{agree}'
+        f'<div class="cols">{_rules_block(rec)}{_finder_block(finder)}</div></section>'
+    )
+
+
+def _figure_section(anchor: str, heading: str, figure: str | None, missing: str, intro: str = "") -> str:
+    body = figure if figure is not None else _missing(missing)
+    return f'<section id="{anchor}"><h2>{_e(heading)}</h2>{intro}{body}</section>'
+
+
+def _action_rows(actions: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
+    return [
+        (
+            _num(a.get("step"), ","),
+            _e(str(a.get("action", "?")).replace("_", " ")),
+            _e(a.get("detector") or "—"),
+            f"{_num(a.get('lr_before'), '.3g')} → {_num(a.get('lr_after'), '.3g')}",
+            _e(a.get("reason", "")),
+        )
+        for a in actions[:_MAX_ACTION_ROWS]
+    ]
+
+
+def _guard_block(record: RunRecord) -> str:
+    actions = record.guard_actions
+    if not actions:
+        return _missing("no guard actions recorded: the guard (if one ran) never had to act")
+    counts = ", ".join(f"{n} × {_e(kind.replace('_', ' '))}" for kind, n in summarize(actions).items())
+    more = len(actions) - _MAX_ACTION_ROWS
+    tail = f'<p class="muted">… and {more} more (every record is in run.json)</p>' if more > 0 else ""
+    headers = ("step", "action", "detector", "LR before → after", "reason")
+    return f"<h3>What the guard did: {counts}</h3>" + _table(headers, _action_rows(actions), numeric=(0,)) + tail
+
+
+def _training(record: RunRecord, figure: str | None) -> str:
+    body = figure if figure is not None else _missing("not recorded: the run logged no training steps")
+    return f'<section id="training"><h2>Loss and learning rate over training</h2>{body}{_guard_block(record)}</section>'
+
+
+def _layers(record: RunRecord, figure: str | None) -> str:
+    intro = (
+        "<p>Adam gives every parameter its own effective step. ‖Δw‖ / ‖w‖ per update measures it per layer; "
+        "a rule of thumb puts it near <b>1e-3</b> (Karpathy, CS231n notes, “ratio of updates to weights”). "
+        f"Flagged: a typical (median) ratio below {RATIO_BAND[0]:g} (the layer barely learns) or above "
+        f"{RATIO_BAND[1]:g} (it is overwritten every step).</p>"
+    )
+    stats = record.layer_stats
+    if stats is None or len(stats.steps) == 0:
+        return _figure_section("layers", "Per-layer effective step (Adam)", None, "not measured for this run", intro)
+    verdicts = layer_verdicts(stats)
+    flagged = [v for v in verdicts if v[2] in ("low", "high")]
+    listed = verdicts if len(verdicts) <= _MAX_LAYER_ROWS else flagged
+    rows = [
+        (
+            _e(name),
+            _num(ratio, ".2e"),
+            f'<span class="flag">{verdict}</span>' if verdict in ("low", "high") else verdict,
+        )
+        for name, ratio, verdict in listed
+    ]
+    summary = f"<p>{len(flagged)} of {len(verdicts)} layers flagged.</p>"
+    table = _table(("layer", "median ‖Δw‖/‖w‖", "verdict"), rows, numeric=(1,)) if rows else ""
+    return _figure_section("layers", "Per-layer effective step (Adam)", (figure or "") + summary + table, "", intro)
+
+
+def _metrics(record: RunRecord) -> str:
+    metrics = (
+        _table(("metric", "value"), [(_e(k), _num(v)) for k, v in record.metrics.items()], numeric=(1,))
+        if record.metrics
+        else _missing("no final metrics recorded")
+    )
+    total = _num(_total_time(record.timings), ".2f")
+    timing_rows = [(_e(k), _num(v, ".2f")) for k, v in record.timings.items() if k != "total"]
+    timings = (
+        _table(("phase", "seconds"), [*timing_rows, ("<b>total</b>", f"<b>{total}</b>")], numeric=(1,))
+        if record.timings
+        else _missing("no timings recorded")
+    )
+    return (
+        '<section id="metrics"><h2>Final metrics</h2><div class="cols">'
+        f"<div><h3>Metrics</h3>{metrics}</div><div><h3>Time per phase</h3>{timings}</div></div></section>"
+    )
+
+
+def _page(record: RunRecord, figures: Mapping[str, str]) -> str:
+    schedule_intro = f"<p><code>{_e(record.schedule)}</code></p>" if record.schedule else ""
+    parts = [
+        _header(record),
+        _notes(record),
+        _why(record),
+        _figure_section("range-test", "Range test", figures.get("range_test"), "not measured: no range test was run"),
+        _figure_section(
+            "schedule", "Schedule", figures.get("schedule"), "not recorded: no schedule spec", schedule_intro
+        ),
+        _training(record, figures.get("training")),
+        _layers(record, figures.get("layers")),
+        _metrics(record),
+        f'<footer>lrpilot {_e(__version__)} · the numbers behind this page: <a href="run.json">run.json</a> '
+        "(<code>lrpilot report</code> re-renders it)</footer>",
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(record.title)} · lrpilot report</title><style>{_CSS}</style></head>"
+        f"<body><main>{''.join(parts)}</main></body></html>\n"
+    )
+
+
+def write_report(record: RunRecord, out_dir: str | Path) -> Path:
+    """Write the run's report to `out_dir`: ``index.html``, its PNGs and ``run.json``; return the
+    path of ``index.html``. ``run.json`` is written first, so a failed figure never costs the data."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_json(out / "run.json")
+    page = _page(record, _figures(record, out))
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

@@ -1,0 +1,268 @@
+"""What a training run leaves behind for its report: `RunRecord`, plain data with a JSON round-trip.
+
+The record is the boundary between training (``lrpilot fit``, or anyone's loop) and explaining
+(`lrpilot.report.write_report`): everything the report draws is in it, and a ``run.json`` written
+today re-renders tomorrow (``lrpilot report RUN_DIR``). numpy only; nothing here imports torch or
+matplotlib. JSON has no NaN, so non-finite numbers are written as ``null`` and read back as NaN.
+
+The records keep the lists they are given (a training loop may build a `TrainingHistory` first and
+append to its lists as it goes); they check that the columns line up when built and again when
+written, and numpy numbers are turned into plain ones only on the way to JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrpilot import _validate as check
+from lrpilot.finder import FinderResult, Probe, RangeTestRecord
+from lrpilot.schedules import from_dict as schedule_from_dict
+
+__all__ = ["STATUSES", "LayerStats", "RunRecord", "TrainingHistory", "finder_from_dict", "json_safe", "read_run"]
+
+STATUSES = ("finished", "interrupted", "gave_up", "failed")
+"""How a run ended: it ran every step; the user stopped it (the model so far was kept); the guard
+gave up on it (restored its last good snapshot and stopped); or it raised."""
+
+
+def _floats(values: Iterable[float | None]) -> list[float]:
+    """Plain Python floats (numpy arrays and scalars accepted); None, as JSON writes NaN, is NaN."""
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def _json_float(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as strict JSON (no NaN), recursively: numpy numbers and arrays become Python ones and
+    every non-finite float becomes None."""
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return _json_float(float(value))
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _same_length(owner: str, **columns: Sequence[Any]) -> None:
+    lengths = {name: len(col) for name, col in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{owner}: {', '.join(lengths)} must have the same length, got {lengths}")
+
+
+@dataclass
+class TrainingHistory:
+    """The train loss and LR over a run, and the evaluations made during it.
+
+    Attributes:
+        steps: the optimizer steps at which train loss and LR were logged (a guard rollback sends
+            the step back, so they may repeat).
+        loss: the train loss at each of `steps` (NaN for a non-finite step).
+        lr: the LR applied at each of `steps`.
+        eval_steps: the steps after which the model was evaluated.
+        eval_loss: the evaluation loss at each of `eval_steps`.
+        eval_metrics: other evaluation metrics by name (e.g. ``{"accuracy": [...]}``), each aligned
+            with `eval_steps`.
+    """
+
+    steps: list[int]
+    loss: list[float]
+    lr: list[float]
+    eval_steps: list[int] = field(default_factory=list)
+    eval_loss: list[float] = field(default_factory=list)
+    eval_metrics: dict[str, list[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise ValueError unless every column lines up with its steps."""
+        _same_length("TrainingHistory", steps=self.steps, loss=self.loss, lr=self.lr)
+        _same_length("TrainingHistory", eval_steps=self.eval_steps, eval_loss=self.eval_loss)
+        for name, values in self.eval_metrics.items():
+            _same_length("TrainingHistory", eval_steps=self.eval_steps, **{f"eval_metrics[{name!r}]": values})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (non-finite numbers become None)."""
+        self.check()
+        return json_safe({f.name: getattr(self, f.name) for f in fields(self)})  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingHistory:
+        """The inverse of `to_dict` (None numbers come back as NaN); unknown keys are an error."""
+        check.known_keys("TrainingHistory.from_dict", data, (f.name for f in fields(cls)))
+        return cls(
+            steps=list(data["steps"]),
+            loss=_floats(data["loss"]),
+            lr=_floats(data["lr"]),
+            eval_steps=list(data.get("eval_steps", [])),
+            eval_loss=_floats(data.get("eval_loss", [])),
+            eval_metrics={k: _floats(v) for k, v in data.get("eval_metrics", {}).items()},
+        )
+
+
+@dataclass
+class LayerStats:
+    """Adam's per-layer effective step: the size of each layer's update relative to its weights.
+
+    Attributes:
+        names: the parameter (or layer) names.
+        steps: the optimizer steps at which the ratios were measured.
+        ratios: ``ratios[i][j] = ‖Δw_j‖ / ‖w_j‖`` over the update made at ``steps[i]``.
+    """
+
+    names: list[str]
+    steps: list[int]
+    ratios: list[list[float]]
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise ValueError unless there is a row per step and a ratio per name in every row."""
+        _same_length("LayerStats", steps=self.steps, ratios=self.ratios)
+        for i, row in enumerate(self.ratios):
+            _same_length("LayerStats", names=self.names, **{f"ratios[{i}]": row})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (non-finite ratios become None)."""
+        self.check()
+        return json_safe({"names": [str(n) for n in self.names], "steps": self.steps, "ratios": self.ratios})  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerStats:
+        """The inverse of `to_dict` (None ratios come back as NaN); unknown keys are an error."""
+        check.known_keys("LayerStats.from_dict", data, (f.name for f in fields(cls)))
+        return cls(names=list(data["names"]), steps=list(data["steps"]), ratios=[_floats(r) for r in data["ratios"]])
+
+
+@dataclass
+class RunRecord:
+    """Everything a run's report shows: what was chosen and why, what happened, how it ended.
+
+    Attributes:
+        title: the report's heading.
+        task: a built-in task's name, or a description of the user's model and data.
+        total_steps: the run's planned length in optimizer steps.
+        history: the loss and LR over the run (`TrainingHistory`).
+        schedule: the LR schedule trained with, as an lrpilot spec string
+            (``lrpilot.schedules.parse`` rebuilds it), or None.
+        recommendation: ``Recommendation.to_dict()`` of the rules' prior, or None.
+        finder: ``FinderResult.to_dict()`` of the range test, or None.
+        guard_actions: the guard's audit records (``Action.record()`` dicts), in order.
+        layer_stats: Adam's per-layer update / weight ratios (`LayerStats`), or None.
+        metrics: the final metrics by name (e.g. ``{"val_loss": 0.31, "val_accuracy": 0.92}``).
+        timings: seconds spent per phase (e.g. ``{"recommend": 0.01, "find": 3.2, "train": 41.0}``).
+        notes: what the reader must know (an interruption, the prior and the finder disagreeing, ...).
+        status: one of `STATUSES`.
+    """
+
+    title: str
+    task: str
+    total_steps: int
+    history: TrainingHistory
+    schedule: str | None = None
+    recommendation: dict[str, Any] | None = None
+    finder: dict[str, Any] | None = None
+    guard_actions: list[dict[str, Any]] = field(default_factory=list)
+    layer_stats: LayerStats | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    status: str = "finished"
+
+    def __post_init__(self) -> None:
+        owner = "RunRecord"
+        self.total_steps = check.step_count(owner, "total_steps", self.total_steps, 0)
+        check.choice(owner, "status", self.status, STATUSES)
+        if not isinstance(self.history, TrainingHistory):
+            raise ValueError(f"{owner}: history must be a TrainingHistory, got {type(self.history).__name__}")
+        if self.layer_stats is not None and not isinstance(self.layer_stats, LayerStats):
+            raise ValueError(
+                f"{owner}: layer_stats must be a LayerStats or None, got {type(self.layer_stats).__name__}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: strict JSON (``json.dumps(..., allow_nan=False)`` accepts it)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["history"] = self.history.to_dict()
+        out["layer_stats"] = None if self.layer_stats is None else self.layer_stats.to_dict()
+        return json_safe(out)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        """The inverse of `to_dict` (None numbers come back as NaN); unknown keys are an error."""
+        check.known_keys("RunRecord.from_dict", data, (f.name for f in fields(cls)))
+        kwargs = dict(data)
+        kwargs["history"] = TrainingHistory.from_dict(data["history"])
+        if kwargs.get("layer_stats") is not None:
+            kwargs["layer_stats"] = LayerStats.from_dict(kwargs["layer_stats"])
+        for name in ("metrics", "timings"):
+            kwargs[name] = {k: _floats([v])[0] for k, v in kwargs.get(name, {}).items()}
+        return cls(**kwargs)
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write `to_dict` as strict JSON to `path` and return it."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        return out
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """The `RunRecord` in a ``run.json`` file, or in the ``run.json`` of a report directory."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "run.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"read_run: no such file: {p} (expected a run.json or a directory holding one)")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"read_run: {p} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"read_run: {p} must hold a JSON object, got {type(data).__name__}")
+    try:
+        return RunRecord.from_dict(data)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"read_run: {p} is not a run record ({exc!r})") from None
+
+
+def finder_from_dict(data: Mapping[str, Any]) -> FinderResult:
+    """The `FinderResult` that ``FinderResult.to_dict()`` wrote, for plotting it again."""
+    probes = tuple(
+        Probe(
+            peak_lr=p["peak_lr"],
+            steps=p["steps"],
+            score=_floats([p["score"]])[0],
+            losses=tuple(_floats(p.get("losses", ()))),
+        )
+        for p in data.get("probes", ())
+    )
+    schedule = data.get("schedule")
+    low, high = _floats(data["band"])
+    return FinderResult(
+        peak_lr=float(data["peak_lr"]),
+        band=(low, high),
+        max_stable_lr=float(data["max_stable_lr"]),
+        schedule=None if schedule is None else schedule_from_dict(schedule),
+        method=str(data["method"]),
+        records=tuple(RangeTestRecord.from_dict(r) for r in data["records"]),
+        probes=probes,
+        steps_used=int(data.get("steps_used", 0)),
+        wall_time_s=float(data.get("wall_time_s", 0.0)),
+        details=dict(data.get("details", {})),
+    )

@@ -1,0 +1,202 @@
+"""A run's figures for its report: loss and LR over training with the guard's actions marked, and
+Adam's per-layer effective step (update / weight ratio) against the ≈ 1e-3 rule of thumb.
+
+Nothing here decides anything: the history, the audit records and the ratios come from the run
+(`lrpilot.report.RunRecord`) and are only drawn here (matplotlib, the `plot` extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lrpilot.report.guard_plots import ACTION_STYLE, _loss_axis, _save
+from lrpilot.report.plots import _pyplot
+
+if TYPE_CHECKING:
+    from lrpilot.report._run import LayerStats, TrainingHistory
+
+__all__ = ["RATIO_BAND", "RATIO_TARGET", "layer_verdicts", "plot_layer_ratios", "plot_training", "positions"]
+
+RATIO_TARGET = 1e-3
+"""The rule of thumb for ‖Δw‖ / ‖w‖ per update: about 1e-3 (Karpathy, CS231n notes "Neural
+Networks Part 3", ratio of updates to weights). Much lower: the layer barely learns; much higher:
+it is being overwritten each step."""
+
+RATIO_BAND = (1e-4, 1e-2)
+"""A layer whose typical ratio lies outside this decade either side of `RATIO_TARGET` is flagged."""
+
+_MAX_LABELS = 12  # more guard actions than this get markers but no text, to stay legible
+_MAX_LAYER_LINES = 10  # more layers than this: the flagged ones in colour, the rest in grey
+
+
+def positions(logged: Sequence[int], wanted: Sequence[int]) -> npt.NDArray[np.int64]:
+    """For each step in `wanted` (in time order), the index of the logged entry it belongs to, or −1.
+
+    A guard rollback sends the step back, so a step can be logged twice; the scan moves forward
+    through `logged` only, which pins each audit record (or evaluation) to the pass it happened in.
+    """
+    steps = np.asarray(logged, dtype=np.int64)
+    out = np.full(len(wanted), -1, dtype=np.int64)
+    cursor = 0
+    for k, step in enumerate(wanted):
+        rest = steps[cursor:]
+        ahead = np.nonzero(rest == step)[0]
+        if not ahead.size:  # evaluations may fall between logged steps: the next logged one
+            ahead = np.nonzero(rest >= step)[0]
+        if ahead.size:
+            cursor += int(ahead[0])
+            out[k] = cursor
+    return out
+
+
+def _x_axis(history: TrainingHistory) -> tuple[npt.NDArray[np.float64], str]:
+    """Optimizer steps when they only go forward; log entries when a rollback sent them back."""
+    steps = np.asarray(history.steps, dtype=np.float64)
+    if steps.size < 2 or bool(np.all(np.diff(steps) >= 0)):
+        return steps, "optimizer step"
+    return np.arange(steps.size, dtype=np.float64), "logged points (a rollback sends the step back, not the data)"
+
+
+def _mark_actions(
+    axes: Sequence[Any], x: npt.NDArray[np.float64], history: TrainingHistory, actions: Sequence[dict[str, Any]]
+) -> None:
+    """A vertical line on every panel per guard action, its kind written at the top of the loss panel."""
+    where = positions(history.steps, [int(a["step"]) for a in actions])
+    seen: set[str] = set()
+    for action, i in zip(actions, where, strict=True):
+        kind = str(action.get("action", "?"))
+        if i < 0:
+            continue
+        color = ACTION_STYLE.get(kind, ("o", "#959da5"))[1]
+        label = None if kind in seen else f"guard: {kind.replace('_', ' ')}"
+        seen.add(kind)
+        for n, ax in enumerate(axes):
+            ax.axvline(x[i], color=color, alpha=0.6, linewidth=1, linestyle="--", label=label if n == 0 else None)
+        if len(actions) <= _MAX_LABELS:
+            top = axes[0]
+            top.annotate(
+                kind.replace("_", " "),
+                (x[i], 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, -10),
+                textcoords="offset points",
+                fontsize=7,
+                color=color,
+                rotation=90,
+                va="top",
+            )
+
+
+def _eval_points(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, *, by_step: bool) -> None:
+    if len(history.eval_steps) == 0:
+        return
+    if by_step:
+        ex = np.asarray(history.eval_steps, dtype=np.float64)
+    else:
+        where = positions(history.steps, history.eval_steps)
+        ex = np.where(where >= 0, x[np.maximum(where, 0)], np.nan)
+    ax.plot(ex, history.eval_loss, color="#28a745", marker="o", markersize=4, linewidth=1.2, label="eval loss")
+
+
+def _lr_axis(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, xlabel: str) -> None:
+    lr = np.asarray(history.lr, dtype=np.float64)
+    ok = np.isfinite(lr)
+    ax.plot(x[ok], lr[ok], color="#e36209", linewidth=1.4, label="learning rate")
+    positive = lr[ok & (lr > 0)]
+    if positive.size and float(positive.max()) > 50 * float(positive.min()):
+        ax.set_yscale("log")
+    else:
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    ax.set_ylabel("learning rate")
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=7)
+
+
+def plot_training(
+    history: TrainingHistory,
+    path: str | Path,
+    *,
+    guard_actions: Sequence[dict[str, Any]] = (),
+    title: str | None = None,
+) -> Path:
+    """Train loss (NaN steps as ticks) and eval loss on top, the LR below, every guard action as a
+    dashed line across both with its kind written on it; write a PNG to `path` and return it."""
+    if len(history.steps) == 0:
+        raise ValueError("plot_training: the history is empty (no logged steps)")
+    plt = _pyplot()
+    x, xlabel = _x_axis(history)
+    fig, (ax, lr_ax) = plt.subplots(2, 1, figsize=(9, 6), dpi=120, sharex=True, height_ratios=(3, 2))
+    try:
+        _loss_axis(ax, x, np.asarray(history.loss, dtype=np.float64))
+        _eval_points(ax, x, history, by_step=xlabel == "optimizer step")
+        _mark_actions((ax, lr_ax), x, history, guard_actions)
+        ax.legend(loc="upper right", fontsize=7)
+        ax.set_title(title or "loss and learning rate over training", fontsize=9)
+        _lr_axis(lr_ax, x, history, xlabel)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def _typical(stats: LayerStats) -> npt.NDArray[np.float64]:
+    """Each layer's median ratio over the measurements (NaN where none was finite and positive)."""
+    ratios = np.asarray(stats.ratios, dtype=np.float64).reshape(len(stats.steps), len(stats.names))
+    usable = np.where(np.isfinite(ratios) & (ratios > 0), ratios, np.nan)
+    out = np.full(len(stats.names), np.nan)
+    for j in range(len(stats.names)):
+        column = usable[:, j][np.isfinite(usable[:, j])]
+        if column.size:
+            out[j] = float(np.median(column))
+    return out
+
+
+def layer_verdicts(stats: LayerStats) -> list[tuple[str, float, str]]:
+    """``(name, typical ratio, verdict)`` per layer: verdict ``ok``, ``low`` (below `RATIO_BAND`:
+    barely learning), ``high`` (above it: overwritten each step) or ``n/a`` (no finite ratio)."""
+    out = []
+    low, high = RATIO_BAND
+    for name, ratio in zip(stats.names, _typical(stats), strict=True):
+        verdict = "n/a" if not np.isfinite(ratio) else "low" if ratio < low else "high" if ratio > high else "ok"
+        out.append((name, float(ratio), verdict))
+    return out
+
+
+def plot_layer_ratios(stats: LayerStats, path: str | Path, *, title: str | None = None) -> Path:
+    """Every layer's ‖Δw‖ / ‖w‖ per measured step on a log axis, the 1e-3 target as a line and
+    `RATIO_BAND` shaded; flagged layers drawn bold. Writes a PNG to `path` and returns it."""
+    if len(stats.steps) == 0 or len(stats.names) == 0:
+        raise ValueError("plot_layer_ratios: no measurements (no steps or no layers)")
+    plt = _pyplot()
+    ratios = np.asarray(stats.ratios, dtype=np.float64).reshape(len(stats.steps), len(stats.names))
+    steps = np.asarray(stats.steps)
+    verdicts = layer_verdicts(stats)
+    many = len(stats.names) > _MAX_LAYER_LINES
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
+    try:
+        ax.axhspan(*RATIO_BAND, color="#28a745", alpha=0.08, label="within 10× of 1e-3")
+        ax.axhline(RATIO_TARGET, color="#28a745", linestyle="--", linewidth=1.2, label="≈ 1e-3 rule of thumb")
+        for j, (name, _, verdict) in enumerate(verdicts):
+            ok = np.isfinite(ratios[:, j]) & (ratios[:, j] > 0)
+            flagged = verdict in ("low", "high")
+            style: dict[str, Any] = {"linewidth": 2.0 if flagged else 1.0}
+            if many and not flagged:
+                style.update(color="#c8ced6", label=None)
+            else:
+                style["label"] = f"{name} ({verdict})" if flagged else name
+            ax.plot(steps[ok], ratios[ok, j], **style)
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("‖Δw‖ / ‖w‖ per update")
+        shown = "" if not many else f" ({len(stats.names)} layers; grey: within the band)"
+        ax.set_title(title or f"per-layer effective step{shown}", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,35 @@
+"""The --budget grammar: steps or a wall time."""
+
+from __future__ import annotations
+
+import pytest
+
+from lrpilot.autopilot import Budget, parse_budget
+from lrpilot.autopilot._budget import steps_for_time
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (300, Budget(steps=300)),
+        ("300", Budget(steps=300)),
+        ("5m", Budget(seconds=300.0)),
+        ("90s", Budget(seconds=90.0)),
+        ("1.5h", Budget(seconds=5400.0)),
+        ("2 min", Budget(seconds=120.0)),
+        (None, None),
+    ],
+)
+def test_parse(value: object, expected: Budget | None) -> None:
+    assert parse_budget(value) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0, -3, "0", "2.5", "5x", "m", "abc", True, "-1m"])
+def test_bad_budgets_are_refused_with_the_grammar(value: object) -> None:
+    with pytest.raises(ValueError, match=r"--budget must be a number of steps \(300\) or a time"):
+        parse_budget(value)  # type: ignore[arg-type]
+
+
+def test_time_becomes_steps_after_what_was_spent() -> None:
+    assert steps_for_time(100.0, elapsed=20.0, step_seconds=0.1) == 680  # 85 % of the 80 s left
+    assert steps_for_time(10.0, elapsed=20.0, step_seconds=0.1) == 0

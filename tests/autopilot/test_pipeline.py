@@ -1,0 +1,97 @@
+"""`lrpilot.fit` on the digits task, for real: the pipeline's outputs, Ctrl-C, and budgets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import lrpilot
+from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE, fit
+from lrpilot.tasks import get_task
+
+
+def test_import_lrpilot_stays_numpy_only_and_fit_is_callable_lazily() -> None:
+    code = "import sys, lrpilot; assert 'torch' not in sys.modules; print(callable(lrpilot.fit))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    assert callable(lrpilot.fit)
+
+
+def test_ctrl_c_mid_training_saves_a_loadable_checkpoint_and_an_interrupted_report(tmp_path: Path) -> None:
+    def stop(step: int, lr: float, loss: float) -> None:
+        if step == 70:
+            raise KeyboardInterrupt
+
+    result = lrpilot.fit("digits", out=tmp_path / "run", callback=stop)
+    assert result.status == "interrupted"
+    assert result.record.history.steps[-1] == 70
+    assert result.record.history.eval_steps == [63]  # the first quarter's evaluation ran (after 63 of 250 steps)
+    assert result.metrics["val_loss"] == result.record.history.eval_loss[-1]
+    assert any("interrupted by the user at step 71" in note for note in result.record.notes)
+    model = get_task("digits").build_model(0)
+    model.load_state_dict(torch.load(result.model_path, weights_only=True))
+    run = json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))
+    assert run["status"] == "interrupted"
+    assert (result.run_dir / "index.html").is_file()
+
+
+def test_a_step_budget_fits_the_recipe_and_the_outputs_are_complete(tmp_path: Path) -> None:
+    result = fit("digits", budget=100, out=tmp_path / "run", report=False)
+    assert result.status == "finished"
+    assert result.schedule.to_dict()["total_steps"] == 100
+    assert result.schedule.to_dict()["warmup_steps"] == 10  # the recipe's 10 %, compressed
+    assert result.record.history.eval_steps == [25, 50, 75, 100]
+    assert result.report_path is None
+    assert sorted(p.name for p in result.run_dir.iterdir()) == sorted([AUDIT_FILE, MODEL_FILE, "run.json"])
+    stats = result.record.layer_stats
+    assert stats is not None
+    assert stats.names == ["0 (Linear)", "2 (Linear)", "4 (Linear)"]
+    assert all(0 < r < 1 for row in stats.ratios for r in row)
+
+
+def test_a_budget_too_small_for_warmup_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"too small for a warmup: .* at least 6 steps"):
+        fit("digits", budget=5, out=tmp_path / "run")  # 10 % of 5 rounds (to even) to no warmup step
+    assert not (tmp_path / "run").exists()
+    fit("digits", budget=6, finder_steps=5, out=tmp_path / "run", report=False)  # the smallest that has one
+
+
+def test_a_time_budget_becomes_steps_from_the_measured_step_time(tmp_path: Path) -> None:
+    result = fit("digits", budget="10s", out=tmp_path / "run", report=False, finder_steps=30)
+    steps = result.record.total_steps
+    assert steps > 250  # a digits step costs milliseconds: 10 s is thousands of them
+    assert any("time budget 10 s" in note for note in result.record.notes)
+
+
+def test_a_failed_range_test_falls_back_to_the_rules_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lrpilot.finder import RangeTestError
+    from lrpilot.integrations import torch_finder
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RangeTestError("range test: the loss at the first step is nan")
+
+    monkeypatch.setattr(torch_finder, "find_lr", fail)
+    result = fit("digits", budget=50, out=tmp_path / "run", report=False)
+    assert result.finder is None
+    assert result.peak_lr == result.recommendation.peak_lr
+    assert any("range test failed" in note and "rules' peak" in note for note in result.record.notes)
+    assert result.status == "finished"
+
+
+def test_the_default_run_directory_is_new_under_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lrpilot.autopilot._pipeline import _run_dir
+
+    monkeypatch.chdir(tmp_path)
+    first = _run_dir(None, "my model/v2")
+    assert first.parent == Path("runs")
+    assert first.name.startswith("fit-my-model-v2-")
+    first.mkdir(parents=True)
+    assert _run_dir(None, "my model/v2") != first  # same second: a suffix, never the same folder
+    assert _run_dir(tmp_path / "empty", "x") == tmp_path / "empty"

@@ -1,0 +1,143 @@
+"""`lrpilot fit` through the real typer app: the digits task end to end, and every kind of bad input
+(exit 2, a clear message, nothing written to the user's paths)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE
+from lrpilot.cli._app import app
+from lrpilot.tasks import get_task
+from tests.autopilot.conftest import minilm_dir, write_rows
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_digits_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["fit", "--task", "digits", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["status"] == "finished"
+    names = {p.name for p in out.iterdir()}
+    assert {MODEL_FILE, AUDIT_FILE, "index.html", "run.json"} <= names
+    record = payload["record"]
+    low, high = record["finder"]["band"]
+    assert low <= payload["peak_lr"] <= high
+    assert record["metrics"]["val_accuracy"] > 0.9
+    assert record["metrics"]["val_loss"] < 0.3
+    assert record["history"]["eval_steps"][-1] == 250
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["status"] == "finished"
+    model = get_task("digits").build_model(0)
+    model.load_state_dict(torch.load(out / MODEL_FILE, weights_only=True))
+
+
+def test_the_table_names_the_peak_the_schedule_and_the_run_directory(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["fit", "--task", "digits", "--budget", "50", "--out", str(out), "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert "peak LR" in result.stdout
+    assert "schedule: cosine(" in result.stdout
+    assert "total_steps=50" in result.stdout
+    assert not (out / "index.html").exists()
+    assert (out / "run.json").is_file()
+
+
+def _fails(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["fit", *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.split()), result.stderr
+    assert "Traceback" not in result.output
+
+
+def _csv(tmp_path: Path, rows: list[dict[str, object]], name: str = "train.csv", **kw: object) -> Path:
+    return write_rows(tmp_path / name, rows, **kw)  # type: ignore[arg-type]
+
+
+GOOD = [{"text": f"an example sentence {i}", "label": i % 2} for i in range(30)]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("not_a_model", "is not a Hugging Face model directory (no config.json)"),
+        ("no_model_dir", "--model: no such directory"),
+        ("missing_column", "train.csv has no column 'label' (columns: text)"),
+        ("empty_file", "train.csv has no rows"),
+        ("empty_text", "train.csv, row 3: 'text' is empty"),
+        ("label_out_of_range", "eval.csv, row 2: label 2 is out of range: labels must be integers in [0, 2)"),
+        ("negative_label", "train.csv, row 1: label -1 is out of range"),
+        ("wrong_suffix", "train.txt must be a .csv or .jsonl file"),
+        ("no_data", "--model needs --data FILE"),
+    ],
+)
+def test_bad_user_input_is_refused_before_training(tmp_path: Path, case: str, message: str) -> None:
+    model = minilm_dir() if case not in ("not_a_model", "no_model_dir") else tmp_path / "notamodel"
+    if case == "not_a_model":
+        model.mkdir()
+        (model / "weights.txt").write_text("hello", encoding="utf-8")
+    data = _csv(tmp_path, GOOD)
+    extra: list[str] = []
+    if case == "missing_column":
+        data = _csv(tmp_path, GOOD, columns=("text",))
+    elif case == "empty_file":
+        data.write_text("text,label\n", encoding="utf-8")
+    elif case == "empty_text":
+        data = _csv(tmp_path, [*GOOD[:2], {"text": " ", "label": 0}, *GOOD[3:]])
+    elif case == "label_out_of_range":
+        extra = ["--eval", str(_csv(tmp_path, [GOOD[0], {"text": "x", "label": 2}], "eval.csv"))]
+    elif case == "negative_label":
+        data = _csv(tmp_path, [{"text": "x", "label": -1}, *GOOD])
+    elif case == "wrong_suffix":
+        data = data.rename(tmp_path / "train.txt")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    out = tmp_path / "run"
+    args = ["--model", str(model), "--out", str(out), *extra]
+    _fails(args if case == "no_data" else [*args, "--data", str(data)], message)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written, nothing changed
+
+
+def test_a_budget_too_small_for_warmup_is_refused(tmp_path: Path) -> None:
+    _fails(["--task", "digits", "--budget", "3", "--out", str(tmp_path / "run")], "is too small for a warmup")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_non_empty_out_directory_is_never_written_into(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me", encoding="utf-8")
+    _fails(["--task", "digits", "--out", str(out)], "is a directory that is not empty")
+    assert [p.name for p in out.iterdir()] == ["precious.txt"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "nope"], "--task must be one of"),
+        (["--task", "digits", "--model", "x"], "give --task (a built-in task) or --model"),
+        (["--task", "digits", "--data", "x.csv"], "--data applies to --model"),
+        (["--task", "digits", "--method", "lora"], "--method applies to --model"),
+        (["--task-type", "causal-lm"], "--task-type applies to --model"),
+        (["--task", "digits", "--retention", "r.csv"], "--retention applies to --model"),
+        (["--task", "digits", "--forgetting-weight", "1"], "--forgetting-weight needs --retention FILE"),
+        (["--forgetting-weight", "-1", "--retention", "r.csv"], "--forgetting-weight must be"),
+        (["--task", "digits", "--budget", "5x"], "--budget must be a number of steps"),
+        (["--model", "x", "--data", "y.csv", "--method", "qlora"], "--method must be one of"),
+    ],
+)
+def test_contradictory_or_unknown_options(args: list[str], message: str, tmp_path: Path) -> None:
+    _fails([*args, "--out", str(tmp_path / "run")], message)

@@ -1,0 +1,63 @@
+"""`lrpilot report` through the real typer app: a run.json in, the HTML report out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from lrpilot.cli._app import app
+from lrpilot.report import RunRecord, TrainingHistory
+
+runner = CliRunner()
+
+
+def _run_json(path: Path) -> Path:
+    history = TrainingHistory(
+        steps=list(range(0, 100, 5)),
+        loss=[2.3 * 0.97**s for s in range(0, 100, 5)],
+        lr=[3e-4] * 20,
+        eval_steps=[50, 100],
+        eval_loss=[1.1, 0.9],
+    )
+    record = RunRecord(
+        title="tiny run",
+        task="digits",
+        total_steps=100,
+        history=history,
+        schedule="cosine(peak=3e-4, warmup_steps=10)",
+        guard_actions=[{"step": 40, "action": "cut", "detector": "spike", "lr_before": 3e-4, "lr_after": 1.5e-4}],
+        metrics={"val_loss": 0.9},
+        status="interrupted",
+    )
+    return record.write_json(path)
+
+
+def test_report_renders_beside_the_run_json(tmp_path: Path) -> None:
+    run = _run_json(tmp_path / "run" / "run.json")
+    result = runner.invoke(app, ["report", str(run.parent)])
+    assert result.exit_code == 0, result.output
+    assert "tiny run (interrupted): report written to" in " ".join(result.output.split())
+    index = run.parent / "index.html"
+    assert "What the guard did: 1 × cut" in index.read_text(encoding="utf-8")
+    assert {"schedule.png", "training.png"} <= {p.name for p in run.parent.iterdir()}
+
+
+def test_out_and_json(tmp_path: Path) -> None:
+    run = _run_json(tmp_path / "run.json")
+    result = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "html"), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["index"] == str(tmp_path / "html" / "index.html")
+    assert payload["files"] == ["index.html", "run.json", "schedule.png", "training.png"]
+    assert payload["status"] == "interrupted"
+
+
+def test_bad_input_exits_2_with_a_message(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    for target, message in ((tmp_path / "nope", "no such file"), (tmp_path / "bad.json", "must hold a JSON object")):
+        result = runner.invoke(app, ["report", str(target)])
+        assert result.exit_code == 2
+        assert message in " ".join(result.output.split())
+        assert "Traceback" not in result.output

@@ -1,0 +1,338 @@
+"""The run report: a real (tiny) run through the rules, the range test, the guard and Adam, written
+as HTML + PNGs + run.json, checked as a document and in a real headless browser (chromium)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lrpilot.report import LayerStats, RunRecord, TrainingHistory, finder_from_dict, read_run, write_report
+from lrpilot.report.run_plots import layer_verdicts, positions
+from tests.report import tiny_run
+
+HOSTILE = '<script>alert("x")</script> & <b>bold</b>'
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BLOCKS = {"p", "div", "h1", "h2", "h3", "li", "td", "th", "tr", "section", "header", "footer", "title", "pre", "table"}
+VOID = {"meta", "img", "br", "hr", "link", "input", "col", "source", "wbr", "area", "base", "embed", "track"}
+
+
+class _Document(HTMLParser):
+    """Checks nesting (every end tag closes the innermost open element), collects the images and the
+    visible text (a space at block boundaries, the style sheet left out)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.images: list[str] = []
+        self.scripts = 0
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.images.append(dict(attrs)["src"] or "")
+        self.scripts += tag == "script"
+        if tag in BLOCKS:
+            self.text.append(" ")
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+            return
+        self.stack.pop()
+        if tag in BLOCKS:
+            self.text.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if self.stack[-1:] != ["style"]:
+            self.text.append(data)
+
+    def words(self) -> str:
+        """The visible text with runs of whitespace folded to one space."""
+        return " ".join("".join(self.text).split())
+
+
+def _parse(page: Path) -> _Document:
+    doc = _Document()
+    doc.feed(page.read_text(encoding="utf-8"))
+    doc.close()
+    return doc
+
+
+@pytest.fixture(scope="module")
+def record() -> RunRecord:
+    run = tiny_run.realistic_record(title=f"blobs {HOSTILE}")
+    run.notes.append(f"a note with {HOSTILE}")
+    run.layer_stats.names[0] = f"hidden.weight {HOSTILE}"  # type: ignore[union-attr]
+    return run
+
+
+@pytest.fixture(scope="module")
+def report(record: RunRecord, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report(record, tmp_path_factory.mktemp("report"))
+
+
+def test_the_tiny_run_is_real_and_the_guard_acted(record: RunRecord) -> None:
+    assert record.finder is not None
+    assert record.recommendation is not None
+    assert 1e-3 < record.finder["peak_lr"] < 1.0  # Adam on a small MLP: a range test lands near 1e-2
+    assert [(a["step"], a["action"], a["detector"]) for a in record.guard_actions] == [(90, "skip", "non_finite")]
+    assert math.isnan(record.history.loss[90])
+    assert record.metrics["val_accuracy"] > 0.5  # four classes: chance is 0.25
+    assert record.history.eval_loss[-1] < record.history.loss[0]
+
+
+def test_report_writes_html_pngs_and_run_json(report: Path) -> None:
+    assert report.name == "index.html"
+    names = {p.name for p in report.parent.iterdir()}
+    assert {"index.html", "run.json", "range_test.png", "schedule.png", "training.png", "layer_ratios.png"} <= names
+    for png in report.parent.glob("*.png"):
+        assert png.read_bytes().startswith(b"\x89PNG")
+        assert png.stat().st_size > 10_000
+
+
+def test_html_is_well_formed_and_every_image_exists(report: Path) -> None:
+    doc = _parse(report)
+    assert doc.errors == []
+    assert doc.stack == []
+    assert len(doc.images) == 4
+    for src in doc.images:
+        assert not src.startswith(("http:", "https:", "/", "data:"))  # relative files, works offline
+        assert (report.parent / src).is_file()
+
+
+def test_user_text_is_escaped_and_the_page_has_no_script(report: Path) -> None:
+    page = report.read_text(encoding="utf-8")
+    doc = _parse(report)
+    assert doc.scripts == 0
+    assert "<script" not in page
+    assert "<b>bold</b>" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert doc.words().count(HOSTILE) >= 4  # title tag, heading, note, layer name: shown as text
+
+
+def test_report_shows_the_decision_and_what_happened(report: Path, record: RunRecord) -> None:
+    text = _parse(report).words()
+    assert record.finder is not None
+    peak = f"{record.finder['peak_lr']:.3g}"
+    assert f"Trained at peak LR {peak}, from the range test." in text
+    assert "is above the rules' band" in text  # a 676-parameter MLP is far below GPT-3's table
+    assert "gpt3-size" in text
+    assert "Brown et al. 2020" in text  # reasons come with their sources
+    assert "max stable LR" in text
+    assert "What the guard did: 1 × skip" in text
+    assert "skipped the update of step 90" in text
+    assert "layers flagged" in text
+    assert "1e-3" in text
+    for cell in ("val_accuracy", "recommend", "total"):
+        assert cell in text
+    total = sum(record.timings.values())
+    assert f"time {total:.1f} s" in text
+    assert f"total {total:.2f}" in text
+
+
+def test_run_json_round_trips(report: Path, record: RunRecord) -> None:
+    raw = json.loads((report.parent / "run.json").read_text(encoding="utf-8"))
+    assert raw["history"]["loss"][90] is None  # strict JSON: NaN is null
+    back = read_run(report.parent)
+    assert back.to_dict() == record.to_dict()
+    assert math.isnan(back.history.loss[90])
+    assert read_run(report.parent / "run.json").title == record.title
+
+
+def test_finder_dict_rebuilds_the_result(record: RunRecord) -> None:
+    assert record.finder is not None
+    assert finder_from_dict(record.finder).to_dict() == record.finder
+
+
+def _minimal(status: str = "finished", **extra: Any) -> RunRecord:
+    """A bare record: 50 logged steps and nothing else unless `extra` adds it."""
+    history = TrainingHistory(steps=list(range(50)), loss=list(np.linspace(2.0, 0.5, 50)), lr=[1e-3] * 50)
+    fields: dict[str, Any] = {"title": "bare run", "task": "someone's model", "total_steps": 50, **extra}
+    return RunRecord(history=history, status=status, **fields)
+
+
+def test_missing_parts_say_not_measured_and_do_not_crash(tmp_path: Path) -> None:
+    index = write_report(_minimal("interrupted", notes=["stopped by the user at step 50"]), tmp_path)
+    doc = _parse(index)
+    assert doc.errors == []
+    assert doc.images == ["training.png"]
+    text = doc.words()
+    for line in (
+        "not measured: no range test was run",
+        "not used: no recommendation was made",
+        "not recorded: no schedule spec",
+        "no guard actions recorded",
+        "Per-layer effective step (Adam) Adam gives",
+        "not measured for this run",
+        "no final metrics recorded",
+        "no timings recorded",
+        "interrupted",
+        "stopped by the user at step 50",
+    ):
+        assert line in text, line
+
+
+def test_a_total_time_entry_is_the_total(tmp_path: Path) -> None:
+    index = write_report(_minimal(timings={"find": 1.0, "train": 2.0, "total": 3.5}), tmp_path)
+    text = _parse(index).words()
+    assert "time 3.5 s" in text
+    assert "train 2.00 total 3.50" in text
+
+
+def test_an_empty_history_still_gives_a_page(tmp_path: Path) -> None:
+    record = RunRecord(
+        title="failed at once", task="t", total_steps=10, history=TrainingHistory([], [], []), status="failed"
+    )
+    doc = _parse(write_report(record, tmp_path))
+    assert doc.images == []
+    assert "not recorded: the run logged no training steps" in doc.words()
+
+
+def test_without_matplotlib_the_page_says_so_and_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lrpilot.report import plots
+
+    def missing(module: str, extra: str, purpose: str) -> None:
+        raise ImportError(f"{purpose} needs matplotlib, which is not installed: pip install 'lrpilot[{extra}]'")
+
+    monkeypatch.setattr(plots, "require", missing)
+    index = write_report(_minimal(schedule="cosine(peak=1e-3, warmup_steps=5)"), tmp_path)
+    text = _parse(index).words()
+    assert "pip install 'lrpilot[plot]'" in text
+    assert "cosine(peak=1e-3, warmup_steps=5)" in text
+    assert (tmp_path / "run.json").is_file()
+
+
+def test_a_bad_finder_dict_costs_its_figure_only(tmp_path: Path) -> None:
+    index = write_report(_minimal(finder={"peak_lr": 1e-3}), tmp_path)
+    text = _parse(index).words()
+    assert "figure not drawn: the run's data could not be read" in text
+    assert (tmp_path / "training.png").is_file()
+
+
+def test_records_keep_the_lists_a_training_loop_appends_to(tmp_path: Path) -> None:
+    history = TrainingHistory(steps=[], loss=[], lr=[])
+    record = RunRecord(title="live", task="t", total_steps=3, history=history)
+    for step in range(3):  # numpy numbers, as a loop would log them
+        history.steps.append(step)
+        history.loss.append(np.float32(1.0 / (step + 1)))  # type: ignore[arg-type]
+        history.lr.append(np.float64(1e-3))
+    record.metrics["val_loss"] = np.float32(0.5)  # type: ignore[assignment]
+    index = write_report(record, tmp_path)
+    assert "val_loss" in _parse(index).words()
+    back = read_run(tmp_path)
+    assert back.history.steps == [0, 1, 2]
+    assert back.metrics == {"val_loss": 0.5}
+    history.loss.append(1.0)
+    with pytest.raises(ValueError, match="steps, loss, lr must have the same length"):
+        record.to_dict()
+
+
+def test_positions_follow_a_rollback() -> None:
+    logged = [0, 1, 2, 3, 4, 5, 3, 4, 5, 6]  # a rollback at step 5 back to the snapshot at 3
+    assert positions(logged, [5, 4, 6]).tolist() == [5, 7, 9]
+    assert positions([0, 10, 20], [15, 25]).tolist() == [2, -1]  # an evaluation between logged steps
+
+
+def test_layer_verdicts_flag_a_decade_either_side_of_1e_3() -> None:
+    stats = LayerStats(
+        names=["frozen-ish", "ok", "hot", "dead"],
+        steps=[0, 1],
+        ratios=[[1e-5, 1e-3, 0.05, 0.0], [2e-5, 2e-3, 0.02, math.nan]],
+    )
+    assert [v[2] for v in layer_verdicts(stats)] == ["low", "ok", "high", "n/a"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: TrainingHistory(steps=[0, 1], loss=[1.0], lr=[1e-3, 1e-3]), "must have the same length"),
+        (
+            lambda: TrainingHistory([0], [1.0], [1.0], eval_steps=[0], eval_loss=[1.0], eval_metrics={"acc": []}),
+            "eval_metrics",
+        ),
+        (lambda: LayerStats(names=["a", "b"], steps=[0], ratios=[[1e-3]]), "ratios"),
+        (lambda: _minimal("crashed"), "status must be one of"),
+        (lambda: _minimal(total_steps=-1), "total_steps"),
+    ],
+)
+def test_bad_records_name_the_problem(make: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()  # type: ignore[operator]
+
+
+def test_read_run_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"expected a run\.json"):
+        read_run(tmp_path)
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_run(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({**_minimal().to_dict(), "titel": "typo"}))
+    with pytest.raises(ValueError, match="titel"):
+        read_run(tmp_path)
+
+
+# ---------------------------------------------------------------- a real browser
+
+browser = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (apt-get install chromium)")
+
+_PROBE = """<script>
+window.addEventListener("load", () => {
+  const out = document.createElement("pre");
+  out.id = "img-status";
+  out.textContent = JSON.stringify([...document.images].map(i => [i.getAttribute("src"), i.complete, i.naturalWidth]));
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={cwd / 'profile'}"]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=180, cwd=cwd, check=True)
+
+
+@browser
+def test_chromium_renders_a_screenshot(report: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    shot = tmp_path / "report.png"
+    _chromium(f"--screenshot={shot}", "--window-size=1280,2000", "--hide-scrollbars", report.as_uri(), cwd=tmp_path)
+    assert shot.stat().st_size > 50_000
+    with Image.open(shot) as image:
+        assert image.size == (1280, 2000)
+        pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    assert pixels.std() > 20  # text and figures, not a blank or error page
+
+
+@browser
+def test_chromium_loads_every_image(report: Path, tmp_path: Path) -> None:
+    """The probe script goes into a copy of the page (the product HTML has no JavaScript)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(report.parent, copy)
+    page = copy / "index.html"
+    page.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    dom = _chromium(
+        "--virtual-time-budget=5000",
+        "--run-all-compositor-stages-before-draw",
+        "--dump-dom",
+        page.as_uri(),
+        cwd=tmp_path,
+    ).stdout
+    assert "blobs &lt;script&gt;" in dom  # the headline, still inert text
+    status = json.loads(dom.split('<pre id="img-status">', 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))
+    assert [s[0] for s in status] == ["range_test.png", "schedule.png", "training.png", "layer_ratios.png"]
+    for src, complete, width in status:
+        assert complete, src
+        assert width > 500, src
