@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   installs lrpilot into .venv and runs its main job on the embedded default:
-#               the LR range test on the digits task (lrpilot find), then a schedule preview
+#               lrpilot fit on the shipped shakespeare task (rules, range test, guarded training, report)
 #   make test   installs lrpilot with every extra and the dev tools, then runs lint, types and all tests
 # torch==2.13.0 is installed first, on its own: on the project's machines pip takes it from a local CPU
 # wheel, and once it is there nothing later pulls a multi-GB CUDA build.
@@ -25,8 +25,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/lrpilot find --plot out/find.png
-	$(BIN)/lrpilot schedule --plot out/schedule.png
+	$(BIN)/lrpilot fit
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
