@@ -117,11 +117,10 @@ def test_json_answer_is_consistent_and_the_plot_is_a_png(tmp_path: Path) -> None
     assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_thorough_mode_runs_probes() -> None:
+def test_thorough_mode_runs_several_range_tests() -> None:
     p = _json(["--task", "digits", "--mode", "thorough", "--steps", "60"])
-    assert p["method"] == "lrpilot+probes"
-    assert p["probes"]
-    assert p["steps_used"] == p["records"][0]["steps"] + sum(probe["steps"] for probe in p["probes"])
+    assert len(p["records"]) >= 2  # range tests on fresh batches; their spread widens the band
+    assert p["steps_used"] == sum(record["steps"] for record in p["records"])
     assert p["band"][0] <= p["peak_lr"] <= p["band"][1]
 
 

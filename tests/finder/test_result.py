@@ -23,6 +23,7 @@ from lrpilot.finder import (
     probe_budget,
     recipe_schedule,
     short_candidates,
+    thorough_tests,
 )
 from lrpilot.schedules import Cosine, Linear, from_dict
 from tests.finder.test_rule import LRS, valley
@@ -115,6 +116,13 @@ def test_diverged_probes_are_ignored() -> None:
     probes = [Probe(1e-1, 25, math.nan), *_probes(1e-2, 2e-2)]
     assert choose_probe(probes, 1000) == choose_probe(_probes(1e-2, 2e-2), 1000)
     assert choose_probe([Probe(1e-1, 25, math.nan)], 1000) is None
+
+
+def test_thorough_tests() -> None:
+    assert [thorough_tests(n) for n in (150, 1000, 2999, 3000, 10_000, 10**6)] == [2, 2, 2, 3, 4, 4]
+    assert thorough_tests(10_000, num_steps=300) == 3
+    with pytest.raises(ValueError, match="total_steps"):
+        thorough_tests(0)
 
 
 def test_probe_plan() -> None:

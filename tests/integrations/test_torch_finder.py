@@ -352,9 +352,28 @@ def test_thorough_mode_runs_probes_from_the_same_start() -> None:
     result = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough", probe_budget=100)
     # 100 steps: 3 long probes of 100 / (3 · 1.4) → 23 steps, 3 short ones of 23 / 2.5 → 9 steps.
     assert [p.steps for p in result.probes] == [23, 23, 23, 9, 9, 9]
-    assert result.steps_used == result.record.steps + 96
+    assert len(result.records) == 2  # thorough_tests(500)
+    assert result.steps_used == sum(r.steps for r in result.records) + 96
     assert result.method == "lrpilot+probes"
     assert 0.0 <= result.details["horizon_exponent"] <= 1.0
+    assert_same(before, snapshot(model, optimizer))
+    assert rng_draws() == draws
+
+
+def test_thorough_mode_averages_repeated_range_tests() -> None:
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = snapshot(model, optimizer)
+    draws = _expected_draws()
+    result = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough")
+    assert len(result.records) == 2
+    assert [r.seed for r in result.records] == [0, 1]
+    assert result.records[0].losses != result.records[1].losses  # fresh batches for the second test
+    assert result.probes == ()
+    assert result.method == "lrpilot"
+    assert result.steps_used == sum(r.steps for r in result.records)
+    peaks = result.details["peaks"]
+    assert result.peak_lr == pytest.approx(math.sqrt(peaks[0] * peaks[1]))
     assert_same(before, snapshot(model, optimizer))
     assert rng_draws() == draws
 

@@ -289,7 +289,7 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
     threads = torch.get_num_threads()
     if job.threads is not None:
         torch.set_num_threads(job.threads)  # the tasks are small: a second thread only contends
-    label = "range test" if ramp["mode"] == "fast" else "range test, then probe runs"
+    label = "range test" if ramp["mode"] == "fast" else "range tests"
     try:
         with _progress() as progress, warnings.catch_warnings(record=True) as caught, _finder_errors():
             warnings.simplefilter("always", RangeTestWarning)  # every time, not once per process
@@ -361,7 +361,7 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
         typer.Option("--script", help="FILE.py[:FUNCTION] returning your model, optimizer, data and loss (below)."),
     ] = None,
     mode: Annotated[
-        str, typer.Option("--mode", help="fast: one range test. thorough: also short probe runs of the recipe.")
+        str, typer.Option("--mode", help="fast: one range test. thorough: 2–4 on fresh batches (~10 % of the run).")
     ] = "fast",
     steps: Annotated[int, typer.Option("--steps", "-n", help="Optimizer steps of the range test.")] = 100,
     start_lr: Annotated[float, typer.Option("--start-lr", help="LR of the first step.")] = 1e-7,

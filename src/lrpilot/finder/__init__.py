@@ -17,6 +17,7 @@ from lrpilot.finder._analyze import (
     HORIZON_PRIOR,
     MODEL_ERROR,
     MODES,
+    THOROUGH_TESTS,
     ProbeChoice,
     ProbePlan,
     analyze,
@@ -24,6 +25,7 @@ from lrpilot.finder._analyze import (
     plan_probes,
     probe_budget,
     short_candidates,
+    thorough_tests,
 )
 from lrpilot.finder._baselines import (
     fastai_minimum,
@@ -62,6 +64,7 @@ __all__ = [
     "RAMPS",
     "STOP_REASONS",
     "SUGGESTERS",
+    "THOROUGH_TESTS",
     "CurveFeatures",
     "DivergenceRule",
     "FinderResult",
@@ -96,5 +99,6 @@ __all__ = [
     "short_candidates",
     "smooth_curve",
     "steps_per_decade",
+    "thorough_tests",
     "torch_lr_finder",
 ]

@@ -90,10 +90,13 @@ class DivergenceRule:
     has risen above the best smoothed loss by `rise` times the *drop* so far (first smoothed value
     minus best), i.e. it has given back that fraction of what it learnt. A curve that has not
     fallen much uses `noise_mult` times the raw loss's noise as its drop, so only a clear rise
-    stops it. The noise (`noise_level`) is the larger of the whole curve's and the last
-    `noise_window` points': it changes along the test (a pretrained classifier's loss is nearly
-    constant at tiny LRs and varies from batch to batch once it learns), and a level taken from
-    the quiet start would let one hard batch stop the test.
+    stops it. The noise (`noise_level`) is the larger of the whole curve's and that of the
+    `noise_window` points up to the best smoothed point: it changes along the test (a pretrained
+    classifier's loss is nearly constant at tiny LRs and varies from batch to batch once it
+    learns), and a level taken from the quiet start would let one hard batch stop the test. The
+    points after the best are left out: a blow-up there is the divergence itself, not noise (read
+    over the last points, it raised the threshold as fast as the loss, and a fully fine-tuned
+    MiniLM's smoothed loss climbed from 0.55 to over 100 without stopping the test).
 
     A rise of `rel_floor` of the loss's magnitude is always tolerated: validation losses on fixed
     batches have almost no noise, and a flat start that wobbles by 0.1 % is not a divergence.
@@ -111,7 +114,7 @@ class DivergenceRule:
             points and the noise estimate is rough).
         min_points: no stop before this many points: the noise estimate needs a few (10 points
             of a 100-step test from 1e-7 end below 1e-6).
-        noise_window: the recent points the noise is measured on.
+        noise_window: the points, up to the best smoothed one, the recent noise is measured on.
         rel_floor: the smallest drop, relative to ``max(|first|, |best|)`` (default 1 %).
     """
 
@@ -170,6 +173,7 @@ class RangeTestMonitor:
     smoothed: list[float] = field(default_factory=list)
     _m: float = field(default=0.0, init=False, repr=False)
     _best: float = field(default=math.inf, init=False, repr=False)
+    _i_best: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check.in_range("RangeTestMonitor", "beta", self.beta, 0.0, 1.0, high_open=True)
@@ -185,10 +189,13 @@ class RangeTestMonitor:
         self._m = self.beta * self._m + (1.0 - self.beta) * loss
         value = self._m / (1.0 - self.beta ** len(self.losses))
         self.smoothed.append(value)
-        self._best = min(self._best, value)
+        if value < self._best:
+            self._best, self._i_best = value, len(self.smoothed) - 1
         if len(self.smoothed) < self.rule.min_points:
             return None
-        noise = max(noise_level(self.losses), noise_level(self.losses[-self.rule.noise_window :]))
+        end = self._i_best + 1  # the recent noise is read up to the best point: a blow-up is no noise
+        recent = self.losses[max(0, end - self.rule.noise_window) : end]
+        noise = max(noise_level(self.losses), noise_level(recent))
         if value > self.rule.threshold(self.smoothed[0], self._best, noise):
             return "diverged"
         return None

@@ -20,17 +20,38 @@ Array = npt.NDArray[np.float64]
 
 
 def _running_median(y: Array, k: int) -> Array:
-    """Median over a centred window of `k` points (shrunk at the ends): removes single-step spikes
-    without moving the curve's shape, which an average would smear over the window."""
+    """Median over a centred window of `k` points (shrunk at the ends), along the last axis (one
+    curve, or one per row): removes single-step spikes without moving the curve's shape, which an
+    average would smear over the window."""
     h = k // 2
-    n = len(y)
-    if n <= k:
-        return np.array([np.median(y[max(0, i - h) : i + h + 1]) for i in range(n)])
-    windows = np.lib.stride_tricks.sliding_window_view(y, k)
-    out = np.empty(n)
-    out[h : n - h] = np.median(windows, axis=1)
-    for i in (*range(h), *range(n - h, n)):
-        out[i] = np.median(y[max(0, i - h) : i + h + 1])
+    n = y.shape[-1]
+    out = np.empty_like(y)
+    edges: Sequence[int] = range(n)
+    if n > k:
+        windows = np.lib.stride_tricks.sliding_window_view(y, k, axis=-1)
+        out[..., h : n - h] = np.median(windows, axis=-1)
+        edges = (*range(h), *range(n - h, n))
+    for i in edges:
+        out[..., i] = np.median(y[..., max(0, i - h) : i + h + 1], axis=-1)
+    return out
+
+
+def _local_linear(u: Array, bandwidth: float) -> Array:
+    """The Gaussian-weighted local-linear fit in `u` as a matrix: ``smoothed = M @ values``
+    (the weighted mean where a point's neighbourhood is too narrow for a slope)."""
+    d = u[None, :] - u[:, None]  # row i: distances from point i
+    w = np.exp(-0.5 * (d / bandwidth) ** 2)
+    sw, swd, swdd = w.sum(1), (w * d).sum(1), (w * d * d).sum(1)
+    det = sw * swdd - swd * swd
+    linear = (swdd[:, None] * w - swd[:, None] * (w * d)) / np.where(det > 0, det, 1.0)[:, None]
+    out: Array = np.where((det > 1e-12 * sw * sw)[:, None], linear, w / sw[:, None])
+    return out
+
+
+def _smooth(x: Array, y: Array, bandwidth: float) -> Array:
+    """`smooth_curve` of one curve ``y`` or of each row of ``y`` (all on the LRs `x`)."""
+    med = _running_median(y, 5) if y.shape[-1] >= 5 else y
+    out: Array = med @ _local_linear(np.log10(x), bandwidth).T
     return out
 
 
@@ -47,16 +68,7 @@ def smooth_curve(
     x, y = as_curve(lrs, losses, "smooth_curve")
     if not np.all(np.isfinite(y)):
         raise ValueError("smooth_curve: losses must be finite (cut the curve at its first non-finite point)")
-    u = np.log10(x)
-    med = _running_median(y, 5) if len(y) >= 5 else y
-    d = u[None, :] - u[:, None]  # row i: distances from point i
-    w = np.exp(-0.5 * (d / bandwidth) ** 2)
-    sw, swd, swdd = w.sum(1), (w * d).sum(1), (w * d * d).sum(1)
-    swy, swdy = w @ med, (w * d) @ med
-    det = sw * swdd - swd * swd
-    local_linear = (swdd * swy - swd * swdy) / np.where(det > 0, det, 1.0)
-    out: Array = np.where(det > 1e-12 * sw * sw, local_linear, swy / sw)
-    return out
+    return _smooth(x, y, bandwidth)
 
 
 @dataclass(frozen=True)

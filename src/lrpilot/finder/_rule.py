@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lrpilot import _validate as check
-from lrpilot.finder._features import CurveFeatures, curve_features, smooth_curve
+from lrpilot.finder._features import CurveFeatures, _smooth, curve_features, smooth_curve
 from lrpilot.finder._suggestion import Suggestion, as_curve
 
 __all__ = ["PEAK_FACTOR", "STEPS_EXPONENT", "S_REF", "lrpilot", "lrpilot_band", "steps_per_decade"]
@@ -54,9 +54,13 @@ def steps_per_decade(lrs: npt.NDArray[np.float64], index: int, steps_per_point: 
     return steps_per_point / du if du > 0 else math.inf
 
 
+def _peak_at(lrs: npt.NDArray[np.float64], i_min: int, steps_per_point: float) -> float:
+    s = steps_per_decade(lrs, i_min, steps_per_point)
+    return float(PEAK_FACTOR * lrs[i_min] * (s / S_REF) ** STEPS_EXPONENT)
+
+
 def _peak(f: CurveFeatures, steps_per_point: float) -> float:
-    s = steps_per_decade(np.asarray(f.lrs), f.i_min, steps_per_point)
-    return float(PEAK_FACTOR * f.lr_min * (s / S_REF) ** STEPS_EXPONENT)
+    return _peak_at(np.asarray(f.lrs), f.i_min, steps_per_point)
 
 
 def lrpilot(
@@ -112,14 +116,23 @@ def lrpilot_band(
     block = 5
     n = len(y)
     starts_max = max(1, n - block + 1)
-    out = []
-    for _ in range(resamples):
+    noise = np.empty((resamples, n))
+    for r in range(resamples):
         starts = rng.integers(0, starts_max, size=math.ceil(n / block))
-        noise = np.concatenate([residuals[s : s + block] for s in starts])[:n]
-        resampled = curve_features(x, base + noise)
-        if resampled.i_min == 0 or resampled.drop_sigma < 2.5:  # no clear fall in this resample
-            continue
-        out.append(math.log(_peak(resampled, steps_per_point)))
+        noise[r] = np.concatenate([residuals[s : s + block] for s in starts])[:n]
+    # every resample's `curve_features` at once: the smoothing is one matrix product
+    curves = base + noise
+    smoothed = _smooth(x, curves, 0.2)
+    rows = np.arange(resamples)
+    i_min = np.argmin(smoothed, axis=1)
+    drop = np.maximum.accumulate(smoothed, axis=1)[rows, i_min] - smoothed[rows, i_min]
+    second = np.diff(curves, n=2, axis=1)
+    mad = np.median(np.abs(second - np.median(second, axis=1, keepdims=True)), axis=1)
+    level = 1.4826 * mad / math.sqrt(6.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drop_sigma = np.where(level > 0, drop / level, math.inf)
+    keep = (i_min > 0) & (drop_sigma >= 2.5)  # resamples without a clear fall carry no answer
+    out = [math.log(_peak_at(x, int(i), steps_per_point)) for i in i_min[keep]]
     if not out:  # pragma: no cover
         p = _peak(f, steps_per_point)
         return p, p, p

@@ -59,6 +59,7 @@ from lrpilot.finder import (
     ramp_schedule,
     recipe_schedule,
     short_candidates,
+    thorough_tests,
 )
 from lrpilot.integrations.torch_state import STORAGES, TrainingState, loader_generators
 
@@ -355,7 +356,7 @@ def _settings(
         check.step_count(owner, "total_steps", total_steps, 1)
         recipe_schedule(1.0, total_steps, warmup_ratio=warmup_ratio, floor_ratio=floor_ratio, decay=decay)
     if mode == "thorough" and total_steps is None:
-        raise ValueError("find_lr: mode='thorough' needs total_steps (the probes are short versions of your run)")
+        raise ValueError("find_lr: mode='thorough' needs total_steps (how many range tests 10 % of your run pays for)")
     if probe_budget is not None:
         check.step_count(owner, "probe_budget", probe_budget, 84)
     if beta is None:
@@ -569,13 +570,16 @@ def find_lr(
         val_data, val_batches, val_every: validation mode: the curve is the mean loss on the first
             `val_batches` batches of `val_data`, measured in eval mode every `val_every` steps.
         total_steps, warmup_ratio, floor_ratio, decay: your run, for the ready `schedule`
-            (`lrpilot.finder.recipe_schedule`) and for thorough mode's probes.
-        mode: ``"fast"`` (one range test) or ``"thorough"`` (also short probe runs of the recipe
-            at candidate peaks from the band; needs `total_steps`), see `lrpilot.finder.analyze`.
-        repeats: range tests to run (each with fresh data order); the band uses their spread.
-        probe_budget: thorough mode's optimizer steps for all probes together (default
-            `lrpilot.finder.probe_budget`: 10 % of `total_steps`, at least 84; see
-            `lrpilot.finder.plan_probes`).
+            (`lrpilot.finder.recipe_schedule`) and for thorough mode's range tests and probes.
+        mode: ``"fast"`` (one range test) or ``"thorough"`` (2 to 4 range tests on fresh batches,
+            as many as 10 % of `total_steps` pays for, at least 2: `lrpilot.finder.thorough_tests`;
+            needs `total_steps`), see `lrpilot.finder.analyze`.
+        repeats: range tests to run (each with fresh data order); the band uses their spread. In
+            thorough mode, the larger of this and `lrpilot.finder.thorough_tests`.
+        probe_budget: thorough mode only, opt-in: also run short probe runs of the recipe at
+            candidate peaks from the band, with this many optimizer steps for all of them together
+            (at least 84; `lrpilot.finder.probe_budget` gives 10 % of `total_steps`), and take the
+            peak from them (`lrpilot.finder.plan_probes`). None (the default): no probes.
         beta: EMA coefficient of the smoothed curve (default `lrpilot.finder.default_beta`).
         divergence: the stop rule (default `lrpilot.finder.DivergenceRule()`).
         storage, tmp_dir: where the state snapshot lives (`lrpilot.integrations.torch_state`).
@@ -640,6 +644,8 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
             val = [next(val_iter) for _ in range(a["val_batches"])]
         batches = _Batches(data, "data")
         records: list[RangeTestRecord] = []
+        if mode == "thorough" and not records_only:
+            repeats = max(repeats, thorough_tests(total_steps, settings.num_steps))
         for r in range(repeats):
             record = _run_curve(loop, batches, val, settings, seed=r if repeats > 1 else None, callback=a["callback"])
             state.restore(rng=False)
@@ -649,7 +655,7 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
                 return record
             records.append(record)
         probes: list[Probe] = []
-        if mode == "thorough":
+        if mode == "thorough" and a["probe_budget"] is not None:
             probes = _run_probes(
                 loop,
                 batches,
