@@ -11,6 +11,7 @@ task and range-test seed, from the same initial model (``task.build_model(seed)`
               start_lr=1e-7, end_lr=10, num_iter=100)``, ``plot(suggest_lr=True)`` (Agg backend)
               and ``reset()``; raw losses are captured so the re-implementation can be checked
     thorough  ``find_lr(mode="thorough")``: 2 to 4 range tests on fresh batches
+    probes    thorough mode with the opt-in probe runs (``probe_budget``: 10 % of the run, ≥ 84 steps)
 
 lrpilot runs get the recipe's gradient clipping (``max_grad_norm``), as a user's loop would;
 torch-lr-finder has no clipping option. Times (wall and CPU) are per call, snapshot and restore
@@ -615,6 +616,28 @@ def markdown(
             f"| {bold}{method}{bold} | {a['mean_regret']:.4f} | {a['worst_regret']:.4f} | {a['mean_excess']:.1%} | "
             f"{a['worst_excess']:.1%} | {a['mean_log_ratio']:.2f} | {int(a['failures'])} |"
         )
+    tasks = list(per_task)
+    lines += ["", "| mean regret (worst) | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for method in _sorted_methods(agg):
+        cells = []
+        for task in tasks:
+            s = per_task[task][method]["summary"]
+            cells.append(f"{s['mean_regret']:.4f}" + (f" ({s['worst_regret']:.4f})" if s["n"] > 1 else ""))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| cost: median steps (% of the run) · wall s | " + " | ".join(tasks) + " |",
+        "|---" * (len(tasks) + 1) + "|",
+    ]
+    for method in _sorted_methods(agg):
+        if not per_task[tasks[0]][method]["median_wall_time_s"]:
+            continue
+        cells = []
+        for task in tasks:
+            m = per_task[task][method]
+            steps = m["median_steps"]
+            cells.append(f"{steps:.0f} ({steps / totals[task]:.0%}) · {m['median_wall_time_s']:.3g}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines.append("")
     for task, methods in per_task.items():
         lines += [
@@ -632,7 +655,7 @@ def markdown(
                 f"| {method} | {s['mean_regret']:.4f} | {s['worst_regret']:.4f} | {s['mean_excess']:.1%} | "
                 f"{s['worst_excess']:.1%} | {_f(s['mean_log_ratio'], '.2f')} | "
                 f"{_f(statistics.median(lrs) if lrs else None, '.2e')} | {steps_text} | "
-                f"{_f(m['median_wall_time_s'], '.1f')} | {_f(m['median_cpu_time_s'], '.1f')} |"
+                f"{_f(m['median_wall_time_s'], '.3g')} | {_f(m['median_cpu_time_s'], '.3g')} |"
             )
         lines.append("")
     for mode, result in held_out.get("modes", {}).items():
