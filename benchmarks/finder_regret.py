@@ -43,14 +43,12 @@ import io
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +60,7 @@ import torch
 from torch import nn
 
 import lrpilot
+from _environment import versions
 from _scoring import OracleCurve, Score, score, summarise
 from lrpilot.finder import (
     PEAK_FACTOR,
@@ -113,17 +112,6 @@ def fingerprint(kind: str) -> str:
         digest.update(path.name.encode())
         digest.update(ast.dump(tree).encode())
     return digest.hexdigest()[:12]
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for package in ("lrpilot", "torch", "numpy", "transformers", "peft", "torch-lr-finder"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "absent"
-    out["torch_threads"] = str(torch.get_num_threads())
-    return out
 
 
 def _setup(task: Task, seed: int) -> tuple[nn.Module, torch.optim.Optimizer, Iterator[Any]]:
@@ -328,7 +316,7 @@ def collect(task: Task, seeds: list[int], path: Path, *, refresh: bool, kinds: t
             "argv": shlex.join([sys.executable, *sys.argv]),
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "fingerprint": {kind: fingerprint(kind) for kind in FINGERPRINTED},
-            "environment": versions(),
+            "environment": versions(("lrpilot", "torch", "numpy", "transformers", "peft", "torch-lr-finder")),
         }
     )
     todo = [

@@ -21,12 +21,10 @@ import datetime
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the tasks need is on 
 
 import torch
 
+from _environment import versions
 from lrpilot.tasks import Task, get_task, initial_metrics, task_names, train
 
 SCHEMA = 1
@@ -50,17 +49,6 @@ def grid(lo: float, hi: float, points_per_decade: int) -> list[float]:
 def key(lr: float) -> str:
     """Grid points from different runs of the script match on this."""
     return f"{lr:.4e}"
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for package in ("lrpilot", "torch", "numpy", "scikit-learn", "transformers", "peft"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "absent"
-    out["torch_threads"] = str(torch.get_num_threads())
-    return out
 
 
 def curve(losses: list[float | None], points: int = CURVE_POINTS) -> list[float | None]:
@@ -170,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         "argv": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(argv),
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "grid": [lo, hi, args.points_per_decade],
-        "environment": versions(),
+        "environment": versions(("lrpilot", "torch", "numpy", "scikit-learn", "transformers", "peft")),
     }
     doc["commands"].append(command)
     done = {(key(r["peak_lr"]), r["seed"]) for r in doc["runs"]}
