@@ -57,9 +57,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``lrpilot.fit`` (`lrpilot.autopilot.fit`) on first use: it needs torch, which ``import lrpilot`` must not."""
+    """``lrpilot.fit`` (`lrpilot.autopilot.fit`) and ``lrpilot.tune`` (`lrpilot.tuning.tune`) on first
+    use: they need torch (and tune Optuna), which ``import lrpilot`` must not."""
     if name == "fit":
         from lrpilot.autopilot import fit
 
         return fit
+    if name == "tune":
+        from lrpilot.tuning import tune
+
+        return tune
     raise AttributeError(f"module 'lrpilot' has no attribute {name!r}")

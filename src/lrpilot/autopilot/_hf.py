@@ -27,7 +27,7 @@ from lrpilot import _validate as check
 from lrpilot._optional import require
 from lrpilot.rules import Recommendation
 from lrpilot.tasks import Metrics, Recipe, Task
-from lrpilot.tasks._base import epoch_order, evaluating, seeded
+from lrpilot.tasks._base import epoch_order, evaluating, seeded, spread
 
 __all__ = ["METHODS", "TASK_TYPES", "HfTask", "attention_projections", "load_hf_task", "read_rows"]
 
@@ -297,10 +297,10 @@ class HfTask(Task):
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**batch).loss  # type: ignore[no-any-return]
 
-    def metrics(self, model: nn.Module) -> Metrics:
+    def metrics(self, model: nn.Module, limit: int | None = None) -> Metrics:
         """Mean loss per text (classification, with accuracy) or per predicted token (causal LM)."""
         data = self.val_data
-        order = sorted(range(len(data.ids)), key=lambda i: len(data.ids[i]))  # little padding
+        order = sorted(spread(len(data.ids), limit), key=lambda i: len(data.ids[i]))  # little padding
         total, count, correct = 0.0, 0, 0
         with evaluating(model):
             for start in range(0, len(order), _EVAL_BATCH):

@@ -15,7 +15,7 @@ import itertools
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +41,19 @@ MODEL_FILE = "model.pt"
 AUDIT_FILE = "guard_audit.jsonl"
 """The guard's audit log in the run directory: one JSON line per action (empty for a quiet run)."""
 EVALS = 4
-"""Evaluations over a run (the last at its end): enough to see over- or under-fitting set in,
-few enough that scoring a validation set does not cost a fifth of a short run."""
+"""Evaluations over a run (the last at its end): enough to see over- or under-fitting set in."""
+QUICK_EVAL = 128
+"""Validation examples the evaluations before the last one score (spread over the set; the last
+scores all): on SST-2's 872 sentences a full evaluation costs a tenth of a 150-step run, so three
+of them would cost a third."""
+RAMP_DENSITY = 12.5
+"""Range-test steps per decade of LR: `find_lr`'s default (100 steps from 1e-7 to 10), the ramp
+rate its rule is calibrated at (a faster ramp moves the loss minimum to higher LRs)."""
+RAMP_BELOW = 10.0
+"""The ramp starts this far below the rules' band (`Recommendation.low`): low enough that the
+first steps still leave the loss flat (the rule's baseline), and on the finder benchmark's cached
+curves cutting everything below it changed no suggestion while saving 11–24 % of the steps."""
+RAMP_END = 10.0
 FINETUNE_WARMUP = 0.1
 """The rules' fine-tuning warmup (10 % of the run, ``warmup-finetuning``), which a user model's recipe follows."""
 LAYER_SNAPSHOTS = 50
@@ -52,6 +63,8 @@ Progress = Callable[[str, int, "int | None", float, float], None]
 """``progress(phase, done, total, lr, loss)`` as a phase advances (``load``, ``range test``,
 ``train``, ``evaluate``, ``save``, ``report``); ``total`` None for phases without a count, lr and loss NaN where
 they do not apply."""
+EvalCallback = Callable[[int, dict[str, float]], None]
+"""``on_eval(step, metrics)`` after each evaluation during training (`_metrics`' names)."""
 StepCallback = Callable[[int, float, float], None]
 """``callback(step, lr, loss)`` after every training step; raising KeyboardInterrupt stops the run
 as Ctrl-C does."""
@@ -216,16 +229,39 @@ class _Search:
     step_seconds: float | None
 
 
+def ramp(rec: Recommendation, steps: int | None = None) -> tuple[float, float, int]:
+    """``(start_lr, end_lr, num_steps)`` of fit's range test: from `RAMP_BELOW` under the rules'
+    band to `RAMP_END`, at `RAMP_DENSITY` steps per decade unless `steps` is given (the divergence
+    stop ends it early, usually a decade above the best LR).
+
+    >>> ramp(recommend(1e6, "pretraining", steps=1000))
+    (6e-06, 10.0, 78)
+    """
+    start = min(rec.low / RAMP_BELOW, RAMP_END / 1e3)
+    count = steps if steps is not None else round(RAMP_DENSITY * math.log10(RAMP_END / start))
+    return float(f"{start:.3g}"), RAMP_END, count
+
+
 def _range_test(
-    task: Task, model: nn.Module, recipe: Recipe, rec: Recommendation, *, seed: int, steps: int, progress: Progress
+    task: Task,
+    model: nn.Module,
+    recipe: Recipe,
+    rec: Recommendation,
+    *,
+    seed: int,
+    steps: int | None,
+    progress: Progress,
 ) -> _Search:
-    """`find_lr` in fast mode on the model as it will train (its AdamW, clipping and recipe); its
-    peak, checked against the rules' band. A range test that finds nothing falls back to the rules."""
+    """`find_lr` in fast mode on the model as it will train (its AdamW, clipping and recipe) over
+    the `ramp` the recommendation sets; its peak, checked against the rules' band. A range test that
+    finds nothing falls back to the rules."""
     from lrpilot.finder import RangeTestError, RangeTestWarning
     from lrpilot.integrations.torch_finder import find_lr
 
+    start_lr, end_lr, count = ramp(rec, steps)
+
     def advance(point: int, lr: float, loss: float) -> None:
-        progress("range test", point + 1, steps, lr, loss)
+        progress("range test", point + 1, count, lr, loss)
 
     notes: list[str] = []
     try:
@@ -236,7 +272,9 @@ def _range_test(
                 make_optimizer(model, recipe, 1.0),
                 task.batches(seed),
                 step=lambda batch: task.loss(model, batch),
-                num_steps=steps,
+                start_lr=start_lr,
+                end_lr=end_lr,
+                num_steps=count,
                 max_grad_norm=recipe.grad_clip,
                 total_steps=recipe.total_steps,
                 warmup_ratio=recipe.warmup_steps / recipe.total_steps,
@@ -266,9 +304,10 @@ class _Trained:
     notes: list[str] = field(default_factory=list)
 
 
-def _metrics(task: Task, model: nn.Module, drift: Drift | None) -> dict[str, float]:
-    """``val_loss``, ``val_accuracy`` where the task has it, and ``drift`` with a retention set."""
-    metrics = task.metrics(model)
+def _metrics(task: Task, model: nn.Module, drift: Drift | None, limit: int | None = None) -> dict[str, float]:
+    """``val_loss``, ``val_accuracy`` where the task has it (on `limit` examples, None: all), and
+    ``drift`` with a retention set."""
+    metrics = task.metrics(model, limit)
     out = {"val_loss": metrics.loss}
     if metrics.accuracy is not None:
         out["val_accuracy"] = metrics.accuracy
@@ -299,14 +338,21 @@ def _train(
     callback: StepCallback | None,
     clock: _Clock,
     drift: Drift | None = None,
+    eval_at: Collection[int] = (),
+    on_eval: EvalCallback | None = None,
+    final_limit: int | None = None,
 ) -> _Trained:
     """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back), with
-    evaluations every quarter and per-layer update ratios; Ctrl-C or a guard that gives up ends the
-    loop with the weights as they are."""
+    evaluations every quarter (or after the steps in `eval_at`; always at the end) and per-layer
+    update ratios; Ctrl-C or a guard that gives up ends the loop with the weights as they are.
+    `on_eval(step, metrics)` sees each evaluation and may raise to stop the run; the guard is
+    closed either way. Evaluations before the end score `QUICK_EVAL` examples, the last one
+    `final_limit` (None: all)."""
     from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
     total = recipe.total_steps
-    eval_every = max(1, math.ceil(total / EVALS))
+    every = max(1, math.ceil(total / EVALS))
+    checkpoints = set(eval_at) if eval_at else set(range(every, total, every))
     tracker = UpdateRatioTracker(model, every=max(1, total // LAYER_SNAPSHOTS))
     evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
     final: dict[str, float] = {}
@@ -329,20 +375,24 @@ def _train(
                 if callback is not None:
                     callback(t, lr, value)
                 done = guard.step_count
-                if done > t and (done % eval_every == 0 or done == total):
+                if done > t and (done in checkpoints or done == total):
                     with clock.phase("evaluate"):
                         progress("evaluate", done, total, math.nan, math.nan)
-                        final = _eval_into(_metrics(task, model, drift), done, evals)
+                        limit = final_limit if done == total else QUICK_EVAL
+                        final = _eval_into(_metrics(task, model, drift, limit), done, evals)
+                    if on_eval is not None:
+                        on_eval(done, final)
     except KeyboardInterrupt:
         status = "interrupted"
         notes.append(f"interrupted by the user at step {guard.step_count} of {total}; the weights so far were saved")
     except GuardGaveUpError as exc:
         status = "gave_up"
         notes.append(f"the guard gave up at step {guard.step_count}: {exc}; its last good state was saved")
-    # the evaluations are timed on their own, so "train" is the steps alone
-    clock.timings["train"] = time.perf_counter() - started - (clock.timings.get("evaluate", 0.0) - evaluating)
-    report = guard.report()
-    guard.close()
+    finally:
+        # the evaluations are timed on their own, so "train" is the steps alone
+        clock.timings["train"] = time.perf_counter() - started - (clock.timings.get("evaluate", 0.0) - evaluating)
+        report = guard.report()
+        guard.close()
     from lrpilot.report import TrainingHistory
 
     history = TrainingHistory(
@@ -381,7 +431,7 @@ def fit(
     seed: int = 0,
     data_dir: str | Path | None = None,
     batch_size: int | None = None,
-    finder_steps: int = 100,
+    finder_steps: int | None = None,
     retention: str | Path | None = None,
     forgetting_weight: float | None = None,
     report: bool = True,
@@ -397,12 +447,14 @@ def fit(
     evaluated on `eval_data` (default: 10 % of `data` held out).
 
     Steps: (1) `lrpilot.recommend` from the model's size, the method, batch size and steps;
-    (2) the range test (fast mode, `finder_steps` steps, state restored); (3) its peak, checked
+    (2) the range test (fast mode, state restored) from 10× below the recommendation's band to 10 at
+    the finder's default ramp rate (`finder_steps` overrides the step count); (3) its peak, checked
     against the recommendation's band (a note either way; the rules' peak if the test fails);
     (4) the schedule: the task's recipe (a user model: the recommendation's warmup and decay) at
     that peak, fitted to `budget` (steps, or a time such as ``"5m"`` for the whole fit, converted
     with the range test's measured step time); (5) training under `TorchGuard`, evaluating every
-    quarter of the run and measuring per-layer update ratios; (6) saving the model and writing the
+    quarter of the run (on `QUICK_EVAL` validation examples, the last on all) and measuring
+    per-layer update ratios; (6) saving the model and writing the
     report into `out` (default: a new ``runs/fit-<task>-<timestamp>``).
 
     Forgetting (a user's pretrained model): with `retention` (a ``.csv`` / ``.jsonl`` of general
@@ -420,7 +472,8 @@ def fit(
     progress = progress or _quiet
     clock = _Clock()
     check.step_count("fit", "seed", seed, 0, 2**32 - 1)
-    check.step_count("fit", "finder_steps", finder_steps, 5, 100_000)
+    if finder_steps is not None:
+        check.step_count("fit", "finder_steps", finder_steps, 5, 100_000)
     plan = parse_budget(budget)
     with clock.phase("load"):
         progress("load", 0, None, math.nan, math.nan)
@@ -485,7 +538,14 @@ def fit(
     if plan is not None and plan.seconds is not None:
         notes.append(f"time budget {plan}: {steps} training steps at the range test's {search.step_seconds:.3g} s/step")
     record = _record(
-        target, task=job, rec=rec, search=search, schedule=schedule, trained=trained, notes=notes, clock=clock
+        target,
+        task=job,
+        recommendation=rec.to_dict(),
+        finder=None if search.finder is None else search.finder.to_dict(),
+        schedule=schedule,
+        trained=trained,
+        notes=notes,
+        clock=clock,
     )
     progress("report", 0, None, math.nan, math.nan)
     report_path = _write(record, run_dir, report, clock)
@@ -603,8 +663,8 @@ def _record(
     target: _Target,
     *,
     task: Task,
-    rec: Recommendation,
-    search: _Search,
+    recommendation: dict[str, Any],
+    finder: dict[str, Any] | None,
     schedule: Schedule,
     trained: _Trained,
     notes: list[str],
@@ -621,8 +681,8 @@ def _record(
         total_steps=trained.total_steps,
         history=trained.history,
         schedule=schedule.to_string(),
-        recommendation=rec.to_dict(),
-        finder=None if search.finder is None else search.finder.to_dict(),
+        recommendation=recommendation,
+        finder=finder,
         guard_actions=list(trained.guard.get("records", [])),
         layer_stats=LayerStats(layers.names, layers.steps, layers.ratios) if layers.steps else None,
         metrics=trained.final,

@@ -15,6 +15,7 @@ from lrpilot.cli._guard import guard
 from lrpilot.cli._recommend import recommend
 from lrpilot.cli._report import report
 from lrpilot.cli._schedule import schedule
+from lrpilot.cli._tune import tune_app
 
 app = typer.Typer(
     name="lrpilot",
@@ -48,3 +49,4 @@ app.command("guard")(guard)
 app.command("fit")(fit)
 app.command("report")(report)
 app.add_typer(demo, name="demo")
+app.add_typer(tune_app, name="tune")

@@ -153,7 +153,13 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="--model: examples per step (default 16).")
     ] = None,
-    finder_steps: Annotated[int, typer.Option("--finder-steps", help="Steps of the range test.")] = 100,
+    finder_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--finder-steps",
+            help="Steps of the range test (default: 12.5 a decade, from 10x below the rules' band to 10).",
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Folder with sst2_train.csv and sst2_validation.csv.")
     ] = None,

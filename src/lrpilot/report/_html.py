@@ -21,6 +21,7 @@ from lrpilot._version import __version__
 from lrpilot.guard import summarize
 from lrpilot.report._run import RunRecord, finder_from_dict
 from lrpilot.report.run_plots import RATIO_BAND, layer_verdicts
+from lrpilot.report.tune_plots import rung_losses
 from lrpilot.schedules import Schedule, parse
 from lrpilot.schedules._lint import sample_steps
 
@@ -28,6 +29,7 @@ __all__ = ["write_report"]
 
 FIGURES = {
     "range_test": "range_test.png",
+    "tune": "tune.png",
     "schedule": "schedule.png",
     "training": "training.png",
     "layers": "layer_ratios.png",
@@ -108,6 +110,12 @@ def _draw_range_test(record: RunRecord, path: Path) -> Path | None:
     return None if record.finder is None else plot_range_test(finder_from_dict(record.finder), path)
 
 
+def _draw_tune(record: RunRecord, path: Path) -> Path | None:
+    from lrpilot.report.tune_plots import plot_tune
+
+    return None if record.tune is None else plot_tune(record.tune, path)
+
+
 def _draw_schedule(record: RunRecord, path: Path) -> Path | None:
     from lrpilot.report.plots import plot_schedule
 
@@ -132,6 +140,7 @@ def _draw_layers(record: RunRecord, path: Path) -> Path | None:
 
 _DRAW: dict[str, Callable[[RunRecord, Path], Path | None]] = {
     "range_test": _draw_range_test,
+    "tune": _draw_tune,
     "schedule": _draw_schedule,
     "training": _draw_training,
     "layers": _draw_layers,
@@ -295,6 +304,92 @@ def _figure_section(anchor: str, heading: str, figure: str | None, missing: str,
     return f'<section id="{anchor}"><h2>{_e(heading)}</h2>{intro}{body}</section>'
 
 
+def _finite(x: object) -> float | None:
+    """A number from the record, or None when it is missing or not a finite number."""
+    if isinstance(x, bool) or not isinstance(x, Real) or not math.isfinite(float(x)):
+        return None
+    return float(x)
+
+
+def _stopped(trial: Mapping[str, Any], best: bool) -> str:
+    """Why the trial ended where it did, in words."""
+    if best:
+        return "best: the model of this report"
+    reasons = {
+        "pruned": "worse than the others at the rung",
+        "budget": "the budget was spent",
+        "diverged": "diverged",
+    }
+    stopped = trial.get("stopped")
+    if stopped is not None:
+        return _e(reasons.get(str(stopped), stopped))
+    state = trial.get("state")
+    return {"COMPLETE": "ran the full length", "FAIL": "failed (queued again)"}.get(str(state), "—")
+
+
+def _searched(tune: Mapping[str, Any], trials: Sequence[Mapping[str, Any]], name: str) -> bool:
+    """Whether the tune searched `name` (``warmup`` or ``decay``), not only the peak LR."""
+    return bool((tune.get("space") or {}).get(f"{name}s")) or any(t.get(name) is not None for t in trials)
+
+
+def _trial_rows(tune: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
+    """A row per trial; the winner's in bold."""
+    warmups, decays = _searched(tune, trials, "warmup"), _searched(tune, trials, "decay")
+    rows = []
+    for t in trials:
+        best = t.get("number") == tune.get("best") and t.get("state") == "COMPLETE"
+        retry = t.get("retry_of")
+        again = "" if retry is None else f' <span class="muted">(retry of {_num(retry, ",")})</span>'
+        number = _num(t.get("number"), ",") + again
+        rungs = ", ".join(f"{_num(v)} @ {step:,}" for step, v in rung_losses(t)) or "—"
+        cells = [number, _num(_finite(t.get("peak_lr")), ".3g")]
+        if warmups:
+            warmup = _finite(t.get("warmup"))
+            cells.append("—" if warmup is None else format(warmup, ".1%"))
+        if decays:
+            cells.append(_e(t.get("decay") or "—"))
+        cells += [
+            _e(str(t.get("state", "?")).lower()),
+            rungs,
+            _num(_finite(t.get("value"))),
+            _num(t.get("steps"), ","),
+            _stopped(t, best),
+        ]
+        rows.append(tuple(f"<b>{c}</b>" for c in cells) if best else tuple(cells))
+    return rows
+
+
+def _tune(record: RunRecord, figure: str | None) -> str:
+    """The search `lrpilot.tune` made (its figure, a sentence and a table of the trials); nothing
+    for a run it did not choose."""
+    tune = record.tune
+    if tune is None:
+        return ""
+    all_trials = list(tune.get("trials") or [])
+    trials = [t for t in all_trials if t.get("stopped") != "skipped"]
+    completed = sum(1 for t in trials if t.get("state") == "COMPLETE")
+    intro = (
+        "<p>Each trial first trains a short run, compressed to a fraction of the length (the rung). Trials "
+        "whose quick validation loss there is among the worst stop; the rest train the full run, whose final "
+        "validation loss is the trial's value. A rung loss comes from a different, shorter run: it is not "
+        "comparable to a final loss.</p>"
+    )
+    summary = (
+        f"<p>{len(trials)} trial{'' if len(trials) == 1 else 's'}, {completed} completed, compute "
+        f"{_num(_finite(tune.get('run_equivalents')), '.2f')} run-equivalents (range test included).</p>"
+    )
+    skipped = len(all_trials) - len(trials)
+    were = "trial was" if skipped == 1 else "trials were"
+    more = f'<p class="muted">{skipped} more {were} skipped (the study already had its trials).</p>'
+    rows = _trial_rows(tune, trials)
+    headers = ["trial", "peak LR", *(name for name in ("warmup", "decay") if _searched(tune, trials, name))]
+    headers += ["state", "rung loss @ step", "final val loss", "steps", "why it stopped"]
+    numeric = [0, 1, len(headers) - 3, len(headers) - 2]
+    table = _table(headers, rows, numeric=numeric) if rows else _missing("no trial was recorded")
+    body = (figure or "") + summary + table + (more if skipped else "")
+    return _figure_section("tune", "Tuning", body, "", intro)
+
+
 def _action_rows(actions: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
     return [
         (
@@ -376,6 +471,7 @@ def _page(record: RunRecord, figures: Mapping[str, str]) -> str:
         _notes(record),
         _why(record),
         _figure_section("range-test", "Range test", figures.get("range_test"), "not measured: no range test was run"),
+        _tune(record, figures.get("tune")),
         _figure_section(
             "schedule", "Schedule", figures.get("schedule"), "not recorded: no schedule spec", schedule_intro
         ),

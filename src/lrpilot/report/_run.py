@@ -168,6 +168,9 @@ class RunRecord:
         timings: seconds spent per phase (e.g. ``{"recommend": 0.01, "find": 3.2, "train": 41.0}``).
         notes: what the reader must know (an interruption, the prior and the finder disagreeing, ...).
         status: one of `STATUSES`.
+        tune: for a run `lrpilot.tune` chose, its search: ``trials`` (each with its peak LR, state,
+            final and rung losses, steps and why it stopped), ``space``, ``best`` (the trial
+            number) and ``run_equivalents``; None otherwise.
     """
 
     title: str
@@ -183,6 +186,7 @@ class RunRecord:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     status: str = "finished"
+    tune: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         owner = "RunRecord"

@@ -14,7 +14,7 @@ from torch import nn
 
 from lrpilot.tasks._recipe import Recipe
 
-__all__ = ["Batch", "Metrics", "Task"]
+__all__ = ["Batch", "Metrics", "Task", "spread"]
 
 Batch: TypeAlias = Any
 """One training batch: ``(inputs, targets)`` tensors, or a dict of tensors for the Hugging Face tasks."""
@@ -56,15 +56,31 @@ class Task(ABC):
         """The scalar training loss (mean cross-entropy) of `model` on `batch`."""
 
     @abstractmethod
-    def metrics(self, model: nn.Module) -> Metrics:
+    def metrics(self, model: nn.Module, limit: int | None = None) -> Metrics:
         """Validation loss and accuracy on the fixed held-out set (in eval mode, without gradients).
 
-        The model's training/eval mode is restored afterwards.
+        `limit`: score only that many examples, spread evenly over the set (`spread`) — a cheap
+        reading for evaluations in the middle of a run; None scores them all. The model's
+        training/eval mode is restored afterwards.
         """
 
     def evaluate(self, model: nn.Module) -> float:
         """The mean validation loss on the fixed held-out set: the number a run is scored by."""
         return self.metrics(model).loss
+
+
+def spread(n: int, limit: int | None) -> list[int]:
+    """Indices of `limit` of `n` examples, evenly spaced from the first to the last (all of them
+    when `limit` is None or not below `n`): a fixed, representative subset, the same every call.
+
+    >>> spread(10, 4)
+    [0, 3, 6, 9]
+    """
+    if limit is None or limit >= n:
+        return list(range(n))
+    if limit < 1:
+        raise ValueError(f"spread: limit must be at least 1, got {limit}")
+    return [round(i * (n - 1) / max(limit - 1, 1)) for i in range(limit)]
 
 
 @contextmanager

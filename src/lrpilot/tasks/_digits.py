@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: N812 -- the usual torch alias
 from torch import nn
 
 from lrpilot._optional import require
-from lrpilot.tasks._base import Metrics, Task, epoch_order, evaluating, seeded
+from lrpilot.tasks._base import Metrics, Task, epoch_order, evaluating, seeded, spread
 from lrpilot.tasks._recipe import Recipe
 
 __all__ = ["DigitsTask"]
@@ -66,8 +66,10 @@ class DigitsTask(Task):
         inputs, targets = batch
         return F.cross_entropy(model(inputs), targets)
 
-    def metrics(self, model: nn.Module) -> Metrics:
+    def metrics(self, model: nn.Module, limit: int | None = None) -> Metrics:
         _, _, x, y = _data()
+        index = torch.tensor(spread(len(y), limit))
+        x, y = x[index], y[index]
         with evaluating(model):
             logits = model(x)
             loss = F.cross_entropy(logits, y).item()

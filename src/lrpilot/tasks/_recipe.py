@@ -11,12 +11,16 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from lrpilot import _validate as check
-from lrpilot.schedules import Cosine, Linear, Schedule
+from lrpilot.schedules import WSD, Cosine, Linear, Schedule
 
 __all__ = ["DECAYS", "Recipe"]
 
-DECAYS = ("cosine", "linear")
-"""Decay shapes a recipe may use after its warmup."""
+DECAYS = ("cosine", "linear", "wsd")
+"""Decay shapes a recipe may use after its warmup (``wsd``: hold the peak, then a 1-sqrt decay
+over the last `WSD_DECAY` of the run)."""
+WSD_DECAY = 0.2
+"""The share of a ``wsd`` recipe's run spent decaying: MiniCPM found 10 % enough for long runs;
+the short runs lrpilot tunes on get twice that."""
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,8 @@ class Recipe:
         total_steps: optimizer steps in a full run, warmup included.
         warmup_steps: linear warmup steps (lrpilot's convention: the first step already gets
             ``peak / (warmup_steps + 1)``).
-        decay: ``"cosine"`` or ``"linear"``, from the peak at the end of the warmup to the floor
-            at `total_steps`.
+        decay: ``"cosine"``, ``"linear"`` or ``"wsd"``, from the peak at the end of the warmup to
+            the floor at `total_steps`.
         floor_ratio: the final LR as a fraction of the peak.
         weight_decay: AdamW's decoupled weight decay, applied to matrices and embeddings only
             (biases and normalisation gains are not decayed, as in Hugging Face and nanoGPT).
@@ -68,10 +72,12 @@ class Recipe:
 
     def schedule(self, peak: float) -> Schedule:
         """The LR schedule of a full run at this peak LR."""
+        total, warmup, floor = self.total_steps, self.warmup_steps, self.floor_ratio
+        if self.decay == "wsd":
+            decay = max(1, min(round(WSD_DECAY * total), total - warmup))
+            return WSD(peak=peak, total_steps=total, warmup_steps=warmup, decay_steps=decay, floor_ratio=floor)
         cls = Cosine if self.decay == "cosine" else Linear
-        return cls(
-            peak=peak, total_steps=self.total_steps, warmup_steps=self.warmup_steps, floor_ratio=self.floor_ratio
-        )
+        return cls(peak=peak, total_steps=total, warmup_steps=warmup, floor_ratio=floor)
 
     def shortened(self, steps: int) -> Recipe:
         """The same recipe compressed to `steps` optimizer steps, warmup scaled in proportion.

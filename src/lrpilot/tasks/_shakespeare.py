@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 -- the usual torch alias
 from torch import nn
 
-from lrpilot.tasks._base import Metrics, Task, evaluating, seeded
+from lrpilot.tasks._base import Metrics, Task, evaluating, seeded, spread
 from lrpilot.tasks._recipe import Recipe
 
 __all__ = ["ShakespeareTask", "corpus"]
@@ -120,8 +120,10 @@ class ShakespeareTask(Task):
         windows = val[starts[:, None] + torch.arange(self.context + 1)]
         return windows[:, :-1], windows[:, 1:]
 
-    def metrics(self, model: nn.Module) -> Metrics:
+    def metrics(self, model: nn.Module, limit: int | None = None) -> Metrics:
         inputs, targets = self._validation()
+        index = torch.tensor(spread(len(inputs), limit))
+        inputs, targets = inputs[index], targets[index]
         with evaluating(model):
             loss = self.loss(model, (inputs, targets)).item()
         return Metrics(loss, None)

@@ -28,7 +28,7 @@ import torch.nn.functional as F  # noqa: N812 -- the usual torch alias
 from torch import nn
 
 from lrpilot._optional import require
-from lrpilot.tasks._base import Metrics, Task, evaluating, seeded
+from lrpilot.tasks._base import Metrics, Task, evaluating, seeded, spread
 from lrpilot.tasks._recipe import Recipe
 
 __all__ = ["SST2_ENV", "Sst2Task", "find_sst2_dir"]
@@ -211,9 +211,9 @@ class Sst2Task(Task):
         logits = model(batch["input_ids"], batch["attention_mask"])
         return F.cross_entropy(logits, batch["labels"])
 
-    def metrics(self, model: nn.Module) -> Metrics:
+    def metrics(self, model: nn.Module, limit: int | None = None) -> Metrics:
         split = self._split(train=False)
-        order = sorted(range(len(split.ids)), key=lambda i: len(split.ids[i]))
+        order = sorted(spread(len(split.ids), limit), key=lambda i: len(split.ids[i]))
         total_loss, correct = 0.0, 0
         with evaluating(model):
             for start in range(0, len(order), _EVAL_BATCH):

@@ -1,0 +1,210 @@
+"""`lrpilot tune` and `lrpilot tune worker`: the peak LR (and optionally warmup and decay) searched
+with Optuna at a few runs' cost, on one machine or many sharing a PostgreSQL study.
+
+The work is `lrpilot.tuning`'s; this module adds the progress display, the trial table and the
+exit codes. A study's settings live in the study, so a worker needs only its name and storage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from lrpilot.cli._find import _check_sst2, _finite, _progress
+from lrpilot.cli._fit import EXIT_INTERRUPTED, _Bars, _threads
+from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
+
+if TYPE_CHECKING:
+    from lrpilot.tuning import TuneResult
+
+tune_app = typer.Typer(
+    help="Search the peak LR (and warmup, decay) with Optuna at a few runs' cost; `tune worker` joins a study.",
+    no_args_is_help=False,
+)
+
+
+def _heartbeat(seconds: float | None) -> dict[str, float]:
+    """The ``heartbeat`` keyword when given (the library's default otherwise)."""
+    return {} if seconds is None else {"heartbeat": seconds}
+
+
+def _trials_table(result: TuneResult) -> Table:
+    table = Table(title=f"trials of {escape(result.study_name)}")
+    for column in ("#", "peak LR", "state", "rung loss", "final loss", "steps", "why stopped"):
+        table.add_column(column, justify="right" if column not in ("state", "why stopped") else "left")
+    best = next((t.number for t in result.trials if t.candidate == result.best and t.value == result.value), None)
+    for t in result.trials:
+        rung = ", ".join(f"{v:.4g}" for v in t.intermediate.values()) or "–"
+        final = "–" if t.value is None else f"{t.value:.4g}"
+        style = "bold green" if t.number == best else ""
+        what = t.candidate.describe().removeprefix("lr ")
+        table.add_row(str(t.number), what, t.state.lower(), rung, final, str(t.steps), t.stopped or "", style=style)
+    return table
+
+
+def _print(result: TuneResult) -> None:
+    console.print(_trials_table(result))
+    console.print(f"best: [bold green]{escape(result.best.describe())}[/], val loss {result.value:.4g}")
+    console.print(f"schedule: [cyan]{escape(result.schedule)}[/]", soft_wrap=True)
+    for note in result.notes:
+        console.print(f"[dim]note[/] {escape(note)}", highlight=False, soft_wrap=True)
+    where = result.report_path or result.run_dir
+    console.print(
+        f"compute {result.run_equivalents:.2f} run-equivalents, {result.wall_time_s:.0f} s here; "
+        f"model: {escape(str(result.model_path))}; report: {escape(str(where))}",
+        soft_wrap=True,
+    )
+
+
+@tune_app.callback(invoke_without_command=True)
+def tune(  # noqa: PLR0917  (typer reads the options from the signature)
+    ctx: typer.Context,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="Built-in task: shakespeare (the default), digits, sst2-full, sst2-lora."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="A local Hugging Face model directory (save_pretrained).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="--model: training data, .csv or .jsonl with text (and label).")
+    ] = None,
+    eval_data: Annotated[
+        Path | None, typer.Option("--eval", help="--model: evaluation data like --data (default: 10 % held out).")
+    ] = None,
+    task_type: Annotated[
+        str | None, typer.Option("--task-type", help="--model: classification (the default) or causal-lm.")
+    ] = None,
+    method: Annotated[str | None, typer.Option("--method", help="--model: full (the default) or lora.")] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Length of a training run (default: the task's recipe).")
+    ] = None,
+    budget: Annotated[
+        str, typer.Option("--budget", help="Compute for the whole search: full runs (3) or a time (20m).")
+    ] = "3",
+    search: Annotated[
+        str, typer.Option("--search", help="What to search: lr, or lr,warmup,decay (comma-separated).")
+    ] = "lr",
+    storage: Annotated[
+        str | None,
+        typer.Option("--storage", help="Optuna storage URL shared by workers (default: sqlite in the run directory)."),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", help="Study name (default: lrpilot-TASK); an existing one continues.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run directory: new, empty, or an earlier tune's (continues its study)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Every trial's seed (weights, data order, dropout).")] = 0,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="--model: examples per step.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder with sst2_train.csv and sst2_validation.csv.")
+    ] = None,
+    no_prune: Annotated[
+        bool, typer.Option("--no-prune", help="Train every trial in full (no successive halving).")
+    ] = False,
+    max_trials: Annotated[
+        int | None, typer.Option("--max-trials", help="Cap the trials (default: what the budget pays for).")
+    ] = None,
+    heartbeat: Annotated[
+        float | None,
+        typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Write run.json only, no HTML report.")] = False,
+) -> None:
+    """Search the peak LR for your full training run, keep the best run's model, and report.
+
+    The rules and a range test set the interval; a fixed design around the range test's answer runs
+    first, then Optuna's TPE; successive halving stops bad trials after a run a third as long.
+    Many machines: give --storage postgresql://… --study NAME here, and run
+    `lrpilot tune worker --storage … --study NAME` on the others.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from lrpilot.tuning import tune as run_tune
+
+    with errors_as_messages():
+        if task is not None and task.startswith("sst2") and model is None:
+            _check_sst2(data_dir)
+        if not as_json:
+            what = str(model) if model is not None else (task or "shakespeare")
+            console.print(f"[bold]{escape(what)}[/]: rules → range test → trials (successive halving) → report")
+        try:
+            with _threads(model is None), _progress() as progress:
+                result = run_tune(
+                    task,
+                    model=model,
+                    data=data,
+                    eval_data=eval_data,
+                    task_type=task_type,
+                    method=method,
+                    steps=steps,
+                    budget=budget,
+                    search=search,
+                    storage=storage,
+                    study=study,
+                    out=out,
+                    seed=seed,
+                    data_dir=data_dir,
+                    batch_size=batch_size,
+                    prune=not no_prune,
+                    max_trials=max_trials,
+                    report=not no_report,
+                    **_heartbeat(heartbeat),
+                    progress=_Bars(progress),
+                )
+        except KeyboardInterrupt:
+            stderr.print(
+                "[yellow]interrupted[/]: finished trials are kept in the study; run the same command "
+                "(same --out, or --storage and --study) to continue"
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    if as_json:
+        print_json(_finite(result.to_dict()))
+    else:
+        _print(result)
+
+
+@tune_app.command("worker")
+def worker(
+    study: Annotated[str, typer.Option("--study", help="The study's name, as given to `lrpilot tune`.")],
+    storage: Annotated[str, typer.Option("--storage", help="The study's storage URL (postgresql://…).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where a best trial's weights go (default: runs/tune-worker-STUDY).")
+    ] = None,
+    heartbeat: Annotated[
+        float | None,
+        typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a line.")] = False,
+) -> None:
+    """Join a study started by `lrpilot tune --storage … --study …` and run its trials until none is left."""
+    from lrpilot.tuning import work
+
+    with errors_as_messages():
+        try:
+            with _progress() as progress:
+                summary = work(study, storage, out=out, progress=_Bars(progress), **_heartbeat(heartbeat))
+        except KeyboardInterrupt:
+            stderr.print("[yellow]interrupted[/]: the trial in progress goes back to the queue")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    if as_json:
+        print_json(
+            {
+                "study": summary.study_name,
+                "trials_run": summary.trials_run,
+                "completed": summary.completed,
+                "total": summary.total,
+            }
+        )
+    else:
+        console.print(
+            f"ran {len(summary.trials_run)} trials of {escape(summary.study_name)} "
+            f"({summary.completed} of {summary.total} completed in the study)"
+        )

@@ -1,0 +1,162 @@
+"""The Optuna study behind `tune`: its storage, the configuration every worker reads from it, and
+the bookkeeping of trials (steps spent, which trials count, retries of failed ones).
+
+Everything a worker needs is in the study itself (``study.user_attrs["lrpilot"]``), so a worker
+on another machine needs only the study's name and the storage URL. A trial that dies with its
+worker is found by Optuna's heartbeat (its ``RUNNING`` state goes stale), marked ``FAIL`` and
+re-queued with the same parameters by `RetryHeartbeatStaleTrialCallback`; a trial stopped by Ctrl-C queues
+its own retry before the worker exits. Either way the retry carries ``failed_trial`` (the number it
+replaces), so no design point is lost and none runs twice to completion.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["CONFIG_KEY", "SCHEMA", "StudyConfig", "counted", "open_storage", "requeue", "spent_steps"]
+
+SCHEMA = 1
+CONFIG_KEY = "lrpilot"
+"""The study's user attribute holding `StudyConfig`."""
+MAX_RETRY = 3
+"""A design point whose trial failed (its worker died) is retried at most this often."""
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What a study searches and how, as stored in the study.
+
+    Attributes:
+        target: what to train: ``{"task": ...}`` for a built-in task, else the model, data,
+            evaluation data, task type, method and batch size of a user's model.
+        seed: every trial's seed (initial weights, batch order, dropout): trials differ only in
+            what is searched, so their comparison is not blurred by seed noise.
+        run_steps: the length of a full run (every trial's schedule spans it).
+        space: `Space.to_dict()`.
+        search: what is searched (``lr`` and optionally ``warmup``, ``decay``).
+        rungs: the lengths of the compressed runs a trial trains (and reports) before the full one.
+        reduction: successive halving's reduction factor.
+        horizon_exponent: a rung's run trains at the candidate's LR × (run_steps / rung) ** this.
+        prune: whether bad trials are stopped at the rungs.
+        budget_steps: training steps all trials together may spend (the range test excluded).
+        max_trials: trials that count (design points, sampled ones and their retries' originals).
+        finder: the range test's peak, band, steps and suggestion note (a resumed study reuses them).
+        recommendation: the rules' prior (``Recommendation.to_dict()``).
+    """
+
+    target: dict[str, Any]
+    seed: int
+    run_steps: int
+    space: dict[str, Any]
+    search: list[str]
+    rungs: list[int]
+    reduction: int
+    horizon_exponent: float
+    prune: bool
+    budget_steps: int
+    max_trials: int
+    finder: dict[str, Any]
+    recommendation: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"tune: the study was written by another lrpilot version (schema {data.get('schema')})")
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+def redact(url: str) -> str:
+    """`url` without its password (for messages)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at `url` (``sqlite:///…``, ``postgresql://…``) with heartbeats every
+    `heartbeat` seconds (a trial silent for 3 heartbeats is failed and retried); a URL that does not
+    parse or a server that cannot be reached is a ValueError naming it."""
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    if not isinstance(url, str) or "://" not in url:
+        raise ValueError(f"tune: --storage must be a database URL (sqlite:///tune.db, postgresql://…), got {url!r}")
+    seconds = max(1, round(heartbeat))
+    try:
+        with warnings.catch_warnings():  # heartbeats and their retry callback are flagged experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=seconds,
+                grace_period=3 * seconds,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+            )
+    except ModuleNotFoundError as exc:
+        raise ValueError(
+            f"tune: the storage {redact(url)} needs the database driver {exc.name!r} (pip install it)"
+        ) from exc
+    except Exception as exc:  # sqlalchemy's ArgumentError / OperationalError, optuna's errors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"tune: cannot open the storage {redact(url)}: {reason}") from exc
+
+
+def _steps(trial: optuna.trial.FrozenTrial) -> int:
+    return int(trial.user_attrs.get("steps", 0))
+
+
+def spent_steps(study: optuna.Study) -> int:
+    """Training steps every trial of the study has spent so far (running ones up to their last rung)."""
+    return sum(_steps(t) for t in study.get_trials(deepcopy=False))
+
+
+def is_replacement(trial: optuna.trial.FrozenTrial) -> bool:
+    """A design point or a retry: enqueued, so it runs whatever the cap."""
+    return "fixed_params" in trial.system_attrs or "failed_trial" in trial.system_attrs
+
+
+def counted(study: optuna.Study, before: int | None = None) -> int:
+    """Trials that count toward the cap: not failed (a failure's retry counts instead), not skipped,
+    and (with `before`) numbered below it."""
+    import optuna
+
+    states = (
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.RUNNING,
+        optuna.trial.TrialState.WAITING,
+    )
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=states)
+        if not t.user_attrs.get("skipped") and (before is None or t.number < before)
+    )
+
+
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queue a retry of `trial` (same parameters) that says which trial it replaces, as Optuna's
+    `RetryHeartbeatStaleTrialCallback` does for a trial whose worker died."""
+    import optuna
+
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    original = trial.system_attrs.get("failed_trial", trial.number)
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            system_attrs={"failed_trial": original, "retry_history": history},
+        )
+    )

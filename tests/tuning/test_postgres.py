@@ -1,0 +1,128 @@
+"""Many workers on one study in a real PostgreSQL server (``.ci/run`` starts one on loopback and
+sets ``LRPILOT_TEST_POSTGRES_URL``): three processes share the trials, one is killed in the middle
+of a trial, and the study still completes with every design point run exactly once to the end,
+with the same numbers as a single process on SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+
+URL = os.environ.get("LRPILOT_TEST_POSTGRES_URL")
+pytestmark = pytest.mark.skipif(URL is None, reason="no PostgreSQL server (set LRPILOT_TEST_POSTGRES_URL)")
+
+STEPS = 400
+"""Digits runs of 400 steps (about a second each): long enough to kill a worker inside one."""
+SETTINGS = ["--task", "digits", "--steps", str(STEPS), "--budget", "20", "--max-trials", "5", "--no-prune"]
+HEARTBEAT = "1"
+CLI = [sys.executable, "-c", "from lrpilot.cli import main; main()"]
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as handle:  # the child keeps its own descriptor
+        return subprocess.Popen([*CLI, *args], stdout=handle, stderr=subprocess.STDOUT, env=env)
+
+
+def _wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def storage() -> Iterator[optuna.storages.RDBStorage]:
+    """One connection pool for the test's looks at the study (one per look would exhaust the server)."""
+    assert URL is not None
+    store = optuna.storages.RDBStorage(URL)
+    yield store
+    store.engine.dispose()
+
+
+def _load(name: str, storage: optuna.storages.RDBStorage) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
+def test_three_workers_share_a_study_and_survive_a_killed_one(
+    tmp_path: Path, storage: optuna.storages.RDBStorage
+) -> None:
+    assert URL is not None
+    name = f"lrpilot-test-{uuid.uuid4().hex[:8]}"
+    common = ["--storage", URL, "--study", name, "--heartbeat", HEARTBEAT]
+    coordinator = _spawn(["tune", *SETTINGS, *common, "--out", str(tmp_path / "run"), "--json"], tmp_path / "a.log")
+    _wait_for(lambda: (s := _load(name, storage)) is not None and "lrpilot" in s.user_attrs, 120, "the study")
+    workers = [
+        _spawn(["tune", "worker", *common, "--out", str(tmp_path / f"w{i}")], tmp_path / f"w{i}.log") for i in (1, 2)
+    ]
+    victim = workers[0]
+
+    def victim_is_training() -> bool:
+        study = _load(name, storage)
+        assert study is not None
+        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        return any(t.user_attrs.get("worker", "").endswith(f":{victim.pid}") for t in running)
+
+    _wait_for(victim_is_training, 120, "the first worker to start a trial")
+    time.sleep(0.3)  # inside its training loop
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(30)
+    assert workers[1].wait(300) == 0, (tmp_path / "w2.log").read_text()
+    assert coordinator.wait(300) == 0, (tmp_path / "a.log").read_text()
+
+    study = _load(name, storage)
+    assert study is not None
+    trials = study.get_trials()
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(failed) == 1  # the killed worker's trial, failed by a heartbeat check
+    assert failed[0].user_attrs["worker"].endswith(f":{victim.pid}")
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number)
+    assert retry.state == optuna.trial.TrialState.COMPLETE
+    assert retry.params == failed[0].params
+    design = sorted(
+        t.params["lr"] for t in trials if "fixed_params" in t.system_attrs and "failed_trial" not in t.system_attrs
+    )
+    assert sorted(t.params["lr"] for t in completed) == design  # none lost, none run twice
+    assert len(design) == 5
+    assert len({t.user_attrs["worker"] for t in trials if "worker" in t.user_attrs}) >= 2  # shared out
+
+    # a single process on SQLite, same settings: the same numbers for every design point
+    single = subprocess.run(
+        [*CLI, "tune", *SETTINGS, "--out", str(tmp_path / "single"), "--json", "--no-report"],
+        capture_output=True,
+        check=True,
+        timeout=600,
+    )
+    assert single.returncode == 0
+    alone = optuna.load_study(study_name="lrpilot-digits", storage=f"sqlite:///{tmp_path / 'single' / 'tune.db'}")
+    by_lr = {t.params["lr"]: t.value for t in alone.get_trials() if t.state == optuna.trial.TrialState.COMPLETE}
+    assert {t.params["lr"]: t.value for t in completed} == by_lr
+
+
+def test_a_worker_without_a_study_is_told_how_to_start_one(tmp_path: Path) -> None:
+    assert URL is not None
+    done = subprocess.run(
+        [*CLI, "tune", "worker", "--storage", URL, "--study", "no-such-study"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    message = done.stdout.decode() + done.stderr.decode()
+    assert "no lrpilot study 'no-such-study'" in message
+    assert "lrpilot:lrpilot@" not in message  # the password is not printed

@@ -1,0 +1,148 @@
+"""`lrpilot.tune` on the digits task with its default SQLite study: the search, its budget, the
+model and report it leaves, continuing a study, Ctrl-C, and bad input before any work."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+
+from lrpilot.tuning import DB_FILE, Space, tune
+from lrpilot.tuning._space import DESIGN, parse_search
+from lrpilot.tuning._tune import FIRST_TRIAL_SHARE
+
+STEPS = 90
+"""Runs of 90 digits steps: a second or so each on one thread."""
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _study(run_dir: Path) -> optuna.Study:
+    return optuna.load_study(study_name="lrpilot-digits", storage=f"sqlite:///{run_dir / DB_FILE}")
+
+
+def test_tune_searches_around_the_range_test_and_keeps_the_best_run(tmp_path: Path) -> None:
+    result = tune("digits", steps=STEPS, budget=3.0, out=tmp_path / "run")
+    finder_peak = result.finder["peak_lr"]
+    lrs = [t.candidate.peak_lr for t in result.trials]
+    # the design comes first, in order: the range test's peak, then ×½, ×2, ...
+    assert lrs[0] == pytest.approx(finder_peak, rel=1e-2)
+    assert lrs[1] == pytest.approx(finder_peak * DESIGN[1], rel=1e-2)
+    assert all(result.space.low <= lr <= result.space.high for lr in lrs)
+    completed = [t for t in result.trials if t.state == "COMPLETE"]
+    assert result.value == min(t.value for t in completed if t.value is not None)
+    assert result.metrics["val_loss"] == pytest.approx(result.value)
+    # every trial that ran trained the compressed rung run first
+    assert all(set(t.intermediate) == {STEPS // 3} for t in result.trials if t.steps)
+    # the budget (range test included) holds
+    spent = result.finder["steps"] + sum(t.steps for t in result.trials)
+    assert result.run_equivalents == pytest.approx(spent / STEPS)
+    assert result.run_equivalents <= 3.0 + 1e-9
+    # the winner's weights are the run's model: loading them reproduces its validation loss
+    from lrpilot.tasks import get_task
+
+    task = get_task("digits")
+    model = task.build_model(0)
+    assert result.model_path is not None
+    model.load_state_dict(torch.load(result.model_path, weights_only=True))
+    assert task.metrics(model).loss == pytest.approx(result.value, rel=1e-6)
+    assert result.report_path is not None
+    assert result.report_path.is_file()
+    assert not (result.run_dir / "trials").exists()  # the losers' folders are gone
+
+
+def test_a_rerun_continues_the_study_without_repeating_anything(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    again = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    assert any("continued the study" in note for note in again.notes)
+    assert [t.to_dict() for t in again.trials] == [t.to_dict() for t in first.trials]
+    assert again.best == first.best
+    assert again.value == first.value
+
+
+def test_ctrl_c_loses_no_finished_trial_and_the_rerun_finishes_the_interrupted_one(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    seen: list[str] = []
+
+    def interrupt_second_trial(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        if phase.startswith("trial "):
+            seen.append(phase)
+        if len(seen) == 2 and phase == "train" and done == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune("digits", steps=STEPS, budget=5.0, max_trials=3, prune=False, out=out, progress=interrupt_second_trial)
+    states = {t.number: t.state.name for t in _study(out).get_trials()}
+    assert states[0] == "COMPLETE"
+    assert states[1] == "FAIL"
+    result = tune("digits", steps=STEPS, budget=5.0, max_trials=3, prune=False, out=out, report=False)
+    trials = result.trials
+    retry = next(t for t in trials if t.retry_of == 1)
+    assert retry.state == "COMPLETE"
+    assert retry.candidate == next(t for t in trials if t.number == 1).candidate
+    finished = [t.candidate.peak_lr for t in trials if t.state == "COMPLETE"]
+    assert len(finished) == len(set(finished)) == 3  # every design point once: none lost, none twice
+    # the first trial was not re-run: its value is the one stored before the interruption
+    assert next(t for t in trials if t.number == 0).value == pytest.approx(trials[0].value)
+
+
+def test_searching_warmup_and_decay_uses_the_recipe_first(tmp_path: Path) -> None:
+    result = tune("digits", steps=STEPS, budget=3.0, search="lr,warmup,decay", out=tmp_path / "run", report=False)
+    first = result.trials[0].candidate
+    assert first.decay == "cosine"
+    assert first.warmup == pytest.approx(0.1)
+    assert result.space.decays == ("cosine", "linear", "wsd")
+    assert 0.1 in result.space.warmups
+    assert math.isfinite(result.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"search": "lr,momentum"}, "--search must be one of"),
+        ({"budget": 1.2}, "cannot pay for the range test"),
+        ({"budget": "soon"}, "--budget must be"),
+        ({"storage": "postgresql://nobody:secret@127.0.0.1:1/none"}, "cannot open the storage"),
+        ({"storage": "not a url"}, "must be a database URL"),
+        ({"max_trials": 0}, "max_trials"),
+    ],
+)
+def test_bad_input_is_refused_before_any_work(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=message) as caught:
+        tune("digits", steps=STEPS, out=out, **kwargs)
+    assert "secret" not in str(caught.value)  # a storage password never shows
+    assert not (out / "trials").exists()
+
+
+def test_a_study_with_other_settings_is_not_continued(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    with pytest.raises(ValueError, match=r"created with other settings.*seed"):
+        tune("digits", steps=STEPS, budget=3.0, out=out, seed=1)
+    with pytest.raises(ValueError, match=r"created with other settings.*search"):
+        tune("digits", steps=STEPS, budget=3.0, out=out, search="lr,decay")
+
+
+def test_space_covers_the_band_and_16x_around_the_peak() -> None:
+    from lrpilot.tasks import get_task
+
+    recipe = get_task("digits").recipe
+    space = Space.around(1e-3, (5e-4, 2e-3), recipe, ("lr",))
+    assert (space.low, space.high) == (2.5e-4, 4e-3)
+    wide = Space.around(1e-3, (1e-5, 1e-1), recipe, ("lr",))
+    assert (wide.low, wide.high) == (1e-5, 1e-1)
+    assert [p["lr"] for p in space.design(1e-3, recipe, 10)] == [1e-3, 5e-4, 2e-3, 2.5e-4, 4e-3]
+    assert parse_search("decay") == ("lr", "decay")
+    assert FIRST_TRIAL_SHARE > 1
