@@ -2,9 +2,10 @@
 
 For each built-in task and seed, from the same initial model and batch order:
 
-    fit           ``lrpilot.fit(task, seed=...)``: rules, range test (100 steps), the recipe at the
-                  found peak, training under the guard, 4 evaluations, model saved (``report=False``:
-                  the HTML report's plotting is not counted)
+    fit           ``lrpilot.fit(task, seed=...)``: rules, range test (from 10× below the rules' band,
+                  12.5 steps a decade, stopped at divergence), the recipe at the found peak, training
+                  under the guard, 3 quick evaluations and a full one, model saved
+                  (``report=False``: the HTML report's plotting is not counted)
     train@fit     ``lrpilot.tasks.train`` at fit's peak: the single training run fit's cost is
                   compared with (same recipe and batches, no search, no guard, one evaluation)
     hf-default    Hugging Face ``TrainingArguments`` defaults: 5e-5, linear decay to 0, no warmup,
@@ -23,6 +24,7 @@ of the grid's best loss on every task, at ≤ 1.2× the cost of one training run
 
     nice -n 10 python benchmarks/fit_vs_defaults.py --tasks digits shakespeare --seeds 0
     nice -n 10 python benchmarks/fit_vs_defaults.py --tasks sst2-full sst2-lora --seeds 0   # SST-2 on disk
+    nice -n 10 python benchmarks/fit_vs_defaults.py --tasks digits --seeds 0 1 2 3 4 --fit-only
 
 Results are merged into ``benchmarks/data/fit_vs_defaults.json`` (one entry per task, method and seed).
 """
@@ -161,12 +163,15 @@ def warm_up(name: str) -> None:
         lrpilot.fit(name, budget=10, finder_steps=10, out=Path(tmp) / "run", report=False)
 
 
-def run_task(name: str, seed: int) -> dict[str, dict[str, Any]]:
+def run_task(name: str, seed: int, fit_only: bool = False) -> dict[str, dict[str, Any]]:
+    """Every method on one task and seed (`fit_only`: fit and train@fit, the rows fit's code changes)."""
     task = get_task(name)
     out: dict[str, dict[str, Any]] = {}
     out["fit"] = run_fit(task, seed)
     print(f"  {name} seed {seed} fit: {out['fit']['val_loss']:.4f} in {out['fit']['wall_time_s']:.1f} s", flush=True)
     out["train@fit"] = run_train(task, out["fit"]["peak_lr"], seed)
+    if fit_only:
+        return out
     for method, (variant, peak) in baselines(task).items():
         out[method] = run_train(variant, peak, seed)
         print(f"  {name} seed {seed} {method}: {out[method]['val_loss']:.4f}", flush=True)
@@ -225,6 +230,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
+    parser.add_argument(
+        "--fit-only", action="store_true", help="re-run fit and train@fit only, keeping the stored baselines"
+    )
     args = parser.parse_args()
     doc: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}}
     if not args.table_only:
@@ -240,7 +248,8 @@ def main() -> None:
             entry["grid_best"] = grid_best(name)
             warm_up(name)
             for seed in args.seeds:
-                entry["runs"][str(seed)] = run_task(name, seed)
+                runs = entry["runs"].setdefault(str(seed), {})
+                runs.update(run_task(name, seed, fit_only=args.fit_only))
                 args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print(table(doc))
 

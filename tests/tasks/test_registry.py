@@ -125,7 +125,7 @@ def test_recipe_shortened_keeps_the_shape() -> None:
         (
             "decay",
             "cosin",
-            r"Recipe: decay must be one of \['cosine', 'linear'\], got 'cosin' \(did you mean 'cosine'\?\)",
+            r"Recipe: decay must be one of \['cosine', 'linear', 'wsd'\], got 'cosin' \(did you mean 'cosine'\?\)",
         ),
         ("floor_ratio", 1.5, r"Recipe: floor_ratio must be in \[0.0, 1.0\], got 1.5"),
         ("batch_size", 0, r"Recipe: batch_size must be an integer in \[1, ∞\], got 0"),
