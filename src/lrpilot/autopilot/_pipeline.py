@@ -63,8 +63,6 @@ Progress = Callable[[str, int, "int | None", float, float], None]
 """``progress(phase, done, total, lr, loss)`` as a phase advances (``load``, ``range test``,
 ``train``, ``evaluate``, ``save``, ``report``); ``total`` None for phases without a count, lr and loss NaN where
 they do not apply."""
-EvalCallback = Callable[[int, dict[str, float]], None]
-"""``on_eval(step, metrics)`` after each evaluation during training (`_metrics`' names)."""
 StepCallback = Callable[[int, float, float], None]
 """``callback(step, lr, loss)`` after every training step; raising KeyboardInterrupt stops the run
 as Ctrl-C does."""
@@ -339,15 +337,12 @@ def _train(
     clock: _Clock,
     drift: Drift | None = None,
     eval_at: Collection[int] = (),
-    on_eval: EvalCallback | None = None,
-    final_limit: int | None = None,
 ) -> _Trained:
     """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back), with
     evaluations every quarter (or after the steps in `eval_at`; always at the end) and per-layer
-    update ratios; Ctrl-C or a guard that gives up ends the loop with the weights as they are.
-    `on_eval(step, metrics)` sees each evaluation and may raise to stop the run; the guard is
-    closed either way. Evaluations before the end score `QUICK_EVAL` examples, the last one
-    `final_limit` (None: all)."""
+    update ratios; Ctrl-C or a guard that gives up ends the loop with the weights as they are (any
+    other exception propagates, the guard closed). Evaluations before the end score `QUICK_EVAL`
+    examples, the last one all."""
     from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
     total = recipe.total_steps
@@ -378,10 +373,8 @@ def _train(
                 if done > t and (done in checkpoints or done == total):
                     with clock.phase("evaluate"):
                         progress("evaluate", done, total, math.nan, math.nan)
-                        limit = final_limit if done == total else QUICK_EVAL
+                        limit = None if done == total else QUICK_EVAL
                         final = _eval_into(_metrics(task, model, drift, limit), done, evals)
-                    if on_eval is not None:
-                        on_eval(done, final)
     except KeyboardInterrupt:
         status = "interrupted"
         notes.append(f"interrupted by the user at step {guard.step_count} of {total}; the weights so far were saved")

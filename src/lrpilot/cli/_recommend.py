@@ -81,16 +81,22 @@ def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
             _print_table(rec)
         elif fmt == "json":
             print_json(rec.to_dict())
-        elif fmt in ("hf", "trl"):
-            print_json(to_hf(rec) if fmt == "hf" else to_trl(rec))
-        elif fmt == "axolotl":
-            typer.echo(to_axolotl(rec), nl=False)
-        elif fmt == "torchtune":
-            typer.echo(shlex.join(to_torchtune(rec)))
-        elif fmt == "llama-cpp":
-            typer.echo(shlex.join(to_llama_cpp(rec, epochs=epochs)))
         else:
-            typer.echo(to_pytorch(rec), nl=False)
+            emit(rec, fmt, epochs=epochs)
+
+
+def emit(rec: Recommendation, fmt: str, *, epochs: int | None = None) -> None:
+    """Print `rec` as one of `FORMATS` (``lrpilot recommend`` and ``lrpilot tune`` share it)."""
+    if fmt in ("hf", "trl"):
+        print_json(to_hf(rec) if fmt == "hf" else to_trl(rec))
+    elif fmt == "axolotl":
+        typer.echo(to_axolotl(rec), nl=False)
+    elif fmt == "torchtune":
+        typer.echo(shlex.join(to_torchtune(rec)))
+    elif fmt == "llama-cpp":
+        typer.echo(shlex.join(to_llama_cpp(rec, epochs=epochs)))
+    else:
+        typer.echo(to_pytorch(rec), nl=False)
 
 
 def _print_rules(fmt: str) -> None:

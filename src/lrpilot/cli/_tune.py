@@ -14,9 +14,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from lrpilot import _validate as check
 from lrpilot.cli._find import _check_sst2, _finite, _progress
 from lrpilot.cli._fit import EXIT_INTERRUPTED, _Bars, _threads
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
+from lrpilot.cli._recommend import OUTPUTS, emit
 
 if TYPE_CHECKING:
     from lrpilot.tuning import TuneResult
@@ -115,7 +117,15 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
         float | None,
         typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    output: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output: table, json, or the tuned settings for hf, trl, axolotl, torchtune, llama-cpp, pytorch.",
+        ),
+    ] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Write run.json only, no HTML report.")] = False,
 ) -> None:
     """Search the peak LR for your full training run, keep the best run's model, and report.
@@ -129,10 +139,12 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
         return
     from lrpilot.tuning import tune as run_tune
 
+    fmt = "json" if as_json else output
     with errors_as_messages():
+        check.choice("tune", "--format", fmt, OUTPUTS)
         if task is not None and task.startswith("sst2") and model is None:
             _check_sst2(data_dir)
-        if not as_json:
+        if fmt == "table":
             what = str(model) if model is not None else (task or "shakespeare")
             console.print(f"[bold]{escape(what)}[/]: rules → range test → trials (successive halving) → report")
         try:
@@ -165,10 +177,12 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
                 "(same --out, or --storage and --study) to continue"
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
-    if as_json:
+    if fmt == "json":
         print_json(_finite(result.to_dict()))
-    else:
+    elif fmt == "table":
         _print(result)
+    else:
+        emit(result.recommendation, fmt)
 
 
 @tune_app.command("worker")

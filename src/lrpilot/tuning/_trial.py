@@ -1,6 +1,6 @@
-"""One trial of `tune`: train the candidate's full schedule under the guard, report the quick
-validation loss at each rung, stop when the pruner or the budget says so, and keep the weights of
-the best trial so far."""
+"""One trial of `tune`: a run compressed to the rung's length (at the candidate's LR scaled to that
+horizon) whose validation loss the pruner judges, then, if it survives, the full run under the
+guard; the weights of the best trial so far are kept, every other trial's folder is removed."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lrpilot.autopilot._pipeline import QUICK_EVAL, Progress, _Clock, _record, _save, _Target, _train
+from lrpilot.autopilot._pipeline import Progress, _Clock, _record, _save, _Target, _train
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tuning._space import Candidate, Space
 from lrpilot.tuning._study import StudyConfig, counted, is_replacement, requeue, spent_steps
@@ -65,8 +65,8 @@ class TrialRunner:
         folder: Path,
         *,
         eval_at: list[int] | None = None,
-        final_limit: int | None = None,
     ) -> tuple[Any, torch.nn.Module]:
+        """A fresh model (the study's seed) trained on `recipe` at `peak` under the guard."""
         model = self.job.build_model(self.config.seed)
         self.clock = _Clock()
         trained = _train(
@@ -80,7 +80,6 @@ class TrialRunner:
             callback=None,
             clock=self.clock,
             eval_at=eval_at or (),
-            final_limit=final_limit,
         )
         return trained, model
 
@@ -136,7 +135,7 @@ class TrialRunner:
         for rung in rungs:
             short = full.shortened(rung)
             lr = candidate.peak_lr * (full.total_steps / rung) ** config.horizon_exponent
-            trained, _ = self._train(short, lr, folder, eval_at=[rung], final_limit=QUICK_EVAL)
+            trained, _ = self._train(short, lr, folder, eval_at=[rung])  # one evaluation, on every example
             spent += len(trained.history.steps)
             trial.set_user_attr("steps", spent)
             value = self._value(trial, trained)

@@ -12,6 +12,7 @@ reaches its storage.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -126,6 +127,9 @@ class TuneResult:
         study_name, storage: where the study lives (the password left out).
         notes: what the reader must know.
         wall_time_s: seconds this call took (other workers' time not included).
+        finder: the range test's peak, band, steps and notes.
+        recommendation: the rules' `Recommendation` with the winner in it: ``export("hf")`` (or
+            ``trl``, ``axolotl``, ``torchtune``, ``llama-cpp``, ``pytorch``) writes it for your tool.
     """
 
     best: Candidate
@@ -143,10 +147,27 @@ class TuneResult:
     notes: list[str]
     wall_time_s: float
     finder: dict[str, Any]
+    recommendation: Recommendation
 
     @property
     def peak_lr(self) -> float:
         return self.best.peak_lr
+
+    def export(self, fmt: str) -> Any:
+        """The tuned settings in a tool's terms (`lrpilot.rules.FORMATS`): ``hf`` gives
+        ``TrainingArguments`` kwargs, ``axolotl`` a YAML fragment, ``pytorch`` code, …"""
+        from lrpilot.rules import FORMATS, to_axolotl, to_hf, to_llama_cpp, to_pytorch, to_torchtune, to_trl
+
+        exporters = {
+            "hf": to_hf,
+            "trl": to_trl,
+            "axolotl": to_axolotl,
+            "torchtune": to_torchtune,
+            "llama-cpp": to_llama_cpp,
+            "pytorch": to_pytorch,
+        }
+        check.choice("TuneResult.export", "fmt", fmt, FORMATS)
+        return exporters[fmt](self.recommendation)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +186,8 @@ class TuneResult:
             "notes": list(self.notes),
             "wall_time_s": self.wall_time_s,
             "finder": {k: v for k, v in self.finder.items() if k != "result"},
+            "recommendation": self.recommendation.to_dict(),
+            "hf": self.export("hf"),
         }
 
 
@@ -257,14 +280,16 @@ def _build(spec: dict[str, Any]) -> _Target:
 
 
 def _more_to_do(study: optuna.Study, config: StudyConfig) -> bool:
-    """Whether this worker should start another trial: the budget has room for at least a rung's run
-    (or nothing has completed yet), and a queued trial waits or the study has fewer than its cap.
-    Design points the budget cannot pay for stay queued (a larger budget on a re-run runs them)."""
+    """Whether this worker should start another trial: the budget can pay for it to the end (its
+    rung runs and the full run: a trial stopped for want of budget after winning its rung would be
+    compute thrown away), or nothing has completed yet; and a queued trial waits or the study has
+    fewer than its cap. Design points the budget cannot pay for stay queued (a re-run with a larger
+    budget runs them)."""
     import optuna
 
-    first = config.rungs[0] if config.rungs else config.run_steps
+    whole = sum(config.rungs) + config.run_steps  # what a trial costs if it survives every rung
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if completed and spent_steps(study) + first > config.budget_steps:
+    if completed and spent_steps(study) + whole > config.budget_steps:
         return False
     if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         return True
@@ -459,6 +484,7 @@ def tune(
         notes=notes,
         clock=clock,
         report=report,
+        rec=rec,
     )
 
 
@@ -584,6 +610,7 @@ def _finish(
     notes: list[str],
     clock: _Clock,
     report: bool,
+    rec: Recommendation,
 ) -> TuneResult:
     """The winner's weights and record into the run directory, the report, the result."""
     from lrpilot.report import read_run
@@ -615,7 +642,8 @@ def _finish(
         f"{spent_steps(study)} trial steps, {config.run_steps} steps a run); best: trial {best.number}, "
         f"{best.candidate.describe()}, val loss {best.value:.4g}"
     )
-    schedule = best.candidate.recipe(runner.recipe).schedule(best.candidate.peak_lr).to_string()
+    tuned = _tuned(rec, best, trials, runner.recipe, space)
+    schedule = tuned.schedule.to_string()
     report_path = None
     timings = dict(clock.timings)
     timings["total"] = clock.elapsed
@@ -648,6 +676,35 @@ def _finish(
         notes=notes,
         wall_time_s=clock.elapsed,
         finder=config.finder,
+        recommendation=tuned,
+    )
+
+
+def _tuned(
+    rec: Recommendation, best: TrialSummary, trials: list[TrialSummary], recipe: Recipe, space: Space
+) -> Recommendation:
+    """The rules' recommendation with the search's answer in it, so that every exporter of
+    `lrpilot.rules` (HF, TRL, axolotl, torchtune, llama.cpp, PyTorch) writes the tuned settings.
+    Its band brackets the winner by the nearest LRs tried below and above it (all did worse)."""
+    fitted = best.candidate.recipe(recipe)
+    peak = best.candidate.peak_lr
+    tried = sorted({t.candidate.peak_lr for t in trials if t.steps and t.number != best.number})
+    low = max((lr for lr in tried if lr < peak), default=space.low)
+    high = min((lr for lr in tried if lr > peak), default=space.high)
+    return dataclasses.replace(
+        rec,
+        peak_lr=peak,
+        low=low,
+        high=high,
+        schedule=fitted.schedule(peak),
+        warmup_steps=fitted.warmup_steps,
+        floor_ratio=fitted.floor_ratio,
+        confidence="high",
+        notes=(
+            *rec.notes,
+            f"tuned by lrpilot tune: trial {best.number} of {len(trials)} ({best.candidate.describe()}, "
+            f"val loss {best.value:.4g}); the rules' prior was {rec.peak_lr:.3g}",
+        ),
     )
 
 
