@@ -369,8 +369,9 @@ def _tune(record: RunRecord, figure: str | None) -> str:
     trials = [t for t in all_trials if t.get("stopped") != "skipped"]
     completed = sum(1 for t in trials if t.get("state") == "COMPLETE")
     intro = (
-        "<p>Each trial first trains a short run, compressed to a fraction of the length (the rung). Trials "
-        "whose quick validation loss there is among the worst stop; the rest train the full run, whose final "
+        "<p>Each trial first trains a short run, compressed to a third of the length at its LR scaled to that "
+        "horizon (the rung). Trials whose validation loss there is not among the best third stop; the rest "
+        "train the full run, whose final "
         "validation loss is the trial's value. A rung loss comes from a different, shorter run: it is not "
         "comparable to a final loss.</p>"
     )

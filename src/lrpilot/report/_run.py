@@ -170,7 +170,8 @@ class RunRecord:
         status: one of `STATUSES`.
         tune: for a run `lrpilot.tune` chose, its search: ``trials`` (each with its peak LR, state,
             final and rung losses, steps and why it stopped), ``space``, ``best`` (the trial
-            number) and ``run_equivalents``; None otherwise.
+            number), ``run_equivalents``, and the range test's ``finder_peak`` and ``band``;
+            None otherwise.
     """
 
     title: str

@@ -20,7 +20,7 @@ from lrpilot.report.plots import _pyplot
 
 __all__ = ["STOPPED_LABEL", "plot_tune", "rung_losses", "trial_kind"]
 
-STOPPED_LABEL = "stopped at the rung (quick loss of the short run)"
+STOPPED_LABEL = "stopped at the rung (loss of its short run)"
 """The legend's words for a trial pruned at a rung: its loss is the compressed run's, not a final one."""
 
 _DONE, _STOPPED, _BEST, _SPACE, _BAD, _FAILED = "#1f6feb", "#e36209", "#d73a49", "#28a745", "#b31d28", "#959da5"
@@ -32,7 +32,7 @@ def _float(x: Any) -> float:
 
 
 def rung_losses(trial: Mapping[str, Any]) -> list[tuple[int, float]]:
-    """The trial's quick validation loss at each rung it reached, ``(rung step, loss)`` by step."""
+    """The trial's validation loss at each rung it reached (of the short run), ``(rung step, loss)`` by step."""
     values = trial.get("intermediate") or {}
     return sorted((int(k), _float(v)) for k, v in values.items())
 
@@ -70,13 +70,28 @@ def _ylim(points: list[float]) -> tuple[float, float, float]:
     return low - 0.08 * span, high + 0.22 * span, high + 0.13 * span
 
 
+def _shade(ax: Any, tune: Mapping[str, Any]) -> None:
+    """The searched interval (shaded), the range test's band (hatched) and its peak (dashed)."""
+    space = tune.get("space") or {}
+    low, high = _float(space.get("low")), _float(space.get("high"))
+    if math.isfinite(low) and math.isfinite(high) and 0 < low < high:
+        ax.axvspan(low, high, color=_SPACE, alpha=0.1, label=f"searched {low:.3g} – {high:.3g}")
+    band = [_float(x) for x in tune.get("band") or ()]
+    if len(band) == 2 and all(math.isfinite(x) and x > 0 for x in band) and band[0] < band[1]:
+        ax.axvspan(*band, color=_SPACE, alpha=0.18, hatch="//", fill=False, label="range test's band")
+    finder_peak = _float(tune.get("finder_peak"))
+    if math.isfinite(finder_peak) and finder_peak > 0:
+        ax.axvline(finder_peak, color=_SPACE, linestyle="--", linewidth=1, label=f"range test {finder_peak:.3g}")
+
+
 def plot_tune(tune: Mapping[str, Any], path: str | Path, *, title: str | None = None) -> Path:
     """Draw a tune's trials; write a PNG to `path` and return it.
 
     The loss against the peak LR on a log axis: the final validation loss of each completed trial
-    (filled), the quick loss of the short run at the rung for a trial stopped there (hollow: a
+    (filled), the loss of the short run at the rung for a trial stopped there (hollow: a
     different run, not comparable to a final loss), diverged trials as crosses along the top, the
-    winner as a star with its LR written beside it and the searched interval shaded.
+    winner as a star with its LR written beside it, the searched interval shaded, and the range
+    test's band (hatched) and peak (dashed) where the record has them.
     """
     trials = [t for t in tune.get("trials", []) if trial_kind(t) != "none"]
     if not trials:
@@ -92,10 +107,7 @@ def plot_tune(tune: Mapping[str, Any], path: str | Path, *, title: str | None = 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
     try:
-        space = tune.get("space") or {}
-        low, high = _float(space.get("low")), _float(space.get("high"))
-        if math.isfinite(low) and math.isfinite(high) and 0 < low < high:
-            ax.axvspan(low, high, color=_SPACE, alpha=0.1, label=f"searched {low:.3g} – {high:.3g}")
+        _shade(ax, tune)
         if done:
             lrs = [_float(t["peak_lr"]) for t in done]
             ax.scatter(lrs, [_float(t["value"]) for t in done], color=_DONE, s=40, zorder=3, label="final val loss")

@@ -121,7 +121,7 @@ class TrialRunner:
     def _run(self, trial: optuna.Trial, candidate: Candidate, folder: Path) -> float:
         """Successive halving with restarts: at each rung a fresh run of the recipe compressed to
         the rung's length (warmup and decay included), at the candidate's LR scaled to that
-        horizon, reports its quick validation loss; a trial that survives every rung trains the
+        horizon, reports its validation loss; a trial that survives every rung trains the
         full run, whose final loss is the trial's value. A compressed run, unlike the first steps
         of the full one, has annealed: comparing LRs by the loss in the middle of a long run
         favours the highest (they descend fastest before the decay), and it pruned the best LR on

@@ -2,12 +2,12 @@
 machine or many, at a few runs' cost.
 
 `tune` starts a study (or continues one): rules and a range test give the prior, a fixed design
-around the range test's peak is enqueued, and trials run the user's full schedule under the guard,
-reporting a quick validation loss at successive halving's rungs, where bad trials stop. After the
-design, Optuna's TPE sampler proposes the rest inside the same interval until the budget (in
-run-equivalents) is spent. The best completed trial *is* the final model (trained with the guard
-on, at the full length): no run is repeated. `work` joins an existing study from any machine that
-reaches its storage.
+around the range test's peak is enqueued, and each trial first trains the user's schedule
+compressed to a third of the run (successive halving's rung, where bad trials stop), then the full
+run under the guard. After the design, Optuna's TPE sampler proposes the rest inside the same
+interval until the budget (in run-equivalents) is spent. The best completed trial *is* the final
+model (trained with the guard on, at the full length): no run is repeated. `work` joins an
+existing study from any machine that reaches its storage.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class TrialSummary:
     """The final validation loss (completed trials)."""
     steps: int
     intermediate: dict[int, float]
-    """Quick validation loss at each rung reached."""
+    """Validation loss of the compressed run at each rung reached."""
     stopped: str | None
     """Why a pruned trial stopped: ``pruned`` (worse than the others at a rung), ``budget``,
     ``diverged``, ``skipped`` (beyond the study's trial count)."""
@@ -360,13 +360,17 @@ def summaries(study: optuna.Study) -> list[TrialSummary]:
     return out
 
 
-def tune_dict(trials: list[TrialSummary], space: Space, best: int | None, run_equivalents: float) -> dict[str, Any]:
-    """The report's ``tune`` section."""
+def tune_dict(
+    trials: list[TrialSummary], space: Space, best: int | None, run_equivalents: float, finder: dict[str, Any]
+) -> dict[str, Any]:
+    """The report's ``tune`` section (`lrpilot.report.RunRecord.tune`)."""
     return {
         "trials": [t.to_dict() for t in trials],
         "space": space.to_dict(),
         "best": best,
         "run_equivalents": run_equivalents,
+        "finder_peak": finder.get("peak_lr"),
+        "band": finder.get("band"),
     }
 
 
@@ -651,7 +655,7 @@ def _finish(
         record.title = f"lrpilot tune: {runner.target.label}"
         record.notes = [*config.finder.get("notes", []), *notes]
         record.timings = timings
-        record.tune = tune_dict(trials, space, best.number, equivalents)
+        record.tune = tune_dict(trials, space, best.number, equivalents, config.finder)
         if report:
             from lrpilot.report import write_report
 
