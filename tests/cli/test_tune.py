@@ -1,0 +1,74 @@
+"""`lrpilot tune` through the real typer app: the digits task end to end (table, JSON, a tool's
+settings), continuing a run directory, and bad input (exit 2, one clear line)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lrpilot.cli._app import app
+from lrpilot.report import read_run
+
+runner = CliRunner()
+DIGITS = ["tune", "--task", "digits", "--steps", "90"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_json_then_a_tools_settings_from_the_same_study(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, [*DIGITS, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    best = payload["best"]["peak_lr"]
+    assert payload["value"] == min(t["value"] for t in payload["trials"] if t["value"] is not None)
+    assert payload["run_equivalents"] <= 3.0
+    assert payload["hf"]["learning_rate"] == best
+    assert payload["hf"]["max_steps"] == 90
+    assert payload["recommendation"]["confidence"] == "high"
+    record = read_run(out)
+    assert record.tune is not None
+    assert record.tune["best"] == next(t["number"] for t in payload["trials"] if t["value"] == payload["value"])
+    assert record.tune["band"] == payload["finder"]["band"]
+    assert (out / "tune.png").is_file()
+    # the same command with a tool's format continues the finished study: no new trial, its settings
+    again = runner.invoke(app, [*DIGITS, "--out", str(out), "--format", "axolotl"])
+    assert again.exit_code == 0, again.output
+    assert f"learning_rate: {best:g}" in again.stdout
+    assert "warmup_steps: 9" in again.stdout
+
+
+def test_the_table_names_the_winner_and_the_compute(tmp_path: Path) -> None:
+    result = runner.invoke(app, [*DIGITS, "--out", str(tmp_path / "run"), "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert "trials of lrpilot-digits" in result.stdout
+    assert "run-equivalents" in result.stdout
+    assert "best: lr" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "yaml"], "--format must be one of"),
+        (["--search", "lr,beta2"], "--search must be one of"),
+        (["--budget", "1"], "cannot pay for the range test"),
+        (["--storage", "mysql://nobody:hunter2@127.0.0.1:1/x"], "cannot open the storage"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, [*DIGITS, "--out", str(tmp_path / "run"), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "hunter2" not in result.output
+    assert "Traceback" not in result.output
