@@ -262,8 +262,8 @@ def _range_test(
         progress("range test", point + 1, count, lr, loss)
 
     notes: list[str] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
+    try:  # the dropout draws are the seed's, so that a fit (and a tune study) repeats exactly
+        with seeded(seed), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RangeTestWarning)
             result = find_lr(
                 model,
