@@ -195,5 +195,8 @@ def test_forgetting_weight_trades_loss_against_drift(tmp_path: Path) -> None:
     assert notes[0].count("drift") == 5  # the formula, then one per probe
     found = result.finder.peak_lr if result.finder is not None else result.recommendation.peak_lr
     assert result.peak_lr <= found  # a lower LR only ever forgets less
+    assert result.record.tradeoff is not None  # the report's trade-off section draws these
+    assert result.record.tradeoff["chosen"] == result.peak_lr
+    assert len(result.record.tradeoff["points"]) == 4
     assert "drift" in result.metrics
     assert result.record.history.eval_metrics["drift"][-1] == result.metrics["drift"]

@@ -11,6 +11,7 @@ before anything is written, the run directory, and a clean stop on Ctrl-C.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -225,6 +226,8 @@ class _Search:
     finder: Any
     notes: list[str]
     step_seconds: float | None
+    tradeoff: dict[str, Any] | None = None
+    """The forgetting trade-off's probes (`lrpilot.report.RunRecord.tradeoff`), when one was made."""
 
 
 def ramp(rec: Recommendation, steps: int | None = None) -> tuple[float, float, int]:
@@ -539,6 +542,7 @@ def fit(
         trained=trained,
         notes=notes,
         clock=clock,
+        tradeoff=search.tradeoff,
     )
     progress("report", 0, None, math.nan, math.nan)
     report_path = _write(record, run_dir, report, clock)
@@ -633,6 +637,12 @@ def _trade(
         + "; ".join(point.line() for point in points)
         + f"; trained at {best.peak_lr:.3g}"
     )
+    search.tradeoff = {
+        "weight": weight,
+        "probe_share": PROBE_SHARE,
+        "points": [dataclasses.asdict(point) for point in points],
+        "chosen": best.peak_lr,
+    }
     return best.peak_lr
 
 
@@ -662,6 +672,7 @@ def _record(
     trained: _Trained,
     notes: list[str],
     clock: _Clock,
+    tradeoff: dict[str, Any] | None = None,
 ) -> Any:
     from lrpilot.report import LayerStats, RunRecord
 
@@ -682,6 +693,7 @@ def _record(
         timings=timings,
         notes=notes,
         status=trained.status,
+        tradeoff=tradeoff,
     )
 
 

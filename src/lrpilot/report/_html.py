@@ -21,6 +21,7 @@ from lrpilot._version import __version__
 from lrpilot.guard import summarize
 from lrpilot.report._run import RunRecord, finder_from_dict
 from lrpilot.report.run_plots import RATIO_BAND, layer_verdicts
+from lrpilot.report.tradeoff_plots import is_chosen
 from lrpilot.report.tune_plots import rung_losses
 from lrpilot.schedules import Schedule, parse
 from lrpilot.schedules._lint import sample_steps
@@ -30,6 +31,7 @@ __all__ = ["write_report"]
 FIGURES = {
     "range_test": "range_test.png",
     "tune": "tune.png",
+    "tradeoff": "tradeoff.png",
     "schedule": "schedule.png",
     "training": "training.png",
     "layers": "layer_ratios.png",
@@ -116,6 +118,12 @@ def _draw_tune(record: RunRecord, path: Path) -> Path | None:
     return None if record.tune is None else plot_tune(record.tune, path)
 
 
+def _draw_tradeoff(record: RunRecord, path: Path) -> Path | None:
+    from lrpilot.report.tradeoff_plots import plot_tradeoff
+
+    return None if record.tradeoff is None else plot_tradeoff(record.tradeoff, path)
+
+
 def _draw_schedule(record: RunRecord, path: Path) -> Path | None:
     from lrpilot.report.plots import plot_schedule
 
@@ -141,6 +149,7 @@ def _draw_layers(record: RunRecord, path: Path) -> Path | None:
 _DRAW: dict[str, Callable[[RunRecord, Path], Path | None]] = {
     "range_test": _draw_range_test,
     "tune": _draw_tune,
+    "tradeoff": _draw_tradeoff,
     "schedule": _draw_schedule,
     "training": _draw_training,
     "layers": _draw_layers,
@@ -235,6 +244,11 @@ def _chosen(record: RunRecord) -> str:
     peak = _peak(record)
     if peak is None:
         return "No learning rate was recorded."
+    if record.tune is not None:
+        return f"Trained at peak LR <b>{_num(peak, '.3g')}</b>, the best trial of the search below."
+    chosen = None if record.tradeoff is None else _finite(record.tradeoff.get("chosen"))
+    if chosen is not None and math.isclose(peak, chosen, rel_tol=0.02):
+        return f"Trained at peak LR <b>{_num(peak, '.3g')}</b>, the forgetting trade-off's choice (see below)."
     sources = [
         (name, float(d["peak_lr"]))
         for name, d in (("the range test", record.finder), ("the rules", record.recommendation))
@@ -391,6 +405,31 @@ def _tune(record: RunRecord, figure: str | None) -> str:
     return _figure_section("tune", "Tuning", body, "", intro)
 
 
+def _tradeoff(record: RunRecord, figure: str | None) -> str:
+    """The forgetting trade-off ``lrpilot fit --forgetting-weight`` made (a sentence, its figure and
+    a table of the probes); nothing for a run without one."""
+    trade = record.tradeoff
+    if trade is None:
+        return ""
+    share = _finite(trade.get("probe_share"))
+    source = "the range test's peak" if record.finder is not None else "the rules' peak"
+    intro = (
+        f"<p>Each probe trained the recipe for {'—' if share is None else format(share, '.0%')} of the run at "
+        f"1, ½, ¼ and ⅛ of {source} and was scored <code>score = val loss + {_num(trade.get('weight'), 'g')} × "
+        "drift</code>, drift being the mean cosine distance of the model's sentence embeddings from the "
+        "original's on the retention texts (0 = unchanged); the lowest score was trained.</p>"
+    )
+    rows = []
+    for p in trade.get("points") or []:
+        diverged = _finite(p.get("val_loss")) is None
+        lr = _num(_finite(p.get("peak_lr")), ".3g") + (' <span class="muted">(diverged)</span>' if diverged else "")
+        cells = (lr, _num(_finite(p.get("val_loss"))), _num(_finite(p.get("drift"))), _num(_finite(p.get("score"))))
+        rows.append(tuple(f"<b>{c}</b>" for c in cells) if is_chosen(p, trade) else cells)
+    headers = ("peak LR", "val loss", "drift", "score")
+    table = _table(headers, rows, numeric=(0, 1, 2, 3)) if rows else _missing("no probe was recorded")
+    return _figure_section("tradeoff", "Forgetting trade-off", (figure or "") + table, "", intro)
+
+
 def _action_rows(actions: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
     return [
         (
@@ -473,6 +512,7 @@ def _page(record: RunRecord, figures: Mapping[str, str]) -> str:
         _why(record),
         _figure_section("range-test", "Range test", figures.get("range_test"), "not measured: no range test was run"),
         _tune(record, figures.get("tune")),
+        _tradeoff(record, figures.get("tradeoff")),
         _figure_section(
             "schedule", "Schedule", figures.get("schedule"), "not recorded: no schedule spec", schedule_intro
         ),

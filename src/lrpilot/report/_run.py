@@ -172,6 +172,10 @@ class RunRecord:
             final and rung losses, steps and why it stopped), ``space``, ``best`` (the trial
             number), ``run_equivalents``, and the range test's ``finder_peak`` and ``band``;
             None otherwise.
+        tradeoff: for a fit with a forgetting weight, its probes: ``weight`` (w in
+            ``score = val_loss + w × drift``), ``probe_share`` (each probe's share of the run),
+            ``points`` (``peak_lr``, ``val_loss``, ``drift``, ``score`` each, highest LR first) and
+            ``chosen`` (the peak trained with); None otherwise.
     """
 
     title: str
@@ -188,6 +192,7 @@ class RunRecord:
     notes: list[str] = field(default_factory=list)
     status: str = "finished"
     tune: dict[str, Any] | None = None
+    tradeoff: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         owner = "RunRecord"
