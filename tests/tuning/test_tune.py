@@ -146,3 +146,16 @@ def test_space_covers_the_band_and_16x_around_the_peak() -> None:
     assert [p["lr"] for p in space.design(1e-3, recipe, 10)] == [1e-3, 5e-4, 2e-3, 2.5e-4, 4e-3]
     assert parse_search("decay") == ("lr", "decay")
     assert FIRST_TRIAL_SHARE > 1
+
+
+def test_a_larger_budget_on_a_rerun_extends_the_search(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    ran = [t for t in first.trials if t.steps]
+    more = tune("digits", steps=STEPS, budget=5.0, out=out, report=False)
+    assert any("budget raised to 5 runs" in note for note in more.notes)
+    assert len([t for t in more.trials if t.steps]) > len(ran)
+    assert more.run_equivalents <= 5.0 + 1e-9
+    assert more.value <= first.value  # the earlier trials are still there; the best can only improve
+    lrs = [t.candidate.peak_lr for t in more.trials if t.state == "COMPLETE"]
+    assert len(lrs) == len(set(lrs))

@@ -419,8 +419,9 @@ def tune(
     each runs ``lrpilot tune worker --study NAME --storage URL``; default an SQLite file in the run
     directory. `study`: its name (default ``lrpilot-<task>``). Re-running with the same `out` (or
     the same `storage` and `study`) continues the study: no finished trial is repeated, and the
-    range test is not run again. `prune`: successive halving (each trial first trains a run a
-    third as long, at its LR scaled to that length; the best third go on to the full run).
+    range test is not run again; a larger `budget` on the re-run extends the search. `prune`:
+    successive halving (each trial first trains a run a third as long, at its LR scaled to that
+    length; the best third go on to the full run).
     `max_trials`: cap the trials (default: what the budget pays for).
 
     Bad input (an unknown task or search name, a budget too small for one full run plus the range
@@ -467,6 +468,7 @@ def tune(
         _check_same(config, asked, name)
         optuna_study = existing
         notes = [f"continued the study {name!r} ({len(existing.trials)} trials so far)"]
+        config = _raise_budget(existing, config, plan, max_trials=max_trials, recipe=recipe, notes=notes)
     else:
         setup = _Setup(target, spec, recipe, rec, seed, names, prune, max_trials)
         config, peak = _search_prior(setup, net, plan, clock, progress)
@@ -590,6 +592,34 @@ def _create(
     for point in space.design(peak, recipe, config.max_trials):
         study.enqueue_trial(point)
     return study
+
+
+def _raise_budget(
+    study: optuna.Study,
+    config: StudyConfig,
+    plan: float | Budget,
+    *,
+    max_trials: int | None,
+    recipe: Recipe,
+    notes: list[str],
+) -> StudyConfig:
+    """A continued study given a larger budget (in runs) than it was created with gets it: the
+    stored budget and trial cap grow, and design points the old cap left out are queued."""
+    if not isinstance(plan, float):
+        return config
+    wanted = round(plan * config.run_steps) - int(config.finder.get("steps", 0))
+    if wanted <= config.budget_steps:
+        return config
+    cap = max_trials if max_trials is not None else _max_trials(wanted, config.run_steps, config.prune)
+    raised = dataclasses.replace(config, budget_steps=wanted, max_trials=max(cap, config.max_trials))
+    study.set_user_attr(CONFIG_KEY, raised.to_dict())
+    tried = {t.params.get("lr", t.system_attrs.get("fixed_params", {}).get("lr")) for t in study.get_trials()}
+    space = Space.from_dict(config.space)
+    for point in space.design(float(config.finder["peak_lr"]), recipe, raised.max_trials):
+        if point["lr"] not in tried:
+            study.enqueue_trial(point)
+    notes.append(f"budget raised to {plan:g} runs ({wanted} trial steps, up to {raised.max_trials} trials)")
+    return raised
 
 
 def _check_same(config: StudyConfig, asked: dict[str, Any], name: str) -> None:
