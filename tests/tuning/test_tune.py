@@ -69,6 +69,8 @@ def test_a_rerun_continues_the_study_without_repeating_anything(tmp_path: Path) 
     assert [t.to_dict() for t in again.trials] == [t.to_dict() for t in first.trials]
     assert again.best == first.best
     assert again.value == first.value
+    assert again.model_path == first.model_path  # the winner's weights, kept from the first finish
+    assert not any("another machine" in note for note in again.notes)
 
 
 def test_ctrl_c_loses_no_finished_trial_and_the_rerun_finishes_the_interrupted_one(tmp_path: Path) -> None:
@@ -159,3 +161,16 @@ def test_a_larger_budget_on_a_rerun_extends_the_search(tmp_path: Path) -> None:
     assert more.value <= first.value  # the earlier trials are still there; the best can only improve
     lrs = [t.candidate.peak_lr for t in more.trials if t.state == "COMPLETE"]
     assert len(lrs) == len(set(lrs))
+
+
+def test_a_trial_the_budget_stopped_after_its_rung_is_named_and_trained_on_a_larger_rerun(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = tune("digits", steps=STEPS, budget=3.0, seed=3, out=out, report=False)
+    stopped = [t for t in first.trials if t.stopped == "budget"]
+    assert len(stopped) == 1  # on this seed the rung favours ×2; the budget cannot pay its full run
+    note = next(n for n in first.notes if "passed the rung" in n)
+    budget = float(note.rsplit("--budget ", 1)[1].split()[0])
+    more = tune("digits", steps=STEPS, budget=budget, seed=3, out=out, report=False)
+    rerun = [t for t in more.trials if t.candidate == stopped[0].candidate and t.number != stopped[0].number]
+    assert [t.state for t in rerun] == ["COMPLETE"]
+    assert more.run_equivalents <= budget + 1e-9

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DB_FILE", "TrialSummary", "TuneResult", "WorkSummary", "tune", "work"]
 
+FINAL_KEY = "lrpilot_final"
+"""The study's user attribute naming the trial whose weights the run directory holds (a re-run that
+finds the same winner reuses them: the trial folders are gone by then)."""
 DB_FILE = "tune.db"
 """The default storage: an SQLite study in the run directory."""
 REDUCTION = 3
@@ -70,8 +73,8 @@ that it tests the candidate's LR as it would be at the full length; β = 0.3 mat
 task, whose best LR moves ×1.4 between runs of 83 and 250 steps."""
 FIRST_TRIAL_SHARE = RUNG + 1
 """What the first trial costs, in runs: it survives the rung (nothing to lose to yet)."""
-EXTRA_TRIAL_SHARE = RUNG + 1 / REDUCTION
-"""What a later trial costs on average, in runs: the rung's run, and a full run for a third of them."""
+EXTRA_TRIAL_SHARE = RUNG
+"""What a later trial costs at least, in runs: its rung's run (most stop there)."""
 HEARTBEAT = 10.0
 """Seconds between a running trial's heartbeats; a trial silent for three is failed and retried."""
 POLL = 2.0
@@ -207,8 +210,9 @@ def _rungs(run_steps: int) -> list[int]:
 
 
 def _max_trials(budget_steps: int, run_steps: int, prune: bool) -> int:
-    """Trials that fit the budget: the first costs `FIRST_TRIAL_SHARE` runs, each further one
-    `EXTRA_TRIAL_SHARE` on average (one run each without pruning)."""
+    """The most trials the budget could start: the first costs `FIRST_TRIAL_SHARE` runs, each further
+    one at least `EXTRA_TRIAL_SHARE` (one run each without pruning). The budget itself decides how
+    many do start (`_more_to_do`); this caps the design queued and the sampler's trials."""
     if not prune:
         return max(1, budget_steps // run_steps)
     extra = (budget_steps - FIRST_TRIAL_SHARE * run_steps) / (EXTRA_TRIAL_SHARE * run_steps)
@@ -280,16 +284,16 @@ def _build(spec: dict[str, Any]) -> _Target:
 
 
 def _more_to_do(study: optuna.Study, config: StudyConfig) -> bool:
-    """Whether this worker should start another trial: the budget can pay for it to the end (its
-    rung runs and the full run: a trial stopped for want of budget after winning its rung would be
-    compute thrown away), or nothing has completed yet; and a queued trial waits or the study has
-    fewer than its cap. Design points the budget cannot pay for stay queued (a re-run with a larger
-    budget runs them)."""
+    """Whether this worker should start another trial: the budget can pay for its first rung (or
+    nothing has completed yet), and a queued trial waits or the study has fewer than its cap.
+    A rung is worth running even when a full run no longer fits: most trials stop there, and one
+    that wins it is named in the result (a re-run with a larger budget trains it). Design points the
+    budget cannot pay for stay queued (a re-run with a larger budget runs them)."""
     import optuna
 
-    whole = sum(config.rungs) + config.run_steps  # what a trial costs if it survives every rung
+    first = config.rungs[0] if config.rungs else config.run_steps
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if completed and spent_steps(study) + whole > config.budget_steps:
+    if completed and spent_steps(study) + first > config.budget_steps:
         return False
     if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         return True
@@ -613,8 +617,12 @@ def _raise_budget(
     cap = max_trials if max_trials is not None else _max_trials(wanted, config.run_steps, config.prune)
     raised = dataclasses.replace(config, budget_steps=wanted, max_trials=max(cap, config.max_trials))
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
-    tried = {t.params.get("lr", t.system_attrs.get("fixed_params", {}).get("lr")) for t in study.get_trials()}
+    trials = study.get_trials()
+    tried = {t.params.get("lr", t.system_attrs.get("fixed_params", {}).get("lr")) for t in trials}
     space = Space.from_dict(config.space)
+    for t in trials:  # a trial the old budget stopped after its rung goes first: it won its rung
+        if t.user_attrs.get("stopped") == "budget":
+            study.enqueue_trial(t.params, user_attrs={"continues": t.number})
     for point in space.design(float(config.finder["peak_lr"]), recipe, raised.max_trials):
         if point["lr"] not in tried:
             study.enqueue_trial(point)
@@ -659,17 +667,31 @@ def _finish(
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == best.number)
     weights = Path(str(frozen.user_attrs.get("weights", "")))
     model_path, record = None, None
-    if weights.exists() and (weights.parent / RUN_FILE).is_file():
+    kept = study.user_attrs.get(FINAL_KEY, {})
+    if kept.get("trial") == best.number and Path(kept["weights"]).exists():  # an earlier finish kept it
+        model_path = Path(kept["weights"])
+        record = read_run(model_path.parent / RUN_FILE)
+    elif weights.exists() and (weights.parent / RUN_FILE).is_file():
         model_path = run_dir / weights.name
         if weights.resolve() != model_path.resolve():
             (shutil.copytree if weights.is_dir() else shutil.copy2)(weights, model_path)
         record = read_run(weights.parent / RUN_FILE)
+        study.set_user_attr(FINAL_KEY, {"trial": best.number, "weights": str(model_path.resolve())})
     else:
         notes.append(
             f"the best trial ({best.number}) ran on another machine and its weights are not here "
             f"({weights}); its settings are in the result"
         )
     pruned = sum(1 for t in trials if t.state == "PRUNED" and t.stopped != "skipped")
+    unpaid = [t for t in trials if t.stopped == "budget"]
+    if unpaid:
+        rerun = sum(config.rungs) + config.run_steps  # the continued trial trains its rung again, then in full
+        needed = (spent_steps(study) + int(config.finder.get("steps", 0)) + rerun) / config.run_steps
+        names = ", ".join(f"{t.number} ({t.candidate.describe()})" for t in unpaid)
+        notes.append(
+            f"trial(s) {names} passed the rung but the budget could not pay a full run; "
+            f"re-run with --budget {math.ceil(needed * 10) / 10:g} to train the first"
+        )
     notes.append(
         f"{len(completed)} trials completed, {pruned} stopped early, of {len(trials)}; "
         f"compute {equivalents:.2f} run-equivalents (range test {config.finder.get('steps', 0)} steps + "
