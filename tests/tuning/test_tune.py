@@ -174,3 +174,11 @@ def test_a_trial_the_budget_stopped_after_its_rung_is_named_and_trained_on_a_lar
     rerun = [t for t in more.trials if t.candidate == stopped[0].candidate and t.number != stopped[0].number]
     assert [t.state for t in rerun] == ["COMPLETE"]
     assert more.run_equivalents <= budget + 1e-9
+
+
+def test_a_time_budget_becomes_steps_at_the_range_tests_pace(tmp_path: Path) -> None:
+    result = tune("digits", steps=STEPS, budget="15s", out=tmp_path / "run", report=False)
+    assert result.run_equivalents > 1.0  # a digits step costs milliseconds: 15 s pays for several runs
+    assert result.wall_time_s < 45  # and the search stops when it is spent (plus the last trial's end)
+    with pytest.raises(ValueError, match="less than one run"):
+        tune("digits", budget="0.05s", out=tmp_path / "short")
