@@ -182,3 +182,33 @@ def test_a_time_budget_becomes_steps_at_the_range_tests_pace(tmp_path: Path) -> 
     assert result.wall_time_s < 45  # and the search stops when it is spent (plus the last trial's end)
     with pytest.raises(ValueError, match="less than one run"):
         tune("digits", budget="0.05s", out=tmp_path / "short")
+
+
+# peft 0.21 calls a name transformers 5 deprecates when it loads an adapter (lrpilot's own calls filter it)
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_a_users_hugging_face_model_with_lora(tmp_path: Path) -> None:
+    from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
+
+    rows = sst2_rows(120)
+    train = write_rows(tmp_path / "train.csv", rows[:100])
+    evaluation = write_rows(tmp_path / "eval.csv", rows[100:])
+    steps = 9
+    result = tune(
+        model=minilm_dir(),
+        data=train,
+        eval_data=evaluation,
+        method="lora",
+        batch_size=8,
+        steps=steps,
+        finder_steps=12,
+        budget=4.0,
+        out=tmp_path / "run",
+    )
+    assert result.model_path is not None
+    assert result.model_path.name == "adapter"  # the winner's LoRA adapter, save_pretrained
+    assert (result.model_path / "adapter_config.json").is_file()
+    assert result.recommendation.setup.method == "lora"
+    # the user's model trains the recommendation's schedule (as in fit), fitted to the run
+    assert result.export("hf")["max_steps"] == steps
+    assert result.run_equivalents <= 4.0 + 1e-9
+    assert result.report_path is not None

@@ -29,11 +29,6 @@ tune_app = typer.Typer(
 )
 
 
-def _heartbeat(seconds: float | None) -> dict[str, float]:
-    """The ``heartbeat`` keyword when given (the library's default otherwise)."""
-    return {} if seconds is None else {"heartbeat": seconds}
-
-
 def _trials_table(result: TuneResult) -> Table:
     table = Table(title=f"trials of {escape(result.study_name)}")
     for column in ("#", "peak LR", "state", "rung loss", "final loss", "steps", "why stopped"):
@@ -113,6 +108,9 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
     max_trials: Annotated[
         int | None, typer.Option("--max-trials", help="Cap the trials (default: what the budget pays for).")
     ] = None,
+    finder_steps: Annotated[
+        int | None, typer.Option("--finder-steps", help="Steps of the range test (default: as lrpilot fit).")
+    ] = None,
     heartbeat: Annotated[
         float | None,
         typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
@@ -138,6 +136,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
     if ctx.invoked_subcommand is not None:
         return
     from lrpilot.tuning import tune as run_tune
+    from lrpilot.tuning._tune import HEARTBEAT
 
     fmt = "json" if as_json else output
     with errors_as_messages():
@@ -167,8 +166,9 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
                     batch_size=batch_size,
                     prune=not no_prune,
                     max_trials=max_trials,
+                    finder_steps=finder_steps,
                     report=not no_report,
-                    **_heartbeat(heartbeat),
+                    heartbeat=HEARTBEAT if heartbeat is None else heartbeat,
                     progress=_Bars(progress),
                 )
         except KeyboardInterrupt:
@@ -200,11 +200,18 @@ def worker(
 ) -> None:
     """Join a study started by `lrpilot tune --storage … --study …` and run its trials until none is left."""
     from lrpilot.tuning import work
+    from lrpilot.tuning._tune import HEARTBEAT
 
     with errors_as_messages():
         try:
             with _progress() as progress:
-                summary = work(study, storage, out=out, progress=_Bars(progress), **_heartbeat(heartbeat))
+                summary = work(
+                    study,
+                    storage,
+                    out=out,
+                    progress=_Bars(progress),
+                    heartbeat=HEARTBEAT if heartbeat is None else heartbeat,
+                )
         except KeyboardInterrupt:
             stderr.print("[yellow]interrupted[/]: the trial in progress goes back to the queue")
             raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
+from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._pipeline import (
     Progress,
     _Clock,
@@ -36,7 +37,7 @@ from lrpilot.autopilot._pipeline import (
     ramp,
 )
 from lrpilot.rules import Recommendation, recommend
-from lrpilot.tasks import Recipe
+from lrpilot.tasks import Recipe, Task
 from lrpilot.tuning._space import Candidate, Space, parse_search
 from lrpilot.tuning._study import (
     CONFIG_KEY,
@@ -51,6 +52,7 @@ from lrpilot.tuning._trial import RUN_FILE, TrialRunner
 
 if TYPE_CHECKING:
     import optuna
+    from torch import nn
 
 __all__ = ["DB_FILE", "TrialSummary", "TuneResult", "WorkSummary", "tune", "work"]
 
@@ -312,10 +314,20 @@ def _run_until_done(study: optuna.Study, runner: TrialRunner, progress: Progress
         _run_trials(study, runner)
 
 
-def _runner(study: optuna.Study, config: StudyConfig, trials_dir: Path, progress: Progress) -> TrialRunner:
+def _plan(target: _Target, run_steps: int, seed: int) -> tuple[nn.Module, Recommendation, Task, Recipe]:
+    """The fresh model, the rules' recommendation for it, the task to train (a user's model gets the
+    recommendation's warmup and decay, as in `lrpilot.fit`) and its recipe fitted to `run_steps`."""
+    net = target.task.build_model(seed)
+    batch = target.task.recipe.batch_size
+    rec = recommend(net, target.method, batch_size=batch, steps=run_steps, seq_len=target.seq_len)
+    job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
+    return net, rec, job, _fitted(job.recipe, run_steps, f"{run_steps} steps")
+
+
+def _runner(config: StudyConfig, trials_dir: Path, progress: Progress) -> TrialRunner:
     target = _build(config.target)
-    recipe = _fitted(target.task.recipe, config.run_steps, f"{config.run_steps} steps")
-    return TrialRunner(config, target, target.task, recipe, trials_dir, progress)
+    _, _, job, recipe = _plan(target, config.run_steps, config.seed)
+    return TrialRunner(config, target, job, recipe, trials_dir, progress)
 
 
 def _wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress) -> bool:
@@ -409,6 +421,7 @@ def tune(
     batch_size: int | None = None,
     prune: bool = True,
     max_trials: int | None = None,
+    finder_steps: int | None = None,
     heartbeat: float = HEARTBEAT,
     report: bool = True,
     progress: Progress | None = None,
@@ -426,7 +439,8 @@ def tune(
     range test is not run again; a larger `budget` on the re-run extends the search. `prune`:
     successive halving (each trial first trains a run a third as long, at its LR scaled to that
     length; the best third go on to the full run).
-    `max_trials`: cap the trials (default: what the budget pays for).
+    `max_trials`: cap the trials (default: what the budget pays for). `finder_steps`: the range
+    test's length, as in `lrpilot.fit`.
 
     Bad input (an unknown task or search name, a budget too small for one full run plus the range
     test, an unreachable or malformed storage URL, a study created with other settings) raises
@@ -435,25 +449,20 @@ def tune(
     progress = progress or _quiet
     clock = _Clock()
     _quiet_optuna()
-    check.step_count("tune", "seed", seed, 0, 2**32 - 1)
-    names = parse_search(search)
-    if max_trials is not None:
-        check.step_count("tune", "max_trials", max_trials, 1, 10_000)
-    check.positive("tune", "heartbeat", heartbeat)
+    names = _checked(seed=seed, search=search, max_trials=max_trials, finder_steps=finder_steps, heartbeat=heartbeat)
     plan = _parse_budget(budget)
     given = {"task": task, "model": model, "data": data, "eval_data": eval_data, "task_type": task_type}
     spec = _target_spec({**given, "method": method, "data_dir": data_dir, "batch_size": batch_size})
     target = _build(spec)
     run_steps = steps if steps is not None else target.steps
     check.step_count("tune", "steps", run_steps, 1)
-    recipe = _fitted(target.task.recipe, run_steps, f"{run_steps} steps")
-    net = target.task.build_model(seed)
-    rec = recommend(net, target.method, batch_size=recipe.batch_size, steps=run_steps, seq_len=target.seq_len)
+    net, rec, job, recipe = _plan(target, run_steps, seed)
+    ramp_steps = ramp(rec, finder_steps)[2]
     first = FIRST_TRIAL_SHARE if prune else 1.0
-    smallest = first + ramp(rec)[2] / run_steps
+    smallest = first + ramp_steps / run_steps
     if isinstance(plan, float) and plan < smallest:
         raise ValueError(
-            f"tune: a budget of {plan:g} runs cannot pay for the range test (up to {ramp(rec)[2]} steps) and "
+            f"tune: a budget of {plan:g} runs cannot pay for the range test (up to {ramp_steps} steps) and "
             f"the first trial ({first:.2f} runs of {run_steps} steps); give at least {smallest:.2f}"
         )
     run_dir, resuming = _run_dir(out, target.label)
@@ -474,13 +483,13 @@ def tune(
         notes = [f"continued the study {name!r} ({len(existing.trials)} trials so far)"]
         config = _raise_budget(existing, config, plan, max_trials=max_trials, recipe=recipe, notes=notes)
     else:
-        setup = _Setup(target, spec, recipe, rec, seed, names, prune, max_trials)
+        setup = _Setup(target, job, spec, recipe, rec, seed, names, prune, max_trials, finder_steps)
         config, peak = _search_prior(setup, net, plan, clock, progress)
         optuna_study = _create(store, name, config, peak, recipe)
         notes = list(config.finder["notes"])
     space = Space.from_dict(config.space)
     live = _attach(optuna_study, config)
-    runner = _runner(live, config, run_dir / "trials", progress)
+    runner = _runner(config, run_dir / "trials", progress)
     runner.on_trial = lambda number, cand: progress(f"trial {number} ({cand.describe()})", 0, None, math.nan, math.nan)
     with clock.phase("trials"):
         _run_until_done(live, runner, progress)
@@ -498,11 +507,25 @@ def tune(
     )
 
 
+def _checked(
+    *, seed: int, search: str | tuple[str, ...], max_trials: int | None, finder_steps: int | None, heartbeat: float
+) -> tuple[str, ...]:
+    """`tune`'s plain arguments checked (a ValueError naming the bad one); the search names."""
+    check.step_count("tune", "seed", seed, 0, 2**32 - 1)
+    if max_trials is not None:
+        check.step_count("tune", "max_trials", max_trials, 1, 10_000)
+    if finder_steps is not None:
+        check.step_count("tune", "finder_steps", finder_steps, 5, 100_000)
+    check.positive("tune", "heartbeat", heartbeat)
+    return parse_search(search)
+
+
 @dataclass(frozen=True)
 class _Setup:
     """What a new study is made from."""
 
     target: _Target
+    job: Task
     spec: dict[str, Any]
     recipe: Recipe
     rec: Recommendation
@@ -510,6 +533,7 @@ class _Setup:
     search: tuple[str, ...]
     prune: bool
     max_trials: int | None
+    finder_steps: int | None
 
 
 def _search_prior(
@@ -519,7 +543,9 @@ def _search_prior(
     recipe = setup.recipe
     run_steps = recipe.total_steps
     with clock.phase("find"):
-        found = _range_test(setup.target.task, net, recipe, setup.rec, seed=setup.seed, steps=None, progress=progress)
+        found = _range_test(
+            setup.job, net, recipe, setup.rec, seed=setup.seed, steps=setup.finder_steps, progress=progress
+        )
     finder = found.finder
     band = (found.peak, found.peak) if finder is None else finder.band
     space = Space.around(found.peak, band, recipe, setup.search)
@@ -817,7 +843,7 @@ def work(
     config = StudyConfig.from_dict(existing.user_attrs[CONFIG_KEY])
     live = _attach(existing, config)
     folder = Path(out) if out is not None else Path("runs") / f"tune-worker-{study}"
-    runner = _runner(live, config, folder / "trials", progress)
+    runner = _runner(config, folder / "trials", progress)
     ran: list[int] = []
 
     def note(number: int, candidate: Candidate) -> None:
