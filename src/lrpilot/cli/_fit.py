@@ -21,6 +21,17 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from lrpilot.cli._find import _check_sst2, _finite, _progress
+from lrpilot.cli._options import (
+    BatchSizeOption,
+    DataDirOption,
+    DataOption,
+    EvalOption,
+    FinderStepsOption,
+    MethodOption,
+    ModelOption,
+    TaskOption,
+    TaskTypeOption,
+)
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
 
 if TYPE_CHECKING:
@@ -51,21 +62,6 @@ class _Bars:
         if not math.isnan(lr):
             fields.update(lr=lr, loss=loss)
         self.progress.update(self.bars[name], **fields)
-
-
-@contextmanager
-def _threads(builtin: bool) -> Iterator[None]:
-    """One torch thread for the built-in tasks, as `lrpilot find` runs them: they are small, and a
-    second thread only contends; a user's model keeps torch's default."""
-    import torch
-
-    threads = torch.get_num_threads()
-    if builtin:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @contextmanager
@@ -118,26 +114,12 @@ def _print(result: FitResult) -> None:
 
 
 def fit(  # noqa: PLR0917  (typer reads the options from the signature)
-    task: Annotated[
-        str | None,
-        typer.Option("--task", help="Built-in task: shakespeare (the default), digits, sst2-full, sst2-lora."),
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", help="A local Hugging Face model directory (save_pretrained).")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option("--data", help="--model: training data, .csv or .jsonl with text (and label).")
-    ] = None,
-    eval_data: Annotated[
-        Path | None, typer.Option("--eval", help="--model: evaluation data like --data (default: 10 % held out).")
-    ] = None,
-    task_type: Annotated[
-        str | None,
-        typer.Option("--task-type", help="--model: classification (text,label; the default) or causal-lm (text)."),
-    ] = None,
-    method: Annotated[
-        str | None, typer.Option("--method", help="--model: full fine-tuning (the default) or lora.")
-    ] = None,
+    task: TaskOption = None,
+    model: ModelOption = None,
+    data: DataOption = None,
+    eval_data: EvalOption = None,
+    task_type: TaskTypeOption = None,
+    method: MethodOption = None,
     budget: Annotated[
         str | None,
         typer.Option(
@@ -150,19 +132,9 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
         Path | None, typer.Option("--out", help="New or empty run directory (default: runs/fit-TASK-TIME).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the model, the data order and dropout.")] = 0,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="--model: examples per step (default 16).")
-    ] = None,
-    finder_steps: Annotated[
-        int | None,
-        typer.Option(
-            "--finder-steps",
-            help="Steps of the range test (default: 12.5 a decade, from 10x below the rules' band to 10).",
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Folder with sst2_train.csv and sst2_validation.csv.")
-    ] = None,
+    batch_size: BatchSizeOption = None,
+    finder_steps: FinderStepsOption = None,
+    data_dir: DataDirOption = None,
     retention: Annotated[
         Path | None,
         typer.Option("--retention", help="--model: general texts (.csv/.jsonl, text) to measure forgetting on."),
@@ -184,6 +156,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
     HTML report into a new run directory. Without options: the shakespeare task, a few minutes on a CPU.
     """
     from lrpilot.autopilot import fit as run_fit
+    from lrpilot.tasks import one_thread
 
     with errors_as_messages():
         if task is not None and task.startswith("sst2") and model is None:
@@ -191,7 +164,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
         if not as_json:
             what = str(model) if model is not None else (task or "shakespeare")
             console.print(f"[bold]{escape(what)}[/]: recommend → range test → train with the guard → report")
-        with _threads(model is None), _progress() as progress, _stopped_before_training():
+        with one_thread(model is None), _progress() as progress, _stopped_before_training():
             result = run_fit(
                 task,
                 model=model,

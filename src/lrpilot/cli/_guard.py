@@ -65,14 +65,10 @@ def _make_guard(model: Any, opt: Any, recipe: Any, fault: str, audit: Path | Non
 def _train(
     task: Any, recipe: Any, *, fault: str, at: int, lr: float, seed: int, guarded: bool, audit: Path | None
 ) -> dict[str, Any]:
-    import torch
+    from lrpilot.tasks import one_thread
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the tasks' timings are for one thread; put back when done
-    try:
+    with one_thread():  # the tasks' timings are for one thread
         return _run(task, recipe, fault=fault, at=at, lr=lr, seed=seed, guarded=guarded, audit=audit)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(

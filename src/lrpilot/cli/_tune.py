@@ -16,7 +16,18 @@ from rich.table import Table
 
 from lrpilot import _validate as check
 from lrpilot.cli._find import _check_sst2, _finite, _progress
-from lrpilot.cli._fit import EXIT_INTERRUPTED, _Bars, _threads
+from lrpilot.cli._fit import EXIT_INTERRUPTED, _Bars
+from lrpilot.cli._options import (
+    BatchSizeOption,
+    DataDirOption,
+    DataOption,
+    EvalOption,
+    FinderStepsOption,
+    MethodOption,
+    ModelOption,
+    TaskOption,
+    TaskTypeOption,
+)
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
 from lrpilot.cli._recommend import OUTPUTS, emit
 
@@ -60,23 +71,12 @@ def _print(result: TuneResult) -> None:
 @tune_app.callback(invoke_without_command=True)
 def tune(  # noqa: PLR0917  (typer reads the options from the signature)
     ctx: typer.Context,
-    task: Annotated[
-        str | None,
-        typer.Option("--task", help="Built-in task: shakespeare (the default), digits, sst2-full, sst2-lora."),
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", help="A local Hugging Face model directory (save_pretrained).")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option("--data", help="--model: training data, .csv or .jsonl with text (and label).")
-    ] = None,
-    eval_data: Annotated[
-        Path | None, typer.Option("--eval", help="--model: evaluation data like --data (default: 10 % held out).")
-    ] = None,
-    task_type: Annotated[
-        str | None, typer.Option("--task-type", help="--model: classification (the default) or causal-lm.")
-    ] = None,
-    method: Annotated[str | None, typer.Option("--method", help="--model: full (the default) or lora.")] = None,
+    task: TaskOption = None,
+    model: ModelOption = None,
+    data: DataOption = None,
+    eval_data: EvalOption = None,
+    task_type: TaskTypeOption = None,
+    method: MethodOption = None,
     steps: Annotated[
         int | None, typer.Option("--steps", help="Length of a training run (default: the task's recipe).")
     ] = None,
@@ -98,19 +98,15 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
         typer.Option("--out", help="Run directory: new, empty, or an earlier tune's (continues its study)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Every trial's seed (weights, data order, dropout).")] = 0,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="--model: examples per step.")] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Folder with sst2_train.csv and sst2_validation.csv.")
-    ] = None,
+    batch_size: BatchSizeOption = None,
+    data_dir: DataDirOption = None,
     no_prune: Annotated[
         bool, typer.Option("--no-prune", help="Train every trial in full (no successive halving).")
     ] = False,
     max_trials: Annotated[
         int | None, typer.Option("--max-trials", help="Cap the trials (default: what the budget pays for).")
     ] = None,
-    finder_steps: Annotated[
-        int | None, typer.Option("--finder-steps", help="Steps of the range test (default: as lrpilot fit).")
-    ] = None,
+    finder_steps: FinderStepsOption = None,
     heartbeat: Annotated[
         float | None,
         typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
@@ -135,6 +131,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
     """
     if ctx.invoked_subcommand is not None:
         return
+    from lrpilot.tasks import one_thread
     from lrpilot.tuning import tune as run_tune
     from lrpilot.tuning._tune import HEARTBEAT
 
@@ -147,7 +144,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
             what = str(model) if model is not None else (task or "shakespeare")
             console.print(f"[bold]{escape(what)}[/]: rules → range test → trials (successive halving) → report")
         try:
-            with _threads(model is None), _progress() as progress:
+            with one_thread(model is None), _progress() as progress:
                 result = run_tune(
                     task,
                     model=model,

@@ -30,7 +30,7 @@ from lrpilot._optional import require
 
 require("torch", "torch", "lrpilot.tasks")
 
-from lrpilot.tasks._base import Batch, Metrics, Task  # noqa: E402 -- after the torch check on purpose
+from lrpilot.tasks._base import Batch, Metrics, Task, one_thread  # noqa: E402 -- after the torch check on purpose
 from lrpilot.tasks._recipe import DECAYS, Recipe  # noqa: E402
 from lrpilot.tasks._registry import TASKS, get_task, task_names  # noqa: E402
 from lrpilot.tasks._shakespeare import corpus  # noqa: E402
@@ -60,6 +60,7 @@ __all__ = [
     "initial_loss",
     "initial_metrics",
     "make_optimizer",
+    "one_thread",
     "task_names",
     "train",
 ]

@@ -14,7 +14,7 @@ from torch import nn
 
 from lrpilot.tasks._recipe import Recipe
 
-__all__ = ["Batch", "Metrics", "Task", "spread"]
+__all__ = ["Batch", "Metrics", "Task", "one_thread", "spread"]
 
 Batch: TypeAlias = Any
 """One training batch: ``(inputs, targets)`` tensors, or a dict of tensors for the Hugging Face tasks."""
@@ -81,6 +81,22 @@ def spread(n: int, limit: int | None) -> list[int]:
     if limit < 1:
         raise ValueError(f"spread: limit must be at least 1, got {limit}")
     return [round(i * (n - 1) / max(limit - 1, 1)) for i in range(limit)]
+
+
+@contextmanager
+def one_thread(enabled: bool = True) -> Iterator[None]:
+    """Torch on one thread inside the block (when `enabled`), the caller's count restored after.
+
+    The built-in tasks run so: they are small, a second thread only contends, and their numbers are
+    then the same on every machine (a study's workers, the benchmarks). A user's model keeps
+    torch's default (``enabled=False``)."""
+    threads = torch.get_num_threads()
+    if enabled:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @contextmanager

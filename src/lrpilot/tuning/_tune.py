@@ -17,8 +17,6 @@ import math
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +35,7 @@ from lrpilot.autopilot._pipeline import (
     ramp,
 )
 from lrpilot.rules import Recommendation, recommend
-from lrpilot.tasks import Recipe, Task
+from lrpilot.tasks import Recipe, Task, one_thread
 from lrpilot.tuning._space import Candidate, Space, parse_search
 from lrpilot.tuning._study import (
     CONFIG_KEY,
@@ -790,21 +788,6 @@ def _tuned(
     )
 
 
-@contextmanager
-def _one_thread(builtin: bool) -> Iterator[None]:
-    """A built-in task trains on one thread (as ``lrpilot tune`` runs it), so that a trial's numbers
-    are the same on every worker; a user's model keeps torch's default."""
-    import torch
-
-    threads = torch.get_num_threads()
-    if builtin:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 # --- work -----------------------------------------------------------------------------------------
 
 
@@ -851,7 +834,7 @@ def work(
         progress(f"trial {number} ({candidate.describe()})", 0, None, math.nan, math.nan)
 
     runner.on_trial = note
-    with _one_thread(config.target["model"] is None):
+    with one_thread(config.target["model"] is None):  # a trial's numbers are then the same on every worker
         _run_trials(live, runner)
     trials = summaries(live)
     return WorkSummary(study, ran, sum(1 for t in trials if t.state == "COMPLETE"), len(trials))

@@ -1,0 +1,51 @@
+"""Options `lrpilot fit` and `lrpilot tune` share: what to train (a built-in task, or a local
+Hugging Face model and the user's data), declared once so both commands read and document them
+the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = [
+    "BatchSizeOption",
+    "DataDirOption",
+    "DataOption",
+    "EvalOption",
+    "FinderStepsOption",
+    "MethodOption",
+    "ModelOption",
+    "TaskOption",
+    "TaskTypeOption",
+]
+
+TaskOption = Annotated[
+    str | None,
+    typer.Option("--task", help="Built-in task: shakespeare (the default), digits, sst2-full, sst2-lora."),
+]
+ModelOption = Annotated[
+    Path | None, typer.Option("--model", help="A local Hugging Face model directory (save_pretrained).")
+]
+DataOption = Annotated[
+    Path | None, typer.Option("--data", help="--model: training data, .csv or .jsonl with text (and label).")
+]
+EvalOption = Annotated[
+    Path | None, typer.Option("--eval", help="--model: evaluation data like --data (default: 10 % held out).")
+]
+TaskTypeOption = Annotated[
+    str | None,
+    typer.Option("--task-type", help="--model: classification (text,label; the default) or causal-lm (text)."),
+]
+MethodOption = Annotated[str | None, typer.Option("--method", help="--model: full fine-tuning (the default) or lora.")]
+BatchSizeOption = Annotated[int | None, typer.Option("--batch-size", help="--model: examples per step (default 16).")]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder with sst2_train.csv and sst2_validation.csv.")
+]
+FinderStepsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--finder-steps", help="Steps of the range test (default: 12.5 a decade, from 10x below the rules' band to 10)."
+    ),
+]
