@@ -20,8 +20,9 @@ import pytest
 URL = os.environ.get("LRPILOT_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(URL is None, reason="no PostgreSQL server (set LRPILOT_TEST_POSTGRES_URL)")
 
-STEPS = 400
-"""Digits runs of 400 steps (about a second each): long enough to kill a worker inside one."""
+STEPS = 600
+"""Digits runs of 600 steps (a second or two each): long enough to kill a worker inside one, and for
+every worker to get trials while the others run theirs."""
 SETTINGS = ["--task", "digits", "--steps", str(STEPS), "--budget", "20", "--max-trials", "5", "--no-prune"]
 HEARTBEAT = "1"
 CLI = [sys.executable, "-c", "from lrpilot.cli import main; main()"]
@@ -64,25 +65,34 @@ def test_three_workers_share_a_study_and_survive_a_killed_one(
     assert URL is not None
     name = f"lrpilot-test-{uuid.uuid4().hex[:8]}"
     common = ["--storage", URL, "--study", name, "--heartbeat", HEARTBEAT]
-    coordinator = _spawn(["tune", *SETTINGS, *common, "--out", str(tmp_path / "run"), "--json"], tmp_path / "a.log")
-    _wait_for(lambda: (s := _load(name, storage)) is not None and "lrpilot" in s.user_attrs, 120, "the study")
+    # the workers start first and wait for the study, as on a cluster where every machine starts at once
     workers = [
-        _spawn(["tune", "worker", *common, "--out", str(tmp_path / f"w{i}")], tmp_path / f"w{i}.log") for i in (1, 2)
+        _spawn(["tune", "worker", *common, "--wait", "300", "--out", str(tmp_path / f"w{i}")], tmp_path / f"w{i}.log")
+        for i in (1, 2)
     ]
+    coordinator = _spawn(["tune", *SETTINGS, *common, "--out", str(tmp_path / "run"), "--json"], tmp_path / "a.log")
+    processes = [*workers, coordinator]
     victim = workers[0]
 
     def victim_is_training() -> bool:
         study = _load(name, storage)
-        assert study is not None
+        if study is None:
+            return False
         running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
         return any(t.user_attrs.get("worker", "").endswith(f":{victim.pid}") for t in running)
 
-    _wait_for(victim_is_training, 120, "the first worker to start a trial")
-    time.sleep(0.3)  # inside its training loop
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(30)
-    assert workers[1].wait(300) == 0, (tmp_path / "w2.log").read_text()
-    assert coordinator.wait(300) == 0, (tmp_path / "a.log").read_text()
+    try:
+        _wait_for(victim_is_training, 300, "the first worker to start a trial")
+        time.sleep(0.3)  # inside its training loop
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+        assert workers[1].wait(300) == 0, (tmp_path / "w2.log").read_text()
+        assert coordinator.wait(300) == 0, (tmp_path / "a.log").read_text()
+    finally:  # a failed check leaves no process behind
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(30)
 
     study = _load(name, storage)
     assert study is not None

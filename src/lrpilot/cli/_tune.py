@@ -183,12 +183,15 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
 
 
 @tune_app.command("worker")
-def worker(
+def worker(  # noqa: PLR0917  (typer reads the options from the signature)
     study: Annotated[str, typer.Option("--study", help="The study's name, as given to `lrpilot tune`.")],
     storage: Annotated[str, typer.Option("--storage", help="The study's storage URL (postgresql://…).")],
     out: Annotated[
         Path | None, typer.Option("--out", help="Where a best trial's weights go (default: runs/tune-worker-STUDY).")
     ] = None,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for the study to appear (its range test runs first).")
+    ] = 0.0,
     heartbeat: Annotated[
         float | None,
         typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
@@ -206,6 +209,7 @@ def worker(
                     study,
                     storage,
                     out=out,
+                    wait=wait,
                     progress=_Bars(progress),
                     heartbeat=HEARTBEAT if heartbeat is None else heartbeat,
                 )

@@ -806,18 +806,26 @@ def work(
     storage: str,
     *,
     out: str | Path | None = None,
+    wait: float = 0.0,
     heartbeat: float = HEARTBEAT,
     progress: Progress | None = None,
 ) -> WorkSummary:
     """Join the study `study` in `storage` (started by `tune` with the same storage) and run its
     trials until none is left to run. The task, data and settings come from the study; paths in it
     must exist on this machine. A best trial's weights are written under `out` (default
-    ``runs/tune-worker-<study>``)."""
+    ``runs/tune-worker-<study>``). `wait`: seconds to wait for the study to appear (workers
+    launched together with the machine that creates it, whose range test comes first)."""
     progress = progress or _quiet
     _quiet_optuna()
     check.positive("tune worker", "heartbeat", heartbeat)
+    check.non_negative("tune worker", "--wait", wait)
     store = open_storage(storage, heartbeat=heartbeat)
+    deadline = time.monotonic() + wait
     existing = _load_study(store, study)
+    while (existing is None or CONFIG_KEY not in existing.user_attrs) and time.monotonic() < deadline:
+        progress("waiting for the study", 0, None, math.nan, math.nan)
+        time.sleep(POLL)
+        existing = _load_study(store, study)
     if existing is None or CONFIG_KEY not in existing.user_attrs:
         raise ValueError(
             f"tune worker: no lrpilot study {study!r} in {redact(storage)}; start it with "
