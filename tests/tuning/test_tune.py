@@ -3,6 +3,7 @@ model and report it leaves, continuing a study, Ctrl-C, and bad input before any
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,24 @@ def test_a_users_hugging_face_model_with_lora(tmp_path: Path) -> None:
     assert result.export("hf")["max_steps"] == steps
     assert result.run_equivalents <= 4.0 + 1e-9
     assert result.report_path is not None
+
+
+def test_json_survives_a_winner_hugging_face_cannot_schedule(tmp_path: Path) -> None:
+    from lrpilot.tuning import Candidate
+
+    result = tune("digits", steps=STEPS, budget=3.0, out=tmp_path / "run", report=False)
+    wsd = dataclasses.replace(
+        result, recommendation=_tuned_as(result, Candidate(result.best.peak_lr, 0.1, "wsd")), best=result.best
+    )
+    payload = wsd.to_dict()
+    assert "unavailable" in payload["hf"]  # HF's warmup_stable_decay warms up from its floor, not from 0
+    assert "warmup_stable_decay" in payload["hf"]["unavailable"]
+
+
+def _tuned_as(result: Any, candidate: Any) -> Any:
+    from lrpilot.tasks import get_task
+    from lrpilot.tuning._tune import TrialSummary, _tuned
+
+    best = TrialSummary(0, "COMPLETE", candidate, result.value, STEPS, {}, None, None)
+    recipe = get_task("digits").recipe.shortened(STEPS)
+    return _tuned(result.recommendation, best, [best], recipe, result.space)

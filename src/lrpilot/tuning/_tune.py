@@ -19,7 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
@@ -190,8 +190,16 @@ class TuneResult:
             "wall_time_s": self.wall_time_s,
             "finder": {k: v for k, v in self.finder.items() if k != "result"},
             "recommendation": self.recommendation.to_dict(),
-            "hf": self.export("hf"),
+            "hf": self._hf_or_reason(),
         }
+
+    def _hf_or_reason(self) -> dict[str, Any]:
+        """``TrainingArguments`` kwargs, or ``{"unavailable": why}`` when Hugging Face's schedulers
+        cannot run the winner's schedule (a WSD with a floor, say): ``--json`` must not fail on it."""
+        try:
+            return cast(dict[str, Any], self.export("hf"))
+        except ValueError as exc:
+            return {"unavailable": str(exc)}
 
 
 # --- the study ----------------------------------------------------------------------------------
