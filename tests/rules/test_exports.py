@@ -207,3 +207,25 @@ def test_pytorch_code_puts_lora_b_in_a_lora_plus_group() -> None:
     plus = _run_pytorch(rec, TinyLoRA(), lora_plus=rec.lora_plus_ratio)
     assert [b for _, b in plus] == pytest.approx([16.0 * a for a, _ in plus], rel=1e-12)
     assert [a for a, _ in plus] == pytest.approx([rec.schedule(s) for s in range(len(plus))], rel=1e-12)
+
+
+@pytest.mark.parametrize("decay_shape", ["1-sqrt", "linear", "cosine"])
+def test_pytorch_code_runs_a_wsd_schedule_exactly(decay_shape: str) -> None:
+    """`lrpilot tune --search decay` can pick WSD: the plain-PyTorch export holds the peak and decays
+    over the last steps as lrpilot's WSD does, step for step."""
+    torch = pytest.importorskip("torch")
+    from lrpilot.schedules import WSD
+
+    base = CASES["pretraining"]
+    wsd = WSD(
+        peak=base.peak_lr,
+        total_steps=base.total_steps,
+        warmup_steps=base.warmup_steps,
+        decay_steps=50,
+        decay_shape=decay_shape,
+        floor_ratio=0.1,
+    )
+    rec = dataclasses.replace(base, schedule=wsd)
+    seen = _run_pytorch(rec, torch.nn.Linear(4, 2))
+    assert [lrs[0] for lrs in seen] == pytest.approx([wsd(s) for s in range(len(seen))], rel=1e-12)
+    assert "DECAY_START = 200" in to_pytorch(rec)

@@ -169,6 +169,7 @@ import torch
 PEAK_LR = {peak!r}
 TOTAL_STEPS = {total}
 WARMUP_STEPS = {warmup}
+DECAY_START = {decay_start}  # {hold_note}
 FLOOR_LR = {floor!r}  # {floor_pct:g} % of the peak
 {lora_plus}
 
@@ -177,8 +178,8 @@ def lr_at(step: int) -> float:
     # 1) linear warmup: the first update already moves; the peak is reached at step WARMUP_STEPS
     if step < WARMUP_STEPS:
         return PEAK_LR * (step + 1) / (WARMUP_STEPS + 1)
-    # 2) {shape} decay from the peak to the floor at TOTAL_STEPS, then the floor
-    progress = min(1.0, (step - WARMUP_STEPS) / (TOTAL_STEPS - WARMUP_STEPS))
+    # 2) {shape} decay from the peak (held until DECAY_START) to the floor at TOTAL_STEPS, then the floor
+    progress = min(1.0, max(0.0, (step - DECAY_START) / (TOTAL_STEPS - DECAY_START)))
     w = {weight}
     return PEAK_LR * w + FLOOR_LR * (1.0 - w)
 
@@ -189,6 +190,13 @@ optimizer = {optimizer}
 scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step) / PEAK_LR)
 # Training loop: loss.backward(); optimizer.step(); scheduler.step(); optimizer.zero_grad()
 '''
+
+_WSD_WEIGHTS = {
+    "1-sqrt": "1.0 - math.sqrt(progress)",
+    "linear": "1.0 - progress",
+    "cosine": "0.5 * (1.0 + math.cos(math.pi * progress))",
+}
+"""`to_pytorch`'s decay weight for each WSD decay shape it writes (``exp`` is not written)."""
 
 _PLAIN_GROUPS = "params = [p for p in model.parameters() if p.requires_grad]"
 _LORA_PLUS_GROUPS = """\
@@ -207,12 +215,17 @@ def to_pytorch(rec: Recommendation) -> str:
     ratio given in the comment."""
     s = rec.schedule
     shape = getattr(s, "name", "cosine")
+    decay_start = rec.warmup_steps
     if shape == "cosine":
         weight = "0.5 * (1.0 + math.cos(math.pi * progress))"
     elif shape == "linear":
         weight = "1.0 - progress"
-    else:  # pragma: no cover - recommend builds only these two
-        raise ValueError(f"to_pytorch: no code for a {shape!r} schedule")
+    elif shape == "wsd" and getattr(s, "decay_shape", None) in _WSD_WEIGHTS:  # `lrpilot.tune` may pick it
+        weight = _WSD_WEIGHTS[s.decay_shape]  # type: ignore[attr-defined]
+        decay = s.decay_steps or max(1, round(s.decay_fraction * rec.total_steps))  # type: ignore[attr-defined]
+        decay_start, shape = rec.total_steps - decay, f"warmup-stable-decay ({s.decay_shape})"  # type: ignore[attr-defined]
+    else:
+        raise ValueError(f"to_pytorch: no code for a {shape!r} schedule ({s.to_string()}); use lrpilot's torch adapter")
     opt = rec.setup.optimizer
     optimizer = f"{_TORCH_OPTIM[opt]}(params, lr=PEAK_LR"
     optimizer += f", momentum={SGD_MOMENTUM!r})" if opt == "sgd" else ")"
@@ -235,6 +248,8 @@ def to_pytorch(rec: Recommendation) -> str:
         lora_plus=lora_plus,
         spec=s.to_string(),
         shape=shape,
+        decay_start=decay_start,
+        hold_note="the peak is held from the warmup's end to here" if decay_start > rec.warmup_steps else "no hold",
         weight=weight,
         groups=groups,
         optimizer=optimizer,
