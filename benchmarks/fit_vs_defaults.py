@@ -41,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,32 @@ def run_train(task: Task, peak: float, seed: int) -> dict[str, Any]:
     return _row(loss, result.val_accuracy, result.wall_time_s, peak_lr=peak, diverged=result.diverged)
 
 
+def train_steps(
+    task: Task,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    seed: int,
+    after_step: Callable[[int], None] | None = None,
+) -> bool:
+    """The recipe's steps on the seed's batches with `optimizer` (an LR-free one brings its own LR)
+    and the recipe's clipping; `after_step(step)` after each update. True if the loss went non-finite
+    (training stops there)."""
+    recipe = task.recipe
+    batches = task.batches(seed)
+    for step in range(recipe.total_steps):
+        loss = task.loss(model, next(batches))
+        if not math.isfinite(loss.item()):
+            return True
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if recipe.grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        optimizer.step()
+        if after_step is not None:
+            after_step(step)
+    return False
+
+
 def run_schedulefree(task: Task, seed: int) -> dict[str, Any]:
     """The task's model, batches, loss and evaluation, stepped by AdamWScheduleFree (train/eval modes
     switched as its README asks)."""
@@ -99,19 +126,8 @@ def run_schedulefree(task: Task, seed: int) -> dict[str, Any]:
     with seeded(seed):
         model = task.build_model(seed)
         optimizer = schedulefree.AdamWScheduleFree(model.parameters(), warmup_steps=recipe.warmup_steps)
-        batches = task.batches(seed)
         optimizer.train()
-        diverged = False
-        for _ in range(recipe.total_steps):
-            loss = task.loss(model, next(batches))
-            if not math.isfinite(loss.item()):
-                diverged = True
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if recipe.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            optimizer.step()
+        diverged = train_steps(task, model, optimizer, seed)
         optimizer.eval()
         metrics = task.metrics(model)
     loss_value = math.nan if diverged else metrics.loss

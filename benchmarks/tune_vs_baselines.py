@@ -86,12 +86,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the tasks need is on 
 
 import optuna  # imported before anything is timed: tune and the Optuna baselines share it
 import torch
-from torch import nn
 
 import lrpilot
 from _environment import versions
 from _scoring import OracleCurve, score
-from fit_vs_defaults import run_fit, run_schedulefree, run_train, warm_up
+from fit_vs_defaults import run_fit, run_schedulefree, run_train, train_steps, warm_up
 from lrpilot.tasks import SST2_ENV, Task, TrainResult, get_task, initial_metrics, task_names, train
 from lrpilot.tasks._base import seeded
 
@@ -233,7 +232,6 @@ def run_prodigy(task: Task, seed: int) -> dict[str, Any]:
 
     recipe = task.recipe
     started = time.perf_counter()
-    diverged = False
     with seeded(seed):
         model = task.build_model(seed)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -245,21 +243,14 @@ def run_prodigy(task: Task, seed: int) -> dict[str, Any]:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, prodigy_multiplier(recipe.total_steps, recipe.warmup_steps)
         )
-        batches = task.batches(seed)
         estimates: list[float] = []
-        for step in range(recipe.total_steps):
-            loss = task.loss(model, next(batches))
-            if not math.isfinite(loss.item()):
-                diverged = True
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if recipe.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            optimizer.step()
+
+        def after_step(step: int) -> None:
             scheduler.step()
             if step % max(1, recipe.total_steps // 10) == 0:
                 estimates.append(float(optimizer.param_groups[0]["d"]))
+
+        diverged = train_steps(task, model, optimizer, seed, after_step)
         metrics = task.metrics(model)
     diverged = diverged or not math.isfinite(metrics.loss)
     return {

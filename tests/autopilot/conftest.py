@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import csv
 import importlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(torch_one_thread: None) -> None:
+    """Every test in this folder runs on one torch thread (`torch_one_thread`)."""
 
 
 def minilm_dir() -> Path:

@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from lrpilot.cli._app import app
 from lrpilot.schedules import parse
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 runner = CliRunner()
 
@@ -60,15 +60,6 @@ def setup():
     return Setup(*parts())
 """,
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """The tests share 2 cores, where a second torch thread per process only contends."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _script(tmp_path: Path, body: str, name: str = "my_setup.py") -> Path:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,9 @@ from lrpilot.cli._app import app
 from lrpilot.tasks import get_task
 from tests.autopilot.conftest import minilm_dir, write_rows
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_digits_end_to_end(tmp_path: Path) -> None:

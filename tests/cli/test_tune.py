@@ -4,26 +4,18 @@ settings), continuing a run directory, and bad input (exit 2, one clear line).""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from lrpilot.cli._app import app
 from lrpilot.report import read_run
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 runner = CliRunner()
 DIGITS = ["tune", "--task", "digits", "--steps", "90"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_json_then_a_tools_settings_from_the_same_study(tmp_path: Path) -> None:

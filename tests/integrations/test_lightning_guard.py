@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,12 @@ from tests.guard.tiny import digits, mlp
 
 L = pytest.importorskip("lightning")
 pytestmark = [
+    pytest.mark.usefixtures("torch_one_thread"),
     # Lightning 2.6 calls a deprecated torch pytree API and warns about single-process data loading;
     # neither is ours to fix.
     pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
     pytest.mark.filterwarnings("ignore:.*does not have many workers.*"),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a loaded 2-core machine torch's default of 2 threads spin-waits for
-    each other and these tiny models run tens of times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class Digits(L.LightningModule):  # type: ignore[misc]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,14 +19,7 @@ from lrpilot.integrations.torch_finder import find_lr, range_test
 from lrpilot.schedules import Cosine
 from tests.finder.tiny import assert_same, cnn, digits, endless, loader, mlp, rng_draws, snapshot
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: these tests share 2 cores, where a second thread per process only contends."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 ce = nn.functional.cross_entropy

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +21,9 @@ from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard, total
 from lrpilot.schedules import Constant, Cosine, Schedule
 from tests.guard.tiny import Batches, full_loss, mlp
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 STEPS = 300
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a loaded 2-core machine torch's default of 2 threads spin-waits for
-    each other and these tiny models run tens of times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 SCHED = Cosine(peak=3e-3, total_steps=STEPS, warmup_steps=20)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +13,7 @@ from torch import nn
 from lrpilot.integrations.torch_state import TrainingState, loader_generators
 from tests.finder.tiny import assert_same, cnn, digits, loader, mlp, rng_draws, snapshot
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: these tests share 2 cores, where a second thread per process only contends."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, lr: float = 0.05) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,10 @@ transformers = pytest.importorskip("transformers")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # The tiny BERT's 20-40-step curves test the plumbing; they are too short to fall clearly.
-pytestmark = pytest.mark.filterwarnings("ignore::lrpilot.finder.RangeTestWarning")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.usefixtures("torch_one_thread"),
+    pytest.mark.filterwarnings("ignore::lrpilot.finder.RangeTestWarning"),
+]
 
 
 class _Dataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):

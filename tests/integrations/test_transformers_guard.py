@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +15,7 @@ from lrpilot.guard import GuardConfig
 from lrpilot.integrations.transformers_guard import GuardCallback
 
 transformers = pytest.importorskip("transformers")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a loaded 2-core machine torch's default of 2 threads spin-waits for
-    each other and these tiny models run tens of times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def dataset(n: int = 256, seq: int = 16, vocab: int = 64) -> list[dict[str, torch.Tensor]]:

@@ -316,9 +316,9 @@ def test_chromium_renders_a_screenshot(report: Path, tmp_path: Path) -> None:
     assert pixels.std() > 20  # text and figures, not a blank or error page
 
 
-@browser
-def test_chromium_loads_every_image(report: Path, tmp_path: Path) -> None:
-    """The probe script goes into a copy of the page (the product HTML has no JavaScript)."""
+def _loaded_images(report: Path, tmp_path: Path) -> tuple[str, list[list[Any]]]:
+    """The DOM Chromium renders of `report` and, per image, ``[src, complete, naturalWidth]``. The
+    probe script goes into a copy of the page (the product HTML has no JavaScript)."""
     copy = tmp_path / "copy"
     shutil.copytree(report.parent, copy)
     page = copy / "index.html"
@@ -330,8 +330,28 @@ def test_chromium_loads_every_image(report: Path, tmp_path: Path) -> None:
         page.as_uri(),
         cwd=tmp_path,
     ).stdout
-    assert "blobs &lt;script&gt;" in dom  # the headline, still inert text
     status = json.loads(dom.split('<pre id="img-status">', 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))
+    return dom, status
+
+
+def _assert_figure_png(png: Path) -> None:
+    """`png` is a valid 8 × 4.5 in, 120 dpi figure with something drawn on it."""
+    from PIL import Image
+
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert png.stat().st_size > 10_000
+    with Image.open(png) as image:
+        image.verify()
+    with Image.open(png) as image:
+        assert image.size == (960, 540)  # 8 × 4.5 inches at 120 dpi
+        pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    assert pixels.std() > 10  # axes, points and text, not a blank canvas
+
+
+@browser
+def test_chromium_loads_every_image(report: Path, tmp_path: Path) -> None:
+    dom, status = _loaded_images(report, tmp_path)
+    assert "blobs &lt;script&gt;" in dom  # the headline, still inert text
     assert [s[0] for s in status] == ["range_test.png", "schedule.png", "training.png", "layer_ratios.png"]
     for src, complete, width in status:
         assert complete, src

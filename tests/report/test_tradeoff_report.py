@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from lrpilot.report import RunRecord, read_run, write_report
 from lrpilot.report.tradeoff_plots import is_chosen, plot_tradeoff
 from tests.report import tiny_run
-from tests.report.test_report import _PROBE, _chromium, _Document, _minimal, _parse, browser
+from tests.report.test_report import _assert_figure_png, _Document, _loaded_images, _minimal, _parse, browser
 from tests.report.test_tune_report import tune_section
 
 WEIGHT = 2.0
@@ -116,17 +115,7 @@ def test_the_tradeoff_follows_the_tuning_section(tmp_path: Path) -> None:
 
 
 def test_the_tradeoff_figure_is_a_png(report: Path) -> None:
-    from PIL import Image
-
-    png = report.parent / "tradeoff.png"
-    assert png.read_bytes().startswith(b"\x89PNG")
-    assert png.stat().st_size > 10_000
-    with Image.open(png) as image:
-        image.verify()
-    with Image.open(png) as image:
-        assert image.size == (960, 540)  # 8 × 4.5 inches at 120 dpi
-        pixels = np.asarray(image.convert("L"), dtype=np.float64)
-    assert pixels.std() > 10  # axes, points and text, not a blank canvas
+    _assert_figure_png(report.parent / "tradeoff.png")
 
 
 def test_the_sentence_and_the_table_tell_the_tradeoff(report: Path, record: RunRecord) -> None:
@@ -231,19 +220,7 @@ def test_the_plot_shows_why_the_chosen_peak_won(tmp_path: Path, monkeypatch: pyt
 
 @browser
 def test_chromium_loads_the_tradeoff_figure(report: Path, tmp_path: Path) -> None:
-    """The probe script goes into a copy of the page (the product HTML has no JavaScript)."""
-    copy_dir = tmp_path / "copy"
-    shutil.copytree(report.parent, copy_dir)
-    page = copy_dir / "index.html"
-    page.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
-    dom = _chromium(
-        "--virtual-time-budget=5000",
-        "--run-all-compositor-stages-before-draw",
-        "--dump-dom",
-        page.as_uri(),
-        cwd=tmp_path,
-    ).stdout
-    status = json.loads(dom.split('<pre id="img-status">', 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))
+    _, status = _loaded_images(report, tmp_path)
     assert [s[0] for s in status] == [
         "range_test.png",
         "tradeoff.png",

@@ -7,17 +7,15 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from lrpilot.report import RunRecord, read_run, write_report
 from lrpilot.report.tune_plots import STOPPED_LABEL, plot_tune, rung_losses, trial_kind
 from tests.report import tiny_run
-from tests.report.test_report import _PROBE, _chromium, _minimal, _parse, browser
+from tests.report.test_report import _assert_figure_png, _loaded_images, _minimal, _parse, browser
 
 RUN = tiny_run.TOTAL_STEPS  # 240 steps a run; the rung is a third of it
 RUNG = RUN // 3
@@ -99,17 +97,7 @@ def test_the_tuning_section_follows_the_range_test(report: Path) -> None:
 
 
 def test_the_tuning_figure_is_a_png(report: Path) -> None:
-    from PIL import Image
-
-    png = report.parent / "tune.png"
-    assert png.read_bytes().startswith(b"\x89PNG")
-    assert png.stat().st_size > 10_000
-    with Image.open(png) as image:
-        image.verify()
-    with Image.open(png) as image:
-        assert image.size == (960, 540)  # 8 × 4.5 inches at 120 dpi
-        pixels = np.asarray(image.convert("L"), dtype=np.float64)
-    assert pixels.std() > 10  # axes, points and text, not a blank canvas
+    _assert_figure_png(report.parent / "tune.png")
 
 
 def test_the_sentence_and_the_table_tell_the_search(report: Path, record: RunRecord) -> None:
@@ -216,19 +204,7 @@ def test_the_plot_labels_the_rung_losses(tmp_path: Path, monkeypatch: pytest.Mon
 
 @browser
 def test_chromium_loads_the_tuning_figure(report: Path, tmp_path: Path) -> None:
-    """The probe script goes into a copy of the page (the product HTML has no JavaScript)."""
-    copy_dir = tmp_path / "copy"
-    shutil.copytree(report.parent, copy_dir)
-    page = copy_dir / "index.html"
-    page.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
-    dom = _chromium(
-        "--virtual-time-budget=5000",
-        "--run-all-compositor-stages-before-draw",
-        "--dump-dom",
-        page.as_uri(),
-        cwd=tmp_path,
-    ).stdout
-    status = json.loads(dom.split('<pre id="img-status">', 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))
+    _, status = _loaded_images(report, tmp_path)
     assert [s[0] for s in status][:2] == ["range_test.png", "tune.png"]
     for src, complete, width in status:
         assert complete, src

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,17 +20,10 @@ import torch
 from lrpilot.tasks import Task, TrainResult, find_sst2_dir, get_task, initial_loss, initial_metrics, train
 from lrpilot.tasks._digits import DigitsTask
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 STEPS = 20
 LR = {"digits": 3e-3, "shakespeare": 1e-2, "sst2-full": 1e-4, "sst2-lora": 1e-3}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Bit-identical results need a fixed thread count; one thread also keeps the shared CPUs free."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def sst2_task(name: str) -> Task:

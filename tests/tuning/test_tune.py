@@ -13,19 +13,13 @@ import pytest
 import torch
 
 from lrpilot.tuning import DB_FILE, Space, tune
+from lrpilot.tuning._engine import FIRST_TRIAL_SHARE
 from lrpilot.tuning._space import DESIGN, parse_search
-from lrpilot.tuning._tune import FIRST_TRIAL_SHARE
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 STEPS = 90
 """Runs of 90 digits steps: a second or so each on one thread."""
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _study(run_dir: Path) -> optuna.Study:
@@ -229,8 +223,8 @@ def test_json_survives_a_winner_hugging_face_cannot_schedule(tmp_path: Path) -> 
 
 def _tuned_as(result: Any, candidate: Any) -> Any:
     from lrpilot.tasks import get_task
-    from lrpilot.tuning._tune import TrialSummary, _tuned
+    from lrpilot.tuning._result import TrialSummary, tuned_recommendation
 
     best = TrialSummary(0, "COMPLETE", candidate, result.value, STEPS, {}, None, None)
     recipe = get_task("digits").recipe.shortened(STEPS)
-    return _tuned(result.recommendation, best, [best], recipe, result.space)
+    return tuned_recommendation(result.recommendation, best, [best], recipe, result.space)

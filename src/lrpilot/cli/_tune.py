@@ -133,7 +133,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
         return
     from lrpilot.tasks import one_thread
     from lrpilot.tuning import tune as run_tune
-    from lrpilot.tuning._tune import HEARTBEAT
+    from lrpilot.tuning._study import HEARTBEAT
 
     fmt = "json" if as_json else output
     with errors_as_messages():
@@ -200,7 +200,7 @@ def worker(  # noqa: PLR0917  (typer reads the options from the signature)
 ) -> None:
     """Join a study started by `lrpilot tune --storage … --study …` and run its trials until none is left."""
     from lrpilot.tuning import work
-    from lrpilot.tuning._tune import HEARTBEAT
+    from lrpilot.tuning._study import HEARTBEAT
 
     with errors_as_messages():
         try:

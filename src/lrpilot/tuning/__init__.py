@@ -6,8 +6,10 @@ cost, on one machine (an SQLite study) or many (a PostgreSQL one, ``lrpilot tune
     True
 """
 
+from lrpilot.tuning._result import TrialSummary, TuneResult
 from lrpilot.tuning._space import SEARCHABLE, Candidate, Space
-from lrpilot.tuning._tune import DB_FILE, TrialSummary, TuneResult, WorkSummary, tune, work
+from lrpilot.tuning._tune import DB_FILE, tune
+from lrpilot.tuning._work import WorkSummary, work
 
 __all__ = [
     "DB_FILE",

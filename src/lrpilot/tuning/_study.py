@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["CONFIG_KEY", "SCHEMA", "StudyConfig", "counted", "open_storage", "requeue", "spent_steps"]
+__all__ = ["CONFIG_KEY", "HEARTBEAT", "SCHEMA", "StudyConfig", "counted", "open_storage", "requeue", "spent_steps"]
 
 SCHEMA = 1
 CONFIG_KEY = "lrpilot"
 """The study's user attribute holding `StudyConfig`."""
+HEARTBEAT = 10.0
+"""Seconds between a running trial's heartbeats; a trial silent for three is failed and retried."""
 MAX_RETRY = 3
 """A design point whose trial failed (its worker died) is retried at most this often."""
 

@@ -15,32 +15,43 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
-import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
-from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._pipeline import (
     Progress,
     _Clock,
-    _fitted,
     _quiet,
     _range_test,
     _Target,
-    _target,
     ramp,
 )
-from lrpilot.rules import Recommendation, recommend
-from lrpilot.tasks import Recipe, Task, one_thread
-from lrpilot.tuning._space import Candidate, Space, parse_search
+from lrpilot.rules import Recommendation
+from lrpilot.tasks import Recipe, Task
+from lrpilot.tuning._engine import (
+    FIRST_TRIAL_SHARE,
+    HORIZON_EXPONENT,
+    REDUCTION,
+    attach,
+    build_target,
+    load_study,
+    make_runner,
+    plan_run,
+    quiet_optuna,
+    run_until_done,
+    rungs_for,
+    target_spec,
+    trial_cap,
+)
+from lrpilot.tuning._result import TuneResult, summaries, tune_dict, tuned_recommendation
+from lrpilot.tuning._space import Space, parse_search
 from lrpilot.tuning._study import (
     CONFIG_KEY,
+    HEARTBEAT,
     StudyConfig,
-    counted,
     open_storage,
     redact,
     spent_steps,
@@ -50,353 +61,14 @@ from lrpilot.tuning._trial import RUN_FILE, TrialRunner
 
 if TYPE_CHECKING:
     import optuna
-    from torch import nn
 
-__all__ = ["DB_FILE", "TrialSummary", "TuneResult", "WorkSummary", "tune", "work"]
+__all__ = ["DB_FILE", "tune"]
 
 FINAL_KEY = "lrpilot_final"
 """The study's user attribute naming the trial whose weights the run directory holds (a re-run that
 finds the same winner reuses them: the trial folders are gone by then)."""
 DB_FILE = "tune.db"
 """The default storage: an SQLite study in the run directory."""
-REDUCTION = 3
-"""Successive halving keeps the best third at its rung (Optuna's Hyperband default)."""
-RUNG = 1 / 3
-"""The rung: a trial first trains a run compressed to this share of the length; only the best third
-of those go on to the full run. A ninth of the run was tried as a first rung and dropped: such a
-run is mostly warmup and could not tell good LRs apart (digits: 0.19 vs 0.18 validation loss
-for LRs whose full runs differ by 5 %)."""
-HORIZON_EXPONENT = 0.3
-"""A shorter run's best LR is higher: LR*(D) ∝ D^-β (Bjorck et al., "Scaling Optimal LR Across
-Token Horizons", ICLR 2025). The rung's run trains at the candidate's LR × (full / rung)^β, so
-that it tests the candidate's LR as it would be at the full length; β = 0.3 matches the digits
-task, whose best LR moves ×1.4 between runs of 83 and 250 steps."""
-FIRST_TRIAL_SHARE = RUNG + 1
-"""What the first trial costs, in runs: it survives the rung (nothing to lose to yet)."""
-EXTRA_TRIAL_SHARE = RUNG
-"""What a later trial costs at least, in runs: its rung's run (most stop there)."""
-HEARTBEAT = 10.0
-"""Seconds between a running trial's heartbeats; a trial silent for three is failed and retried."""
-POLL = 2.0
-"""Seconds between looks at the study while other workers finish their trials."""
-
-
-@dataclass(frozen=True)
-class TrialSummary:
-    """One trial as the report and ``--json`` show it."""
-
-    number: int
-    state: str
-    """``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING`` or ``WAITING``."""
-    candidate: Candidate
-    value: float | None
-    """The final validation loss (completed trials)."""
-    steps: int
-    intermediate: dict[int, float]
-    """Validation loss of the compressed run at each rung reached."""
-    stopped: str | None
-    """Why a pruned trial stopped: ``pruned`` (worse than the others at a rung), ``budget``,
-    ``diverged``, ``skipped`` (beyond the study's trial count)."""
-    retry_of: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "number": self.number,
-            "state": self.state,
-            "peak_lr": self.candidate.peak_lr,
-            "warmup": self.candidate.warmup,
-            "decay": self.candidate.decay,
-            "value": self.value,
-            "steps": self.steps,
-            "intermediate": {str(k): v for k, v in self.intermediate.items()},
-            "stopped": self.stopped,
-            "retry_of": self.retry_of,
-        }
-
-
-@dataclass(frozen=True)
-class TuneResult:
-    """What `tune` found and trained.
-
-    Attributes:
-        best: the winning candidate (peak LR, and warmup share and decay where searched).
-        value: its final validation loss; metrics: all its final metrics.
-        trials: every trial of the study.
-        space: the searched interval and lists.
-        run_dir, model_path, report_path: where the winner's weights and the report are.
-        run_equivalents: the compute spent, in full runs: the range test's steps plus every
-            trial's steps, over the run length.
-        schedule: the winner's schedule (an lrpilot spec string).
-        study_name, storage: where the study lives (the password left out).
-        notes: what the reader must know.
-        wall_time_s: seconds this call took (other workers' time not included).
-        finder: the range test's peak, band, steps and notes.
-        recommendation: the rules' `Recommendation` with the winner in it: ``export("hf")`` (or
-            ``trl``, ``axolotl``, ``torchtune``, ``llama-cpp``, ``pytorch``) writes it for your tool.
-    """
-
-    best: Candidate
-    value: float
-    metrics: dict[str, float]
-    trials: list[TrialSummary]
-    space: Space
-    run_dir: Path
-    model_path: Path | None
-    report_path: Path | None
-    run_equivalents: float
-    schedule: str
-    study_name: str
-    storage: str
-    notes: list[str]
-    wall_time_s: float
-    finder: dict[str, Any]
-    recommendation: Recommendation
-
-    @property
-    def peak_lr(self) -> float:
-        return self.best.peak_lr
-
-    def export(self, fmt: str) -> Any:
-        """The tuned settings in a tool's terms (`lrpilot.rules.FORMATS`): ``hf`` gives
-        ``TrainingArguments`` kwargs, ``axolotl`` a YAML fragment, ``pytorch`` code, …"""
-        from lrpilot.rules import FORMATS, to_axolotl, to_hf, to_llama_cpp, to_pytorch, to_torchtune, to_trl
-
-        exporters = {
-            "hf": to_hf,
-            "trl": to_trl,
-            "axolotl": to_axolotl,
-            "torchtune": to_torchtune,
-            "llama-cpp": to_llama_cpp,
-            "pytorch": to_pytorch,
-        }
-        check.choice("TuneResult.export", "fmt", fmt, FORMATS)
-        return exporters[fmt](self.recommendation)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "best": {"peak_lr": self.best.peak_lr, "warmup": self.best.warmup, "decay": self.best.decay},
-            "value": self.value,
-            "metrics": dict(self.metrics),
-            "schedule": self.schedule,
-            "run_equivalents": self.run_equivalents,
-            "space": self.space.to_dict(),
-            "trials": [t.to_dict() for t in self.trials],
-            "run_dir": str(self.run_dir),
-            "model_path": None if self.model_path is None else str(self.model_path),
-            "report_path": None if self.report_path is None else str(self.report_path),
-            "study_name": self.study_name,
-            "storage": self.storage,
-            "notes": list(self.notes),
-            "wall_time_s": self.wall_time_s,
-            "finder": {k: v for k, v in self.finder.items() if k != "result"},
-            "recommendation": self.recommendation.to_dict(),
-            "hf": self._hf_or_reason(),
-        }
-
-    def _hf_or_reason(self) -> dict[str, Any]:
-        """``TrainingArguments`` kwargs, or ``{"unavailable": why}`` when Hugging Face's schedulers
-        cannot run the winner's schedule (a WSD with a floor, say): ``--json`` must not fail on it."""
-        try:
-            return cast(dict[str, Any], self.export("hf"))
-        except ValueError as exc:
-            return {"unavailable": str(exc)}
-
-
-# --- the study ----------------------------------------------------------------------------------
-
-
-def _quiet_optuna() -> None:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _rungs(run_steps: int) -> list[int]:
-    """Successive halving's rung, `RUNG` of the run (none for a run too short to compress)."""
-    rung = round(run_steps * RUNG)
-    return [rung] if 2 <= rung < run_steps else []
-
-
-def _max_trials(budget_steps: int, run_steps: int, prune: bool) -> int:
-    """The most trials the budget could start: the first costs `FIRST_TRIAL_SHARE` runs, each further
-    one at least `EXTRA_TRIAL_SHARE` (one run each without pruning). The budget itself decides how
-    many do start (`_more_to_do`); this caps the design queued and the sampler's trials."""
-    if not prune:
-        return max(1, budget_steps // run_steps)
-    extra = (budget_steps - FIRST_TRIAL_SHARE * run_steps) / (EXTRA_TRIAL_SHARE * run_steps)
-    return 1 + max(0, math.floor(extra + 1e-9))
-
-
-def _load_study(storage: optuna.storages.RDBStorage, name: str) -> optuna.Study | None:
-    import optuna
-
-    try:
-        return optuna.load_study(study_name=name, storage=storage, sampler=None)
-    except KeyError:
-        return None
-
-
-def _sampler(config: StudyConfig, design: int) -> optuna.samplers.BaseSampler:
-    import optuna
-
-    with warnings.catch_warnings():  # TPE's multivariate mode is flagged experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=design, multivariate=True)
-
-
-def _pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
-    import optuna
-
-    if not config.prune or not config.rungs:
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=config.rungs[0], reduction_factor=config.reduction, min_early_stopping_rate=0
-    )
-
-
-def _attach(study: optuna.Study, config: StudyConfig) -> optuna.Study:
-    """`study` with the sampler and pruner its configuration calls for (they are not stored)."""
-    import optuna
-
-    design = sum(1 for t in study.get_trials(deepcopy=False) if "fixed_params" in t.system_attrs)
-    return optuna.load_study(
-        study_name=study.study_name,
-        storage=study._storage,  # the same storage object: its heartbeat and retry settings
-        sampler=_sampler(config, max(design, 1)),
-        pruner=_pruner(config),
-    )
-
-
-_PATHS = ("model", "data", "eval_data", "data_dir")
-
-
-def _target_spec(given: dict[str, Any]) -> dict[str, Any]:
-    """What to train, as stored in the study: `given` (fit's inputs) with paths made absolute."""
-    return {k: str(Path(v).resolve()) if k in _PATHS and v is not None else v for k, v in given.items()}
-
-
-def _build(spec: dict[str, Any]) -> _Target:
-    return _target(
-        spec["task"],
-        model=spec["model"],
-        data=spec["data"],
-        eval_data=spec["eval_data"],
-        task_type=spec["task_type"],
-        method=spec["method"],
-        data_dir=spec["data_dir"],
-        batch_size=spec["batch_size"],
-    )
-
-
-# --- running trials -------------------------------------------------------------------------------
-
-
-def _more_to_do(study: optuna.Study, config: StudyConfig) -> bool:
-    """Whether this worker should start another trial: the budget can pay for its first rung (or
-    nothing has completed yet), and a queued trial waits or the study has fewer than its cap.
-    A rung is worth running even when a full run no longer fits: most trials stop there, and one
-    that wins it is named in the result (a re-run with a larger budget trains it). Design points the
-    budget cannot pay for stay queued (a re-run with a larger budget runs them)."""
-    import optuna
-
-    first = config.rungs[0] if config.rungs else config.run_steps
-    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if completed and spent_steps(study) + first > config.budget_steps:
-        return False
-    if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
-        return True
-    return counted(study) < config.max_trials
-
-
-def _run_trials(study: optuna.Study, runner: TrialRunner) -> None:
-    while _more_to_do(study, runner.config):
-        study.optimize(runner, n_trials=1, catch=(), gc_after_trial=False)
-
-
-def _run_until_done(study: optuna.Study, runner: TrialRunner, progress: Progress) -> None:
-    """Run trials here, then wait for other workers' (taking over any a dead worker left)."""
-    _run_trials(study, runner)
-    while _wait_for_others(study, runner.config, progress):
-        _run_trials(study, runner)
-
-
-def _plan(target: _Target, run_steps: int, seed: int) -> tuple[nn.Module, Recommendation, Task, Recipe]:
-    """The fresh model, the rules' recommendation for it, the task to train (a user's model gets the
-    recommendation's warmup and decay, as in `lrpilot.fit`) and its recipe fitted to `run_steps`."""
-    net = target.task.build_model(seed)
-    batch = target.task.recipe.batch_size
-    rec = recommend(net, target.method, batch_size=batch, steps=run_steps, seq_len=target.seq_len)
-    job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
-    return net, rec, job, _fitted(job.recipe, run_steps, f"{run_steps} steps")
-
-
-def _runner(config: StudyConfig, trials_dir: Path, progress: Progress) -> TrialRunner:
-    target = _build(config.target)
-    _, _, job, recipe = _plan(target, config.run_steps, config.seed)
-    return TrialRunner(config, target, job, recipe, trials_dir, progress)
-
-
-def _wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress) -> bool:
-    """Block until no trial is running (other workers finish theirs, or their heartbeats lapse and
-    the trials are failed and queued again); then whether there is work left to do here."""
-    import optuna
-
-    while pending := study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        progress("waiting for other workers", len(pending), None, math.nan, math.nan)
-        optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
-        time.sleep(POLL)
-    return _more_to_do(study, config)
-
-
-# --- results --------------------------------------------------------------------------------------
-
-
-def summaries(study: optuna.Study) -> list[TrialSummary]:
-    """Every trial of `study` as a `TrialSummary`, by number."""
-    out = []
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        fixed = t.system_attrs.get("fixed_params", {})
-        params = {**fixed, **t.params}
-        candidate = Candidate(
-            float(params.get("lr", math.nan)),
-            None if params.get("warmup") is None else float(params["warmup"]),
-            None if params.get("decay") is None else str(params["decay"]),
-        )
-        stopped = t.user_attrs.get("stopped") or ("skipped" if t.user_attrs.get("skipped") else None)
-        if t.state.name == "PRUNED" and stopped is None:
-            stopped = "pruned"
-        if t.state.name == "WAITING":
-            stopped = "not run: the budget was spent"
-        out.append(
-            TrialSummary(
-                number=t.number,
-                state=t.state.name,
-                candidate=candidate,
-                value=t.value if t.state.name == "COMPLETE" else None,
-                steps=int(t.user_attrs.get("steps", 0)),
-                intermediate={int(k): float(v) for k, v in t.intermediate_values.items()},
-                stopped=stopped,
-                retry_of=t.system_attrs.get("failed_trial"),
-            )
-        )
-    return out
-
-
-def tune_dict(
-    trials: list[TrialSummary], space: Space, best: int | None, run_equivalents: float, finder: dict[str, Any]
-) -> dict[str, Any]:
-    """The report's ``tune`` section (`lrpilot.report.RunRecord.tune`)."""
-    return {
-        "trials": [t.to_dict() for t in trials],
-        "space": space.to_dict(),
-        "best": best,
-        "run_equivalents": run_equivalents,
-        "finder_peak": finder.get("peak_lr"),
-        "band": finder.get("band"),
-    }
-
-
-# --- tune -----------------------------------------------------------------------------------------
 
 
 def _run_dir(out: str | Path | None, label: str) -> tuple[Path, bool]:
@@ -454,15 +126,15 @@ def tune(
     """
     progress = progress or _quiet
     clock = _Clock()
-    _quiet_optuna()
+    quiet_optuna()
     names = _checked(seed=seed, search=search, max_trials=max_trials, finder_steps=finder_steps, heartbeat=heartbeat)
     plan = _parse_budget(budget)
     given = {"task": task, "model": model, "data": data, "eval_data": eval_data, "task_type": task_type}
-    spec = _target_spec({**given, "method": method, "data_dir": data_dir, "batch_size": batch_size})
-    target = _build(spec)
+    spec = target_spec({**given, "method": method, "data_dir": data_dir, "batch_size": batch_size})
+    target = build_target(spec)
     run_steps = steps if steps is not None else target.steps
     check.step_count("tune", "steps", run_steps, 1)
-    net, rec, job, recipe = _plan(target, run_steps, seed)
+    net, rec, job, recipe = plan_run(target, run_steps, seed)
     ramp_steps = ramp(rec, finder_steps)[2]
     first = FIRST_TRIAL_SHARE if prune else 1.0
     smallest = first + ramp_steps / run_steps
@@ -477,7 +149,7 @@ def tune(
     if storage is None:
         run_dir.mkdir(parents=True, exist_ok=True)
     store = open_storage(url, heartbeat=heartbeat)
-    existing = _load_study(store, name)
+    existing = load_study(store, name)
     if resuming and existing is None:
         raise ValueError(f"tune: {run_dir} holds a {DB_FILE} without the study {name!r}; give --study")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -494,11 +166,11 @@ def tune(
         optuna_study = _create(store, name, config, peak, recipe)
         notes = list(config.finder["notes"])
     space = Space.from_dict(config.space)
-    live = _attach(optuna_study, config)
-    runner = _runner(config, run_dir / "trials", progress)
+    live = attach(optuna_study, config)
+    runner = make_runner(config, run_dir / "trials", progress)
     runner.on_trial = lambda number, cand: progress(f"trial {number} ({cand.describe()})", 0, None, math.nan, math.nan)
     with clock.phase("trials"):
-        _run_until_done(live, runner, progress)
+        run_until_done(live, runner, progress)
     return _finish(
         live,
         config=config,
@@ -557,14 +229,14 @@ def _search_prior(
     space = Space.around(found.peak, band, recipe, setup.search)
     ramp_used = 0 if finder is None else int(finder.steps_used)
     budget_steps = _budget_steps(plan, run_steps, ramp_used, found.step_seconds, clock)
-    cap = setup.max_trials if setup.max_trials is not None else _max_trials(budget_steps, run_steps, setup.prune)
+    cap = setup.max_trials if setup.max_trials is not None else trial_cap(budget_steps, run_steps, setup.prune)
     config = StudyConfig(
         target=setup.spec,
         seed=setup.seed,
         run_steps=run_steps,
         space=space.to_dict(),
         search=list(setup.search),
-        rungs=_rungs(run_steps) if setup.prune else [],
+        rungs=rungs_for(run_steps) if setup.prune else [],
         reduction=REDUCTION,
         horizon_exponent=HORIZON_EXPONENT,
         prune=setup.prune,
@@ -646,7 +318,7 @@ def _raise_budget(
     wanted = round(plan * config.run_steps) - int(config.finder.get("steps", 0))
     if wanted <= config.budget_steps:
         return config
-    cap = max_trials if max_trials is not None else _max_trials(wanted, config.run_steps, config.prune)
+    cap = max_trials if max_trials is not None else trial_cap(wanted, config.run_steps, config.prune)
     raised = dataclasses.replace(config, budget_steps=wanted, max_trials=max(cap, config.max_trials))
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
     trials = study.get_trials()
@@ -730,7 +402,7 @@ def _finish(
         f"{spent_steps(study)} trial steps, {config.run_steps} steps a run); best: trial {best.number}, "
         f"{best.candidate.describe()}, val loss {best.value:.4g}"
     )
-    tuned = _tuned(rec, best, trials, runner.recipe, space)
+    tuned = tuned_recommendation(rec, best, trials, runner.recipe, space)
     schedule = tuned.schedule.to_string()
     report_path = None
     timings = dict(clock.timings)
@@ -766,91 +438,3 @@ def _finish(
         finder=config.finder,
         recommendation=tuned,
     )
-
-
-def _tuned(
-    rec: Recommendation, best: TrialSummary, trials: list[TrialSummary], recipe: Recipe, space: Space
-) -> Recommendation:
-    """The rules' recommendation with the search's answer in it, so that every exporter of
-    `lrpilot.rules` (HF, TRL, axolotl, torchtune, llama.cpp, PyTorch) writes the tuned settings.
-    Its band brackets the winner by the nearest LRs tried below and above it (all did worse)."""
-    fitted = best.candidate.recipe(recipe)
-    peak = best.candidate.peak_lr
-    tried = sorted({t.candidate.peak_lr for t in trials if t.steps and t.number != best.number})
-    low = max((lr for lr in tried if lr < peak), default=space.low)
-    high = min((lr for lr in tried if lr > peak), default=space.high)
-    return dataclasses.replace(
-        rec,
-        peak_lr=peak,
-        low=low,
-        high=high,
-        schedule=fitted.schedule(peak),
-        warmup_steps=fitted.warmup_steps,
-        floor_ratio=fitted.floor_ratio,
-        confidence="high",
-        notes=(
-            *rec.notes,
-            f"tuned by lrpilot tune: trial {best.number} of {len(trials)} ({best.candidate.describe()}, "
-            f"val loss {best.value:.4g}); the rules' prior was {rec.peak_lr:.3g}",
-        ),
-    )
-
-
-# --- work -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkSummary:
-    """What one worker did: the trials it ran (by number) and the study's state when it stopped."""
-
-    study_name: str
-    trials_run: list[int]
-    completed: int
-    total: int
-
-
-def work(
-    study: str,
-    storage: str,
-    *,
-    out: str | Path | None = None,
-    wait: float = 0.0,
-    heartbeat: float = HEARTBEAT,
-    progress: Progress | None = None,
-) -> WorkSummary:
-    """Join the study `study` in `storage` (started by `tune` with the same storage) and run its
-    trials until none is left to run. The task, data and settings come from the study; paths in it
-    must exist on this machine. A best trial's weights are written under `out` (default
-    ``runs/tune-worker-<study>``). `wait`: seconds to wait for the study to appear (workers
-    launched together with the machine that creates it, whose range test comes first)."""
-    progress = progress or _quiet
-    _quiet_optuna()
-    check.positive("tune worker", "heartbeat", heartbeat)
-    check.non_negative("tune worker", "--wait", wait)
-    store = open_storage(storage, heartbeat=heartbeat)
-    deadline = time.monotonic() + wait
-    existing = _load_study(store, study)
-    while (existing is None or CONFIG_KEY not in existing.user_attrs) and time.monotonic() < deadline:
-        progress("waiting for the study", 0, None, math.nan, math.nan)
-        time.sleep(POLL)
-        existing = _load_study(store, study)
-    if existing is None or CONFIG_KEY not in existing.user_attrs:
-        raise ValueError(
-            f"tune worker: no lrpilot study {study!r} in {redact(storage)}; start it with "
-            f"`lrpilot tune --storage URL --study {study}` (that machine works on it too)"
-        )
-    config = StudyConfig.from_dict(existing.user_attrs[CONFIG_KEY])
-    live = _attach(existing, config)
-    folder = Path(out) if out is not None else Path("runs") / f"tune-worker-{study}"
-    runner = _runner(config, folder / "trials", progress)
-    ran: list[int] = []
-
-    def note(number: int, candidate: Candidate) -> None:
-        ran.append(number)
-        progress(f"trial {number} ({candidate.describe()})", 0, None, math.nan, math.nan)
-
-    runner.on_trial = note
-    with one_thread(config.target["model"] is None):  # a trial's numbers are then the same on every worker
-        _run_trials(live, runner)
-    trials = summaries(live)
-    return WorkSummary(study, ran, sum(1 for t in trials if t.state == "COMPLETE"), len(trials))

@@ -1,0 +1,198 @@
+"""The search machinery `tune` and `work` share: the study's sampler and pruner, the trial cap,
+rebuilding what to train from the stored configuration, and the loop that runs trials until the
+budget or the queue is spent (waiting for, and taking over from, other workers)."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lrpilot.autopilot._hf import HfTask, recipe_from
+from lrpilot.autopilot._pipeline import Progress, _fitted, _Target, _target
+from lrpilot.rules import Recommendation, recommend
+from lrpilot.tasks import Recipe, Task
+from lrpilot.tuning._study import StudyConfig, counted, spent_steps
+from lrpilot.tuning._trial import TrialRunner
+
+if TYPE_CHECKING:
+    import optuna
+    from torch import nn
+
+
+__all__ = [
+    "FIRST_TRIAL_SHARE",
+    "HORIZON_EXPONENT",
+    "POLL",
+    "REDUCTION",
+    "attach",
+    "build_target",
+    "load_study",
+    "make_runner",
+    "plan_run",
+    "quiet_optuna",
+    "run_trials",
+    "run_until_done",
+    "rungs_for",
+    "target_spec",
+    "trial_cap",
+]
+
+REDUCTION = 3
+"""Successive halving keeps the best third at its rung (Optuna's Hyperband default)."""
+RUNG = 1 / 3
+"""The rung: a trial first trains a run compressed to this share of the length; only the best third
+of those go on to the full run. A ninth of the run was tried as a first rung and dropped: such a
+run is mostly warmup and could not tell good LRs apart (digits: 0.19 vs 0.18 validation loss
+for LRs whose full runs differ by 5 %)."""
+HORIZON_EXPONENT = 0.3
+"""A shorter run's best LR is higher: LR*(D) ∝ D^-β (Bjorck et al., "Scaling Optimal LR Across
+Token Horizons", ICLR 2025). The rung's run trains at the candidate's LR × (full / rung)^β, so
+that it tests the candidate's LR as it would be at the full length; β = 0.3 matches the digits
+task, whose best LR moves ×1.4 between runs of 83 and 250 steps."""
+FIRST_TRIAL_SHARE = RUNG + 1
+"""What the first trial costs, in runs: it survives the rung (nothing to lose to yet)."""
+EXTRA_TRIAL_SHARE = RUNG
+"""What a later trial costs at least, in runs: its rung's run (most stop there)."""
+POLL = 2.0
+"""Seconds between looks at the study while other workers finish their trials."""
+
+
+# --- the study ----------------------------------------------------------------------------------
+
+
+def quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def rungs_for(run_steps: int) -> list[int]:
+    """Successive halving's rung, `RUNG` of the run (none for a run too short to compress)."""
+    rung = round(run_steps * RUNG)
+    return [rung] if 2 <= rung < run_steps else []
+
+
+def trial_cap(budget_steps: int, run_steps: int, prune: bool) -> int:
+    """The most trials the budget could start: the first costs `FIRST_TRIAL_SHARE` runs, each further
+    one at least `EXTRA_TRIAL_SHARE` (one run each without pruning). The budget itself decides how
+    many do start (`more_to_do`); this caps the design queued and the sampler's trials."""
+    if not prune:
+        return max(1, budget_steps // run_steps)
+    extra = (budget_steps - FIRST_TRIAL_SHARE * run_steps) / (EXTRA_TRIAL_SHARE * run_steps)
+    return 1 + max(0, math.floor(extra + 1e-9))
+
+
+def load_study(storage: optuna.storages.RDBStorage, name: str) -> optuna.Study | None:
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=None)
+    except KeyError:
+        return None
+
+
+def _sampler(config: StudyConfig, design: int) -> optuna.samplers.BaseSampler:
+    import optuna
+
+    with warnings.catch_warnings():  # TPE's multivariate mode is flagged experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=design, multivariate=True)
+
+
+def _pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
+    import optuna
+
+    if not config.prune or not config.rungs:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=config.rungs[0], reduction_factor=config.reduction, min_early_stopping_rate=0
+    )
+
+
+def attach(study: optuna.Study, config: StudyConfig) -> optuna.Study:
+    """`study` with the sampler and pruner its configuration calls for (they are not stored)."""
+    import optuna
+
+    design = sum(1 for t in study.get_trials(deepcopy=False) if "fixed_params" in t.system_attrs)
+    return optuna.load_study(
+        study_name=study.study_name,
+        storage=study._storage,  # the same storage object: its heartbeat and retry settings
+        sampler=_sampler(config, max(design, 1)),
+        pruner=_pruner(config),
+    )
+
+
+_PATHS = ("model", "data", "eval_data", "data_dir")
+
+
+def target_spec(given: dict[str, Any]) -> dict[str, Any]:
+    """What to train, as stored in the study: `given` (fit's inputs) with paths made absolute."""
+    return {k: str(Path(v).resolve()) if k in _PATHS and v is not None else v for k, v in given.items()}
+
+
+def build_target(spec: dict[str, Any]) -> _Target:
+    """What `target_spec` stored, rebuilt (the model and data loaded on this machine)."""
+    return _target(spec["task"], **{k: v for k, v in spec.items() if k != "task"})
+
+
+# --- running trials -------------------------------------------------------------------------------
+
+
+def more_to_do(study: optuna.Study, config: StudyConfig) -> bool:
+    """Whether this worker should start another trial: the budget can pay for its first rung (or
+    nothing has completed yet), and a queued trial waits or the study has fewer than its cap.
+    A rung is worth running even when a full run no longer fits: most trials stop there, and one
+    that wins it is named in the result (a re-run with a larger budget trains it). Design points the
+    budget cannot pay for stay queued (a re-run with a larger budget runs them)."""
+    import optuna
+
+    first = config.rungs[0] if config.rungs else config.run_steps
+    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if completed and spent_steps(study) + first > config.budget_steps:
+        return False
+    if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        return True
+    return counted(study) < config.max_trials
+
+
+def run_trials(study: optuna.Study, runner: TrialRunner) -> None:
+    while more_to_do(study, runner.config):
+        study.optimize(runner, n_trials=1, catch=(), gc_after_trial=False)
+
+
+def run_until_done(study: optuna.Study, runner: TrialRunner, progress: Progress) -> None:
+    """Run trials here, then wait for other workers' (taking over any a dead worker left)."""
+    run_trials(study, runner)
+    while wait_for_others(study, runner.config, progress):
+        run_trials(study, runner)
+
+
+def plan_run(target: _Target, run_steps: int, seed: int) -> tuple[nn.Module, Recommendation, Task, Recipe]:
+    """The fresh model, the rules' recommendation for it, the task to train (a user's model gets the
+    recommendation's warmup and decay, as in `lrpilot.fit`) and its recipe fitted to `run_steps`."""
+    net = target.task.build_model(seed)
+    batch = target.task.recipe.batch_size
+    rec = recommend(net, target.method, batch_size=batch, steps=run_steps, seq_len=target.seq_len)
+    job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
+    return net, rec, job, _fitted(job.recipe, run_steps, f"{run_steps} steps")
+
+
+def make_runner(config: StudyConfig, trials_dir: Path, progress: Progress) -> TrialRunner:
+    target = build_target(config.target)
+    _, _, job, recipe = plan_run(target, config.run_steps, config.seed)
+    return TrialRunner(config, target, job, recipe, trials_dir, progress)
+
+
+def wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress) -> bool:
+    """Block until no trial is running (other workers finish theirs, or their heartbeats lapse and
+    the trials are failed and queued again); then whether there is work left to do here."""
+    import optuna
+
+    while pending := study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        progress("waiting for other workers", len(pending), None, math.nan, math.nan)
+        optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
+        time.sleep(POLL)
+    return more_to_do(study, config)

@@ -1,0 +1,217 @@
+"""What `tune` returns: every trial as a `TrialSummary`, the `TuneResult`, and the rules'
+recommendation rewritten with the winner in it (so every exporter of `lrpilot.rules` writes it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from lrpilot import _validate as check
+from lrpilot.rules import Recommendation
+from lrpilot.tasks import Recipe
+from lrpilot.tuning._space import Candidate, Space
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["TrialSummary", "TuneResult", "summaries", "tune_dict", "tuned_recommendation"]
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial as the report and ``--json`` show it."""
+
+    number: int
+    state: str
+    """``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING`` or ``WAITING``."""
+    candidate: Candidate
+    value: float | None
+    """The final validation loss (completed trials)."""
+    steps: int
+    intermediate: dict[int, float]
+    """Validation loss of the compressed run at each rung reached."""
+    stopped: str | None
+    """Why a pruned trial stopped: ``pruned`` (worse than the others at a rung), ``budget``,
+    ``diverged``, ``skipped`` (beyond the study's trial count)."""
+    retry_of: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "state": self.state,
+            "peak_lr": self.candidate.peak_lr,
+            "warmup": self.candidate.warmup,
+            "decay": self.candidate.decay,
+            "value": self.value,
+            "steps": self.steps,
+            "intermediate": {str(k): v for k, v in self.intermediate.items()},
+            "stopped": self.stopped,
+            "retry_of": self.retry_of,
+        }
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What `tune` found and trained.
+
+    Attributes:
+        best: the winning candidate (peak LR, and warmup share and decay where searched).
+        value: its final validation loss; metrics: all its final metrics.
+        trials: every trial of the study.
+        space: the searched interval and lists.
+        run_dir, model_path, report_path: where the winner's weights and the report are.
+        run_equivalents: the compute spent, in full runs: the range test's steps plus every
+            trial's steps, over the run length.
+        schedule: the winner's schedule (an lrpilot spec string).
+        study_name, storage: where the study lives (the password left out).
+        notes: what the reader must know.
+        wall_time_s: seconds this call took (other workers' time not included).
+        finder: the range test's peak, band, steps and notes.
+        recommendation: the rules' `Recommendation` with the winner in it: ``export("hf")`` (or
+            ``trl``, ``axolotl``, ``torchtune``, ``llama-cpp``, ``pytorch``) writes it for your tool.
+    """
+
+    best: Candidate
+    value: float
+    metrics: dict[str, float]
+    trials: list[TrialSummary]
+    space: Space
+    run_dir: Path
+    model_path: Path | None
+    report_path: Path | None
+    run_equivalents: float
+    schedule: str
+    study_name: str
+    storage: str
+    notes: list[str]
+    wall_time_s: float
+    finder: dict[str, Any]
+    recommendation: Recommendation
+
+    @property
+    def peak_lr(self) -> float:
+        return self.best.peak_lr
+
+    def export(self, fmt: str) -> Any:
+        """The tuned settings in a tool's terms (`lrpilot.rules.FORMATS`): ``hf`` gives
+        ``TrainingArguments`` kwargs, ``axolotl`` a YAML fragment, ``pytorch`` code, …"""
+        from lrpilot.rules import FORMATS, to_axolotl, to_hf, to_llama_cpp, to_pytorch, to_torchtune, to_trl
+
+        exporters = {
+            "hf": to_hf,
+            "trl": to_trl,
+            "axolotl": to_axolotl,
+            "torchtune": to_torchtune,
+            "llama-cpp": to_llama_cpp,
+            "pytorch": to_pytorch,
+        }
+        check.choice("TuneResult.export", "fmt", fmt, FORMATS)
+        return exporters[fmt](self.recommendation)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "best": {"peak_lr": self.best.peak_lr, "warmup": self.best.warmup, "decay": self.best.decay},
+            "value": self.value,
+            "metrics": dict(self.metrics),
+            "schedule": self.schedule,
+            "run_equivalents": self.run_equivalents,
+            "space": self.space.to_dict(),
+            "trials": [t.to_dict() for t in self.trials],
+            "run_dir": str(self.run_dir),
+            "model_path": None if self.model_path is None else str(self.model_path),
+            "report_path": None if self.report_path is None else str(self.report_path),
+            "study_name": self.study_name,
+            "storage": self.storage,
+            "notes": list(self.notes),
+            "wall_time_s": self.wall_time_s,
+            "finder": {k: v for k, v in self.finder.items() if k != "result"},
+            "recommendation": self.recommendation.to_dict(),
+            "hf": self._hf_or_reason(),
+        }
+
+    def _hf_or_reason(self) -> dict[str, Any]:
+        """``TrainingArguments`` kwargs, or ``{"unavailable": why}`` when Hugging Face's schedulers
+        cannot run the winner's schedule (a WSD with a floor, say): ``--json`` must not fail on it."""
+        try:
+            return cast(dict[str, Any], self.export("hf"))
+        except ValueError as exc:
+            return {"unavailable": str(exc)}
+
+
+# --- results --------------------------------------------------------------------------------------
+
+
+def summaries(study: optuna.Study) -> list[TrialSummary]:
+    """Every trial of `study` as a `TrialSummary`, by number."""
+    out = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        fixed = t.system_attrs.get("fixed_params", {})
+        params = {**fixed, **t.params}
+        candidate = Candidate(
+            float(params.get("lr", math.nan)),
+            None if params.get("warmup") is None else float(params["warmup"]),
+            None if params.get("decay") is None else str(params["decay"]),
+        )
+        stopped = t.user_attrs.get("stopped") or ("skipped" if t.user_attrs.get("skipped") else None)
+        if t.state.name == "PRUNED" and stopped is None:
+            stopped = "pruned"
+        if t.state.name == "WAITING":
+            stopped = "not run: the budget was spent"
+        out.append(
+            TrialSummary(
+                number=t.number,
+                state=t.state.name,
+                candidate=candidate,
+                value=t.value if t.state.name == "COMPLETE" else None,
+                steps=int(t.user_attrs.get("steps", 0)),
+                intermediate={int(k): float(v) for k, v in t.intermediate_values.items()},
+                stopped=stopped,
+                retry_of=t.system_attrs.get("failed_trial"),
+            )
+        )
+    return out
+
+
+def tune_dict(
+    trials: list[TrialSummary], space: Space, best: int | None, run_equivalents: float, finder: dict[str, Any]
+) -> dict[str, Any]:
+    """The report's ``tune`` section (`lrpilot.report.RunRecord.tune`)."""
+    return {
+        "trials": [t.to_dict() for t in trials],
+        "space": space.to_dict(),
+        "best": best,
+        "run_equivalents": run_equivalents,
+        "finder_peak": finder.get("peak_lr"),
+        "band": finder.get("band"),
+    }
+
+
+def tuned_recommendation(
+    rec: Recommendation, best: TrialSummary, trials: list[TrialSummary], recipe: Recipe, space: Space
+) -> Recommendation:
+    """The rules' recommendation with the search's answer in it, so that every exporter of
+    `lrpilot.rules` (HF, TRL, axolotl, torchtune, llama.cpp, PyTorch) writes the tuned settings.
+    Its band brackets the winner by the nearest LRs tried below and above it (all did worse)."""
+    fitted = best.candidate.recipe(recipe)
+    peak = best.candidate.peak_lr
+    tried = sorted({t.candidate.peak_lr for t in trials if t.steps and t.number != best.number})
+    low = max((lr for lr in tried if lr < peak), default=space.low)
+    high = min((lr for lr in tried if lr > peak), default=space.high)
+    return dataclasses.replace(
+        rec,
+        peak_lr=peak,
+        low=low,
+        high=high,
+        schedule=fitted.schedule(peak),
+        warmup_steps=fitted.warmup_steps,
+        floor_ratio=fitted.floor_ratio,
+        confidence="high",
+        notes=(
+            *rec.notes,
+            f"tuned by lrpilot tune: trial {best.number} of {len(trials)} ({best.candidate.describe()}, "
+            f"val loss {best.value:.4g}); the rules' prior was {rec.peak_lr:.3g}",
+        ),
+    )

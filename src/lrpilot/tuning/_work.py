@@ -1,0 +1,85 @@
+"""`work`: join a study another machine started and run its trials (``lrpilot tune worker``)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lrpilot import _validate as check
+from lrpilot.autopilot._pipeline import Progress, _quiet
+from lrpilot.tasks import one_thread
+from lrpilot.tuning._engine import POLL, attach, load_study, make_runner, quiet_optuna, run_trials
+from lrpilot.tuning._result import summaries
+from lrpilot.tuning._space import Candidate
+from lrpilot.tuning._study import (
+    CONFIG_KEY,
+    HEARTBEAT,
+    StudyConfig,
+    open_storage,
+    redact,
+)
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["WorkSummary", "work"]
+
+
+@dataclass(frozen=True)
+class WorkSummary:
+    """What one worker did: the trials it ran (by number) and the study's state when it stopped."""
+
+    study_name: str
+    trials_run: list[int]
+    completed: int
+    total: int
+
+
+def work(
+    study: str,
+    storage: str,
+    *,
+    out: str | Path | None = None,
+    wait: float = 0.0,
+    heartbeat: float = HEARTBEAT,
+    progress: Progress | None = None,
+) -> WorkSummary:
+    """Join the study `study` in `storage` (started by `tune` with the same storage) and run its
+    trials until none is left to run. The task, data and settings come from the study; paths in it
+    must exist on this machine. A best trial's weights are written under `out` (default
+    ``runs/tune-worker-<study>``). `wait`: seconds to wait for the study to appear (workers
+    launched together with the machine that creates it, whose range test comes first)."""
+    progress = progress or _quiet
+    quiet_optuna()
+    check.positive("tune worker", "heartbeat", heartbeat)
+    check.non_negative("tune worker", "--wait", wait)
+    store = open_storage(storage, heartbeat=heartbeat)
+    deadline = time.monotonic() + wait
+    existing = load_study(store, study)
+    while (existing is None or CONFIG_KEY not in existing.user_attrs) and time.monotonic() < deadline:
+        progress("waiting for the study", 0, None, math.nan, math.nan)
+        time.sleep(POLL)
+        existing = load_study(store, study)
+    if existing is None or CONFIG_KEY not in existing.user_attrs:
+        raise ValueError(
+            f"tune worker: no lrpilot study {study!r} in {redact(storage)}; start it with "
+            f"`lrpilot tune --storage URL --study {study}` (that machine works on it too)"
+        )
+    config = StudyConfig.from_dict(existing.user_attrs[CONFIG_KEY])
+    live = attach(existing, config)
+    folder = Path(out) if out is not None else Path("runs") / f"tune-worker-{study}"
+    runner = make_runner(config, folder / "trials", progress)
+    ran: list[int] = []
+
+    def note(number: int, candidate: Candidate) -> None:
+        ran.append(number)
+        progress(f"trial {number} ({candidate.describe()})", 0, None, math.nan, math.nan)
+
+    runner.on_trial = note
+    with one_thread(config.target["model"] is None):  # a trial's numbers are then the same on every worker
+        run_trials(live, runner)
+    trials = summaries(live)
+    return WorkSummary(study, ran, sum(1 for t in trials if t.state == "COMPLETE"), len(trials))
