@@ -34,26 +34,31 @@ def _trial(number: int, state: str, lr: float, **extra: Any) -> dict[str, Any]:
         "intermediate": {},
         "stopped": None,
         "retry_of": None,
+        "continues": None,
+        "promoted_to": None,
     }
     return {**base, **extra}
 
 
 def tune_section() -> dict[str, Any]:
-    """Five trials around a range-test peak near 1e-2: two completed (trial 2 the better one), two
-    pruned at the rung, the highest LR diverged at its rung run."""
+    """Five rung trials around a range-test peak near 1e-2 — two promoted, two pruned at the rung,
+    the highest LR diverged at its rung run — and the two promotions' full runs (trial 5, the
+    full run of trial 2, the better one)."""
     trials = [
-        _trial(0, "COMPLETE", 0.0101, value=0.412, steps=RUNG + RUN, intermediate={str(RUNG): 0.583}),
+        _trial(0, "PRUNED", 0.0101, intermediate={str(RUNG): 0.583}, stopped="promoted", promoted_to=6),
         _trial(1, "PRUNED", 0.00337, intermediate={str(RUNG): 0.712}, stopped="pruned"),
-        _trial(2, "COMPLETE", 0.0303, value=0.387, steps=RUNG + RUN, intermediate={str(RUNG): 0.551}),
+        _trial(2, "PRUNED", 0.0303, intermediate={str(RUNG): 0.551}, stopped="promoted", promoted_to=5),
         _trial(3, "PRUNED", 0.101, stopped="diverged"),
         _trial(4, "PRUNED", 0.00152, intermediate={str(RUNG): 0.774}, stopped="pruned"),
+        _trial(5, "COMPLETE", 0.0303, value=0.387, steps=RUN, intermediate={str(RUNG): 0.551}, continues=2),
+        _trial(6, "COMPLETE", 0.0101, value=0.412, steps=RUN, intermediate={str(RUNG): 0.583}, continues=0),
     ]
     finder_steps = 100
     spent = finder_steps + sum(t["steps"] for t in trials)
     return {
         "trials": trials,
         "space": {"low": 0.001, "high": 0.3, "warmups": [], "decays": []},
-        "best": 2,
+        "best": 5,
         "run_equivalents": spent / RUN,
     }
 
@@ -78,9 +83,10 @@ def _rows(page: str) -> list[str]:
 
 def test_the_hand_written_search_is_what_tune_writes() -> None:
     tune = tune_section()
-    assert [trial_kind(t) for t in tune["trials"]] == ["complete", "stopped", "complete", "diverged", "stopped"]
+    kinds = [trial_kind(t) for t in tune["trials"]]
+    assert kinds == ["none", "stopped", "none", "diverged", "stopped", "complete", "complete"]  # promoted: drawn once
     assert rung_losses(tune["trials"][0]) == [(RUNG, 0.583)]
-    assert 4.0 < tune["run_equivalents"] < 4.2  # 100 + 2 × 320 + 3 × 80 steps over 240
+    assert 4.0 < tune["run_equivalents"] < 4.2  # 100 + 5 × 80 + 2 × 240 steps over 240
 
 
 def test_the_tuning_section_follows_the_range_test(report: Path) -> None:
@@ -104,23 +110,25 @@ def test_the_sentence_and_the_table_tell_the_search(report: Path, record: RunRec
     assert record.tune is not None
     text = _parse(report).words()
     equivalents = f"{record.tune['run_equivalents']:.2f}"
-    assert f"5 trials, 2 completed, compute {equivalents} run-equivalents (range test included)." in text
+    assert f"7 trials, 2 completed, compute {equivalents} run-equivalents (range test included)." in text
     for header in ("trial", "peak LR", "state", "rung loss @ step", "final val loss", "steps", "why it stopped"):
         assert header in text
     assert "warmup" not in text.split("Tuning", 1)[1].split("Schedule", 1)[0]  # only the peak LR was searched
     rows = _rows(report.read_text(encoding="utf-8"))
-    assert len(rows) == 5
-    best = rows[2]
+    assert len(rows) == 7
+    best = rows[5]
     assert best.count("<b>") == best.count("<td") == 7  # every cell of the winner's row in bold
     assert "0.0303" in best
     assert "0.387" in best
     assert "best: the model of this report" in best
-    assert all("<b>" not in row for i, row in enumerate(rows) if i != 2)
+    assert all("<b>" not in row for i, row in enumerate(rows) if i != 5)
+    assert "won its rung: trained in full as trial 5" in rows[2]
+    assert "the full run of trial 0" in rows[6]
     assert "0.712 @ 80" in rows[1]
     assert "worse than the others at the rung" in rows[1]
     assert "diverged" in rows[3]
     assert "0.101" in rows[3]
-    assert "320" in rows[0]  # the rung's 80 steps and the full run's 240
+    assert "240" in rows[6]  # the full run's steps (its rung's were trial 0's)
 
 
 def test_a_searched_warmup_and_decay_get_their_columns(tmp_path: Path) -> None:
@@ -153,20 +161,20 @@ def test_run_json_keeps_the_search(report: Path, record: RunRecord) -> None:
 
 def test_non_finite_numbers_in_the_search_round_trip_as_null(tmp_path: Path) -> None:
     tune = tune_section()
-    tune["trials"].append(_trial(5, "PRUNED", math.nan, steps=0, stopped="skipped"))  # skipped: never suggested
+    tune["trials"].append(_trial(7, "PRUNED", math.nan, steps=0, stopped="skipped"))  # skipped: never suggested
     tune["trials"][1]["intermediate"]["40"] = math.nan
     index = write_report(_minimal(tune=tune), tmp_path)
     raw = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
-    assert raw["tune"]["trials"][5]["peak_lr"] is None
+    assert raw["tune"]["trials"][7]["peak_lr"] is None
     back = read_run(tmp_path)
     assert back.tune is not None
-    assert back.tune["trials"][5]["peak_lr"] is None
+    assert back.tune["trials"][7]["peak_lr"] is None
     again = write_report(back, tmp_path / "again")
     for page in (index, again):
         text = _parse(page).words()
-        assert "5 trials, 2 completed" in text  # the skipped trial never ran
+        assert "7 trials, 2 completed" in text  # the skipped trial never ran
         assert "1 more trial was skipped" in text
-        assert len(_rows(page.read_text(encoding="utf-8"))) == 5
+        assert len(_rows(page.read_text(encoding="utf-8"))) == 7
 
 
 def test_a_search_with_nothing_to_draw_keeps_its_table(tmp_path: Path) -> None:
@@ -197,9 +205,9 @@ def test_the_plot_labels_the_rung_losses(tmp_path: Path, monkeypatch: pytest.Mon
     plot_tune(copy.deepcopy(tune_section()), tmp_path / "t.png")
     assert STOPPED_LABEL in labels
     assert "searched 0.001 – 0.3" in labels
-    assert "best: trial 2" in labels
+    assert "best: trial 5" in labels
     assert "diverged" in labels
-    assert any(label.startswith("5 trials, 2 completed, 4.08 run-equivalents") for label in labels)
+    assert any(label.startswith("7 trials, 2 completed, 4.08 run-equivalents") for label in labels)
 
 
 @browser

@@ -37,8 +37,20 @@ def test_tune_searches_around_the_range_test_and_keeps_the_best_run(tmp_path: Pa
     completed = [t for t in result.trials if t.state == "COMPLETE"]
     assert result.value == min(t.value for t in completed if t.value is not None)
     assert result.metrics["val_loss"] == pytest.approx(result.value)
-    # every trial that ran trained the compressed rung run first
-    assert all(set(t.intermediate) == {STEPS // 3} for t in result.trials if t.steps)
+    # synchronous halving: every rung trial ran before any full run, and the best rung was promoted
+    rungs = [t for t in result.trials if t.continues is None and t.steps]
+    promotions = [t for t in result.trials if t.continues is not None]
+    assert all(t.steps == STEPS // 3 and set(t.intermediate) == {STEPS // 3} for t in rungs)
+    assert len(rungs) >= 3
+    assert len(promotions) == 1
+    assert min(t.number for t in promotions) > max(t.number for t in rungs)
+    best_rung = min(rungs, key=lambda t: t.intermediate[STEPS // 3])
+    assert promotions[0].continues == best_rung.number
+    assert best_rung.stopped == "promoted"
+    assert best_rung.promoted_to == promotions[0].number
+    assert promotions[0].intermediate == best_rung.intermediate  # carried over, not trained again
+    assert promotions[0].candidate == best_rung.candidate
+    assert {t.stopped for t in rungs if t is not best_rung} <= {"pruned", "diverged"}
     # the budget (range test included) holds
     spent = result.finder["steps"] + sum(t.steps for t in result.trials)
     assert result.run_equivalents == pytest.approx(spent / STEPS)
@@ -140,7 +152,7 @@ def test_space_covers_the_band_and_16x_around_the_peak() -> None:
     assert (space.low, space.high) == (2.5e-4, 4e-3)
     wide = Space.around(1e-3, (1e-5, 1e-1), recipe, ("lr",))
     assert (wide.low, wide.high) == (1e-5, 1e-1)
-    assert [p["lr"] for p in space.design(1e-3, recipe, 10)] == [1e-3, 5e-4, 2e-3, 2.5e-4, 4e-3]
+    assert [p["lr"] for p in space.design(1e-3, recipe)] == [1e-3, 5e-4, 2e-3]
     assert parse_search("decay") == ("lr", "decay")
     assert FIRST_TRIAL_SHARE > 1
 
@@ -158,24 +170,31 @@ def test_a_larger_budget_on_a_rerun_extends_the_search(tmp_path: Path) -> None:
     assert len(lrs) == len(set(lrs))
 
 
-def test_a_trial_the_budget_stopped_after_its_rung_is_named_and_trained_on_a_larger_rerun(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    first = tune("digits", steps=STEPS, budget=3.0, seed=3, out=out, report=False)
-    stopped = [t for t in first.trials if t.stopped == "budget"]
-    assert len(stopped) == 1  # on this seed the rung favours ×2; the budget cannot pay its full run
-    note = next(n for n in first.notes if "passed the rung" in n)
-    budget = float(note.rsplit("--budget ", 1)[1].split()[0])
-    more = tune("digits", steps=STEPS, budget=budget, seed=3, out=out, report=False)
-    rerun = [t for t in more.trials if t.candidate == stopped[0].candidate and t.number != stopped[0].number]
-    assert [t.state for t in rerun] == ["COMPLETE"]
-    assert more.run_equivalents <= budget + 1e-9
+@pytest.mark.parametrize(
+    ("seed", "design_winner", "next_point"),
+    [
+        (10, 2.0, 4.0),  # ×2 wins the design's rungs: the line search goes past it
+        (7, 1.0, 1.41),  # the peak wins, ×2 is the better neighbour: halve that gap (×√2)
+    ],
+)
+def test_the_line_search_follows_the_design_rungs(
+    tmp_path: Path, seed: int, design_winner: float, next_point: float
+) -> None:
+    result = tune("digits", steps=STEPS, budget=3.0, seed=seed, out=tmp_path / "run", report=False)
+    peak = result.finder["peak_lr"]
+    rungs = [t for t in result.trials if t.continues is None and t.steps]
+    factors = [t.candidate.peak_lr / peak for t in rungs]
+    losses = {round(f, 2): t.intermediate[STEPS // 3] for f, t in zip(factors, rungs, strict=True)}
+    assert list(losses)[:3] == [1.0, 0.5, 2.0]
+    assert min((1.0, 0.5, 2.0), key=lambda f: losses[f]) == design_winner
+    assert factors[3] == pytest.approx(next_point, rel=1e-2)
 
 
 def test_a_time_budget_becomes_steps_at_the_range_tests_pace(tmp_path: Path) -> None:
     result = tune("digits", steps=STEPS, budget="15s", out=tmp_path / "run", report=False)
     assert result.run_equivalents > 1.0  # a digits step costs milliseconds: 15 s pays for several runs
     assert result.wall_time_s < 45  # and the search stops when it is spent (plus the last trial's end)
-    with pytest.raises(ValueError, match="less than one run"):
+    with pytest.raises(ValueError, match="less than the first trial's"):
         tune("digits", budget="0.05s", out=tmp_path / "short")
 
 

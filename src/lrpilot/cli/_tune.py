@@ -50,7 +50,10 @@ def _trials_table(result: TuneResult) -> Table:
         final = "–" if t.value is None else f"{t.value:.4g}"
         style = "bold green" if t.number == best else ""
         what = t.candidate.describe().removeprefix("lr ")
-        table.add_row(str(t.number), what, t.state.lower(), rung, final, str(t.steps), t.stopped or "", style=style)
+        why = f"promoted: #{t.promoted_to}" if t.promoted_to is not None else t.stopped or ""
+        if t.continues is not None and t.state == "COMPLETE":
+            why = f"full run of #{t.continues}"
+        table.add_row(str(t.number), what, t.state.lower(), rung, final, str(t.steps), why, style=style)
     return table
 
 
@@ -124,8 +127,9 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
 ) -> None:
     """Search the peak LR for your full training run, keep the best run's model, and report.
 
-    The rules and a range test set the interval; a fixed design around the range test's answer runs
-    first, then Optuna's TPE; successive halving stops bad trials after a run a third as long.
+    The rules and a range test set the interval; every candidate (the range test's answer, ×½, ×2,
+    a line search from there, then Optuna's TPE) trains a run a third as long, and the best third of
+    those train the full run (synchronous successive halving).
     Many machines: give --storage postgresql://… --study NAME here, and run
     `lrpilot tune worker --storage … --study NAME` on the others.
     """

@@ -331,10 +331,14 @@ def _stopped(trial: Mapping[str, Any], best: bool) -> str:
         return "best: the model of this report"
     reasons = {
         "pruned": "worse than the others at the rung",
-        "budget": "the budget was spent",
+        "budget": "won its rung; the budget could not pay its full run",
         "diverged": "diverged",
     }
     stopped = trial.get("stopped")
+    if stopped == "promoted":
+        return f"won its rung: trained in full as trial {_num(trial.get('promoted_to'), ',')}"
+    if trial.get("continues") is not None and trial.get("state") == "COMPLETE":
+        return f"the full run of trial {_num(trial.get('continues'), ',')}"
     if stopped is not None:
         return _e(reasons.get(str(stopped), stopped))
     state = trial.get("state")

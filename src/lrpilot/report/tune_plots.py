@@ -39,10 +39,10 @@ def rung_losses(trial: Mapping[str, Any]) -> list[tuple[int, float]]:
 
 def trial_kind(trial: Mapping[str, Any]) -> str:
     """How the trial is drawn: ``complete`` (a final loss), ``diverged``, ``stopped`` (pruned at a
-    rung, or by the budget, with a rung loss), ``failed``, or ``none`` (skipped, still running,
-    or nothing to draw)."""
+    rung, or by the budget, with a rung loss), ``failed``, or ``none`` (skipped, still running, a
+    rung trial whose full run is drawn as its own trial, or nothing to draw)."""
     state, stopped = trial.get("state"), trial.get("stopped")
-    if not math.isfinite(_float(trial.get("peak_lr"))) or stopped == "skipped":
+    if not math.isfinite(_float(trial.get("peak_lr"))) or stopped in ("skipped", "promoted"):
         return "none"
     if state == "COMPLETE" and math.isfinite(_float(trial.get("value"))):
         return "complete"

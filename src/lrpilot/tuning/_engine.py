@@ -1,6 +1,6 @@
-"""The search machinery `tune` and `work` share: the study's sampler and pruner, the trial cap,
-rebuilding what to train from the stored configuration, and the loop that runs trials until the
-budget or the queue is spent (waiting for, and taking over from, other workers)."""
+"""The search machinery `tune` and `work` share: the study's sampler, rebuilding what to train
+from the stored configuration, and the loop that runs trials until the budget is spent (waiting
+for, and taking over from, other workers). What runs next is `lrpilot.tuning._halving`'s call."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._pipeline import Progress, _fitted, _Target, _target
 from lrpilot.rules import Recommendation, recommend
 from lrpilot.tasks import Recipe, Task
-from lrpilot.tuning._study import StudyConfig, counted, spent_steps
+from lrpilot.tuning._halving import Move, next_move
+from lrpilot.tuning._study import StudyConfig
 from lrpilot.tuning._trial import TrialRunner
 
 if TYPE_CHECKING:
@@ -37,25 +38,25 @@ __all__ = [
     "run_until_done",
     "rungs_for",
     "target_spec",
-    "trial_cap",
 ]
 
 REDUCTION = 3
-"""Successive halving keeps the best third at its rung (Optuna's Hyperband default)."""
+"""Successive halving trains the best third of the rungs in full (Optuna's Hyperband default)."""
 RUNG = 1 / 3
 """The rung: a trial first trains a run compressed to this share of the length; only the best third
 of those go on to the full run. A ninth of the run was tried as a first rung and dropped: such a
 run is mostly warmup and could not tell good LRs apart (digits: 0.19 vs 0.18 validation loss
 for LRs whose full runs differ by 5 %)."""
-HORIZON_EXPONENT = 0.3
+HORIZON_EXPONENT = 0.63
 """A shorter run's best LR is higher: LR*(D) ∝ D^-β (Bjorck et al., "Scaling Optimal LR Across
-Token Horizons", ICLR 2025). The rung's run trains at the candidate's LR × (full / rung)^β, so
-that it tests the candidate's LR as it would be at the full length; β = 0.3 matches the digits
-task, whose best LR moves ×1.4 between runs of 83 and 250 steps."""
+Token Horizons", ICLR 2025). A rung trial trains at the candidate's LR × (full / rung)^β, so that
+it tests the candidate's LR as it would be at the full length. β = 0.63 (×2 for a third-length
+run) is measured: the seed-mean best LR of the third-length run is 2× the full run's on
+shakespeare, sst2-lora and sst2-full, 2–2.8× on digits (`benchmarks/rung_horizon.py`). The
+literature's 0.3 (fitted to whole pretraining runs, not compressed schedules) left the rungs
+favouring LRs 2–4× too high on all four tasks."""
 FIRST_TRIAL_SHARE = RUNG + 1
-"""What the first trial costs, in runs: it survives the rung (nothing to lose to yet)."""
-EXTRA_TRIAL_SHARE = RUNG
-"""What a later trial costs at least, in runs: its rung's run (most stop there)."""
+"""The least a search costs, in runs: one rung trial and its full run."""
 POLL = 2.0
 """Seconds between looks at the study while other workers finish their trials."""
 
@@ -75,16 +76,6 @@ def rungs_for(run_steps: int) -> list[int]:
     return [rung] if 2 <= rung < run_steps else []
 
 
-def trial_cap(budget_steps: int, run_steps: int, prune: bool) -> int:
-    """The most trials the budget could start: the first costs `FIRST_TRIAL_SHARE` runs, each further
-    one at least `EXTRA_TRIAL_SHARE` (one run each without pruning). The budget itself decides how
-    many do start (`more_to_do`); this caps the design queued and the sampler's trials."""
-    if not prune:
-        return max(1, budget_steps // run_steps)
-    extra = (budget_steps - FIRST_TRIAL_SHARE * run_steps) / (EXTRA_TRIAL_SHARE * run_steps)
-    return 1 + max(0, math.floor(extra + 1e-9))
-
-
 def load_study(storage: optuna.storages.RDBStorage, name: str) -> optuna.Study | None:
     import optuna
 
@@ -94,34 +85,21 @@ def load_study(storage: optuna.storages.RDBStorage, name: str) -> optuna.Study |
         return None
 
 
-def _sampler(config: StudyConfig, design: int) -> optuna.samplers.BaseSampler:
+def attach(study: optuna.Study, config: StudyConfig) -> optuna.Study:
+    """`study` with the sampler its configuration calls for (samplers are not stored): TPE, whose
+    model starts once the design's trials are in (they are queued, not sampled). No Optuna pruner:
+    the rungs are trials of their own, promoted by `lrpilot.tuning._halving`."""
     import optuna
 
     with warnings.catch_warnings():  # TPE's multivariate mode is flagged experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=design, multivariate=True)
-
-
-def _pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
-    import optuna
-
-    if not config.prune or not config.rungs:
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=config.rungs[0], reduction_factor=config.reduction, min_early_stopping_rate=0
-    )
-
-
-def attach(study: optuna.Study, config: StudyConfig) -> optuna.Study:
-    """`study` with the sampler and pruner its configuration calls for (they are not stored)."""
-    import optuna
-
-    design = sum(1 for t in study.get_trials(deepcopy=False) if "fixed_params" in t.system_attrs)
+        sampler = optuna.samplers.TPESampler(
+            seed=config.seed, n_startup_trials=max(1, len(config.design)), multivariate=True
+        )
     return optuna.load_study(
         study_name=study.study_name,
         storage=study._storage,  # the same storage object: its heartbeat and retry settings
-        sampler=_sampler(config, max(design, 1)),
-        pruner=_pruner(config),
+        sampler=sampler,
     )
 
 
@@ -141,25 +119,9 @@ def build_target(spec: dict[str, Any]) -> _Target:
 # --- running trials -------------------------------------------------------------------------------
 
 
-def more_to_do(study: optuna.Study, config: StudyConfig) -> bool:
-    """Whether this worker should start another trial: the budget can pay for its first rung (or
-    nothing has completed yet), and a queued trial waits or the study has fewer than its cap.
-    A rung is worth running even when a full run no longer fits: most trials stop there, and one
-    that wins it is named in the result (a re-run with a larger budget trains it). Design points the
-    budget cannot pay for stay queued (a re-run with a larger budget runs them)."""
-    import optuna
-
-    first = config.rungs[0] if config.rungs else config.run_steps
-    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if completed and spent_steps(study) + first > config.budget_steps:
-        return False
-    if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
-        return True
-    return counted(study) < config.max_trials
-
-
 def run_trials(study: optuna.Study, runner: TrialRunner) -> None:
-    while more_to_do(study, runner.config):
+    """Run trials here while there is one to run without waiting for another worker."""
+    while next_move(study, runner.config) is Move.RUN:
         study.optimize(runner, n_trials=1, catch=(), gc_after_trial=False)
 
 
@@ -188,11 +150,11 @@ def make_runner(config: StudyConfig, trials_dir: Path, progress: Progress) -> Tr
 
 def wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress) -> bool:
     """Block until no trial is running (other workers finish theirs, or their heartbeats lapse and
-    the trials are failed and queued again); then whether there is work left to do here."""
+    the trials are failed and queued again); then whether there is work left to do."""
     import optuna
 
     while pending := study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         progress("waiting for other workers", len(pending), None, math.nan, math.nan)
         optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
         time.sleep(POLL)
-    return more_to_do(study, config)
+    return next_move(study, config) is Move.RUN

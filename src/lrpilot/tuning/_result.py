@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 from lrpilot import _validate as check
 from lrpilot.rules import Recommendation
 from lrpilot.tasks import Recipe
+from lrpilot.tuning._halving import continued, unpaid_winners
 from lrpilot.tuning._space import Candidate, Space
+from lrpilot.tuning._study import CONFIG_KEY, StudyConfig
 
 if TYPE_CHECKING:
     import optuna
@@ -32,11 +34,17 @@ class TrialSummary:
     """The final validation loss (completed trials)."""
     steps: int
     intermediate: dict[int, float]
-    """Validation loss of the compressed run at each rung reached."""
+    """Validation loss of the compressed run at the rung (a promotion shows its rung trial's)."""
     stopped: str | None
-    """Why a pruned trial stopped: ``pruned`` (worse than the others at a rung), ``budget``,
-    ``diverged``, ``skipped`` (beyond the study's trial count)."""
+    """Why a rung trial went no further: ``promoted`` (its full run is the trial in `promoted_to`),
+    ``pruned`` (worse than the others at the rung), ``budget`` (it won the rung; the budget could
+    not pay its full run); or ``diverged``, ``skipped`` (the study had its trials, or another worker
+    ran the same)."""
     retry_of: int | None
+    continues: int | None = None
+    """For a promotion (a full run), the rung trial it continues."""
+    promoted_to: int | None = None
+    """For a promoted rung trial, the trial that trained it in full."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +58,8 @@ class TrialSummary:
             "intermediate": {str(k): v for k, v in self.intermediate.items()},
             "stopped": self.stopped,
             "retry_of": self.retry_of,
+            "continues": self.continues,
+            "promoted_to": self.promoted_to,
         }
 
 
@@ -146,33 +156,40 @@ class TuneResult:
 
 def summaries(study: optuna.Study) -> list[TrialSummary]:
     """Every trial of `study` as a `TrialSummary`, by number."""
-    out = []
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        fixed = t.system_attrs.get("fixed_params", {})
-        params = {**fixed, **t.params}
-        candidate = Candidate(
-            float(params.get("lr", math.nan)),
-            None if params.get("warmup") is None else float(params["warmup"]),
-            None if params.get("decay") is None else str(params["decay"]),
-        )
-        stopped = t.user_attrs.get("stopped") or ("skipped" if t.user_attrs.get("skipped") else None)
-        if t.state.name == "PRUNED" and stopped is None:
-            stopped = "pruned"
-        if t.state.name == "WAITING":
-            stopped = "not run: the budget was spent"
-        out.append(
-            TrialSummary(
-                number=t.number,
-                state=t.state.name,
-                candidate=candidate,
-                value=t.value if t.state.name == "COMPLETE" else None,
-                steps=int(t.user_attrs.get("steps", 0)),
-                intermediate={int(k): float(v) for k, v in t.intermediate_values.items()},
-                stopped=stopped,
-                retry_of=t.system_attrs.get("failed_trial"),
-            )
-        )
-    return out
+    config = StudyConfig.from_dict(study.user_attrs[CONFIG_KEY])
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    promoted_to = {rung: t.number for t in trials if (rung := continued(t)) is not None and t.state.name != "FAIL"}
+    unpaid = set(unpaid_winners(study, config))
+    return [_summary(t, promoted_to.get(t.number), t.number in unpaid) for t in trials]
+
+
+def _summary(t: optuna.trial.FrozenTrial, promoted_to: int | None, unpaid: bool) -> TrialSummary:
+    fixed = t.system_attrs.get("fixed_params", {})
+    params = {**fixed, **t.params}
+    candidate = Candidate(
+        float(params.get("lr", math.nan)),
+        None if params.get("warmup") is None else float(params["warmup"]),
+        None if params.get("decay") is None else str(params["decay"]),
+    )
+    stopped = t.user_attrs.get("stopped") or ("skipped" if t.user_attrs.get("skipped") else None)
+    if stopped == "rung":
+        stopped = "promoted" if promoted_to is not None else "budget" if unpaid else "pruned"
+    elif t.state.name == "PRUNED" and stopped is None:
+        stopped = "pruned"
+    if t.state.name == "WAITING":
+        stopped = "not run: the budget was spent"
+    return TrialSummary(
+        number=t.number,
+        state=t.state.name,
+        candidate=candidate,
+        value=t.value if t.state.name == "COMPLETE" else None,
+        steps=int(t.user_attrs.get("steps", 0)),
+        intermediate={int(k): float(v) for k, v in t.intermediate_values.items()},
+        stopped=stopped,
+        retry_of=t.system_attrs.get("failed_trial"),
+        continues=continued(t),
+        promoted_to=promoted_to,
+    )
 
 
 def tune_dict(

@@ -5,10 +5,9 @@ The peak LR is searched on a log scale inside an interval around the range test'
 than 3× (`benchmarks/finder_regret.py`), so a full-range search would spend most trials where no
 good LR is. Optionally the warmup share and the decay shape are searched too, from short lists.
 
-The first trials are a fixed *design* enqueued before any sampler runs: the finder's peak, then ×½,
-×2, ×¼, ×4 (those inside the interval). They are the same on every machine and in every re-run,
-so a study's early trials are reproducible, and the finder's answer is the incumbent that every
-other trial must beat at successive halving's first rung.
+The first trials are a fixed *design*: the finder's peak, then ×½ and ×2 (those inside the
+interval), the same on every machine and in every re-run; a line search (`lrpilot.tuning._halving`)
+goes on from there.
 """
 
 from __future__ import annotations
@@ -31,8 +30,9 @@ WARMUPS = (0.02, 0.05, 0.1, 0.2)
 """Warmup shares of the run to choose from when the warmup is searched (and the recipe's own)."""
 SPAN = 4.0
 """The LR interval reaches at least this factor either side of the range test's peak."""
-DESIGN = (1.0, 0.5, 2.0, 0.25, 4.0)
-"""The enqueued first trials, as multiples of the range test's peak, in the order they run."""
+DESIGN = (1.0, 0.5, 2.0)
+"""The first trials, as multiples of the range test's peak, in the order they run: the finder is
+rarely off by more than 2× (`benchmarks/finder_regret.py`), and where it is, the line search goes on."""
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,13 @@ class Space:
         decay = trial.suggest_categorical("decay", self.decays) if self.decays else None
         return Candidate(lr, None if warmup is None else float(warmup), None if decay is None else str(decay))
 
-    def design(self, peak: float, recipe: Recipe, count: int) -> list[dict[str, Any]]:
-        """The first `count` design points (params for `optuna.Study.enqueue_trial`): multiples of
-        the range test's `peak` inside the interval, at the recipe's warmup and decay."""
+    def design(self, peak: float, recipe: Recipe) -> list[dict[str, Any]]:
+        """The design points (params for `optuna.Study.enqueue_trial`): multiples of the range
+        test's `peak` inside the interval, at the recipe's warmup and decay."""
         points: list[dict[str, Any]] = []
         for factor in DESIGN:
             lr = float(f"{peak * factor:.3g}")
-            if self.low <= lr <= self.high and len(points) < count:
+            if self.low <= lr <= self.high:
                 point: dict[str, Any] = {"lr": lr}
                 if self.warmups:
                     point["warmup"] = round(recipe.warmup_steps / recipe.total_steps, 4)

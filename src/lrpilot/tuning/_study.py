@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CONFIG_KEY", "HEARTBEAT", "SCHEMA", "StudyConfig", "counted", "open_storage", "requeue", "spent_steps"]
 
-SCHEMA = 1
+SCHEMA = 2
+"""2: synchronous halving (promotions are trials of their own) and the design stored in the study."""
 CONFIG_KEY = "lrpilot"
 """The study's user attribute holding `StudyConfig`."""
 HEARTBEAT = 10.0
@@ -42,13 +43,15 @@ class StudyConfig:
             what is searched, so their comparison is not blurred by seed noise.
         run_steps: the length of a full run (every trial's schedule spans it).
         space: `Space.to_dict()`.
+        design: the first points tried (``optuna.Study.enqueue_trial`` params), in order.
         search: what is searched (``lr`` and optionally ``warmup``, ``decay``).
         rungs: the lengths of the compressed runs a trial trains (and reports) before the full one.
         reduction: successive halving's reduction factor.
         horizon_exponent: a rung's run trains at the candidate's LR × (run_steps / rung) ** this.
         prune: whether bad trials are stopped at the rungs.
         budget_steps: training steps all trials together may spend (the range test excluded).
-        max_trials: trials that count (design points, sampled ones and their retries' originals).
+        max_trials: trials that count: rung trials (full runs without halving), whether design
+            points or sampled; promotions and retries do not.
         finder: the range test's peak, band, steps and suggestion note (a resumed study reuses them).
         recommendation: the rules' prior (``Recommendation.to_dict()``).
     """
@@ -57,6 +60,7 @@ class StudyConfig:
     seed: int
     run_steps: int
     space: dict[str, Any]
+    design: list[dict[str, Any]]
     search: list[str]
     rungs: list[int]
     reduction: int
@@ -120,8 +124,9 @@ def _steps(trial: optuna.trial.FrozenTrial) -> int:
 
 
 def spent_steps(study: optuna.Study) -> int:
-    """Training steps every trial of the study has spent so far (running ones up to their last rung)."""
-    return sum(_steps(t) for t in study.get_trials(deepcopy=False))
+    """Training steps every trial of the study has spent so far (a queued retry carries its
+    original's count: not counted twice)."""
+    return sum(_steps(t) for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING")
 
 
 def is_replacement(trial: optuna.trial.FrozenTrial) -> bool:
@@ -131,7 +136,7 @@ def is_replacement(trial: optuna.trial.FrozenTrial) -> bool:
 
 def counted(study: optuna.Study, before: int | None = None) -> int:
     """Trials that count toward the cap: not failed (a failure's retry counts instead), not skipped,
-    and (with `before`) numbered below it."""
+    not a promotion (the full run of a rung trial), and (with `before`) numbered below it."""
     import optuna
 
     states = (
@@ -143,13 +148,14 @@ def counted(study: optuna.Study, before: int | None = None) -> int:
     return sum(
         1
         for t in study.get_trials(deepcopy=False, states=states)
-        if not t.user_attrs.get("skipped") and (before is None or t.number < before)
+        if not t.user_attrs.get("skipped") and "continues" not in t.user_attrs and (before is None or t.number < before)
     )
 
 
 def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Queue a retry of `trial` (same parameters) that says which trial it replaces, as Optuna's
-    `RetryHeartbeatStaleTrialCallback` does for a trial whose worker died."""
+    """Queue a retry of `trial` (same parameters, and the rung trial it continues if it is a
+    promotion) that says which trial it replaces, as Optuna's `RetryHeartbeatStaleTrialCallback`
+    does for a trial whose worker died."""
     import optuna
 
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
@@ -159,6 +165,7 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             state=optuna.trial.TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
+            user_attrs={k: v for k, v in trial.user_attrs.items() if k == "continues"},
             system_attrs={"failed_trial": original, "retry_history": history},
         )
     )

@@ -1,6 +1,7 @@
-"""One trial of `tune`: a run compressed to the rung's length (at the candidate's LR scaled to that
-horizon) whose validation loss the pruner judges, then, if it survives, the full run under the
-guard; the weights of the best trial so far are kept, every other trial's folder is removed."""
+"""One trial of `tune`: a rung trial trains the run compressed to the rung's length (at the
+candidate's LR scaled to that horizon) and reports its validation loss; a promotion (a trial that
+continues a rung trial) trains the full run under the guard, as does every trial without halving.
+The weights of the best full run so far are kept, every other trial's folder is removed."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import torch
 
 from lrpilot.autopilot._pipeline import Progress, _Clock, _record, _save, _Target, _train
 from lrpilot.tasks import Recipe, Task
+from lrpilot.tuning._halving import continued
 from lrpilot.tuning._space import Candidate, Space
-from lrpilot.tuning._study import StudyConfig, counted, is_replacement, requeue, spent_steps
+from lrpilot.tuning._study import StudyConfig, counted, is_replacement, requeue
 
 if TYPE_CHECKING:
     import optuna
@@ -101,9 +103,9 @@ class TrialRunner:
 
         study = trial.study
         frozen = _frozen(study, trial.number)
-        if not is_replacement(frozen) and counted(study, before=trial.number) >= self.config.max_trials:
-            trial.set_user_attr("skipped", "the study already has its trials")
-            raise optuna.TrialPruned("the study already has its trials")
+        if (why := _redundant(study, frozen, self.config.max_trials)) is not None:
+            trial.set_user_attr("skipped", why)
+            raise optuna.TrialPruned(why)
         candidate = self.space.suggest(trial)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         if self.on_trial is not None:
@@ -111,44 +113,49 @@ class TrialRunner:
         folder = self.trials_dir / f"trial-{trial.number}"
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            return self._run(trial, candidate, folder)
-        except BaseException as exc:  # pruned, interrupted or failed: its weights are not kept
+            rung = continued(frozen)
+            if rung is not None:
+                self._carry_rung(trial, _frozen(study, rung))
+            elif self.config.prune and self.config.rungs:
+                self._rung(trial, candidate, folder)
+            return self._full(trial, candidate, folder)
+        except BaseException as exc:  # a rung trial, pruned, interrupted or failed: its weights are not kept
             shutil.rmtree(folder, ignore_errors=True)
             if isinstance(exc, KeyboardInterrupt):
                 requeue(study, _frozen(study, trial.number))
             raise
 
-    def _run(self, trial: optuna.Trial, candidate: Candidate, folder: Path) -> float:
-        """Successive halving with restarts: at each rung a fresh run of the recipe compressed to
-        the rung's length (warmup and decay included), at the candidate's LR scaled to that
-        horizon, reports its validation loss; a trial that survives every rung trains the
-        full run, whose final loss is the trial's value. A compressed run, unlike the first steps
-        of the full one, has annealed: comparing LRs by the loss in the middle of a long run
-        favours the highest (they descend fastest before the decay), and it pruned the best LR on
-        the digits task when tried."""
+    def _rung(self, trial: optuna.Trial, candidate: Candidate, folder: Path) -> None:
+        """A rung trial: a fresh run of the recipe compressed to the rung's length (warmup and decay
+        included), at the candidate's LR scaled to that horizon; it reports its validation loss and
+        ends (pruned) — `lrpilot.tuning._halving` queues the full runs of the best. A compressed run,
+        unlike the first steps of the full one, has annealed: comparing LRs by the loss in the middle
+        of a long run favours the highest (they descend fastest before the decay), and it pruned the
+        best LR on the digits task when tried."""
         import optuna
 
-        config, study = self.config, trial.study
+        config = self.config
         full = candidate.recipe(self.recipe)
-        rungs = [r for r in config.rungs if r < full.total_steps]
-        spent = 0
-        for rung in rungs:
-            short = full.shortened(rung)
-            lr = candidate.peak_lr * (full.total_steps / rung) ** config.horizon_exponent
-            trained, _ = self._train(short, lr, folder, eval_at=[rung])  # one evaluation, on every example
-            spent += len(trained.history.steps)
-            trial.set_user_attr("steps", spent)
-            value = self._value(trial, trained)
-            trial.report(value, rung)
-            if config.prune and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after its {rung}-step run")
-            following = next((r for r in rungs if r > rung), full.total_steps)
-            if spent_steps(study) + following > config.budget_steps and _best_value(study) < math.inf:
-                trial.set_user_attr("stopped", "budget")
-                raise optuna.TrialPruned(f"the budget is spent (after its {rung}-step run)")
+        rung = config.rungs[0]
+        short = full.shortened(rung)
+        lr = candidate.peak_lr * (full.total_steps / rung) ** config.horizon_exponent
+        trained, _ = self._train(short, lr, folder, eval_at=[rung])  # one evaluation, on every example
+        trial.set_user_attr("steps", len(trained.history.steps))
+        trial.report(self._value(trial, trained), rung)
+        trial.set_user_attr("stopped", "rung")
+        raise optuna.TrialPruned(f"its {rung}-step run is in; promotions wait for the other rungs")
+
+    def _carry_rung(self, trial: optuna.Trial, rung_trial: optuna.trial.FrozenTrial) -> None:
+        """A promotion reports its rung trial's loss at the rung (not trained again), so that the
+        sampler and the report see the whole trial."""
+        for step, value in rung_trial.intermediate_values.items():
+            trial.report(value, step)
+
+    def _full(self, trial: optuna.Trial, candidate: Candidate, folder: Path) -> float:
+        """The full run under the guard; its final validation loss is the trial's value."""
+        full = candidate.recipe(self.recipe)
         trained, model = self._train(full, candidate.peak_lr, folder)
-        spent += len(trained.history.steps)
-        trial.set_user_attr("steps", spent)
+        trial.set_user_attr("steps", len(trained.history.steps))
         trial.set_user_attr("guard_actions", len(trained.guard.get("records", [])))
         value = self._value(trial, trained)
         if "val_accuracy" in trained.final:
@@ -159,8 +166,8 @@ class TrialRunner:
             record = _record(
                 self.target,
                 task=self.job,
-                recommendation=config.recommendation,
-                finder=config.finder.get("result"),
+                recommendation=self.config.recommendation,
+                finder=self.config.finder.get("result"),
                 schedule=schedule,
                 trained=trained,
                 notes=[f"trial {trial.number}: {candidate.describe()}"],
@@ -172,6 +179,30 @@ class TrialRunner:
         else:
             shutil.rmtree(folder, ignore_errors=True)
         return value
+
+
+def _redundant(study: optuna.Study, trial: optuna.trial.FrozenTrial, cap: int) -> str | None:
+    """Why `trial` should not run, if it should not: the study already has its trials (a sampled
+    trial past the cap), or another worker queued the same design point or promotion a moment
+    earlier (two workers deciding at once)."""
+    if not is_replacement(trial):
+        return "the study already has its trials" if counted(study, before=trial.number) >= cap else None
+    if "failed_trial" in trial.system_attrs:
+        return None  # a retry stands for its failed original
+    key = _queued_as(trial)
+    for other in study.get_trials(deepcopy=False):
+        earlier = other.number < trial.number and other.state.name != "FAIL" and not other.user_attrs.get("skipped")
+        if earlier and "failed_trial" not in other.system_attrs and _queued_as(other) == key:
+            return f"trial {other.number} runs the same"
+    return None
+
+
+def _queued_as(trial: optuna.trial.FrozenTrial) -> tuple[Any, ...]:
+    """What a queued trial was queued for: a promotion of a rung trial, or a point."""
+    rung = continued(trial)
+    if rung is not None:
+        return ("continues", rung)
+    return ("point", tuple(sorted(trial.system_attrs.get("fixed_params", {}).items())))
 
 
 def _drop_earlier_bests(study: optuna.Study, number: int) -> None:

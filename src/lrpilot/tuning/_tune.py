@@ -1,13 +1,12 @@
 """`tune` and `work`: the peak LR (and optionally the warmup and decay) searched with Optuna, on one
 machine or many, at a few runs' cost.
 
-`tune` starts a study (or continues one): rules and a range test give the prior, a fixed design
-around the range test's peak is enqueued, and each trial first trains the user's schedule
-compressed to a third of the run (successive halving's rung, where bad trials stop), then the full
-run under the guard. After the design, Optuna's TPE sampler proposes the rest inside the same
-interval until the budget (in run-equivalents) is spent. The best completed trial *is* the final
-model (trained with the guard on, at the full length): no run is repeated. `work` joins an
-existing study from any machine that reaches its storage.
+`tune` starts a study (or continues one): rules and a range test give the prior and the interval;
+candidates (a fixed design around the range test's peak, a line search in log LR from there, then
+Optuna's TPE sampler) each train the user's schedule compressed to a third of the run (successive
+halving's rung); when the budget (in run-equivalents) can start no further rung, the best third of
+the rungs train the full run under the guard. The best full run *is* the final model: no run is
+repeated. `work` joins an existing study from any machine that reaches its storage.
 """
 
 from __future__ import annotations
@@ -44,8 +43,8 @@ from lrpilot.tuning._engine import (
     run_until_done,
     rungs_for,
     target_spec,
-    trial_cap,
 )
+from lrpilot.tuning._halving import trial_cap, unpaid_winners
 from lrpilot.tuning._result import TuneResult, summaries, tune_dict, tuned_recommendation
 from lrpilot.tuning._space import Space, parse_search
 from lrpilot.tuning._study import (
@@ -159,11 +158,11 @@ def tune(
         _check_same(config, asked, name)
         optuna_study = existing
         notes = [f"continued the study {name!r} ({len(existing.trials)} trials so far)"]
-        config = _raise_budget(existing, config, plan, max_trials=max_trials, recipe=recipe, notes=notes)
+        config = _raise_budget(existing, config, plan, max_trials=max_trials, notes=notes)
     else:
         setup = _Setup(target, job, spec, recipe, rec, seed, names, prune, max_trials, finder_steps)
-        config, peak = _search_prior(setup, net, plan, clock, progress)
-        optuna_study = _create(store, name, config, peak, recipe)
+        config = _search_prior(setup, net, plan, clock, progress)
+        optuna_study = _create(store, name, config)
         notes = list(config.finder["notes"])
     space = Space.from_dict(config.space)
     live = attach(optuna_study, config)
@@ -214,9 +213,7 @@ class _Setup:
     finder_steps: int | None
 
 
-def _search_prior(
-    setup: _Setup, net: Any, plan: float | Budget, clock: _Clock, progress: Progress
-) -> tuple[StudyConfig, float]:
+def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: _Clock, progress: Progress) -> StudyConfig:
     """The range test on the fresh model, and the study's configuration from it and the budget."""
     recipe = setup.recipe
     run_steps = recipe.total_steps
@@ -228,15 +225,18 @@ def _search_prior(
     band = (found.peak, found.peak) if finder is None else finder.band
     space = Space.around(found.peak, band, recipe, setup.search)
     ramp_used = 0 if finder is None else int(finder.steps_used)
-    budget_steps = _budget_steps(plan, run_steps, ramp_used, found.step_seconds, clock)
-    cap = setup.max_trials if setup.max_trials is not None else trial_cap(budget_steps, run_steps, setup.prune)
-    config = StudyConfig(
+    rungs = rungs_for(run_steps) if setup.prune else []
+    first = run_steps + (rungs[0] if rungs else 0)
+    budget_steps = _budget_steps(plan, run_steps, ramp_used, found.step_seconds, clock, first=first)
+    cap = setup.max_trials or trial_cap(budget_steps, run_steps, rungs[0] if rungs else None, REDUCTION)
+    return StudyConfig(
         target=setup.spec,
         seed=setup.seed,
         run_steps=run_steps,
         space=space.to_dict(),
+        design=space.design(found.peak, recipe),
         search=list(setup.search),
-        rungs=rungs_for(run_steps) if setup.prune else [],
+        rungs=rungs,
         reduction=REDUCTION,
         horizon_exponent=HORIZON_EXPONENT,
         prune=setup.prune,
@@ -252,7 +252,6 @@ def _search_prior(
         },
         recommendation=setup.rec.to_dict(),
     )
-    return config, found.peak
 
 
 def _parse_budget(budget: float | str) -> float | Budget:
@@ -271,65 +270,47 @@ def _parse_budget(budget: float | str) -> float | Budget:
 
 
 def _budget_steps(
-    plan: float | Budget, run_steps: int, ramp_used: int, step_seconds: float | None, clock: _Clock
+    plan: float | Budget, run_steps: int, ramp_used: int, step_seconds: float | None, clock: _Clock, *, first: int
 ) -> int:
-    """The trials' share of the budget in training steps (the range test's steps taken off)."""
+    """The trials' share of the budget in training steps (the range test's steps taken off); a
+    time budget must leave the `first` trial's steps (a rung and its full run, or one run)."""
     if isinstance(plan, float):
         return round(plan * run_steps) - ramp_used
     if step_seconds is None or plan.seconds is None:
         raise ValueError("tune: the range test measured no step time to turn a time budget into steps; give runs")
     steps = steps_for_time(plan.seconds, clock.elapsed, step_seconds)
-    if steps < run_steps:
+    if steps < first:
         raise ValueError(
-            f"tune: the time budget {plan} leaves {steps} steps after the range test, less than one run "
-            f"({run_steps}); give more time"
+            f"tune: the time budget {plan} leaves {steps} steps after the range test, less than the first "
+            f"trial's {first} ({run_steps} steps a run); give more time"
         )
     return steps
 
 
-def _create(
-    storage: optuna.storages.RDBStorage, name: str, config: StudyConfig, peak: float, recipe: Any
-) -> optuna.Study:
+def _create(storage: optuna.storages.RDBStorage, name: str, config: StudyConfig) -> optuna.Study:
     import optuna
 
     study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
-    if CONFIG_KEY in study.user_attrs:  # another coordinator created it first
-        return study
-    study.set_user_attr(CONFIG_KEY, config.to_dict())
-    space = Space.from_dict(config.space)
-    for point in space.design(peak, recipe, config.max_trials):
-        study.enqueue_trial(point)
+    if CONFIG_KEY not in study.user_attrs:  # else another coordinator created it first
+        study.set_user_attr(CONFIG_KEY, config.to_dict())
     return study
 
 
 def _raise_budget(
-    study: optuna.Study,
-    config: StudyConfig,
-    plan: float | Budget,
-    *,
-    max_trials: int | None,
-    recipe: Recipe,
-    notes: list[str],
+    study: optuna.Study, config: StudyConfig, plan: float | Budget, *, max_trials: int | None, notes: list[str]
 ) -> StudyConfig:
     """A continued study given a larger budget (in runs) than it was created with gets it: the
-    stored budget and trial cap grow, and design points the old cap left out are queued."""
+    stored budget and trial cap grow (the search goes on where it stopped: further rungs, and the
+    full runs of rung winners the old budget could not pay)."""
     if not isinstance(plan, float):
         return config
     wanted = round(plan * config.run_steps) - int(config.finder.get("steps", 0))
     if wanted <= config.budget_steps:
         return config
-    cap = max_trials if max_trials is not None else trial_cap(wanted, config.run_steps, config.prune)
+    rung = config.rungs[0] if config.rungs else None
+    cap = max_trials or trial_cap(wanted, config.run_steps, rung, config.reduction)
     raised = dataclasses.replace(config, budget_steps=wanted, max_trials=max(cap, config.max_trials))
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
-    trials = study.get_trials()
-    tried = {t.params.get("lr", t.system_attrs.get("fixed_params", {}).get("lr")) for t in trials}
-    space = Space.from_dict(config.space)
-    for t in trials:  # a trial the old budget stopped after its rung goes first: it won its rung
-        if t.user_attrs.get("stopped") == "budget":
-            study.enqueue_trial(t.params, user_attrs={"continues": t.number})
-    for point in space.design(float(config.finder["peak_lr"]), recipe, raised.max_trials):
-        if point["lr"] not in tried:
-            study.enqueue_trial(point)
     notes.append(f"budget raised to {plan:g} runs ({wanted} trial steps, up to {raised.max_trials} trials)")
     return raised
 
@@ -386,14 +367,13 @@ def _finish(
             f"the best trial ({best.number}) ran on another machine and its weights are not here "
             f"({weights}); its settings are in the result"
         )
-    pruned = sum(1 for t in trials if t.state == "PRUNED" and t.stopped != "skipped")
-    unpaid = [t for t in trials if t.stopped == "budget"]
+    pruned = sum(1 for t in trials if t.state == "PRUNED" and t.stopped not in ("skipped", "promoted"))
+    unpaid = [t for t in trials if t.number in unpaid_winners(study, config)]
     if unpaid:
-        rerun = sum(config.rungs) + config.run_steps  # the continued trial trains its rung again, then in full
-        needed = (spent_steps(study) + int(config.finder.get("steps", 0)) + rerun) / config.run_steps
+        needed = (spent_steps(study) + int(config.finder.get("steps", 0)) + config.run_steps) / config.run_steps
         names = ", ".join(f"{t.number} ({t.candidate.describe()})" for t in unpaid)
         notes.append(
-            f"trial(s) {names} passed the rung but the budget could not pay a full run; "
+            f"trial(s) {names} won the rung but the budget could not pay a full run; "
             f"re-run with --budget {math.ceil(needed * 10) / 10:g} to train the first"
         )
     notes.append(

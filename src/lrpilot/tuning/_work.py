@@ -6,12 +6,11 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._pipeline import Progress, _quiet
 from lrpilot.tasks import one_thread
-from lrpilot.tuning._engine import POLL, attach, load_study, make_runner, quiet_optuna, run_trials
+from lrpilot.tuning._engine import POLL, attach, load_study, make_runner, quiet_optuna, run_until_done
 from lrpilot.tuning._result import summaries
 from lrpilot.tuning._space import Candidate
 from lrpilot.tuning._study import (
@@ -21,9 +20,6 @@ from lrpilot.tuning._study import (
     open_storage,
     redact,
 )
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["WorkSummary", "work"]
 
@@ -48,7 +44,8 @@ def work(
     progress: Progress | None = None,
 ) -> WorkSummary:
     """Join the study `study` in `storage` (started by `tune` with the same storage) and run its
-    trials until none is left to run. The task, data and settings come from the study; paths in it
+    trials until the budget is spent (waiting, where the next decision needs them, for the
+    trials other workers are running). The task, data and settings come from the study; paths in it
     must exist on this machine. A best trial's weights are written under `out` (default
     ``runs/tune-worker-<study>``). `wait`: seconds to wait for the study to appear (workers
     launched together with the machine that creates it, whose range test comes first)."""
@@ -80,6 +77,6 @@ def work(
 
     runner.on_trial = note
     with one_thread(config.target["model"] is None):  # a trial's numbers are then the same on every worker
-        run_trials(live, runner)
+        run_until_done(live, runner, progress)
     trials = summaries(live)
     return WorkSummary(study, ran, sum(1 for t in trials if t.state == "COMPLETE"), len(trials))

@@ -1,0 +1,212 @@
+"""What a worker runs next: synchronous successive halving with restarts, on an Optuna study.
+
+Optuna's pruners promote asynchronously (ASHA): a trial that reaches a rung is compared with the
+trials that reached it before, and the first ones, with too few to lose to, go on ("Optuna does not
+support suspending or resuming ongoing trials", its `SuccessiveHalvingPruner` says). On a budget of
+a few runs that first promotion alone spends a full run before anything is compared: the range
+test's peak then won every study of `benchmarks/tune_vs_baselines.py`, including one where ×2 had
+the better rung and the budget could not train it.
+
+So here a trial's rung is a trial of its own (a *rung trial*: a short run that reports its loss and
+is pruned), and a promotion is a new trial that *continues* it (``user_attrs["continues"]``: the
+full run, no rung trained twice). Rungs run while the budget can still pay for the promotions they
+earn; then the best ``1 / reduction`` of them (at least one) are trained in full, best first.
+
+Where to look: the design (the range test's peak, ×½, ×2), then a line search in log LR: while the
+best rung is the lowest (highest) LR tried, the next point is half (twice) it; once the best is
+inside, the geometric midpoints towards its neighbours, down to steps of √2; then Optuna's TPE
+sampler (given three rungs, TPE proposed an LR within 10 % of the best on every one of the 9 digits
+seeds of 12 where it was asked: a rung that tells nothing). Every decision that depends on results
+waits for the trials still running, so the design, the line search and the promotions come out the
+same on one machine or many.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import TYPE_CHECKING, Any
+
+from lrpilot.tuning._space import Space
+from lrpilot.tuning._study import StudyConfig, counted, is_replacement
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+__all__ = ["Move", "continued", "next_move", "owed", "rung_value", "trial_cap", "unpaid_winners"]
+
+CONTINUES = "continues"
+"""A promoted trial's user attribute: the number of the rung trial whose full run it trains."""
+
+
+class Move(enum.Enum):
+    RUN = "run"
+    """Run one trial: a queued one, else one the sampler proposes."""
+    WAIT = "wait"
+    """The next decision needs the results of trials still running (on other workers)."""
+    DONE = "done"
+    """The budget is spent (or the trial cap reached) and every promotion it pays is made."""
+
+
+def owed(rungs: int, reduction: int) -> int:
+    """Full runs that `rungs` rung results earn: the best ``1 / reduction`` of them, at least one."""
+    return max(1, rungs // reduction) if rungs else 0
+
+
+def trial_cap(budget_steps: int, run_steps: int, rung_steps: int | None, reduction: int) -> int:
+    """The most trials `budget_steps` can pay for: rung trials with the full runs they earn
+    (halving), else full runs; at least one."""
+    if rung_steps is None:
+        return max(1, budget_steps // run_steps)
+    n = 1
+    while (n + 1) * rung_steps + owed(n + 1, reduction) * run_steps <= budget_steps:
+        n += 1
+    return n
+
+
+def continued(trial: FrozenTrial) -> int | None:
+    """The rung trial this trial promotes, if it is a promotion."""
+    number = trial.user_attrs.get(CONTINUES)
+    return None if number is None else int(number)
+
+
+def _live(trial: FrozenTrial) -> bool:
+    """A trial that counts: not failed (its retry stands for it), not skipped."""
+    return trial.state.name != "FAIL" and not trial.user_attrs.get("skipped")
+
+
+def rung_value(trial: FrozenTrial, config: StudyConfig) -> float | None:
+    """What a finished rung trial scored (its short run's validation loss; a full run's without
+    halving; inf when it diverged), None while it has not finished."""
+    if trial.user_attrs.get("stopped") == "diverged":
+        return math.inf
+    if config.prune and config.rungs:
+        value = trial.intermediate_values.get(config.rungs[0])
+        return None if value is None or trial.state.name in ("RUNNING", "WAITING") else float(value)
+    return float(trial.value) if trial.state.name == "COMPLETE" and trial.value is not None else None
+
+
+def _planned(trial: FrozenTrial, config: StudyConfig) -> int:
+    """The steps `trial` trains in all: its rung, or the full run (a promotion, or without halving)."""
+    halving = config.prune and bool(config.rungs)
+    return config.rungs[0] if halving and continued(trial) is None else config.run_steps
+
+
+def _rungs(trials: list[FrozenTrial]) -> int:
+    return sum(1 for t in trials if _live(t) and continued(t) is None)
+
+
+def _promotions(trials: list[FrozenTrial]) -> int:
+    return sum(1 for t in trials if _live(t) and continued(t) is not None)
+
+
+def _committed(trials: list[FrozenTrial], config: StudyConfig, *, extra_rungs: int = 0, earned: bool = True) -> int:
+    """Steps spent or promised: those trained so far, what running and queued trials will train,
+    and (with `earned`) the full runs their rungs earn that are not queued yet, counting
+    `extra_rungs` more rung trials."""
+    steps = 0
+    for t in trials:
+        done = int(t.user_attrs.get("steps", 0)) if t.state.name != "WAITING" else 0  # a retry copies its original's
+        remaining = _planned(t, config) - done if t.state.name in ("RUNNING", "WAITING") else 0
+        steps += done + max(0, remaining)
+    if not (config.prune and config.rungs):
+        return steps + extra_rungs * config.run_steps
+    steps += extra_rungs * config.rungs[0]
+    if earned:
+        steps += max(0, owed(_rungs(trials) + extra_rungs, config.reduction) - _promotions(trials)) * config.run_steps
+    return steps
+
+
+def _results(trials: list[FrozenTrial], config: StudyConfig) -> list[tuple[float, FrozenTrial]]:
+    """Finished rung trials (full runs without halving) by score, best first."""
+    scored = []
+    for t in trials:
+        if _live(t) and continued(t) is None and (value := rung_value(t, config)) is not None:
+            scored.append((value, t))
+    return sorted(scored, key=lambda pair: (pair[0], pair[1].number))
+
+
+def unpaid_winners(study: optuna.Study, config: StudyConfig) -> list[int]:
+    """Rung trials that earned a full run the study has not queued (the budget could not pay it)."""
+    if not (config.prune and config.rungs):
+        return []
+    trials = study.get_trials(deepcopy=False)
+    promoted = {continued(t) for t in trials if _live(t)}
+    best = [t.number for v, t in _results(trials, config) if math.isfinite(v)][: owed(_rungs(trials), config.reduction)]
+    return [n for n in best if n not in promoted]
+
+
+def _params(trial: FrozenTrial) -> dict[str, Any]:
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+
+
+def _line_search(trials: list[FrozenTrial], config: StudyConfig) -> dict[str, Any] | None:
+    """The next point of a line search in log LR around the best result: past it by ×½ (×2) while
+    the lowest (highest) LR tried wins; then the geometric midpoint between it and its better
+    neighbour, down to steps of √2 (finer than the rungs' noise can tell apart). None when done
+    (or outside the interval): the sampler's turn."""
+    results = [(v, t) for v, t in _results(trials, config) if math.isfinite(v)]
+    if not results:
+        return None
+    best = _params(results[0][1])
+    lr = float(best["lr"])
+    scores = {float(_params(t)["lr"]): v for v, t in results}
+    tried = sorted({float(_params(t)["lr"]) for t in trials if _live(t) and continued(t) is None})
+    below = [x for x in tried if x < lr]
+    above = [x for x in tried if x > lr]
+    if not below or not above:  # the best is an end: go past it
+        steps = [lr * 0.5] if not below else [lr * 2.0]
+    else:  # inside: halve the gap to the better neighbour first, then to the other
+        low, high = below[-1], above[0]
+        sides = sorted((low, high), key=lambda x: scores.get(x, math.inf))
+        steps = [math.sqrt(lr * x) for x in sides if max(x, lr) / min(x, lr) > 1.9]  # ×2 gaps (3 digits kept)
+    space = Space.from_dict(config.space)
+    for step in (float(f"{x:.3g}") for x in steps):
+        if space.low <= step <= space.high and step not in tried:
+            return {**best, "lr": step}
+    return None
+
+
+def next_move(study: optuna.Study, config: StudyConfig) -> Move:
+    """Decide (and queue) what this worker does next."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state.name == "WAITING" for t in trials):
+        return Move.RUN  # a design point, line-search step, promotion or retry already queued
+    running = any(t.state.name == "RUNNING" for t in trials)
+    if counted(study) < config.max_trials and _committed(trials, config, extra_rungs=1) <= config.budget_steps:
+        return _next_point(study, trials, config, running)
+    if config.prune and config.rungs and owed(_rungs(trials), config.reduction) > _promotions(trials):
+        return _promote(study, trials, config)
+    return Move.WAIT if running else Move.DONE
+
+
+def _next_point(study: optuna.Study, trials: list[FrozenTrial], config: StudyConfig, running: bool) -> Move:
+    """Queue the next design point or line-search step (or leave the choice to the sampler)."""
+    tried = [_params(t) for t in trials if continued(t) is None]
+    for point in config.design:
+        if point not in tried:
+            study.enqueue_trial(point)
+            return Move.RUN
+    sampled = any(not is_replacement(t) for t in trials)  # a retry (of a queued trial) is not the sampler's
+    if not sampled:  # still in the line search: its next point needs every result in
+        if running:
+            return Move.WAIT
+        if (step := _line_search(trials, config)) is not None:
+            study.enqueue_trial(step)
+            return Move.RUN
+    return Move.RUN
+
+
+def _promote(study: optuna.Study, trials: list[FrozenTrial], config: StudyConfig) -> Move:
+    """Queue the full run of the best rung trial not yet promoted, once every rung is in (other
+    workers' full runs may still be running: promotions run side by side)."""
+    if any(t.state.name == "RUNNING" and continued(t) is None for t in trials):
+        return Move.WAIT
+    promoted = {continued(t) for t in trials if _live(t)}
+    waiting = [t for v, t in _results(trials, config) if math.isfinite(v) and t.number not in promoted]
+    if not waiting or _committed(trials, config, earned=False) + config.run_steps > config.budget_steps:
+        return Move.DONE
+    best = waiting[0]
+    study.enqueue_trial(_params(best), user_attrs={CONTINUES: best.number})
+    return Move.RUN

@@ -1,0 +1,185 @@
+"""What a worker runs next (`lrpilot.tuning._halving`), decided on a real Optuna study in memory
+whose trials are written as a worker would leave them: rung trials, promotions, retries, trials
+still running on other workers. No training: the decisions are what is tested."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from lrpilot.tuning._halving import Move, next_move, owed, trial_cap, unpaid_winners
+from lrpilot.tuning._study import StudyConfig
+
+RUN, RUNG = 300, 100
+PEAK = 0.01
+LR = FloatDistribution(PEAK / 4, PEAK * 4, log=True)
+
+
+def _config(budget_runs: float, *, max_trials: int = 100, prune: bool = True) -> StudyConfig:
+    return StudyConfig(
+        target={"task": "digits"},
+        seed=0,
+        run_steps=RUN,
+        space={"low": PEAK / 4, "high": PEAK * 4, "warmups": [], "decays": []},
+        design=[{"lr": PEAK}, {"lr": PEAK / 2}, {"lr": PEAK * 2}],
+        search=["lr"],
+        rungs=[RUNG] if prune else [],
+        reduction=3,
+        horizon_exponent=0.63,
+        prune=prune,
+        budget_steps=round(budget_runs * RUN),
+        max_trials=max_trials,
+        finder={"peak_lr": PEAK, "band": [PEAK / 2, PEAK * 2], "steps": 0},
+        recommendation={},
+    )
+
+
+def _rung(lr: float, loss: float | None, *, state: TrialState = TrialState.PRUNED, **attrs: Any) -> Any:
+    """A rung trial as a worker leaves it (running: no result yet)."""
+    done = state == TrialState.PRUNED
+    return create_trial(
+        state=state,
+        params={"lr": lr},
+        distributions={"lr": LR},
+        intermediate_values={RUNG: loss} if done and loss is not None else {},
+        user_attrs={"steps": RUNG if done else 0, **({"stopped": "rung"} if done else {}), **attrs},
+        system_attrs={"fixed_params": {"lr": lr}},
+    )
+
+
+def _promotion(lr: float, of: int, value: float | None, *, state: TrialState = TrialState.COMPLETE) -> Any:
+    done = state == TrialState.COMPLETE
+    return create_trial(
+        state=state,
+        value=value if done else None,
+        params={"lr": lr},
+        distributions={"lr": LR},
+        user_attrs={"continues": of, "steps": RUN if done else 0},
+        system_attrs={"fixed_params": {"lr": lr}},
+    )
+
+
+def _study(*trials: Any) -> optuna.Study:
+    study = optuna.create_study()
+    for trial in trials:
+        study.add_trial(trial)
+    return study
+
+
+def _queued(study: optuna.Study) -> list[tuple[float, Any]]:
+    """What the move queued: (lr, the rung trial it continues) of each waiting trial."""
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    return [(t.system_attrs["fixed_params"]["lr"], t.user_attrs.get("continues")) for t in waiting]
+
+
+def test_the_design_runs_first_then_the_line_search_goes_past_the_winning_end() -> None:
+    config = _config(5.0)
+    study = _study()
+    assert next_move(study, config) is Move.RUN
+    assert _queued(study) == [(PEAK, None)]
+    # ×½ and ×2 are queued while the peak's rung still runs on another worker: the design is fixed
+    study = _study(_rung(PEAK, None, state=TrialState.RUNNING))
+    assert next_move(study, config) is Move.RUN
+    assert _queued(study) == [(PEAK / 2, None)]
+    # every design rung in, ×2 the best: the next point is ×4
+    study = _study(_rung(PEAK, 0.5), _rung(PEAK / 2, 0.6), _rung(PEAK * 2, 0.4))
+    assert next_move(study, config) is Move.RUN
+    assert _queued(study) == [(PEAK * 4, None)]
+
+
+def test_the_line_search_halves_the_gap_to_the_better_neighbour() -> None:
+    study = _study(_rung(PEAK, 0.4), _rung(PEAK / 2, 0.6), _rung(PEAK * 2, 0.5))
+    assert next_move(study, _config(5.0)) is Move.RUN
+    assert _queued(study) == [(float(f"{PEAK * math.sqrt(2):.3g}"), None)]
+
+
+def test_the_line_search_waits_for_every_result() -> None:
+    study = _study(_rung(PEAK, 0.4), _rung(PEAK / 2, 0.6), _rung(PEAK * 2, None, state=TrialState.RUNNING))
+    assert next_move(study, _config(5.0)) is Move.WAIT
+    assert _queued(study) == []
+
+
+def test_a_retry_does_not_end_the_line_search() -> None:
+    failed = _rung(PEAK * 2, None, state=TrialState.FAIL)
+    retry = create_trial(
+        state=TrialState.PRUNED,
+        params={"lr": PEAK * 2},
+        distributions={"lr": LR},
+        intermediate_values={RUNG: 0.4},
+        user_attrs={"steps": RUNG, "stopped": "rung"},
+        system_attrs={"failed_trial": 2, "retry_history": [2]},
+    )
+    study = _study(_rung(PEAK, 0.5), _rung(PEAK / 2, 0.6), failed, retry)
+    assert next_move(study, _config(5.0)) is Move.RUN
+    assert _queued(study) == [(PEAK * 4, None)]  # not left to the sampler
+
+
+def test_rungs_stop_where_the_budget_must_keep_their_full_runs_then_the_best_is_promoted() -> None:
+    # 2 runs: three rungs (1 run) and the full run they earn (1 run); a fourth rung does not fit
+    config = _config(2.0)
+    rungs = [_rung(PEAK, 0.5), _rung(PEAK / 2, 0.6), _rung(PEAK * 2, 0.4)]
+    study = _study(*rungs)
+    assert next_move(study, config) is Move.RUN
+    assert _queued(study) == [(PEAK * 2, 2)]  # the full run of trial 2, the best rung
+    done = _study(*rungs, _promotion(PEAK * 2, 2, 0.3))
+    assert next_move(done, config) is Move.DONE
+    assert unpaid_winners(done, config) == []
+
+
+def test_a_promotion_waits_for_running_rungs_but_not_for_other_full_runs() -> None:
+    config = _config(20.0, max_trials=6)  # six rungs earn two full runs
+    rungs = [_rung(PEAK * f, 0.5 - 0.01 * i) for i, f in enumerate((1, 0.5, 2, 1.41, 0.71, 1.19))]
+    running_rung = _study(*rungs[:5], _rung(PEAK * 1.19, None, state=TrialState.RUNNING))
+    assert next_move(running_rung, config) is Move.WAIT
+    running_full = _study(*rungs, _promotion(PEAK * 1.19, 5, None, state=TrialState.RUNNING))
+    assert next_move(running_full, config) is Move.RUN
+    assert _queued(running_full) == [(PEAK * 0.71, 4)]  # the second best, beside the first's full run
+
+
+def test_a_winner_the_budget_cannot_pay_is_named() -> None:
+    # a worker died after its rung (its steps spent): the full run no longer fits
+    config = _config(1.5, max_trials=3)
+    dead = _rung(PEAK * 2, None, state=TrialState.FAIL, steps=RUNG)
+    study = _study(_rung(PEAK, 0.5), _rung(PEAK / 2, 0.6), dead, _rung(PEAK * 2, 0.7))
+    assert next_move(study, config) is Move.DONE
+    assert unpaid_winners(study, config) == [0]
+
+
+def test_without_halving_every_trial_is_a_full_run() -> None:
+    config = _config(3.0, prune=False)
+    study = _study()
+    for _ in range(3):
+        assert next_move(study, config) is Move.RUN
+        lr = _queued(study)[0][0]
+        study = _study(*study.get_trials(states=(TrialState.COMPLETE,)), _full(lr, 0.5 - lr))
+    assert next_move(study, config) is Move.DONE  # three runs: the budget
+
+
+def _full(lr: float, value: float) -> Any:
+    return create_trial(
+        state=TrialState.COMPLETE,
+        value=value,
+        params={"lr": lr},
+        distributions={"lr": LR},
+        user_attrs={"steps": RUN},
+        system_attrs={"fixed_params": {"lr": lr}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("budget_runs", "cap"),
+    [(1.34, 1), (2.0, 3), (2.5, 4), (3.0, 5), (4.0, 6), (10.0, 15)],
+)
+def test_the_trial_cap_pays_for_the_full_runs_the_rungs_earn(budget_runs: float, cap: int) -> None:
+    assert trial_cap(round(budget_runs * RUN), RUN, RUNG, 3) == cap
+    n = cap
+    assert n * RUNG + owed(n, 3) * RUN <= budget_runs * RUN < (n + 1) * RUNG + owed(n + 1, 3) * RUN
+
+
+def test_owed_full_runs_are_the_best_third_and_at_least_one() -> None:
+    assert [owed(n, 3) for n in range(8)] == [0, 1, 1, 1, 1, 1, 2, 2]
