@@ -84,7 +84,7 @@ def _rows(page: str) -> list[str]:
 def test_the_hand_written_search_is_what_tune_writes() -> None:
     tune = tune_section()
     kinds = [trial_kind(t) for t in tune["trials"]]
-    assert kinds == ["none", "stopped", "none", "diverged", "stopped", "complete", "complete"]  # promoted: drawn once
+    assert kinds == ["stopped", "stopped", "stopped", "diverged", "stopped", "complete", "complete"]
     assert rung_losses(tune["trials"][0]) == [(RUNG, 0.583)]
     assert 4.0 < tune["run_equivalents"] < 4.2  # 100 + 5 × 80 + 2 × 240 steps over 240
 

@@ -20,8 +20,8 @@ from lrpilot.report.plots import _pyplot
 
 __all__ = ["STOPPED_LABEL", "plot_tune", "rung_losses", "trial_kind"]
 
-STOPPED_LABEL = "stopped at the rung (loss of its short run)"
-"""The legend's words for a trial pruned at a rung: its loss is the compressed run's, not a final one."""
+STOPPED_LABEL = "rung (loss of its short run)"
+"""The legend's words for a rung trial: its loss is the compressed run's, not a final one."""
 
 _DONE, _STOPPED, _BEST, _SPACE, _BAD, _FAILED = "#1f6feb", "#e36209", "#d73a49", "#28a745", "#b31d28", "#959da5"
 
@@ -38,11 +38,11 @@ def rung_losses(trial: Mapping[str, Any]) -> list[tuple[int, float]]:
 
 
 def trial_kind(trial: Mapping[str, Any]) -> str:
-    """How the trial is drawn: ``complete`` (a final loss), ``diverged``, ``stopped`` (pruned at a
-    rung, or by the budget, with a rung loss), ``failed``, or ``none`` (skipped, still running, a
-    rung trial whose full run is drawn as its own trial, or nothing to draw)."""
+    """How the trial is drawn: ``complete`` (a final loss), ``diverged``, ``stopped`` (a rung trial:
+    pruned, promoted or stopped by the budget, with its rung loss), ``failed``, or ``none``
+    (skipped, still running, or nothing to draw)."""
     state, stopped = trial.get("state"), trial.get("stopped")
-    if not math.isfinite(_float(trial.get("peak_lr"))) or stopped in ("skipped", "promoted"):
+    if not math.isfinite(_float(trial.get("peak_lr"))) or stopped == "skipped":
         return "none"
     if state == "COMPLETE" and math.isfinite(_float(trial.get("value"))):
         return "complete"
@@ -87,9 +87,9 @@ def _shade(ax: Any, tune: Mapping[str, Any]) -> None:
 def plot_tune(tune: Mapping[str, Any], path: str | Path, *, title: str | None = None) -> Path:
     """Draw a tune's trials; write a PNG to `path` and return it.
 
-    The loss against the peak LR on a log axis: the final validation loss of each completed trial
-    (filled), the loss of the short run at the rung for a trial stopped there (hollow: a
-    different run, not comparable to a final loss), diverged trials as crosses along the top, the
+    The loss against the peak LR on a log axis: the final validation loss of each full run
+    (filled), the loss of each rung trial's short run (hollow: a different run, comparable with
+    the other rungs, not with a final loss), diverged trials as crosses along the top, the
     winner as a star with its LR written beside it, the searched interval shaded, and the range
     test's band (hatched) and peak (dashed) where the record has them.
     """
