@@ -98,6 +98,25 @@ def test_the_line_search_halves_the_gap_to_the_better_neighbour() -> None:
     assert _queued(study) == [(float(f"{PEAK * math.sqrt(2):.3g}"), None)]
 
 
+def test_the_sampler_takes_over_once_the_line_search_is_done() -> None:
+    done = [_rung(PEAK, 0.4), _rung(PEAK / 2, 0.6), _rung(PEAK * 2, 0.5), _rung(0.0141, 0.45), _rung(0.00707, 0.5)]
+    study = _study(*done)
+    assert next_move(study, _config(5.0)) is Move.SAMPLE
+    assert _queued(study) == []
+
+
+def test_a_trial_sampled_in_a_race_and_skipped_does_not_end_the_line_search() -> None:
+    raced = create_trial(
+        state=TrialState.PRUNED,
+        params={"lr": 0.02},
+        distributions={"lr": LR},
+        user_attrs={"skipped": "another worker took the queued trial"},
+    )
+    study = _study(_rung(PEAK, 0.5), _rung(PEAK / 2, 0.6), raced, _rung(PEAK * 2, 0.4))
+    assert next_move(study, _config(5.0)) is Move.RUN
+    assert _queued(study) == [(PEAK * 4, None)]
+
+
 def test_the_line_search_waits_for_every_result() -> None:
     study = _study(_rung(PEAK, 0.4), _rung(PEAK / 2, 0.6), _rung(PEAK * 2, None, state=TrialState.RUNNING))
     assert next_move(study, _config(5.0)) is Move.WAIT

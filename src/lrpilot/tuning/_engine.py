@@ -121,7 +121,8 @@ def build_target(spec: dict[str, Any]) -> _Target:
 
 def run_trials(study: optuna.Study, runner: TrialRunner) -> None:
     """Run trials here while there is one to run without waiting for another worker."""
-    while next_move(study, runner.config) is Move.RUN:
+    while (move := next_move(study, runner.config)) in (Move.RUN, Move.SAMPLE):
+        runner.queued_only = move is Move.RUN  # another worker may take the queued trial first
         study.optimize(runner, n_trials=1, catch=(), gc_after_trial=False)
 
 
@@ -157,4 +158,4 @@ def wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress
         progress("waiting for other workers", len(pending), None, math.nan, math.nan)
         optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
         time.sleep(POLL)
-    return next_move(study, config) is Move.RUN
+    return next_move(study, config) in (Move.RUN, Move.SAMPLE)

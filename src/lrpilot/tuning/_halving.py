@@ -42,7 +42,9 @@ CONTINUES = "continues"
 
 class Move(enum.Enum):
     RUN = "run"
-    """Run one trial: a queued one, else one the sampler proposes."""
+    """Run the queued trial (a design point, line-search step, promotion or retry)."""
+    SAMPLE = "sample"
+    """Run a trial the sampler proposes."""
     WAIT = "wait"
     """The next decision needs the results of trials still running (on other workers)."""
     DONE = "done"
@@ -188,14 +190,15 @@ def _next_point(study: optuna.Study, trials: list[FrozenTrial], config: StudyCon
         if point not in tried:
             study.enqueue_trial(point)
             return Move.RUN
-    sampled = any(not is_replacement(t) for t in trials)  # a retry (of a queued trial) is not the sampler's
+    # a retry of a queued trial is not the sampler's; nor is one skipped (sampled in a race, never run)
+    sampled = any(not is_replacement(t) and not t.user_attrs.get("skipped") for t in trials)
     if not sampled:  # still in the line search: its next point needs every result in
         if running:
             return Move.WAIT
         if (step := _line_search(trials, config)) is not None:
             study.enqueue_trial(step)
             return Move.RUN
-    return Move.RUN
+    return Move.SAMPLE
 
 
 def _promote(study: optuna.Study, trials: list[FrozenTrial], config: StudyConfig) -> Move:

@@ -55,6 +55,8 @@ class TrialRunner:
     on_trial: Callable[[int, Candidate], None] | None = None
     clock: _Clock = field(default_factory=_Clock)
     """The timings of the latest run (the best trial's record shows its own)."""
+    queued_only: bool = False
+    """Whether the next trial must be a queued one (a sampled one means another worker took it)."""
 
     @property
     def space(self) -> Space:
@@ -103,7 +105,7 @@ class TrialRunner:
 
         study = trial.study
         frozen = _frozen(study, trial.number)
-        if (why := _redundant(study, frozen, self.config.max_trials)) is not None:
+        if (why := _redundant(study, frozen, self.config.max_trials, queued_only=self.queued_only)) is not None:
             trial.set_user_attr("skipped", why)
             raise optuna.TrialPruned(why)
         candidate = self.space.suggest(trial)
@@ -181,11 +183,14 @@ class TrialRunner:
         return value
 
 
-def _redundant(study: optuna.Study, trial: optuna.trial.FrozenTrial, cap: int) -> str | None:
-    """Why `trial` should not run, if it should not: the study already has its trials (a sampled
+def _redundant(study: optuna.Study, trial: optuna.trial.FrozenTrial, cap: int, *, queued_only: bool) -> str | None:
+    """Why `trial` should not run, if it should not: it was sampled where a queued trial was meant
+    (another worker took that one a moment earlier), the study already has its trials (a sampled
     trial past the cap), or another worker queued the same design point or promotion a moment
     earlier (two workers deciding at once)."""
     if not is_replacement(trial):
+        if queued_only:
+            return "another worker took the queued trial"
         return "the study already has its trials" if counted(study, before=trial.number) >= cap else None
     if "failed_trial" in trial.system_attrs:
         return None  # a retry stands for its failed original
