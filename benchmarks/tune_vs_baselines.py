@@ -3,9 +3,11 @@
 For each task and seed, every method starts from the same initial model and batch order
 (``task.build_model(seed)``, ``task.batches(seed)``):
 
-    tune          ``lrpilot.tune(task, budget=3.0, seed=...)``: rules and a range test for the prior,
-                  successive-halving trials of the full recipe under the guard, TPE after the
-                  design; the best completed trial is the model (``report=False``). Its compute is
+    tune          ``lrpilot.tune(task, budget=3.0, seed=...)``: rules and a range test for the prior;
+                  rung trials (the recipe compressed to a third, at 2× the candidate's LR) for the
+                  design, the line search and TPE, the best third promoted to full runs under the
+                  guard (synchronous successive halving); the best full run is the model
+                  (``report=False``). Its compute is
                   its own accounting, ``run_equivalents`` (range-test steps + trial steps over the
                   run length), reported as measured.
     tpe           an Optuna study with its default ``TPESampler(seed=seed)``: the peak LR
