@@ -4,6 +4,7 @@ still running on other workers. No training: the decisions are what is tested.""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -115,6 +116,12 @@ def test_a_trial_sampled_in_a_race_and_skipped_does_not_end_the_line_search() ->
     study = _study(_rung(PEAK, 0.5), _rung(PEAK / 2, 0.6), raced, _rung(PEAK * 2, 0.4))
     assert next_move(study, _config(5.0)) is Move.RUN
     assert _queued(study) == [(PEAK * 4, None)]
+
+
+def test_with_warmup_or_decay_searched_the_sampler_takes_over_once_the_lr_is_bracketed() -> None:
+    config = dataclasses.replace(_config(5.0), space={**_config(5.0).space, "decays": ["cosine", "linear"]})
+    study = _study(_rung(PEAK, 0.4), _rung(PEAK / 2, 0.6), _rung(PEAK * 2, 0.5))
+    assert next_move(study, config) is Move.SAMPLE
 
 
 def test_the_line_search_waits_for_every_result() -> None:

@@ -114,6 +114,8 @@ def test_searching_warmup_and_decay_uses_the_recipe_first(tmp_path: Path) -> Non
     assert result.space.decays == ("cosine", "linear", "wsd")
     assert 0.1 in result.space.warmups
     assert math.isfinite(result.value)
+    # once the LR is bracketed the sampler proposes, warmup and decay included
+    assert any(t.candidate.warmup != first.warmup or t.candidate.decay != first.decay for t in result.trials)
 
 
 @pytest.mark.parametrize(

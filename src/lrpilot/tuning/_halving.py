@@ -145,9 +145,10 @@ def _params(trial: FrozenTrial) -> dict[str, Any]:
 
 def _line_search(trials: list[FrozenTrial], config: StudyConfig) -> dict[str, Any] | None:
     """The next point of a line search in log LR around the best result: past it by ×½ (×2) while
-    the lowest (highest) LR tried wins; then the geometric midpoint between it and its better
-    neighbour, down to steps of √2 (finer than the rungs' noise can tell apart). None when done
-    (or outside the interval): the sampler's turn."""
+    the lowest (highest) LR tried wins; then (when only the LR is searched) the geometric midpoint
+    between it and its better neighbour, down to steps of √2 (finer than the rungs' noise can tell
+    apart). None when done (or outside the interval): the sampler's turn — with the warmup or decay
+    searched, as soon as the LR is bracketed, so that the budget reaches them."""
     results = [(v, t) for v, t in _results(trials, config) if math.isfinite(v)]
     if not results:
         return None
@@ -157,13 +158,15 @@ def _line_search(trials: list[FrozenTrial], config: StudyConfig) -> dict[str, An
     tried = sorted({float(_params(t)["lr"]) for t in trials if _live(t) and continued(t) is None})
     below = [x for x in tried if x < lr]
     above = [x for x in tried if x > lr]
+    space = Space.from_dict(config.space)
     if not below or not above:  # the best is an end: go past it
         steps = [lr * 0.5] if not below else [lr * 2.0]
+    elif space.warmups or space.decays:  # the LR is bracketed: the sampler's turn to search the rest too
+        return None
     else:  # inside: halve the gap to the better neighbour first, then to the other
         low, high = below[-1], above[0]
         sides = sorted((low, high), key=lambda x: scores.get(x, math.inf))
         steps = [math.sqrt(lr * x) for x in sides if max(x, lr) / min(x, lr) > 1.9]  # ×2 gaps (3 digits kept)
-    space = Space.from_dict(config.space)
     for step in (float(f"{x:.3g}") for x in steps):
         if space.low <= step <= space.high and step not in tried:
             return {**best, "lr": step}
