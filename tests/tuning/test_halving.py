@@ -93,6 +93,18 @@ def test_the_design_runs_first_then_the_line_search_goes_past_the_winning_end() 
     assert _queued(study) == [(PEAK * 4, None)]
 
 
+def test_a_line_search_step_past_the_interval_stops_at_its_edge() -> None:
+    # rounding can put the interval's edge a hair below ×4 of the peak: ×2 of the design's ×2 then
+    # lies past it, and the step is the edge itself
+    edge = PEAK * 3.98
+    config = dataclasses.replace(_config(5.0), space={**_config(5.0).space, "high": edge})
+    study = _study(_rung(PEAK, 0.5), _rung(PEAK / 2, 0.6), _rung(PEAK * 2, 0.4))
+    assert next_move(study, config) is Move.RUN
+    assert _queued(study) == [(edge, None)]
+    at_edge = _study(_rung(PEAK, 0.5), _rung(PEAK / 2, 0.6), _rung(PEAK * 2, 0.45), _rung(edge, 0.4))
+    assert next_move(at_edge, config) is Move.SAMPLE  # nothing past the edge: the sampler's turn
+
+
 def test_the_line_search_halves_the_gap_to_the_better_neighbour() -> None:
     study = _study(_rung(PEAK, 0.4), _rung(PEAK / 2, 0.6), _rung(PEAK * 2, 0.5))
     assert next_move(study, _config(5.0)) is Move.RUN

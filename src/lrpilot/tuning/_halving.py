@@ -147,8 +147,10 @@ def _line_search(trials: list[FrozenTrial], config: StudyConfig) -> dict[str, An
     """The next point of a line search in log LR around the best result: past it by ×½ (×2) while
     the lowest (highest) LR tried wins; then (when only the LR is searched) the geometric midpoint
     between it and its better neighbour, down to steps of √2 (finer than the rungs' noise can tell
-    apart). None when done (or outside the interval): the sampler's turn — with the warmup or decay
-    searched, as soon as the LR is bracketed, so that the budget reaches them."""
+    apart). A step past the interval stops at its edge (the edges are the range test's peak ÷ 4
+    and × 4 rounded, so ×2 of the design's ×2 can land a hair outside). None when done: the
+    sampler's turn — with the warmup or decay searched, as soon as the LR is bracketed, so that the
+    budget reaches them."""
     results = [(v, t) for v, t in _results(trials, config) if math.isfinite(v)]
     if not results:
         return None
@@ -167,8 +169,8 @@ def _line_search(trials: list[FrozenTrial], config: StudyConfig) -> dict[str, An
         low, high = below[-1], above[0]
         sides = sorted((low, high), key=lambda x: scores.get(x, math.inf))
         steps = [math.sqrt(lr * x) for x in sides if max(x, lr) / min(x, lr) > 1.9]  # ×2 gaps (3 digits kept)
-    for step in (float(f"{x:.3g}") for x in steps):
-        if space.low <= step <= space.high and step not in tried:
+    for step in (float(f"{min(max(x, space.low), space.high):.3g}") for x in steps):  # the interval's edge at most
+        if max(step, lr) / min(step, lr) > 1.3 and step not in tried:
             return {**best, "lr": step}
     return None
 
