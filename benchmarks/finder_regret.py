@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 import lrpilot
-from _environment import versions
+from _environment import command, save_json
 from _scoring import OracleCurve, Score, score, summarise
 from lrpilot.finder import (
     PEAK_FACTOR,
@@ -296,13 +296,6 @@ def load_curves(path: Path, task: Task) -> dict[str, Any]:
     }
 
 
-def save_json(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def stale(entry: dict[str, Any] | None, kind: str) -> bool:
     if entry is None:
         return True
@@ -311,14 +304,8 @@ def stale(entry: dict[str, Any] | None, kind: str) -> bool:
 
 def collect(task: Task, seeds: list[int], path: Path, *, refresh: bool, kinds: tuple[str, ...]) -> dict[str, Any]:
     doc = load_curves(path, task)
-    doc["commands"].append(
-        {
-            "argv": shlex.join([sys.executable, *sys.argv]),
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "fingerprint": {kind: fingerprint(kind) for kind in FINGERPRINTED},
-            "environment": versions(("lrpilot", "torch", "numpy", "transformers", "peft", "torch-lr-finder")),
-        }
-    )
+    packages = ("lrpilot", "torch", "numpy", "transformers", "peft", "torch-lr-finder")
+    doc["commands"].append(command(packages, fingerprint={kind: fingerprint(kind) for kind in FINGERPRINTED}))
     todo = [
         (seed, kind) for seed in seeds for kind in kinds if refresh or stale(doc["entries"].get(f"{kind}/{seed}"), kind)
     ]

@@ -21,7 +21,6 @@ import datetime
 import json
 import math
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the tasks need is on 
 
 import torch
 
-from _environment import versions
+from _environment import command, save_json
 from lrpilot.tasks import Task, get_task, initial_metrics, task_names, train
 
 SCHEMA = 1
@@ -116,10 +115,7 @@ def load(path: Path, task: Task, seeds: list[int]) -> dict[str, Any]:
 
 def save(path: Path, doc: dict[str, Any]) -> None:
     summarise(doc)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)  # a sweep killed mid-write never leaves a truncated file
+    save_json(path, doc)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -154,13 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         best = doc["best"]["peak_lr"]
         lo, hi = best * 10**-args.around_best, best * 10**args.around_best
     lrs = grid(lo, hi, args.points_per_decade)
-    command = {
-        "argv": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(argv),
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "grid": [lo, hi, args.points_per_decade],
-        "environment": versions(("lrpilot", "torch", "numpy", "scikit-learn", "transformers", "peft")),
-    }
-    doc["commands"].append(command)
+    packages = ("lrpilot", "torch", "numpy", "scikit-learn", "transformers", "peft")
+    doc["commands"].append(command(packages, argv, grid=[lo, hi, args.points_per_decade]))
     done = {(key(r["peak_lr"]), r["seed"]) for r in doc["runs"]}
     todo = [(lr, seed) for lr in lrs for seed in args.seeds if (key(lr), seed) not in done]
     print(f"{task.name}: {len(lrs)} LRs x {len(args.seeds)} seeds, {len(todo)} runs to do -> {out}", flush=True)

@@ -37,9 +37,7 @@ import datetime
 import json
 import math
 import os
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -50,7 +48,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the tasks need is on 
 import numpy as np
 import torch
 
-from _environment import versions
+from _environment import command, save_json
 from _scoring import OracleCurve
 from lrpilot.autopilot._pipeline import _Clock, _quiet, _Target, _target, _train
 from lrpilot.tasks import SST2_ENV, Recipe, Task, task_names
@@ -132,21 +130,13 @@ def run_task(name: str, seeds: list[int], factors: list[float], doc: dict[str, A
         for factor in factors:
             row = rung_run(job, recipe, rung, seed, factor * lr_star)
             runs[factor_key(factor)] = row
-            save(out, doc)
+            save_json(out, doc)
             print(
                 f"  {name} seed {seed} ×{factor:g}: lr {row['peak_lr']:.3g}, {rung} steps, "
                 f"val loss {_f(row['val_loss'])}{' (diverged)' if row['diverged'] else ''}, "
                 f"{row['wall_time_s']:.1f} s",
                 flush=True,
             )
-
-
-def save(path: Path, doc: dict[str, Any]) -> None:
-    """Written to a temporary file first, so that a killed run never leaves a truncated JSON."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -241,19 +231,6 @@ def table(doc: dict[str, Any], tasks: list[str] | None = None) -> str:
 
 
 # ----------------------------------------------------------------------------- main
-def record_command(doc: dict[str, Any]) -> None:
-    """The environment and command line beside the results, so that a figure can be traced to its setup."""
-    environment = versions(PACKAGES)
-    doc["environment"] = environment
-    doc.setdefault("commands", []).append(
-        {
-            "argv": shlex.join([sys.executable, *sys.argv]),
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "environment": environment,
-        }
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", choices=task_names(), default=list(TASKS))
@@ -271,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[SST2_ENV] = str(Path(args.data_dir).resolve())
     torch.set_num_threads(1)
     doc["description"] = "Seed-mean final validation loss of third-length (rung) runs at peak LR = factor × lr*."
-    record_command(doc)
+    doc.setdefault("commands", []).append(command(PACKAGES))
+    doc["environment"] = doc["commands"][-1]["environment"]
     for name in args.tasks:
         run_task(name, args.seeds, args.factors, doc, args.out)
     print(table(doc, args.tasks))

@@ -74,9 +74,7 @@ import datetime
 import json
 import math
 import os
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -90,7 +88,7 @@ import optuna  # imported before anything is timed: tune and the Optuna baseline
 import torch
 
 import lrpilot
-from _environment import versions
+from _environment import command, save_json
 from _scoring import OracleCurve, score
 from fit_vs_defaults import run_fit, run_schedulefree, run_train, train_steps, warm_up
 from lrpilot.tasks import SST2_ENV, Task, TrainResult, get_task, initial_metrics, task_names, train
@@ -365,7 +363,7 @@ def run_task(name: str, seeds: list[int], methods: list[str], doc: dict[str, Any
                 row = RUNNERS[method](task, seed)
             row["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
             runs[method] = scored(row, curve)
-            save(out, doc)
+            save_json(out, doc)
             lr = row.get("peak_lr")
             regret = (row.get("oracle") or {}).get("regret")
             print(
@@ -374,13 +372,6 @@ def run_task(name: str, seeds: list[int], methods: list[str], doc: dict[str, Any
                 f"{row['run_equivalents']:.2f} runs, {row['wall_time_s']:.1f} s",
                 flush=True,
             )
-
-
-def save(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- table
@@ -560,15 +551,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        environment = versions(PACKAGES)
-        doc["environment"] = environment
-        doc.setdefault("commands", []).append(
-            {
-                "argv": shlex.join([sys.executable, *sys.argv]),
-                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "environment": environment,
-            }
-        )
+        doc.setdefault("commands", []).append(command(PACKAGES))
+        doc["environment"] = doc["commands"][-1]["environment"]
         for name in args.tasks:
             run_task(name, args.seeds, list(args.methods), doc, args.out)
         print(table(doc, args.tasks))
