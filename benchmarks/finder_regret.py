@@ -64,11 +64,14 @@ from _environment import command, save_json
 from _scoring import OracleCurve, Score, score, summarise
 from lrpilot.finder import (
     PEAK_FACTOR,
+    PROGRESS_EXPONENT,
+    PROGRESS_REF,
     SUGGESTERS,
     DivergenceRule,
     FinderResult,
     RangeTestRecord,
     analyze,
+    curve_learnt_share,
     ema,
     probe_budget,
 )
@@ -170,7 +173,7 @@ def _result_json(result: FinderResult) -> dict[str, Any]:
 
 def run_curve(task: Task, seed: int) -> dict[str, Any]:
     model, optimizer, batches = _setup(task, seed)
-    never = DivergenceRule(rise=1e30, noise_mult=0.0, rel_floor=0.0)  # only a NaN/Inf ends the test
+    never = DivergenceRule(rise=1e30, noise_mult=0.0, rel_floor=0.0, clear_fall=math.inf)  # only a NaN/Inf ends it
     record = range_test(
         model,
         optimizer,
@@ -510,41 +513,83 @@ def aggregate(per_task: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]
 
 
 # ----------------------------------------------------------------------------- leave one task out
-FACTORS = np.geomspace(0.05, 2.0, 321)
+FACTORS = np.geomspace(0.05, 2.0, 161)
 """The `PEAK_FACTOR` candidates of the leave-one-task-out fit."""
+EXPONENTS = np.linspace(0.0, 1.5, 31)
+"""The `PROGRESS_EXPONENT` candidates (0: a constant factor, the rule before the learnt share)."""
 
 
-def loto(per_task: dict[str, dict[str, Any]], oracles: dict[str, OracleCurve]) -> dict[str, Any]:
-    """Leave one task out for lrpilot's only fitted constant that matters here, `PEAK_FACTOR`
-    (the 100-step test makes the steps correction 1): for each task, the factor that minimises the
-    mean regret (mean over the other tasks of their mean over seeds) on the *other* tasks, and the
-    held-out task scored with it. Its answers scale with the factor, so no range test is re-run."""
-    out: dict[str, Any] = {"shipped": PEAK_FACTOR, "modes": {}}
+def _progress_term(entry: dict[str, Any]) -> float:
+    """``((1 - p) / (1 - PROGRESS_REF))`` of an entry's records (their geometric mean for several):
+    the rule's answer scales with its power `PROGRESS_EXPONENT`, so refitting that exponent needs
+    no range test."""
+    logs = []
+    for data in entry["records"]:
+        share = curve_learnt_share(*_record_from(data).arrays())
+        logs.append(math.log((1.0 - share) / (1.0 - PROGRESS_REF)))
+    return math.exp(statistics.fmean(logs))
+
+
+def _rescaled(lrs: list[float | None], terms: list[float], factor: float, exponent: float) -> list[float | None]:
+    """The rule's answers with other constants: they scale with the factor and with the progress
+    term's power."""
+    scale = factor / PEAK_FACTOR
+    return [
+        None if lr is None else lr * scale * g ** (exponent - PROGRESS_EXPONENT)
+        for lr, g in zip(lrs, terms, strict=True)
+    ]
+
+
+def loto(
+    per_task: dict[str, dict[str, Any]], oracles: dict[str, OracleCurve], docs: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Leave one task out for lrpilot's two fitted constants, `PEAK_FACTOR` and `PROGRESS_EXPONENT`
+    (the 100-step test makes the ramp-speed correction 1): for each task, the pair that minimises
+    the mean regret (mean over the other tasks of their mean over seeds) on the *other* tasks, and
+    the held-out task scored with it; beside it the same with the exponent held at 0 (a constant
+    factor). The answers scale with the factor and with the progress term's power, so no range
+    test is re-run."""
+    out: dict[str, Any] = {"shipped": {"factor": PEAK_FACTOR, "exponent": PROGRESS_EXPONENT}, "modes": {}}
     for mode in ("fast", "thorough"):
         method = f"lrpilot ({mode})"
-        base = {t: [p["lr"] for p in m[method]["per_seed"].values()] for t, m in per_task.items() if method in m}
+        base, terms = {}, {}
+        for t, m in per_task.items():
+            if method in m:
+                seeds = list(m[method]["per_seed"])
+                base[t] = [m[method]["per_seed"][seed]["lr"] for seed in seeds]
+                terms[t] = [_progress_term(docs[t]["entries"][f"{mode}/{seed}"]) for seed in seeds]
         if len(base) < 2:
             continue
 
-        def mean_regret(task: str, factor: float, base: dict[str, list[Any]] = base) -> float:
-            lrs = [None if lr is None else lr * factor / PEAK_FACTOR for lr in base[task]]
-            return statistics.fmean(score(oracles[task], lr).regret for lr in lrs)
+        def answers(task: str, factor: float, exponent: float) -> list[float | None]:
+            return _rescaled(base[task], terms[task], factor, exponent)  # noqa: B023 (used in this iteration only)
 
-        table = {t: np.array([mean_regret(t, f) for f in FACTORS]) for t in base}
-        rows = {}
-        for held, lrs in base.items():
+        def mean_regret(task: str, factor: float, exponent: float) -> float:
+            return statistics.fmean(score(oracles[task], lr).regret for lr in answers(task, factor, exponent))
+
+        table = {t: np.array([[mean_regret(t, f, e) for e in EXPONENTS] for f in FACTORS]) for t in base}
+        rows, constant = {}, {}
+        for held in base:
             others = np.mean([table[t] for t in base if t != held], axis=0)
-            factor = float(FACTORS[int(np.argmin(others))])
-            scores = [score(oracles[held], None if lr is None else lr * factor / PEAK_FACTOR) for lr in lrs]
-            rows[held] = {"factor": factor, **summarise(scores)}
+            i, j = np.unravel_index(int(np.argmin(others)), others.shape)
+            factor, exponent = float(FACTORS[i]), float(EXPONENTS[j])
+            scores = [score(oracles[held], lr) for lr in answers(held, factor, exponent)]
+            rows[held] = {"factor": factor, "exponent": exponent, **summarise(scores)}
+            flat = float(FACTORS[int(np.argmin(others[:, 0]))])
+            constant[held] = {"factor": flat, **summarise(score(oracles[held], lr) for lr in answers(held, flat, 0.0))}
         everything = np.mean(list(table.values()), axis=0)
+        i, j = np.unravel_index(int(np.argmin(everything)), everything.shape)
         out["modes"][mode] = {
             "held_out": rows,
+            "held_out_constant": constant,
             "mean_regret": statistics.fmean(r["mean_regret"] for r in rows.values()),
             "worst_regret": max(r["worst_regret"] for r in rows.values()),
             "mean_excess": statistics.fmean(r["mean_excess"] for r in rows.values()),
             "worst_excess": max(r["worst_excess"] for r in rows.values()),
-            "in_sample_factor": float(FACTORS[int(np.argmin(everything))]),
+            "constant_mean_excess": statistics.fmean(r["mean_excess"] for r in constant.values()),
+            "constant_worst_excess": max(r["worst_excess"] for r in constant.values()),
+            "in_sample_factor": float(FACTORS[i]),
+            "in_sample_exponent": float(EXPONENTS[j]),
         }
     return out
 
@@ -635,19 +680,23 @@ def markdown(
         lines.append("")
     for mode, result in held_out.get("modes", {}).items():
         lines += [
-            f"| leave one task out, {mode} | PEAK_FACTOR fitted on the others | mean regret | worst regret | "
-            "mean excess | worst excess |",
-            "|---|---|---|---|---|---|",
+            f"| leave one task out, {mode} | PEAK_FACTOR, PROGRESS_EXPONENT fitted on the others | mean regret | "
+            "worst regret | mean excess | worst excess | constant factor instead: fitted, mean excess (worst) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for task, row in result["held_out"].items():
+            flat = result["held_out_constant"][task]
             lines.append(
-                f"| {task} | {row['factor']:.3f} | {row['mean_regret']:.4f} | {row['worst_regret']:.4f} | "
-                f"{row['mean_excess']:.1%} | {row['worst_excess']:.1%} |"
+                f"| {task} | {row['factor']:.3f}, {row['exponent']:.2f} | {row['mean_regret']:.4f} | "
+                f"{row['worst_regret']:.4f} | {row['mean_excess']:.1%} | {row['worst_excess']:.1%} | "
+                f"{flat['factor']:.3f}, {flat['mean_excess']:.1%} ({flat['worst_excess']:.1%}) |"
             )
+        shipped = held_out["shipped"]
         lines.append(
-            f"| **all (held out)** | shipped {held_out['shipped']}, in-sample best {result['in_sample_factor']:.3f} | "
-            f"{result['mean_regret']:.4f} | {result['worst_regret']:.4f} | {result['mean_excess']:.1%} | "
-            f"{result['worst_excess']:.1%} |"
+            f"| **all (held out)** | shipped {shipped['factor']}, {shipped['exponent']}; in-sample best "
+            f"{result['in_sample_factor']:.3f}, {result['in_sample_exponent']:.2f} | {result['mean_regret']:.4f} | "
+            f"{result['worst_regret']:.4f} | {result['mean_excess']:.1%} | {result['worst_excess']:.1%} | "
+            f"{result['constant_mean_excess']:.1%} ({result['constant_worst_excess']:.1%}) |"
         )
         lines.append("")
     lines += [f"- {note}" for note in notes]
@@ -671,6 +720,7 @@ def stage2(data_dir: Path, tasks: list[str], seeds: list[int], out: Path | None,
     per_task: dict[str, dict[str, Any]] = {}
     oracles: dict[str, OracleCurve] = {}
     totals: dict[str, int] = {}
+    docs: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     for name in tasks:
         path = curves_path(data_dir, name)
@@ -678,14 +728,14 @@ def stage2(data_dir: Path, tasks: list[str], seeds: list[int], out: Path | None,
             print(f"  {name}: no range tests cached in {path}; skipped", file=sys.stderr)
             continue
         oracle, note = load_oracle(data_dir, name)
-        doc = json.loads(path.read_text())
+        doc = docs[name] = json.loads(path.read_text())
         notes.append(note)
         notes += checks(doc, seeds)
         oracles[name] = oracle
         totals[name] = int(doc["recipe"]["total_steps"])
         per_task[name] = score_task(doc, oracle, seeds)
     agg = aggregate(per_task)
-    held_out = loto(per_task, oracles) if len(per_task) > 1 else {}
+    held_out = loto(per_task, oracles, docs) if len(per_task) > 1 else {}
     text = markdown(per_task, agg, held_out, totals, notes)
     print(text)
     result = {

@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     best = doc["best"]
     if best:
         print(f"best: lr {best['peak_lr']:.3e} mean val {best['mean_val_loss']:.4f}; L_init {doc['l_init_mean']:.4f}")
-    command["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    doc["commands"][-1]["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     save(out, doc)
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lrpilot.finder import DivergenceRule, RangeTestMonitor, default_beta, ema, noise_level, ramp_schedule
+from lrpilot.finder import DivergenceRule, RangeTestMonitor, default_beta, ema, lrpilot, noise_level, ramp_schedule
 from lrpilot.schedules import Anneal
 
 
@@ -138,10 +138,46 @@ MINILM = [
 def test_a_blow_up_does_not_count_as_noise() -> None:
     """The recent noise is read up to the best point: read over the last points, the blow-up raised
     the threshold as fast as the loss, and this test ran to its end with the loss at 446."""
-    stop, reason = _stop(MINILM, beta=0.9)  # the runner's β for a 100-point test
+    rise_only = DivergenceRule(clear_fall=math.inf)  # without the give-back stop (below)
+    stop, reason = _stop(MINILM, rise_only, beta=0.9)  # the runner's β for a 100-point test
     assert reason == "diverged"
     assert stop == 75  # smoothed 1.10, twice its best (0.53): it has given back more than half the fall
     assert ema(MINILM[: stop + 1])[-1] > 2 * min(ema(MINILM))
+
+
+def test_a_classifier_back_at_its_starting_loss_has_given_back_everything() -> None:
+    """The same curve stops 21 points (1.7 decades) sooner once its smoothed loss is back above its
+    start (chance, 0.70), and the rule's answer on it is the same."""
+    stop, reason = _stop(MINILM, beta=0.9)
+    assert (stop, reason) == (54, "diverged")
+    smoothed = ema(MINILM[: stop + 1], 0.9)
+    start = float(np.median(MINILM[:10]))
+    assert smoothed[-1] > start > min(smoothed) + 0.15  # back above the start after a fall of 0.17
+    lrs = np.geomspace(1e-7, 10.0, 100)
+    assert lrpilot(lrs[: stop + 1], MINILM[: stop + 1]).lr == pytest.approx(lrpilot(lrs[:76], MINILM[:76]).lr, rel=1e-3)
+
+
+def test_giving_back_needs_a_clear_and_settled_fall() -> None:
+    """Noise-free: a fall of 0.3 from 1.0, then back to 1.0 + 2 % stops (the margins fall to
+    `rel_floor`); a wobble of 0.5 % below and above the start does not; nor a fall whose lowest
+    point comes before the average has settled (2 × min_points in)."""
+    back = [1.0] * 20 + [1.0 - 0.03 * k for k in range(1, 11)] + [0.7 + 0.04 * k for k in range(1, 10)]
+    stop, reason = _stop(back, DivergenceRule(rise=2.0))  # the rise rule alone would wait for 1.3
+    assert reason == "diverged"
+    assert back[stop] > 1.01 >= back[stop - 1]
+    assert _stop(back, DivergenceRule(clear_fall=math.inf, rise=2.0)) == (None, None)
+    wobble = [1.0] * 20 + [0.995] * 10 + [1.005] * 10
+    assert _stop(wobble, DivergenceRule(rise=10.0)) == (None, None)
+    early = [1.0] * 10 + [0.7] * 5 + [1.05] * 10  # lowest at point 10 < 20
+    assert _stop(early, DivergenceRule(rise=10.0)) == (None, None)
+
+
+def test_clear_fall_may_be_infinite_but_not_negative() -> None:
+    assert DivergenceRule(clear_fall=math.inf).clear_fall == math.inf
+    with pytest.raises(ValueError, match=r"clear_fall must be a number ≥ 0 \(math.inf: no give-back stop\), got -1"):
+        DivergenceRule(clear_fall=-1)
+    with pytest.raises(ValueError, match="give_back must be a finite number ≥ 0"):
+        DivergenceRule(give_back=math.nan)
 
 
 def test_a_deterministic_flat_curve_tolerates_a_wobble() -> None:

@@ -12,9 +12,13 @@ from hypothesis import strategies as st
 
 from lrpilot.finder import (
     PEAK_FACTOR,
+    PROGRESS_REF,
     curve_features,
+    curve_learnt_share,
+    learnt_share,
     lrpilot,
     lrpilot_band,
+    peak_factor,
     smooth_curve,
     steps_per_decade,
 )
@@ -35,20 +39,53 @@ def test_the_peak_sits_below_the_smoothed_minimum() -> None:
     s = lrpilot(LRS, valley())
     f = curve_features(LRS, valley())
     assert s.index == f.i_min
-    assert s.lr == pytest.approx(PEAK_FACTOR * f.lr_min)  # 100 steps over 8 decades: no correction
+    share = (f.loss_start - f.loss_min) / f.loss_start  # the valley falls from 2 towards 0.5
+    assert 0.6 < share < 0.75
+    assert curve_learnt_share(LRS, valley()) == pytest.approx(share)
+    assert curve_learnt_share(LRS, valley() - 10.0) == PROGRESS_REF  # no zero to read it against
+    assert s.lr == pytest.approx(peak_factor(share) * f.lr_min)  # 100 steps over 8 decades: no ramp correction
     assert f.lr_steep < f.lr_min <= f.lr_stable
     assert 1e-3 < f.lr_min < 1e-2 < f.lr_stable * 10
 
 
-@given(st.floats(-100, 100), st.floats(0.01, 100))
+def test_a_test_that_learnt_more_puts_the_peak_further_below_its_minimum() -> None:
+    """Two valleys with the same minimum: the one that took about 70 % of its loss off within the test gets
+    a lower peak than one that took 30 % off, by the ratio of their factors (about 0.5)."""
+    deep = valley()
+    shallow = 2.0 + 0.4 * (deep - 2.0)  # the same shape, falling from 2 by 0.6 instead of 1.5
+    f_deep, f_shallow = curve_features(LRS, deep), curve_features(LRS, shallow)
+    assert f_deep.i_min == f_shallow.i_min
+    ratio = lrpilot(LRS, deep).lr / lrpilot(LRS, shallow).lr
+    expected = peak_factor(learnt_share(f_deep.loss_start, f_deep.loss_min)) / peak_factor(
+        learnt_share(f_shallow.loss_start, f_shallow.loss_min)
+    )
+    assert ratio == pytest.approx(expected)
+    assert 0.4 < ratio < 0.6
+
+
+def test_the_learnt_share_is_bounded_and_falls_back_without_a_zero() -> None:
+    assert learnt_share(2.0, 0.0) == learnt_share(2.0, 1e-9) == pytest.approx(0.8)  # not extrapolated past MAX_PROGRESS
+    assert learnt_share(1.0, 1.2) == 0.0  # a curve that never fell below its start
+    assert learnt_share(-1.0, -5.0, positive=False) == PROGRESS_REF
+    assert peak_factor(PROGRESS_REF) == pytest.approx(PEAK_FACTOR)
+    assert peak_factor(0.0) > peak_factor(0.3) > peak_factor(0.8) > 0
+
+
+@given(st.floats(0.01, 100))
 @settings(max_examples=25, deadline=None)
-def test_shift_and_scale_do_not_change_the_answer(shift: float, scale: float) -> None:
+def test_scale_does_not_change_the_answer(scale: float) -> None:
     y = valley(noise=0.05)
-    assert lrpilot(LRS, scale * y + shift).lr == pytest.approx(lrpilot(LRS, y).lr, rel=1e-9)
+    assert lrpilot(LRS, scale * y).lr == pytest.approx(lrpilot(LRS, y).lr, rel=1e-9)
 
 
-def test_negative_losses() -> None:
-    assert lrpilot(LRS, valley(noise=0.05) - 10.0).lr == pytest.approx(lrpilot(LRS, valley(noise=0.05)).lr)
+@given(st.floats(-100, -3), st.floats(-100, -3))
+@settings(max_examples=25, deadline=None)
+def test_shifting_a_loss_without_a_zero_does_not_change_the_answer(shift: float, other: float) -> None:
+    """A loss that is not positive throughout gets the reference factor, so where it sits does not matter."""
+    y = valley(noise=0.05)
+    assert lrpilot(LRS, y + shift).lr == pytest.approx(lrpilot(LRS, y + other).lr, rel=1e-9)
+    f = curve_features(LRS, y)
+    assert lrpilot(LRS, y + shift).lr == pytest.approx(PEAK_FACTOR * f.lr_min)
 
 
 def test_nan_tail_is_cut() -> None:

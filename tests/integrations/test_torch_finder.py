@@ -14,7 +14,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lrpilot.finder import FinderResult, RangeTestError, RangeTestInterrupted, ramp_schedule
+from lrpilot.finder import (
+    PROGRESS_REF,
+    FinderResult,
+    RangeTestError,
+    RangeTestInterrupted,
+    curve_features,
+    learnt_share,
+    peak_factor,
+    ramp_schedule,
+)
 from lrpilot.integrations.torch_finder import find_lr, range_test
 from lrpilot.schedules import Cosine
 from tests.finder.tiny import assert_same, cnn, digits, endless, loader, mlp, rng_draws, snapshot
@@ -289,7 +298,9 @@ def test_param_groups_keep_their_ratio() -> None:
 
 
 def test_shifting_the_loss_changes_nothing_but_the_level() -> None:
-    """Sign-safe divergence and a shift-invariant rule: a loss of CE - 10 (negative) gives the same test."""
+    """Sign-safe divergence: a loss of CE - 10 (negative) gives the same test. The rule reads the
+    share of the loss the test learnt against the loss's zero, which CE - 10 lacks: it gets the
+    reference factor, so its peak differs from CE's by exactly the ratio of the two factors."""
     results: list[FinderResult] = []
     for shift in (0.0, -10.0):
         model = mlp()
@@ -300,7 +311,9 @@ def test_shifting_the_loss_changes_nothing_but_the_level() -> None:
     assert a.stop_reason == b.stop_reason == "diverged"
     assert len(a) == len(b)
     assert np.allclose(np.asarray(b.losses) + 10.0, a.losses, atol=1e-5)
-    assert results[1].peak_lr == pytest.approx(results[0].peak_lr, rel=0.05)
+    f = curve_features(a.lrs, a.losses)
+    factors = peak_factor(PROGRESS_REF) / peak_factor(learnt_share(f.loss_start, f.loss_min))
+    assert results[1].peak_lr == pytest.approx(results[0].peak_lr * factors, rel=0.05)
 
 
 def test_the_answer_does_not_swing_with_the_number_of_steps() -> None:

@@ -7,8 +7,8 @@ the result. numpy only; the PyTorch runner is `lrpilot.integrations.torch_finder
 >>> lrs = np.geomspace(1e-7, 10.0, 100)
 >>> u = np.log10(lrs / 1e-2)
 >>> losses = 2.0 - 1.5 / (1 + np.exp(-3 * (u + 1))) + np.where(u > 0, 4 * u**2, 0.0)  # falls, then blows up
->>> f"{lrpilot(lrs, losses).lr:.1e}"  # 0.35 × the smoothed minimum (8.5e-3)
-'3.0e-03'
+>>> f"{lrpilot(lrs, losses).lr:.1e}"  # 0.35 × the smoothed minimum (8.5e-3) × 0.58 (the test learnt 68 %)
+'1.7e-03'
 >>> sorted(SUGGESTERS)
 ['fastai_minimum', 'fastai_slide', 'fastai_steep', 'fastai_valley', 'lightning', 'lrpilot', 'torch_lr_finder']
 """
@@ -40,7 +40,17 @@ from lrpilot.finder._errors import RangeTestError, RangeTestInterrupted, RangeTe
 from lrpilot.finder._features import CurveFeatures, curve_features, smooth_curve
 from lrpilot.finder._record import METRICS, RAMPS, STOP_REASONS, RangeTestRecord
 from lrpilot.finder._result import DECAYS, FinderResult, Probe, recipe_schedule
-from lrpilot.finder._rule import PEAK_FACTOR, lrpilot, lrpilot_band, steps_per_decade
+from lrpilot.finder._rule import (
+    PEAK_FACTOR,
+    PROGRESS_EXPONENT,
+    PROGRESS_REF,
+    curve_learnt_share,
+    learnt_share,
+    lrpilot,
+    lrpilot_band,
+    peak_factor,
+    steps_per_decade,
+)
 from lrpilot.finder._suggestion import SuggestFn, Suggestion, as_curve
 
 SUGGESTERS: dict[str, SuggestFn] = {
@@ -61,6 +71,8 @@ __all__ = [
     "MODEL_ERROR",
     "MODES",
     "PEAK_FACTOR",
+    "PROGRESS_EXPONENT",
+    "PROGRESS_REF",
     "RAMPS",
     "STOP_REASONS",
     "SUGGESTERS",
@@ -82,16 +94,19 @@ __all__ = [
     "as_curve",
     "choose_probe",
     "curve_features",
+    "curve_learnt_share",
     "default_beta",
     "ema",
     "fastai_minimum",
     "fastai_slide",
     "fastai_steep",
     "fastai_valley",
+    "learnt_share",
     "lightning",
     "lrpilot",
     "lrpilot_band",
     "noise_level",
+    "peak_factor",
     "plan_probes",
     "probe_budget",
     "ramp_schedule",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
 import numpy.typing as npt
@@ -98,6 +99,15 @@ class DivergenceRule:
     over the last points, it raised the threshold as fast as the loss, and a fully fine-tuned
     MiniLM's smoothed loss climbed from 0.55 to over 100 without stopping the test).
 
+    A test also stops once it has *given back everything it learnt*: after a clear fall (at
+    least `clear_fall` noise levels of the smoothed loss below the start, the median of the first
+    `min_points` losses, to a lowest point at least ``2 * min_points`` in), the smoothed loss is
+    back `give_back` noise levels above the start. A fine-tuned classifier under gradient clipping
+    drifts back to chance, its starting loss, rather than blowing up; its raw loss is noisy, so
+    the rise rule's threshold sat far above chance and the test ran on for 2–3 decades past the
+    minimum (28–41 steps of SST-2's 71–100). The smoothed loss's noise is the raw loss's times
+    ``sqrt((1 - beta) / (1 + beta))``, the EMA's.
+
     A rise of `rel_floor` of the loss's magnitude is always tolerated: validation losses on fixed
     batches have almost no noise, and a flat start that wobbles by 0.1 % is not a divergence.
 
@@ -116,6 +126,10 @@ class DivergenceRule:
             of a 100-step test from 1e-7 end below 1e-6).
         noise_window: the points, up to the best smoothed one, the recent noise is measured on.
         rel_floor: the smallest drop, relative to ``max(|first|, |best|)`` (default 1 %).
+        clear_fall: the fall, in noise levels of the smoothed loss, after which giving it all back
+            stops the test (default 8; ``math.inf`` turns the give-back stop off).
+        give_back: how far above the start, in the same units, the smoothed loss must come back
+            (default 3).
     """
 
     rise: float = 0.5
@@ -123,6 +137,8 @@ class DivergenceRule:
     min_points: int = 10
     noise_window: int = 20
     rel_floor: float = 0.01
+    clear_fall: float = 8.0
+    give_back: float = 3.0
 
     def __post_init__(self) -> None:
         check.positive("DivergenceRule", "rise", self.rise)
@@ -130,6 +146,11 @@ class DivergenceRule:
         check.step_count("DivergenceRule", "min_points", self.min_points, 1)
         check.step_count("DivergenceRule", "noise_window", self.noise_window, 3)
         check.non_negative("DivergenceRule", "rel_floor", self.rel_floor)
+        clear_fall: object = self.clear_fall  # may be math.inf, which `check` refuses
+        if isinstance(clear_fall, bool) or not isinstance(clear_fall, Real) or not float(clear_fall) >= 0:
+            valid = "a number ≥ 0 (math.inf: no give-back stop)"
+            raise ValueError(f"DivergenceRule: clear_fall must be {valid}, got {clear_fall!r}")
+        check.non_negative("DivergenceRule", "give_back", self.give_back)
 
     def threshold(self, first: float, best: float, noise: float = 0.0) -> float:
         """The smoothed loss above which the test stops, given the first and the best smoothed
@@ -137,6 +158,13 @@ class DivergenceRule:
         magnitude = max(abs(first), abs(best))
         drop = max(first - best, self.noise_mult * noise, self.rel_floor * magnitude, 1e-12 * max(1.0, magnitude))
         return best + self.rise * drop
+
+    def gave_back(self, start: float, best: float, value: float, noise: float) -> bool:
+        """Whether the smoothed loss `value` is back above the `start` level after a clear fall to
+        `best` (`noise`: the smoothed loss's noise; both margins at least `rel_floor` of the loss)."""
+        floor = self.rel_floor * max(abs(start), abs(best))
+        fell = start - best >= max(self.clear_fall * noise, floor)
+        return fell and value > start + max(self.give_back * noise, floor)
 
     def first_stop(self, losses: Sequence[float] | npt.ArrayLike, beta: float = 0.9) -> int | None:
         """The index at which a test seeing the raw `losses` (smoothed with `beta`) stops, or None
@@ -197,5 +225,11 @@ class RangeTestMonitor:
         recent = self.losses[max(0, end - self.rule.noise_window) : end]
         noise = max(noise_level(self.losses), noise_level(recent))
         if value > self.rule.threshold(self.smoothed[0], self._best, noise):
+            return "diverged"
+        # a fall is judged once the average has settled (early on it is a mean of a few points)
+        settled = self._i_best >= 2 * self.rule.min_points
+        start = float(np.median(self.losses[: self.rule.min_points]))
+        smoothed_noise = noise * math.sqrt((1.0 - self.beta) / (1.0 + self.beta))
+        if settled and self.rule.gave_back(start, self._best, value, smoothed_noise):
             return "diverged"
         return None
