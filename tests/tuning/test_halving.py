@@ -221,3 +221,23 @@ def test_the_trial_cap_pays_for_the_full_runs_the_rungs_earn(budget_runs: float,
 
 def test_owed_full_runs_are_the_best_third_and_at_least_one() -> None:
     assert [owed(n, 3) for n in range(8)] == [0, 1, 1, 1, 1, 1, 2, 2]
+
+
+def test_waiting_for_others_waits_again_when_a_trial_started_between_two_looks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coordinator saw no running trial, then (a worker having queued and started the promotion in
+    between) the study said WAIT: that means wait again, not "done". Taking it for done finished the
+    study before its only full run (a CI failure of test_postgres.py)."""
+    from lrpilot.tuning import _engine
+
+    answers = iter([Move.WAIT, Move.RUN])
+    looks: list[Move] = []
+
+    def scripted(study: optuna.Study, config: StudyConfig) -> Move:
+        looks.append(next(answers))
+        return looks[-1]
+
+    monkeypatch.setattr(_engine, "next_move", scripted)
+    monkeypatch.setattr(_engine, "POLL", 0.0)
+    quiet = lambda *args: None  # noqa: E731
+    assert _engine.wait_for_others(_study(), _config(3.0), quiet) is True
+    assert looks == [Move.WAIT, Move.RUN]

@@ -151,11 +151,19 @@ def make_runner(config: StudyConfig, trials_dir: Path, progress: Progress) -> Tr
 
 def wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress) -> bool:
     """Block until no trial is running (other workers finish theirs, or their heartbeats lapse and
-    the trials are failed and queued again); then whether there is work left to do."""
+    the trials are failed and queued again) and the study says what comes next; then whether there
+    is work left to do here.
+
+    The decision is a second look at the study: a worker may have queued and started a trial (a
+    promotion, typically) between the two, and then the answer is to wait again, not that the study
+    is done (a coordinator that took it for done finished before the study's only full run did)."""
     import optuna
 
-    while pending := study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        progress("waiting for other workers", len(pending), None, math.nan, math.nan)
-        optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
-        time.sleep(POLL)
-    return next_move(study, config) in (Move.RUN, Move.SAMPLE)
+    while True:
+        while pending := study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            progress("waiting for other workers", len(pending), None, math.nan, math.nan)
+            optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
+            time.sleep(POLL)
+        move = next_move(study, config)
+        if move is not Move.WAIT:
+            return move in (Move.RUN, Move.SAMPLE)
