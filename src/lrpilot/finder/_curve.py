@@ -202,6 +202,7 @@ class RangeTestMonitor:
     _m: float = field(default=0.0, init=False, repr=False)
     _best: float = field(default=math.inf, init=False, repr=False)
     _i_best: int = field(default=0, init=False, repr=False)
+    _start: float = field(default=math.nan, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check.in_range("RangeTestMonitor", "beta", self.beta, 0.0, 1.0, high_open=True)
@@ -227,9 +228,10 @@ class RangeTestMonitor:
         if value > self.rule.threshold(self.smoothed[0], self._best, noise):
             return "diverged"
         # a fall is judged once the average has settled (early on it is a mean of a few points)
+        if len(self.losses) == self.rule.min_points:  # the start level: fixed once its points are in
+            self._start = float(np.median(self.losses))
         settled = self._i_best >= 2 * self.rule.min_points
-        start = float(np.median(self.losses[: self.rule.min_points]))
         smoothed_noise = noise * math.sqrt((1.0 - self.beta) / (1.0 + self.beta))
-        if settled and self.rule.gave_back(start, self._best, value, smoothed_noise):
+        if settled and self.rule.gave_back(self._start, self._best, value, smoothed_noise):
             return "diverged"
         return None
