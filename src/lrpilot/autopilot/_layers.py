@@ -9,8 +9,8 @@ embeddings or the head running hotter than the body, which a single loss curve c
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -54,20 +54,26 @@ def _label(layer: str, modules: dict[str, nn.Module]) -> str:
     return layer
 
 
-def _norm(tensors: Iterable[torch.Tensor]) -> float:
-    squares = [torch.linalg.vector_norm(t.detach().float()) ** 2 for t in tensors]
-    return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
-
-
 def layer_update_ratios(before: dict[str, list[torch.Tensor]], groups: dict[str, list[nn.Parameter]]) -> list[float]:
     """‖w_after − w_before‖ / ‖w_before‖ for each layer of `groups` (in its order), the norms taken over
-    all of the layer's tensors together; 0 for a layer whose weights were all zero before."""
-    ratios = []
-    for name, params in groups.items():
-        old = before[name]
-        weight = _norm(old)
-        delta = _norm(p.detach() - o for p, o in zip(params, old, strict=True))
-        ratios.append(delta / weight if weight > 0 else 0.0)
+    all of the layer's tensors together; 0 for a layer whose weights were all zero before.
+
+    All tensors go through foreach kernels at once and come back in one read: on a model whose step
+    takes a millisecond (the digits MLP), a norm per tensor cost a fifth of the training time."""
+    old = [t.detach() for ts in before.values() for t in ts]
+    new = [p.detach() for ps in groups.values() for p in ps]
+    if not old:
+        return []
+    deltas = torch._foreach_sub(new, old)
+    norms = torch.stack([n.double() for n in (*torch._foreach_norm(old), *torch._foreach_norm(deltas))])
+    squares = (norms * norms).tolist()
+    weights, moves = squares[: len(old)], squares[len(old) :]
+    ratios, start = [], 0
+    for params in groups.values():
+        end = start + len(params)
+        weight = math.sqrt(sum(weights[start:end]))
+        ratios.append(math.sqrt(sum(moves[start:end])) / weight if weight > 0 else 0.0)
+        start = end
     return ratios
 
 
