@@ -31,6 +31,12 @@ the cost no faster code removes). The targets: within 1 % of the grid's best los
     nice -n 10 python benchmarks/fit_vs_defaults.py --tasks digits shakespeare --seeds 0
     nice -n 10 python benchmarks/fit_vs_defaults.py --tasks sst2-full sst2-lora --seeds 0   # SST-2 on disk
     nice -n 10 python benchmarks/fit_vs_defaults.py --tasks digits --seeds 0 1 2 3 4 --fit-only
+    nice -n 10 python benchmarks/fit_vs_defaults.py --tasks sst2-lora --seeds 0 --steps 600   # a 4× budget
+
+The range test's length does not grow with the run (it covers the same decades of LR), so its
+share of fit's cost falls as the budget grows; ``--steps`` measures fit and train@fit on a budget
+other than the recipe's (stored as ``<task>@<steps>``; the oracle's grid is for the recipe's budget,
+so there is no grid-lr there).
 
 Results are merged into ``benchmarks/data/fit_vs_defaults.json`` (one entry per task, method and seed).
 """
@@ -73,10 +79,10 @@ def _row(loss: float, accuracy: float | None, wall: float, **extra: Any) -> dict
     return {"val_loss": loss, "val_accuracy": accuracy, "wall_time_s": wall, **extra}
 
 
-def run_fit(task: Task, seed: int) -> dict[str, Any]:
+def run_fit(task: Task, seed: int, steps: int | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        result = lrpilot.fit(task.name, seed=seed, out=Path(tmp) / "run", report=False)
+        result = lrpilot.fit(task.name, seed=seed, budget=steps, out=Path(tmp) / "run", report=False)
     wall = time.perf_counter() - started
     metrics = result.metrics
     return _row(
@@ -92,8 +98,8 @@ def run_fit(task: Task, seed: int) -> dict[str, Any]:
     )
 
 
-def run_train(task: Task, peak: float, seed: int) -> dict[str, Any]:
-    result = train(task, peak, seed)
+def run_train(task: Task, peak: float, seed: int, steps: int | None = None) -> dict[str, Any]:
+    result = train(task, peak, seed, steps=steps)
     loss = result.val_loss if not result.diverged else math.nan
     return _row(loss, result.val_accuracy, result.wall_time_s, peak_lr=peak, diverged=result.diverged)
 
@@ -201,13 +207,16 @@ def warm_up(name: str) -> None:
         lrpilot.fit(name, budget=10, finder_steps=10, out=Path(tmp) / "run", report=False)
 
 
-def run_task(name: str, seed: int, fit_only: bool = False) -> dict[str, dict[str, Any]]:
-    """Every method on one task and seed (`fit_only`: fit and train@fit, the rows fit's code changes)."""
+def run_task(name: str, seed: int, fit_only: bool = False, steps: int | None = None) -> dict[str, dict[str, Any]]:
+    """Every method on one task and seed (`fit_only`: fit and train@fit, the rows fit's code changes;
+    `steps`: both on a budget of that many steps instead of the recipe's, nothing else)."""
     task = get_task(name)
     out: dict[str, dict[str, Any]] = {}
-    out["fit"] = run_fit(task, seed)
+    out["fit"] = run_fit(task, seed, steps)
     print(f"  {name} seed {seed} fit: {out['fit']['val_loss']:.4f} in {out['fit']['wall_time_s']:.1f} s", flush=True)
-    out["train@fit"] = run_train(task, out["fit"]["peak_lr"], seed)
+    out["train@fit"] = run_train(task, out["fit"]["peak_lr"], seed, steps)
+    if steps is not None:
+        return out
     if (grid := run_grid_lr(task, seed)) is not None:
         out["grid-lr"] = grid
     if fit_only:
@@ -287,6 +296,9 @@ def main() -> None:
     parser.add_argument(
         "--fit-only", action="store_true", help="re-run fit and train@fit only, keeping the stored baselines"
     )
+    parser.add_argument(
+        "--steps", type=int, help="fit and train@fit only, on a budget of this many steps (stored as TASK@STEPS)"
+    )
     args = parser.parse_args()
     doc: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}}
     if not args.table_only:
@@ -298,12 +310,13 @@ def main() -> None:
             "threads": args.threads,
         }
         for name in args.tasks:
-            entry = doc["tasks"].setdefault(name, {"runs": {}})
-            entry["grid_best"] = grid_best(name)
+            key = name if args.steps is None else f"{name}@{args.steps}"
+            entry = doc["tasks"].setdefault(key, {"runs": {}})
+            entry["grid_best"] = grid_best(name) if args.steps is None else None
             warm_up(name)
             for seed in args.seeds:
                 runs = entry["runs"].setdefault(str(seed), {})
-                runs.update(run_task(name, seed, fit_only=args.fit_only))
+                runs.update(run_task(name, seed, fit_only=args.fit_only, steps=args.steps))
                 args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print(table(doc))
 

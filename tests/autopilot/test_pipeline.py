@@ -52,6 +52,9 @@ def test_a_step_budget_fits_the_recipe_and_the_outputs_are_complete(tmp_path: Pa
     assert stats is not None
     assert stats.names == ["0 (Linear)", "2 (Linear)", "4 (Linear)"]
     assert all(0 < r < 1 for row in stats.ratios for r in row)
+    used = result.finder.record.steps
+    assert f"range test: {used} steps in " in " ".join(result.record.notes)
+    assert f"({used / 100:.0%} of the run's 100)" in " ".join(result.record.notes)
 
 
 def test_a_budget_too_small_for_warmup_is_refused_before_anything_runs(tmp_path: Path) -> None:

@@ -499,6 +499,11 @@ def fit(
         search = _range_test(job, net, planned, rec, seed=seed, steps=finder_steps, progress=progress)
     steps = _budget_steps(plan, steps, search, clock)
     fitted = _fitted(job.recipe, steps, _describe(plan))
+    if search.finder is not None:  # what the search cost, in the run's own units
+        used = search.finder.record.steps
+        search.notes.append(
+            f"range test: {used} steps in {clock.timings['find']:.3g} s ({used / steps:.0%} of the run's {steps})"
+        )
     peak = search.peak
     if drift is not None and forgetting_weight is not None:
         with clock.phase("tradeoff"):

@@ -1,0 +1,146 @@
+"""Can fit's range test be made cheaper? Smaller batches and faster ramps, scored against the oracle.
+
+fit's cost over one training run is at least ``1 + range-test steps / run steps`` (the test's steps
+cost what training steps cost), and on the 150-step SST-2 recipes and the 250-step digits recipe
+that alone is 1.2–1.5×. The two ways to cheapen the test without changing what it measures on:
+
+    batch ×½, ×¼   each step on a fraction of the recipe's batch (cheaper steps, noisier losses);
+                   the peak also read with the rules' square-root batch scaling (×√(B/b))
+    ramp 6.25      6.25 steps a decade instead of the 12.5 the rule is calibrated at (half the steps)
+
+Each variant runs fit's own range test (`lrpilot.autopilot.fit`'s ramp, from 10× below the rules'
+band, the task's recipe, the seed's initial weights and batches) and is scored by the excess loss
+and regret of its peak on the task's oracle sweep (``benchmarks/_scoring.py``), beside the test as
+fit runs it (batch ×1, ramp 12.5).
+
+    nice -n 10 python benchmarks/range_test_budget.py --tasks digits shakespeare
+    nice -n 10 python benchmarks/range_test_budget.py --tasks sst2-lora sst2-full --variants 1:12.5 0.5:12.5 0.25:12.5
+    python benchmarks/range_test_budget.py --table-only
+
+Results are merged into ``benchmarks/data/range_test_budget.json`` (one entry per task, seed and variant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import statistics
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from _environment import command, save_json
+from _scoring import OracleCurve, score
+from lrpilot.autopilot._pipeline import _builtin, _fitted, ramp
+from lrpilot.finder import RangeTestWarning
+from lrpilot.integrations.torch_finder import find_lr
+from lrpilot.rules import recommend
+from lrpilot.tasks import make_optimizer
+from lrpilot.tasks._base import seeded
+
+DATA = Path(__file__).resolve().parent / "data"
+OUT = DATA / "range_test_budget.json"
+VARIANTS = ("1:12.5", "0.5:12.5", "0.25:12.5", "1:6.25", "0.5:6.25")
+"""``batch fraction:steps per decade``."""
+
+
+def run_variant(name: str, seed: int, fraction: float, density: float) -> dict[str, Any]:
+    """fit's range test on `name` with the batch cut to `fraction` and `density` steps a decade."""
+    target = _builtin(name, None)
+    task = target.task
+    model = task.build_model(seed)
+    rec = recommend(model, target.method, batch_size=task.recipe.batch_size, steps=target.steps, seq_len=target.seq_len)
+    recipe = _fitted(task.recipe, target.steps, "the default")
+    batch = max(1, round(task.recipe.batch_size * fraction))
+    small = dataclasses.replace(task, recipe=dataclasses.replace(task.recipe, batch_size=batch))
+    start, end, _ = ramp(rec)
+    steps = round(density * math.log10(end / start))
+    started = time.perf_counter()
+    with seeded(seed), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RangeTestWarning)
+        result = find_lr(
+            model,
+            make_optimizer(model, recipe, 1.0),
+            small.batches(seed),
+            step=lambda b: small.loss(model, b),
+            start_lr=start,
+            end_lr=end,
+            num_steps=steps,
+            max_grad_norm=recipe.grad_clip,
+            total_steps=recipe.total_steps,
+            warmup_ratio=recipe.warmup_steps / recipe.total_steps,
+            floor_ratio=recipe.floor_ratio,
+            decay=recipe.decay,
+        )
+    return {
+        "peak_lr": result.peak_lr,
+        "steps": result.record.steps,
+        "batch_size": batch,
+        "wall_time_s": time.perf_counter() - started,
+        "lrs": list(result.record.lrs),
+        "losses": [x if math.isfinite(x) else None for x in result.record.losses],
+    }
+
+
+def table(doc: dict[str, Any]) -> str:
+    """Markdown: per task and variant, the peaks' excess loss and regret on the oracle, steps, wall time."""
+    lines = [
+        "| task | batch | steps / decade | peak read as | excess loss mean (worst) | regret mean | steps | wall time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, runs in doc["tasks"].items():
+        oracle = OracleCurve.from_doc(json.loads((DATA / f"oracle_{name}.json").read_text(encoding="utf-8")))
+        for variant in VARIANTS:
+            rows = [by[variant] for by in runs.values() if variant in by]
+            if not rows:
+                continue
+            fraction, density = (float(x) for x in variant.split(":"))
+            readings = [("measured", 1.0)] + ([("×√(B/b)", math.sqrt(1 / fraction))] if fraction < 1 else [])
+            for label, factor in readings:
+                scores = [score(oracle, row["peak_lr"] * factor) for row in rows]
+                lines.append(
+                    f"| {name} ({len(rows)} seeds) | ×{fraction:g} | {density:g} | {label} | "
+                    f"{statistics.fmean(s.excess for s in scores):.2%} ({max(s.excess for s in scores):.2%}) | "
+                    f"{statistics.fmean(s.regret for s in scores):.4f} | "
+                    f"{statistics.median(row['steps'] for row in rows):g} | "
+                    f"{statistics.median(row['wall_time_s'] for row in rows):.2f} s |"
+                )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--tasks", nargs="+", default=["digits", "shakespeare"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
+    args = parser.parse_args()
+    doc: dict[str, Any] = (
+        json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}, "commands": []}
+    )
+    if not args.table_only:
+        torch.set_num_threads(args.threads)
+        doc["commands"].append(command(["lrpilot", "torch", "numpy"]))
+        for name in args.tasks:
+            run_variant(name, args.seeds[0], 1.0, 12.5)  # untimed: the first steps import parts of torch
+            for seed in args.seeds:
+                for variant in args.variants:
+                    fraction, density = (float(x) for x in variant.split(":"))
+                    row = run_variant(name, seed, fraction, density)
+                    doc["tasks"].setdefault(name, {}).setdefault(str(seed), {})[variant] = row
+                    print(
+                        f"  {name} seed {seed} {variant}: peak {row['peak_lr']:.3g} in {row['steps']} steps", flush=True
+                    )
+                    save_json(args.out, doc)
+    print(table(doc))
+
+
+if __name__ == "__main__":
+    main()
