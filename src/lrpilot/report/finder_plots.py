@@ -23,6 +23,24 @@ __all__ = ["plot_range_test"]
 _RAW, _SMOOTH, _PEAK, _BAND, _STABLE = "#8fb8f0", "#1f6feb", "#d73a49", "#28a745", "#6f42c1"
 
 
+def _smoothed(record: RangeTestRecord) -> npt.NDArray[np.float64]:
+    """The curve lrpilot's rule reads: the zero-phase smoothing (`lrpilot.finder.smooth_curve`) of the
+    points before the first non-finite loss, NaN after them. Not the record's EMA, which the stop
+    rule watched: it lags by its window, and its minimum sits well to the right of the one the peak
+    was read from (a 1.7× shift on the digits MLP)."""
+    from lrpilot.finder import smooth_curve
+
+    lrs, raw = np.asarray(record.lrs, dtype=float), np.asarray(record.losses, dtype=float)
+    bad = np.flatnonzero(~np.isfinite(raw))
+    usable = int(bad[0]) if bad.size else raw.size
+    out = np.full(raw.size, np.nan)
+    if usable < 5:  # too short to smooth: the EMA is all there is
+        out[:usable] = np.asarray(record.smoothed, dtype=float)[:usable]
+    else:
+        out[:usable] = smooth_curve(lrs[:usable], raw[:usable])
+    return out
+
+
 def _visible(result: FinderResult) -> npt.NDArray[np.bool_]:
     """The first record's points up to the max stable LR: the part of the curve the y-axis is fitted to."""
     lrs = np.asarray(result.record.lrs)
@@ -34,7 +52,7 @@ def _ylim(result: FinderResult) -> tuple[float, float]:
     often 100× the starting loss and would flatten everything the answer was read from."""
     keep = _visible(result)
     raw = np.asarray(result.record.losses)[keep]
-    smooth = np.asarray(result.record.smoothed)[keep]
+    smooth = _smoothed(result.record)[keep]
     values = np.concatenate([raw, smooth])
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -53,7 +71,7 @@ def _curve(ax: Any, record: RangeTestRecord, *, label: bool, top: float) -> None
     ax.plot(
         lrs[finite], raw[finite], color=_RAW, linewidth=0.8, marker=".", markersize=3, label="loss" if label else None
     )
-    ax.plot(lrs, record.smoothed, color=_SMOOTH, linewidth=2, label="smoothed" if label else None)
+    ax.plot(lrs, _smoothed(record), color=_SMOOTH, linewidth=2, label="smoothed" if label else None)
     if not finite.all():
         ax.scatter(lrs[~finite], np.full(int((~finite).sum()), top), marker="x", color=_PEAK, label="NaN / Inf")
 
@@ -65,7 +83,7 @@ def _answer(ax: Any, result: FinderResult) -> None:
     stable = result.max_stable_lr
     ax.axvline(stable, color=_STABLE, linestyle="--", linewidth=1.2, label=f"max stable LR {stable:.3g}")
     lrs = np.asarray(result.record.lrs)
-    smooth = np.asarray(result.record.smoothed)
+    smooth = _smoothed(result.record)
     finite = np.isfinite(smooth)
     y = float(np.interp(np.log(result.peak_lr), np.log(lrs[finite]), smooth[finite]))
     ax.axvline(result.peak_lr, color=_PEAK, linewidth=1, alpha=0.6)

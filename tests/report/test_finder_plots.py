@@ -1,0 +1,60 @@
+"""The range-test picture draws the curve lrpilot's rule reads, not the stop rule's lagging EMA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrpilot.finder import RangeTestRecord, curve_features, smooth_curve
+from lrpilot.report.finder_plots import _smoothed
+
+from .tiny_run import range_test
+
+
+def test_the_smoothed_line_is_the_zero_phase_curve_whose_minimum_the_rule_reads() -> None:
+    record = range_test().record
+    drawn = _smoothed(record)
+    lrs, losses = np.asarray(record.lrs), np.asarray(record.losses)
+    usable = curve_features(lrs, losses).usable
+    np.testing.assert_allclose(drawn[:usable], smooth_curve(lrs[:usable], losses[:usable]))
+    assert int(np.nanargmin(drawn)) == curve_features(lrs, losses).i_min
+    # the EMA the stop rule watched bottoms out later: drawing it put the minimum at another LR
+    assert int(np.nanargmin(record.smoothed)) > curve_features(lrs, losses).i_min
+
+
+def test_points_after_the_first_non_finite_loss_are_not_drawn() -> None:
+    lrs = np.geomspace(1e-5, 1.0, 12)
+    losses = [2.0, 1.9, 1.8, 1.6, 1.3, 1.0, 0.8, 0.9, 1.5, float("nan"), 3.0, 4.0]
+    ema = list(np.linspace(2.0, 1.0, 12))
+    record = RangeTestRecord(
+        lrs=list(lrs),
+        losses=losses,
+        smoothed=ema,
+        steps=12,
+        num_steps=12,
+        stop_reason="non-finite",
+        start_lr=1e-5,
+        end_lr=1.0,
+    )
+    drawn = _smoothed(record)
+    assert np.isnan(drawn[9:]).all()
+    np.testing.assert_allclose(drawn[:9], smooth_curve(lrs[:9], losses[:9]))
+
+
+@pytest.mark.parametrize("usable", [1, 4])
+def test_a_curve_too_short_to_smooth_falls_back_to_the_ema(usable: int) -> None:
+    losses = [*[2.0, 1.9, 1.8, 1.7][:usable], float("nan")]
+    n = len(losses)
+    record = RangeTestRecord(
+        lrs=list(np.geomspace(1e-5, 1e-3, n)),
+        losses=losses,
+        smoothed=[2.0] * n,
+        steps=n,
+        num_steps=n,
+        stop_reason="non-finite",
+        start_lr=1e-5,
+        end_lr=1e-3,
+    )
+    drawn = _smoothed(record)
+    assert list(drawn[:usable]) == [2.0] * usable
+    assert np.isnan(drawn[usable])
