@@ -14,6 +14,7 @@ import torch
 
 from lrpilot.tuning import DB_FILE, Space, tune
 from lrpilot.tuning._engine import FIRST_TRIAL_SHARE
+from lrpilot.tuning._halving import fitted_lr
 from lrpilot.tuning._space import DESIGN, parse_search
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -48,8 +49,16 @@ def test_tune_searches_around_the_range_test_and_keeps_the_best_run(tmp_path: Pa
     assert promotions[0].continues == best_rung.number
     assert best_rung.stopped == "promoted"
     assert best_rung.promoted_to == promotions[0].number
-    assert promotions[0].intermediate == best_rung.intermediate  # carried over, not trained again
-    assert promotions[0].candidate == best_rung.candidate
+    # the full run trains at the bottom of the parabola through the rungs, where there is one
+    scores = {t.candidate.peak_lr: t.intermediate.get(STEPS // 3, math.inf) for t in rungs}
+    fitted = fitted_lr(scores, result.space.low, result.space.high)
+    assert promotions[0].fitted == (fitted is not None)
+    if fitted is None:
+        assert promotions[0].candidate == best_rung.candidate
+        assert promotions[0].intermediate == best_rung.intermediate  # carried over, not trained again
+    else:
+        assert promotions[0].candidate.peak_lr == fitted
+        assert promotions[0].intermediate == {}  # no rung ran at that LR
     assert {t.stopped for t in rungs if t is not best_rung} <= {"pruned", "diverged"}
     # the budget (range test included) holds
     spent = result.finder["steps"] + sum(t.steps for t in result.trials)

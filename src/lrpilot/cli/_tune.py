@@ -53,6 +53,8 @@ def _trials_table(result: TuneResult) -> Table:
         why = f"promoted: #{t.promoted_to}" if t.promoted_to is not None else t.stopped or ""
         if t.continues is not None and t.state == "COMPLETE":
             why = f"full run of #{t.continues}"
+            if t.fitted:
+                why = f"full run at the rungs' fitted bottom (best rung #{t.continues})"
         table.add_row(str(t.number), what, t.state.lower(), rung, final, str(t.steps), why, style=style)
     return table
 

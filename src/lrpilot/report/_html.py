@@ -338,7 +338,10 @@ def _stopped(trial: Mapping[str, Any], best: bool) -> str:
     if stopped == "promoted":
         return f"won its rung: trained in full as trial {_num(trial.get('promoted_to'), ',')}"
     if trial.get("continues") is not None and trial.get("state") == "COMPLETE":
-        return f"the full run of trial {_num(trial.get('continues'), ',')}"
+        rung = _num(trial.get("continues"), ",")
+        if trial.get("fitted"):
+            return f"the full run at the bottom of a parabola through the rungs' losses (best rung: trial {rung})"
+        return f"the full run of trial {rung}"
     if stopped is not None:
         return _e(reasons.get(str(stopped), stopped))
     state = trial.get("state")

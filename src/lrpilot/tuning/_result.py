@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 from lrpilot import _validate as check
 from lrpilot.rules import Recommendation
 from lrpilot.tasks import Recipe
-from lrpilot.tuning._halving import continued, unpaid_winners
+from lrpilot.tuning._halving import continued, trial_lr, unpaid_winners
 from lrpilot.tuning._space import Candidate, Space
 from lrpilot.tuning._study import CONFIG_KEY, StudyConfig
 
@@ -45,6 +45,9 @@ class TrialSummary:
     """For a promotion (a full run), the rung trial it continues."""
     promoted_to: int | None = None
     """For a promoted rung trial, the trial that trained it in full."""
+    fitted: bool = False
+    """A promotion trained at the bottom of the parabola fitted through the rungs' losses
+    (`lrpilot.tuning._halving.fitted_lr`), not at its rung trial's own LR."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,7 @@ class TrialSummary:
             "retry_of": self.retry_of,
             "continues": self.continues,
             "promoted_to": self.promoted_to,
+            "fitted": self.fitted,
         }
 
 
@@ -160,10 +164,12 @@ def summaries(study: optuna.Study) -> list[TrialSummary]:
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     promoted_to = {rung: t.number for t in trials if (rung := continued(t)) is not None and t.state.name != "FAIL"}
     unpaid = set(unpaid_winners(study, config))
-    return [_summary(t, promoted_to.get(t.number), t.number in unpaid) for t in trials]
+    lrs = {t.number: trial_lr(t) for t in trials}
+    fitted = {t.number for t in trials if (rung := continued(t)) is not None and lrs[t.number] != lrs.get(rung)}
+    return [_summary(t, promoted_to.get(t.number), t.number in unpaid, t.number in fitted) for t in trials]
 
 
-def _summary(t: optuna.trial.FrozenTrial, promoted_to: int | None, unpaid: bool) -> TrialSummary:
+def _summary(t: optuna.trial.FrozenTrial, promoted_to: int | None, unpaid: bool, fitted: bool) -> TrialSummary:
     fixed = t.system_attrs.get("fixed_params", {})
     params = {**fixed, **t.params}
     candidate = Candidate(
@@ -189,6 +195,7 @@ def _summary(t: optuna.trial.FrozenTrial, promoted_to: int | None, unpaid: bool)
         retry_of=t.system_attrs.get("failed_trial"),
         continues=continued(t),
         promoted_to=promoted_to,
+        fitted=fitted,
     )
 
 

@@ -18,7 +18,7 @@ import torch
 
 from lrpilot.autopilot._pipeline import Progress, _Clock, _record, _save, _Target, _train
 from lrpilot.tasks import Recipe, Task
-from lrpilot.tuning._halving import continued
+from lrpilot.tuning._halving import continued, trial_lr
 from lrpilot.tuning._space import Candidate, Space
 from lrpilot.tuning._study import StudyConfig, counted, is_replacement, requeue
 
@@ -117,7 +117,7 @@ class TrialRunner:
         try:
             rung = continued(frozen)
             if rung is not None:
-                self._carry_rung(trial, _frozen(study, rung))
+                self._carry_rung(trial, _frozen(study, rung), candidate.peak_lr)
             elif self.config.prune and self.config.rungs:
                 self._rung(trial, candidate, folder)
             return self._full(trial, candidate, folder)
@@ -147,9 +147,12 @@ class TrialRunner:
         trial.set_user_attr("stopped", "rung")
         raise optuna.TrialPruned(f"its {rung}-step run is in; promotions wait for the other rungs")
 
-    def _carry_rung(self, trial: optuna.Trial, rung_trial: optuna.trial.FrozenTrial) -> None:
+    def _carry_rung(self, trial: optuna.Trial, rung_trial: optuna.trial.FrozenTrial, lr: float) -> None:
         """A promotion reports its rung trial's loss at the rung (not trained again), so that the
-        sampler and the report see the whole trial."""
+        sampler and the report see the whole trial; one at the rungs' fitted bottom (another LR,
+        `lrpilot.tuning._halving.fitted_lr`) had no rung of its own and reports none."""
+        if trial_lr(rung_trial) != lr:
+            return
         for step, value in rung_trial.intermediate_values.items():
             trial.report(value, step)
 
