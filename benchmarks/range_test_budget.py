@@ -8,16 +8,18 @@ that alone is 1.2–1.5×. The two ways to cheapen the test without changing wha
                    the peak also read with the rules' square-root batch scaling (×√(B/b))
     ramp 6.25      6.25 steps a decade instead of the 12.5 the rule is calibrated at (half the steps)
 
-Each variant runs fit's own range test (`lrpilot.autopilot.fit`'s ramp, from 10× below the rules'
-band, the task's recipe, the seed's initial weights and batches) and is scored by the excess loss
-and regret of its peak on the task's oracle sweep (``benchmarks/_scoring.py``), beside the test as
-fit runs it (batch ×1, ramp 12.5).
+Each variant runs fit's own range test (`lrpilot.autopilot._pipeline._range_test`: fit's ramp from
+10× below the rules' band, the task's recipe, the seed's initial weights, batches and dropout
+draws) and is scored by the excess loss and regret of its peak on the task's oracle sweep
+(``benchmarks/_scoring.py``), beside the test as fit runs it (batch ×1, ramp 12.5).
 
     nice -n 10 python benchmarks/range_test_budget.py --tasks digits shakespeare
     nice -n 10 python benchmarks/range_test_budget.py --tasks sst2-lora sst2-full --variants 1:12.5 0.5:12.5 0.25:12.5
     python benchmarks/range_test_budget.py --table-only
 
-Results are merged into ``benchmarks/data/range_test_budget.json`` (one entry per task, seed and variant).
+Results are merged into ``benchmarks/data/range_test_budget.json`` (one entry per task, seed and variant;
+those already there are skipped unless ``--refresh``). A test that gives no answer (its smoothed loss
+never falls below its start) scores as if nothing had been trained.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import json
 import math
 import statistics
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,8 @@ import torch
 
 from _environment import command, save_json
 from _scoring import OracleCurve, score
-from lrpilot.autopilot._pipeline import _builtin, _fitted, ramp
-from lrpilot.finder import RangeTestWarning
-from lrpilot.integrations.torch_finder import find_lr
+from lrpilot.autopilot._pipeline import _builtin, _fitted, _range_test, ramp
 from lrpilot.rules import recommend
-from lrpilot.tasks import make_optimizer
-from lrpilot.tasks._base import seeded
 
 DATA = Path(__file__).resolve().parent / "data"
 OUT = DATA / "range_test_budget.json"
@@ -50,7 +47,8 @@ VARIANTS = ("1:12.5", "0.5:12.5", "0.25:12.5", "1:6.25", "0.5:6.25")
 
 
 def run_variant(name: str, seed: int, fraction: float, density: float) -> dict[str, Any]:
-    """fit's range test on `name` with the batch cut to `fraction` and `density` steps a decade."""
+    """fit's range test (`lrpilot.autopilot._pipeline._range_test`) on `name` with the batch cut to
+    `fraction` and `density` steps a decade."""
     target = _builtin(name, None)
     task = target.task
     model = task.build_model(seed)
@@ -61,29 +59,18 @@ def run_variant(name: str, seed: int, fraction: float, density: float) -> dict[s
     start, end, _ = ramp(rec)
     steps = round(density * math.log10(end / start))
     started = time.perf_counter()
-    with seeded(seed), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RangeTestWarning)
-        result = find_lr(
-            model,
-            make_optimizer(model, recipe, 1.0),
-            small.batches(seed),
-            step=lambda b: small.loss(model, b),
-            start_lr=start,
-            end_lr=end,
-            num_steps=steps,
-            max_grad_norm=recipe.grad_clip,
-            total_steps=recipe.total_steps,
-            warmup_ratio=recipe.warmup_steps / recipe.total_steps,
-            floor_ratio=recipe.floor_ratio,
-            decay=recipe.decay,
-        )
+    search = _range_test(small, model, recipe, rec, seed=seed, steps=steps, progress=lambda *_: None)
+    wall = time.perf_counter() - started
+    if search.finder is None:  # no answer (fit would fall back to the rules): scored as untrained
+        return {"peak_lr": None, "error": search.notes[0], "batch_size": batch, "wall_time_s": wall, "steps": steps}
+    record = search.finder.record
     return {
-        "peak_lr": result.peak_lr,
-        "steps": result.record.steps,
+        "peak_lr": search.peak,
+        "steps": record.steps,
         "batch_size": batch,
-        "wall_time_s": time.perf_counter() - started,
-        "lrs": list(result.record.lrs),
-        "losses": [x if math.isfinite(x) else None for x in result.record.losses],
+        "wall_time_s": wall,
+        "lrs": list(record.lrs),
+        "losses": [x if math.isfinite(x) else None for x in record.losses],
     }
 
 
@@ -102,9 +89,11 @@ def table(doc: dict[str, Any]) -> str:
             fraction, density = (float(x) for x in variant.split(":"))
             readings = [("measured", 1.0)] + ([("×√(B/b)", math.sqrt(1 / fraction))] if fraction < 1 else [])
             for label, factor in readings:
-                scores = [score(oracle, row["peak_lr"] * factor) for row in rows]
+                scores = [score(oracle, None if row["peak_lr"] is None else row["peak_lr"] * factor) for row in rows]
+                failed = sum(s.failed for s in scores)
                 lines.append(
-                    f"| {name} ({len(rows)} seeds) | ×{fraction:g} | {density:g} | {label} | "
+                    f"| {name} ({len(rows)} seeds{f', {failed} without an answer' if failed else ''}) | "
+                    f"×{fraction:g} | {density:g} | {label} | "
                     f"{statistics.fmean(s.excess for s in scores):.2%} ({max(s.excess for s in scores):.2%}) | "
                     f"{statistics.fmean(s.regret for s in scores):.4f} | "
                     f"{statistics.median(row['steps'] for row in rows):g} | "
@@ -121,6 +110,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
+    parser.add_argument("--refresh", action="store_true", help="run variants already in --out again")
     args = parser.parse_args()
     doc: dict[str, Any] = (
         json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}, "commands": []}
@@ -132,6 +122,8 @@ def main() -> None:
             run_variant(name, args.seeds[0], 1.0, 12.5)  # untimed: the first steps import parts of torch
             for seed in args.seeds:
                 for variant in args.variants:
+                    if variant in doc["tasks"].get(name, {}).get(str(seed), {}) and not args.refresh:
+                        continue
                     fraction, density = (float(x) for x in variant.split(":"))
                     row = run_variant(name, seed, fraction, density)
                     doc["tasks"].setdefault(name, {}).setdefault(str(seed), {})[variant] = row
