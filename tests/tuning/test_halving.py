@@ -187,24 +187,28 @@ def test_the_first_full_run_trains_at_the_bottom_of_a_parabola_through_the_rungs
 
 
 def test_the_fitted_bottom_stays_between_the_best_rungs_neighbours_and_needs_a_bracket() -> None:
-    assert fitted_lr({1.0: 0.50, 2.0: 0.40, 4.0: 0.39, 8.0: 0.60}, 0.1, 100.0) == pytest.approx(3.0, rel=0.2)
-    # the bottom of the fit lies past the best rung's neighbour: clamped to it, never extrapolated
-    assert fitted_lr({1.0: 0.60, 2.0: 0.40, 4.0: 0.405, 8.0: 0.41}, 0.1, 100.0) == 4.0  # the fit's bottom: 4.14
+    assert fitted_lr({1.0: 0.50, 2.0: 0.40, 4.0: 0.39, 8.0: 0.60}, 0.1, 100.0) == 2.92
     assert fitted_lr({1.0: 0.50, 2.0: 0.40, 4.0: 0.30}, 0.1, 100.0) is None  # best at the end: not bracketed
     assert fitted_lr({1.0: 0.50, 2.0: 0.40}, 0.1, 100.0) is None  # two rungs
-    assert fitted_lr({1.0: 0.50, 2.0: 0.40, 16.0: 0.45}, 0.1, 100.0) is None  # the third is ×8 away
+    assert fitted_lr({1.0: 0.50, 2.0: 0.40, 16.0: 0.45}, 0.1, 100.0) is None  # a neighbour ×8 away
     assert fitted_lr({1.0: 0.40, 2.0: 0.39, 4.0: 0.40}, 0.1, 100.0) is None  # the bottom is the best rung
-    assert (
-        fitted_lr({1.0: 0.50, 2.0: 0.40, 4.0: 0.45, 8.0: math.inf}, 0.1, 100.0) is not None
-    )  # a diverged rung is left out
-    assert fitted_lr({1.0: 0.50, 2.0: 0.40, 4.0: 0.45}, 0.1, 2.2) == 2.2  # inside the interval (unclamped: 2.24)
-    # concave (a bump, not a bottom): the best rung as is
-    assert fitted_lr({1.0: 0.50, 1.41: 0.40, 2.0: 0.41, 2.83: 0.45, 4.0: 0.30}, 0.1, 100.0) is None
+    assert fitted_lr({1.0: 0.50, 2.0: 0.40, 4.0: 0.41}, 0.1, 2.4) == 2.4  # inside the interval (else 2.66)
+    # only the bracket counts: a rung that blew up further out (sst2-lora, seed 1) moves nothing
+    rungs = {0.5: 0.45, 1.0: 0.428, 1.41: 0.4257, 2.0: 0.4375}
+    assert fitted_lr({**rungs, 4.0: 0.69}, 0.01, 100.0) == fitted_lr(rungs, 0.01, 100.0) == 1.26
+    assert fitted_lr({**rungs, 4.0: math.inf}, 0.01, 100.0) == 1.26  # nor does a diverged one
+    rng = __import__("numpy").random.default_rng(1)
+    for _ in range(200):  # three points, the lowest in the middle: the bottom lies between the outer two
+        left, right = 2.0 ** -rng.uniform(0.5, 1.0), 2.0 ** rng.uniform(0.5, 1.0)
+        y = rng.uniform(0.0, 1.0, 2)
+        lr = fitted_lr({left: 1.0 + y[0], 1.0: 1.0, right: 1.0 + y[1]}, 1e-3, 1e3)
+        assert lr is None or left <= lr <= right
 
 
-def test_the_fitted_bottom_lands_nearer_the_true_one_than_the_lowest_noisy_rung() -> None:
+def test_the_fitted_bottom_costs_less_than_the_lowest_noisy_rung() -> None:
     # rungs ×√2 apart around a bottom at 1.0; curvature as on the SST-2 oracles (×2 off costs ~3 %),
-    # noise 2 % of the loss, as between neighbouring rungs there
+    # noise 2 % of the loss, as between neighbouring rungs there. The excess loss of a peak grows
+    # as the square of its log distance from the bottom: that is what the fit has to lower.
     rng = __import__("numpy").random.default_rng(0)
     lrs = [2 ** (k / 2) for k in range(-3, 4)]
     errors_fit, errors_min = [], []
@@ -215,9 +219,9 @@ def test_the_fitted_bottom_lands_nearer_the_true_one_than_the_lowest_noisy_rung(
         }
         lowest = min(scores, key=lambda lr: scores[lr])
         fitted = fitted_lr(scores, 1e-3, 1e3) or lowest
-        errors_fit.append(abs(math.log2(fitted)))
-        errors_min.append(abs(math.log2(lowest)))
-    assert sum(errors_fit) < 0.8 * sum(errors_min)
+        errors_fit.append(math.log2(fitted) ** 2)
+        errors_min.append(math.log2(lowest) ** 2)
+    assert sum(errors_fit) < 0.8 * sum(errors_min)  # measured: 0.73
 
 
 def test_a_promotion_waits_for_running_rungs_but_not_for_other_full_runs() -> None:

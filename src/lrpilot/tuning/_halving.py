@@ -27,8 +27,6 @@ import enum
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from lrpilot.tuning._space import Space
 from lrpilot.tuning._study import StudyConfig, counted, is_replacement
 
@@ -192,43 +190,51 @@ def _line_search(trials: list[FrozenTrial], config: StudyConfig) -> dict[str, An
     return None
 
 
-FIT_SPAN = 4.0
-"""The rungs a parabola is fitted through lie within this factor of the best one's LR: the curve of
-loss against log LR is close to a parabola over a decade around its bottom, not over the whole
-interval (a diverging LR sits far above it)."""
+NEIGHBOUR_SPAN = 2.0
+"""The best rung's neighbours a parabola goes through lie at most this factor from it: the line
+search leaves them ×2 or ×√2 apart, and over that span the loss against log LR is close to a
+parabola."""
 
 
 def fitted_lr(scores: dict[float, float], low: float, high: float) -> float | None:
-    """The bottom of the parabola through the rung losses `scores` (LR → loss) against log LR, for
-    the first full run; None where the best rung itself should go (fewer than three rungs within
-    `FIT_SPAN` of the best, a best rung at an end of what was tried, a fit that is not convex, or a
-    bottom within 10 % of the best rung's LR).
+    """The bottom of the parabola through the best rung and its nearest neighbour on each side
+    (`scores`: LR → rung loss, against log LR), for the first full run; None where the best rung
+    itself should go (a best rung at an end of what was tried, a neighbour more than
+    `NEIGHBOUR_SPAN` away, or a bottom within 10 % of the best rung's LR).
 
     A rung's loss differs from its neighbours' (×√2 to ×2 apart) by 1–4 % of noise, as much as
-    the curve's own change there, so the lowest rung is often not the one nearest the bottom: on
-    the SST-2 tasks the lowest rung moved tune off a range-test peak within 0.5 % of the grid's best
-    to one ×½ away (1.3 % worse). A least-squares parabola through every rung near the bottom
-    averages that noise. The bottom is kept between the best rung's neighbours (no extrapolation)
-    and inside [`low`, `high`], to three significant digits.
+    the curve's own change there, so the lowest rung is often not the one nearest the bottom.
+    Three points with the lowest in the middle give a convex parabola whose bottom lies between
+    the outer two (Brent's parabolic step): no extrapolation. Only the bracket: a least-squares
+    parabola through every rung within ×4 was tried and dropped, because the loss rises much
+    faster above the best LR than below it, and one rung that blew up (sst2-lora: chance, 0.69, at
+    ×2.8 the best) dragged the bottom onto the lower neighbour. Kept inside [`low`, `high`], to
+    three significant digits.
 
     >>> fitted_lr({1e-3: 0.50, 2e-3: 0.46, 4e-3: 0.47, 8e-3: 0.55}, 1e-4, 1e-1)
-    0.00235
-    >>> fitted_lr({1e-3: 0.50, 2e-3: 0.46}, 1e-4, 1e-1) is None  # two rungs: no parabola
+    0.00246
+    >>> fitted_lr({1e-3: 0.50, 2e-3: 0.46}, 1e-4, 1e-1) is None  # not bracketed: no parabola
     True
     """
     finite = {lr: v for lr, v in scores.items() if math.isfinite(v)}
     if not finite:
         return None
     best = min(finite, key=lambda lr: (finite[lr], lr))
-    near = sorted(lr for lr in finite if max(lr, best) / min(lr, best) <= FIT_SPAN * (1 + 1e-9))
-    below, above = [lr for lr in near if lr < best], [lr for lr in near if lr > best]
-    if len(near) < 3 or not below or not above:
+    below = [lr for lr in finite if lr < best]
+    above = [lr for lr in finite if lr > best]
+    if not below or not above:
         return None
-    x = [math.log(lr) for lr in near]
-    a, b, _ = (float(c) for c in np.polyfit(x, [finite[lr] for lr in near], 2))
-    if a <= 0:
+    left, right = max(below), min(above)
+    if best / left > NEIGHBOUR_SPAN * (1 + 1e-9) or right / best > NEIGHBOUR_SPAN * (1 + 1e-9):
         return None
-    bottom = min(max(-b / (2 * a), math.log(below[-1])), math.log(above[0]))
+    x0, x1, x2 = math.log(left), math.log(best), math.log(right)
+    y0, y1, y2 = finite[left], finite[best], finite[right]
+    # the vertex of the parabola through the three points (y1 lowest: convex, between x0 and x2)
+    num = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
+    den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+    if den == 0:
+        return None
+    bottom = x1 - 0.5 * num / den
     lr = float(f"{min(max(math.exp(bottom), low), high):.3g}")
     return None if max(lr, best) / min(lr, best) < 1.1 else lr
 
