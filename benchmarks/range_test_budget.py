@@ -127,9 +127,8 @@ def main() -> None:
                     fraction, density = (float(x) for x in variant.split(":"))
                     row = run_variant(name, seed, fraction, density)
                     doc["tasks"].setdefault(name, {}).setdefault(str(seed), {})[variant] = row
-                    print(
-                        f"  {name} seed {seed} {variant}: peak {row['peak_lr']:.3g} in {row['steps']} steps", flush=True
-                    )
+                    peak = "none" if row["peak_lr"] is None else f"{row['peak_lr']:.3g}"
+                    print(f"  {name} seed {seed} {variant}: peak {peak} in {row['steps']} steps", flush=True)
                     save_json(args.out, doc)
     print(table(doc))
 
