@@ -16,6 +16,12 @@ draws) and is scored by the excess loss and regret of its peak on the task's ora
     nice -n 10 python benchmarks/range_test_budget.py --tasks digits shakespeare
     nice -n 10 python benchmarks/range_test_budget.py --tasks sst2-lora sst2-full --variants 1:12.5 0.5:12.5 0.25:12.5
     python benchmarks/range_test_budget.py --table-only
+    python benchmarks/range_test_budget.py --spread      # how far one test's answer moves from seed to seed
+
+``--spread`` reads the full-batch tests stored here and the finder benchmark's fast-mode tests
+(``finder_curves_<task>.json``, from 1e-7), 10 per task, and prints the standard deviation of
+lrpilot's answer in decades and its mean offset from the oracle's best LR, with the rule's smoothing
+at 0.2 decades (its default) and wider (the factor refitted to the lowest mean excess for each).
 
 Results are merged into ``benchmarks/data/range_test_budget.json`` (one entry per task, seed and variant;
 those already there are skipped unless ``--refresh``). A test that gives no answer (its smoothed loss
@@ -102,6 +108,63 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _curves(doc: dict[str, Any]) -> dict[str, list[tuple[Any, Any]]]:
+    """The full-batch tests of `doc` and the finder benchmark's fast-mode tests, per task."""
+    import numpy as np
+
+    def arrays(record: dict[str, Any]) -> tuple[Any, Any]:
+        return np.array(record["lrs"]), np.array([math.nan if v is None else v for v in record["losses"]])
+
+    out: dict[str, list[tuple[Any, Any]]] = {}
+    for name, seeds in doc["tasks"].items():
+        out[name] = [arrays(runs["1:12.5"]) for runs in seeds.values() if runs.get("1:12.5", {}).get("lrs")]
+        finder = json.loads((DATA / f"finder_curves_{name}.json").read_text(encoding="utf-8"))
+        for key, entry in finder["entries"].items():
+            if key.startswith("fast/"):
+                out[name] += [arrays(record) for record in entry["records"]]
+    return out
+
+
+def spread(doc: dict[str, Any]) -> str:
+    """Per smoothing bandwidth: each task's spread (SD of log10 answer) and offset from the oracle's best."""
+    import functools
+
+    import numpy as np
+
+    import lrpilot.finder._rule as rule
+    from lrpilot.finder._features import curve_features
+
+    curves = _curves(doc)
+    oracles = {
+        name: OracleCurve.from_doc(json.loads((DATA / f"oracle_{name}.json").read_text(encoding="utf-8")))
+        for name in curves
+    }
+    lines = []
+    original = rule.curve_features
+    try:
+        for bandwidth in (0.2, 0.3, 0.4, 0.5):
+            rule.curve_features = functools.partial(curve_features, bandwidth=bandwidth)
+            answers = {name: [rule.lrpilot(x, y).lr for x, y in cs] for name, cs in curves.items()}
+
+            def mean_excess(factor: float, answers: dict[str, list[float]] = answers) -> float:
+                return statistics.fmean(
+                    statistics.fmean(score(oracles[name], lr * factor).excess for lr in lrs)
+                    for name, lrs in answers.items()
+                )
+
+            factor = min(np.exp(np.linspace(-0.7, 0.7, 57)), key=mean_excess)
+            parts = []
+            for name, lrs in answers.items():
+                logs = [math.log10(lr * factor) for lr in lrs]
+                offset = statistics.fmean(logs) - math.log10(oracles[name].lr_star)
+                parts.append(f"{name} ({len(lrs)}): SD {statistics.pstdev(logs):.2f}, offset {offset:+.2f}")
+            head = f"bandwidth {bandwidth}: factor ×{factor:.2f}, mean excess {mean_excess(factor):.2%}; "
+            lines.append(head + "; ".join(parts))
+    finally:
+        rule.curve_features = original
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tasks", nargs="+", default=["digits", "shakespeare"])
@@ -111,10 +174,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     parser.add_argument("--refresh", action="store_true", help="run variants already in --out again")
+    parser.add_argument("--spread", action="store_true", help="print the answers' seed-to-seed spread and exit")
     args = parser.parse_args()
     doc: dict[str, Any] = (
         json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}, "commands": []}
     )
+    if args.spread:
+        print(spread(doc))
+        return
     if not args.table_only:
         torch.set_num_threads(args.threads)
         doc["commands"].append(command(["lrpilot", "torch", "numpy"]))

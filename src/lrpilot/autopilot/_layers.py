@@ -58,8 +58,9 @@ def layer_update_ratios(before: dict[str, list[torch.Tensor]], groups: dict[str,
     """‖w_after − w_before‖ / ‖w_before‖ for each layer of `groups` (in its order), the norms taken over
     all of the layer's tensors together; 0 for a layer whose weights were all zero before.
 
-    All tensors go through foreach kernels at once and come back in one read: on a model whose step
-    takes a millisecond (the digits MLP), a norm per tensor cost a fifth of the training time."""
+    All tensors go through foreach kernels at once and come back in one read (a norm per tensor,
+    each read on its own, took 0.26 ms per measured step on the digits MLP, whose whole step takes
+    about 1 ms; this takes 0.17 ms)."""
     old = [t.detach() for ts in before.values() for t in ts]
     new = [p.detach() for ps in groups.values() for p in ps]
     if not old:

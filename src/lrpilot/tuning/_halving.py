@@ -285,7 +285,7 @@ def _promote(study: optuna.Study, trials: list[FrozenTrial], config: StudyConfig
     params = _params(best)
     space = Space.from_dict(config.space)
     if not _promotions(trials) and not (space.warmups or space.decays):
-        scores = {float(_params(t)["lr"]): v for v, t in _results(trials, config)}
+        scores = {trial_lr(t): v for v, t in _results(trials, config)}
         if (lr := fitted_lr(scores, space.low, space.high)) is not None:
             params = {**params, "lr": lr}
     study.enqueue_trial(params, user_attrs={CONTINUES: best.number})
