@@ -47,12 +47,12 @@ def _visible(result: FinderResult) -> npt.NDArray[np.bool_]:
     return lrs <= max(result.max_stable_lr, float(lrs[0]))
 
 
-def _ylim(result: FinderResult) -> tuple[float, float]:
+def _ylim(result: FinderResult, smoothed: npt.NDArray[np.float64]) -> tuple[float, float]:
     """Fit the y-axis to the fall, not to the blow-up: the divergence at the top of the ramp is
     often 100× the starting loss and would flatten everything the answer was read from."""
     keep = _visible(result)
     raw = np.asarray(result.record.losses)[keep]
-    smooth = _smoothed(result.record)[keep]
+    smooth = smoothed[keep]
     values = np.concatenate([raw, smooth])
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -63,7 +63,7 @@ def _ylim(result: FinderResult) -> tuple[float, float]:
     return bottom - 0.05 * span, top + 0.25 * span
 
 
-def _curve(ax: Any, record: RangeTestRecord, *, label: bool, top: float) -> None:
+def _curve(ax: Any, record: RangeTestRecord, smoothed: npt.NDArray[np.float64], *, label: bool, top: float) -> None:
     """One record: raw points, the smoothed curve the rule read, non-finite losses as ticks at the top."""
     lrs = np.asarray(record.lrs)
     raw = np.asarray(record.losses)
@@ -71,19 +71,18 @@ def _curve(ax: Any, record: RangeTestRecord, *, label: bool, top: float) -> None
     ax.plot(
         lrs[finite], raw[finite], color=_RAW, linewidth=0.8, marker=".", markersize=3, label="loss" if label else None
     )
-    ax.plot(lrs, _smoothed(record), color=_SMOOTH, linewidth=2, label="smoothed" if label else None)
+    ax.plot(lrs, smoothed, color=_SMOOTH, linewidth=2, label="smoothed" if label else None)
     if not finite.all():
         ax.scatter(lrs[~finite], np.full(int((~finite).sum()), top), marker="x", color=_PEAK, label="NaN / Inf")
 
 
-def _answer(ax: Any, result: FinderResult) -> None:
+def _answer(ax: Any, result: FinderResult, smooth: npt.NDArray[np.float64]) -> None:
     """The band shaded, the max stable LR as a dashed line, the suggestion as a star on the smoothed curve."""
     low, high = result.band
     ax.axvspan(low, high, color=_BAND, alpha=0.15, label=f"band {low:.3g} – {high:.3g}")
     stable = result.max_stable_lr
     ax.axvline(stable, color=_STABLE, linestyle="--", linewidth=1.2, label=f"max stable LR {stable:.3g}")
     lrs = np.asarray(result.record.lrs)
-    smooth = _smoothed(result.record)
     finite = np.isfinite(smooth)
     y = float(np.interp(np.log(result.peak_lr), np.log(lrs[finite]), smooth[finite]))
     ax.axvline(result.peak_lr, color=_PEAK, linewidth=1, alpha=0.6)
@@ -101,10 +100,11 @@ def plot_range_test(result: FinderResult, path: str | Path, *, title: str | None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
     try:
-        bottom, top = _ylim(result)
-        for i, record in enumerate(result.records):
-            _curve(ax, record, label=i == 0, top=top)
-        _answer(ax, result)
+        smoothed = [_smoothed(record) for record in result.records]  # once each: every part draws on them
+        bottom, top = _ylim(result, smoothed[0])
+        for i, (record, line) in enumerate(zip(result.records, smoothed, strict=True)):
+            _curve(ax, record, line, label=i == 0, top=top)
+        _answer(ax, result, smoothed[0])
         ax.set_xscale("log")
         ax.set_ylim(bottom, top)
         ax.set_xlabel("learning rate")
