@@ -58,9 +58,9 @@ def layer_update_ratios(before: dict[str, list[torch.Tensor]], groups: dict[str,
     """‖w_after − w_before‖ / ‖w_before‖ for each layer of `groups` (in its order), the norms taken over
     all of the layer's tensors together; 0 for a layer whose weights were all zero before.
 
-    All tensors go through foreach kernels at once and come back in one read (a norm per tensor,
-    each read on its own, took 0.26 ms per measured step on the digits MLP, whose whole step takes
-    about 1 ms; this takes 0.17 ms)."""
+    All tensors go through foreach kernels at once and come back in one read, not a norm and a
+    read per tensor: on a model whose whole step takes a millisecond (the digits MLP) the per-tensor
+    calls were a visible share of it."""
     old = [t.detach() for ts in before.values() for t in ts]
     new = [p.detach() for ps in groups.values() for p in ps]
     if not old:
