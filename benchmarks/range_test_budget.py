@@ -10,18 +10,24 @@ that alone is 1.2–1.5×. The two ways to cheapen the test without changing wha
 
 Each variant runs fit's own range test (`lrpilot.autopilot._pipeline._range_test`: fit's ramp from
 10× below the rules' band, the task's recipe, the seed's initial weights, batches and dropout
-draws) and is scored by the excess loss and regret of its peak on the task's oracle sweep
+draws; run to divergence as tune runs it, fit's settled stop replayed by ``--settle``) and is
+scored by the excess loss and regret of its peak on the task's oracle sweep
 (``benchmarks/_scoring.py``), beside the test as fit runs it (batch ×1, ramp 12.5).
 
     nice -n 10 python benchmarks/range_test_budget.py --tasks digits shakespeare
     nice -n 10 python benchmarks/range_test_budget.py --tasks sst2-lora sst2-full --variants 1:12.5 0.5:12.5 0.25:12.5
     python benchmarks/range_test_budget.py --table-only
     python benchmarks/range_test_budget.py --spread      # how far one test's answer moves from seed to seed
+    python benchmarks/range_test_budget.py --settle      # what the settled stop saves and moves
 
 ``--spread`` reads the full-batch tests stored here and the finder benchmark's fast-mode tests
 (``finder_curves_<task>.json``, from 1e-7), 10 per task, and prints the standard deviation of
 lrpilot's answer in decades and its mean offset from the oracle's best LR, with the rule's smoothing
 at 0.2 decades (its default) and wider (the factor refitted to the lowest mean excess for each).
+
+``--settle`` replays `lrpilot.finder.DivergenceRule`'s settled stop on every stored curve (each
+variant here, the finder benchmark's fast-mode and 100-step curves) at several settings and prints
+how far it moves lrpilot's answer and the steps it saves.
 
 Results are merged into ``benchmarks/data/range_test_budget.json`` (one entry per task, seed and variant;
 those already there are skipped unless ``--refresh``). A test that gives no answer (its smoothed loss
@@ -165,6 +171,61 @@ def spread(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _all_curves(doc: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    """``(task, label, lrs, losses)`` of every stored test: each variant here, and the finder
+    benchmark's fast-mode and 100-step curves."""
+    import numpy as np
+
+    def arrays(record: dict[str, Any]) -> tuple[Any, Any]:
+        return np.array(record["lrs"]), np.array([math.nan if v is None else v for v in record["losses"]])
+
+    out = []
+    for name, seeds in doc["tasks"].items():
+        for seed, runs in seeds.items():
+            out += [(name, f"{variant}/{seed}", *arrays(row)) for variant, row in runs.items() if row.get("lrs")]
+        finder = json.loads((DATA / f"finder_curves_{name}.json").read_text(encoding="utf-8"))
+        for key, entry in finder["entries"].items():
+            records = entry.get("records") or ([entry["record"]] if "record" in entry else [])
+            if key.startswith(("fast/", "curve/")):
+                out += [(name, key, *arrays(record)) for record in records if record.get("lrs")]
+    return out
+
+
+def settle(doc: dict[str, Any]) -> str:
+    """The settled stop (`lrpilot.finder.DivergenceRule.settle`) replayed on every stored curve: per
+    setting, how far it moves lrpilot's answer and how many steps it saves (each curve ends where
+    its test's divergence rules stopped it, so a replay shows what the settled stop adds)."""
+    from lrpilot.finder import SETTLE, DivergenceRule, lrpilot
+
+    curves = [c for c in _all_curves(doc) if c[3].size >= 5]
+    lines = []
+    for decades, rise in ((0.5, 0.5), (SETTLE, 0.5), (0.8, 0.5), (SETTLE, 1e-9)):
+        rule = DivergenceRule(settle=decades, rise=rise)
+        moved, saved, fits = [], 0, {}
+        for name, label, lrs, losses in curves:
+            try:
+                full = lrpilot(lrs, losses).lr
+            except ValueError:  # no answer in the curve at all
+                continue
+            usable = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+            end = next((j + 1 for j in range(usable) if rule.settled(lrs[: j + 1], losses[: j + 1])), len(losses))
+            moved.append(abs(math.log10(lrpilot(lrs[:end], losses[:end]).lr / full)))
+            saved += len(losses) - end
+            if label.startswith("1:12.5/"):
+                fits.setdefault(name, []).append((len(losses), end))
+        rise_text = "half the drop given back" if rise == 0.5 else "no rise needed"
+        head = f"settle {decades} decades, {rise_text}: {len(moved)} curves, answer moved ≤ {max(moved):.3f} decades"
+        head += f" ({sum(m > 0.01 for m in moved)} by > 0.01), {saved} steps saved; fit's tests, mean steps: "
+        lines.append(
+            head
+            + ", ".join(
+                f"{name} {statistics.fmean(n for n, _ in ends):.1f} → {statistics.fmean(e for _, e in ends):.1f}"
+                for name, ends in fits.items()
+            )
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tasks", nargs="+", default=["digits", "shakespeare"])
@@ -175,12 +236,16 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     parser.add_argument("--refresh", action="store_true", help="run variants already in --out again")
     parser.add_argument("--spread", action="store_true", help="print the answers' seed-to-seed spread and exit")
+    parser.add_argument("--settle", action="store_true", help="replay the settled stop on the stored curves and exit")
     args = parser.parse_args()
     doc: dict[str, Any] = (
         json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}, "commands": []}
     )
     if args.spread:
         print(spread(doc))
+        return
+    if args.settle:
+        print(settle(doc))
         return
     if not args.table_only:
         torch.set_num_threads(args.threads)

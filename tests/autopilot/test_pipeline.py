@@ -57,6 +57,23 @@ def test_a_step_budget_fits_the_recipe_and_the_outputs_are_complete(tmp_path: Pa
     assert f"({used / 100:.0%} of the run's 100)" in " ".join(result.record.notes)
 
 
+def test_the_run_goes_on_from_the_range_tests_ramp_and_repeats_exactly(tmp_path: Path) -> None:
+    """The ramp stands for the warmup's first steps: the history starts where it left off, at an LR
+    above the ramp's last and at most the peak, and the test stopped once its minimum settled."""
+    result = fit("digits", budget=200, out=tmp_path / "a", report=False)
+    resumed = result.record.resumed
+    start, ramp_lr = resumed["start_step"], resumed["ramp_lr"]
+    assert any(f"after {resumed['ramp_steps']} ramp steps" in note for note in result.record.notes)
+    history = result.record.history
+    assert 0 < start <= result.schedule.to_dict()["warmup_steps"]
+    assert history.steps[0] == start
+    assert history.steps[-1] == 199
+    assert ramp_lr < history.lr[0] <= result.peak_lr
+    assert result.finder.record.stop_reason in ("settled", "diverged")
+    again = fit("digits", budget=200, out=tmp_path / "b", report=False)
+    assert again.metrics == result.metrics  # snapshots, batches and dropout draws are the seed's
+
+
 def test_a_budget_too_small_for_warmup_is_refused_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"too small for a warmup: .* at least 6 steps"):
         fit("digits", budget=5, out=tmp_path / "run")  # 10 % of 5 rounds (to even) to no warmup step

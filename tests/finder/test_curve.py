@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lrpilot.finder import DivergenceRule, RangeTestMonitor, default_beta, ema, lrpilot, noise_level, ramp_schedule
+from lrpilot.finder import (
+    SETTLE,
+    DivergenceRule,
+    RangeTestMonitor,
+    default_beta,
+    ema,
+    lrpilot,
+    noise_level,
+    ramp_schedule,
+)
 from lrpilot.schedules import Anneal
 
 
@@ -208,3 +219,71 @@ def test_bad_rules() -> None:
         DivergenceRule(rise=0.0)
     with pytest.raises(ValueError, match="beta must be in"):
         ema([1.0], beta=1.0)
+
+
+# --- the settled stop ----------------------------------------------------------------------------
+
+STORED = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "range_test_budget.json"
+
+
+def _falls_then_blows_up(n: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """The package docstring's curve: a fall around 1e-3, a blow-up past 1e-2."""
+    lrs = np.geomspace(1e-7, 10.0, n)
+    u = np.log10(lrs / 1e-2)
+    return lrs, 2.0 - 1.5 / (1 + np.exp(-3 * (u + 1))) + np.where(u > 0, 4 * u**2, 0.0)
+
+
+def test_the_settled_stop_ends_the_test_once_more_points_would_not_move_the_answer() -> None:
+    lrs, losses = _falls_then_blows_up()
+    rule = DivergenceRule(settle=SETTLE)
+    stop = rule.first_stop(losses, lrs=lrs)
+    assert stop is not None
+    diverged = DivergenceRule().first_stop(losses)
+    assert diverged is not None
+    assert stop < diverged  # it stops before the lagging average's rise does
+    assert lrpilot(lrs[: stop + 1], losses[: stop + 1]).lr == pytest.approx(lrpilot(lrs, losses).lr, rel=0.01)
+
+
+def test_a_bump_after_a_first_fall_is_not_a_settled_minimum() -> None:
+    """Two falls with a bump between (a curve that learns in stages): the first minimum is 0.65
+    decades behind on the bump, but the loss gave back only a sixth of its fall, not half."""
+    lrs = np.geomspace(1e-6, 1.0, 75)
+    u = np.log10(lrs)
+    falls = 3.0 - 0.6 / (1 + np.exp(-6 * (u + 4.5))) - 1.2 / (1 + np.exp(-6 * (u + 2)))
+    losses = falls + 0.1 * np.exp(-0.5 * ((u + 3.2) / 0.3) ** 2) + np.where(u > -1, 6 * (u + 1) ** 2, 0.0)
+    stop = DivergenceRule(settle=SETTLE).first_stop(losses, lrs=lrs)
+    assert stop is not None
+    assert lrs[stop] > 1e-2  # past the second fall
+    assert lrpilot(lrs[: stop + 1], losses[: stop + 1]).lr == pytest.approx(lrpilot(lrs, losses).lr, rel=0.01)
+    hasty = DivergenceRule(settle=SETTLE, rise=1e-9).first_stop(losses, lrs=lrs)  # no rise asked for
+    assert hasty is not None
+    assert lrs[hasty] < 1e-3  # on the bump
+
+
+def test_the_settled_stop_moves_no_suggestion_on_fits_stored_curves() -> None:
+    """fit's own range tests on the four built-in tasks (5 seeds each, ``range_test_budget.json``):
+    stopped where the settled minimum stops them, the suggestion moves by under 0.01 decades, and
+    the SST-2 tests, which the divergence rules let run on, end sooner."""
+    stored = json.loads(STORED.read_text(encoding="utf-8"))["tasks"]
+    saved = {}
+    for task, seeds in stored.items():
+        saved[task] = 0
+        for curves in seeds.values():
+            curve = curves["1:12.5"]
+            lrs, losses = np.asarray(curve["lrs"]), np.asarray(curve["losses"])
+            planned = round(math.log10(10.0 / lrs[0]) / math.log10(lrs[1] / lrs[0])) + 1  # the ramp ends at 10
+            stop = DivergenceRule(settle=SETTLE).first_stop(losses, beta=default_beta(planned), lrs=lrs)
+            end = len(losses) if stop is None else stop + 1
+            moved = math.log10(lrpilot(lrs[:end], losses[:end]).lr / lrpilot(lrs, losses).lr)
+            assert abs(moved) < 0.01, (task, moved)
+            saved[task] += len(losses) - end
+    assert saved["sst2-lora"] >= 20, saved
+    assert saved["sst2-full"] >= 20, saved
+
+
+def test_the_settled_stop_needs_the_lrs() -> None:
+    monitor = RangeTestMonitor(rule=DivergenceRule(settle=SETTLE))
+    with pytest.raises(ValueError, match="settle needs the LR of every point"):
+        monitor.update(1.0)
+    with pytest.raises(ValueError, match="settle must be > 0 decades"):
+        DivergenceRule(settle=0.0)

@@ -356,3 +356,29 @@ def test_chromium_loads_every_image(report: Path, tmp_path: Path) -> None:
     for src, complete, width in status:
         assert complete, src
         assert width > 500, src
+
+
+def test_the_steps_a_range_tests_ramp_stood_for_are_shaded(tmp_path: Path) -> None:
+    """fit's run went on from the ramp at step 23: steps 0–23 shaded; a record that says nothing
+    of a ramp gets no shading, wherever its history starts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lrpilot.report.run_plots import _mark_ramp_start
+
+    fig, axes = plt.subplots(2, 1)
+    try:
+        assert _mark_ramp_start(axes, 23)
+        assert all(len(ax.patches) == 1 for ax in axes)
+        assert axes[0].patches[0].get_label() == "warmup done by the range test's ramp"
+        assert not _mark_ramp_start(axes, None)
+        assert not _mark_ramp_start(axes, 0)
+    finally:
+        plt.close(fig)
+    history = TrainingHistory(steps=list(range(23, 60)), loss=[1.0] * 37, lr=[1e-3] * 37)
+    record = RunRecord(title="t", task="t", total_steps=60, history=history, resumed={"start_step": 23})
+    assert RunRecord.from_dict(record.to_dict()).resumed == {"start_step": 23}
+    write_report(record, tmp_path)
+    assert (tmp_path / "training.png").is_file()

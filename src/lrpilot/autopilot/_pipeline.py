@@ -1,5 +1,5 @@
 """`fit`: recommend → range test → pick the peak → fit the schedule to the budget → train under the
-guard → evaluate → save → report.
+guard (from the range test's ramp, which stands for the warmup) → evaluate → save → report.
 
 Each piece is lrpilot's own, composed rather than re-implemented: `lrpilot.recommend` gives the
 prior and the schedule shape for a user's model, `find_lr` measures the peak on the model itself,
@@ -30,6 +30,7 @@ from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
 from lrpilot.autopilot._hf import HfTask, load_hf_task, read_rows, recipe_from
 from lrpilot.autopilot._layers import UpdateRatioTracker
+from lrpilot.autopilot._resume import RampStates, Resumed
 from lrpilot.rules import Recommendation, recommend
 from lrpilot.schedules import Schedule
 from lrpilot.tasks import Recipe, Task, get_task, make_optimizer, task_names
@@ -228,6 +229,8 @@ class _Search:
     step_seconds: float | None
     tradeoff: dict[str, Any] | None = None
     """The forgetting trade-off's probes (`lrpilot.report.RunRecord.tradeoff`), when one was made."""
+    ramp: RampStates | None = None
+    """Snapshots along the ramp, to start the run from (None if the range test failed)."""
 
 
 def ramp(rec: Recommendation, steps: int | None = None) -> tuple[float, float, int]:
@@ -252,16 +255,24 @@ def _range_test(
     seed: int,
     steps: int | None,
     progress: Progress,
+    for_fit: bool = False,
 ) -> _Search:
     """`find_lr` in fast mode on the model as it will train (its AdamW, clipping and recipe) over
-    the `ramp` the recommendation sets; its peak, checked against the rules' band. A range test that
-    finds nothing falls back to the rules."""
-    from lrpilot.finder import RangeTestError, RangeTestWarning
+    the `ramp` the recommendation sets; its peak, checked against the rules' band. A range test
+    that finds nothing falls back to the rules. `for_fit`: the test stops once its minimum has
+    settled (`lrpilot.finder.SETTLE`; tune's runs to divergence, the whole curve its band reads)
+    and keeps snapshots along the ramp to start the run from (`RampStates`)."""
+    from lrpilot.finder import SETTLE, DivergenceRule, RangeTestError, RangeTestWarning
     from lrpilot.integrations.torch_finder import find_lr
 
     start_lr, end_lr, count = ramp(rec, steps)
+    optimizer = make_optimizer(model, recipe, 1.0)
+    decades = math.log10(end_lr / start_lr)
+    states = RampStates(model, optimizer, steps=count, decades=decades) if for_fit else None
 
     def advance(point: int, lr: float, loss: float) -> None:
+        if states is not None:
+            states.capture(point, lr)
         progress("range test", point + 1, count, lr, loss)
 
     notes: list[str] = []
@@ -270,7 +281,7 @@ def _range_test(
             warnings.simplefilter("always", RangeTestWarning)
             result = find_lr(
                 model,
-                make_optimizer(model, recipe, 1.0),
+                optimizer,
                 task.batches(seed),
                 step=lambda batch: task.loss(model, batch),
                 start_lr=start_lr,
@@ -281,6 +292,7 @@ def _range_test(
                 warmup_ratio=recipe.warmup_steps / recipe.total_steps,
                 floor_ratio=recipe.floor_ratio,
                 decay=recipe.decay,
+                divergence=DivergenceRule(settle=SETTLE) if for_fit else None,
                 callback=advance,
             )
     except RangeTestError as exc:
@@ -291,7 +303,7 @@ def _range_test(
     notes.append(f"range test peak {peak:.3g} vs the rules: {rec.check(peak).message}")
     record = result.record
     step_seconds = record.wall_time_s / record.steps if record.steps else None
-    return _Search(peak, result, notes, step_seconds)
+    return _Search(peak, result, notes, step_seconds, ramp=states)
 
 
 @dataclass
@@ -340,12 +352,14 @@ def _train(
     clock: _Clock,
     drift: Drift | None = None,
     eval_at: Collection[int] = (),
+    resumed: tuple[Resumed, torch.optim.Optimizer] | None = None,
 ) -> _Trained:
     """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back), with
     evaluations every quarter (or after the steps in `eval_at`; always at the end) and per-layer
     update ratios; Ctrl-C or a guard that gives up ends the loop with the weights as they are (any
     other exception propagates, the guard closed). Evaluations before the end score `QUICK_EVAL`
-    examples, the last one all."""
+    examples, the last one all. `resumed`: the model holds the range test's ramp state, with that
+    optimizer; the run goes on from its start step, on the batches after the ramp's."""
     from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
     total = recipe.total_steps
@@ -355,9 +369,12 @@ def _train(
     evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
     final: dict[str, float] = {}
     status, notes = "finished", []
-    optimizer = make_optimizer(model, recipe, float(schedule(0)))
-    guard = TorchGuard(model, optimizer, schedule=schedule, max_grad_norm=recipe.grad_clip, audit=run_dir / AUDIT_FILE)
-    batches = task.batches(seed)
+    start, skip = (resumed[0].start_step, resumed[0].ramp_steps) if resumed is not None else (0, 0)
+    optimizer = resumed[1] if resumed is not None else make_optimizer(model, recipe, float(schedule(0)))
+    guard = TorchGuard(
+        model, optimizer, schedule=schedule, max_grad_norm=recipe.grad_clip, audit=run_dir / AUDIT_FILE, step=start
+    )
+    batches = itertools.islice(task.batches(seed), skip, None)
     started, evaluating = time.perf_counter(), clock.timings.get("evaluate", 0.0)
     try:
         with seeded(seed):  # dropout draws as `lrpilot.tasks.train` makes them
@@ -444,14 +461,16 @@ def fit(
 
     Steps: (1) `lrpilot.recommend` from the model's size, the method, batch size and steps;
     (2) the range test (fast mode, state restored) from 10× below the recommendation's band to 10 at
-    the finder's default ramp rate (`finder_steps` overrides the step count); (3) its peak, checked
-    against the recommendation's band (a note either way; the rules' peak if the test fails);
-    (4) the schedule: the task's recipe (a user model: the recommendation's warmup and decay) at
-    that peak, fitted to `budget` (steps, or a time such as ``"5m"`` for the whole fit, converted
-    with the range test's measured step time); (5) training under `TorchGuard`, evaluating every
-    quarter of the run (on `QUICK_EVAL` validation examples, the last on all) and measuring
-    per-layer update ratios; (6) saving the model and writing the
-    report into `out` (default: a new ``runs/fit-<task>-<timestamp>``).
+    the finder's default ramp rate (`finder_steps` overrides the step count), stopped once its
+    minimum has settled (`lrpilot.finder.SETTLE`); (3) its peak, checked against the
+    recommendation's band (a note either way; the rules' peak if the test fails); (4) the
+    schedule: the task's recipe (a user model: the recommendation's warmup and decay) at that
+    peak, fitted to `budget` (steps, or a time such as ``"5m"`` for the whole fit, converted with
+    the range test's measured step time); (5) training under `TorchGuard`, going on from the
+    range test's state where its ramp can stand for the warmup's first steps
+    (`lrpilot.autopilot._resume`), evaluating every quarter of the run (on `QUICK_EVAL` validation
+    examples, the last on all) and measuring per-layer update ratios; (6) saving the model and
+    writing the report into `out` (default: a new ``runs/fit-<task>-<timestamp>``).
 
     Forgetting (a user's pretrained model): with `retention` (a ``.csv`` / ``.jsonl`` of general
     texts, column ``text``) every evaluation also measures the *drift*, the mean cosine distance of
@@ -496,7 +515,7 @@ def fit(
         job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
         planned = _fitted(job.recipe, steps, _describe(plan))
     with clock.phase("find"):
-        search = _range_test(job, net, planned, rec, seed=seed, steps=finder_steps, progress=progress)
+        search = _range_test(job, net, planned, rec, seed=seed, steps=finder_steps, progress=progress, for_fit=True)
     steps = _budget_steps(plan, steps, search, clock)
     fitted = _fitted(job.recipe, steps, _describe(plan))
     if search.finder is not None:  # what the search cost, in the run's own units
@@ -518,6 +537,9 @@ def fit(
                 progress=progress,
             )
     schedule = fitted.schedule(peak)
+    resumed = None if search.ramp is None else search.ramp.resume(peak, schedule, fitted.warmup_steps)
+    if resumed is not None:
+        search.notes.append(resumed.note())
     run_dir.mkdir(parents=True, exist_ok=True)
     trained = _train(
         job,
@@ -530,6 +552,7 @@ def fit(
         callback=callback,
         clock=clock,
         drift=drift,
+        resumed=None if resumed is None or search.ramp is None else (resumed, search.ramp.optimizer),
     )
     with clock.phase("save"):
         progress("save", 0, None, math.nan, math.nan)
@@ -548,6 +571,7 @@ def fit(
         notes=notes,
         clock=clock,
         tradeoff=search.tradeoff,
+        resumed=None if resumed is None else dataclasses.asdict(resumed),
     )
     progress("report", 0, None, math.nan, math.nan)
     report_path = _write(record, run_dir, report, clock)
@@ -678,6 +702,7 @@ def _record(
     notes: list[str],
     clock: _Clock,
     tradeoff: dict[str, Any] | None = None,
+    resumed: dict[str, Any] | None = None,
 ) -> Any:
     from lrpilot.report import LayerStats, RunRecord
 
@@ -699,6 +724,7 @@ def _record(
         notes=notes,
         status=trained.status,
         tradeoff=tradeoff,
+        resumed=resumed,
     )
 
 

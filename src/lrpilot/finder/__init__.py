@@ -35,9 +35,9 @@ from lrpilot.finder._baselines import (
     lightning,
     torch_lr_finder,
 )
-from lrpilot.finder._curve import DivergenceRule, RangeTestMonitor, default_beta, ema, noise_level, ramp_schedule
+from lrpilot.finder._curve import SETTLE, DivergenceRule, RangeTestMonitor, default_beta, ema, ramp_schedule
 from lrpilot.finder._errors import RangeTestError, RangeTestInterrupted, RangeTestWarning
-from lrpilot.finder._features import CurveFeatures, curve_features, smooth_curve
+from lrpilot.finder._features import CurveFeatures, curve_features, noise_level, smooth_curve
 from lrpilot.finder._record import METRICS, RAMPS, STOP_REASONS, RangeTestRecord
 from lrpilot.finder._result import DECAYS, FinderResult, Probe, recipe_schedule
 from lrpilot.finder._rule import (
@@ -74,6 +74,7 @@ __all__ = [
     "PROGRESS_EXPONENT",
     "PROGRESS_REF",
     "RAMPS",
+    "SETTLE",
     "STOP_REASONS",
     "SUGGESTERS",
     "THOROUGH_TESTS",

@@ -37,7 +37,7 @@ import numpy as np
 
 from lrpilot import _validate as check
 from lrpilot.finder._errors import RangeTestWarning
-from lrpilot.finder._features import curve_features
+from lrpilot.finder._features import CLEAR_FALL, curve_features
 from lrpilot.finder._record import RangeTestRecord
 from lrpilot.finder._result import FinderResult, Probe, _check_records, recipe_schedule
 from lrpilot.finder._rule import lrpilot, lrpilot_band
@@ -71,10 +71,6 @@ MODEL_ERROR = 2.0
 """The band's widening factor beyond the bootstrap spread: the calibration suite's best peaks
 scatter about ×/÷ 2 around the fast rule's answer on the built-in tasks. With it, the LRs at the
 band's ends have a median regret of 0.03 on the suite: the band is the near-best region."""
-
-CLEAR_FALL = 2.5
-"""A fall of fewer noise levels than this (`CurveFeatures.drop_sigma`) gets a `RangeTestWarning`:
-pure noise reaches 2.7 in 1 % of 100-point curves; real curves of the calibration suite 3.9+."""
 
 HORIZON_PRIOR = 0.25
 """The horizon exponent assumed where it is not measured (placing the probes; one probe length)."""

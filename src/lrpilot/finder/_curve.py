@@ -16,10 +16,20 @@ import numpy as np
 import numpy.typing as npt
 
 from lrpilot import _validate as check
+from lrpilot.finder._features import CLEAR_FALL, curve_features, noise_level
 from lrpilot.finder._record import RAMPS
 from lrpilot.schedules import Anneal
 
-__all__ = ["DivergenceRule", "RangeTestMonitor", "default_beta", "ema", "noise_level", "ramp_schedule"]
+__all__ = ["SETTLE", "DivergenceRule", "RangeTestMonitor", "default_beta", "ema", "ramp_schedule"]
+
+
+SETTLE = 0.65
+"""Decades of LR past the minimum at which `DivergenceRule.settle` stops a test that asks for it
+(fit's does). The zero-phase smoothing's bandwidth is 0.2 decades, so points 0.65 decades on weigh
+under 1 % at the minimum. Replayed on the 139 stored curves (``python benchmarks/range_test_budget.py
+--settle``), 0.65 moved no answer by more than 0.001 decades and cut fit's SST-2 tests from 51–55
+to 44 steps; 0.5 moved one by 0.08 decades; without the rise condition a plateau between two falls
+(small-batch curves) ended five tests early, one answer 2.5 decades off."""
 
 
 def ramp_schedule(start_lr: float, end_lr: float, num_steps: int, ramp: str = "exp") -> Anneal:
@@ -108,6 +118,14 @@ class DivergenceRule:
     minimum (28–41 steps of SST-2's 71–100). The smoothed loss's noise is the raw loss's times
     ``sqrt((1 - beta) / (1 + beta))``, the EMA's.
 
+    With `settle` (opt-in), a test also stops once the minimum lrpilot's rule reads is *settled*:
+    on the zero-phase smoothing (`lrpilot.finder.smooth_curve`, which has no lag) the fall is clear
+    (`CLEAR_FALL` noise levels), the minimum lies `settle` decades of LR behind the current point,
+    and the loss has given back `rise` of the drop since. Later points no longer move that minimum
+    (the smoothing's Gaussian weights at `SETTLE` are below 1 %), so the rest of the curve only
+    costs steps: the lagging average's rules fired up to 2.7 decades later on fit's SST-2 tests.
+    Needs the LRs (``RangeTestMonitor.update(loss, lr)``).
+
     A rise of `rel_floor` of the loss's magnitude is always tolerated: validation losses on fixed
     batches have almost no noise, and a flat start that wobbles by 0.1 % is not a divergence.
 
@@ -130,6 +148,8 @@ class DivergenceRule:
             stops the test (default 8; ``math.inf`` turns the give-back stop off).
         give_back: how far above the start, in the same units, the smoothed loss must come back
             (default 3).
+        settle: decades of LR past the settled minimum after which the test stops (default
+            ``math.inf``: never; `SETTLE` is the smallest that moved no suggestion).
     """
 
     rise: float = 0.5
@@ -139,6 +159,7 @@ class DivergenceRule:
     rel_floor: float = 0.01
     clear_fall: float = 8.0
     give_back: float = 3.0
+    settle: float = math.inf
 
     def __post_init__(self) -> None:
         check.positive("DivergenceRule", "rise", self.rise)
@@ -151,6 +172,9 @@ class DivergenceRule:
             valid = "a number ≥ 0 (math.inf: no give-back stop)"
             raise ValueError(f"DivergenceRule: clear_fall must be {valid}, got {clear_fall!r}")
         check.non_negative("DivergenceRule", "give_back", self.give_back)
+        settle: object = self.settle
+        if isinstance(settle, bool) or not isinstance(settle, Real) or not float(settle) > 0:
+            raise ValueError(f"DivergenceRule: settle must be > 0 decades (math.inf: no settled stop), got {settle!r}")
 
     def threshold(self, first: float, best: float, noise: float = 0.0) -> float:
         """The smoothed loss above which the test stops, given the first and the best smoothed
@@ -166,39 +190,42 @@ class DivergenceRule:
         fell = start - best >= max(self.clear_fall * noise, floor)
         return fell and value > start + max(self.give_back * noise, floor)
 
-    def first_stop(self, losses: Sequence[float] | npt.ArrayLike, beta: float = 0.9) -> int | None:
-        """The index at which a test seeing the raw `losses` (smoothed with `beta`) stops, or None
-        if it runs to the end."""
+    def settled(self, lrs: Sequence[float], losses: Sequence[float]) -> bool:
+        """Whether the minimum of the finite curve ``(lrs, losses)`` is settled (see the class
+        docstring); False without `settle`."""
+        if not math.isfinite(self.settle) or len(losses) < max(self.min_points, 5):
+            return False
+        f = curve_features(lrs, losses)
+        clear = f.i_min > 0 and f.drop_sigma >= CLEAR_FALL
+        behind = math.log10(lrs[-1] / f.lr_min) >= self.settle
+        return clear and behind and f.smoothed[-1] >= f.loss_min + self.rise * f.drop
+
+    def first_stop(
+        self, losses: Sequence[float] | npt.ArrayLike, beta: float = 0.9, lrs: Sequence[float] | None = None
+    ) -> int | None:
+        """The index at which a test seeing the raw `losses` (smoothed with `beta`; at `lrs`, which
+        `settle` needs) stops, or None if it runs to the end."""
         monitor = RangeTestMonitor(beta=beta, rule=self)
         for i, value in enumerate(np.asarray(losses, dtype=np.float64).reshape(-1)):
-            if monitor.update(float(value)) is not None:
+            if monitor.update(float(value), None if lrs is None else float(lrs[i])) is not None:
                 return i
         return None
 
 
-def noise_level(losses: Sequence[float] | npt.ArrayLike) -> float:
-    """A robust standard deviation of a curve's point-to-point noise: ``1.4826 · MAD / √6`` of the
-    second differences (which cancel a locally linear trend, so a steadily falling curve does not
-    read as noisy; the median ignores the kinks and the blow-up while they are under half)."""
-    d = np.diff(np.asarray(losses, dtype=np.float64), n=2)
-    d = d[np.isfinite(d)]
-    if d.size == 0:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(6.0))
-
-
 @dataclass
 class RangeTestMonitor:
-    """Online smoothing and stop decision for a runner: ``update(loss)`` per point, in order.
+    """Online smoothing and stop decision for a runner: ``update(loss, lr)`` per point, in order.
 
-    Returns None to go on, or the stop reason (``"non-finite"`` or ``"diverged"``). `smoothed`
-    holds the bias-corrected EMA so far, identical to ``ema(losses, beta)`` offline.
+    Returns None to go on, or the stop reason (``"non-finite"``, ``"diverged"`` or, with the
+    rule's `settle`, ``"settled"``). `smoothed` holds the bias-corrected EMA so far, identical to
+    ``ema(losses, beta)`` offline.
     """
 
     beta: float = 0.9
     rule: DivergenceRule = field(default_factory=DivergenceRule)
     losses: list[float] = field(default_factory=list)
     smoothed: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
     _m: float = field(default=0.0, init=False, repr=False)
     _best: float = field(default=math.inf, init=False, repr=False)
     _i_best: int = field(default=0, init=False, repr=False)
@@ -207,9 +234,13 @@ class RangeTestMonitor:
     def __post_init__(self) -> None:
         check.in_range("RangeTestMonitor", "beta", self.beta, 0.0, 1.0, high_open=True)
 
-    def update(self, loss: float) -> str | None:
-        """Record one raw loss; the stop reason, or None."""
+    def update(self, loss: float, lr: float | None = None) -> str | None:
+        """Record one raw loss (at `lr`, which the rule's `settle` needs); the stop reason, or None."""
         loss = float(loss)
+        if math.isfinite(self.rule.settle):
+            if lr is None:
+                raise ValueError("RangeTestMonitor.update: the rule's settle needs the LR of every point (lr=...)")
+            self.lrs.append(float(lr))
         self.losses.append(loss)
         previous = self.smoothed[-1] if self.smoothed else 0.0
         if not math.isfinite(loss) or not math.isfinite(previous):
@@ -230,8 +261,8 @@ class RangeTestMonitor:
         # a fall is judged once the average has settled (early on it is a mean of a few points)
         if len(self.losses) == self.rule.min_points:  # the start level: fixed once its points are in
             self._start = float(np.median(self.losses))
-        settled = self._i_best >= 2 * self.rule.min_points
+        fallen = self._i_best >= 2 * self.rule.min_points
         smoothed_noise = noise * math.sqrt((1.0 - self.beta) / (1.0 + self.beta))
-        if settled and self.rule.gave_back(self._start, self._best, value, smoothed_noise):
+        if fallen and self.rule.gave_back(self._start, self._best, value, smoothed_noise):
             return "diverged"
-        return None
+        return "settled" if self.rule.settled(self.lrs, self.losses) else None

@@ -20,10 +20,10 @@ from lrpilot import _validate as check
 
 __all__ = ["METRICS", "RAMPS", "STOP_REASONS", "RangeTestRecord"]
 
-STOP_REASONS = ("completed", "diverged", "non-finite", "interrupted")
+STOP_REASONS = ("completed", "diverged", "settled", "non-finite", "interrupted")
 """Why a range test ended: it ran every planned step; the smoothed loss rose past the divergence
-rule; a loss was NaN/Inf; or the user interrupted it (KeyboardInterrupt) and the partial curve
-was kept."""
+rule; the minimum had settled (`DivergenceRule.settle`, opt-in); a loss was NaN/Inf; or the user
+interrupted it (KeyboardInterrupt) and the partial curve was kept."""
 
 RAMPS = ("exp", "linear")
 """How the LR rises over the test: geometrically (the default: equal time per decade) or linearly

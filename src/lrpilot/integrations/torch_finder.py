@@ -413,7 +413,7 @@ def _run_curve(
                     continue
                 point = loop.evaluate(val)
             lrs.append(lr)
-            stop = monitor.update(point) if math.isfinite(loss) else monitor.update(math.nan)
+            stop = monitor.update(point if math.isfinite(loss) else math.nan, lr)
             if callback is not None:
                 callback(len(lrs) - 1, lr, point)
             i += 1

@@ -136,7 +136,8 @@ def _draw_training(record: RunRecord, path: Path) -> Path | None:
 
     if len(record.history.steps) == 0:
         return None
-    return plot_training(record.history, path, guard_actions=record.guard_actions)
+    ramp = None if record.resumed is None else int(record.resumed["start_step"])
+    return plot_training(record.history, path, guard_actions=record.guard_actions, ramp_stood_for=ramp)
 
 
 def _draw_layers(record: RunRecord, path: Path) -> Path | None:

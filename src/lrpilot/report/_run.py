@@ -176,6 +176,9 @@ class RunRecord:
             ``score = val_loss + w × drift``), ``probe_share`` (each probe's share of the run),
             ``points`` (``peak_lr``, ``val_loss``, ``drift``, ``score`` each, highest LR first) and
             ``chosen`` (the peak trained with); None otherwise.
+        resumed: for a fit that went on from its range test's ramp: ``ramp_steps``, ``ramp_lr``
+            and ``start_step`` (the first step trained; the ramp stood for the ones before,
+            `lrpilot.autopilot._resume`); None otherwise.
     """
 
     title: str
@@ -193,6 +196,7 @@ class RunRecord:
     status: str = "finished"
     tune: dict[str, Any] | None = None
     tradeoff: dict[str, Any] | None = None
+    resumed: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         owner = "RunRecord"

@@ -92,6 +92,17 @@ def _mark_actions(
             )
 
 
+def _mark_ramp_start(axes: Sequence[Any], steps: int | None) -> bool:
+    """Shade the first `steps` steps, which a range test's ramp stood for (fit went on from it:
+    `lrpilot.autopilot._resume`). True if it shaded."""
+    if not steps:
+        return False
+    for n, ax in enumerate(axes):
+        label = "warmup done by the range test's ramp" if n == 0 else None
+        ax.axvspan(0, steps, color="#6f42c1", alpha=0.08, linewidth=0, label=label)
+    return True
+
+
 def _eval_points(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, *, by_step: bool) -> None:
     if len(history.eval_steps) == 0:
         return
@@ -124,9 +135,11 @@ def plot_training(
     *,
     guard_actions: Sequence[dict[str, Any]] = (),
     title: str | None = None,
+    ramp_stood_for: int | None = None,
 ) -> Path:
     """Train loss (NaN steps as ticks) and eval loss on top, the LR below, every guard action as a
-    dashed line across both with its kind written on it; write a PNG to `path` and return it."""
+    dashed line across both with its kind written on it, and the first `ramp_stood_for` steps
+    shaded (a fit that went on from its range test's ramp); write a PNG to `path` and return it."""
     if len(history.steps) == 0:
         raise ValueError("plot_training: the history is empty (no logged steps)")
     plt = _pyplot()
@@ -136,6 +149,7 @@ def plot_training(
         _loss_axis(ax, x, np.asarray(history.loss, dtype=np.float64))
         _eval_points(ax, x, history, by_step=xlabel == "optimizer step")
         _mark_actions((ax, lr_ax), x, history, guard_actions)
+        _mark_ramp_start((ax, lr_ax), ramp_stood_for if xlabel == "optimizer step" else None)
         ax.legend(loc="upper right", fontsize=7)
         ax.set_title(title or "loss and learning rate over training", fontsize=9)
         _lr_axis(lr_ax, x, history, xlabel)

@@ -1,0 +1,171 @@
+"""The range test's ramp as the run's warmup: snapshots along the ramp, and where to go on from.
+
+fit's range test trains the very model it measures, with the run's optimizer, batches and
+clipping: by the time its exponential ramp passes the peak it will choose, the model has been
+warmed up from 10× below the rules' band to that LR. A finder restores the model afterwards, and
+the run then warms up again from zero, paying for the warmup twice (on the 150-step SST-2 recipes
+the warmup is 15 steps, a third of the test's cost). `RampStates` keeps snapshots of the trainable
+state along the ramp; `RampStates.resume` puts back the last one at or below the chosen peak and
+says which step of the schedule's warmup has that LR: the run goes on from there, its warmup's
+earlier steps replaced by the ramp's, never more of them than the ramp took: the model never
+trains fewer steps than the run it shortens (replacing the char-GPT's 100-step warmup with the 25
+ramp steps to its peak, a shorter run with a 4× faster warmup, raised its final loss on both seeds
+tried; with this rule its warmup is kept).
+
+A snapshot holds what an optimizer step changes: the optimizer's parameters (an adapter's, not
+the frozen model's), the buffers and the optimizer's state, copied into host memory that the
+snapshot falling out of the window hands on (a fresh 270 MB allocation cost 3× the copy). They are
+kept for the last `WINDOW` decades of the ramp only, and only as many as `MEMORY_SHARE` of the
+machine's memory holds (spaced out when fewer fit: the run then resumes a little lower in its
+warmup; none fit, none are taken and the run starts from scratch).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from lrpilot.integrations.torch_state import _physical_memory
+from lrpilot.schedules import Schedule
+
+__all__ = ["MEMORY_SHARE", "WINDOW", "RampStates", "Resumed"]
+
+WINDOW = 1.8
+"""Decades of LR before the test's last point whose snapshots are kept. A test with the settled
+stop ends at most `lrpilot.finder.SETTLE` (0.65) decades past the smoothed minimum (the divergence
+stops end it sooner), and lrpilot's rule puts the peak 0.35–0.84 decades below that minimum: 1.5
+decades back at the most, plus the spacing between snapshots."""
+
+MEMORY_SHARE = 1 / 4
+"""The share of physical memory the snapshots may take together: what `TrainingState` keeps in
+memory before it goes to disk (a fully fine-tuned MiniLM's 270 MB snapshots are then taken every
+other step on a 24 GiB machine)."""
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Where the run goes on from: the ramp's state after `ramp_steps` steps (the last at `ramp_lr`,
+    at or below the peak) stands for the schedule's first `start_step` steps (its warmup's steps
+    at or below that LR)."""
+
+    ramp_steps: int
+    ramp_lr: float
+    start_step: int
+
+    def note(self) -> str:
+        """A line for the report."""
+        return (
+            f"the run went on from the range test's state after {self.ramp_steps} ramp steps (LR {self.ramp_lr:.3g}), "
+            f"in place of the schedule's first {self.start_step} warmup steps"
+        )
+
+
+@dataclass
+class _Snapshot:
+    point: int
+    lr: float
+    tensors: list[torch.Tensor]
+    """Copies of the optimizer's parameters, the model's buffers, then each parameter's optimizer
+    state tensors (keys in `keys`' order)."""
+    devices: list[torch.device] = field(default_factory=list)
+    """Where each copied tensor lives in training (Adam's step counts stay on the CPU)."""
+    keys: list[list[str]] = field(default_factory=list)
+    """Each parameter's optimizer state tensors, by name."""
+    other: list[dict[str, Any]] = field(default_factory=list)
+    """Each parameter's non-tensor optimizer state."""
+
+
+class RampStates:
+    """Snapshots of what the optimizer changes (its parameters, the model's buffers, its state)
+    along a range test's ramp of `steps` steps over `decades` decades; `capture` is the test's
+    per-point callback."""
+
+    def __init__(self, model: nn.Module, optimizer: Optimizer, *, steps: int, decades: float) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.buffers = list(model.buffers())
+        self.window = max(1, math.ceil(WINDOW * steps / decades)) if decades > 0 else steps
+        self.every = 1
+        self._kept: deque[_Snapshot] = deque()
+        self._spare: list[torch.Tensor] | None = None
+        self._budget = int(_physical_memory() * MEMORY_SHARE)
+
+    def _layout(self) -> tuple[list[torch.Tensor], list[list[str]], list[dict[str, Any]]]:
+        """The live tensors a snapshot copies, the optimizer state's tensor names per parameter and
+        its other values."""
+        live = [p.detach() for p in self.params] + [b.detach() for b in self.buffers]
+        keys, other = [], []
+        for p in self.params:
+            state = self.optimizer.state.get(p, {})
+            names = sorted(k for k, v in state.items() if isinstance(v, torch.Tensor))
+            live += [state[k].detach() for k in names]
+            keys.append(names)
+            other.append({k: v for k, v in state.items() if k not in names})
+        return live, keys, other
+
+    def capture(self, point: int, lr: float) -> None:
+        """Snapshot the state after the ramp's step `point` (at `lr`) when it is one to keep."""
+        if self.every == 0 or point % self.every:
+            return
+        live, keys, other = self._layout()
+        if point == 0 and not self._kept:  # the first snapshot sizes the rest
+            nbytes = sum(t.numel() * t.element_size() for t in live)
+            fits = self._budget // max(nbytes, 1)
+            if fits < 1:
+                self.every = 0
+                return
+            self.every = math.ceil(self.window / min(fits, self.window))
+        spare = self._spare if self._spare is not None and _fits(self._spare, live) else None
+        self._spare = None
+        copies = spare or [torch.empty_like(t, device="cpu", pin_memory=t.is_cuda) for t in live]
+        for copy, t in zip(copies, live, strict=True):
+            copy.copy_(t, non_blocking=t.is_cuda)
+        if any(t.is_cuda for t in live):
+            torch.cuda.synchronize()
+        self._kept.append(_Snapshot(point, lr, copies, [t.device for t in live], keys, other))
+        if len(self._kept) > math.ceil(self.window / self.every):
+            self._spare = self._kept.popleft().tensors  # its memory takes the next snapshot
+
+    def resume(self, peak: float, schedule: Schedule, warmup_steps: int) -> Resumed | None:
+        """Put back the last snapshot that can stand for the start of `schedule`'s warmup (the
+        model and the test's optimizer are changed in place); None, with the state left as it is,
+        when there is none. The snapshots are dropped.
+
+        A snapshot after ``k`` ramp steps at LR ``q`` stands for the warmup's steps at or below
+        ``q`` if ``q`` is at most the peak and those steps are at most ``k``: the model then has had
+        at least as many updates as the run it shortens. A long warmup (the char-GPT's 100 steps
+        reach the peak 4× slower than the ramp) is replaced only up to where the ramp overtakes it.
+        """
+        kept, self._kept, self._spare = list(self._kept), deque(), None
+        for snap in reversed(kept):
+            start = sum(1 for t in range(warmup_steps) if float(schedule(t)) <= snap.lr)
+            if snap.lr <= peak and 0 < start <= snap.point + 1:
+                self._put_back(snap)
+                return Resumed(ramp_steps=snap.point + 1, ramp_lr=snap.lr, start_step=start)
+        return None
+
+    def _put_back(self, snap: _Snapshot) -> None:
+        """The snapshot's weights and buffers into the model; its optimizer state handed over
+        (the test's own restore left the optimizer empty)."""
+        live = [*self.params, *self.buffers]
+        with torch.no_grad():
+            for t, saved in zip(live, snap.tensors, strict=False):
+                t.copy_(saved)
+        state = zip(snap.tensors[len(live) :], snap.devices[len(live) :], strict=True)
+        for p, names, other in zip(self.params, snap.keys, snap.other, strict=True):
+            mine = itertools.islice(state, len(names))
+            self.optimizer.state[p] = {**other, **{k: t.to(device) for k, (t, device) in zip(names, mine, strict=True)}}
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def _fits(spare: list[torch.Tensor], live: list[torch.Tensor]) -> bool:
+    return len(spare) == len(live) and all(
+        s.shape == t.shape and s.dtype == t.dtype for s, t in zip(spare, live, strict=True)
+    )
