@@ -352,14 +352,15 @@ def _train(
     clock: _Clock,
     drift: Drift | None = None,
     eval_at: Collection[int] = (),
-    resumed: tuple[Resumed, torch.optim.Optimizer] | None = None,
+    resumed: Resumed | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> _Trained:
     """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back), with
     evaluations every quarter (or after the steps in `eval_at`; always at the end) and per-layer
     update ratios; Ctrl-C or a guard that gives up ends the loop with the weights as they are (any
     other exception propagates, the guard closed). Evaluations before the end score `QUICK_EVAL`
-    examples, the last one all. `resumed`: the model holds the range test's ramp state, with that
-    optimizer; the run goes on from its start step, on the batches after the ramp's."""
+    examples, the last one all. `resumed`: the model and `optimizer` hold the range test's ramp
+    state; the run goes on from its start step, on the batches after the ramp's."""
     from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
     total = recipe.total_steps
@@ -369,8 +370,9 @@ def _train(
     evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
     final: dict[str, float] = {}
     status, notes = "finished", []
-    start, skip = (resumed[0].start_step, resumed[0].ramp_steps) if resumed is not None else (0, 0)
-    optimizer = resumed[1] if resumed is not None else make_optimizer(model, recipe, float(schedule(0)))
+    start, skip = (resumed.start_step, resumed.ramp_steps) if resumed is not None else (0, 0)
+    if optimizer is None:
+        optimizer = make_optimizer(model, recipe, float(schedule(0)))
     guard = TorchGuard(
         model, optimizer, schedule=schedule, max_grad_norm=recipe.grad_clip, audit=run_dir / AUDIT_FILE, step=start
     )
@@ -552,7 +554,8 @@ def fit(
         callback=callback,
         clock=clock,
         drift=drift,
-        resumed=None if resumed is None or search.ramp is None else (resumed, search.ramp.optimizer),
+        resumed=resumed,
+        optimizer=None if resumed is None or search.ramp is None else search.ramp.optimizer,
     )
     with clock.phase("save"):
         progress("save", 0, None, math.nan, math.nan)
