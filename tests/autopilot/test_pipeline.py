@@ -85,7 +85,10 @@ def test_a_time_budget_becomes_steps_from_the_measured_step_time(tmp_path: Path)
     result = fit("digits", budget="10s", out=tmp_path / "run", report=False, finder_steps=30)
     steps = result.record.total_steps
     assert steps > 250  # a digits step costs milliseconds: 10 s is thousands of them
-    assert any("time budget 10 s" in note for note in result.record.notes)
+    note = next(note for note in result.record.notes if "time budget 10 s" in note)
+    trained = int(note.split(": ")[1].split()[0])
+    start = 0 if result.record.resumed is None else result.record.resumed["start_step"]
+    assert trained == steps - start == len(result.record.history.steps)  # the steps the time paid for
 
 
 def test_a_failed_range_test_falls_back_to_the_rules_with_a_note(

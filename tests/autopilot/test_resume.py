@@ -51,6 +51,8 @@ def test_resume_puts_back_the_last_state_at_or_below_the_peak_and_skips_the_warm
     with torch.no_grad():  # whatever the model holds now (the finder restores its start) is replaced
         for p in states.model.parameters():
             p.zero_()
+    start = states.start_step(peak, schedule, digits.recipe.warmup_steps)  # asks, changes nothing
+    assert all(not p.any() for p in states.model.parameters())
     resumed = states.resume(peak, schedule, digits.recipe.warmup_steps)
     assert resumed is not None
     assert (resumed.ramp_steps, resumed.ramp_lr) == (31, pytest.approx(lrs[30]))
@@ -58,7 +60,7 @@ def test_resume_puts_back_the_last_state_at_or_below_the_peak_and_skips_the_warm
         assert torch.equal(p, weights[30][name])
     assert all(int(s["step"]) == 31 for s in states.optimizer.state.values())  # Adam's moments from 31 steps
     warmup = [float(schedule(t)) for t in range(digits.recipe.warmup_steps)]
-    assert resumed.start_step == sum(lr <= lrs[30] for lr in warmup)
+    assert resumed.start_step == sum(lr <= lrs[30] for lr in warmup) == start
     assert 0 < resumed.start_step < digits.recipe.warmup_steps
     assert float(schedule(resumed.start_step)) > lrs[30]  # the LR goes on rising from the ramp's
     assert "after 31 ramp steps" in resumed.note()

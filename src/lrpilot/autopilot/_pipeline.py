@@ -538,10 +538,7 @@ def fit(
                 seed=seed,
                 progress=progress,
             )
-    schedule = fitted.schedule(peak)
-    resumed = None if search.ramp is None else search.ramp.resume(peak, schedule, fitted.warmup_steps)
-    if resumed is not None:
-        search.notes.append(resumed.note())
+    fitted, schedule, resumed = _from_ramp(job, fitted, search, peak, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
     trained = _train(
         job,
@@ -563,7 +560,10 @@ def fit(
         (run_dir / AUDIT_FILE).touch()
     notes = [*search.notes, *trained.notes]
     if plan is not None and plan.seconds is not None:
-        notes.append(f"time budget {plan}: {steps} training steps at the range test's {search.step_seconds:.3g} s/step")
+        trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
+        notes.append(
+            f"time budget {plan}: {trained_steps} training steps at the range test's {search.step_seconds:.3g} s/step"
+        )
     record = _record(
         target,
         task=job,
@@ -676,6 +676,26 @@ def _trade(
         "chosen": best.peak_lr,
     }
     return best.peak_lr
+
+
+def _from_ramp(
+    job: Task, fitted: Recipe, search: _Search, peak: float, plan: Budget | None
+) -> tuple[Recipe, Schedule, Resumed | None]:
+    """The recipe and schedule at `peak`, the model put back to the range test's state where its
+    ramp can stand for the warmup's first steps (`RampStates.resume`, noted). A time budget pays
+    for the steps trained, so those the ramp stands for lengthen its schedule."""
+    schedule = fitted.schedule(peak)
+    if search.ramp is None:
+        return fitted, schedule, None
+    if plan is not None and plan.seconds is not None:
+        extra = search.ramp.start_step(peak, schedule, fitted.warmup_steps)
+        if extra:
+            fitted = _fitted(job.recipe, fitted.total_steps + extra, _describe(plan))
+            schedule = fitted.schedule(peak)
+    resumed = search.ramp.resume(peak, schedule, fitted.warmup_steps)
+    if resumed is not None:
+        search.notes.append(resumed.note())
+    return fitted, schedule, resumed
 
 
 def _budget_steps(plan: Budget | None, steps: int, search: _Search, clock: _Clock) -> int:

@@ -133,6 +133,11 @@ class RampStates:
         if len(self._kept) > math.ceil(self.window / self.every):
             self._spare = self._kept.popleft().tensors  # its memory takes the next snapshot
 
+    def start_step(self, peak: float, schedule: Schedule, warmup_steps: int) -> int:
+        """The step of `schedule` that `resume` would go on from (0: none); changes nothing."""
+        chosen = self._choose(peak, schedule, warmup_steps)
+        return 0 if chosen is None else chosen[1]
+
     def resume(self, peak: float, schedule: Schedule, warmup_steps: int) -> Resumed | None:
         """Put back the last snapshot that can stand for the start of `schedule`'s warmup (the
         model and the test's optimizer are changed in place); None, with the state left as it is,
@@ -143,12 +148,20 @@ class RampStates:
         at least as many updates as the run it shortens. A long warmup (the char-GPT's 100 steps
         reach the peak 4× slower than the ramp) is replaced only up to where the ramp overtakes it.
         """
-        kept, self._kept, self._spare = list(self._kept), deque(), None
-        for snap in reversed(kept):
+        chosen = self._choose(peak, schedule, warmup_steps)
+        self._kept, self._spare = deque(), None
+        if chosen is None:
+            return None
+        snap, start = chosen
+        self._put_back(snap)
+        return Resumed(ramp_steps=snap.point + 1, ramp_lr=snap.lr, start_step=start)
+
+    def _choose(self, peak: float, schedule: Schedule, warmup_steps: int) -> tuple[_Snapshot, int] | None:
+        """The last snapshot that can stand for the warmup's first steps, and how many."""
+        for snap in reversed(self._kept):
             start = sum(1 for t in range(warmup_steps) if float(schedule(t)) <= snap.lr)
             if snap.lr <= peak and 0 < start <= snap.point + 1:
-                self._put_back(snap)
-                return Resumed(ramp_steps=snap.point + 1, ramp_lr=snap.lr, start_step=start)
+                return snap, start
         return None
 
     def _put_back(self, snap: _Snapshot) -> None:
