@@ -39,14 +39,15 @@ __all__ = ["MEMORY_SHARE", "WINDOW", "RampStates", "Resumed"]
 
 WINDOW = 1.8
 """Decades of LR before the test's last point whose snapshots are kept. A test with the settled
-stop ends at most `lrpilot.finder.SETTLE` (0.65) decades past the smoothed minimum (the divergence
-stops end it sooner), and lrpilot's rule puts the peak 0.35–0.84 decades below that minimum: 1.5
-decades back at the most, plus the spacing between snapshots."""
+stop ends about `lrpilot.finder.SETTLE` (0.65) decades past the smoothed minimum (sooner when a
+divergence rule fires first, later only while the loss has not given back half its fall), and
+lrpilot's rule puts the peak 0.35–0.84 decades below that minimum: about 1.5 decades back at the
+most, plus the spacing between snapshots."""
 
 MEMORY_SHARE = 1 / 4
 """The share of physical memory the snapshots may take together: what `TrainingState` keeps in
-memory before it goes to disk (a fully fine-tuned MiniLM's 270 MB snapshots are then taken every
-other step on a 24 GiB machine)."""
+memory before it goes to disk (a fully fine-tuned MiniLM's 270 MB snapshots then fit at every step
+of the window on a 24 GiB machine)."""
 
 
 @dataclass(frozen=True)
