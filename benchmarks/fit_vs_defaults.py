@@ -277,6 +277,10 @@ def _targets(name: str, runs: dict[str, dict[str, Any]], seeds: list[str]) -> st
     error = statistics.stdev(ratios) / math.sqrt(len(ratios)) if len(ratios) > 1 else None
     spread = "" if error is None else f" (seed by seed {statistics.fmean(ratios):+.2%} ± {error:.2%} s.e.)"
     parts.append(f"fit vs train@fit (its peak, trained from scratch): {same_peak - 1:+.2%}{spread}")
+    starts = [runs[s]["fit"]["start_step"] for s in seeds if runs[s]["fit"].get("start_step")]
+    if starts:
+        ramp = f"the ramp stood for the first {min(starts)}–{max(starts)} steps in {len(starts)} of {len(seeds)} runs"
+        parts.append(ramp)
     ratio = _mean([runs[s]["fit"]["wall_time_s"] / runs[s]["train@fit"]["wall_time_s"] for s in seeds])
     timed = [s for s in seeds if "cpu_time_s" in runs[s]["fit"] and "cpu_time_s" in runs[s]["train@fit"]]
     cpu = _mean([runs[s]["fit"]["cpu_time_s"] / runs[s]["train@fit"]["cpu_time_s"] for s in timed]) if timed else None

@@ -8,13 +8,14 @@ the warmup is 15 steps, a third of the test's cost). `RampStates` keeps snapshot
 state along the ramp; `RampStates.resume` puts back the last one at or below the chosen peak and
 says which step of the schedule's warmup has that LR: the run goes on from there, its warmup's
 earlier steps replaced by the ramp's, never more of them than the ramp took: the model never
-trains fewer steps than the run it shortens (replacing the char-GPT's 100-step warmup with the 25
-ramp steps to its peak, a shorter run with a 4× faster warmup, raised its final loss on both seeds
-tried; with this rule its warmup is kept).
+trains fewer steps than the run it shortens (replacing the char-GPT's 100-step warmup with the
+few dozen ramp steps to its peak, a shorter run with a much faster warmup, raised its final loss
+in a first trial; with this rule its warmup is kept).
 
 A snapshot holds what an optimizer step changes: the optimizer's parameters (an adapter's, not
 the frozen model's), the buffers and the optimizer's state, copied into host memory that the
-snapshot falling out of the window hands on (a fresh 270 MB allocation cost 3× the copy). They are
+snapshot falling out of the window hands on (allocating afresh costs more than the copy, as for
+the guard's snapshots). They are
 kept for the last `WINDOW` decades of the ramp only, and only as many as `MEMORY_SHARE` of the
 machine's memory holds (spaced out when fewer fit: the run then resumes a little lower in its
 warmup; none fit, none are taken and the run starts from scratch).
@@ -147,7 +148,7 @@ class RampStates:
         A snapshot after ``k`` ramp steps at LR ``q`` stands for the warmup's steps at or below
         ``q`` if ``q`` is at most the peak and those steps are at most ``k``: the model then has had
         at least as many updates as the run it shortens. A long warmup (the char-GPT's 100 steps
-        reach the peak 4× slower than the ramp) is replaced only up to where the ramp overtakes it.
+        reach the peak far slower than the ramp) is replaced only up to where the ramp overtakes it.
         """
         chosen = self._choose(peak, schedule, warmup_steps)
         self._kept, self._spare = deque(), None

@@ -123,8 +123,8 @@ class DivergenceRule:
     (`CLEAR_FALL` noise levels), the minimum lies `settle` decades of LR behind the current point,
     and the loss has given back `rise` of the drop since. Later points no longer move that minimum
     (the smoothing's Gaussian weights at `SETTLE` are below 1 %), so the rest of the curve only
-    costs steps: the lagging average's rules fired up to 2.7 decades later on fit's SST-2 tests.
-    Needs the LRs (``RangeTestMonitor.update(loss, lr)``).
+    costs steps: the lagging average's rules fire later (fit's SST-2 tests took 51–55 steps on
+    average without it, 44 with it). Needs the LRs (``RangeTestMonitor.update(loss, lr)``).
 
     A rise of `rel_floor` of the loss's magnitude is always tolerated: validation losses on fixed
     batches have almost no noise, and a flat start that wobbles by 0.1 % is not a divergence.
