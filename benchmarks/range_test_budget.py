@@ -116,18 +116,10 @@ def table(doc: dict[str, Any]) -> str:
 
 def _curves(doc: dict[str, Any]) -> dict[str, list[tuple[Any, Any]]]:
     """The full-batch tests of `doc` and the finder benchmark's fast-mode tests, per task."""
-    import numpy as np
-
-    def arrays(record: dict[str, Any]) -> tuple[Any, Any]:
-        return np.array(record["lrs"]), np.array([math.nan if v is None else v for v in record["losses"]])
-
     out: dict[str, list[tuple[Any, Any]]] = {}
-    for name, seeds in doc["tasks"].items():
-        out[name] = [arrays(runs["1:12.5"]) for runs in seeds.values() if runs.get("1:12.5", {}).get("lrs")]
-        finder = json.loads((DATA / f"finder_curves_{name}.json").read_text(encoding="utf-8"))
-        for key, entry in finder["entries"].items():
-            if key.startswith("fast/"):
-                out[name] += [arrays(record) for record in entry["records"]]
+    for name, label, lrs, losses in _all_curves(doc):
+        if label.startswith(("1:12.5/", "fast/")):
+            out.setdefault(name, []).append((lrs, losses))
     return out
 
 
