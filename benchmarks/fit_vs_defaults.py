@@ -38,8 +38,8 @@ on every task, at ≤ 1.2× the cost of one training run.
 
 The range test's length does not grow with the run (it covers the same decades of LR), so its
 share of fit's cost falls as the budget grows; ``--steps`` measures fit and train@fit on a budget
-other than the recipe's (stored as ``<task>@<steps>``; the oracle's grid is for the recipe's budget,
-so there is no grid-lr there).
+other than the recipe's (stored as ``<task>@<steps>``; no grid-lr there, and fit's peaks are scored
+on ``oracle_<task>@<steps>.json`` where ``oracle_sweep.py --steps`` has swept that budget).
 
 Results are merged into ``benchmarks/data/fit_vs_defaults.json`` (one entry per task, method and seed).
 """
@@ -95,6 +95,7 @@ def run_fit(task: Task, seed: int, steps: int | None = None) -> dict[str, Any]:
         wall,
         cpu_time_s=cpu,
         peak_lr=result.peak_lr,
+        found_lr=None if result.finder is None else float(f"{result.finder.peak_lr:.3g}"),  # before the horizon law
         range_test_steps=None if result.finder is None else result.finder.record.steps,
         start_step=result.record.history.steps[0] if result.record.history.steps else 0,
         run_steps=result.record.total_steps,
@@ -244,14 +245,15 @@ def _mean(values: list[float]) -> float:
     return statistics.fmean(finite) if len(finite) == len(values) and finite else math.nan
 
 
-def _oracle_excess(name: str, runs: dict[str, dict[str, Any]], seeds: list[str]) -> float | None:
-    """fit's peaks scored on the oracle's seed-mean curve (``benchmarks/_scoring.py``): the excess
-    loss with the seed-to-seed noise of single runs averaged out."""
-    path = DATA / f"oracle_{name.split('@', maxsplit=1)[0]}.json"
-    if "@" in name or not path.is_file():
+def _oracle_excess(name: str, runs: dict[str, dict[str, Any]], seeds: list[str], key: str = "peak_lr") -> float | None:
+    """fit's peaks (`key`: ``found_lr`` for the range test's own, before the horizon law) scored on
+    the oracle's seed-mean curve (``benchmarks/_scoring.py``): the excess loss with the seed-to-seed
+    noise of single runs averaged out. None without an oracle for `name` or a `key` on every seed."""
+    path = DATA / f"oracle_{name}.json"  # TASK@STEPS: oracle_sweep.py --steps STEPS
+    if not path.is_file() or any(runs[s]["fit"].get(key) is None for s in seeds):
         return None
     oracle = OracleCurve.from_doc(json.loads(path.read_text(encoding="utf-8")))
-    return statistics.fmean(score(oracle, runs[s]["fit"]["peak_lr"]).excess for s in seeds)
+    return statistics.fmean(score(oracle, runs[s]["fit"][key]).excess for s in seeds)
 
 
 def _targets(name: str, runs: dict[str, dict[str, Any]], seeds: list[str]) -> str:
@@ -262,6 +264,9 @@ def _targets(name: str, runs: dict[str, dict[str, Any]], seeds: list[str]) -> st
     parts = []
     if (excess := _oracle_excess(name, runs, seeds)) is not None:
         parts.append(f"fit's peaks on the oracle's seed-mean curve: {excess:+.2%} over its best")
+        moved = any(runs[s]["fit"].get("found_lr") not in (None, runs[s]["fit"]["peak_lr"]) for s in seeds)
+        if moved and (found := _oracle_excess(name, runs, seeds, "found_lr")) is not None:
+            parts.append(f"the range test's peaks before the horizon law: {found:+.2%}")
     if paired:
         fit_loss = _mean([runs[s]["fit"]["val_loss"] for s in paired])
         grid_loss = _mean([runs[s]["grid-lr"]["val_loss"] for s in paired])

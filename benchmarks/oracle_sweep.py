@@ -12,6 +12,10 @@ run in pieces or refined later (``--around-best 0.5 --points-per-decade 6``).
     nice -n 10 python benchmarks/oracle_sweep.py --task digits
     nice -n 10 python benchmarks/oracle_sweep.py --task sst2-lora --seeds 0 1 --data-dir ../shared/data
     nice -n 10 python benchmarks/oracle_sweep.py --task shakespeare --around-best 0.5 --points-per-decade 6
+
+``--steps N`` sweeps the recipe compressed or stretched to N steps (`Recipe.shortened`: warmup in
+proportion, the decay over the whole run) into ``oracle_<task>@<N>.json``: the oracle of a budget
+other than the recipe's, which ``fit_vs_defaults.py --steps N`` scores fit's peaks on.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the tasks need is on 
 import torch
 
 from _environment import command, save_json
-from lrpilot.tasks import Task, get_task, initial_metrics, task_names, train
+from lrpilot.tasks import Recipe, Task, get_task, initial_metrics, task_names, train
 
 SCHEMA = 1
 CURVE_POINTS = 50  # training-loss curves are stored as this many window means
@@ -90,13 +94,13 @@ def summarise(doc: dict[str, Any]) -> None:
     doc["l_init_mean"] = statistics.fmean(inits) if inits else None
 
 
-def load(path: Path, task: Task, seeds: list[int]) -> dict[str, Any]:
+def load(path: Path, task: Task, recipe: Recipe, seeds: list[int]) -> dict[str, Any]:
     if path.exists():
         doc: dict[str, Any] = json.loads(path.read_text())
-        if doc["task"] != task.name or doc["recipe"] != task.recipe.to_dict():
+        if doc["task"] != task.name or doc["recipe"] != recipe.to_dict():
             sys.exit(
                 f"{path} holds a sweep of {doc['task']} with recipe {doc['recipe']}; not resuming it "
-                f"with {task.name} {task.recipe.to_dict()}: move it away or pass another --out"
+                f"with {task.name} {recipe.to_dict()}: move it away or pass another --out"
             )
         doc["seeds"] = sorted(set(doc["seeds"]) | set(seeds))
         return doc
@@ -104,7 +108,7 @@ def load(path: Path, task: Task, seeds: list[int]) -> dict[str, Any]:
         "schema": SCHEMA,
         "task": task.name,
         "description": task.description,
-        "recipe": task.recipe.to_dict(),
+        "recipe": recipe.to_dict(),
         "seeds": sorted(seeds),
         "score": "final validation loss after the full recipe; a diverged run scores L_init of its seed",
         "initial": {},
@@ -118,7 +122,7 @@ def save(path: Path, doc: dict[str, Any]) -> None:
     save_json(path, doc)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, choices=task_names())
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -131,17 +135,24 @@ def main(argv: list[str] | None = None) -> None:
         metavar="DECADES",
         help="instead of --lo/--hi: the best grid LR in --out times 10**(±DECADES)",
     )
-    parser.add_argument("--out", type=Path, help="default: benchmarks/data/oracle_<task>.json")
+    parser.add_argument("--steps", type=int, help="the recipe compressed or stretched to this many steps")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/data/oracle_<task>[@<steps>].json")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--data-dir", help="SST-2 folder for the sst2 tasks (default: $LRPILOT_SST2_DIR or ../shared/data)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task, data_dir=args.data_dir) if args.data_dir else get_task(args.task)
-    out: Path = args.out or Path(__file__).parent / "data" / f"oracle_{task.name}.json"
-    doc = load(out, task, args.seeds)
+    recipe = task.recipe if args.steps is None else task.recipe.shortened(args.steps)
+    name = task.name if args.steps is None else f"{task.name}@{args.steps}"
+    out: Path = args.out or Path(__file__).parent / "data" / f"oracle_{name}.json"
+    doc = load(out, task, recipe, args.seeds)
     lo, hi = args.lo, args.hi
     if args.around_best is not None:
         summarise(doc)
@@ -154,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     doc["commands"].append(command(packages, argv, grid=[lo, hi, args.points_per_decade]))
     done = {(key(r["peak_lr"]), r["seed"]) for r in doc["runs"]}
     todo = [(lr, seed) for lr in lrs for seed in args.seeds if (key(lr), seed) not in done]
-    print(f"{task.name}: {len(lrs)} LRs x {len(args.seeds)} seeds, {len(todo)} runs to do -> {out}", flush=True)
+    print(f"{name}: {len(lrs)} LRs x {len(args.seeds)} seeds, {len(todo)} runs to do -> {out}", flush=True)
     for seed in args.seeds:
         if str(seed) not in doc["initial"]:
             init = initial_metrics(task, seed)
@@ -163,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     save(out, doc)
     started = time.perf_counter()
     for i, (lr, seed) in enumerate(todo, 1):
-        result = train(task, lr, seed)
+        result = train(task, lr, seed, steps=args.steps)
         run = result.to_dict()
         run["train_loss_curve"] = curve(run.pop("train_losses"))
         run["final_train_loss"] = result.train_losses[-1] if math.isfinite(result.train_losses[-1]) else None

@@ -3,7 +3,8 @@
 ``lrpilot tune`` first trains each candidate on a rung: the recipe compressed to a third of its
 length (``recipe.shortened(round(R / 3))``, warmup and decay included). A shorter run's best LR is
 higher, so the rung trains at the candidate's LR × 3^β, β = ``HORIZON_EXPONENT`` in
-``src/lrpilot/tuning/_engine.py``. This benchmark measures the ratio that β stands for:
+``src/lrpilot/rules/_horizon.py`` (the horizon law, which ``lrpilot fit`` also applies to a budget).
+This benchmark measures the ratio that β stands for:
 
     r = (best peak LR of the third-length run) / (best peak LR of the full run),   β = log(r) / log(3)
 
@@ -51,8 +52,9 @@ import torch
 from _environment import command, save_json
 from _scoring import OracleCurve
 from lrpilot.autopilot._pipeline import _Clock, _quiet, _Target, _target, _train
+from lrpilot.rules import HORIZON_EXPONENT
 from lrpilot.tasks import SST2_ENV, Recipe, Task, task_names
-from lrpilot.tuning._engine import HORIZON_EXPONENT, RUNG, plan_run
+from lrpilot.tuning._engine import RUNG, plan_run
 
 DATA = Path(__file__).resolve().parent / "data"
 OUT = DATA / "rung_horizon.json"

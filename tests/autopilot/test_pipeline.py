@@ -12,6 +12,7 @@ import torch
 
 import lrpilot
 from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE, fit
+from lrpilot.rules import horizon_factor
 from lrpilot.tasks import get_task
 
 
@@ -55,6 +56,23 @@ def test_a_step_budget_fits_the_recipe_and_the_outputs_are_complete(tmp_path: Pa
     used = result.finder.record.steps
     assert f"range test: {used} steps in " in " ".join(result.record.notes)
     assert f"({used / 100:.0%} of the run's 100)" in " ".join(result.record.notes)
+
+
+def test_a_budget_shorter_than_the_recipe_trains_at_a_higher_peak_by_the_horizon_law(tmp_path: Path) -> None:
+    """The range test's rule is calibrated on digits' 250-step recipe: 100 steps train at
+    (250 / 100)^β × its peak, the recipe's own length at the peak itself."""
+    short = fit("digits", budget=100, out=tmp_path / "short", report=False)
+    factor = horizon_factor(100, calibrated=(250, 250))
+    assert factor > 1.7
+    found = float(f"{short.finder.peak_lr:.3g}")  # fit reads the test's peak to 3 digits
+    assert short.peak_lr == float(f"{found * factor:.3g}")
+    assert short.schedule.to_dict()["peak"] == short.peak_lr
+    assert any(
+        note.startswith("horizon: ") and "run of 250 steps; this one has 100" in note for note in short.record.notes
+    )
+    full = fit("digits", out=tmp_path / "full", report=False)
+    assert full.peak_lr == float(f"{full.finder.peak_lr:.3g}")
+    assert not any(note.startswith("horizon: ") for note in full.record.notes)
 
 
 def test_the_run_goes_on_from_the_range_tests_ramp_and_repeats_exactly(tmp_path: Path) -> None:

@@ -189,7 +189,7 @@ def test_a_larger_budget_on_a_rerun_extends_the_search(tmp_path: Path) -> None:
     ("seed", "design_winner", "next_point"),
     [
         (10, 2.0, 4.0),  # ×2 wins the design's rungs: the line search goes past it
-        (14, 1.0, 1.41),  # the peak wins, ×2 is the better neighbour: halve that gap (×√2)
+        (14, 1.0, 0.707),  # the peak wins, ×½ is the better neighbour: halve that gap (×1/√2)
     ],
 )
 def test_the_line_search_follows_the_design_rungs(
@@ -199,7 +199,7 @@ def test_the_line_search_follows_the_design_rungs(
     peak = result.finder["peak_lr"]
     rungs = [t for t in result.trials if t.continues is None and t.steps]
     factors = [t.candidate.peak_lr / peak for t in rungs]
-    losses = {round(f, 2): t.intermediate[STEPS // 3] for f, t in zip(factors, rungs, strict=True)}
+    losses = {round(f, 1): t.intermediate[STEPS // 3] for f, t in zip(factors, rungs, strict=True)}  # 3-digit LRs
     assert list(losses)[:3] == [1.0, 0.5, 2.0]
     assert min((1.0, 0.5, 2.0), key=lambda f: losses[f]) == design_winner
     assert factors[3] == pytest.approx(next_point, rel=1e-2)

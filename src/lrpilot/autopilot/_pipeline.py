@@ -31,7 +31,7 @@ from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeo
 from lrpilot.autopilot._hf import HfTask, load_hf_task, read_rows, recipe_from
 from lrpilot.autopilot._layers import UpdateRatioTracker
 from lrpilot.autopilot._resume import RampStates, Resumed
-from lrpilot.rules import Recommendation, recommend
+from lrpilot.rules import CALIBRATED_STEPS, HORIZON_EXPONENT, Recommendation, horizon_factor, recommend
 from lrpilot.schedules import Schedule
 from lrpilot.tasks import Recipe, Task, get_task, make_optimizer, task_names
 from lrpilot.tasks._base import seeded
@@ -129,6 +129,9 @@ class _Target:
     steps: int
     """The default budget in steps."""
     seq_len: int | None = None
+    calibrated: tuple[int, int] = CALIBRATED_STEPS
+    """The run lengths the range test's rule is calibrated at for this task (`horizon_factor`): a
+    built-in task's own recipe; the calibration suite's range for a user's model."""
 
 
 def _builtin(name: str, data_dir: Path | None) -> _Target:
@@ -141,7 +144,8 @@ def _builtin(name: str, data_dir: Path | None) -> _Target:
     task = get_task(name, data_dir=data_dir) if data_dir is not None else get_task(name)
     method = ("lora" if task.lora else "full") if isinstance(task, Sst2Task) else "pretraining"
     seq_len = task.context if isinstance(task, ShakespeareTask) else None
-    return _Target(task, name, method, task.recipe.total_steps, seq_len)
+    steps = task.recipe.total_steps
+    return _Target(task, name, method, steps, seq_len, calibrated=(steps, steps))
 
 
 def _user_model(
@@ -468,7 +472,9 @@ def fit(
     recommendation's band (a note either way; the rules' peak if the test fails); (4) the
     schedule: the task's recipe (a user model: the recommendation's warmup and decay) at that
     peak, fitted to `budget` (steps, or a time such as ``"5m"`` for the whole fit, converted with
-    the range test's measured step time); (5) training under `TorchGuard`, going on from the
+    the range test's measured step time), the peak scaled to the run's length by the horizon law
+    (`lrpilot.rules.horizon_factor`: from a built-in task's own recipe length, or for a user's
+    model from the 150–1000 steps the rule is calibrated on); (5) training under `TorchGuard`, going on from the
     range test's state where its ramp can stand for the warmup's first steps
     (`lrpilot.autopilot._resume`), evaluating every quarter of the run (on `QUICK_EVAL` validation
     examples, the last on all) and measuring per-layer update ratios; (6) saving the model and
@@ -525,7 +531,7 @@ def fit(
         search.notes.append(
             f"range test: {used} steps in {clock.timings['find']:.3g} s ({used / steps:.0%} of the run's {steps})"
         )
-    peak = search.peak
+    peak, _ = _at_horizon(search, fitted.total_steps, target.calibrated)
     if drift is not None and forgetting_weight is not None:
         with clock.phase("tradeoff"):
             peak = _trade(
@@ -533,6 +539,7 @@ def fit(
                 net,
                 fitted,
                 search,
+                peak,
                 drift=drift,
                 weight=forgetting_weight,
                 seed=seed,
@@ -650,19 +657,20 @@ def _trade(
     model: nn.Module,
     recipe: Recipe,
     search: _Search,
+    peak: float,
     *,
     drift: Drift,
     weight: float,
     seed: int,
     progress: Progress,
 ) -> float:
-    """The peak that minimises ``val_loss + weight × drift`` over `tradeoff`'s probes; the table goes
-    into the notes."""
+    """The peak that minimises ``val_loss + weight × drift`` over `tradeoff`'s probes (fractions of
+    the found `peak`); the table goes into the notes."""
 
     def advance(done: int, total: int) -> None:
         progress("forgetting trade-off", done, total, math.nan, math.nan)
 
-    points = tradeoff(task, model, recipe, search.peak, drift, weight=weight, seed=seed, progress=advance)
+    points = tradeoff(task, model, recipe, peak, drift, weight=weight, seed=seed, progress=advance)
     best = min(points, key=lambda point: point.score)
     search.notes.append(
         f"forgetting trade-off (score = val loss + {weight:g} × drift, probes of {PROBE_SHARE:.0%} of the run): "
@@ -676,6 +684,28 @@ def _trade(
         "chosen": best.peak_lr,
     }
     return best.peak_lr
+
+
+def _at_horizon(search: _Search, steps: int, calibrated: tuple[int, int]) -> tuple[float, float]:
+    """``(peak, factor)``: the range test's peak scaled from the run length its rule is calibrated
+    at to this run's (`lrpilot.rules.horizon_factor`; noted when that moves it), never above the LR
+    where the test's loss turned up (`max_stable_lr`: a short run's best LR is higher, but not
+    past the point where a few steps at it stopped helping). The rules' fallback peak already reads
+    the run's length and stays as it is (factor 1)."""
+    factor = horizon_factor(steps, calibrated)
+    if search.finder is None or factor == 1.0:
+        return search.peak, 1.0
+    ceiling = float(search.finder.max_stable_lr)
+    peak = float(f"{min(search.peak * factor, max(ceiling, search.peak)):.3g}")
+    reference = min(max(steps, calibrated[0]), calibrated[1])
+    capped = (
+        f", capped at the test's max stable LR {ceiling:.3g}" if search.peak * factor > ceiling >= search.peak else ""
+    )
+    search.notes.append(
+        f"horizon: the range test's peak {search.peak:.3g} is for a run of {reference} steps; this one has "
+        f"{steps}, so × {factor:.2f} (best LR ∝ steps^-{HORIZON_EXPONENT}){capped} → {peak:.3g}"
+    )
+    return peak, peak / search.peak
 
 
 def _from_ramp(

@@ -2,7 +2,8 @@
 
 ``recommend(params, method, ...) -> Recommendation``: a peak LR with a band, a schedule, a warmup,
 a floor, the LoRA+ option for LoRA, a confidence, and the `Reason` for each (rule, what it did,
-source). `RULES` is the table of every rule (``lrpilot recommend --rules``). The exporters turn a
+source). `horizon_factor` scales an LR found for one run length to another (`HORIZON_EXPONENT`).
+`RULES` is the table of every rule (``lrpilot recommend --rules``). The exporters turn a
 recommendation into the settings of Hugging Face, TRL / Unsloth, axolotl, torchtune, llama.cpp or
 plain PyTorch. Part of the core: no torch, no framework, nothing imported on use.
 
@@ -17,6 +18,7 @@ The recommendation is also the finder's prior: ``rec.range`` is the band to sear
 """
 
 from lrpilot.rules._exports import FORMATS, to_axolotl, to_hf, to_llama_cpp, to_pytorch, to_torchtune, to_trl
+from lrpilot.rules._horizon import CALIBRATED_STEPS, HORIZON_EXPONENT, horizon_factor
 from lrpilot.rules._recommend import (
     BAND_FACTOR,
     DECAYS,
@@ -34,8 +36,10 @@ from lrpilot.rules._table import RULES, Rule
 
 __all__ = [
     "BAND_FACTOR",
+    "CALIBRATED_STEPS",
     "DECAYS",
     "FORMATS",
+    "HORIZON_EXPONENT",
     "LORA_PLUS_RATIO",
     "METHODS",
     "OPTIMIZERS",
@@ -45,6 +49,7 @@ __all__ = [
     "Recommendation",
     "Rule",
     "Setup",
+    "horizon_factor",
     "parse_count",
     "recommend",
     "to_axolotl",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._pipeline import Progress, _fitted, _Target, _target
-from lrpilot.rules import Recommendation, recommend
+from lrpilot.rules import HORIZON_EXPONENT, Recommendation, recommend
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tuning._halving import Move, next_move
 from lrpilot.tuning._study import StudyConfig
@@ -43,18 +43,12 @@ __all__ = [
 REDUCTION = 3
 """Successive halving trains the best third of the rungs in full (Optuna's Hyperband default)."""
 RUNG = 1 / 3
-"""The rung: a trial first trains a run compressed to this share of the length; only the best third
+"""The rung: a trial first trains a run compressed to this share of the length, at the candidate's
+LR × (full / rung)^`HORIZON_EXPONENT` (the horizon law, `lrpilot.rules.horizon_factor`), so that
+it tests the candidate's LR as it would be at the full length; only the best third
 of those go on to the full run. A ninth of the run was tried as a first rung and dropped: such a
 run is mostly warmup and could not tell good LRs apart (digits: 0.19 vs 0.18 validation loss
 for LRs whose full runs differ by 5 %)."""
-HORIZON_EXPONENT = 0.63
-"""A shorter run's best LR is higher: LR*(D) ∝ D^-β (Bjorck et al., "Scaling Optimal LR Across
-Token Horizons", ICLR 2025). A rung trial trains at the candidate's LR × (full / rung)^β, so that
-it tests the candidate's LR as it would be at the full length. β = 0.63 (×2 for a third-length
-run) is measured: the seed-mean best LR of the third-length run is 2× the full run's on
-shakespeare, sst2-lora and sst2-full, 2–2.8× on digits (`benchmarks/rung_horizon.py`). The
-literature's 0.3 (fitted to whole pretraining runs, not compressed schedules) left the rungs
-favouring LRs 2–4× too high on all four tasks."""
 FIRST_TRIAL_SHARE = RUNG + 1
 """The least a search costs, in runs: one rung trial and its full run."""
 POLL = 2.0

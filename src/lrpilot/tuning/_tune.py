@@ -22,6 +22,7 @@ from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
 from lrpilot.autopilot._pipeline import (
     Progress,
+    _at_horizon,
     _Clock,
     _quiet,
     _range_test,
@@ -222,8 +223,9 @@ def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: _Clock, 
             setup.job, net, recipe, setup.rec, seed=setup.seed, steps=setup.finder_steps, progress=progress
         )
     finder = found.finder
-    band = (found.peak, found.peak) if finder is None else finder.band
-    space = Space.around(found.peak, band, recipe, setup.search)
+    peak, factor = _at_horizon(found, run_steps, setup.target.calibrated)
+    band = (peak, peak) if finder is None else (finder.band[0] * factor, finder.band[1] * factor)
+    space = Space.around(peak, band, recipe, setup.search)
     ramp_used = 0 if finder is None else int(finder.steps_used)
     rungs = rungs_for(run_steps) if setup.prune else []
     first = run_steps + (rungs[0] if rungs else 0)
@@ -234,7 +236,7 @@ def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: _Clock, 
         seed=setup.seed,
         run_steps=run_steps,
         space=space.to_dict(),
-        design=space.design(found.peak, recipe),
+        design=space.design(peak, recipe),
         search=list(setup.search),
         rungs=rungs,
         reduction=REDUCTION,
@@ -243,7 +245,7 @@ def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: _Clock, 
         budget_steps=budget_steps,
         max_trials=cap,
         finder={
-            "peak_lr": found.peak,
+            "peak_lr": peak,
             "band": list(band),
             "steps": ramp_used,
             "seconds": clock.timings["find"],

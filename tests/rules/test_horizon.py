@@ -1,0 +1,45 @@
+"""The horizon law: an LR found for one run length, scaled to another."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lrpilot.rules import CALIBRATED_STEPS, HORIZON_EXPONENT, horizon_factor
+
+
+def test_a_third_of_the_length_doubles_the_lr_as_measured_on_the_builtin_tasks() -> None:
+    assert horizon_factor(50, calibrated=(150, 150)) == pytest.approx(2.0, abs=0.01)  # benchmarks/rung_horizon.py
+    assert horizon_factor(1000, calibrated=(250, 250)) == pytest.approx(4**-HORIZON_EXPONENT)
+
+
+def test_inside_the_calibrated_range_nothing_moves_and_outside_it_scales_from_the_nearest_end() -> None:
+    low, high = CALIBRATED_STEPS
+    assert horizon_factor(low) == horizon_factor(high) == horizon_factor((low + high) // 2) == 1.0
+    assert horizon_factor(low // 3) == pytest.approx(3**HORIZON_EXPONENT, rel=0.02)  # 150 // 3 = 50
+    assert horizon_factor(high * 4) == pytest.approx(4**-HORIZON_EXPONENT)
+
+
+@given(st.integers(1, 10**7), st.integers(1, 10**7), st.integers(1, 10**4), st.integers(0, 10**4))
+def test_a_longer_run_never_gets_a_higher_lr(a: int, b: int, low: int, width: int) -> None:
+    short, long = sorted((a, b))
+    calibrated = (low, low + width)
+    assert horizon_factor(long, calibrated) <= horizon_factor(short, calibrated)
+    assert (horizon_factor(short, calibrated) == 1.0) == (low <= short <= low + width)
+
+
+@pytest.mark.parametrize(
+    ("steps", "calibrated", "message"),
+    [
+        (0, (150, 1000), r"steps must be an integer in \[1, ∞\], got 0"),
+        (2.5, (150, 1000), r"steps must be an integer in \[1, ∞\], got 2.5"),
+        (100, (0, 10), r"calibrated\[0\] must be an integer in \[1, ∞\], got 0"),
+        (100, (200, 100), r"calibrated\[1\] must be an integer in \[200, ∞\], got 100"),
+    ],
+)
+def test_bad_input_names_the_value_and_the_valid_range(
+    steps: object, calibrated: tuple[int, int], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        horizon_factor(steps, calibrated)  # type: ignore[arg-type]
