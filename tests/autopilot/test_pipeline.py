@@ -67,12 +67,15 @@ def test_a_budget_shorter_than_the_recipe_trains_at_a_higher_peak_by_the_horizon
     found = float(f"{short.finder.peak_lr:.3g}")  # fit reads the test's peak to 3 digits
     assert short.peak_lr == float(f"{found * factor:.3g}")
     assert short.schedule.to_dict()["peak"] == short.peak_lr
+    expected = {"found": found, "factor": factor, "reference_steps": 250, "steps": 100, "capped": False}
+    assert short.record.horizon == expected
     assert any(
         note.startswith("horizon: ") and "run of 250 steps; this one has 100" in note for note in short.record.notes
     )
     full = fit("digits", out=tmp_path / "full", report=False)
     assert full.peak_lr == float(f"{full.finder.peak_lr:.3g}")
     assert not any(note.startswith("horizon: ") for note in full.record.notes)
+    assert full.record.horizon is None
 
 
 def test_the_run_goes_on_from_the_range_tests_ramp_and_repeats_exactly(tmp_path: Path) -> None:

@@ -3,8 +3,10 @@ as HTML + PNGs + run.json, checked as a document and in a real headless browser 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -382,3 +384,21 @@ def test_the_steps_a_range_tests_ramp_stood_for_are_shaded(tmp_path: Path) -> No
     assert RunRecord.from_dict(record.to_dict()).resumed == {"start_step": 23}
     write_report(record, tmp_path)
     assert (tmp_path / "training.png").is_file()
+
+
+def test_a_peak_scaled_to_the_runs_length_is_explained(record: RunRecord, tmp_path: Path) -> None:
+    """fit trained above the range test's peak because the run is shorter than the length the
+    rule is calibrated at: the verdict says so, with the numbers, and the record round-trips."""
+    assert record.finder is not None
+    assert record.schedule is not None
+    found = float(f"{record.finder['peak_lr']:.3g}")
+    horizon = {"found": found, "factor": 1.78, "reference_steps": 250, "steps": 100, "capped": False}
+    peak = float(f"{found * 1.78:.3g}")
+    schedule = re.sub(r"peak=[^,)]+", f"peak={peak!r}", record.schedule)
+    scaled = dataclasses.replace(record, schedule=schedule, horizon=horizon)
+    assert RunRecord.from_dict(scaled.to_dict()).horizon == horizon
+    text = _parse(write_report(scaled, tmp_path)).words()
+    assert (
+        f"Trained at peak LR {peak:.3g}: the range test's peak {found:.3g} is for a run of 250 steps, "
+        "and a run of 100 peaks 1.78× as high by the horizon law." in text
+    )

@@ -235,6 +235,8 @@ class _Search:
     """The forgetting trade-off's probes (`lrpilot.report.RunRecord.tradeoff`), when one was made."""
     ramp: RampStates | None = None
     """Snapshots along the ramp, to start the run from (None if the range test failed)."""
+    horizon: dict[str, Any] | None = None
+    """How the peak was scaled to the run's length (`lrpilot.report.RunRecord.horizon`), when it was."""
 
 
 def ramp(rec: Recommendation, steps: int | None = None) -> tuple[float, float, int]:
@@ -582,6 +584,7 @@ def fit(
         clock=clock,
         tradeoff=search.tradeoff,
         resumed=None if resumed is None else dataclasses.asdict(resumed),
+        horizon=search.horizon,
     )
     progress("report", 0, None, math.nan, math.nan)
     report_path = _write(record, run_dir, report, clock)
@@ -688,22 +691,28 @@ def _trade(
 
 def _at_horizon(search: _Search, steps: int, calibrated: tuple[int, int]) -> tuple[float, float]:
     """``(peak, factor)``: the range test's peak scaled from the run length its rule is calibrated
-    at to this run's (`lrpilot.rules.horizon_factor`; noted when that moves it), never above the LR
-    where the test's loss turned up (`max_stable_lr`: a short run's best LR is higher, but not
-    past the point where a few steps at it stopped helping). The rules' fallback peak already reads
-    the run's length and stays as it is (factor 1)."""
+    at to this run's (`lrpilot.rules.horizon_factor`; noted, and kept in `search.horizon`, when
+    that moves it), never above the LR where the test's loss turned up (`max_stable_lr`: a short
+    run's best LR is higher, but not past the point where a few steps at it stopped helping). The
+    rules' fallback peak already reads the run's length and stays as it is (factor 1)."""
     factor = horizon_factor(steps, calibrated)
     if search.finder is None or factor == 1.0:
         return search.peak, 1.0
     ceiling = float(search.finder.max_stable_lr)
-    peak = float(f"{min(search.peak * factor, max(ceiling, search.peak)):.3g}")
+    capped = search.peak * factor > ceiling >= search.peak
+    peak = float(f"{ceiling if capped else search.peak * factor:.3g}")
     reference = min(max(steps, calibrated[0]), calibrated[1])
-    capped = (
-        f", capped at the test's max stable LR {ceiling:.3g}" if search.peak * factor > ceiling >= search.peak else ""
-    )
+    search.horizon = {
+        "found": search.peak,
+        "factor": factor,
+        "reference_steps": reference,
+        "steps": steps,
+        "capped": capped,
+    }
+    held = f", capped at the test's max stable LR {ceiling:.3g}" if capped else ""
     search.notes.append(
         f"horizon: the range test's peak {search.peak:.3g} is for a run of {reference} steps; this one has "
-        f"{steps}, so × {factor:.2f} (best LR ∝ steps^-{HORIZON_EXPONENT}){capped} → {peak:.3g}"
+        f"{steps}, so × {factor:.2f} (best LR ∝ steps^-{HORIZON_EXPONENT}){held} → {peak:.3g}"
     )
     return peak, peak / search.peak
 
@@ -756,6 +765,7 @@ def _record(
     clock: _Clock,
     tradeoff: dict[str, Any] | None = None,
     resumed: dict[str, Any] | None = None,
+    horizon: dict[str, Any] | None = None,
 ) -> Any:
     from lrpilot.report import LayerStats, RunRecord
 
@@ -778,6 +788,7 @@ def _record(
         status=trained.status,
         tradeoff=tradeoff,
         resumed=resumed,
+        horizon=horizon,
     )
 
 

@@ -258,6 +258,13 @@ def _chosen(record: RunRecord) -> str:
     for name, value in sources:
         if math.isclose(peak, value, rel_tol=0.02):
             return f"Trained at peak LR <b>{_num(peak, '.3g')}</b>, from {name}."
+    if (h := record.horizon) is not None:
+        held = ", held at its max stable LR" if h.get("capped") else ""
+        return (
+            f"Trained at peak LR <b>{_num(peak, '.3g')}</b>: the range test's peak {_num(h.get('found'), '.3g')} "
+            f"is for a run of {_e(h.get('reference_steps'))} steps, and a run of {_e(h.get('steps'))} peaks "
+            f"{_num(h.get('factor'), '.2f')}× as high by the horizon law{held}."
+        )
     return f"Trained at peak LR <b>{_num(peak, '.3g')}</b>."
 
 

@@ -179,6 +179,10 @@ class RunRecord:
         resumed: for a fit that went on from its range test's ramp: ``ramp_steps``, ``ramp_lr``
             and ``start_step`` (the first step trained; the ramp stood for the ones before,
             `lrpilot.autopilot._resume`); None otherwise.
+        horizon: where the range test's peak was scaled to the run's length
+            (`lrpilot.rules.horizon_factor`): ``found`` (the test's peak), ``factor``,
+            ``reference_steps`` (the length its rule is calibrated at), ``steps`` (the run's),
+            ``capped`` (held at the test's max stable LR); None where the peak was not scaled.
     """
 
     title: str
@@ -197,6 +201,7 @@ class RunRecord:
     tune: dict[str, Any] | None = None
     tradeoff: dict[str, Any] | None = None
     resumed: dict[str, Any] | None = None
+    horizon: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         owner = "RunRecord"
