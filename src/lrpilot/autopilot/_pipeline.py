@@ -30,6 +30,7 @@ from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
 from lrpilot.autopilot._hf import HfTask, load_hf_task, read_rows, recipe_from
 from lrpilot.autopilot._layers import UpdateRatioTracker
+from lrpilot.autopilot._outcome import accuracy_drop
 from lrpilot.autopilot._resume import RampStates, Resumed
 from lrpilot.rules import CALIBRATED_STEPS, HORIZON_EXPONENT, Recommendation, horizon_factor, recommend
 from lrpilot.schedules import Schedule
@@ -427,6 +428,15 @@ def _train(
     return _Trained(status, total, history, report, tracker, final, notes)
 
 
+def _after_run(trained: _Trained) -> list[str]:
+    """What the evaluations say about a finished run as a whole (`accuracy_drop`)."""
+    accuracy = trained.history.eval_metrics.get("accuracy")
+    if trained.status != "finished" or not accuracy:
+        return []
+    drop = accuracy_drop(trained.history.eval_steps, accuracy, QUICK_EVAL)
+    return [] if drop is None else [drop]
+
+
 def _save(task: Task, model: nn.Module, run_dir: Path) -> Path:
     """``save_pretrained`` for a Hugging Face model (or its adapter); a state dict for a built-in task."""
     if isinstance(task, HfTask):
@@ -567,7 +577,7 @@ def fit(
         progress("save", 0, None, math.nan, math.nan)
         model_path = _save(job, net, run_dir)
         (run_dir / AUDIT_FILE).touch()
-    notes = [*search.notes, *trained.notes]
+    notes = [*search.notes, *trained.notes, *_after_run(trained)]
     if plan is not None and plan.seconds is not None:
         trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
         notes.append(

@@ -1,0 +1,52 @@
+"""What the evaluations say about the run as a whole: a classifier that was clearly better part-way
+through than at the end (it went unstable late, or over-fitted) gets a note that says so.
+
+The guard judges the training loss step by step; a fine-tuning run on a small batch can bounce
+without any one step looking like a spike, and still end at chance after being well above it. Only
+the evaluations show that, so fit reads them after the run. Accuracy is compared, not the loss: its
+noise is known without storing per-example losses (a binomial proportion), so "clearly" can be
+measured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+__all__ = ["DROP_SIGMAS", "MIN_DROP", "accuracy_drop"]
+
+DROP_SIGMAS = 3.0
+"""How many standard errors of the difference between two evaluations the final accuracy must
+fall below the best earlier one."""
+
+MIN_DROP = 0.1
+"""...and by at least this much accuracy: a small drop is not worth a note, however significant."""
+
+
+def accuracy_drop(steps: Sequence[int], accuracies: Sequence[float], examples: int) -> str | None:
+    """A note when the last evaluation's accuracy is clearly below the best earlier one, else None.
+
+    `examples` is the size of the smaller evaluations (fit's quick ones): the standard error of the
+    difference is taken at that size for both, which overstates the final one's (it scores the
+    whole set) and so errs towards silence.
+
+    >>> accuracy_drop([13, 26, 39, 50], [0.55, 0.71, 0.49, 0.50], examples=128)[:59]
+    'the model got worse after step 26: validation accuracy 0.71'
+    >>> accuracy_drop([13, 26, 39, 50], [0.80, 0.84, 0.85, 0.83], examples=128) is None
+    True
+    """
+    values = [a for a in accuracies if math.isfinite(a)]
+    if len(values) != len(accuracies) or len(values) < 2 or len(steps) != len(values):
+        return None
+    *earlier, final = values
+    best = max(earlier)
+    at = steps[earlier.index(best)]
+    middle = (best + final) / 2
+    sigma = math.sqrt(2 * middle * (1 - middle) / examples)
+    if best - final < max(MIN_DROP, DROP_SIGMAS * sigma):
+        return None
+    return (
+        f"the model got worse after step {at}: validation accuracy {best:.2f} there (on {examples} examples), "
+        f"{final:.2f} at the end; the run went unstable late or over-fitted: `lrpilot tune` searches the "
+        "peak on the same inputs, and a larger batch steadies both the range test and the run"
+    )
