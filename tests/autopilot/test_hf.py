@@ -52,6 +52,14 @@ def test_minilm_classification_fits_saves_and_reloads(
     assert 0.0 <= result.metrics["val_accuracy"] <= 1.0
     assert result.metrics["val_loss"] > 0
     assert result.recommendation.setup.method == method
+    horizon = result.record.horizon  # 6 steps: far shorter than the 150–1000 the rule is calibrated on
+    if result.finder is None:  # a 12-step test may find nothing: the rules' peak, as it is
+        assert horizon is None
+        assert result.peak_lr == result.recommendation.peak_lr
+    else:
+        assert horizon is not None
+        assert (horizon["reference_steps"], horizon["steps"]) == (150, BUDGET)
+        assert result.peak_lr > horizon["found"]
     saved = result.model_path
     assert saved.name == ("adapter" if method == "lora" else "model")
     texts = ["a gorgeous, witty film", "dull and lifeless"]
@@ -69,6 +77,17 @@ def test_minilm_classification_fits_saves_and_reloads(
     assert torch.allclose(trained, _logits(result.model, tokenizer, texts), atol=1e-5)
     fresh = transformers.AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
     assert not torch.allclose(trained, _logits(fresh, tokenizer, texts))  # not the untrained head
+
+
+def test_a_users_run_is_scaled_from_the_calibrated_lengths_or_one_epoch_if_longer(tmp_path: Path) -> None:
+    """The horizon law is measured on runs that see their data several times: a user's run longer
+    than the calibrated 150–1000 steps is scaled down only past one epoch."""
+    from lrpilot.autopilot._pipeline import _user_model
+
+    train = write_rows(tmp_path / "train.csv", sst2_rows(1200))  # 1,080 rows after the held-out tenth
+    common = {"kind": "classification", "method": "full"}
+    assert _user_model(minilm_dir(), train, None, batch_size=16, **common).calibrated == (150, 1000)  # 68 steps
+    assert _user_model(minilm_dir(), train, None, batch_size=1, **common).calibrated == (150, 1080)
 
 
 def test_lora_targets_are_the_attention_projections_found_by_name() -> None:

@@ -132,7 +132,8 @@ class _Target:
     seq_len: int | None = None
     calibrated: tuple[int, int] = CALIBRATED_STEPS
     """The run lengths the range test's rule is calibrated at for this task (`horizon_factor`): a
-    built-in task's own recipe; the calibration suite's range for a user's model."""
+    built-in task's own recipe; for a user's model the calibration suite's range, stretched to one
+    epoch of the data."""
 
 
 def _builtin(name: str, data_dir: Path | None) -> _Target:
@@ -155,7 +156,11 @@ def _user_model(
     if data is None:
         raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
     task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size)
-    return _Target(task, task.name, method, task.default_steps)
+    # The horizon law is measured within tasks on runs that see their data several times; a run
+    # longer than the calibrated lengths that sees its data once keeps the test's peak.
+    low, high = CALIBRATED_STEPS
+    epoch = math.ceil(len(task.train_data.ids) / task.recipe.batch_size)
+    return _Target(task, task.name, method, task.default_steps, calibrated=(low, max(high, epoch)))
 
 
 # --- small helpers ------------------------------------------------------------------------------
@@ -485,12 +490,13 @@ def fit(
     schedule: the task's recipe (a user model: the recommendation's warmup and decay) at that
     peak, fitted to `budget` (steps, or a time such as ``"5m"`` for the whole fit, converted with
     the range test's measured step time), the peak scaled to the run's length by the horizon law
-    (`lrpilot.rules.horizon_factor`: from a built-in task's own recipe length, or for a user's
-    model from the 150–1000 steps the rule is calibrated on); (5) training under `TorchGuard`, going on from the
-    range test's state where its ramp can stand for the warmup's first steps
-    (`lrpilot.autopilot._resume`), evaluating every quarter of the run (on `QUICK_EVAL` validation
-    examples, the last on all) and measuring per-layer update ratios; (6) saving the model and
-    writing the report into `out` (default: a new ``runs/fit-<task>-<timestamp>``).
+    (`lrpilot.rules.horizon_factor`: from a built-in task's own recipe length; for a user's model
+    from the 150–1000 steps the rule is calibrated on, or one epoch if that is longer); (5)
+    training under `TorchGuard`, going on from the range test's state where its ramp can stand for
+    the warmup's first steps (`lrpilot.autopilot._resume`), evaluating every quarter of the run
+    (on `QUICK_EVAL` validation examples, the last on all) and measuring per-layer update ratios;
+    (6) saving the model and writing the report into `out` (default: a new
+    ``runs/fit-<task>-<timestamp>``).
 
     Forgetting (a user's pretrained model): with `retention` (a ``.csv`` / ``.jsonl`` of general
     texts, column ``text``) every evaluation also measures the *drift*, the mean cosine distance of

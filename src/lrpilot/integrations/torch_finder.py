@@ -571,6 +571,9 @@ def find_lr(
             `val_batches` batches of `val_data`, measured in eval mode every `val_every` steps.
         total_steps, warmup_ratio, floor_ratio, decay: your run, for the ready `schedule`
             (`lrpilot.finder.recipe_schedule`) and for thorough mode's range tests and probes.
+            The peak itself is for a run of the length the rule is calibrated at (150–1000
+            steps): for a run outside that range, ``lrpilot.rules.horizon_factor(total_steps)``
+            scales it (as ``lrpilot fit`` does, from the recipe's own length for a built-in task).
         mode: ``"fast"`` (one range test) or ``"thorough"`` (2 to 4 range tests on fresh batches,
             as many as 10 % of `total_steps` pays for, at least 2: `lrpilot.finder.thorough_tests`;
             needs `total_steps`), see `lrpilot.finder.analyze`.

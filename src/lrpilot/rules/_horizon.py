@@ -11,7 +11,9 @@ calibrated on recipes of 150 to 1000 steps and needs no horizon term there (a ch
 transformer trained for 1000 steps and fine-tuning runs of 150 sit at the same fraction of their
 curves' minima). So the law scales an answer from a length it was calibrated at to the run's:
 from the recipe's own length for a built-in task, and from the nearest end of
-`CALIBRATED_STEPS` for a user's run outside that range.
+`CALIBRATED_STEPS` for a user's run outside that range (``lrpilot fit`` stretches the upper end to
+one epoch of the user's data: the law is measured on runs that see their data several times, and
+a longer single pass keeps the test's peak).
 """
 
 from __future__ import annotations
