@@ -80,8 +80,8 @@ def test_minilm_classification_fits_saves_and_reloads(
 
 
 def test_a_users_run_is_scaled_from_the_calibrated_lengths_or_one_epoch_if_longer(tmp_path: Path) -> None:
-    """The horizon law is measured on runs that see their data several times: a user's run longer
-    than the calibrated 150–1000 steps is scaled down only past one epoch."""
+    """Stretching a run was measured only on runs that see their data several times: a user's run
+    longer than the calibrated 150–1000 steps is scaled down only past one epoch."""
     from lrpilot.autopilot._pipeline import _user_model
 
     train = write_rows(tmp_path / "train.csv", sst2_rows(1200))  # 1,080 rows after the held-out tenth

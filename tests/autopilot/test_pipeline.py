@@ -78,6 +78,17 @@ def test_a_budget_shorter_than_the_recipe_trains_at_a_higher_peak_by_the_horizon
     assert full.record.horizon is None
 
 
+def test_a_very_short_budget_peaks_no_higher_than_the_tests_max_stable_lr(tmp_path: Path) -> None:
+    """10 of digits' 250 steps would scale the peak ×7.6, past the LR where the test's loss turned up."""
+    result = fit("digits", budget=10, out=tmp_path / "run", report=False)
+    horizon = result.record.horizon
+    assert horizon is not None
+    assert horizon["capped"]
+    assert horizon["found"] * horizon["factor"] > result.finder.max_stable_lr
+    assert result.peak_lr == float(f"{result.finder.max_stable_lr:.3g}")
+    assert any("capped at the test's max stable LR" in note for note in result.record.notes)
+
+
 def test_the_run_goes_on_from_the_range_tests_ramp_and_repeats_exactly(tmp_path: Path) -> None:
     """The ramp stands for the warmup's first steps: the history starts where it left off, at an LR
     above the ramp's last and at most the peak, and the test stopped once its minimum settled."""

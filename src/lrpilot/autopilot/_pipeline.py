@@ -156,8 +156,8 @@ def _user_model(
     if data is None:
         raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
     task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size)
-    # The horizon law is measured within tasks on runs that see their data several times; a run
-    # longer than the calibrated lengths that sees its data once keeps the test's peak.
+    # Stretching a run was measured only on runs that see their data several times: a run longer
+    # than the calibrated lengths that sees its data once keeps the test's peak.
     low, high = CALIBRATED_STEPS
     epoch = math.ceil(len(task.train_data.ids) / task.recipe.batch_size)
     return _Target(task, task.name, method, task.default_steps, calibrated=(low, max(high, epoch)))

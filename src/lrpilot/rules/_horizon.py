@@ -6,14 +6,14 @@ on lrpilot's four built-in tasks with their warmup + decay recipes compressed to
 sst2-lora and sst2-full, 2–2.8× on digits, so β = 0.63). The literature's 0.3 was fitted to whole
 pretraining runs, not to one recipe compressed or stretched; on these tasks it under-corrects.
 
-Across *different* tasks the law does not hold: the range-test rule (`lrpilot.finder.lrpilot`) is
-calibrated on recipes of 150 to 1000 steps and needs no horizon term there (a char-level
-transformer trained for 1000 steps and fine-tuning runs of 150 sit at the same fraction of their
-curves' minima). So the law scales an answer from a length it was calibrated at to the run's:
-from the recipe's own length for a built-in task, and from the nearest end of
-`CALIBRATED_STEPS` for a user's run outside that range (``lrpilot fit`` stretches the upper end to
-one epoch of the user's data: the law is measured on runs that see their data several times, and
-a longer single pass keeps the test's peak).
+Across *different* tasks the run's length is not what sets the answer: the range-test rule
+(`lrpilot.finder.lrpilot`) is calibrated on recipes of 150 to 1000 steps with no horizon term (a
+char-level transformer's 1000-step recipe peaks at 0.22–0.32 of its curve's minimum, 150-step
+fine-tuning runs at 0.21–0.86). So the law scales an answer from a length it was calibrated at to
+the run's: from the recipe's own length for a built-in task, and from the nearest end of
+`CALIBRATED_STEPS` for a user's run outside that range. Stretching a run was measured only on
+runs that see their data several times (sst2-lora at 4 epochs, digits), so ``lrpilot fit`` moves
+the upper end to one epoch of the user's data: a longer single pass keeps the test's peak.
 """
 
 from __future__ import annotations
