@@ -58,3 +58,22 @@ def test_a_curve_too_short_to_smooth_falls_back_to_the_ema(usable: int) -> None:
     drawn = _smoothed(record)
     assert list(drawn[:usable]) == [2.0] * usable
     assert np.isnan(drawn[usable])
+
+
+def test_a_run_trained_at_another_peak_than_the_suggestion_is_drawn_with_why() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lrpilot.report.finder_plots import _trained_at
+
+    fig, ax = plt.subplots()
+    try:
+        _trained_at(ax, 0.00541, "the horizon law: 100 steps")
+        (line,) = ax.lines
+        assert list(line.get_xdata()) == [0.00541, 0.00541]
+        assert line.get_linestyle() == ":"
+        assert line.get_label() == "trained at 0.00541 (the horizon law: 100 steps)"
+    finally:
+        plt.close(fig)

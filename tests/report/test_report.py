@@ -397,7 +397,9 @@ def test_a_peak_scaled_to_the_runs_length_is_explained(record: RunRecord, tmp_pa
     schedule = re.sub(r"peak=[^,)]+", f"peak={peak!r}", record.schedule)
     scaled = dataclasses.replace(record, schedule=schedule, horizon=horizon)
     assert RunRecord.from_dict(scaled.to_dict()).horizon == horizon
-    text = _parse(write_report(scaled, tmp_path)).words()
+    page = write_report(scaled, tmp_path)
+    assert (tmp_path / "range_test.png").is_file()  # with the trained peak drawn beside the suggestion
+    text = _parse(page).words()
     assert (
         f"Trained at peak LR {peak:.3g}: the range test's peak {found:.3g} is for a run of 250 steps, "
         "and a run of 100 peaks 1.78× as high by the horizon law." in text

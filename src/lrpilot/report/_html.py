@@ -109,7 +109,11 @@ def _schedule(record: RunRecord) -> Schedule | None:
 def _draw_range_test(record: RunRecord, path: Path) -> Path | None:
     from lrpilot.report.finder_plots import plot_range_test
 
-    return None if record.finder is None else plot_range_test(finder_from_dict(record.finder), path)
+    if record.finder is None:
+        return None
+    peak, horizon = _peak(record), record.horizon
+    trained = None if horizon is None or peak is None else (peak, f"the horizon law: {horizon['steps']} steps")
+    return plot_range_test(finder_from_dict(record.finder), path, trained=trained)
 
 
 def _draw_tune(record: RunRecord, path: Path) -> Path | None:

@@ -90,12 +90,25 @@ def _answer(ax: Any, result: FinderResult, smooth: npt.NDArray[np.float64]) -> N
     ax.scatter([result.peak_lr], [y], marker="*", s=180, color=_PEAK, zorder=4, label=label)
 
 
-def plot_range_test(result: FinderResult, path: str | Path, *, title: str | None = None) -> Path:
+def _trained_at(ax: Any, lr: float, why: str) -> None:
+    """The peak the run trained at, where it is not the suggestion (a dotted line, `why` in the legend)."""
+    ax.axvline(lr, color=_PEAK, linestyle=":", linewidth=1.6, label=f"trained at {lr:.3g} ({why})")
+
+
+def plot_range_test(
+    result: FinderResult,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    trained: tuple[float, str] | None = None,
+) -> Path:
     """Draw a range test and the answer read from it; write a PNG to `path` and return it.
 
     The loss (raw points and the smoothed curve) against the LR on a log axis, the suggested peak
     marked on the curve, the band shaded and the max stable LR as a dashed line. Every record of
-    `result` is drawn (several with ``repeats``); the y-axis fits the first one's fall.
+    `result` is drawn (several with ``repeats``); the y-axis fits the first one's fall. `trained`:
+    ``(lr, why)`` of a run that trained at another peak than the suggestion (fit scaling it to the
+    run's length), drawn as a dotted line.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
@@ -105,6 +118,8 @@ def plot_range_test(result: FinderResult, path: str | Path, *, title: str | None
         for i, (record, line) in enumerate(zip(result.records, smoothed, strict=True)):
             _curve(ax, record, line, label=i == 0, top=top)
         _answer(ax, result, smoothed[0])
+        if trained is not None:
+            _trained_at(ax, *trained)
         ax.set_xscale("log")
         ax.set_ylim(bottom, top)
         ax.set_xlabel("learning rate")
