@@ -112,7 +112,7 @@ def _draw_range_test(record: RunRecord, path: Path) -> Path | None:
     if record.finder is None:
         return None
     peak, horizon = _peak(record), record.horizon
-    trained = None if horizon is None or peak is None else (peak, f"the horizon law: {horizon['steps']} steps")
+    trained = None if horizon is None or peak is None else (peak, f"the horizon law: {horizon.get('steps')} steps")
     return plot_range_test(finder_from_dict(record.finder), path, trained=trained)
 
 
