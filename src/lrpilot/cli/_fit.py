@@ -125,7 +125,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
         typer.Option(
             "--budget",
             help="Training steps (300) or wall time for the whole fit (5m, 90s); default: "
-            "the task's recipe, or one epoch of --data.",
+            "the task's recipe, or one epoch of --data. The peak follows the run's length (horizon law).",
         ),
     ] = None,
     out: Annotated[
