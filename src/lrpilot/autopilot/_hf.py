@@ -270,9 +270,14 @@ class HfTask(Task):
     pad_id: int = 0
 
     @property
+    def epoch_steps(self) -> int:
+        """Optimizer steps of one pass over the training data at the batch size."""
+        return math.ceil(len(self.train_data.ids) / self.recipe.batch_size)
+
+    @property
     def default_steps(self) -> int:
         """One epoch at the batch size, at least `MIN_DEFAULT_STEPS`."""
-        return max(MIN_DEFAULT_STEPS, math.ceil(len(self.train_data.ids) / self.recipe.batch_size))
+        return max(MIN_DEFAULT_STEPS, self.epoch_steps)
 
     def build_model(self, seed: int) -> nn.Module:
         with quiet_transformers() as transformers, seeded(seed):

@@ -159,8 +159,7 @@ def _user_model(
     # Stretching a run was measured only on runs that see their data several times: a run longer
     # than the calibrated lengths that sees its data once keeps the test's peak.
     low, high = CALIBRATED_STEPS
-    epoch = math.ceil(len(task.train_data.ids) / task.recipe.batch_size)
-    return _Target(task, task.name, method, task.default_steps, calibrated=(low, max(high, epoch)))
+    return _Target(task, task.name, method, task.default_steps, calibrated=(low, max(high, task.epoch_steps)))
 
 
 # --- small helpers ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._pipeline import Progress, _fitted, _Target, _target
-from lrpilot.rules import HORIZON_EXPONENT, Recommendation, recommend
+from lrpilot.rules import Recommendation, recommend
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tuning._halving import Move, next_move
 from lrpilot.tuning._study import StudyConfig
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIRST_TRIAL_SHARE",
-    "HORIZON_EXPONENT",
     "POLL",
     "REDUCTION",
     "attach",
@@ -44,7 +43,7 @@ REDUCTION = 3
 """Successive halving trains the best third of the rungs in full (Optuna's Hyperband default)."""
 RUNG = 1 / 3
 """The rung: a trial first trains a run compressed to this share of the length, at the candidate's
-LR × (full / rung)^`HORIZON_EXPONENT` (the horizon law, `lrpilot.rules.horizon_factor`), so that
+LR × (full / rung)^`lrpilot.rules.HORIZON_EXPONENT` (the horizon law, `lrpilot.rules.horizon_factor`), so that
 it tests the candidate's LR as it would be at the full length; only the best third
 of those go on to the full run. A ninth of the run was tried as a first rung and dropped: such a
 run is mostly warmup and could not tell good LRs apart (digits: 0.19 vs 0.18 validation loss

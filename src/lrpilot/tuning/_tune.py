@@ -29,11 +29,10 @@ from lrpilot.autopilot._pipeline import (
     _Target,
     ramp,
 )
-from lrpilot.rules import Recommendation
+from lrpilot.rules import HORIZON_EXPONENT, Recommendation
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tuning._engine import (
     FIRST_TRIAL_SHARE,
-    HORIZON_EXPONENT,
     REDUCTION,
     attach,
     build_target,
