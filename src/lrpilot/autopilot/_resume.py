@@ -127,9 +127,9 @@ class RampStates:
         spare = self._spare if self._spare is not None and _fits(self._spare, live) else None
         self._spare = None
         copies = spare or [torch.empty_like(t, device="cpu", pin_memory=t.is_cuda) for t in live]
-        for copy, t in zip(copies, live, strict=True):
-            copy.copy_(t, non_blocking=t.is_cuda)
-        if any(t.is_cuda for t in live):
+        cuda = any(t.is_cuda for t in live)
+        torch._foreach_copy_(copies, live, non_blocking=cuda)  # one call: a small model's copies are mostly overhead
+        if cuda:
             torch.cuda.synchronize()
         self._kept.append(_Snapshot(point, lr, copies, [t.device for t in live], keys, other))
         if len(self._kept) > math.ceil(self.window / self.every):

@@ -16,8 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from lrpilot import _validate as check
-from lrpilot.finder._features import CLEAR_FALL, curve_features, noise_level
+from lrpilot.finder._features import CLEAR_FALL, noise_level, smoothed_minimum
 from lrpilot.finder._record import RAMPS
+from lrpilot.finder._suggestion import as_curve
 from lrpilot.schedules import Anneal
 
 __all__ = ["SETTLE", "DivergenceRule", "RangeTestMonitor", "default_beta", "ema", "ramp_schedule"]
@@ -195,10 +196,16 @@ class DivergenceRule:
         docstring); False without `settle`."""
         if not math.isfinite(self.settle) or len(losses) < max(self.min_points, 5):
             return False
-        f = curve_features(lrs, losses)
-        clear = f.i_min > 0 and f.drop_sigma >= CLEAR_FALL
-        behind = math.log10(lrs[-1] / f.lr_min) >= self.settle
-        return clear and behind and f.smoothed[-1] >= f.loss_min + self.rise * f.drop
+        x, y = as_curve(lrs, losses, "DivergenceRule.settled")
+        bad = np.flatnonzero(~np.isfinite(y))
+        usable = int(bad[0]) if bad.size else len(y)
+        if usable < 5:
+            return False
+        smoothed, i_min, _, drop = smoothed_minimum(x[:usable], y[:usable])  # `curve_features`' minimum, cheaper
+        noise = noise_level(y[:usable])
+        clear = i_min > 0 and (drop / noise if noise > 0 else math.inf) >= CLEAR_FALL
+        behind = math.log10(float(x[-1]) / float(x[i_min])) >= self.settle
+        return clear and behind and float(smoothed[-1]) >= float(smoothed[i_min]) + self.rise * drop
 
     def first_stop(
         self, losses: Sequence[float] | npt.ArrayLike, beta: float = 0.9, lrs: Sequence[float] | None = None

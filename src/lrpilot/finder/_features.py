@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lrpilot._stats import median, row_medians
 from lrpilot.finder._suggestion import as_curve
 
 __all__ = ["CLEAR_FALL", "CurveFeatures", "curve_features", "noise_level", "smooth_curve"]
@@ -30,7 +31,7 @@ def noise_level(losses: Sequence[float] | npt.ArrayLike) -> float:
     d = d[np.isfinite(d)]
     if d.size == 0:
         return 0.0
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(6.0))
+    return 1.4826 * median(np.abs(d - median(d))) / math.sqrt(6.0)
 
 
 def _running_median(y: Array, k: int) -> Array:
@@ -43,10 +44,10 @@ def _running_median(y: Array, k: int) -> Array:
     edges: Sequence[int] = range(n)
     if n > k:
         windows = np.lib.stride_tricks.sliding_window_view(y, k, axis=-1)
-        out[..., h : n - h] = np.median(windows, axis=-1)
+        out[..., h : n - h] = row_medians(windows)
         edges = (*range(h), *range(n - h, n))
     for i in edges:
-        out[..., i] = np.median(y[..., max(0, i - h) : i + h + 1], axis=-1)
+        out[..., i] = row_medians(y[..., max(0, i - h) : i + h + 1])
     return out
 
 
@@ -83,6 +84,15 @@ def smooth_curve(
     if not np.all(np.isfinite(y)):
         raise ValueError("smooth_curve: losses must be finite (cut the curve at its first non-finite point)")
     return _smooth(x, y, bandwidth)
+
+
+def smoothed_minimum(x: Array, y: Array, bandwidth: float = 0.2) -> tuple[Array, int, float, float]:
+    """``(smoothed, i_min, loss_start, drop)`` of a checked, finite curve: the landmarks of
+    `CurveFeatures` that the range test's settled stop reads at every point, without the rest."""
+    s = _smooth(x, y, bandwidth)
+    i_min = int(np.argmin(s))
+    loss_start = float(np.max(s[: i_min + 1]))
+    return s, i_min, loss_start, loss_start - float(s[i_min])
 
 
 @dataclass(frozen=True)
@@ -142,10 +152,7 @@ def curve_features(
     if usable < 5:
         raise ValueError(f"curve_features: needs at least 5 finite points before the first NaN/Inf, got {usable}")
     x, y = x[:usable], y[:usable]
-    s = smooth_curve(x, y, bandwidth)
-    i_min = int(np.argmin(s))
-    loss_start = float(np.max(s[: i_min + 1]))
-    drop = loss_start - float(s[i_min])
+    s, i_min, loss_start, drop = smoothed_minimum(x, y, bandwidth)
     u = np.log10(x)
     if i_min >= 2:
         slope = np.gradient(s[: i_min + 1], u[: i_min + 1])

@@ -43,7 +43,10 @@ _MAX_LENGTH = 64  # 4 of the 67,349 training texts and none of the validation on
 _TRAIN_SUBSET = 4800  # one epoch of the full recipe (150 steps x 32)
 _SUBSET_SEED = 0  # the subset is part of the task: the same for every run seed
 _LENGTH_GROUPS = 16  # batches per length-sorted group; see `Sst2Task.batches`
-_EVAL_BATCH = 128
+_EVAL_BATCH = 32
+"""Texts per evaluation batch, sorted by length. fit's quick evaluations score 128 texts spread over
+the set: in batches of 128 that was one batch padded to its longest text, almost twice the time
+of four batches of 32 on a CPU thread (and the whole set is faster in 32s too)."""
 
 
 def _default_dirs() -> list[Path]:
