@@ -15,12 +15,14 @@ from lrpilot.finder import (
     SETTLE,
     DivergenceRule,
     RangeTestMonitor,
+    curve_features,
     default_beta,
     ema,
     lrpilot,
     noise_level,
     ramp_schedule,
 )
+from lrpilot.finder._features import CLEAR_FALL
 from lrpilot.schedules import Anneal
 
 
@@ -287,3 +289,34 @@ def test_the_settled_stop_needs_the_lrs() -> None:
         monitor.update(1.0)
     with pytest.raises(ValueError, match="settle must be > 0 decades"):
         DivergenceRule(settle=0.0)
+
+
+@given(
+    st.integers(5, 60),
+    st.floats(-4.5, -0.5),
+    st.floats(0.0, 0.5),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 60),
+    st.sampled_from([0.3, SETTLE, 1.0]),
+)
+def test_the_settled_check_reads_the_same_minimum_as_the_curve_features(
+    n: int, centre: float, noise: float, seed: int, cut: int, settle: float
+) -> None:
+    """The check runs at every point of fit's range test, so it computes only the landmarks it
+    needs; on any curve (noisy falls and blow-ups anywhere on the ramp, a non-finite point cut
+    where it falls) it answers as the definition on `curve_features` does."""
+    lrs = np.geomspace(1e-5, 1.0, n)
+    u = np.log10(lrs)
+    losses = 2.0 - np.tanh(2 * (u - centre + 1)) + np.where(u > centre, 3 * (u - centre) ** 2, 0.0)
+    losses += noise * np.random.default_rng(seed).standard_normal(n)
+    if cut < n:
+        losses[cut] = math.nan
+    rule = DivergenceRule(settle=settle, min_points=5)
+    if min(cut, n) < 5:
+        assert not rule.settled(lrs, losses)
+        return
+    f = curve_features(lrs, losses)
+    clear = f.i_min > 0 and f.drop_sigma >= CLEAR_FALL
+    behind = math.log10(lrs[-1] / f.lr_min) >= settle
+    expected = clear and behind and f.smoothed[-1] >= f.loss_min + rule.rise * f.drop
+    assert rule.settled(lrs, losses) == expected
