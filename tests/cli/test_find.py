@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lrpilot.cli._app import app
+from lrpilot.rules import horizon_factor
 from lrpilot.schedules import parse
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -132,6 +133,18 @@ def test_a_script_function_by_name_without_total_steps(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"{path.resolve()}:make" in result.stdout.replace("\n", "")
     assert "schedule: give --total-steps N for a ready one" in " ".join(result.stdout.split())
+
+
+def test_a_long_run_gets_the_horizon_laws_peak_and_is_told(tmp_path: Path) -> None:
+    path = _script(tmp_path, "def make():\n    return parts()\n")
+    result = runner.invoke(app, ["find", "--script", f"{path}:make", "--steps", "50", "--total-steps", "20000"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    assert "horizon: the range test's peak" in out
+    assert "is for a run of 1000 steps; this one has 20000, so × 0.15" in out
+    p = _json(["--script", f"{path}:make", "--steps", "50", "--total-steps", "20000"])
+    assert p["peak_lr"] == pytest.approx(p["details"]["horizon"]["found"] * horizon_factor(20_000))
+    assert parse(p["spec"]).to_dict()["peak"] == float(f"{p['peak_lr']:.3g}")
 
 
 def test_a_script_imports_the_modules_beside_it(tmp_path: Path) -> None:

@@ -292,15 +292,15 @@ def test_the_settled_stop_needs_the_lrs() -> None:
 
 
 @given(
-    st.integers(5, 60),
-    st.floats(-4.5, -0.5),
-    st.floats(0.0, 0.5),
-    st.integers(0, 2**32 - 1),
-    st.integers(0, 60),
-    st.sampled_from([0.3, SETTLE, 1.0]),
+    n=st.integers(5, 60),
+    centre=st.floats(-4.5, -0.5),
+    noise=st.floats(0.0, 0.5),
+    seed=st.integers(0, 2**32 - 1),
+    cut=st.integers(0, 60),
+    settle=st.sampled_from([0.3, SETTLE, 1.0]),
 )
 def test_the_settled_check_reads_the_same_minimum_as_the_curve_features(
-    n: int, centre: float, noise: float, seed: int, cut: int, settle: float
+    *, n: int, centre: float, noise: float, seed: int, cut: int, settle: float
 ) -> None:
     """The check runs at every point of fit's range test, so it computes only the landmarks it
     needs; on any curve (noisy falls and blow-ups anywhere on the ramp, a non-finite point cut

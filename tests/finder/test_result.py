@@ -25,6 +25,7 @@ from lrpilot.finder import (
     short_candidates,
     thorough_tests,
 )
+from lrpilot.rules import HORIZON_EXPONENT, horizon_factor
 from lrpilot.schedules import Cosine, Linear, from_dict
 from tests.finder.test_rule import LRS, valley
 
@@ -66,6 +67,47 @@ def test_to_dict_is_strict_json_and_the_schedule_round_trips() -> None:
     assert result.schedule_for(2000).total_steps == 2000
 
 
+def test_a_long_run_gets_the_peak_and_band_moved_by_the_horizon_law() -> None:
+    """The rule is calibrated on runs of 150–1000 steps: a 10,000-step run's ready schedule peaks
+    at 10^-0.63 of the curve's answer, the band moves with it, and the record says so."""
+    found = analyze([_record()], total_steps=1000)
+    long = analyze([_record()], total_steps=10_000)
+    factor = horizon_factor(10_000)
+    assert long.peak_lr == pytest.approx(found.peak_lr * factor)
+    assert long.band == pytest.approx((found.band[0] * factor, found.band[1] * factor))
+    assert long.max_stable_lr == found.max_stable_lr
+    assert long.schedule is not None
+    assert long.schedule.peak == long.peak_lr
+    assert long.details["horizon"] == {
+        "found": found.peak_lr,
+        "factor": factor,
+        "reference_steps": 1000,
+        "steps": 10_000,
+        "capped": False,
+    }
+    assert "horizon" not in found.details
+    assert "horizon" not in analyze([_record()]).details
+    same = analyze([_record()], total_steps=10_000, calibrated_steps=None)  # fit scales the peak itself
+    assert same.peak_lr == found.peak_lr
+    assert "horizon" not in same.details
+    own = analyze([_record()], total_steps=400, calibrated_steps=(250, 250))  # a built-in recipe's own length
+    assert own.peak_lr == pytest.approx(found.peak_lr * (250 / 400) ** HORIZON_EXPONENT)
+
+
+def test_a_short_run_gets_a_higher_peak_but_not_past_the_max_stable_lr() -> None:
+    found = analyze([_record()])
+    short = analyze([_record()], total_steps=2)
+    assert found.peak_lr * horizon_factor(2) > found.max_stable_lr  # x15 would pass it: the ceiling holds
+    assert short.peak_lr == short.max_stable_lr == short.band[1]
+    assert short.details["horizon"]["capped"]
+
+
+def test_probes_measure_their_own_horizon() -> None:
+    result = analyze([_record()], probes=_probes(1e-2, 2e-2), total_steps=10_000)
+    assert result.peak_lr == pytest.approx(choose_probe(_probes(1e-2, 2e-2), 10_000).peak)  # type: ignore[union-attr]
+    assert "horizon" not in result.details
+
+
 def test_unclear_fall_warns() -> None:
     flat = 1.0 + 0.05 * np.random.default_rng(0).standard_normal(100)
     flat[85:] += np.linspace(0.1, 2.0, 15)  # noise, then a blow-up: nothing learnt in between
@@ -83,6 +125,10 @@ def test_analyze_bad_input() -> None:
         analyze([])
     with pytest.raises(ValueError, match="probes need total_steps"):
         analyze([_record()], probes=[Probe(1e-3, 20, 1.0)])
+    with pytest.raises(ValueError, match=r"calibrated_steps\[1\] must be an integer in \[1000, ∞\], got 150"):
+        analyze([_record()], calibrated_steps=(1000, 150))
+    with pytest.raises(ValueError, match=r"calibrated_steps must be \(low, high\) run lengths in steps, got 500"):
+        analyze([_record()], calibrated_steps=500)  # type: ignore[arg-type]
 
 
 def _probes(best_long: float, best_short: float, k2: int = 25, k1: int = 10) -> list[Probe]:

@@ -24,7 +24,8 @@ from lrpilot.finder import (
     peak_factor,
     ramp_schedule,
 )
-from lrpilot.integrations.torch_finder import find_lr, range_test
+from lrpilot.integrations.torch_finder import _calibrated, find_lr, range_test
+from lrpilot.rules import CALIBRATED_STEPS, horizon_factor
 from lrpilot.schedules import Cosine
 from tests.finder.tiny import assert_same, cnn, digits, endless, loader, mlp, rng_draws, snapshot
 
@@ -58,6 +59,36 @@ def _counting(fn: Any) -> tuple[Any, list[int]]:
         return fn(*args)
 
     return wrapped, calls
+
+
+def test_the_peak_is_for_the_run_the_user_gives() -> None:
+    """The same test (same seed and batches): a 10,000-step run gets the horizon law's share of the
+    answer a 1,000-step run gets, in its ready schedule too; ``calibrated_steps=None`` keeps it."""
+
+    def found(**kwargs: Any) -> FinderResult:
+        _seed_all()
+        model = mlp()
+        return find_lr(model, torch.optim.AdamW(model.parameters(), lr=1e-3), loader(), ce, **kwargs)
+
+    base, long = found(total_steps=1000), found(total_steps=10_000)
+    assert long.peak_lr == pytest.approx(base.peak_lr * horizon_factor(10_000))
+    assert isinstance(long.schedule, Cosine)
+    assert long.schedule.peak == long.peak_lr
+    assert long.details["horizon"]["found"] == pytest.approx(base.peak_lr)
+    assert found(total_steps=10_000, calibrated_steps=None).peak_lr == pytest.approx(base.peak_lr)
+    with pytest.raises(ValueError, match=r"find_lr: calibrated_steps\[0\] must be an integer in \[1, ∞\], got 0"):
+        found(total_steps=10_000, calibrated_steps=(0, 10))
+
+
+def test_the_calibrated_range_stretches_to_one_epoch_of_the_data() -> None:
+    """A single pass longer than 1000 steps keeps the test's peak up to its epoch's length, as
+    fit does for a user's data; an explicit range, None, or data without a length are kept."""
+    assert _calibrated(CALIBRATED_STEPS, range(2500), 1) == (150, 2500)
+    assert _calibrated(CALIBRATED_STEPS, range(2500), 2) == (150, 1250)  # optimizer steps, not batches
+    assert _calibrated(CALIBRATED_STEPS, range(500), 1) == CALIBRATED_STEPS
+    assert _calibrated((200, 300), range(2500), 1) == (200, 300)
+    assert _calibrated(None, range(2500), 1) is None
+    assert _calibrated(CALIBRATED_STEPS, iter(range(2500)), 1) == CALIBRATED_STEPS
 
 
 def test_curve_falls_then_rises_and_everything_is_restored() -> None:

@@ -77,3 +77,29 @@ def test_a_run_trained_at_another_peak_than_the_suggestion_is_drawn_with_why() -
         assert line.get_label() == "trained at 0.00541 (the horizon law: 100 steps)"
     finally:
         plt.close(fig)
+
+
+def test_a_suggestion_moved_to_the_runs_length_stars_the_curves_answer_and_dots_the_run_peak() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lrpilot.finder import analyze
+    from lrpilot.report.finder_plots import _answer
+
+    record = range_test().record
+    result = analyze([record], total_steps=20_000)
+    found = result.details["horizon"]["found"]
+    fig, ax = plt.subplots()
+    try:
+        _answer(ax, result, _smoothed(record))
+        (star,) = ax.collections
+        assert star.get_offsets()[0][0] == pytest.approx(found)
+        assert star.get_label() == f"the test's peak {found:.3g} (for 1000 steps)"
+        dotted = ax.lines[-1]
+        assert list(dotted.get_xdata()) == [result.peak_lr, result.peak_lr]
+        assert dotted.get_linestyle() == ":"
+        assert dotted.get_label() == f"suggested peak {result.peak_lr:.3g} (the horizon law: 20000 steps)"
+    finally:
+        plt.close(fig)

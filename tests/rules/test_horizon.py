@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lrpilot.rules import CALIBRATED_STEPS, HORIZON_EXPONENT, horizon_factor
+from lrpilot.rules import CALIBRATED_STEPS, HORIZON_EXPONENT, Horizon, at_horizon, horizon_factor
 
 
 def test_a_third_of_the_length_doubles_the_lr_as_measured_on_the_builtin_tasks() -> None:
@@ -43,3 +43,35 @@ def test_bad_input_names_the_value_and_the_valid_range(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         horizon_factor(steps, calibrated)  # type: ignore[arg-type]
+
+
+def test_at_horizon_moves_a_peak_and_says_how() -> None:
+    long = at_horizon(2e-3, 4000)
+    assert long == Horizon(found=2e-3, lr=2e-3 * horizon_factor(4000), factor=horizon_factor(4000),
+                           reference_steps=1000, steps=4000, capped=False)  # fmt: skip
+    assert long.to_dict() == {
+        "found": 2e-3,
+        "factor": long.factor,
+        "reference_steps": 1000,
+        "steps": 4000,
+        "capped": False,
+    }
+    assert long.note() == (
+        f"horizon: the range test's peak 0.002 is for a run of 1000 steps; this one has 4000, "
+        f"so × 0.42 (best LR ∝ steps^-{HORIZON_EXPONENT}) → 0.000835"
+    )
+
+
+def test_at_horizon_raises_a_short_runs_peak_only_up_to_the_ceiling() -> None:
+    assert at_horizon(1e-3, 50, ceiling=5e-3).lr == pytest.approx(1e-3 * horizon_factor(50))  # 2x, under it
+    held = at_horizon(1e-3, 50, ceiling=1.5e-3)
+    assert (held.lr, held.capped) == (1.5e-3, True)
+    assert "capped at the test's max stable LR" in held.note()
+    assert at_horizon(1e-3, 5000, ceiling=1e-4).lr == pytest.approx(1e-3 * horizon_factor(5000))  # lowering: no cap
+
+
+def test_at_horizon_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"at_horizon: peak must be a finite number > 0, got 0"):
+        at_horizon(0.0, 100)
+    with pytest.raises(ValueError, match=r"at_horizon: calibrated must be \(low, high\) run lengths in steps"):
+        at_horizon(1e-3, 100, (150,))  # type: ignore[arg-type]

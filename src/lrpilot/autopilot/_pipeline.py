@@ -32,7 +32,7 @@ from lrpilot.autopilot._hf import HfTask, load_hf_task, read_rows, recipe_from
 from lrpilot.autopilot._layers import UpdateRatioTracker
 from lrpilot.autopilot._outcome import accuracy_drop
 from lrpilot.autopilot._resume import RampStates, Resumed
-from lrpilot.rules import CALIBRATED_STEPS, HORIZON_EXPONENT, Recommendation, horizon_factor, recommend
+from lrpilot.rules import CALIBRATED_STEPS, Recommendation, at_horizon, horizon_factor, recommend
 from lrpilot.schedules import Schedule
 from lrpilot.tasks import Recipe, Task, get_task, make_optimizer, task_names
 from lrpilot.tasks._base import seeded
@@ -300,6 +300,7 @@ def _range_test(
                 num_steps=count,
                 max_grad_norm=recipe.grad_clip,
                 total_steps=recipe.total_steps,
+                calibrated_steps=None,  # the caller scales the peak (`_at_horizon`), once a time budget is steps
                 warmup_ratio=recipe.warmup_steps / recipe.total_steps,
                 floor_ratio=recipe.floor_ratio,
                 decay=recipe.decay,
@@ -713,22 +714,10 @@ def _at_horizon(search: _Search, steps: int, calibrated: tuple[int, int]) -> tup
     factor = horizon_factor(steps, calibrated)
     if search.finder is None or factor == 1.0:
         return search.peak, 1.0
-    ceiling = float(search.finder.max_stable_lr)
-    capped = search.peak * factor > ceiling >= search.peak
-    peak = float(f"{ceiling if capped else search.peak * factor:.3g}")
-    reference = min(max(steps, calibrated[0]), calibrated[1])
-    search.horizon = {
-        "found": search.peak,
-        "factor": factor,
-        "reference_steps": reference,
-        "steps": steps,
-        "capped": capped,
-    }
-    held = f", capped at the test's max stable LR {ceiling:.3g}" if capped else ""
-    search.notes.append(
-        f"horizon: the range test's peak {search.peak:.3g} is for a run of {reference} steps; this one has "
-        f"{steps}, so × {factor:.2f} (best LR ∝ steps^-{HORIZON_EXPONENT}){held} → {peak:.3g}"
-    )
+    moved = at_horizon(search.peak, steps, calibrated, ceiling=float(search.finder.max_stable_lr))
+    peak = float(f"{moved.lr:.3g}")
+    search.horizon = moved.to_dict()
+    search.notes.append(moved.note())
     return peak, peak / search.peak
 
 

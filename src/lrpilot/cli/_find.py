@@ -29,6 +29,7 @@ from rich.table import Table
 
 from lrpilot import _validate as check
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
+from lrpilot.rules import Horizon
 
 if TYPE_CHECKING:
     from lrpilot.finder import FinderResult
@@ -403,6 +404,9 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
         print_json(_finite({**payload, "warnings": notes, "plot": str(written) if written else None}))
         return
     console.print(_table(result))
+    horizon = result.details.get("horizon")
+    if horizon:
+        console.print(escape(Horizon(lr=result.peak_lr, **horizon).note()), soft_wrap=True, highlight=False)
     # on its own line, not in a table cell, so that it can be copied whole at any terminal width
     console.print(
         f"schedule: [cyan]{escape(spec)}[/]" if spec else "schedule: give --total-steps N for a ready one",

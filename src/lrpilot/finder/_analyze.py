@@ -41,6 +41,7 @@ from lrpilot.finder._features import CLEAR_FALL, curve_features
 from lrpilot.finder._record import RangeTestRecord
 from lrpilot.finder._result import FinderResult, Probe, _check_records, recipe_schedule
 from lrpilot.finder._rule import lrpilot, lrpilot_band
+from lrpilot.rules._horizon import CALIBRATED_STEPS, at_horizon, calibrated_range, horizon_factor
 
 __all__ = [
     "ALPHA_SHRINK",
@@ -139,6 +140,21 @@ def _fast(records: tuple[RangeTestRecord, ...]) -> _Fast:
             stacklevel=3,
         )
     return _Fast(peak, (low, high), stable, details)
+
+
+def _to_horizon(
+    fast: _Fast, total_steps: int, calibrated: tuple[int, int]
+) -> tuple[float, tuple[float, float], dict[str, Any] | None]:
+    """The fast answer's peak and band for a run of `total_steps` (`lrpilot.rules.at_horizon`),
+    and what was done (None: the run is of a calibrated length, nothing moved)."""
+    factor = horizon_factor(total_steps, calibrated)
+    if factor == 1.0:
+        return fast.peak, fast.band, None
+    moved = at_horizon(fast.peak, total_steps, calibrated, ceiling=fast.max_stable)
+    ratio = moved.lr / fast.peak
+    low, high = fast.band
+    band = (low * ratio, max(min(high * ratio, fast.max_stable), moved.lr))
+    return moved.lr, band, moved.to_dict()
 
 
 def thorough_tests(total_steps: int, num_steps: int = 100) -> int:
@@ -270,6 +286,7 @@ def analyze(
     warmup_ratio: float = 0.05,
     floor_ratio: float = 0.1,
     decay: str = "cosine",
+    calibrated_steps: tuple[int, int] | None = CALIBRATED_STEPS,
 ) -> FinderResult:
     """The answer from what was collected (pure: offline logs give the same result).
 
@@ -277,20 +294,30 @@ def analyze(
         records: one or more range tests of the same setup.
         probes: thorough mode's probe runs (see `plan_probes`); needs `total_steps`.
         total_steps, warmup_ratio, floor_ratio, decay: the user's run, for the ready schedule.
+        calibrated_steps: the run lengths the range-test rule's peak is calibrated at; with
+            `total_steps` outside them the peak and band are moved to the run's length by the
+            horizon law (`lrpilot.rules.at_horizon`, not past the max stable LR; recorded in
+            ``details["horizon"]``). None: the peak for a run of a calibrated length (``lrpilot
+            fit`` scales it itself, once a time budget is in steps). Probes measure their own.
     """
     recs = _check_records(records)
     if probes and total_steps is None:
         raise ValueError("analyze: probes need total_steps (the run they are scaled to)")
+    if calibrated_steps is not None:
+        calibrated_steps = calibrated_range("analyze", calibrated_steps, "calibrated_steps")
     fast = _fast(recs)
     peak, band, method = fast.peak, fast.band, "lrpilot"
     details: dict[str, Any] = {"fast_peak": fast.peak, "fast_band": list(fast.band), **fast.details}
-    if probes and total_steps is not None:
-        chosen = choose_probe(probes, total_steps)
-        if chosen is not None:
-            peak, band, method = chosen.peak, chosen.band, "lrpilot+probes"
-            details.update(
-                horizon_exponent=chosen.alpha, long_probe_best=chosen.long_best, short_probe_best=chosen.short_best
-            )
+    chosen = choose_probe(probes, total_steps) if probes and total_steps is not None else None
+    if chosen is not None:
+        peak, band, method = chosen.peak, chosen.band, "lrpilot+probes"
+        details.update(
+            horizon_exponent=chosen.alpha, long_probe_best=chosen.long_best, short_probe_best=chosen.short_best
+        )
+    elif total_steps is not None and calibrated_steps is not None:
+        peak, band, horizon = _to_horizon(fast, total_steps, calibrated_steps)
+        if horizon is not None:
+            details["horizon"] = horizon
     schedule = None
     if total_steps is not None:
         schedule = recipe_schedule(peak, total_steps, warmup_ratio=warmup_ratio, floor_ratio=floor_ratio, decay=decay)

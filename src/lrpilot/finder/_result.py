@@ -72,7 +72,9 @@ class FinderResult:
 
     Attributes:
         peak_lr: the suggested *peak* LR of a warmup + decay recipe over the whole run (put it in
-            ``TrainingArguments(learning_rate=...)`` or an lrpilot schedule's ``peak``).
+            ``TrainingArguments(learning_rate=...)`` or an lrpilot schedule's ``peak``), for a run
+            of the `total_steps` given (the horizon law, ``details["horizon"]``; without
+            `total_steps`, for a run of 150–1000 steps, where the rule is calibrated).
         band: ``(low, high)``: the LRs expected to train about as well as `peak_lr`. Fast mode:
             the bootstrap spread of the suggestion widened by the rule's calibration error,
             capped at `max_stable_lr`; thorough mode: the best probe's neighbours (see

@@ -3,7 +3,7 @@
 ::
 
     result = find_lr(model, optimizer, train_loader, nn.functional.cross_entropy, total_steps=10_000)
-    result.peak_lr, result.band, result.max_stable_lr   # the peak of a warmup + decay recipe, ...
+    result.peak_lr, result.band, result.max_stable_lr   # the peak of a warmup + decay recipe, for 10k steps
     schedule = result.schedule                          # Cosine(peak=..., total_steps=10_000, ...)
 
 What it does, and why:
@@ -62,6 +62,7 @@ from lrpilot.finder import (
     thorough_tests,
 )
 from lrpilot.integrations.torch_state import STORAGES, TrainingState, loader_generators
+from lrpilot.rules._horizon import CALIBRATED_STEPS, calibrated_range
 
 __all__ = ["AMP_MODES", "find_lr", "range_test"]
 
@@ -341,6 +342,7 @@ def _settings(
     warmup_ratio: float,
     floor_ratio: float,
     decay: str,
+    calibrated_steps: tuple[int, int] | None,
     probe_budget: int | None,
 ) -> _Settings:
     """Every argument check that needs no model, before anything runs."""
@@ -355,6 +357,8 @@ def _settings(
     if total_steps is not None:
         check.step_count(owner, "total_steps", total_steps, 1)
         recipe_schedule(1.0, total_steps, warmup_ratio=warmup_ratio, floor_ratio=floor_ratio, decay=decay)
+    if calibrated_steps is not None:
+        calibrated_range(owner, calibrated_steps, "calibrated_steps")
     if mode == "thorough" and total_steps is None:
         raise ValueError("find_lr: mode='thorough' needs total_steps (how many range tests 10 % of your run pays for)")
     if probe_budget is not None:
@@ -509,7 +513,7 @@ def range_test(
 
     Takes `find_lr`'s arguments (``repeats`` and ``mode`` excepted) and returns its record.
     """
-    for name in ("repeats", "mode", "probe_budget", "total_steps"):
+    for name in ("repeats", "mode", "probe_budget", "total_steps", "calibrated_steps"):
         if name in kwargs:
             raise TypeError(f"range_test: {name!r} is a find_lr option")
     options = {name: p.default for name, p in inspect.signature(find_lr).parameters.items()}
@@ -542,6 +546,7 @@ def find_lr(
     warmup_ratio: float = 0.05,
     floor_ratio: float = 0.1,
     decay: str = "cosine",
+    calibrated_steps: tuple[int, int] | None = CALIBRATED_STEPS,
     mode: str = "fast",
     repeats: int = 1,
     probe_budget: int | None = None,
@@ -571,9 +576,14 @@ def find_lr(
             `val_batches` batches of `val_data`, measured in eval mode every `val_every` steps.
         total_steps, warmup_ratio, floor_ratio, decay: your run, for the ready `schedule`
             (`lrpilot.finder.recipe_schedule`) and for thorough mode's range tests and probes.
-            The peak itself is for a run of the length the rule is calibrated at (150–1000
-            steps): for a run outside that range, ``lrpilot.rules.horizon_factor(total_steps)``
-            scales it (as ``lrpilot fit`` does, from the recipe's own length for a built-in task).
+        calibrated_steps: the run lengths lrpilot's rule is calibrated at (150–1000 steps, the
+            built-in recipes'). For a `total_steps` outside them the peak and band are moved to
+            your run's length by the horizon law (`lrpilot.rules.at_horizon`: a 10,000-step run
+            gets 0.23× the peak, a shorter one more, never above the max stable LR;
+            ``result.details["horizon"]`` says by how much). By default the upper end is
+            stretched to one epoch of `data` when it has a length (the law's stretching side was
+            measured on runs that see their data several times). None: the peak for a run of a
+            calibrated length.
         mode: ``"fast"`` (one range test) or ``"thorough"`` (2 to 4 range tests on fresh batches,
             as many as 10 % of `total_steps` pays for, at least 2: `lrpilot.finder.thorough_tests`;
             needs `total_steps`), see `lrpilot.finder.analyze`.
@@ -620,6 +630,7 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
         mode=mode,
         storage=a["storage"],
         total_steps=total_steps,
+        calibrated_steps=a["calibrated_steps"],
         probe_budget=a["probe_budget"],
         **recipe,
     )
@@ -670,7 +681,8 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
                 recipe=recipe,
             )
         try:
-            result = analyze(records, probes=probes, total_steps=total_steps, **recipe)
+            calibrated = _calibrated(a["calibrated_steps"], data, a["accumulation_steps"])
+            result = analyze(records, probes=probes, total_steps=total_steps, calibrated_steps=calibrated, **recipe)
         except ValueError as exc:  # a curve without an answer in it; the records go with the error
             raise RangeTestError(f"range test: no suggestion from this curve: {exc}", tuple(records)) from exc
     finally:
@@ -680,6 +692,19 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
             state.close()
     steps_used = sum(r.steps + r.skipped_steps for r in records) + sum(p.steps for p in probes)
     return replace(result, steps_used=steps_used, wall_time_s=time.perf_counter() - started)
+
+
+def _calibrated(calibrated: tuple[int, int] | None, data: Any, accumulation_steps: int) -> tuple[int, int] | None:
+    """The default calibrated range with its upper end stretched to one epoch of `data` (when it
+    has a length): the horizon law's stretching side was measured on runs that see their data
+    several times, so a longer single pass keeps the test's peak (as ``lrpilot fit`` does)."""
+    if calibrated != CALIBRATED_STEPS:
+        return calibrated
+    try:
+        epoch = math.ceil(len(data) / accumulation_steps)
+    except TypeError:  # an iterable without a length
+        return calibrated
+    return calibrated[0], max(calibrated[1], epoch)
 
 
 def _run_probes(

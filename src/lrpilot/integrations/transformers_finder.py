@@ -88,7 +88,9 @@ def find_lr_for_trainer(
 
     Returns:
         A `lrpilot.finder.FinderResult`; ``result.learning_rate`` goes into
-        ``TrainingArguments(learning_rate=...)``.
+        ``TrainingArguments(learning_rate=...)``: it is for the trainer's own run length (its
+        ``max_steps``, or its epochs of batches), moved there by the horizon law when that is
+        outside the 150–1000 steps the rule is calibrated at (see `find_lr`'s `calibrated_steps`).
     """
     require("transformers", "hf", "find_lr_for_trainer")
     if getattr(trainer, "train_dataset", None) is None:

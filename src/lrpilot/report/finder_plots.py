@@ -84,15 +84,22 @@ def _answer(ax: Any, result: FinderResult, smooth: npt.NDArray[np.float64]) -> N
     ax.axvline(stable, color=_STABLE, linestyle="--", linewidth=1.2, label=f"max stable LR {stable:.3g}")
     lrs = np.asarray(result.record.lrs)
     finite = np.isfinite(smooth)
-    y = float(np.interp(np.log(result.peak_lr), np.log(lrs[finite]), smooth[finite]))
-    ax.axvline(result.peak_lr, color=_PEAK, linewidth=1, alpha=0.6)
-    label = f"suggested peak {result.peak_lr:.3g}"
-    ax.scatter([result.peak_lr], [y], marker="*", s=180, color=_PEAK, zorder=4, label=label)
+    horizon = result.details.get("horizon")  # the peak moved to the run's length: the curve's own is starred
+    read = float(horizon["found"]) if horizon else result.peak_lr
+    y = float(np.interp(np.log(read), np.log(lrs[finite]), smooth[finite]))
+    ax.axvline(read, color=_PEAK, linewidth=1, alpha=0.6)
+    label = f"suggested peak {read:.3g}"
+    if horizon:
+        label = f"the test's peak {read:.3g} (for {horizon['reference_steps']} steps)"
+    ax.scatter([read], [y], marker="*", s=180, color=_PEAK, zorder=4, label=label)
+    if horizon:
+        _trained_at(ax, result.peak_lr, f"the horizon law: {horizon['steps']} steps", "suggested peak")
 
 
-def _trained_at(ax: Any, lr: float, why: str) -> None:
-    """The peak the run trained at, where it is not the suggestion (a dotted line, `why` in the legend)."""
-    ax.axvline(lr, color=_PEAK, linestyle=":", linewidth=1.6, label=f"trained at {lr:.3g} ({why})")
+def _trained_at(ax: Any, lr: float, why: str, what: str = "trained at") -> None:
+    """The peak the run trained at (or is suggested for), where it is not the curve's answer (a
+    dotted line, `why` in the legend)."""
+    ax.axvline(lr, color=_PEAK, linestyle=":", linewidth=1.6, label=f"{what} {lr:.3g} ({why})")
 
 
 def plot_range_test(
@@ -108,7 +115,8 @@ def plot_range_test(
     marked on the curve, the band shaded and the max stable LR as a dashed line. Every record of
     `result` is drawn (several with ``repeats``); the y-axis fits the first one's fall. `trained`:
     ``(lr, why)`` of a run that trained at another peak than the suggestion (fit scaling it to the
-    run's length), drawn as a dotted line.
+    run's length), drawn as a dotted line; so is a suggestion `find_lr` moved to the run's length
+    (``details["horizon"]``), the curve's own answer starred.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)

@@ -18,7 +18,7 @@ The recommendation is also the finder's prior: ``rec.range`` is the band to sear
 """
 
 from lrpilot.rules._exports import FORMATS, to_axolotl, to_hf, to_llama_cpp, to_pytorch, to_torchtune, to_trl
-from lrpilot.rules._horizon import CALIBRATED_STEPS, HORIZON_EXPONENT, horizon_factor
+from lrpilot.rules._horizon import CALIBRATED_STEPS, HORIZON_EXPONENT, Horizon, at_horizon, horizon_factor
 from lrpilot.rules._recommend import (
     BAND_FACTOR,
     DECAYS,
@@ -44,11 +44,13 @@ __all__ = [
     "METHODS",
     "OPTIMIZERS",
     "RULES",
+    "Horizon",
     "PriorCheck",
     "Reason",
     "Recommendation",
     "Rule",
     "Setup",
+    "at_horizon",
     "horizon_factor",
     "parse_count",
     "recommend",

@@ -18,9 +18,13 @@ the upper end to one epoch of the user's data: a longer single pass keeps the te
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
 from lrpilot import _validate as check
 
-__all__ = ["CALIBRATED_STEPS", "HORIZON_EXPONENT", "horizon_factor"]
+__all__ = ["CALIBRATED_STEPS", "HORIZON_EXPONENT", "Horizon", "at_horizon", "horizon_factor"]
 
 HORIZON_EXPONENT = 0.63
 """β of ``LR*(T) ∝ T^-β`` within a task (×2 for a third-length run; see the module docstring)."""
@@ -41,6 +45,66 @@ def horizon_factor(steps: int, calibrated: tuple[int, int] = CALIBRATED_STEPS) -
     True
     """
     n = check.step_count("horizon_factor", "steps", steps, 1)
-    low = check.step_count("horizon_factor", "calibrated[0]", calibrated[0], 1)
-    high = check.step_count("horizon_factor", "calibrated[1]", calibrated[1], low)
+    low, high = calibrated_range("horizon_factor", calibrated)
     return float((min(max(n, low), high) / n) ** HORIZON_EXPONENT)
+
+
+def calibrated_range(owner: str, calibrated: object, name: str = "calibrated") -> tuple[int, int]:
+    """`calibrated` checked: ``(low, high)`` step counts, 1 ≤ low ≤ high."""
+    if not isinstance(calibrated, tuple | list) or len(calibrated) != 2:
+        raise ValueError(f"{owner}: {name} must be (low, high) run lengths in steps, got {calibrated!r}")
+    low = check.step_count(owner, f"{name}[0]", calibrated[0], 1)
+    return low, check.step_count(owner, f"{name}[1]", calibrated[1], low)
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """A peak moved to a run's length (`at_horizon`).
+
+    Attributes:
+        found: the peak as found, for a run of `reference_steps` (a calibrated length).
+        lr: the peak for the run of `steps`.
+        factor: `horizon_factor` (``lr / found`` unless the ceiling held it: `capped`).
+    """
+
+    found: float
+    lr: float
+    factor: float
+    reference_steps: int
+    steps: int
+    capped: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a run record keeps (``lrpilot.report.RunRecord.horizon``): all but `lr`."""
+        out = asdict(self)
+        del out["lr"]
+        return out
+
+    def note(self, what: str = "the range test's peak") -> str:
+        """One line for a person."""
+        held = ", capped at the test's max stable LR" if self.capped else ""
+        return (
+            f"horizon: {what} {self.found:.3g} is for a run of {self.reference_steps} steps; this one has "
+            f"{self.steps}, so × {self.factor:.2f} (best LR ∝ steps^-{HORIZON_EXPONENT}){held} → {self.lr:.3g}"
+        )
+
+
+def at_horizon(
+    peak: float, steps: int, calibrated: tuple[int, int] = CALIBRATED_STEPS, *, ceiling: float = math.inf
+) -> Horizon:
+    """A `peak` found for a run of a `calibrated` length, moved to a run of `steps` (×
+    `horizon_factor`), but not raised past `ceiling` (a range test's max stable LR: a short run's
+    best LR is higher, not past the point where a few steps at it stopped helping).
+
+    >>> at_horizon(1e-3, 10_000).lr == 1e-3 * horizon_factor(10_000)
+    True
+    >>> short = at_horizon(1e-3, 50, ceiling=1.5e-3)
+    >>> short.lr, short.capped, short.reference_steps
+    (0.0015, True, 150)
+    """
+    found = check.positive("at_horizon", "peak", peak)
+    low, high = calibrated_range("at_horizon", calibrated)
+    factor = horizon_factor(steps, (low, high))
+    capped = found * factor > ceiling >= found
+    lr = float(ceiling) if capped else found * factor
+    return Horizon(found, lr, factor, min(max(steps, low), high), steps, capped)
