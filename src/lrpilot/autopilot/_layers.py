@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -62,18 +63,24 @@ def layer_update_ratios(before: dict[str, list[torch.Tensor]], groups: dict[str,
     read per tensor: on a model whose whole step takes a millisecond (the digits MLP) the per-tensor
     calls were a visible share of it."""
     old = [t.detach() for ts in before.values() for t in ts]
-    new = [p.detach() for ps in groups.values() for p in ps]
     if not old:
         return []
-    deltas = torch._foreach_sub(new, old)
-    norms = torch.stack([n.double() for n in (*torch._foreach_norm(old), *torch._foreach_norm(deltas))])
+    new = [p.detach() for ps in groups.values() for p in ps]
+    return _ratios(torch._foreach_norm(old), torch._foreach_norm(torch._foreach_sub(new, old)), groups)
+
+
+def _ratios(
+    weights: Sequence[torch.Tensor], moves: Sequence[torch.Tensor], groups: dict[str, list[nn.Parameter]]
+) -> list[float]:
+    """Per-layer ``‖Δw‖ / ‖w‖`` from each tensor's weight and update norms (one read for all)."""
+    norms = torch.stack([n.double() for n in (*weights, *moves)])
     squares = (norms * norms).tolist()
-    weights, moves = squares[: len(old)], squares[len(old) :]
+    weight_sq, move_sq = squares[: len(weights)], squares[len(weights) :]
     ratios, start = [], 0
     for params in groups.values():
         end = start + len(params)
-        weight = math.sqrt(sum(weights[start:end]))
-        ratios.append(math.sqrt(sum(moves[start:end])) / weight if weight > 0 else 0.0)
+        weight = math.sqrt(sum(weight_sq[start:end]))
+        ratios.append(math.sqrt(sum(move_sq[start:end])) / weight if weight > 0 else 0.0)
         start = end
     return ratios
 
@@ -82,8 +89,11 @@ class UpdateRatioTracker:
     """Measures the per-layer update ratio of every `every`-th step: `before` (ahead of the
     optimizer step, or the guard's step) copies the layers' weights, `after` compares.
 
-    Only those steps pay for the copy. A step whose update was not applied (the guard skipped it or
-    rolled back) is not recorded: its ratio says nothing about the LR.
+    Only those steps pay for the copy, into buffers kept from one measured step to the next and
+    turned into the update in place: a full fine-tune copies every trainable weight each time, and
+    allocating a fresh copy and a fresh difference cost more than the arithmetic on them.
+    A step whose update was not applied (the guard skipped it or rolled back) is not recorded: its
+    ratio says nothing about the LR.
     """
 
     def __init__(self, model: nn.Module, every: int) -> None:
@@ -94,23 +104,27 @@ class UpdateRatioTracker:
         self.names = list(self.groups)
         self.steps: list[int] = []
         self.ratios: list[list[float]] = []
-        self._before: dict[str, list[torch.Tensor]] | None = None
-        self._step = -1
+        self._live = [p.detach() for ps in self.groups.values() for p in ps]
+        self._old: list[torch.Tensor] | None = None
+        self._step: int | None = None
 
     def before(self, step: int) -> None:
         """Copy the weights if `step` is one to measure."""
-        self._before = None
-        if step % self.every == 0 and self.groups:
-            with torch.no_grad():
-                self._before = {k: [p.detach().clone() for p in ps] for k, ps in self.groups.items()}
+        self._step = None
+        if step % self.every == 0 and self._live:
+            if self._old is None:
+                self._old = [t.clone() for t in self._live]
+            else:
+                torch._foreach_copy_(self._old, self._live)
             self._step = step
 
     def after(self, applied: bool = True) -> None:
         """Record the ratios of the step `before` copied, if its update was `applied`."""
-        if self._before is None:
+        if self._step is None or self._old is None:
             return
         if applied:
-            with torch.no_grad():
-                self.ratios.append(layer_update_ratios(self._before, self.groups))
+            weights = torch._foreach_norm(self._old)
+            torch._foreach_sub_(self._old, self._live)  # w_before − w_after: the update's norm, no new memory
+            self.ratios.append(_ratios(weights, torch._foreach_norm(self._old), self.groups))
             self.steps.append(self._step)
-        self._before = None
+        self._step = None
