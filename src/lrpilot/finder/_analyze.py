@@ -41,7 +41,7 @@ from lrpilot.finder._features import CLEAR_FALL, curve_features
 from lrpilot.finder._record import RangeTestRecord
 from lrpilot.finder._result import FinderResult, Probe, _check_records, recipe_schedule
 from lrpilot.finder._rule import lrpilot, lrpilot_band
-from lrpilot.rules._horizon import CALIBRATED_STEPS, at_horizon, calibrated_range, horizon_factor
+from lrpilot.rules._horizon import CALIBRATED_STEPS, at_horizon, calibrated_range
 
 __all__ = [
     "ALPHA_SHRINK",
@@ -147,10 +147,9 @@ def _to_horizon(
 ) -> tuple[float, tuple[float, float], dict[str, Any] | None]:
     """The fast answer's peak and band for a run of `total_steps` (`lrpilot.rules.at_horizon`),
     and what was done (None: the run is of a calibrated length, nothing moved)."""
-    factor = horizon_factor(total_steps, calibrated)
-    if factor == 1.0:
-        return fast.peak, fast.band, None
     moved = at_horizon(fast.peak, total_steps, calibrated, ceiling=fast.max_stable)
+    if moved.factor == 1.0:
+        return fast.peak, fast.band, None
     ratio = moved.lr / fast.peak
     low, high = fast.band
     band = (low * ratio, max(min(high * ratio, fast.max_stable), moved.lr))

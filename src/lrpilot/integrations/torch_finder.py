@@ -680,8 +680,8 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
                 budget=a["probe_budget"],
                 recipe=recipe,
             )
+        calibrated = _calibrated(a["calibrated_steps"], data, a["accumulation_steps"])
         try:
-            calibrated = _calibrated(a["calibrated_steps"], data, a["accumulation_steps"])
             result = analyze(records, probes=probes, total_steps=total_steps, calibrated_steps=calibrated, **recipe)
         except ValueError as exc:  # a curve without an answer in it; the records go with the error
             raise RangeTestError(f"range test: no suggestion from this curve: {exc}", tuple(records)) from exc
