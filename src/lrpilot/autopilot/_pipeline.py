@@ -32,7 +32,7 @@ from lrpilot.autopilot._hf import HfTask, load_hf_task, read_rows, recipe_from
 from lrpilot.autopilot._layers import UpdateRatioTracker
 from lrpilot.autopilot._outcome import accuracy_drop
 from lrpilot.autopilot._resume import RampStates, Resumed
-from lrpilot.rules import CALIBRATED_STEPS, Recommendation, at_horizon, horizon_factor, recommend
+from lrpilot.rules import CALIBRATED_STEPS, Recommendation, at_horizon, recommend, stretched_to_epoch
 from lrpilot.schedules import Schedule
 from lrpilot.tasks import Recipe, Task, get_task, make_optimizer, task_names
 from lrpilot.tasks._base import seeded
@@ -156,10 +156,7 @@ def _user_model(
     if data is None:
         raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
     task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size)
-    # Stretching a run was measured only on runs that see their data several times: a run longer
-    # than the calibrated lengths that sees its data once keeps the test's peak.
-    low, high = CALIBRATED_STEPS
-    return _Target(task, task.name, method, task.default_steps, calibrated=(low, max(high, task.epoch_steps)))
+    return _Target(task, task.name, method, task.default_steps, calibrated=stretched_to_epoch(task.epoch_steps))
 
 
 # --- small helpers ------------------------------------------------------------------------------
@@ -711,10 +708,11 @@ def _at_horizon(search: _Search, steps: int, calibrated: tuple[int, int]) -> tup
     that moves it), never above the LR where the test's loss turned up (`max_stable_lr`: a short
     run's best LR is higher, but not past the point where a few steps at it stopped helping). The
     rules' fallback peak already reads the run's length and stays as it is (factor 1)."""
-    factor = horizon_factor(steps, calibrated)
-    if search.finder is None or factor == 1.0:
+    if search.finder is None:
         return search.peak, 1.0
     moved = at_horizon(search.peak, steps, calibrated, ceiling=float(search.finder.max_stable_lr))
+    if moved.factor == 1.0:
+        return search.peak, 1.0
     peak = float(f"{moved.lr:.3g}")
     search.horizon = moved.to_dict()
     search.notes.append(moved.note())

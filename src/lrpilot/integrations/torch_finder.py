@@ -62,7 +62,7 @@ from lrpilot.finder import (
     thorough_tests,
 )
 from lrpilot.integrations.torch_state import STORAGES, TrainingState, loader_generators
-from lrpilot.rules._horizon import CALIBRATED_STEPS, calibrated_range
+from lrpilot.rules._horizon import CALIBRATED_STEPS, calibrated_range, stretched_to_epoch
 
 __all__ = ["AMP_MODES", "find_lr", "range_test"]
 
@@ -695,16 +695,15 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
 
 
 def _calibrated(calibrated: tuple[int, int] | None, data: Any, accumulation_steps: int) -> tuple[int, int] | None:
-    """The default calibrated range with its upper end stretched to one epoch of `data` (when it
-    has a length): the horizon law's stretching side was measured on runs that see their data
-    several times, so a longer single pass keeps the test's peak (as ``lrpilot fit`` does)."""
+    """The default calibrated range stretched to one epoch of `data` when it has a length
+    (`lrpilot.rules.stretched_to_epoch`, as ``lrpilot fit`` does for a user's model)."""
     if calibrated != CALIBRATED_STEPS:
         return calibrated
     try:
         epoch = math.ceil(len(data) / accumulation_steps)
     except TypeError:  # an iterable without a length
         return calibrated
-    return calibrated[0], max(calibrated[1], epoch)
+    return stretched_to_epoch(max(1, epoch))
 
 
 def _run_probes(

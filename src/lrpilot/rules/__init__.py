@@ -18,7 +18,14 @@ The recommendation is also the finder's prior: ``rec.range`` is the band to sear
 """
 
 from lrpilot.rules._exports import FORMATS, to_axolotl, to_hf, to_llama_cpp, to_pytorch, to_torchtune, to_trl
-from lrpilot.rules._horizon import CALIBRATED_STEPS, HORIZON_EXPONENT, Horizon, at_horizon, horizon_factor
+from lrpilot.rules._horizon import (
+    CALIBRATED_STEPS,
+    HORIZON_EXPONENT,
+    Horizon,
+    at_horizon,
+    horizon_factor,
+    stretched_to_epoch,
+)
 from lrpilot.rules._recommend import (
     BAND_FACTOR,
     DECAYS,
@@ -54,6 +61,7 @@ __all__ = [
     "horizon_factor",
     "parse_count",
     "recommend",
+    "stretched_to_epoch",
     "to_axolotl",
     "to_hf",
     "to_llama_cpp",

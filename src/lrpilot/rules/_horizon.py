@@ -24,7 +24,7 @@ from typing import Any
 
 from lrpilot import _validate as check
 
-__all__ = ["CALIBRATED_STEPS", "HORIZON_EXPONENT", "Horizon", "at_horizon", "horizon_factor"]
+__all__ = ["CALIBRATED_STEPS", "HORIZON_EXPONENT", "Horizon", "at_horizon", "horizon_factor", "stretched_to_epoch"]
 
 HORIZON_EXPONENT = 0.63
 """β of ``LR*(T) ∝ T^-β`` within a task (×2 for a third-length run; see the module docstring)."""
@@ -47,6 +47,18 @@ def horizon_factor(steps: int, calibrated: tuple[int, int] = CALIBRATED_STEPS) -
     n = check.step_count("horizon_factor", "steps", steps, 1)
     low, high = calibrated_range("horizon_factor", calibrated)
     return float((min(max(n, low), high) / n) ** HORIZON_EXPONENT)
+
+
+def stretched_to_epoch(epoch_steps: int) -> tuple[int, int]:
+    """`CALIBRATED_STEPS` with the upper end stretched to one epoch of `epoch_steps` optimizer steps:
+    stretching a run was measured only on runs that see their data several times, so a run longer
+    than the calibrated lengths that sees its data once keeps the test's peak.
+
+    >>> stretched_to_epoch(64), stretched_to_epoch(2500)
+    ((150, 1000), (150, 2500))
+    """
+    low, high = CALIBRATED_STEPS
+    return low, max(high, check.step_count("stretched_to_epoch", "epoch_steps", epoch_steps, 1))
 
 
 def calibrated_range(owner: str, calibrated: object, name: str = "calibrated") -> tuple[int, int]:
