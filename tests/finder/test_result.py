@@ -120,6 +120,51 @@ def test_still_falling_at_the_end_warns() -> None:
         analyze([_record(2.0 - np.linspace(0, 1.5, 100))])
 
 
+def _cut(y: np.ndarray, reason: str) -> RangeTestRecord:
+    n = len(y)
+    return RangeTestRecord(
+        lrs=LRS[:n], losses=y, smoothed=ema(y, 0.9), steps=n, num_steps=100, stop_reason=reason, train_losses=y
+    )
+
+
+def test_a_fall_that_ends_in_one_jump_warns_that_the_minimum_is_the_stop() -> None:
+    """A LoRA classifier's test (fit on 720 SST-2 texts) fell until one batch jumped from 0.63 to 0.91
+    and stopped it: the running median hides that last point, so the smoothed loss is lowest at the
+    end. Raising end_lr (the old advice) would change nothing; the edge of stability is the LR before
+    the jump, not the one that blew up."""
+    y = np.concatenate([np.full(30, 0.69), 0.69 - np.linspace(0.0, 0.06, 10)])
+    y = np.append(y, 0.91)
+    record = _cut(y, "diverged")
+    with pytest.warns(RangeTestWarning, match=rf"fell until the step that ended it .* at LR {LRS[40]:.3g}\)") as caught:
+        result = analyze([record])
+    assert not any("end_lr" in str(w.message) for w in caught)
+    assert result.max_stable_lr == pytest.approx(LRS[39])
+    assert result.peak_lr < result.band[1] <= LRS[39] * (1 + 1e-12)
+
+
+def test_a_test_that_ends_on_nan_while_falling_names_the_nan_step() -> None:
+    y = np.append(2.0 - np.linspace(0, 1.0, 60), np.nan)
+    with pytest.warns(RangeTestWarning, match=rf"sudden rise or NaN at LR {LRS[60]:.3g}"):
+        analyze([_cut(y, "non-finite")])
+
+
+def test_an_interrupted_test_still_falling_is_a_lower_bound() -> None:
+    y = 2.0 - np.linspace(0, 1.0, 50)
+    with pytest.warns(RangeTestWarning, match=rf"interrupted at LR {LRS[49]:.3g} .* lower bound; let the test run on"):
+        analyze([_cut(y, "interrupted")])
+
+
+def test_a_diverged_test_that_rose_keeps_its_edge() -> None:
+    """A blow-up the smoothing shows (several rising points) leaves the edge where the curve says."""
+    record = _cut(valley(noise=0.0)[:90], "diverged")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RangeTestWarning)
+        result = analyze([record])
+    from lrpilot.finder import curve_features
+
+    assert result.max_stable_lr == pytest.approx(curve_features(*record.arrays()).lr_stable, rel=1e-12)
+
+
 def test_analyze_bad_input() -> None:
     with pytest.raises(ValueError, match="non-empty list of RangeTestRecord"):
         analyze([])

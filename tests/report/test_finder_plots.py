@@ -103,3 +103,28 @@ def test_a_suggestion_moved_to_the_runs_length_stars_the_curves_answer_and_dots_
         assert dotted.get_label() == f"suggested peak {result.peak_lr:.3g} (the horizon law: 20000 steps)"
     finally:
         plt.close(fig)
+
+
+def test_a_loss_above_the_axis_is_a_triangle_at_its_top() -> None:
+    """The y-axis fits the fall; the jump that stopped the test (0.91 after 0.63, a LoRA classifier
+    fitted on 720 SST-2 texts) lies above it and is drawn at the top edge, not left out unseen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lrpilot.report.finder_plots import _curve
+
+    lrs = np.geomspace(1e-5, 1e-2, 12)
+    losses = [0.69, 0.69, 0.70, 0.69, 0.69, 0.68, 0.68, 0.67, 0.66, 0.64, 0.63, 0.91]
+    record = RangeTestRecord(
+        lrs=list(lrs), losses=losses, smoothed=losses, steps=12, num_steps=30, stop_reason="diverged"
+    )
+    fig, ax = plt.subplots()
+    try:
+        _curve(ax, record, _smoothed(record), label=True, top=0.72)
+        (above,) = ax.collections
+        np.testing.assert_allclose(above.get_offsets(), [[lrs[-1], 0.72]])
+        assert above.get_label() == "loss above the axis"
+    finally:
+        plt.close(fig)

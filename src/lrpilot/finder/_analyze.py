@@ -37,7 +37,7 @@ import numpy as np
 
 from lrpilot import _validate as check
 from lrpilot.finder._errors import RangeTestWarning
-from lrpilot.finder._features import CLEAR_FALL, curve_features
+from lrpilot.finder._features import CLEAR_FALL, CurveFeatures, curve_features
 from lrpilot.finder._record import RangeTestRecord
 from lrpilot.finder._result import FinderResult, Probe, _check_records, recipe_schedule
 from lrpilot.finder._rule import lrpilot, lrpilot_band
@@ -102,8 +102,46 @@ def _steps_per_point(record: RangeTestRecord) -> float:
     return max(1.0, len(record.train_losses) / max(1, len(record))) if record.metric == "val" else 1.0
 
 
+def _max_stable(f: CurveFeatures, record: RangeTestRecord) -> float:
+    """The curve's edge of stability (`CurveFeatures.lr_stable`), but never an LR the test saw blow
+    up: when one sharp step ended it (``diverged``) and the smoothing does not rise (its running
+    median hides a last-point jump), the edge is the LR before that step."""
+    if record.stop_reason == "diverged" and not f.rises:
+        return f.lrs[f.usable - 2]
+    return f.lr_stable
+
+
+def _still_falling(records: dict[str, float]) -> None:
+    """Warn about tests whose smoothed loss was lowest at their last point, by why each ended
+    (`records`: stop reason → the LR it ended at): only a test that ran its whole range can be
+    mended by a wider one."""
+    if "completed" in records:
+        warnings.warn(
+            "the range test's loss was still falling at end_lr: the suggestion is a lower bound; raise end_lr",
+            RangeTestWarning,
+            stacklevel=4,
+        )
+    if "interrupted" in records:
+        warnings.warn(
+            f"the range test was interrupted at LR {records['interrupted']:.3g} while its loss was still falling: "
+            "the suggestion is a lower bound; let the test run on",
+            RangeTestWarning,
+            stacklevel=4,
+        )
+    broke = [lr for reason, lr in records.items() if reason in ("diverged", "non-finite")]
+    if broke:
+        warnings.warn(
+            f"the range test's loss fell until the step that ended it (a sudden rise or NaN at LR {min(broke):.3g}): "
+            "its minimum is where that one batch stopped it, so the suggestion is less certain than its band; "
+            "another seed or a slower ramp (more steps) tells a bad batch from the edge of stability",
+            RangeTestWarning,
+            stacklevel=4,
+        )
+
+
 def _fast(records: tuple[RangeTestRecord, ...]) -> _Fast:
-    peaks, lows, highs, stables, clarity, at_end = [], [], [], [], [], []
+    peaks, lows, highs, stables, clarity = [], [], [], [], []
+    at_end: dict[str, float] = {}
     for r in records:
         x, y = r.arrays()
         spp = _steps_per_point(r)
@@ -112,9 +150,10 @@ def _fast(records: tuple[RangeTestRecord, ...]) -> _Fast:
         lows.append(lo)
         highs.append(hi)
         f = curve_features(x, y)
-        stables.append(f.lr_stable)
+        stables.append(_max_stable(f, r))
         clarity.append(f.drop_sigma)
-        at_end.append(f.i_min == f.usable - 1)
+        if f.i_min == f.usable - 1:
+            at_end[r.stop_reason] = min(at_end.get(r.stop_reason, math.inf), float(x[-1]))  # where it ended
     peak = math.exp(float(np.mean(np.log(peaks))))
     stable = math.exp(float(np.mean(np.log(stables))))
     low = min(*lows, *peaks) / MODEL_ERROR
@@ -133,12 +172,7 @@ def _fast(records: tuple[RangeTestRecord, ...]) -> _Fast:
             RangeTestWarning,
             stacklevel=3,
         )
-    if any(at_end):
-        warnings.warn(
-            "the range test's loss was still falling at end_lr: the suggestion is a lower bound; raise end_lr",
-            RangeTestWarning,
-            stacklevel=3,
-        )
+    _still_falling(at_end)
     return _Fast(peak, (low, high), stable, details)
 
 

@@ -64,7 +64,9 @@ def _ylim(result: FinderResult, smoothed: npt.NDArray[np.float64]) -> tuple[floa
 
 
 def _curve(ax: Any, record: RangeTestRecord, smoothed: npt.NDArray[np.float64], *, label: bool, top: float) -> None:
-    """One record: raw points, the smoothed curve the rule read, non-finite losses as ticks at the top."""
+    """One record: raw points, the smoothed curve the rule read; losses above the axis (the blow-up
+    the y-axis leaves out, often the step that stopped the test) as triangles at the top, non-finite
+    ones as crosses there."""
     lrs = np.asarray(record.lrs)
     raw = np.asarray(record.losses)
     finite = np.isfinite(raw)
@@ -72,6 +74,18 @@ def _curve(ax: Any, record: RangeTestRecord, smoothed: npt.NDArray[np.float64], 
         lrs[finite], raw[finite], color=_RAW, linewidth=0.8, marker=".", markersize=3, label="loss" if label else None
     )
     ax.plot(lrs, smoothed, color=_SMOOTH, linewidth=2, label="smoothed" if label else None)
+    above = finite & (raw > top)
+    if above.any():
+        ax.scatter(
+            lrs[above],
+            np.full(int(above.sum()), top),
+            marker="^",
+            color=_RAW,
+            edgecolors=_SMOOTH,
+            zorder=3,
+            clip_on=False,
+            label="loss above the axis" if label else None,
+        )
     if not finite.all():
         ax.scatter(lrs[~finite], np.full(int((~finite).sum()), top), marker="x", color=_PEAK, label="NaN / Inf")
 
