@@ -13,6 +13,7 @@ import torch
 
 from lrpilot.autopilot import fit
 from lrpilot.autopilot._hf import attention_projections, load_hf_task, read_rows
+from lrpilot.finder import CLEAR_FALL
 from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
 
 BUDGET = 6  # the smallest with a warmup step (10 %) and a few steps of decay
@@ -53,9 +54,10 @@ def test_minilm_classification_fits_saves_and_reloads(
     assert result.metrics["val_loss"] > 0
     assert result.recommendation.setup.method == method
     horizon = result.record.horizon  # 6 steps: far shorter than the 150–1000 the rule is calibrated on
-    if result.finder is None:  # a 12-step test may find nothing: the rules' peak, as it is
+    unclear = result.finder is not None and min(result.finder.details["drop_sigma"]) < CLEAR_FALL
+    if result.finder is None or unclear:  # a 12-step test may find nothing: the rules' peak, as it is
         assert horizon is None
-        assert result.peak_lr == result.recommendation.peak_lr
+        assert result.peak_lr <= result.recommendation.peak_lr  # held below a blow-up the test saw, if any
     else:
         assert horizon is not None
         assert (horizon["reference_steps"], horizon["steps"]) == (150, BUDGET)

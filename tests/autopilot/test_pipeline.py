@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import lrpilot
 from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE, fit
 from lrpilot.rules import horizon_factor
 from lrpilot.tasks import get_task
+from lrpilot.tasks._digits import DigitsTask
 
 
 def test_import_lrpilot_stays_numpy_only_and_fit_is_callable_lazily() -> None:
@@ -150,3 +152,68 @@ def test_the_default_run_directory_is_new_under_runs(tmp_path: Path, monkeypatch
     first.mkdir(parents=True)
     assert _run_dir(None, "my model/v2") != first  # same second: a suffix, never the same folder
     assert _run_dir(tmp_path / "empty", "x") == tmp_path / "empty"
+
+
+@dataclasses.dataclass(frozen=True)
+class _NothingToLearn(DigitsTask):
+    """digits' model and batches, but a loss that is noise around 2.3 whatever the weights (their
+    gradient is zero): a range test over it has no minimum to find."""
+
+    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, _ = batch
+        return model(inputs).sum() * 0.0 + 2.3 + 0.05 * torch.randn(())  # the draws are the seed's
+
+
+def test_a_range_test_whose_fall_is_noise_never_trains_outside_the_rules_band() -> None:
+    from lrpilot.autopilot._pipeline import _at_horizon, _range_test
+    from lrpilot.finder import CLEAR_FALL
+    from lrpilot.rules import recommend
+
+    digits = get_task("digits")
+    task = _NothingToLearn(digits.name, digits.description, digits.recipe)
+    for seed in range(3):
+        model = task.build_model(seed)
+        rec = recommend(model, "pretraining", batch_size=64, steps=250)
+        search = _range_test(task, model, task.recipe, rec, seed=seed, steps=60, progress=lambda *a: None)
+        assert search.finder is not None  # the curve is kept for the report
+        assert min(search.finder.details["drop_sigma"]) < CLEAR_FALL
+        assert rec.low * 0.999 <= search.peak <= rec.high * 1.001
+        if search.from_rules:
+            assert any("too weak a measurement to overrule the rules" in note for note in search.notes)
+            assert _at_horizon(search, 10_000, (250, 250)) == (search.peak, 1.0)  # the rules read the length
+
+
+def test_a_weak_fall_outside_the_rules_band_moves_to_its_nearest_end() -> None:
+    from lrpilot.autopilot._pipeline import _weak_fall
+    from lrpilot.rules import recommend
+
+    rec = recommend(22_700_000, "lora", steps=150, batch_size=8)  # band 5e-05 – 0.005
+    chosen, note = _weak_fall(0.36, 1.5, rec, max_stable=0.7)  # type: ignore[misc]
+    assert chosen == pytest.approx(rec.high)
+    assert "fell by only 1.5× its noise" in note
+    assert "above their band" in note
+    chosen, note = _weak_fall(0.36, 1.5, rec, max_stable=0.002)  # type: ignore[misc]
+    assert chosen == 0.002
+    assert "held at the test's max stable LR" in note
+    assert _weak_fall(1e-7, 2.0, rec, max_stable=1.0)[0] == pytest.approx(rec.low)  # type: ignore[index]
+    assert _weak_fall(0.36, 2.6, rec, max_stable=0.7) is None  # a clear fall stands, however far out
+    assert _weak_fall(1e-3, 1.5, rec, max_stable=0.7) is None  # within the band: nothing to overrule
+
+
+def test_the_range_tests_step_time_is_not_moved_by_a_slow_first_step() -> None:
+    from lrpilot.autopilot._pipeline import _step_seconds
+
+    assert _step_seconds([0.0, 2.8, 2.801, 2.802, 2.803, 2.804]) == pytest.approx(0.001)
+    assert _step_seconds([1.0]) is None
+
+
+def test_a_time_budget_in_a_fresh_process_is_not_spent_on_imports(tmp_path: Path) -> None:
+    """The first optimizer step of a process imports torch's compiler (seconds); a budget read from
+    the range test's mean step time trained ~90 digits steps in 10 s instead of thousands."""
+    code = (
+        "import sys, lrpilot; "
+        f"r = lrpilot.fit('digits', budget='10s', out={str(tmp_path / 'run')!r}, report=False, finder_steps=30); "
+        "print(r.record.total_steps)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout.split()[-1]) > 1000

@@ -404,3 +404,24 @@ def test_a_peak_scaled_to_the_runs_length_is_explained(record: RunRecord, tmp_pa
         f"Trained at peak LR {peak:.3g}: the range test's peak {found:.3g} is for a run of 250 steps, "
         "and a run of 100 peaks 1.78× as high by the horizon law." in text
     )
+
+
+def test_a_weak_range_test_outside_the_rules_band_says_the_bands_end_was_used(
+    record: RunRecord, tmp_path: Path
+) -> None:
+    """A test whose loss fell by less than `CLEAR_FALL` times its noise and whose peak lies above the
+    rules' band: fit trains at the band's top, and the page says why rather than calling the
+    measurement the one to trust."""
+    assert record.finder is not None
+    assert record.recommendation is not None
+    assert record.schedule is not None
+    high = float(record.recommendation["high"])
+    details = {**record.finder["details"], "drop_sigma": [1.5]}
+    finder = {**record.finder, "peak_lr": 30 * high, "details": details}
+    schedule = re.sub(r"peak=[^,)]+", f"peak={high!r}", record.schedule)
+    weak = dataclasses.replace(record, finder=finder, schedule=schedule)
+    text = _parse(write_report(weak, tmp_path)).words()
+    assert f"Trained at peak LR {high:.3g}, the high end of the rules' band." in text
+    assert "fell by only 1.5× its noise" in text
+    assert "the band's nearest end is the one to use" in text
+    assert "the measurement is the one to trust" not in text

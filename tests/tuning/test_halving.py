@@ -296,3 +296,28 @@ def test_waiting_for_others_waits_again_when_a_trial_started_between_two_looks(m
     quiet = lambda *args: None  # noqa: E731
     assert _engine.wait_for_others(_study(), _config(3.0), quiet) is True
     assert looks == [Move.WAIT, Move.RUN]
+
+
+def test_a_spent_time_budget_starts_no_new_point_but_still_earns_one_full_run() -> None:
+    """The steps a time budget pays for are counted at the range test's pace, which trials exceed;
+    its deadline ends the search: no new point after it, only the first full run a result needs."""
+    spent = dataclasses.replace(_config(10.0), deadline=0.0)  # long past; 10 runs of steps left
+    assert spent.late()
+    assert next_move(_study(), spent) is Move.RUN  # nothing tried yet: the first design point
+    rungs = [_rung(PEAK, 0.5), _rung(PEAK / 2, 0.6)]
+    study = _study(*rungs)
+    assert next_move(study, spent) is Move.RUN
+    assert [of for _, of in _queued(study)] == [0]  # the best rung's full run, not the design's third point
+    done = _study(*rungs, _promotion(PEAK, 0, 0.3))
+    assert next_move(done, spent) is Move.DONE
+    later = dataclasses.replace(spent, deadline=math.inf)  # the same study with time left goes on
+    assert not later.late()
+    going_on = _study(*rungs)
+    assert next_move(going_on, later) is Move.RUN
+    assert _queued(going_on) == [(PEAK * 2, None)]  # the design's third point
+
+
+def test_a_study_written_before_deadlines_reads_as_without_one() -> None:
+    data = _config(2.0).to_dict()
+    del data["deadline"]
+    assert StudyConfig.from_dict(data).deadline is None

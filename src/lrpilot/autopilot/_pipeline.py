@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import statistics
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,6 +240,9 @@ class _Search:
     """Snapshots along the ramp, to start the run from (None if the range test failed)."""
     horizon: dict[str, Any] | None = None
     """How the peak was scaled to the run's length (`lrpilot.report.RunRecord.horizon`), when it was."""
+    from_rules: bool = False
+    """The peak is the rules' (the test failed, or too weak a fall put it outside their band),
+    which already reads the run's length: the horizon law leaves it alone."""
 
 
 def ramp(rec: Recommendation, steps: int | None = None) -> tuple[float, float, int]:
@@ -267,7 +271,12 @@ def _range_test(
 ) -> _Search:
     """`find_lr` in fast mode on the model as it will train (its AdamW, clipping and recipe) over
     the `ramp` the recommendation sets; its peak, checked against the rules' band. A range test
-    that finds nothing falls back to the rules. `for_fit`: the test stops once its minimum has
+    that finds nothing falls back to the rules. One whose loss fell by less than `CLEAR_FALL` times
+    its noise is kept where it agrees with the rules' band (fit's stored SST-2 tests fall by
+    2.7–9.2 noise levels, ``benchmarks/range_test_budget.py --landmarks``, and answer well near the
+    low end) and is moved to the band's nearest end where it does not: a minimum the noise may have
+    placed does not overrule the rules by more than their own uncertainty (a 12-step test on 100
+    texts put a LoRA peak at 0.36, 724× the rules'). `for_fit`: the test stops once its minimum has
     settled (`lrpilot.finder.SETTLE`; tune's runs to divergence, the whole curve its band reads)
     and keeps snapshots along the ramp to start the run from (`RampStates`)."""
     from lrpilot.finder import SETTLE, DivergenceRule, RangeTestError, RangeTestWarning
@@ -278,7 +287,10 @@ def _range_test(
     decades = math.log10(end_lr / start_lr)
     states = RampStates(model, optimizer, steps=count, decades=decades) if for_fit else None
 
+    stamps: list[float] = []
+
     def advance(point: int, lr: float, loss: float) -> None:
+        stamps.append(time.perf_counter())
         if states is not None:
             states.capture(point, lr)
         progress("range test", point + 1, count, lr, loss)
@@ -306,13 +318,49 @@ def _range_test(
             )
     except RangeTestError as exc:
         notes.append(f"range test failed ({exc}); trained at the rules' peak {rec.peak_lr:.3g} instead")
-        return _Search(rec.peak_lr, None, notes, None)
+        return _Search(rec.peak_lr, None, notes, None, from_rules=True)
     notes.extend(f"range test: {w.message}" for w in caught if issubclass(w.category, RangeTestWarning))
     peak = float(f"{result.peak_lr:.3g}")  # the band spans ~4x: more digits are noise
+    step_seconds = _step_seconds(stamps)
+    clarity = min(result.details["drop_sigma"])
+    blew_up = any(r.stop_reason in ("diverged", "non-finite") for r in result.records)
+    weak = _weak_fall(peak, clarity, rec, result.max_stable_lr if blew_up else math.inf)
+    if weak is not None:
+        notes.append(weak[1])
+        return _Search(weak[0], result, notes, step_seconds, ramp=states, from_rules=True)
     notes.append(f"range test peak {peak:.3g} vs the rules: {rec.check(peak).message}")
-    record = result.record
-    step_seconds = record.wall_time_s / record.steps if record.steps else None
     return _Search(peak, result, notes, step_seconds, ramp=states)
+
+
+def _weak_fall(peak: float, clarity: float, rec: Recommendation, max_stable: float) -> tuple[float, str] | None:
+    """``(peak, note)`` for a range test too weak to overrule the rules: a fall of fewer than
+    `CLEAR_FALL` noise levels whose `peak` lies outside their band gets the band's nearest end
+    (held below `max_stable`: the caller's inf unless the test ended on a blow-up, since the edge
+    of a curve that only wobbled is as arbitrary as its minimum); None keeps the test's peak (a
+    clear fall, or one within the band)."""
+    from lrpilot.finder import CLEAR_FALL
+
+    agreement = rec.check(peak)
+    if clarity >= CLEAR_FALL or agreement.verdict == "agrees":
+        return None
+    end = rec.high if agreement.verdict == "above" else rec.low
+    chosen = float(f"{min(end, max_stable):.3g}")
+    held = " (held at the test's max stable LR)" if chosen < float(f"{end:.3g}") else ""
+    note = (
+        f"range test peak {peak:.3g} not used: its loss fell by only {clarity:.1f}× its noise, too weak a "
+        f"measurement to overrule the rules, and it is {agreement.verdict} their band {rec.low:.3g}–{rec.high:.3g}; "
+        f"trained at the band's nearest end, {chosen:.3g}{held}, instead"
+    )
+    return chosen, note
+
+
+def _step_seconds(stamps: Sequence[float]) -> float | None:
+    """The range test's time per step: the median gap between its points, which one-off costs of
+    the first steps do not move as a mean would (torch imports its compiler on the first optimizer
+    step: 2.8 of a 30-step digits test's 2.9 s in a fresh process, which made a 10 s budget train
+    ~90 steps instead of thousands)."""
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return statistics.median(gaps) if gaps else None
 
 
 @dataclass
@@ -708,7 +756,7 @@ def _at_horizon(search: _Search, steps: int, calibrated: tuple[int, int]) -> tup
     that moves it), never above the LR where the test's loss turned up (`max_stable_lr`: a short
     run's best LR is higher, but not past the point where a few steps at it stopped helping). The
     rules' fallback peak already reads the run's length and stays as it is (factor 1)."""
-    if search.finder is None:
+    if search.from_rules:
         return search.peak, 1.0
     moved = at_horizon(search.peak, steps, calibrated, ceiling=float(search.finder.max_stable_lr))
     if moved.factor == 1.0:

@@ -37,7 +37,7 @@ from lrpilot.finder._baselines import (
 )
 from lrpilot.finder._curve import SETTLE, DivergenceRule, RangeTestMonitor, default_beta, ema, ramp_schedule
 from lrpilot.finder._errors import RangeTestError, RangeTestInterrupted, RangeTestWarning
-from lrpilot.finder._features import CurveFeatures, curve_features, noise_level, smooth_curve
+from lrpilot.finder._features import CLEAR_FALL, CurveFeatures, curve_features, noise_level, smooth_curve
 from lrpilot.finder._record import METRICS, RAMPS, STOP_REASONS, RangeTestRecord
 from lrpilot.finder._result import DECAYS, FinderResult, Probe, recipe_schedule
 from lrpilot.finder._rule import (
@@ -65,6 +65,7 @@ SUGGESTERS: dict[str, SuggestFn] = {
 """Every suggestion rule by name; all share the signature ``(lrs, losses) -> Suggestion``."""
 
 __all__ = [
+    "CLEAR_FALL",
     "DECAYS",
     "HORIZON_PRIOR",
     "METRICS",

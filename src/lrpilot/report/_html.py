@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from lrpilot._version import __version__
+from lrpilot.finder import CLEAR_FALL
 from lrpilot.guard import summarize
 from lrpilot.report._run import RunRecord, finder_from_dict
 from lrpilot.report.run_plots import RATIO_BAND, layer_verdicts
@@ -229,10 +230,20 @@ def _notes(record: RunRecord) -> str:
 
 
 def _agreement(rec: Mapping[str, Any], finder: Mapping[str, Any]) -> str:
-    """Whether the range test's peak falls inside the rules' band, and by what factor it differs."""
+    """Whether the range test's peak falls inside the rules' band, and by what factor it differs;
+    for a test whose fall was within its noise and whose peak is outside the band (fit then trains
+    at the band's nearest end), that it was too weak to overrule them."""
     peak, low, high = float(finder["peak_lr"]), float(rec["low"]), float(rec["high"])
     ratio = peak / float(rec["peak_lr"])
     band = f"{_num(low, '.3g')} – {_num(high, '.3g')}"
+    clarity = min(finder.get("details", {}).get("drop_sigma") or [math.inf])
+    if clarity < CLEAR_FALL and not low <= peak <= high:
+        return (
+            f"The range test's loss fell by only {_num(clarity, '.1f')}× its noise, so its peak {_num(peak, '.3g')} "
+            f"may be where the noise put the minimum; it is {'above' if peak > high else 'below'} the rules' band "
+            f"{band}, and too weak a measurement to overrule them: <b>the band's nearest end is the one to use</b> "
+            "(a longer test, a larger batch or more data would measure this model)."
+        )
     if low <= peak <= high:
         return f"The range test's peak {_num(peak, '.3g')} is inside the rules' band {band}: <b>they agree</b>."
     side = "above" if peak > high else "below"
@@ -262,6 +273,10 @@ def _chosen(record: RunRecord) -> str:
     for name, value in sources:
         if math.isclose(peak, value, rel_tol=0.02):
             return f"Trained at peak LR <b>{_num(peak, '.3g')}</b>, from {name}."
+    rec = record.recommendation
+    for end in ("low", "high") if rec is not None else ():
+        if math.isclose(peak, float(rec[end]), rel_tol=0.02):  # type: ignore[index]
+            return f"Trained at peak LR <b>{_num(peak, '.3g')}</b>, the {end} end of the rules' band."
     if (h := record.horizon) is not None:
         held = ", held at its max stable LR" if h.get("capped") else ""
         return (

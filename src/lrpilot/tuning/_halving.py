@@ -245,9 +245,12 @@ def next_move(study: optuna.Study, config: StudyConfig) -> Move:
     if any(t.state.name == "WAITING" for t in trials):
         return Move.RUN  # a design point, line-search step, promotion or retry already queued
     running = any(t.state.name == "RUNNING" for t in trials)
-    if counted(study) < config.max_trials and _committed(trials, config, extra_rungs=1) <= config.budget_steps:
+    late = config.late()  # a time budget spent: no new point, and only the first full run still owed
+    fits = counted(study) < config.max_trials and _committed(trials, config, extra_rungs=1) <= config.budget_steps
+    if fits and not (late and counted(study)):
         return _next_point(study, trials, config, running)
-    if config.prune and config.rungs and owed(_rungs(trials), config.reduction) > _promotions(trials):
+    owes = owed(_rungs(trials), config.reduction) > _promotions(trials)
+    if config.prune and config.rungs and owes and not (late and _promotions(trials)):
         return _promote(study, trials, config)
     return Move.WAIT if running else Move.DONE
 

@@ -12,6 +12,7 @@ replaces), so no design point is lost and none runs twice to completion.
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,10 @@ class StudyConfig:
             points or sampled; promotions and retries do not.
         finder: the range test's peak, band, steps and suggestion note (a resumed study reuses them).
         recommendation: the rules' prior (``Recommendation.to_dict()``).
+        deadline: for a time budget, when it is spent (seconds since the epoch, every worker's
+            clock): no trial starts after it but the one full run a result needs. `budget_steps`
+            is that time at the range test's pace, which a trial's own costs (building the model,
+            evaluating, the study's database) exceed, on a small model several times over.
     """
 
     target: dict[str, Any]
@@ -70,6 +75,7 @@ class StudyConfig:
     max_trials: int
     finder: dict[str, Any]
     recommendation: dict[str, Any]
+    deadline: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
@@ -78,7 +84,11 @@ class StudyConfig:
     def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
         if data.get("schema") != SCHEMA:
             raise ValueError(f"tune: the study was written by another lrpilot version (schema {data.get('schema')})")
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})  # `deadline` came later
+
+    def late(self) -> bool:
+        """Whether a time budget's deadline has passed."""
+        return self.deadline is not None and time.time() >= self.deadline
 
 
 def redact(url: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -243,6 +244,7 @@ def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: _Clock, 
         prune=setup.prune,
         budget_steps=budget_steps,
         max_trials=cap,
+        deadline=_deadline(plan, clock),
         finder={
             "peak_lr": peak,
             "band": list(band),
@@ -254,6 +256,13 @@ def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: _Clock, 
         },
         recommendation=setup.rec.to_dict(),
     )
+
+
+def _deadline(plan: float | Budget, clock: _Clock) -> float | None:
+    """When a time budget is spent, on the wall clock every worker reads (None for runs)."""
+    if isinstance(plan, float) or plan.seconds is None:
+        return None
+    return time.time() - clock.elapsed + plan.seconds
 
 
 def _parse_budget(budget: float | str) -> float | Budget:
