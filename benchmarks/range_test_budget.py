@@ -19,11 +19,17 @@ scored by the excess loss and regret of its peak on the task's oracle sweep
     python benchmarks/range_test_budget.py --table-only
     python benchmarks/range_test_budget.py --spread      # how far one test's answer moves from seed to seed
     python benchmarks/range_test_budget.py --settle      # what the settled stop saves and moves
+    python benchmarks/range_test_budget.py --landmarks   # other readings of the same curves; how clearly they fell
 
 ``--spread`` reads the full-batch tests stored here and the finder benchmark's fast-mode tests
 (``finder_curves_<task>.json``, from 1e-7), 10 per task, and prints the standard deviation of
 lrpilot's answer in decades and its mean offset from the oracle's best LR, with the rule's smoothing
 at 0.2 decades (its default) and wider (the factor refitted to the lowest mean excess for each).
+
+``--landmarks`` reads the ``--spread`` curves other ways (the rule at narrower smoothings, its
+bootstrap median, the middle of the basin around the minimum, the edge where the loss turns up),
+each with one factor refitted for all tasks, and prints the same SD and offset per task; then how
+many noise levels fit's own stored tests fell by.
 
 ``--settle`` replays `lrpilot.finder.DivergenceRule`'s settled stop on every stored curve (each
 variant here, the finder benchmark's fast-mode and 100-step curves) at several settings and prints
@@ -163,6 +169,90 @@ def spread(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _landmark(name: str, bandwidth: float = 0.2, rise: float = 0.0) -> Any:
+    """An answer read off a curve, before a global factor: ``rule`` (lrpilot's, at `bandwidth`),
+    ``band`` (its bootstrap median), ``basin`` (the geometric middle of the LRs whose smoothed loss
+    is within `rise` of the fall above the minimum) or ``edge`` (the first LR past the minimum that
+    rises that far), the last two times the rule's learnt-share factor."""
+    import numpy as np
+
+    import lrpilot.finder._rule as rule
+    from lrpilot.finder._features import curve_features
+
+    def answer(lrs: Any, losses: Any) -> float:
+        if name == "band":
+            return rule.lrpilot_band(lrs, losses)[1]
+        f = curve_features(lrs, losses, bandwidth=bandwidth)
+        y = np.asarray(losses)[: f.usable]
+        share = rule.peak_factor(rule.learnt_share(f.loss_start, f.loss_min, bool(np.all(y > 0))))
+        if name == "rule":
+            return f.lr_min * share
+        s, limit = np.asarray(f.smoothed), f.loss_min + rise * f.drop
+        lo = hi = f.i_min
+        while hi + 1 < len(s) and s[hi + 1] <= limit:
+            hi += 1
+        if name == "edge":
+            return f.lrs[hi] * share
+        while lo > 0 and s[lo - 1] <= limit:
+            lo -= 1
+        return math.sqrt(f.lrs[lo] * f.lrs[hi]) * share
+
+    return answer
+
+
+def landmarks(doc: dict[str, Any]) -> str:
+    """Would another reading of the same curves spread less? Each landmark on the `--spread` curves
+    with one factor for all tasks (refitted to the lowest mean excess); then how clearly fit's own
+    tests fell (`CurveFeatures.drop_sigma` at the settled stop: `lrpilot.finder.CLEAR_FALL` is 2.5)."""
+    import numpy as np
+
+    from lrpilot.finder import SETTLE, DivergenceRule
+    from lrpilot.finder._features import curve_features
+
+    curves = _curves(doc)
+    oracles = {
+        name: OracleCurve.from_doc(json.loads((DATA / f"oracle_{name}.json").read_text(encoding="utf-8")))
+        for name in curves
+    }
+    readings = {
+        "rule, smoothing 0.2 (lrpilot's)": _landmark("rule"),
+        "rule, smoothing 0.15": _landmark("rule", 0.15),
+        "rule, smoothing 0.1": _landmark("rule", 0.1),
+        "bootstrap median": _landmark("band"),
+        "basin within 0.1 of the fall": _landmark("basin", rise=0.1),
+        "basin within 0.25": _landmark("basin", rise=0.25),
+        "edge at 0.1 of the fall": _landmark("edge", rise=0.1),
+        "edge at 0.25": _landmark("edge", rise=0.25),
+    }
+    lines = []
+    for label, read in readings.items():
+        answers = {name: [read(x, y) for x, y in cs] for name, cs in curves.items()}
+
+        def mean_excess(factor: float, answers: dict[str, list[float]] = answers) -> float:
+            return statistics.fmean(
+                statistics.fmean(score(oracles[name], lr * factor).excess for lr in lrs)
+                for name, lrs in answers.items()
+            )
+
+        factor = min(np.exp(np.linspace(-3.0, 3.0, 241)), key=mean_excess)
+        parts = []
+        for name, lrs in answers.items():
+            logs = [math.log10(lr * factor) for lr in lrs]
+            offset = statistics.fmean(logs) - math.log10(oracles[name].lr_star)
+            parts.append(f"{name} SD {statistics.pstdev(logs):.2f} ({offset:+.2f})")
+        lines.append(f"{label}: mean excess {mean_excess(factor):.2%}; " + ", ".join(parts))
+    stop = DivergenceRule(settle=SETTLE)
+    clarity: dict[str, list[float]] = {}
+    for name, label, lrs, losses in _all_curves(doc):
+        if label.startswith("1:12.5/"):
+            usable = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+            end = next((j + 1 for j in range(usable) if stop.settled(lrs[: j + 1], losses[: j + 1])), len(losses))
+            clarity.setdefault(name, []).append(curve_features(lrs[:end], losses[:end]).drop_sigma)
+    falls = ", ".join(f"{name} {min(v):.1f}–{max(v):.1f}" for name, v in clarity.items())
+    lines.append(f"fit's tests (batch ×1, 12.5 a decade, settled stop): fall in noise levels {falls}")
+    return "\n".join(lines)
+
+
 def _all_curves(doc: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
     """``(task, label, lrs, losses)`` of every stored test: each variant here, and the finder
     benchmark's fast-mode and 100-step curves."""
@@ -229,6 +319,7 @@ def main() -> None:
     parser.add_argument("--refresh", action="store_true", help="run variants already in --out again")
     parser.add_argument("--spread", action="store_true", help="print the answers' seed-to-seed spread and exit")
     parser.add_argument("--settle", action="store_true", help="replay the settled stop on the stored curves and exit")
+    parser.add_argument("--landmarks", action="store_true", help="other readings of the --spread curves, and exit")
     args = parser.parse_args()
     doc: dict[str, Any] = (
         json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}, "commands": []}
@@ -238,6 +329,9 @@ def main() -> None:
         return
     if args.settle:
         print(settle(doc))
+        return
+    if args.landmarks:
+        print(landmarks(doc))
         return
     if not args.table_only:
         torch.set_num_threads(args.threads)
