@@ -123,3 +123,14 @@ def test_the_doctor_finds_exactly_what_the_guard_acted_on() -> None:
         ("spike", "grad_norm", 1200),
     ]
     assert [f.to_dict() for f in online] == [f.to_dict() for f in offline]  # NaN evidence: compare as JSON
+
+
+def test_a_log_mostly_spent_building_the_baseline_says_its_verdict_says_little() -> None:
+    """A 46-step LoRA fit fell to 0.3 and climbed back to chance within its first 30 steps, all of
+    them before the detectors' 32-loss baseline was complete: "healthy" needs that caveat."""
+    rise = np.concatenate([np.linspace(0.69, 0.3, 12), np.linspace(0.3, 0.7, 18), np.full(16, 0.7)])
+    short = diagnose(Series(np.arange(46), rise, source="short", format="lrpilot"))
+    assert short.verdict == "healthy"
+    assert any("the first 32 (70%) were not judged" in note for note in short.series["notes"])
+    long = diagnose(Series(np.arange(200), np.full(200, 0.5) + 0.01 * np.sin(np.arange(200)), source="long"))
+    assert not any("were not judged" in note for note in long.series["notes"])

@@ -197,3 +197,32 @@ def test_stream_readers_accept_any_text_stream() -> None:
     assert series.steps.tolist() == [3]
     state = {"log_history": [{"loss": math.inf, "step": 1}, {"loss": 1.0, "step": 2}]}
     assert np.isinf(read_trainer_state(io.StringIO(json.dumps(state))).loss[0])
+
+
+def test_an_lrpilot_fit_run_directory_is_read_from_its_run_json(tmp_path: Path) -> None:
+    """`lrpilot doctor runs/fit-…` read the guard's empty audit log as the run's log and stopped on
+    "the file is empty"; the run's own record is the log: every step the guard judged, and the
+    evaluations."""
+    import lrpilot
+
+    result = lrpilot.fit("digits", budget=100, out=tmp_path / "run", report=False)
+    assert (tmp_path / "run" / "guard_audit.jsonl").stat().st_size == 0  # a quiet run: the trap is there
+    history = result.record.history
+    for path in (tmp_path / "run", tmp_path / "run" / "run.json"):
+        series = read(path)
+        assert series.format == "lrpilot"
+        assert series.steps.tolist() == history.steps
+        assert series.loss.tolist() == pytest.approx(history.loss)
+        assert series.lr is not None
+        assert series.lr.tolist() == pytest.approx(history.lr)
+        assert series.eval_steps.tolist() == history.eval_steps
+
+
+def test_a_run_json_whose_history_does_not_line_up_gets_a_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"history": {"steps": [0, 1, 2], "loss": [1.0, 0.9], "lr": [0.1] * 3}}))
+    with pytest.raises(DoctorInputError, match=r"steps, loss and lr differ in length \(3, 2, 3\)"):
+        read(path)
+    path.write_text(json.dumps({"history": {"steps": [0, 1]}}))
+    with pytest.raises(DoctorInputError, match=r"expected lrpilot's run\.json with a 'history' of steps, loss and lr"):
+        read(path)

@@ -7,7 +7,15 @@ advice drawn from a few rules with their sources.
 
 from lrpilot.doctor._advice import RULES, Advice, advise
 from lrpilot.doctor._diagnose import Diagnosis, diagnose, examine
-from lrpilot.doctor._readers import FORMATS, read, read_csv, read_jsonl, read_tensorboard, read_trainer_state
+from lrpilot.doctor._readers import (
+    FORMATS,
+    read,
+    read_csv,
+    read_jsonl,
+    read_run_json,
+    read_tensorboard,
+    read_trainer_state,
+)
 from lrpilot.doctor._series import DoctorInputError, Series, SeriesBuilder
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "read",
     "read_csv",
     "read_jsonl",
+    "read_run_json",
     "read_tensorboard",
     "read_trainer_state",
 ]

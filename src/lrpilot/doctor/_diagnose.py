@@ -13,9 +13,13 @@ from lrpilot.doctor._advice import Advice, advise, infer_schedule
 from lrpilot.doctor._readers import read
 from lrpilot.doctor._series import Series
 
-__all__ = ["VERDICTS", "Diagnosis", "diagnose", "examine"]
+__all__ = ["UNJUDGED_SHARE", "VERDICTS", "Diagnosis", "diagnose", "examine"]
 
 VERDICTS = ("collapsed", "diverged", "unstable", "oscillating", "lr_too_low", "healthy")
+
+UNJUDGED_SHARE = 0.25
+"""A log whose first `DetectConfig.min_history` losses (which build the baseline and are not
+judged) are more than this share of it gets a note saying so."""
 
 _HEADLINES = {
     "collapsed": "the run blew up and collapsed: the LR was too high",
@@ -90,6 +94,13 @@ def diagnose(series: Series, config: DetectConfig | None = None) -> Diagnosis:
     verdict = _verdict(series, events)
     guess = infer_schedule(series)
     summary = series.summary()
+    baseline = (config or DetectConfig()).min_history
+    if baseline > UNJUDGED_SHARE * len(series):
+        summary["notes"].append(
+            f"only {len(series)} logged losses: the detectors judge a loss against the {baseline} before it, so "
+            f"the first {min(baseline, len(series))} ({min(baseline / len(series), 1.0):.0%}) were not judged and "
+            "a quiet verdict says little (log more often, or read the evaluations)"
+        )
     hidden = _hidden_non_finite(series)
     if hidden:
         summary["notes"].append(

@@ -1,5 +1,5 @@
-"""Readers: Hugging Face `trainer_state.json`, TensorBoard event files, CSV / JSONL logs and
-Lightning's CSVLogger `metrics.csv`, all into one `Series`.
+"""Readers: Hugging Face `trainer_state.json`, TensorBoard event files, CSV / JSONL logs,
+Lightning's CSVLogger `metrics.csv` and lrpilot's own `run.json`, all into one `Series`.
 
 Every reader streams its input row by row into a `SeriesBuilder`; every way a file can be wrong
 (missing, empty, truncated, not the format it claims, missing columns, garbage values) ends in a
@@ -23,9 +23,9 @@ import numpy.typing as npt
 from lrpilot._optional import require
 from lrpilot.doctor._series import DoctorInputError, Series, SeriesBuilder
 
-__all__ = ["FORMATS", "read", "read_csv", "read_jsonl", "read_tensorboard", "read_trainer_state"]
+__all__ = ["FORMATS", "read", "read_csv", "read_jsonl", "read_run_json", "read_tensorboard", "read_trainer_state"]
 
-FORMATS = ("trainer_state", "tensorboard", "csv", "jsonl", "lightning")
+FORMATS = ("trainer_state", "tensorboard", "csv", "jsonl", "lightning", "lrpilot")
 
 # Column / key / tag names, compared lower-cased; the first present wins.
 STEP_KEYS = ("step", "global_step", "trainer/global_step", "iteration", "iter", "it", "steps")
@@ -55,6 +55,42 @@ def _columns_error(source: str, found: Iterable[str], what: str, accepted: tuple
     )
 
 
+def _load_json(stream: TextIO, source: str) -> Any:
+    try:
+        return json.load(stream)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise DoctorInputError(f"{source}: not valid JSON ({exc}); is the file truncated?") from None
+
+
+def _read_json(stream: TextIO, source: str) -> Series:
+    """A JSON document: lrpilot's `run.json` (a ``history``) or else a trainer_state.json."""
+    data = _load_json(stream, source)
+    if isinstance(data, Mapping) and "history" in data and "log_history" not in data:
+        return read_run_json(data, source)
+    return _trainer_state(data, source)
+
+
+def read_run_json(data: Mapping[str, Any], source: str = "run.json") -> Series:
+    """lrpilot's own `run.json` (what `lrpilot fit` and `lrpilot tune` write): every step the guard
+    judged, with its loss and LR, and the evaluations. A step the guard replayed after a rollback
+    appears twice; the later one wins, as in any resumed log."""
+    history = data.get("history")
+    keys = ("steps", "loss", "lr")
+    if not isinstance(history, Mapping) or not all(isinstance(history.get(k), list) for k in keys):
+        raise DoctorInputError(f"{source}: expected lrpilot's run.json with a 'history' of steps, loss and lr")
+    steps, losses, lrs = (history[k] for k in keys)
+    if not len(steps) == len(losses) == len(lrs):
+        raise DoctorInputError(
+            f"{source}: the history's steps, loss and lr differ in length ({len(steps)}, {len(losses)}, {len(lrs)})"
+        )
+    builder = SeriesBuilder(source, "lrpilot")
+    for step, loss, lr in zip(steps, losses, lrs, strict=True):
+        builder.add(step, loss=loss, lr=lr)
+    for step, value in zip(history.get("eval_steps") or [], history.get("eval_loss") or [], strict=False):
+        builder.add(step, eval_loss=value)
+    return builder.build()
+
+
 def read_trainer_state(stream: TextIO, source: str = "trainer_state.json") -> Series:
     """Hugging Face `trainer_state.json`: the ``log_history`` list of dicts.
 
@@ -62,10 +98,10 @@ def read_trainer_state(stream: TextIO, source: str = "trainer_state.json") -> Se
     loss at that step and is left out. NaN steps hidden by ``logging_nan_inf_filter`` cannot be seen
     here: the Trainer logged the running average in their place (see `lrpilot.integrations.transformers_guard`).
     """
-    try:
-        data = json.load(stream)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise DoctorInputError(f"{source}: not valid JSON ({exc}); is the file truncated?") from None
+    return _trainer_state(_load_json(stream, source), source)
+
+
+def _trainer_state(data: Any, source: str) -> Series:
     if not isinstance(data, Mapping) or not isinstance(data.get("log_history"), list):
         raise DoctorInputError(f"{source}: expected a Hugging Face trainer_state.json with a 'log_history' list")
     builder = SeriesBuilder(source, "trainer_state")
@@ -258,7 +294,7 @@ def _read(p: Path) -> Series:
             raise DoctorInputError(f"{p}: the file is empty")
         with p.open("r", encoding="utf-8", errors="strict", newline="") as fh:
             if name.endswith(".json"):
-                return read_trainer_state(fh, str(p))
+                return _read_json(fh, str(p))
             if name.endswith((".jsonl", ".ndjson")):
                 return read_jsonl(fh, str(p))
             if name.endswith((".csv", ".tsv")):
@@ -279,12 +315,14 @@ def _json_or_jsonl(fh: TextIO, source: str) -> Series:
     or JSON lines. Peeks at the start and rewinds, so nothing is read twice."""
     head = fh.read(1 << 16)
     fh.seek(0)
-    if '"log_history"' in head:
-        return read_trainer_state(fh, source)
+    if '"log_history"' in head or '"history"' in head:
+        return _read_json(fh, source)
     return read_jsonl(fh, source)
 
 
 def _read_dir(p: Path) -> Series:
+    if (p / "run.json").is_file():  # an lrpilot fit or tune run directory
+        return _read(p / "run.json")
     states = sorted(p.glob("trainer_state.json")) or sorted(
         p.glob("checkpoint-*/trainer_state.json"), key=lambda q: _checkpoint_number(q.parent.name)
     )
@@ -301,8 +339,9 @@ def _read_dir(p: Path) -> Series:
     if len(logs) == 1:
         return _read(logs[0])
     raise DoctorInputError(
-        f"{p}: found no log here: expected trainer_state.json (or checkpoint-*/trainer_state.json), "
-        f"a Lightning metrics.csv, TensorBoard events.out.tfevents.* files, or a single .csv / .jsonl log"
+        f"{p}: found no log here: expected lrpilot's run.json, trainer_state.json (or "
+        "checkpoint-*/trainer_state.json), a Lightning metrics.csv, TensorBoard events.out.tfevents.* files, "
+        "or a single .csv / .jsonl log"
     )
 
 
