@@ -262,3 +262,33 @@ def _tuned_as(result: Any, candidate: Any) -> Any:
     best = TrialSummary(0, "COMPLETE", candidate, result.value, STEPS, {}, None, None)
     recipe = get_task("digits").recipe.shortened(STEPS)
     return tuned_recommendation(result.recommendation, best, [best], recipe, result.space)
+
+
+def test_a_time_budget_rerun_is_more_time_and_a_run_budget_rerun_drops_the_deadline(tmp_path: Path) -> None:
+    """A study created with a time budget stores its deadline; re-run with `--budget 5s` it gets a
+    new one and five more seconds of steps, and re-run with a budget in runs it has none (a past
+    deadline would have stopped every new trial)."""
+    import optuna
+
+    from lrpilot.tuning._study import StudyConfig, sqlite_url
+    from lrpilot.tuning._tune import CONFIG_KEY, DB_FILE
+
+    out = tmp_path / "run"
+    first = tune("digits", steps=STEPS, budget="3s", out=out, report=False)
+
+    def stored() -> StudyConfig:
+        study = optuna.load_study(study_name="lrpilot-digits", storage=sqlite_url(out / DB_FILE))
+        return StudyConfig.from_dict(study.user_attrs[CONFIG_KEY])
+
+    before = stored()
+    assert before.deadline is not None
+    again = tune("digits", steps=STEPS, budget="5s", out=out, report=False)
+    assert any(note.startswith("budget: 5 s more") for note in again.notes)
+    after = stored()
+    assert after.deadline is not None
+    assert after.deadline > before.deadline
+    assert after.budget_steps > before.budget_steps
+    assert len(again.trials) > len(first.trials)
+    runs = tune("digits", steps=STEPS, budget=float(len(again.trials)), out=out, report=False)
+    assert stored().deadline is None
+    assert len(runs.trials) >= len(again.trials)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Move",
+    "committed_steps",
     "continued",
     "fitted_lr",
     "next_move",
@@ -111,6 +112,11 @@ def _rungs(trials: list[FrozenTrial]) -> int:
 
 def _promotions(trials: list[FrozenTrial]) -> int:
     return sum(1 for t in trials if _live(t) and continued(t) is not None)
+
+
+def committed_steps(study: optuna.Study, config: StudyConfig) -> int:
+    """Steps the study's trials have spent or promised, the full runs their rungs earn included."""
+    return _committed(study.get_trials(deepcopy=False), config)
 
 
 def _committed(trials: list[FrozenTrial], config: StudyConfig, *, extra_rungs: int = 0, earned: bool = True) -> int:

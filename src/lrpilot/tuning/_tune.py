@@ -45,7 +45,7 @@ from lrpilot.tuning._engine import (
     rungs_for,
     target_spec,
 )
-from lrpilot.tuning._halving import trial_cap, unpaid_winners
+from lrpilot.tuning._halving import committed_steps, trial_cap, unpaid_winners
 from lrpilot.tuning._result import TuneResult, summaries, tune_dict, tuned_recommendation
 from lrpilot.tuning._space import Space, parse_search
 from lrpilot.tuning._study import (
@@ -159,7 +159,7 @@ def tune(
         _check_same(config, asked, name)
         optuna_study = existing
         notes = [f"continued the study {name!r} ({len(existing.trials)} trials so far)"]
-        config = _raise_budget(existing, config, plan, max_trials=max_trials, notes=notes)
+        config = _raise_budget(existing, config, plan, clock, max_trials=max_trials, notes=notes)
     else:
         setup = _Setup(target, job, spec, recipe, rec, seed, names, prune, max_trials, finder_steps)
         config = _search_prior(setup, net, plan, clock, progress)
@@ -308,13 +308,24 @@ def _create(storage: optuna.storages.RDBStorage, name: str, config: StudyConfig)
 
 
 def _raise_budget(
-    study: optuna.Study, config: StudyConfig, plan: float | Budget, *, max_trials: int | None, notes: list[str]
+    study: optuna.Study,
+    config: StudyConfig,
+    plan: float | Budget,
+    clock: _Clock,
+    *,
+    max_trials: int | None,
+    notes: list[str],
 ) -> StudyConfig:
     """A continued study given a larger budget (in runs) than it was created with gets it: the
     stored budget and trial cap grow (the search goes on where it stopped: further rungs, and the
-    full runs of rung winners the old budget could not pay)."""
+    full runs of rung winners the old budget could not pay). A time budget is more time: a new
+    deadline, and that time's steps at the stored range test's pace on top of those committed; a
+    run budget drops a deadline the study was created with."""
     if not isinstance(plan, float):
-        return config
+        return _more_time(study, config, plan, clock, max_trials=max_trials, notes=notes)
+    if config.deadline is not None:
+        config = dataclasses.replace(config, deadline=None)
+        study.set_user_attr(CONFIG_KEY, config.to_dict())
     wanted = round(plan * config.run_steps) - int(config.finder.get("steps", 0))
     if wanted <= config.budget_steps:
         return config
@@ -323,6 +334,26 @@ def _raise_budget(
     raised = dataclasses.replace(config, budget_steps=wanted, max_trials=max(cap, config.max_trials))
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
     notes.append(f"budget raised to {plan:g} runs ({wanted} trial steps, up to {raised.max_trials} trials)")
+    return raised
+
+
+def _more_time(
+    study: optuna.Study, config: StudyConfig, plan: Budget, clock: _Clock, *, max_trials: int | None, notes: list[str]
+) -> StudyConfig:
+    """`_raise_budget` for a time budget (see there)."""
+    steps, seconds = int(config.finder.get("steps") or 0), float(config.finder.get("seconds") or 0.0)
+    if plan.seconds is None or not steps or seconds <= 0:
+        return config
+    extra = steps_for_time(plan.seconds, clock.elapsed, seconds / steps)
+    budget = committed_steps(study, config) + extra
+    rung = config.rungs[0] if config.rungs else None
+    cap = max_trials or trial_cap(budget, config.run_steps, rung, config.reduction)
+    raised = dataclasses.replace(
+        config, budget_steps=budget, max_trials=max(cap, config.max_trials), deadline=_deadline(plan, clock)
+    )
+    study.set_user_attr(CONFIG_KEY, raised.to_dict())
+    pace = f"{extra} trial steps at the range test's pace, up to {raised.max_trials} trials"
+    notes.append(f"budget: {plan} more ({pace})")
     return raised
 
 
