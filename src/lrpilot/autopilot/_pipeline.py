@@ -357,8 +357,8 @@ def _weak_fall(peak: float, clarity: float, rec: Recommendation, max_stable: flo
 def _step_seconds(stamps: Sequence[float]) -> float | None:
     """The range test's time per step: the median gap between its points, which one-off costs of
     the first steps do not move as a mean would (torch imports its compiler on the first optimizer
-    step: 2.8 of a 30-step digits test's 2.9 s in a fresh process, which made a 10 s budget train
-    ~90 steps instead of thousands)."""
+    step: nearly all of a 30-step digits test's 2.8–3.1 s in a fresh process, which made a 10 s
+    budget train 84 steps instead of thousands)."""
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     return statistics.median(gaps) if gaps else None
 
