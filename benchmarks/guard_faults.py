@@ -217,14 +217,14 @@ class Baselines:
 
 def make_guard(s: Setup, model: nn.Module, opt: torch.optim.Optimizer, method: str) -> TorchGuard:
     """The guard at its defaults except for the knobs measured in steps, which are scaled to these
-    short runs (a few hundred steps instead of thousands): a snapshot every 4 % of the run (default
-    50 steps), a re-warmup as long, and the flat-start test over the first fifth (default 300
-    steps). Raising the LR on a flat start is switched on (it is opt-in). The recipe's gradient
-    clipping is kept. The thresholds (z scores, patience, floors) are the defaults."""
-    every = max(5, s.steps // 25)
+    short runs (a few hundred steps instead of thousands): `GuardConfig.for_run` (a snapshot every
+    4 % of the run instead of 50 steps, a re-warmup as long; what `lrpilot fit` runs), and the
+    flat-start test over the first fifth (default 300 steps). Raising the LR on a flat start is
+    switched on (it is opt-in). The recipe's gradient clipping is kept. The thresholds (z scores,
+    patience, floors) are the defaults."""
     detect = DetectConfig.for_classes(s.num_classes, flat_steps=s.steps // 5)
     mode = method.split("-")[1] if "-" in method else "cap"
-    config = GuardConfig(detect=detect, snapshot_every=every, rewarmup_steps=every, raise_on_flat=True, cut_mode=mode)
+    config = GuardConfig.for_run(s.steps, detect=detect, raise_on_flat=True, cut_mode=mode)
     return TorchGuard(model, opt, config=config, max_grad_norm=s.recipe.grad_clip)
 
 

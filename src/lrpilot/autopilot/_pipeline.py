@@ -412,12 +412,14 @@ def _train(
     resumed: Resumed | None = None,
     optimizer: torch.optim.Optimizer | None = None,
 ) -> _Trained:
-    """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back), with
+    """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back;
+    snapshots and re-warmups sized to the run, `GuardConfig.for_run`), with
     evaluations every quarter (or after the steps in `eval_at`; always at the end) and per-layer
     update ratios; Ctrl-C or a guard that gives up ends the loop with the weights as they are (any
     other exception propagates, the guard closed). Evaluations before the end score `QUICK_EVAL`
     examples, the last one all. `resumed`: the model and `optimizer` hold the range test's ramp
     state; the run goes on from its start step, on the batches after the ramp's."""
+    from lrpilot.guard import GuardConfig
     from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
     total = recipe.total_steps
@@ -431,7 +433,13 @@ def _train(
     if optimizer is None:
         optimizer = make_optimizer(model, recipe, float(schedule(0)))
     guard = TorchGuard(
-        model, optimizer, schedule=schedule, max_grad_norm=recipe.grad_clip, audit=run_dir / AUDIT_FILE, step=start
+        model,
+        optimizer,
+        config=GuardConfig.for_run(total),
+        schedule=schedule,
+        max_grad_norm=recipe.grad_clip,
+        audit=run_dir / AUDIT_FILE,
+        step=start,
     )
     batches = itertools.islice(task.batches(seed), skip, None)
     started, evaluating = time.perf_counter(), clock.timings.get("evaluate", 0.0)

@@ -53,12 +53,11 @@ def _make_guard(model: Any, opt: Any, recipe: Any, fault: str, audit: Path | Non
     from lrpilot.guard import GuardConfig
     from lrpilot.integrations.torch_guard import TorchGuard
 
-    # Knobs measured in steps are scaled to the run (a snapshot and a re-warmup every 4 % of it,
-    # the flat-start test over its first fifth); everything else is the default.
+    # Knobs measured in steps are scaled to the run (`GuardConfig.for_run`, and the flat-start test
+    # over its first fifth); everything else is the default.
     steps = recipe.total_steps
-    every = max(5, steps // 25)
     detect = DetectConfig(flat_steps=max(20, steps // 5))
-    config = GuardConfig(detect=detect, snapshot_every=every, rewarmup_steps=every, raise_on_flat=fault == "low-lr")
+    config = GuardConfig.for_run(steps, detect=detect, raise_on_flat=fault == "low-lr")
     return TorchGuard(model, opt, config=config, audit=audit, max_grad_norm=recipe.grad_clip)
 
 

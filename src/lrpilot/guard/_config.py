@@ -15,6 +15,11 @@ __all__ = ["GuardConfig"]
 
 _OWNER = "GuardConfig"
 
+SHORT_RUN_SHARE = 25
+"""`GuardConfig.for_run`: a snapshot (and a re-warmup as long) every 1/25 of the run."""
+SHORT_RUN_MIN = 5
+"""... but not more often than every this many steps."""
+
 
 @dataclass(frozen=True)
 class GuardConfig:
@@ -101,6 +106,24 @@ class GuardConfig:
                 raise ValueError(f"{_OWNER}: {name} must be True or False, got {getattr(self, name)!r}")
         check.in_range(_OWNER, "raise_factor", self.raise_factor, 1.0, 100.0, low_open=True)
         check.step_count(_OWNER, "max_raises", self.max_raises, 0)
+
+    @classmethod
+    def for_run(cls, total_steps: int, **overrides: Any) -> GuardConfig:
+        """The defaults with the knobs counted in steps fitted to a run of `total_steps`: a snapshot
+        every 4 % of it and a re-warmup as long (at least 5 steps, at most the defaults' 50 and 20,
+        which are sized for runs of thousands of steps). A 150-step fine-tune otherwise rolls back
+        to a snapshot up to a third of the run old and re-warms over 13 % of it. This is the
+        configuration `benchmarks/guard_faults.py` measured on 250- and 400-step runs.
+
+        >>> GuardConfig.for_run(150).snapshot_every, GuardConfig.for_run(150).rewarmup_steps
+        (6, 6)
+        >>> GuardConfig.for_run(100_000).snapshot_every, GuardConfig.for_run(100_000).rewarmup_steps
+        (50, 20)
+        """
+        steps = check.step_count(_OWNER, "total_steps", total_steps, 1)
+        every = max(SHORT_RUN_MIN, steps // SHORT_RUN_SHARE)
+        fitted = {"snapshot_every": min(every, cls.snapshot_every), "rewarmup_steps": min(every, cls.rewarmup_steps)}
+        return cls(**{**fitted, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -1,0 +1,43 @@
+"""`GuardConfig.for_run`: the knobs counted in steps, fitted to the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lrpilot.guard import GuardConfig
+
+
+@pytest.mark.parametrize(
+    ("steps", "every", "rewarm"),
+    [(20, 5, 5), (150, 6, 6), (250, 10, 10), (400, 16, 16), (1000, 40, 20), (100_000, 50, 20)],
+)
+def test_snapshots_and_rewarmups_are_a_25th_of_the_run_within_the_defaults(steps: int, every: int, rewarm: int) -> None:
+    config = GuardConfig.for_run(steps)
+    assert (config.snapshot_every, config.rewarmup_steps) == (every, rewarm)
+    assert config.snapshot_every <= GuardConfig().snapshot_every
+    assert config.rewarmup_steps <= GuardConfig().rewarmup_steps
+    assert config.confirm_steps == GuardConfig().confirm_steps  # everything else is the default
+
+
+def test_overrides_win_and_a_bad_length_is_named() -> None:
+    config = GuardConfig.for_run(150, snapshot_every=3, raise_on_flat=True)
+    assert (config.snapshot_every, config.rewarmup_steps, config.raise_on_flat) == (3, 6, True)
+    with pytest.raises(ValueError, match=r"total_steps must be an integer in \[1, ∞\], got 0"):
+        GuardConfig.for_run(0)
+
+
+def test_fit_guards_its_run_with_the_config_fitted_to_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lrpilot
+
+    built: list[GuardConfig] = []
+    real = GuardConfig.for_run.__func__  # type: ignore[attr-defined]
+
+    def recording(cls: type[GuardConfig], total_steps: int, **overrides: object) -> GuardConfig:
+        built.append(real(cls, total_steps, **overrides))
+        return built[-1]
+
+    monkeypatch.setattr(GuardConfig, "for_run", classmethod(recording))
+    lrpilot.fit("digits", budget=100, out=tmp_path / "run", report=False)
+    assert [(c.snapshot_every, c.rewarmup_steps) for c in built] == [(5, 5)]  # 100 steps: every 5
