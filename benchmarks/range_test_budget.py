@@ -184,18 +184,18 @@ def _landmark(name: str, bandwidth: float = 0.2, rise: float = 0.0) -> Any:
             return rule.lrpilot_band(lrs, losses)[1]
         f = curve_features(lrs, losses, bandwidth=bandwidth)
         y = np.asarray(losses)[: f.usable]
-        share = rule.peak_factor(rule.learnt_share(f.loss_start, f.loss_min, bool(np.all(y > 0))))
+        factor = rule.peak_factor(rule.learnt_share(f.loss_start, f.loss_min, bool(np.all(y > 0))))
         if name == "rule":
-            return f.lr_min * share
+            return f.lr_min * factor
         s, limit = np.asarray(f.smoothed), f.loss_min + rise * f.drop
         lo = hi = f.i_min
         while hi + 1 < len(s) and s[hi + 1] <= limit:
             hi += 1
         if name == "edge":
-            return f.lrs[hi] * share
+            return f.lrs[hi] * factor
         while lo > 0 and s[lo - 1] <= limit:
             lo -= 1
-        return math.sqrt(f.lrs[lo] * f.lrs[hi]) * share
+        return math.sqrt(f.lrs[lo] * f.lrs[hi]) * factor
 
     return answer
 

@@ -95,7 +95,7 @@ def diagnose(series: Series, config: DetectConfig | None = None) -> Diagnosis:
     guess = infer_schedule(series)
     summary = series.summary()
     baseline = (config or DetectConfig()).min_history
-    if baseline > UNJUDGED_SHARE * len(series):
+    if len(series) and baseline > UNJUDGED_SHARE * len(series):
         summary["notes"].append(
             f"only {len(series)} logged losses: the detectors judge a loss against the {baseline} before it, so "
             f"the first {min(baseline, len(series))} ({min(baseline / len(series), 1.0):.0%}) were not judged and "

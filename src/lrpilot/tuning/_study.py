@@ -84,7 +84,8 @@ class StudyConfig:
     def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
         if data.get("schema") != SCHEMA:
             raise ValueError(f"tune: the study was written by another lrpilot version (schema {data.get('schema')})")
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})  # `deadline` came later
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k != "deadline"}
+        return cls(**values, deadline=data.get("deadline"))  # studies written before deadlines have none
 
     def late(self) -> bool:
         """Whether a time budget's deadline has passed."""
