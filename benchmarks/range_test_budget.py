@@ -129,6 +129,41 @@ def _curves(doc: dict[str, Any]) -> dict[str, list[tuple[Any, Any]]]:
     return out
 
 
+def _oracles(names: Any) -> dict[str, OracleCurve]:
+    return {
+        name: OracleCurve.from_doc(json.loads((DATA / f"oracle_{name}.json").read_text(encoding="utf-8")))
+        for name in names
+    }
+
+
+def _refitted(
+    answers: dict[str, list[float]], oracles: dict[str, OracleCurve], log_factors: Any
+) -> tuple[float, float, dict[str, tuple[float, float]]]:
+    """``(factor, mean excess, {task: (SD, offset)})``: `answers` times the one factor (of
+    ``exp(log_factors)``) with the lowest mean over tasks of each task's mean excess loss; the SD of
+    each task's log10 answers and their mean offset from the oracle's best LR."""
+    import numpy as np
+
+    def mean_excess(factor: float) -> float:
+        return statistics.fmean(
+            statistics.fmean(score(oracles[name], lr * factor).excess for lr in lrs) for name, lrs in answers.items()
+        )
+
+    factor = float(min(np.exp(log_factors), key=mean_excess))
+    per_task = {}
+    for name, lrs in answers.items():
+        logs = [math.log10(lr * factor) for lr in lrs]
+        offset = statistics.fmean(logs) - math.log10(oracles[name].lr_star)
+        per_task[name] = (statistics.pstdev(logs), offset)
+    return factor, mean_excess(factor), per_task
+
+
+def _settled_end(stop: Any, lrs: Any, losses: Any) -> int:
+    """Where `stop` (a `DivergenceRule` with a settle) would have ended the stored curve."""
+    usable = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+    return next((j + 1 for j in range(usable) if stop.settled(lrs[: j + 1], losses[: j + 1])), len(losses))
+
+
 def spread(doc: dict[str, Any]) -> str:
     """Per smoothing bandwidth: each task's spread (SD of log10 answer) and offset from the oracle's best."""
     import functools
@@ -139,30 +174,19 @@ def spread(doc: dict[str, Any]) -> str:
     from lrpilot.finder._features import curve_features
 
     curves = _curves(doc)
-    oracles = {
-        name: OracleCurve.from_doc(json.loads((DATA / f"oracle_{name}.json").read_text(encoding="utf-8")))
-        for name in curves
-    }
+    oracles = _oracles(curves)
     lines = []
     original = rule.curve_features
     try:
         for bandwidth in (0.2, 0.3, 0.4, 0.5):
             rule.curve_features = functools.partial(curve_features, bandwidth=bandwidth)
             answers = {name: [rule.lrpilot(x, y).lr for x, y in cs] for name, cs in curves.items()}
-
-            def mean_excess(factor: float, answers: dict[str, list[float]] = answers) -> float:
-                return statistics.fmean(
-                    statistics.fmean(score(oracles[name], lr * factor).excess for lr in lrs)
-                    for name, lrs in answers.items()
-                )
-
-            factor = min(np.exp(np.linspace(-0.7, 0.7, 57)), key=mean_excess)
-            parts = []
-            for name, lrs in answers.items():
-                logs = [math.log10(lr * factor) for lr in lrs]
-                offset = statistics.fmean(logs) - math.log10(oracles[name].lr_star)
-                parts.append(f"{name} ({len(lrs)}): SD {statistics.pstdev(logs):.2f}, offset {offset:+.2f}")
-            head = f"bandwidth {bandwidth}: factor ×{factor:.2f}, mean excess {mean_excess(factor):.2%}; "
+            factor, excess, per_task = _refitted(answers, oracles, np.linspace(-0.7, 0.7, 57))
+            parts = [
+                f"{name} ({len(answers[name])}): SD {sd:.2f}, offset {offset:+.2f}"
+                for name, (sd, offset) in per_task.items()
+            ]
+            head = f"bandwidth {bandwidth}: factor ×{factor:.2f}, mean excess {excess:.2%}; "
             lines.append(head + "; ".join(parts))
     finally:
         rule.curve_features = original
@@ -210,10 +234,7 @@ def landmarks(doc: dict[str, Any]) -> str:
     from lrpilot.finder._features import curve_features
 
     curves = _curves(doc)
-    oracles = {
-        name: OracleCurve.from_doc(json.loads((DATA / f"oracle_{name}.json").read_text(encoding="utf-8")))
-        for name in curves
-    }
+    oracles = _oracles(curves)
     readings = {
         "rule, smoothing 0.2 (lrpilot's)": _landmark("rule"),
         "rule, smoothing 0.15": _landmark("rule", 0.15),
@@ -227,26 +248,14 @@ def landmarks(doc: dict[str, Any]) -> str:
     lines = []
     for label, read in readings.items():
         answers = {name: [read(x, y) for x, y in cs] for name, cs in curves.items()}
-
-        def mean_excess(factor: float, answers: dict[str, list[float]] = answers) -> float:
-            return statistics.fmean(
-                statistics.fmean(score(oracles[name], lr * factor).excess for lr in lrs)
-                for name, lrs in answers.items()
-            )
-
-        factor = min(np.exp(np.linspace(-3.0, 3.0, 241)), key=mean_excess)
-        parts = []
-        for name, lrs in answers.items():
-            logs = [math.log10(lr * factor) for lr in lrs]
-            offset = statistics.fmean(logs) - math.log10(oracles[name].lr_star)
-            parts.append(f"{name} SD {statistics.pstdev(logs):.2f} ({offset:+.2f})")
-        lines.append(f"{label}: mean excess {mean_excess(factor):.2%}; " + ", ".join(parts))
+        _, excess, per_task = _refitted(answers, oracles, np.linspace(-3.0, 3.0, 241))
+        parts = [f"{name} SD {sd:.2f} ({offset:+.2f})" for name, (sd, offset) in per_task.items()]
+        lines.append(f"{label}: mean excess {excess:.2%}; " + ", ".join(parts))
     stop = DivergenceRule(settle=SETTLE)
     clarity: dict[str, list[float]] = {}
     for name, label, lrs, losses in _all_curves(doc):
         if label.startswith("1:12.5/"):
-            usable = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
-            end = next((j + 1 for j in range(usable) if stop.settled(lrs[: j + 1], losses[: j + 1])), len(losses))
+            end = _settled_end(stop, lrs, losses)
             clarity.setdefault(name, []).append(curve_features(lrs[:end], losses[:end]).drop_sigma)
     falls = ", ".join(f"{name} {min(v):.1f}–{max(v):.1f}" for name, v in clarity.items())
     lines.append(f"fit's tests (batch ×1, 12.5 a decade, settled stop): fall in noise levels {falls}")
@@ -289,8 +298,7 @@ def settle(doc: dict[str, Any]) -> str:
                 full = lrpilot(lrs, losses).lr
             except ValueError:  # no answer in the curve at all
                 continue
-            usable = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
-            end = next((j + 1 for j in range(usable) if rule.settled(lrs[: j + 1], losses[: j + 1])), len(losses))
+            end = _settled_end(rule, lrs, losses)
             moved.append(abs(math.log10(lrpilot(lrs[:end], losses[:end]).lr / full)))
             saved += len(losses) - end
             if label.startswith("1:12.5/"):
