@@ -15,10 +15,19 @@ __all__ = ["median", "row_medians"]
 Array = npt.NDArray[np.float64]
 
 
+SORT_BELOW = 256
+"""Below this many values a full sort is cheaper than `numpy.partition`'s setup for the two middle
+values (3.5 µs against 5.3 µs on the detectors' 128-value windows); above it the partition's
+linear time wins. Both give the exact order statistics."""
+
+
 def median(values: Array) -> float:
-    """`numpy.median` of a non-empty 1-D array (~10× faster on the windows the detectors read)."""
+    """`numpy.median` of a non-empty 1-D array (~15× faster on the windows the detectors read)."""
     n = values.size
     k = n // 2
+    if n < SORT_BELOW:
+        ordered = np.sort(values)
+        return float(ordered[k]) if n % 2 else float((ordered[k - 1] + ordered[k]) / 2.0)
     if n % 2:
         return float(np.partition(values, k)[k])
     part = np.partition(values, (k - 1, k))

@@ -9,6 +9,7 @@ median and MAD of 128 values do not move at all.
 from __future__ import annotations
 
 import math
+from functools import cache
 from typing import Any, TypeVar
 
 import numpy as np
@@ -59,6 +60,15 @@ def step_noise(values: Array, level: float, rel_floor: float, abs_floor: float) 
     return max(sigma, rel_floor * abs(level), abs_floor)
 
 
+@cache
+def _centred(n: int) -> tuple[Array, float]:
+    """The step positions 0 … n−1 centred on their mean, and their sum of squares (the same for
+    every window of `n` values: the oscillation test reads one per observation)."""
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    x.flags.writeable = False
+    return x, float(np.dot(x, x))
+
+
 def detrended_lag1(values: Array, abs_floor: float) -> tuple[float, float]:
     """(lag-1 autocorrelation, relative amplitude) of `values` after removing a least-squares line.
 
@@ -67,9 +77,9 @@ def detrended_lag1(values: Array, abs_floor: float) -> tuple[float, float]:
     detrended values over |mean|.
     """
     n = values.size
-    x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
-    mean = float(values.mean())
-    slope = float(np.dot(x, values - mean) / np.dot(x, x))
+    x, xx = _centred(n)
+    mean = float(values.sum()) / n  # what `values.mean()` computes, without its dispatch
+    slope = float(np.dot(x, values - mean) / xx)
     resid = values - mean - slope * x
     power = float(np.dot(resid, resid))
     if power <= 0.0 or not math.isfinite(power):

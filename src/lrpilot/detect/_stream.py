@@ -35,11 +35,15 @@ def _array(values: Any = ()) -> Array:
 
 
 def _push(window: Array, value: float, cap: int) -> Array:
-    out = np.empty(min(window.size + 1, cap), dtype=np.float64)
-    out[:-1] = window[window.size - out.size + 1 :]
-    out[-1] = value
+    out = np.concatenate((window[max(0, window.size + 1 - cap) :], (value,)))
     out.flags.writeable = False
     return out
+
+
+def _logs(window: Array) -> Array | None:
+    """log(`window`) when all its values are positive (a loss window is then judged in log space,
+    see `loss_baseline`), else None; one per observation, shared by the spike and divergence tests."""
+    return np.log(window) if window.size and float(window.min()) > 0.0 else None
 
 
 @dataclass(frozen=True)
@@ -171,8 +175,10 @@ def observe(
 
     new: dict[str, Any] = {"count": state.count + 1, "finite": state.finite + 1, "highest": max(state.highest, loss)}
     judged = state.losses.size >= c.min_history
+    logs = _logs(state.losses) if judged else None
     log_gn = None if gn is None else math.log(max(gn, _TINY))
-    found_list, sigma = _spikes(state, step, loss, gn, log_gn)  # sigma: the loss baseline's, for the flat test
+    # sigma: the loss baseline's, for the flat test
+    found_list, sigma = _spikes(state, step, loss, gn, log_gn, logs=logs)
     spiked = bool(found_list)
     if not spiked:
         new["losses"] = losses = _push(state.losses, loss, c.window)
@@ -188,7 +194,7 @@ def observe(
     troubled = state.troubled or spiked
 
     if judged and recent.size >= c.div_short:
-        found_rise, rise_state = _rise(state, step, float(median(recent)))
+        found_rise, rise_state = _rise(state, step, float(median(recent)), logs)
         new.update(rise_state)
         found_list.extend(found_rise)
         troubled = troubled or bool(found_rise)
@@ -216,12 +222,16 @@ def loss_baseline(state: DetectState) -> tuple[float, float, bool]:
     `rel_floor` is then a relative one in log units. A window holding a loss ≤ 0 is judged on raw
     values, whatever the sign.
     """
+    return _baseline(state, _logs(state.losses))
+
+
+def _baseline(state: DetectState, logs: Array | None) -> tuple[float, float, bool]:
+    """`loss_baseline`, given the window's logs (`_logs`)."""
     c = state.config
-    w = state.losses
-    if float(w.min()) > 0.0:
-        med, sigma = robust_baseline(np.log(w), 0.0, max(c.rel_floor, 1e-12))
+    if logs is not None:
+        med, sigma = robust_baseline(logs, 0.0, max(c.rel_floor, 1e-12))
         return med, sigma, True
-    med, sigma = robust_baseline(w, c.rel_floor, c.abs_floor)
+    med, sigma = robust_baseline(state.losses, c.rel_floor, c.abs_floor)
     return med, sigma, False
 
 
@@ -232,15 +242,15 @@ def _loss_z(loss: float, med: float, sigma: float, log_space: bool) -> float:
 
 
 def _spikes(
-    state: DetectState, step: int, loss: float, gn: float | None, log_gn: float | None
+    state: DetectState, step: int, loss: float, gn: float | None, log_gn: float | None, *, logs: Array | None
 ) -> tuple[list[Finding], float]:
-    """The spike tests (loss, and log grad norm when given) against the baseline windows; also
-    returns the loss baseline's sigma, which the divergence test reuses."""
+    """The spike tests (loss, and log grad norm when given) against the baseline windows (`logs`:
+    the loss window's, `_logs`); also returns the loss baseline's sigma, which the flat test reuses."""
     c = state.config
     found: list[Finding] = []
     sigma = 0.0
     if state.losses.size >= c.min_history:
-        med, sigma, log_space = loss_baseline(state)
+        med, sigma, log_space = _baseline(state, logs)
         z = _loss_z(loss, med, sigma, log_space)
         typical = math.exp(med) if log_space else med
         if z > c.spike_z:
@@ -260,14 +270,14 @@ def _at_chance(c: DetectConfig, level: float) -> bool:
     return c.chance_loss is not None and abs(level - c.chance_loss) <= c.chance_tol * c.chance_loss
 
 
-def _rise(state: DetectState, step: int, short: float) -> tuple[list[Finding], dict[str, Any]]:
+def _rise(state: DetectState, step: int, short: float, logs: Array | None) -> tuple[list[Finding], dict[str, Any]]:
     """The divergence test: the short median stays `div_z` sigmas of step-to-step noise above the
-    lowest one so far (in log space for positive losses, like the spike test)."""
+    lowest one so far (in log space for positive losses, like the spike test; `logs`: `_logs`)."""
     c = state.config
     best, best_step = (short, step) if short < state.best else (state.best, state.best_step)
     w = state.losses
-    if float(w.min()) > 0.0 and best > 0.0:
-        sigma = step_noise(np.log(w), 1.0, c.rel_floor, 1e-12)
+    if logs is not None and best > 0.0:
+        sigma = step_noise(logs, 1.0, c.rel_floor, 1e-12)
         rise = (math.log(short) - math.log(best)) / sigma
     else:
         sigma = step_noise(w, float(median(w)), c.rel_floor, c.abs_floor)
