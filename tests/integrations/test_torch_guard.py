@@ -66,8 +66,11 @@ def guarded_run(
     return model, guard, data
 
 
-def plain_run(*, skip: frozenset[int] = frozenset(), fault: Fault | None = None, fused: bool = False) -> nn.Module:
-    """The reference: the same loop without a guard; batches in `skip` have their update dropped."""
+def plain_run(
+    *, skip: frozenset[int] = frozenset(), fault: Fault | None = None, fused: bool = False, clip: float | None = None
+) -> nn.Module:
+    """The reference: the same loop without a guard; batches in `skip` have their update dropped,
+    the gradients clipped by torch to `clip`."""
     model = mlp(0)
     opt = torch.optim.Adam(model.parameters(), lr=SCHED(0), fused=fused or None)
     data = Batches(seed=1)
@@ -77,6 +80,8 @@ def plain_run(*, skip: frozenset[int] = frozenset(), fault: Fault | None = None,
         (fault(t + 1, loss) if fault else loss).backward()
         for g in opt.param_groups:
             g["lr"] = SCHED(t)
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
         if t + 1 not in skip:
             opt.step()
         opt.zero_grad(set_to_none=True)
@@ -129,6 +134,55 @@ def test_a_hundredfold_lr_jump_is_rolled_back_and_capped_near_the_lr_before_it()
     assert full_loss(model) < 0.6
     assert not full_loss(unguarded) < 1.0  # unguarded, the jump wrecks the run (or makes it NaN)
     assert report["schedule"].startswith("guarded(base=test-jumped(), cap=")
+
+
+def test_a_short_run_is_guarded_once_a_sixth_of_it_has_passed() -> None:
+    """60 steps, the LR ×300 from step 24: the defaults' detectors are still gathering their 32-loss
+    baseline and let it wreck the run; `GuardConfig.for_run` judges after 10 and rolls it back."""
+    short = Cosine(peak=3e-3, total_steps=60, warmup_steps=5)
+
+    class Jumped(Schedule, name="test-short-jumped"):
+        def _evaluate(self, t: Any, xp: Any) -> Any:
+            return short._evaluate(t, xp) * xp.where(t >= 24, 300.0, 1.0)
+
+    clean, _, _ = guarded_run(schedule=short, steps=60, config=GuardConfig.for_run(60))
+    fitted, guard, _ = guarded_run(schedule=Jumped(), steps=60, config=GuardConfig.for_run(60))
+    first = guard.report()["records"][0]
+    assert (first["action"], first["detector"]) == ("skip", "spike")
+    assert 24 <= first["step"] <= 27
+    assert guard.report()["rollbacks"] >= 1
+    assert full_loss(fitted) < 1.05 * full_loss(clean)
+    wrecked, guard, _ = guarded_run(schedule=Jumped(), steps=60, config=GuardConfig())
+    assert guard.report()["records"] == []
+    assert full_loss(wrecked) > 1.2 * full_loss(clean)
+
+
+@pytest.mark.parametrize("read_every", [1, 5])
+def test_the_guard_clips_exactly_as_torch_does(read_every: int) -> None:
+    """`max_grad_norm` gives torch's `clip_grad_norm_` bit for bit, whether the factor is read
+    before it is applied (judged every step: a factor of 1 is skipped) or applied on the device."""
+    clipped = {t for t, norm in enumerate(_grad_norms()) if norm > 0.5}
+    assert 0 < len(clipped) < STEPS  # some steps are clipped, some are not
+    model, guard, _ = guarded_run(max_grad_norm=0.5, read_every=read_every)
+    assert same_params(model, plain_run(clip=0.5))
+    assert not same_params(model, plain_run())
+    assert guard.report()["records"] == []
+
+
+def _grad_norms() -> list[float]:
+    """The unclipped gradient norm of every step of `plain_run(clip=0.5)`."""
+    model = mlp(0)
+    opt = torch.optim.Adam(model.parameters(), lr=SCHED(0))
+    data, norms = Batches(seed=1), []
+    for t in range(STEPS):
+        x, y = next(data)
+        nn.functional.cross_entropy(model(x), y).backward()
+        for g in opt.param_groups:
+            g["lr"] = SCHED(t)
+        norms.append(float(nn.utils.clip_grad_norm_(model.parameters(), 0.5)))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return norms
 
 
 @pytest.mark.parametrize("fused", [False, True])
