@@ -12,6 +12,8 @@ sees the same seeds, data and fault:
              (llm-foundry KillLossSpike, acting) · zclip (ZClip, re-implemented from
              bluorion-com/ZClip) · lrpilot (TorchGuard, defaults) · lrpilot-auto, lrpilot-both
              (``cut_mode="auto"`` / ``"both"`` instead of the default "cap": the ablation behind it)
+             · lrpilot-w32 (the detectors' default 32-loss warm-up instead of a sixth of the run:
+             the ablation behind `GuardConfig.for_run`'s, which only differs below 192 steps)
 
 Reported per method: faulty runs recovered (finished, finite validation loss), final validation
 loss relative to the clean unguarded run, steps from the fault to the method's first action, false
@@ -21,6 +23,8 @@ shared machine, see benchmarks/guard_overhead.py for the overhead proper).
     nice -n 10 python benchmarks/guard_faults.py                          # digits + shakespeare
     python benchmarks/guard_faults.py --tasks digits --seeds 1            # a quick look (~1 min)
     python benchmarks/guard_faults.py --tasks sst2-lora --seeds 1         # needs SST-2 on disk
+    python benchmarks/guard_faults.py --tasks digits --steps 60           # every recipe cut to 60 steps
+    python benchmarks/guard_faults.py --tasks sst2-lora --steps 50 --peak 4.64e-3   # and its peak LR
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import json
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +48,12 @@ from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 from lrpilot.tasks import Recipe, Task, get_task, make_optimizer
 
 FAULTS = ("clean", "lr_x10", "lr_x100", "bad_batch", "nan", "fp16", "low_lr")
-METHODS = ("none", "hf", "rlrop", "killspike", "zclip", "lrpilot", "lrpilot-auto", "lrpilot-both")
+METHODS = ("none", "hf", "rlrop", "killspike", "zclip", "lrpilot", "lrpilot-auto", "lrpilot-both", "lrpilot-w32")
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "lrpilot-auto": {"cut_mode": "auto"},
+    "lrpilot-both": {"cut_mode": "both"},
+}
+"""The cut modes of the lrpilot variants (lrpilot-w32: `make_guard` puts the warm-up back)."""
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -72,18 +81,25 @@ class Setup:
         return self.recipe.total_steps
 
 
-def setup(name: str) -> Setup:
+def setup(name: str, steps: int | None = None, peak: float | None = None) -> Setup:
+    """`name`'s task at its recipe (cut to `steps`, else to `STEPS[name]` where that is given) and
+    `peak` (default `PEAKS[name]`, good at the recipe's length: a shorter run wants a higher one)."""
     task = get_task(name)
-    recipe = task.recipe.shortened(STEPS[name]) if name in STEPS else task.recipe
+    steps = steps or STEPS.get(name)
+    recipe = task.recipe.shortened(steps) if steps is not None else task.recipe
+    return Setup(task, recipe, peak or PEAKS[name], _classes(task))
+
+
+def _classes(task: Task) -> int:
+    """The width of the model's output (its logits) on one batch, whatever the task's inputs are."""
     probe = task.build_model(0)
+    seen: list[Any] = []
+    hook = probe.register_forward_hook(lambda module, inputs, output: seen.append(output))
     with torch.no_grad():
-        out = probe(*_inputs(next(task.batches(0))))
-    logits = out if isinstance(out, torch.Tensor) else out.logits
-    return Setup(task, recipe, PEAKS[name], int(logits.shape[-1]))
-
-
-def _inputs(batch: Any) -> tuple[Any, ...]:
-    return (batch[0],) if isinstance(batch, tuple | list) else ()
+        task.loss(probe, next(task.batches(0)))
+    hook.remove()
+    logits = seen[-1] if isinstance(seen[-1], torch.Tensor) else seen[-1].logits
+    return int(logits.shape[-1])
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -218,13 +234,15 @@ class Baselines:
 def make_guard(s: Setup, model: nn.Module, opt: torch.optim.Optimizer, method: str) -> TorchGuard:
     """The guard at its defaults except for the knobs measured in steps, which are scaled to these
     short runs (a few hundred steps instead of thousands): `GuardConfig.for_run` (a snapshot every
-    4 % of the run instead of 50 steps, a re-warmup as long; what `lrpilot fit` runs), and the
+    4 % of the run instead of 50 steps, a re-warmup as long, the detectors judging after a sixth of
+    a run shorter than 192 steps; what `lrpilot fit` runs), and the
     flat-start test over the first fifth (default 300 steps). Raising the LR on a flat start is
     switched on (it is opt-in). The recipe's gradient clipping is kept. The thresholds (z scores,
     patience, floors) are the defaults."""
     detect = DetectConfig.for_classes(s.num_classes, flat_steps=s.steps // 5)
-    mode = method.split("-")[1] if "-" in method else "cap"
-    config = GuardConfig.for_run(s.steps, detect=detect, raise_on_flat=True, cut_mode=mode)
+    config = GuardConfig.for_run(s.steps, detect=detect, raise_on_flat=True, **ABLATIONS.get(method, {}))
+    if method == "lrpilot-w32":
+        config = replace(config, detect=detect)
     return TorchGuard(model, opt, config=config, max_grad_norm=s.recipe.grad_clip)
 
 
@@ -291,14 +309,14 @@ def run(s: Setup, fault: str, method: str, seed: int) -> dict[str, Any]:
         seconds_per_step=seconds / max(b, 1),
     )
     if grad_norms:
-        out["clean_z"] = clean_scores(losses, grad_norms)
+        out["clean_z"] = clean_scores(losses, grad_norms, s.steps)
     return out
 
 
-def clean_scores(losses: list[float], grad_norms: list[float]) -> dict[str, float]:
-    """The largest robust z a healthy run reached (loss and grad norm): how far the defaults sit from
-    a false alarm."""
-    c = DetectConfig()
+def clean_scores(losses: list[float], grad_norms: list[float], steps: int) -> dict[str, float]:
+    """The largest robust z a healthy run reached (loss and grad norm), judged from where the guard
+    of a `steps`-step run judges (`GuardConfig.for_run`): how far the defaults sit from a false alarm."""
+    c = GuardConfig.for_run(steps).detect
     state = init(c)
     worst = {"loss_z": 0.0, "grad_z": 0.0}
     for i, (loss, gn) in enumerate(zip(losses, grad_norms, strict=True)):
@@ -350,7 +368,7 @@ def summarize(runs: list[dict[str, Any]]) -> str:
             )
         lines += ["", "| final loss vs clean (median over seeds) | " + " | ".join(FAULTS[1:]) + " |"]
         lines.append("|---" * len(FAULTS) + "|")
-        for method in METHODS:
+        for method in (m for m in METHODS if any(r["method"] == m for r in rows)):
             cells = []
             for fault in FAULTS[1:]:
                 sel = [r for r in rows if r["method"] == method and r["fault"] == fault]
@@ -382,12 +400,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--faults", default=",".join(FAULTS))
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--steps", type=int, default=None, help="cut every task's recipe to this many steps")
+    parser.add_argument("--peak", type=float, default=None, help="the peak LR of every task (default: PEAKS)")
     parser.add_argument("--out", type=Path, default=None, help="Also write every run as JSON here.")
     args = parser.parse_args()
     torch.set_num_threads(1)
     runs: list[dict[str, Any]] = []
     for name in args.tasks.split(","):
-        task = setup(name)
+        task = setup(name, args.steps, args.peak)
         seeds = range(args.seeds if name == "digits" else max(1, args.seeds - 1))
         for seed in seeds:
             for fault in args.faults.split(","):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from lrpilot.detect import DetectConfig
 from lrpilot.guard import GuardConfig
 
 
@@ -19,6 +21,21 @@ def test_snapshots_and_rewarmups_are_a_25th_of_the_run_within_the_defaults(steps
     assert config.snapshot_every <= GuardConfig().snapshot_every
     assert config.rewarmup_steps <= GuardConfig().rewarmup_steps
     assert config.confirm_steps == GuardConfig().confirm_steps  # everything else is the default
+
+
+@pytest.mark.parametrize(("steps", "history"), [(20, 8), (50, 8), (60, 10), (150, 25), (192, 32), (100_000, 32)])
+def test_the_detectors_judge_after_a_sixth_of_a_short_run(steps: int, history: int) -> None:
+    config = GuardConfig.for_run(steps)
+    assert config.detect.min_history == history
+    assert config.detect == replace(DetectConfig(), min_history=history)  # only the warm-up changes
+
+
+def test_a_detect_config_given_keeps_its_thresholds_and_its_warmup_is_fitted() -> None:
+    given = DetectConfig(spike_z=8.0, min_history=12)
+    assert GuardConfig.for_run(60, detect=given).detect == replace(given, min_history=10)
+    assert GuardConfig.for_run(1000, detect=given).detect == given  # never longer than asked
+    with pytest.raises(ValueError, match="detect must be a DetectConfig, got 3"):
+        GuardConfig.for_run(60, detect=3)
 
 
 def test_overrides_win_and_a_bad_length_is_named() -> None:
@@ -40,4 +57,4 @@ def test_fit_guards_its_run_with_the_config_fitted_to_it(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(GuardConfig, "for_run", classmethod(recording))
     lrpilot.fit("digits", budget=100, out=tmp_path / "run", report=False)
-    assert [(c.snapshot_every, c.rewarmup_steps) for c in built] == [(5, 5)]  # 100 steps: every 5
+    assert [(c.snapshot_every, c.rewarmup_steps, c.detect.min_history) for c in built] == [(5, 5, 16)]  # 100 steps

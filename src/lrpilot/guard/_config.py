@@ -5,7 +5,7 @@ The detectors' thresholds live in `detect` (a `DetectConfig`), shared with the d
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from lrpilot import _validate as check
@@ -19,6 +19,10 @@ SHORT_RUN_SHARE = 25
 """`GuardConfig.for_run`: a snapshot (and a re-warmup as long) every 1/25 of the run."""
 SHORT_RUN_MIN = 5
 """... but not more often than every this many steps."""
+SHORT_RUN_JUDGED = 6
+"""`GuardConfig.for_run`: the detectors judge once a sixth of the run has given them a baseline ..."""
+SHORT_RUN_HISTORY = 8
+"""... of at least this many losses (the short median the divergence test reads)."""
 
 
 @dataclass(frozen=True)
@@ -111,18 +115,31 @@ class GuardConfig:
     def for_run(cls, total_steps: int, **overrides: Any) -> GuardConfig:
         """The defaults with the knobs counted in steps fitted to a run of `total_steps`: a snapshot
         every 4 % of it and a re-warmup as long (at least 5 steps, at most the defaults' 50 and 20,
-        which are sized for runs of thousands of steps). A 150-step fine-tune otherwise rolls back
-        to a snapshot up to a third of the run old and re-warms over 13 % of it. This is the
-        configuration `benchmarks/guard_faults.py` measured on 250- and 400-step runs.
+        which are sized for runs of thousands of steps), and the detectors' warm-up
+        (`DetectConfig.min_history`, of the `detect` given or the default) at most a sixth of the
+        run, at least 8 losses. A 150-step fine-tune otherwise rolls back to a snapshot up to a
+        third of the run old and re-warms over 13 % of it, and a 50-step one is judged only after
+        its 32nd loss, when a LoRA run that collapses to chance within its first 30 steps has done
+        so. This is the configuration `benchmarks/guard_faults.py` measures.
 
-        >>> GuardConfig.for_run(150).snapshot_every, GuardConfig.for_run(150).rewarmup_steps
-        (6, 6)
-        >>> GuardConfig.for_run(100_000).snapshot_every, GuardConfig.for_run(100_000).rewarmup_steps
-        (50, 20)
+        >>> config = GuardConfig.for_run(150)
+        >>> config.snapshot_every, config.rewarmup_steps, config.detect.min_history
+        (6, 6, 25)
+        >>> config = GuardConfig.for_run(100_000)
+        >>> config.snapshot_every, config.rewarmup_steps, config.detect.min_history
+        (50, 20, 32)
         """
         steps = check.step_count(_OWNER, "total_steps", total_steps, 1)
         every = max(SHORT_RUN_MIN, steps // SHORT_RUN_SHARE)
-        fitted = {"snapshot_every": min(every, cls.snapshot_every), "rewarmup_steps": min(every, cls.rewarmup_steps)}
+        detect = overrides.pop("detect", None) or DetectConfig()
+        if not isinstance(detect, DetectConfig):
+            raise ValueError(f"{_OWNER}: detect must be a DetectConfig, got {detect!r}")
+        history = min(detect.min_history, max(SHORT_RUN_HISTORY, steps // SHORT_RUN_JUDGED))
+        fitted = {
+            "snapshot_every": min(every, cls.snapshot_every),
+            "rewarmup_steps": min(every, cls.rewarmup_steps),
+            "detect": replace(detect, min_history=history),
+        }
         return cls(**{**fitted, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
