@@ -354,7 +354,7 @@ def summarize(runs: list[dict[str, Any]]) -> str:
             ratios = [
                 r["val_loss"] / clean[r["seed"]] if r["recovered"] and r["val_loss"] is not None else math.inf
                 for r in faulty
-            ]
+            ] or [math.nan]  # clean runs only (--faults clean): no ratio
             delays = [
                 r["first_event"] - r["k"] for r in faulty if r["first_event"] is not None and r["fault"] != "low_lr"
             ]
@@ -391,6 +391,8 @@ def summarize(runs: list[dict[str, Any]]) -> str:
 
 
 def _ratio(x: float) -> str:
+    if math.isnan(x):
+        return "–"
     return "diverged/stopped" if not math.isfinite(x) else f"{x:.3f}"
 
 

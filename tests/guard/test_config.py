@@ -23,7 +23,7 @@ def test_snapshots_and_rewarmups_are_a_25th_of_the_run_within_the_defaults(steps
     assert config.confirm_steps == GuardConfig().confirm_steps  # everything else is the default
 
 
-@pytest.mark.parametrize(("steps", "history"), [(20, 8), (50, 8), (60, 10), (150, 25), (192, 32), (100_000, 32)])
+@pytest.mark.parametrize(("steps", "history"), [(20, 16), (60, 16), (100, 16), (150, 25), (192, 32), (100_000, 32)])
 def test_the_detectors_judge_after_a_sixth_of_a_short_run(steps: int, history: int) -> None:
     config = GuardConfig.for_run(steps)
     assert config.detect.min_history == history
@@ -31,8 +31,8 @@ def test_the_detectors_judge_after_a_sixth_of_a_short_run(steps: int, history: i
 
 
 def test_a_detect_config_given_keeps_its_thresholds_and_its_warmup_is_fitted() -> None:
-    given = DetectConfig(spike_z=8.0, min_history=12)
-    assert GuardConfig.for_run(60, detect=given).detect == replace(given, min_history=10)
+    given = DetectConfig(spike_z=8.0, min_history=24)
+    assert GuardConfig.for_run(60, detect=given).detect == replace(given, min_history=16)
     assert GuardConfig.for_run(1000, detect=given).detect == given  # never longer than asked
     with pytest.raises(ValueError, match="detect must be a DetectConfig, got 3"):
         GuardConfig.for_run(60, detect=3)

@@ -138,7 +138,7 @@ def test_a_hundredfold_lr_jump_is_rolled_back_and_capped_near_the_lr_before_it()
 
 def test_a_short_run_is_guarded_once_a_sixth_of_it_has_passed() -> None:
     """60 steps, the LR ×300 from step 24: the defaults' detectors are still gathering their 32-loss
-    baseline and let it wreck the run; `GuardConfig.for_run` judges after 10 and rolls it back."""
+    baseline and let it wreck the run; `GuardConfig.for_run` judges after 16 and rolls it back."""
     short = Cosine(peak=3e-3, total_steps=60, warmup_steps=5)
 
     class Jumped(Schedule, name="test-short-jumped"):
