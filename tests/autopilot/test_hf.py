@@ -127,6 +127,7 @@ def test_without_eval_a_tenth_is_held_out(tmp_path: Path) -> None:
     task = load_hf_task(minilm_dir(), data)
     assert (len(task.train_data.ids), len(task.val_data.ids)) == (45, 5)
     assert task.num_labels == 3  # a fresh head sized to the data's labels
+    assert task.classes == 3  # the guard's chance level is ln 3
 
 
 @pytest.fixture
@@ -169,6 +170,12 @@ def test_causal_lm_on_jsonl_text(method: str, tiny_causal_lm: Path, tmp_path: Pa
             f"transformer.h.{i}.attn.{m}" for i in (0, 1) for m in ("c_attn", "c_proj")
         ]
         assert config["fan_in_fan_out"] is True
+
+
+def test_a_causal_lm_has_no_chance_level_for_the_guard(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps({"text": f"line {i} of text"}) for i in range(20)) + "\n", encoding="utf-8")
+    assert load_hf_task(tiny_causal_lm, data, kind="causal-lm").classes is None
 
 
 def _retention_rows(n: int) -> list[dict[str, str]]:

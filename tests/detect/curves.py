@@ -38,3 +38,19 @@ def rising_from(curve: Curve, at: int, per_step: float) -> Curve:
     k = np.arange(out.size - at, dtype=np.float64)
     out[at:] = out[at:] * (1.0 + per_step * k)
     return out
+
+
+# fmt: off
+LORA_RELAPSE = np.array([
+    0.6761, 0.7697, 0.5187, 0.5571, 0.6112, 0.3506, 0.2833, 0.5611, 0.6743, 0.6698, 0.4224, 0.3352,
+    0.4401, 0.6104, 0.6082, 0.9868, 0.4489, 0.7310, 0.6249, 0.6246, 0.5776, 0.6249, 0.5788, 0.6655,
+    0.7600, 0.6170, 0.6575, 0.7438, 0.8157, 0.7354, 0.7872, 0.7735, 0.7097, 0.7305, 0.7145, 0.7117,
+    0.6974, 0.6787, 0.6975, 0.6968, 0.7177, 0.6937, 0.7001, 0.7222, 0.6989, 0.6978
+])
+# fmt: on
+"""A real run that learned and drifted back to chance: `lrpilot fit --method lora` of
+all-MiniLM-L6-v2 on 720 SST-2 training texts (50 steps, peak 7.07e-3; the training losses of
+steps 4–49, after the range test's ramp stood for the first 4). Its 8-step median fell to 0.53 by step 20,
+then rose to ln 2 and stayed (validation accuracy 0.75 at step 13, 0.40 at the end); batch losses
+of 32 texts are so noisy that the rise is ~3 sigmas of step-to-step noise, under the divergence
+test's 4."""

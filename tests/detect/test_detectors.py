@@ -153,6 +153,31 @@ def test_a_loss_that_learned_then_collapsed_to_chance_is_a_collapse() -> None:
     assert "divergence" in {f.kind for f in without}
 
 
+def test_a_noisy_drift_back_to_chance_after_learning_is_a_collapse() -> None:
+    """The real LoRA run of `curves.LORA_RELAPSE`: its rise is too noisy for the divergence test,
+    but with the chance level known, a short median back at ln 2 after 0.53 is a collapse."""
+    loss = curves.LORA_RELAPSE
+    config = DetectConfig.for_classes(2, min_history=16)
+    found = scan(range(4, 4 + loss.size), loss, config=config)
+    assert [f.kind for f in found] == ["collapse", "collapse"]  # once per `div_patience` in a row
+    first = found[0]
+    assert first.evidence["relapsed"] is True
+    assert first.evidence["rise"] < config.div_z  # the divergence test alone would not have fired
+    assert 35 <= first.step <= 40
+    assert first.evidence["best"] <= 0.8 * math.log(2)
+    assert "after having been as low as 0.5285 at step 20" in first.message
+    assert scan(range(loss.size), loss, config=DetectConfig(min_history=16)) == []  # no chance level: no verdict
+
+
+def test_a_loss_that_never_learned_is_not_a_relapse() -> None:
+    """Noise around chance that dips 10 % below it now and then has learned nothing."""
+    rng = np.random.default_rng(14)
+    loss = math.log(2) * (1.0 + 0.06 * rng.standard_normal(300))
+    loss[100:110] *= 0.9
+    config = DetectConfig.for_classes(2, min_history=16, flat_steps=10_000)
+    assert scan(range(300), loss, config=config) == []
+
+
 def test_oscillation_is_a_bounce_on_alternate_steps() -> None:
     rng = np.random.default_rng(14)
     n = 600
@@ -231,6 +256,7 @@ def test_robust_baseline_matches_the_textbook_formula() -> None:
         ({"chance_loss": -1.0}, ("chance_loss", "> 0", "-1.0")),
         ({"osc_corr": 0.3}, ("osc_corr", "(-1.0, 0.0)", "0.3")),
         ({"div_patience": 0}, ("div_patience", "[1, ∞]", "0")),
+        ({"learned_rel": 0.01}, ("learned_rel", "(0.05, 1.0)", "0.01")),
     ],
 )
 def test_bad_config_names_the_parameter_the_range_and_the_value(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,3 +59,4 @@ def test_fit_guards_its_run_with_the_config_fitted_to_it(tmp_path: Path, monkeyp
     monkeypatch.setattr(GuardConfig, "for_run", classmethod(recording))
     lrpilot.fit("digits", budget=100, out=tmp_path / "run", report=False)
     assert [(c.snapshot_every, c.rewarmup_steps, c.detect.min_history) for c in built] == [(5, 5, 16)]  # 100 steps
+    assert built[0].detect.chance_loss == pytest.approx(math.log(10))  # digits: a collapse to chance is one

@@ -29,6 +29,7 @@ def test_every_task_describes_itself(name: str) -> None:
     recipe = task.recipe.to_dict()
     assert recipe["optimizer"] == "adamw"
     assert 0 < recipe["warmup_steps"] < recipe["total_steps"]
+    assert task.classes == {"digits": 10, "shakespeare": 65}.get(name, 2)  # the guard's chance level
 
 
 @pytest.mark.parametrize(

@@ -272,6 +272,12 @@ class HfTask(Task):
     pad_id: int = 0
 
     @property
+    def classes(self) -> int | None:
+        """A classifier's `num_labels`; None for a causal LM (its vocabulary's chance level is
+        far above any loss a pretrained model starts from)."""
+        return self.num_labels if self.kind == "classification" else None
+
+    @property
     def epoch_steps(self) -> int:
         """Optimizer steps of one pass over the training data at the batch size."""
         return math.ceil(len(self.train_data.ids) / self.recipe.batch_size)

@@ -33,6 +33,8 @@ from lrpilot.autopilot._hf import HfTask, load_hf_task, read_rows, recipe_from
 from lrpilot.autopilot._layers import UpdateRatioTracker
 from lrpilot.autopilot._outcome import accuracy_drop
 from lrpilot.autopilot._resume import RampStates, Resumed
+from lrpilot.detect import DetectConfig
+from lrpilot.guard import GuardConfig
 from lrpilot.rules import CALIBRATED_STEPS, Recommendation, at_horizon, recommend, stretched_to_epoch
 from lrpilot.schedules import Schedule
 from lrpilot.tasks import Recipe, Task, get_task, make_optimizer, task_names
@@ -412,14 +414,13 @@ def _train(
     resumed: Resumed | None = None,
     optimizer: torch.optim.Optimizer | None = None,
 ) -> _Trained:
-    """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back;
-    snapshots and re-warmups sized to the run, `GuardConfig.for_run`), with
-    evaluations every quarter (or after the steps in `eval_at`; always at the end) and per-layer
-    update ratios; Ctrl-C or a guard that gives up ends the loop with the weights as they are (any
-    other exception propagates, the guard closed). Evaluations before the end score `QUICK_EVAL`
-    examples, the last one all. `resumed`: the model and `optimizer` hold the range test's ramp
-    state; the run goes on from its start step, on the batches after the ramp's."""
-    from lrpilot.guard import GuardConfig
+    """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back; its
+    configuration `_guard_config`), with evaluations every quarter (or after the steps in
+    `eval_at`; always at the end) and per-layer update ratios; Ctrl-C or a guard that gives up ends
+    the loop with the weights as they are (any other exception propagates, the guard closed).
+    Evaluations before the end score `QUICK_EVAL` examples, the last one all. `resumed`: the model
+    and `optimizer` hold the range test's ramp state; the run goes on from its start step, on the
+    batches after the ramp's."""
     from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
     total = recipe.total_steps
@@ -435,7 +436,7 @@ def _train(
     guard = TorchGuard(
         model,
         optimizer,
-        config=GuardConfig.for_run(total),
+        config=_guard_config(task, total),
         schedule=schedule,
         max_grad_norm=recipe.grad_clip,
         audit=run_dir / AUDIT_FILE,
@@ -484,6 +485,15 @@ def _train(
         eval_metrics=evals["metrics"],
     )
     return _Trained(status, total, history, report, tracker, final, notes)
+
+
+def _guard_config(task: Task, total: int) -> GuardConfig:
+    """The guard's configuration for a run of `total` steps: snapshots, re-warmups and the
+    detectors' warm-up sized to it (`GuardConfig.for_run`), and the task's chance level where it is
+    known, so that a loss back at chance after the model had learned is a collapse to roll back
+    (`lrpilot.detect.DetectConfig.learned_rel`)."""
+    chance = None if task.classes is None else DetectConfig.for_classes(task.classes)
+    return GuardConfig.for_run(total, detect=chance)
 
 
 def _after_run(trained: _Trained) -> list[str]:

@@ -57,6 +57,11 @@ class DetectConfig:
             collapse to chance. `None`: unknown (collapse is then told by a blow-up before the flat
             stretch, a loss that was lower before, or gradients that died).
         chance_tol: relative distance to `chance_loss` that counts as "at chance".
+        learned_rel: with `chance_loss`, a short median this far below it (relative) shows the model
+            had learned something; the short median back within `chance_tol` of chance (or above)
+            for `div_patience` observations after that is a collapse, however noisy the loss (a
+            50-step LoRA fine-tune fell to 0.53 and drifted back to ln 2 within 30 steps, a rise of
+            3 sigmas of its step-to-step noise: the divergence test never fired).
         osc_window: losses the oscillation test looks at (its lag-1 autocorrelation after
             removing a linear trend; i.i.d. noise gives ≈ 0, a period-2 bounce gives −1).
         osc_corr: oscillation when that autocorrelation is below this ...
@@ -78,6 +83,7 @@ class DetectConfig:
     flat_rel: float = 0.05
     chance_loss: float | None = None
     chance_tol: float = 0.05
+    learned_rel: float = 0.2
     osc_window: int = 64
     osc_corr: float = -0.5
     osc_rel: float = 0.02
@@ -98,6 +104,7 @@ class DetectConfig:
         if self.chance_loss is not None:
             check.positive(_OWNER, "chance_loss", self.chance_loss)
         check.in_range(_OWNER, "chance_tol", self.chance_tol, 0.0, 1.0, low_open=True, high_open=True)
+        check.in_range(_OWNER, "learned_rel", self.learned_rel, self.chance_tol, 1.0, low_open=True, high_open=True)
         check.step_count(_OWNER, "osc_window", self.osc_window, 8, self.window)
         check.in_range(_OWNER, "osc_corr", self.osc_corr, -1.0, 0.0, low_open=True, high_open=True)
         check.non_negative(_OWNER, "osc_rel", self.osc_rel)

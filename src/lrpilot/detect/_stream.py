@@ -272,7 +272,8 @@ def _at_chance(c: DetectConfig, level: float) -> bool:
 
 def _rise(state: DetectState, step: int, short: float, logs: Array | None) -> tuple[list[Finding], dict[str, Any]]:
     """The divergence test: the short median stays `div_z` sigmas of step-to-step noise above the
-    lowest one so far (in log space for positive losses, like the spike test; `logs`: `_logs`)."""
+    lowest one so far (in log space for positive losses, like the spike test; `logs`: `_logs`), or,
+    with a chance level, back at it after the model had learned (`_relapsed`: a collapse)."""
     c = state.config
     best, best_step = (short, step) if short < state.best else (state.best, state.best_step)
     w = state.losses
@@ -282,7 +283,8 @@ def _rise(state: DetectState, step: int, short: float, logs: Array | None) -> tu
     else:
         sigma = step_noise(w, float(median(w)), c.rel_floor, c.abs_floor)
         rise = (short - best) / sigma
-    if rise <= c.div_z:
+    relapsed = _relapsed(c, short, best)
+    if rise <= c.div_z and not relapsed:
         return [], {"best": best, "best_step": best_step, "rise_run": 0, "rise_start": -1}
     run = state.rise_run + 1
     start = state.rise_start if state.rise_run else step
@@ -292,7 +294,8 @@ def _rise(state: DetectState, step: int, short: float, logs: Array | None) -> tu
     # The short median crosses the line once half its window is up: the rise began about half a
     # window earlier (not before the lowest point, though).
     onset = max(best_step + 1, start - c.div_short // 2)
-    kind = "collapse" if _at_chance(c, short) and best < c.chance_loss * (1 - c.chance_tol) else "divergence"  # type: ignore[operator]
+    at_chance = _at_chance(c, short) and best < c.chance_loss * (1 - c.chance_tol)  # type: ignore[operator]
+    kind = "collapse" if relapsed or at_chance else "divergence"
     evidence = {
         "best": best,
         "best_step": best_step,
@@ -302,8 +305,16 @@ def _rise(state: DetectState, step: int, short: float, logs: Array | None) -> tu
         "threshold": c.div_z,
         "patience": c.div_patience,
         "chance_loss": c.chance_loss,
+        "relapsed": relapsed,
     }
     return [Finding(kind, step, "loss", evidence, start=onset)], out
+
+
+def _relapsed(c: DetectConfig, short: float, best: float) -> bool:
+    """Back at chance (or above it) after having been clearly below it (`DetectConfig.learned_rel`)."""
+    if c.chance_loss is None:
+        return False
+    return short >= c.chance_loss * (1 - c.chance_tol) and best <= c.chance_loss * (1 - c.learned_rel)
 
 
 def _flat_start(s: DetectState, step: int, sigma: float | None) -> Finding | None:

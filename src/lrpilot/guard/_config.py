@@ -120,10 +120,10 @@ class GuardConfig:
         which are sized for runs of thousands of steps), and the detectors' warm-up
         (`DetectConfig.min_history`, of the `detect` given or the default) at most a sixth of the
         run, at least 16 losses. A 150-step fine-tune otherwise rolls back to a snapshot up to a
-        third of the run old and re-warms over 13 % of it, and a 50-step one is judged only after
-        its 32nd loss, when a LoRA run that collapses to chance within its first 30 steps has done
-        so (`SHORT_RUN_HISTORY` says why not fewer than 16). This is the configuration
-        `benchmarks/guard_faults.py` measures.
+        third of the run old and re-warms over 13 % of it, and a 50- or 60-step one is judged only
+        after its 32nd loss: an LR ×10 or ×100 at 40 % of it went through unseen and left it up to 21×
+        its clean loss (`benchmarks/guard_faults.py --steps`; `SHORT_RUN_HISTORY` says why not
+        fewer than 16 losses). This is the configuration that benchmark measures.
 
         >>> config = GuardConfig.for_run(150)
         >>> config.snapshot_every, config.rewarmup_steps, config.detect.min_history

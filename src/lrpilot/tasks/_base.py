@@ -64,6 +64,13 @@ class Task(ABC):
         training/eval mode is restored afterwards.
         """
 
+    @property
+    def classes(self) -> int | None:
+        """How many classes (a language model: characters or tokens) the loss is a cross-entropy
+        over, None when unknown: the loss of a model that predicts nothing is then ln(classes),
+        which the guard's detectors read as chance (`lrpilot.detect.DetectConfig.for_classes`)."""
+        return None
+
     def evaluate(self, model: nn.Module) -> float:
         """The mean validation loss on the fixed held-out set: the number a run is scored by."""
         return self.metrics(model).loss

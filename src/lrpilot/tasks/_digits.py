@@ -57,6 +57,10 @@ class DigitsTask(Task):
                 nn.Linear(self.hidden, 10),
             )
 
+    @property
+    def classes(self) -> int:
+        return 10
+
     def batches(self, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         x, y, _, _ = _data()
         for index in epoch_order(len(y), self.recipe.batch_size, seed):

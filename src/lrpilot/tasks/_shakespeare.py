@@ -100,6 +100,10 @@ class ShakespeareTask(Task):
         with seeded(seed):
             return CharGPT(vocab, self.context, self.width, self.heads, self.layers)
 
+    @property
+    def classes(self) -> int:
+        return _encoded()[2]
+
     def batches(self, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         train, _, _ = _encoded()
         generator = torch.Generator().manual_seed(seed)

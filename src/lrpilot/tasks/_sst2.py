@@ -165,6 +165,10 @@ class Sst2Task(Task):
     lora: bool = False
     data_dir: Path | None = None
 
+    @property
+    def classes(self) -> int:
+        return 2
+
     def _split(self, train: bool) -> _Split:
         splits = _tokenized(find_sst2_dir(self.data_dir))
         return splits[0] if train else splits[1]
