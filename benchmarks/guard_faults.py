@@ -87,19 +87,9 @@ def setup(name: str, steps: int | None = None, peak: float | None = None) -> Set
     task = get_task(name)
     steps = steps or STEPS.get(name)
     recipe = task.recipe.shortened(steps) if steps is not None else task.recipe
-    return Setup(task, recipe, peak or PEAKS[name], _classes(task))
-
-
-def _classes(task: Task) -> int:
-    """The width of the model's output (its logits) on one batch, whatever the task's inputs are."""
-    probe = task.build_model(0)
-    seen: list[Any] = []
-    hook = probe.register_forward_hook(lambda module, inputs, output: seen.append(output))
-    with torch.no_grad():
-        task.loss(probe, next(task.batches(0)))
-    hook.remove()
-    logits = seen[-1] if isinstance(seen[-1], torch.Tensor) else seen[-1].logits
-    return int(logits.shape[-1])
+    if task.classes is None:
+        raise ValueError(f"guard_faults: {name} has no chance level (Task.classes)")
+    return Setup(task, recipe, peak or PEAKS[name], task.classes)
 
 
 # ----------------------------------------------------------------------------- baselines

@@ -29,7 +29,11 @@ def doctor(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of loss and LR, findings marked.")] = None,
     num_classes: Annotated[
         int | None,
-        typer.Option("--num-classes", help="Classes (or vocabulary): tells a collapse to chance from a flat start."),
+        typer.Option(
+            "--num-classes",
+            help="Classes (or vocabulary): the chance level, which tells a collapse to chance from a flat start "
+            "and finds a loss that drifted back to it after learning.",
+        ),
     ] = None,
     spike_z: Annotated[float | None, typer.Option("--spike-z", help="Spike threshold in robust sigmas.")] = None,
 ) -> None:
