@@ -49,8 +49,8 @@ LORA_RELAPSE = np.array([
 ])
 # fmt: on
 """A real run that learned and drifted back to chance: `lrpilot fit --method lora` of
-all-MiniLM-L6-v2 on 720 SST-2 training texts (50 steps, peak 7.07e-3; the training losses of
-steps 4–49, after the range test's ramp stood for the first 4). Its 8-step median fell to 0.53 by step 20,
-then rose to ln 2 and stayed (validation accuracy 0.75 at step 13, 0.40 at the end); batch losses
-of 32 texts are so noisy that the rise is ~3 sigmas of step-to-step noise, under the divergence
-test's 4."""
+all-MiniLM-L6-v2 on 720 SST-2 training texts (50 steps, peak 7.07e-3; the training losses of steps
+4–49, after the range test's ramp stood for the first 4). Its 8-step median fell to 0.53 by step
+20, then rose to ln 2 and stayed (validation accuracy 0.75 at step 13, 0.40 at the end); batch
+losses of 32 texts are so noisy that the rise is ~2.5 sigmas of step-to-step noise, under the
+divergence test's 4."""
