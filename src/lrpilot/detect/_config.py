@@ -61,7 +61,7 @@ class DetectConfig:
             had learned something; the short median back within `chance_tol` of chance (or above)
             for `div_patience` observations after that is a collapse, however noisy the loss (a
             50-step LoRA fine-tune fell to 0.53 and drifted back to ln 2 within 30 steps, a rise of
-            3 sigmas of its step-to-step noise: the divergence test never fired).
+            under 3 sigmas of its step-to-step noise: the divergence test never fired).
         osc_window: losses the oscillation test looks at (its lag-1 autocorrelation after
             removing a linear trend; i.i.d. noise gives ≈ 0, a period-2 bounce gives −1).
         osc_corr: oscillation when that autocorrelation is below this ...
