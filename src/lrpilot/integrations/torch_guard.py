@@ -243,7 +243,7 @@ class TorchGuard:
         if self.state.gave_up:
             raise GuardGaveUpError(Action("give_up", self.step_count, reason="the guard gave up earlier"))
         t = self.step_count
-        loss_d, gn, grads, factor = self._measure(loss, grad_norm, clip=False)
+        loss_d, gn, grads, factor = self._measure(loss, grad_norm)
         record = self._agree(torch.stack([loss_d, gn.float(), torch.zeros((), device=self.device)]).reshape(1, 3))
         action = self._judge(t, self._lr_in(t), record.tolist()[0])
         if factor is not None and float(factor) < 1.0:  # read after the verdict's sync: no extra wait
@@ -274,12 +274,12 @@ class TorchGuard:
         self._prune()
 
     def _measure(
-        self, loss: torch.Tensor, grad_norm: torch.Tensor | None = None, *, clip: bool = True
+        self, loss: torch.Tensor, grad_norm: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
-        """(loss, grad norm, grads, clip factor) on the device, after unscaling; the grads are
-        clipped here with `clip`, else the caller multiplies them by the factor (None: no clipping)
-        once it has read it, and can skip a factor of exactly 1 (a no-op pass over every gradient,
-        1 % of a fully fine-tuned MiniLM's CPU step)."""
+        """(loss, grad norm, grads, clip factor) on the device, after unscaling. The caller clips
+        (multiplies the grads by the factor; None: no clipping): a caller that reads the factor
+        anyway can skip a factor of exactly 1, a no-op pass over every gradient (1 % of a fully
+        fine-tuned MiniLM's CPU step)."""
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -289,8 +289,6 @@ class TorchGuard:
         factor = None
         if self.max_grad_norm is not None and grads:
             factor = torch.clamp(self.max_grad_norm / (gn + 1e-6), max=1.0)
-            if clip:
-                torch._foreach_mul_(grads, factor)
         return loss.detach().float().reshape(()).to(self.device), gn, grads, factor
 
     def _step_delayed(self, loss: torch.Tensor, grad_norm: torch.Tensor | None = None) -> None:
@@ -299,7 +297,9 @@ class TorchGuard:
             raise GuardGaveUpError(Action("give_up", self.step_count, reason="the guard gave up earlier"))
         t = self.step_count
         lr_in = self._lr_in(t)
-        loss_d, gn, grads, _ = self._measure(loss, grad_norm)
+        loss_d, gn, grads, factor = self._measure(loss, grad_norm)
+        if factor is not None:  # on the device, unread: no sync
+            torch._foreach_mul_(grads, factor)
         thr = self._thresholds
         ok = torch.isfinite(loss_d) & (loss_d <= thr[0])
         if self.scaler is None:
