@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,8 +83,8 @@ def test_a_budget_shorter_than_the_recipe_trains_at_a_higher_peak_by_the_horizon
 
 
 def test_a_very_short_budget_peaks_no_higher_than_the_tests_max_stable_lr(tmp_path: Path) -> None:
-    """10 of digits' 250 steps would scale the peak ×7.6, past the LR where the test's loss turned up."""
-    result = fit("digits", budget=10, out=tmp_path / "run", report=False)
+    """6 of digits' 250 steps would scale the peak ×10.5, past the LR where the test's loss turned up."""
+    result = fit("digits", budget=6, out=tmp_path / "run", report=False)
     horizon = result.record.horizon
     assert horizon is not None
     assert horizon["capped"]
@@ -217,3 +219,70 @@ def test_a_time_budget_in_a_fresh_process_is_not_spent_on_imports(tmp_path: Path
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout.split()[-1]) > 300  # 978-4,000 here, idle or under the full suite
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stiff(DigitsTask):
+    """digits' MLP with every weight stored `scale`× smaller and multiplied back in the forward
+    pass: the same function at the start, but each Adam step (about its LR in every weight) moves
+    it `scale`× further, so its best LR is `scale`× lower than digits' — below the band the rules
+    give for its size, which they read off the parameter count alone."""
+
+    scale: float = 1.0
+
+    def build_model(self, seed: int) -> torch.nn.Module:
+        model = super().build_model(seed)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.div_(self.scale)
+        return model
+
+    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, targets = batch
+        weights = {name: p * self.scale for name, p in model.named_parameters()}
+        return torch.nn.functional.cross_entropy(torch.func.functional_call(model, weights, (inputs,)), targets)
+
+
+def _stiff_search(scale: float, seed: int = 0) -> tuple[object, float]:
+    from lrpilot.autopilot._pipeline import _range_test
+    from lrpilot.rules import recommend
+
+    digits = get_task("digits")
+    task = _Stiff(digits.name, digits.description, digits.recipe, scale=scale)
+    model = task.build_model(seed)
+    rec = recommend(model, "pretraining", batch_size=task.recipe.batch_size, steps=250)
+    return _range_test(task, model, task.recipe, rec, seed=seed, steps=None, progress=lambda *a: None), rec.low
+
+
+@pytest.mark.parametrize(
+    ("scale", "why"),
+    [(100.0, "decades above its start"), (1000.0, "noise over its first five steps")],
+)
+def test_a_model_whose_best_lr_is_far_below_the_rules_band_is_measured_from_lower(scale: float, why: str) -> None:
+    """The ramp starts at the rules' band's low end; a model whose minimum lies within a decade of
+    it (100× stiffer than digits) or that a start above its usable LRs throws out at once (1000×)
+    is tested again from 100× lower, and the answer is digits' own peak scaled down."""
+    from lrpilot.autopilot._pipeline import RETRY_BELOW
+
+    digits, low = _stiff_search(1.0)
+    assert digits.finder.record.start_lr == pytest.approx(low)  # type: ignore[attr-defined]
+    assert not any("run again" in note for note in digits.notes)  # type: ignore[attr-defined]
+    stiff, _ = _stiff_search(scale)
+    assert stiff.finder.record.start_lr == pytest.approx(low / RETRY_BELOW)  # type: ignore[attr-defined]
+    assert why in stiff.notes[0]  # type: ignore[attr-defined]
+    assert f"run again from {low / RETRY_BELOW:.3g}" in stiff.notes[0]  # type: ignore[attr-defined]
+    assert 0.6 < stiff.peak * scale / digits.peak < 1.6  # type: ignore[attr-defined]
+
+
+def test_a_ramp_that_is_non_finite_at_once_or_healthy_is_read_as_such() -> None:
+    from types import SimpleNamespace
+
+    from lrpilot.autopilot._pipeline import _too_high
+
+    lrs = [1e-5 * 10 ** (i / 12.5) for i in range(40)]
+    noise = np.random.default_rng(0).normal(0.0, 0.02, 40)
+    healthy = [2.3 - 1.5 / (1 + math.exp(-(i - 25) / 3)) + e for i, e in enumerate(noise)]
+    assert _too_high([SimpleNamespace(lrs=lrs, losses=healthy)]) is None
+    blown = [2.3, 9.0, math.nan, math.nan] + [math.nan] * 36
+    assert "non-finite within five steps" in str(_too_high([SimpleNamespace(lrs=lrs, losses=blown)]))
+    assert _too_high([]) is None  # a test that failed before its first point: nothing to read

@@ -55,10 +55,29 @@ of them would cost a third."""
 RAMP_DENSITY = 12.5
 """Range-test steps per decade of LR: `find_lr`'s default (100 steps from 1e-7 to 10), the ramp
 rate its rule is calibrated at (a faster ramp moves the loss minimum to higher LRs)."""
-RAMP_BELOW = 10.0
-"""The ramp starts this far below the rules' band (`Recommendation.low`): low enough that the
-first steps still leave the loss flat (the rule's baseline), and on the finder benchmark's cached
-curves cutting everything below it changed no suggestion while saving 11–24 % of the steps."""
+RAMP_BELOW_PEAK = 10.0
+"""The ramp starts at the rules' band's low end (`Recommendation.low`), and at least this far below
+their peak where the band is narrower (pretraining a char-GPT: 3× either side), so that its first
+steps leave the loss flat (the rule's baseline). Steps below the band buy nothing: replayed on the
+stored range tests (``benchmarks/range_test_budget.py --starts``), cutting each curve from a decade
+under the band to its low end moved no SST-2 or digits answer by more than 0.013 decades and saved
+12.5 steps a test, a twelfth of a 150-step run."""
+FLAT_START = 1.0
+"""Decades of LR a range test needs between its start and its loss minimum. Closer, the loss is
+already falling at the start, the test reads less of a fall than the model has to take, and the
+answer comes out high (a digits MLP reparametrised 30× stiffer, its minimum 0.9 decades in: 1.35×
+its best peak; 100× stiffer, 0.7 decades in: 1.8×). The 139 stored tests of the built-in tasks have
+their minima 1.3–2.5 decades above where fit's ramp now starts."""
+START_RISE = 4.0
+"""Noise levels by which a range test's loss may rise over its first five steps before its ramp
+counts as having started too high: at the start the LR barely moves the model, so the losses there
+differ by batch noise alone (at most 3.2 noise levels on the 139 stored tests); a start above the
+usable LRs throws the model out at once (a digits MLP reparametrised 1000× stiffer: 5.2, and then a
+spurious minimum lower down the ramp, after the chaos)."""
+RETRY_BELOW = 100.0
+"""A test whose minimum came within `FLAT_START` of its start is run again from this far lower,
+once (25 steps more at `RAMP_DENSITY`): it then measures best LRs down to ~1/30 of the band's low
+end, where a retry a decade lower would only have reached ~1/3."""
 RAMP_END = 10.0
 FINETUNE_WARMUP = 0.1
 """The rules' fine-tuning warmup (10 % of the run, ``warmup-finetuning``), which a user model's recipe follows."""
@@ -247,15 +266,16 @@ class _Search:
     which already reads the run's length: the horizon law leaves it alone."""
 
 
-def ramp(rec: Recommendation, steps: int | None = None) -> tuple[float, float, int]:
-    """``(start_lr, end_lr, num_steps)`` of fit's range test: from `RAMP_BELOW` under the rules'
-    band to `RAMP_END`, at `RAMP_DENSITY` steps per decade unless `steps` is given (the divergence
-    stop ends it early, usually a decade above the best LR).
+def ramp(rec: Recommendation, steps: int | None = None, *, below: float = 1.0) -> tuple[float, float, int]:
+    """``(start_lr, end_lr, num_steps)`` of fit's range test: from the rules' band's low end (at
+    least `RAMP_BELOW_PEAK` under their peak; `below` times lower still for a retry) to `RAMP_END`,
+    at `RAMP_DENSITY` steps per decade unless `steps` is given (the settled stop ends it early,
+    usually a decade above the best LR).
 
     >>> ramp(recommend(1e6, "pretraining", steps=1000))
-    (6e-06, 10.0, 78)
+    (6e-05, 10.0, 65)
     """
-    start = min(rec.low / RAMP_BELOW, RAMP_END / 1e3)
+    start = min(rec.low, rec.peak_lr / RAMP_BELOW_PEAK, RAMP_END / 1e3) / below
     count = steps if steps is not None else round(RAMP_DENSITY * math.log10(RAMP_END / start))
     return float(f"{start:.3g}"), RAMP_END, count
 
@@ -270,21 +290,28 @@ def _range_test(
     steps: int | None,
     progress: Progress,
     for_fit: bool = False,
+    below: float = 1.0,
 ) -> _Search:
     """`find_lr` in fast mode on the model as it will train (its AdamW, clipping and recipe) over
-    the `ramp` the recommendation sets; its peak, checked against the rules' band. A range test
-    that finds nothing falls back to the rules. One whose loss fell by less than `CLEAR_FALL` times
-    its noise is kept where it agrees with the rules' band (fit's stored SST-2 tests fall by
-    2.7–9.2 noise levels, ``benchmarks/range_test_budget.py --landmarks``, and answer well near the
-    low end) and is moved to the band's nearest end where it does not: a minimum the noise may have
-    placed does not overrule the rules by more than their own uncertainty (a 12-step test on 100
-    texts put a LoRA peak at 0.36, 724× the rules'). `for_fit`: the test stops once its minimum has
-    settled (`lrpilot.finder.SETTLE`; tune's runs to divergence, the whole curve its band reads)
-    and keeps snapshots along the ramp to start the run from (`RampStates`)."""
+    the `ramp` the recommendation sets (`below` it, for a retry); its peak, checked against the
+    rules' band.
+
+    A test that started too high (`_too_high`: its minimum within `FLAT_START` of its start, or a
+    loss thrown out at once) is run again from `RETRY_BELOW` lower, once, at the same steps per
+    decade, unless it ramps at under half `RAMP_DENSITY` (a user's few `steps`: too few points in
+    its first decade to tell a flat start from noise). A range test that finds nothing falls back
+    to the rules. One whose loss fell by less than `CLEAR_FALL` times its noise is kept where it
+    agrees with the rules' band (fit's stored SST-2 tests fall by 2.7–9.2 noise levels,
+    ``benchmarks/range_test_budget.py --landmarks``, and answer well near the low end) and is moved
+    to the band's nearest end where it does not: a minimum the noise may have placed does not
+    overrule the rules by more than their own uncertainty (a 12-step test on 100 texts put a LoRA
+    peak at 0.36, 724× the rules'). `for_fit`: the test stops once its minimum has settled
+    (`lrpilot.finder.SETTLE`; tune's runs to divergence, the whole curve its band reads) and keeps
+    snapshots along the ramp to start the run from (`RampStates`)."""
     from lrpilot.finder import SETTLE, DivergenceRule, RangeTestError, RangeTestWarning
     from lrpilot.integrations.torch_finder import find_lr
 
-    start_lr, end_lr, count = ramp(rec, steps)
+    start_lr, end_lr, count = ramp(rec, steps, below=below)
     optimizer = make_optimizer(model, recipe, 1.0)
     decades = math.log10(end_lr / start_lr)
     states = RampStates(model, optimizer, steps=count, decades=decades) if for_fit else None
@@ -297,6 +324,16 @@ def _range_test(
             states.capture(point, lr)
         progress("range test", point + 1, count, lr, loss)
 
+    def again(why: str) -> _Search:
+        lower = start_lr / RETRY_BELOW
+        more = None if steps is None else round(steps * math.log(end_lr / lower) / math.log(end_lr / start_lr))
+        search = _range_test(
+            task, model, recipe, rec, seed=seed, steps=more, progress=progress, for_fit=for_fit, below=RETRY_BELOW
+        )
+        search.notes.insert(0, f"range test from {start_lr:.3g}: {why}; run again from {lower:.3g}")
+        return search
+
+    may_retry = below == 1.0 and count >= RAMP_DENSITY / 2 * decades
     notes: list[str] = []
     try:  # the dropout draws are the seed's, so that a fit (and a tune study) repeats exactly
         with seeded(seed), warnings.catch_warnings(record=True) as caught:
@@ -319,8 +356,14 @@ def _range_test(
                 callback=advance,
             )
     except RangeTestError as exc:
+        why = _too_high(exc.records) if may_retry else None
+        if why is not None:
+            return again(why)
         notes.append(f"range test failed ({exc}); trained at the rules' peak {rec.peak_lr:.3g} instead")
         return _Search(rec.peak_lr, None, notes, None, from_rules=True)
+    why = _too_high(result.records) if may_retry else None
+    if why is not None:
+        return again(why)
     notes.extend(f"range test: {w.message}" for w in caught if issubclass(w.category, RangeTestWarning))
     peak = float(f"{result.peak_lr:.3g}")  # the band spans ~4x: more digits are noise
     step_seconds = _step_seconds(stamps)
@@ -332,6 +375,34 @@ def _range_test(
         return _Search(weak[0], result, notes, step_seconds, ramp=states, from_rules=True)
     notes.append(f"range test peak {peak:.3g} vs the rules: {rec.check(peak).message}")
     return _Search(peak, result, notes, step_seconds, ramp=states)
+
+
+def _too_high(records: Sequence[Any]) -> str | None:
+    """Why a range test's ramp started too high to measure the best LR, or None: its loss went
+    non-finite within five points, rose by `START_RISE` noise levels over its first five steps, or
+    was lowest within `FLAT_START` decades of its start."""
+    from lrpilot.finder._features import curve_features, noise_level
+
+    curve = next((r for r in reversed(records) if r.lrs), None)
+    if curve is None:
+        return None
+    try:
+        f = curve_features(curve.lrs, curve.losses)
+    except ValueError:  # fewer than five finite points
+        return "its loss went non-finite within five steps, so the best LR lies under the rules' band"
+    losses = curve.losses[: f.usable]
+    noise = noise_level(losses)
+    rise = (max(losses[1:6]) - losses[0]) / noise if noise > 0 else 0.0
+    above = math.log10(f.lrs[f.i_min] / f.lrs[0])
+    if rise >= START_RISE:
+        why = f"its loss rose by {rise:.1f}× its noise over its first five steps"
+    elif above < FLAT_START:
+        why = (
+            f"its loss was lowest {above:.2f} decades above its start ({f.lrs[f.i_min]:.3g}), too close to read a fall"
+        )
+    else:
+        return None
+    return f"{why}, so the best LR lies under the rules' band"
 
 
 def _weak_fall(peak: float, clarity: float, rec: Recommendation, max_stable: float) -> tuple[float, str] | None:
