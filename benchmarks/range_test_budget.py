@@ -316,6 +316,74 @@ def settle(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _fit_starts(names: Any) -> dict[str, tuple[float, float]]:
+    """``{task: (band's low end, fit's ramp start)}`` from the rules for each built-in task."""
+    out = {}
+    for name in names:
+        target = _builtin(name, None)
+        task = target.task
+        model = task.build_model(0)
+        rec = recommend(
+            model, target.method, batch_size=task.recipe.batch_size, steps=target.steps, seq_len=target.seq_len
+        )
+        out[name] = (rec.low, ramp(rec)[0])
+    return out
+
+
+def starts(doc: dict[str, Any]) -> str:
+    """Where fit's ramp starts, replayed on the stored curves (each cut to begin at a given LR): the
+    answer's move against the curve cut a decade under the rules' band (fit's start before
+    ea00fa1), the excess loss on the oracle and the steps saved; then the margins of the checks
+    that run a test again from lower (`lrpilot.autopilot._pipeline.FLAT_START`, `START_RISE`)
+    over every stored test: its minimum's distance from fit's start, its rise over its first
+    five steps."""
+    import numpy as np
+
+    from lrpilot.finder import lrpilot
+    from lrpilot.finder._features import curve_features, noise_level
+
+    curves = _curves(doc)
+    oracles = _oracles(curves)
+    where = _fit_starts(curves)
+    lines = []
+    for label, at in (("band / 10 (before)", 0.1), ("band / 3", 1 / 3), ("fit's start", None)):
+        parts = []
+        for name, cs in curves.items():
+            low, start = where[name]
+            cut_at = start if at is None else low * at
+            moved, excess, saved = [], [], []
+            for x, y in cs:
+                base, keep = x >= low / 10 * 0.999, x >= cut_at * 0.999
+                before, after = lrpilot(x[base], y[base]).lr, lrpilot(x[keep], y[keep]).lr
+                moved.append(math.log10(after / before))
+                excess.append(score(oracles[name], after).excess)
+                saved.append(int(base.sum() - keep.sum()))
+            parts.append(
+                f"{name} from {cut_at:.2g}: moved ≤ {max(map(abs, moved)):.3f} decades "
+                f"(mean {statistics.fmean(moved):+.3f}), excess {statistics.fmean(excess):.2%}, "
+                f"{statistics.fmean(saved):.1f} steps saved"
+            )
+        lines.append(f"{label}: " + "; ".join(parts))
+    nearest: dict[bool, dict[str, float]] = {True: {}, False: {}}
+    rise: dict[str, float] = {}
+    for name, label, x, y in _all_curves(doc):
+        f = curve_features(x, y)
+        whole = nearest[not label.startswith(("0.5:", "0.25:"))]
+        whole[name] = min(whole.get(name, math.inf), math.log10(f.lrs[f.i_min] / where[name][1]))
+        usable = np.asarray(y)[: f.usable]
+        rise[name] = max(rise.get(name, -math.inf), float(np.max(usable[1:6]) - usable[0]) / noise_level(usable))
+
+    def listed(values: dict[str, float], digits: int) -> str:
+        return ", ".join(f"{name} {v:.{digits}f}" for name, v in values.items())
+
+    lines.append(
+        f"every stored test ({len(_all_curves(doc))}): its minimum above fit's start, nearest "
+        f"{listed(nearest[True], 2)} decades at the recipe's batch ({listed(nearest[False], 2)} at ½ or ¼ of it); "
+        f"its rise over the first five steps, largest {listed(rise, 1)} noise levels"
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tasks", nargs="+", default=["digits", "shakespeare"])
@@ -328,6 +396,9 @@ def main() -> None:
     parser.add_argument("--spread", action="store_true", help="print the answers' seed-to-seed spread and exit")
     parser.add_argument("--settle", action="store_true", help="replay the settled stop on the stored curves and exit")
     parser.add_argument("--landmarks", action="store_true", help="other readings of the --spread curves, and exit")
+    parser.add_argument(
+        "--starts", action="store_true", help="replay where fit's ramp starts on the stored curves, and exit"
+    )
     args = parser.parse_args()
     doc: dict[str, Any] = (
         json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}, "commands": []}
@@ -337,6 +408,9 @@ def main() -> None:
         return
     if args.settle:
         print(settle(doc))
+        return
+    if args.starts:
+        print(starts(doc))
         return
     if args.landmarks:
         print(landmarks(doc))

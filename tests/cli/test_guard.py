@@ -48,3 +48,21 @@ def test_bad_options_exit_2_with_a_message(args: list[str], message: str) -> Non
     result = runner.invoke(app, ["guard", *args])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("task", "chance"), [("digits", math.log(10)), ("shakespeare", math.log(65))])
+def test_the_guard_knows_the_tasks_chance_level_as_fit_does(task: str, chance: float) -> None:
+    """A loss back at chance after the model had learned is a collapse (`DetectConfig.learned_rel`)."""
+    from lrpilot.cli._guard import _make_guard
+    from lrpilot.tasks import get_task, make_optimizer
+
+    built = get_task(task)
+    model = built.build_model(0)
+    guard = _make_guard(
+        model, make_optimizer(model, built.recipe, 1e-3), built.recipe, fault="none", audit=None, classes=built.classes
+    )
+    try:
+        assert guard.config.detect.chance_loss == pytest.approx(chance)
+        assert guard.config.detect.flat_steps == max(20, built.recipe.total_steps // 5)
+    finally:
+        guard.close()

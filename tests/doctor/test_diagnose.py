@@ -134,3 +134,28 @@ def test_a_log_mostly_spent_building_the_baseline_says_its_verdict_says_little()
     assert any("the first 32 (70%) were not judged" in note for note in short.series["notes"])
     long = diagnose(Series(np.arange(200), np.full(200, 0.5) + 0.01 * np.sin(np.arange(200)), source="long"))
     assert not any("were not judged" in note for note in long.series["notes"])
+
+
+def test_a_run_json_that_records_its_classes_is_judged_against_their_chance_level(tmp_path: Path) -> None:
+    """fit writes the task's classes into run.json; the doctor reads the chance level from there,
+    as the guard had it during the run, and `--num-classes` is no longer needed."""
+    from typer.testing import CliRunner
+
+    from lrpilot.cli._app import app
+    from lrpilot.doctor import read
+
+    rng = np.random.default_rng(1)
+    learned = 2.3 * np.exp(-np.arange(600) / 100) + 0.3
+    loss = np.concatenate([learned, np.full(400, math.log(10))]) * (1 + 0.01 * rng.standard_normal(1000))
+    doc = {"history": {"steps": list(range(1000)), "loss": loss.tolist(), "lr": [0.1] * 1000}, "classes": 10}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    assert diagnose(read(path)).verdict == "collapsed"
+    out = CliRunner().invoke(app, ["doctor", str(path), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["verdict"] == "collapsed"
+    del doc["classes"]
+    path.write_text(json.dumps(doc))
+    assert diagnose(read(path)).verdict != "collapsed"  # without a chance level it is not told apart
+    out = CliRunner().invoke(app, ["doctor", str(path), "--json", "--num-classes", "10"])
+    assert json.loads(out.stdout)["verdict"] == "collapsed"

@@ -65,9 +65,9 @@ under the band to its low end moved no SST-2 or digits answer by more than 0.013
 FLAT_START = 1.0
 """Decades of LR a range test needs between its start and its loss minimum. Closer, the loss is
 already falling at the start, the test reads less of a fall than the model has to take, and the
-answer comes out high (a digits MLP reparametrised 30× stiffer, its minimum 0.9 decades in: 1.35×
-its best peak; 100× stiffer, 0.7 decades in: 1.8×). The 139 stored tests of the built-in tasks have
-their minima 1.3–2.5 decades above where fit's ramp now starts."""
+answer comes out high (a digits MLP reparametrised 100× stiffer, its minimum 0.7 decades in: 1.8×
+its best peak). The stored tests of the built-in tasks at their recipes' batch have their minima
+1.3–2.4 decades above where fit's ramp starts (``benchmarks/range_test_budget.py --starts``)."""
 START_RISE = 4.0
 """Noise levels by which a range test's loss may rise over its first five steps before its ramp
 counts as having started too high: at the start the LR barely moves the model, so the losses there
@@ -75,9 +75,9 @@ differ by batch noise alone (at most 3.2 noise levels on the 139 stored tests); 
 usable LRs throws the model out at once (a digits MLP reparametrised 1000× stiffer: 5.2, and then a
 spurious minimum lower down the ramp, after the chaos)."""
 RETRY_BELOW = 100.0
-"""A test whose minimum came within `FLAT_START` of its start is run again from this far lower,
-once (25 steps more at `RAMP_DENSITY`): it then measures best LRs down to ~1/30 of the band's low
-end, where a retry a decade lower would only have reached ~1/3."""
+"""A test that started too high (`FLAT_START`, `START_RISE`) is run again from this far lower, once
+(25 steps more at `RAMP_DENSITY`): it then measures best LRs down to ~1/30 of the band's low end,
+where a retry a decade lower would only have reached ~1/3."""
 RAMP_END = 10.0
 FINETUNE_WARMUP = 0.1
 """The rules' fine-tuning warmup (10 % of the run, ``warmup-finetuning``), which a user model's recipe follows."""
@@ -617,9 +617,10 @@ def fit(
     evaluated on `eval_data` (default: 10 % of `data` held out).
 
     Steps: (1) `lrpilot.recommend` from the model's size, the method, batch size and steps;
-    (2) the range test (fast mode, state restored) from 10× below the recommendation's band to 10 at
+    (2) the range test (fast mode, state restored) from the recommendation's band's low end to 10 at
     the finder's default ramp rate (`finder_steps` overrides the step count), stopped once its
-    minimum has settled (`lrpilot.finder.SETTLE`); (3) its peak, checked against the
+    minimum has settled (`lrpilot.finder.SETTLE`), and run again from 100× lower if it started too
+    high (its minimum within a decade of its start); (3) its peak, checked against the
     recommendation's band (a note either way; the rules' peak if the test fails); (4) the
     schedule: the task's recipe (a user model: the recommendation's warmup and decay) at that
     peak, fitted to `budget` (steps, or a time such as ``"5m"`` for the whole fit, converted with
@@ -928,6 +929,7 @@ def _record(
         tradeoff=tradeoff,
         resumed=resumed,
         horizon=horizon,
+        classes=task.classes,
     )
 
 

@@ -2,7 +2,7 @@
 
 fit's range test trains the very model it measures, with the run's optimizer, batches and
 clipping: by the time its exponential ramp passes the peak it will choose, the model has been
-warmed up from 10× below the rules' band to that LR. A finder restores the model afterwards, and
+warmed up from the rules' band's low end to that LR. A finder restores the model afterwards, and
 the run then warms up again from zero, paying for the warmup twice (on the 150-step SST-2 recipes
 the warmup is 15 steps, a third of the test's cost). `RampStates` keeps snapshots of the trainable
 state along the ramp; `RampStates.resume` puts back the last one at or below the chosen peak and

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from lrpilot.cli._output import console, errors_as_messages, print_json
 from lrpilot.detect import DetectConfig
-from lrpilot.doctor import examine
+from lrpilot.doctor import diagnose, read
 
 _VERDICT_STYLE = {"healthy": "green", "lr_too_low": "yellow", "oscillating": "yellow", "unstable": "yellow"}
 
@@ -32,17 +32,19 @@ def doctor(
         typer.Option(
             "--num-classes",
             help="Classes (or vocabulary): the chance level, which tells a collapse to chance from a flat start "
-            "and finds a loss that drifted back to it after learning.",
+            "and finds a loss that drifted back to it after learning (default: what an lrpilot run.json records).",
         ),
     ] = None,
     spike_z: Annotated[float | None, typer.Option("--spike-z", help="Spike threshold in robust sigmas.")] = None,
 ) -> None:
     """Diagnose a training run from its log: spikes, NaN, divergence, collapse, a flat start, oscillation."""
     with errors_as_messages():
-        config = DetectConfig() if num_classes is None else DetectConfig.for_classes(num_classes)
+        series = read(path)
+        classes = num_classes if num_classes is not None else series.classes
+        config = DetectConfig() if classes is None else DetectConfig.for_classes(classes)
         if spike_z is not None:
             config = replace(config, spike_z=spike_z)
-        series, diagnosis = examine(path, config)
+        diagnosis = diagnose(series, config)
         written = None
         if plot is not None:
             from lrpilot.report.guard_plots import plot_diagnosis

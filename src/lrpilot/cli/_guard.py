@@ -48,15 +48,17 @@ def _faulty_loss(task: Any, model: Any, batch: Any, *, fault: str, b: int, at: i
     return loss
 
 
-def _make_guard(model: Any, opt: Any, recipe: Any, fault: str, audit: Path | None) -> Any:
+def _make_guard(model: Any, opt: Any, recipe: Any, *, fault: str, audit: Path | None, classes: int | None) -> Any:
     from lrpilot.detect import DetectConfig
     from lrpilot.guard import GuardConfig
     from lrpilot.integrations.torch_guard import TorchGuard
 
     # Knobs measured in steps are scaled to the run (`GuardConfig.for_run`, and the flat-start test
-    # over its first fifth); everything else is the default.
+    # over its first fifth), and the task's chance level is known (a loss back at it after the model
+    # had learned is a collapse), as in fit; everything else is the default.
     steps = recipe.total_steps
-    detect = DetectConfig(flat_steps=max(20, steps // 5))
+    flat = {"flat_steps": max(20, steps // 5)}
+    detect = DetectConfig(**flat) if classes is None else DetectConfig.for_classes(classes, **flat)
     config = GuardConfig.for_run(steps, detect=detect, raise_on_flat=fault == "low-lr")
     return TorchGuard(model, opt, config=config, audit=audit, max_grad_norm=recipe.grad_clip)
 
@@ -86,7 +88,7 @@ def _run(
     sched = recipe.schedule(peak)
     data = task.batches(seed)
     jump = {"lr-x10": 10.0, "lr-x100": 100.0}.get(fault, 1.0)
-    guard = _make_guard(model, opt, recipe, fault, audit) if guarded else None
+    guard = _make_guard(model, opt, recipe, fault=fault, audit=audit, classes=task.classes) if guarded else None
     step = batches = 0
     stopped = None
     while step < steps and batches < 2 * steps:

@@ -46,6 +46,7 @@ DataDirOption = Annotated[
 FinderStepsOption = Annotated[
     int | None,
     typer.Option(
-        "--finder-steps", help="Steps of the range test (default: 12.5 a decade, from 10x below the rules' band to 10)."
+        "--finder-steps",
+        help="Steps of the range test (default: 12.5 a decade, from the low end of the rules' band to 10).",
     ),
 ]

@@ -9,6 +9,7 @@ Every reader streams its input row by row into a `SeriesBuilder`; every way a fi
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -72,8 +73,9 @@ def _read_json(stream: TextIO, source: str) -> Series:
 
 def read_run_json(data: Mapping[str, Any], source: str = "run.json") -> Series:
     """lrpilot's own `run.json` (what `lrpilot fit` and `lrpilot tune` write): every step the guard
-    judged, with its loss and LR, and the evaluations. A step the guard replayed after a rollback
-    appears twice; the later one wins, as in any resumed log."""
+    judged, with its loss and LR, the evaluations, and the task's classes where fit knew them (the
+    chance level). A step the guard replayed after a rollback appears twice; the later one wins, as
+    in any resumed log."""
     history = data.get("history")
     keys = ("steps", "loss", "lr")
     if not isinstance(history, Mapping) or not all(isinstance(history.get(k), list) for k in keys):
@@ -88,7 +90,10 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json") -> Series:
         builder.add(step, loss=loss, lr=lr)
     for step, value in zip(history.get("eval_steps") or [], history.get("eval_loss") or [], strict=False):
         builder.add(step, eval_loss=value)
-    return builder.build()
+    classes = data.get("classes")
+    if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 2):
+        raise DoctorInputError(f"{source}: 'classes' must be an integer of at least 2, got {classes!r}")
+    return dataclasses.replace(builder.build(), classes=classes)
 
 
 def read_trainer_state(stream: TextIO, source: str = "trainer_state.json") -> Series:

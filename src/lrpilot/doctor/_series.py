@@ -40,6 +40,8 @@ class Series:
         resumes: steps at which the log starts again from an earlier step (a resumed run).
         source, format: where it came from and which reader read it.
         notes: what the reader had to fix or skip, for the person reading the diagnosis.
+        classes: the task's classes or vocabulary where the log records them (lrpilot's run.json):
+            the chance level ln(classes) the detectors then judge a collapse against; None if not.
     """
 
     steps: npt.NDArray[np.int64]
@@ -53,6 +55,7 @@ class Series:
     source: str = ""
     format: str = ""
     notes: tuple[str, ...] = ()
+    classes: int | None = None
 
     def __len__(self) -> int:
         return int(self.steps.size)

@@ -183,6 +183,8 @@ class RunRecord:
             (`lrpilot.rules.horizon_factor`): ``found`` (the test's peak), ``factor``,
             ``reference_steps`` (the length its rule is calibrated at), ``steps`` (the run's),
             ``capped`` (held at the test's max stable LR); None where the peak was not scaled.
+        classes: the task's classes (a classifier) or vocabulary (a language model), whose log is
+            the chance level a loss collapses back to (`lrpilot doctor` reads it); None if unknown.
     """
 
     title: str
@@ -202,10 +204,13 @@ class RunRecord:
     tradeoff: dict[str, Any] | None = None
     resumed: dict[str, Any] | None = None
     horizon: dict[str, Any] | None = None
+    classes: int | None = None
 
     def __post_init__(self) -> None:
         owner = "RunRecord"
         self.total_steps = check.step_count(owner, "total_steps", self.total_steps, 0)
+        if self.classes is not None:
+            self.classes = check.step_count(owner, "classes", self.classes, 2)
         check.choice(owner, "status", self.status, STATUSES)
         if not isinstance(self.history, TrainingHistory):
             raise ValueError(f"{owner}: history must be a TrainingHistory, got {type(self.history).__name__}")
