@@ -483,15 +483,14 @@ def _train(
     drift: Drift | None = None,
     eval_at: Collection[int] = (),
     resumed: Resumed | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
 ) -> _Trained:
     """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back; its
     configuration `_guard_config`), with evaluations every quarter (or after the steps in
     `eval_at`; always at the end) and per-layer update ratios; Ctrl-C or a guard that gives up ends
     the loop with the weights as they are (any other exception propagates, the guard closed).
     Evaluations before the end score `QUICK_EVAL` examples, the last one all. `resumed`: the model
-    and `optimizer` hold the range test's ramp state; the run goes on from its start step, on the
-    batches after the ramp's."""
+    holds the range test's ramp weights; the run goes on from its start step, on the batches after
+    the ramp's, with a fresh optimizer (`lrpilot.autopilot._resume`)."""
     from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
     total = recipe.total_steps
@@ -502,8 +501,7 @@ def _train(
     final: dict[str, float] = {}
     status, notes = "finished", []
     start, skip = (resumed.start_step, resumed.ramp_steps) if resumed is not None else (0, 0)
-    if optimizer is None:
-        optimizer = make_optimizer(model, recipe, float(schedule(0)))
+    optimizer = make_optimizer(model, recipe, float(schedule(0)))
     guard = TorchGuard(
         model,
         optimizer,
@@ -712,7 +710,6 @@ def fit(
         clock=clock,
         drift=drift,
         resumed=resumed,
-        optimizer=None if resumed is None or search.ramp is None else search.ramp.optimizer,
     )
     with clock.phase("save"):
         progress("save", 0, None, math.nan, math.nan)
