@@ -20,6 +20,7 @@ scored by the excess loss and regret of its peak on the task's oracle sweep
     python benchmarks/range_test_budget.py --spread      # how far one test's answer moves from seed to seed
     python benchmarks/range_test_budget.py --settle      # what the settled stop saves and moves
     python benchmarks/range_test_budget.py --landmarks   # other readings of the same curves; how clearly they fell
+    python benchmarks/range_test_budget.py --starts      # where fit's ramp starts, replayed; the retry's margins
 
 ``--spread`` reads the full-batch tests stored here and the finder benchmark's fast-mode tests
 (``finder_curves_<task>.json``, from 1e-7), 10 per task, and prints the standard deviation of
@@ -34,6 +35,12 @@ many noise levels fit's own stored tests fell by.
 ``--settle`` replays `lrpilot.finder.DivergenceRule`'s settled stop on every stored curve (each
 variant here, the finder benchmark's fast-mode and 100-step curves) at several settings and prints
 how far it moves lrpilot's answer and the steps it saves.
+
+``--starts`` cuts the same curves to begin at the rules' band's low end (fit's start since
+ea00fa1) or a third of it, and prints how far each answer moves against the curve cut a decade
+under the band (fit's start before), its excess loss and the steps saved; then, over every stored
+test, how far its minimum lies above fit's start and how much its loss rose over its first five
+steps (the margins of `lrpilot.autopilot._pipeline.FLAT_START` and `START_RISE`).
 
 Results are merged into ``benchmarks/data/range_test_budget.json`` (one entry per task, seed and variant;
 those already there are skipped unless ``--refresh``). A test that gives no answer (its smoothed loss
