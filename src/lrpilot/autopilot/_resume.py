@@ -17,14 +17,14 @@ not the frozen model's) and the model's buffers, copied into host memory that th
 out of the window hands on (allocating afresh costs more than the copy, as for the guard's
 snapshots). Not Adam's moments: the run starts its optimizer afresh. The ramp's moments average
 gradients over the whole ramp, the untrained model's at LRs far below the peak included, and
-carried into the run they cost a from-scratch model its final loss (digits, 100 steps: +4.3 % ±
-3.7 % against the same peak trained from scratch, with a fresh optimizer −3.2 % ± 2.9 %; 250 steps:
-+1.4 % ± 1.1 % against −0.3 % ± 0.8 %; 40 and 100 seeds) while making no difference on the SST-2
-fine-tunes (+0.0 % ± 0.4 %, 10 seeds each). The snapshots are a third the size for it (a fully
-fine-tuned MiniLM's: 90 MB instead of 270). They are kept for the last `WINDOW` decades of the ramp
-only, and only as many as `MEMORY_SHARE` of the machine's memory holds (spaced out when fewer fit:
-the run then resumes a little lower in its warmup; none fit, none are taken and the run starts from
-scratch).
+carried into the run they cost a from-scratch model its final loss (``benchmarks/ramp_resume.py``,
+against the same fit with nothing from the ramp: digits, 100 steps, +4.3 % ± 3.7 %, with a fresh
+optimizer −3.2 % ± 2.9 %; 250 steps, +1.4 % ± 1.1 % against −0.3 % ± 0.8 %; 40 and 100 seeds) while
+making no difference on the SST-2 fine-tunes (+0.0 % ± 0.4 %, 10 seeds each). The snapshots are a
+third the size for it (a fully fine-tuned MiniLM's: 90 MB instead of 270). They are kept for the
+last `WINDOW` decades of the ramp only, and only as many as `MEMORY_SHARE` of the machine's memory
+holds (spaced out when fewer fit: the run then resumes a little lower in its warmup; none fit, none
+are taken and the run starts from scratch).
 """
 
 from __future__ import annotations
