@@ -277,3 +277,10 @@ def test_num_classes_sets_the_chance_level() -> None:
     assert DetectConfig.for_classes(10).chance_loss == pytest.approx(math.log(10))
     with pytest.raises(ValueError, match="num_classes"):
         DetectConfig.for_classes(1)
+
+
+def test_for_classes_without_a_count_has_no_chance_level() -> None:
+    assert DetectConfig.for_classes(None, min_history=16) == DetectConfig(min_history=16)
+    assert DetectConfig.for_classes(10).chance_loss == pytest.approx(math.log(10))
+    with pytest.raises(ValueError, match="num_classes"):
+        DetectConfig.for_classes(1)

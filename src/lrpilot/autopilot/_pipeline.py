@@ -561,8 +561,7 @@ def _guard_config(task: Task, total: int) -> GuardConfig:
     detectors' warm-up sized to it (`GuardConfig.for_run`), and the task's chance level where it is
     known, so that a loss back at chance after the model had learned is a collapse to roll back
     (`lrpilot.detect.DetectConfig.learned_rel`)."""
-    chance = None if task.classes is None else DetectConfig.for_classes(task.classes)
-    return GuardConfig.for_run(total, detect=chance)
+    return GuardConfig.for_run(total, detect=DetectConfig.for_classes(task.classes))
 
 
 def _after_run(trained: _Trained) -> list[str]:

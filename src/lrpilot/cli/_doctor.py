@@ -41,7 +41,7 @@ def doctor(
     with errors_as_messages():
         series = read(path)
         classes = num_classes if num_classes is not None else series.classes
-        config = DetectConfig() if classes is None else DetectConfig.for_classes(classes)
+        config = DetectConfig.for_classes(classes)
         if spike_z is not None:
             config = replace(config, spike_z=spike_z)
         diagnosis = diagnose(series, config)

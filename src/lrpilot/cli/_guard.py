@@ -57,8 +57,7 @@ def _make_guard(model: Any, opt: Any, recipe: Any, *, fault: str, audit: Path | 
     # over its first fifth), and the task's chance level is known (a loss back at it after the model
     # had learned is a collapse), as in fit; everything else is the default.
     steps = recipe.total_steps
-    flat = {"flat_steps": max(20, steps // 5)}
-    detect = DetectConfig(**flat) if classes is None else DetectConfig.for_classes(classes, **flat)
+    detect = DetectConfig.for_classes(classes, flat_steps=max(20, steps // 5))
     config = GuardConfig.for_run(steps, detect=detect, raise_on_flat=fault == "low-lr")
     return TorchGuard(model, opt, config=config, audit=audit, max_grad_norm=recipe.grad_clip)
 

@@ -111,8 +111,11 @@ class DetectConfig:
         check.step_count(_OWNER, "osc_patience", self.osc_patience, 1)
 
     @classmethod
-    def for_classes(cls, num_classes: int, **overrides: Any) -> DetectConfig:
-        """A config whose chance level is ln(`num_classes`) (balanced classification or a vocabulary)."""
+    def for_classes(cls, num_classes: int | None, **overrides: Any) -> DetectConfig:
+        """A config whose chance level is ln(`num_classes`) (balanced classification or a
+        vocabulary); without a chance level where `num_classes` is None (unknown)."""
+        if num_classes is None:
+            return cls(**overrides)
         n = check.step_count(_OWNER, "num_classes", num_classes, 2)
         return cls(chance_loss=math.log(n), **overrides)
 

@@ -89,15 +89,14 @@ def _hidden_non_finite(series: Series) -> int:
 def diagnose(series: Series, config: DetectConfig | None = None) -> Diagnosis:
     """Run the detectors over `series` and turn what they find into a verdict and advice. Without
     a `config`, the defaults, with the chance level of the series' classes where its log has them."""
-    if config is None and series.classes is not None:
-        config = DetectConfig.for_classes(series.classes)
+    config = config or DetectConfig.for_classes(series.classes)
     found = scan(series.steps, series.loss, series.grad_norms(), config=config)
     interval = int(np.median(np.diff(series.steps))) if len(series) > 1 else 1
     events = merge(found, gap=max(1, interval))
     verdict = _verdict(series, events)
     guess = infer_schedule(series)
     summary = series.summary()
-    baseline = (config or DetectConfig()).min_history
+    baseline = config.min_history
     if len(series) and baseline > UNJUDGED_SHARE * len(series):
         summary["notes"].append(
             f"only {len(series)} logged losses: the detectors judge a loss against the {baseline} before it, so "
