@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import statistics
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from lrpilot import _validate as check
-from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
+from lrpilot.autopilot._budget import OVERRUN, Budget, parse_budget, steps_for_time
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
 from lrpilot.autopilot._hf import HfTask, load_hf_task, read_rows, recipe_from
 from lrpilot.autopilot._layers import UpdateRatioTracker
@@ -428,12 +427,16 @@ def _weak_fall(peak: float, clarity: float, rec: Recommendation, max_stable: flo
 
 
 def _step_seconds(stamps: Sequence[float]) -> float | None:
-    """The range test's time per step: the median gap between its points, which one-off costs of
-    the first steps do not move as a mean would (torch imports its compiler on the first optimizer
-    step: nearly all of a 30-step digits test's 2.8–3.1 s in a fresh process, which made a 10 s
-    budget train 84 steps instead of thousands)."""
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    return statistics.median(gaps) if gaps else None
+    """The range test's time per step: the mean gap over its second half, which one-off costs of the
+    first steps do not reach (torch imports its compiler on the first optimizer step: nearly all of a
+    30-step digits test's 2.8–3.1 s in a fresh process, which made a 10 s budget train 84 steps
+    instead of thousands), and which, unlike a median, counts the time the process waits for a busy
+    CPU (the median of a digits test under two CPU-bound neighbours was a third of what its training
+    steps then cost, and a 10 s budget took 24 s)."""
+    if len(stamps) < 2:
+        return None
+    half = len(stamps) // 2
+    return (stamps[-1] - stamps[half - 1]) / (len(stamps) - half)
 
 
 @dataclass
@@ -717,9 +720,7 @@ def fit(
     notes = [*search.notes, *trained.notes, *_after_run(trained)]
     if plan is not None and plan.seconds is not None:
         trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
-        notes.append(
-            f"time budget {plan}: {trained_steps} training steps at the range test's {search.step_seconds:.3g} s/step"
-        )
+        notes.append(_time_note(plan, trained_steps, search, trained, clock))
     record = _record(
         target,
         task=job,
@@ -871,6 +872,21 @@ def _from_ramp(
     if resumed is not None:
         search.notes.append(resumed.note())
     return fitted, schedule, resumed
+
+
+def _time_note(plan: Budget, trained_steps: int, search: _Search, trained: _Trained, clock: _Clock) -> str:
+    """How a time budget became steps and, when the fit ran past it, why: a time budget is a forecast
+    from the range test's steps, and a machine that gets busier after them makes every training step
+    dearer (a digits fit beside two CPU-bound processes: 10 s budgeted, 18 s spent)."""
+    note = f"time budget {plan}: {trained_steps} training steps at the range test's {search.step_seconds:.3g} s/step"
+    took = clock.timings.get("train", 0.0) / max(trained_steps, 1)
+    if plan.seconds is not None and clock.elapsed > plan.seconds * OVERRUN and trained.status == "finished":
+        note += (
+            f"; the fit took {clock.elapsed:.3g} s, {clock.elapsed / plan.seconds:.2g}× its budget: a training step "
+            f"cost {took:.3g} s, {took / cast(float, search.step_seconds):.2g}× what the range test measured "
+            "(a machine busier than during the test, or work the test's steps do not do: a callback, the guard)"
+        )
+    return note
 
 
 def _budget_steps(plan: Budget | None, steps: int, search: _Search, clock: _Clock) -> int:
