@@ -298,7 +298,8 @@ def _targets(name: str, runs: dict[str, dict[str, Any]], seeds: list[str]) -> st
 
 
 def table(doc: dict[str, Any]) -> str:
-    """Markdown: per task, each method's seed-mean loss, accuracy and wall time; fit against the targets."""
+    """Markdown: per task, each method's seed-mean loss, accuracy and wall time (over the seeds it ran, named
+    where fewer than the task's), and fit against the targets."""
     lines = []
     for name, entry in doc["tasks"].items():
         seeds = sorted(entry["runs"], key=int)
@@ -313,8 +314,9 @@ def table(doc: dict[str, Any]) -> str:
                 continue
             acc = _mean([r["val_accuracy"] for r in rows]) if rows[0]["val_accuracy"] is not None else None
             peaks = sorted({f"{r['peak_lr']:.3g}" for r in rows})
+            label = method if len(rows) == len(seeds) else f"{method} ({len(rows)} seeds)"
             lines.append(
-                f"| {method} | {', '.join(peaks)} | {_mean([r['val_loss'] for r in rows]):.4f} | "
+                f"| {label} | {', '.join(peaks)} | {_mean([r['val_loss'] for r in rows]):.4f} | "
                 f"{'–' if acc is None else f'{acc:.4f}'} | {_mean([r['wall_time_s'] for r in rows]):.1f} s |"
             )
         best = entry.get("grid_best")
