@@ -431,8 +431,9 @@ def _step_seconds(stamps: Sequence[float]) -> float | None:
     first steps do not reach (torch imports its compiler on the first optimizer step: nearly all of a
     30-step digits test's 2.8–3.1 s in a fresh process, which made a 10 s budget train 84 steps
     instead of thousands), and which, unlike a median, counts the time the process waits for a busy
-    CPU (the median of a digits test under two CPU-bound neighbours was a third of what its training
-    steps then cost, and a 10 s budget took 24 s)."""
+    CPU. Neither holds when the load changes between the test and the run: beside two CPU-bound
+    processes a digits test's median forecast 0.4× what its training steps then cost (a 10 s budget
+    took 22 s), this mean 0.4–1.2× over three runs; `_time_note` says so in the fit's notes."""
     if len(stamps) < 2:
         return None
     half = len(stamps) // 2
@@ -877,7 +878,7 @@ def _from_ramp(
 def _time_note(plan: Budget, trained_steps: int, search: _Search, trained: _Trained, clock: _Clock) -> str:
     """How a time budget became steps and, when the fit ran past it, why: a time budget is a forecast
     from the range test's steps, and a machine that gets busier after them makes every training step
-    dearer (a digits fit beside two CPU-bound processes: 10 s budgeted, 18 s spent)."""
+    dearer (a digits fit beside two CPU-bound processes: 10 s budgeted, up to 18 s spent)."""
     note = f"time budget {plan}: {trained_steps} training steps at the range test's {search.step_seconds:.3g} s/step"
     took = clock.timings.get("train", 0.0) / max(trained_steps, 1)
     if plan.seconds is not None and clock.elapsed > plan.seconds * OVERRUN and trained.status == "finished":
