@@ -214,6 +214,24 @@ def test_a_time_budget_becomes_steps_at_the_range_tests_pace(tmp_path: Path) -> 
         tune("digits", budget="0.05s", out=tmp_path / "short")
 
 
+def test_a_range_test_run_again_from_lower_still_leaves_the_smallest_budget_its_first_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The smallest runs budget is checked against the range test's planned steps; a test that
+    started too high runs again from 100× lower (more steps) and would leave the first trial unpaid.
+    The ramp's start is judged too high here whatever the curve (`_too_high`); the retry is real."""
+    from lrpilot.autopilot import _pipeline
+
+    monkeypatch.setattr(_pipeline, "_too_high", lambda records: "judged too high by the test")
+    smallest = FIRST_TRIAL_SHARE + 40 / STEPS  # a ramp of 40 steps is fine enough to be run again
+    result = tune("digits", steps=STEPS, budget=smallest, finder_steps=40, out=tmp_path / "run", report=False)
+    assert result.finder["steps"] > 40  # both tests' steps
+    assert any("runs anyway" in note for note in result.finder["notes"])
+    full_runs = [t for t in result.trials if t.steps == STEPS and t.state == "COMPLETE"]
+    assert len(full_runs) == 1  # a result, not an empty study
+    assert result.run_equivalents > smallest
+
+
 # peft 0.21 calls a name transformers 5 deprecates when it loads an adapter (lrpilot's own calls filter it)
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 def test_a_users_hugging_face_model_with_lora(tmp_path: Path) -> None:

@@ -330,6 +330,8 @@ def _range_test(
             task, model, recipe, rec, seed=seed, steps=more, progress=progress, for_fit=for_fit, below=RETRY_BELOW
         )
         search.notes.insert(0, f"range test from {start_lr:.3g}: {why}; run again from {lower:.3g}")
+        if search.finder is not None:  # the steps spent on the model count both tests
+            search.finder = dataclasses.replace(search.finder, steps_used=search.finder.steps_used + len(stamps))
         return search
 
     may_retry = below == 1.0 and count >= RAMP_DENSITY / 2 * decades
@@ -681,7 +683,7 @@ def fit(
     steps = _budget_steps(plan, steps, search, clock)
     fitted = _fitted(job.recipe, steps, _describe(plan))
     if search.finder is not None:  # what the search cost, in the run's own units
-        used = search.finder.record.steps
+        used = search.finder.steps_used
         search.notes.append(
             f"range test: {used} steps in {clock.timings['find']:.3g} s ({used / steps:.0%} of the run's {steps})"
         )

@@ -230,6 +230,12 @@ def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: _Clock, 
     rungs = rungs_for(run_steps) if setup.prune else []
     first = run_steps + (rungs[0] if rungs else 0)
     budget_steps = _budget_steps(plan, run_steps, ramp_used, found.step_seconds, clock, first=first)
+    if isinstance(plan, float) and budget_steps < first:  # the range test ran again from lower (`_too_high`)
+        found.notes.append(
+            f"the range test took {ramp_used} steps, leaving {budget_steps} of the budget's {plan:g} runs, less "
+            f"than the first trial's {first}: it runs anyway, {first - budget_steps} steps over the budget"
+        )
+        budget_steps = first
     cap = setup.max_trials or trial_cap(budget_steps, run_steps, rungs[0] if rungs else None, REDUCTION)
     return StudyConfig(
         target=setup.spec,
