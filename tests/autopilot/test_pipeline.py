@@ -204,6 +204,22 @@ def test_a_weak_fall_outside_the_rules_band_moves_to_its_nearest_end() -> None:
     assert _weak_fall(1e-3, 1.5, rec, max_stable=0.7) is None  # within the band: nothing to overrule
 
 
+def test_full_warmup_is_the_run_without_the_range_test_at_its_peak(tmp_path: Path) -> None:
+    """With ``full_warmup`` nothing of the ramp reaches the run: the range test's model and RNG state
+    are restored, and the run is `lrpilot.tasks.train` at fit's peak bit for bit (the guard quiet),
+    where going on from the ramp trains another model."""
+    from lrpilot.tasks import train
+
+    fitted = lrpilot.fit("digits", seed=1, full_warmup=True, out=tmp_path / "full", report=False)
+    assert fitted.record.resumed is None
+    assert not fitted.record.guard_actions
+    alone = train(get_task("digits"), fitted.peak_lr, 1)
+    assert fitted.metrics["val_loss"] == alone.val_loss
+    resumed = lrpilot.fit("digits", seed=1, out=tmp_path / "ramp", report=False)
+    assert resumed.record.resumed is not None
+    assert resumed.metrics["val_loss"] != alone.val_loss
+
+
 def test_the_range_tests_step_time_is_not_moved_by_a_slow_first_step() -> None:
     from lrpilot.autopilot._pipeline import _step_seconds
 

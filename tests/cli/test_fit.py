@@ -39,6 +39,16 @@ def test_digits_end_to_end(tmp_path: Path) -> None:
     model.load_state_dict(torch.load(out / MODEL_FILE, weights_only=True))
 
 
+def test_full_warmup_trains_the_whole_warmup_from_the_initial_weights(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["fit", "--task", "digits", "--budget", "60", "--full-warmup", "--out", str(tmp_path / "run"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)["record"]
+    assert record["resumed"] is None
+    assert record["history"]["steps"][0] == 0
+
+
 def test_the_table_names_the_peak_the_schedule_and_the_run_directory(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = runner.invoke(app, ["fit", "--task", "digits", "--budget", "50", "--out", str(out), "--no-report"])

@@ -289,6 +289,7 @@ def _range_test(
     steps: int | None,
     progress: Progress,
     for_fit: bool = False,
+    snapshots: bool = True,
     below: float = 1.0,
 ) -> _Search:
     """`find_lr` in fast mode on the model as it will train (its AdamW, clipping and recipe) over
@@ -305,15 +306,15 @@ def _range_test(
     to the band's nearest end where it does not: a minimum the noise may have placed does not
     overrule the rules by more than their own uncertainty (a 12-step test on 100 texts put a LoRA
     peak at 0.36, 724× the rules'). `for_fit`: the test stops once its minimum has settled
-    (`lrpilot.finder.SETTLE`; tune's runs to divergence, the whole curve its band reads) and keeps
-    snapshots along the ramp to start the run from (`RampStates`)."""
+    (`lrpilot.finder.SETTLE`; tune's runs to divergence, the whole curve its band reads) and, with
+    `snapshots`, keeps snapshots along the ramp to start the run from (`RampStates`)."""
     from lrpilot.finder import SETTLE, DivergenceRule, RangeTestError, RangeTestWarning
     from lrpilot.integrations.torch_finder import find_lr
 
     start_lr, end_lr, count = ramp(rec, steps, below=below)
     optimizer = make_optimizer(model, recipe, 1.0)
     decades = math.log10(end_lr / start_lr)
-    states = RampStates(model, optimizer, steps=count, decades=decades) if for_fit else None
+    states = RampStates(model, optimizer, steps=count, decades=decades) if for_fit and snapshots else None
 
     stamps: list[float] = []
 
@@ -327,7 +328,16 @@ def _range_test(
         lower = start_lr / RETRY_BELOW
         more = None if steps is None else round(steps * math.log(end_lr / lower) / math.log(end_lr / start_lr))
         search = _range_test(
-            task, model, recipe, rec, seed=seed, steps=more, progress=progress, for_fit=for_fit, below=RETRY_BELOW
+            task,
+            model,
+            recipe,
+            rec,
+            seed=seed,
+            steps=more,
+            progress=progress,
+            for_fit=for_fit,
+            snapshots=snapshots,
+            below=RETRY_BELOW,
         )
         search.notes.insert(0, f"range test from {start_lr:.3g}: {why}; run again from {lower:.3g}")
         if search.finder is not None:  # the steps spent on the model count both tests
@@ -607,6 +617,7 @@ def fit(
     finder_steps: int | None = None,
     retention: str | Path | None = None,
     forgetting_weight: float | None = None,
+    full_warmup: bool = False,
     report: bool = True,
     progress: Progress | None = None,
     callback: StepCallback | None = None,
@@ -631,7 +642,10 @@ def fit(
     (`lrpilot.rules.horizon_factor`: from a built-in task's own recipe length; for a user's model
     from the 150–1000 steps the rule is calibrated on, or one epoch if that is longer); (5)
     training under `TorchGuard`, going on from the range test's state where its ramp can stand for
-    the warmup's first steps (`lrpilot.autopilot._resume`), evaluating every quarter of the run
+    the warmup's first steps (`lrpilot.autopilot._resume`; `full_warmup=True`: the whole warmup
+    from the initial weights instead, which costs those steps again — ~0.09 of a 150-step SST-2
+    run — and on sst2-lora ends 1.2 % ± 0.5 % lower over 30 seeds, ``benchmarks/fit_vs_defaults.py``'s
+    fit vs train@fit), evaluating every quarter of the run
     (on `QUICK_EVAL` validation examples, the last on all) and measuring per-layer update ratios;
     (6) saving the model and writing the report into `out` (default: a new
     ``runs/fit-<task>-<timestamp>``).
@@ -679,7 +693,17 @@ def fit(
         job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
         planned = _fitted(job.recipe, steps, _describe(plan))
     with clock.phase("find"):
-        search = _range_test(job, net, planned, rec, seed=seed, steps=finder_steps, progress=progress, for_fit=True)
+        search = _range_test(
+            job,
+            net,
+            planned,
+            rec,
+            seed=seed,
+            steps=finder_steps,
+            progress=progress,
+            for_fit=True,
+            snapshots=not full_warmup,
+        )
     steps = _budget_steps(plan, steps, search, clock)
     fitted = _fitted(job.recipe, steps, _describe(plan))
     if search.finder is not None:  # what the search cost, in the run's own units

@@ -146,6 +146,14 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
             help="--retention: pick the peak minimising val loss + W × drift over probes at 1–1/8 of the found peak.",
         ),
     ] = None,
+    full_warmup: Annotated[
+        bool,
+        typer.Option(
+            "--full-warmup",
+            help="Train the whole warmup from the initial weights instead of going on from the range "
+            "test's ramp: costs those steps again, ends lower on some tasks (sst2-lora: 1.2 %).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Write run.json only, no HTML report.")] = False,
 ) -> None:
@@ -180,6 +188,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
                 finder_steps=finder_steps,
                 retention=retention,
                 forgetting_weight=forgetting_weight,
+                full_warmup=full_warmup,
                 report=not no_report,
                 progress=_Bars(progress),
             )
