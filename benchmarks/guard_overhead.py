@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,18 +65,33 @@ def make(layers: int, d: int, batch: int, ctx: int, device: str) -> tuple[nn.Mod
     return model, loss
 
 
+VARIANTS = ("bare", "item", "guard", "guard16", "bare-fused", "guard-fused")
+
+
+def optimizer(variant: str, model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW, fused for the ``-fused`` variants (the guard then skips through its ``found_inf``),
+    else torch's default implementation for the device (foreach on CUDA)."""
+    return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=variant.endswith("-fused") or None)
+
+
+def guarded(variant: str, model: nn.Module, opt: torch.optim.Optimizer, device: str) -> TorchGuard | None:
+    """The guard of a ``guard*`` variant: its default read interval (1 on CPU, 10 on CUDA, as for
+    the default 50-step snapshots) or 16, snapshots pushed out of the timed window."""
+    if not variant.startswith("guard"):
+        return None
+    read = 16 if variant == "guard16" else (10 if device == "cuda" else 1)
+    return TorchGuard(model, opt, config=GuardConfig(snapshot_every=10**6), read_every=read)
+
+
 def timed(
     variant: str, model: nn.Module, loss_fn: Callable[[], torch.Tensor], steps: int, device: str
 ) -> tuple[float, float]:
-    """(seconds per step, seconds per step spent after backward) of `variant` over `steps` steps
-    (after 3 untimed ones). The second number — the optimizer step, plus the guard where there is
-    one — isolates the guard's own cost from the noise of the forward and backward passes."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    guard = None
-    if variant.startswith("guard"):
-        # the default read interval (1 on CPU, 10 on CUDA), snapshots pushed out of the timed window
-        read = 16 if variant == "guard16" else (10 if device == "cuda" else 1)
-        guard = TorchGuard(model, opt, config=GuardConfig(snapshot_every=10**6), read_every=read)
+    """(seconds per step, host seconds per step spent after backward) of `variant` over `steps`
+    steps (after 3 untimed ones), synchronising only before and after them. The second number — the
+    optimizer step, plus the guard where there is one — is compute time on CPU; on CUDA it is the
+    host's time to launch that work, which is what a small model's step, paced by its launches, pays."""
+    opt = optimizer(variant, model)
+    guard = guarded(variant, model, opt, device)
     tail = [0.0]
 
     def one() -> None:
@@ -87,8 +105,6 @@ def timed(
                 loss.item()
             opt.step()
             opt.zero_grad(set_to_none=True)
-        if device == "cuda":
-            torch.cuda.synchronize()
         tail[0] += time.perf_counter() - t0
 
     for _ in range(3):
@@ -107,10 +123,40 @@ def timed(
     return seconds, tail[0] / steps
 
 
-def sync_free(model: nn.Module, loss_fn: Callable[[], torch.Tensor], steps: int) -> str:
-    """Run guarded steps under sync debug mode "error": "yes" if nothing synchronised."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    guard = TorchGuard(model, opt)  # defaults: snapshots every 50 steps are part of what is checked
+def kernels_per_step(variant: str, model: nn.Module, loss_fn: Callable[[], torch.Tensor], device: str) -> float:
+    """GPU kernels and copies launched per step (torch's profiler over 20 steps, reads included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    opt = optimizer(variant, model)
+    guard = guarded(variant, model, opt, device)
+    steps = 20
+
+    def one() -> None:
+        loss = loss_fn()
+        loss.backward()
+        if guard is not None:
+            guard.step(loss)
+        else:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    for _ in range(10):
+        one()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            one()
+        torch.cuda.synchronize()
+    if guard is not None:
+        guard.close()
+    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA) / steps
+
+
+def sync_free(model: nn.Module, loss_fn: Callable[[], torch.Tensor], steps: int, **options: Any) -> str:
+    """Run guarded steps under sync debug mode "error": "yes" if nothing synchronised.
+    `options`: ``fused`` (the optimizer), ``max_grad_norm`` (the guard clips)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=options.pop("fused", None))
+    guard = TorchGuard(model, opt, **options)  # snapshots every 50 steps are part of what is checked
     for _ in range(20):  # past warm-up and a few reads, so the steady state is what is checked
         loss = loss_fn()
         loss.backward()
@@ -126,6 +172,7 @@ def sync_free(model: nn.Module, loss_fn: Callable[[], torch.Tensor], steps: int)
         return f"no: {str(exc).splitlines()[0][:80]}"
     finally:
         torch.cuda.set_sync_debug_mode("default")
+    guard.close()
     return "yes"
 
 
@@ -135,6 +182,7 @@ def snapshot_seconds(model: nn.Module, loss_fn: Callable[[], torch.Tensor], devi
     loss.backward()
     opt.step()  # so the optimizer state exists
     guard = TorchGuard(model, opt)
+    guard._spare = guard._take_snapshot()  # as a pruned snapshot's: its buffers are reused, as in a run
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -174,12 +222,80 @@ def state_machine(repeats: int, n: int = 5000) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def pct(variant: dict[str, Any] | None) -> str:
+    """A variant's median overhead over its bare loop, and the range over the repeats."""
+    if variant is None:
+        return "–"
+    lo, hi = variant["overhead_pct_range"]
+    return f"{variant['overhead_pct']:+.1f} % ({lo:+.1f} … {hi:+.1f})"
+
+
+def measure(size: str, dev: str, repeats: int) -> dict[str, Any]:
+    """Every variant on one model size, interleaved `repeats` times; on CUDA also the kernels per
+    step and the sync-free checks."""
+    gpu = dev == "cuda"
+    label, layers, d, batch, steps = {
+        "small": ("2-layer d=128, batch 16×128", 2, 128, 16, 600 if gpu else 60),
+        "large": (f"12-layer d=768, batch {16 if gpu else 2}×128", 12, 768, 16 if gpu else 2, 100 if gpu else 6),
+    }[size]
+    model, loss_fn = make(layers, d, batch, 128, dev)
+    variants = VARIANTS if gpu else VARIANTS[:4]  # CPU: fused AdamW is no common choice there
+    times: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    for _ in range(repeats):  # interleaved, so drift hits every variant alike
+        for variant, samples in times.items():
+            samples.append(timed(variant, model, loss_fn, steps, dev))
+    row: dict[str, Any] = {"model": label, "steps": steps, "variants": {}}
+    for v, ts in times.items():
+        base = times["bare-fused" if v.endswith("-fused") else "bare"]
+        ratios = [t[0] / b[0] - 1 for t, b in zip(ts, base, strict=True)]  # paired by repeat
+        row["variants"][v] = {
+            "step_ms": 1000 * statistics.median(t[0] for t in ts),
+            "host_after_backward_ms": 1000 * statistics.median(t[1] for t in ts),
+            "overhead_pct": 100 * statistics.median(ratios),
+            "overhead_pct_range": [100 * min(ratios), 100 * max(ratios)],
+        }
+    row["snapshot_ms"] = 1000 * snapshot_seconds(model, loss_fn, dev)
+    if gpu:
+        row["kernels_per_step"] = {v: kernels_per_step(v, model, loss_fn, dev) for v in variants if v != "item"}
+        row["sync_free"] = {
+            "foreach AdamW": sync_free(model, loss_fn, 120),
+            "fused AdamW": sync_free(model, loss_fn, 120, fused=True),
+            "clipping (max_grad_norm=1)": sync_free(model, loss_fn, 120, max_grad_norm=1.0),
+        }
+    return row
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(
+        "| model | optimizer | bare step | `loss.item()` | guard | guard, read every 16 "
+        "| guard's host time after backward | snapshot (every 50 steps) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        v = row["variants"]
+        for opt_name, bare, guard in (("AdamW", "bare", "guard"), ("AdamW fused", "bare-fused", "guard-fused")):
+            if bare not in v:
+                continue
+            plain = bare == "bare"
+            own = v[guard]["host_after_backward_ms"] - v[bare]["host_after_backward_ms"]
+            b = v[bare]["step_ms"]
+            print(
+                f"| {row['model']} | {opt_name} | {b:.2f} ms | {pct(v['item'] if plain else None)} | {pct(v[guard])} "
+                f"| {pct(v['guard16'] if plain else None)} | {own:+.3f} ms = {100 * own / b:+.2f} % "
+                f"| {row['snapshot_ms']:.1f} ms = {100 * row['snapshot_ms'] / (50 * b):.2f} % |"
+            )
+    for row in rows:
+        if "sync_free" in row:
+            print(f"{row['model']}: kernels per step {row['kernels_per_step']}; sync-free {row['sync_free']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", default="small,large")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--state-machine-only", action="store_true", help="time update and scan only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -187,55 +303,19 @@ def main() -> None:
     print(f"per observation: lrpilot.guard.update {update_us:.0f} µs, lrpilot.detect.scan {scan_us:.0f} µs")
     if args.state_machine_only:
         return
-    dev = args.device
-    configs = {
-        "small": ("2-layer d=128, batch 16×128", 2, 128, 16, 128, 60 if dev == "cpu" else 300),
-        "large": (
-            f"12-layer d=768, batch {16 if dev == 'cuda' else 2}×128",
-            12,
-            768,
-            16 if dev == "cuda" else 2,
-            128,
-            6 if dev == "cpu" else 100,
-        ),
-    }
     rows = []
     for size in args.sizes.split(","):
-        label, layers, d, batch, ctx, steps = configs[size]
-        model, loss_fn = make(layers, d, batch, ctx, dev)
-        times: dict[str, list[tuple[float, float]]] = {v: [] for v in ("bare", "item", "guard", "guard16")}
-        for _ in range(args.repeats):  # interleaved, so drift hits every variant alike
-            for variant, samples in times.items():
-                samples.append(timed(variant, model, loss_fn, steps, dev))
-        med = {v: statistics.median(t[0] for t in ts) for v, ts in times.items()}
-        tail = {v: statistics.median(t[1] for t in ts) for v, ts in times.items()}
-        snap = snapshot_seconds(model, loss_fn, dev)
-        sync = sync_free(model, loss_fn, 120) if dev == "cuda" else "n/a (no GPU)"
-        rows.append((label, med, tail, snap, sync))
-        print(
-            label, {k: f"{1000 * v:.2f} ms" for k, v in med.items()}, {k: f"{1000 * v:.3f} ms" for k, v in tail.items()}
-        )
-        print(f"snapshot {1000 * snap:.0f} ms", flush=True)
-
-    def pct(x: float, base: float) -> str:
-        return f"{100 * (x / base - 1):+.1f} %"
-
-    print(
-        f"\ndevice: {dev} ({torch.get_num_threads()} thread(s)), torch {torch.__version__}, median of {args.repeats}\n"
-    )
-    print(
-        "| model | bare step | with `loss.item()` | with the guard | guard, read every 16 "
-        "| guard's own time / step | snapshot (every 50 steps) | sync-free |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for label, med, tail, snap, sync in rows:
-        b = med["bare"]
-        own = tail["guard"] - tail["bare"]
-        print(
-            f"| {label} | {1000 * b:.1f} ms | {pct(med['item'], b)} | {pct(med['guard'], b)} "
-            f"| {pct(med['guard16'], b)} | {1000 * own:.2f} ms = {100 * own / b:.2f} % "
-            f"| {1000 * snap:.0f} ms = {100 * snap / (50 * b):.2f} % | {sync} |"
-        )
+        rows.append(measure(size, args.device, args.repeats))
+        print(json.dumps(rows[-1], indent=1, ensure_ascii=False), flush=True)
+    env = f"{args.device} ({torch.get_num_threads()} thread(s)), torch {torch.__version__}"
+    if args.device == "cuda":
+        env += f", {torch.cuda.get_device_name()}"
+    print(f"\ndevice: {env}, median of {args.repeats} interleaved repeats\n")
+    print_table(rows)
+    if args.json:
+        out = {"environment": env, "repeats": args.repeats, "rows": rows}
+        out["state_machine_us"] = {"update": update_us, "scan": scan_us}
+        args.json.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

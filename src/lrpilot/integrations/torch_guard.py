@@ -68,15 +68,17 @@ def total_grad_norm(grads: list[torch.Tensor]) -> torch.Tensor:
         return torch.zeros(())
     by_device: dict[torch.device, list[torch.Tensor]] = {}
     for g in grads:
-        by_device.setdefault(g.device, []).append(g.detach())
+        by_device.setdefault(g.device, []).append(g)
     first = grads[0].device
-    norms = [torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs))).to(first) for gs in by_device.values()]
-    total: torch.Tensor = torch.linalg.vector_norm(torch.stack(norms)) if len(norms) > 1 else norms[0]
+    with torch.no_grad():  # no per-gradient detach: a dispatch each, which a small GPU step feels
+        norms = [torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs))).to(first) for gs in by_device.values()]
+        total: torch.Tensor = torch.linalg.vector_norm(torch.stack(norms)) if len(norms) > 1 else norms[0]
     return total
 
 
-def _to(obj: Any, device: torch.device | str, *, pin: bool = False, spare: Any = None) -> Any:
-    """A deep copy of `obj` with every tensor copied to `device` (pinned + async for CUDA → host).
+def _to(obj: Any, device: torch.device | str | None, *, pin: bool = False, spare: Any = None) -> Any:
+    """A deep copy of `obj` with every tensor copied to `device` (pinned + async for CUDA → host),
+    or where it is (`device` None: an optimizer's step counts stay on the host, as it keeps them).
 
     `spare` is a discarded copy of the same structure whose tensors are reused where shape, dtype
     and device match: writing into memory that is already allocated (and, for pinned memory,
@@ -85,7 +87,7 @@ def _to(obj: Any, device: torch.device | str, *, pin: bool = False, spare: Any =
     """
     if isinstance(obj, torch.Tensor):
         t = obj.detach()
-        target = torch.device("cpu") if pin and t.is_cuda else torch.device(device)
+        target = torch.device("cpu") if pin and t.is_cuda else t.device if device is None else torch.device(device)
         if (
             isinstance(spare, torch.Tensor)
             and spare.shape == t.shape
@@ -96,7 +98,7 @@ def _to(obj: Any, device: torch.device | str, *, pin: bool = False, spare: Any =
         if pin and t.is_cuda:
             out = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=True)
             return out.copy_(t, non_blocking=True)
-        return t.to(device, copy=True)
+        return t.to(target, copy=True)
     if isinstance(obj, dict):
         old = spare if isinstance(spare, dict) else {}
         return {k: _to(v, device, pin=pin, spare=old.get(k)) for k, v in obj.items()}
@@ -203,8 +205,12 @@ class TorchGuard:
         self.state: GuardState = core.init(self.config, step=step)
         self._spare: Any = None
         self._snapshots: dict[int, Any] = {step: self._take_snapshot()}
-        self._thresholds = torch.full((2,), math.inf, device=self.device)
-        self._buffer = torch.zeros((self.read_every, 3), device=self.device)
+        # (loss, grad norm) above these limits is flagged on the device: the spike thresholds of the
+        # last read, nudged up one float so that `value < limit` is `finite and value <= threshold`
+        self._limits = torch.full((2,), math.inf, device=self.device)
+        self._buffer = torch.zeros((self.read_every, 3), device=self.device)  # rows: loss, grad norm, keep
+        self._values_at = [row[:2] for row in self._buffer]  # views made once: slicing is a dispatch
+        self._keep_at = [row[2] for row in self._buffer]  # 1.0 if the device applied the update
         self._meta: list[tuple[int, float]] = []  # (step, schedule LR) of the records in the buffer
         self._pending: list[tuple[torch.Tensor, Any, list[tuple[int, float]]]] = []
 
@@ -244,7 +250,7 @@ class TorchGuard:
             raise GuardGaveUpError(Action("give_up", self.step_count, reason="the guard gave up earlier"))
         t = self.step_count
         loss_d, gn, grads, factor = self._measure(loss, grad_norm)
-        record = self._agree(torch.stack([loss_d, gn.float(), torch.zeros((), device=self.device)]).reshape(1, 3))
+        record = self._agree(torch.stack([loss_d, gn, torch.ones((), device=self.device)]).reshape(1, 3))
         action = self._judge(t, self._lr_in(t), record.tolist()[0])
         if factor is not None and float(factor) < 1.0:  # read after the verdict's sync: no extra wait
             torch._foreach_mul_(grads, factor)
@@ -283,13 +289,18 @@ class TorchGuard:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.params if p.grad is not None]
-        given = grad_norm is not None
-        gn = torch.as_tensor(grad_norm, dtype=torch.float32) if given else total_grad_norm(grads)
-        gn = gn.to(self.device)
+        gn = total_grad_norm(grads) if grad_norm is None else torch.as_tensor(grad_norm)
+        loss_d = loss.detach() if loss.requires_grad else loss  # Python checks first: each call is a dispatch
+        if loss_d.dim():
+            loss_d = loss_d.reshape(())
+        if gn.dtype != torch.float32 or gn.device != self.device:
+            gn = gn.to(self.device, torch.float32)
+        if loss_d.dtype != torch.float32 or loss_d.device != self.device:
+            loss_d = loss_d.to(self.device, torch.float32)
         factor = None
         if self.max_grad_norm is not None and grads:
             factor = torch.clamp(self.max_grad_norm / (gn + 1e-6), max=1.0)
-        return loss.detach().float().reshape(()).to(self.device), gn, grads, factor
+        return loss_d, gn, grads, factor
 
     def _step_delayed(self, loss: torch.Tensor, grad_norm: torch.Tensor | None = None) -> None:
         """Flag on the device, mask the update, record; read the verdicts every `read_every` steps."""
@@ -297,32 +308,33 @@ class TorchGuard:
             raise GuardGaveUpError(Action("give_up", self.step_count, reason="the guard gave up earlier"))
         t = self.step_count
         lr_in = self._lr_in(t)
-        loss_d, gn, grads, factor = self._measure(loss, grad_norm)
-        if factor is not None:  # on the device, unread: no sync
-            torch._foreach_mul_(grads, factor)
-        thr = self._thresholds
-        ok = torch.isfinite(loss_d) & (loss_d <= thr[0])
-        if self.scaler is None:
-            ok &= torch.isfinite(gn) & (gn <= thr[1])
-        else:
-            ok &= ~torch.isfinite(gn) | (gn <= thr[1])  # an inf grad is the scaler's to skip
-        bad = (~ok).float()
-        if self._group is not None:
-            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX, group=self._group)
-        with self.lr_applied(lr_in, t):
-            if self._fused:
-                self.optimizer.found_inf = bad  # type: ignore[attr-defined]
-                self.optimizer.grad_scale = None  # type: ignore[attr-defined]
-                try:
+        # Each torch call below is a dispatch (tens of µs of host time on a GPU server's CPU) and a
+        # kernel: a small model's GPU step is paced by the host's launches, so they are few.
+        with torch.no_grad():
+            loss_d, gn, grads, factor = self._measure(loss, grad_norm)
+            if factor is not None:  # on the device, unread: no sync
+                torch._foreach_mul_(grads, factor)
+            values, keep = self._values_at[len(self._meta)], self._keep_at[len(self._meta)]
+            torch.stack([loss_d, gn], out=values)  # straight into the read buffer
+            if self.scaler is None:  # 1.0 if both are below their limits (so finite), else 0.0
+                torch.prod(values < self._limits, 0, dtype=torch.float32, out=keep)
+            else:  # an inf grad is the scaler's to skip
+                keep.copy_((values[0] < self._limits[0]) & (~torch.isfinite(gn) | (gn < self._limits[1])))
+            if self._group is not None:
+                torch.distributed.all_reduce(keep, op=torch.distributed.ReduceOp.MIN, group=self._group)
+            with self.lr_applied(lr_in, t):
+                if self._fused:
+                    self.optimizer.found_inf = 1.0 - keep  # type: ignore[attr-defined]
+                    self.optimizer.grad_scale = None  # type: ignore[attr-defined]
+                    try:
+                        self._optimizer_step()
+                    finally:
+                        del self.optimizer.found_inf  # type: ignore[attr-defined]
+                        del self.optimizer.grad_scale  # type: ignore[attr-defined]
+                else:
+                    torch._foreach_mul_(grads, keep)
                     self._optimizer_step()
-                finally:
-                    del self.optimizer.found_inf  # type: ignore[attr-defined]
-                    del self.optimizer.grad_scale  # type: ignore[attr-defined]
-            else:
-                torch._foreach_mul_(grads, 1.0 - bad)
-                self._optimizer_step()
         self._after_step()
-        self._buffer[len(self._meta)].copy_(torch.stack([loss_d, gn.float(), bad]))
         self._meta.append((t, lr_in))
         if (t + 1) % self.read_every == 0:  # absolute boundaries, so snapshot steps end a window
             self._launch_read()
@@ -365,7 +377,7 @@ class TorchGuard:
         """Judge a window of steps in order; True if a rollback discarded what came after it."""
         for (t, lr_in), values in zip(meta, rows, strict=True):
             action = self._judge(t, lr_in, values)
-            if values[2] > 0 and action.applies_update:
+            if values[2] == 0 and action.applies_update:
                 self.device_skips += 1
             if action.kind in ("rollback", "give_up"):
                 self._pending.clear()
@@ -375,8 +387,8 @@ class TorchGuard:
         if snap is not None and meta[-1][0] + 1 in self.state.snapshot_steps:
             self._snapshots[meta[-1][0] + 1] = snap
         self._prune()
-        loss_thr, grad_thr = spike_thresholds(self.state.detect)
-        self._thresholds.copy_(torch.tensor([loss_thr, grad_thr]), non_blocking=True)
+        limits = np.nextafter(np.array(spike_thresholds(self.state.detect), np.float32), np.float32(np.inf))
+        self._limits.copy_(torch.from_numpy(limits), non_blocking=True)
         return False
 
     def _judge(self, t: int, lr_in: float, values: list[float]) -> Action:
@@ -393,7 +405,7 @@ class TorchGuard:
         return action
 
     def _agree(self, rows: torch.Tensor) -> torch.Tensor:
-        """Every rank gets the same rows: mean loss, max grad norm, max flag."""
+        """Every rank gets the same rows: mean loss, max grad norm (the keep column is agreed already)."""
         if self._group is None:
             return rows
         dist = torch.distributed
@@ -451,7 +463,7 @@ class TorchGuard:
         rng = _rng_state()
         spare, self._spare = self._spare, None
         if self._snapshot_to == "device":
-            return {**_to(state, self.device, spare=spare), "rng": rng}
+            return {**_to(state, None, spare=spare), "rng": rng}
         pinned = self.device.type == "cuda"
         snap = {**_to(state, "cpu", pin=pinned, spare=spare), "rng": rng}
         if self._snap_dir is None:
@@ -489,7 +501,7 @@ class TorchGuard:
         self.optimizer.zero_grad(set_to_none=True)
         self._load_snapshot(self._snapshots[target], everything=self.config.rewind)
         self.step_count = target if self.config.rewind else next_step
-        self._thresholds.fill_(math.inf)
+        self._limits.fill_(math.inf)
         self._prune()
         if action.kind == "give_up":
             raise GuardGaveUpError(action)
