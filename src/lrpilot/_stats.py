@@ -26,7 +26,8 @@ def median(values: Array) -> float:
     n = values.size
     k = n // 2
     if n < SORT_BELOW:
-        ordered = np.sort(values)
+        ordered = values.copy()  # `np.sort` is this copy and sort behind a wrapper that costs as much
+        ordered.sort()
         return float(ordered[k]) if n % 2 else float((ordered[k - 1] + ordered[k]) / 2.0)
     if n % 2:
         return float(np.partition(values, k)[k])

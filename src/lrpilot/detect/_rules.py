@@ -55,7 +55,7 @@ def step_noise(values: Array, level: float, rel_floor: float, abs_floor: float) 
     Unlike the spread of the window, this does not grow with a trend: a steady rise of 0.2 % per
     step would otherwise inflate the sigma it is measured in and hide itself for hundreds of steps.
     """
-    diffs = np.abs(np.diff(values))
+    diffs = np.abs(values[1:] - values[:-1])  # `np.diff`'s arithmetic, without its wrapper
     sigma = MAD_TO_SIGMA * median(diffs) / math.sqrt(2.0) if diffs.size else 0.0
     return max(sigma, rel_floor * abs(level), abs_floor)
 
@@ -79,8 +79,9 @@ def detrended_lag1(values: Array, abs_floor: float) -> tuple[float, float]:
     n = values.size
     x, xx = _centred(n)
     mean = float(values.sum()) / n  # what `values.mean()` computes, without its dispatch
-    slope = float(np.dot(x, values - mean) / xx)
-    resid = values - mean - slope * x
+    centred = values - mean
+    slope = float(np.dot(x, centred) / xx)
+    resid = centred - slope * x
     power = float(np.dot(resid, resid))
     if power <= 0.0 or not math.isfinite(power):
         return 0.0, 0.0

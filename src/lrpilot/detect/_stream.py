@@ -35,7 +35,10 @@ def _array(values: Any = ()) -> Array:
 
 
 def _push(window: Array, value: float, cap: int) -> Array:
-    out = np.concatenate((window[max(0, window.size + 1 - cap) :], (value,)))
+    kept = window[max(0, window.size + 1 - cap) :]
+    out = np.empty(kept.size + 1)  # filled in place: cheaper than concatenating with a new 1-array
+    out[:-1] = kept
+    out[-1] = value
     out.flags.writeable = False
     return out
 
