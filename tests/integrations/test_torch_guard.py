@@ -224,6 +224,32 @@ def test_kept_snapshots_never_share_memory() -> None:
     assert not a & b
 
 
+def frozen_first_layer() -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The MLP with its first layer frozen (a LoRA run in miniature) and Adam over the rest."""
+    model = mlp(0)
+    model[0].requires_grad_(False)
+    return model, torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=SCHED(0))
+
+
+def test_snapshots_leave_frozen_parameters_out() -> None:
+    model, opt = frozen_first_layer()
+    frozen = model[0].weight.detach().clone()
+    _, guard, _ = guarded_run(fault=nan_at(100, 101, 102, 103), model=model, opt=opt)
+    assert guard.report()["rollbacks"] == 1
+    assert all(set(snap["model"]) == {"2.weight", "2.bias"} for snap in guard._snapshots.values())
+    assert torch.equal(model[0].weight, frozen)
+    assert math.isfinite(full_loss(model))
+
+
+def test_a_parameter_unfrozen_after_the_snapshot_is_named_on_rollback() -> None:
+    model, opt = frozen_first_layer()
+    guard = TorchGuard(model, opt, schedule=SCHED)
+    model[0].requires_grad_(True)  # unfrozen after the snapshot of step 0 (and not in the optimizer)
+    with pytest.warns(RuntimeWarning, match=r"unfrozen since the snapshot.*'0.weight', '0.bias'"):
+        guarded_run(fault=lambda b, loss: loss * math.nan if b <= 4 else loss, model=model, opt=opt, guard=guard)
+    assert guard.report()["records"][-1]["action"] == "rollback"
+
+
 def test_the_data_position_is_restored_on_rollback() -> None:
     data = Batches(seed=1)
     positions: list[int] = []

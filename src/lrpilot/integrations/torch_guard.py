@@ -27,8 +27,9 @@ On CPU there is no device to wait for, so the default is to judge every step bef
 step is paced by the host's launches feels (+10 % on a 2-layer char-GPT) and a large one does not
 (+0.5 % with fused AdamW on a 12-layer one).
 
-**Snapshots** (model, optimizer, torch scheduler, GradScaler, RNG, data position if given) are
-taken every `GuardConfig.snapshot_every` steps into host memory (pinned, async on CUDA), onto the
+**Snapshots** (the model's trainable parameters and buffers — frozen parameters never change, and
+in a LoRA run they are nearly all of the model —, optimizer, torch scheduler, GradScaler, RNG, data
+position if given) are taken every `GuardConfig.snapshot_every` steps into host memory (pinned, async on CUDA), onto the
 device, or into a directory for models too large for either. **Distributed**: the keep factors
 and the read buffer are all-reduced (MIN of keep factors, MAX of grad norms, mean loss), so every
 rank judges the same numbers and skips or rolls back at the same step.
@@ -41,6 +42,7 @@ import math
 import random
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -456,9 +458,19 @@ class TorchGuard:
         self.step_count += 1
 
     # ------------------------------------------------------------------ snapshots
+    def _model_state(self) -> dict[str, torch.Tensor]:
+        """The model's state dict without its frozen parameters (``requires_grad`` False): no
+        training step changes them, and in a LoRA run of a large model they are nearly all of it
+        (a 7B model's would be 14 GB of host memory per snapshot)."""
+        return {
+            name: value.detach()
+            for name, value in self.model.state_dict(keep_vars=True).items()
+            if not (isinstance(value, torch.nn.Parameter) and not value.requires_grad)
+        }
+
     def _take_snapshot(self) -> Any:
         state = {
-            "model": self.model.state_dict(),
+            "model": self._model_state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
@@ -484,7 +496,15 @@ class TorchGuard:
             snap = torch.load(snap, weights_only=False)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # pinned copies may still be in flight
-        self.model.load_state_dict(snap["model"])
+        result = self.model.load_state_dict(snap["model"], strict=False)
+        unfrozen = [name for name in result.missing_keys if name in self._trainable()]
+        if unfrozen:  # the run goes on (stopping it would lose more); these keep their current values
+            warnings.warn(
+                f"TorchGuard: parameters unfrozen since the snapshot of the rollback were not rolled back "
+                f"(a snapshot holds what was trainable when it was taken): {unfrozen}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.optimizer.load_state_dict(snap["optimizer"])
         if self.scaler is not None:
             self.scaler.load_state_dict(snap["scaler"])
@@ -495,6 +515,9 @@ class TorchGuard:
         if self.data is not None:
             self.data.load_state_dict(snap["data"])
         _set_rng_state(snap["rng"])
+
+    def _trainable(self) -> set[str]:
+        return {name for name, p in self.model.named_parameters() if p.requires_grad}
 
     def _restore(self, action: Action, *, next_step: int) -> None:
         """Load the snapshot of `action.rollback_to`; the run goes on from there (rewind) or from
