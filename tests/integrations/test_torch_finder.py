@@ -42,7 +42,10 @@ def _seed_all(seed: int = 0) -> None:
 
 
 def _expected_draws() -> tuple[float, float, float]:
-    """What the generators will produce next, without consuming it."""
+    """What the generators will produce next, without consuming it. The digits are loaded first:
+    the first load imports scikit-learn, whose import draws from Python's generator (rich, through
+    its progress bars), and the tests build their loaders after this call."""
+    digits()
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
     draws = rng_draws()
     random.setstate(states[0])

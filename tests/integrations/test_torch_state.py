@@ -148,3 +148,15 @@ def test_parallel_disk_snapshots_do_not_share_a_directory(tmp_path: Path) -> Non
 def test_bad_storage() -> None:
     with pytest.raises(ValueError, match="storage must be one of"):
         TrainingState.capture(mlp(), storage="gpu")
+
+
+def test_frozen_parameters_are_not_copied_and_come_back_untouched() -> None:
+    model = mlp()
+    model[0].requires_grad_(False)  # a LoRA-like split: the big layer frozen, the head trained
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    before = snapshot(model, optimizer)
+    with TrainingState.capture(model, optimizer) as state:
+        head = sum(p.numel() * p.element_size() for p in model[2].parameters())
+        assert state.nbytes == head  # the head's weights; a fresh AdamW has no state yet
+        _train(model, optimizer, 5, lr=0.5)
+    assert_same(before, snapshot(model, optimizer))

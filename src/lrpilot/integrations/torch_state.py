@@ -175,7 +175,7 @@ class TrainingState:
         """Copy the state now.
 
         Args:
-            model: its parameters, buffers, gradients and train/eval flags are captured.
+            model: its trainable parameters, buffers, gradients and train/eval flags are captured.
             optimizer: its state and param groups (LR, betas, ...) are captured.
             scaler: a `torch.amp.GradScaler` (anything with ``state_dict``/``load_state_dict``).
             generators: extra `torch.Generator` objects (see `loader_generators`).
@@ -185,7 +185,9 @@ class TrainingState:
         """
         check.choice("TrainingState.capture", "storage", storage, STORAGES)
         tensors: dict[str, Any] = {
-            "params": {n: _host_copy(p) for n, p in model.named_parameters()},
+            # frozen parameters (requires_grad False) do not change in training: not copied, so a
+            # LoRA model's snapshot is its adapter (gradients are kept for all: usually None)
+            "params": {n: _host_copy(p) for n, p in model.named_parameters() if p.requires_grad},
             "grads": {n: None if p.grad is None else _host_copy(p.grad) for n, p in model.named_parameters()},
             "buffers": {n: _host_copy(b) for n, b in model.named_buffers()},
             "optimizer": None,
