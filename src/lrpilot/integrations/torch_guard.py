@@ -29,10 +29,11 @@ step is paced by the host's launches feels (+10 % on a 2-layer char-GPT) and a l
 
 **Snapshots** (the model's trainable parameters and buffers — frozen parameters never change, and
 in a LoRA run they are nearly all of the model —, optimizer, torch scheduler, GradScaler, RNG, data
-position if given) are taken every `GuardConfig.snapshot_every` steps into host memory (pinned, async on CUDA), onto the
-device, or into a directory for models too large for either. **Distributed**: the keep factors
-and the read buffer are all-reduced (MIN of keep factors, MAX of grad norms, mean loss), so every
-rank judges the same numbers and skips or rolls back at the same step.
+position if given) are taken every `GuardConfig.snapshot_every` steps into host memory (pinned,
+async on CUDA), onto the device, or into a directory for models too large for either.
+**Distributed**: the keep factors and the read buffer are all-reduced (MIN of keep factors, MAX of
+grad norms, mean loss), so every rank judges the same numbers and skips or rolls back at the same
+step.
 """
 
 from __future__ import annotations
