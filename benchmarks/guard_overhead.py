@@ -4,22 +4,26 @@ Two character-level GPTs on tiny shakespeare (the `shakespeare` task's model and
 2 layers d=128 (batch 16 × 128) and 12 layers d=768 (batch 16 × 128 on CUDA; on CPU, where a step
 of that takes tens of seconds, batch 2 × 128). Loops:
 
-    bare     forward, backward, AdamW step, zero_grad: nothing read back
-    item     bare + ``loss.item()`` every step (what most loops and loss-spike callbacks do)
-    guard    bare + ``TorchGuard.step(loss)`` with its defaults (judged every step on CPU; on CUDA read
-             every 10 steps, asynchronously), snapshots excluded (measured apart)
-    guard16  the same with ``read_every=16`` on whatever device this is
+    bare         forward, backward, AdamW step, zero_grad: nothing read back
+    item         bare + ``loss.item()`` every step (what most loops and loss-spike callbacks do)
+    guard        bare + ``TorchGuard.step(loss)`` with its defaults (judged every step on CPU; on CUDA
+                 read every 10 steps, asynchronously), snapshots excluded (measured apart)
+    guard16      the same with ``read_every=16``
+    bare-fused, guard-fused   (CUDA) the same with fused AdamW, which the guard skips through exactly
 
-On CUDA the guard loop also runs under ``torch.cuda.set_sync_debug_mode("error")``, which raises
-on any host-device synchronisation; the table says whether it raised. Snapshot cost (every
-``snapshot_every`` = 50 steps by default) is measured separately and shown per step.
+Steps are timed with no synchronisation inside the timed window; each loop's host time after
+``backward()`` is timed too (on CUDA: the time to launch that work, what a step paced by its
+launches pays). On CUDA the script also counts kernels per step (torch's profiler) and runs the
+guard under ``torch.cuda.set_sync_debug_mode("error")``, which raises on any host-device
+synchronisation, with foreach AdamW, fused AdamW and clipping. A snapshot (every ``snapshot_every``
+= 50 steps by default) is timed apart, into buffers reused as in a run, and shown per step.
 
 The pure state machine the guard runs on the host every step (`lrpilot.guard.update`) and the
 doctor's fold over a log (`lrpilot.detect.scan`) are timed apart, per observation, on a synthetic
 5,000-step loss curve (no model: what they cost is Python and small-array numpy).
 
     nice -n 10 python benchmarks/guard_overhead.py              # CPU here: ~10 min
-    python benchmarks/guard_overhead.py --device cuda           # on a GPU machine
+    python benchmarks/guard_overhead.py --device cuda --json out.json   # on a GPU machine: ~4 min
     python benchmarks/guard_overhead.py --state-machine-only    # the state machine alone: ~15 s
 """
 
