@@ -83,10 +83,11 @@ def _row(loss: float, accuracy: float | None, wall: float, **extra: Any) -> dict
     return {"val_loss": loss, "val_accuracy": accuracy, "wall_time_s": wall, **extra}
 
 
-def run_fit(task: Task, seed: int, steps: int | None = None) -> dict[str, Any]:
+def run_fit(task: Task, seed: int, steps: int | None = None, full_warmup: bool = False) -> dict[str, Any]:
     started, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
-        result = lrpilot.fit(task.name, seed=seed, budget=steps, out=Path(tmp) / "run", report=False)
+        out = Path(tmp) / "run"
+        result = lrpilot.fit(task.name, seed=seed, budget=steps, out=out, report=False, full_warmup=full_warmup)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     metrics = result.metrics
     return _row(
@@ -217,14 +218,20 @@ def warm_up(name: str) -> None:
 
 
 def run_task(
-    name: str, seed: int, fit_only: bool = False, steps: int | None = None, grid: bool = True
+    name: str,
+    seed: int,
+    *,
+    fit_only: bool = False,
+    steps: int | None = None,
+    grid: bool = True,
+    full_warmup: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Every method on one task and seed (`fit_only`: fit, train@fit and, with `grid`, grid-lr: the
     rows fit's code changes, and the one they are compared with; `steps`: fit and train@fit on a
-    budget of that many steps instead of the recipe's, nothing else)."""
+    budget of that many steps instead of the recipe's, nothing else; `full_warmup`: fit's option)."""
     task = get_task(name)
     out: dict[str, dict[str, Any]] = {}
-    out["fit"] = run_fit(task, seed, steps)
+    out["fit"] = run_fit(task, seed, steps, full_warmup)
     print(f"  {name} seed {seed} fit: {out['fit']['val_loss']:.4f} in {out['fit']['wall_time_s']:.1f} s", flush=True)
     out["train@fit"] = run_train(task, out["fit"]["peak_lr"], seed, steps)
     if steps is not None:
@@ -344,6 +351,11 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, help="fit and train@fit only, on a budget of this many steps (stored as TASK@STEPS)"
     )
+    parser.add_argument(
+        "--full-warmup",
+        action="store_true",
+        help="fit with full_warmup=True and train@fit (stored as TASK+full-warmup, grid-lr copied from TASK)",
+    )
     args = parser.parse_args()
     doc: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}}
     if not args.table_only:
@@ -356,13 +368,20 @@ def main() -> None:
         }
         for name in args.tasks:
             key = name if args.steps is None else f"{name}@{args.steps}"
+            key += "+full-warmup" if args.full_warmup else ""
             entry = doc["tasks"].setdefault(key, {"runs": {}})
             entry["grid_best"] = grid_best(name) if args.steps is None else None
             warm_up(name)
             for seed in args.seeds:
                 runs = entry["runs"].setdefault(str(seed), {})
-                grid = not (args.fit_only and "grid-lr" in runs)  # deterministic: kept once measured
-                runs.update(run_task(name, seed, fit_only=args.fit_only, steps=args.steps, grid=grid))
+                base = doc["tasks"].get(name, {}).get("runs", {}).get(str(seed), {})
+                if args.full_warmup and "grid-lr" in base:
+                    runs["grid-lr"] = base["grid-lr"]  # deterministic at one thread: the same run
+                grid = not ((args.fit_only or args.full_warmup) and "grid-lr" in runs)  # kept once measured
+                fit_only = args.fit_only or args.full_warmup
+                runs.update(
+                    run_task(name, seed, fit_only=fit_only, steps=args.steps, grid=grid, full_warmup=args.full_warmup)
+                )
                 args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print(table(doc))
 
