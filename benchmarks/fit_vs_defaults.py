@@ -4,9 +4,12 @@ For each built-in task and seed, from the same initial model and batch order:
 
     fit           ``lrpilot.fit(task, seed=...)``: rules, range test (from 10× below the rules' band,
                   12.5 steps a decade, stopped at divergence or once its minimum settled), the recipe
-                  at the found peak, training under the guard (going on from the ramp's state in
-                  place of the warmup steps it stands for), 3 quick evaluations and a full one, model saved
-                  (``report=False``: the HTML report's plotting is not counted)
+                  at the found peak, training under the guard (a fine-tune — the SST-2 tasks — with
+                  its whole warmup since 8a9f51a; from scratch going on from the ramp's state in
+                  place of the warmup steps it stands for), 3 quick evaluations and a full one, model
+                  saved (``report=False``: the HTML report's plotting is not counted). The stored
+                  ``sst2-lora`` and ``sst2-full`` fit rows are the ramp continuation, as fit ran them
+                  then; ``TASK+full-warmup`` (``--full-warmup``) holds fit with the full warmup
     train@fit     ``lrpilot.tasks.train`` at fit's peak: the single training run fit's cost is
                   compared with (same recipe and batches, no search, no guard, one evaluation)
     hf-default    Hugging Face ``TrainingArguments`` defaults: 5e-5, linear decay to 0, no warmup,
@@ -83,7 +86,7 @@ def _row(loss: float, accuracy: float | None, wall: float, **extra: Any) -> dict
     return {"val_loss": loss, "val_accuracy": accuracy, "wall_time_s": wall, **extra}
 
 
-def run_fit(task: Task, seed: int, steps: int | None = None, full_warmup: bool = False) -> dict[str, Any]:
+def run_fit(task: Task, seed: int, steps: int | None = None, full_warmup: bool | None = None) -> dict[str, Any]:
     started, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -224,7 +227,7 @@ def run_task(
     fit_only: bool = False,
     steps: int | None = None,
     grid: bool = True,
-    full_warmup: bool = False,
+    full_warmup: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every method on one task and seed (`fit_only`: fit, train@fit and, with `grid`, grid-lr: the
     rows fit's code changes, and the one they are compared with; `steps`: fit and train@fit on a
@@ -379,9 +382,8 @@ def main() -> None:
                     runs["grid-lr"] = base["grid-lr"]  # deterministic at one thread: the same run
                 grid = not ((args.fit_only or args.full_warmup) and "grid-lr" in runs)  # kept once measured
                 fit_only = args.fit_only or args.full_warmup
-                runs.update(
-                    run_task(name, seed, fit_only=fit_only, steps=args.steps, grid=grid, full_warmup=args.full_warmup)
-                )
+                full = args.full_warmup or None  # without the flag: fit's own default
+                runs.update(run_task(name, seed, fit_only=fit_only, steps=args.steps, grid=grid, full_warmup=full))
                 args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print(table(doc))
 

@@ -50,6 +50,8 @@ def test_minilm_classification_fits_saves_and_reloads(
     )
     assert result.status == "finished"
     assert result.schedule.to_dict()["total_steps"] == BUDGET
+    assert result.record.resumed is None  # a fine-tune trains its whole warmup
+    assert any(note.startswith(f"a fine-tune ({method}): the whole warmup") for note in result.record.notes)
     assert 0.0 <= result.metrics["val_accuracy"] <= 1.0
     assert result.metrics["val_loss"] > 0
     assert result.recommendation.setup.method == method

@@ -49,6 +49,16 @@ def test_full_warmup_trains_the_whole_warmup_from_the_initial_weights(tmp_path: 
     assert record["history"]["steps"][0] == 0
 
 
+def test_ramp_warmup_goes_on_from_the_range_tests_ramp(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["fit", "--task", "digits", "--budget", "60", "--ramp-warmup", "--out", str(tmp_path / "run"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)["record"]
+    assert record["resumed"] is not None
+    assert record["history"]["steps"][0] == record["resumed"]["start_step"] > 0
+
+
 def test_the_table_names_the_peak_the_schedule_and_the_run_directory(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = runner.invoke(app, ["fit", "--task", "digits", "--budget", "50", "--out", str(out), "--no-report"])

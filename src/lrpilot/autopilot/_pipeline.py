@@ -617,7 +617,7 @@ def fit(
     finder_steps: int | None = None,
     retention: str | Path | None = None,
     forgetting_weight: float | None = None,
-    full_warmup: bool = False,
+    full_warmup: bool | None = None,
     report: bool = True,
     progress: Progress | None = None,
     callback: StepCallback | None = None,
@@ -641,11 +641,14 @@ def fit(
     the range test's measured step time), the peak scaled to the run's length by the horizon law
     (`lrpilot.rules.horizon_factor`: from a built-in task's own recipe length; for a user's model
     from the 150–1000 steps the rule is calibrated on, or one epoch if that is longer); (5)
-    training under `TorchGuard`, going on from the range test's state where its ramp can stand for
-    the warmup's first steps (`lrpilot.autopilot._resume`; `full_warmup=True`: the whole warmup
-    from the initial weights instead, which costs those steps again — ~0.09 of a 150-step SST-2
-    run — and on sst2-lora ends 1.2 % ± 0.5 % lower over 30 seeds, ``benchmarks/fit_vs_defaults.py``'s
-    fit vs train@fit), evaluating every quarter of the run
+    training under `TorchGuard`: a fine-tune of a pretrained model (method ``"full"`` or ``"lora"``)
+    trains its whole warmup from the initial weights; a model trained from scratch goes on from the
+    range test's state where its ramp can stand for the warmup's first steps
+    (`lrpilot.autopilot._resume`), sparing those steps (`full_warmup` True or False chooses either
+    way). On the SST-2 fine-tunes going on from the ramp ended 1.2 % ± 0.5 % (sst2-lora, 30 seeds)
+    and 1.1 % ± 0.5 % (sst2-full, 26) higher than the full warmup, for ~0.09 of a 150-step run; on
+    digits it ends 0.6 % lower (``benchmarks/fit_vs_defaults.py``, fit vs train@fit). It evaluates
+    every quarter of the run
     (on `QUICK_EVAL` validation examples, the last on all) and measuring per-layer update ratios;
     (6) saving the model and writing the report into `out` (default: a new
     ``runs/fit-<task>-<timestamp>``).
@@ -692,6 +695,7 @@ def fit(
         rec = recommend(net, target.method, batch_size=batch, steps=steps, seq_len=target.seq_len)
         job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
         planned = _fitted(job.recipe, steps, _describe(plan))
+    warm_in_full = target.method != "pretraining" if full_warmup is None else full_warmup
     with clock.phase("find"):
         search = _range_test(
             job,
@@ -702,7 +706,12 @@ def fit(
             steps=finder_steps,
             progress=progress,
             for_fit=True,
-            snapshots=not full_warmup,
+            snapshots=not warm_in_full,
+        )
+    if warm_in_full and full_warmup is None:
+        search.notes.append(
+            f"a fine-tune ({target.method}): the whole warmup is trained from the initial weights (going on from "
+            "the range test's ramp ended ~1 % higher on the SST-2 fine-tunes; --ramp-warmup spares those steps)"
         )
     steps = _budget_steps(plan, steps, search, clock)
     fitted = _fitted(job.recipe, steps, _describe(plan))

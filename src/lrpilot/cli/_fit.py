@@ -147,13 +147,14 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
         ),
     ] = None,
     full_warmup: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--full-warmup",
-            help="Train the whole warmup from the initial weights instead of going on from the range "
-            "test's ramp: costs those steps again, ends lower on some tasks (sst2-lora: 1.2 %).",
+            "--full-warmup/--ramp-warmup",
+            help="Train the whole warmup from the initial weights, or go on from the range test's ramp "
+            "(sparing those steps). Default: in full for a fine-tune (lora, full), from the ramp from scratch.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Write run.json only, no HTML report.")] = False,
 ) -> None:
