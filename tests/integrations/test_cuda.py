@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,13 @@ from torch import nn
 from lrpilot.guard import GuardConfig
 from lrpilot.integrations.torch_finder import find_lr
 from lrpilot.integrations.torch_guard import TorchGuard
-from lrpilot.schedules import Cosine
 from tests.finder.tiny import assert_same, snapshot
 from tests.guard.tiny import Batches, mlp
+from tests.integrations.test_torch_guard import SCHED, STEPS, Fault, guarded_run, nan_at
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 CUDA = torch.device("cuda")
-STEPS = 300
-SCHED = Cosine(peak=3e-3, total_steps=STEPS, warmup_steps=20)
-
-Fault = Callable[[int, torch.Tensor], torch.Tensor]
-
-
-def nan_at(*batches: int) -> Fault:
-    return lambda b, loss: loss * math.nan if b in batches else loss
 
 
 def batches(seed: int = 1, n: int = 400) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -41,39 +33,26 @@ def batches(seed: int = 1, n: int = 400) -> Iterator[tuple[torch.Tensor, torch.T
     return iter([(x.to(CUDA), y.to(CUDA)) for x, y in itertools.islice(Batches(seed=seed), n)])
 
 
-def run(
-    *,
-    fault: Fault | None = None,
-    fused: bool = False,
-    guard_options: dict[str, Any] | None = None,
-    skip: frozenset[int] = frozenset(),
-    steps: int = STEPS,
-) -> tuple[nn.Module, TorchGuard | None]:
-    """The digits MLP on the GPU for `steps` steps of `SCHED`: guarded (`guard_options` given) or
-    plain, where batches in `skip` have their update dropped."""
+def guarded(*, fused: bool = False, fault: Fault | None = None, **options: Any) -> tuple[nn.Module, TorchGuard]:
+    """`guarded_run` (the CPU tests' loop) with the digits MLP and its batches on the GPU."""
     model = mlp(0).to(CUDA)
     opt = torch.optim.Adam(model.parameters(), lr=SCHED(0), fused=fused or None)
-    guard = None if guard_options is None else TorchGuard(model, opt, schedule=SCHED, **guard_options)
-    data = batches()
-    b = 0
-    while (guard.step_count if guard else b) < steps:
-        x, y = next(data)
-        b += 1
-        loss = nn.functional.cross_entropy(model(x), y)
-        if fault is not None:
-            loss = fault(b, loss)
-        loss.backward()
-        if guard is not None:
-            guard.step(loss)
-            continue
+    model, guard, _ = guarded_run(fault=fault, model=model, opt=opt, data=batches(), **options)
+    return model, guard
+
+
+def plain(*, fused: bool = False, skip: frozenset[int] = frozenset()) -> nn.Module:
+    """The same loop on the GPU without a guard; batches in `skip` have their update dropped."""
+    model = mlp(0).to(CUDA)
+    opt = torch.optim.Adam(model.parameters(), lr=SCHED(0), fused=fused or None)
+    for b, (x, y) in enumerate(itertools.islice(batches(), STEPS), start=1):
+        nn.functional.cross_entropy(model(x), y).backward()
         for g in opt.param_groups:
             g["lr"] = SCHED(b - 1)
         if b not in skip:
             opt.step()
         opt.zero_grad(set_to_none=True)
-    if guard is not None:
-        guard.flush()
-    return model, guard
+    return model
 
 
 def finite(model: nn.Module) -> bool:
@@ -114,9 +93,8 @@ def test_the_guard_runs_with_no_host_device_sync(fused: bool) -> None:
 
 
 def test_a_fused_optimizer_skips_a_nan_step_exactly_on_the_device() -> None:
-    model, guard = run(fault=nan_at(150), fused=True, guard_options={})
-    assert guard is not None
-    reference, _ = run(fused=True, skip=frozenset({150}))
+    model, guard = guarded(fault=nan_at(150), fused=True)
+    reference = plain(fused=True, skip=frozenset({150}))
     assert close(model, reference)
     report = guard.report()
     assert (report["skips"], report["rollbacks"], report["device_skips"]) == (1, 0, 0)
@@ -124,10 +102,9 @@ def test_a_fused_optimizer_skips_a_nan_step_exactly_on_the_device() -> None:
 
 
 def test_a_clean_guarded_run_is_the_plain_run() -> None:
-    model, guard = run(guard_options={"max_grad_norm": 1e6})  # clipping that never clips: the same numbers
-    assert guard is not None
+    model, guard = guarded(max_grad_norm=1e6)  # clipping that never clips: the same numbers
     assert guard.report()["records"] == []
-    reference, _ = run()
+    reference = plain()
     assert close(model, reference)
 
 

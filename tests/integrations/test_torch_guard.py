@@ -6,7 +6,7 @@ import json
 import math
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,16 @@ def guarded_run(
     steps: int = STEPS,
     schedule: Schedule = SCHED,
     fused: bool = False,
-    data: Batches | None = None,
+    data: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None,
     model: nn.Module | None = None,
     opt: torch.optim.Optimizer | None = None,
     guard: TorchGuard | None = None,
     restore_data: bool = False,
     **kwargs: Any,
-) -> tuple[nn.Module, TorchGuard, Batches]:
+) -> tuple[nn.Module, TorchGuard, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """`steps` guarded steps of the digits MLP (or `model`, `opt`, `data` given: the CUDA tests'),
+    `fault` applied to the loss of each batch by its number; `restore_data`: the guard snapshots
+    and restores the data position."""
     model = model or mlp(0)
     opt = opt or torch.optim.Adam(model.parameters(), lr=schedule(0), fused=fused or None)
     data = data or Batches(seed=1)

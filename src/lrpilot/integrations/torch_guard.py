@@ -498,7 +498,8 @@ class TorchGuard:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # pinned copies may still be in flight
         result = self.model.load_state_dict(snap["model"], strict=False)
-        unfrozen = [name for name in result.missing_keys if name in self._trainable()]
+        trainable = {name for name, p in self.model.named_parameters() if p.requires_grad}
+        unfrozen = [name for name in result.missing_keys if name in trainable]
         if unfrozen:  # the run goes on (stopping it would lose more); these keep their current values
             warnings.warn(
                 f"TorchGuard: parameters unfrozen since the snapshot of the rollback were not rolled back "
@@ -516,9 +517,6 @@ class TorchGuard:
         if self.data is not None:
             self.data.load_state_dict(snap["data"])
         _set_rng_state(snap["rng"])
-
-    def _trainable(self) -> set[str]:
-        return {name for name, p in self.model.named_parameters() if p.requires_grad}
 
     def _restore(self, action: Action, *, next_step: int) -> None:
         """Load the snapshot of `action.rollback_to`; the run goes on from there (rewind) or from
