@@ -225,6 +225,8 @@ def test_the_range_tests_step_time_is_not_moved_by_a_slow_first_step() -> None:
 
     assert _step_seconds([0.0, 2.8, 2.801, 2.802, 2.803, 2.804]) == pytest.approx(0.001)
     assert _step_seconds([1.0]) is None
+    stalled = [0.001 * i for i in range(20)] + [0.72 + 0.001 * i for i in range(10)]  # a stall in the second half
+    assert _step_seconds(stalled) < 0.002
 
 
 def test_a_time_budget_in_a_fresh_process_is_not_spent_on_imports(tmp_path: Path) -> None:

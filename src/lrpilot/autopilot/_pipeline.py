@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -438,6 +439,10 @@ def _weak_fall(peak: float, clarity: float, rec: Recommendation, max_stable: flo
     return chosen, note
 
 
+STALL = 10.0
+"""`_step_seconds` counts no gap between range-test steps as more than this many typical ones."""
+
+
 def _step_seconds(stamps: Sequence[float]) -> float | None:
     """The range test's time per step: the mean gap over its second half, which one-off costs of the
     first steps do not reach (torch imports its compiler on the first optimizer step: nearly all of a
@@ -445,11 +450,15 @@ def _step_seconds(stamps: Sequence[float]) -> float | None:
     instead of thousands), and which, unlike a median, counts the time the process waits for a busy
     CPU. Neither holds when the load changes between the test and the run: beside two CPU-bound
     processes a digits test's median forecast 0.4× what its training steps then cost (a 10 s budget
-    took 22 s), this mean 0.4–1.2× over three runs; `_time_note` says so in the fit's notes."""
+    took 22 s), this mean 0.4–1.2× over three runs; `_time_note` says so in the fit's notes. Each gap
+    counts at most `STALL` times the half's median: a one-off stall there (0.7 s among 1–4 ms digits
+    steps, in a fresh process on the CI machine) forecast 12× what the training steps then cost."""
     if len(stamps) < 2:
         return None
     half = len(stamps) // 2
-    return (stamps[-1] - stamps[half - 1]) / (len(stamps) - half)
+    gaps = [b - a for a, b in itertools.pairwise(stamps[half - 1 :])]
+    cap = STALL * statistics.median(gaps)
+    return sum(min(gap, cap) for gap in gaps) / len(gaps)
 
 
 @dataclass
