@@ -43,7 +43,7 @@ import torch
 
 import lrpilot
 from _environment import command, save_json
-from lrpilot.autopilot import _pipeline, _resume
+from lrpilot.autopilot import _resume, _training
 
 DATA = Path(__file__).resolve().parent / "data"
 OUT = DATA / "ramp_resume.json"
@@ -54,7 +54,7 @@ VARIANTS = ("fresh", "moments", "scratch")
 def _variant(name: str) -> Iterator[None]:
     """fit as it is (``fresh``), with the ramp's Adam moments handed on (``moments``), or with
     nothing from the ramp (``scratch``)."""
-    states, make = _resume.RampStates, _pipeline.make_optimizer
+    states, make = _resume.RampStates, _training.make_optimizer
     capture, resume = states.capture, states.resume
     handed: list[Any] = []
 
@@ -82,12 +82,12 @@ def _variant(name: str) -> Iterator[None]:
     try:
         if name == "moments":
             states.capture, states.resume = capture_moments, resume_moments  # type: ignore[method-assign]
-            _pipeline.make_optimizer = optimizer_of_the_ramp
+            _training.make_optimizer = optimizer_of_the_ramp
         elif name == "scratch":
             states.resume = nothing  # type: ignore[assignment,method-assign]
         yield
     finally:
-        states.capture, states.resume, _pipeline.make_optimizer = capture, resume, make  # type: ignore[method-assign]
+        states.capture, states.resume, _training.make_optimizer = capture, resume, make  # type: ignore[method-assign]
 
 
 def run(task: str, seed: int, variant: str, steps: int | None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ that alone is 1.2–1.5×. The two ways to cheapen the test without changing wha
                    the peak also read with the rules' square-root batch scaling (×√(B/b))
     ramp 6.25      6.25 steps a decade instead of the 12.5 the rule is calibrated at (half the steps)
 
-Each variant runs fit's own range test (`lrpilot.autopilot._pipeline._range_test`: fit's ramp from
+Each variant runs fit's own range test (`lrpilot.autopilot._search.range_test`: fit's ramp from
 10× below the rules' band, the task's recipe, the seed's initial weights, batches and dropout
 draws; run to divergence as tune runs it, fit's settled stop replayed by ``--settle``) and is
 scored by the excess loss and regret of its peak on the task's oracle sweep
@@ -40,7 +40,7 @@ how far it moves lrpilot's answer and the steps it saves.
 ea00fa1) or a third of it, and prints how far each answer moves against the curve cut a decade
 under the band (fit's start before), its excess loss and the steps saved; then, over every stored
 test, how far its minimum lies above fit's start and how much its loss rose over its first five
-steps (the margins of `lrpilot.autopilot._pipeline.FLAT_START` and `START_RISE`).
+steps (the margins of `lrpilot.autopilot._search.FLAT_START` and `START_RISE`).
 
 Results are merged into ``benchmarks/data/range_test_budget.json`` (one entry per task, seed and variant;
 those already there are skipped unless ``--refresh``). A test that gives no answer (its smoothed loss
@@ -62,7 +62,8 @@ import torch
 
 from _environment import command, save_json
 from _scoring import OracleCurve, score
-from lrpilot.autopilot._pipeline import _builtin, _fitted, _range_test, ramp
+from lrpilot.autopilot._search import ramp, range_test
+from lrpilot.autopilot._target import builtin_target, fitted_recipe
 from lrpilot.rules import recommend
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -72,19 +73,19 @@ VARIANTS = ("1:12.5", "0.5:12.5", "0.25:12.5", "1:6.25", "0.5:6.25")
 
 
 def run_variant(name: str, seed: int, fraction: float, density: float) -> dict[str, Any]:
-    """fit's range test (`lrpilot.autopilot._pipeline._range_test`) on `name` with the batch cut to
+    """fit's range test (`lrpilot.autopilot._search.range_test`) on `name` with the batch cut to
     `fraction` and `density` steps a decade."""
-    target = _builtin(name, None)
+    target = builtin_target(name, None)
     task = target.task
     model = task.build_model(seed)
     rec = recommend(model, target.method, batch_size=task.recipe.batch_size, steps=target.steps, seq_len=target.seq_len)
-    recipe = _fitted(task.recipe, target.steps, "the default")
+    recipe = fitted_recipe(task.recipe, target.steps, "the default")
     batch = max(1, round(task.recipe.batch_size * fraction))
     small = dataclasses.replace(task, recipe=dataclasses.replace(task.recipe, batch_size=batch))
     start, end, _ = ramp(rec)
     steps = round(density * math.log10(end / start))
     started = time.perf_counter()
-    search = _range_test(small, model, recipe, rec, seed=seed, steps=steps, progress=lambda *_: None)
+    search = range_test(small, model, recipe, rec, seed=seed, steps=steps, progress=lambda *_: None)
     wall = time.perf_counter() - started
     if search.finder is None:  # no answer (fit would fall back to the rules): scored as untrained
         return {"peak_lr": None, "error": search.notes[0], "batch_size": batch, "wall_time_s": wall, "steps": steps}
@@ -327,7 +328,7 @@ def _fit_starts(names: Any) -> dict[str, tuple[float, float]]:
     """``{task: (band's low end, fit's ramp start)}`` from the rules for each built-in task."""
     out = {}
     for name in names:
-        target = _builtin(name, None)
+        target = builtin_target(name, None)
         task = target.task
         model = task.build_model(0)
         rec = recommend(
@@ -341,7 +342,7 @@ def starts(doc: dict[str, Any]) -> str:
     """Where fit's ramp starts, replayed on the stored curves (each cut to begin at a given LR): the
     answer's move against the curve cut a decade under the rules' band (fit's start before
     ea00fa1), the excess loss on the oracle and the steps saved; then the margins of the checks
-    that run a test again from lower (`lrpilot.autopilot._pipeline.FLAT_START`, `START_RISE`)
+    that run a test again from lower (`lrpilot.autopilot._search.FLAT_START`, `START_RISE`)
     over every stored test: its minimum's distance from fit's start, its rise over its first
     five steps."""
     import numpy as np

@@ -10,7 +10,7 @@ This benchmark measures the ratio that β stands for:
 
 For each task and seed, a rung run is trained exactly as a rung trial trains one: the recipe of
 ``plan_run(target, target.steps, seed)`` (`lrpilot.tuning._engine`), shortened to ``round(R / 3)``
-steps, a fresh ``job.build_model(seed)``, ``lrpilot.autopilot._pipeline._train`` under the guard,
+steps, a fresh ``job.build_model(seed)``, ``lrpilot.autopilot._training.train_guarded`` under the guard,
 one evaluation on the whole validation set at the end. Its peak LR is ``f × lr*``, where lr* is the
 full run's best LR — the oracle sweep's best seed-mean grid LR
 (``_scoring.OracleCurve.from_doc(benchmarks/data/oracle_<task>.json).lr_star``) — and f runs over
@@ -51,7 +51,9 @@ import torch
 
 from _environment import command, save_json
 from _scoring import OracleCurve
-from lrpilot.autopilot._pipeline import _Clock, _quiet, _Target, _target, _train
+from lrpilot.autopilot._progress import Clock, quiet
+from lrpilot.autopilot._target import Target, resolve_target
+from lrpilot.autopilot._training import train_guarded
 from lrpilot.rules import HORIZON_EXPONENT
 from lrpilot.tasks import SST2_ENV, Recipe, Task, task_names
 from lrpilot.tuning._engine import RUNG, plan_run
@@ -78,7 +80,7 @@ def factor_key(factor: float) -> str:
     return f"{factor:g}"
 
 
-def rung_plan(target: _Target, seed: int) -> tuple[Task, Recipe, int]:
+def rung_plan(target: Target, seed: int) -> tuple[Task, Recipe, int]:
     """The task and full recipe tune would train for `seed`, and the rung's length."""
     _, _, job, recipe = plan_run(target, target.steps, seed)
     return job, recipe, round(recipe.total_steps * RUNG)
@@ -90,16 +92,16 @@ def rung_run(job: Task, recipe: Recipe, rung: int, seed: int, lr: float) -> dict
     short = recipe.shortened(rung)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        trained = _train(
+        trained = train_guarded(
             job,
             job.build_model(seed),
             short,
             short.schedule(lr),
             seed=seed,
             run_dir=Path(tmp),
-            progress=_quiet,
+            progress=quiet,
             callback=None,
-            clock=_Clock(),
+            clock=Clock(),
             eval_at=[rung],
         )
     loss = float(trained.final.get("val_loss", math.nan))
@@ -120,7 +122,7 @@ def rung_run(job: Task, recipe: Recipe, rung: int, seed: int, lr: float) -> dict
 def run_task(name: str, seeds: list[int], factors: list[float], doc: dict[str, Any], out: Path) -> None:
     """Every (seed, factor) rung run of `name`, saved after each so that an interrupted call keeps its runs."""
     lr_star = oracle_lr_star(name)
-    target = _target(
+    target = resolve_target(
         name, model=None, data=None, eval_data=None, task_type=None, method=None, data_dir=None, batch_size=None
     )
     entry = doc["tasks"].setdefault(name, {"runs": {}})

@@ -86,12 +86,12 @@ def test_minilm_classification_fits_saves_and_reloads(
 def test_a_users_run_is_scaled_from_the_calibrated_lengths_or_one_epoch_if_longer(tmp_path: Path) -> None:
     """Stretching a run was measured only on runs that see their data several times: a user's run
     longer than the calibrated 150–1000 steps is scaled down only past one epoch."""
-    from lrpilot.autopilot._pipeline import _user_model
+    from lrpilot.autopilot._target import user_target
 
     train = write_rows(tmp_path / "train.csv", sst2_rows(1200))  # 1,080 rows after the held-out tenth
     common = {"kind": "classification", "method": "full"}
-    assert _user_model(minilm_dir(), train, None, batch_size=16, **common).calibrated == (150, 1000)  # 68 steps
-    assert _user_model(minilm_dir(), train, None, batch_size=1, **common).calibrated == (150, 1080)
+    assert user_target(minilm_dir(), train, None, batch_size=16, **common).calibrated == (150, 1000)  # 68 steps
+    assert user_target(minilm_dir(), train, None, batch_size=1, **common).calibrated == (150, 1080)
 
 
 def test_lora_targets_are_the_attention_projections_found_by_name() -> None:

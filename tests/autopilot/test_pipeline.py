@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -19,7 +16,6 @@ import lrpilot
 from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE, fit
 from lrpilot.rules import horizon_factor
 from lrpilot.tasks import get_task
-from lrpilot.tasks._digits import DigitsTask
 
 
 def test_import_lrpilot_stays_numpy_only_and_fit_is_callable_lazily() -> None:
@@ -147,61 +143,15 @@ def test_a_failed_range_test_falls_back_to_the_rules_with_a_note(
 
 
 def test_the_default_run_directory_is_new_under_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lrpilot.autopilot._pipeline import _run_dir
+    from lrpilot.autopilot._pipeline import new_run_dir
 
     monkeypatch.chdir(tmp_path)
-    first = _run_dir(None, "my model/v2")
+    first = new_run_dir(None, "my model/v2")
     assert first.parent == Path("runs")
     assert first.name.startswith("fit-my-model-v2-")
     first.mkdir(parents=True)
-    assert _run_dir(None, "my model/v2") != first  # same second: a suffix, never the same folder
-    assert _run_dir(tmp_path / "empty", "x") == tmp_path / "empty"
-
-
-@dataclasses.dataclass(frozen=True)
-class _NothingToLearn(DigitsTask):
-    """digits' model and batches, but a loss that is noise around 2.3 whatever the weights (their
-    gradient is zero): a range test over it has no minimum to find."""
-
-    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        inputs, _ = batch
-        return model(inputs).sum() * 0.0 + 2.3 + 0.05 * torch.randn(())  # the draws are the seed's
-
-
-def test_a_range_test_whose_fall_is_noise_never_trains_outside_the_rules_band() -> None:
-    from lrpilot.autopilot._pipeline import _at_horizon, _range_test
-    from lrpilot.finder import CLEAR_FALL
-    from lrpilot.rules import recommend
-
-    digits = get_task("digits")
-    task = _NothingToLearn(digits.name, digits.description, digits.recipe)
-    for seed in range(3):
-        model = task.build_model(seed)
-        rec = recommend(model, "pretraining", batch_size=64, steps=250)
-        search = _range_test(task, model, task.recipe, rec, seed=seed, steps=60, progress=lambda *a: None)
-        assert search.finder is not None  # the curve is kept for the report
-        assert min(search.finder.details["drop_sigma"]) < CLEAR_FALL
-        assert rec.low * 0.999 <= search.peak <= rec.high * 1.001
-        if search.from_rules:
-            assert any("too weak a measurement to overrule the rules" in note for note in search.notes)
-            assert _at_horizon(search, 10_000, (250, 250)) == (search.peak, 1.0)  # the rules read the length
-
-
-def test_a_weak_fall_outside_the_rules_band_moves_to_its_nearest_end() -> None:
-    from lrpilot.autopilot._pipeline import _weak_fall
-    from lrpilot.rules import recommend
-
-    rec = recommend(22_700_000, "lora", steps=150, batch_size=8)  # band 5e-05 – 0.005
-    chosen, note = _weak_fall(0.36, 1.5, rec, max_stable=0.7)  # type: ignore[misc]
-    assert chosen == pytest.approx(rec.high)
-    assert "fell by only 1.5× its noise" in note
-    assert "above their band" in note
-    chosen, note = _weak_fall(0.36, 1.5, rec, max_stable=0.002)  # type: ignore[misc]
-    assert chosen == 0.002
-    assert "held at the test's max stable LR" in note
-    assert _weak_fall(1e-7, 2.0, rec, max_stable=1.0)[0] == pytest.approx(rec.low)  # type: ignore[index]
-    assert _weak_fall(0.36, 2.6, rec, max_stable=0.7) is None  # a clear fall stands, however far out
-    assert _weak_fall(1e-3, 1.5, rec, max_stable=0.7) is None  # within the band: nothing to overrule
+    assert new_run_dir(None, "my model/v2") != first  # same second: a suffix, never the same folder
+    assert new_run_dir(tmp_path / "empty", "x") == tmp_path / "empty"
 
 
 def test_full_warmup_is_the_run_without_the_range_test_at_its_peak(tmp_path: Path) -> None:
@@ -218,15 +168,6 @@ def test_full_warmup_is_the_run_without_the_range_test_at_its_peak(tmp_path: Pat
     resumed = lrpilot.fit("digits", seed=1, out=tmp_path / "ramp", report=False)
     assert resumed.record.resumed is not None
     assert resumed.metrics["val_loss"] != alone.val_loss
-
-
-def test_the_range_tests_step_time_is_not_moved_by_a_slow_first_step() -> None:
-    from lrpilot.autopilot._pipeline import _step_seconds
-
-    assert _step_seconds([0.0, 2.8, 2.801, 2.802, 2.803, 2.804]) == pytest.approx(0.001)
-    assert _step_seconds([1.0]) is None
-    stalled = [0.001 * i for i in range(20)] + [0.72 + 0.001 * i for i in range(10)]  # a stall in the second half
-    assert _step_seconds(stalled) < 0.002
 
 
 def test_a_time_budget_in_a_fresh_process_is_not_spent_on_imports(tmp_path: Path) -> None:
@@ -270,70 +211,3 @@ def test_a_fit_past_its_time_budget_says_what_a_step_cost_against_the_forecast(t
     assert match is not None, note
     assert float(match.group(1)) == pytest.approx(result.record.timings["total"], rel=0.01)
     assert float(match.group(2)) > 1
-
-
-@dataclasses.dataclass(frozen=True)
-class _Stiff(DigitsTask):
-    """digits' MLP with every weight stored `scale`× smaller and multiplied back in the forward
-    pass: the same function at the start, but each Adam step (about its LR in every weight) moves
-    it `scale`× further, so its best LR is `scale`× lower than digits' — below the band the rules
-    give for its size, which they read off the parameter count alone."""
-
-    scale: float = 1.0
-
-    def build_model(self, seed: int) -> torch.nn.Module:
-        model = super().build_model(seed)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.div_(self.scale)
-        return model
-
-    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        inputs, targets = batch
-        weights = {name: p * self.scale for name, p in model.named_parameters()}
-        return torch.nn.functional.cross_entropy(torch.func.functional_call(model, weights, (inputs,)), targets)
-
-
-def _stiff_search(scale: float, seed: int = 0) -> tuple[object, float]:
-    from lrpilot.autopilot._pipeline import _range_test
-    from lrpilot.rules import recommend
-
-    digits = get_task("digits")
-    task = _Stiff(digits.name, digits.description, digits.recipe, scale=scale)
-    model = task.build_model(seed)
-    rec = recommend(model, "pretraining", batch_size=task.recipe.batch_size, steps=250)
-    return _range_test(task, model, task.recipe, rec, seed=seed, steps=None, progress=lambda *a: None), rec.low
-
-
-@pytest.mark.parametrize(
-    ("scale", "why"),
-    [(100.0, "decades above its start"), (1000.0, "noise over its first five steps")],
-)
-def test_a_model_whose_best_lr_is_far_below_the_rules_band_is_measured_from_lower(scale: float, why: str) -> None:
-    """The ramp starts at the rules' band's low end; a model whose minimum lies within a decade of
-    it (100× stiffer than digits) or that a start above its usable LRs throws out at once (1000×)
-    is tested again from 100× lower, and the answer is digits' own peak scaled down."""
-    from lrpilot.autopilot._pipeline import RETRY_BELOW
-
-    digits, low = _stiff_search(1.0)
-    assert digits.finder.record.start_lr == pytest.approx(low)  # type: ignore[attr-defined]
-    assert not any("run again" in note for note in digits.notes)  # type: ignore[attr-defined]
-    stiff, _ = _stiff_search(scale)
-    assert stiff.finder.record.start_lr == pytest.approx(low / RETRY_BELOW)  # type: ignore[attr-defined]
-    assert why in stiff.notes[0]  # type: ignore[attr-defined]
-    assert f"run again from {low / RETRY_BELOW:.3g}" in stiff.notes[0]  # type: ignore[attr-defined]
-    assert 0.6 < stiff.peak * scale / digits.peak < 1.6  # type: ignore[attr-defined]
-
-
-def test_a_ramp_that_is_non_finite_at_once_or_healthy_is_read_as_such() -> None:
-    from types import SimpleNamespace
-
-    from lrpilot.autopilot._pipeline import _too_high
-
-    lrs = [1e-5 * 10 ** (i / 12.5) for i in range(40)]
-    noise = np.random.default_rng(0).normal(0.0, 0.02, 40)
-    healthy = [2.3 - 1.5 / (1 + math.exp(-(i - 25) / 3)) + e for i, e in enumerate(noise)]
-    assert _too_high([SimpleNamespace(lrs=lrs, losses=healthy)]) is None
-    blown = [2.3, 9.0, math.nan, math.nan] + [math.nan] * 36
-    assert "non-finite within five steps" in str(_too_high([SimpleNamespace(lrs=lrs, losses=blown)]))
-    assert _too_high([]) is None  # a test that failed before its first point: nothing to read

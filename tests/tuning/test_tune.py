@@ -219,10 +219,10 @@ def test_a_range_test_run_again_from_lower_still_leaves_the_smallest_budget_its_
 ) -> None:
     """The smallest runs budget is checked against the range test's planned steps; a test that
     started too high runs again from 100× lower (more steps) and would leave the first trial unpaid.
-    The ramp's start is judged too high here whatever the curve (`_too_high`); the retry is real."""
-    from lrpilot.autopilot import _pipeline
+    The ramp's start is judged too high here whatever the curve (`too_high`); the retry is real."""
+    from lrpilot.autopilot import _search
 
-    monkeypatch.setattr(_pipeline, "_too_high", lambda records: "judged too high by the test")
+    monkeypatch.setattr(_search, "too_high", lambda records: "judged too high by the test")
     smallest = FIRST_TRIAL_SHARE + 40 / STEPS  # a ramp of 40 steps is fine enough to be run again
     result = tune("digits", steps=STEPS, budget=smallest, finder_steps=40, out=tmp_path / "run", report=False)
     assert result.finder["steps"] > 40  # both tests' steps

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lrpilot.autopilot._hf import HfTask, recipe_from
-from lrpilot.autopilot._pipeline import Progress, _fitted, _Target, _target
+from lrpilot.autopilot._progress import Progress
+from lrpilot.autopilot._target import Target, fitted_recipe, resolve_target
 from lrpilot.rules import Recommendation, recommend
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tuning._halving import Move, next_move
@@ -104,9 +105,9 @@ def target_spec(given: dict[str, Any]) -> dict[str, Any]:
     return {k: str(Path(v).resolve()) if k in _PATHS and v is not None else v for k, v in given.items()}
 
 
-def build_target(spec: dict[str, Any]) -> _Target:
+def build_target(spec: dict[str, Any]) -> Target:
     """What `target_spec` stored, rebuilt (the model and data loaded on this machine)."""
-    return _target(spec["task"], **{k: v for k, v in spec.items() if k != "task"})
+    return resolve_target(spec["task"], **{k: v for k, v in spec.items() if k != "task"})
 
 
 # --- running trials -------------------------------------------------------------------------------
@@ -126,14 +127,14 @@ def run_until_done(study: optuna.Study, runner: TrialRunner, progress: Progress)
         run_trials(study, runner)
 
 
-def plan_run(target: _Target, run_steps: int, seed: int) -> tuple[nn.Module, Recommendation, Task, Recipe]:
+def plan_run(target: Target, run_steps: int, seed: int) -> tuple[nn.Module, Recommendation, Task, Recipe]:
     """The fresh model, the rules' recommendation for it, the task to train (a user's model gets the
     recommendation's warmup and decay, as in `lrpilot.fit`) and its recipe fitted to `run_steps`."""
     net = target.task.build_model(seed)
     batch = target.task.recipe.batch_size
     rec = recommend(net, target.method, batch_size=batch, steps=run_steps, seq_len=target.seq_len)
     job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
-    return net, rec, job, _fitted(job.recipe, run_steps, f"{run_steps} steps")
+    return net, rec, job, fitted_recipe(job.recipe, run_steps, f"{run_steps} steps")
 
 
 def make_runner(config: StudyConfig, trials_dir: Path, progress: Progress) -> TrialRunner:

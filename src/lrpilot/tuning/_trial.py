@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lrpilot.autopilot._pipeline import Progress, _Clock, _record, _save, _Target, _train
+from lrpilot.autopilot._pipeline import run_record
+from lrpilot.autopilot._progress import Clock, Progress
+from lrpilot.autopilot._target import Target
+from lrpilot.autopilot._training import save_model, train_guarded
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tuning._halving import continued, trial_lr
 from lrpilot.tuning._space import Candidate, Space
@@ -47,13 +50,13 @@ class TrialRunner:
     folders under `trials_dir` (only the best trial's is kept)."""
 
     config: StudyConfig
-    target: _Target
+    target: Target
     job: Task
     recipe: Recipe
     trials_dir: Path
     progress: Progress
     on_trial: Callable[[int, Candidate], None] | None = None
-    clock: _Clock = field(default_factory=_Clock)
+    clock: Clock = field(default_factory=Clock)
     """The timings of the latest run (the best trial's record shows its own)."""
     queued_only: bool = False
     """Whether the next trial must be a queued one (a sampled one means another worker took it)."""
@@ -72,8 +75,8 @@ class TrialRunner:
     ) -> tuple[Any, torch.nn.Module]:
         """A fresh model (the study's seed) trained on `recipe` at `peak` under the guard."""
         model = self.job.build_model(self.config.seed)
-        self.clock = _Clock()
-        trained = _train(
+        self.clock = Clock()
+        trained = train_guarded(
             self.job,
             model,
             recipe,
@@ -167,8 +170,8 @@ class TrialRunner:
             trial.set_user_attr("val_accuracy", float(trained.final["val_accuracy"]))
         schedule = full.schedule(candidate.peak_lr)
         if value < _best_value(trial.study):
-            path = _save(self.job, model, folder)
-            record = _record(
+            path = save_model(self.job, model, folder)
+            record = run_record(
                 self.target,
                 task=self.job,
                 recommendation=self.config.recommendation,

@@ -21,15 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
-from lrpilot.autopilot._pipeline import (
-    Progress,
-    _at_horizon,
-    _Clock,
-    _quiet,
-    _range_test,
-    _Target,
-    ramp,
-)
+from lrpilot.autopilot._progress import Clock, Progress, quiet
+from lrpilot.autopilot._search import peak_at_horizon, ramp, range_test
+from lrpilot.autopilot._target import Target
 from lrpilot.rules import HORIZON_EXPONENT, Recommendation
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tuning._engine import (
@@ -71,9 +65,9 @@ DB_FILE = "tune.db"
 """The default storage: an SQLite study in the run directory."""
 
 
-def _run_dir(out: str | Path | None, label: str) -> tuple[Path, bool]:
+def _study_dir(out: str | Path | None, label: str) -> tuple[Path, bool]:
     """The run directory and whether it continues an earlier tune (it holds its ``tune.db``)."""
-    from lrpilot.autopilot._pipeline import _run_dir as new_run_dir
+    from lrpilot.autopilot._pipeline import new_run_dir
 
     if out is not None and (Path(out) / DB_FILE).is_file():
         return Path(out), True
@@ -124,8 +118,8 @@ def tune(
     test, an unreachable or malformed storage URL, a study created with other settings) raises
     ValueError before any training.
     """
-    progress = progress or _quiet
-    clock = _Clock()
+    progress = progress or quiet
+    clock = Clock()
     quiet_optuna()
     names = _checked(seed=seed, search=search, max_trials=max_trials, finder_steps=finder_steps, heartbeat=heartbeat)
     plan = _parse_budget(budget)
@@ -143,7 +137,7 @@ def tune(
             f"tune: a budget of {plan:g} runs cannot pay for the range test (up to {ramp_steps} steps) and "
             f"the first trial ({first:.2f} runs of {run_steps} steps); give at least {smallest:.2f}"
         )
-    run_dir, resuming = _run_dir(out, target.label)
+    run_dir, resuming = _study_dir(out, target.label)
     url = storage if storage is not None else sqlite_url(run_dir / DB_FILE)
     name = study or f"lrpilot-{target.label}"
     if storage is None:
@@ -202,7 +196,7 @@ def _checked(
 class _Setup:
     """What a new study is made from."""
 
-    target: _Target
+    target: Target
     job: Task
     spec: dict[str, Any]
     recipe: Recipe
@@ -214,23 +208,23 @@ class _Setup:
     finder_steps: int | None
 
 
-def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: _Clock, progress: Progress) -> StudyConfig:
+def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: Clock, progress: Progress) -> StudyConfig:
     """The range test on the fresh model, and the study's configuration from it and the budget."""
     recipe = setup.recipe
     run_steps = recipe.total_steps
     with clock.phase("find"):
-        found = _range_test(
+        found = range_test(
             setup.job, net, recipe, setup.rec, seed=setup.seed, steps=setup.finder_steps, progress=progress
         )
     finder = found.finder
-    peak, factor = _at_horizon(found, run_steps, setup.target.calibrated)
+    peak, factor = peak_at_horizon(found, run_steps, setup.target.calibrated)
     band = (peak, peak) if finder is None else (finder.band[0] * factor, finder.band[1] * factor)
     space = Space.around(peak, band, recipe, setup.search)
     ramp_used = 0 if finder is None else int(finder.steps_used)
     rungs = rungs_for(run_steps) if setup.prune else []
     first = run_steps + (rungs[0] if rungs else 0)
     budget_steps = _budget_steps(plan, run_steps, ramp_used, found.step_seconds, clock, first=first)
-    if isinstance(plan, float) and budget_steps < first:  # the range test ran again from lower (`_too_high`)
+    if isinstance(plan, float) and budget_steps < first:  # the range test ran again from lower (`too_high`)
         found.notes.append(
             f"the range test took {ramp_used} steps, leaving {budget_steps} of the budget's {plan:g} runs, less "
             f"than the first trial's {first}: it runs anyway, {first - budget_steps} steps over the budget"
@@ -264,7 +258,7 @@ def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: _Clock, 
     )
 
 
-def _deadline(plan: float | Budget, clock: _Clock) -> float | None:
+def _deadline(plan: float | Budget, clock: Clock) -> float | None:
     """When a time budget is spent, on the wall clock every worker reads (None for runs)."""
     if isinstance(plan, float) or plan.seconds is None:
         return None
@@ -287,7 +281,7 @@ def _parse_budget(budget: float | str) -> float | Budget:
 
 
 def _budget_steps(
-    plan: float | Budget, run_steps: int, ramp_used: int, step_seconds: float | None, clock: _Clock, *, first: int
+    plan: float | Budget, run_steps: int, ramp_used: int, step_seconds: float | None, clock: Clock, *, first: int
 ) -> int:
     """The trials' share of the budget in training steps (the range test's steps taken off); a
     time budget must leave the `first` trial's steps (a rung and its full run, or one run)."""
@@ -317,7 +311,7 @@ def _raise_budget(
     study: optuna.Study,
     config: StudyConfig,
     plan: float | Budget,
-    clock: _Clock,
+    clock: Clock,
     *,
     max_trials: int | None,
     notes: list[str],
@@ -344,7 +338,7 @@ def _raise_budget(
 
 
 def _more_time(
-    study: optuna.Study, config: StudyConfig, plan: Budget, clock: _Clock, *, max_trials: int | None, notes: list[str]
+    study: optuna.Study, config: StudyConfig, plan: Budget, clock: Clock, *, max_trials: int | None, notes: list[str]
 ) -> StudyConfig:
     """`_raise_budget` for a time budget (see there)."""
     steps, seconds = int(config.finder.get("steps") or 0), float(config.finder.get("seconds") or 0.0)
@@ -383,7 +377,7 @@ def _finish(
     run_dir: Path,
     url: str,
     notes: list[str],
-    clock: _Clock,
+    clock: Clock,
     report: bool,
     rec: Recommendation,
 ) -> TuneResult:

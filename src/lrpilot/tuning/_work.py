@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrpilot import _validate as check
-from lrpilot.autopilot._pipeline import Progress, _quiet
+from lrpilot.autopilot._progress import Progress, quiet
 from lrpilot.tasks import one_thread
 from lrpilot.tuning._engine import POLL, attach, load_study, make_runner, quiet_optuna, run_until_done
 from lrpilot.tuning._result import summaries
@@ -49,7 +49,7 @@ def work(
     must exist on this machine. A best trial's weights are written under `out` (default
     ``runs/tune-worker-<study>``). `wait`: seconds to wait for the study to appear (workers
     launched together with the machine that creates it, whose range test comes first)."""
-    progress = progress or _quiet
+    progress = progress or quiet
     quiet_optuna()
     check.positive("tune worker", "heartbeat", heartbeat)
     check.non_negative("tune worker", "--wait", wait)

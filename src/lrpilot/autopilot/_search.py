@@ -1,0 +1,298 @@
+"""fit's range test: its ramp (from the rules' band), a retry from lower when it started too high,
+the rules' check of its answer, its step time for a time budget, and the peak moved to the run's
+length by the horizon law."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import statistics
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from lrpilot.autopilot._progress import Progress
+from lrpilot.autopilot._resume import RampStates
+from lrpilot.rules import Recommendation, at_horizon
+from lrpilot.tasks import Recipe, Task, make_optimizer
+from lrpilot.tasks._base import seeded
+
+__all__ = [
+    "FLAT_START",
+    "RAMP_DENSITY",
+    "RETRY_BELOW",
+    "STALL",
+    "START_RISE",
+    "Search",
+    "peak_at_horizon",
+    "ramp",
+    "range_test",
+    "seconds_per_step",
+    "too_high",
+    "weak_fall",
+]
+
+RAMP_DENSITY = 12.5
+"""Range-test steps per decade of LR: `find_lr`'s default (100 steps from 1e-7 to 10), the ramp
+rate its rule is calibrated at (a faster ramp moves the loss minimum to higher LRs)."""
+RAMP_BELOW_PEAK = 10.0
+"""The ramp starts at the rules' band's low end (`Recommendation.low`), and at least this far below
+their peak where the band is narrower (pretraining a char-GPT: 3× either side), so that its first
+steps leave the loss flat (the rule's baseline). Steps below the band buy nothing: replayed on the
+stored range tests (``benchmarks/range_test_budget.py --starts``), cutting each curve from a decade
+under the band to its low end moved no SST-2 or digits answer by more than 0.013 decades and saved
+12.5 steps a test, a twelfth of a 150-step run."""
+FLAT_START = 1.0
+"""Decades of LR a range test needs between its start and its loss minimum. Closer, the loss is
+already falling at the start, the test reads less of a fall than the model has to take, and the
+answer comes out high (a digits MLP reparametrised 100× stiffer, its minimum 0.7 decades in: 1.8×
+its best peak). The stored tests of the built-in tasks at their recipes' batch have their minima
+1.3–2.4 decades above where fit's ramp starts (``benchmarks/range_test_budget.py --starts``)."""
+START_RISE = 4.0
+"""Noise levels by which a range test's loss may rise over its first five steps before its ramp
+counts as having started too high: at the start the LR barely moves the model, so the losses there
+differ by batch noise alone (at most 3.2 noise levels on the 139 stored tests); a start above the
+usable LRs throws the model out at once (a digits MLP reparametrised 1000× stiffer: 5.2, and then a
+spurious minimum lower down the ramp, after the chaos)."""
+RETRY_BELOW = 100.0
+"""A test that started too high (`FLAT_START`, `START_RISE`) is run again from this far lower, once
+(25 steps more at `RAMP_DENSITY`): it then measures best LRs down to ~1/30 of the band's low end,
+where a retry a decade lower would only have reached ~1/3."""
+RAMP_END = 10.0
+
+
+@dataclass
+class Search:
+    """The outcome of the range test and the choice of the peak."""
+
+    peak: float
+    finder: Any
+    notes: list[str]
+    step_seconds: float | None
+    tradeoff: dict[str, Any] | None = None
+    """The forgetting trade-off's probes (`lrpilot.report.RunRecord.tradeoff`), when one was made."""
+    ramp: RampStates | None = None
+    """Snapshots along the ramp, to start the run from (None if the range test failed)."""
+    horizon: dict[str, Any] | None = None
+    """How the peak was scaled to the run's length (`lrpilot.report.RunRecord.horizon`), when it was."""
+    from_rules: bool = False
+    """The peak is the rules' (the test failed, or too weak a fall put it outside their band),
+    which already reads the run's length: the horizon law leaves it alone."""
+
+
+def ramp(rec: Recommendation, steps: int | None = None, *, below: float = 1.0) -> tuple[float, float, int]:
+    """``(start_lr, end_lr, num_steps)`` of fit's range test: from the rules' band's low end (at
+    least `RAMP_BELOW_PEAK` under their peak; `below` times lower still for a retry) to `RAMP_END`,
+    at `RAMP_DENSITY` steps per decade unless `steps` is given (the settled stop ends it early,
+    usually a decade above the best LR).
+
+    >>> from lrpilot.rules import recommend
+    >>> ramp(recommend(1e6, "pretraining", steps=1000))
+    (6e-05, 10.0, 65)
+    """
+    start = min(rec.low, rec.peak_lr / RAMP_BELOW_PEAK, RAMP_END / 1e3) / below
+    count = steps if steps is not None else round(RAMP_DENSITY * math.log10(RAMP_END / start))
+    return float(f"{start:.3g}"), RAMP_END, count
+
+
+def range_test(
+    task: Task,
+    model: nn.Module,
+    recipe: Recipe,
+    rec: Recommendation,
+    *,
+    seed: int,
+    steps: int | None,
+    progress: Progress,
+    for_fit: bool = False,
+    snapshots: bool = True,
+    below: float = 1.0,
+) -> Search:
+    """`find_lr` in fast mode on the model as it will train (its AdamW, clipping and recipe) over
+    the `ramp` the recommendation sets (`below` it, for a retry); its peak, checked against the
+    rules' band.
+
+    A test that started too high (`too_high`: its minimum within `FLAT_START` of its start, or a
+    loss thrown out at once) is run again from `RETRY_BELOW` lower, once, at the same steps per
+    decade, unless it ramps at under half `RAMP_DENSITY` (a user's few `steps`: too few points in
+    its first decade to tell a flat start from noise). A range test that finds nothing falls back
+    to the rules. One whose loss fell by less than `CLEAR_FALL` times its noise is kept where it
+    agrees with the rules' band (fit's stored SST-2 tests fall by 2.7–9.2 noise levels,
+    ``benchmarks/range_test_budget.py --landmarks``, and answer well near the low end) and is moved
+    to the band's nearest end where it does not: a minimum the noise may have placed does not
+    overrule the rules by more than their own uncertainty (a 12-step test on 100 texts put a LoRA
+    peak at 0.36, 724× the rules'). `for_fit`: the test stops once its minimum has settled
+    (`lrpilot.finder.SETTLE`; tune's runs to divergence, the whole curve its band reads) and, with
+    `snapshots`, keeps snapshots along the ramp to start the run from (`RampStates`)."""
+    from lrpilot.finder import SETTLE, DivergenceRule, RangeTestError, RangeTestWarning
+    from lrpilot.integrations.torch_finder import find_lr
+
+    start_lr, end_lr, count = ramp(rec, steps, below=below)
+    optimizer = make_optimizer(model, recipe, 1.0)
+    decades = math.log10(end_lr / start_lr)
+    states = RampStates(model, optimizer, steps=count, decades=decades) if for_fit and snapshots else None
+
+    stamps: list[float] = []
+
+    def advance(point: int, lr: float, loss: float) -> None:
+        stamps.append(time.perf_counter())
+        if states is not None:
+            states.capture(point, lr)
+        progress("range test", point + 1, count, lr, loss)
+
+    def again(why: str) -> Search:
+        lower = start_lr / RETRY_BELOW
+        more = None if steps is None else round(steps * math.log(end_lr / lower) / math.log(end_lr / start_lr))
+        search = range_test(
+            task,
+            model,
+            recipe,
+            rec,
+            seed=seed,
+            steps=more,
+            progress=progress,
+            for_fit=for_fit,
+            snapshots=snapshots,
+            below=RETRY_BELOW,
+        )
+        search.notes.insert(0, f"range test from {start_lr:.3g}: {why}; run again from {lower:.3g}")
+        if search.finder is not None:  # the steps spent on the model count both tests
+            search.finder = dataclasses.replace(search.finder, steps_used=search.finder.steps_used + len(stamps))
+        return search
+
+    may_retry = below == 1.0 and count >= RAMP_DENSITY / 2 * decades
+    notes: list[str] = []
+    try:  # the dropout draws are the seed's, so that a fit (and a tune study) repeats exactly
+        with seeded(seed), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RangeTestWarning)
+            result = find_lr(
+                model,
+                optimizer,
+                task.batches(seed),
+                step=lambda batch: task.loss(model, batch),
+                start_lr=start_lr,
+                end_lr=end_lr,
+                num_steps=count,
+                max_grad_norm=recipe.grad_clip,
+                total_steps=recipe.total_steps,
+                calibrated_steps=None,  # the caller scales the peak (`peak_at_horizon`), once a time budget is steps
+                warmup_ratio=recipe.warmup_steps / recipe.total_steps,
+                floor_ratio=recipe.floor_ratio,
+                decay=recipe.decay,
+                divergence=DivergenceRule(settle=SETTLE) if for_fit else None,
+                callback=advance,
+            )
+    except RangeTestError as exc:
+        why = too_high(exc.records) if may_retry else None
+        if why is not None:
+            return again(why)
+        notes.append(f"range test failed ({exc}); trained at the rules' peak {rec.peak_lr:.3g} instead")
+        return Search(rec.peak_lr, None, notes, None, from_rules=True)
+    why = too_high(result.records) if may_retry else None
+    if why is not None:
+        return again(why)
+    notes.extend(f"range test: {w.message}" for w in caught if issubclass(w.category, RangeTestWarning))
+    peak = float(f"{result.peak_lr:.3g}")  # the band spans ~4x: more digits are noise
+    step_seconds = seconds_per_step(stamps)
+    clarity = min(result.details["drop_sigma"])
+    blew_up = any(r.stop_reason in ("diverged", "non-finite") for r in result.records)
+    weak = weak_fall(peak, clarity, rec, result.max_stable_lr if blew_up else math.inf)
+    if weak is not None:
+        notes.append(weak[1])
+        return Search(weak[0], result, notes, step_seconds, ramp=states, from_rules=True)
+    notes.append(f"range test peak {peak:.3g} vs the rules: {rec.check(peak).message}")
+    return Search(peak, result, notes, step_seconds, ramp=states)
+
+
+def too_high(records: Sequence[Any]) -> str | None:
+    """Why a range test's ramp started too high to measure the best LR, or None: its loss went
+    non-finite within five points, rose by `START_RISE` noise levels over its first five steps, or
+    was lowest within `FLAT_START` decades of its start."""
+    from lrpilot.finder._features import curve_features, noise_level
+
+    curve = next((r for r in reversed(records) if r.lrs), None)
+    if curve is None:
+        return None
+    try:
+        f = curve_features(curve.lrs, curve.losses)
+    except ValueError:  # fewer than five finite points
+        return "its loss went non-finite within five steps, so the best LR lies under the rules' band"
+    losses = curve.losses[: f.usable]
+    noise = noise_level(losses)
+    rise = (max(losses[1:6]) - losses[0]) / noise if noise > 0 else 0.0
+    above = math.log10(f.lrs[f.i_min] / f.lrs[0])
+    if rise >= START_RISE:
+        why = f"its loss rose by {rise:.1f}× its noise over its first five steps"
+    elif above < FLAT_START:
+        why = (
+            f"its loss was lowest {above:.2f} decades above its start ({f.lrs[f.i_min]:.3g}), too close to read a fall"
+        )
+    else:
+        return None
+    return f"{why}, so the best LR lies under the rules' band"
+
+
+def weak_fall(peak: float, clarity: float, rec: Recommendation, max_stable: float) -> tuple[float, str] | None:
+    """``(peak, note)`` for a range test too weak to overrule the rules: a fall of fewer than
+    `CLEAR_FALL` noise levels whose `peak` lies outside their band gets the band's nearest end
+    (held below `max_stable`: the caller's inf unless the test ended on a blow-up, since the edge
+    of a curve that only wobbled is as arbitrary as its minimum); None keeps the test's peak (a
+    clear fall, or one within the band)."""
+    from lrpilot.finder import CLEAR_FALL
+
+    agreement = rec.check(peak)
+    if clarity >= CLEAR_FALL or agreement.verdict == "agrees":
+        return None
+    end = rec.high if agreement.verdict == "above" else rec.low
+    chosen = float(f"{min(end, max_stable):.3g}")
+    held = " (held at the test's max stable LR)" if chosen < float(f"{end:.3g}") else ""
+    note = (
+        f"range test peak {peak:.3g} not used: its loss fell by only {clarity:.1f}× its noise, too weak a "
+        f"measurement to overrule the rules, and it is {agreement.verdict} their band {rec.low:.3g}–{rec.high:.3g}; "
+        f"trained at the band's nearest end, {chosen:.3g}{held}, instead"
+    )
+    return chosen, note
+
+
+STALL = 10.0
+"""`seconds_per_step` counts no gap between range-test steps as more than this many typical ones."""
+
+
+def seconds_per_step(stamps: Sequence[float]) -> float | None:
+    """The range test's time per step: the mean gap over its second half, which one-off costs of the
+    first steps do not reach (torch imports its compiler on the first optimizer step: nearly all of a
+    30-step digits test's 2.8–3.1 s in a fresh process, which made a 10 s budget train 84 steps
+    instead of thousands), and which, unlike a median, counts the time the process waits for a busy
+    CPU. Neither holds when the load changes between the test and the run: beside two CPU-bound
+    processes a digits test's median forecast 0.4× what its training steps then cost (a 10 s budget
+    took 22 s), this mean 0.4–1.2× over three runs; `_time_note` says so in the fit's notes. Each gap
+    counts at most `STALL` times the half's median: a one-off stall there (0.7 s among 1–4 ms digits
+    steps, in a fresh process on the CI machine) forecast 12× what the training steps then cost."""
+    if len(stamps) < 2:
+        return None
+    half = len(stamps) // 2
+    gaps = [b - a for a, b in itertools.pairwise(stamps[half - 1 :])]
+    cap = STALL * statistics.median(gaps)
+    return sum(min(gap, cap) for gap in gaps) / len(gaps)
+
+
+def peak_at_horizon(search: Search, steps: int, calibrated: tuple[int, int]) -> tuple[float, float]:
+    """``(peak, factor)``: the range test's peak scaled from the run length its rule is calibrated
+    at to this run's (`lrpilot.rules.horizon_factor`; noted, and kept in `search.horizon`, when
+    that moves it), never above the LR where the test's loss turned up (`max_stable_lr`: a short
+    run's best LR is higher, but not past the point where a few steps at it stopped helping). The
+    rules' fallback peak already reads the run's length and stays as it is (factor 1)."""
+    if search.from_rules:
+        return search.peak, 1.0
+    moved = at_horizon(search.peak, steps, calibrated, ceiling=float(search.finder.max_stable_lr))
+    if moved.factor == 1.0:
+        return search.peak, 1.0
+    peak = float(f"{moved.lr:.3g}")
+    search.horizon = moved.to_dict()
+    search.notes.append(moved.note())
+    return peak, peak / search.peak

@@ -1,0 +1,123 @@
+"""What fit trains: a built-in task or the user's model and data, and its recipe fitted to the budget."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+from lrpilot import _validate as check
+from lrpilot.autopilot._budget import Budget
+from lrpilot.autopilot._hf import load_hf_task
+from lrpilot.rules import CALIBRATED_STEPS, stretched_to_epoch
+from lrpilot.tasks import Recipe, Task, get_task, task_names
+
+__all__ = [
+    "DEFAULT_TASK",
+    "FINETUNE_WARMUP",
+    "Target",
+    "builtin_target",
+    "describe_budget",
+    "fitted_recipe",
+    "resolve_target",
+    "user_target",
+]
+
+FINETUNE_WARMUP = 0.1
+"""The rules' fine-tuning warmup (10 % of the run, ``warmup-finetuning``), which a user model's recipe follows."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A task to train plus what the rules need to know about it."""
+
+    task: Task
+    label: str
+    method: str
+    """`recommend`'s method: pretraining from scratch, full fine-tuning or LoRA."""
+    steps: int
+    """The default budget in steps."""
+    seq_len: int | None = None
+    calibrated: tuple[int, int] = CALIBRATED_STEPS
+    """The run lengths the range test's rule is calibrated at for this task (`horizon_factor`): a
+    built-in task's own recipe; for a user's model the calibration suite's range, stretched to one
+    epoch of the data."""
+
+
+def builtin_target(name: str, data_dir: Path | None) -> Target:
+    from lrpilot.tasks._shakespeare import ShakespeareTask
+    from lrpilot.tasks._sst2 import Sst2Task
+
+    check.choice("fit", "--task", name, task_names())
+    if data_dir is not None and not name.startswith("sst2"):
+        raise ValueError(f"fit: --data-dir applies to the sst2 tasks only, not to {name!r}")
+    task = get_task(name, data_dir=data_dir) if data_dir is not None else get_task(name)
+    method = ("lora" if task.lora else "full") if isinstance(task, Sst2Task) else "pretraining"
+    seq_len = task.context if isinstance(task, ShakespeareTask) else None
+    steps = task.recipe.total_steps
+    return Target(task, name, method, steps, seq_len, calibrated=(steps, steps))
+
+
+def user_target(
+    model: Path, data: Path | None, eval_data: Path | None, *, kind: str, method: str, batch_size: int
+) -> Target:
+    if data is None:
+        raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
+    task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size)
+    return Target(task, task.name, method, task.default_steps, calibrated=stretched_to_epoch(task.epoch_steps))
+
+
+def resolve_target(
+    task: str | None,
+    *,
+    model: str | Path | None,
+    data: str | Path | None,
+    eval_data: str | Path | None,
+    task_type: str | None,
+    method: str | None,
+    data_dir: str | Path | None,
+    batch_size: int | None,
+) -> Target:
+    """A built-in task, or the user's model and data; options that belong to the other are errors."""
+    if model is None:
+        given = {"--data": data, "--eval": eval_data, "--task-type": task_type, "--method": method}
+        for name, value in {**given, "--batch-size": batch_size}.items():
+            if value is not None:
+                raise ValueError(f"fit: {name} applies to --model (your own model); a built-in task's recipe fixes it")
+        return builtin_target(task or DEFAULT_TASK, None if data_dir is None else Path(data_dir))
+    if task is not None:
+        raise ValueError("fit: give --task (a built-in task) or --model (your own), not both")
+    if data_dir is not None:
+        raise ValueError("fit: --data-dir applies to the sst2 tasks, not to --model")
+    return user_target(
+        Path(model),
+        None if data is None else Path(data),
+        None if eval_data is None else Path(eval_data),
+        kind=task_type or "classification",
+        method=method or "full",
+        batch_size=16 if batch_size is None else batch_size,
+    )
+
+
+DEFAULT_TASK = "shakespeare"
+"""What ``lrpilot fit`` trains with no arguments: the char-GPT on tiny shakespeare (shipped), a few
+minutes end to end on one CPU thread."""
+
+
+def describe_budget(plan: Budget | None) -> str:
+    return "the default" if plan is None else str(plan)
+
+
+def fitted_recipe(recipe: Recipe, steps: int, budget: str) -> Recipe:
+    """The recipe compressed (or stretched) to `steps`, warmup in proportion. Every schedule fit
+    trains with has a warmup (Adam's first updates are its largest relative to the weights): a
+    budget whose warmup rounds to nothing is refused, with the smallest one that has a step of it."""
+    fitted = recipe.shortened(steps)
+    if fitted.warmup_steps < 1:
+        ratio = recipe.warmup_steps / recipe.total_steps if recipe.warmup_steps else FINETUNE_WARMUP
+        smallest = next(n for n in itertools.count(1) if round(ratio * n) >= 1)  # as `Recipe.shortened` rounds
+        raise ValueError(
+            f"fit: the budget ({budget}, {steps} steps) is too small for a warmup: the schedule warms up over "
+            f"{ratio:.0%} of the run, which needs at least {smallest} steps"
+        )
+    return fitted

@@ -1,0 +1,199 @@
+"""fit's training phase: the recipe's AdamW under the guard, evaluations along the run, per-layer
+update ratios, a clean stop on Ctrl-C, and the trained model saved."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrpilot.autopilot._forgetting import Drift
+from lrpilot.autopilot._hf import HfTask
+from lrpilot.autopilot._layers import UpdateRatioTracker
+from lrpilot.autopilot._outcome import accuracy_drop
+from lrpilot.autopilot._progress import Clock, Progress, StepCallback
+from lrpilot.autopilot._resume import Resumed
+from lrpilot.detect import DetectConfig
+from lrpilot.guard import GuardConfig
+from lrpilot.schedules import Schedule
+from lrpilot.tasks import Recipe, Task, make_optimizer
+from lrpilot.tasks._base import seeded
+
+__all__ = [
+    "AUDIT_FILE",
+    "EVALS",
+    "LAYER_SNAPSHOTS",
+    "MODEL_FILE",
+    "QUICK_EVAL",
+    "Trained",
+    "after_run",
+    "run_metrics",
+    "save_model",
+    "train_guarded",
+]
+
+MODEL_FILE = "model.pt"
+"""A built-in task's trained weights (``torch.save`` of the state dict) in the run directory."""
+AUDIT_FILE = "guard_audit.jsonl"
+"""The guard's audit log in the run directory: one JSON line per action (empty for a quiet run)."""
+EVALS = 4
+"""Evaluations over a run (the last at its end): enough to see over- or under-fitting set in."""
+QUICK_EVAL = 128
+"""Validation examples the evaluations before the last one score (spread over the set; the last
+scores all): on SST-2's 872 sentences a full evaluation costs a tenth of a 150-step run, so three
+of them would cost a third."""
+LAYER_SNAPSHOTS = 50
+"""Per-layer update ratios are measured at about this many steps of a run."""
+
+
+@dataclass
+class Trained:
+    status: str
+    total_steps: int
+    history: Any
+    guard: dict[str, Any]
+    layers: UpdateRatioTracker
+    final: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+
+def run_metrics(task: Task, model: nn.Module, drift: Drift | None, limit: int | None = None) -> dict[str, float]:
+    """``val_loss``, ``val_accuracy`` where the task has it (on `limit` examples, None: all), and
+    ``drift`` with a retention set."""
+    metrics = task.metrics(model, limit)
+    out = {"val_loss": metrics.loss}
+    if metrics.accuracy is not None:
+        out["val_accuracy"] = metrics.accuracy
+    if drift is not None:
+        out["drift"] = drift(model)
+    return out
+
+
+def _eval_into(metrics: dict[str, float], step: int, evals: dict[str, Any]) -> dict[str, float]:
+    """Append an evaluation to the history: the loss, and the other metrics by name (``accuracy``, ``drift``)."""
+    evals["eval_steps"].append(step)
+    evals["eval_loss"].append(metrics["val_loss"])
+    for name, value in metrics.items():
+        if name != "val_loss":
+            evals["metrics"].setdefault(name.removeprefix("val_"), []).append(value)
+    return metrics
+
+
+def train_guarded(
+    task: Task,
+    model: nn.Module,
+    recipe: Recipe,
+    schedule: Schedule,
+    *,
+    seed: int,
+    run_dir: Path,
+    progress: Progress,
+    callback: StepCallback | None,
+    clock: Clock,
+    drift: Drift | None = None,
+    eval_at: Collection[int] = (),
+    resumed: Resumed | None = None,
+) -> Trained:
+    """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back; its
+    configuration `_guard_config`), with evaluations every quarter (or after the steps in
+    `eval_at`; always at the end) and per-layer update ratios; Ctrl-C or a guard that gives up ends
+    the loop with the weights as they are (any other exception propagates, the guard closed).
+    Evaluations before the end score `QUICK_EVAL` examples, the last one all. `resumed`: the model
+    holds the range test's ramp weights; the run goes on from its start step, on the batches after
+    the ramp's, with a fresh optimizer (`lrpilot.autopilot._resume`)."""
+    from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
+
+    total = recipe.total_steps
+    every = max(1, math.ceil(total / EVALS))
+    checkpoints = set(eval_at) if eval_at else set(range(every, total, every))
+    tracker = UpdateRatioTracker(model, every=max(1, total // LAYER_SNAPSHOTS))
+    evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
+    final: dict[str, float] = {}
+    status, notes = "finished", []
+    start, skip = (resumed.start_step, resumed.ramp_steps) if resumed is not None else (0, 0)
+    optimizer = make_optimizer(model, recipe, float(schedule(0)))
+    guard = TorchGuard(
+        model,
+        optimizer,
+        config=_guard_config(task, total),
+        schedule=schedule,
+        max_grad_norm=recipe.grad_clip,
+        audit=run_dir / AUDIT_FILE,
+        step=start,
+    )
+    batches = itertools.islice(task.batches(seed), skip, None)
+    started, evaluating = time.perf_counter(), clock.timings.get("evaluate", 0.0)
+    try:
+        with seeded(seed):  # dropout draws as `lrpilot.tasks.train` makes them
+            while guard.step_count < total:
+                t = guard.step_count
+                loss = task.loss(model, next(batches))
+                loss.backward()  # type: ignore[no-untyped-call]
+                tracker.before(t)
+                action = guard.step(loss)
+                tracker.after(action is not None and action.applies_update)
+                lr, value = guard.history_lr[-1], guard.history_loss[-1]
+                progress("train", guard.step_count, total, lr, value)
+                if callback is not None:
+                    callback(t, lr, value)
+                done = guard.step_count
+                if done > t and (done in checkpoints or done == total):
+                    with clock.phase("evaluate"):
+                        progress("evaluate", done, total, math.nan, math.nan)
+                        limit = None if done == total else QUICK_EVAL
+                        final = _eval_into(run_metrics(task, model, drift, limit), done, evals)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        notes.append(f"interrupted by the user at step {guard.step_count} of {total}; the weights so far were saved")
+    except GuardGaveUpError as exc:
+        status = "gave_up"
+        notes.append(f"the guard gave up at step {guard.step_count}: {exc}; its last good state was saved")
+    finally:
+        # the evaluations are timed on their own, so "train" is the steps alone
+        clock.timings["train"] = time.perf_counter() - started - (clock.timings.get("evaluate", 0.0) - evaluating)
+        report = guard.report()
+        guard.close()
+    from lrpilot.report import TrainingHistory
+
+    history = TrainingHistory(
+        steps=list(guard.history_steps),
+        loss=list(guard.history_loss),
+        lr=list(guard.history_lr),
+        eval_steps=evals["eval_steps"],
+        eval_loss=evals["eval_loss"],
+        eval_metrics=evals["metrics"],
+    )
+    return Trained(status, total, history, report, tracker, final, notes)
+
+
+def _guard_config(task: Task, total: int) -> GuardConfig:
+    """The guard's configuration for a run of `total` steps: snapshots, re-warmups and the
+    detectors' warm-up sized to it (`GuardConfig.for_run`), and the task's chance level where it is
+    known, so that a loss back at chance after the model had learned is a collapse to roll back
+    (`lrpilot.detect.DetectConfig.learned_rel`)."""
+    return GuardConfig.for_run(total, detect=DetectConfig.for_classes(task.classes))
+
+
+def after_run(trained: Trained) -> list[str]:
+    """What the evaluations say about a finished run as a whole (`accuracy_drop`)."""
+    accuracy = trained.history.eval_metrics.get("accuracy")
+    if trained.status != "finished" or not accuracy:
+        return []
+    drop = accuracy_drop(trained.history.eval_steps, accuracy, QUICK_EVAL)
+    return [] if drop is None else [drop]
+
+
+def save_model(task: Task, model: nn.Module, run_dir: Path) -> Path:
+    """``save_pretrained`` for a Hugging Face model (or its adapter); a state dict for a built-in task."""
+    if isinstance(task, HfTask):
+        return task.save(model, run_dir)
+    path = run_dir / MODEL_FILE
+    torch.save(model.state_dict(), path)
+    return path

@@ -1,0 +1,128 @@
+"""fit's range test (`lrpilot.autopilot._search`): a fall that is noise, a ramp that starts too high,
+its step time, and a weak answer outside the rules' band."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from lrpilot.autopilot._search import RETRY_BELOW, peak_at_horizon, range_test, seconds_per_step, too_high, weak_fall
+from lrpilot.finder import CLEAR_FALL
+from lrpilot.rules import recommend
+from lrpilot.tasks import get_task
+from lrpilot.tasks._digits import DigitsTask
+
+
+@dataclasses.dataclass(frozen=True)
+class _NothingToLearn(DigitsTask):
+    """digits' model and batches, but a loss that is noise around 2.3 whatever the weights (their
+    gradient is zero): a range test over it has no minimum to find."""
+
+    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, _ = batch
+        return model(inputs).sum() * 0.0 + 2.3 + 0.05 * torch.randn(())  # the draws are the seed's
+
+
+def test_a_range_test_whose_fall_is_noise_never_trains_outside_the_rules_band() -> None:
+
+    digits = get_task("digits")
+    task = _NothingToLearn(digits.name, digits.description, digits.recipe)
+    for seed in range(3):
+        model = task.build_model(seed)
+        rec = recommend(model, "pretraining", batch_size=64, steps=250)
+        search = range_test(task, model, task.recipe, rec, seed=seed, steps=60, progress=lambda *a: None)
+        assert search.finder is not None  # the curve is kept for the report
+        assert min(search.finder.details["drop_sigma"]) < CLEAR_FALL
+        assert rec.low * 0.999 <= search.peak <= rec.high * 1.001
+        if search.from_rules:
+            assert any("too weak a measurement to overrule the rules" in note for note in search.notes)
+            assert peak_at_horizon(search, 10_000, (250, 250)) == (search.peak, 1.0)  # the rules read the length
+
+
+def test_a_weak_fall_outside_the_rules_band_moves_to_its_nearest_end() -> None:
+
+    rec = recommend(22_700_000, "lora", steps=150, batch_size=8)  # band 5e-05 – 0.005
+    chosen, note = weak_fall(0.36, 1.5, rec, max_stable=0.7)  # type: ignore[misc]
+    assert chosen == pytest.approx(rec.high)
+    assert "fell by only 1.5× its noise" in note
+    assert "above their band" in note
+    chosen, note = weak_fall(0.36, 1.5, rec, max_stable=0.002)  # type: ignore[misc]
+    assert chosen == 0.002
+    assert "held at the test's max stable LR" in note
+    assert weak_fall(1e-7, 2.0, rec, max_stable=1.0)[0] == pytest.approx(rec.low)  # type: ignore[index]
+    assert weak_fall(0.36, 2.6, rec, max_stable=0.7) is None  # a clear fall stands, however far out
+    assert weak_fall(1e-3, 1.5, rec, max_stable=0.7) is None  # within the band: nothing to overrule
+
+
+def test_the_range_tests_step_time_is_not_moved_by_a_slow_first_step() -> None:
+
+    assert seconds_per_step([0.0, 2.8, 2.801, 2.802, 2.803, 2.804]) == pytest.approx(0.001)
+    assert seconds_per_step([1.0]) is None
+    stalled = [0.001 * i for i in range(20)] + [0.72 + 0.001 * i for i in range(10)]  # a stall in the second half
+    assert seconds_per_step(stalled) < 0.002
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stiff(DigitsTask):
+    """digits' MLP with every weight stored `scale`× smaller and multiplied back in the forward
+    pass: the same function at the start, but each Adam step (about its LR in every weight) moves
+    it `scale`× further, so its best LR is `scale`× lower than digits' — below the band the rules
+    give for its size, which they read off the parameter count alone."""
+
+    scale: float = 1.0
+
+    def build_model(self, seed: int) -> torch.nn.Module:
+        model = super().build_model(seed)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.div_(self.scale)
+        return model
+
+    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, targets = batch
+        weights = {name: p * self.scale for name, p in model.named_parameters()}
+        return torch.nn.functional.cross_entropy(torch.func.functional_call(model, weights, (inputs,)), targets)
+
+
+def _stiff_search(scale: float, seed: int = 0) -> tuple[object, float]:
+
+    digits = get_task("digits")
+    task = _Stiff(digits.name, digits.description, digits.recipe, scale=scale)
+    model = task.build_model(seed)
+    rec = recommend(model, "pretraining", batch_size=task.recipe.batch_size, steps=250)
+    return range_test(task, model, task.recipe, rec, seed=seed, steps=None, progress=lambda *a: None), rec.low
+
+
+@pytest.mark.parametrize(
+    ("scale", "why"),
+    [(100.0, "decades above its start"), (1000.0, "noise over its first five steps")],
+)
+def test_a_model_whose_best_lr_is_far_below_the_rules_band_is_measured_from_lower(scale: float, why: str) -> None:
+    """The ramp starts at the rules' band's low end; a model whose minimum lies within a decade of
+    it (100× stiffer than digits) or that a start above its usable LRs throws out at once (1000×)
+    is tested again from 100× lower, and the answer is digits' own peak scaled down."""
+
+    digits, low = _stiff_search(1.0)
+    assert digits.finder.record.start_lr == pytest.approx(low)  # type: ignore[attr-defined]
+    assert not any("run again" in note for note in digits.notes)  # type: ignore[attr-defined]
+    stiff, _ = _stiff_search(scale)
+    assert stiff.finder.record.start_lr == pytest.approx(low / RETRY_BELOW)  # type: ignore[attr-defined]
+    assert why in stiff.notes[0]  # type: ignore[attr-defined]
+    assert f"run again from {low / RETRY_BELOW:.3g}" in stiff.notes[0]  # type: ignore[attr-defined]
+    assert 0.6 < stiff.peak * scale / digits.peak < 1.6  # type: ignore[attr-defined]
+
+
+def test_a_ramp_that_is_non_finite_at_once_or_healthy_is_read_as_such() -> None:
+
+    lrs = [1e-5 * 10 ** (i / 12.5) for i in range(40)]
+    noise = np.random.default_rng(0).normal(0.0, 0.02, 40)
+    healthy = [2.3 - 1.5 / (1 + math.exp(-(i - 25) / 3)) + e for i, e in enumerate(noise)]
+    assert too_high([SimpleNamespace(lrs=lrs, losses=healthy)]) is None
+    blown = [2.3, 9.0, math.nan, math.nan] + [math.nan] * 36
+    assert "non-finite within five steps" in str(too_high([SimpleNamespace(lrs=lrs, losses=blown)]))
+    assert too_high([]) is None  # a test that failed before its first point: nothing to read
