@@ -6,7 +6,7 @@ that alone is 1.2–1.5×. The two ways to cheapen the test without changing wha
 
     batch ×½, ×¼   each step on a fraction of the recipe's batch (cheaper steps, noisier losses);
                    the peak also read with the rules' square-root batch scaling (×√(B/b))
-    ramp 6.25      6.25 steps a decade instead of the 12.5 the rule is calibrated at (half the steps)
+    ramp 6.25, 9   6.25 or 9 steps a decade instead of the 12.5 the rule is calibrated at (half or ¾ the steps)
 
 Each variant runs fit's own range test (`lrpilot.autopilot._search.range_test`: fit's ramp from
 10× below the rules' band, the task's recipe, the seed's initial weights, batches and dropout
@@ -68,7 +68,7 @@ from lrpilot.rules import recommend
 
 DATA = Path(__file__).resolve().parent / "data"
 OUT = DATA / "range_test_budget.json"
-VARIANTS = ("1:12.5", "0.5:12.5", "0.25:12.5", "1:6.25", "0.5:6.25")
+VARIANTS = ("1:12.5", "0.5:12.5", "0.25:12.5", "1:6.25", "0.5:6.25", "1:9")
 """``batch fraction:steps per decade``."""
 
 
