@@ -16,8 +16,9 @@ For each seed:
 Reported per seed and on average: the grid's best loss and LR, fit's loss relative to it, and how
 far fit's peak is from it in decades (before and after the horizon law).
 
-    nice -n 10 python benchmarks/fit_user_path.py --seeds 0 1 2        # ~7 min a seed on one thread
+    nice -n 10 python benchmarks/fit_user_path.py --seeds 0 1 2        # ~9 min a seed on one thread
     python benchmarks/fit_user_path.py --table-only
+    nice -n 10 python benchmarks/fit_user_path.py --batch-size 32 --out batch32.json   # fit --batch-size 32
 
 SST-2 is read from ``$LRPILOT_SST2_DIR`` or ``../shared/data``; it is not shipped. Results are merged
 into ``benchmarks/data/fit_user_path.json`` (one entry per seed).
@@ -55,6 +56,7 @@ GRID = (1e-3, 1.47e-3, 2.15e-3, 3.16e-3, 4.64e-3)
 TRAIN_TEXTS = 1600
 DATA_SEED = 1
 BATCH = 16
+METHODS = ("fit", "train@fit")
 
 
 def user_data(folder: Path) -> tuple[Path, Path]:
@@ -72,12 +74,21 @@ def user_data(folder: Path) -> tuple[Path, Path]:
     return path, source / "sst2_validation.csv"
 
 
-def run_seed(model: Path, data: Path, eval_data: Path, seed: int) -> dict[str, Any]:
-    """fit, train@fit and the grid on one seed."""
+def run_seed(
+    model: Path, data: Path, eval_data: Path, seed: int, *, batch: int = BATCH, grid: tuple[float, ...] = GRID
+) -> dict[str, Any]:
+    """fit, train@fit and the `grid` on one seed, at `batch` texts a step."""
     started, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         result = lrpilot.fit(
-            model=model, data=data, eval_data=eval_data, method="lora", seed=seed, out=Path(tmp) / "run", report=False
+            model=model,
+            data=data,
+            eval_data=eval_data,
+            method="lora",
+            batch_size=batch,
+            seed=seed,
+            out=Path(tmp) / "run",
+            report=False,
         )
     out: dict[str, Any] = {
         "fit": {
@@ -91,10 +102,10 @@ def run_seed(model: Path, data: Path, eval_data: Path, seed: int) -> dict[str, A
             "cpu_time_s": time.process_time() - cpu,
         }
     }
-    target = user_target(model, data, eval_data, kind="classification", method="lora", batch_size=BATCH)
-    rec = recommend(target.task.build_model(seed), "lora", batch_size=BATCH, steps=target.steps)
-    job = target.task.with_recipe(fitted_recipe(recipe_from(rec, BATCH), target.steps, "the default"))
-    for name, lr in [("train@fit", result.peak_lr), *((f"{lr:g}", lr) for lr in GRID)]:
+    target = user_target(model, data, eval_data, kind="classification", method="lora", batch_size=batch)
+    rec = recommend(target.task.build_model(seed), "lora", batch_size=batch, steps=target.steps)
+    job = target.task.with_recipe(fitted_recipe(recipe_from(rec, batch), target.steps, "the default"))
+    for name, lr in [("train@fit", result.peak_lr), *((f"{lr:g}", lr) for lr in grid)]:
         trained = train(job, lr, seed)
         out[name] = {
             "val_loss": math.nan if trained.diverged else trained.val_loss,
@@ -113,7 +124,7 @@ def table(doc: dict[str, Any]) -> str:
     ]
     fits, trains, distances = [], [], []
     for seed, runs in sorted(doc["runs"].items(), key=lambda item: int(item[0])):
-        grid = [runs[f"{lr:g}"] for lr in GRID if f"{lr:g}" in runs and math.isfinite(runs[f"{lr:g}"]["val_loss"])]
+        grid = [row for name, row in runs.items() if name not in METHODS and math.isfinite(row["val_loss"])]
         best = min(grid, key=lambda row: row["val_loss"])
         fit, alone = runs["fit"], runs["train@fit"]
         fits.append(fit["val_loss"] / best["val_loss"] - 1)
@@ -134,6 +145,8 @@ def table(doc: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--batch-size", type=int, default=BATCH, help="fit's --batch-size (its default: 16)")
+    parser.add_argument("--grid", nargs="+", type=float, default=list(GRID), help="the LRs to train at")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
@@ -146,7 +159,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             data, eval_data = user_data(Path(tmp))
             for seed in args.seeds:
-                doc["runs"][str(seed)] = run_seed(model, data, eval_data, seed)
+                runs = run_seed(model, data, eval_data, seed, batch=args.batch_size, grid=tuple(args.grid))
+                doc["runs"][str(seed)] = runs
                 save_json(args.out, doc)
                 print(f"seed {seed}: fit {doc['runs'][str(seed)]['fit']}", flush=True)
     print(table(doc))
