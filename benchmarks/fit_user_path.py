@@ -130,9 +130,10 @@ def table(doc: dict[str, Any]) -> str:
         fits.append(fit["val_loss"] / best["val_loss"] - 1)
         trains.append(alone["val_loss"] / best["val_loss"] - 1)
         distances.append(math.log10(fit["peak_lr"] / best["peak_lr"]))
+        found = "–" if fit["found_lr"] is None else f"{fit['found_lr']:.3g}"  # no range test: the rules' peak
         lines.append(
-            f"| {seed} | {best['peak_lr']:.3g} | {best['val_loss']:.4f} | {fit['peak_lr']:.3g} "
-            f"({fit['found_lr']:.3g}) | {fits[-1]:+.1%} | {trains[-1]:+.1%} |"
+            f"| {seed} | {best['peak_lr']:.3g} | {best['val_loss']:.4f} | {fit['peak_lr']:.3g} ({found}) | "
+            f"{fits[-1]:+.1%} | {trains[-1]:+.1%} |"
         )
     lines.append(
         f"\nmean over {len(fits)} seeds: fit {statistics.fmean(fits):+.1%} from the grid's best, train@fit "

@@ -45,6 +45,7 @@ class Target:
 
 
 def builtin_target(name: str, data_dir: Path | None) -> Target:
+    """A built-in task; its own recipe's length is what the range test's rule was calibrated at."""
     from lrpilot.tasks._shakespeare import ShakespeareTask
     from lrpilot.tasks._sst2 import Sst2Task
 
@@ -61,6 +62,8 @@ def builtin_target(name: str, data_dir: Path | None) -> Target:
 def user_target(
     model: Path, data: Path | None, eval_data: Path | None, *, kind: str, method: str, batch_size: int
 ) -> Target:
+    """A local Hugging Face model fine-tuned on the user's data (`load_hf_task`); the rule's
+    calibrated run lengths stretched to one epoch of it."""
     if data is None:
         raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
     task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size)
@@ -105,6 +108,7 @@ minutes end to end on one CPU thread."""
 
 
 def describe_budget(plan: Budget | None) -> str:
+    """A budget as messages name it: as given, or "the default"."""
     return "the default" if plan is None else str(plan)
 
 

@@ -55,6 +55,10 @@ LAYER_SNAPSHOTS = 50
 
 @dataclass
 class Trained:
+    """What the training phase hands back: how it ended (``finished``, ``interrupted``, ``gave_up``),
+    the history the report draws, the guard's report, the per-layer update ratios, the final
+    metrics and the notes for the report."""
+
     status: str
     total_steps: int
     history: Any
