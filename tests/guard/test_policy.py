@@ -212,6 +212,24 @@ def test_a_collapse_is_rolled_back_never_raised() -> None:
     assert state.raises == 0
 
 
+def test_a_snapshot_taken_after_a_fall_back_to_chance_is_never_the_rollback_target() -> None:
+    """A binary classifier learns a little (0.69 → 0.57 over 24 steps), is thrown back to chance
+    and sits there, noisily enough (3 %) that the snapshot taken there passes `confirm_steps` before
+    the collapse test fires (the shape of a LoRA run on a cliff, `benchmarks/fit_user_path.py` seed
+    5). The rollback goes to the snapshot from before the fall, not to one of the collapse (before
+    the fix: to step 45, twice, and the run ended at chance)."""
+    rng = np.random.default_rng(9)
+    chance = math.log(2)
+    curve = np.concatenate([np.linspace(chance, 0.57, 24), np.full(76, chance)])
+    loss = curve * (1.0 + 0.03 * rng.standard_normal(100))
+    config = GuardConfig.for_run(100, detect=DetectConfig.for_classes(2))  # fit's guard for a 100-step run
+    actions, _ = run(guard.init(config), loss)
+    rollbacks = [a for a in actions if a.kind == "rollback"]
+    assert rollbacks
+    assert all(a.findings[0].kind == "collapse" for a in rollbacks)
+    assert all(a.rollback_to is not None and a.rollback_to < 24 for a in rollbacks)
+
+
 def test_without_rewind_the_step_keeps_counting_and_the_rewarmup_starts_next_step() -> None:
     loss = curves.clean(n=500, seed=13)
     loss[300:304] = math.nan

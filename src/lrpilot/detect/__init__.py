@@ -14,7 +14,16 @@ The guard (`lrpilot.guard`) calls `observe` once per step and acts on what it fi
 from lrpilot.detect._config import DetectConfig
 from lrpilot.detect._findings import KINDS, Finding, merge
 from lrpilot.detect._rules import MAD_TO_SIGMA, detrended_lag1, robust_baseline
-from lrpilot.detect._stream import DetectState, init, loss_baseline, observe, rearm_flat, scan, spike_thresholds
+from lrpilot.detect._stream import (
+    DetectState,
+    back_at_chance,
+    init,
+    loss_baseline,
+    observe,
+    rearm_flat,
+    scan,
+    spike_thresholds,
+)
 
 __all__ = [
     "KINDS",
@@ -22,6 +31,7 @@ __all__ = [
     "DetectConfig",
     "DetectState",
     "Finding",
+    "back_at_chance",
     "detrended_lag1",
     "init",
     "loss_baseline",

@@ -23,7 +23,16 @@ from lrpilot.detect._config import DetectConfig
 from lrpilot.detect._findings import Finding
 from lrpilot.detect._rules import Array, detrended_lag1, evolve, median, robust_baseline, step_noise
 
-__all__ = ["DetectState", "init", "loss_baseline", "observe", "rearm_flat", "scan", "spike_thresholds"]
+__all__ = [
+    "DetectState",
+    "back_at_chance",
+    "init",
+    "loss_baseline",
+    "observe",
+    "rearm_flat",
+    "scan",
+    "spike_thresholds",
+]
 
 _TINY = 1e-30  # grad norms of exactly 0 (dead networks, zeroed updates) go into log space as this
 
@@ -297,8 +306,7 @@ def _rise(state: DetectState, step: int, short: float, logs: Array | None) -> tu
     # The short median crosses the line once half its window is up: the rise began about half a
     # window earlier (not before the lowest point, though).
     onset = max(best_step + 1, start - c.div_short // 2)
-    at_chance = _at_chance(c, short) and best < c.chance_loss * (1 - c.chance_tol)  # type: ignore[operator]
-    kind = "collapse" if relapsed or at_chance else "divergence"
+    kind = "collapse" if relapsed or _back_at_chance(c, short, best) else "divergence"
     evidence = {
         "best": best,
         "best_step": best_step,
@@ -311,6 +319,23 @@ def _rise(state: DetectState, step: int, short: float, logs: Array | None) -> tu
         "relapsed": relapsed,
     }
     return [Finding(kind, step, "loss", evidence, start=onset)], out
+
+
+def back_at_chance(state: DetectState) -> bool:
+    """Whether the recent losses sit back at the task's chance level after the model had been
+    below it — what makes a rise a collapse rather than a divergence — whether or not the rise
+    test has fired yet: a snapshot of such a state already holds the collapse, so the guard does
+    not confirm one then."""
+    c = state.config
+    if c.chance_loss is None or state.recent.size < c.div_short:
+        return False
+    short = float(median(state.recent))
+    return _relapsed(c, short, state.best) or _back_at_chance(c, short, state.best)
+
+
+def _back_at_chance(c: DetectConfig, short: float, best: float) -> bool:
+    """Within `chance_tol` of chance now, after a short median more than that below it."""
+    return _at_chance(c, short) and best < c.chance_loss * (1 - c.chance_tol)  # type: ignore[operator]
 
 
 def _relapsed(c: DetectConfig, short: float, best: float) -> bool:

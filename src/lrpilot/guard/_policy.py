@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from lrpilot.detect import Finding, observe, rearm_flat
+from lrpilot.detect import Finding, back_at_chance, observe, rearm_flat
 from lrpilot.detect._rules import evolve
 from lrpilot.guard._state import GuardState, Snapshot
 
@@ -150,12 +150,16 @@ def _trusted(s: GuardState) -> tuple[Snapshot, ...]:
 
 
 def _healthy(s: GuardState, step: int, eff: float) -> GuardState:
-    """Book a healthy step: counters, the LR log, and confirmation of a pending snapshot."""
+    """Book a healthy step: counters, the LR log, and confirmation of a pending snapshot — not while
+    the loss sits back at chance after the model had learned (`lrpilot.detect.back_at_chance`): a
+    collapse can look steady for longer than `confirm_steps`, and confirming a snapshot of it would
+    leave the rollback nothing better to go back to."""
     c = s.config
     run = s.healthy_run + 1
     log = (*s.lr_log[-(c.detect.window - 1) :], (step, eff))
     snaps = s.snapshots
-    if snaps and not snaps[-1].confirmed and step + 1 - snaps[-1].step >= c.confirm_steps:
+    due = snaps and not snaps[-1].confirmed and step + 1 - snaps[-1].step >= c.confirm_steps
+    if due and not back_at_chance(s.detect):
         snaps = (evolve(snaps[-1], confirmed=True),)  # the older confirmed one is no longer needed
     return evolve(s, skips_in_row=0, healthy_run=run, lr_log=log, snapshots=snaps)
 
