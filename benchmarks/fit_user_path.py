@@ -74,10 +74,8 @@ def user_data(folder: Path) -> tuple[Path, Path]:
     return path, source / "sst2_validation.csv"
 
 
-def run_seed(
-    model: Path, data: Path, eval_data: Path, seed: int, *, batch: int = BATCH, grid: tuple[float, ...] = GRID
-) -> dict[str, Any]:
-    """fit, train@fit and the `grid` on one seed, at `batch` texts a step."""
+def run_fit(model: Path, data: Path, eval_data: Path, seed: int, batch: int) -> tuple[dict[str, Any], float]:
+    """fit's row for one seed, and its peak."""
     started, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         result = lrpilot.fit(
@@ -90,22 +88,29 @@ def run_seed(
             out=Path(tmp) / "run",
             report=False,
         )
-    out: dict[str, Any] = {
-        "fit": {
-            "val_loss": result.metrics["val_loss"],
-            "val_accuracy": result.metrics.get("val_accuracy"),
-            "peak_lr": result.peak_lr,
-            "found_lr": None if result.finder is None else float(f"{result.finder.peak_lr:.3g}"),
-            "run_steps": result.record.total_steps,
-            "guard_actions": len(result.record.guard_actions),
-            "wall_time_s": time.perf_counter() - started,
-            "cpu_time_s": time.process_time() - cpu,
-        }
+    row = {
+        "val_loss": result.metrics["val_loss"],
+        "val_accuracy": result.metrics.get("val_accuracy"),
+        "peak_lr": result.peak_lr,
+        "found_lr": None if result.finder is None else float(f"{result.finder.peak_lr:.3g}"),
+        "run_steps": result.record.total_steps,
+        "guard_actions": len(result.record.guard_actions),
+        "wall_time_s": time.perf_counter() - started,
+        "cpu_time_s": time.process_time() - cpu,
     }
+    return row, result.peak_lr
+
+
+def run_seed(
+    model: Path, data: Path, eval_data: Path, seed: int, *, batch: int = BATCH, grid: tuple[float, ...] = GRID
+) -> dict[str, Any]:
+    """fit, train@fit and the `grid` on one seed, at `batch` texts a step."""
+    fit, peak = run_fit(model, data, eval_data, seed, batch)
+    out: dict[str, Any] = {"fit": fit}
     target = user_target(model, data, eval_data, kind="classification", method="lora", batch_size=batch)
     rec = recommend(target.task.build_model(seed), "lora", batch_size=batch, steps=target.steps)
     job = target.task.with_recipe(fitted_recipe(recipe_from(rec, batch), target.steps, "the default"))
-    for name, lr in [("train@fit", result.peak_lr), *((f"{lr:g}", lr) for lr in grid)]:
+    for name, lr in [("train@fit", peak), *((f"{lr:g}", lr) for lr in grid)]:
         trained = train(job, lr, seed)
         out[name] = {
             "val_loss": math.nan if trained.diverged else trained.val_loss,
@@ -148,6 +153,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--batch-size", type=int, default=BATCH, help="fit's --batch-size (its default: 16)")
     parser.add_argument("--grid", nargs="+", type=float, default=list(GRID), help="the LRs to train at")
+    parser.add_argument("--fit-only", action="store_true", help="run fit again, keep the seed's other rows")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
@@ -160,8 +166,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             data, eval_data = user_data(Path(tmp))
             for seed in args.seeds:
-                runs = run_seed(model, data, eval_data, seed, batch=args.batch_size, grid=tuple(args.grid))
-                doc["runs"][str(seed)] = runs
+                if args.fit_only:
+                    doc["runs"][str(seed)]["fit"] = run_fit(model, data, eval_data, seed, args.batch_size)[0]
+                else:
+                    doc["runs"][str(seed)] = run_seed(
+                        model, data, eval_data, seed, batch=args.batch_size, grid=tuple(args.grid)
+                    )
                 save_json(args.out, doc)
                 print(f"seed {seed}: fit {doc['runs'][str(seed)]['fit']}", flush=True)
     print(table(doc))
