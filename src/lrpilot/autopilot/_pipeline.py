@@ -254,7 +254,7 @@ def fit(
         progress("save", 0, None, math.nan, math.nan)
         model_path = save_model(job, net, run_dir)
         (run_dir / AUDIT_FILE).touch()
-    notes = [*search.notes, *trained.notes, *after_run(trained)]
+    notes = [*target.notes, *search.notes, *trained.notes, *after_run(trained)]
     if plan is not None and plan.seconds is not None:
         trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
         notes.append(_time_note(plan, trained_steps, search, trained, clock))

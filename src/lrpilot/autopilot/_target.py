@@ -9,6 +9,7 @@ from pathlib import Path
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget
 from lrpilot.autopilot._hf import load_hf_task
+from lrpilot.autopilot._pooled import head_note
 from lrpilot.rules import CALIBRATED_STEPS, stretched_to_epoch
 from lrpilot.tasks import Recipe, Task, get_task, task_names
 
@@ -42,6 +43,8 @@ class Target:
     """The run lengths the range test's rule is calibrated at for this task (`horizon_factor`): a
     built-in task's own recipe; for a user's model the calibration suite's range, stretched to one
     epoch of the data."""
+    notes: tuple[str, ...] = ()
+    """What the run's notes say about the model fit built (the head it put on a user's checkpoint)."""
 
 
 def builtin_target(name: str, data_dir: Path | None) -> Target:
@@ -67,7 +70,10 @@ def user_target(
     if data is None:
         raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
     task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size)
-    return Target(task, task.name, method, task.default_steps, calibrated=stretched_to_epoch(task.epoch_steps))
+    notes = (head_note(task.pooling),) if task.pooling else ()
+    return Target(
+        task, task.name, method, task.default_steps, calibrated=stretched_to_epoch(task.epoch_steps), notes=notes
+    )
 
 
 def resolve_target(

@@ -1,0 +1,170 @@
+"""A classifier that pools the token states the way its checkpoint was trained to: the head `fit`
+puts on a sentence-transformers model.
+
+Hugging Face's ``AutoModelForSequenceClassification`` reads a BERT-like model's [CLS] state through
+the checkpoint's pooler (dense + tanh) and puts a fresh linear layer on it. A sentence-transformers
+checkpoint was trained to be read another way: its ``modules.json`` names a Pooling module whose
+``config.json`` says how (all-MiniLM-L6-v2: the mean of the token states over the attention mask),
+and its pooler is a leftover of the base model's pretraining (all-MiniLM-L6-v2's dense weights have a
+standard deviation of 0.009). On 1,600 SST-2 texts, LoRA at batch 16, the Hugging Face head ended
+at a mean 0.443 validation loss at its best LR of a 5-point grid, with the runs at 1.5× that LR at
+0.507 and chance among them; mean pooling with a fresh linear head (as sentence-transformers, SetFit
+and lrpilot's own sst2 tasks read the model) ended lower and stayed good over a wider range of LRs
+(``benchmarks/fit_user_path.py``, see ``benchmarks/README.md``).
+
+`PooledClassifier` is that model: the encoder (``AutoModel``, with LoRA adapters or not), the
+checkpoint's pooling, a linear head. It answers like a Hugging Face classifier (``.loss``,
+``.logits``, ``.hidden_states``), saves with ``save_pretrained`` (the encoder or its adapter as
+Hugging Face saves it, the head beside it) and loads back with `load_classifier`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrpilot._optional import require
+
+__all__ = [
+    "HEAD_CONFIG",
+    "HEAD_WEIGHTS",
+    "POOLING_MODES",
+    "PooledClassifier",
+    "checkpoint_pooling",
+    "head_note",
+    "load_classifier",
+]
+
+POOLING_MODES = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+}
+"""sentence-transformers' Pooling modes this head reproduces: their legacy flags (in the order it
+concatenates them) and their names (which its newer ``pooling_mode`` key lists)."""
+HEAD_CONFIG = "classifier.json"
+HEAD_WEIGHTS = "classifier.pt"
+
+
+def checkpoint_pooling(model_dir: Path) -> tuple[str, ...]:
+    """The pooling a sentence-transformers checkpoint declares (``modules.json`` → its Pooling
+    module's ``config.json``: a ``pooling_mode`` name or list, or the older ``pooling_mode_*``
+    flags), in the order it concatenates them; ``()`` for any other model, and for a pooling this
+    head does not reproduce (weighted mean, last token): those keep the Hugging Face head."""
+    modules_file = model_dir / "modules.json"
+    if not modules_file.is_file():
+        return ()
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        folder = next(m["path"] for m in modules if str(m.get("type", "")).endswith(".Pooling"))
+        config = json.loads((model_dir / folder / "config.json").read_text(encoding="utf-8"))
+        if "pooling_mode" in config:
+            named = config["pooling_mode"]
+            modes = (named,) if isinstance(named, str) else tuple(named)
+        else:  # the flags, in the order sentence-transformers concatenates them (an unknown one: a mode we lack)
+            flags = [key for key, on in config.items() if key.startswith("pooling_mode_") and on]
+            modes = tuple(mode for key, mode in POOLING_MODES.items() if key in flags)
+            modes += tuple(key for key in flags if key not in POOLING_MODES)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
+        return ()
+    known = set(POOLING_MODES.values())
+    return modes if modes and all(mode in known for mode in modes) else ()
+
+
+def head_note(pooling: tuple[str, ...]) -> str:
+    """What fit's notes say about the head it put on a sentence-transformers checkpoint."""
+    return (
+        f"classification head: the checkpoint's own sentence-transformers pooling ({' + '.join(pooling)} of the "
+        "token states) and a fresh linear layer, not the [CLS] pooler AutoModelForSequenceClassification reads; "
+        "load the saved model with lrpilot.autopilot.load_classifier"
+    )
+
+
+def _pool(states: torch.Tensor, mask: torch.Tensor, modes: tuple[str, ...]) -> torch.Tensor:
+    """The token states (batch × tokens × width) pooled over the attention mask, each mode in turn,
+    concatenated, as sentence-transformers' Pooling does (its "cls" is the first attended token)."""
+    weights = mask.unsqueeze(-1).to(states.dtype)
+    counts = weights.sum(dim=1).clamp(min=1e-9)
+    parts = []
+    for mode in modes:
+        if mode == "cls":
+            first = mask.to(torch.int).argmax(dim=1)
+            parts.append(states[torch.arange(states.shape[0]), first])
+        elif mode == "max":
+            parts.append(states.masked_fill(weights == 0, float("-inf")).amax(dim=1))
+        elif mode == "mean":
+            parts.append((states * weights).sum(dim=1) / counts)
+        else:  # mean_sqrt_len_tokens
+            parts.append((states * weights).sum(dim=1) / counts.sqrt())
+    return torch.cat(parts, dim=-1)
+
+
+class PooledClassifier(nn.Module):
+    """Encoder → the checkpoint's pooling → a linear head over `num_labels` classes."""
+
+    def __init__(self, encoder: nn.Module, pooling: tuple[str, ...], num_labels: int) -> None:
+        super().__init__()
+        if not pooling or any(mode not in POOLING_MODES.values() for mode in pooling):
+            raise ValueError(
+                f"PooledClassifier: pooling must be one or more of {sorted(POOLING_MODES.values())}, got {pooling!r}"
+            )
+        self.encoder = encoder
+        self.pooling = tuple(pooling)
+        width = int(encoder.config.hidden_size)  # type: ignore[union-attr, arg-type]
+        self.classifier = nn.Linear(width * len(self.pooling), num_labels)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> Any:
+        """A Hugging Face ``SequenceClassifierOutput``: the cross-entropy ``loss`` when `labels` are
+        given, the ``logits``, and the encoder's ``hidden_states`` when asked for. Takes what a
+        tokenizer returns (``token_type_ids`` too, for a BERT-like encoder)."""
+        outputs = require("transformers", "hf", "a pooled classifier").modeling_outputs
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        out = self.encoder(input_ids=input_ids, attention_mask=mask, output_hidden_states=output_hidden_states, **extra)
+        logits = self.classifier(_pool(out.last_hidden_state, mask, self.pooling))
+        loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
+        return outputs.SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """The encoder (or, with LoRA, its adapter) as ``save_pretrained`` writes it, and the head
+        beside it: `HEAD_CONFIG` (its pooling and classes) and `HEAD_WEIGHTS`."""
+        target = Path(folder)
+        self.encoder.save_pretrained(target)  # type: ignore[operator]
+        head = {"pooling": list(self.pooling), "num_labels": self.classifier.out_features}
+        (target / HEAD_CONFIG).write_text(json.dumps(head, indent=1) + "\n", encoding="utf-8")
+        torch.save({k: v.detach().cpu() for k, v in self.classifier.state_dict().items()}, target / HEAD_WEIGHTS)
+
+
+def load_classifier(folder: str | Path, base_model: str | Path | None = None) -> PooledClassifier:
+    """A classifier `fit` saved with a pooled head (its ``model/`` or ``adapter/`` folder), in eval
+    mode. An adapter is put on `base_model`, by default the model it was trained on (its
+    ``adapter_config.json`` names it)."""
+    path = Path(folder)
+    if not (path / HEAD_CONFIG).is_file():
+        raise FileNotFoundError(
+            f"load_classifier: {path} has no {HEAD_CONFIG}: not a folder fit saved with a pooled head"
+        )
+    head = json.loads((path / HEAD_CONFIG).read_text(encoding="utf-8"))
+    transformers = require("transformers", "hf", "load_classifier")
+    adapter = path / "adapter_config.json"
+    if adapter.is_file():
+        peft = require("peft", "hf", "load_classifier")
+        base = base_model or json.loads(adapter.read_text(encoding="utf-8"))["base_model_name_or_path"]
+        encoder = peft.PeftModel.from_pretrained(transformers.AutoModel.from_pretrained(base), path)
+    else:
+        encoder = transformers.AutoModel.from_pretrained(path)
+    model = PooledClassifier(encoder, tuple(head["pooling"]), int(head["num_labels"]))
+    model.classifier.load_state_dict(torch.load(path / HEAD_WEIGHTS, weights_only=True))
+    return model.eval()
