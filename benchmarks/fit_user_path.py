@@ -78,8 +78,10 @@ def user_data(folder: Path) -> tuple[Path, Path]:
     return path, source / "sst2_validation.csv"
 
 
-def run_fit(model: Path, data: Path, eval_data: Path, seed: int, batch: int) -> tuple[dict[str, Any], float]:
-    """fit's row for one seed, and its peak."""
+def run_fit(
+    model: Path, data: Path, eval_data: Path, seed: int, batch: int, *, finder_steps: int | None = None
+) -> tuple[dict[str, Any], float]:
+    """fit's row for one seed (its range test at `finder_steps` if given), and its peak."""
     started, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         result = lrpilot.fit(
@@ -91,6 +93,7 @@ def run_fit(model: Path, data: Path, eval_data: Path, seed: int, batch: int) -> 
             seed=seed,
             out=Path(tmp) / "run",
             report=False,
+            finder_steps=finder_steps,
         )
     row = {
         "val_loss": result.metrics["val_loss"],
@@ -98,6 +101,7 @@ def run_fit(model: Path, data: Path, eval_data: Path, seed: int, batch: int) -> 
         "peak_lr": result.peak_lr,
         "found_lr": None if result.finder is None else float(f"{result.finder.peak_lr:.3g}"),
         "run_steps": result.record.total_steps,
+        "finder_steps_used": None if result.finder is None else result.finder.steps_used,
         "guard_actions": len(result.record.guard_actions),
         "wall_time_s": time.perf_counter() - started,
         "cpu_time_s": time.process_time() - cpu,
@@ -125,20 +129,48 @@ def run_seed(
     return out
 
 
+def _grid(runs: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A seed's grid rows: every row but fit's, train@fit's and fit's variants (``fit@N``)."""
+    return [(name, row) for name, row in runs.items() if name not in METHODS and not name.startswith("fit@")]
+
+
+def _variants(doc: dict[str, Any]) -> list[str]:
+    """Lines for fit's variants (``fit@N``: its range test at N steps): mean loss vs each seed's
+    grid best, and wall time as a multiple of the seed's mean grid run."""
+    names = sorted({name for runs in doc["runs"].values() for name in runs if name.startswith("fit@")})
+    lines = []
+    for name in names:
+        seeds = [runs for runs in doc["runs"].values() if name in runs]
+        excess = [
+            runs[name]["val_loss"] / min(row["val_loss"] for _, row in _grid(runs) if math.isfinite(row["val_loss"]))
+            - 1
+            for runs in seeds
+        ]
+        cost = [
+            runs[name]["wall_time_s"] / statistics.fmean(r["wall_time_s"] for _, r in _grid(runs)) for runs in seeds
+        ]
+        lines.append(
+            f"{name} ({len(seeds)} seeds): {statistics.fmean(excess):+.1%} from the grid's best "
+            f"({', '.join(f'{x:+.1%}' for x in excess)}), {statistics.fmean(cost):.2f}x one grid run's wall time"
+        )
+    return lines
+
+
 def table(doc: dict[str, Any]) -> str:
     """Markdown: per seed the grid's best, fit's and train@fit's losses and LRs; then the means."""
     lines = [
         "| seed | grid's best LR | its loss | fit's peak (range test's) | fit vs the best | train@fit vs the best |",
         "|---|---|---|---|---|---|",
     ]
-    fits, trains, distances = [], [], []
+    fits, trains, distances, costs = [], [], [], []
     for seed, runs in sorted(doc["runs"].items(), key=lambda item: int(item[0])):
-        grid = [row for name, row in runs.items() if name not in METHODS and math.isfinite(row["val_loss"])]
+        grid = [row for name, row in _grid(runs) if math.isfinite(row["val_loss"])]
         best = min(grid, key=lambda row: row["val_loss"])
         fit, alone = runs["fit"], runs["train@fit"]
         fits.append(fit["val_loss"] / best["val_loss"] - 1)
         trains.append(alone["val_loss"] / best["val_loss"] - 1)
         distances.append(math.log10(fit["peak_lr"] / best["peak_lr"]))
+        costs.append(fit["wall_time_s"] / statistics.fmean(row["wall_time_s"] for _, row in _grid(runs)))
         found = "–" if fit["found_lr"] is None else f"{fit['found_lr']:.3g}"  # no range test: the rules' peak
         lines.append(
             f"| {seed} | {best['peak_lr']:.3g} | {best['val_loss']:.4f} | {fit['peak_lr']:.3g} ({found}) | "
@@ -147,8 +179,9 @@ def table(doc: dict[str, Any]) -> str:
     lines.append(
         f"\nmean over {len(fits)} seeds: fit {statistics.fmean(fits):+.1%} from the grid's best, train@fit "
         f"{statistics.fmean(trains):+.1%}; fit's peak {statistics.fmean(distances):+.2f} decades from the best LR "
-        f"(median {statistics.median(distances):+.2f})"
+        f"(median {statistics.median(distances):+.2f}); fit's wall time {statistics.fmean(costs):.2f}x one grid run's"
     )
+    lines.extend(_variants(doc))
     return "\n".join(lines)
 
 
@@ -158,10 +191,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=BATCH, help="fit's --batch-size (its default: 16)")
     parser.add_argument("--grid", nargs="+", type=float, default=list(GRID), help="the LRs to train at")
     parser.add_argument("--fit-only", action="store_true", help="run fit again, keep the seed's other rows")
+    parser.add_argument(
+        "--finder-steps", type=int, default=None, help="with --fit-only: fit's range test at N steps, stored as fit@N"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
+    if args.finder_steps is not None and not args.fit_only:
+        parser.error("--finder-steps goes with --fit-only (a variant of fit beside the stored grid)")
     doc = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"runs": {}, "commands": []}
     if not args.table_only:
         torch.set_num_threads(args.threads)
@@ -171,13 +209,19 @@ def main() -> None:
             data, eval_data = user_data(Path(tmp))
             for seed in args.seeds:
                 if args.fit_only:
-                    doc["runs"][str(seed)]["fit"] = run_fit(model, data, eval_data, seed, args.batch_size)[0]
+                    if str(seed) not in doc["runs"]:
+                        parser.error(
+                            f"--fit-only: seed {seed} has no stored grid in {args.out}; run it without --fit-only"
+                        )
+                    name = "fit" if args.finder_steps is None else f"fit@{args.finder_steps}"
+                    row = run_fit(model, data, eval_data, seed, args.batch_size, finder_steps=args.finder_steps)[0]
+                    doc["runs"][str(seed)][name] = row
                 else:
                     doc["runs"][str(seed)] = run_seed(
                         model, data, eval_data, seed, batch=args.batch_size, grid=tuple(args.grid)
                     )
                 save_json(args.out, doc)
-                print(f"seed {seed}: fit {doc['runs'][str(seed)]['fit']}", flush=True)
+                print(f"seed {seed}: {doc['runs'][str(seed)]}", flush=True)
     print(table(doc))
 
 

@@ -349,7 +349,8 @@ class HfTask(Task):
 
     def save(self, model: nn.Module, out_dir: Path) -> Path:
         """``save_pretrained`` into ``out_dir/adapter`` (LoRA: the adapter and the trained head) or
-        ``out_dir/model`` (full), with the tokenizer beside it so the folder loads on its own."""
+        ``out_dir/model`` (full), with the tokenizer beside it so the folder loads on its own (a
+        pooled head's with `lrpilot.autopilot.load_classifier`)."""
         target = out_dir / ("adapter" if self.method == "lora" else "model")
         with quiet_transformers():
             model.save_pretrained(target)  # type: ignore[operator]
