@@ -8,7 +8,7 @@ batch 16, the recommendation's recipe (10 % warmup, cosine) over one epoch of 1,
 texts (100 steps), scored on the 872 SST-2 validation sentences. Until 2026-12-01 fit put Hugging
 Face's sequence-classification head on it ([CLS] through the checkpoint's pooler); those runs are
 stored in ``benchmarks/data/fit_user_path_hf_head.json`` and ``fit_user_path_hf_head_batch32.json``
-(their ``commands`` name the commit that reproduces them).
+(commit 831c884, the last with that head, reproduces them).
 For each seed:
 
     fit         ``lrpilot.fit(model=..., data=..., eval_data=..., method="lora", seed=...)``: rules,
@@ -17,11 +17,14 @@ For each seed:
     grid        the same recipe at each LR of `GRID` (third-decade steps around the built-in
                 sst2-lora recipe's best, 2.15e-3)
 
-Reported per seed and on average: the grid's best loss and LR, fit's loss relative to it, and how
-far fit's peak is from it in decades (before and after the horizon law).
+Reported per seed and on average: the grid's best loss and LR, fit's loss relative to it, how far
+fit's peak is from it in decades (before and after the horizon law), and fit's wall time as a
+multiple of a grid run's; then each variant of fit stored beside it (``fit@N``: its range test at
+N steps, ``--fit-only --finder-steps N``).
 
-    nice -n 10 python benchmarks/fit_user_path.py --seeds 0 1 2        # ~9 min a seed on one thread
+    nice -n 10 python benchmarks/fit_user_path.py --seeds 0 1 2        # ~8 min a seed on one thread
     python benchmarks/fit_user_path.py --table-only
+    nice -n 10 python benchmarks/fit_user_path.py --fit-only --finder-steps 133 --seeds 0 1 2   # fit@133
     nice -n 10 python benchmarks/fit_user_path.py --batch-size 32 --out batch32.json   # fit --batch-size 32
 
 SST-2 is read from ``$LRPILOT_SST2_DIR`` or ``../shared/data``; it is not shipped. Results are merged
@@ -114,11 +117,19 @@ def run_seed(
 ) -> dict[str, Any]:
     """fit, train@fit and the `grid` on one seed, at `batch` texts a step."""
     fit, peak = run_fit(model, data, eval_data, seed, batch)
-    out: dict[str, Any] = {"fit": fit}
+    runs = [("train@fit", peak), *((f"{lr:g}", lr) for lr in grid)]
+    return {"fit": fit, **trained_at(model, data, eval_data, seed, batch, runs=runs)}
+
+
+def trained_at(
+    model: Path, data: Path, eval_data: Path, seed: int, batch: int, *, runs: list[tuple[str, float]]
+) -> dict[str, Any]:
+    """A row per ``(name, lr)`` of `runs`: the recipe fit starts from, trained at that LR (no guard)."""
     target = user_target(model, data, eval_data, kind="classification", method="lora", batch_size=batch)
     rec = recommend(target.task.build_model(seed), "lora", batch_size=batch, steps=target.steps)
     job = target.task.with_recipe(fitted_recipe(recipe_from(rec, batch), target.steps, "the default"))
-    for name, lr in [("train@fit", peak), *((f"{lr:g}", lr) for lr in grid)]:
+    out: dict[str, Any] = {}
+    for name, lr in runs:
         trained = train(job, lr, seed)
         out[name] = {
             "val_loss": math.nan if trained.diverged else trained.val_loss,
@@ -190,7 +201,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--batch-size", type=int, default=BATCH, help="fit's --batch-size (its default: 16)")
     parser.add_argument("--grid", nargs="+", type=float, default=list(GRID), help="the LRs to train at")
-    parser.add_argument("--fit-only", action="store_true", help="run fit again, keep the seed's other rows")
+    parser.add_argument("--fit-only", action="store_true", help="run fit and train@fit again, keep the seed's grid")
     parser.add_argument(
         "--finder-steps", type=int, default=None, help="with --fit-only: fit's range test at N steps, stored as fit@N"
     )
@@ -213,9 +224,17 @@ def main() -> None:
                         parser.error(
                             f"--fit-only: seed {seed} has no stored grid in {args.out}; run it without --fit-only"
                         )
-                    name = "fit" if args.finder_steps is None else f"fit@{args.finder_steps}"
-                    row = run_fit(model, data, eval_data, seed, args.batch_size, finder_steps=args.finder_steps)[0]
-                    doc["runs"][str(seed)][name] = row
+                    runs = doc["runs"][str(seed)]
+                    if args.finder_steps is None:  # fit as it is now, and train@fit at its peak
+                        runs["fit"], peak = run_fit(model, data, eval_data, seed, args.batch_size)
+                        runs.update(
+                            trained_at(model, data, eval_data, seed, args.batch_size, runs=[("train@fit", peak)])
+                        )
+                    else:
+                        steps = args.finder_steps
+                        runs[f"fit@{steps}"] = run_fit(
+                            model, data, eval_data, seed, args.batch_size, finder_steps=steps
+                        )[0]
                 else:
                     doc["runs"][str(seed)] = run_seed(
                         model, data, eval_data, seed, batch=args.batch_size, grid=tuple(args.grid)

@@ -11,7 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from lrpilot.autopilot._search import RETRY_BELOW, peak_at_horizon, range_test, seconds_per_step, too_high, weak_fall
+from lrpilot.autopilot._search import (
+    RAMP_DENSITY,
+    RETRY_BELOW,
+    peak_at_horizon,
+    ramp,
+    ramp_density,
+    range_test,
+    seconds_per_step,
+    too_high,
+    weak_fall,
+)
 from lrpilot.finder import CLEAR_FALL
 from lrpilot.rules import recommend
 from lrpilot.tasks import get_task
@@ -126,3 +136,19 @@ def test_a_ramp_that_is_non_finite_at_once_or_healthy_is_read_as_such() -> None:
     blown = [2.3, 9.0, math.nan, math.nan] + [math.nan] * 36
     assert "non-finite within five steps" in str(too_high([SimpleNamespace(lrs=lrs, losses=blown)]))
     assert too_high([]) is None  # a test that failed before its first point: nothing to read
+
+
+def test_a_small_batch_range_test_sees_as_many_examples_a_decade_as_the_calibration_suite() -> None:
+    """Below `CALIBRATED_BATCH` the ramp is denser (fewer examples a step, so more steps a decade);
+    at and above it, and for a user's explicit step count, it is as it was."""
+    assert [ramp_density(b) for b in (64, 32, 16, 8, 2)] == [RAMP_DENSITY, RAMP_DENSITY, 25.0, 50.0, 50.0]
+    digits = get_task("digits")
+    for batch, per_decade in [(64, RAMP_DENSITY), (16, 2 * RAMP_DENSITY)]:
+        job = dataclasses.replace(digits, recipe=dataclasses.replace(digits.recipe, batch_size=batch))
+        model = job.build_model(0)
+        rec = recommend(model, "pretraining", batch_size=batch, steps=250)
+        search = range_test(job, model, job.recipe, rec, seed=0, steps=None, progress=lambda *a: None, for_fit=True)
+        assert search.finder is not None
+        lrs = search.finder.records[-1].lrs
+        assert 1 / math.log10(lrs[1] / lrs[0]) == pytest.approx(per_decade, rel=0.02)
+    assert ramp(rec, 40, batch_size=16)[2] == 40

@@ -129,7 +129,7 @@ def tune(
     run_steps = steps if steps is not None else target.steps
     check.step_count("tune", "steps", run_steps, 1)
     net, rec, job, recipe = plan_run(target, run_steps, seed)
-    ramp_steps = ramp(rec, finder_steps)[2]
+    ramp_steps = ramp(rec, finder_steps, batch_size=recipe.batch_size)[2]
     first = FIRST_TRIAL_SHARE if prune else 1.0
     smallest = first + ramp_steps / run_steps
     if isinstance(plan, float) and plan < smallest:
