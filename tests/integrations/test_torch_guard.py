@@ -411,3 +411,23 @@ def test_two_ranks_agree_on_a_fault_seen_by_one_rank_only(tmp_path: Path, read_e
     assert strip[0] == strip[1]
     assert [r["action"] for r in logs[0]] == ["skip", "skip", "skip", "rollback"]
     assert logs[0][-1]["rollback_to"] == 40  # 60 was not confirmed yet (10 healthy steps) when trouble came
+
+
+def test_a_rollback_leaves_its_snapshot_as_it_was_taken() -> None:
+    """torch's ``Optimizer.load_state_dict`` keeps the tensors it is given (same device and dtype):
+    a rollback that handed it the snapshot's moments let the steps after it write into the snapshot,
+    so a second rollback to it restored a later, mixed state (fit runs of the same seed then ended
+    0.416-0.429 apart)."""
+    model = mlp(0)
+    opt = torch.optim.Adam(model.parameters(), lr=SCHED(0))
+    guard = TorchGuard(model, opt, schedule=SCHED)
+    held: list[set[float]] = []
+
+    def fault(b: int, loss: torch.Tensor) -> torch.Tensor:
+        if b > 104 and guard.step_count == 58 and not held:  # 8 steps after the rollback to step 50
+            held.append({float(state["step"]) for state in guard._snapshots[50]["optimizer"]["state"].values()})
+        return nan_at(100, 101, 102, 103)(b, loss)
+
+    guarded_run(fault=fault, steps=110, model=model, opt=opt, guard=guard)
+    assert guard.report()["rollbacks"] == 1
+    assert held == [{50.0}]  # Adam's step count as the snapshot took it, not the live one (58)

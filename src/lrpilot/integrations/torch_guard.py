@@ -507,7 +507,9 @@ class TorchGuard:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        self.optimizer.load_state_dict(snap["optimizer"])
+        # a copy: load_state_dict keeps the tensors it is given, and the steps after the rollback
+        # would write into the snapshot (a second rollback to it would restore a later state)
+        self.optimizer.load_state_dict(_to(snap["optimizer"], None))
         if self.scaler is not None:
             self.scaler.load_state_dict(snap["scaler"])
         if not everything:
