@@ -83,8 +83,8 @@ def ramp_density(batch_size: int) -> float:
     (``benchmarks/fit_user_path.py``, 6 seeds), a test at 12.5 steps a decade fell by 0.3–6.5 noise
     levels and put fit's peak 10× under the flat region of good LRs on two seeds (a minimum placed
     by noise, or a dip the settled stop took for the minimum) and on the cliff above it on two: fit
-    ended +23.1 % above the grid's best loss. At 25 steps a decade fit ended +1.8 % (its peaks
-    2.3e-3–4.6e-3, all in the flat region), at 1.73× a grid run's wall time instead of 1.45×. The
+    ended +23.1 % above the grid's best loss. At 25 steps a decade fit ended +2.1 % (its peaks
+    2.3e-3–4.6e-3, all in the flat region), at 1.75× a grid run's wall time instead of 1.45×. The
     rule's own step correction (`lrpilot.finder.STEPS_EXPONENT`) reads the denser ramp.
 
     >>> ramp_density(64), ramp_density(32), ramp_density(16), ramp_density(1)
