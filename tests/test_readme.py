@@ -1,4 +1,5 @@
-"""The README's Python example runs as written."""
+"""The README's Python examples run as written (every ```python block; a ```py block is an excerpt
+that needs what a run left on disk, such as a saved model)."""
 
 from __future__ import annotations
 
