@@ -158,3 +158,38 @@ def test_other_models_keep_the_hugging_face_head(tmp_path: Path) -> None:
 def test_load_classifier_names_a_folder_without_a_pooled_head(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"no classifier\.json"):
         load_classifier(tmp_path)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_a_hugging_face_head_saves_and_loads_with_transformers(method: str, tmp_path: Path) -> None:
+    """A model without a sentence-transformers pooling keeps the folder Hugging Face loads: the
+    model, or the adapter with the trained head (peft's SEQ_CLS task type)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
+    plain = tmp_path / "bert"
+    transformers.BertModel(config).save_pretrained(plain)
+    tokenizer.save_pretrained(plain)
+    data = write_rows(tmp_path / "train.csv", [{"text": t, "label": i % 2} for i, t in enumerate(TEXTS * 4)])
+    task = load_hf_task(plain, data, data, method=method)
+    model = task.build_model(seed=0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad and "classifier" in name:
+                p.normal_()  # as if trained
+    saved = task.save(model, tmp_path / "run")
+    assert not (saved / HEAD_CONFIG).exists()
+    if method == "lora":
+        peft = pytest.importorskip("peft")
+        base = transformers.AutoModelForSequenceClassification.from_pretrained(plain, num_labels=2)
+        reloaded = peft.PeftModel.from_pretrained(base, saved)
+    else:
+        reloaded = transformers.AutoModelForSequenceClassification.from_pretrained(saved)
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    model.eval()
+    reloaded.eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**batch).logits, model(**batch).logits, atol=1e-5)
