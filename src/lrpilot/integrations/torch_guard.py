@@ -137,6 +137,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 class TorchGuard:
     """Guards a PyTorch training loop (see the module docstring for the loop and the mechanics).
 
+    The first snapshot (model, optimizer, random generators) is taken here, when the guard is
+    built: seed before building it, so that a rollback to it restores your seeded generators (torch
+    seeds its global generator at random per process, and `lrpilot fit` builds its guard in its
+    seeded block for this reason).
+
     Args:
         model, optimizer: what is trained, and snapshotted.
         config: the guard's policy and thresholds.
