@@ -24,7 +24,7 @@ N steps, ``--fit-only --finder-steps N``).
 
     nice -n 10 python benchmarks/fit_user_path.py --seeds 0 1 2        # ~8 min a seed on one thread
     python benchmarks/fit_user_path.py --table-only
-    nice -n 10 python benchmarks/fit_user_path.py --fit-only --finder-steps 133 --seeds 0 1 2   # fit@133
+    nice -n 10 python benchmarks/fit_user_path.py --fit-only --finder-steps 66 --seeds 0 1 2   # fit@66: the old test
     nice -n 10 python benchmarks/fit_user_path.py --batch-size 32 --out batch32.json   # fit --batch-size 32
 
 SST-2 is read from ``$LRPILOT_SST2_DIR`` or ``../shared/data``; it is not shipped. Results are merged
