@@ -28,16 +28,19 @@ pytestmark = [
 
 
 class Digits(L.LightningModule):  # type: ignore[misc]
-    def __init__(self, bad: Callable[[int], bool]) -> None:
+    def __init__(self, bad: Callable[[int], bool], grads_x100: Callable[[int], bool] = lambda s: False) -> None:
         super().__init__()
         self.net = mlp(0)
         self.bad = bad
+        self.grads_x100 = grads_x100
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> torch.Tensor:
         x, y = batch
         loss = nn.functional.cross_entropy(self.net(x), y)
         if self.bad(self.global_step):
             loss = loss * math.nan
+        if self.grads_x100(self.global_step):  # the same loss, its gradient ×100
+            loss = loss + 99 * (loss - loss.detach())
         self.log("train_loss", loss)
         return loss
 
@@ -45,13 +48,16 @@ class Digits(L.LightningModule):  # type: ignore[misc]
         return torch.optim.Adam(self.parameters(), lr=3e-3)
 
 
-def fit(tmp_path: Path, bad: Callable[[int], bool], config: GuardConfig | None) -> tuple[Digits, Any]:
+def fit(
+    tmp_path: Path, bad: Callable[[int], bool], config: GuardConfig | None, module: Digits | None = None, **trainer: Any
+) -> tuple[Digits, Any]:
     torch.manual_seed(0)
     x, y = digits()
     loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
     callback = None if config is None else GuardCallback(config, audit=tmp_path / "audit.jsonl")
-    module = Digits(bad)
-    trainer = L.Trainer(
+    module = module or Digits(bad)
+    runner = L.Trainer(
+        **trainer,
         max_steps=150,
         accelerator="cpu",
         devices=1,
@@ -62,7 +68,7 @@ def fit(tmp_path: Path, bad: Callable[[int], bool], config: GuardConfig | None) 
         enable_checkpointing=False,
         log_every_n_steps=1,
     )
-    trainer.fit(module, loader)
+    runner.fit(module, loader)
     return module, callback
 
 
@@ -96,3 +102,27 @@ def test_repeated_trouble_rolls_back_and_cuts_the_lr(tmp_path: Path) -> None:
     assert [r["action"] for r in report["records"]] == ["skip", "skip", "skip", "rollback"]
     assert report["records"][-1]["rollback_to"] == 25  # 50 was 10 steps old, not yet confirmed (20)
     assert report["lr_cap"] == pytest.approx(1.5e-3)
+
+
+SKIPPED = [("skip", 60, "grad_norm")]
+
+
+@pytest.mark.parametrize(
+    ("clipping", "actions", "judged_clip"),
+    [
+        ({}, SKIPPED, None),
+        ({"gradient_clip_val": 0.5}, [], 0.5),
+        ({"gradient_clip_val": 0.5, "gradient_clip_algorithm": "value"}, SKIPPED, None),
+    ],
+)
+def test_a_gradient_spike_is_judged_as_lightning_clips_it(
+    tmp_path: Path, clipping: dict[str, Any], actions: list[tuple[str, int, str]], judged_clip: float | None
+) -> None:
+    """With ``gradient_clip_val`` (by norm) the guard judges the clipped norm, the gradient the
+    update applies: a ×100 gradient clipped to about the usual norm is an ordinary step. Clipping
+    by value does not bound the norm, so the raw one is judged."""
+    module = Digits(lambda s: False, grads_x100=lambda s: s == 60)
+    _, callback = fit(tmp_path, lambda s: False, GuardConfig(), module, **clipping)
+    records = callback.report()["records"]
+    assert [(r["action"], r["step"], r["metric"]) for r in records] == actions
+    assert callback.guard.max_grad_norm == judged_clip

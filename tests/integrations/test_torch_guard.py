@@ -346,6 +346,27 @@ def test_a_grad_norm_given_by_the_caller_is_used() -> None:
     assert [(r["step"], r["action"], r["metric"]) for r in guard.report()["records"]] == [(50, "skip", "grad_norm")]
 
 
+def grads_x100_at(batch: int) -> Fault:
+    """One batch's gradient ×100 with its loss unchanged: a grad-norm spike alone."""
+    return lambda b, loss: loss + 99 * (loss - loss.detach()) if b == batch else loss
+
+
+@pytest.mark.parametrize(
+    ("clip", "read_every", "skipped"),
+    [(None, 1, True), (0.5, 1, False), (0.5, 5, False), (50.0, 1, True)],
+)
+def test_a_grad_norm_spike_is_judged_after_clipping(clip: float | None, read_every: int, skipped: bool) -> None:
+    """The guard judges the norm of the gradient the update applies: unclipped, a ×100 gradient is
+    an outsized update and is skipped; clipped to about its usual norm (0.5) it makes an ordinary
+    update, applied as torch would clip it; a clip far above the usual norm (50) does not bound it."""
+    fault = grads_x100_at(150)
+    model, guard, _ = guarded_run(fault=fault, max_grad_norm=clip, read_every=read_every)
+    actions = [(r["step"], r["action"], r["metric"]) for r in guard.report()["records"]]
+    assert actions == ([(149, "skip", "grad_norm")] if skipped else [])
+    reference = plain_run(fault=fault, clip=clip, skip=frozenset({150} if skipped else ()))
+    assert same_params(model, reference)
+
+
 def test_total_grad_norm_matches_torch() -> None:
     model = mlp(3)
     x, y = next(Batches())

@@ -26,7 +26,13 @@ def dataset(n: int = 256, seq: int = 16, vocab: int = 64) -> list[dict[str, torc
 
 
 def train(
-    tmp_path: Path, *, bad: Callable[[int], bool], guard: GuardConfig | None = None, steps: int = 60
+    tmp_path: Path,
+    *,
+    bad: Callable[[int], bool],
+    guard: GuardConfig | None = None,
+    steps: int = 60,
+    grads_x100: Callable[[int], bool] = lambda s: False,
+    max_grad_norm: float = 1.0,
 ) -> tuple[Any, GuardCallback | None]:
     torch.manual_seed(0)
     config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=16)
@@ -42,12 +48,18 @@ def train(
         save_strategy="no",
         disable_tqdm=True,
         seed=0,
+        max_grad_norm=max_grad_norm,
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=dataset())
 
     def inject(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
         # a fault inside the model (an fp16-style overflow in the logits) at chosen steps
-        return output * math.nan if module.training and bad(trainer.state.global_step) else None
+        step = trainer.state.global_step
+        if module.training and bad(step):
+            return output * math.nan
+        if module.training and grads_x100(step):  # the same logits, their gradient ×100
+            return output + 99 * (output - output.detach())
+        return None
 
     model.lm_head.register_forward_hook(inject)
     callback = GuardCallback.attach(trainer, guard, audit=tmp_path / "audit.jsonl") if guard is not None else None
@@ -107,3 +119,16 @@ def test_a_hopeless_run_stops_with_the_last_good_weights(tmp_path: Path) -> None
     assert trainer.state.global_step < 60
     assert finite(trainer.model)
     assert "look elsewhere" in callback.report()["records"][-1]["reason"]
+
+
+@pytest.mark.parametrize(("max_grad_norm", "actions"), [(0.0, [("skip", 40, "grad_norm")]), (1.0, [])])
+def test_the_guard_judges_the_gradient_as_the_trainer_clipped_it(
+    tmp_path: Path, max_grad_norm: float, actions: list[tuple[str, int, str]]
+) -> None:
+    """The Trainer clips (``max_grad_norm``, 1.0 by default) before the callback sees the gradients:
+    a ×100 gradient clipped to the usual norm is an ordinary step; unclipped (0: off) it is skipped."""
+    _, callback = train(
+        tmp_path, bad=lambda s: False, guard=GuardConfig(), grads_x100=lambda s: s == 40, max_grad_norm=max_grad_norm
+    )
+    assert callback is not None
+    assert [(r["action"], r["step"], r["metric"]) for r in callback.report()["records"]] == actions

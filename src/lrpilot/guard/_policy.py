@@ -80,7 +80,12 @@ class Action:
 def update(
     state: GuardState, *, loss: float, grad_norm: float | None = None, lr: float, step: int
 ) -> tuple[Action, GuardState]:
-    """Judge step `step` (its loss, its gradient norm if known, and the LR the schedule asked for)."""
+    """Judge step `step` (its loss, its gradient norm if known, and the LR the schedule asked for).
+
+    `grad_norm` is the norm of the gradient the update applies: after clipping, where the run
+    clips (`TorchGuard`'s `max_grad_norm` and the trainer callbacks pass that one). A spike is
+    skipped to keep an outsized update out of the weights, and a clipped gradient makes none.
+    """
     if not (isinstance(lr, int | float) and math.isfinite(lr) and lr >= 0):
         raise ValueError(f"guard.update: lr must be a finite number ≥ 0, got {lr!r}")
     lr = float(lr)

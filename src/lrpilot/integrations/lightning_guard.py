@@ -56,6 +56,7 @@ class GuardCallback(_Callback):  # type: ignore[misc]
             snapshot_to=self.snapshot_to,
             audit=self.audit_path,
             step=trainer.global_step,
+            max_grad_norm=_norm_clip(trainer),
         )
 
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: torch.Tensor) -> None:
@@ -108,3 +109,14 @@ class GuardCallback(_Callback):  # type: ignore[misc]
         if self.guard is None:
             return {"non_finite": 0, "records": []}
         return {**self.guard.report(), "non_finite": self.non_finite}
+
+
+def _norm_clip(trainer: Any) -> float | None:
+    """The trainer's ``gradient_clip_val`` when it clips by norm (Lightning's default algorithm).
+    Lightning clips after ``on_before_optimizer_step``; the guard clips the same way first, so it
+    judges the gradient the update applies (`TorchGuard`'s `max_grad_norm`), and Lightning's own
+    clip then finds nothing left to do."""
+    value, algorithm = trainer.gradient_clip_val, trainer.gradient_clip_algorithm
+    if not value or (algorithm is not None and algorithm != "norm"):
+        return None
+    return float(value)

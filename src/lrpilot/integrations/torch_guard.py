@@ -158,7 +158,8 @@ class TorchGuard:
         read_every: steps between reads of the device verdicts (default: 1 on CPU; on CUDA the
             largest divisor of `GuardConfig.snapshot_every` up to 16, i.e. 10 for the default 50).
         snapshot_to: ``"cpu"`` (host memory), ``"device"`` (fast, needs memory) or a directory.
-        max_grad_norm: also clip gradients to this norm (the guard computes the norm anyway).
+        max_grad_norm: also clip gradients to this norm (the guard computes the norm anyway); the
+            detectors then judge the clipped norm, that of the gradient the update applies.
         audit: a path for the JSONL audit log (the records are also kept in `audit.records`).
         step: the step the run is at (resuming).
         process_group: the group to agree in; default: the world, when torch.distributed is initialised.
@@ -297,7 +298,15 @@ class TorchGuard:
         """(loss, grad norm, grads, clip factor) on the device, after unscaling. The caller clips
         (multiplies the grads by the factor; None: no clipping): a caller that reads the factor
         anyway can skip a factor of exactly 1, a no-op pass over every gradient (1 % of a fully
-        fine-tuned MiniLM's CPU step)."""
+        fine-tuned MiniLM's CPU step).
+
+        With clipping, the grad norm returned (and judged) is the clipped one, the norm of the
+        gradient the optimizer applies: a skip keeps an outsized update out of the weights and
+        Adam's moments, and a clipped gradient makes none. A classifier's grad norm grows several
+        times over as it grows confident (one confidently wrong example in a small batch no longer
+        cancels out), which the raw norm's spike test read as spikes: a LoRA fine-tune at batch 16
+        rolled back twice on clipped steps (`benchmarks/fit_user_path.py`, seed 2). A non-finite
+        norm stays non-finite (inf × 0 is NaN)."""
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -312,6 +321,7 @@ class TorchGuard:
         factor = None
         if self.max_grad_norm is not None and grads:
             factor = torch.clamp(self.max_grad_norm / (gn + 1e-6), max=1.0)
+            gn = gn * factor
         return loss_d, gn, grads, factor
 
     def _step_delayed(self, loss: torch.Tensor, grad_norm: torch.Tensor | None = None) -> None:

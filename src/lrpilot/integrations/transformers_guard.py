@@ -14,7 +14,9 @@ before it is applied and:
 
 The Trainer owns the step, the LR scheduler and the data, so a rollback restores weights and
 optimizer state while the step count, the schedule and the data go on (``GuardConfig.rewind`` is
-False here). ::
+False here). The Trainer clips the gradients (``max_grad_norm``) before this callback sees them,
+so the guard judges the clipped norm, the gradient the update applies, as `TorchGuard` does with its
+own ``max_grad_norm``. ::
 
     trainer = Trainer(model=model, args=args, train_dataset=data)
     guard = GuardCallback.attach(trainer)        # first in line, so reporters see its numbers
