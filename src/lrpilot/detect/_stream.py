@@ -306,7 +306,7 @@ def _rise(state: DetectState, step: int, short: float, logs: Array | None) -> tu
     # The short median crosses the line once half its window is up: the rise began about half a
     # window earlier (not before the lowest point, though).
     onset = max(best_step + 1, start - c.div_short // 2)
-    kind = "collapse" if relapsed or _back_at_chance(c, short, best) else "divergence"
+    kind = "collapse" if _collapsed(c, short, best) else "divergence"
     evidence = {
         "best": best,
         "best_step": best_step,
@@ -329,8 +329,12 @@ def back_at_chance(state: DetectState) -> bool:
     c = state.config
     if c.chance_loss is None or state.recent.size < c.div_short:
         return False
-    short = float(median(state.recent))
-    return _relapsed(c, short, state.best) or _back_at_chance(c, short, state.best)
+    return _collapsed(c, float(median(state.recent)), state.best)
+
+
+def _collapsed(c: DetectConfig, short: float, best: float) -> bool:
+    """A rise to (or back at) chance after the model had learned: `_relapsed` or `_back_at_chance`."""
+    return _relapsed(c, short, best) or _back_at_chance(c, short, best)
 
 
 def _back_at_chance(c: DetectConfig, short: float, best: float) -> bool:
