@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from lrpilot.cli._app import app
+from tests.detect import curves
 from tests.doctor import logs
 
 runner = CliRunner()
@@ -42,3 +44,20 @@ def test_bad_input_exits_2_with_a_message_and_no_traceback(tmp_path: Path) -> No
         assert result.exit_code == 2
         assert message in " ".join(result.output.split())  # rich wraps long lines
         assert "Traceback" not in result.output
+
+
+def test_max_grad_norm_judges_the_clipped_norm(tmp_path: Path) -> None:
+    """A classifier's log whose grad norm grows ×5–8 as it grows confident: spikes as logged (the
+    norm before clipping), none as the run's clip of 1.0 left them; a clip ≤ 0 is refused."""
+    loss = curves.clean(n=600, seed=7)
+    run = {"step": np.arange(600), "loss": loss, "grad_norm": curves.confident_classifier_grads()}
+    path = logs.write_csv(tmp_path / "log.csv", run, columns=("step", "loss", "grad_norm"))
+    verdicts = []
+    for extra in ([], ["--max-grad-norm", "1.0"]):
+        result = runner.invoke(app, ["doctor", str(path), "--json", *extra])
+        assert result.exit_code == 0, result.output
+        verdicts.append(json.loads(result.stdout)["verdict"])
+    assert verdicts == ["unstable", "healthy"]
+    result = runner.invoke(app, ["doctor", str(path), "--max-grad-norm", "0"])
+    assert result.exit_code == 2
+    assert "max_grad_norm must be a finite number > 0, got 0" in " ".join(result.output.split())

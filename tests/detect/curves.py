@@ -26,6 +26,14 @@ def clean_grads(n: int = 2000, seed: int = 1) -> Curve:
     return level * np.exp(0.15 * rng.standard_normal(n))
 
 
+def confident_classifier_grads(n: int = 600, seed: int = 8) -> Curve:
+    """Grad norms of a classifier fine-tune: about 1 while it predicts near chance, then growing
+    ×5–8 from step 300 as it grows confident (a confidently wrong example no longer cancels out)."""
+    grads = clean_grads(n=n, seed=seed) / 2.2 + 0.1
+    grads[300:] *= np.linspace(5.0, 8.0, n - 300)
+    return grads
+
+
 def with_spike(curve: Curve, at: int, factor: float = 3.0) -> Curve:
     out = curve.copy()
     out[at] *= factor

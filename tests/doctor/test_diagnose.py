@@ -17,10 +17,14 @@ from tests.detect import curves
 from tests.doctor import logs
 
 
-def series_of(loss: np.ndarray, lr: np.ndarray | float = 1e-3, steps: np.ndarray | None = None) -> Series:
+def series_of(
+    loss: np.ndarray, lr: np.ndarray | float = 1e-3, steps: np.ndarray | None = None, grads: np.ndarray | None = None
+) -> Series:
     steps = np.arange(loss.size) if steps is None else steps
     lrs = np.full(loss.size, lr) if isinstance(lr, float) else lr
-    return Series(steps=steps.astype(np.int64), loss=np.asarray(loss, dtype=np.float64), lr=lrs)
+    logged = None if grads is None else np.ones(loss.size, dtype=bool)
+    loss = np.asarray(loss, dtype=np.float64)
+    return Series(steps=steps.astype(np.int64), loss=loss, lr=lrs, grad_norm=grads, grad_logged=logged)
 
 
 def test_a_nan_tail_is_a_divergence_and_the_advice_is_to_halve_the_lr(tmp_path: Path) -> None:
@@ -123,6 +127,28 @@ def test_the_doctor_finds_exactly_what_the_guard_acted_on() -> None:
         ("spike", "grad_norm", 1200),
     ]
     assert [f.to_dict() for f in online] == [f.to_dict() for f in offline]  # NaN evidence: compare as JSON
+
+
+def test_a_clipped_run_is_judged_on_the_gradient_its_updates_applied() -> None:
+    """Logs record the norm before clipping; with the run's clip the doctor judges what the update
+    applied, as the guard does, and finds what the guard acted on: nothing, where the clip bounded
+    the growth, and a spike the clip left outsized."""
+    loss = curves.clean(n=600, seed=7)
+    grads = curves.confident_classifier_grads()
+    raw = diagnose(series_of(loss, grads=grads))
+    assert raw.verdict == "unstable"
+    assert {(f.kind, f.metric) for f in raw.findings} == {("spike", "grad_norm")}
+    clipped = diagnose(series_of(loss, grads=grads), max_grad_norm=1.0)
+    assert (clipped.verdict, clipped.findings) == ("healthy", ())
+    state, actions = guard.init(), []
+    for step in range(600):
+        action, state = guard.update(state, loss=float(loss[step]), grad_norm=min(grads[step], 1.0), lr=1e-3, step=step)
+        actions.append(action.kind)
+    assert set(actions) == {"continue"}
+    loose = diagnose(series_of(loss, grads=grads), max_grad_norm=100.0)
+    assert loose.verdict == "unstable"
+    with pytest.raises(ValueError, match=r"max_grad_norm.*> 0.*-1"):
+        diagnose(series_of(loss), max_grad_norm=-1.0)
 
 
 def test_a_log_mostly_spent_building_the_baseline_says_its_verdict_says_little() -> None:

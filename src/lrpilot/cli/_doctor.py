@@ -17,7 +17,7 @@ from lrpilot.doctor import diagnose, read
 _VERDICT_STYLE = {"healthy": "green", "lr_too_low": "yellow", "oscillating": "yellow", "unstable": "yellow"}
 
 
-def doctor(
+def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
     path: Annotated[
         Path,
         typer.Argument(
@@ -36,6 +36,14 @@ def doctor(
         ),
     ] = None,
     spike_z: Annotated[float | None, typer.Option("--spike-z", help="Spike threshold in robust sigmas.")] = None,
+    max_grad_norm: Annotated[
+        float | None,
+        typer.Option(
+            "--max-grad-norm",
+            help="The norm the run clipped gradients to (the Trainer's max_grad_norm, 1.0 by default): judge the "
+            "clipped norm, what the update applied, as the guard does. Logs record the norm before clipping.",
+        ),
+    ] = None,
 ) -> None:
     """Diagnose a training run from its log: spikes, NaN, divergence, collapse, a flat start, oscillation."""
     with errors_as_messages():
@@ -44,7 +52,7 @@ def doctor(
         config = DetectConfig.for_classes(classes)
         if spike_z is not None:
             config = replace(config, spike_z=spike_z)
-        diagnosis = diagnose(series, config)
+        diagnosis = diagnose(series, config, max_grad_norm=max_grad_norm)
         written = None
         if plot is not None:
             from lrpilot.report.guard_plots import plot_diagnosis

@@ -2,7 +2,8 @@
 
 The guard calls it once per optimizer step; the doctor folds it over a log. Both therefore see the
 same thing at the same point of the same curve: a finding in a log is exactly what the guard would
-have acted on, had it been running.
+have acted on, had it been running (given the gradient norm the guard judges: the clipped one where
+the run clips, `lrpilot.doctor.diagnose`'s `max_grad_norm`).
 
 What enters the baseline window: finite values that were not spikes. Non-finite values never enter
 (one NaN in a mean/σ window blinds it for a whole window; OLMo-core had to fix exactly that), and

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lrpilot import _validate as check
 from lrpilot.detect import DetectConfig, Finding, merge, scan
 from lrpilot.doctor._advice import Advice, advise, infer_schedule
 from lrpilot.doctor._readers import read
@@ -86,11 +88,18 @@ def _hidden_non_finite(series: Series) -> int:
     return int(hidden.sum())
 
 
-def diagnose(series: Series, config: DetectConfig | None = None) -> Diagnosis:
+def diagnose(series: Series, config: DetectConfig | None = None, *, max_grad_norm: float | None = None) -> Diagnosis:
     """Run the detectors over `series` and turn what they find into a verdict and advice. Without
-    a `config`, the defaults, with the chance level of the series' classes where its log has them."""
+    a `config`, the defaults, with the chance level of the series' classes where its log has them.
+
+    `max_grad_norm`: the norm the run clipped its gradients to. Logs record the norm before
+    clipping (the Trainer's ``grad_norm`` does); with this the spike test reads the clipped one, the
+    gradient the update applied, as the guard does (`lrpilot.guard.update`), so a classifier's
+    grad norm growing as it grows confident is not called a spike the clip had already bounded.
+    """
+    clip = None if max_grad_norm is None else check.positive("diagnose", "max_grad_norm", max_grad_norm)
     config = config or DetectConfig.for_classes(series.classes)
-    found = scan(series.steps, series.loss, series.grad_norms(), config=config)
+    found = scan(series.steps, series.loss, _clipped(series.grad_norms(), clip), config=config)
     interval = int(np.median(np.diff(series.steps))) if len(series) > 1 else 1
     events = merge(found, gap=max(1, interval))
     verdict = _verdict(series, events)
@@ -121,7 +130,16 @@ def diagnose(series: Series, config: DetectConfig | None = None) -> Diagnosis:
     )
 
 
-def examine(path: str | Path, config: DetectConfig | None = None) -> tuple[Series, Diagnosis]:
+def _clipped(norms: list[float | None] | None, clip: float | None) -> list[float | None] | None:
+    """`norms` as clipping to `clip` left them (a non-finite one stays what it was)."""
+    if norms is None or clip is None:
+        return norms
+    return [g if g is None or not math.isfinite(g) else min(g, clip) for g in norms]
+
+
+def examine(
+    path: str | Path, config: DetectConfig | None = None, *, max_grad_norm: float | None = None
+) -> tuple[Series, Diagnosis]:
     """`read` then `diagnose`: the doctor in one call."""
     series = read(path)
-    return series, diagnose(series, config)
+    return series, diagnose(series, config, max_grad_norm=max_grad_norm)
