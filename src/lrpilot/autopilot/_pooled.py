@@ -49,7 +49,7 @@ POOLING_MODES = {
 """sentence-transformers' Pooling modes this head reproduces: their legacy flags (in the order it
 concatenates them) and their names (which its newer ``pooling_mode`` key lists)."""
 HEAD_CONFIG = "classifier.json"
-HEAD_WEIGHTS = "classifier.pt"
+HEAD_WEIGHTS = "classifier.safetensors"
 
 
 def checkpoint_pooling(model_dir: Path) -> tuple[str, ...]:
@@ -145,7 +145,8 @@ class PooledClassifier(nn.Module):
         self.encoder.save_pretrained(target)  # type: ignore[operator]
         head = {"pooling": list(self.pooling), "num_labels": self.classifier.out_features}
         (target / HEAD_CONFIG).write_text(json.dumps(head, indent=1) + "\n", encoding="utf-8")
-        torch.save({k: v.detach().cpu() for k, v in self.classifier.state_dict().items()}, target / HEAD_WEIGHTS)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.classifier.state_dict().items()}
+        require("safetensors.torch", "hf", "saving a pooled classifier").save_file(weights, target / HEAD_WEIGHTS)
 
 
 def load_classifier(folder: str | Path, base_model: str | Path | None = None) -> PooledClassifier:
@@ -167,5 +168,6 @@ def load_classifier(folder: str | Path, base_model: str | Path | None = None) ->
     else:
         encoder = transformers.AutoModel.from_pretrained(path)
     model = PooledClassifier(encoder, tuple(head["pooling"]), int(head["num_labels"]))
-    model.classifier.load_state_dict(torch.load(path / HEAD_WEIGHTS, weights_only=True))
+    weights = require("safetensors.torch", "hf", "load_classifier").load_file(path / HEAD_WEIGHTS)
+    model.classifier.load_state_dict(weights)
     return model.eval()
