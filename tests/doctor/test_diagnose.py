@@ -138,8 +138,10 @@ def test_a_clipped_run_is_judged_on_the_gradient_its_updates_applied() -> None:
     raw = diagnose(series_of(loss, grads=grads))
     assert raw.verdict == "unstable"
     assert {(f.kind, f.metric) for f in raw.findings} == {("spike", "grad_norm")}
+    assert any("--max-grad-norm" in note for note in raw.series["notes"])  # says what to pass
     clipped = diagnose(series_of(loss, grads=grads), max_grad_norm=1.0)
     assert (clipped.verdict, clipped.findings) == ("healthy", ())
+    assert not any("--max-grad-norm" in note for note in clipped.series["notes"])
     state, actions = guard.init(), []
     for step in range(600):
         action, state = guard.update(state, loss=float(loss[step]), grad_norm=min(grads[step], 1.0), lr=1e-3, step=step)

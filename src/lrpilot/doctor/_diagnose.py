@@ -112,6 +112,12 @@ def diagnose(series: Series, config: DetectConfig | None = None, *, max_grad_nor
             f"the first {min(baseline, len(series))} ({min(baseline / len(series), 1.0):.0%}) were not judged and "
             "a quiet verdict says little (log more often, or read the evaluations)"
         )
+    if clip is None and any(f.kind == "spike" and f.metric == "grad_norm" for f in events):
+        summary["notes"].append(
+            "the grad-norm spikes are judged on the norm as logged, before any clipping: if the run clipped "
+            "gradients (the Trainer does, at max_grad_norm 1.0 by default), pass that norm (--max-grad-norm) to "
+            "judge what its updates applied, as the guard does"
+        )
     hidden = _hidden_non_finite(series)
     if hidden:
         summary["notes"].append(
