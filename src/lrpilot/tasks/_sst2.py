@@ -29,6 +29,7 @@ from torch import nn
 
 from lrpilot._optional import require
 from lrpilot.tasks._base import Metrics, Task, evaluating, seeded, spread
+from lrpilot.tasks._pooling import PooledClassifier
 from lrpilot.tasks._recipe import Recipe
 
 __all__ = ["SST2_ENV", "Sst2Task", "find_sst2_dir"]
@@ -138,20 +139,6 @@ def _pad(ids: list[list[int]], labels: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
-class MeanPoolClassifier(nn.Module):
-    """Encoder → mean of the token states over the attention mask → linear head (2 classes)."""
-
-    def __init__(self, encoder: Any, width: int, classes: int = 2) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.head = nn.Linear(width, classes)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(states.dtype)
-        return self.head((states * mask).sum(dim=1) / mask.sum(dim=1))  # type: ignore[no-any-return]
-
-
 @dataclass(frozen=True)
 class Sst2Task(Task):
     """SST-2 sentiment with all-MiniLM-L6-v2: full fine-tuning, or LoRA (``lora=True``).
@@ -175,7 +162,6 @@ class Sst2Task(Task):
 
     def build_model(self, seed: int) -> nn.Module:
         encoder = copy.deepcopy(_pretrained_encoder())
-        width = int(encoder.config.hidden_size)
         with seeded(seed):
             if self.lora:
                 peft = require("peft", "hf", "the sst2-lora task")
@@ -190,7 +176,7 @@ class Sst2Task(Task):
                     encoder = peft.get_peft_model(encoder, config)
             else:
                 encoder.embeddings.word_embeddings.weight.requires_grad_(False)
-            model = MeanPoolClassifier(encoder, width)
+            model = PooledClassifier(encoder, ("mean",), self.classes)
         model.train()
         return model
 
@@ -215,7 +201,7 @@ class Sst2Task(Task):
                 yield _pad([split.ids[j] for j in index.tolist()], split.labels[index])
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        logits = model(batch["input_ids"], batch["attention_mask"])
+        logits = model(batch["input_ids"], batch["attention_mask"]).logits
         return F.cross_entropy(logits, batch["labels"])
 
     def metrics(self, model: nn.Module, limit: int | None = None) -> Metrics:
@@ -226,7 +212,7 @@ class Sst2Task(Task):
             for start in range(0, len(order), _EVAL_BATCH):
                 index = torch.tensor(order[start : start + _EVAL_BATCH])
                 batch = _pad([split.ids[i] for i in index.tolist()], split.labels[index])
-                logits = model(batch["input_ids"], batch["attention_mask"])
+                logits = model(batch["input_ids"], batch["attention_mask"]).logits
                 total_loss += F.cross_entropy(logits, batch["labels"], reduction="sum").item()
                 correct += int((logits.argmax(dim=1) == batch["labels"]).sum().item())
         return Metrics(total_loss / len(order), correct / len(order))
