@@ -26,6 +26,7 @@ N steps, ``--fit-only --finder-steps N``).
     python benchmarks/fit_user_path.py --table-only
     nice -n 10 python benchmarks/fit_user_path.py --fit-only --finder-steps 66 --seeds 0 1 2   # fit@66: the old test
     nice -n 10 python benchmarks/fit_user_path.py --batch-size 32 --out batch32.json   # fit --batch-size 32
+    nice -n 10 python benchmarks/fit_user_path.py --batch-size 8 --out batch8.json     # and 8 (~9 min a seed)
 
 SST-2 is read from ``$LRPILOT_SST2_DIR`` or ``../shared/data``; it is not shipped. Results are merged
 into ``benchmarks/data/fit_user_path.json`` (one entry per seed).
