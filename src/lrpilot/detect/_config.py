@@ -29,9 +29,7 @@ class DetectConfig:
             OLMo-core waits for 64 of 128). Early training moves fast, so a short warm-up judges
             against a baseline that is still falling, which only makes a spike test *less* eager.
         spike_z: a loss is a spike when it exceeds the baseline median by this many robust sigmas
-            (1.4826 × MAD, floored, see `rel_floor`; the MAD at least that of the last
-            `min_history` values, so a quiet start does not narrow the spread of a run that has
-            grown noisier), on log(loss) when the losses are positive
+            (1.4826 × MAD, floored, see `rel_floor`), on log(loss) when the losses are positive
             (see `lrpilot.detect.loss_baseline`). One-sided: a loss *below* the baseline is good
             news, never a spike.
         grad_spike_z: the same test on log(grad norm), whose spread is scale-free.
