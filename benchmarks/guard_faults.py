@@ -315,7 +315,7 @@ def clean_scores(losses: list[float], grad_norms: list[float], steps: int) -> di
             z = (math.log(loss) - med) / sigma if log_space and loss > 0 else (loss - med) / sigma
             worst["loss_z"] = max(worst["loss_z"], z)
         if state.log_grads.size >= c.min_history:
-            gmed, gsigma = robust_baseline(state.log_grads, 0.0, c.grad_floor, c.min_history)
+            gmed, gsigma = robust_baseline(state.log_grads, 0.0, c.grad_floor)
             worst["grad_z"] = max(worst["grad_z"], (math.log(max(gn, 1e-30)) - gmed) / gsigma)
         _, state = observe(state, step=i, loss=loss, grad_norm=gn)
     return worst

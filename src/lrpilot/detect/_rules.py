@@ -37,21 +37,14 @@ def evolve(obj: T, **changes: Any) -> T:
     return new
 
 
-def robust_baseline(values: Array, rel_floor: float, abs_floor: float, recent: int = 0) -> tuple[float, float]:
+def robust_baseline(values: Array, rel_floor: float, abs_floor: float) -> tuple[float, float]:
     """(median, robust sigma) of `values`, sigma = max(1.4826·MAD, rel_floor·|median|, abs_floor).
 
     The floors keep a nearly constant window (a plateau, a loss near 0) from making every wiggle
-    look like many sigmas. `recent`: the MAD is at least that of the last `recent` values about
-    their own median, so a window whose older part is quieter than the run is now does not narrow
-    the spread: a fine-tune's batch losses sit close together while it predicts near chance and
-    spread several times wider once it learns, and against the quiet start a batch of 8 with two
-    confidently wrong examples read as a 7-sigma spike (`benchmarks/fit_user_path.py --batch-size 8`).
+    look like many sigmas.
     """
     med = median(values)
     mad = median(np.abs(values - med))
-    if 0 < recent < values.size:
-        tail = values[-recent:]
-        mad = max(mad, median(np.abs(tail - median(tail))))
     return med, max(MAD_TO_SIGMA * mad, rel_floor * abs(med), abs_floor)
 
 

@@ -155,7 +155,7 @@ def spike_thresholds(state: DetectState) -> tuple[float, float]:
         med, sigma, log_space = loss_baseline(state)
         loss_thr = math.exp(min(med + c.spike_z * sigma, 700.0)) if log_space else med + c.spike_z * sigma
     if state.log_grads.size >= c.min_history:
-        gmed, gsigma = robust_baseline(state.log_grads, 0.0, c.grad_floor, c.min_history)
+        gmed, gsigma = robust_baseline(state.log_grads, 0.0, c.grad_floor)
         grad_thr = math.exp(min(gmed + c.grad_spike_z * gsigma, 700.0))
     return loss_thr, grad_thr
 
@@ -242,9 +242,9 @@ def _baseline(state: DetectState, logs: Array | None) -> tuple[float, float, boo
     """`loss_baseline`, given the window's logs (`_logs`)."""
     c = state.config
     if logs is not None:
-        med, sigma = robust_baseline(logs, 0.0, max(c.rel_floor, 1e-12), c.min_history)
+        med, sigma = robust_baseline(logs, 0.0, max(c.rel_floor, 1e-12))
         return med, sigma, True
-    med, sigma = robust_baseline(state.losses, c.rel_floor, c.abs_floor, c.min_history)
+    med, sigma = robust_baseline(state.losses, c.rel_floor, c.abs_floor)
     return med, sigma, False
 
 
@@ -271,7 +271,7 @@ def _spikes(
             found.append(Finding("spike", step, "loss", {**evidence, "window": state.losses.size, "log": log_space}))
         sigma = sigma * abs(typical) if log_space else sigma  # in loss units, for the flat test
     if gn is not None and log_gn is not None and state.log_grads.size >= c.min_history:
-        gmed, gsigma = robust_baseline(state.log_grads, 0.0, c.grad_floor, c.min_history)
+        gmed, gsigma = robust_baseline(state.log_grads, 0.0, c.grad_floor)
         gz = (log_gn - gmed) / gsigma
         if gz > c.grad_spike_z:
             evidence = {"value": gn, "median": math.exp(gmed), "sigma": gsigma, "z": gz, "threshold": c.grad_spike_z}
