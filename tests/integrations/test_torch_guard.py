@@ -19,7 +19,7 @@ from torch import nn
 from lrpilot.guard import GuardConfig
 from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard, total_grad_norm
 from lrpilot.schedules import Constant, Cosine, Schedule
-from tests.guard.tiny import Batches, full_loss, mlp
+from tests.guard.tiny import Batches, full_loss, gradient_times, mlp
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -348,7 +348,7 @@ def test_a_grad_norm_given_by_the_caller_is_used() -> None:
 
 def grads_x100_at(batch: int) -> Fault:
     """One batch's gradient ×100 with its loss unchanged: a grad-norm spike alone."""
-    return lambda b, loss: loss + 99 * (loss - loss.detach()) if b == batch else loss
+    return lambda b, loss: gradient_times(loss, 100) if b == batch else loss
 
 
 @pytest.mark.parametrize(

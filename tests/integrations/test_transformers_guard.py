@@ -13,6 +13,7 @@ import torch
 from lrpilot.doctor import examine
 from lrpilot.guard import GuardConfig
 from lrpilot.integrations.transformers_guard import GuardCallback
+from tests.guard.tiny import gradient_times
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -57,8 +58,8 @@ def train(
         step = trainer.state.global_step
         if module.training and bad(step):
             return output * math.nan
-        if module.training and grads_x100(step):  # the same logits, their gradient ×100
-            return output + 99 * (output - output.detach())
+        if module.training and grads_x100(step):
+            return gradient_times(output, 100)
         return None
 
     model.lm_head.register_forward_hook(inject)

@@ -48,8 +48,9 @@ CALIBRATED_BATCH = 32
 At a smaller batch each step sees fewer examples, so the test's loss falls later on the ramp, closer
 to the noise, and `ramp_density` keeps the examples a decade at least this batch's."""
 MAX_DENSITY_SCALE = 4.0
-"""`ramp_density` scales up by at most this much (batch 8): measured at batch 16 (×2) only; below 8
-the test is held there rather than let it grow past the run it is for."""
+"""`ramp_density` scales up by at most this much (batch 8), so that below batch 8 the test does not
+grow further. At batch 8 itself it already can outgrow a short run: on 1,600 SST-2 texts (200 steps,
+``benchmarks/fit_user_path.py --batch-size 8``) it took 114–252 steps; nothing caps it by the run."""
 RAMP_BELOW_PEAK = 10.0
 """The ramp starts at the rules' band's low end (`Recommendation.low`), and at least this far below
 their peak where the band is narrower (pretraining a char-GPT: 3× either side), so that its first
