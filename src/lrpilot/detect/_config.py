@@ -8,14 +8,20 @@ first few hundred steps" is a statement about training time, not about how often
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from lrpilot import _validate as check
 
-__all__ = ["DetectConfig"]
+__all__ = ["CALIBRATED_BATCH", "MAX_BATCH_SCALE", "DetectConfig"]
 
 _OWNER = "DetectConfig"
+
+CALIBRATED_BATCH = 32
+"""The smallest batch the detectors' defaults were chosen at (`benchmarks/guard_faults.py`: digits at
+64 examples a step, the char-LM and the SST-2 fine-tunes at 32)."""
+MAX_BATCH_SCALE = 4
+"""`DetectConfig.scaled_to_batch` widens the short median at most this much (batch 8 and below)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,26 @@ class DetectConfig:
             return cls(**overrides)
         n = check.step_count(_OWNER, "num_classes", num_classes, 2)
         return cls(chance_loss=math.log(n), **overrides)
+
+    def scaled_to_batch(self, batch_size: int) -> DetectConfig:
+        """This config with its short median (`div_short`) over as many examples as at
+        `CALIBRATED_BATCH`: ``CALIBRATED_BATCH / batch_size`` times as many losses below that batch
+        (at most `MAX_BATCH_SCALE` times), unchanged at it and above.
+
+        A batch of 8 texts has a noisy loss (two or three confidently wrong examples triple it), and
+        a median of 8 such losses swings with it: on a LoRA fine-tune of MiniLM at batch 8
+        (``benchmarks/fit_user_path.py --batch-size 8``) a lucky stretch set the lowest short median
+        at 0.35 while the batch losses' median was 0.64, and eight noisy steps back near ln 2 read as
+        a collapse to chance; the rollback and halved LR cost the run 11 % of its final loss. The
+        window is counted in losses, so its time grows with it: a collapse is seen about
+        ``div_short / 2`` steps later.
+
+        >>> DetectConfig().scaled_to_batch(8).div_short, DetectConfig().scaled_to_batch(64).div_short
+        (32, 8)
+        """
+        batch = check.step_count(_OWNER, "batch_size", batch_size, 1)
+        scale = min(float(MAX_BATCH_SCALE), max(1.0, CALIBRATED_BATCH / batch))
+        return replace(self, div_short=min(self.window, round(self.div_short * scale)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -25,6 +25,9 @@ SHORT_RUN_HISTORY = 16
 """... of at least this many losses: on clean 50–60-step runs (`benchmarks/guard_faults.py --steps`)
 a baseline of 8–12 grad norms put a LoRA fine-tune's early growth at z 5.4 against the spike
 threshold of 6, one of 16 at 3.9 (the defaults' 32: at most 3.6 on any clean run measured)."""
+CONFIRM_MARGIN = 4
+"""`GuardConfig.for_run`: a snapshot is confirmed this many steps after the divergence test could
+have fired on the steps that follow it (the defaults: 8 + 8 + 4 = `confirm_steps`' 20)."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class GuardConfig:
         check.step_count(_OWNER, "max_raises", self.max_raises, 0)
 
     @classmethod
-    def for_run(cls, total_steps: int, **overrides: Any) -> GuardConfig:
+    def for_run(cls, total_steps: int, *, batch_size: int | None = None, **overrides: Any) -> GuardConfig:
         """The defaults with the knobs counted in steps fitted to a run of `total_steps`: a snapshot
         every 4 % of it and a re-warmup as long (at least 5 steps, at most the defaults' 50 and 20,
         which are sized for runs of thousands of steps), and the detectors' warm-up
@@ -125,22 +128,34 @@ class GuardConfig:
         its clean loss (`benchmarks/guard_faults.py --steps`; `SHORT_RUN_HISTORY` says why not
         fewer than 16 losses). This is the configuration that benchmark measures.
 
+        With `batch_size` (examples a step), the detectors' short median spans as many examples as
+        at the batch they were calibrated at (`DetectConfig.scaled_to_batch`: 4× the losses at batch
+        8), and a snapshot is confirmed only after the divergence test could have fired on the steps
+        that follow it (`confirm_steps` ≥ `div_short` + `div_patience` + 4, which the defaults' 20
+        already is).
+
         >>> config = GuardConfig.for_run(150)
         >>> config.snapshot_every, config.rewarmup_steps, config.detect.min_history
         (6, 6, 25)
         >>> config = GuardConfig.for_run(100_000)
         >>> config.snapshot_every, config.rewarmup_steps, config.detect.min_history
         (50, 20, 32)
+        >>> config = GuardConfig.for_run(200, batch_size=8)
+        >>> config.detect.div_short, config.confirm_steps
+        (32, 44)
         """
         steps = check.step_count(_OWNER, "total_steps", total_steps, 1)
         every = max(SHORT_RUN_MIN, steps // SHORT_RUN_SHARE)
         detect = overrides.pop("detect", None) or DetectConfig()
         if not isinstance(detect, DetectConfig):
             raise ValueError(f"{_OWNER}: detect must be a DetectConfig, got {detect!r}")
+        if batch_size is not None:
+            detect = detect.scaled_to_batch(batch_size)
         history = min(detect.min_history, max(SHORT_RUN_HISTORY, steps // SHORT_RUN_JUDGED))
         fitted = {
             "snapshot_every": min(every, cls.snapshot_every),
             "rewarmup_steps": min(every, cls.rewarmup_steps),
+            "confirm_steps": max(cls.confirm_steps, detect.div_short + detect.div_patience + CONFIRM_MARGIN),
             "detect": replace(detect, min_history=history),
         }
         return cls(**{**fitted, **overrides})
