@@ -14,6 +14,8 @@ sees the same seeds, data and fault:
              (``cut_mode="auto"`` / ``"both"`` instead of the default "cap": the ablation behind it)
              · lrpilot-w32 (the detectors' default 32-loss warm-up instead of a sixth of the run:
              the ablation behind `GuardConfig.for_run`'s, which only differs below 192 steps)
+             · lrpilot-s8 (the divergence and collapse tests' short median of 8 losses at any batch:
+             the ablation behind `GuardConfig.for_run`'s ``batch_size``, which only differs below 32)
 
 Reported per method: faulty runs recovered (finished, finite validation loss), final validation
 loss relative to the clean unguarded run, steps from the fault to the method's first action, false
@@ -25,6 +27,8 @@ shared machine, see benchmarks/guard_overhead.py for the overhead proper).
     python benchmarks/guard_faults.py --tasks sst2-lora --seeds 1         # needs SST-2 on disk
     python benchmarks/guard_faults.py --tasks digits --steps 60           # every recipe cut to 60 steps
     python benchmarks/guard_faults.py --tasks sst2-lora --steps 50 --peak 4.64e-3   # and its peak LR
+    python benchmarks/guard_faults.py --tasks sst2-lora --batch-size 8 --steps 200 --peak 1e-3 \
+        --methods none,lrpilot,lrpilot-s8                                          # a small batch
 """
 
 from __future__ import annotations
@@ -48,12 +52,23 @@ from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 from lrpilot.tasks import Recipe, Task, get_task, make_optimizer
 
 FAULTS = ("clean", "lr_x10", "lr_x100", "bad_batch", "nan", "fp16", "low_lr")
-METHODS = ("none", "hf", "rlrop", "killspike", "zclip", "lrpilot", "lrpilot-auto", "lrpilot-both", "lrpilot-w32")
+METHODS = (
+    "none",
+    "hf",
+    "rlrop",
+    "killspike",
+    "zclip",
+    "lrpilot",
+    "lrpilot-auto",
+    "lrpilot-both",
+    "lrpilot-w32",
+    "lrpilot-s8",
+)
 ABLATIONS: dict[str, dict[str, Any]] = {
     "lrpilot-auto": {"cut_mode": "auto"},
     "lrpilot-both": {"cut_mode": "both"},
 }
-"""The cut modes of the lrpilot variants (lrpilot-w32: `make_guard` puts the warm-up back)."""
+"""The cut modes of the lrpilot variants (lrpilot-w32, lrpilot-s8: `make_guard` builds them)."""
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -81,10 +96,13 @@ class Setup:
         return self.recipe.total_steps
 
 
-def setup(name: str, steps: int | None = None, peak: float | None = None) -> Setup:
-    """`name`'s task at its recipe (cut to `steps`, else to `STEPS[name]` where that is given) and
-    `peak` (default `PEAKS[name]`, good at the recipe's length: a shorter run wants a higher one)."""
+def setup(name: str, steps: int | None = None, peak: float | None = None, batch: int | None = None) -> Setup:
+    """`name`'s task at its recipe (cut to `steps`, else to `STEPS[name]` where that is given; at
+    `batch` examples a step if given) and `peak` (default `PEAKS[name]`, good at the recipe's length
+    and batch: a shorter run wants a higher one, a smaller batch a lower one)."""
     task = get_task(name)
+    if batch is not None:
+        task = replace(task, recipe=replace(task.recipe, batch_size=batch))
     steps = steps or STEPS.get(name)
     recipe = task.recipe.shortened(steps) if steps is not None else task.recipe
     if task.classes is None:
@@ -227,12 +245,15 @@ def make_guard(s: Setup, model: nn.Module, opt: torch.optim.Optimizer, method: s
     4 % of the run instead of 50 steps, a re-warmup as long, the detectors judging after a sixth of
     a run shorter than 192 steps; what `lrpilot fit` runs), and the
     flat-start test over the first fifth (default 300 steps). Raising the LR on a flat start is
-    switched on (it is opt-in). The recipe's gradient clipping is kept. The thresholds (z scores,
-    patience, floors) are the defaults."""
+    switched on (it is opt-in). The short median is fitted to the recipe's batch (as fit's is). The
+    recipe's gradient clipping is kept. The thresholds (z scores, patience, floors) are the defaults."""
     detect = DetectConfig.for_classes(s.num_classes, flat_steps=s.steps // 5)
-    config = GuardConfig.for_run(s.steps, detect=detect, raise_on_flat=True, **ABLATIONS.get(method, {}))
+    batch = None if method == "lrpilot-s8" else s.recipe.batch_size
+    config = GuardConfig.for_run(
+        s.steps, batch_size=batch, detect=detect, raise_on_flat=True, **ABLATIONS.get(method, {})
+    )
     if method == "lrpilot-w32":
-        config = replace(config, detect=detect)
+        config = replace(config, detect=replace(detect, div_short=config.detect.div_short))
     return TorchGuard(model, opt, config=config, max_grad_norm=s.recipe.grad_clip)
 
 
@@ -394,12 +415,13 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--steps", type=int, default=None, help="cut every task's recipe to this many steps")
     parser.add_argument("--peak", type=float, default=None, help="the peak LR of every task (default: PEAKS)")
+    parser.add_argument("--batch-size", type=int, default=None, help="every task's batch (default: its recipe's)")
     parser.add_argument("--out", type=Path, default=None, help="Also write every run as JSON here.")
     args = parser.parse_args()
     torch.set_num_threads(1)
     runs: list[dict[str, Any]] = []
     for name in args.tasks.split(","):
-        task = setup(name, args.steps, args.peak)
+        task = setup(name, args.steps, args.peak, args.batch_size)
         seeds = range(args.seeds if name == "digits" else max(1, args.seeds - 1))
         for seed in seeds:
             for fault in args.faults.split(","):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lrpilot.autopilot._progress import Clock, quiet
-from lrpilot.autopilot._training import train_guarded
+from lrpilot.autopilot._training import _guard_config, train_guarded
 from lrpilot.schedules import Cosine
 from lrpilot.tasks import get_task
 from lrpilot.tasks._base import seeded
@@ -66,3 +66,12 @@ def test_a_rollback_to_the_first_snapshot_repeats_whatever_the_callers_generator
     assert actions[:4] == ["skip", "skip", "skip", "rollback"]
     again, _ = _guarded(tmp_path, caller_seed=2)
     assert torch.equal(weights, again)
+
+
+def test_the_guard_reads_a_short_median_over_as_many_examples_at_any_batch() -> None:
+    """fit's guard is fitted to the recipe's batch: 4× the losses in its short median at batch 8,
+    the calibrated 8 at digits' 64."""
+    digits = get_task("digits")
+    small = dataclasses.replace(digits, recipe=dataclasses.replace(digits.recipe, batch_size=8))
+    assert (_guard_config(small, 200).detect.div_short, _guard_config(small, 200).confirm_steps) == (32, 44)
+    assert (_guard_config(digits, 200).detect.div_short, _guard_config(digits, 200).confirm_steps) == (8, 20)

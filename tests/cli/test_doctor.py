@@ -61,3 +61,20 @@ def test_max_grad_norm_judges_the_clipped_norm(tmp_path: Path) -> None:
     result = runner.invoke(app, ["doctor", str(path), "--max-grad-norm", "0"])
     assert result.exit_code == 2
     assert "max_grad_norm must be a finite number > 0, got 0" in " ".join(result.output.split())
+
+
+def test_batch_size_reads_a_small_batch_run_over_as_many_examples_as_the_guard_does(tmp_path: Path) -> None:
+    """A batch-8 fine-tune's overshoot that came back by itself (`curves.LORA_BATCH8_OVERSHOOTS`):
+    a collapse to chance on a median of 8 losses, none on the 32 that `--batch-size 8` reads."""
+    loss = curves.LORA_BATCH8_OVERSHOOTS[0]
+    path = logs.write_csv(tmp_path / "log.csv", {"step": np.arange(loss.size), "loss": loss}, columns=("step", "loss"))
+    kinds = []
+    for extra in ([], ["--batch-size", "8"]):
+        result = runner.invoke(app, ["doctor", str(path), "--json", "--num-classes", "2", *extra])
+        assert result.exit_code == 0, result.output
+        kinds.append({f["kind"] for f in json.loads(result.stdout)["findings"]})
+    assert "collapse" in kinds[0]
+    assert "collapse" not in kinds[1]
+    result = runner.invoke(app, ["doctor", str(path), "--batch-size", "0"])
+    assert result.exit_code == 2
+    assert "batch_size must be an integer in [1, ∞], got 0" in " ".join(result.output.split())

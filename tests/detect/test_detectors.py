@@ -169,6 +169,43 @@ def test_a_noisy_drift_back_to_chance_after_learning_is_a_collapse() -> None:
     assert scan(range(loss.size), loss, config=DetectConfig(min_history=16)) == []  # no chance level: no verdict
 
 
+@pytest.mark.parametrize(("batch", "short"), [(1, 32), (8, 32), (12, 21), (16, 16), (32, 8), (64, 8), (4096, 8)])
+def test_the_short_median_spans_as_many_examples_as_at_the_calibration_batch(batch: int, short: int) -> None:
+    scaled = DetectConfig.for_classes(2, div_short=8).scaled_to_batch(batch)
+    assert scaled.div_short == short
+    assert scaled == DetectConfig.for_classes(2, div_short=short)  # nothing else moves
+    small_window = DetectConfig(window=16, min_history=16, osc_window=16)
+    assert small_window.scaled_to_batch(8).div_short == 16  # never past the baseline window
+    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, ∞\], got 0"):
+        DetectConfig().scaled_to_batch(0)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_batch_8_overshoot_that_came_back_is_no_collapse_on_a_median_of_32_losses(index: int) -> None:
+    """`curves.LORA_BATCH8_OVERSHOOTS`: on 8 losses the short median fell to 0.33–0.35 on a lucky
+    stretch and read the overshoot after it as a collapse to chance; on as many texts as 8 losses
+    of a batch of 32 hold, it does not."""
+    loss = curves.LORA_BATCH8_OVERSHOOTS[index]
+    config = DetectConfig.for_classes(2, min_history=16)
+    unscaled = scan(range(loss.size), loss, config=config)
+    assert [f.kind for f in unscaled if f.kind != "spike"] == ["collapse"]
+    assert unscaled[-1].step == loss.size - 1  # where fit's guard rolled back
+    assert unscaled[-1].evidence["best"] < 0.36
+    assert [f.kind for f in scan(range(loss.size), loss, config=config.scaled_to_batch(8))] in ([], ["spike"] * 2)
+
+
+def test_a_batch_8_run_that_slid_back_to_chance_is_still_a_collapse() -> None:
+    """`curves.LORA_BATCH8_COLLAPSE`, at 4.64e-3 without a guard: found on a median of 32 losses
+    too, 17 steps after a median of 8 found it."""
+    loss = curves.LORA_BATCH8_COLLAPSE
+    config = DetectConfig.for_classes(2, min_history=32)
+    unscaled = [f for f in scan(range(loss.size), loss, config=config) if f.kind == "collapse"]
+    scaled = [f for f in scan(range(loss.size), loss, config=config.scaled_to_batch(8)) if f.kind == "collapse"]
+    assert unscaled[0].step == 155
+    assert scaled[0].step == 172
+    assert scaled[0].evidence["relapsed"] is True
+
+
 def test_a_loss_that_never_learned_is_not_a_relapse() -> None:
     """Noise around chance that dips 10 % below it now and then has learned nothing."""
     rng = np.random.default_rng(14)

@@ -39,6 +39,18 @@ def test_a_detect_config_given_keeps_its_thresholds_and_its_warmup_is_fitted() -
         GuardConfig.for_run(60, detect=3)
 
 
+@pytest.mark.parametrize(("batch", "short", "confirm"), [(8, 32, 44), (16, 16, 28), (32, 8, 20), (64, 8, 20)])
+def test_a_small_batch_widens_the_short_median_and_waits_longer_to_confirm_a_snapshot(
+    batch: int, short: int, confirm: int
+) -> None:
+    config = GuardConfig.for_run(200, batch_size=batch, detect=DetectConfig.for_classes(2))
+    assert (config.detect.div_short, config.confirm_steps) == (short, confirm)
+    assert config.confirm_steps >= config.detect.div_short + config.detect.div_patience  # the test can fire first
+    unscaled = GuardConfig.for_run(200, detect=DetectConfig.for_classes(2))
+    assert config == replace(unscaled, confirm_steps=confirm, detect=replace(unscaled.detect, div_short=short))
+    assert GuardConfig.for_run(200, batch_size=8, confirm_steps=30).confirm_steps == 30  # an override wins
+
+
 def test_overrides_win_and_a_bad_length_is_named() -> None:
     config = GuardConfig.for_run(150, snapshot_every=3, raise_on_flat=True)
     assert (config.snapshot_every, config.rewarmup_steps, config.raise_on_flat) == (3, 6, True)
@@ -60,3 +72,4 @@ def test_fit_guards_its_run_with_the_config_fitted_to_it(tmp_path: Path, monkeyp
     lrpilot.fit("digits", budget=100, out=tmp_path / "run", report=False)
     assert [(c.snapshot_every, c.rewarmup_steps, c.detect.min_history) for c in built] == [(5, 5, 16)]  # 100 steps
     assert built[0].detect.chance_loss == pytest.approx(math.log(10))  # digits: a collapse to chance is one
+    assert built[0].detect.div_short == DetectConfig().div_short  # 64 digits a step: the calibrated windows

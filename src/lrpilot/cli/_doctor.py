@@ -44,6 +44,15 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
             "clipped norm, what the update applied, as the guard does. Logs record the norm before clipping.",
         ),
     ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="Examples behind each logged loss (the batch, times the steps a logged loss averages: Hugging "
+            "Face's logging_steps): below 32 the divergence and collapse tests read a median of more losses, as the "
+            "guard's do at that batch, so a small batch's noise is not read as a relapse to chance.",
+        ),
+    ] = None,
 ) -> None:
     """Diagnose a training run from its log: spikes, NaN, divergence, collapse, a flat start, oscillation."""
     with errors_as_messages():
@@ -52,6 +61,8 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
         config = DetectConfig.for_classes(classes)
         if spike_z is not None:
             config = replace(config, spike_z=spike_z)
+        if batch_size is not None:
+            config = config.scaled_to_batch(batch_size)
         diagnosis = diagnose(series, config, max_grad_norm=max_grad_norm)
         written = None
         if plot is not None:
