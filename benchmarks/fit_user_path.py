@@ -19,14 +19,18 @@ For each seed:
 
 Reported per seed and on average: the grid's best loss and LR, fit's loss relative to it, how far
 fit's peak is from it in decades (before and after the horizon law), and fit's wall time as a
-multiple of a grid run's; then each variant of fit stored beside it (``fit@N``: its range test at
-N steps, ``--fit-only --finder-steps N``).
+multiple of a grid run's, and against the best single LR (the grid LR with the lowest mean over
+the seeds that ran it) paired by seed; then each variant of fit stored beside it (``fit@N``: its
+range test at N steps, ``--fit-only --finder-steps N``; ``fit-s8``: its guard's short median at the
+calibrated 8 losses whatever the batch, ``--fit-only --short-median-8``).
 
     nice -n 10 python benchmarks/fit_user_path.py --seeds 0 1 2        # ~8 min a seed on one thread
     python benchmarks/fit_user_path.py --table-only
     nice -n 10 python benchmarks/fit_user_path.py --fit-only --finder-steps 66 --seeds 0 1 2   # fit@66: the old test
     nice -n 10 python benchmarks/fit_user_path.py --batch-size 32 --out batch32.json   # fit --batch-size 32
     nice -n 10 python benchmarks/fit_user_path.py --batch-size 8 --out batch8.json     # and 8 (~9 min a seed)
+    nice -n 10 python benchmarks/fit_user_path.py --grid 0.00215 --seeds 6 7 --out more.json   # more seeds, one LR
+    nice -n 10 python benchmarks/fit_user_path.py --fit-only --short-median-8 --seeds 6 7 --out more.json
 
 SST-2 is read from ``$LRPILOT_SST2_DIR`` or ``../shared/data``; it is not shipped. Results are merged
 into ``benchmarks/data/fit_user_path.json`` (one entry per seed).
@@ -53,10 +57,13 @@ import torch
 
 import lrpilot
 from _environment import command, save_json
+from lrpilot.autopilot import _training
 from lrpilot.autopilot._hf import recipe_from
 from lrpilot.autopilot._target import fitted_recipe, user_target
+from lrpilot.detect import DetectConfig
+from lrpilot.guard import GuardConfig
 from lrpilot.rules import recommend
-from lrpilot.tasks import train
+from lrpilot.tasks import Task, train
 from lrpilot.tasks._sst2 import find_sst2_dir
 
 OUT = Path(__file__).resolve().parent / "data" / "fit_user_path.json"
@@ -65,6 +72,8 @@ TRAIN_TEXTS = 1600
 DATA_SEED = 1
 BATCH = 16
 METHODS = ("fit", "train@fit")
+VARIANTS = ("fit@", "fit-")
+"""The prefixes of fit's variants stored beside it."""
 
 
 def user_data(folder: Path) -> tuple[Path, Path]:
@@ -80,6 +89,13 @@ def user_data(folder: Path) -> tuple[Path, Path]:
         writer.writeheader()
         writer.writerows({"text": row["text"], "label": row["label"]} for row in rows[:TRAIN_TEXTS])
     return path, source / "sst2_validation.csv"
+
+
+def calibrated_short_median(task: Task, total: int) -> GuardConfig:
+    """fit's guard before 2026-12-01 (the ``fit-s8`` ablation): the divergence and collapse tests'
+    short median at the calibrated 8 losses whatever the batch (`GuardConfig.for_run` without
+    ``batch_size``)."""
+    return GuardConfig.for_run(total, detect=DetectConfig.for_classes(task.classes))
 
 
 def run_fit(
@@ -107,10 +123,21 @@ def run_fit(
         "run_steps": result.record.total_steps,
         "finder_steps_used": None if result.finder is None else result.finder.steps_used,
         "guard_actions": len(result.record.guard_actions),
+        "rollbacks": sum(action["action"] == "rollback" for action in result.record.guard_actions),
         "wall_time_s": time.perf_counter() - started,
         "cpu_time_s": time.process_time() - cpu,
     }
     return row, result.peak_lr
+
+
+def run_fit_s8(model: Path, data: Path, eval_data: Path, seed: int, batch: int) -> dict[str, Any]:
+    """fit's row with `calibrated_short_median` as its guard's configuration."""
+    fitted = _training._guard_config
+    _training._guard_config = calibrated_short_median
+    try:
+        return run_fit(model, data, eval_data, seed, batch)[0]
+    finally:
+        _training._guard_config = fitted
 
 
 def run_seed(
@@ -142,14 +169,36 @@ def trained_at(
 
 
 def _grid(runs: dict[str, Any]) -> list[tuple[str, Any]]:
-    """A seed's grid rows: every row but fit's, train@fit's and fit's variants (``fit@N``)."""
-    return [(name, row) for name, row in runs.items() if name not in METHODS and not name.startswith("fit@")]
+    """A seed's grid rows: every row but fit's, train@fit's and fit's variants (``fit@N``, ``fit-s8``)."""
+    return [(name, row) for name, row in runs.items() if name not in METHODS and not name.startswith(VARIANTS)]
+
+
+def _paired(doc: dict[str, Any], name: str, reference: str) -> str:
+    """`name`'s loss relative to `reference`'s, mean ± standard error over the seeds that have both."""
+    ratios = [
+        runs[name]["val_loss"] / runs[reference]["val_loss"] - 1
+        for runs in doc["runs"].values()
+        if name in runs and reference in runs
+    ]
+    spread = statistics.stdev(ratios) / math.sqrt(len(ratios)) if len(ratios) > 1 else math.nan
+    return f"{statistics.fmean(ratios):+.1%} ± {spread:.1%} over {len(ratios)} seeds"
+
+
+def best_single_lr(doc: dict[str, Any]) -> str:
+    """The grid LR whose mean loss over the seeds that ran it is lowest (every seed's run finite)."""
+    names = {name for runs in doc["runs"].values() for name, _ in _grid(runs)}
+    means = {}
+    for name in names:
+        losses = [runs[name]["val_loss"] for runs in doc["runs"].values() if name in runs]
+        if all(math.isfinite(x) for x in losses):
+            means[name] = statistics.fmean(losses)
+    return min(means, key=means.__getitem__)
 
 
 def _variants(doc: dict[str, Any]) -> list[str]:
-    """Lines for fit's variants (``fit@N``: its range test at N steps): mean loss vs each seed's
-    grid best, and wall time as a multiple of the seed's mean grid run."""
-    names = sorted({name for runs in doc["runs"].values() for name in runs if name.startswith("fit@")})
+    """Lines for fit's variants (``fit@N``: its range test at N steps; ``fit-s8``): mean loss vs each
+    seed's grid best, wall time as a multiple of the seed's mean grid run, and loss against fit's."""
+    names = sorted({name for runs in doc["runs"].values() for name in runs if name.startswith(VARIANTS)})
     lines = []
     for name in names:
         seeds = [runs for runs in doc["runs"].values() if name in runs]
@@ -163,7 +212,8 @@ def _variants(doc: dict[str, Any]) -> list[str]:
         ]
         lines.append(
             f"{name} ({len(seeds)} seeds): {statistics.fmean(excess):+.1%} from the grid's best "
-            f"({', '.join(f'{x:+.1%}' for x in excess)}), {statistics.fmean(cost):.2f}x one grid run's wall time"
+            f"({', '.join(f'{x:+.1%}' for x in excess)}), {statistics.fmean(cost):.2f}x one grid run's wall time; "
+            f"against fit {_paired(doc, name, 'fit')}"
         )
     return lines
 
@@ -193,6 +243,11 @@ def table(doc: dict[str, Any]) -> str:
         f"{statistics.fmean(trains):+.1%}; fit's peak {statistics.fmean(distances):+.2f} decades from the best LR "
         f"(median {statistics.median(distances):+.2f}); fit's wall time {statistics.fmean(costs):.2f}x one grid run's"
     )
+    best = best_single_lr(doc)
+    lines.append(
+        f"against the best single LR ({best}): fit {_paired(doc, 'fit', best)}, "
+        f"train@fit {_paired(doc, 'train@fit', best)}"
+    )
     lines.extend(_variants(doc))
     return "\n".join(lines)
 
@@ -206,12 +261,17 @@ def main() -> None:
     parser.add_argument(
         "--finder-steps", type=int, default=None, help="with --fit-only: fit's range test at N steps, stored as fit@N"
     )
+    parser.add_argument(
+        "--short-median-8",
+        action="store_true",
+        help="with --fit-only: fit with its guard's short median at 8 losses whatever the batch, stored as fit-s8",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
-    if args.finder_steps is not None and not args.fit_only:
-        parser.error("--finder-steps goes with --fit-only (a variant of fit beside the stored grid)")
+    if (args.finder_steps is not None or args.short_median_8) and not args.fit_only:
+        parser.error("--finder-steps and --short-median-8 go with --fit-only (a variant of fit beside the stored grid)")
     doc = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"runs": {}, "commands": []}
     if not args.table_only:
         torch.set_num_threads(args.threads)
@@ -226,7 +286,9 @@ def main() -> None:
                             f"--fit-only: seed {seed} has no stored grid in {args.out}; run it without --fit-only"
                         )
                     runs = doc["runs"][str(seed)]
-                    if args.finder_steps is None:  # fit as it is now, and train@fit at its peak
+                    if args.short_median_8:
+                        runs["fit-s8"] = run_fit_s8(model, data, eval_data, seed, args.batch_size)
+                    elif args.finder_steps is None:  # fit as it is now, and train@fit at its peak
                         runs["fit"], peak = run_fit(model, data, eval_data, seed, args.batch_size)
                         runs.update(
                             trained_at(model, data, eval_data, seed, args.batch_size, runs=[("train@fit", peak)])
