@@ -11,7 +11,7 @@ import pytest
 
 from lrpilot import guard
 from lrpilot.detect import DetectConfig, scan
-from lrpilot.doctor import RULES, Series, diagnose, examine
+from lrpilot.doctor import RULES, Series, diagnose, examine, fitted_config
 from lrpilot.schedules import parse
 from tests.detect import curves
 from tests.doctor import logs
@@ -187,3 +187,24 @@ def test_a_run_json_that_records_its_classes_is_judged_against_their_chance_leve
     assert diagnose(read(path)).verdict != "collapsed"  # without a chance level it is not told apart
     out = CliRunner().invoke(app, ["doctor", str(path), "--json", "--num-classes", "10"])
     assert json.loads(out.stdout)["verdict"] == "collapsed"
+
+
+def test_a_run_json_that_records_its_batch_is_judged_as_its_guard_judged_it(tmp_path: Path) -> None:
+    """fit writes its batch into run.json; a batch-8 run's overshoot that came back by itself
+    (`curves.LORA_BATCH8_OVERSHOOTS`) is then no collapse, as it was none to its guard. Without
+    the batch the 8-loss short median reads one; an explicit batch wins over the recorded one."""
+    from lrpilot.doctor import read
+
+    loss = curves.LORA_BATCH8_OVERSHOOTS[0]
+    doc = {"history": {"steps": list(range(loss.size)), "loss": loss.tolist(), "lr": [1e-3] * loss.size}}
+    path = tmp_path / "run.json"
+    kinds = []
+    for extra in ({"classes": 2}, {"classes": 2, "batch_size": 8}):
+        path.write_text(json.dumps({**doc, **extra}))
+        kinds.append({f.kind for f in diagnose(read(path)).findings})
+    assert "collapse" in kinds[0]
+    assert "collapse" not in kinds[1]
+    series = read(path)
+    assert fitted_config(series).div_short == 32
+    assert fitted_config(series, batch_size=64).div_short == 8
+    assert fitted_config(series, classes=10).chance_loss == pytest.approx(math.log(10))

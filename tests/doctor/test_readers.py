@@ -217,6 +217,7 @@ def test_an_lrpilot_fit_run_directory_is_read_from_its_run_json(tmp_path: Path) 
         assert series.lr.tolist() == pytest.approx(history.lr)
         assert series.eval_steps.tolist() == history.eval_steps
         assert series.classes == 10  # digits: the chance level the doctor judges a collapse against
+        assert series.batch_size == 64  # the batch its guard fitted its short median to
 
 
 def test_a_run_json_whose_history_does_not_line_up_gets_a_clear_message(tmp_path: Path) -> None:
@@ -229,4 +230,7 @@ def test_a_run_json_whose_history_does_not_line_up_gets_a_clear_message(tmp_path
         read(path)
     path.write_text(json.dumps({"history": {"steps": [0], "loss": [1.0], "lr": [0.1]}, "classes": 1}))
     with pytest.raises(DoctorInputError, match=r"'classes' must be an integer of at least 2, got 1"):
+        read(path)
+    path.write_text(json.dumps({"history": {"steps": [0], "loss": [1.0], "lr": [0.1]}, "batch_size": 0}))
+    with pytest.raises(DoctorInputError, match=r"'batch_size' must be an integer of at least 1, got 0"):
         read(path)

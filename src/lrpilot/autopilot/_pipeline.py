@@ -425,6 +425,7 @@ def run_record(
         resumed=resumed,
         horizon=horizon,
         classes=task.classes,
+        batch_size=task.recipe.batch_size,
     )
 
 

@@ -11,8 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lrpilot.cli._output import console, errors_as_messages, print_json
-from lrpilot.detect import DetectConfig
-from lrpilot.doctor import diagnose, read
+from lrpilot.doctor import diagnose, fitted_config, read
 
 _VERDICT_STYLE = {"healthy": "green", "lr_too_low": "yellow", "oscillating": "yellow", "unstable": "yellow"}
 
@@ -50,19 +49,17 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
             "--batch-size",
             help="Examples behind each logged loss (the batch, times the steps a logged loss averages: Hugging "
             "Face's logging_steps): below 32 the divergence and collapse tests read a median of more losses, as the "
-            "guard's do at that batch, so a small batch's noise is not read as a relapse to chance.",
+            "guard's do at that batch, so a small batch's noise is not read as a relapse to chance (default: what an "
+            "lrpilot run.json records).",
         ),
     ] = None,
 ) -> None:
     """Diagnose a training run from its log: spikes, NaN, divergence, collapse, a flat start, oscillation."""
     with errors_as_messages():
         series = read(path)
-        classes = num_classes if num_classes is not None else series.classes
-        config = DetectConfig.for_classes(classes)
+        config = fitted_config(series, num_classes, batch_size)
         if spike_z is not None:
             config = replace(config, spike_z=spike_z)
-        if batch_size is not None:
-            config = config.scaled_to_batch(batch_size)
         diagnosis = diagnose(series, config, max_grad_norm=max_grad_norm)
         written = None
         if plot is not None:

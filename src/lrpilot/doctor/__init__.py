@@ -6,7 +6,7 @@ advice drawn from a few rules with their sources.
 """
 
 from lrpilot.doctor._advice import RULES, Advice, advise
-from lrpilot.doctor._diagnose import Diagnosis, diagnose, examine
+from lrpilot.doctor._diagnose import Diagnosis, diagnose, examine, fitted_config
 from lrpilot.doctor._readers import (
     FORMATS,
     read,
@@ -29,6 +29,7 @@ __all__ = [
     "advise",
     "diagnose",
     "examine",
+    "fitted_config",
     "read",
     "read_csv",
     "read_jsonl",

@@ -90,7 +90,8 @@ def _hidden_non_finite(series: Series) -> int:
 
 def diagnose(series: Series, config: DetectConfig | None = None, *, max_grad_norm: float | None = None) -> Diagnosis:
     """Run the detectors over `series` and turn what they find into a verdict and advice. Without
-    a `config`, the defaults, with the chance level of the series' classes where its log has them.
+    a `config`, the defaults, with the chance level of the series' classes and the short median
+    fitted to its batch (`DetectConfig.scaled_to_batch`) where its log has them.
 
     `max_grad_norm`: the norm the run clipped its gradients to. Logs record the norm before
     clipping (the Trainer's ``grad_norm`` does); with this the spike test reads the clipped one, the
@@ -98,7 +99,7 @@ def diagnose(series: Series, config: DetectConfig | None = None, *, max_grad_nor
     grad norm growing as it grows confident is not called a spike the clip had already bounded.
     """
     clip = None if max_grad_norm is None else check.positive("diagnose", "max_grad_norm", max_grad_norm)
-    config = config or DetectConfig.for_classes(series.classes)
+    config = config or fitted_config(series)
     found = scan(series.steps, series.loss, _clipped(series.grad_norms(), clip), config=config)
     interval = int(np.median(np.diff(series.steps))) if len(series) > 1 else 1
     events = merge(found, gap=max(1, interval))
@@ -134,6 +135,14 @@ def diagnose(series: Series, config: DetectConfig | None = None, *, max_grad_nor
         schedule=guess.spec() if guess else None,
         lr_peak=guess.peak if guess else None,
     )
+
+
+def fitted_config(series: Series, classes: int | None = None, batch_size: int | None = None) -> DetectConfig:
+    """The detectors' defaults for `series`: the chance level of `classes` (else the series'), the
+    short median fitted to `batch_size` (else the series'), as the guard of that run had them."""
+    config = DetectConfig.for_classes(classes if classes is not None else series.classes)
+    batch = batch_size if batch_size is not None else series.batch_size
+    return config if batch is None else config.scaled_to_batch(batch)
 
 
 def _clipped(norms: list[float | None] | None, clip: float | None) -> list[float | None] | None:

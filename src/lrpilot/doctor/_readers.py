@@ -73,8 +73,8 @@ def _read_json(stream: TextIO, source: str) -> Series:
 
 def read_run_json(data: Mapping[str, Any], source: str = "run.json") -> Series:
     """lrpilot's own `run.json` (what `lrpilot fit` and `lrpilot tune` write): every step the guard
-    judged, with its loss and LR, the evaluations, and the task's classes where fit knew them (the
-    chance level). A step the guard replayed after a rollback appears twice; the later one wins, as
+    judged, with its loss and LR, the evaluations, and the task's classes (the chance level) and
+    batch size where fit recorded them. A step the guard replayed after a rollback appears twice; the later one wins, as
     in any resumed log."""
     history = data.get("history")
     keys = ("steps", "loss", "lr")
@@ -90,10 +90,11 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json") -> Series:
         builder.add(step, loss=loss, lr=lr)
     for step, value in zip(history.get("eval_steps") or [], history.get("eval_loss") or [], strict=False):
         builder.add(step, eval_loss=value)
-    classes = data.get("classes")
-    if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 2):
-        raise DoctorInputError(f"{source}: 'classes' must be an integer of at least 2, got {classes!r}")
-    return dataclasses.replace(builder.build(), classes=classes)
+    classes, batch = data.get("classes"), data.get("batch_size")
+    for name, value, low in (("classes", classes, 2), ("batch_size", batch, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise DoctorInputError(f"{source}: {name!r} must be an integer of at least {low}, got {value!r}")
+    return dataclasses.replace(builder.build(), classes=classes, batch_size=batch)
 
 
 def read_trainer_state(stream: TextIO, source: str = "trainer_state.json") -> Series:

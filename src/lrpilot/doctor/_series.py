@@ -42,6 +42,8 @@ class Series:
         notes: what the reader had to fix or skip, for the person reading the diagnosis.
         classes: the task's classes or vocabulary where the log records them (lrpilot's run.json):
             the chance level ln(classes) the detectors then judge a collapse against; None if not.
+        batch_size: the examples behind each loss where the log records them (lrpilot's run.json):
+            the detectors' short median is then fitted to it, as the guard's was; None if not.
     """
 
     steps: npt.NDArray[np.int64]
@@ -56,6 +58,7 @@ class Series:
     format: str = ""
     notes: tuple[str, ...] = ()
     classes: int | None = None
+    batch_size: int | None = None
 
     def __len__(self) -> int:
         return int(self.steps.size)

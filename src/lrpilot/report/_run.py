@@ -185,6 +185,8 @@ class RunRecord:
             ``capped`` (held at the test's max stable LR); None where the peak was not scaled.
         classes: the task's classes (a classifier) or vocabulary (a language model), whose log is
             the chance level a loss collapses back to (`lrpilot doctor` reads it); None if unknown.
+        batch_size: the examples of each training step, to which the guard fitted its short median
+            (`lrpilot.detect.DetectConfig.scaled_to_batch`; `lrpilot doctor` reads it); None if unknown.
     """
 
     title: str
@@ -205,12 +207,15 @@ class RunRecord:
     resumed: dict[str, Any] | None = None
     horizon: dict[str, Any] | None = None
     classes: int | None = None
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         owner = "RunRecord"
         self.total_steps = check.step_count(owner, "total_steps", self.total_steps, 0)
         if self.classes is not None:
             self.classes = check.step_count(owner, "classes", self.classes, 2)
+        if self.batch_size is not None:
+            self.batch_size = check.step_count(owner, "batch_size", self.batch_size, 1)
         check.choice(owner, "status", self.status, STATUSES)
         if not isinstance(self.history, TrainingHistory):
             raise ValueError(f"{owner}: history must be a TrainingHistory, got {type(self.history).__name__}")
