@@ -74,8 +74,8 @@ def _read_json(stream: TextIO, source: str) -> Series:
 def read_run_json(data: Mapping[str, Any], source: str = "run.json") -> Series:
     """lrpilot's own `run.json` (what `lrpilot fit` and `lrpilot tune` write): every step the guard
     judged, with its loss and LR, the evaluations, and the task's classes (the chance level) and
-    batch size where fit recorded them. A step the guard replayed after a rollback appears twice; the later one wins, as
-    in any resumed log."""
+    batch size where fit recorded them. A step the guard replayed after a rollback appears twice;
+    the later one wins, as in any resumed log."""
     history = data.get("history")
     keys = ("steps", "loss", "lr")
     if not isinstance(history, Mapping) or not all(isinstance(history.get(k), list) for k in keys):
