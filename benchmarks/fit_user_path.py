@@ -131,7 +131,8 @@ def run_fit(
 
 
 def run_fit_s8(model: Path, data: Path, eval_data: Path, seed: int, batch: int) -> dict[str, Any]:
-    """fit's row with `calibrated_short_median` as its guard's configuration."""
+    """fit's row with `calibrated_short_median` as its guard's configuration (fit takes no guard
+    configuration, so the ablation swaps the function fit builds it with, and puts it back)."""
     fitted = _training._guard_config
     _training._guard_config = calibrated_short_median
     try:

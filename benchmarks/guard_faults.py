@@ -27,7 +27,7 @@ shared machine, see benchmarks/guard_overhead.py for the overhead proper).
     python benchmarks/guard_faults.py --tasks sst2-lora --seeds 1         # needs SST-2 on disk
     python benchmarks/guard_faults.py --tasks digits --steps 60           # every recipe cut to 60 steps
     python benchmarks/guard_faults.py --tasks sst2-lora --steps 50 --peak 4.64e-3   # and its peak LR
-    python benchmarks/guard_faults.py --tasks sst2-lora --batch-size 8 --steps 200 --peak 1e-3 \
+    python benchmarks/guard_faults.py --tasks sst2-lora --batch-size 8 --steps 200 --peak 2.15e-3 \
         --methods none,lrpilot,lrpilot-s8                                          # a small batch
 """
 
