@@ -48,7 +48,8 @@ class GuardConfig:
             follow it (a too-high LR shows in the loss some steps *after* the updates that did the
             damage, so a fresh snapshot may already hold it). 20: longer than the divergence test
             needs to fire (`div_short` + `div_patience` = 16), so a slow blow-up is caught before
-            the snapshot taken in its first steps is trusted.
+            the snapshot taken in its first steps is trusted (`for_run` keeps it so when a small
+            batch widens `div_short`).
         cut_factor: on a rollback the LR is multiplied by this ("halve it first").
         cut_mode: how a cut to the new level L (``cut_factor`` × the last LR known to be stable)
             shapes the rest of the run. ``"cap"`` (default): the LR never exceeds L, so a run that
