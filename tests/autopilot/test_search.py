@@ -139,8 +139,9 @@ def test_a_ramp_that_is_non_finite_at_once_or_healthy_is_read_as_such() -> None:
 
 
 def test_a_small_batch_range_test_sees_as_many_examples_a_decade_as_the_calibration_suite() -> None:
-    """Below `CALIBRATED_BATCH` the ramp is denser (fewer examples a step, so more steps a decade);
-    at and above it, and for a user's explicit step count, it is as it was."""
+    """Below the calibration batch (`lrpilot._batch.CALIBRATED_BATCH`) the ramp is denser (fewer
+    examples a step, so more steps a decade); at and above it, and for a user's explicit step count,
+    it is as it was."""
     assert [ramp_density(b) for b in (64, 32, 16, 8, 2)] == [RAMP_DENSITY, RAMP_DENSITY, 25.0, 50.0, 50.0]
     digits = get_task("digits")
     for batch, per_decade in [(64, RAMP_DENSITY), (16, 2 * RAMP_DENSITY)]:

@@ -73,5 +73,6 @@ def test_the_guard_reads_a_short_median_over_as_many_examples_at_any_batch() -> 
     the calibrated 8 at digits' 64."""
     digits = get_task("digits")
     small = dataclasses.replace(digits, recipe=dataclasses.replace(digits.recipe, batch_size=8))
-    assert (_guard_config(small, 200).detect.div_short, _guard_config(small, 200).confirm_steps) == (32, 44)
-    assert (_guard_config(digits, 200).detect.div_short, _guard_config(digits, 200).confirm_steps) == (8, 20)
+    for task, expected in ((small, (32, 44)), (digits, (8, 20))):
+        config = _guard_config(task, 200)
+        assert (config.detect.div_short, config.confirm_steps) == expected

@@ -174,6 +174,9 @@ def test_the_short_median_spans_as_many_examples_as_at_the_calibration_batch(bat
     scaled = DetectConfig.for_classes(2, div_short=8).scaled_to_batch(batch)
     assert scaled.div_short == short
     assert scaled == DetectConfig.for_classes(2, div_short=short)  # nothing else moves
+
+
+def test_the_short_median_stays_inside_the_window_and_a_bad_batch_is_named() -> None:
     small_window = DetectConfig(window=16, min_history=16, osc_window=16)
     assert small_window.scaled_to_batch(8).div_short == 16  # never past the baseline window
     with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, ∞\], got 0"):

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from lrpilot._batch import CALIBRATED_BATCH, small_batch_scale
 from lrpilot.autopilot._progress import Progress
 from lrpilot.autopilot._resume import RampStates
 from lrpilot.rules import Recommendation, at_horizon
@@ -23,9 +24,7 @@ from lrpilot.tasks import Recipe, Task, make_optimizer
 from lrpilot.tasks._base import seeded
 
 __all__ = [
-    "CALIBRATED_BATCH",
     "FLAT_START",
-    "MAX_DENSITY_SCALE",
     "RAMP_DENSITY",
     "RETRY_BELOW",
     "STALL",
@@ -43,14 +42,6 @@ __all__ = [
 RAMP_DENSITY = 12.5
 """Range-test steps per decade of LR: `find_lr`'s default (100 steps from 1e-7 to 10), the ramp
 rate its rule is calibrated at (a faster ramp moves the loss minimum to higher LRs)."""
-CALIBRATED_BATCH = 32
-"""The smallest batch of the calibration suite (shakespeare's and the SST-2 tasks'; digits' is 64).
-At a smaller batch each step sees fewer examples, so the test's loss falls later on the ramp, closer
-to the noise, and `ramp_density` keeps the examples a decade at least this batch's."""
-MAX_DENSITY_SCALE = 4.0
-"""`ramp_density` scales up by at most this much (batch 8), so that below batch 8 the test does not
-grow further. At batch 8 itself it already can outgrow a short run: on 1,600 SST-2 texts (200 steps,
-``benchmarks/fit_user_path.py --batch-size 8``) it took 114–252 steps; nothing caps it by the run."""
 RAMP_BELOW_PEAK = 10.0
 """The ramp starts at the rules' band's low end (`Recommendation.low`), and at least this far below
 their peak where the band is narrower (pretraining a char-GPT: 3× either side), so that its first
@@ -78,9 +69,11 @@ RAMP_END = 10.0
 
 
 def ramp_density(batch_size: int) -> float:
-    """Range-test steps per decade at `batch_size`: `RAMP_DENSITY`, times ``CALIBRATED_BATCH /
-    batch_size`` below that batch (at most `MAX_DENSITY_SCALE`), so that the test sees as many
-    examples a decade as the calibration suite's did. At batch 16, on 1,600 SST-2 texts with LoRA
+    """Range-test steps per decade at `batch_size`: `RAMP_DENSITY`, times ``32 / batch_size`` below
+    the calibration suite's smallest batch of 32 (at most 4×, `lrpilot._batch.small_batch_scale`), so
+    that the test sees as many examples a decade as the calibration suite's did: at a smaller batch
+    each step sees fewer examples and the test's loss falls later on the ramp, closer to the noise.
+    At batch 16, on 1,600 SST-2 texts with LoRA
     (``benchmarks/fit_user_path.py``, 6 seeds), a test at 12.5 steps a decade fell by 0.3–6.5 noise
     levels and put fit's peak 10× under the flat region of good LRs on two seeds (a minimum placed
     by noise, or a dip the settled stop took for the minimum) and on the cliff above it on two: fit
@@ -91,7 +84,7 @@ def ramp_density(batch_size: int) -> float:
     >>> ramp_density(64), ramp_density(32), ramp_density(16), ramp_density(1)
     (12.5, 12.5, 25.0, 50.0)
     """
-    return RAMP_DENSITY * min(MAX_DENSITY_SCALE, max(1.0, CALIBRATED_BATCH / batch_size))
+    return RAMP_DENSITY * small_batch_scale("ramp_density", batch_size)
 
 
 @dataclass

@@ -12,16 +12,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from lrpilot import _validate as check
+from lrpilot._batch import small_batch_scale
 
-__all__ = ["CALIBRATED_BATCH", "MAX_BATCH_SCALE", "DetectConfig"]
+__all__ = ["DetectConfig"]
 
 _OWNER = "DetectConfig"
-
-CALIBRATED_BATCH = 32
-"""The smallest batch the detectors' defaults were chosen at (`benchmarks/guard_faults.py`: digits at
-64 examples a step, the char-LM and the SST-2 fine-tunes at 32)."""
-MAX_BATCH_SCALE = 4
-"""`DetectConfig.scaled_to_batch` widens the short median at most this much (batch 8 and below)."""
 
 
 @dataclass(frozen=True)
@@ -126,9 +121,10 @@ class DetectConfig:
         return cls(chance_loss=math.log(n), **overrides)
 
     def scaled_to_batch(self, batch_size: int) -> DetectConfig:
-        """This config with its short median (`div_short`) over as many examples as at
-        `CALIBRATED_BATCH`: ``CALIBRATED_BATCH / batch_size`` times as many losses below that batch
-        (at most `MAX_BATCH_SCALE` times), unchanged at it and above.
+        """This config with its short median (`div_short`) over as many examples as at the batch
+        the defaults were chosen at (`benchmarks/guard_faults.py`: 32 and 64): ``32 / batch_size``
+        times as many losses below batch 32 (at most 4×, `lrpilot._batch.small_batch_scale`),
+        unchanged at it and above.
 
         A batch of 8 texts has a noisy loss (two or three confidently wrong examples triple it), and
         a median of 8 such losses swings with it: on a LoRA fine-tune of MiniLM at batch 8
@@ -141,8 +137,7 @@ class DetectConfig:
         >>> DetectConfig().scaled_to_batch(8).div_short, DetectConfig().scaled_to_batch(64).div_short
         (32, 8)
         """
-        batch = check.step_count(_OWNER, "batch_size", batch_size, 1)
-        scale = min(float(MAX_BATCH_SCALE), max(1.0, CALIBRATED_BATCH / batch))
+        scale = small_batch_scale(_OWNER, batch_size)
         return replace(self, div_short=min(self.window, round(self.div_short * scale)))
 
     def to_dict(self) -> dict[str, Any]:
