@@ -51,6 +51,13 @@ def test_a_small_batch_widens_the_short_median_and_waits_longer_to_confirm_a_sna
     assert GuardConfig.for_run(200, batch_size=8, confirm_steps=30).confirm_steps == 30  # an override wins
 
 
+def test_a_run_of_unknown_length_keeps_the_defaults_step_counts() -> None:
+    """None (an endless stream): the defaults, sized for long runs; the batch still fits the detectors."""
+    assert GuardConfig.for_run(None) == GuardConfig()
+    small = GuardConfig.for_run(None, batch_size=8)
+    assert small == replace(GuardConfig(), confirm_steps=44, detect=DetectConfig().scaled_to_batch(8))
+
+
 def test_overrides_win_and_a_bad_length_is_named() -> None:
     config = GuardConfig.for_run(150, snapshot_every=3, raise_on_flat=True)
     assert (config.snapshot_every, config.rewarmup_steps, config.raise_on_flat) == (3, 6, True)

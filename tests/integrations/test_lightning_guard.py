@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lrpilot.detect import DetectConfig
 from lrpilot.doctor import read
 from lrpilot.guard import GuardConfig
 from lrpilot.integrations.lightning_guard import GuardCallback
@@ -49,16 +51,26 @@ class Digits(L.LightningModule):  # type: ignore[misc]
 
 
 def fit(
-    tmp_path: Path, bad: Callable[[int], bool], config: GuardConfig | None, module: Digits | None = None, **trainer: Any
+    tmp_path: Path,
+    bad: Callable[[int], bool],
+    config: GuardConfig | None,
+    module: Digits | None = None,
+    *,
+    callback: GuardCallback | None = None,
+    batch: int = 32,
+    max_steps: int = 150,
+    **trainer: Any,
 ) -> tuple[Digits, Any]:
+    """The digits MLP under Lightning for `max_steps`; a guard with `config`, or `callback` as made."""
     torch.manual_seed(0)
     x, y = digits()
-    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
-    callback = None if config is None else GuardCallback(config, audit=tmp_path / "audit.jsonl")
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0))
+    if callback is None and config is not None:
+        callback = GuardCallback(config, audit=tmp_path / "audit.jsonl")
     module = module or Digits(bad)
     runner = L.Trainer(
         **trainer,
-        max_steps=150,
+        max_steps=max_steps,
         accelerator="cpu",
         devices=1,
         logger=L.pytorch.loggers.CSVLogger(str(tmp_path)),
@@ -126,3 +138,31 @@ def test_a_gradient_spike_is_judged_as_lightning_clips_it(
     records = callback.report()["records"]
     assert [(r["action"], r["step"], r["metric"]) for r in records] == actions
     assert callback.guard.max_grad_norm == judged_clip
+
+
+def test_without_a_config_the_guard_is_fitted_to_the_run(tmp_path: Path) -> None:
+    """The run's length from Lightning, the examples a step from the loader's batch × the
+    accumulated batches (8 × 2: the short median reads 2× the losses), the chance level from
+    ``classes``."""
+    callback = GuardCallback(classes=10)
+    fit(tmp_path, lambda s: False, None, callback=callback, batch=8, max_steps=40, accumulate_grad_batches=2)
+    expected = GuardConfig.for_run(40, batch_size=16, detect=DetectConfig.for_classes(10))
+    assert callback.config == replace(expected, rewind=False)
+    assert callback.config.detect.div_short == 2 * DetectConfig().div_short
+
+
+def test_without_a_fixed_batch_the_detectors_stay_as_calibrated_unless_told(tmp_path: Path) -> None:
+    """A loader with a batch sampler has no ``batch_size``: the detectors keep their calibration
+    unless ``batch_size=`` says it."""
+    x, y = digits()
+    sampler = torch.utils.data.BatchSampler(torch.utils.data.SequentialSampler(range(len(y))), 8, drop_last=True)
+    loader = DataLoader(TensorDataset(x, y), batch_sampler=sampler)
+    for hint, short in [(None, DetectConfig().div_short), (8, 4 * DetectConfig().div_short)]:
+        callback = GuardCallback(batch_size=hint)
+        runner = L.Trainer(
+            max_steps=5, accelerator="cpu", devices=1, logger=False, callbacks=[callback], enable_progress_bar=False,
+            enable_model_summary=False, enable_checkpointing=False,
+        )  # fmt: skip
+        runner.fit(Digits(lambda s: False), loader)
+        assert callback.config is not None
+        assert callback.config.detect.div_short == short

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from lrpilot.detect import DetectConfig
 from lrpilot.doctor import examine
 from lrpilot.guard import GuardConfig
 from lrpilot.integrations.transformers_guard import GuardCallback
@@ -31,10 +34,13 @@ def train(
     *,
     bad: Callable[[int], bool],
     guard: GuardConfig | None = None,
+    fitted: bool = False,
     steps: int = 60,
     grads_x100: Callable[[int], bool] = lambda s: False,
     max_grad_norm: float = 1.0,
+    accumulation: int = 1,
 ) -> tuple[Any, GuardCallback | None]:
+    """A short GPT-2 run; a guard with `guard`, or fitted by the callback (`fitted`), or none."""
     torch.manual_seed(0)
     config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=16)
     model = transformers.GPT2LMHeadModel(config)
@@ -50,6 +56,7 @@ def train(
         disable_tqdm=True,
         seed=0,
         max_grad_norm=max_grad_norm,
+        gradient_accumulation_steps=accumulation,
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=dataset())
 
@@ -63,7 +70,8 @@ def train(
         return None
 
     model.lm_head.register_forward_hook(inject)
-    callback = GuardCallback.attach(trainer, guard, audit=tmp_path / "audit.jsonl") if guard is not None else None
+    attach = guard is not None or fitted
+    callback = GuardCallback.attach(trainer, guard, audit=tmp_path / "audit.jsonl") if attach else None
     trainer.train()
     return trainer, callback
 
@@ -133,3 +141,86 @@ def test_the_guard_judges_the_gradient_as_the_trainer_clipped_it(
     )
     assert callback is not None
     assert [(r["action"], r["step"], r["metric"]) for r in callback.report()["records"]] == actions
+
+
+def test_without_a_config_the_guard_is_fitted_to_the_trainer_run(tmp_path: Path) -> None:
+    """The run's length and the examples behind each judged loss come from the Trainer (8 a device
+    × 2 accumulated: 16, so the short median reads 16 losses); a language model has no chance level."""
+    _, callback = train(tmp_path, bad=lambda s: False, fitted=True, steps=40, accumulation=2)
+    assert callback is not None
+    assert callback.config == replace(GuardConfig.for_run(40, batch_size=16), rewind=False)
+    assert callback.config.detect.div_short == 16
+    assert callback.config.detect.chance_loss is None
+
+
+@pytest.mark.parametrize(("fitted", "actions"), [(True, [("skip", 20, "grad_norm")]), (False, [])])
+def test_the_fitted_guard_judges_a_short_run_from_its_sixth(
+    tmp_path: Path, fitted: bool, actions: list[tuple[str, int, str]]
+) -> None:
+    """A ×100 gradient (clipping off) at step 20 of 60: the fitted guard judges from its 16th loss
+    on (a sixth of the run, at least 16) and skips it; the defaults' 32-loss baseline is not ready
+    and lets it through."""
+    _, callback = train(
+        tmp_path,
+        bad=lambda s: False,
+        guard=None if fitted else GuardConfig(),
+        fitted=fitted,
+        grads_x100=lambda s: s == 20,
+        max_grad_norm=0.0,
+    )
+    assert callback is not None
+    assert [(r["action"], r["step"], r["metric"]) for r in callback.report()["records"]] == actions
+
+
+def classifier_run(tmp_path: Path, labels: int, **kwargs: Any) -> GuardCallback:
+    """Three steps of a tiny BERT classifier with `labels` outputs under a guard fitted to it."""
+    torch.manual_seed(0)
+    sizes = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
+    config = transformers.BertConfig(vocab_size=64, num_labels=labels, **sizes)
+    model = transformers.BertForSequenceClassification(config)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 64, (48, 12), generator=g)
+    targets = torch.randint(0, max(labels, 2), (48,), generator=g)
+    data = [{"input_ids": i, "labels": t if labels > 1 else t.float()} for i, t in zip(ids, targets, strict=True)]
+    args = transformers.TrainingArguments(
+        str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=16, report_to="none", use_cpu=True,
+        save_strategy="no", disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data)
+    callback = GuardCallback.attach(trainer, **kwargs)
+    trainer.train()
+    return callback
+
+
+def test_a_classifier_guard_knows_its_chance_level(tmp_path: Path) -> None:
+    """``num_labels`` gives a sequence classifier's chance level (ln 3), so a loss back at it after
+    learning is a collapse; a regression head (one label) has none; ``classes=`` overrides."""
+    fitted = classifier_run(tmp_path / "three", 3)
+    assert fitted.config == replace(
+        GuardConfig.for_run(3, batch_size=16, detect=DetectConfig.for_classes(3)), rewind=False
+    )
+    assert fitted.config.detect.chance_loss == pytest.approx(math.log(3))
+    assert classifier_run(tmp_path / "regression", 1).config.detect.chance_loss is None
+    told = classifier_run(tmp_path / "told", 3, classes=5, batch_size=64)
+    assert told.config.detect.chance_loss == pytest.approx(math.log(5))
+    assert told.config.detect.div_short == DetectConfig().div_short  # 64 examples: as calibrated
+
+
+def test_a_given_config_is_used_as_given(tmp_path: Path) -> None:
+    given = GuardConfig(snapshot_every=7)
+    _, callback = train(tmp_path, bad=lambda s: False, guard=given, steps=5)
+    assert callback is not None
+    assert callback.config == replace(given, rewind=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"config": GuardConfig(), "batch_size": 8}, "give config or batch_size/classes, not both"),
+        ({"batch_size": 0}, "batch_size must be an integer in [1, ∞], got 0"),
+        ({"classes": 1}, "classes must be an integer in [2, ∞], got 1"),
+    ],
+)
+def test_bad_hints_are_refused_when_the_callback_is_made(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"GuardCallback: {message}")):
+        GuardCallback(**kwargs)

@@ -118,7 +118,7 @@ class GuardConfig:
         check.step_count(_OWNER, "max_raises", self.max_raises, 0)
 
     @classmethod
-    def for_run(cls, total_steps: int, *, batch_size: int | None = None, **overrides: Any) -> GuardConfig:
+    def for_run(cls, total_steps: int | None, *, batch_size: int | None = None, **overrides: Any) -> GuardConfig:
         """The defaults with the knobs counted in steps fitted to a run of `total_steps`: a snapshot
         every 4 % of it and a re-warmup as long (at least 5 steps, at most the defaults' 50 and 20,
         which are sized for runs of thousands of steps), and the detectors' warm-up
@@ -127,7 +127,8 @@ class GuardConfig:
         third of the run old and re-warms over 13 % of it, and a 50- or 60-step one is judged only
         after its 32nd loss: an LR ×10 or ×100 at 40 % of it went through unseen and left it up to 21×
         its clean loss (`benchmarks/guard_faults.py --steps`; `SHORT_RUN_HISTORY` says why not
-        fewer than 16 losses). This is the configuration that benchmark measures.
+        fewer than 16 losses). This is the configuration that benchmark measures. `total_steps`
+        None: a run of unknown length (an endless stream), the defaults' step counts.
 
         With `batch_size` (examples a step), the detectors' short median spans as many examples as
         at the batch they were calibrated at (`DetectConfig.scaled_to_batch`: 4× the losses at batch
@@ -145,7 +146,10 @@ class GuardConfig:
         >>> config.detect.div_short, config.confirm_steps
         (32, 44)
         """
-        steps = check.step_count(_OWNER, "total_steps", total_steps, 1)
+        if total_steps is None:  # unknown: as a run long enough for every count to be the defaults'
+            steps = cls.snapshot_every * SHORT_RUN_SHARE
+        else:
+            steps = check.step_count(_OWNER, "total_steps", total_steps, 1)
         every = max(SHORT_RUN_MIN, steps // SHORT_RUN_SHARE)
         detect = overrides.pop("detect", None) or DetectConfig()
         if not isinstance(detect, DetectConfig):

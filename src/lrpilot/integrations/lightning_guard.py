@@ -8,9 +8,16 @@ with the last good weights. The numbers are logged (``guard/non_finite``, ``guar
 ``guard/rollbacks``, ``guard/lr_factor``), so they land in the logger's files, which
 ``lrpilot doctor`` reads. As with the Trainer callback, Lightning owns the step, the scheduler and
 the data: a rollback restores weights and optimizer state, and training goes on from the current
-step. ::
+step.
 
-    trainer = lightning.Trainer(callbacks=[GuardCallback()], ...)
+Without a ``config`` the guard is fitted to the run when training starts (`GuardConfig.for_run`):
+its length (``trainer.estimated_stepping_batches``; an endless run keeps the defaults) and the
+examples each judged loss averages over (the train loader's ``batch_size`` ×
+``accumulate_grad_batches`` × ``world_size``: the ranks' losses are averaged; ``batch_size=`` where
+the loader has no fixed one). A LightningModule does not say it is a classifier: ``classes=`` gives
+the chance level, so that a loss back at it after learning is a collapse. ::
+
+    trainer = lightning.Trainer(callbacks=[GuardCallback(classes=10)], ...)
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch
 
 from lrpilot._optional import require
 from lrpilot.guard import Action, GuardConfig
+from lrpilot.integrations._callback_config import callback_config, checked_hints
 from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
 __all__ = ["GuardCallback"]
@@ -31,12 +39,31 @@ _Callback: Any = require("lightning.pytorch", "lightning", "the Lightning guard 
 
 
 class GuardCallback(_Callback):  # type: ignore[misc]
-    """A Lightning `Callback` running `TorchGuard` on every optimizer step (see the module docstring)."""
+    """A Lightning `Callback` running `TorchGuard` on every optimizer step (see the module docstring).
+
+    Args:
+        config: the guard's policy, used as given but for ``rewind``, forced off (Lightning owns
+            the step); None: fitted to the run when training starts (see the module docstring;
+            then in `config`).
+        batch_size: without a `config`, the examples one optimizer step averages over, where the
+            train loader has no fixed ``batch_size``.
+        classes: without a `config`, the classes of a single-label classifier (its chance level).
+        audit: a path for the JSONL audit log.
+        snapshot_to: ``"cpu"``, ``"device"`` or a directory (see `TorchGuard`).
+    """
 
     def __init__(
-        self, config: GuardConfig | None = None, *, audit: str | Path | None = None, snapshot_to: str | Path = "cpu"
+        self,
+        config: GuardConfig | None = None,
+        *,
+        batch_size: int | None = None,
+        classes: int | None = None,
+        audit: str | Path | None = None,
+        snapshot_to: str | Path = "cpu",
     ) -> None:
-        self.config = replace(config or GuardConfig(), rewind=False)
+        self._batch_size, self._classes = checked_hints("GuardCallback", config, batch_size, classes)
+        self._given = config
+        self.config = None if config is None else replace(config, rewind=False)
         self.audit_path = audit
         self.snapshot_to = snapshot_to
         self.guard: TorchGuard | None = None
@@ -48,6 +75,12 @@ class GuardCallback(_Callback):  # type: ignore[misc]
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if len(trainer.optimizers) != 1:
             raise ValueError(f"GuardCallback: guards exactly one optimizer, got {len(trainer.optimizers)}")
+        self.config = callback_config(
+            self._given,
+            total_steps=trainer.estimated_stepping_batches,
+            batch_size=self._batch_size or _examples_per_step(trainer),
+            classes=self._classes,
+        )
         self.guard = TorchGuard(
             pl_module,
             trainer.optimizers[0],
@@ -120,3 +153,12 @@ def _norm_clip(trainer: Any) -> float | None:
     if not value or (algorithm is not None and algorithm != "norm"):
         return None
     return float(value)
+
+
+def _examples_per_step(trainer: Any) -> int | None:
+    """The examples behind one judged loss, where the train loader has a fixed ``batch_size``:
+    every rank's accumulated batches of one optimizer step."""
+    batch = getattr(trainer.train_dataloader, "batch_size", None)
+    if not isinstance(batch, int) or batch < 1:
+        return None
+    return batch * int(trainer.accumulate_grad_batches) * int(trainer.world_size)

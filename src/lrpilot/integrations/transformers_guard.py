@@ -16,7 +16,13 @@ The Trainer owns the step, the LR scheduler and the data, so a rollback restores
 optimizer state while the step count, the schedule and the data go on (``GuardConfig.rewind`` is
 False here). The Trainer clips the gradients (``max_grad_norm``) before this callback sees them,
 so the guard judges the clipped norm, the gradient the update applies, as `TorchGuard` does with its
-own ``max_grad_norm``. ::
+own ``max_grad_norm``.
+
+Without a ``config`` the guard is fitted to the run when training begins (`GuardConfig.for_run`):
+its length (``state.max_steps``), the examples each judged loss averages over
+(``per_device_train_batch_size`` × ``gradient_accumulation_steps`` × ``world_size``: the ranks'
+losses are averaged) and, for a sequence or token classifier, its ``num_labels``, whose chance
+level makes a loss back at it after learning a collapse. ::
 
     trainer = Trainer(model=model, args=args, train_dataset=data)
     guard = GuardCallback.attach(trainer)        # first in line, so reporters see its numbers
@@ -34,6 +40,7 @@ import torch
 
 from lrpilot._optional import require
 from lrpilot.guard import Action, GuardConfig
+from lrpilot.integrations._callback_config import callback_config, checked_hints
 from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
 __all__ = ["GuardCallback"]
@@ -45,15 +52,29 @@ class GuardCallback(_TrainerCallback):  # type: ignore[misc]
     """A `TrainerCallback` running `TorchGuard` on every optimizer step (see the module docstring).
 
     Args:
-        config: the guard's policy; ``rewind`` is forced off (the Trainer owns the step).
+        config: the guard's policy, used as given but for ``rewind``, forced off (the Trainer owns
+            the step); None: fitted to the run when training begins (see the module docstring;
+            then in `config`).
+        batch_size: without a `config`, the examples one optimizer step averages over, where the
+            Trainer's arguments do not say it (a custom sampler or collator).
+        classes: without a `config`, the classes of a classifier the model's ``num_labels`` does
+            not tell (a custom head).
         audit: a path for the JSONL audit log.
         snapshot_to: ``"cpu"``, ``"device"`` or a directory (see `TorchGuard`).
     """
 
     def __init__(
-        self, config: GuardConfig | None = None, *, audit: str | Path | None = None, snapshot_to: str | Path = "cpu"
+        self,
+        config: GuardConfig | None = None,
+        *,
+        batch_size: int | None = None,
+        classes: int | None = None,
+        audit: str | Path | None = None,
+        snapshot_to: str | Path = "cpu",
     ) -> None:
-        self.config = replace(config or GuardConfig(), rewind=False)
+        self._batch_size, self._classes = checked_hints("GuardCallback", config, batch_size, classes)
+        self._given = config
+        self.config = None if config is None else replace(config, rewind=False)
         self.audit_path = audit
         self.snapshot_to = snapshot_to
         self.guard: TorchGuard | None = None
@@ -74,6 +95,12 @@ class GuardCallback(_TrainerCallback):  # type: ignore[misc]
     # -------------------------------------------------------------- hooks
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         model, optimizer = kwargs["model"], kwargs["optimizer"]
+        self.config = callback_config(
+            self._given,
+            total_steps=state.max_steps,
+            batch_size=self._batch_size or _examples_per_step(args),
+            classes=self._classes or _num_labels(model),
+        )
         self.guard = TorchGuard(
             model,
             getattr(optimizer, "optimizer", optimizer),
@@ -148,3 +175,22 @@ class GuardCallback(_TrainerCallback):  # type: ignore[misc]
         if self.guard is None:
             return {"non_finite": 0, "records": []}
         return {**self.guard.report(), "non_finite": self.non_finite}
+
+
+def _examples_per_step(args: Any) -> int:
+    """The examples behind one judged loss: every rank's micro-batches of one optimizer step."""
+    return int(args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size)
+
+
+_CLASSIFIERS = ("ForSequenceClassification", "ForTokenClassification")
+
+
+def _num_labels(model: torch.nn.Module) -> int | None:
+    """A single-label classifier's number of classes (a PEFT wrapper's too), else None: a
+    regression or multi-label head has no chance level of ln(classes), nor has a language model."""
+    config = getattr(model, "config", None)
+    if not type(model).__name__.endswith(_CLASSIFIERS) or config is None:
+        return None
+    labels = getattr(config, "num_labels", None)
+    single = getattr(config, "problem_type", None) in (None, "single_label_classification")
+    return labels if single and isinstance(labels, int) and labels >= 2 else None

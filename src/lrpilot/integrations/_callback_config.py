@@ -1,0 +1,58 @@
+"""The configuration a trainer's guard callback runs with: the user's, or one fitted to the run.
+
+A callback sits inside a trainer that already knows what `GuardConfig.for_run` needs — how many
+optimizer steps the run has and how many examples each one averages over — so it does not make the
+user say it again. Without a configuration it asks the trainer at the start of training; with one,
+it takes it as given.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from lrpilot import _validate as check
+from lrpilot.detect import DetectConfig
+from lrpilot.guard import GuardConfig
+
+__all__ = ["callback_config", "checked_hints"]
+
+
+def checked_hints(
+    owner: str, config: GuardConfig | None, batch_size: int | None, classes: int | None
+) -> tuple[int | None, int | None]:
+    """`batch_size` and `classes` checked at construction (a bad value named now, not when training
+    starts); refused beside a `config`, which already says what they would change."""
+    if config is not None and (batch_size is not None or classes is not None):
+        raise ValueError(
+            f"{owner}: give config or batch_size/classes, not both "
+            "(the config is used as given: GuardConfig.for_run(total_steps, batch_size=B, "
+            "detect=DetectConfig.for_classes(C)) fits one yourself)"
+        )
+    if batch_size is not None:
+        batch_size = check.step_count(owner, "batch_size", batch_size, 1)
+    if classes is not None:
+        classes = check.step_count(owner, "classes", classes, 2)
+    return batch_size, classes
+
+
+def callback_config(
+    config: GuardConfig | None, *, total_steps: float | None, batch_size: int | None, classes: int | None
+) -> GuardConfig:
+    """`config` as given, or `GuardConfig.for_run` fitted to what the trainer knows: the run's length
+    in optimizer steps (None or not a positive finite count: unknown, the defaults' step counts,
+    sized for long runs), the examples one judged loss averages over, all ranks and accumulated
+    micro-batches included (None: unknown, the detectors as calibrated at 32 and more), and a
+    classifier's number of classes (its chance level, so that a loss back at it after the model had
+    learned is a collapse to roll back). ``rewind`` is off either way: the trainer owns the step."""
+    if config is None:
+        detect = DetectConfig.for_classes(classes)
+        config = GuardConfig.for_run(_known_length(total_steps), batch_size=batch_size, detect=detect)
+    return replace(config, rewind=False)
+
+
+def _known_length(total_steps: float | None) -> int | None:
+    """A trainer's step count when it is one (Lightning reports an endless run as inf or -1)."""
+    if total_steps is None or not math.isfinite(total_steps) or total_steps < 1:
+        return None
+    return int(total_steps)

@@ -1,0 +1,33 @@
+"""`callback_config`: what a trainer's guard callback runs with (the callbacks' own tests train)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+
+from lrpilot.detect import DetectConfig
+from lrpilot.guard import GuardConfig
+from lrpilot.integrations._callback_config import callback_config, checked_hints
+
+
+@pytest.mark.parametrize("length", [None, math.inf, -1, 0])
+def test_a_length_the_trainer_does_not_know_keeps_the_defaults(length: float | None) -> None:
+    """Lightning reports an endless run as inf (or its max_steps, -1, for an endless iterable)."""
+    config = callback_config(None, total_steps=length, batch_size=None, classes=None)
+    assert config == replace(GuardConfig(), rewind=False)
+
+
+def test_what_the_trainer_knows_fits_the_guard() -> None:
+    config = callback_config(None, total_steps=300.0, batch_size=8, classes=2)
+    expected = GuardConfig.for_run(300, batch_size=8, detect=DetectConfig.for_classes(2))
+    assert config == replace(expected, rewind=False)
+
+
+def test_a_given_config_wins_but_never_rewinds() -> None:
+    given = GuardConfig(snapshot_every=7)
+    assert callback_config(given, total_steps=100, batch_size=8, classes=3) == replace(given, rewind=False)
+    with pytest.raises(ValueError, match="give config or batch_size/classes, not both"):
+        checked_hints("GuardCallback", given, None, 3)
+    assert checked_hints("GuardCallback", None, 16.0, None) == (16, None)  # type: ignore[arg-type]
