@@ -27,7 +27,11 @@ def run_arrays(n: int = 400, *, seed: int = 0, nan_from: int | None = None, ever
     return {"step": steps, "loss": loss, "lr": lr, "grad_norm": curves.clean_grads(n=n, seed=seed + 1)}
 
 
-def write_trainer_state(path: Path, run: dict[str, np.ndarray], eval_every: int = 0) -> Path:
+def write_trainer_state(
+    path: Path, run: dict[str, np.ndarray], eval_every: int = 0, extra: dict[str, object] | None = None
+) -> Path:
+    """A trainer_state.json as transformers writes it (`extra`: more top-level fields, such as
+    ``train_batch_size`` and ``logging_steps``)."""
     history: list[dict[str, float | int]] = []
     for i, step in enumerate(run["step"]):
         history.append(
@@ -44,7 +48,8 @@ def write_trainer_state(path: Path, run: dict[str, np.ndarray], eval_every: int 
     history.append({"epoch": 4.0, "step": int(run["step"][-1]), "train_loss": 1.23, "train_runtime": 10.0})
     path.parent.mkdir(parents=True, exist_ok=True)
     # json.dumps writes NaN as NaN, as transformers does for a NaN loss
-    path.write_text(json.dumps({"global_step": int(run["step"][-1]), "log_history": history}, indent=2))
+    state = {"global_step": int(run["step"][-1]), **(extra or {}), "log_history": history}
+    path.write_text(json.dumps(state, indent=2))
     return path
 
 

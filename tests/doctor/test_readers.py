@@ -43,6 +43,70 @@ def test_an_hf_output_dir_is_read_from_its_latest_checkpoint(tmp_path: Path) -> 
     assert_same(read(tmp_path / "out"), run)
 
 
+@pytest.mark.parametrize(
+    ("fields", "batch", "noted"),
+    [
+        ({"train_batch_size": 8, "logging_steps": 1}, 8, True),
+        ({"train_batch_size": 8, "logging_steps": 2}, 16, True),
+        ({"train_batch_size": 16, "logging_steps": 5}, 80, False),  # as calibrated: nothing changes, no note
+        ({"train_batch_size": 8}, None, False),
+        ({"train_batch_size": True, "logging_steps": 1}, None, False),
+        ({"train_batch_size": 0, "logging_steps": 1}, None, False),
+        ({"train_batch_size": "8", "logging_steps": 1}, None, False),
+    ],
+)
+def test_trainer_state_gives_the_examples_behind_each_logged_loss(
+    tmp_path: Path, fields: dict[str, object], batch: int | None, noted: bool
+) -> None:
+    """train_batch_size × logging_steps: a lower bound (accumulation and ranks are not recorded)."""
+    series = read(logs.write_trainer_state(tmp_path / "trainer_state.json", logs.run_arrays(n=40), extra=fields))
+    assert series.batch_size == batch
+    assert any("logged loss averages at least" in n for n in series.notes) == noted
+
+
+def write_config(folder: Path, **fields: object) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(fields))
+
+
+THREE = {"0": "a", "1": "b", "2": "c"}
+BERT = ["BertForSequenceClassification"]
+
+
+@pytest.mark.parametrize(
+    ("config", "classes"),
+    [
+        ({"architectures": BERT, "id2label": THREE}, 3),
+        ({"architectures": ["BertForTokenClassification"], "num_labels": 5}, 5),
+        ({"architectures": BERT, "id2label": THREE, "problem_type": "regression"}, None),
+        ({"architectures": BERT, "id2label": THREE, "problem_type": "multi_label_classification"}, None),
+        ({"architectures": BERT, "id2label": {"0": "score"}}, None),
+        ({"architectures": ["GPT2LMHeadModel"], "vocab_size": 50257}, None),
+        ({"id2label": THREE}, None),
+    ],
+)
+def test_a_trainer_checkpoint_config_gives_a_classifier_chance_level(
+    tmp_path: Path, config: dict[str, object], classes: int | None
+) -> None:
+    """The config.json a Trainer saves beside its trainer_state.json: a single-label classifier's
+    labels are its chance level; a regression, multi-label or language-model head has none."""
+    folder = tmp_path / "out" / "checkpoint-40"
+    logs.write_trainer_state(folder / "trainer_state.json", logs.run_arrays(n=40))
+    write_config(folder, **config)
+    for path in (folder / "trainer_state.json", folder, tmp_path / "out"):
+        series = read(path)
+        assert series.classes == classes
+        assert any(n.startswith("chance level ln") for n in series.notes) == (classes is not None)
+
+
+def test_an_unreadable_checkpoint_config_is_a_note_not_an_error(tmp_path: Path) -> None:
+    path = logs.write_trainer_state(tmp_path / "trainer_state.json", logs.run_arrays(n=40))
+    (tmp_path / "config.json").write_text('{"architectures": ["BertFor')
+    series = read(path)
+    assert series.classes is None
+    assert any("config.json could not be read" in n for n in series.notes)
+
+
 def test_csv_and_jsonl_give_the_same_series(tmp_path: Path) -> None:
     run = logs.run_arrays(n=150)
     a = read(logs.write_csv(tmp_path / "log.csv", run))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lrpilot.detect import DetectConfig
-from lrpilot.doctor import examine
+from lrpilot.doctor import examine, fitted_config, read
 from lrpilot.guard import GuardConfig
 from lrpilot.integrations.transformers_guard import GuardCallback
 from tests.guard.tiny import gradient_times
@@ -173,7 +173,8 @@ def test_the_fitted_guard_judges_a_short_run_from_its_sixth(
 
 
 def classifier_run(tmp_path: Path, labels: int, **kwargs: Any) -> GuardCallback:
-    """Three steps of a tiny BERT classifier with `labels` outputs under a guard fitted to it."""
+    """Three steps of a tiny BERT classifier with `labels` outputs under a guard fitted to it, a
+    checkpoint saved at the end (``out/checkpoint-3``)."""
     torch.manual_seed(0)
     sizes = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
     config = transformers.BertConfig(vocab_size=64, num_labels=labels, **sizes)
@@ -184,7 +185,7 @@ def classifier_run(tmp_path: Path, labels: int, **kwargs: Any) -> GuardCallback:
     data = [{"input_ids": i, "labels": t if labels > 1 else t.float()} for i, t in zip(ids, targets, strict=True)]
     args = transformers.TrainingArguments(
         str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=16, report_to="none", use_cpu=True,
-        save_strategy="no", disable_tqdm=True, seed=0,
+        save_strategy="steps", save_steps=3, logging_steps=1, disable_tqdm=True, seed=0,
     )  # fmt: skip
     trainer = transformers.Trainer(model=model, args=args, train_dataset=data)
     callback = GuardCallback.attach(trainer, **kwargs)
@@ -204,6 +205,17 @@ def test_a_classifier_guard_knows_its_chance_level(tmp_path: Path) -> None:
     told = classifier_run(tmp_path / "told", 3, classes=5, batch_size=64)
     assert told.config.detect.chance_loss == pytest.approx(math.log(5))
     assert told.config.detect.div_short == DetectConfig().div_short  # 64 examples: as calibrated
+
+
+def test_the_doctor_reads_a_classifier_checkpoint_as_its_guard_judged_it(tmp_path: Path) -> None:
+    """The checkpoint's config.json gives the doctor the chance level the guard had, its
+    trainer_state.json the examples behind each logged loss (16 a step, logged every step)."""
+    callback = classifier_run(tmp_path, 3)
+    series = read(tmp_path / "out")
+    assert (series.classes, series.batch_size) == (3, 16)
+    assert callback.config is not None
+    doctor, guard = fitted_config(series), callback.config.detect
+    assert (doctor.chance_loss, doctor.div_short) == (guard.chance_loss, guard.div_short)
 
 
 def test_a_given_config_is_used_as_given(tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
         typer.Option(
             "--num-classes",
             help="Classes (or vocabulary): the chance level, which tells a collapse to chance from a flat start "
-            "and finds a loss that drifted back to it after learning (default: what an lrpilot run.json records).",
+            "and finds a loss that drifted back to it after learning (default: what an lrpilot run.json records, or "
+            "the classifier's config.json a Trainer saved beside its trainer_state.json).",
         ),
     ] = None,
     spike_z: Annotated[float | None, typer.Option("--spike-z", help="Spike threshold in robust sigmas.")] = None,
@@ -50,7 +51,7 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
             help="Examples behind each logged loss (the batch, times the steps a logged loss averages: Hugging "
             "Face's logging_steps): below 32 the divergence and collapse tests read a median of more losses, as the "
             "guard's do at that batch, so a small batch's noise is not read as a relapse to chance (default: what an "
-            "lrpilot run.json records).",
+            "lrpilot run.json records; train_batch_size × logging_steps from a trainer_state.json).",
         ),
     ] = None,
 ) -> None:

@@ -21,6 +21,8 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from lrpilot._batch import CALIBRATED_BATCH
+from lrpilot._hf_labels import single_label_classes
 from lrpilot._optional import require
 from lrpilot.doctor._series import DoctorInputError, Series, SeriesBuilder
 
@@ -108,6 +110,7 @@ def read_trainer_state(stream: TextIO, source: str = "trainer_state.json") -> Se
 
 
 def _trainer_state(data: Any, source: str) -> Series:
+    """The log history, and the examples behind each logged loss (`_examples_per_log`)."""
     if not isinstance(data, Mapping) or not isinstance(data.get("log_history"), list):
         raise DoctorInputError(f"{source}: expected a Hugging Face trainer_state.json with a 'log_history' list")
     builder = SeriesBuilder(source, "trainer_state")
@@ -124,7 +127,52 @@ def _trainer_state(data: Any, source: str) -> Series:
             grad_norm=entry.get("grad_norm"),
             eval_loss=entry.get("eval_loss"),
         )
-    return builder.build()
+    series = builder.build()
+    batch = _examples_per_log(data)
+    if batch is None or batch >= CALIBRATED_BATCH:
+        return dataclasses.replace(series, batch_size=batch)
+    note = (
+        f"each logged loss averages at least {batch} examples (train_batch_size {data['train_batch_size']} × "
+        f"logging_steps {data['logging_steps']}; accumulated micro-batches and other ranks are not recorded), "
+        "so the divergence and collapse tests read a median of more losses, as the guard's do at that batch "
+        "(--batch-size sets it)"
+    )
+    return dataclasses.replace(series, batch_size=batch, notes=(*series.notes, note))
+
+
+def _examples_per_log(data: Mapping[str, Any]) -> int | None:
+    """``train_batch_size`` × ``logging_steps`` (a logged loss averages the steps since the last
+    one): a lower bound, as gradient accumulation and the other ranks multiply it unrecorded;
+    None when either is missing or not a positive count."""
+    batch, every = data.get("train_batch_size"), data.get("logging_steps")
+    counts = [v for v in (batch, every) if isinstance(v, int) and not isinstance(v, bool) and v >= 1]
+    return counts[0] * counts[1] if len(counts) == 2 else None
+
+
+def _with_model_config(series: Series, folder: Path) -> Series:
+    """The chance level of the classifier a Trainer saved beside its trainer_state.json (its
+    ``config.json``: a sequence or token classifier's labels, `single_label_classes`)."""
+    path = folder / "config.json"
+    if series.classes is not None or not path.is_file():
+        return series
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        note = f"{path} could not be read ({exc}), so the chance level is unknown (--num-classes sets it)"
+        return dataclasses.replace(series, notes=(*series.notes, note))
+    if not isinstance(config, Mapping):
+        return series
+    architectures = config.get("architectures") or []
+    labels = config.get("num_labels", len(config.get("id2label") or {}))
+    names = architectures if isinstance(architectures, list) else []
+    classes = single_label_classes(names, labels, config.get("problem_type"))
+    if classes is None:
+        return series
+    note = (
+        f"chance level ln {classes} = {math.log(classes):.3g}: {path.name} beside the log is a {classes}-class "
+        f"{architectures[0]} (--num-classes sets it)"
+    )
+    return dataclasses.replace(series, classes=classes, notes=(*series.notes, note))
 
 
 def _row_keys(keys: Iterable[str]) -> dict[str, str | None]:
@@ -300,7 +348,8 @@ def _read(p: Path) -> Series:
             raise DoctorInputError(f"{p}: the file is empty")
         with p.open("r", encoding="utf-8", errors="strict", newline="") as fh:
             if name.endswith(".json"):
-                return _read_json(fh, str(p))
+                series = _read_json(fh, str(p))
+                return _with_model_config(series, p.parent) if series.format == "trainer_state" else series
             if name.endswith((".jsonl", ".ndjson")):
                 return read_jsonl(fh, str(p))
             if name.endswith((".csv", ".tsv")):

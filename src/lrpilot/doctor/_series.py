@@ -40,10 +40,12 @@ class Series:
         resumes: steps at which the log starts again from an earlier step (a resumed run).
         source, format: where it came from and which reader read it.
         notes: what the reader had to fix or skip, for the person reading the diagnosis.
-        classes: the task's classes or vocabulary where the log records them (lrpilot's run.json):
-            the chance level ln(classes) the detectors then judge a collapse against; None if not.
-        batch_size: the examples behind each loss where the log records them (lrpilot's run.json):
-            the detectors' short median is then fitted to it, as the guard's was; None if not.
+        classes: the task's classes or vocabulary where the log records them (lrpilot's run.json,
+            or the classifier's config.json a Trainer saved beside its trainer_state.json): the
+            chance level ln(classes) the detectors then judge a collapse against; None if not.
+        batch_size: the examples behind each loss where the log records them (lrpilot's run.json;
+            at least train_batch_size × logging_steps for a trainer_state.json): the detectors'
+            short median is then fitted to it, as the guard's was; None if not.
     """
 
     steps: npt.NDArray[np.int64]

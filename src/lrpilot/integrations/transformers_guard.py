@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from lrpilot._hf_labels import single_label_classes
 from lrpilot._optional import require
 from lrpilot.guard import Action, GuardConfig
 from lrpilot.integrations._callback_config import callback_config, checked_hints
@@ -182,15 +183,8 @@ def _examples_per_step(args: Any) -> int:
     return int(args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size)
 
 
-_CLASSIFIERS = ("ForSequenceClassification", "ForTokenClassification")
-
-
 def _num_labels(model: torch.nn.Module) -> int | None:
-    """A single-label classifier's number of classes (a PEFT wrapper's too), else None: a
-    regression or multi-label head has no chance level of ln(classes), nor has a language model."""
+    """A single-label classifier's number of classes (a PEFT wrapper's too), else None."""
     config = getattr(model, "config", None)
-    if not type(model).__name__.endswith(_CLASSIFIERS) or config is None:
-        return None
-    labels = getattr(config, "num_labels", None)
-    single = getattr(config, "problem_type", None) in (None, "single_label_classification")
-    return labels if single and isinstance(labels, int) and labels >= 2 else None
+    labels, problem = getattr(config, "num_labels", None), getattr(config, "problem_type", None)
+    return single_label_classes([type(model).__name__], labels, problem)
