@@ -230,3 +230,35 @@ def test_forgetting_weight_trades_loss_against_drift(tmp_path: Path) -> None:
     assert len(result.record.tradeoff["points"]) == 4
     assert "drift" in result.metrics
     assert result.record.history.eval_metrics["drift"][-1] == result.metrics["drift"]
+
+
+def _varied_rows(n: int) -> list[dict[str, object]]:
+    """Texts of different lengths, so the whole set's length-sorted batches differ from the subset's."""
+    return [{"text": " ".join(["word"] * (1 + i % 9)) + f" number {i}", "label": i % 2} for i in range(n)]
+
+
+def test_the_last_evaluation_reads_the_quick_subset_off_its_pass_over_the_whole_set(tmp_path: Path) -> None:
+    """A classifier: the whole set's figures exactly as `metrics` gives them, the subset's as a
+    pass over the subset alone gives them (up to padding: other batches, other shapes)."""
+    data = write_rows(tmp_path / "train.csv", _varied_rows(20))
+    evaluation = write_rows(tmp_path / "eval.csv", _varied_rows(70))
+    task = load_hf_task(minilm_dir(), data, evaluation)
+    model = task.build_model(0)
+    whole, part = task.metrics_and_subset(model, 16)
+    assert whole == task.metrics(model)
+    assert (whole.examples, part.examples) == (70, 16)
+    alone = task.metrics(model, 16)
+    assert part.loss == pytest.approx(alone.loss, rel=1e-5)
+    assert part.accuracy == alone.accuracy
+
+
+def test_a_causal_lm_subset_is_scored_per_predicted_token(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    lines = [json.dumps({"text": " ".join(["token"] * (2 + i % 7)) + f" line {i}"}) for i in range(40)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    task = load_hf_task(tiny_causal_lm, data, kind="causal-lm")
+    model = task.build_model(0)
+    whole, part = task.metrics_and_subset(model, 2)
+    assert whole == task.metrics(model)
+    alone = task.metrics(model, 2)
+    assert (part.loss, part.accuracy, part.examples) == (pytest.approx(alone.loss, rel=1e-5), None, 2)

@@ -14,6 +14,7 @@ import torch
 
 import lrpilot
 from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE, fit
+from lrpilot.autopilot._training import QUICK_EVAL
 from lrpilot.rules import horizon_factor
 from lrpilot.tasks import get_task
 
@@ -50,6 +51,12 @@ def test_a_step_budget_fits_the_recipe_and_the_outputs_are_complete(tmp_path: Pa
     assert result.schedule.to_dict()["warmup_steps"] == 10  # the recipe's 10 %, compressed
     assert result.record.history.eval_steps == [25, 50, 75, 100]
     assert result.report_path is None
+    history = result.record.history  # the curve: the same 128 of the 359 digits each time ...
+    assert history.eval_examples == QUICK_EVAL
+    model = get_task("digits").build_model(0)
+    model.load_state_dict(torch.load(result.model_path, weights_only=True))
+    assert history.eval_loss[-1] == get_task("digits").metrics(model, QUICK_EVAL).loss
+    assert history.final_eval == {**result.metrics, "examples": 359}  # ... and the whole set's figures beside it
     assert sorted(p.name for p in result.run_dir.iterdir()) == sorted([AUDIT_FILE, MODEL_FILE, "run.json"])
     stats = result.record.layer_stats
     assert stats is not None

@@ -95,6 +95,23 @@ def test_batches_and_model(name: str) -> None:
     assert model.training  # evaluation restores the mode
 
 
+@pytest.mark.parametrize("name", FAST + SLOW)
+def test_the_whole_set_and_a_subset_in_one_evaluation(name: str) -> None:
+    """What fit's last evaluation scores: the whole set exactly as `metrics` does, and the subset
+    its quick evaluations scored as a pass over that subset alone does (the SST-2 tasks read it off
+    the same pass: other batches, so equal up to padding)."""
+    task = task_for(name)
+    model = task.build_model(0)
+    whole, part = task.metrics_and_subset(model, 64)
+    alone = task.metrics(model, 64)
+    assert whole == task.metrics(model)
+    assert (part.examples, alone.examples) == (64, 64)
+    assert whole.examples == {"digits": 359, "shakespeare": 512, "sst2-full": 872, "sst2-lora": 872}[name]
+    assert part.loss == pytest.approx(alone.loss, rel=1e-5)
+    assert part.accuracy == alone.accuracy
+    assert model.training
+
+
 def test_initial_loss_is_chance_level() -> None:
     assert initial_loss("digits", 0) == pytest.approx(math.log(10), abs=0.1)
     assert initial_loss("shakespeare", 0) == pytest.approx(math.log(65), abs=0.3)

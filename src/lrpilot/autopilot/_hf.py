@@ -13,7 +13,7 @@ import csv
 import json
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +28,7 @@ from lrpilot._optional import require
 from lrpilot.autopilot._pooled import PooledClassifier, checkpoint_pooling
 from lrpilot.rules import Recommendation
 from lrpilot.tasks import Metrics, Recipe, Task
-from lrpilot.tasks._base import epoch_order, evaluating, seeded, spread
+from lrpilot.tasks._base import SubsetTally, epoch_order, evaluating, seeded, spread
 
 __all__ = ["METHODS", "TASK_TYPES", "HfTask", "attention_projections", "load_hf_task", "read_rows"]
 
@@ -328,9 +328,19 @@ class HfTask(Task):
 
     def metrics(self, model: nn.Module, limit: int | None = None) -> Metrics:
         """Mean loss per text (classification, with accuracy) or per predicted token (causal LM)."""
+        return self._evaluate(model, spread(len(self.val_data.ids), limit), ())[0]
+
+    def metrics_and_subset(self, model: nn.Module, limit: int) -> tuple[Metrics, Metrics]:
+        """One pass over the whole set: a user's evaluation set may cost a good share of a run."""
+        n = len(self.val_data.ids)
+        return self._evaluate(model, list(range(n)), spread(n, limit))
+
+    def _evaluate(self, model: nn.Module, indices: list[int], subset: Sequence[int]) -> tuple[Metrics, Metrics]:
+        """The metrics of `indices` (length-sorted batches: little padding), and of the `subset` of them."""
         data = self.val_data
-        order = sorted(spread(len(data.ids), limit), key=lambda i: len(data.ids[i]))  # little padding
+        order = sorted(indices, key=lambda i: len(data.ids[i]))
         total, count, correct = 0.0, 0, 0
+        part = SubsetTally(subset)
         with evaluating(model):
             for start in range(0, len(order), _EVAL_BATCH):
                 index = order[start : start + _EVAL_BATCH]
@@ -340,12 +350,16 @@ class HfTask(Task):
                 if labels is None:
                     tokens = int((batch["labels"][:, 1:] != -100).sum())
                     total, count = total + out.loss.item() * tokens, count + tokens
+                    part.add_tokens(index, out.logits, batch["labels"])
                 else:
                     total += torch.nn.functional.cross_entropy(out.logits, labels, reduction="sum").item()
-                    correct += int((out.logits.argmax(dim=-1) == labels).sum())
+                    hits = out.logits.argmax(dim=-1) == labels
+                    correct += int(hits.sum())
                     count += len(index)
+                    part.add_classified(index, out.logits, labels, hits)
         loss = total / max(count, 1)
-        return Metrics(loss, None if data.labels is None else correct / max(count, 1))
+        whole = Metrics(loss, None if data.labels is None else correct / max(count, 1), len(order))
+        return whole, part.metrics()
 
     def save(self, model: nn.Module, out_dir: Path) -> Path:
         """``save_pretrained`` into ``out_dir/adapter`` (LoRA: the adapter and the trained head) or

@@ -26,9 +26,10 @@ MIN_DROP = 0.1
 def accuracy_drop(steps: Sequence[int], accuracies: Sequence[float], examples: int) -> str | None:
     """A note when the last evaluation's accuracy is clearly below the best earlier one, else None.
 
-    `examples` is the size of the smaller evaluations (fit's quick ones): the standard error of the
-    difference is taken at that size for both, which overstates the final one's (it scores the
-    whole set) and so errs towards silence.
+    `examples` is how many examples each evaluation scored (fit's evaluations all score the same
+    `QUICK_EVAL` ones, the last one read off its pass over the whole set): the standard error of
+    the difference is taken as for two independent samples of that size, which overstates that of
+    a difference on the same examples and so errs towards silence.
 
     >>> accuracy_drop([13, 26, 39, 50], [0.55, 0.71, 0.49, 0.50], examples=128)[:59]
     'the model got worse after step 26: validation accuracy 0.71'

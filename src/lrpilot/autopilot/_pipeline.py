@@ -150,7 +150,8 @@ def fit(
     and 1.1 % ± 0.5 % (sst2-full, 26) higher than the full warmup, for ~0.09 of a 150-step run; on
     digits it ends 0.6 % lower (``benchmarks/fit_vs_defaults.py``, fit vs train@fit). It evaluates
     every quarter of the run
-    (on `QUICK_EVAL` validation examples, the last on all) and measuring per-layer update ratios;
+    (the same `QUICK_EVAL` validation examples each time, for the curve; the last on all of them
+    too, for the figures it reports) and measuring per-layer update ratios;
     (6) saving the model and writing the report into `out` (default: a new
     ``runs/fit-<task>-<timestamp>``).
 

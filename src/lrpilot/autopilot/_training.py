@@ -23,7 +23,7 @@ from lrpilot.autopilot._resume import Resumed
 from lrpilot.detect import DetectConfig
 from lrpilot.guard import GuardConfig
 from lrpilot.schedules import Schedule
-from lrpilot.tasks import Recipe, Task, make_optimizer
+from lrpilot.tasks import Metrics, Recipe, Task, make_optimizer
 from lrpilot.tasks._base import seeded
 
 __all__ = [
@@ -68,26 +68,37 @@ class Trained:
     notes: list[str] = field(default_factory=list)
 
 
-def run_metrics(task: Task, model: nn.Module, drift: Drift | None, limit: int | None = None) -> dict[str, float]:
-    """``val_loss``, ``val_accuracy`` where the task has it (on `limit` examples, None: all), and
-    ``drift`` with a retention set."""
-    metrics = task.metrics(model, limit)
-    out = {"val_loss": metrics.loss}
-    if metrics.accuracy is not None:
-        out["val_accuracy"] = metrics.accuracy
+def run_metrics(
+    task: Task, model: nn.Module, drift: Drift | None, *, last: bool
+) -> tuple[dict[str, float], Metrics, Metrics | None]:
+    """An evaluation: the figures the run reports (``val_loss``, ``val_accuracy`` where the task
+    has it, ``drift`` with a retention set; the `last` one's on the whole validation set) and the
+    metrics of the `QUICK_EVAL` examples every evaluation of the run scores, so that its curve
+    compares like with like. The last one reads them off its pass over the whole set
+    (`Task.metrics_and_subset`); the ones before score only them."""
+    whole, quick = task.metrics_and_subset(model, QUICK_EVAL) if last else (None, task.metrics(model, QUICK_EVAL))
+    reported = whole or quick
+    out = {"val_loss": reported.loss}
+    if reported.accuracy is not None:
+        out["val_accuracy"] = reported.accuracy
     if drift is not None:
         out["drift"] = drift(model)
-    return out
+    return out, quick, whole
 
 
-def _eval_into(metrics: dict[str, float], step: int, evals: dict[str, Any]) -> dict[str, float]:
-    """Append an evaluation to the history: the loss, and the other metrics by name (``accuracy``, ``drift``)."""
+def _eval_into(
+    reported: dict[str, float], quick: Metrics, whole: Metrics | None, step: int, evals: dict[str, Any]
+) -> None:
+    """Append an evaluation to the history: the quick examples' loss and accuracy, the drift, and
+    the whole set's figures where it is larger than the quick examples (`final_eval`)."""
     evals["eval_steps"].append(step)
-    evals["eval_loss"].append(metrics["val_loss"])
-    for name, value in metrics.items():
-        if name != "val_loss":
-            evals["metrics"].setdefault(name.removeprefix("val_"), []).append(value)
-    return metrics
+    evals["eval_loss"].append(quick.loss)
+    for name, value in {"accuracy": quick.accuracy, "drift": reported.get("drift")}.items():
+        if value is not None:
+            evals["metrics"].setdefault(name, []).append(value)
+    evals["examples"] = quick.examples
+    larger = whole is not None and (whole.examples or 0) > (quick.examples or 0)
+    evals["final"] = {**reported, "examples": whole.examples} if larger and whole is not None else {}
 
 
 def train_guarded(
@@ -155,8 +166,8 @@ def train_guarded(
                 if done > t and (done in checkpoints or done == total):
                     with clock.phase("evaluate"):
                         progress("evaluate", done, total, math.nan, math.nan)
-                        limit = None if done == total else QUICK_EVAL
-                        final = _eval_into(run_metrics(task, model, drift, limit), done, evals)
+                        final, quick, whole = run_metrics(task, model, drift, last=done == total)
+                        _eval_into(final, quick, whole, done, evals)
     except KeyboardInterrupt:
         status = "interrupted"
         notes.append(f"interrupted by the user at step {guard.step_count} of {total}; the weights so far were saved")
@@ -177,6 +188,8 @@ def train_guarded(
         eval_steps=evals["eval_steps"],
         eval_loss=evals["eval_loss"],
         eval_metrics=evals["metrics"],
+        eval_examples=evals.get("examples"),
+        final_eval=evals.get("final", {}),
     )
     return Trained(status, total, history, report, tracker, final, notes)
 
@@ -195,7 +208,7 @@ def after_run(trained: Trained) -> list[str]:
     accuracy = trained.history.eval_metrics.get("accuracy")
     if trained.status != "finished" or not accuracy:
         return []
-    drop = accuracy_drop(trained.history.eval_steps, accuracy, QUICK_EVAL)
+    drop = accuracy_drop(trained.history.eval_steps, accuracy, trained.history.eval_examples or QUICK_EVAL)
     return [] if drop is None else [drop]
 
 

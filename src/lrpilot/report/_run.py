@@ -76,6 +76,11 @@ class TrainingHistory:
         eval_loss: the evaluation loss at each of `eval_steps`.
         eval_metrics: other evaluation metrics by name (e.g. ``{"accuracy": [...]}``), each aligned
             with `eval_steps`.
+        eval_examples: the validation examples each evaluation of the curve scored, the same ones
+            every time (None: not said).
+        final_eval: where the run's last evaluation also scored a larger set (the whole validation
+            set, whose figures the run reports): those figures (``val_loss``, ``val_accuracy``, ...)
+            and its ``examples``; empty otherwise.
     """
 
     steps: list[int]
@@ -84,6 +89,8 @@ class TrainingHistory:
     eval_steps: list[int] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
     eval_metrics: dict[str, list[float]] = field(default_factory=dict)
+    eval_examples: int | None = None
+    final_eval: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.check()
@@ -111,6 +118,8 @@ class TrainingHistory:
             eval_steps=list(data.get("eval_steps", [])),
             eval_loss=_floats(data.get("eval_loss", [])),
             eval_metrics={k: _floats(v) for k, v in data.get("eval_metrics", {}).items()},
+            eval_examples=data.get("eval_examples"),
+            final_eval={k: float("nan") if v is None else float(v) for k, v in data.get("final_eval", {}).items()},
         )
 
 

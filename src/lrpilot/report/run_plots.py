@@ -111,7 +111,14 @@ def _eval_points(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, 
     else:
         where = positions(history.steps, history.eval_steps)
         ex = np.where(where >= 0, x[np.maximum(where, 0)], np.nan)
-    ax.plot(ex, history.eval_loss, color="#28a745", marker="o", markersize=4, linewidth=1.2, label="eval loss")
+    n = history.eval_examples
+    label = "eval loss" if n is None else f"eval loss ({n} examples, the same each time)"
+    ax.plot(ex, history.eval_loss, color="#28a745", marker="o", markersize=4, linewidth=1.2, label=label)
+    final = history.final_eval
+    if final and "val_loss" in final:  # the whole set's figure: another sample, off the curve
+        whole = f"all {int(final['examples'])}" if "examples" in final else "the whole set"
+        label = f"final eval ({whole})"
+        ax.scatter(ex[-1:], [final["val_loss"]], marker="D", s=28, color="#1b5e20", zorder=4, label=label)
 
 
 def _lr_axis(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, xlabel: str) -> None:

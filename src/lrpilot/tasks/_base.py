@@ -3,8 +3,9 @@ validation set, all determined by a seed, plus the fixed `Recipe` to train them 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeAlias
@@ -14,17 +15,19 @@ from torch import nn
 
 from lrpilot.tasks._recipe import Recipe
 
-__all__ = ["Batch", "Metrics", "Task", "one_thread", "spread"]
+__all__ = ["Batch", "Metrics", "SubsetTally", "Task", "one_thread", "spread"]
 
 Batch: TypeAlias = Any
 """One training batch: ``(inputs, targets)`` tensors, or a dict of tensors for the Hugging Face tasks."""
 
 
 class Metrics(NamedTuple):
-    """Validation metrics: mean loss per example (or per token), and accuracy where it applies."""
+    """Validation metrics: mean loss per example (or per token), accuracy where it applies, and
+    how many validation examples were scored (None: not said)."""
 
     loss: float
     accuracy: float | None
+    examples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,13 @@ class Task(ABC):
         training/eval mode is restored afterwards.
         """
 
+    def metrics_and_subset(self, model: nn.Module, limit: int) -> tuple[Metrics, Metrics]:
+        """The whole validation set's metrics, and those of the `limit` examples `metrics(model,
+        limit)` scores: a run's last evaluation, comparable both with the whole-set figure it
+        reports and with the quick evaluations before it. Two passes here; a task whose evaluation
+        is costly reads both off one (the SST-2 tasks, a user's model)."""
+        return self.metrics(model), self.metrics(model, limit)
+
     @property
     def classes(self) -> int | None:
         """How many classes (a language model: characters or tokens) the loss is a cross-entropy
@@ -74,6 +84,48 @@ class Task(ABC):
     def evaluate(self, model: nn.Module) -> float:
         """The mean validation loss on the fixed held-out set: the number a run is scored by."""
         return self.metrics(model).loss
+
+
+class SubsetTally:
+    """A subset's metrics read off an evaluation pass over a larger set, from the same logits: its
+    examples' summed loss (over tokens, for a language model), the count it is a mean over, and
+    hits. What `Task.metrics_and_subset` needs to score a run's last evaluation twice in one pass."""
+
+    def __init__(self, subset: Iterable[int]) -> None:
+        self.members = frozenset(subset)
+        self.loss, self.count, self.correct = 0.0, 0, 0
+        self.classified = False
+
+    def _mask(self, index: Sequence[int]) -> torch.Tensor | None:
+        mine = torch.tensor([i in self.members for i in index], dtype=torch.bool)
+        return mine if bool(mine.any()) else None
+
+    def add_classified(
+        self, index: Sequence[int], logits: torch.Tensor, labels: torch.Tensor, hits: torch.Tensor
+    ) -> None:
+        """A batch of a classifier: `index` the examples' positions in the set, `hits` the correct ones."""
+        self.classified = True
+        mine = self._mask(index)
+        if mine is not None:
+            self.loss += torch.nn.functional.cross_entropy(logits[mine], labels[mine], reduction="sum").item()
+            self.count += int(mine.sum())
+            self.correct += int(hits[mine].sum())
+
+    def add_tokens(self, index: Sequence[int], logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """A batch of a causal language model: each position predicts the next token; -100 is ignored."""
+        mine = self._mask(index)
+        if mine is not None:
+            targets = labels[mine, 1:]
+            predicted = logits[mine, :-1].float().reshape(-1, logits.shape[-1])
+            cross_entropy = torch.nn.functional.cross_entropy
+            self.loss += cross_entropy(predicted, targets.reshape(-1), ignore_index=-100, reduction="sum").item()
+            self.count += int((targets != -100).sum())
+
+    def metrics(self) -> Metrics:
+        """Mean loss per example (or token), accuracy for a classifier, and the subset's size."""
+        loss = self.loss / self.count if self.count else math.nan
+        accuracy = self.correct / self.count if self.classified and self.count else None
+        return Metrics(loss, accuracy, len(self.members))
 
 
 def spread(n: int, limit: int | None) -> list[int]:

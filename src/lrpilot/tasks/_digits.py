@@ -78,7 +78,7 @@ class DigitsTask(Task):
             logits = model(x)
             loss = F.cross_entropy(logits, y).item()
             accuracy = (logits.argmax(dim=1) == y).float().mean().item()
-        return Metrics(loss, accuracy)
+        return Metrics(loss, accuracy, len(y))
 
 
 DIGITS = DigitsTask(

@@ -130,7 +130,7 @@ class ShakespeareTask(Task):
         inputs, targets = inputs[index], targets[index]
         with evaluating(model):
             loss = self.loss(model, (inputs, targets)).item()
-        return Metrics(loss, None)
+        return Metrics(loss, None, len(inputs))
 
 
 SHAKESPEARE = ShakespeareTask(
