@@ -47,6 +47,7 @@ FinderStepsOption = Annotated[
     int | None,
     typer.Option(
         "--finder-steps",
-        help="Steps of the range test (default: 12.5 a decade, from the low end of the rules' band to 10).",
+        help="Steps of the range test (default: 12.5 a decade at a batch of 32 or more, 32/B times that below, "
+        "at most 4×; from the low end of the rules' band to 10).",
     ),
 ]
