@@ -54,6 +54,9 @@ def test_minilm_classification_fits_saves_and_reloads(
     assert 0.0 <= result.metrics["val_accuracy"] <= 1.0
     assert result.metrics["val_loss"] > 0
     assert result.recommendation.setup.method == method
+    history = result.record.history  # 40 evaluation texts: every evaluation scores them all
+    assert (history.eval_examples, history.final_eval) == (40, {})
+    assert history.eval_loss[-1] == result.metrics["val_loss"]
     horizon = result.record.horizon  # 6 steps: far shorter than the 150–1000 the rule is calibrated on
     # a 12-step test may find nothing, or fall too little to overrule the rules: their band's end, as it is
     overruled = any(" not used: its loss fell by only" in note for note in result.record.notes)

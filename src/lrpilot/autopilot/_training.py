@@ -75,9 +75,18 @@ def run_metrics(
     has it, ``drift`` with a retention set; the `last` one's on the whole validation set) and the
     metrics of the `QUICK_EVAL` examples every evaluation of the run scores, so that its curve
     compares like with like. The last one reads them off its pass over the whole set
-    (`Task.metrics_and_subset`); the ones before score only them."""
-    whole, quick = task.metrics_and_subset(model, QUICK_EVAL) if last else (None, task.metrics(model, QUICK_EVAL))
-    reported = whole or quick
+    (`Task.metrics_and_subset`; None where the quick examples are the whole set, or its size is
+    not said); the ones before score only them."""
+    whole: Metrics | None = None
+    if not last:
+        quick = task.metrics(model, QUICK_EVAL)
+    else:
+        everything, quick = task.metrics_and_subset(model, QUICK_EVAL)
+        if (quick.examples or 0) < (everything.examples or 0):
+            whole = everything
+        else:
+            quick = everything
+    reported = quick if whole is None else whole
     out = {"val_loss": reported.loss}
     if reported.accuracy is not None:
         out["val_accuracy"] = reported.accuracy
@@ -90,15 +99,14 @@ def _eval_into(
     reported: dict[str, float], quick: Metrics, whole: Metrics | None, step: int, evals: dict[str, Any]
 ) -> None:
     """Append an evaluation to the history: the quick examples' loss and accuracy, the drift, and
-    the whole set's figures where it is larger than the quick examples (`final_eval`)."""
+    the whole set's figures where it scored more than them (`final_eval`)."""
     evals["eval_steps"].append(step)
     evals["eval_loss"].append(quick.loss)
     for name, value in {"accuracy": quick.accuracy, "drift": reported.get("drift")}.items():
         if value is not None:
             evals["metrics"].setdefault(name, []).append(value)
     evals["examples"] = quick.examples
-    larger = whole is not None and (whole.examples or 0) > (quick.examples or 0)
-    evals["final"] = {**reported, "examples": whole.examples} if larger and whole is not None else {}
+    evals["final"] = {} if whole is None else {**reported, "examples": whole.examples}
 
 
 def train_guarded(
