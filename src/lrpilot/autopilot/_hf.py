@@ -26,6 +26,7 @@ from torch import nn
 from lrpilot import _validate as check
 from lrpilot._optional import require
 from lrpilot.autopilot._pooled import PooledClassifier, checkpoint_pooling
+from lrpilot.detect import DetectConfig
 from lrpilot.rules import Recommendation
 from lrpilot.tasks import Metrics, Recipe, Task
 from lrpilot.tasks._base import SubsetTally, epoch_order, evaluating, seeded, spread
@@ -286,6 +287,18 @@ class HfTask(Task):
         """A classifier's `num_labels`; None for a causal LM (its vocabulary's chance level is
         far above any loss a pretrained model starts from)."""
         return self.num_labels if self.kind == "classification" else None
+
+    @property
+    def chance_loss(self) -> float | None:
+        """A classifier's: the entropy of its training labels' frequencies (ln `num_labels` when they
+        are balanced; a model collapsed onto the majority class of unbalanced labels sits there)."""
+        labels = self.train_data.labels
+        if self.kind != "classification" or labels is None or self.num_labels is None:
+            return None
+        counts = torch.bincount(labels, minlength=self.num_labels).tolist()
+        if sum(c > 0 for c in counts) < 2:
+            return super().chance_loss
+        return DetectConfig.for_label_counts(counts).chance_loss
 
     @property
     def epoch_steps(self) -> int:

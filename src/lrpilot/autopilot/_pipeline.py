@@ -427,7 +427,14 @@ def run_record(
         horizon=horizon,
         classes=task.classes,
         batch_size=task.recipe.batch_size,
+        chance_loss=_unbalanced_chance(task),
     )
+
+
+def _unbalanced_chance(task: Task) -> float | None:
+    """The task's chance level where it is not ln(classes) (unbalanced labels), else None."""
+    chance, classes = task.chance_loss, task.classes
+    return None if chance is None or classes is None or math.isclose(chance, math.log(classes)) else chance
 
 
 def _write(record: Any, run_dir: Path, report: bool, clock: Clock) -> Path | None:

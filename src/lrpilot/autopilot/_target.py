@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget
-from lrpilot.autopilot._hf import load_hf_task
+from lrpilot.autopilot._hf import HfTask, load_hf_task
 from lrpilot.autopilot._pooled import head_note
 from lrpilot.rules import CALIBRATED_STEPS, stretched_to_epoch
 from lrpilot.tasks import Recipe, Task, get_task, task_names
@@ -70,9 +73,27 @@ def user_target(
     if data is None:
         raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
     task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size)
-    notes = (head_note(task.pooling),) if task.pooling else ()
+    notes = tuple(note for note in (head_note(task.pooling) if task.pooling else None, _chance_note(task)) if note)
     return Target(
         task, task.name, method, task.default_steps, calibrated=stretched_to_epoch(task.epoch_steps), notes=notes
+    )
+
+
+UNBALANCED = 0.95
+"""`_chance_note`: labels whose entropy is below this share of ln(classes) are called unbalanced
+(a 75 % / 25 % split is at 0.81, 60 % / 40 % at 0.97)."""
+
+
+def _chance_note(task: HfTask) -> str | None:
+    """What the notes say when a classifier's chance level is its unbalanced labels' entropy."""
+    chance, classes, labels = task.chance_loss, task.classes, task.train_data.labels
+    if chance is None or classes is None or labels is None or chance >= UNBALANCED * math.log(classes):
+        return None
+    largest = int(torch.bincount(labels).max()) / len(labels)
+    return (
+        f"unbalanced labels (the largest class is {largest:.0%} of the training data): the guard's chance level is "
+        f"their entropy, {chance:.3g}, not ln {classes} = {math.log(classes):.3g}, so a model that collapses onto "
+        "the majority class (its accuracy that class's share) is rolled back rather than read as one that learned"
     )
 
 

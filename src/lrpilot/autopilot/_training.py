@@ -205,9 +205,9 @@ def train_guarded(
 def _guard_config(task: Task, total: int) -> GuardConfig:
     """The guard's configuration for a run of `total` steps: snapshots, re-warmups and the
     detectors' warm-up sized to it, their short median to the recipe's batch (`GuardConfig.for_run`),
-    and the task's chance level where it is known, so that a loss back at chance after the model had
-    learned is a collapse to roll back (`lrpilot.detect.DetectConfig.learned_rel`)."""
-    detect = DetectConfig.for_classes(task.classes)
+    and the task's chance level where it is known (`Task.chance_loss`), so that a loss back at chance
+    after the model had learned is a collapse to roll back (`lrpilot.detect.DetectConfig.learned_rel`)."""
+    detect = DetectConfig(chance_loss=task.chance_loss)
     return GuardConfig.for_run(total, batch_size=task.recipe.batch_size, detect=detect)
 
 

@@ -8,6 +8,7 @@ first few hundred steps" is a statement about training time, not about how often
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -119,6 +120,25 @@ class DetectConfig:
             return cls(**overrides)
         n = check.step_count(_OWNER, "num_classes", num_classes, 2)
         return cls(chance_loss=math.log(n), **overrides)
+
+    @classmethod
+    def for_label_counts(cls, counts: Sequence[int], **overrides: Any) -> DetectConfig:
+        """A classifier's chance level from its training labels: the entropy of their frequencies,
+        the loss of a model that answers them whatever the input (cross-entropy's best constant
+        answer), which is ln(classes) for balanced labels. A model that collapses onto the majority
+        class of unbalanced labels sits there, far below ln(classes): 90 % / 10 % labels give 0.325
+        against ln 2 = 0.693, which would read the collapse as a model that had learned.
+
+        >>> round(DetectConfig.for_label_counts([900, 100]).chance_loss, 3)
+        0.325
+        """
+        owner = f"{_OWNER}.for_label_counts"
+        counts = [check.step_count(owner, f"counts[{i}]", c, 0) for i, c in enumerate(counts)]
+        total = sum(counts)
+        if sum(c > 0 for c in counts) < 2:
+            raise ValueError(f"{owner}: counts must hold at least two classes with examples, got {counts!r}")
+        entropy = -sum(c / total * math.log(c / total) for c in counts if c)
+        return cls(chance_loss=entropy, **overrides)
 
     def scaled_to_batch(self, batch_size: int) -> DetectConfig:
         """This config with its short median (`div_short`) over as many examples as at the batch

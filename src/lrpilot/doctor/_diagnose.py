@@ -138,9 +138,13 @@ def diagnose(series: Series, config: DetectConfig | None = None, *, max_grad_nor
 
 
 def fitted_config(series: Series, classes: int | None = None, batch_size: int | None = None) -> DetectConfig:
-    """The detectors' defaults for `series`: the chance level of `classes` (else the series'), the
-    short median fitted to `batch_size` (else the series'), as the guard of that run had them."""
-    config = DetectConfig.for_classes(classes if classes is not None else series.classes)
+    """The detectors' defaults for `series`: the chance level of `classes` (else the series' own:
+    its recorded chance level, else its classes'), the short median fitted to `batch_size` (else
+    the series'), as the guard of that run had them."""
+    if classes is None and series.chance_loss is not None:
+        config = DetectConfig(chance_loss=series.chance_loss)
+    else:
+        config = DetectConfig.for_classes(classes if classes is not None else series.classes)
     batch = batch_size if batch_size is not None else series.batch_size
     return config if batch is None else config.scaled_to_batch(batch)
 

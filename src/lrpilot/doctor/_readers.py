@@ -92,11 +92,14 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json") -> Series:
         builder.add(step, loss=loss, lr=lr)
     for step, value in zip(history.get("eval_steps") or [], history.get("eval_loss") or [], strict=False):
         builder.add(step, eval_loss=value)
-    classes, batch = data.get("classes"), data.get("batch_size")
+    classes, batch, chance = data.get("classes"), data.get("batch_size"), data.get("chance_loss")
     for name, value, low in (("classes", classes, 2), ("batch_size", batch, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise DoctorInputError(f"{source}: {name!r} must be an integer of at least {low}, got {value!r}")
-    return dataclasses.replace(builder.build(), classes=classes, batch_size=batch)
+    number = isinstance(chance, int | float) and not isinstance(chance, bool)
+    if chance is not None and not (number and math.isfinite(chance) and chance > 0):
+        raise DoctorInputError(f"{source}: 'chance_loss' must be a finite number > 0, got {chance!r}")
+    return dataclasses.replace(builder.build(), classes=classes, batch_size=batch, chance_loss=chance)
 
 
 def read_trainer_state(stream: TextIO, source: str = "trainer_state.json") -> Series:

@@ -43,6 +43,8 @@ class Series:
         classes: the task's classes or vocabulary where the log records them (lrpilot's run.json,
             or the classifier's config.json a Trainer saved beside its trainer_state.json): the
             chance level ln(classes) the detectors then judge a collapse against; None if not.
+        chance_loss: the chance level where the log records one that is not ln(classes) (lrpilot's
+            run.json of a classifier with unbalanced labels: their entropy); None if not.
         batch_size: the examples behind each loss where the log records them (lrpilot's run.json;
             at least train_batch_size × logging_steps for a trainer_state.json): the detectors'
             short median is then fitted to it, as the guard's was; None if not.
@@ -61,6 +63,7 @@ class Series:
     notes: tuple[str, ...] = ()
     classes: int | None = None
     batch_size: int | None = None
+    chance_loss: float | None = None
 
     def __len__(self) -> int:
         return int(self.steps.size)

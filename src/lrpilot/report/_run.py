@@ -194,6 +194,9 @@ class RunRecord:
             ``capped`` (held at the test's max stable LR); None where the peak was not scaled.
         classes: the task's classes (a classifier) or vocabulary (a language model), whose log is
             the chance level a loss collapses back to (`lrpilot doctor` reads it); None if unknown.
+        chance_loss: the chance level the guard judged a collapse against, where it is not
+            ln(`classes`): a classifier's unbalanced training labels' entropy
+            (`lrpilot.detect.DetectConfig.for_label_counts`); `lrpilot doctor` reads it too.
         batch_size: the examples of each training step, to which the guard fitted its short median
             (`lrpilot.detect.DetectConfig.scaled_to_batch`; `lrpilot doctor` reads it); None if unknown.
     """
@@ -217,12 +220,15 @@ class RunRecord:
     horizon: dict[str, Any] | None = None
     classes: int | None = None
     batch_size: int | None = None
+    chance_loss: float | None = None
 
     def __post_init__(self) -> None:
         owner = "RunRecord"
         self.total_steps = check.step_count(owner, "total_steps", self.total_steps, 0)
         if self.classes is not None:
             self.classes = check.step_count(owner, "classes", self.classes, 2)
+        if self.chance_loss is not None:
+            self.chance_loss = check.positive(owner, "chance_loss", self.chance_loss)
         if self.batch_size is not None:
             self.batch_size = check.step_count(owner, "batch_size", self.batch_size, 1)
         check.choice(owner, "status", self.status, STATUSES)

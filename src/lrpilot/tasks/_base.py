@@ -81,6 +81,13 @@ class Task(ABC):
         which the guard's detectors read as chance (`lrpilot.detect.DetectConfig.for_classes`)."""
         return None
 
+    @property
+    def chance_loss(self) -> float | None:
+        """The loss of a model that has learned nothing from its inputs, which the guard reads a
+        collapse against: ln(`classes`) here (None when unknown); a user's classifier has the
+        entropy of its training labels' frequencies (`lrpilot.detect.DetectConfig.for_label_counts`)."""
+        return None if self.classes is None else math.log(self.classes)
+
     def evaluate(self, model: nn.Module) -> float:
         """The mean validation loss on the fixed held-out set: the number a run is scored by."""
         return self.metrics(model).loss
