@@ -265,3 +265,34 @@ def test_a_causal_lm_subset_is_scored_per_predicted_token(tiny_causal_lm: Path, 
     assert whole == task.metrics(model)
     alone = task.metrics(model, 2)
     assert (part.loss, part.accuracy, part.examples) == (pytest.approx(alone.loss, rel=1e-5), None, 2)
+
+
+def test_unbalanced_labels_are_the_guards_chance_level_and_the_doctor_reads_it(tmp_path: Path) -> None:
+    """90 % / 10 % labels: the guard judges a collapse against their entropy (a model collapsed
+    onto the majority class scores it), fit says so, and run.json carries it to the doctor."""
+    from lrpilot.detect import DetectConfig
+    from lrpilot.doctor import fitted_config, read
+
+    rows = [{"text": f"text number {i}", "label": int(i % 10 == 0)} for i in range(100)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    evaluation = write_rows(tmp_path / "eval.csv", rows[:20])
+    task = load_hf_task(minilm_dir(), data, evaluation)
+    assert task.chance_loss == pytest.approx(DetectConfig.for_label_counts([90, 10]).chance_loss)
+    even = write_rows(tmp_path / "even.csv", [{**r, "label": i % 2} for i, r in enumerate(rows)])
+    balanced = load_hf_task(minilm_dir(), even, evaluation)
+    assert balanced.chance_loss == pytest.approx(math.log(2))
+    result = fit(
+        model=minilm_dir(),
+        data=data,
+        eval_data=evaluation,
+        budget=BUDGET,
+        finder_steps=FINDER_STEPS,
+        out=tmp_path / "run",
+        report=False,
+    )
+    assert any(note.startswith("unbalanced labels (the largest class is 90% of") for note in result.record.notes)
+    assert result.record.chance_loss == pytest.approx(0.3251, abs=1e-4)
+    series = read(result.run_dir)
+    assert series.chance_loss == result.record.chance_loss
+    assert fitted_config(series).chance_loss == result.record.chance_loss
+    assert fitted_config(series, classes=2).chance_loss == pytest.approx(math.log(2))  # --num-classes overrides

@@ -324,3 +324,28 @@ def test_for_classes_without_a_count_has_no_chance_level() -> None:
     assert DetectConfig.for_classes(10).chance_loss == pytest.approx(math.log(10))
     with pytest.raises(ValueError, match="num_classes"):
         DetectConfig.for_classes(1)
+
+
+def test_a_collapse_onto_the_majority_class_is_seen_against_the_labels_entropy() -> None:
+    """`curves.LORA_UNBALANCED_COLLAPSE`: 90 % / 10 % labels, a model that learned (short median
+    down to ~0.2) and collapsed onto "negative" (back at 0.33–0.4, the labels' entropy 0.325). Against
+    ln 2 that reads as a model that learned; against the entropy it is a collapse, as fit's guard
+    (100 steps, batch 16) judges it. The same fine-tune at a good LR is left alone either way."""
+    entropy = DetectConfig.for_label_counts([1440, 160], min_history=16).scaled_to_batch(16)
+    found = scan(range(100), curves.LORA_UNBALANCED_COLLAPSE, config=entropy)
+    assert [f.kind for f in found] == ["collapse"] * 3
+    assert found[0].step == 80
+    assert found[0].evidence["best"] <= 0.8 * entropy.chance_loss  # it had learned beyond the prior
+    balanced = DetectConfig.for_classes(2, min_history=16).scaled_to_batch(16)
+    assert scan(range(100), curves.LORA_UNBALANCED_COLLAPSE, config=balanced) == []
+    assert scan(range(100), curves.LORA_UNBALANCED_LEARNED, config=entropy) == []
+
+
+def test_the_labels_entropy_is_ln_classes_when_balanced_and_bad_counts_are_named() -> None:
+    assert DetectConfig.for_label_counts([5, 5, 5]).chance_loss == pytest.approx(math.log(3))
+    assert DetectConfig.for_label_counts([900, 100, 0]).chance_loss == pytest.approx(0.3251, abs=1e-4)
+    assert DetectConfig.for_label_counts([3, 1], div_short=16).div_short == 16
+    with pytest.raises(ValueError, match=r"counts must hold at least two classes with examples, got \[7, 0\]"):
+        DetectConfig.for_label_counts([7, 0])
+    with pytest.raises(ValueError, match=r"counts\[1\] must be an integer in \[0, ∞\], got -1"):
+        DetectConfig.for_label_counts([3, -1])

@@ -281,6 +281,7 @@ def test_an_lrpilot_fit_run_directory_is_read_from_its_run_json(tmp_path: Path) 
         assert series.lr.tolist() == pytest.approx(history.lr)
         assert series.eval_steps.tolist() == history.eval_steps
         assert series.classes == 10  # digits: the chance level the doctor judges a collapse against
+        assert series.chance_loss is None  # ... ln 10: nothing more to record
         assert series.batch_size == 64  # the batch its guard fitted its short median to
 
 
@@ -298,3 +299,7 @@ def test_a_run_json_whose_history_does_not_line_up_gets_a_clear_message(tmp_path
     path.write_text(json.dumps({"history": {"steps": [0], "loss": [1.0], "lr": [0.1]}, "batch_size": 0}))
     with pytest.raises(DoctorInputError, match=r"'batch_size' must be an integer of at least 1, got 0"):
         read(path)
+    for bad in (0, -0.3, "0.3", True):
+        path.write_text(json.dumps({"history": {"steps": [0], "loss": [1.0], "lr": [0.1]}, "chance_loss": bad}))
+        with pytest.raises(DoctorInputError, match=r"'chance_loss' must be a finite number > 0, got"):
+            read(path)

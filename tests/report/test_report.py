@@ -270,6 +270,7 @@ def test_layer_verdicts_flag_a_decade_either_side_of_1e_3() -> None:
         (lambda: _minimal(total_steps=-1), "total_steps"),
         (lambda: _minimal(classes=1), r"classes must be an integer in \[2, ∞\], got 1"),
         (lambda: _minimal(batch_size=0), r"batch_size must be an integer in \[1, ∞\], got 0"),
+        (lambda: _minimal(chance_loss=-1.0), r"chance_loss must be a finite number > 0, got -1.0"),
     ],
 )
 def test_bad_records_name_the_problem(make: object, message: str) -> None:
