@@ -29,7 +29,7 @@ from lrpilot.autopilot._pooled import PooledClassifier, checkpoint_pooling
 from lrpilot.detect import DetectConfig
 from lrpilot.rules import Recommendation
 from lrpilot.tasks import Metrics, Recipe, Task
-from lrpilot.tasks._base import SubsetTally, epoch_order, evaluating, seeded, spread
+from lrpilot.tasks._base import Answers, SubsetTally, epoch_order, evaluating, seeded, spread
 
 __all__ = ["METHODS", "TASK_TYPES", "HfTask", "attention_projections", "load_hf_task", "read_rows"]
 
@@ -353,7 +353,7 @@ class HfTask(Task):
         data = self.val_data
         order = sorted(indices, key=lambda i: len(data.ids[i]))
         total, count, correct = 0.0, 0, 0
-        part = SubsetTally(subset)
+        part, answers = SubsetTally(subset), Answers()
         with evaluating(model):
             for start in range(0, len(order), _EVAL_BATCH):
                 index = order[start : start + _EVAL_BATCH]
@@ -366,12 +366,12 @@ class HfTask(Task):
                     part.add_tokens(index, out.logits, batch["labels"])
                 else:
                     total += torch.nn.functional.cross_entropy(out.logits, labels, reduction="sum").item()
-                    hits = out.logits.argmax(dim=-1) == labels
-                    correct += int(hits.sum())
+                    correct += int((answers.add(out.logits) == labels).sum())
                     count += len(index)
-                    part.add_classified(index, out.logits, labels, hits)
+                    part.add_classified(index, out.logits, labels)
         loss = total / max(count, 1)
-        whole = Metrics(loss, None if data.labels is None else correct / max(count, 1), len(order))
+        accuracy = None if data.labels is None else correct / max(count, 1)
+        whole = Metrics(loss, accuracy, len(order), answers.top_share())
         return whole, part.metrics()
 
     def save(self, model: nn.Module, out_dir: Path) -> Path:

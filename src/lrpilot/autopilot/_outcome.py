@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["DROP_SIGMAS", "MIN_DROP", "accuracy_drop"]
+__all__ = ["DROP_SIGMAS", "MIN_DROP", "ONE_ANSWER", "accuracy_drop", "one_answer"]
 
 DROP_SIGMAS = 3.0
 """How many standard errors of the difference between two evaluations the final accuracy must
@@ -21,6 +21,29 @@ fall below the best earlier one."""
 
 MIN_DROP = 0.1
 """...and by at least this much accuracy: a small drop is not worth a note, however significant."""
+
+ONE_ANSWER = 0.99
+"""`one_answer`: a classifier that gives one answer for at least this share of the validation set."""
+
+
+def one_answer(top_share: float | None, accuracy: float | None) -> str | None:
+    """A note when a classifier gives one answer whatever the input (at least `ONE_ANSWER` of the
+    validation set) while the labels are not all that one (its accuracy is below that share), else
+    None. Its accuracy is then the share of that class's labels, which on unbalanced labels looks
+    good (0.90 on 90 % / 10 %): the loss alone, back at the labels' entropy, is easy to misread.
+
+    >>> one_answer(1.0, 0.9)[:67]
+    'the model gives the same answer for 100% of the validation examples'
+    >>> one_answer(0.93, 0.94) is None
+    True
+    """
+    if top_share is None or accuracy is None or top_share < ONE_ANSWER or accuracy >= top_share:
+        return None
+    return (
+        f"the model gives the same answer for {top_share:.0%} of the validation examples: it collapsed onto one "
+        f"class, and its accuracy ({accuracy:.2f}) is that class's share of the labels, not something it learned; "
+        "a lower peak LR (`lrpilot tune` searches it) or balanced classes usually fix it"
+    )
 
 
 def accuracy_drop(steps: Sequence[int], accuracies: Sequence[float], examples: int) -> str | None:

@@ -17,7 +17,7 @@ from torch import nn
 from lrpilot.autopilot._forgetting import Drift
 from lrpilot.autopilot._hf import HfTask
 from lrpilot.autopilot._layers import UpdateRatioTracker
-from lrpilot.autopilot._outcome import accuracy_drop
+from lrpilot.autopilot._outcome import accuracy_drop, one_answer
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback
 from lrpilot.autopilot._resume import Resumed
 from lrpilot.detect import DetectConfig
@@ -57,7 +57,8 @@ LAYER_SNAPSHOTS = 50
 class Trained:
     """What the training phase hands back: how it ended (``finished``, ``interrupted``, ``gave_up``),
     the history the report draws, the guard's report, the per-layer update ratios, the final
-    metrics and the notes for the report."""
+    metrics, the notes for the report, and a classifier's largest share of one answer at its last
+    evaluation (`lrpilot.tasks.Metrics.top_share`)."""
 
     status: str
     total_steps: int
@@ -66,6 +67,7 @@ class Trained:
     layers: UpdateRatioTracker
     final: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    top_share: float | None = None
 
 
 def run_metrics(
@@ -139,6 +141,7 @@ def train_guarded(
     tracker = UpdateRatioTracker(model, every=max(1, total // LAYER_SNAPSHOTS))
     evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
     final: dict[str, float] = {}
+    top_share: float | None = None
     status, notes = "finished", []
     start, skip = (resumed.start_step, resumed.ramp_steps) if resumed is not None else (0, 0)
     optimizer = make_optimizer(model, recipe, float(schedule(0)))
@@ -176,6 +179,7 @@ def train_guarded(
                         progress("evaluate", done, total, math.nan, math.nan)
                         final, quick, whole = run_metrics(task, model, drift, last=done == total)
                         _eval_into(final, quick, whole, done, evals)
+                        top_share = (quick if whole is None else whole).top_share
     except KeyboardInterrupt:
         status = "interrupted"
         notes.append(f"interrupted by the user at step {guard.step_count} of {total}; the weights so far were saved")
@@ -199,7 +203,7 @@ def train_guarded(
         eval_examples=evals.get("examples"),
         final_eval=evals.get("final", {}),
     )
-    return Trained(status, total, history, report, tracker, final, notes)
+    return Trained(status, total, history, report, tracker, final, notes, top_share)
 
 
 def _guard_config(task: Task, total: int) -> GuardConfig:
@@ -212,12 +216,14 @@ def _guard_config(task: Task, total: int) -> GuardConfig:
 
 
 def after_run(trained: Trained) -> list[str]:
-    """What the evaluations say about a finished run as a whole (`accuracy_drop`)."""
+    """What the evaluations say about the run as a whole: a model that answers one class whatever
+    the input (`one_answer`), one that was clearly better earlier (`accuracy_drop`)."""
     accuracy = trained.history.eval_metrics.get("accuracy")
-    if trained.status != "finished" or not accuracy:
-        return []
-    drop = accuracy_drop(trained.history.eval_steps, accuracy, trained.history.eval_examples or QUICK_EVAL)
-    return [] if drop is None else [drop]
+    notes = [note for note in (one_answer(trained.top_share, trained.final.get("val_accuracy")),) if note]
+    if trained.status == "finished" and accuracy:
+        drop = accuracy_drop(trained.history.eval_steps, accuracy, trained.history.eval_examples or QUICK_EVAL)
+        notes += [] if drop is None else [drop]
+    return notes
 
 
 def save_model(task: Task, model: nn.Module, run_dir: Path) -> Path:

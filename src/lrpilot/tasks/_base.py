@@ -15,19 +15,41 @@ from torch import nn
 
 from lrpilot.tasks._recipe import Recipe
 
-__all__ = ["Batch", "Metrics", "SubsetTally", "Task", "one_thread", "spread"]
+__all__ = ["Answers", "Batch", "Metrics", "SubsetTally", "Task", "one_thread", "spread"]
 
 Batch: TypeAlias = Any
 """One training batch: ``(inputs, targets)`` tensors, or a dict of tensors for the Hugging Face tasks."""
 
 
 class Metrics(NamedTuple):
-    """Validation metrics: mean loss per example (or per token), accuracy where it applies, and
-    how many validation examples were scored (None: not said)."""
+    """Validation metrics: mean loss per example (or per token), accuracy where it applies, how
+    many validation examples were scored (None: not said), and for a classifier the largest share
+    of them it gave one answer (1.0: one class whatever the input, a collapsed model)."""
 
     loss: float
     accuracy: float | None
     examples: int | None = None
+    top_share: float | None = None
+
+
+class Answers:
+    """How often a classifier gave each answer over an evaluation's batches (`Metrics.top_share`)."""
+
+    def __init__(self) -> None:
+        self.counts: torch.Tensor | None = None
+
+    def add(self, logits: torch.Tensor) -> torch.Tensor:
+        """Count a batch's answers; returns them."""
+        predicted = logits.argmax(dim=-1)
+        counts = torch.bincount(predicted.reshape(-1), minlength=logits.shape[-1])
+        self.counts = counts if self.counts is None else self.counts + counts
+        return predicted
+
+    def top_share(self) -> float | None:
+        """The most frequent answer's share of all answers (None before any)."""
+        if self.counts is None or int(self.counts.sum()) == 0:
+            return None
+        return int(self.counts.max()) / int(self.counts.sum())
 
 
 @dataclass(frozen=True)
@@ -102,21 +124,20 @@ class SubsetTally:
         self.members = frozenset(subset)
         self.loss, self.count, self.correct = 0.0, 0, 0
         self.classified = False
+        self.answers = Answers()
 
     def _mask(self, index: Sequence[int]) -> torch.Tensor | None:
         mine = torch.tensor([i in self.members for i in index], dtype=torch.bool)
         return mine if bool(mine.any()) else None
 
-    def add_classified(
-        self, index: Sequence[int], logits: torch.Tensor, labels: torch.Tensor, hits: torch.Tensor
-    ) -> None:
-        """A batch of a classifier: `index` the examples' positions in the set, `hits` the correct ones."""
+    def add_classified(self, index: Sequence[int], logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """A batch of a classifier: `index` the examples' positions in the set."""
         self.classified = True
         mine = self._mask(index)
         if mine is not None:
             self.loss += torch.nn.functional.cross_entropy(logits[mine], labels[mine], reduction="sum").item()
             self.count += int(mine.sum())
-            self.correct += int(hits[mine].sum())
+            self.correct += int((self.answers.add(logits[mine]) == labels[mine]).sum())
 
     def add_tokens(self, index: Sequence[int], logits: torch.Tensor, labels: torch.Tensor) -> None:
         """A batch of a causal language model: each position predicts the next token; -100 is ignored."""
@@ -132,7 +153,7 @@ class SubsetTally:
         """Mean loss per example (or token), accuracy for a classifier, and the subset's size."""
         loss = self.loss / self.count if self.count else math.nan
         accuracy = self.correct / self.count if self.classified and self.count else None
-        return Metrics(loss, accuracy, len(self.members))
+        return Metrics(loss, accuracy, len(self.members), self.answers.top_share())
 
 
 def spread(n: int, limit: int | None) -> list[int]:

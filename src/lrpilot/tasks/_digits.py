@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: N812 -- the usual torch alias
 from torch import nn
 
 from lrpilot._optional import require
-from lrpilot.tasks._base import Metrics, Task, epoch_order, evaluating, seeded, spread
+from lrpilot.tasks._base import Answers, Metrics, Task, epoch_order, evaluating, seeded, spread
 from lrpilot.tasks._recipe import Recipe
 
 __all__ = ["DigitsTask"]
@@ -77,8 +77,9 @@ class DigitsTask(Task):
         with evaluating(model):
             logits = model(x)
             loss = F.cross_entropy(logits, y).item()
-            accuracy = (logits.argmax(dim=1) == y).float().mean().item()
-        return Metrics(loss, accuracy, len(y))
+            answers = Answers()
+            accuracy = (answers.add(logits) == y).float().mean().item()
+        return Metrics(loss, accuracy, len(y), answers.top_share())
 
 
 DIGITS = DigitsTask(

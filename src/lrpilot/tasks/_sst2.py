@@ -28,7 +28,7 @@ import torch.nn.functional as F  # noqa: N812 -- the usual torch alias
 from torch import nn
 
 from lrpilot._optional import require
-from lrpilot.tasks._base import Metrics, SubsetTally, Task, evaluating, seeded, spread
+from lrpilot.tasks._base import Answers, Metrics, SubsetTally, Task, evaluating, seeded, spread
 from lrpilot.tasks._pooling import PooledClassifier
 from lrpilot.tasks._recipe import Recipe
 
@@ -218,17 +218,17 @@ class Sst2Task(Task):
         split = self._split(train=False)
         order = sorted(indices, key=lambda i: len(split.ids[i]))
         total_loss, correct = 0.0, 0
-        part = SubsetTally(subset)
+        part, answers = SubsetTally(subset), Answers()
         with evaluating(model):
             for start in range(0, len(order), _EVAL_BATCH):
                 index = torch.tensor(order[start : start + _EVAL_BATCH])
                 batch = _pad([split.ids[i] for i in index.tolist()], split.labels[index])
                 logits = model(batch["input_ids"], batch["attention_mask"]).logits
                 total_loss += F.cross_entropy(logits, batch["labels"], reduction="sum").item()
-                hits = logits.argmax(dim=1) == batch["labels"]
-                correct += int(hits.sum().item())
-                part.add_classified(index.tolist(), logits, batch["labels"], hits)
-        return Metrics(total_loss / len(order), correct / len(order), len(order)), part.metrics()
+                correct += int((answers.add(logits) == batch["labels"]).sum().item())
+                part.add_classified(index.tolist(), logits, batch["labels"])
+        whole = Metrics(total_loss / len(order), correct / len(order), len(order), answers.top_share())
+        return whole, part.metrics()
 
 
 # The Hugging Face fine-tuning defaults (linear decay to 0, 10 % warmup, weight decay 0.01, clip at 1)
