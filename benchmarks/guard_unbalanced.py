@@ -19,8 +19,9 @@ cosine, 100 steps). For each seed:
     guard-ln@LR  ... and under the guard with ln(classes)
 
 Reported: validation loss and accuracy, whether the model ended collapsed (accuracy within one
-sentence of the majority share and loss within 5 % of the validation labels' entropy), and the
-guard's rollbacks.
+sentence of the majority share and loss within 5 % of the validation labels' entropy), the guard's
+rollbacks, and the runs where it gave up (their figures are the last quick evaluation's, 128 of
+the 400 sentences, with the last good weights restored).
 
     nice -n 10 python benchmarks/guard_unbalanced.py --seeds 0 1 2 --out /tmp/a.json
     python benchmarks/guard_unbalanced.py --table-only     # benchmarks/data/guard_unbalanced.json
@@ -210,8 +211,8 @@ def table(doc: dict[str, Any]) -> str:
         f"{len(seeds)} seeds ({', '.join(seeds)}); collapsed: accuracy {MAJORITY:.2f} ± 1/{VAL_TEXTS} and "
         "loss within 5 % of the labels' entropy",
         "",
-        "| run | val loss (mean) | val accuracy (mean) | collapsed | rollbacks (runs with one) |",
-        "|---|---|---|---|---|",
+        "| run | val loss (mean) | val accuracy (mean) | collapsed | rollbacks (runs with one) | gave up |",
+        "|---|---|---|---|---|---|",
     ]
     for method in methods:
         rows = [doc["runs"][s][method] for s in seeds if method in doc["runs"][s]]
@@ -219,7 +220,8 @@ def table(doc: dict[str, Any]) -> str:
         accuracy = statistics.fmean(r["val_accuracy"] for r in rows)
         down = sum(r["collapsed"] for r in rows)
         rolled = "–" if "rollbacks" not in rows[0] else f"{sum(r['rollbacks'] > 0 for r in rows)} of {len(rows)}"
-        lines.append(f"| {method} | {loss:.4f} | {accuracy:.3f} | {down} of {len(rows)} | {rolled} |")
+        gave_up = "–" if "status" not in rows[0] else f"{sum(r['status'] == 'gave_up' for r in rows)} of {len(rows)}"
+        lines.append(f"| {method} | {loss:.4f} | {accuracy:.3f} | {down} of {len(rows)} | {rolled} | {gave_up} |")
     return "\n".join(lines)
 
 
