@@ -91,15 +91,25 @@ def ln_classes(task: Task, total: int) -> GuardConfig:
 
 
 @contextmanager
-def guard_config(variant: str) -> Iterator[None]:
-    """fit's guard configuration as it is, or (``-ln``) with the chance level at ln(classes)."""
+def guard_config(build: Callable[[Task, int], GuardConfig]) -> Iterator[None]:
+    """fit's training phase with its guard configuration built by `build` (fit takes none)."""
     real = _training._guard_config
-    if variant.endswith("-ln"):
-        _training._guard_config = ln_classes  # type: ignore[assignment]
+    _training._guard_config = build  # type: ignore[assignment]
     try:
         yield
     finally:
         _training._guard_config = real
+
+
+FIT_GUARD = _training._guard_config
+"""fit's own guard configuration (the chance level: the labels' entropy)."""
+
+
+def _actions(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "rollbacks": sum(r["action"] == "rollback" for r in records),
+        "guard_actions": [(r["step"], r["action"], r["detector"]) for r in records],
+    }
 
 
 def collapsed(accuracy: float | None, loss: float) -> bool:
@@ -120,7 +130,7 @@ def _row(loss: float, accuracy: float | None, started: float, **extra: Any) -> d
 
 def run_fit(model: Path, data: Path, evaluation: Path, seed: int, variant: str) -> dict[str, Any]:
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, guard_config(variant):
+    with tempfile.TemporaryDirectory() as tmp, guard_config(ln_classes if variant == "fit-ln" else FIT_GUARD):
         result = lrpilot.fit(
             model=model,
             data=data,
@@ -131,14 +141,12 @@ def run_fit(model: Path, data: Path, evaluation: Path, seed: int, variant: str) 
             out=Path(tmp) / "run",
             report=False,
         )
-    actions = result.record.guard_actions
     return _row(
         result.metrics["val_loss"],
         result.metrics.get("val_accuracy"),
         started,
         peak_lr=result.peak_lr,
-        rollbacks=sum(a["action"] == "rollback" for a in actions),
-        guard_actions=[(a["step"], a["action"], a["detector"]) for a in actions],
+        **_actions(result.record.guard_actions),
     )
 
 
@@ -152,33 +160,24 @@ def fixed_lr_task(model: Path, data: Path, evaluation: Path) -> HfTask:
 def run_guarded(task: HfTask, lr: float, seed: int, config: Callable[[Task, int], GuardConfig]) -> dict[str, Any]:
     """The recipe at `lr` under the guard `config` builds, as fit's training phase runs it."""
     started = time.perf_counter()
-    recipe = task.recipe
-    real = _training._guard_config
-    _training._guard_config = config  # type: ignore[assignment]
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            model = task.build_model(seed)
-            trained = _training.train_guarded(
-                task,
-                model,
-                recipe,
-                recipe.schedule(lr),
-                seed=seed,
-                run_dir=Path(tmp),
-                progress=quiet,
-                callback=None,
-                clock=Clock(),
-            )
-    finally:
-        _training._guard_config = real
-    records = trained.guard.get("records", [])
+    with tempfile.TemporaryDirectory() as tmp, guard_config(config):
+        trained = _training.train_guarded(
+            task,
+            task.build_model(seed),
+            task.recipe,
+            task.recipe.schedule(lr),
+            seed=seed,
+            run_dir=Path(tmp),
+            progress=quiet,
+            callback=None,
+            clock=Clock(),
+        )
     return _row(
         trained.final["val_loss"],
         trained.final.get("val_accuracy"),
         started,
         status=trained.status,
-        rollbacks=sum(r["action"] == "rollback" for r in records),
-        guard_actions=[(r["step"], r["action"], r["detector"]) for r in records],
+        **_actions(trained.guard.get("records", [])),
     )
 
 
@@ -196,7 +195,7 @@ def run_seed(model: Path, data: Path, evaluation: Path, seed: int, lrs: tuple[fl
     task = fixed_lr_task(model, data, evaluation)
     for lr in lrs:
         runs[f"none@{lr:g}"] = run_unguarded(task, lr, seed)
-        runs[f"guard@{lr:g}"] = run_guarded(task, lr, seed, _training._guard_config)
+        runs[f"guard@{lr:g}"] = run_guarded(task, lr, seed, FIT_GUARD)
         runs[f"guard-ln@{lr:g}"] = run_guarded(task, lr, seed, ln_classes)
         for name in ("none", "guard", "guard-ln"):
             row = runs[f"{name}@{lr:g}"]
