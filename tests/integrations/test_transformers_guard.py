@@ -205,6 +205,8 @@ def test_a_classifier_guard_knows_its_chance_level(tmp_path: Path) -> None:
     told = classifier_run(tmp_path / "told", 3, classes=5, batch_size=64)
     assert told.config.detect.chance_loss == pytest.approx(math.log(5))
     assert told.config.detect.div_short == DetectConfig().div_short  # 64 examples: as calibrated
+    unbalanced = classifier_run(tmp_path / "unbalanced", 3, label_counts=[80, 10, 10])  # its labels' entropy
+    assert unbalanced.config.detect.chance_loss == DetectConfig.for_label_counts([80, 10, 10]).chance_loss
 
 
 def test_the_doctor_reads_a_classifier_checkpoint_as_its_guard_judged_it(tmp_path: Path) -> None:
@@ -228,7 +230,8 @@ def test_a_given_config_is_used_as_given(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"config": GuardConfig(), "batch_size": 8}, "give config or batch_size/classes, not both"),
+        ({"config": GuardConfig(), "batch_size": 8}, "give config or batch_size/classes/label_counts, not both"),
+        ({"classes": 2, "label_counts": [9, 1]}, "give classes or label_counts, not both"),
         ({"batch_size": 0}, "batch_size must be an integer in [1, ∞], got 0"),
         ({"classes": 1}, "classes must be an integer in [2, ∞], got 1"),
     ],

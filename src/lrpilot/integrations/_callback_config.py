@@ -9,6 +9,7 @@ it takes it as given.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 
 from lrpilot import _validate as check
@@ -19,34 +20,42 @@ __all__ = ["callback_config", "checked_hints"]
 
 
 def checked_hints(
-    owner: str, config: GuardConfig | None, batch_size: int | None, classes: int | None
-) -> tuple[int | None, int | None]:
-    """`batch_size` and `classes` checked at construction (a bad value named now, not when training
-    starts); refused beside a `config`, which already says what they would change."""
-    if config is not None and (batch_size is not None or classes is not None):
+    owner: str,
+    config: GuardConfig | None,
+    batch_size: int | None,
+    classes: int | None,
+    label_counts: Sequence[int] | None,
+) -> tuple[int | None, float | None]:
+    """The batch and the chance level a callback was told, checked at construction (a bad value
+    named now, not when training starts): ln(`classes`), or the entropy of the training labels'
+    `label_counts` (`DetectConfig.for_label_counts`: unbalanced labels). Refused beside a `config`,
+    which already says what they would change, and `classes` beside `label_counts`."""
+    if config is not None and (batch_size is not None or classes is not None or label_counts is not None):
         raise ValueError(
-            f"{owner}: give config or batch_size/classes, not both "
+            f"{owner}: give config or batch_size/classes/label_counts, not both "
             "(the config is used as given: GuardConfig.for_run(total_steps, batch_size=B, "
             "detect=DetectConfig.for_classes(C)) fits one yourself)"
         )
+    if classes is not None and label_counts is not None:
+        raise ValueError(f"{owner}: give classes or label_counts, not both (the counts say how many classes)")
     if batch_size is not None:
         batch_size = check.step_count(owner, "batch_size", batch_size, 1)
-    if classes is not None:
-        classes = check.step_count(owner, "classes", classes, 2)
-    return batch_size, classes
+    if label_counts is not None:
+        return batch_size, DetectConfig.for_label_counts(label_counts).chance_loss
+    return batch_size, None if classes is None else math.log(check.step_count(owner, "classes", classes, 2))
 
 
 def callback_config(
-    config: GuardConfig | None, *, total_steps: float | None, batch_size: int | None, classes: int | None
+    config: GuardConfig | None, *, total_steps: float | None, batch_size: int | None, chance_loss: float | None
 ) -> GuardConfig:
     """`config` as given, or `GuardConfig.for_run` fitted to what the trainer knows: the run's length
     in optimizer steps (None or not a positive finite count: unknown, the defaults' step counts,
     sized for long runs), the examples one judged loss averages over, all ranks and accumulated
     micro-batches included (None: unknown, the detectors as calibrated at 32 and more), and a
-    classifier's number of classes (its chance level, so that a loss back at it after the model had
-    learned is a collapse to roll back). ``rewind`` is off either way: the trainer owns the step."""
+    classifier's chance level (so that a loss back at it after the model had learned is a collapse
+    to roll back). ``rewind`` is off either way: the trainer owns the step."""
     if config is None:
-        detect = DetectConfig.for_classes(classes)
+        detect = DetectConfig(chance_loss=chance_loss)
         config = GuardConfig.for_run(_known_length(total_steps), batch_size=batch_size, detect=detect)
     return replace(config, rewind=False)
 

@@ -22,6 +22,7 @@ the chance level, so that a loss back at it after learning is a collapse. ::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ class GuardCallback(_Callback):  # type: ignore[misc]
         batch_size: without a `config`, the examples one optimizer step averages over, where the
             train loader has no fixed ``batch_size``.
         classes: without a `config`, the classes of a single-label classifier (its chance level).
+        label_counts: without a `config`, instead of `classes`: how many training examples carry
+            each label, for unbalanced labels, whose chance level is their entropy
+            (`lrpilot.detect.DetectConfig.for_label_counts`).
         audit: a path for the JSONL audit log.
         snapshot_to: ``"cpu"``, ``"device"`` or a directory (see `TorchGuard`).
     """
@@ -58,10 +62,11 @@ class GuardCallback(_Callback):  # type: ignore[misc]
         *,
         batch_size: int | None = None,
         classes: int | None = None,
+        label_counts: Sequence[int] | None = None,
         audit: str | Path | None = None,
         snapshot_to: str | Path = "cpu",
     ) -> None:
-        self._batch_size, self._classes = checked_hints("GuardCallback", config, batch_size, classes)
+        self._batch_size, self._chance = checked_hints("GuardCallback", config, batch_size, classes, label_counts)
         self._given = config
         self.config = None if config is None else replace(config, rewind=False)
         self.audit_path = audit
@@ -79,7 +84,7 @@ class GuardCallback(_Callback):  # type: ignore[misc]
             self._given,
             total_steps=trainer.estimated_stepping_batches,
             batch_size=self._batch_size or _examples_per_step(trainer),
-            classes=self._classes,
+            chance_loss=self._chance,
         )
         self.guard = TorchGuard(
             pl_module,

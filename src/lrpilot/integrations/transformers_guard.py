@@ -32,6 +32,7 @@ level makes a loss back at it after learning a collapse. ::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,10 @@ class GuardCallback(_TrainerCallback):  # type: ignore[misc]
             Trainer's arguments do not say it (a custom sampler or collator).
         classes: without a `config`, the classes of a classifier the model's ``num_labels`` does
             not tell (a custom head).
+        label_counts: without a `config`, instead of `classes`: how many training examples carry
+            each label, for unbalanced labels, whose chance level is their entropy
+            (`lrpilot.detect.DetectConfig.for_label_counts`: where a model collapsed onto the
+            majority class sits).
         audit: a path for the JSONL audit log.
         snapshot_to: ``"cpu"``, ``"device"`` or a directory (see `TorchGuard`).
     """
@@ -70,10 +75,11 @@ class GuardCallback(_TrainerCallback):  # type: ignore[misc]
         *,
         batch_size: int | None = None,
         classes: int | None = None,
+        label_counts: Sequence[int] | None = None,
         audit: str | Path | None = None,
         snapshot_to: str | Path = "cpu",
     ) -> None:
-        self._batch_size, self._classes = checked_hints("GuardCallback", config, batch_size, classes)
+        self._batch_size, self._chance = checked_hints("GuardCallback", config, batch_size, classes, label_counts)
         self._given = config
         self.config = None if config is None else replace(config, rewind=False)
         self.audit_path = audit
@@ -100,7 +106,7 @@ class GuardCallback(_TrainerCallback):  # type: ignore[misc]
             self._given,
             total_steps=state.max_steps,
             batch_size=self._batch_size or _examples_per_step(args),
-            classes=self._classes or _num_labels(model),
+            chance_loss=self._chance if self._chance is not None else _chance_of(model),
         )
         self.guard = TorchGuard(
             model,
@@ -183,8 +189,9 @@ def _examples_per_step(args: Any) -> int:
     return int(args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size)
 
 
-def _num_labels(model: torch.nn.Module) -> int | None:
-    """A single-label classifier's number of classes (a PEFT wrapper's too), else None."""
+def _chance_of(model: torch.nn.Module) -> float | None:
+    """ln of a single-label classifier's number of classes (a PEFT wrapper's too), else None."""
     config = getattr(model, "config", None)
     labels, problem = getattr(config, "num_labels", None), getattr(config, "problem_type", None)
-    return single_label_classes([type(model).__name__], labels, problem)
+    classes = single_label_classes([type(model).__name__], labels, problem)
+    return None if classes is None else math.log(classes)
