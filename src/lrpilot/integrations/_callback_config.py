@@ -11,12 +11,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lrpilot import _validate as check
 from lrpilot.detect import DetectConfig
-from lrpilot.guard import GuardConfig
+from lrpilot.guard import Action, GuardConfig
 
-__all__ = ["callback_config", "checked_hints"]
+if TYPE_CHECKING:
+    import torch
+
+    from lrpilot.integrations.torch_guard import TorchGuard
+
+__all__ = ["TrainerGuardBase", "callback_config", "checked_hints"]
 
 
 def checked_hints(
@@ -65,3 +72,38 @@ def _known_length(total_steps: float | None) -> int | None:
     if total_steps is None or not math.isfinite(total_steps) or total_steps < 1:
         return None
     return int(total_steps)
+
+
+class TrainerGuardBase:
+    """What the Hugging Face and Lightning guard callbacks share: the configuration they were given
+    (or fit when training begins, `callback_config`), the hints for fitting it, the guard once
+    training has begun, and its report. Their own class docstrings say what each argument means.
+    It comes first among a callback's bases and hands on to the framework's own constructor."""
+
+    def __init__(
+        self,
+        config: GuardConfig | None = None,
+        *,
+        batch_size: int | None = None,
+        classes: int | None = None,
+        label_counts: Sequence[int] | None = None,
+        audit: str | Path | None = None,
+        snapshot_to: str | Path = "cpu",
+    ) -> None:
+        self._batch_size, self._chance = checked_hints("GuardCallback", config, batch_size, classes, label_counts)
+        self._given = config
+        self.config = None if config is None else replace(config, rewind=False)
+        self.audit_path = audit
+        self.snapshot_to = snapshot_to
+        self.guard: TorchGuard | None = None
+        self.non_finite = 0
+        self._losses: list[torch.Tensor] = []
+        self._lr_block: Any = None
+        self._action: Action | None = None
+        super().__init__()
+
+    def report(self) -> dict[str, Any]:
+        """What the guard did (see `TorchGuard.report`), plus the non-finite steps it saw."""
+        if self.guard is None:
+            return {"non_finite": 0, "records": []}
+        return {**self.guard.report(), "non_finite": self.non_finite}

@@ -22,16 +22,12 @@ the chance level, so that a loss back at it after learning is a collapse. ::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from lrpilot._optional import require
-from lrpilot.guard import Action, GuardConfig
-from lrpilot.integrations._callback_config import callback_config, checked_hints
+from lrpilot.integrations._callback_config import TrainerGuardBase, callback_config
 from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
 __all__ = ["GuardCallback"]
@@ -39,7 +35,7 @@ __all__ = ["GuardCallback"]
 _Callback: Any = require("lightning.pytorch", "lightning", "the Lightning guard callback").Callback
 
 
-class GuardCallback(_Callback):  # type: ignore[misc]
+class GuardCallback(TrainerGuardBase, _Callback):  # type: ignore[misc]
     """A Lightning `Callback` running `TorchGuard` on every optimizer step (see the module docstring).
 
     Args:
@@ -55,27 +51,6 @@ class GuardCallback(_Callback):  # type: ignore[misc]
         audit: a path for the JSONL audit log.
         snapshot_to: ``"cpu"``, ``"device"`` or a directory (see `TorchGuard`).
     """
-
-    def __init__(
-        self,
-        config: GuardConfig | None = None,
-        *,
-        batch_size: int | None = None,
-        classes: int | None = None,
-        label_counts: Sequence[int] | None = None,
-        audit: str | Path | None = None,
-        snapshot_to: str | Path = "cpu",
-    ) -> None:
-        self._batch_size, self._chance = checked_hints("GuardCallback", config, batch_size, classes, label_counts)
-        self._given = config
-        self.config = None if config is None else replace(config, rewind=False)
-        self.audit_path = audit
-        self.snapshot_to = snapshot_to
-        self.guard: TorchGuard | None = None
-        self.non_finite = 0
-        self._losses: list[torch.Tensor] = []
-        self._lr_block: Any = None
-        self._action: Action | None = None
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if len(trainer.optimizers) != 1:
@@ -141,12 +116,6 @@ class GuardCallback(_Callback):  # type: ignore[misc]
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self.guard is not None:
             self.guard.close()
-
-    def report(self) -> dict[str, Any]:
-        """What the guard did (see `TorchGuard.report`), plus the non-finite steps it saw."""
-        if self.guard is None:
-            return {"non_finite": 0, "records": []}
-        return {**self.guard.report(), "non_finite": self.non_finite}
 
 
 def _norm_clip(trainer: Any) -> float | None:

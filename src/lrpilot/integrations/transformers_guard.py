@@ -32,17 +32,14 @@ level makes a loss back at it after learning a collapse. ::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from lrpilot._hf_labels import single_label_classes
 from lrpilot._optional import require
-from lrpilot.guard import Action, GuardConfig
-from lrpilot.integrations._callback_config import callback_config, checked_hints
+from lrpilot.guard import GuardConfig
+from lrpilot.integrations._callback_config import TrainerGuardBase, callback_config
 from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
 __all__ = ["GuardCallback"]
@@ -50,7 +47,7 @@ __all__ = ["GuardCallback"]
 _TrainerCallback: Any = require("transformers", "hf", "the Trainer guard callback").TrainerCallback
 
 
-class GuardCallback(_TrainerCallback):  # type: ignore[misc]
+class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
     """A `TrainerCallback` running `TorchGuard` on every optimizer step (see the module docstring).
 
     Args:
@@ -69,28 +66,10 @@ class GuardCallback(_TrainerCallback):  # type: ignore[misc]
         snapshot_to: ``"cpu"``, ``"device"`` or a directory (see `TorchGuard`).
     """
 
-    def __init__(
-        self,
-        config: GuardConfig | None = None,
-        *,
-        batch_size: int | None = None,
-        classes: int | None = None,
-        label_counts: Sequence[int] | None = None,
-        audit: str | Path | None = None,
-        snapshot_to: str | Path = "cpu",
-    ) -> None:
-        self._batch_size, self._chance = checked_hints("GuardCallback", config, batch_size, classes, label_counts)
-        self._given = config
-        self.config = None if config is None else replace(config, rewind=False)
-        self.audit_path = audit
-        self.snapshot_to = snapshot_to
-        self.guard: TorchGuard | None = None
-        self.non_finite = 0
-        self._since_log = 0
-        self._losses: list[torch.Tensor] = []
-        self._hook: Any = None
-        self._lr_block: Any = None
-        self._action: Action | None = None
+    _since_log = 0
+    """Non-finite steps since the last log line."""
+    _hook: Any = None
+    """The forward hook that captures each micro-batch's loss, while training runs."""
 
     @classmethod
     def attach(cls, trainer: Any, config: GuardConfig | None = None, **kwargs: Any) -> GuardCallback:
@@ -176,12 +155,6 @@ class GuardCallback(_TrainerCallback):  # type: ignore[misc]
             self._hook = None
         if self.guard is not None:
             self.guard.close()
-
-    def report(self) -> dict[str, Any]:
-        """What the guard did (see `TorchGuard.report`), plus the non-finite steps it saw."""
-        if self.guard is None:
-            return {"non_finite": 0, "records": []}
-        return {**self.guard.report(), "non_finite": self.non_finite}
 
 
 def _examples_per_step(args: Any) -> int:
