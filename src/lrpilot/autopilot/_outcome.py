@@ -30,7 +30,10 @@ def one_answer(top_share: float | None, accuracy: float | None) -> str | None:
     """A note when a classifier gives one answer whatever the input (at least `ONE_ANSWER` of the
     validation set) while the labels are not all that one (its accuracy is below that share), else
     None. Its accuracy is then the share of that class's labels, which on unbalanced labels looks
-    good (0.90 on 90 % / 10 %): the loss alone, back at the labels' entropy, is easy to misread.
+    good (0.90 on 90 % / 10 %). Its loss does not tell the two causes apart at a glance: collapsed,
+    it sits at the labels' entropy; a short run's model can rank the examples (a loss below the
+    entropy) and still answer the majority class for every one of them
+    (`benchmarks/guard_unbalanced.py`'s data at a 40-step budget: loss 0.259 against 0.325).
 
     >>> one_answer(1.0, 0.9)[:67]
     'the model gives the same answer for 100% of the validation examples'
@@ -40,9 +43,11 @@ def one_answer(top_share: float | None, accuracy: float | None) -> str | None:
     if top_share is None or accuracy is None or top_share < ONE_ANSWER or accuracy >= top_share:
         return None
     return (
-        f"the model gives the same answer for {top_share:.0%} of the validation examples: it collapsed onto one "
-        f"class, and its accuracy ({accuracy:.2f}) is that class's share of the labels, not something it learned; "
-        "a lower peak LR (`lrpilot tune` searches it) or balanced classes usually fix it"
+        f"the model gives the same answer for {top_share:.0%} of the validation examples, so its accuracy "
+        f"({accuracy:.2f}) is that class's share of the labels, not something it learned to tell apart: a model "
+        "collapsed onto the majority class does this (an LR too high; `lrpilot tune` searches it), and so does one "
+        "whose scores have not yet crossed the decision line for the rarer classes (a longer run, balanced "
+        "classes or class weights)"
     )
 
 
