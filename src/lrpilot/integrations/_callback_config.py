@@ -3,7 +3,7 @@
 A callback sits inside a trainer that already knows what `GuardConfig.for_run` needs — how many
 optimizer steps the run has and how many examples each one averages over — so it does not make the
 user say it again. Without a configuration it asks the trainer at the start of training; with one,
-it takes it as given.
+it takes it as given. `TrainerGuardBase` is what the Hugging Face and Lightning callbacks share.
 """
 
 from __future__ import annotations
