@@ -114,6 +114,7 @@ def run_fit(
             out=Path(tmp) / "run",
             report=False,
             finder_steps=finder_steps,
+            device="cpu",  # beside the grid's CPU runs, on any machine
         )
     row = {
         "val_loss": result.metrics["val_loss"],

@@ -90,7 +90,9 @@ def run_fit(task: Task, seed: int, steps: int | None = None, full_warmup: bool |
     started, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        result = lrpilot.fit(task.name, seed=seed, budget=steps, out=out, report=False, full_warmup=full_warmup)
+        result = lrpilot.fit(  # on the CPU, as train@fit and the baselines, on any machine
+            task.name, seed=seed, budget=steps, out=out, report=False, full_warmup=full_warmup, device="cpu"
+        )
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     metrics = result.metrics
     return _row(

@@ -140,6 +140,7 @@ def run_fit(model: Path, data: Path, evaluation: Path, seed: int, variant: str) 
             seed=seed,
             out=Path(tmp) / "run",
             report=False,
+            device="cpu",  # beside the unguarded CPU runs, on any machine
         )
     return _row(
         result.metrics["val_loss"],

@@ -92,7 +92,7 @@ def _variant(name: str) -> Iterator[None]:
 
 def run(task: str, seed: int, variant: str, steps: int | None) -> dict[str, Any]:
     with _variant(variant), tempfile.TemporaryDirectory() as tmp:
-        result = lrpilot.fit(task, seed=seed, budget=steps, out=Path(tmp) / "run", report=False)
+        result = lrpilot.fit(task, seed=seed, budget=steps, out=Path(tmp) / "run", report=False, device="cpu")
     return {
         "val_loss": result.metrics["val_loss"],
         "peak_lr": result.peak_lr,

@@ -122,7 +122,7 @@ def initial_loss(task: Task, seed: int) -> float:
 def run_tune(task: Task, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        result = lrpilot.tune(task.name, budget=BUDGET, seed=seed, out=Path(tmp) / "run", report=False)
+        result = lrpilot.tune(task.name, budget=BUDGET, seed=seed, out=Path(tmp) / "run", report=False, device="cpu")
     wall = time.perf_counter() - started
     return {
         "peak_lr": result.best.peak_lr,

@@ -219,3 +219,19 @@ def test_a_fit_past_its_time_budget_says_what_a_step_cost_against_the_forecast(t
     assert match is not None, note
     assert float(match.group(1)) == pytest.approx(result.record.timings["total"], rel=0.01)
     assert float(match.group(2)) > 1
+
+
+def test_the_record_and_the_report_say_where_the_run_trained(tmp_path: Path) -> None:
+    result = fit("digits", budget=30, device="cpu", out=tmp_path / "run")
+    assert result.record.device is not None
+    assert result.record.device.startswith("cpu (")
+    assert json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))["device"] == result.record.device
+    assert f"on {result.record.device}" in (result.run_dir / "index.html").read_text(encoding="utf-8")
+    assert all(p.device.type == "cpu" for p in result.model.parameters())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_asked_for_on_a_machine_without_one_is_refused_before_anything_is_loaded(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sees no CUDA GPU"):
+        fit("digits", device="cuda", out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

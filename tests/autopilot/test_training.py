@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -76,3 +77,60 @@ def test_the_guard_reads_a_short_median_over_as_many_examples_at_any_batch() -> 
     for task, expected in ((small, (32, 44)), (digits, (8, 20))):
         config = _guard_config(task, 200)
         assert (config.detect.div_short, config.confirm_steps) == expected
+
+
+def _run(task: DigitsTask, tmp_path: Path, name: str, read_every: int, peak: float = 3e-3) -> tuple[Any, nn.Module]:
+    model = task.build_model(0)
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    steps = task.recipe.total_steps
+    trained = train_guarded(
+        task,
+        model,
+        task.recipe,
+        Cosine(peak=peak, total_steps=steps, warmup_steps=steps // 10),
+        seed=0,
+        run_dir=run_dir,
+        progress=quiet,
+        callback=None,
+        clock=Clock(),
+        read_every=read_every,
+    )
+    return trained, model
+
+
+def test_verdicts_read_every_five_steps_train_as_verdicts_read_every_step(tmp_path: Path) -> None:
+    """On a GPU the guard reads its verdicts every few steps (the host never waits for the device);
+    a run it takes no action in is then the run it judges step by step, to the bit: the same
+    weights, the same logged losses, the evaluations at the same steps, the same layer ratios."""
+    digits = get_task("digits")
+    task = dataclasses.replace(digits, recipe=dataclasses.replace(digits.recipe, total_steps=60))
+    assert isinstance(task, DigitsTask)
+    every, model = _run(task, tmp_path, "every", read_every=1)
+    delayed, model_delayed = _run(task, tmp_path, "delayed", read_every=5)
+    assert every.guard["records"] == delayed.guard["records"] == []
+    for a, b in zip(model.parameters(), model_delayed.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert delayed.history.loss == every.history.loss
+    assert len(delayed.history.loss) == 60
+    assert delayed.history.eval_steps == every.history.eval_steps == [15, 30, 45, 60]
+    assert delayed.final == every.final
+    assert delayed.layers.steps == every.layers.steps
+    assert delayed.layers.ratios == every.layers.ratios
+
+
+def test_a_rollback_read_late_trains_on_from_its_snapshot_and_evaluates_every_checkpoint(tmp_path: Path) -> None:
+    """NaN losses in the first window, read five steps late: the poisoned update (a NaN gradient times
+    the device's 0 is still NaN) is undone by a rollback when the verdicts arrive, the run trains on
+    to its last step, and each evaluation comes once, after every verdict before it was read."""
+    digits = get_task("digits")
+    task = _DropoutDigits(digits.name, digits.description, dataclasses.replace(digits.recipe, total_steps=40))
+    trained, model = _run(task, tmp_path, "nan", read_every=5, peak=1e-2)
+    actions = [record["action"] for record in trained.guard["records"]]
+    assert "rollback" in actions
+    assert trained.status == "finished"
+    assert trained.history.eval_steps == [10, 20, 30, 40]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert math.isfinite(trained.final["val_loss"])
+    assert trained.final["val_accuracy"] > 0.5
+    assert len(trained.history.loss) >= 40  # the replayed steps are logged too

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -150,7 +151,23 @@ def test_a_non_empty_out_directory_is_never_written_into(tmp_path: Path) -> None
         (["--forgetting-weight", "-1", "--retention", "r.csv"], "--forgetting-weight must be"),
         (["--task", "digits", "--budget", "5x"], "--budget must be a number of steps"),
         (["--model", "x", "--data", "y.csv", "--method", "qlora"], "--method must be one of"),
+        (["--task", "digits", "--device", "tpu"], "--device 'tpu' is not a device; give auto, cpu, cuda or cuda:N"),
+        (["--task", "digits", "--device", "mps"], "lrpilot trains on the CPU or a CUDA GPU"),
     ],
 )
 def test_contradictory_or_unknown_options(args: list[str], message: str, tmp_path: Path) -> None:
     _fails([*args, "--out", str(tmp_path / "run")], message)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_asked_for_on_a_machine_without_one_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    _fails(["--task", "digits", "--device", "cuda", "--out", str(tmp_path / "run")], "sees no CUDA GPU on this machine")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_table_says_where_the_run_trained(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["fit", "--task", "digits", "--budget", "30", "--device", "cpu", "--out", str(out), "--no-report"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"device\s+│ cpu \(\d+ threads?\)", result.stdout), result.stdout

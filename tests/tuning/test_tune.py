@@ -4,6 +4,7 @@ model and report it leaves, continuing a study, Ctrl-C, and bad input before any
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,8 @@ def test_tune_searches_around_the_range_test_and_keeps_the_best_run(tmp_path: Pa
     assert result.report_path is not None
     assert result.report_path.is_file()
     assert not (result.run_dir / "trials").exists()  # the losers' folders are gone
+    run = json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))
+    assert run["device"].startswith("cuda:" if torch.cuda.is_available() else "cpu (")  # auto: where it trained
 
 
 def test_a_rerun_continues_the_study_without_repeating_anything(tmp_path: Path) -> None:
@@ -140,6 +143,7 @@ def test_searching_warmup_and_decay_uses_the_recipe_first(tmp_path: Path) -> Non
         ({"storage": "postgresql://nobody:secret@127.0.0.1:1/none"}, "cannot open the storage"),
         ({"storage": "not a url"}, "must be a database URL"),
         ({"max_trials": 0}, "max_trials"),
+        ({"device": "tpu"}, "tune: --device 'tpu' is not a device"),
     ],
 )
 def test_bad_input_is_refused_before_any_work(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
@@ -311,3 +315,11 @@ def test_a_time_budget_rerun_is_more_time_and_a_run_budget_rerun_drops_the_deadl
     runs = tune("digits", steps=STEPS, budget=float(len(again.trials)), out=out, report=False)
     assert stored().deadline is None
     assert len(runs.trials) >= len(again.trials)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tune_trains_its_trials_on_the_gpu(tmp_path: Path) -> None:
+    result = tune("digits", steps=STEPS, budget=3.0, device="cuda", out=tmp_path / "run", report=False)
+    assert math.isfinite(result.value)
+    run = json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))
+    assert run["device"].startswith("cuda:0 (")

@@ -30,6 +30,7 @@ from lrpilot.detect import DetectConfig
 from lrpilot.rules import Recommendation
 from lrpilot.tasks import Metrics, Recipe, Task
 from lrpilot.tasks._base import Answers, SubsetTally, epoch_order, evaluating, seeded, spread
+from lrpilot.tasks._device import device_of, to_device
 
 __all__ = ["METHODS", "TASK_TYPES", "HfTask", "attention_projections", "load_hf_task", "read_rows"]
 
@@ -337,7 +338,7 @@ class HfTask(Task):
             yield _pad([data.ids[i] for i in rows], self.pad_id, labels)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(**batch).loss  # type: ignore[no-any-return]
+        return model(**to_device(batch, device_of(model))).loss  # type: ignore[no-any-return]
 
     def metrics(self, model: nn.Module, limit: int | None = None) -> Metrics:
         """Mean loss per text (classification, with accuracy) or per predicted token (causal LM)."""
@@ -354,17 +355,19 @@ class HfTask(Task):
         order = sorted(indices, key=lambda i: len(data.ids[i]))
         total, count, correct = 0.0, 0, 0
         part, answers = SubsetTally(subset), Answers()
+        device = device_of(model)
         with evaluating(model):
             for start in range(0, len(order), _EVAL_BATCH):
                 index = order[start : start + _EVAL_BATCH]
                 labels = None if data.labels is None else data.labels[index]
-                batch = _pad([data.ids[i] for i in index], self.pad_id, labels)
+                batch = to_device(_pad([data.ids[i] for i in index], self.pad_id, labels), device)
                 out = model(**batch)
                 if labels is None:
                     tokens = int((batch["labels"][:, 1:] != -100).sum())
                     total, count = total + out.loss.item() * tokens, count + tokens
                     part.add_tokens(index, out.logits, batch["labels"])
                 else:
+                    labels = batch["labels"]
                     total += torch.nn.functional.cross_entropy(out.logits, labels, reduction="sum").item()
                     correct += int((answers.add(out.logits) == labels).sum())
                     count += len(index)

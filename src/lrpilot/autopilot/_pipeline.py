@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import torch
 from torch import nn
 
 from lrpilot import _validate as check
@@ -36,6 +37,7 @@ from lrpilot.autopilot._training import AUDIT_FILE, MODEL_FILE, Trained, after_r
 from lrpilot.rules import Recommendation, recommend
 from lrpilot.schedules import Schedule
 from lrpilot.tasks import Recipe, Task
+from lrpilot.tasks._device import describe_device, resolve_device
 
 __all__ = ["AUDIT_FILE", "MODEL_FILE", "FitResult", "Progress", "fit", "new_run_dir", "run_record"]
 
@@ -119,6 +121,7 @@ def fit(
     retention: str | Path | None = None,
     forgetting_weight: float | None = None,
     full_warmup: bool | None = None,
+    device: str | None = None,
     report: bool = True,
     progress: Progress | None = None,
     callback: StepCallback | None = None,
@@ -155,6 +158,11 @@ def fit(
     (6) saving the model and writing the report into `out` (default: a new
     ``runs/fit-<task>-<timestamp>``).
 
+    `device`: where the model trains, ``"auto"`` (the default: a CUDA GPU where torch sees one, else
+    the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; every phase runs there, the range test and the
+    evaluations included (`lrpilot.tasks._device`). On a GPU the guard reads its verdicts every 10
+    steps, so the host does not wait for the device each step (`train_guarded`).
+
     Forgetting (a user's pretrained model): with `retention` (a ``.csv`` / ``.jsonl`` of general
     texts, column ``text``) every evaluation also measures the *drift*, the mean cosine distance of
     the model's sentence embeddings from the original's (`lrpilot.autopilot._forgetting`). With
@@ -169,9 +177,7 @@ def fit(
     """
     progress = progress or quiet
     clock = Clock()
-    check.step_count("fit", "seed", seed, 0, 2**32 - 1)
-    if finder_steps is not None:
-        check.step_count("fit", "finder_steps", finder_steps, 5, 100_000)
+    where = _checked(seed, finder_steps, device)
     plan = parse_budget(budget)
     with clock.phase("load"):
         progress("load", 0, None, math.nan, math.nan)
@@ -190,7 +196,7 @@ def fit(
         steps = plan.steps if plan is not None and plan.steps is not None else target.steps
         if not isinstance(target.task, HfTask):  # the recipe is known: refuse a short budget before loading
             fitted_recipe(target.task.recipe, steps, describe_budget(plan))
-        net = target.task.build_model(seed)
+        net = target.task.build_model(seed).to(where)
         drift = None if rows is None else load_drift(cast(HfTask, target.task), net, rows)
     with clock.phase("recommend"):
         batch = target.task.recipe.batch_size
@@ -271,6 +277,7 @@ def fit(
         tradeoff=search.tradeoff,
         resumed=None if resumed is None else dataclasses.asdict(resumed),
         horizon=search.horizon,
+        device=describe_device(where),
     )
     progress("report", 0, None, math.nan, math.nan)
     report_path = _write(record, run_dir, report, clock)
@@ -287,6 +294,14 @@ def fit(
         finder=search.finder,
         model=net,
     )
+
+
+def _checked(seed: int, finder_steps: int | None, device: str | None) -> torch.device:
+    """The device to train on, once the seed, the range test's steps and the device are checked."""
+    check.step_count("fit", "seed", seed, 0, 2**32 - 1)
+    if finder_steps is not None:
+        check.step_count("fit", "finder_steps", finder_steps, 5, 100_000)
+    return resolve_device(device)
 
 
 def _retention(target: Target, retention: str | Path | None, weight: float | None) -> list[dict[str, Any]] | None:
@@ -402,6 +417,7 @@ def run_record(
     tradeoff: dict[str, Any] | None = None,
     resumed: dict[str, Any] | None = None,
     horizon: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> Any:
     from lrpilot.report import LayerStats, RunRecord
 
@@ -428,6 +444,7 @@ def run_record(
         classes=task.classes,
         batch_size=task.recipe.batch_size,
         chance_loss=_unbalanced_chance(task),
+        device=device,
     )
 
 

@@ -97,11 +97,14 @@ def run_metrics(
     return out, quick, whole
 
 
-def _eval_into(
-    reported: dict[str, float], quick: Metrics, whole: Metrics | None, step: int, evals: dict[str, Any]
+def _evaluate(
+    task: Task, model: nn.Module, drift: Drift | None, step: int, *, last: bool, evals: dict[str, Any]
 ) -> None:
-    """Append an evaluation to the history: the quick examples' loss and accuracy, the drift, and
-    the whole set's figures where it scored more than them (`final_eval`)."""
+    """Evaluate (`run_metrics`) and append it to the history: the quick examples' loss and
+    accuracy, the drift, and the whole set's figures where it scored more than them
+    (`final_eval`); the figures the run reports and the largest share of one answer are kept."""
+    reported, quick, whole = run_metrics(task, model, drift, last=last)
+    evals["reported"], evals["top_share"] = reported, (quick if whole is None else whole).top_share
     evals["eval_steps"].append(step)
     evals["eval_loss"].append(quick.loss)
     for name, value in {"accuracy": quick.accuracy, "drift": reported.get("drift")}.items():
@@ -125,6 +128,7 @@ def train_guarded(
     drift: Drift | None = None,
     eval_at: Collection[int] = (),
     resumed: Resumed | None = None,
+    read_every: int | None = None,
 ) -> Trained:
     """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back; its
     configuration `_guard_config`), with evaluations every quarter (or after the steps in
@@ -132,7 +136,13 @@ def train_guarded(
     the loop with the weights as they are (any other exception propagates, the guard closed).
     Evaluations before the end score `QUICK_EVAL` examples, the last one all. `resumed`: the model
     holds the range test's ramp weights; the run goes on from its start step, on the batches after
-    the ramp's, with a fresh optimizer (`lrpilot.autopilot._resume`)."""
+    the ramp's, with a fresh optimizer (`lrpilot.autopilot._resume`).
+
+    The run trains on the model's device. On a GPU the guard reads its verdicts every `read_every`
+    steps (`TorchGuard`'s default there: 10), not every step, so that the host never waits for the
+    device: the progress and `callback` then show the latest loss the guard has read, and every
+    verdict on its way is read before an evaluation and at the end (a rollback among them trains
+    on from its snapshot; that evaluation comes when the run gets there again)."""
     from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
     total = recipe.total_steps
@@ -140,8 +150,6 @@ def train_guarded(
     checkpoints = set(eval_at) if eval_at else set(range(every, total, every))
     tracker = UpdateRatioTracker(model, every=max(1, total // LAYER_SNAPSHOTS))
     evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
-    final: dict[str, float] = {}
-    top_share: float | None = None
     status, notes = "finished", []
     start, skip = (resumed.start_step, resumed.ramp_steps) if resumed is not None else (0, 0)
     optimizer = make_optimizer(model, recipe, float(schedule(0)))
@@ -157,29 +165,31 @@ def train_guarded(
             max_grad_norm=recipe.grad_clip,
             audit=run_dir / AUDIT_FILE,
             step=start,
+            read_every=read_every,
         )
     batches = itertools.islice(task.batches(seed), skip, None)
     started, evaluating = time.perf_counter(), clock.timings.get("evaluate", 0.0)
     try:
         with seeded(seed):  # dropout draws as `lrpilot.tasks.train` makes them
-            while guard.step_count < total:
+            while not _finished(guard, total):
                 t = guard.step_count
                 loss = task.loss(model, next(batches))
                 loss.backward()  # type: ignore[no-untyped-call]
                 tracker.before(t)
                 action = guard.step(loss)
-                tracker.after(action is not None and action.applies_update)
-                lr, value = guard.history_lr[-1], guard.history_loss[-1]
+                tracker.after(action.applies_update if action is not None else guard.step_count == t + 1)
+                lr, value = _latest(guard)
                 progress("train", guard.step_count, total, lr, value)
                 if callback is not None:
                     callback(t, lr, value)
                 done = guard.step_count
                 if done > t and (done in checkpoints or done == total):
+                    guard.flush()
+                    if guard.step_count != done:  # a verdict read now rolled the run back
+                        continue
                     with clock.phase("evaluate"):
                         progress("evaluate", done, total, math.nan, math.nan)
-                        final, quick, whole = run_metrics(task, model, drift, last=done == total)
-                        _eval_into(final, quick, whole, done, evals)
-                        top_share = (quick if whole is None else whole).top_share
+                        _evaluate(task, model, drift, done, last=done == total, evals=evals)
     except KeyboardInterrupt:
         status = "interrupted"
         notes.append(f"interrupted by the user at step {guard.step_count} of {total}; the weights so far were saved")
@@ -203,7 +213,23 @@ def train_guarded(
         eval_examples=evals.get("examples"),
         final_eval=evals.get("final", {}),
     )
-    return Trained(status, total, history, report, tracker, final, notes, top_share)
+    return Trained(status, total, history, report, tracker, evals.get("reported", {}), notes, evals.get("top_share"))
+
+
+def _finished(guard: Any, total: int) -> bool:
+    """Whether the run has its `total` steps with every verdict on them read (`TorchGuard.flush`:
+    one still on its way may roll the run back)."""
+    if guard.step_count < total:
+        return False
+    guard.flush()
+    return bool(guard.step_count >= total)
+
+
+def _latest(guard: Any) -> tuple[float, float]:
+    """The LR and loss of the latest step the guard has judged (NaN before its first read)."""
+    if not guard.history_loss:
+        return math.nan, math.nan
+    return float(guard.history_lr[-1]), float(guard.history_loss[-1])
 
 
 def _guard_config(task: Task, total: int) -> GuardConfig:
@@ -231,5 +257,5 @@ def save_model(task: Task, model: nn.Module, run_dir: Path) -> Path:
     if isinstance(task, HfTask):
         return task.save(model, run_dir)
     path = run_dir / MODEL_FILE
-    torch.save(model.state_dict(), path)
+    torch.save({name: value.cpu() for name, value in model.state_dict().items()}, path)  # loads without a GPU
     return path

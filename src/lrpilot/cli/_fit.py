@@ -25,6 +25,7 @@ from lrpilot.cli._options import (
     BatchSizeOption,
     DataDirOption,
     DataOption,
+    DeviceOption,
     EvalOption,
     FinderStepsOption,
     MethodOption,
@@ -100,6 +101,8 @@ def _summary(result: FitResult) -> Table:
         f"{timings.get('total', math.nan):.1f} s (range test {timings.get('find', 0.0):.1f} s, "
         f"training {timings.get('train', 0.0):.1f} s)",
     )
+    if record.device is not None:
+        table.add_row("device", escape(record.device))
     table.add_row("run directory", escape(str(result.run_dir)))
     return table
 
@@ -155,6 +158,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
             show_default=False,
         ),
     ] = None,
+    device: DeviceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Write run.json only, no HTML report.")] = False,
 ) -> None:
@@ -190,6 +194,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
                 retention=retention,
                 forgetting_weight=forgetting_weight,
                 full_warmup=full_warmup,
+                device=device,
                 report=not no_report,
                 progress=_Bars(progress),
             )

@@ -13,6 +13,7 @@ __all__ = [
     "BatchSizeOption",
     "DataDirOption",
     "DataOption",
+    "DeviceOption",
     "EvalOption",
     "FinderStepsOption",
     "MethodOption",
@@ -49,5 +50,12 @@ FinderStepsOption = Annotated[
         "--finder-steps",
         help="Steps of the range test (default: 12.5 a decade at a batch of 32 or more, 32/B times that below, "
         "at most 4×; from the low end of the rules' band to 10).",
+    ),
+]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        help="Where to train: auto (a CUDA GPU where torch sees one, else the CPU; the default), cpu, cuda or cuda:N.",
     ),
 ]

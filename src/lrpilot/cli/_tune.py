@@ -21,6 +21,7 @@ from lrpilot.cli._options import (
     BatchSizeOption,
     DataDirOption,
     DataOption,
+    DeviceOption,
     EvalOption,
     FinderStepsOption,
     MethodOption,
@@ -116,6 +117,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
         float | None,
         typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
     ] = None,
+    device: DeviceOption = None,
     output: Annotated[
         str,
         typer.Option(
@@ -172,6 +174,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
                     finder_steps=finder_steps,
                     report=not no_report,
                     heartbeat=HEARTBEAT if heartbeat is None else heartbeat,
+                    device=device,
                     progress=_Bars(progress),
                 )
         except KeyboardInterrupt:
@@ -202,6 +205,7 @@ def worker(  # noqa: PLR0917  (typer reads the options from the signature)
         float | None,
         typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
     ] = None,
+    device: DeviceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a line.")] = False,
 ) -> None:
     """Join a study started by `lrpilot tune --storage … --study …` and run its trials until none is left."""
@@ -218,6 +222,7 @@ def worker(  # noqa: PLR0917  (typer reads the options from the signature)
                     wait=wait,
                     progress=_Bars(progress),
                     heartbeat=HEARTBEAT if heartbeat is None else heartbeat,
+                    device=device,
                 )
         except KeyboardInterrupt:
             stderr.print("[yellow]interrupted[/]: the trial in progress goes back to the queue")

@@ -207,6 +207,7 @@ def _header(record: RunRecord) -> str:
     steps = record.history.steps
     ran = f", last logged step {int(steps[-1]):,}" if len(steps) else ""
     status = record.status.replace("_", " ")
+    on = "" if record.device is None else f" · on {_e(record.device)}"
     cards = [("peak LR", _num(_peak(record), ".3g")), *((k, _num(v)) for k, v in list(record.metrics.items())[:4])]
     cards.append(("guard actions", str(len(record.guard_actions))))
     if record.timings:
@@ -217,7 +218,7 @@ def _header(record: RunRecord) -> str:
     return (
         f"<header><h1>{_e(record.title)}</h1>"
         f'<p class="sub">{_e(record.task)} · <span class="badge {_e(record.status)}">{_e(status)}</span>'
-        f" · {record.total_steps:,} steps planned{ran}</p>"
+        f" · {record.total_steps:,} steps planned{ran}{on}</p>"
         f'<div class="cards">{card_html}</div></header>'
     )
 

@@ -199,6 +199,7 @@ class RunRecord:
             (`lrpilot.detect.DetectConfig.for_label_counts`); `lrpilot doctor` reads it too.
         batch_size: the examples of each training step, to which the guard fitted its short median
             (`lrpilot.detect.DetectConfig.scaled_to_batch`; `lrpilot doctor` reads it); None if unknown.
+        device: where the run trained (``cpu (2 threads)``, ``cuda:0 (NVIDIA H200)``); None if unknown.
     """
 
     title: str
@@ -221,6 +222,7 @@ class RunRecord:
     classes: int | None = None
     batch_size: int | None = None
     chance_loss: float | None = None
+    device: str | None = None
 
     def __post_init__(self) -> None:
         owner = "RunRecord"

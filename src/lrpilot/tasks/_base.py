@@ -78,11 +78,13 @@ class Task(ABC):
 
     @abstractmethod
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """The scalar training loss (mean cross-entropy) of `model` on `batch`."""
+        """The scalar training loss (mean cross-entropy) of `model` on `batch`, on the model's device
+        (the batch, built on the host, is moved there: `lrpilot.tasks._device.to_device`)."""
 
     @abstractmethod
     def metrics(self, model: nn.Module, limit: int | None = None) -> Metrics:
-        """Validation loss and accuracy on the fixed held-out set (in eval mode, without gradients).
+        """Validation loss and accuracy on the fixed held-out set (in eval mode, without gradients,
+        on the model's device).
 
         `limit`: score only that many examples, spread evenly over the set (`spread`) — a cheap
         reading for evaluations in the middle of a run; None scores them all. The model's
@@ -126,14 +128,14 @@ class SubsetTally:
         self.classified = False
         self.answers = Answers()
 
-    def _mask(self, index: Sequence[int]) -> torch.Tensor | None:
-        mine = torch.tensor([i in self.members for i in index], dtype=torch.bool)
+    def _mask(self, index: Sequence[int], device: torch.device) -> torch.Tensor | None:
+        mine = torch.tensor([i in self.members for i in index], dtype=torch.bool, device=device)
         return mine if bool(mine.any()) else None
 
     def add_classified(self, index: Sequence[int], logits: torch.Tensor, labels: torch.Tensor) -> None:
         """A batch of a classifier: `index` the examples' positions in the set."""
         self.classified = True
-        mine = self._mask(index)
+        mine = self._mask(index, logits.device)
         if mine is not None:
             self.loss += torch.nn.functional.cross_entropy(logits[mine], labels[mine], reduction="sum").item()
             self.count += int(mine.sum())
@@ -141,7 +143,7 @@ class SubsetTally:
 
     def add_tokens(self, index: Sequence[int], logits: torch.Tensor, labels: torch.Tensor) -> None:
         """A batch of a causal language model: each position predicts the next token; -100 is ignored."""
-        mine = self._mask(index)
+        mine = self._mask(index, logits.device)
         if mine is not None:
             targets = labels[mine, 1:]
             predicted = logits[mine, :-1].float().reshape(-1, logits.shape[-1])
@@ -188,8 +190,10 @@ def one_thread(enabled: bool = True) -> Iterator[None]:
 
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Seed torch's global generator with `seed` inside the block and restore the caller's state after."""
-    with torch.random.fork_rng(devices=[]):
+    """Seed torch's generators with `seed` inside the block (the GPUs' too: dropout on a GPU draws
+    from theirs) and restore the caller's state after."""
+    gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
+    with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
         yield
 

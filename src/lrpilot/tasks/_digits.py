@@ -17,6 +17,7 @@ from torch import nn
 
 from lrpilot._optional import require
 from lrpilot.tasks._base import Answers, Metrics, Task, epoch_order, evaluating, seeded, spread
+from lrpilot.tasks._device import device_of, to_device
 from lrpilot.tasks._recipe import Recipe
 
 __all__ = ["DigitsTask"]
@@ -67,13 +68,13 @@ class DigitsTask(Task):
             yield x[index], y[index]
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        inputs, targets = batch
+        inputs, targets = to_device(batch, device_of(model))
         return F.cross_entropy(model(inputs), targets)
 
     def metrics(self, model: nn.Module, limit: int | None = None) -> Metrics:
         _, _, x, y = _data()
         index = torch.tensor(spread(len(y), limit))
-        x, y = x[index], y[index]
+        x, y = to_device((x[index], y[index]), device_of(model))
         with evaluating(model):
             logits = model(x)
             loss = F.cross_entropy(logits, y).item()

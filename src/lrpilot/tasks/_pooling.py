@@ -39,7 +39,7 @@ def pool(states: torch.Tensor, mask: torch.Tensor, modes: tuple[str, ...]) -> to
     for mode in modes:
         if mode == "cls":
             first = mask.to(torch.int).argmax(dim=1)
-            parts.append(states[torch.arange(states.shape[0]), first])
+            parts.append(states[torch.arange(states.shape[0], device=states.device), first])
         elif mode == "max":
             parts.append(states.masked_fill(weights == 0, float("-inf")).amax(dim=1))
         elif mode == "mean":

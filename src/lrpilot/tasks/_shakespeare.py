@@ -18,6 +18,7 @@ import torch.nn.functional as F  # noqa: N812 -- the usual torch alias
 from torch import nn
 
 from lrpilot.tasks._base import Metrics, Task, evaluating, seeded, spread
+from lrpilot.tasks._device import device_of, to_device
 from lrpilot.tasks._recipe import Recipe
 
 __all__ = ["ShakespeareTask", "corpus"]
@@ -114,7 +115,7 @@ class ShakespeareTask(Task):
             yield windows[:, :-1], windows[:, 1:]
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        inputs, targets = batch
+        inputs, targets = to_device(batch, device_of(model))
         logits = model(inputs)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from lrpilot._optional import require
 from lrpilot.tasks._base import Answers, Metrics, SubsetTally, Task, evaluating, seeded, spread
+from lrpilot.tasks._device import device_of, to_device
 from lrpilot.tasks._pooling import PooledClassifier
 from lrpilot.tasks._recipe import Recipe
 
@@ -201,6 +202,7 @@ class Sst2Task(Task):
                 yield _pad([split.ids[j] for j in index.tolist()], split.labels[index])
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        batch = to_device(batch, device_of(model))
         logits = model(batch["input_ids"], batch["attention_mask"]).logits
         return F.cross_entropy(logits, batch["labels"])
 
@@ -219,10 +221,11 @@ class Sst2Task(Task):
         order = sorted(indices, key=lambda i: len(split.ids[i]))
         total_loss, correct = 0.0, 0
         part, answers = SubsetTally(subset), Answers()
+        device = device_of(model)
         with evaluating(model):
             for start in range(0, len(order), _EVAL_BATCH):
                 index = torch.tensor(order[start : start + _EVAL_BATCH])
-                batch = _pad([split.ids[i] for i in index.tolist()], split.labels[index])
+                batch = to_device(_pad([split.ids[i] for i in index.tolist()], split.labels[index]), device)
                 logits = model(batch["input_ids"], batch["attention_mask"]).logits
                 total_loss += F.cross_entropy(logits, batch["labels"], reduction="sum").item()
                 correct += int((answers.add(logits) == batch["labels"]).sum().item())

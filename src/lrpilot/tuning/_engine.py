@@ -10,6 +10,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._progress import Progress
 from lrpilot.autopilot._target import Target, fitted_recipe, resolve_target
@@ -127,20 +129,26 @@ def run_until_done(study: optuna.Study, runner: TrialRunner, progress: Progress)
         run_trials(study, runner)
 
 
-def plan_run(target: Target, run_steps: int, seed: int) -> tuple[nn.Module, Recommendation, Task, Recipe]:
-    """The fresh model, the rules' recommendation for it, the task to train (a user's model gets the
-    recommendation's warmup and decay, as in `lrpilot.fit`) and its recipe fitted to `run_steps`."""
-    net = target.task.build_model(seed)
+def plan_run(
+    target: Target, run_steps: int, seed: int, device: torch.device | None = None
+) -> tuple[nn.Module, Recommendation, Task, Recipe]:
+    """The fresh model (on `device`, the CPU by default), the rules' recommendation for it, the task
+    to train (a user's model gets the recommendation's warmup and decay, as in `lrpilot.fit`) and
+    its recipe fitted to `run_steps`."""
+    net = target.task.build_model(seed).to(device or torch.device("cpu"))
     batch = target.task.recipe.batch_size
     rec = recommend(net, target.method, batch_size=batch, steps=run_steps, seq_len=target.seq_len)
     job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
     return net, rec, job, fitted_recipe(job.recipe, run_steps, f"{run_steps} steps")
 
 
-def make_runner(config: StudyConfig, trials_dir: Path, progress: Progress) -> TrialRunner:
+def make_runner(
+    config: StudyConfig, trials_dir: Path, progress: Progress, device: torch.device | None = None
+) -> TrialRunner:
+    """The objective this process runs the study's trials with, training on `device` (the CPU by default)."""
     target = build_target(config.target)
     _, _, job, recipe = plan_run(target, config.run_steps, config.seed)
-    return TrialRunner(config, target, job, recipe, trials_dir, progress)
+    return TrialRunner(config, target, job, recipe, trials_dir, progress, device=device or torch.device("cpu"))
 
 
 def wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress) -> bool:

@@ -21,6 +21,7 @@ from lrpilot.autopilot._progress import Clock, Progress
 from lrpilot.autopilot._target import Target
 from lrpilot.autopilot._training import save_model, train_guarded
 from lrpilot.tasks import Recipe, Task
+from lrpilot.tasks._device import describe_device
 from lrpilot.tuning._halving import continued, trial_lr
 from lrpilot.tuning._space import Candidate, Space
 from lrpilot.tuning._study import StudyConfig, counted, is_replacement, requeue
@@ -55,6 +56,8 @@ class TrialRunner:
     recipe: Recipe
     trials_dir: Path
     progress: Progress
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    """Where this process trains its trials (each worker its own: `lrpilot.tasks._device`)."""
     on_trial: Callable[[int, Candidate], None] | None = None
     clock: Clock = field(default_factory=Clock)
     """The timings of the latest run (the best trial's record shows its own)."""
@@ -74,7 +77,7 @@ class TrialRunner:
         eval_at: list[int] | None = None,
     ) -> tuple[Any, torch.nn.Module]:
         """A fresh model (the study's seed) trained on `recipe` at `peak` under the guard."""
-        model = self.job.build_model(self.config.seed)
+        model = self.job.build_model(self.config.seed).to(self.device)
         self.clock = Clock()
         trained = train_guarded(
             self.job,
@@ -180,6 +183,7 @@ class TrialRunner:
                 trained=trained,
                 notes=[f"trial {trial.number}: {candidate.describe()}"],
                 clock=self.clock,
+                device=describe_device(self.device),
             )
             record.write_json(folder / RUN_FILE)
             trial.set_user_attr("weights", str(path.resolve()))

@@ -26,6 +26,7 @@ from lrpilot.autopilot._search import peak_at_horizon, ramp, range_test
 from lrpilot.autopilot._target import Target
 from lrpilot.rules import HORIZON_EXPONENT, Recommendation
 from lrpilot.tasks import Recipe, Task
+from lrpilot.tasks._device import resolve_device
 from lrpilot.tuning._engine import (
     FIRST_TRIAL_SHARE,
     REDUCTION,
@@ -95,6 +96,7 @@ def tune(
     max_trials: int | None = None,
     finder_steps: int | None = None,
     heartbeat: float = HEARTBEAT,
+    device: str | None = None,
     report: bool = True,
     progress: Progress | None = None,
 ) -> TuneResult:
@@ -112,7 +114,8 @@ def tune(
     successive halving (each trial first trains a run a third as long, at its LR scaled to that
     length; the best third go on to the full run).
     `max_trials`: cap the trials (default: what the budget pays for). `finder_steps`: the range
-    test's length, as in `lrpilot.fit`.
+    test's length, `device` where this process trains (``"auto"``, the default, ``"cpu"``,
+    ``"cuda"``, ``"cuda:N"``; each worker chooses its own), as in `lrpilot.fit`.
 
     Bad input (an unknown task or search name, a budget too small for one full run plus the range
     test, an unreachable or malformed storage URL, a study created with other settings) raises
@@ -122,13 +125,14 @@ def tune(
     clock = Clock()
     quiet_optuna()
     names = _checked(seed=seed, search=search, max_trials=max_trials, finder_steps=finder_steps, heartbeat=heartbeat)
+    where = resolve_device(device, "tune")
     plan = _parse_budget(budget)
     given = {"task": task, "model": model, "data": data, "eval_data": eval_data, "task_type": task_type}
     spec = target_spec({**given, "method": method, "data_dir": data_dir, "batch_size": batch_size})
     target = build_target(spec)
     run_steps = steps if steps is not None else target.steps
     check.step_count("tune", "steps", run_steps, 1)
-    net, rec, job, recipe = plan_run(target, run_steps, seed)
+    net, rec, job, recipe = plan_run(target, run_steps, seed, where)
     ramp_steps = ramp(rec, finder_steps, batch_size=recipe.batch_size)[2]
     first = FIRST_TRIAL_SHARE if prune else 1.0
     smallest = first + ramp_steps / run_steps
@@ -161,7 +165,7 @@ def tune(
         notes = list(config.finder["notes"])
     space = Space.from_dict(config.space)
     live = attach(optuna_study, config)
-    runner = make_runner(config, run_dir / "trials", progress)
+    runner = make_runner(config, run_dir / "trials", progress, where)
     runner.on_trial = lambda number, cand: progress(f"trial {number} ({cand.describe()})", 0, None, math.nan, math.nan)
     with clock.phase("trials"):
         run_until_done(live, runner, progress)

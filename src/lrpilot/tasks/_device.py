@@ -1,0 +1,82 @@
+"""Where a model trains: the device a user names (or the best this machine has), and batches moved
+to the model's device where a task's loss and metrics read them.
+
+A task's batches and validation sets are built on the host, the same on every machine (their order
+and contents are fixed by a seed); its `Task.loss` and `Task.metrics` move what they read to the
+device of the model they are given. So any caller that moves a model — fit, tune, the range test —
+trains it where it lies, and nothing else needs to know where that is.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["DEVICE_CHOICES", "describe_device", "device_of", "resolve_device", "to_device"]
+
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+"""What ``--device`` accepts, for its help and its errors."""
+
+
+def resolve_device(name: str | None, owner: str = "fit") -> torch.device:
+    """`name` as a torch device: None or ``"auto"`` is the first CUDA GPU when torch sees one, else
+    the CPU; ``"cpu"``, ``"cuda"`` (the current GPU) and ``"cuda:N"`` are checked against this
+    machine, so a wrong name fails before a weight is loaded, naming what it may be.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if name is None or name == "auto":
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{owner}: --device {name!r} is not a device; give {DEVICE_CHOICES}") from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type != "cuda":
+        raise ValueError(f"{owner}: --device {name!r}: lrpilot trains on the CPU or a CUDA GPU; give {DEVICE_CHOICES}")
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise ValueError(
+            f"{owner}: --device {name!r}: torch {torch.__version__} ({build}) sees no CUDA GPU on this machine; "
+            "give --device cpu (or auto, which uses a GPU where there is one)"
+        )
+    count = torch.cuda.device_count()
+    if ":" not in name:  # the current GPU, by number, so that the record says which
+        return torch.device("cuda", torch.cuda.current_device())
+    if device.index >= count:
+        raise ValueError(
+            f"{owner}: --device {name!r} is out of range: this machine has {count} CUDA GPU(s), "
+            f"cuda:0 to cuda:{count - 1}"
+        )
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    """``cpu (4 threads)`` or ``cuda:0 (NVIDIA H200)``: where a run trained, for its record."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    threads = torch.get_num_threads()
+    return f"{device} ({threads} thread{'s' if threads > 1 else ''})"
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); the CPU for a model without either."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if first is None else first.device
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """`batch` with every tensor in it (a tensor, or tuples, lists and dicts of them) on `device`;
+    a tensor already there is the same object, so on the CPU this costs nothing."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(value, device) for value in batch)
+    return batch
