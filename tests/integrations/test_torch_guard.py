@@ -316,6 +316,35 @@ def test_a_grad_scaler_owns_inf_gradients_and_a_torch_scheduler_is_stepped() -> 
     assert math.isfinite(full_loss(model))
 
 
+def test_a_rollback_under_a_grad_scaler_restores_its_scale_and_training_goes_on() -> None:
+    """NaN losses (an fp16 run's forward overflowing) are skipped, then rolled back: the step the guard
+    unscaled is closed, so the scaler takes the next one (before, its next ``unscale_`` raised), and
+    its scale is the snapshot's again (each skip had halved it, as the scaler backs off an overflow)."""
+    model = mlp(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    guard = TorchGuard(model, opt, config=GuardConfig(snapshot_every=25), scaler=scaler)
+    data = Batches(seed=3)
+    scales: dict[str, float] = {}
+    for b in range(90):
+        x, y = next(data)
+        loss = nn.functional.cross_entropy(model(x), y) * (math.nan if 60 <= b < 64 else 1.0)
+        scaler.scale(loss).backward()
+        if guard.step_count == 25:
+            scales.setdefault("snapshot", scaler.get_scale())
+        if b == 63:
+            scales["skipped"] = scaler.get_scale()
+        guard.step(loss)
+        if b == 63:
+            scales["rolled back"] = scaler.get_scale()
+    records = guard.report()["records"]
+    assert [(r["action"], r["step"]) for r in records] == [("skip", 60), ("skip", 61), ("skip", 62), ("rollback", 63)]
+    assert scales["skipped"] == scales["snapshot"] / 8
+    assert scales["rolled back"] == scales["snapshot"]  # step 25's: the last confirmed snapshot
+    assert guard.step_count == 25 + (90 - 64)  # trained on from there
+    assert math.isfinite(full_loss(model))
+
+
 def test_persistent_nan_gives_up_with_a_report_and_the_last_good_state() -> None:
     config = GuardConfig(max_rollbacks=2, snapshot_every=25)
     with pytest.raises(GuardGaveUpError, match="look elsewhere") as info:

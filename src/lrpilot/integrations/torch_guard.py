@@ -268,6 +268,8 @@ class TorchGuard:
         if factor is not None and float(factor) < 1.0:  # read after the verdict's sync: no extra wait
             torch._foreach_mul_(grads, factor)
         if action.kind in ("rollback", "give_up"):
+            if self.scaler is not None:  # close the step it unscaled, or the next unscale_ raises; the
+                self.scaler.update()  # snapshot's scale comes back with the rest
             self._restore(action, next_step=t + 1)
         return action
 
