@@ -15,9 +15,13 @@ from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def test_a_built_in_task_fits_on_the_gpu_and_saves_weights_that_load_without_one(tmp_path: Path) -> None:
-    result = fit("digits", device="cuda", out=tmp_path / "run", report=False)
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_a_built_in_task_fits_on_the_gpu_and_saves_weights_that_load_without_one(
+    tmp_path: Path, precision: str
+) -> None:
+    result = fit("digits", device="cuda", precision=precision, out=tmp_path / "run", report=False)
     assert result.status == "finished"
+    assert result.record.precision == precision
     assert result.record.device is not None
     assert result.record.device.startswith("cuda:0 (")
     assert result.model is not None
@@ -30,8 +34,8 @@ def test_a_built_in_task_fits_on_the_gpu_and_saves_weights_that_load_without_one
     model.load_state_dict(torch.load(result.model_path, weights_only=True))  # host tensors: no map_location
 
 
-@pytest.mark.parametrize("method", ["lora", "full"])
-def test_a_users_model_fits_on_the_gpu(tmp_path: Path, method: str) -> None:
+@pytest.mark.parametrize(("method", "precision"), [("lora", "bf16"), ("full", "fp32")])
+def test_a_users_model_fits_on_the_gpu(tmp_path: Path, method: str, precision: str) -> None:
     rows = sst2_rows(240)
     train, held = write_rows(tmp_path / "train.csv", rows[:200]), write_rows(tmp_path / "eval.csv", rows[200:])
     retention = write_rows(tmp_path / "general.csv", rows[:20], columns=("text",))
@@ -43,6 +47,7 @@ def test_a_users_model_fits_on_the_gpu(tmp_path: Path, method: str) -> None:
         budget=30,
         retention=retention,
         device="cuda",
+        precision=precision,
         out=tmp_path / "run",
         report=False,
     )

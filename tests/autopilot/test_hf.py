@@ -235,6 +235,37 @@ def test_forgetting_weight_trades_loss_against_drift(tmp_path: Path) -> None:
     assert result.record.history.eval_metrics["drift"][-1] == result.metrics["drift"]
 
 
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_a_half_precision_fine_tune_probes_and_measures_drift_in_it(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    """fp16 autocast with a loss scale, through every phase of a user's fit: the range test, the
+    forgetting probes (each with its own scale), the run under the guard, the evaluations and the
+    drift, whose reference embeddings are computed in the run's precision."""
+    lines = [json.dumps({"text": f"the quick brown fox number {i} jumps over the lazy dog"}) for i in range(40)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = fit(
+        model=tiny_causal_lm,
+        data=data,
+        task_type="causal-lm",
+        method="lora",
+        budget=BUDGET,
+        batch_size=8,
+        finder_steps=FINDER_STEPS,
+        retention=write_rows(tmp_path / "general.csv", _retention_rows(8), columns=("text",)),
+        forgetting_weight=1.0,
+        precision="fp16",
+        out=tmp_path / "run",
+        report=False,
+    )
+    assert result.status == "finished"
+    assert result.record.precision == "fp16"
+    points = {point["peak_lr"]: point for point in result.record.tradeoff["points"]}
+    assert len(points) == 4
+    assert math.isfinite(points[result.peak_lr]["score"])  # the probe it chose trained (a scaled fp16 step)
+    assert 0 < result.metrics["drift"] < 2
+    assert math.isfinite(result.metrics["val_loss"])
+
+
 def _varied_rows(n: int) -> list[dict[str, object]]:
     """Texts of different lengths, so the whole set's length-sorted batches differ from the subset's."""
     return [{"text": " ".join(["word"] * (1 + i % 9)) + f" number {i}", "label": i % 2} for i in range(n)]

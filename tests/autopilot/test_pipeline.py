@@ -235,3 +235,19 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_refused_before_anything_is_
     with pytest.raises(ValueError, match="sees no CUDA GPU"):
         fit("digits", device="cuda", out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_mixed_precision_trains_every_phase_in_it(tmp_path: Path) -> None:
+    """bf16 and fp16 autocast (the latter with a loss scale the guard unscales) on the CPU, where torch
+    has both: the range test and the run compute in it (their losses are not fp32's), and both train
+    digits as well."""
+    full = fit("digits", budget=60, out=tmp_path / "fp32", report=False)
+    for name in ("bf16", "fp16"):
+        mixed = fit("digits", budget=60, precision=name, out=tmp_path / name)
+        assert mixed.status == "finished"
+        assert mixed.record.precision == name
+        assert mixed.finder.record.losses[:5] != full.finder.record.losses[:5]
+        assert mixed.record.history.loss[-5:] != full.record.history.loss[-5:]
+        assert mixed.metrics["val_accuracy"] > 0.9
+        assert f"in {name}" in (mixed.run_dir / "index.html").read_text(encoding="utf-8")
+    assert full.record.precision == "fp32"

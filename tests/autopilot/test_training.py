@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
@@ -15,6 +16,7 @@ from lrpilot.autopilot._training import _guard_config, train_guarded
 from lrpilot.schedules import Cosine
 from lrpilot.tasks import get_task
 from lrpilot.tasks._base import seeded
+from lrpilot.tasks._device import Precision
 from lrpilot.tasks._digits import DigitsTask
 
 NAN_CALLS = range(3, 7)
@@ -79,7 +81,9 @@ def test_the_guard_reads_a_short_median_over_as_many_examples_at_any_batch() -> 
         assert (config.detect.div_short, config.confirm_steps) == expected
 
 
-def _run(task: DigitsTask, tmp_path: Path, name: str, read_every: int, peak: float = 3e-3) -> tuple[Any, nn.Module]:
+def _run(
+    task: DigitsTask, tmp_path: Path, name: str, *, read_every: int, peak: float = 3e-3, precision: str = "fp32"
+) -> tuple[Any, nn.Module]:
     model = task.build_model(0)
     run_dir = tmp_path / name
     run_dir.mkdir()
@@ -95,6 +99,7 @@ def _run(task: DigitsTask, tmp_path: Path, name: str, read_every: int, peak: flo
         callback=None,
         clock=Clock(),
         read_every=read_every,
+        precision=Precision(precision, "cpu"),
     )
     return trained, model
 
@@ -119,13 +124,17 @@ def test_verdicts_read_every_five_steps_train_as_verdicts_read_every_step(tmp_pa
     assert delayed.layers.ratios == every.layers.ratios
 
 
-def test_a_rollback_read_late_trains_on_from_its_snapshot_and_evaluates_every_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("read_every", "precision"), [(5, "fp32"), (5, "fp16"), (1, "fp16"), (1, "bf16")])
+def test_a_rollback_read_late_trains_on_from_its_snapshot_and_evaluates_every_checkpoint(
+    tmp_path: Path, read_every: int, precision: str
+) -> None:
     """NaN losses in the first window, read five steps late: the poisoned update (a NaN gradient times
     the device's 0 is still NaN) is undone by a rollback when the verdicts arrive, the run trains on
-    to its last step, and each evaluation comes once, after every verdict before it was read."""
+    to its last step, and each evaluation comes once, after every verdict before it was read. The
+    same in mixed precision, read at once or late (fp16: the loss scale the guard unscales)."""
     digits = get_task("digits")
     task = _DropoutDigits(digits.name, digits.description, dataclasses.replace(digits.recipe, total_steps=40))
-    trained, model = _run(task, tmp_path, "nan", read_every=5, peak=1e-2)
+    trained, model = _run(task, tmp_path, "nan", read_every=read_every, peak=1e-2, precision=precision)
     actions = [record["action"] for record in trained.guard["records"]]
     assert "rollback" in actions
     assert trained.status == "finished"

@@ -153,6 +153,7 @@ def test_a_non_empty_out_directory_is_never_written_into(tmp_path: Path) -> None
         (["--model", "x", "--data", "y.csv", "--method", "qlora"], "--method must be one of"),
         (["--task", "digits", "--device", "tpu"], "--device 'tpu' is not a device; give auto, cpu, cuda or cuda:N"),
         (["--task", "digits", "--device", "mps"], "lrpilot trains on the CPU or a CUDA GPU"),
+        (["--task", "digits", "--precision", "half"], "--precision must be one of fp32, bf16, fp16, got 'half'"),
     ],
 )
 def test_contradictory_or_unknown_options(args: list[str], message: str, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lrpilot.tasks import get_task
-from lrpilot.tasks._device import describe_device, device_of, resolve_device, to_device
+from lrpilot.tasks._device import Precision, describe_device, device_of, resolve_device, resolve_precision, to_device
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 
@@ -73,3 +73,29 @@ def test_a_task_trains_and_evaluates_a_model_on_the_gpu_from_batches_built_on_th
     metrics = task.metrics(model.to("cuda"), 64)
     assert metrics.examples == 64
     assert 2.0 < metrics.loss < 2.6  # an untrained 10-class model: about ln 10
+
+
+def test_precision_is_fp32_unless_asked_and_a_wrong_one_is_named() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision(None, cpu) == Precision("fp32", "cpu")
+    assert resolve_precision("bf16", cpu).amp == "bf16"
+    assert resolve_precision("fp32", cpu).amp is None
+    with pytest.raises(ValueError, match="tune: --precision must be one of fp32, bf16, fp16, got 'fp8'"):
+        resolve_precision("fp8", cpu, "tune")
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)]
+)
+def test_the_forward_passes_compute_in_the_precision_and_only_fp16_scales_the_loss(
+    name: str, dtype: torch.dtype
+) -> None:
+    precision = Precision(name, "cpu")
+    layer = nn.Linear(4, 3)
+    with precision.autocast():
+        out = layer(torch.ones(2, 4))
+        loss = nn.functional.cross_entropy(out, torch.tensor([0, 1]))
+    assert out.dtype == dtype
+    assert loss.dtype == torch.float32  # autocast keeps the loss in fp32
+    assert layer.weight.dtype == torch.float32
+    assert (precision.scaler() is not None) == (name == "fp16")

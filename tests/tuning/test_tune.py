@@ -144,6 +144,7 @@ def test_searching_warmup_and_decay_uses_the_recipe_first(tmp_path: Path) -> Non
         ({"storage": "not a url"}, "must be a database URL"),
         ({"max_trials": 0}, "max_trials"),
         ({"device": "tpu"}, "tune: --device 'tpu' is not a device"),
+        ({"precision": "fp64"}, "tune: --precision must be one of fp32, bf16, fp16"),
     ],
 )
 def test_bad_input_is_refused_before_any_work(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 from lrpilot.autopilot._hf import MAX_LENGTH, HfTask, _pad
 from lrpilot.tasks import Recipe, make_optimizer
 from lrpilot.tasks._base import evaluating, seeded
-from lrpilot.tasks._device import device_of, to_device
+from lrpilot.tasks._device import Precision, device_of, to_device
 
 __all__ = ["PROBE_FACTORS", "Drift", "TradeoffPoint", "load_drift", "tradeoff"]
 
@@ -86,23 +86,32 @@ class TradeoffPoint:
         return f"peak {self.peak_lr:.3g}: val loss {self.val_loss:.4g}, drift {self.drift:.4g}, score {self.score:.4g}"
 
 
-def _probe(task: HfTask, model: nn.Module, recipe: Recipe, peak: float, seed: int) -> None:
-    """The recipe at `peak`, from the model's current state, plain AdamW with the recipe's clipping."""
+def _probe(task: HfTask, model: nn.Module, recipe: Recipe, peak: float, seed: int, *, precision: Precision) -> None:
+    """The recipe at `peak`, from the model's current state, plain AdamW with the recipe's clipping,
+    in the run's `precision` (fp16 with its own loss scale)."""
     schedule = recipe.schedule(peak)
     optimizer = make_optimizer(model, recipe, peak)
+    scaler = precision.scaler()
     batches = task.batches(seed)
     with seeded(seed):
         for step in range(recipe.total_steps):
             for group in optimizer.param_groups:
                 group["lr"] = float(schedule(step))
-            loss = task.loss(model, next(batches))
+            with precision.autocast():
+                loss = task.loss(model, next(batches))
             if not math.isfinite(loss.item()):
                 return
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            (loss if scaler is None else scaler.scale(loss)).backward()
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             if recipe.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            optimizer.step()
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)
+                scaler.update()
 
 
 def tradeoff(
@@ -115,18 +124,21 @@ def tradeoff(
     weight: float,
     seed: int,
     progress: Callable[[int, int], None] | None = None,
+    precision: Precision | None = None,
 ) -> list[TradeoffPoint]:
     """Probe `PROBE_FACTORS` × `peak`, each a `PROBE_SHARE` run from the same start (the model is
     restored after each), and score ``val_loss + weight × drift`` (a non-finite loss scores inf).
-    Returns the points from the highest peak to the lowest; the best is ``min(points, key=score)``."""
+    Returns the points from the highest peak to the lowest; the best is ``min(points, key=score)``.
+    `precision`: the run's (fp32 by default), for the probes and their evaluations."""
+    mixed = precision or Precision()
     short = recipe.shortened(max(5, round(PROBE_SHARE * recipe.total_steps)))
     start = copy.deepcopy(model.state_dict())
     points = []
     for i, factor in enumerate(PROBE_FACTORS):
         lr = float(f"{peak * factor:.3g}")
-        _probe(task, model, short, lr, seed)
-        loss = task.metrics(model).loss
-        moved = drift(model)
+        _probe(task, model, short, lr, seed, precision=mixed)
+        with mixed.autocast():
+            loss, moved = task.metrics(model).loss, drift(model)
         score = loss + weight * moved if math.isfinite(loss) and math.isfinite(moved) else math.inf
         points.append(TradeoffPoint(lr, loss, moved, score))
         model.load_state_dict(start)

@@ -37,7 +37,7 @@ from lrpilot.autopilot._training import AUDIT_FILE, MODEL_FILE, Trained, after_r
 from lrpilot.rules import Recommendation, recommend
 from lrpilot.schedules import Schedule
 from lrpilot.tasks import Recipe, Task
-from lrpilot.tasks._device import describe_device, resolve_device
+from lrpilot.tasks._device import Precision, describe_device, resolve_device, resolve_precision
 
 __all__ = ["AUDIT_FILE", "MODEL_FILE", "FitResult", "Progress", "fit", "new_run_dir", "run_record"]
 
@@ -122,6 +122,7 @@ def fit(
     forgetting_weight: float | None = None,
     full_warmup: bool | None = None,
     device: str | None = None,
+    precision: str | None = None,
     report: bool = True,
     progress: Progress | None = None,
     callback: StepCallback | None = None,
@@ -161,7 +162,9 @@ def fit(
     `device`: where the model trains, ``"auto"`` (the default: a CUDA GPU where torch sees one, else
     the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; every phase runs there, the range test and the
     evaluations included (`lrpilot.tasks._device`). On a GPU the guard reads its verdicts every 10
-    steps, so the host does not wait for the device each step (`train_guarded`).
+    steps, so the host does not wait for the device each step (`train_guarded`). `precision`:
+    ``"fp32"`` (the default), ``"bf16"`` or ``"fp16"`` (with a loss scale): the forward passes of
+    every phase autocast to it (`lrpilot.tasks._device.Precision`).
 
     Forgetting (a user's pretrained model): with `retention` (a ``.csv`` / ``.jsonl`` of general
     texts, column ``text``) every evaluation also measures the *drift*, the mean cosine distance of
@@ -177,7 +180,7 @@ def fit(
     """
     progress = progress or quiet
     clock = Clock()
-    where = _checked(seed, finder_steps, device)
+    where, mixed = _checked(seed, finder_steps, device, precision)
     plan = parse_budget(budget)
     with clock.phase("load"):
         progress("load", 0, None, math.nan, math.nan)
@@ -197,7 +200,8 @@ def fit(
         if not isinstance(target.task, HfTask):  # the recipe is known: refuse a short budget before loading
             fitted_recipe(target.task.recipe, steps, describe_budget(plan))
         net = target.task.build_model(seed).to(where)
-        drift = None if rows is None else load_drift(cast(HfTask, target.task), net, rows)
+        with mixed.autocast():  # the reference embeddings as the run's will be computed
+            drift = None if rows is None else load_drift(cast(HfTask, target.task), net, rows)
     with clock.phase("recommend"):
         batch = target.task.recipe.batch_size
         rec = recommend(net, target.method, batch_size=batch, steps=steps, seq_len=target.seq_len)
@@ -215,6 +219,7 @@ def fit(
             progress=progress,
             for_fit=True,
             snapshots=not warm_in_full,
+            amp=mixed.amp,
         )
     if warm_in_full and full_warmup is None:
         search.notes.append(
@@ -241,6 +246,7 @@ def fit(
                 weight=forgetting_weight,
                 seed=seed,
                 progress=progress,
+                precision=mixed,
             )
     fitted, schedule, resumed = _from_ramp(job, fitted, search, peak, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -256,6 +262,7 @@ def fit(
         clock=clock,
         drift=drift,
         resumed=resumed,
+        precision=mixed,
     )
     with clock.phase("save"):
         progress("save", 0, None, math.nan, math.nan)
@@ -278,6 +285,7 @@ def fit(
         resumed=None if resumed is None else dataclasses.asdict(resumed),
         horizon=search.horizon,
         device=describe_device(where),
+        precision=mixed.name,
     )
     progress("report", 0, None, math.nan, math.nan)
     report_path = _write(record, run_dir, report, clock)
@@ -296,12 +304,15 @@ def fit(
     )
 
 
-def _checked(seed: int, finder_steps: int | None, device: str | None) -> torch.device:
-    """The device to train on, once the seed, the range test's steps and the device are checked."""
+def _checked(
+    seed: int, finder_steps: int | None, device: str | None, precision: str | None
+) -> tuple[torch.device, Precision]:
+    """The device to train on and the precision, once they, the seed and the range test's steps are checked."""
     check.step_count("fit", "seed", seed, 0, 2**32 - 1)
     if finder_steps is not None:
         check.step_count("fit", "finder_steps", finder_steps, 5, 100_000)
-    return resolve_device(device)
+    where = resolve_device(device)
+    return where, resolve_precision(precision, where)
 
 
 def _retention(target: Target, retention: str | Path | None, weight: float | None) -> list[dict[str, Any]] | None:
@@ -330,6 +341,7 @@ def _trade(
     weight: float,
     seed: int,
     progress: Progress,
+    precision: Precision,
 ) -> float:
     """The peak that minimises ``val_loss + weight × drift`` over `tradeoff`'s probes (fractions of
     the found `peak`); the table goes into the notes."""
@@ -337,7 +349,7 @@ def _trade(
     def advance(done: int, total: int) -> None:
         progress("forgetting trade-off", done, total, math.nan, math.nan)
 
-    points = tradeoff(task, model, recipe, peak, drift, weight=weight, seed=seed, progress=advance)
+    points = tradeoff(task, model, recipe, peak, drift, weight=weight, seed=seed, progress=advance, precision=precision)
     best = min(points, key=lambda point: point.score)
     search.notes.append(
         f"forgetting trade-off (score = val loss + {weight:g} × drift, probes of {PROBE_SHARE:.0%} of the run): "
@@ -418,6 +430,7 @@ def run_record(
     resumed: dict[str, Any] | None = None,
     horizon: dict[str, Any] | None = None,
     device: str | None = None,
+    precision: str | None = None,
 ) -> Any:
     from lrpilot.report import LayerStats, RunRecord
 
@@ -445,6 +458,7 @@ def run_record(
         batch_size=task.recipe.batch_size,
         chance_loss=_unbalanced_chance(task),
         device=device,
+        precision=precision,
     )
 
 

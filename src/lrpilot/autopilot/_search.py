@@ -138,6 +138,7 @@ def range_test(
     for_fit: bool = False,
     snapshots: bool = True,
     below: float = 1.0,
+    amp: str | None = None,
 ) -> Search:
     """`find_lr` in fast mode on the model as it will train (its AdamW, clipping and recipe) over
     the `ramp` the recommendation sets (`below` it, for a retry); its peak, checked against the
@@ -154,7 +155,8 @@ def range_test(
     overrule the rules by more than their own uncertainty (a 12-step test on 100 texts put a LoRA
     peak at 0.36, 724× the rules'). `for_fit`: the test stops once its minimum has settled
     (`lrpilot.finder.SETTLE`; tune's runs to divergence, the whole curve its band reads) and, with
-    `snapshots`, keeps snapshots along the ramp to start the run from (`RampStates`)."""
+    `snapshots`, keeps snapshots along the ramp to start the run from (`RampStates`). `amp`: the
+    run's mixed precision (``"bf16"``, ``"fp16"``; None: fp32), which the test measures in too."""
     from lrpilot.finder import SETTLE, DivergenceRule, RangeTestError, RangeTestWarning
     from lrpilot.integrations.torch_finder import find_lr
 
@@ -185,6 +187,7 @@ def range_test(
             for_fit=for_fit,
             snapshots=snapshots,
             below=RETRY_BELOW,
+            amp=amp,
         )
         search.notes.insert(0, f"range test from {start_lr:.3g}: {why}; run again from {lower:.3g}")
         if search.finder is not None:  # the steps spent on the model count both tests
@@ -212,6 +215,7 @@ def range_test(
                 decay=recipe.decay,
                 divergence=DivergenceRule(settle=SETTLE) if for_fit else None,
                 callback=advance,
+                amp=amp,
             )
     except RangeTestError as exc:
         why = too_high(exc.records) if may_retry else None

@@ -25,6 +25,7 @@ from lrpilot.guard import GuardConfig
 from lrpilot.schedules import Schedule
 from lrpilot.tasks import Metrics, Recipe, Task, make_optimizer
 from lrpilot.tasks._base import seeded
+from lrpilot.tasks._device import Precision
 
 __all__ = [
     "AUDIT_FILE",
@@ -129,6 +130,7 @@ def train_guarded(
     eval_at: Collection[int] = (),
     resumed: Resumed | None = None,
     read_every: int | None = None,
+    precision: Precision | None = None,
 ) -> Trained:
     """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back; its
     configuration `_guard_config`), with evaluations every quarter (or after the steps in
@@ -142,7 +144,9 @@ def train_guarded(
     steps (`TorchGuard`'s default there: 10), not every step, so that the host never waits for the
     device: the progress and `callback` then show the latest loss the guard has read, and every
     verdict on its way is read before an evaluation and at the end (a rollback among them trains
-    on from its snapshot; that evaluation comes when the run gets there again)."""
+    on from its snapshot; that evaluation comes when the run gets there again). `precision`: the
+    forward passes' (`lrpilot.tasks._device.Precision`; fp32 by default), the evaluations' too;
+    fp16's loss scale is the guard's to unscale and update."""
     from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
     total = recipe.total_steps
@@ -153,6 +157,8 @@ def train_guarded(
     status, notes = "finished", []
     start, skip = (resumed.start_step, resumed.ramp_steps) if resumed is not None else (0, 0)
     optimizer = make_optimizer(model, recipe, float(schedule(0)))
+    mixed = precision or Precision()
+    scaler = mixed.scaler()
     # the guard's first snapshot holds the seeded generator the loop starts from, so a rollback to it
     # restores that, not the caller's (which torch seeds at random per process: a fit rolled back to
     # its first snapshot ended 0.411-0.445 from one process to the next)
@@ -166,6 +172,7 @@ def train_guarded(
             audit=run_dir / AUDIT_FILE,
             step=start,
             read_every=read_every,
+            scaler=scaler,
         )
     batches = itertools.islice(task.batches(seed), skip, None)
     started, evaluating = time.perf_counter(), clock.timings.get("evaluate", 0.0)
@@ -173,8 +180,9 @@ def train_guarded(
         with seeded(seed):  # dropout draws as `lrpilot.tasks.train` makes them
             while not _finished(guard, total):
                 t = guard.step_count
-                loss = task.loss(model, next(batches))
-                loss.backward()  # type: ignore[no-untyped-call]
+                with mixed.autocast():
+                    loss = task.loss(model, next(batches))
+                (loss if scaler is None else scaler.scale(loss)).backward()
                 tracker.before(t)
                 action = guard.step(loss)
                 tracker.after(action.applies_update if action is not None else guard.step_count == t + 1)
@@ -187,7 +195,7 @@ def train_guarded(
                     guard.flush()
                     if guard.step_count != done:  # a verdict read now rolled the run back
                         continue
-                    with clock.phase("evaluate"):
+                    with clock.phase("evaluate"), mixed.autocast():
                         progress("evaluate", done, total, math.nan, math.nan)
                         _evaluate(task, model, drift, done, last=done == total, evals=evals)
     except KeyboardInterrupt:
@@ -201,9 +209,16 @@ def train_guarded(
         clock.timings["train"] = time.perf_counter() - started - (clock.timings.get("evaluate", 0.0) - evaluating)
         report = guard.report()
         guard.close()
+    return Trained(
+        status, total, _history(guard, evals), report, tracker, evals.get("reported", {}), notes, evals.get("top_share")
+    )
+
+
+def _history(guard: Any, evals: dict[str, Any]) -> Any:
+    """The run's `lrpilot.report.TrainingHistory`: the guard's log of every step it judged, and the evaluations."""
     from lrpilot.report import TrainingHistory
 
-    history = TrainingHistory(
+    return TrainingHistory(
         steps=list(guard.history_steps),
         loss=list(guard.history_loss),
         lr=list(guard.history_lr),
@@ -213,7 +228,6 @@ def train_guarded(
         eval_examples=evals.get("examples"),
         final_eval=evals.get("final", {}),
     )
-    return Trained(status, total, history, report, tracker, evals.get("reported", {}), notes, evals.get("top_share"))
 
 
 def _finished(guard: Any, total: int) -> bool:

@@ -30,6 +30,7 @@ from lrpilot.cli._options import (
     FinderStepsOption,
     MethodOption,
     ModelOption,
+    PrecisionOption,
     TaskOption,
     TaskTypeOption,
 )
@@ -102,7 +103,8 @@ def _summary(result: FitResult) -> Table:
         f"training {timings.get('train', 0.0):.1f} s)",
     )
     if record.device is not None:
-        table.add_row("device", escape(record.device))
+        mixed = "" if record.precision in (None, "fp32") else f", {record.precision} autocast"
+        table.add_row("device", escape(record.device + mixed))
     table.add_row("run directory", escape(str(result.run_dir)))
     return table
 
@@ -159,6 +161,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
         ),
     ] = None,
     device: DeviceOption = None,
+    precision: PrecisionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Write run.json only, no HTML report.")] = False,
 ) -> None:
@@ -195,6 +198,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
                 forgetting_weight=forgetting_weight,
                 full_warmup=full_warmup,
                 device=device,
+                precision=precision,
                 report=not no_report,
                 progress=_Bars(progress),
             )

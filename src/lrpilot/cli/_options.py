@@ -18,6 +18,7 @@ __all__ = [
     "FinderStepsOption",
     "MethodOption",
     "ModelOption",
+    "PrecisionOption",
     "TaskOption",
     "TaskTypeOption",
 ]
@@ -57,5 +58,12 @@ DeviceOption = Annotated[
     typer.Option(
         "--device",
         help="Where to train: auto (a CUDA GPU where torch sees one, else the CPU; the default), cpu, cuda or cuda:N.",
+    ),
+]
+PrecisionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="The forward passes: fp32 (the default), bf16, or fp16 (with a loss scale), autocast on the device.",
     ),
 ]

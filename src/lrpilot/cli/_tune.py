@@ -26,6 +26,7 @@ from lrpilot.cli._options import (
     FinderStepsOption,
     MethodOption,
     ModelOption,
+    PrecisionOption,
     TaskOption,
     TaskTypeOption,
 )
@@ -118,6 +119,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
         typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
     ] = None,
     device: DeviceOption = None,
+    precision: PrecisionOption = None,
     output: Annotated[
         str,
         typer.Option(
@@ -175,6 +177,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
                     report=not no_report,
                     heartbeat=HEARTBEAT if heartbeat is None else heartbeat,
                     device=device,
+                    precision=precision,
                     progress=_Bars(progress),
                 )
         except KeyboardInterrupt:
@@ -206,6 +209,7 @@ def worker(  # noqa: PLR0917  (typer reads the options from the signature)
         typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
     ] = None,
     device: DeviceOption = None,
+    precision: PrecisionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a line.")] = False,
 ) -> None:
     """Join a study started by `lrpilot tune --storage … --study …` and run its trials until none is left."""
@@ -223,6 +227,7 @@ def worker(  # noqa: PLR0917  (typer reads the options from the signature)
                     progress=_Bars(progress),
                     heartbeat=HEARTBEAT if heartbeat is None else heartbeat,
                     device=device,
+                    precision=precision,
                 )
         except KeyboardInterrupt:
             stderr.print("[yellow]interrupted[/]: the trial in progress goes back to the queue")

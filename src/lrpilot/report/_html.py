@@ -208,6 +208,7 @@ def _header(record: RunRecord) -> str:
     ran = f", last logged step {int(steps[-1]):,}" if len(steps) else ""
     status = record.status.replace("_", " ")
     on = "" if record.device is None else f" · on {_e(record.device)}"
+    on += "" if record.precision in (None, "fp32") else f" in {_e(record.precision)}"
     cards = [("peak LR", _num(_peak(record), ".3g")), *((k, _num(v)) for k, v in list(record.metrics.items())[:4])]
     cards.append(("guard actions", str(len(record.guard_actions))))
     if record.timings:

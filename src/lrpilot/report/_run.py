@@ -200,6 +200,7 @@ class RunRecord:
         batch_size: the examples of each training step, to which the guard fitted its short median
             (`lrpilot.detect.DetectConfig.scaled_to_batch`; `lrpilot doctor` reads it); None if unknown.
         device: where the run trained (``cpu (2 threads)``, ``cuda:0 (NVIDIA H200)``); None if unknown.
+        precision: its forward passes' (``fp32``, ``bf16`` or ``fp16`` autocast); None if unknown.
     """
 
     title: str
@@ -223,6 +224,7 @@ class RunRecord:
     batch_size: int | None = None
     chance_loss: float | None = None
     device: str | None = None
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         owner = "RunRecord"

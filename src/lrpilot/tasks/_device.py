@@ -1,5 +1,6 @@
-"""Where a model trains: the device a user names (or the best this machine has), and batches moved
-to the model's device where a task's loss and metrics read them.
+"""Where and how a model trains: the device a user names (or the best this machine has), batches
+moved to the model's device where a task's loss and metrics read them, and the precision of its
+forward passes.
 
 A task's batches and validation sets are built on the host, the same on every machine (their order
 and contents are fixed by a seed); its `Task.loss` and `Task.metrics` move what they read to the
@@ -9,13 +10,24 @@ trains it where it lies, and nothing else needs to know where that is.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["DEVICE_CHOICES", "describe_device", "device_of", "resolve_device", "to_device"]
+__all__ = [
+    "DEVICE_CHOICES",
+    "PRECISIONS",
+    "Precision",
+    "describe_device",
+    "device_of",
+    "resolve_device",
+    "resolve_precision",
+    "to_device",
+]
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 """What ``--device`` accepts, for its help and its errors."""
@@ -80,3 +92,46 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (tuple, list)):
         return type(batch)(to_device(value, device) for value in batch)
     return batch
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+"""What ``--precision`` accepts: full precision, or the forward passes autocast to bf16 or fp16."""
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a run's forward passes compute: in fp32, or autocast to bf16 or fp16 on its device (the
+    weights, Adam's moments and the losses stay fp32: torch's autocast runs the matrix products in
+    the lower precision and the softmax and cross-entropy in fp32). fp16's narrow range needs a
+    loss scale (`scaler`), which `TorchGuard` unscales before it judges a gradient."""
+
+    name: str = "fp32"
+    device_type: str = "cpu"
+
+    @property
+    def amp(self) -> str | None:
+        """The range test's ``amp`` (`lrpilot.integrations.torch_finder.find_lr`): None for fp32."""
+        return None if self.name == "fp32" else self.name
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The forward passes' context: nothing for fp32."""
+        if self.name == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=torch.bfloat16 if self.name == "bf16" else torch.float16)
+
+    def scaler(self) -> Any:
+        """A fresh `torch.amp.GradScaler` for fp16, None otherwise."""
+        return torch.amp.GradScaler(self.device_type) if self.name == "fp16" else None
+
+
+def resolve_precision(name: str | None, device: torch.device, owner: str = "fit") -> Precision:
+    """`name` (None: fp32) checked for `device`: a GPU without bf16 (before Ampere) is told to use fp16."""
+    chosen = "fp32" if name is None else name
+    if chosen not in PRECISIONS:
+        raise ValueError(f"{owner}: --precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    if chosen == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(
+            f"{owner}: --precision bf16: {torch.cuda.get_device_name(device)} does not compute in bf16; "
+            "give --precision fp16 (with a loss scale) or fp32"
+        )
+    return Precision(chosen, device.type)

@@ -17,6 +17,7 @@ from lrpilot.autopilot._progress import Progress
 from lrpilot.autopilot._target import Target, fitted_recipe, resolve_target
 from lrpilot.rules import Recommendation, recommend
 from lrpilot.tasks import Recipe, Task
+from lrpilot.tasks._device import Precision
 from lrpilot.tuning._halving import Move, next_move
 from lrpilot.tuning._study import StudyConfig
 from lrpilot.tuning._trial import TrialRunner
@@ -143,12 +144,18 @@ def plan_run(
 
 
 def make_runner(
-    config: StudyConfig, trials_dir: Path, progress: Progress, device: torch.device | None = None
+    config: StudyConfig,
+    trials_dir: Path,
+    progress: Progress,
+    device: torch.device | None = None,
+    precision: Precision | None = None,
 ) -> TrialRunner:
-    """The objective this process runs the study's trials with, training on `device` (the CPU by default)."""
+    """The objective this process runs the study's trials with, training on `device` (the CPU by
+    default) in `precision` (fp32 by default)."""
     target = build_target(config.target)
     _, _, job, recipe = plan_run(target, config.run_steps, config.seed)
-    return TrialRunner(config, target, job, recipe, trials_dir, progress, device=device or torch.device("cpu"))
+    where, mixed = device or torch.device("cpu"), precision or Precision()
+    return TrialRunner(config, target, job, recipe, trials_dir, progress, device=where, precision=mixed)
 
 
 def wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress) -> bool:

@@ -21,7 +21,7 @@ from lrpilot.autopilot._progress import Clock, Progress
 from lrpilot.autopilot._target import Target
 from lrpilot.autopilot._training import save_model, train_guarded
 from lrpilot.tasks import Recipe, Task
-from lrpilot.tasks._device import describe_device
+from lrpilot.tasks._device import Precision, describe_device
 from lrpilot.tuning._halving import continued, trial_lr
 from lrpilot.tuning._space import Candidate, Space
 from lrpilot.tuning._study import StudyConfig, counted, is_replacement, requeue
@@ -58,6 +58,8 @@ class TrialRunner:
     progress: Progress
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     """Where this process trains its trials (each worker its own: `lrpilot.tasks._device`)."""
+    precision: Precision = field(default_factory=Precision)
+    """In what precision its forward passes compute (each worker its own, as its device)."""
     on_trial: Callable[[int, Candidate], None] | None = None
     clock: Clock = field(default_factory=Clock)
     """The timings of the latest run (the best trial's record shows its own)."""
@@ -90,6 +92,7 @@ class TrialRunner:
             callback=None,
             clock=self.clock,
             eval_at=eval_at or (),
+            precision=self.precision,
         )
         return trained, model
 
@@ -184,6 +187,7 @@ class TrialRunner:
                 notes=[f"trial {trial.number}: {candidate.describe()}"],
                 clock=self.clock,
                 device=describe_device(self.device),
+                precision=self.precision.name,
             )
             record.write_json(folder / RUN_FILE)
             trial.set_user_attr("weights", str(path.resolve()))

@@ -26,7 +26,7 @@ from lrpilot.autopilot._search import peak_at_horizon, ramp, range_test
 from lrpilot.autopilot._target import Target
 from lrpilot.rules import HORIZON_EXPONENT, Recommendation
 from lrpilot.tasks import Recipe, Task
-from lrpilot.tasks._device import resolve_device
+from lrpilot.tasks._device import resolve_device, resolve_precision
 from lrpilot.tuning._engine import (
     FIRST_TRIAL_SHARE,
     REDUCTION,
@@ -97,6 +97,7 @@ def tune(
     finder_steps: int | None = None,
     heartbeat: float = HEARTBEAT,
     device: str | None = None,
+    precision: str | None = None,
     report: bool = True,
     progress: Progress | None = None,
 ) -> TuneResult:
@@ -115,7 +116,8 @@ def tune(
     length; the best third go on to the full run).
     `max_trials`: cap the trials (default: what the budget pays for). `finder_steps`: the range
     test's length, `device` where this process trains (``"auto"``, the default, ``"cpu"``,
-    ``"cuda"``, ``"cuda:N"``; each worker chooses its own), as in `lrpilot.fit`.
+    ``"cuda"``, ``"cuda:N"``; each worker chooses its own) and `precision` its forward passes'
+    (``"fp32"``, the default, ``"bf16"``, ``"fp16"``), as in `lrpilot.fit`.
 
     Bad input (an unknown task or search name, a budget too small for one full run plus the range
     test, an unreachable or malformed storage URL, a study created with other settings) raises
@@ -126,6 +128,7 @@ def tune(
     quiet_optuna()
     names = _checked(seed=seed, search=search, max_trials=max_trials, finder_steps=finder_steps, heartbeat=heartbeat)
     where = resolve_device(device, "tune")
+    mixed = resolve_precision(precision, where, "tune")
     plan = _parse_budget(budget)
     given = {"task": task, "model": model, "data": data, "eval_data": eval_data, "task_type": task_type}
     spec = target_spec({**given, "method": method, "data_dir": data_dir, "batch_size": batch_size})
@@ -159,13 +162,13 @@ def tune(
         notes = [f"continued the study {name!r} ({len(existing.trials)} trials so far)"]
         config = _raise_budget(existing, config, plan, clock, max_trials=max_trials, notes=notes)
     else:
-        setup = _Setup(target, job, spec, recipe, rec, seed, names, prune, max_trials, finder_steps)
+        setup = _Setup(target, job, spec, recipe, rec, seed, names, prune, max_trials, finder_steps, mixed.amp)
         config = _search_prior(setup, net, plan, clock, progress)
         optuna_study = _create(store, name, config)
         notes = list(config.finder["notes"])
     space = Space.from_dict(config.space)
     live = attach(optuna_study, config)
-    runner = make_runner(config, run_dir / "trials", progress, where)
+    runner = make_runner(config, run_dir / "trials", progress, where, mixed)
     runner.on_trial = lambda number, cand: progress(f"trial {number} ({cand.describe()})", 0, None, math.nan, math.nan)
     with clock.phase("trials"):
         run_until_done(live, runner, progress)
@@ -210,6 +213,7 @@ class _Setup:
     prune: bool
     max_trials: int | None
     finder_steps: int | None
+    amp: str | None
 
 
 def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: Clock, progress: Progress) -> StudyConfig:
@@ -218,7 +222,14 @@ def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: Clock, p
     run_steps = recipe.total_steps
     with clock.phase("find"):
         found = range_test(
-            setup.job, net, recipe, setup.rec, seed=setup.seed, steps=setup.finder_steps, progress=progress
+            setup.job,
+            net,
+            recipe,
+            setup.rec,
+            seed=setup.seed,
+            steps=setup.finder_steps,
+            progress=progress,
+            amp=setup.amp,
         )
     finder = found.finder
     peak, factor = peak_at_horizon(found, run_steps, setup.target.calibrated)

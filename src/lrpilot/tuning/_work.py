@@ -10,7 +10,7 @@ from pathlib import Path
 from lrpilot import _validate as check
 from lrpilot.autopilot._progress import Progress, quiet
 from lrpilot.tasks import one_thread
-from lrpilot.tasks._device import resolve_device
+from lrpilot.tasks._device import resolve_device, resolve_precision
 from lrpilot.tuning._engine import POLL, attach, load_study, make_runner, quiet_optuna, run_until_done
 from lrpilot.tuning._result import summaries
 from lrpilot.tuning._space import Candidate
@@ -43,6 +43,7 @@ def work(
     wait: float = 0.0,
     heartbeat: float = HEARTBEAT,
     device: str | None = None,
+    precision: str | None = None,
     progress: Progress | None = None,
 ) -> WorkSummary:
     """Join the study `study` in `storage` (started by `tune` with the same storage) and run its
@@ -51,12 +52,14 @@ def work(
     must exist on this machine. A best trial's weights are written under `out` (default
     ``runs/tune-worker-<study>``). `wait`: seconds to wait for the study to appear (workers
     launched together with the machine that creates it, whose range test comes first). `device`:
-    where this worker trains, as in `lrpilot.fit` (``"auto"``: its GPU where it has one)."""
+    where this worker trains, as in `lrpilot.fit` (``"auto"``: its GPU where it has one), and
+    `precision` its forward passes' (fp32 by default)."""
     progress = progress or quiet
     quiet_optuna()
     check.positive("tune worker", "heartbeat", heartbeat)
     check.non_negative("tune worker", "--wait", wait)
     where = resolve_device(device, "tune worker")
+    mixed = resolve_precision(precision, where, "tune worker")
     store = open_storage(storage, heartbeat=heartbeat)
     deadline = time.monotonic() + wait
     existing = load_study(store, study)
@@ -72,7 +75,7 @@ def work(
     config = StudyConfig.from_dict(existing.user_attrs[CONFIG_KEY])
     live = attach(existing, config)
     folder = Path(out) if out is not None else Path("runs") / f"tune-worker-{study}"
-    runner = make_runner(config, folder / "trials", progress, where)
+    runner = make_runner(config, folder / "trials", progress, where, mixed)
     ran: list[int] = []
 
     def note(number: int, candidate: Candidate) -> None:
