@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -120,10 +121,75 @@ def test_jsonl_rows_are_read_and_checked(tmp_path: Path) -> None:
         read_rows(path, ("text",), "--data")
 
 
-def test_labels_must_be_integers(tmp_path: Path) -> None:
-    data = write_rows(tmp_path / "train.csv", [{"text": f"text {i}", "label": "pos"} for i in range(20)])
-    with pytest.raises(ValueError, match=r"row 1: label must be an integer class id, got 'pos'"):
-        load_hf_task(minilm_dir(), data)
+def test_labels_given_as_names_are_class_ids_in_sorted_order(tmp_path: Path) -> None:
+    names = ["positive", "negative", "neutral"]
+    rows = [{"text": f"text {i}", "label": names[i % 3]} for i in range(30)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    held = write_rows(tmp_path / "eval.csv", [{"text": "x", "label": " neutral"}, {"text": "y", "label": "positive"}])
+    task = load_hf_task(minilm_dir(), data, held)
+    assert task.label_names == ("negative", "neutral", "positive")
+    assert task.num_labels == 3
+    assert task.train_data.labels is not None
+    assert task.train_data.labels[:3].tolist() == [2, 0, 1]
+    assert task.val_data.labels is not None
+    assert task.val_data.labels.tolist() == [1, 2]  # surrounding spaces are not part of a name
+
+
+@pytest.mark.parametrize(
+    ("train", "held", "message"),
+    [
+        (["pos"] * 20, None, "train.csv: every label is 'pos'; a classifier needs at least two classes"),
+        (["pos", "neg", "1"] * 7, None, "train.csv, row 3: label '1' is a number and row 1's 'pos' a name"),
+        (
+            ["pos", "neg"] * 10,
+            ["neg", "meh"],
+            "eval.csv, row 2: label 'meh' is not one of the training labels (neg, pos)",
+        ),
+        (["pos", "neg"] * 10, ["neg", "0"], "eval.csv, row 2: label '0' is not one of the training labels (neg, pos)"),
+        (["1", "0", "1.5"] * 7, None, "train.csv, row 3: label must be an integer class id, got '1.5'"),
+    ],
+)
+def test_labels_that_mix_numbers_and_names_or_are_unknown_are_refused_by_row(
+    tmp_path: Path, train: list[str], held: list[str] | None, message: str
+) -> None:
+    data = write_rows(tmp_path / "train.csv", [{"text": f"text {i}", "label": label} for i, label in enumerate(train)])
+    other = None
+    if held is not None:
+        other = write_rows(tmp_path / "eval.csv", [{"text": f"t {i}", "label": label} for i, label in enumerate(held)])
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_hf_task(minilm_dir(), data, other)
+
+
+def _tiny_classifier(folder: Path, id2label: dict[int, str]) -> Path:
+    """A randomly initialised BERT classifier with MiniLM's tokenizer and these labels, saved as a user's model."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        id2label=id2label,
+        label2id={name: i for i, name in id2label.items()},
+    )
+    transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_classifier_checkpoint_keeps_its_own_label_numbering(tmp_path: Path) -> None:
+    model = _tiny_classifier(tmp_path / "clf", {0: "POSITIVE", 1: "NEGATIVE"})
+    data = write_rows(
+        tmp_path / "train.csv", [{"text": f"t {i}", "label": ["NEGATIVE", "POSITIVE"][i % 2]} for i in range(20)]
+    )
+    task = load_hf_task(model, data)
+    assert task.label_names == ("POSITIVE", "NEGATIVE")
+    assert task.train_data.labels is not None
+    assert task.train_data.labels[:2].tolist() == [1, 0]
+    other = write_rows(tmp_path / "other.csv", [{"text": f"t {i}", "label": ["neg", "pos"][i % 2]} for i in range(20)])
+    with pytest.raises(ValueError, match=r"already a classifier of the labels POSITIVE, NEGATIVE; 'neg', 'pos' is not"):
+        load_hf_task(model, other)
 
 
 def test_without_eval_a_tenth_is_held_out(tmp_path: Path) -> None:
@@ -327,3 +393,26 @@ def test_unbalanced_labels_are_the_guards_chance_level_and_the_doctor_reads_it(t
     assert series.chance_loss == result.record.chance_loss
     assert fitted_config(series).chance_loss == result.record.chance_loss
     assert fitted_config(series, classes=2).chance_loss == pytest.approx(math.log(2))  # --num-classes overrides
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_a_fit_on_named_labels_saves_the_names_with_the_model(tmp_path: Path, method: str) -> None:
+    named = {"0": "negative", "1": "positive"}
+    rows = [{"text": row["text"], "label": named[row["label"]]} for row in sst2_rows(60)]
+    train, held = write_rows(tmp_path / "train.csv", rows[:48]), write_rows(tmp_path / "eval.csv", rows[48:])
+    result = fit(
+        model=minilm_dir(),
+        data=train,
+        eval_data=held,
+        method=method,
+        budget=BUDGET,
+        finder_steps=FINDER_STEPS,
+        out=tmp_path / "run",
+        report=False,
+    )
+    assert "labels are names, read as class ids 0 = negative, 1 = positive" in " ".join(result.record.notes)
+    saved = json.loads((result.model_path / "labels.json").read_text(encoding="utf-8"))
+    assert saved == {"id2label": {"0": "negative", "1": "positive"}}
+    if method == "full":  # the encoder's own config names them too
+        config = json.loads((result.model_path / "config.json").read_text(encoding="utf-8"))
+        assert config["id2label"] == {"0": "negative", "1": "positive"}

@@ -32,11 +32,22 @@ from lrpilot.tasks import Metrics, Recipe, Task
 from lrpilot.tasks._base import Answers, SubsetTally, epoch_order, evaluating, seeded, spread
 from lrpilot.tasks._device import device_of, to_device
 
-__all__ = ["METHODS", "TASK_TYPES", "HfTask", "attention_projections", "load_hf_task", "read_rows"]
+__all__ = [
+    "LABELS_FILE",
+    "METHODS",
+    "TASK_TYPES",
+    "HfTask",
+    "attention_projections",
+    "label_names",
+    "load_hf_task",
+    "read_rows",
+]
 
 TASK_TYPES = ("classification", "causal-lm")
 METHODS = ("full", "lora")
 DATA_SUFFIXES = (".csv", ".jsonl")
+LABELS_FILE = "labels.json"
+"""Beside a saved classifier whose labels were names: ``{"id2label": {"0": name, ...}}``."""
 MAX_LENGTH = 128
 """Tokens per text: longer texts are truncated (a CPU fine-tune of long documents is not this tool's job)."""
 EVAL_FRACTION = 0.1
@@ -114,8 +125,62 @@ def _label(value: Any, where: str) -> int:
     return int(number)
 
 
-def _labels(rows: list[dict[str, Any]], path: Path, what: str) -> list[int]:
-    return [_label(row["label"], f"{what}: {path.name}, row {i}") for i, row in enumerate(rows, start=1)]
+def _is_name(value: Any) -> bool:
+    """Whether a label is a class name (``"positive"``, ``"spam"``) rather than a number."""
+    if isinstance(value, (bool, int, float)):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return True
+    return False
+
+
+def label_names(rows: list[dict[str, Any]], path: Path, what: str, config: Any) -> tuple[str, ...]:
+    """The class names of labels given as names, in id order; ``()`` for integer class ids.
+
+    A fresh head numbers the names in sorted order; a checkpoint that already is a classifier keeps
+    its own numbering (its ``label2id``), so the names must be its own. Labels that mix numbers and
+    names, or a single name, are errors naming the rows."""
+    kinds = [_is_name(row["label"]) for row in rows]
+    if not any(kinds):
+        return ()
+    if not all(kinds):
+        number, name = kinds.index(False), kinds.index(True)
+        raise ValueError(
+            f"{what}: {path.name}, row {number + 1}: label {rows[number]['label']!r} is a number and row {name + 1}'s "
+            f"{rows[name]['label']!r} a name; give every label as an integer class id, or every one as a name"
+        )
+    names = sorted({str(row["label"]).strip() for row in rows})
+    if _is_classifier(config):
+        own = {str(name): int(i) for name, i in (getattr(config, "label2id", None) or {}).items()}
+        if not set(names) <= set(own):
+            theirs = ", ".join(sorted(own, key=own.__getitem__))
+            raise ValueError(
+                f"{what}: {path.name}: the model is already a classifier of the labels {theirs}; "
+                f"{', '.join(repr(n) for n in names if n not in own)} is not one of them: give its label names or "
+                f"integer class ids 0 to {int(config.num_labels) - 1}"
+            )
+        return tuple(sorted(own, key=own.__getitem__))
+    if len(names) < 2:
+        raise ValueError(f"{what}: {path.name}: every label is {names[0]!r}; a classifier needs at least two classes")
+    return tuple(names)
+
+
+def _labels(rows: list[dict[str, Any]], path: Path, what: str, names: tuple[str, ...] = ()) -> list[int]:
+    """Each row's class id: its integer label, or its name's place in `names`."""
+    if not names:
+        return [_label(row["label"], f"{what}: {path.name}, row {i}") for i, row in enumerate(rows, start=1)]
+    ids = {name: i for i, name in enumerate(names)}
+    out = []
+    for i, row in enumerate(rows, start=1):
+        label = row["label"]
+        if not _is_name(label) or str(label).strip() not in ids:
+            raise ValueError(
+                f"{what}: {path.name}, row {i}: label {label!r} is not one of the training labels ({', '.join(names)})"
+            )
+        out.append(ids[str(label).strip()])
+    return out
 
 
 def _check_labels(labels: list[int], num_labels: int, path: Path, what: str) -> None:
@@ -282,6 +347,9 @@ class HfTask(Task):
     pooling: tuple[str, ...] = ()
     """A classifier's pooling when the checkpoint declares one (`checkpoint_pooling`): the model is
     then a `PooledClassifier`; ``()``: Hugging Face's sequence-classification head."""
+    label_names: tuple[str, ...] = ()
+    """A classifier's class names by id, where the data gives labels as names (`label_names`);
+    ``()`` for integer class ids."""
 
     @property
     def classes(self) -> int | None:
@@ -380,11 +448,18 @@ class HfTask(Task):
     def save(self, model: nn.Module, out_dir: Path) -> Path:
         """``save_pretrained`` into ``out_dir/adapter`` (LoRA: the adapter and the trained head) or
         ``out_dir/model`` (full), with the tokenizer beside it so the folder loads on its own (a
-        pooled head's with `lrpilot.autopilot.load_classifier`)."""
+        pooled head's with `lrpilot.autopilot.load_classifier`). Labels given as names are saved as
+        the config's ``id2label`` and in `LABELS_FILE`."""
         target = out_dir / ("adapter" if self.method == "lora" else "model")
+        names = dict(enumerate(self.label_names))
+        config = getattr(model.encoder if isinstance(model, PooledClassifier) else model, "config", None)
+        if names and config is not None:  # a full fine-tune's config.json then names its classes
+            config.id2label, config.label2id = names, {name: i for i, name in names.items()}
         with quiet_transformers():
             model.save_pretrained(target)  # type: ignore[operator]
             self.tokenizer.save_pretrained(target)
+        if names:  # an adapter's folder holds no config: the names go beside it either way
+            (target / LABELS_FILE).write_text(json.dumps({"id2label": names}, indent=1) + "\n", encoding="utf-8")
         return target
 
     def with_recipe(self, recipe: Recipe) -> HfTask:
@@ -436,17 +511,20 @@ def load_hf_task(
     config, tokenizer = _load_config_and_tokenizer(model_dir)
     num_labels = None
     train_labels = eval_labels = None
+    names: tuple[str, ...] = ()
     if kind == "classification":
-        train_labels = _labels(train_rows, data, "--data")
+        names = label_names(train_rows, data, "--data", config)
+        train_labels = _labels(train_rows, data, "--data", names)
         num_labels = _num_labels(config, [max(0, x) for x in train_labels])
         _check_labels(train_labels, num_labels, data, "--data")
         if eval_rows is not None and eval_data is not None:
-            eval_labels = _labels(eval_rows, eval_data, "--eval")
+            eval_labels = _labels(eval_rows, eval_data, "--eval", names)
             _check_labels(eval_labels, num_labels, eval_data, "--eval")
     if eval_rows is None:
         train_rows, eval_rows = _split(train_rows, "--data")
         if kind == "classification":
-            train_labels, eval_labels = _labels(train_rows, data, "--data"), _labels(eval_rows, data, "--data")
+            train_labels = _labels(train_rows, data, "--data", names)
+            eval_labels = _labels(eval_rows, data, "--data", names)
     pooling = checkpoint_pooling(model_dir) if kind == "classification" and not _is_classifier(config) else ()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
@@ -473,4 +551,5 @@ def load_hf_task(
         tokenizer=tokenizer,
         pad_id=int(pad_id),
         pooling=pooling,
+        label_names=names,
     )

@@ -11,7 +11,7 @@ import torch
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget
-from lrpilot.autopilot._hf import HfTask, load_hf_task
+from lrpilot.autopilot._hf import LABELS_FILE, HfTask, load_hf_task
 from lrpilot.autopilot._pooled import head_note
 from lrpilot.rules import CALIBRATED_STEPS, stretched_to_epoch
 from lrpilot.tasks import Recipe, Task, get_task, task_names
@@ -73,10 +73,20 @@ def user_target(
     if data is None:
         raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
     task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size)
-    notes = tuple(note for note in (head_note(task.pooling) if task.pooling else None, _chance_note(task)) if note)
+    heads = (head_note(task.pooling) if task.pooling else None, _names_note(task), _chance_note(task))
+    notes = tuple(note for note in heads if note)
     return Target(
         task, task.name, method, task.default_steps, calibrated=stretched_to_epoch(task.epoch_steps), notes=notes
     )
+
+
+def _names_note(task: HfTask) -> str | None:
+    """How labels given as names became class ids, and where the names are saved."""
+    if not task.label_names:
+        return None
+    ids = ", ".join(f"{i} = {name}" for i, name in enumerate(task.label_names))
+    saved = f"{LABELS_FILE}, and config.json's id2label"
+    return f"labels are names, read as class ids {ids}; the saved model keeps them ({saved})"
 
 
 UNBALANCED = 0.95
