@@ -8,6 +8,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,6 +19,20 @@ from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
 
 BUDGET = 6  # the smallest with a warmup step (10 %) and a few steps of decay
 FINDER_STEPS = 12
+
+
+def _small_fit(data: Path, eval_data: Path, tmp_path: Path, **options: Any) -> Any:
+    """MiniLM fine-tuned on `data` for `BUDGET` steps after a `FINDER_STEPS`-step range test, in ``tmp_path/run``."""
+    return fit(
+        model=minilm_dir(),
+        data=data,
+        eval_data=eval_data,
+        budget=BUDGET,
+        finder_steps=FINDER_STEPS,
+        out=tmp_path / "run",
+        report=False,
+        **options,
+    )
 
 
 def _logits(model: torch.nn.Module, tokenizer: object, texts: list[str]) -> torch.Tensor:
@@ -214,12 +229,17 @@ def tiny_causal_lm(tmp_path: Path) -> Path:
     return folder
 
 
+def _fox_lines(path: Path) -> Path:
+    """40 lines of text as a causal LM's ``.jsonl`` training data."""
+    lines = [json.dumps({"text": f"the quick brown fox number {i} jumps over the lazy dog"}) for i in range(40)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_causal_lm_on_jsonl_text(method: str, tiny_causal_lm: Path, tmp_path: Path) -> None:
-    lines = [json.dumps({"text": f"the quick brown fox number {i} jumps over the lazy dog"}) for i in range(40)]
-    data = tmp_path / "train.jsonl"
-    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = _fox_lines(tmp_path / "train.jsonl")
     result = fit(
         model=tiny_causal_lm,
         data=data,
@@ -306,9 +326,7 @@ def test_a_half_precision_fine_tune_probes_and_measures_drift_in_it(tiny_causal_
     """fp16 autocast with a loss scale, through every phase of a user's fit: the range test, the
     forgetting probes (each with its own scale), the run under the guard, the evaluations and the
     drift, whose reference embeddings are computed in the run's precision."""
-    lines = [json.dumps({"text": f"the quick brown fox number {i} jumps over the lazy dog"}) for i in range(40)]
-    data = tmp_path / "train.jsonl"
-    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = _fox_lines(tmp_path / "train.jsonl")
     result = fit(
         model=tiny_causal_lm,
         data=data,
@@ -378,15 +396,7 @@ def test_unbalanced_labels_are_the_guards_chance_level_and_the_doctor_reads_it(t
     even = write_rows(tmp_path / "even.csv", [{**r, "label": i % 2} for i, r in enumerate(rows)])
     balanced = load_hf_task(minilm_dir(), even, evaluation)
     assert balanced.chance_loss == pytest.approx(math.log(2))
-    result = fit(
-        model=minilm_dir(),
-        data=data,
-        eval_data=evaluation,
-        budget=BUDGET,
-        finder_steps=FINDER_STEPS,
-        out=tmp_path / "run",
-        report=False,
-    )
+    result = _small_fit(data, evaluation, tmp_path)
     assert any(note.startswith("unbalanced labels (the largest class is 90% of") for note in result.record.notes)
     assert result.record.chance_loss == pytest.approx(0.3251, abs=1e-4)
     series = read(result.run_dir)
@@ -400,16 +410,7 @@ def test_a_fit_on_named_labels_saves_the_names_with_the_model(tmp_path: Path, me
     named = {"0": "negative", "1": "positive"}
     rows = [{"text": row["text"], "label": named[row["label"]]} for row in sst2_rows(60)]
     train, held = write_rows(tmp_path / "train.csv", rows[:48]), write_rows(tmp_path / "eval.csv", rows[48:])
-    result = fit(
-        model=minilm_dir(),
-        data=train,
-        eval_data=held,
-        method=method,
-        budget=BUDGET,
-        finder_steps=FINDER_STEPS,
-        out=tmp_path / "run",
-        report=False,
-    )
+    result = _small_fit(train, held, tmp_path, method=method)
     assert "labels are names, read as class ids 0 = negative, 1 = positive" in " ".join(result.record.notes)
     saved = json.loads((result.model_path / "labels.json").read_text(encoding="utf-8"))
     assert saved == {"id2label": {"0": "negative", "1": "positive"}}
