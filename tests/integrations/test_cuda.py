@@ -164,9 +164,11 @@ def test_guard_config_snapshot_every_sets_the_read_interval() -> None:
     assert TorchGuard(model, opt, config=GuardConfig(snapshot_every=7)).read_every == 7
 
 
-def test_the_range_test_restores_device_state_bit_for_bit() -> None:
+@pytest.mark.parametrize("fused", [False, True])
+def test_the_range_test_restores_device_state_bit_for_bit(fused: bool) -> None:
+    """foreach AdamW and the fused one fit trains with on a GPU (its step counts on the device)."""
     model = mlp(0).to(CUDA)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
     data = batches()
     for _ in range(3):  # Adam moments that are not the defaults
         x, y = next(data)
