@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from lrpilot.autopilot import PooledClassifier, fit, load_classifier
-from lrpilot.autopilot._hf import attention_projections, load_hf_task, read_rows
+from lrpilot.autopilot._data import read_rows
+from lrpilot.autopilot._hf import attention_projections, load_hf_task
 from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
 
 BUDGET = 6  # the smallest with a warmup step (10 %) and a few steps of decay

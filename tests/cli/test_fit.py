@@ -154,6 +154,8 @@ def test_a_non_empty_out_directory_is_never_written_into(tmp_path: Path) -> None
         (["--task", "digits", "--device", "tpu"], "--device 'tpu' is not a device; give auto, cpu, cuda or cuda:N"),
         (["--task", "digits", "--device", "mps"], "lrpilot trains on the CPU or a CUDA GPU"),
         (["--task", "digits", "--precision", "half"], "--precision must be one of fp32, bf16, fp16, got 'half'"),
+        (["--task", "digits", "--columns", "text=x"], "--columns applies to --model"),
+        (["--model", "x", "--data", "y.csv", "--columns", "sentence"], "--columns takes ROLE=COLUMN pairs"),
     ],
 )
 def test_contradictory_or_unknown_options(args: list[str], message: str, tmp_path: Path) -> None:
@@ -172,3 +174,19 @@ def test_the_table_says_where_the_run_trained(tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert re.search(r"device\s+│ cpu \(\d+ threads?\)", result.stdout), result.stdout
+
+
+def test_a_classifier_of_text_pairs_from_columns_of_other_names(tmp_path: Path) -> None:
+    rows = [
+        {"premise": f"the film number {i} was long", "hypothesis": ["it was short", "it lasted"][i % 2], "gold": i % 2}
+        for i in range(40)
+    ]
+    data = _csv(tmp_path, rows, columns=("premise", "hypothesis", "gold"))
+    out = tmp_path / "run"
+    columns = "text=premise,text_pair=hypothesis,label=gold"
+    args = ["fit", "--model", str(minilm_dir()), "--data", str(data), "--columns", columns, "--budget", "6"]
+    result = runner.invoke(app, [*args, "--finder-steps", "12", "--out", str(out), "--no-report", "--json"])
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)
+    assert run["status"] == "finished"
+    assert "for classification of text pairs on train.csv" in run["record"]["task"]

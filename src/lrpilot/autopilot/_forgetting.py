@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 -- the usual torch alias
 from torch import nn
 
-from lrpilot.autopilot._hf import MAX_LENGTH, HfTask, _pad
+from lrpilot.autopilot._data import MAX_LENGTH, pad
+from lrpilot.autopilot._hf import HfTask
 from lrpilot.tasks import Recipe, make_optimizer
 from lrpilot.tasks._base import evaluating, seeded
 from lrpilot.tasks._device import Precision, device_of, to_device
@@ -44,7 +45,7 @@ def _embeddings(model: nn.Module, task: HfTask, ids: list[list[int]]) -> torch.T
     rows = []
     with evaluating(model):
         for start in range(0, len(ids), _BATCH):
-            batch = to_device(_pad(ids[start : start + _BATCH], task.pad_id, None), device_of(model))
+            batch = to_device(pad(ids[start : start + _BATCH], task.pad_id, None), device_of(model))
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
             states = out.hidden_states[-1]
             mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)

@@ -1,30 +1,38 @@
 """``fit --model DIR --data FILE``: a local Hugging Face model and the user's own data, as a `Task`.
 
 Everything about the user's input is checked here, before a weight is loaded or a step is taken:
-the directory must hold a model config and a tokenizer, the data files must exist, have rows, the
-columns the task type needs (``text``; ``label`` for classification) with no empty values, and
-integer labels in ``[0, num_labels)``. The result is an `HfTask`, which the fit pipeline trains
-exactly like a built-in task (same guard, same finder, same report).
+the directory must hold a model config and a tokenizer, and the data files what
+`lrpilot.autopilot._data` checks (rows, the columns the task type needs with no empty values,
+labels that are class ids in ``[0, num_labels)`` or names). The result is an `HfTask`, which the
+fit pipeline trains exactly like a built-in task (same guard, same finder, same report).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import torch
 from torch import nn
 
 from lrpilot import _validate as check
 from lrpilot._optional import require
+from lrpilot.autopilot._data import (
+    Encoded,
+    check_labels,
+    column_map,
+    encode,
+    label_ids,
+    label_names,
+    read_roles,
+    split_rows,
+)
 from lrpilot.autopilot._pooled import PooledClassifier, checkpoint_pooling
 from lrpilot.detect import DetectConfig
 from lrpilot.rules import Recommendation
@@ -38,20 +46,13 @@ __all__ = [
     "TASK_TYPES",
     "HfTask",
     "attention_projections",
-    "label_names",
     "load_hf_task",
-    "read_rows",
 ]
 
 TASK_TYPES = ("classification", "causal-lm")
 METHODS = ("full", "lora")
-DATA_SUFFIXES = (".csv", ".jsonl")
 LABELS_FILE = "labels.json"
 """Beside a saved classifier whose labels were names: ``{"id2label": {"0": name, ...}}``."""
-MAX_LENGTH = 128
-"""Tokens per text: longer texts are truncated (a CPU fine-tune of long documents is not this tool's job)."""
-EVAL_FRACTION = 0.1
-"""Without --eval, this fraction of the training rows (fixed by a seed of 0) is held out to evaluate on."""
 MIN_DEFAULT_STEPS = 50
 """The default budget is one epoch, but at least this many steps: a tiny data set still gets a warmup and a decay."""
 _EVAL_BATCH = 32
@@ -59,137 +60,6 @@ _EVAL_BATCH = 32
 SST-2 task's `_EVAL_BATCH`)."""
 _ATTENTION_WORDS = ("attn", "attention")
 _HEAD_WORDS = ("classifier", "score", "lm_head")
-
-
-# --- data -------------------------------------------------------------------------------------
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        rows = list(reader)
-        return list(reader.fieldnames or []), rows
-
-
-def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path.name}, line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path.name}, line {number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    return columns, rows
-
-
-def read_rows(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str, Any]]:
-    """The rows of a ``.csv`` or ``.jsonl`` file, checked: it exists, has rows, has `columns`, and no
-    row leaves one of them empty (row numbers count data rows from 1)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
-    if path.suffix.lower() not in DATA_SUFFIXES:
-        raise ValueError(f"{what}: {path.name} must be a .csv or .jsonl file (columns {', '.join(columns)})")
-    names, rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
-    if not rows:
-        raise ValueError(f"{what}: {path.name} has no rows (expected columns {', '.join(columns)})")
-    for column in columns:
-        if column not in names:
-            found = ", ".join(names) or "none"
-            raise ValueError(
-                f"{what}: {path.name} has no column {column!r}{check.suggest_name(column, names)} (columns: {found})"
-            )
-    for number, row in enumerate(rows, start=1):
-        for column in columns:
-            value = row.get(column)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                raise ValueError(f"{what}: {path.name}, row {number}: {column!r} is empty")
-    return rows
-
-
-def _label(value: Any, where: str) -> int:
-    """An integer label (``1``, ``"1"``, ``1.0``); anything else is an error naming the row."""
-    if isinstance(value, bool):
-        raise ValueError(f"{where}: label must be an integer, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: label must be an integer class id, got {value!r}") from None
-    if not math.isfinite(number) or number != int(number):
-        raise ValueError(f"{where}: label must be an integer class id, got {value!r}")
-    return int(number)
-
-
-def _is_name(value: Any) -> bool:
-    """Whether a label is a class name (``"positive"``, ``"spam"``) rather than a number."""
-    if isinstance(value, (bool, int, float)):
-        return False
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return True
-    return False
-
-
-def label_names(rows: list[dict[str, Any]], path: Path, what: str, config: Any) -> tuple[str, ...]:
-    """The class names of labels given as names, in id order; ``()`` for integer class ids.
-
-    A fresh head numbers the names in sorted order; a checkpoint that already is a classifier keeps
-    its own numbering (its ``label2id``), so the names must be its own. Labels that mix numbers and
-    names, or a single name, are errors naming the rows."""
-    kinds = [_is_name(row["label"]) for row in rows]
-    if not any(kinds):
-        return ()
-    if not all(kinds):
-        number, name = kinds.index(False), kinds.index(True)
-        raise ValueError(
-            f"{what}: {path.name}, row {number + 1}: label {rows[number]['label']!r} is a number and row {name + 1}'s "
-            f"{rows[name]['label']!r} a name; give every label as an integer class id, or every one as a name"
-        )
-    names = sorted({str(row["label"]).strip() for row in rows})
-    if _is_classifier(config):
-        own = {str(name): int(i) for name, i in (getattr(config, "label2id", None) or {}).items()}
-        if not set(names) <= set(own):
-            theirs = ", ".join(sorted(own, key=own.__getitem__))
-            raise ValueError(
-                f"{what}: {path.name}: the model is already a classifier of the labels {theirs}; "
-                f"{', '.join(repr(n) for n in names if n not in own)} is not one of them: give its label names or "
-                f"integer class ids 0 to {int(config.num_labels) - 1}"
-            )
-        return tuple(sorted(own, key=own.__getitem__))
-    if len(names) < 2:
-        raise ValueError(f"{what}: {path.name}: every label is {names[0]!r}; a classifier needs at least two classes")
-    return tuple(names)
-
-
-def _labels(rows: list[dict[str, Any]], path: Path, what: str, names: tuple[str, ...] = ()) -> list[int]:
-    """Each row's class id: its integer label, or its name's place in `names`."""
-    if not names:
-        return [_label(row["label"], f"{what}: {path.name}, row {i}") for i, row in enumerate(rows, start=1)]
-    ids = {name: i for i, name in enumerate(names)}
-    out = []
-    for i, row in enumerate(rows, start=1):
-        label = row["label"]
-        if not _is_name(label) or str(label).strip() not in ids:
-            raise ValueError(
-                f"{what}: {path.name}, row {i}: label {label!r} is not one of the training labels ({', '.join(names)})"
-            )
-        out.append(ids[str(label).strip()])
-    return out
-
-
-def _check_labels(labels: list[int], num_labels: int, path: Path, what: str) -> None:
-    for i, label in enumerate(labels, start=1):
-        if not 0 <= label < num_labels:
-            raise ValueError(
-                f"{what}: {path.name}, row {i}: label {label} is out of range: labels must be integers in "
-                f"[0, {num_labels}) for this model"
-            )
 
 
 # --- the model directory ----------------------------------------------------------------------
@@ -248,37 +118,6 @@ def _num_labels(config: Any, labels: list[int]) -> int:
     if _is_classifier(config):
         return int(config.num_labels)
     return max(2, max(labels) + 1)
-
-
-# --- encoded data and batches -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class Encoded:
-    """Token ids per text, and the label of each (classification) or None (causal LM)."""
-
-    ids: list[list[int]]
-    labels: torch.Tensor | None
-
-
-def _encode(tokenizer: Any, rows: list[dict[str, Any]], labels: list[int] | None) -> Encoded:
-    texts = [str(row["text"]) for row in rows]
-    ids = tokenizer(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]
-    return Encoded([list(seq) for seq in ids], None if labels is None else torch.tensor(labels))
-
-
-def _pad(ids: list[list[int]], pad_id: int, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """A dict batch padded to its longest text; for a causal LM the labels are the ids with padding
-    masked out (-100), the model shifts them itself."""
-    width = max(len(seq) for seq in ids)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(ids), width, dtype=torch.long)
-    for row, seq in enumerate(ids):
-        input_ids[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
-    batch = {"input_ids": input_ids, "attention_mask": mask}
-    batch["labels"] = labels if labels is not None else input_ids.masked_fill(mask == 0, -100)
-    return batch
 
 
 # --- LoRA ---------------------------------------------------------------------------------------
@@ -401,9 +240,7 @@ class HfTask(Task):
     def batches(self, seed: int) -> Iterator[dict[str, torch.Tensor]]:
         data = self.train_data
         for index in epoch_order(len(data.ids), self.recipe.batch_size, seed):
-            rows = index.tolist()
-            labels = None if data.labels is None else data.labels[index]
-            yield _pad([data.ids[i] for i in rows], self.pad_id, labels)
+            yield data.batch(index.tolist(), self.pad_id)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**to_device(batch, device_of(model))).loss  # type: ignore[no-any-return]
@@ -427,10 +264,9 @@ class HfTask(Task):
         with evaluating(model):
             for start in range(0, len(order), _EVAL_BATCH):
                 index = order[start : start + _EVAL_BATCH]
-                labels = None if data.labels is None else data.labels[index]
-                batch = to_device(_pad([data.ids[i] for i in index], self.pad_id, labels), device)
+                batch = to_device(data.batch(index, self.pad_id), device)
                 out = model(**batch)
-                if labels is None:
+                if data.labels is None:
                     tokens = int((batch["labels"][:, 1:] != -100).sum())
                     total, count = total + out.loss.item() * tokens, count + tokens
                     part.add_tokens(index, out.logits, batch["labels"])
@@ -481,13 +317,21 @@ def recipe_from(rec: Recommendation, batch_size: int) -> Recipe:
     )
 
 
-def _split(rows: list[dict[str, Any]], what: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Hold out `EVAL_FRACTION` of the rows (at least one) when no --eval file is given."""
-    if len(rows) < 10:
-        raise ValueError(f"{what}: {len(rows)} rows are too few to hold some out for evaluation; give --eval FILE")
-    order = np.random.default_rng(0).permutation(len(rows))
-    n_val = max(1, round(EVAL_FRACTION * len(rows)))
-    return [rows[i] for i in sorted(order[n_val:])], [rows[i] for i in sorted(order[:n_val])]
+def _own_labels(config: Any) -> dict[str, int] | None:
+    """A checkpoint that already is a classifier: its ``label2id``; None otherwise."""
+    if not _is_classifier(config):
+        return None
+    return {str(name): int(i) for name, i in (getattr(config, "label2id", None) or {}).items()}
+
+
+def _classes(config: Any, rows: list[dict[str, Any]], data: Path) -> tuple[tuple[str, ...], int]:
+    """The class names (for labels given as names) and the number of classes, read from all the
+    training rows (before any is held out), every label checked."""
+    names = label_names(rows, data, "--data", _own_labels(config))
+    ids = label_ids(rows, data, "--data", names)
+    count = _num_labels(config, [max(0, x) for x in ids])
+    check_labels(ids, count, data, "--data")
+    return names, count
 
 
 def load_hf_task(
@@ -498,41 +342,40 @@ def load_hf_task(
     kind: str = "classification",
     method: str = "full",
     batch_size: int = 16,
+    columns: Mapping[str, str] | None = None,
 ) -> HfTask:
     """Check everything about the user's model and data and tokenize the data; no weights are loaded
     yet (`HfTask.build_model` does that). The recipe is a placeholder until the recommendation
-    sets it (`recipe_from`)."""
+    sets it (`recipe_from`). `columns`: the roles' columns where they are not named for them
+    (`lrpilot.autopilot._data.column_map`); a classifier's data with a ``text_pair`` column is one
+    of pairs of texts, encoded together."""
     check.choice("fit", "--task-type", kind, TASK_TYPES)
     check.choice("fit", "--method", method, METHODS)
     check.step_count("fit", "--batch-size", batch_size, 1)
-    columns = ("text", "label") if kind == "classification" else ("text",)
-    train_rows = read_rows(data, columns, "--data")
-    eval_rows = read_rows(eval_data, columns, "--eval") if eval_data is not None else None
+    mapped = column_map(columns)
+    classify = kind == "classification"
+    roles = ("text", "label") if classify else ("text",)
+    asked = True if classify and columns and "text_pair" in columns else None
+    train_rows = read_roles(data, roles, mapped, "--data", pairs=asked if classify else False)
+    pairs = "text_pair" in train_rows[0]
+    eval_rows = read_roles(eval_data, roles, mapped, "--eval", pairs=pairs) if eval_data is not None else None
     config, tokenizer = _load_config_and_tokenizer(model_dir)
-    num_labels = None
-    train_labels = eval_labels = None
-    names: tuple[str, ...] = ()
-    if kind == "classification":
-        names = label_names(train_rows, data, "--data", config)
-        train_labels = _labels(train_rows, data, "--data", names)
-        num_labels = _num_labels(config, [max(0, x) for x in train_labels])
-        _check_labels(train_labels, num_labels, data, "--data")
-        if eval_rows is not None and eval_data is not None:
-            eval_labels = _labels(eval_rows, eval_data, "--eval", names)
-            _check_labels(eval_labels, num_labels, eval_data, "--eval")
+    names, num_labels = _classes(config, train_rows, data) if classify else ((), None)
+    held, what = (eval_data, "--eval") if eval_rows is not None and eval_data is not None else (data, "--data")
     if eval_rows is None:
-        train_rows, eval_rows = _split(train_rows, "--data")
-        if kind == "classification":
-            train_labels = _labels(train_rows, data, "--data", names)
-            eval_labels = _labels(eval_rows, data, "--data", names)
-    pooling = checkpoint_pooling(model_dir) if kind == "classification" and not _is_classifier(config) else ()
+        train_rows, eval_rows = split_rows(train_rows, "--data")
+    train_labels = label_ids(train_rows, data, "--data", names) if classify else None
+    eval_labels = label_ids(eval_rows, held, what, names) if classify else None
+    if eval_labels is not None and num_labels is not None:
+        check_labels(eval_labels, num_labels, held, what)
+    pooling = checkpoint_pooling(model_dir) if classify and not _is_classifier(config) else ()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         raise ValueError(f"--model: the tokenizer in {model_dir} has neither a pad nor an end-of-text token")
-    train = _encode(tokenizer, train_rows, train_labels)
+    train = encode(tokenizer, train_rows, train_labels)
     return HfTask(
         name=model_dir.name or "model",
-        description=f"{method} fine-tuning of {model_dir} for {kind} on {data.name}",
+        description=f"{method} fine-tuning of {model_dir} for {kind}{' of text pairs' if pairs else ''} on {data.name}",
         recipe=Recipe(
             batch_size=min(batch_size, len(train.ids)),
             total_steps=1,
@@ -547,7 +390,7 @@ def load_hf_task(
         method=method,
         num_labels=num_labels,
         train_data=train,
-        val_data=_encode(tokenizer, eval_rows, eval_labels),
+        val_data=encode(tokenizer, eval_rows, eval_labels),
         tokenizer=tokenizer,
         pad_id=int(pad_id),
         pooling=pooling,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -27,8 +28,9 @@ from torch import nn
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import OVERRUN, Budget, parse_budget, steps_for_time
+from lrpilot.autopilot._data import read_rows
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
-from lrpilot.autopilot._hf import HfTask, read_rows, recipe_from
+from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback, quiet
 from lrpilot.autopilot._resume import Resumed
 from lrpilot.autopilot._search import Search, peak_at_horizon, range_test
@@ -123,6 +125,7 @@ def fit(
     full_warmup: bool | None = None,
     device: str | None = None,
     precision: str | None = None,
+    columns: Mapping[str, str] | None = None,
     report: bool = True,
     progress: Progress | None = None,
     callback: StepCallback | None = None,
@@ -133,7 +136,9 @@ def fit(
     ``"shakespeare"`` when neither is given) trained with its recipe, or a local Hugging Face
     `model` directory fine-tuned on `data` (``.csv`` / ``.jsonl``; ``text`` and, for
     ``task_type="classification"``, integer ``label`` columns), `method` ``"full"`` or ``"lora"``,
-    evaluated on `eval_data` (default: 10 % of `data` held out).
+    evaluated on `eval_data` (default: 10 % of `data` held out). `columns` maps the roles ``text``,
+    ``text_pair`` and ``label`` to the data's columns where they have other names (``{"text":
+    "sentence"}``); a classifier's data with a ``text_pair`` column is one of pairs of texts.
 
     Steps: (1) `lrpilot.recommend` from the model's size, the method, batch size and steps;
     (2) the range test (fast mode, state restored) from the recommendation's band's low end to 10 at
@@ -193,6 +198,7 @@ def fit(
             method=method,
             data_dir=data_dir,
             batch_size=batch_size,
+            columns=columns,
         )
         rows = _retention(target, retention, forgetting_weight)
         run_dir = new_run_dir(None if out is None else Path(out), target.label)

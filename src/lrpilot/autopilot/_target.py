@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,13 +67,20 @@ def builtin_target(name: str, data_dir: Path | None) -> Target:
 
 
 def user_target(
-    model: Path, data: Path | None, eval_data: Path | None, *, kind: str, method: str, batch_size: int
+    model: Path,
+    data: Path | None,
+    eval_data: Path | None,
+    *,
+    kind: str,
+    method: str,
+    batch_size: int,
+    columns: Mapping[str, str] | None = None,
 ) -> Target:
     """A local Hugging Face model fine-tuned on the user's data (`load_hf_task`); the rule's
     calibrated run lengths stretched to one epoch of it."""
     if data is None:
         raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
-    task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size)
+    task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size, columns=columns)
     heads = (head_note(task.pooling) if task.pooling else None, _names_note(task), _chance_note(task))
     notes = tuple(note for note in heads if note)
     return Target(
@@ -117,10 +125,17 @@ def resolve_target(
     method: str | None,
     data_dir: str | Path | None,
     batch_size: int | None,
+    columns: Mapping[str, str] | None = None,
 ) -> Target:
     """A built-in task, or the user's model and data; options that belong to the other are errors."""
     if model is None:
-        given = {"--data": data, "--eval": eval_data, "--task-type": task_type, "--method": method}
+        given = {
+            "--data": data,
+            "--eval": eval_data,
+            "--task-type": task_type,
+            "--method": method,
+            "--columns": columns,
+        }
         for name, value in {**given, "--batch-size": batch_size}.items():
             if value is not None:
                 raise ValueError(f"fit: {name} applies to --model (your own model); a built-in task's recipe fixes it")
@@ -136,6 +151,7 @@ def resolve_target(
         kind=task_type or "classification",
         method=method or "full",
         batch_size=16 if batch_size is None else batch_size,
+        columns=columns,
     )
 
 

@@ -23,6 +23,7 @@ from rich.table import Table
 from lrpilot.cli._find import _check_sst2, _finite, _progress
 from lrpilot.cli._options import (
     BatchSizeOption,
+    ColumnsOption,
     DataDirOption,
     DataOption,
     DeviceOption,
@@ -33,6 +34,7 @@ from lrpilot.cli._options import (
     PrecisionOption,
     TaskOption,
     TaskTypeOption,
+    parse_columns,
 )
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
 
@@ -160,6 +162,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
             show_default=False,
         ),
     ] = None,
+    columns: ColumnsOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -199,6 +202,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
                 full_warmup=full_warmup,
                 device=device,
                 precision=precision,
+                columns=parse_columns(columns, "fit"),
                 report=not no_report,
                 progress=_Bars(progress),
             )

@@ -11,6 +11,7 @@ import typer
 
 __all__ = [
     "BatchSizeOption",
+    "ColumnsOption",
     "DataDirOption",
     "DataOption",
     "DeviceOption",
@@ -21,6 +22,7 @@ __all__ = [
     "PrecisionOption",
     "TaskOption",
     "TaskTypeOption",
+    "parse_columns",
 ]
 
 TaskOption = Annotated[
@@ -67,3 +69,21 @@ PrecisionOption = Annotated[
         help="The forward passes: fp32 (the default), bf16, or fp16 (with a loss scale), autocast on the device.",
     ),
 ]
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        help="--model: the data's columns where not named text, text_pair, label (text=sentence,label=sentiment); "
+        "a text_pair column makes a classifier of pairs.",
+    ),
+]
+
+
+def parse_columns(value: str | None, owner: str) -> dict[str, str] | None:
+    """``--columns text=sentence,label=sentiment`` as ``{"text": "sentence", "label": "sentiment"}``."""
+    if value is None:
+        return None
+    pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+    if not pairs or any(not sep or not role.strip() or not column.strip() for role, sep, column in pairs):
+        raise ValueError(f"{owner}: --columns takes ROLE=COLUMN pairs joined by commas (text=sentence), got {value!r}")
+    return {role.strip(): column.strip() for role, _, column in pairs}

@@ -19,6 +19,7 @@ from lrpilot.cli._find import _check_sst2, _finite, _progress
 from lrpilot.cli._fit import EXIT_INTERRUPTED, _Bars
 from lrpilot.cli._options import (
     BatchSizeOption,
+    ColumnsOption,
     DataDirOption,
     DataOption,
     DeviceOption,
@@ -29,6 +30,7 @@ from lrpilot.cli._options import (
     PrecisionOption,
     TaskOption,
     TaskTypeOption,
+    parse_columns,
 )
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
 from lrpilot.cli._recommend import OUTPUTS, emit
@@ -118,6 +120,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
         float | None,
         typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
     ] = None,
+    columns: ColumnsOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
     output: Annotated[
@@ -178,6 +181,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
                     heartbeat=HEARTBEAT if heartbeat is None else heartbeat,
                     device=device,
                     precision=precision,
+                    columns=parse_columns(columns, "tune"),
                     progress=_Bars(progress),
                 )
         except KeyboardInterrupt:

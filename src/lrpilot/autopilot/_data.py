@@ -1,0 +1,287 @@
+"""``fit --model``'s data: the user's ``.csv`` / ``.jsonl`` files read and checked, their columns
+mapped to the roles fit reads (``text``, ``text_pair``, ``label``), labels turned into class ids,
+texts into token ids, and token ids into padded batches.
+
+Every check runs before a weight is loaded, and every error names the file, the row and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrpilot import _validate as check
+
+__all__ = [
+    "COLUMN_ROLES",
+    "DATA_SUFFIXES",
+    "EVAL_FRACTION",
+    "MAX_LENGTH",
+    "Encoded",
+    "check_labels",
+    "column_map",
+    "encode",
+    "label_ids",
+    "label_names",
+    "pad",
+    "read_roles",
+    "read_rows",
+    "split_rows",
+]
+
+DATA_SUFFIXES = (".csv", ".jsonl")
+MAX_LENGTH = 128
+"""Tokens per text (per pair): longer texts are truncated (a CPU fine-tune of long documents is not this tool's job)."""
+EVAL_FRACTION = 0.1
+"""Without --eval, this fraction of the training rows (fixed by a seed of 0) is held out to evaluate on."""
+COLUMN_ROLES = ("text", "text_pair", "label")
+"""What fit reads from a row: the text, a second text for a classifier of pairs (premise and
+hypothesis, question and passage), and a classifier's label. Each is the column of its own name
+unless `column_map` says otherwise."""
+
+
+# --- files and columns ------------------------------------------------------------------------
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path.name}, line {number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path.name}, line {number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return columns, rows
+
+
+def _read(path: Path, columns: Sequence[str], what: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """A file's column names and rows, or an error: missing, of another kind, or empty."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
+    if path.suffix.lower() not in DATA_SUFFIXES:
+        raise ValueError(f"{what}: {path.name} must be a .csv or .jsonl file (columns {', '.join(columns)})")
+    names, rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    if not rows:
+        raise ValueError(f"{what}: {path.name} has no rows (expected columns {', '.join(columns)})")
+    return names, rows
+
+
+def _check_columns(path: Path, names: list[str], rows: list[dict[str, Any]], columns: Sequence[str], what: str) -> None:
+    """Every one of `columns` present, and in no row empty (rows counted from 1)."""
+    for column in columns:
+        if column not in names:
+            found = ", ".join(names) or "none"
+            raise ValueError(
+                f"{what}: {path.name} has no column {column!r}{check.suggest_name(column, names)} (columns: {found})"
+            )
+    for number, row in enumerate(rows, start=1):
+        for column in columns:
+            value = row.get(column)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise ValueError(f"{what}: {path.name}, row {number}: {column!r} is empty")
+
+
+def read_rows(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str, Any]]:
+    """The rows of a ``.csv`` or ``.jsonl`` file, checked: it exists, has rows, has `columns`, and no
+    row leaves one of them empty (row numbers count data rows from 1)."""
+    names, rows = _read(path, columns, what)
+    _check_columns(path, names, rows, columns, what)
+    return rows
+
+
+def column_map(columns: Mapping[str, str] | None, owner: str = "fit") -> dict[str, str]:
+    """Each of `COLUMN_ROLES`' column in the user's files: its own name unless `columns` maps it to
+    another (``{"text": "sentence"}``); a role that is not one, or an empty column name, is an error."""
+    given = dict(columns or {})
+    for role, column in given.items():
+        if role not in COLUMN_ROLES:
+            raise ValueError(f"{owner}: --columns: {role!r} is not a role; the roles are {', '.join(COLUMN_ROLES)}")
+        if not isinstance(column, str) or not column.strip():
+            raise ValueError(f"{owner}: --columns: {role}'s column must be a name, got {column!r}")
+    return {role: given.get(role, role) for role in COLUMN_ROLES}
+
+
+def read_roles(
+    path: Path, roles: tuple[str, ...], columns: Mapping[str, str], what: str, *, pairs: bool | None = None
+) -> list[dict[str, Any]]:
+    """The rows of `path` as `roles` (their columns: `columns`, from `column_map`), checked as
+    `read_rows` does. ``text_pair`` is read where `pairs` says so; None: where the file has its
+    column (a classifier's data with one is a classifier of pairs)."""
+    wanted = [columns[role] for role in roles]
+    names, rows = _read(path, wanted, what)
+    if pairs is None:
+        pairs = columns["text_pair"] in names
+    if pairs:
+        roles, wanted = (*roles, "text_pair"), [*wanted, columns["text_pair"]]
+    _check_columns(path, names, rows, wanted, what)
+    return [{role: row[column] for role, column in zip(roles, wanted, strict=True)} for row in rows]
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+
+def _label(value: Any, where: str) -> int:
+    """An integer label (``1``, ``"1"``, ``1.0``); anything else is an error naming the row."""
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: label must be an integer, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: label must be an integer class id, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(f"{where}: label must be an integer class id, got {value!r}")
+    return int(number)
+
+
+def _is_name(value: Any) -> bool:
+    """Whether a label is a class name (``"positive"``, ``"spam"``) rather than a number."""
+    if isinstance(value, (bool, int, float)):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return True
+    return False
+
+
+def label_names(
+    rows: list[dict[str, Any]], path: Path, what: str, own: Mapping[str, int] | None = None
+) -> tuple[str, ...]:
+    """The class names of labels given as names, in id order; ``()`` for integer class ids.
+
+    A fresh head numbers the names in sorted order; a checkpoint that already is a classifier keeps
+    its own numbering (`own`: its ``label2id``), so the names must be its own. Labels that mix
+    numbers and names, or a single name, are errors naming the rows."""
+    kinds = [_is_name(row["label"]) for row in rows]
+    if not any(kinds):
+        return ()
+    if not all(kinds):
+        number, name = kinds.index(False), kinds.index(True)
+        raise ValueError(
+            f"{what}: {path.name}, row {number + 1}: label {rows[number]['label']!r} is a number and row {name + 1}'s "
+            f"{rows[name]['label']!r} a name; give every label as an integer class id, or every one as a name"
+        )
+    names = sorted({str(row["label"]).strip() for row in rows})
+    if own is not None:
+        theirs = sorted(own, key=own.__getitem__)
+        if not set(names) <= set(own):
+            raise ValueError(
+                f"{what}: {path.name}: the model is already a classifier of the labels {', '.join(theirs)}; "
+                f"{', '.join(repr(n) for n in names if n not in own)} is not one of them: give its label names or "
+                f"integer class ids 0 to {len(theirs) - 1}"
+            )
+        return tuple(theirs)
+    if len(names) < 2:
+        raise ValueError(f"{what}: {path.name}: every label is {names[0]!r}; a classifier needs at least two classes")
+    return tuple(names)
+
+
+def label_ids(rows: list[dict[str, Any]], path: Path, what: str, names: tuple[str, ...] = ()) -> list[int]:
+    """Each row's class id: its integer label, or its name's place in `names`."""
+    if not names:
+        return [_label(row["label"], f"{what}: {path.name}, row {i}") for i, row in enumerate(rows, start=1)]
+    ids = {name: i for i, name in enumerate(names)}
+    out = []
+    for i, row in enumerate(rows, start=1):
+        label = row["label"]
+        if not _is_name(label) or str(label).strip() not in ids:
+            raise ValueError(
+                f"{what}: {path.name}, row {i}: label {label!r} is not one of the training labels ({', '.join(names)})"
+            )
+        out.append(ids[str(label).strip()])
+    return out
+
+
+def check_labels(labels: list[int], num_labels: int, path: Path, what: str) -> None:
+    """Every class id in ``[0, num_labels)``, or an error naming the first row that is not."""
+    for i, label in enumerate(labels, start=1):
+        if not 0 <= label < num_labels:
+            raise ValueError(
+                f"{what}: {path.name}, row {i}: label {label} is out of range: labels must be integers in "
+                f"[0, {num_labels}) for this model"
+            )
+
+
+def split_rows(rows: list[dict[str, Any]], what: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Hold out `EVAL_FRACTION` of the rows (at least one) when no --eval file is given."""
+    if len(rows) < 10:
+        raise ValueError(f"{what}: {len(rows)} rows are too few to hold some out for evaluation; give --eval FILE")
+    order = np.random.default_rng(0).permutation(len(rows))
+    n_val = max(1, round(EVAL_FRACTION * len(rows)))
+    return [rows[i] for i in sorted(order[n_val:])], [rows[i] for i in sorted(order[:n_val])]
+
+
+# --- tokens and batches -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Encoded:
+    """Token ids per example, the label of each (classification) or None (causal LM), and for pairs
+    of texts each token's segment where the tokenizer marks them (``token_type_ids``: 0 for the
+    first text, 1 for the second; None otherwise)."""
+
+    ids: list[list[int]]
+    labels: torch.Tensor | None
+    segments: list[list[int]] | None = None
+
+    def batch(self, index: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+        """The examples at `index`, padded (`pad`)."""
+        labels = None if self.labels is None else self.labels[list(index)]
+        segments = None if self.segments is None else [self.segments[i] for i in index]
+        return pad([self.ids[i] for i in index], pad_id, labels, segments)
+
+
+def encode(tokenizer: Any, rows: list[dict[str, Any]], labels: list[int] | None) -> Encoded:
+    """The rows' texts as token ids (a row with a ``text_pair``: the two texts as one sequence, as the
+    tokenizer joins them), truncated to `MAX_LENGTH`."""
+    texts = [str(row["text"]) for row in rows]
+    pairs = [str(row["text_pair"]) for row in rows] if rows and "text_pair" in rows[0] else None
+    out = tokenizer(texts, pairs, truncation=True, max_length=MAX_LENGTH)
+    segments = out.get("token_type_ids") if pairs is not None else None
+    return Encoded(
+        [list(seq) for seq in out["input_ids"]],
+        None if labels is None else torch.tensor(labels),
+        None if segments is None else [list(seq) for seq in segments],
+    )
+
+
+def pad(
+    ids: list[list[int]], pad_id: int, labels: torch.Tensor | None, segments: list[list[int]] | None = None
+) -> dict[str, torch.Tensor]:
+    """A dict batch padded to its longest example; for a causal LM the labels are the ids with padding
+    masked out (-100), the model shifts them itself; ``token_type_ids`` where there are `segments`."""
+    width = max(len(seq) for seq in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(ids), width, dtype=torch.long)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    batch = {"input_ids": input_ids, "attention_mask": mask}
+    if segments is not None:
+        types = torch.zeros(len(ids), width, dtype=torch.long)
+        for row, seq in enumerate(segments):
+            types[row, : len(seq)] = torch.tensor(seq)
+        batch["token_type_ids"] = types
+    batch["labels"] = labels if labels is not None else input_ids.masked_fill(mask == 0, -100)
+    return batch

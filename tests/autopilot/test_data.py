@@ -1,0 +1,69 @@
+"""fit's reading of a user's data (`lrpilot.autopilot._data`): columns mapped to roles, pairs of
+texts, and their batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrpilot.autopilot._data import column_map, encode, pad, read_roles
+from lrpilot.autopilot._hf import load_hf_task
+from tests.autopilot.conftest import minilm_dir, write_rows
+
+PAIRS = [
+    {"premise": f"a man plays a guitar number {i}", "hypothesis": "someone makes music", "gold": ["yes", "no"][i % 2]}
+    for i in range(30)
+]
+
+
+def test_roles_are_their_own_columns_unless_mapped_and_a_wrong_role_is_named() -> None:
+    assert column_map(None) == {"text": "text", "text_pair": "text_pair", "label": "label"}
+    assert column_map({"text": "sentence"})["text"] == "sentence"
+    with pytest.raises(ValueError, match=r"tune: --columns: 'txt' is not a role; the roles are text, text_pair, label"):
+        column_map({"txt": "sentence"}, "tune")
+    with pytest.raises(ValueError, match=r"--columns: label's column must be a name, got ''"):
+        column_map({"label": ""})
+
+
+def test_mapped_columns_are_read_as_their_roles_and_checked_by_their_own_names(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "pairs.csv", PAIRS, columns=("premise", "hypothesis", "gold"))
+    roles = column_map({"text": "premise", "text_pair": "hypothesis", "label": "gold"})
+    rows = read_roles(path, ("text", "label"), roles, "--data")
+    assert rows[1] == {"text": "a man plays a guitar number 1", "label": "no", "text_pair": "someone makes music"}
+    assert "text_pair" not in read_roles(path, ("text", "label"), roles, "--data", pairs=False)[0]
+    with pytest.raises(ValueError, match=r"pairs.csv has no column 'sentence' \(columns: premise, hypothesis, gold\)"):
+        read_roles(path, ("text",), column_map({"text": "sentence"}), "--data")
+    missing = column_map({"text": "premise", "text_pair": "second", "label": "gold"})
+    with pytest.raises(ValueError, match=r"has no column 'second'"):
+        read_roles(path, ("text", "label"), missing, "--data", pairs=True)
+
+
+def test_a_pair_is_one_sequence_with_its_segments_and_batches_carry_them(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
+    encoded = encode(tokenizer, [{"text": "a cat", "text_pair": "an animal sits"}], [1])
+    assert encoded.ids[0] == tokenizer("a cat", "an animal sits")["input_ids"]
+    assert encoded.ids[0].count(tokenizer.sep_token_id) == 2
+    assert encoded.segments == [[0, 0, 0, 0, 1, 1, 1, 1]]
+    single = encode(tokenizer, [{"text": "a cat"}], [1])
+    assert single.segments is None
+    batch = pad([[5, 6, 7], [5]], 0, torch.tensor([1, 0]), [[0, 1, 1], [0]])
+    assert batch["token_type_ids"].tolist() == [[0, 1, 1], [0, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_a_classifier_of_pairs_with_its_own_column_names(tmp_path: Path) -> None:
+    train = write_rows(tmp_path / "nli.csv", PAIRS, columns=("premise", "hypothesis", "gold"))
+    columns = {"text": "premise", "text_pair": "hypothesis", "label": "gold"}
+    task = load_hf_task(minilm_dir(), train, columns=columns)
+    assert task.label_names == ("no", "yes")
+    assert task.train_data.segments is not None
+    assert task.val_data.segments is not None  # the held-out tenth, pairs too
+    assert "of text pairs" in task.description
+    batch = next(task.batches(0))
+    assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
+    model = task.build_model(0)
+    assert torch.isfinite(task.loss(model, batch))
+    assert 0 <= task.metrics(model).loss < 5
