@@ -166,8 +166,9 @@ def fit(
 
     `device`: where the model trains, ``"auto"`` (the default: a CUDA GPU where torch sees one, else
     the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; every phase runs there, the range test and the
-    evaluations included (`lrpilot.tasks._device`). On a GPU the guard reads its verdicts every 10
-    steps, so the host does not wait for the device each step (`train_guarded`). `precision`:
+    evaluations included (`lrpilot.tasks._device`). On a GPU the guard reads its verdicts every few
+    steps (`TorchGuard`'s ``read_every``), so the host does not wait for the device each step
+    (`train_guarded`). `precision`:
     ``"fp32"`` (the default), ``"bf16"`` or ``"fp16"`` (with a loss scale): the forward passes of
     every phase autocast to it (`lrpilot.tasks._device.Precision`).
 

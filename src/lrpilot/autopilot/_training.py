@@ -141,12 +141,12 @@ def train_guarded(
     the ramp's, with a fresh optimizer (`lrpilot.autopilot._resume`).
 
     The run trains on the model's device. On a GPU the guard reads its verdicts every `read_every`
-    steps (`TorchGuard`'s default there: 10), not every step, so that the host never waits for the
-    device: the progress and `callback` then show the latest loss the guard has read, and every
-    verdict on its way is read before an evaluation and at the end (a rollback among them trains
-    on from its snapshot; that evaluation comes when the run gets there again). `precision`: the
-    forward passes' (`lrpilot.tasks._device.Precision`; fp32 by default), the evaluations' too;
-    fp16's loss scale is the guard's to unscale and update."""
+    steps (`TorchGuard`'s default there: its snapshot interval's largest divisor up to 16), not
+    every step, so that the host never waits for the device: the progress and `callback` then show
+    the latest loss the guard has read, and every verdict on its way is read before an evaluation
+    and at the end (a rollback among them trains on from its snapshot; that evaluation comes when
+    the run gets there again). `precision`: the forward passes' (`lrpilot.tasks._device.Precision`;
+    fp32 by default), the evaluations' too; fp16's loss scale is the guard's to unscale and update."""
     from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 
     total = recipe.total_steps
