@@ -97,10 +97,20 @@ GOOD = [{"text": f"an example sentence {i}", "label": i % 2} for i in range(30)]
         ("negative_label", "train.csv, row 1: label -1 is out of range"),
         ("wrong_suffix", "train.txt must be a .csv or .jsonl file"),
         ("no_data", "--model needs --data FILE"),
+        ("gguf_folder", "is a GGUF file (llama.cpp's format); fit trains a Hugging Face folder"),
+        ("gguf_file", "is a GGUF file (llama.cpp's format); fit trains a Hugging Face folder"),
     ],
 )
 def test_bad_user_input_is_refused_before_training(tmp_path: Path, case: str, message: str) -> None:
-    model = minilm_dir() if case not in ("not_a_model", "no_model_dir") else tmp_path / "notamodel"
+    model = (
+        minilm_dir()
+        if case not in ("not_a_model", "no_model_dir", "gguf_folder", "gguf_file")
+        else tmp_path / "notamodel"
+    )
+    if case.startswith("gguf"):
+        model.mkdir()
+        (model / "model.Q4_K_M.gguf").write_bytes(b"GGUF")
+        model = model / "model.Q4_K_M.gguf" if case == "gguf_file" else model
     if case == "not_a_model":
         model.mkdir()
         (model / "weights.txt").write_text("hello", encoding="utf-8")

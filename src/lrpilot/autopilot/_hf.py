@@ -55,6 +55,13 @@ LABELS_FILE = "labels.json"
 """Beside a saved classifier whose labels were names: ``{"id2label": {"0": name, ...}}``."""
 MIN_DEFAULT_STEPS = 50
 """The default budget is one epoch, but at least this many steps: a tiny data set still gets a warmup and a decay."""
+GGUF_HINT = (
+    "fit trains a Hugging Face folder: load it with transformers (AutoModelForCausalLM.from_pretrained(folder, "
+    "gguf_file=name), which dequantizes it; needs the gguf package), copy its state dict into "
+    "AutoModelForCausalLM.from_config(its config) and save_pretrained that with the tokenizer "
+    "(transformers will not save a GGUF-loaded model itself)"
+)
+"""What to do with a GGUF file, which `fit --model` cannot read (benchmarks/fit_llm.py does it)."""
 _EVAL_BATCH = 32
 """Texts per evaluation batch, sorted by length, so that each batch pads little (see the built-in
 SST-2 task's `_EVAL_BATCH`)."""
@@ -84,6 +91,10 @@ def quiet_transformers() -> Iterator[Any]:
 
 def _load_config_and_tokenizer(model_dir: Path) -> tuple[Any, Any]:
     """The model's config and tokenizer, or a ValueError saying why `model_dir` is not a model."""
+    inside = sorted(model_dir.glob("*.gguf")) if model_dir.is_dir() else []
+    gguf = [model_dir] if model_dir.is_file() and model_dir.suffix == ".gguf" else inside
+    if gguf and not (model_dir / "config.json").is_file():
+        raise ValueError(f"--model: {gguf[0]} is a GGUF file (llama.cpp's format); {GGUF_HINT}")
     if not model_dir.is_dir():
         raise FileNotFoundError(f"--model: no such directory {str(model_dir)!r}")
     if not (model_dir / "config.json").is_file():
