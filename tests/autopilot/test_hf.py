@@ -239,6 +239,46 @@ def _fox_lines(path: Path) -> Path:
 
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 @pytest.mark.parametrize("method", ["full", "lora"])
+def test_weights_stored_in_bf16_train_in_float32(method: str, tiny_causal_lm: Path, tmp_path: Path) -> None:
+    """transformers 5 loads a checkpoint in its stored dtype (most LLMs': bf16), where AdamW's small
+    updates round away: the weights fit trains are float32 (in fp32 all of them; under bf16
+    autocast the trainable ones, a LoRA base staying as stored), and the notes say so."""
+    from lrpilot.autopilot._target import user_target
+    from lrpilot.tasks._device import Precision
+
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "bf16"
+    transformers.AutoModelForCausalLM.from_pretrained(tiny_causal_lm).to(torch.bfloat16).save_pretrained(folder)
+    transformers.AutoTokenizer.from_pretrained(tiny_causal_lm).save_pretrained(folder)
+    data = _fox_lines(tmp_path / "train.jsonl")
+    task = load_hf_task(folder, data, kind="causal-lm", method=method)
+    assert task.stored_dtype == "bfloat16"
+    assert torch.bfloat16 in {p.dtype for p in task.build_model(0).parameters()}  # as transformers loads it
+    assert {p.dtype for p in Precision("fp32").master(task.build_model(0)).parameters()} == {torch.float32}
+    mixed = Precision("bf16").master(task.build_model(0))
+    assert {p.dtype for p in mixed.parameters() if p.requires_grad} == {torch.float32}
+    frozen = {p.dtype for p in mixed.parameters() if not p.requires_grad}
+    assert frozen == ({torch.bfloat16} if method == "lora" else set())
+    target = user_target(folder, data, None, kind="causal-lm", method=method, batch_size=8)
+    stored = "the checkpoint's weights are stored in bfloat16; fit trains them in float32"
+    assert any(note.startswith(stored) for note in target.notes)
+    result = fit(
+        model=folder,
+        data=data,
+        task_type="causal-lm",
+        method=method,
+        precision="bf16",
+        budget=BUDGET,
+        finder_steps=FINDER_STEPS,
+        out=tmp_path / "run",
+        report=False,
+    )
+    assert result.status == "finished"
+    assert math.isfinite(result.metrics["val_loss"])
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.parametrize("method", ["full", "lora"])
 def test_causal_lm_on_jsonl_text(method: str, tiny_causal_lm: Path, tmp_path: Path) -> None:
     data = _fox_lines(tmp_path / "train.jsonl")
     result = fit(

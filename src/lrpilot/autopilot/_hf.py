@@ -200,6 +200,9 @@ class HfTask(Task):
     label_names: tuple[str, ...] = ()
     """A classifier's class names by id, where the data gives labels as names (`label_names`);
     ``()`` for integer class ids."""
+    stored_dtype: str | None = None
+    """The dtype the checkpoint's weights are stored in (its config's), where it says; the model
+    trains them in float32 (`lrpilot.tasks._device.Precision.master`)."""
 
     @property
     def classes(self) -> int | None:
@@ -230,6 +233,9 @@ class HfTask(Task):
         return max(MIN_DEFAULT_STEPS, self.epoch_steps)
 
     def build_model(self, seed: int) -> nn.Module:
+        """The checkpoint with its head (or LoRA adapters), in the dtype transformers loads it in (in
+        transformers 5 the stored one: bf16 for most LLMs); `lrpilot.tasks._device.Precision.master`
+        then gives the trainable weights float32."""
         model: nn.Module
         with quiet_transformers() as transformers, seeded(seed):
             if self.kind == "classification" and self.pooling:
@@ -328,6 +334,12 @@ def recipe_from(rec: Recommendation, batch_size: int) -> Recipe:
     )
 
 
+def _stored_dtype(config: Any) -> str | None:
+    """The dtype a checkpoint's config says its weights are stored in (``"bfloat16"``), or None."""
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
 def _own_labels(config: Any) -> dict[str, int] | None:
     """A checkpoint that already is a classifier: its ``label2id``; None otherwise."""
     if not _is_classifier(config):
@@ -406,4 +418,5 @@ def load_hf_task(
         pad_id=int(pad_id),
         pooling=pooling,
         label_names=names,
+        stored_dtype=_stored_dtype(config),
     )

@@ -206,7 +206,7 @@ def fit(
         steps = plan.steps if plan is not None and plan.steps is not None else target.steps
         if not isinstance(target.task, HfTask):  # the recipe is known: refuse a short budget before loading
             fitted_recipe(target.task.recipe, steps, describe_budget(plan))
-        net = target.task.build_model(seed).to(where)
+        net = mixed.master(target.task.build_model(seed)).to(where)
         with mixed.autocast():  # the reference embeddings as the run's will be computed
             drift = None if rows is None else load_drift(cast(HfTask, target.task), net, rows)
     with clock.phase("recommend"):

@@ -81,10 +81,26 @@ def user_target(
     if data is None:
         raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
     task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size, columns=columns)
-    heads = (head_note(task.pooling) if task.pooling else None, _names_note(task), _chance_note(task))
+    heads = (
+        head_note(task.pooling) if task.pooling else None,
+        _dtype_note(task),
+        _names_note(task),
+        _chance_note(task),
+    )
     notes = tuple(note for note in heads if note)
     return Target(
         task, task.name, method, task.default_steps, calibrated=stretched_to_epoch(task.epoch_steps), notes=notes
+    )
+
+
+def _dtype_note(task: HfTask) -> str | None:
+    """Weights stored in a half precision are trained in float32: say so, and how to compute in it."""
+    if task.stored_dtype not in ("bfloat16", "float16"):
+        return None
+    return (
+        f"the checkpoint's weights are stored in {task.stored_dtype}; fit trains them in float32 (AdamW's small "
+        "updates would round away in half-precision weights); with --precision bf16 or fp16 the forward passes "
+        "compute in it and the frozen weights (a LoRA base) stay as stored"
     )
 
 

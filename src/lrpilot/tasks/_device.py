@@ -119,6 +119,19 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=torch.bfloat16 if self.name == "bf16" else torch.float16)
 
+    def master(self, model: nn.Module) -> nn.Module:
+        """`model` with float32 weights to train: every trainable parameter (AdamW's small updates
+        round away in bf16 weights: an update under ~1/256 of a weight is lost), and in fp32 the
+        frozen ones too (an fp32 forward pass cannot multiply them with fp32 activations); under
+        bf16 or fp16 autocast a frozen half-precision weight stays as stored (a LoRA fine-tune's
+        base, nearly all of its memory). In place; returned for chaining."""
+        if self.name == "fp32":
+            return model.float()
+        for param in model.parameters():
+            if param.requires_grad and param.is_floating_point() and param.dtype != torch.float32:
+                param.data = param.data.float()
+        return model
+
     def scaler(self) -> Any:
         """A fresh `torch.amp.GradScaler` for fp16, None otherwise."""
         return torch.amp.GradScaler(self.device_type) if self.name == "fp16" else None

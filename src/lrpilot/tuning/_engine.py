@@ -131,12 +131,12 @@ def run_until_done(study: optuna.Study, runner: TrialRunner, progress: Progress)
 
 
 def plan_run(
-    target: Target, run_steps: int, seed: int, device: torch.device | None = None
+    target: Target, run_steps: int, seed: int, device: torch.device | None = None, precision: Precision | None = None
 ) -> tuple[nn.Module, Recommendation, Task, Recipe]:
-    """The fresh model (on `device`, the CPU by default), the rules' recommendation for it, the task
-    to train (a user's model gets the recommendation's warmup and decay, as in `lrpilot.fit`) and
-    its recipe fitted to `run_steps`."""
-    net = target.task.build_model(seed).to(device or torch.device("cpu"))
+    """The fresh model (on `device`, the CPU by default, its trainable weights float32:
+    `Precision.master`), the rules' recommendation for it, the task to train (a user's model gets
+    the recommendation's warmup and decay, as in `lrpilot.fit`) and its recipe fitted to `run_steps`."""
+    net = (precision or Precision()).master(target.task.build_model(seed)).to(device or torch.device("cpu"))
     batch = target.task.recipe.batch_size
     rec = recommend(net, target.method, batch_size=batch, steps=run_steps, seq_len=target.seq_len)
     job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task

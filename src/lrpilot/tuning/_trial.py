@@ -79,7 +79,7 @@ class TrialRunner:
         eval_at: list[int] | None = None,
     ) -> tuple[Any, torch.nn.Module]:
         """A fresh model (the study's seed) trained on `recipe` at `peak` under the guard."""
-        model = self.job.build_model(self.config.seed).to(self.device)
+        model = self.precision.master(self.job.build_model(self.config.seed)).to(self.device)
         self.clock = Clock()
         trained = train_guarded(
             self.job,

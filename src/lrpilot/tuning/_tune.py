@@ -138,7 +138,7 @@ def tune(
     target = build_target(spec)
     run_steps = steps if steps is not None else target.steps
     check.step_count("tune", "steps", run_steps, 1)
-    net, rec, job, recipe = plan_run(target, run_steps, seed, where)
+    net, rec, job, recipe = plan_run(target, run_steps, seed, where, mixed)
     ramp_steps = ramp(rec, finder_steps, batch_size=recipe.batch_size)[2]
     first = FIRST_TRIAL_SHARE if prune else 1.0
     smallest = first + ramp_steps / run_steps
