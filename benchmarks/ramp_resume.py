@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import os
 import statistics
@@ -42,7 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 import lrpilot
-from _environment import command, save_json
+from _environment import command, load_json, save_json
 from lrpilot.autopilot import _resume, _training
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -129,9 +128,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
-    doc: dict[str, Any] = (
-        json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}, "commands": []}
-    )
+    doc: dict[str, Any] = load_json(args.out, {"tasks": {}, "commands": []})
     if not args.table_only:
         torch.set_num_threads(args.threads)
         key = args.task if args.steps is None else f"{args.task}@{args.steps}"

@@ -60,7 +60,7 @@ from typing import Any
 
 import torch
 
-from _environment import command, save_json
+from _environment import command, load_json, save_json
 from _scoring import OracleCurve, score
 from lrpilot.autopilot._search import ramp, range_test
 from lrpilot.autopilot._target import builtin_target, fitted_recipe
@@ -408,9 +408,7 @@ def main() -> None:
         "--starts", action="store_true", help="replay where fit's ramp starts on the stored curves, and exit"
     )
     args = parser.parse_args()
-    doc: dict[str, Any] = (
-        json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}, "commands": []}
-    )
+    doc: dict[str, Any] = load_json(args.out, {"tasks": {}, "commands": []})
     if args.spread:
         print(spread(doc))
         return

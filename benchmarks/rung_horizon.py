@@ -49,7 +49,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the tasks need is on 
 import numpy as np
 import torch
 
-from _environment import command, save_json
+from _environment import command, load_json, save_json
 from _scoring import OracleCurve
 from lrpilot.autopilot._progress import Clock, quiet
 from lrpilot.autopilot._target import Target, resolve_target
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args(argv)
-    doc: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}}
+    doc: dict[str, Any] = load_json(args.out, {"tasks": {}})
     if args.table_only:
         print(table(doc))
         return

@@ -88,7 +88,7 @@ import optuna  # imported before anything is timed: tune and the Optuna baseline
 import torch
 
 import lrpilot
-from _environment import command, save_json
+from _environment import command, load_json, save_json
 from _scoring import OracleCurve, score
 from fit_vs_defaults import run_fit, run_schedulefree, run_train, train_steps, warm_up
 from lrpilot.tasks import SST2_ENV, Task, TrainResult, get_task, initial_metrics, task_names, train
@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args(argv)
-    doc: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {"tasks": {}}
+    doc: dict[str, Any] = load_json(args.out, {"tasks": {}})
     if not args.table_only:
         if args.data_dir:
             os.environ[SST2_ENV] = str(Path(args.data_dir).resolve())
