@@ -51,3 +51,45 @@ def sst2_files(tmp_path: Path) -> tuple[Path, Path]:
     """200 training and 40 evaluation rows of SST-2, as the user's CSVs."""
     rows = sst2_rows(240)
     return write_rows(tmp_path / "train.csv", rows[:200]), write_rows(tmp_path / "eval.csv", rows[200:])
+
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""The ChatML template (Qwen's, SmolLM2-Instruct's, without their default system prompt)."""
+
+
+def chat_tokenizer(template: str | None = CHATML) -> Any:
+    """A byte-level BPE tokenizer (GPT-2's and Llama 3's kind) trained here on tiny shakespeare, with
+    ChatML's special tokens and `template`: an LLM's tokenizer with no download."""
+    pytest.importorskip("transformers")
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from lrpilot.tasks._shakespeare import corpus
+
+    bpe = ByteLevelBPETokenizer()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe.train_from_iterator(corpus().splitlines()[:4000], vocab_size=600, special_tokens=special, show_progress=False)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=special[0], pad_token=special[0])
+    tokenizer.chat_template = template
+    return tokenizer
+
+
+def save_chat_lm(folder: Path) -> Path:
+    """A randomly initialised 2-layer GPT-2 with `chat_tokenizer`, saved in `folder` as a user's model."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = chat_tokenizer()
+    config = transformers.GPT2Config(
+        vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2, pad_token_id=tokenizer.pad_token_id
+    )
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def chat_lm(tmp_path: Path) -> Path:
+    """`save_chat_lm` in the test's folder."""
+    return save_chat_lm(tmp_path / "chat-gpt2")

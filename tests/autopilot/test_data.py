@@ -19,9 +19,10 @@ PAIRS = [
 
 
 def test_roles_are_their_own_columns_unless_mapped_and_a_wrong_role_is_named() -> None:
-    assert column_map(None) == {"text": "text", "text_pair": "text_pair", "label": "label"}
+    roles = "text, text_pair, label, prompt, completion, messages"
+    assert column_map(None) == {role: role for role in roles.split(", ")}
     assert column_map({"text": "sentence"})["text"] == "sentence"
-    with pytest.raises(ValueError, match=r"tune: --columns: 'txt' is not a role; the roles are text, text_pair, label"):
+    with pytest.raises(ValueError, match=rf"tune: --columns: 'txt' is not a role; the roles are {roles}"):
         column_map({"txt": "sentence"}, "tune")
     with pytest.raises(ValueError, match=r"--columns: label's column must be a name, got ''"):
         column_map({"label": ""})

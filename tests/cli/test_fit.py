@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE
 from lrpilot.cli._app import app
 from lrpilot.tasks import get_task
-from tests.autopilot.conftest import minilm_dir, write_rows
+from tests.autopilot.conftest import minilm_dir, save_chat_lm, write_rows
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -166,6 +166,7 @@ def test_a_non_empty_out_directory_is_never_written_into(tmp_path: Path) -> None
         (["--task", "digits", "--precision", "half"], "--precision must be one of fp32, bf16, fp16, got 'half'"),
         (["--task", "digits", "--columns", "text=x"], "--columns applies to --model"),
         (["--model", "x", "--data", "y.csv", "--columns", "sentence"], "--columns takes ROLE=COLUMN pairs"),
+        (["--task", "digits", "--max-length", "64"], "--max-length applies to --model"),
     ],
 )
 def test_contradictory_or_unknown_options(args: list[str], message: str, tmp_path: Path) -> None:
@@ -200,3 +201,21 @@ def test_a_classifier_of_text_pairs_from_columns_of_other_names(tmp_path: Path) 
     run = json.loads(result.stdout)
     assert run["status"] == "finished"
     assert "for classification of text pairs on train.csv" in run["record"]["task"]
+
+
+def test_a_chat_fine_tune_of_a_causal_lm_with_its_own_column_name(tmp_path: Path) -> None:
+    chat = [{"role": "user", "content": "Who art thou?"}, {"role": "assistant", "content": "A poor player."}]
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps({"dialogue": chat}) + "\n" for _ in range(30)), encoding="utf-8")
+    model = save_chat_lm(tmp_path / "model")
+    args = ["fit", "--model", str(model), "--data", str(data), "--task-type", "causal-lm", "--method", "lora"]
+    more = ["--columns", "messages=dialogue", "--max-length", "32", "--budget", "6", "--finder-steps", "12"]
+    result = runner.invoke(app, [*args, *more, "--out", str(tmp_path / "run"), "--no-report", "--json"])
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)
+    assert run["status"] == "finished"
+    counted = "messages data: the loss counts the assistant turns' tokens only"
+    assert any(note.startswith(counted) for note in run["record"]["notes"])
+    bad = runner.invoke(app, [*args, "--max-length", "4", "--out", str(tmp_path / "other")])
+    assert bad.exit_code == 2
+    assert "--max-length must be" in bad.output

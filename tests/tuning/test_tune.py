@@ -324,3 +324,28 @@ def test_tune_trains_its_trials_on_the_gpu(tmp_path: Path) -> None:
     assert math.isfinite(result.value)
     run = json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))
     assert run["device"].startswith("cuda:0 (")
+
+
+def test_a_chat_at_a_length_limit_is_stored_for_the_workers(tmp_path: Path) -> None:
+    """tune takes a causal LM's chat data and --max-length as fit does, and the study keeps both, so a
+    worker on another machine reads the data as this one did."""
+    import json
+
+    import optuna
+
+    from lrpilot.tuning._engine import build_target
+    from lrpilot.tuning._study import CONFIG_KEY, StudyConfig, sqlite_url
+    from lrpilot.tuning._tune import DB_FILE
+    from tests.autopilot.conftest import save_chat_lm
+
+    chat = [{"role": "user", "content": "Who art thou?"}, {"role": "assistant", "content": "A poor player."}]
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps({"dialogue": chat}) + "\n" for _ in range(30)), encoding="utf-8")
+    out = tmp_path / "run"
+    common = {"data": data, "task_type": "causal-lm", "columns": {"messages": "dialogue"}, "max_length": 32}
+    tune(model=save_chat_lm(tmp_path / "model"), **common, steps=6, finder_steps=12, budget=4.0, out=out, report=False)
+    study = optuna.load_study(study_name="lrpilot-model", storage=sqlite_url(out / DB_FILE))
+    spec = StudyConfig.from_dict(study.user_attrs[CONFIG_KEY]).target
+    assert (spec["columns"], spec["max_length"]) == ({"messages": "dialogue"}, 32)
+    task = build_target(spec).task
+    assert (task.lm_format, task.max_length) == ("messages", 32)  # type: ignore[attr-defined]

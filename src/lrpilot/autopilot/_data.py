@@ -1,6 +1,7 @@
 """``fit --model``'s data: the user's ``.csv`` / ``.jsonl`` files read and checked, their columns
-mapped to the roles fit reads (``text``, ``text_pair``, ``label``), labels turned into class ids,
-texts into token ids, and token ids into padded batches.
+mapped to the roles fit reads (``text``, ``text_pair``, ``label``; a causal LM's ``prompt`` and
+``completion`` or ``messages``), labels turned into class ids, texts into token ids, and token ids
+into padded batches (a causal LM's chat and completions: `lrpilot.autopilot._chat`).
 
 Every check runs before a weight is loaded, and every error names the file, the row and the column.
 """
@@ -24,6 +25,7 @@ __all__ = [
     "COLUMN_ROLES",
     "DATA_SUFFIXES",
     "EVAL_FRACTION",
+    "LM_FORMATS",
     "MAX_LENGTH",
     "Encoded",
     "check_labels",
@@ -32,6 +34,7 @@ __all__ = [
     "label_ids",
     "label_names",
     "pad",
+    "read_lm",
     "read_roles",
     "read_rows",
     "split_rows",
@@ -39,13 +42,23 @@ __all__ = [
 
 DATA_SUFFIXES = (".csv", ".jsonl")
 MAX_LENGTH = 128
-"""Tokens per text (per pair): longer texts are truncated (a CPU fine-tune of long documents is not this tool's job)."""
+"""Tokens per example by default (``fit --max-length``): longer ones are truncated at the end."""
 EVAL_FRACTION = 0.1
 """Without --eval, this fraction of the training rows (fixed by a seed of 0) is held out to evaluate on."""
-COLUMN_ROLES = ("text", "text_pair", "label")
+COLUMN_ROLES = ("text", "text_pair", "label", "prompt", "completion", "messages")
 """What fit reads from a row: the text, a second text for a classifier of pairs (premise and
-hypothesis, question and passage), and a classifier's label. Each is the column of its own name
-unless `column_map` says otherwise."""
+hypothesis, question and passage), and a classifier's label; a causal LM's text, or a prompt and
+its completion, or a chat's messages (`LM_FORMATS`). Each is the column of its own name unless
+`column_map` says otherwise."""
+LM_FORMATS: dict[str, tuple[str, ...]] = {
+    "messages": ("messages",),
+    "prompt-completion": ("prompt", "completion"),
+    "text": ("text",),
+}
+"""A causal LM's data formats (those of TRL's ``SFTTrainer``), each with the roles it reads, in the
+order `read_lm` looks for them: a chat (a list of ``{"role", "content"}`` messages; the loss counts
+the assistant's turns), a prompt and its completion (the loss counts the completion), plain text
+(every token)."""
 
 
 # --- files and columns ------------------------------------------------------------------------
@@ -75,15 +88,16 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     return columns, rows
 
 
-def _read(path: Path, columns: Sequence[str], what: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """A file's column names and rows, or an error: missing, of another kind, or empty."""
+def _read(path: Path, columns: str, what: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """A file's column names and rows, or an error: missing, of another kind, or empty (`columns`:
+    the columns it should have, for the message)."""
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
     if path.suffix.lower() not in DATA_SUFFIXES:
-        raise ValueError(f"{what}: {path.name} must be a .csv or .jsonl file (columns {', '.join(columns)})")
+        raise ValueError(f"{what}: {path.name} must be a .csv or .jsonl file (columns {columns})")
     names, rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
     if not rows:
-        raise ValueError(f"{what}: {path.name} has no rows (expected columns {', '.join(columns)})")
+        raise ValueError(f"{what}: {path.name} has no rows (expected columns {columns})")
     return names, rows
 
 
@@ -105,7 +119,7 @@ def _check_columns(path: Path, names: list[str], rows: list[dict[str, Any]], col
 def read_rows(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str, Any]]:
     """The rows of a ``.csv`` or ``.jsonl`` file, checked: it exists, has rows, has `columns`, and no
     row leaves one of them empty (row numbers count data rows from 1)."""
-    names, rows = _read(path, columns, what)
+    names, rows = _read(path, ", ".join(columns), what)
     _check_columns(path, names, rows, columns, what)
     return rows
 
@@ -129,13 +143,39 @@ def read_roles(
     `read_rows` does. ``text_pair`` is read where `pairs` says so; None: where the file has its
     column (a classifier's data with one is a classifier of pairs)."""
     wanted = [columns[role] for role in roles]
-    names, rows = _read(path, wanted, what)
+    names, rows = _read(path, ", ".join(wanted), what)
     if pairs is None:
         pairs = columns["text_pair"] in names
     if pairs:
         roles, wanted = (*roles, "text_pair"), [*wanted, columns["text_pair"]]
     _check_columns(path, names, rows, wanted, what)
     return [{role: row[column] for role, column in zip(roles, wanted, strict=True)} for row in rows]
+
+
+def read_lm(
+    path: Path, columns: Mapping[str, str], what: str, form: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """A causal LM's rows as the roles of their format (`LM_FORMATS`), and the format: `form` where
+    given (the training data's, for the evaluation data), else the first whose columns the file has
+    (its columns: `columns`, from `column_map`); checked as `read_rows` does."""
+    options = [" + ".join(columns[role] for role in roles) for roles in LM_FORMATS.values()]
+    names, rows = _read(path, " or ".join(options), what)
+    if form is None:
+        form = next(f for f, roles in LM_FORMATS.items() if f == "text" or all(columns[r] in names for r in roles))
+    roles = LM_FORMATS[form]
+    wanted = [columns[role] for role in roles]
+    if form != "text" and any(column not in names for column in wanted):
+        raise ValueError(
+            f"{what}: {path.name} has no column {next(c for c in wanted if c not in names)!r}; the training data "
+            f"is {form} data, which needs the columns {', '.join(wanted)} (columns: {', '.join(names) or 'none'})"
+        )
+    if form == "text" and columns["text"] not in names:
+        raise ValueError(
+            f"{what}: {path.name} has none of a causal LM's columns: {' or '.join(options)} "
+            f"(columns: {', '.join(names) or 'none'}); --columns maps them to others"
+        )
+    _check_columns(path, names, rows, wanted, what)
+    return form, [{role: row[column] for role, column in zip(roles, wanted, strict=True)} for row in rows]
 
 
 # --- labels -----------------------------------------------------------------------------------
@@ -237,27 +277,33 @@ def split_rows(rows: list[dict[str, Any]], what: str) -> tuple[list[dict[str, An
 
 @dataclass(frozen=True, eq=False)
 class Encoded:
-    """Token ids per example, the label of each (classification) or None (causal LM), and for pairs
-    of texts each token's segment where the tokenizer marks them (``token_type_ids``: 0 for the
-    first text, 1 for the second; None otherwise)."""
+    """Token ids per example, the label of each (classification) or None (causal LM), for pairs of
+    texts each token's segment where the tokenizer marks them (``token_type_ids``: 0 for the first
+    text, 1 for the second; None otherwise), and for a causal LM's completions and chats which
+    tokens the loss counts (`targets`: 1 for a completion's or an assistant turn's token; None:
+    every token)."""
 
     ids: list[list[int]]
     labels: torch.Tensor | None
     segments: list[list[int]] | None = None
+    targets: list[list[int]] | None = None
 
     def batch(self, index: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
         """The examples at `index`, padded (`pad`)."""
         labels = None if self.labels is None else self.labels[list(index)]
         segments = None if self.segments is None else [self.segments[i] for i in index]
-        return pad([self.ids[i] for i in index], pad_id, labels, segments)
+        targets = None if self.targets is None else [self.targets[i] for i in index]
+        return pad([self.ids[i] for i in index], pad_id, labels, segments, targets)
 
 
-def encode(tokenizer: Any, rows: list[dict[str, Any]], labels: list[int] | None) -> Encoded:
+def encode(
+    tokenizer: Any, rows: list[dict[str, Any]], labels: list[int] | None, max_length: int = MAX_LENGTH
+) -> Encoded:
     """The rows' texts as token ids (a row with a ``text_pair``: the two texts as one sequence, as the
-    tokenizer joins them), truncated to `MAX_LENGTH`."""
+    tokenizer joins them), truncated to `max_length` tokens."""
     texts = [str(row["text"]) for row in rows]
     pairs = [str(row["text_pair"]) for row in rows] if rows and "text_pair" in rows[0] else None
-    out = tokenizer(texts, pairs, truncation=True, max_length=MAX_LENGTH)
+    out = tokenizer(texts, pairs, truncation=True, max_length=max_length)
     segments = out.get("token_type_ids") if pairs is not None else None
     return Encoded(
         [list(seq) for seq in out["input_ids"]],
@@ -267,10 +313,15 @@ def encode(tokenizer: Any, rows: list[dict[str, Any]], labels: list[int] | None)
 
 
 def pad(
-    ids: list[list[int]], pad_id: int, labels: torch.Tensor | None, segments: list[list[int]] | None = None
+    ids: list[list[int]],
+    pad_id: int,
+    labels: torch.Tensor | None,
+    segments: list[list[int]] | None = None,
+    targets: list[list[int]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """A dict batch padded to its longest example; for a causal LM the labels are the ids with padding
-    masked out (-100), the model shifts them itself; ``token_type_ids`` where there are `segments`."""
+    and the tokens that are not `targets` masked out (-100), the model shifts them itself;
+    ``token_type_ids`` where there are `segments`."""
     width = max(len(seq) for seq in ids)
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros(len(ids), width, dtype=torch.long)
@@ -283,5 +334,13 @@ def pad(
         for row, seq in enumerate(segments):
             types[row, : len(seq)] = torch.tensor(seq)
         batch["token_type_ids"] = types
-    batch["labels"] = labels if labels is not None else input_ids.masked_fill(mask == 0, -100)
+    if labels is not None:
+        batch["labels"] = labels
+        return batch
+    counted = mask
+    if targets is not None:
+        counted = torch.zeros(len(ids), width, dtype=torch.long)
+        for row, seq in enumerate(targets):
+            counted[row, : len(seq)] = torch.tensor(seq)
+    batch["labels"] = input_ids.masked_fill(counted == 0, -100)
     return batch

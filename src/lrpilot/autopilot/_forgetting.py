@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 -- the usual torch alias
 from torch import nn
 
-from lrpilot.autopilot._data import MAX_LENGTH, pad
+from lrpilot.autopilot._data import pad
 from lrpilot.autopilot._hf import HfTask
 from lrpilot.tasks import Recipe, make_optimizer
 from lrpilot.tasks._base import evaluating, seeded
@@ -69,7 +69,7 @@ class Drift:
 def load_drift(task: HfTask, model: nn.Module, rows: list[dict[str, Any]]) -> Drift:
     """Embed the retention texts (rows with a ``text``, as `read_rows` checked them) with the model as
     it is now: before training (LoRA adapters start as the identity)."""
-    ids = task.tokenizer([str(row["text"]) for row in rows], truncation=True, max_length=MAX_LENGTH)["input_ids"]
+    ids = task.tokenizer([str(row["text"]) for row in rows], truncation=True, max_length=task.max_length)["input_ids"]
     ids = [list(seq) for seq in ids]
     return Drift(task, ids, _embeddings(model, task, ids))
 

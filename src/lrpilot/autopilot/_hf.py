@@ -23,13 +23,16 @@ from torch import nn
 
 from lrpilot import _validate as check
 from lrpilot._optional import require
+from lrpilot.autopilot._chat import encode_lm, needs_template
 from lrpilot.autopilot._data import (
+    MAX_LENGTH,
     Encoded,
     check_labels,
     column_map,
     encode,
     label_ids,
     label_names,
+    read_lm,
     read_roles,
     split_rows,
 )
@@ -203,6 +206,13 @@ class HfTask(Task):
     stored_dtype: str | None = None
     """The dtype the checkpoint's weights are stored in (its config's), where it says; the model
     trains them in float32 (`lrpilot.tasks._device.Precision.master`)."""
+    lm_format: str | None = None
+    """A causal LM's data format (`lrpilot.autopilot._data.LM_FORMATS`); None for a classifier."""
+    left_out: tuple[int, int] = (0, 0)
+    """Training and evaluation rows left out because the length limit cut off every token their
+    loss counts (a completion's, an assistant turn's: `lrpilot.autopilot._chat.encode_lm`)."""
+    max_length: int = MAX_LENGTH
+    """Tokens per example; longer ones are truncated at the end."""
 
     @property
     def classes(self) -> int | None:
@@ -366,57 +376,120 @@ def load_hf_task(
     method: str = "full",
     batch_size: int = 16,
     columns: Mapping[str, str] | None = None,
+    max_length: int = MAX_LENGTH,
 ) -> HfTask:
     """Check everything about the user's model and data and tokenize the data; no weights are loaded
     yet (`HfTask.build_model` does that). The recipe is a placeholder until the recommendation
     sets it (`recipe_from`). `columns`: the roles' columns where they are not named for them
     (`lrpilot.autopilot._data.column_map`); a classifier's data with a ``text_pair`` column is one
-    of pairs of texts, encoded together."""
+    of pairs of texts, encoded together; a causal LM's is text, prompt and completion, or chat
+    messages (`lrpilot.autopilot._data.LM_FORMATS`). Examples longer than `max_length` tokens are
+    truncated."""
     check.choice("fit", "--task-type", kind, TASK_TYPES)
     check.choice("fit", "--method", method, METHODS)
     check.step_count("fit", "--batch-size", batch_size, 1)
+    check.step_count("fit", "--max-length", max_length, 8)
     mapped = column_map(columns)
-    classify = kind == "classification"
-    roles = ("text", "label") if classify else ("text",)
-    asked = True if classify and columns and "text_pair" in columns else None
-    train_rows = read_roles(data, roles, mapped, "--data", pairs=asked if classify else False)
+    if kind == "causal-lm":
+        return _causal_lm_task(
+            model_dir, data, eval_data, method=method, batch_size=batch_size, columns=mapped, max_length=max_length
+        )
+    asked = True if columns and "text_pair" in columns else None
+    roles = ("text", "label")
+    train_rows = read_roles(data, roles, mapped, "--data", pairs=asked)
     pairs = "text_pair" in train_rows[0]
     eval_rows = read_roles(eval_data, roles, mapped, "--eval", pairs=pairs) if eval_data is not None else None
     config, tokenizer = _load_config_and_tokenizer(model_dir)
-    names, num_labels = _classes(config, train_rows, data) if classify else ((), None)
+    names, num_labels = _classes(config, train_rows, data)
     held, what = (eval_data, "--eval") if eval_rows is not None and eval_data is not None else (data, "--data")
     if eval_rows is None:
         train_rows, eval_rows = split_rows(train_rows, "--data")
-    train_labels = label_ids(train_rows, data, "--data", names) if classify else None
-    eval_labels = label_ids(eval_rows, held, what, names) if classify else None
-    if eval_labels is not None and num_labels is not None:
-        check_labels(eval_labels, num_labels, held, what)
-    pooling = checkpoint_pooling(model_dir) if classify and not _is_classifier(config) else ()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        raise ValueError(f"--model: the tokenizer in {model_dir} has neither a pad nor an end-of-text token")
-    train = encode(tokenizer, train_rows, train_labels)
+    train_labels = label_ids(train_rows, data, "--data", names)
+    eval_labels = label_ids(eval_rows, held, what, names)
+    check_labels(eval_labels, num_labels, held, what)
     return HfTask(
         name=model_dir.name or "model",
         description=f"{method} fine-tuning of {model_dir} for {kind}{' of text pairs' if pairs else ''} on {data.name}",
-        recipe=Recipe(
-            batch_size=min(batch_size, len(train.ids)),
-            total_steps=1,
-            warmup_steps=0,
-            decay="linear",
-            floor_ratio=0.0,
-            weight_decay=0.01,
-            grad_clip=1.0,
-        ),
+        recipe=_placeholder_recipe(batch_size, len(train_rows)),
         model_dir=model_dir,
         kind=kind,
         method=method,
         num_labels=num_labels,
-        train_data=train,
-        val_data=encode(tokenizer, eval_rows, eval_labels),
+        train_data=encode(tokenizer, train_rows, train_labels, max_length),
+        val_data=encode(tokenizer, eval_rows, eval_labels, max_length),
         tokenizer=tokenizer,
-        pad_id=int(pad_id),
-        pooling=pooling,
+        pad_id=_pad_id(tokenizer, model_dir),
+        pooling=checkpoint_pooling(model_dir) if not _is_classifier(config) else (),
         label_names=names,
         stored_dtype=_stored_dtype(config),
+        max_length=max_length,
     )
+
+
+def _causal_lm_task(
+    model_dir: Path,
+    data: Path,
+    eval_data: Path | None,
+    *,
+    method: str,
+    batch_size: int,
+    columns: Mapping[str, str],
+    max_length: int,
+) -> HfTask:
+    """`load_hf_task` for a causal LM: its data in the training file's format, the evaluation file's
+    in the same one; prompts and chats encoded with the tokens their loss counts."""
+    form, train_rows = read_lm(data, columns, "--data")
+    eval_rows = read_lm(eval_data, columns, "--eval", form)[1] if eval_data is not None else None
+    config, tokenizer = _load_config_and_tokenizer(model_dir)
+    if needs_template(train_rows, form) and not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"--model: the data is a chat, and the tokenizer in {model_dir} has no chat template to render it "
+            "(chat_template in tokenizer_config.json, or chat_template.jinja); give it one, or give the data as "
+            "prompt and completion text"
+        )
+    held, what = (eval_data, "--eval") if eval_data is not None else (data, "--data")
+    if eval_rows is None:
+        train_rows, eval_rows = split_rows(train_rows, "--data")
+    if form == "text":
+        train, val = encode(tokenizer, train_rows, None, max_length), encode(tokenizer, eval_rows, None, max_length)
+        left_out = (0, 0)
+    else:
+        train, dropped = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")
+        val, held_out = encode_lm(tokenizer, eval_rows, form, max_length=max_length, path=held, what=what)
+        left_out = (dropped, held_out)
+    return HfTask(
+        name=model_dir.name or "model",
+        description=f"{method} fine-tuning of {model_dir} as a causal LM on {data.name} ({form})",
+        recipe=_placeholder_recipe(batch_size, len(train.ids)),
+        model_dir=model_dir,
+        kind="causal-lm",
+        method=method,
+        train_data=train,
+        val_data=val,
+        tokenizer=tokenizer,
+        pad_id=_pad_id(tokenizer, model_dir),
+        stored_dtype=_stored_dtype(config),
+        lm_format=form,
+        left_out=left_out,
+        max_length=max_length,
+    )
+
+
+def _placeholder_recipe(batch_size: int, examples: int) -> Recipe:
+    """The recipe until the recommendation sets it (`recipe_from`): only its batch size is real."""
+    return Recipe(
+        batch_size=min(batch_size, examples),
+        total_steps=1,
+        warmup_steps=0,
+        decay="linear",
+        floor_ratio=0.0,
+        weight_decay=0.01,
+        grad_clip=1.0,
+    )
+
+
+def _pad_id(tokenizer: Any, model_dir: Path) -> int:
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise ValueError(f"--model: the tokenizer in {model_dir} has neither a pad nor an end-of-text token")
+    return int(pad_id)

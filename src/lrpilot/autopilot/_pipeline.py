@@ -126,6 +126,7 @@ def fit(
     device: str | None = None,
     precision: str | None = None,
     columns: Mapping[str, str] | None = None,
+    max_length: int | None = None,
     report: bool = True,
     progress: Progress | None = None,
     callback: StepCallback | None = None,
@@ -134,11 +135,14 @@ def fit(
 
     Either a built-in `task` (``"digits"``, ``"shakespeare"``, ``"sst2-full"``, ``"sst2-lora"``;
     ``"shakespeare"`` when neither is given) trained with its recipe, or a local Hugging Face
-    `model` directory fine-tuned on `data` (``.csv`` / ``.jsonl``; ``text`` and, for
-    ``task_type="classification"``, integer ``label`` columns), `method` ``"full"`` or ``"lora"``,
-    evaluated on `eval_data` (default: 10 % of `data` held out). `columns` maps the roles ``text``,
-    ``text_pair`` and ``label`` to the data's columns where they have other names (``{"text":
-    "sentence"}``); a classifier's data with a ``text_pair`` column is one of pairs of texts.
+    `model` directory fine-tuned on `data` (``.csv`` / ``.jsonl``; for ``task_type="classification"``
+    ``text`` and ``label`` columns, the labels class ids or names; for ``"causal-lm"`` ``text``, or
+    ``prompt`` and ``completion``, or a chat's ``messages``, whose loss counts the completions' or
+    the assistant's tokens only), `method` ``"full"`` or ``"lora"``, evaluated on `eval_data`
+    (default: 10 % of `data` held out). `columns` maps the roles (``text``, ``text_pair``, ``label``,
+    ``prompt``, ``completion``, ``messages``) to the data's columns where they have other names
+    (``{"text": "sentence"}``); a classifier's data with a ``text_pair`` column is one of pairs of
+    texts. `max_length`: tokens per example (default 128), longer ones truncated.
 
     Steps: (1) `lrpilot.recommend` from the model's size, the method, batch size and steps;
     (2) the range test (fast mode, state restored) from the recommendation's band's low end to 10 at
@@ -200,6 +204,7 @@ def fit(
             data_dir=data_dir,
             batch_size=batch_size,
             columns=columns,
+            max_length=max_length,
         )
         rows = _retention(target, retention, forgetting_weight)
         run_dir = new_run_dir(None if out is None else Path(out), target.label)

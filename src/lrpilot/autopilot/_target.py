@@ -75,17 +75,22 @@ def user_target(
     method: str,
     batch_size: int,
     columns: Mapping[str, str] | None = None,
+    max_length: int | None = None,
 ) -> Target:
     """A local Hugging Face model fine-tuned on the user's data (`load_hf_task`); the rule's
     calibrated run lengths stretched to one epoch of it."""
     if data is None:
         raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
-    task = load_hf_task(model, data, eval_data, kind=kind, method=method, batch_size=batch_size, columns=columns)
+    limit = {} if max_length is None else {"max_length": max_length}
+    task = load_hf_task(
+        model, data, eval_data, kind=kind, method=method, batch_size=batch_size, columns=columns, **limit
+    )
     heads = (
         head_note(task.pooling) if task.pooling else None,
         _dtype_note(task),
         _names_note(task),
         _chance_note(task),
+        _format_note(task),
     )
     notes = tuple(note for note in heads if note)
     return Target(
@@ -102,6 +107,23 @@ def _dtype_note(task: HfTask) -> str | None:
         "updates would round away in half-precision weights); with --precision bf16 or fp16 the forward passes "
         "compute in it and the frozen weights (a LoRA base) stay as stored"
     )
+
+
+def _format_note(task: HfTask) -> str | None:
+    """A causal LM's completions or chats: which tokens the loss counts, and the rows the length limit emptied."""
+    if task.lm_format in (None, "text"):
+        return None
+    counted = "assistant turns'" if task.lm_format == "messages" else "completions'"
+    targets = task.train_data.targets or []
+    share = sum(map(sum, targets)) / max(1, sum(map(len, targets)))
+    note = f"{task.lm_format} data: the loss counts the {counted} tokens only ({share:.0%} of the training tokens)"
+    dropped, held = task.left_out
+    if dropped or held:
+        note += (
+            f"; {dropped} training and {held} evaluation rows had none left within the first {task.max_length} "
+            "tokens and are left out (--max-length raises the limit)"
+        )
+    return note
 
 
 def _names_note(task: HfTask) -> str | None:
@@ -142,6 +164,7 @@ def resolve_target(
     data_dir: str | Path | None,
     batch_size: int | None,
     columns: Mapping[str, str] | None = None,
+    max_length: int | None = None,
 ) -> Target:
     """A built-in task, or the user's model and data; options that belong to the other are errors."""
     if model is None:
@@ -151,6 +174,7 @@ def resolve_target(
             "--task-type": task_type,
             "--method": method,
             "--columns": columns,
+            "--max-length": max_length,
         }
         for name, value in {**given, "--batch-size": batch_size}.items():
             if value is not None:
@@ -168,6 +192,7 @@ def resolve_target(
         method=method or "full",
         batch_size=16 if batch_size is None else batch_size,
         columns=columns,
+        max_length=max_length,
     )
 
 

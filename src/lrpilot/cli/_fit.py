@@ -29,6 +29,7 @@ from lrpilot.cli._options import (
     DeviceOption,
     EvalOption,
     FinderStepsOption,
+    MaxLengthOption,
     MethodOption,
     ModelOption,
     PrecisionOption,
@@ -163,6 +164,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
         ),
     ] = None,
     columns: ColumnsOption = None,
+    max_length: MaxLengthOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -203,6 +205,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
                 device=device,
                 precision=precision,
                 columns=parse_columns(columns, "fit"),
+                max_length=max_length,
                 report=not no_report,
                 progress=_Bars(progress),
             )

@@ -17,6 +17,7 @@ __all__ = [
     "DeviceOption",
     "EvalOption",
     "FinderStepsOption",
+    "MaxLengthOption",
     "MethodOption",
     "ModelOption",
     "PrecisionOption",
@@ -40,10 +41,16 @@ EvalOption = Annotated[
 ]
 TaskTypeOption = Annotated[
     str | None,
-    typer.Option("--task-type", help="--model: classification (text,label; the default) or causal-lm (text)."),
+    typer.Option(
+        "--task-type",
+        help="--model: classification (text,label; the default) or causal-lm (text; prompt,completion; or messages).",
+    ),
 ]
 MethodOption = Annotated[str | None, typer.Option("--method", help="--model: full fine-tuning (the default) or lora.")]
 BatchSizeOption = Annotated[int | None, typer.Option("--batch-size", help="--model: examples per step (default 16).")]
+MaxLengthOption = Annotated[
+    int | None, typer.Option("--max-length", help="--model: tokens per example, longer ones truncated (default 128).")
+]
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder with sst2_train.csv and sst2_validation.csv.")
 ]
@@ -73,8 +80,8 @@ ColumnsOption = Annotated[
     str | None,
     typer.Option(
         "--columns",
-        help="--model: the data's columns where not named text, text_pair, label (text=sentence,label=sentiment); "
-        "a text_pair column makes a classifier of pairs.",
+        help="--model: the data's columns where not named for their roles, text, text_pair, label, prompt, "
+        "completion, messages (text=sentence,label=sentiment); a text_pair column makes a classifier of pairs.",
     ),
 ]
 

@@ -25,6 +25,7 @@ from lrpilot.cli._options import (
     DeviceOption,
     EvalOption,
     FinderStepsOption,
+    MaxLengthOption,
     MethodOption,
     ModelOption,
     PrecisionOption,
@@ -121,6 +122,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
         typer.Option("--heartbeat", help="Seconds between a trial's heartbeats, default 10 (3 missed: retried)."),
     ] = None,
     columns: ColumnsOption = None,
+    max_length: MaxLengthOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
     output: Annotated[
@@ -182,6 +184,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
                     device=device,
                     precision=precision,
                     columns=parse_columns(columns, "tune"),
+                    max_length=max_length,
                     progress=_Bars(progress),
                 )
         except KeyboardInterrupt:

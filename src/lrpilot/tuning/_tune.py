@@ -99,6 +99,7 @@ def tune(
     device: str | None = None,
     precision: str | None = None,
     columns: dict[str, str] | None = None,
+    max_length: int | None = None,
     report: bool = True,
     progress: Progress | None = None,
 ) -> TuneResult:
@@ -118,7 +119,8 @@ def tune(
     `max_trials`: cap the trials (default: what the budget pays for). `finder_steps`: the range
     test's length, `device` where this process trains (``"auto"``, the default, ``"cpu"``,
     ``"cuda"``, ``"cuda:N"``; each worker chooses its own) and `precision` its forward passes'
-    (``"fp32"``, the default, ``"bf16"``, ``"fp16"``), and `columns` the data's, as in `lrpilot.fit`.
+    (``"fp32"``, the default, ``"bf16"``, ``"fp16"``), and `columns` and `max_length` the data's, as in
+    `lrpilot.fit`.
 
     Bad input (an unknown task or search name, a budget too small for one full run plus the range
     test, an unreachable or malformed storage URL, a study created with other settings) raises
@@ -133,8 +135,8 @@ def tune(
     plan = _parse_budget(budget)
     given = {"task": task, "model": model, "data": data, "eval_data": eval_data, "task_type": task_type}
     spec = target_spec({**given, "method": method, "data_dir": data_dir, "batch_size": batch_size})
-    if columns:  # only when given: a study stored without it then continues as it was
-        spec["columns"] = dict(columns)
+    given_data = {"columns": dict(columns) if columns else None, "max_length": max_length}
+    spec.update({k: v for k, v in given_data.items() if v is not None})  # a study stored without them continues
     target = build_target(spec)
     run_steps = steps if steps is not None else target.steps
     check.step_count("tune", "steps", run_steps, 1)

@@ -1,0 +1,188 @@
+"""A causal LM's prompt/completion and chat data (`lrpilot.autopilot._chat`, `_data.read_lm`): the
+format read from the columns, the tokens the loss counts, the length limit, the checks, and fit on
+a chat end to end. The tokenizer is a byte-level BPE with ChatML's special tokens and template
+(`tests.autopilot.conftest.chat_tokenizer`), trained here: an LLM's kind of tokenizer, no download."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lrpilot.autopilot import fit
+from lrpilot.autopilot._chat import encode_lm
+from lrpilot.autopilot._data import column_map, read_lm
+from lrpilot.autopilot._hf import load_hf_task
+from tests.autopilot.conftest import CHATML, chat_tokenizer, write_rows
+
+CHAT = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Who art thou?"},
+    {"role": "assistant", "content": "A poor player."},
+    {"role": "user", "content": "And then?"},
+    {"role": "assistant", "content": "Heard no more."},
+]
+HERE = Path("chat.jsonl")
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    return chat_tokenizer()
+
+
+def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def _counted(tokenizer: Any, rows: list[dict[str, Any]], form: str, max_length: int = 128) -> tuple[str, str]:
+    """The first row's tokens the loss counts and those it does not, decoded."""
+    encoded, _ = encode_lm(tokenizer, rows, form, max_length=max_length, path=HERE, what="--data")
+    assert encoded.targets is not None
+    ids, targets = encoded.ids[0], encoded.targets[0]
+    counted = tokenizer.decode([i for i, t in zip(ids, targets, strict=True) if t])
+    rest = tokenizer.decode([i for i, t in zip(ids, targets, strict=True) if not t])
+    return counted, rest
+
+
+def test_a_completion_counts_its_own_tokens_and_the_end_of_text(tokenizer: Any) -> None:
+    rows = [{"prompt": "Q: Who art thou?\nA:", "completion": " A poor player."}]
+    counted, rest = _counted(tokenizer, rows, "prompt-completion")
+    assert (counted, rest) == (" A poor player.<|endoftext|>", "Q: Who art thou?\nA:")
+    encoded, _ = encode_lm(tokenizer, rows, "prompt-completion", max_length=128, path=HERE, what="--data")
+    labels = encoded.batch([0], tokenizer.pad_token_id)["labels"][0]
+    prompt_tokens = len(tokenizer("Q: Who art thou?\nA:")["input_ids"])
+    assert (labels[:prompt_tokens] == -100).all()  # the model is not taught to write the questions
+    assert (labels[prompt_tokens:] != -100).all()
+
+
+def test_a_chat_counts_the_assistants_turns_with_their_end_of_turn(tokenizer: Any) -> None:
+    counted, rest = _counted(tokenizer, [{"messages": CHAT}], "messages")
+    assert counted == "A poor player.<|im_end|>\nHeard no more.<|im_end|>\n"
+    assert rest == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWho art thou?<|im_end|>\n<|im_start|>assistant\n"
+        "<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_a_prompt_and_completion_of_messages_count_the_completions_messages(tokenizer: Any) -> None:
+    rows = [{"prompt": CHAT[:2], "completion": CHAT[2:3]}]
+    counted, rest = _counted(tokenizer, rows, "prompt-completion")
+    assert counted == "A poor player.<|im_end|>\n"  # the chat's end token, no end-of-text appended
+    assert rest.endswith("<|im_start|>assistant\n")
+
+
+def test_the_length_limit_cuts_the_end_and_leaves_out_rows_it_emptied(tokenizer: Any) -> None:
+    long = {"prompt": "Speak: ", "completion": "to be or not to be, that is the question " * 4}
+    counted, _ = _counted(tokenizer, [long], "prompt-completion", max_length=12)
+    assert not counted.endswith("<|endoftext|>")  # a completion cut short has not ended
+    rows = [{"prompt": "words " * 40, "completion": " yes"}, {"prompt": "Q:", "completion": " no"}]
+    encoded, left_out = encode_lm(tokenizer, rows, "prompt-completion", max_length=16, path=HERE, what="--data")
+    assert (len(encoded.ids), left_out) == (1, 1)
+    emptied = r"chat.jsonl: no row keeps a token of its completions within the first 16 tokens; raise --max-length"
+    with pytest.raises(ValueError, match=emptied):
+        encode_lm(tokenizer, rows[:1], "prompt-completion", max_length=16, path=HERE, what="--data")
+
+
+def test_the_format_is_read_from_the_columns_and_the_evaluation_data_must_share_it(tmp_path: Path) -> None:
+    roles = column_map(None)
+    chat = _jsonl(tmp_path / "chat.jsonl", [{"messages": CHAT, "text": "ignored"}])
+    assert read_lm(chat, roles, "--data") == ("messages", [{"messages": CHAT}])  # a chat first
+    pairs = write_rows(tmp_path / "pairs.csv", [{"instruction": "Q:", "output": " A"}], ("instruction", "output"))
+    mapped = column_map({"prompt": "instruction", "completion": "output"})
+    assert read_lm(pairs, mapped, "--data") == ("prompt-completion", [{"prompt": "Q:", "completion": " A"}])
+    text = _jsonl(tmp_path / "text.jsonl", [{"text": "plain words"}])
+    assert read_lm(text, roles, "--data")[0] == "text"
+    with pytest.raises(ValueError, match=r"--eval: text.jsonl has no column 'messages'; the training data is messages"):
+        read_lm(text, roles, "--eval", "messages")
+    nothing = _jsonl(tmp_path / "other.jsonl", [{"body": "words"}])
+    none = r"has none of a causal LM's columns: messages or prompt \+ completion or text"
+    with pytest.raises(ValueError, match=none):
+        read_lm(nothing, roles, "--data")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"messages": CHAT[:2]}, r"row 1: no message has the role \"assistant\""),
+        ({"messages": [{"role": "user"}]}, r"row 1: 'messages', message 1: expected a \"content\" that is text"),
+        ({"messages": []}, r"row 1: 'messages' must be a non-empty list"),
+        ({"messages": "user: hi"}, r"got text \(a CSV cell cannot hold a list: give chats as .jsonl\)"),
+        ({"prompt": CHAT[:2], "completion": "A poor player."}, r"must both be text or both be lists of messages"),
+    ],
+)
+def test_a_malformed_chat_is_named_by_its_row(tokenizer: Any, row: dict[str, Any], message: str) -> None:
+    form = "messages" if "messages" in row else "prompt-completion"
+    with pytest.raises(ValueError, match=message):
+        encode_lm(tokenizer, [row], form, max_length=128, path=HERE, what="--data")
+
+
+def test_a_template_that_rewrites_earlier_turns_is_refused(tokenizer: Any) -> None:
+    counting = "{{ messages | length }} turns\n" + CHATML  # the start of a conversation is not the start of the whole
+    with pytest.raises(ValueError, match=r"row 1: the tokenizer's chat template does not render the start"):
+        encode_lm(chat_tokenizer(counting), [{"messages": CHAT}], "messages", max_length=128, path=HERE, what="--data")
+
+
+def test_a_slow_tokenizer_is_refused_for_completions() -> None:
+    transformers = pytest.importorskip("transformers")
+    slow = transformers.ByT5Tokenizer()  # a Python tokenizer (no character offsets); needs no files
+    with pytest.raises(ValueError, match=r"prompt-completion data needs a fast tokenizer"):
+        encode_lm(slow, [{"prompt": "a", "completion": "b"}], "prompt-completion", max_length=32, path=HERE, what="x")
+
+
+def test_a_chat_for_a_tokenizer_without_a_template_is_refused(chat_lm: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for item in chat_lm.iterdir():  # the same model, its tokenizer without the template
+        (bare / item.name).write_bytes(item.read_bytes())
+    chat_tokenizer(None).save_pretrained(bare)
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    data = _jsonl(tmp_path / "chat.jsonl", [{"messages": CHAT}] * 12)
+    with pytest.raises(ValueError, match=r"the data is a chat, and the tokenizer in .* has no chat template"):
+        load_hf_task(bare, data, kind="causal-lm")
+
+
+def test_the_evaluation_loss_is_the_mean_over_the_counted_tokens(chat_lm: Path, tmp_path: Path) -> None:
+    rows = [{"prompt": f"Line {i}: speak,", "completion": " " + "and more " * (1 + i % 3)} for i in range(20)]
+    task = load_hf_task(chat_lm, _jsonl(tmp_path / "train.jsonl", rows), kind="causal-lm")
+    model = task.build_model(0).eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(len(task.val_data.ids)):
+            ids = torch.tensor([task.val_data.ids[i]])
+            targets = torch.tensor(task.val_data.targets[i]) if task.val_data.targets else None
+            assert targets is not None
+            logp = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
+            nll = -logp.gather(1, ids[0, 1:, None])[:, 0]
+            total, count = total + float(nll[targets[1:] == 1].sum()), count + int(targets[1:].sum())
+    assert task.metrics(model).loss == pytest.approx(total / count, rel=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_fit_trains_a_chat_on_the_assistants_turns_and_says_so(method: str, chat_lm: Path, tmp_path: Path) -> None:
+    rows = [{"conversation": [*CHAT[:2], {"role": "assistant", "content": f"Player number {i}."}]} for i in range(40)]
+    rows.append({"conversation": [{"role": "user", "content": "words " * 80}, CHAT[2]]})  # its answer past the limit
+    result = fit(
+        model=chat_lm,
+        data=_jsonl(tmp_path / "train.jsonl", rows),
+        task_type="causal-lm",
+        method=method,
+        columns={"messages": "conversation"},
+        max_length=64,
+        budget=6,
+        finder_steps=12,
+        out=tmp_path / "run",
+        report=False,
+    )
+    assert result.status == "finished"
+    assert "(messages)" in result.record.task
+    note = next(n for n in result.record.notes if n.startswith("messages data"))
+    assert "the loss counts the assistant turns' tokens only" in note
+    assert "1 training and 0 evaluation rows had none left within the first 64 tokens" in note
+    transformers = pytest.importorskip("transformers")
+    saved = transformers.AutoTokenizer.from_pretrained(result.model_path)
+    assert saved.chat_template == CHATML  # the saved folder renders chats as it was trained on them
