@@ -26,6 +26,7 @@ CHAT = [
     {"role": "assistant", "content": "Heard no more."},
 ]
 HERE = Path("chat.jsonl")
+WHERE: dict[str, Any] = {"max_length": 128, "path": HERE, "what": "--data"}
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +125,12 @@ def test_a_template_that_rewrites_earlier_turns_is_refused(tokenizer: Any) -> No
     counting = "{{ messages | length }} turns\n" + CHATML  # the start of a conversation is not the start of the whole
     with pytest.raises(ValueError, match=r"row 1: the tokenizer's chat template does not render the start"):
         encode_lm(chat_tokenizer(counting), [{"messages": CHAT}], "messages", max_length=128, path=HERE, what="--data")
+
+
+def test_a_conversation_the_template_refuses_is_named_by_its_row(tokenizer: Any) -> None:
+    no_system = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    with pytest.raises(ValueError, match=r"row 1: the tokenizer's chat template refused .*System role not supported"):
+        encode_lm(chat_tokenizer(no_system + CHATML), [{"messages": CHAT}], "messages", **WHERE)
 
 
 def test_a_slow_tokenizer_is_refused_for_completions() -> None:

@@ -82,7 +82,19 @@ def _opened(tokenizer: Any, messages: list[dict[str, str]]) -> str:
 
 def _chat_spans(tokenizer: Any, row: dict[str, Any], form: str, where: str) -> tuple[str, list[Span]]:
     """A chat's rendered text and the character spans of the turns the loss counts."""
+    from jinja2 import TemplateError
+
     conversation, trained = _conversation(row, form, where)
+    try:
+        return _spans(tokenizer, conversation, trained, where)
+    except TemplateError as exc:  # the template's own refusal (a role it does not take, turns out of order)
+        raise ValueError(f"{where}: the tokenizer's chat template refused this conversation: {exc}") from None
+
+
+def _spans(
+    tokenizer: Any, conversation: list[dict[str, str]], trained: list[int], where: str
+) -> tuple[str, list[Span]]:
+    """`_chat_spans` once the conversation is checked."""
     whole = _render(tokenizer, conversation)
     spans = []
     for i in trained:
