@@ -36,7 +36,6 @@ import json
 import math
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +44,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from torch import nn
 
-import lrpilot
 from _environment import command, load_json, save_json
-from fit_llm import smollm_folder
+from fit_llm import BATCH, STEPS, fit_lora, smollm_folder
 from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._target import fitted_recipe, user_target
 from lrpilot.rules import recommend
@@ -55,8 +53,6 @@ from lrpilot.tasks import Metrics, find_sst2_dir, train
 from lrpilot.tasks._base import evaluating
 
 OUT = Path(__file__).resolve().parent / "data" / "fit_chat.json"
-STEPS = 40
-BATCH = 8
 TRAIN_ROWS, EVAL_ROWS = 400, 100
 GRID = (4.64e-4, 1e-3, 2.15e-3, 4.64e-3, 1e-2, 2.15e-2)
 QUESTION = "Is this movie review positive or negative? Answer with one word.\n\n"
@@ -120,22 +116,7 @@ def _row(loss: float, accuracy: float, wall: float, **extra: Any) -> dict[str, A
 
 def run_fit(model: Path, data: Path, held: Path, seed: int, answers: HfTask) -> dict[str, Any]:
     """fit on `data`, scored on the chats' answers (`answers`' evaluation)."""
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        result = lrpilot.fit(
-            model=model,
-            data=data,
-            eval_data=held,
-            task_type="causal-lm",
-            method="lora",
-            batch_size=BATCH,
-            budget=STEPS,
-            seed=seed,
-            device="cpu",
-            out=Path(tmp) / "run",
-            report=False,
-        )
-    wall = time.perf_counter() - started
+    result, wall = fit_lora(model, data, held, seed)
     assert result.model is not None
     scored = answers.metrics(result.model)
     return _row(

@@ -75,8 +75,9 @@ def verse(folder: Path) -> tuple[Path, Path]:
     return paths
 
 
-def run_seed(model: Path, data: Path, held: Path, seed: int) -> dict[str, Any]:
-    """fit, then the grid, on one seed."""
+def fit_lora(model: Path, data: Path, held: Path, seed: int) -> tuple[Any, float]:
+    """``lrpilot.fit``: LoRA on the causal LM `model`, `STEPS` steps at batch `BATCH` on the CPU,
+    into a folder removed afterwards (the trained model stays in memory); its result and wall time."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         result = lrpilot.fit(
@@ -92,6 +93,12 @@ def run_seed(model: Path, data: Path, held: Path, seed: int) -> dict[str, Any]:
             out=Path(tmp) / "run",
             report=False,
         )
+    return result, time.perf_counter() - started
+
+
+def run_seed(model: Path, data: Path, held: Path, seed: int) -> dict[str, Any]:
+    """fit, then the grid, on one seed."""
+    result, wall = fit_lora(model, data, held, seed)
     row: dict[str, Any] = {
         "fit": {
             "peak_lr": result.peak_lr,
@@ -99,7 +106,7 @@ def run_seed(model: Path, data: Path, held: Path, seed: int) -> dict[str, Any]:
             "finder_steps_used": None if result.finder is None else result.finder.steps_used,
             "val_loss": result.metrics["val_loss"],
             "guard_actions": len(result.record.guard_actions),
-            "wall_time_s": time.perf_counter() - started,
+            "wall_time_s": wall,
             "timings": result.record.timings,
         }
     }
