@@ -148,8 +148,14 @@ def test_a_chat_for_a_tokenizer_without_a_template_is_refused(chat_lm: Path, tmp
     chat_tokenizer(None).save_pretrained(bare)
     (bare / "chat_template.jinja").unlink(missing_ok=True)
     data = _jsonl(tmp_path / "chat.jsonl", [{"messages": CHAT}] * 12)
-    with pytest.raises(ValueError, match=r"the data is a chat, and the tokenizer in .* has no chat template"):
+    no_template = r"the data is a chat, and the tokenizer in .* has no chat template"
+    with pytest.raises(ValueError, match=no_template):
         load_hf_task(bare, data, kind="causal-lm")
+    texts = _jsonl(tmp_path / "texts.jsonl", [{"prompt": "Who art thou?", "completion": " A poor player."}] * 12)
+    chats = _jsonl(tmp_path / "chats.jsonl", [{"prompt": CHAT[1:2], "completion": CHAT[2:3]}] * 4)
+    assert load_hf_task(bare, texts, kind="causal-lm").lm_format == "prompt-completion"  # text needs no template
+    with pytest.raises(ValueError, match=no_template):  # the evaluation's chats do
+        load_hf_task(bare, texts, chats, kind="causal-lm")
 
 
 def test_the_evaluation_loss_is_the_mean_over_the_counted_tokens(chat_lm: Path, tmp_path: Path) -> None:

@@ -441,7 +441,8 @@ def _causal_lm_task(
     form, train_rows = read_lm(data, columns, "--data")
     eval_rows = read_lm(eval_data, columns, "--eval", form)[1] if eval_data is not None else None
     config, tokenizer = _load_config_and_tokenizer(model_dir)
-    if needs_template(train_rows, form) and not getattr(tokenizer, "chat_template", None):
+    chats = needs_template(train_rows, form) or (eval_rows is not None and needs_template(eval_rows, form))
+    if chats and not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             f"--model: the data is a chat, and the tokenizer in {model_dir} has no chat template to render it "
             "(chat_template in tokenizer_config.json, or chat_template.jinja); give it one, or give the data as "
