@@ -128,7 +128,7 @@ def run_fit(model: Path, data: Path, held: Path, seed: int, answers: HfTask) -> 
         found_lr=None if result.finder is None else result.finder.peak_lr,
         finder_steps_used=None if result.finder is None else result.finder.steps_used,
         guard_actions=len(result.record.guard_actions),
-        notes=[n for n in result.record.notes if n.startswith("messages data")],
+        notes=list(result.record.notes),
     )
 
 
