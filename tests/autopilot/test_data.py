@@ -68,3 +68,13 @@ def test_a_classifier_of_pairs_with_its_own_column_names(tmp_path: Path) -> None
     model = task.build_model(0)
     assert torch.isfinite(task.loss(model, batch))
     assert 0 <= task.metrics(model).loss < 5
+
+
+def test_the_length_limit_truncates_a_classifiers_texts_and_is_checked(tmp_path: Path) -> None:
+    rows = [{"text": "a long review of a film " * 30, "label": i % 2} for i in range(20)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    assert max(map(len, load_hf_task(minilm_dir(), data).train_data.ids)) == 128  # the default
+    short = load_hf_task(minilm_dir(), data, max_length=16)
+    assert {len(ids) for ids in short.train_data.ids + short.val_data.ids} == {16}
+    with pytest.raises(ValueError, match=r"--max-length must be"):
+        load_hf_task(minilm_dir(), data, max_length=4)

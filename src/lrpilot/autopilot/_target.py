@@ -12,6 +12,7 @@ import torch
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget
+from lrpilot.autopilot._data import MAX_LENGTH
 from lrpilot.autopilot._hf import LABELS_FILE, HfTask, load_hf_task
 from lrpilot.autopilot._pooled import head_note
 from lrpilot.rules import CALIBRATED_STEPS, stretched_to_epoch
@@ -81,9 +82,15 @@ def user_target(
     calibrated run lengths stretched to one epoch of it."""
     if data is None:
         raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
-    limit = {} if max_length is None else {"max_length": max_length}
     task = load_hf_task(
-        model, data, eval_data, kind=kind, method=method, batch_size=batch_size, columns=columns, **limit
+        model,
+        data,
+        eval_data,
+        kind=kind,
+        method=method,
+        batch_size=batch_size,
+        columns=columns,
+        max_length=MAX_LENGTH if max_length is None else max_length,
     )
     heads = (
         head_note(task.pooling) if task.pooling else None,
