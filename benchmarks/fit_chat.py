@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -59,6 +60,7 @@ QUESTION = "Is this movie review positive or negative? Answer with one word.\n\n
 ANSWERS = ("negative", "positive")
 
 
+@functools.cache  # every evaluation's answer accuracy reads the same rows
 def _sst2(name: str, n: int) -> list[tuple[str, int]]:
     with (find_sst2_dir() / name).open(encoding="utf-8", newline="") as handle:
         return [(row["text"], int(row["label"])) for _, row in zip(range(n), csv.DictReader(handle), strict=False)]
