@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lrpilot.autopilot import fit
-from lrpilot.autopilot._chat import encode_lm
+from lrpilot.autopilot._chat import encode_lm, encode_text
 from lrpilot.autopilot._data import column_map, read_lm
 from lrpilot.autopilot._hf import load_hf_task
 from tests.autopilot.conftest import CHATML, chat_tokenizer, write_rows
@@ -25,6 +25,39 @@ CHAT = [
     {"role": "user", "content": "And then?"},
     {"role": "assistant", "content": "Heard no more."},
 ]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
+CALL = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Verona"}}}
+AGENT = [
+    {"role": "user", "content": "Weather in Verona?"},
+    {"role": "assistant", "tool_calls": [CALL]},
+    {"role": "tool", "name": "get_weather", "content": "sunny"},
+    {"role": "assistant", "content": "Sunny in Verona."},
+]
+TOOL_CHATML = (
+    "{%- if tools %}<|im_start|>system\n# Tools\n<tools>\n{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}"
+    "</tools><|im_end|>\n{% endif %}"
+    "{% for m in messages %}"
+    "{%- if m['role'] == 'tool' %}"
+    "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}<|im_start|>user{% endif %}"
+    "\n<tool_response>\n{{ m['content'] }}\n</tool_response>"
+    "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}<|im_end|>\n{% endif %}"
+    "{% else %}<|im_start|>{{ m['role'] }}\n{{ m['content'] or '' }}"
+    "{%- for call in m.get('tool_calls') or [] %}<tool_call>\n{\"name\": \"{{ call['function']['name'] }}\", "
+    "\"arguments\": {{ call['function']['arguments'] | tojson }}}\n</tool_call>{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""ChatML with tools in the manner of Qwen2.5's template: the schemas in a system turn, a call as
+JSON in ``<tool_call>`` tags, consecutive tool results in one user turn."""
 HERE = Path("chat.jsonl")
 WHERE: dict[str, Any] = {"max_length": 128, "path": HERE, "what": "--data"}
 
@@ -105,20 +138,84 @@ def test_the_format_is_read_from_the_columns_and_the_evaluation_data_must_share_
         read_lm(nothing, roles, "--data")
 
 
+def test_plain_text_ends_with_the_end_of_text_unless_cut_short_or_ended_already(tokenizer: Any) -> None:
+    rows = [{"text": "A poor player."}, {"text": "word " * 40}, {"text": "The rest is silence.<|endoftext|>"}]
+    ids = encode_text(tokenizer, rows, max_length=16).ids
+    eos = tokenizer.eos_token_id
+    assert tokenizer.decode(ids[0]) == "A poor player.<|endoftext|>"  # as TRL's SFTTrainer appends it
+    assert len(ids[1]) == 16
+    assert eos not in ids[1]
+    assert tokenizer.decode(ids[2]) == "The rest is silence.<|endoftext|>"
+    assert ids[2].count(eos) == 1
+
+
+def test_sharegpt_conversations_are_read_as_chats_with_their_speakers_as_roles(tokenizer: Any, tmp_path: Path) -> None:
+    speakers = {"system": "system", "user": "human", "assistant": "gpt"}
+    shared = [{"from": speakers[m["role"]], "value": m["content"]} for m in CHAT]
+    data = _jsonl(tmp_path / "sharegpt.jsonl", [{"conversations": shared, "id": "a1"}])
+    form, rows = read_lm(data, column_map(None), "--data")
+    assert (form, rows) == ("messages", [{"messages": shared}])
+    assert _counted(tokenizer, rows, form) == _counted(tokenizer, [{"messages": CHAT}], "messages")
+    robot = [{"from": "robot", "value": "beep"}]
+    with pytest.raises(ValueError, match=r"row 1: 'messages', message 1: \"from\" must be one of .*got 'robot'"):
+        encode_lm(tokenizer, [{"messages": robot}], "messages", **WHERE)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_tool_calling_chat_counts_the_calls_and_answers_not_the_results(as_json: bool) -> None:
+    tokenizer = chat_tokenizer(TOOL_CHATML)
+    tools = json.dumps(TOOLS) if as_json else TOOLS  # TRL takes both
+    counted, rest = _counted(tokenizer, [{"messages": AGENT, "tools": tools}], "messages", max_length=512)
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Verona"}}\n</tool_call>'
+    assert counted == f"{call}<|im_end|>\nSunny in Verona.<|im_end|>\n"
+    assert rest.startswith('<|im_start|>system\n# Tools\n<tools>\n{"type": "function"')  # the schemas reached it
+    assert "<tool_response>\nsunny\n</tool_response>" in rest
+
+
+def test_a_users_agent_data_in_sharegpt_form_with_tools_loads_as_a_task(chat_lm: Path, tmp_path: Path) -> None:
+    chat_tokenizer(TOOL_CHATML).save_pretrained(chat_lm)
+    agent = [{"from": "human", "value": AGENT[0]["content"]}, *AGENT[1:]]
+    rows = [{"conversations": agent, "tools": json.dumps(TOOLS)}] * 10
+    task = load_hf_task(chat_lm, _jsonl(tmp_path / "agent.jsonl", rows), kind="causal-lm", max_length=512)
+    assert task.lm_format == "messages"
+    assert task.train_data.targets is not None
+    ids, targets = task.train_data.ids[0], task.train_data.targets[0]
+    counted = task.tokenizer.decode([i for i, t in zip(ids, targets, strict=True) if t])
+    assert counted.startswith("<tool_call>\n")
+    assert counted.endswith("Sunny in Verona.<|im_end|>\n")
+
+
+def test_tools_are_read_where_the_file_has_them(tmp_path: Path) -> None:
+    rows = [{"messages": AGENT, "functions": TOOLS}, {"messages": CHAT}]
+    data = _jsonl(tmp_path / "agent.jsonl", rows)
+    form, read = read_lm(data, column_map({"tools": "functions"}), "--data")
+    assert form == "messages"
+    assert [row["tools"] for row in read] == [TOOLS, None]
+    assert "tools" not in read_lm(data, column_map(None), "--data")[1][0]  # no column of that name
+
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [
+        ({"messages": AGENT, "tools": "get_weather"}, r"row 1: 'tools' is text but not JSON"),
+        ({"messages": AGENT, "tools": {"name": "get_weather"}}, r"row 1: 'tools' must be a list of function schemas"),
+        ({"prompt": "Q:", "completion": " A", "tools": TOOLS}, r"row 1: 'tools' go to a chat template, and this"),
+        ({"messages": [{"role": "assistant", "tool_calls": []}]}, r"message 1: \"tool_calls\" must be a non-empty"),
         ({"messages": CHAT[:2]}, r"row 1: no message has the role \"assistant\""),
         ({"messages": [{"role": "user"}]}, r"row 1: 'messages', message 1: expected a \"content\" that is text"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image"}]}]},
+            r"content given as a list of parts \(images, audio\) needs a multimodal model",
+        ),
         ({"messages": []}, r"row 1: 'messages' must be a non-empty list"),
         ({"messages": "user: hi"}, r"got text \(a CSV cell cannot hold a list: give chats as .jsonl\)"),
         ({"prompt": CHAT[:2], "completion": "A poor player."}, r"must both be text or both be lists of messages"),
     ],
 )
-def test_a_malformed_chat_is_named_by_its_row(tokenizer: Any, row: dict[str, Any], message: str) -> None:
+def test_a_malformed_chat_is_named_by_its_row(row: dict[str, Any], message: str) -> None:
     form = "messages" if "messages" in row else "prompt-completion"
     with pytest.raises(ValueError, match=message):
-        encode_lm(tokenizer, [row], form, max_length=128, path=HERE, what="--data")
+        encode_lm(chat_tokenizer(TOOL_CHATML), [row], form, max_length=128, path=HERE, what="--data")
 
 
 def test_a_template_that_rewrites_earlier_turns_is_refused(tokenizer: Any) -> None:

@@ -1,11 +1,14 @@
-"""A causal LM's prompt/completion and chat data as token ids, with the tokens its loss counts.
+"""A causal LM's data as token ids, with the tokens its loss counts.
 
 These are the formats of TRL's ``SFTTrainer`` with its defaults for them: a prompt's completion is
 trained on and the prompt is not (TRL's ``completion_only_loss``), and of a chat the assistant's
 turns are (``assistant_only_loss``, Unsloth's ``train_on_responses_only``): the model learns to
 answer, not to write the questions, and the loss fit's range test and guard read is the answers'.
-A completion given as text ends with the tokenizer's end-of-text token (learning where an answer
-stops), unless the length limit cut it short.
+Plain text and a completion given as text end with the tokenizer's end-of-text token (learning
+where a document or an answer stops), unless the length limit cut them short. A chat's messages may
+also come as ShareGPT's ``{"from", "value"}`` (its speakers mapped to roles), an assistant's turn may
+be a call of tools (``tool_calls``, counted like any answer; the tools' results are not), and a
+row's ``tools`` (function schemas) go to the template as TRL passes them.
 
 A chat is rendered with the tokenizer's chat template, and which characters are an assistant's turn
 is read off the rendering itself: where the conversation up to that message ends once the template
@@ -18,13 +21,14 @@ instead.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lrpilot.autopilot._data import Encoded
+from lrpilot.autopilot._data import Encoded, encode
 
-__all__ = ["encode_lm", "needs_template"]
+__all__ = ["encode_lm", "encode_text", "needs_template"]
 
 Span = tuple[int, int]
 
@@ -34,8 +38,37 @@ def needs_template(rows: Sequence[dict[str, Any]], form: str) -> bool:
     return form == "messages" or (form == "prompt-completion" and bool(rows) and not isinstance(rows[0]["prompt"], str))
 
 
-def _messages(value: Any, where: str, role: str) -> list[dict[str, str]]:
-    """A list of ``{"role", "content"}`` messages, checked."""
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant", "system": "system"}
+"""ShareGPT's speakers as the chat roles templates know (as Unsloth's ``standardize_sharegpt``)."""
+
+
+def _message(message: Any, where: str) -> dict[str, Any]:
+    """One message, checked: ``{"role", "content"}`` (with any other keys a template reads, such as an
+    assistant's ``tool_calls`` — whose content may then be absent — or a tool result's ``name``), or
+    ShareGPT's ``{"from", "value"}``, turned into the former."""
+    if isinstance(message, dict) and "from" in message and "value" in message and "role" not in message:
+        speaker = message["from"]
+        if speaker not in SHAREGPT_ROLES:
+            known = ", ".join(SHAREGPT_ROLES)
+            raise ValueError(f'{where}: "from" must be one of {known} (ShareGPT\'s speakers), got {speaker!r}')
+        rest = {k: v for k, v in message.items() if k not in ("from", "value")}
+        message = {"role": SHAREGPT_ROLES[speaker], "content": message["value"], **rest}
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+        raise ValueError(f'{where}: expected an object with a "role" (text)')
+    content = message.get("content")
+    calls = message.get("tool_calls")
+    if calls is not None and not (isinstance(calls, list) and calls and all(isinstance(c, dict) for c in calls)):
+        raise ValueError(f'{where}: "tool_calls" must be a non-empty list of objects, got {calls!r}')
+    if not (isinstance(content, str) or (content is None and calls)):
+        raise ValueError(
+            f'{where}: expected a "content" that is text (or none, beside "tool_calls"); content given as a list '
+            "of parts (images, audio) needs a multimodal model, which fit does not train"
+        )
+    return dict(message)
+
+
+def _messages(value: Any, where: str, role: str) -> list[dict[str, Any]]:
+    """A list of messages (`_message`), checked."""
     if isinstance(value, str):
         raise ValueError(
             f'{where}: {role!r} must be a list of {{"role", "content"}} messages, got text (a CSV cell cannot '
@@ -43,15 +76,25 @@ def _messages(value: Any, where: str, role: str) -> list[dict[str, str]]:
         )
     if not isinstance(value, list) or not value:
         raise ValueError(f'{where}: {role!r} must be a non-empty list of {{"role", "content"}} messages')
-    for number, message in enumerate(value, start=1):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise ValueError(f'{where}: {role!r}, message {number}: expected an object with a "role" (text)')
-        if not isinstance(message.get("content"), str):
-            raise ValueError(f'{where}: {role!r}, message {number}: expected a "content" that is text')
-    return value
+    return [_message(message, f"{where}: {role!r}, message {number}") for number, message in enumerate(value, 1)]
 
 
-def _conversation(row: dict[str, Any], form: str, where: str) -> tuple[list[dict[str, str]], list[int]]:
+def _tools(value: Any, where: str) -> list[dict[str, Any]] | None:
+    """A row's tools: function schemas (a list of objects, or that list as JSON text, as TRL takes
+    them), or None where the row has none."""
+    if value is None or (isinstance(value, str | list) and not value):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: 'tools' is text but not JSON ({exc.msg})") from None
+    if not (isinstance(value, list) and all(isinstance(tool, dict) for tool in value)):
+        raise ValueError(f"{where}: 'tools' must be a list of function schemas (objects), got {value!r}")
+    return value or None
+
+
+def _conversation(row: dict[str, Any], form: str, where: str) -> tuple[list[dict[str, Any]], list[int]]:
     """The row's messages and the indices of those the loss counts."""
     if form == "messages":
         messages = _messages(row["messages"], where, "messages")
@@ -64,18 +107,21 @@ def _conversation(row: dict[str, Any], form: str, where: str) -> tuple[list[dict
     return prompt + completion, list(range(len(prompt), len(prompt) + len(completion)))
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], opened: bool = False) -> str:
-    text: str = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=opened)
+Tools = list[dict[str, Any]] | None
+
+
+def _render(tokenizer: Any, messages: list[dict[str, Any]], tools: Tools, opened: bool = False) -> str:
+    text: str = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=opened)
     return text
 
 
-def _opened(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+def _opened(tokenizer: Any, messages: list[dict[str, Any]], tools: Tools) -> str:
     """The rendering of `messages` with the assistant's turn opened; for none, "" where the template
     cannot render an empty conversation (many read ``messages[0]``, and fail as their code does)."""
     if messages:
-        return _render(tokenizer, messages, opened=True)
+        return _render(tokenizer, messages, tools, opened=True)
     try:
-        return _render(tokenizer, [], opened=True)
+        return _render(tokenizer, [], tools, opened=True)
     except Exception:  # a template's own error, whatever its kind: nothing comes before the first turn
         return ""
 
@@ -85,20 +131,21 @@ def _chat_spans(tokenizer: Any, row: dict[str, Any], form: str, where: str) -> t
     from jinja2 import TemplateError
 
     conversation, trained = _conversation(row, form, where)
+    tools = _tools(row.get("tools"), where)
     try:
-        return _spans(tokenizer, conversation, trained, where)
+        return _spans(tokenizer, conversation, tools, trained, where)
     except TemplateError as exc:  # the template's own refusal (a role it does not take, turns out of order)
         raise ValueError(f"{where}: the tokenizer's chat template refused this conversation: {exc}") from None
 
 
 def _spans(
-    tokenizer: Any, conversation: list[dict[str, str]], trained: list[int], where: str
+    tokenizer: Any, conversation: list[dict[str, Any]], tools: Tools, trained: list[int], where: str
 ) -> tuple[str, list[Span]]:
     """`_chat_spans` once the conversation is checked."""
-    whole = _render(tokenizer, conversation)
+    whole = _render(tokenizer, conversation, tools)
     spans = []
     for i in trained:
-        before, upto = _opened(tokenizer, conversation[:i]), _render(tokenizer, conversation[: i + 1])
+        before, upto = _opened(tokenizer, conversation[:i], tools), _render(tokenizer, conversation[: i + 1], tools)
         if not (upto.startswith(before) and whole.startswith(upto)):
             raise ValueError(
                 f"{where}: the tokenizer's chat template does not render the start of this conversation (up to "
@@ -119,15 +166,32 @@ def _example(
     if chat:
         text, spans = _chat_spans(tokenizer, row, form, where)
     else:
+        if _tools(row.get("tools"), where) is not None:
+            raise ValueError(f"{where}: 'tools' go to a chat template, and this prompt and completion are text")
         prompt, completion = row["prompt"], row["completion"]
         text, spans = prompt + completion, [(len(prompt), len(prompt) + len(completion))]
     out = tokenizer(text, add_special_tokens=not chat, return_offsets_mapping=True)
     ids = list(out["input_ids"])
     targets = [int(end > start and any(a <= start < b for a, b in spans)) for start, end in out["offset_mapping"]]
-    eos = tokenizer.eos_token_id
-    if not chat and eos is not None and (not ids or ids[-1] != eos) and len(ids) < max_length:
-        ids, targets = [*ids, eos], [*targets, 1]  # the answer's end, where the limit left room for it
+    if not chat:
+        ids, targets = _ended(tokenizer, ids, targets, max_length)
     return ids[:max_length], targets[:max_length]
+
+
+def _ended(tokenizer: Any, ids: list[int], targets: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    """`ids` with the end-of-text token appended (and counted), unless they end with it already or
+    the length limit leaves no room for it (the text was cut short, so it does not end there)."""
+    eos = tokenizer.eos_token_id
+    if eos is None or (ids and ids[-1] == eos) or len(ids) >= max_length:
+        return ids, targets
+    return [*ids, eos], [*targets, 1]
+
+
+def encode_text(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> Encoded:
+    """Plain-text rows as token ids, every token counted, each ending with the end-of-text token
+    (`_ended`) as TRL's ``SFTTrainer`` appends it: the model learns where a document stops."""
+    encoded = encode(tokenizer, rows, None, max_length)
+    return Encoded([_ended(tokenizer, seq, [], max_length)[0] for seq in encoded.ids], None)
 
 
 def encode_lm(

@@ -27,6 +27,7 @@ __all__ = [
     "EVAL_FRACTION",
     "LM_FORMATS",
     "MAX_LENGTH",
+    "SHAREGPT_COLUMN",
     "Encoded",
     "check_labels",
     "column_map",
@@ -45,11 +46,15 @@ MAX_LENGTH = 128
 """Tokens per example by default (``fit --max-length``): longer ones are truncated at the end."""
 EVAL_FRACTION = 0.1
 """Without --eval, this fraction of the training rows (fixed by a seed of 0) is held out to evaluate on."""
-COLUMN_ROLES = ("text", "text_pair", "label", "prompt", "completion", "messages")
+COLUMN_ROLES = ("text", "text_pair", "label", "prompt", "completion", "messages", "tools")
 """What fit reads from a row: the text, a second text for a classifier of pairs (premise and
 hypothesis, question and passage), and a classifier's label; a causal LM's text, or a prompt and
-its completion, or a chat's messages (`LM_FORMATS`). Each is the column of its own name unless
-`column_map` says otherwise."""
+its completion, or a chat's messages (`LM_FORMATS`), and with a chat, where the file has them, the
+tools its assistant may call (function schemas, as TRL reads them). Each is the column of its own
+name unless `column_map` says otherwise."""
+SHAREGPT_COLUMN = "conversations"
+"""Where ShareGPT-style data keeps its chats (``{"from", "value"}`` messages): read as the messages
+when the file has no column of that role's name."""
 LM_FORMATS: dict[str, tuple[str, ...]] = {
     "messages": ("messages",),
     "prompt-completion": ("prompt", "completion"),
@@ -157,9 +162,14 @@ def read_lm(
 ) -> tuple[str, list[dict[str, Any]]]:
     """A causal LM's rows as the roles of their format (`LM_FORMATS`), and the format: `form` where
     given (the training data's, for the evaluation data), else the first whose columns the file has
-    (its columns: `columns`, from `column_map`); checked as `read_rows` does."""
+    (its columns: `columns`, from `column_map`; ShareGPT's `SHAREGPT_COLUMN` for the messages where
+    they are not mapped and the file has no ``messages``); checked as `read_rows` does. A row of a
+    prompt-completion or chat file carries its ``tools`` too where the file has that column (None
+    in a row without them)."""
     options = [" + ".join(columns[role] for role in roles) for roles in LM_FORMATS.values()]
     names, rows = _read(path, " or ".join(options), what)
+    if columns["messages"] not in names and columns["messages"] == "messages" and SHAREGPT_COLUMN in names:
+        columns = {**columns, "messages": SHAREGPT_COLUMN}
     if form is None:
         form = next(f for f, roles in LM_FORMATS.items() if f == "text" or all(columns[r] in names for r in roles))
     roles = LM_FORMATS[form]
@@ -175,7 +185,9 @@ def read_lm(
             f"(columns: {', '.join(names) or 'none'}); --columns maps them to others"
         )
     _check_columns(path, names, rows, wanted, what)
-    return form, [{role: row[column] for role, column in zip(roles, wanted, strict=True)} for row in rows]
+    if form != "text" and columns["tools"] in names:
+        roles, wanted = (*roles, "tools"), [*wanted, columns["tools"]]
+    return form, [{role: row.get(column) for role, column in zip(roles, wanted, strict=True)} for row in rows]
 
 
 # --- labels -----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from torch import nn
 
 from lrpilot import _validate as check
 from lrpilot._optional import require
-from lrpilot.autopilot._chat import encode_lm, needs_template
+from lrpilot.autopilot._chat import encode_lm, encode_text, needs_template
 from lrpilot.autopilot._data import (
     MAX_LENGTH,
     Encoded,
@@ -452,7 +452,7 @@ def _causal_lm_task(
     if eval_rows is None:
         train_rows, eval_rows = split_rows(train_rows, "--data")
     if form == "text":
-        train, val = encode(tokenizer, train_rows, None, max_length), encode(tokenizer, eval_rows, None, max_length)
+        train, val = encode_text(tokenizer, train_rows, max_length), encode_text(tokenizer, eval_rows, max_length)
         left_out = (0, 0)
     else:
         train, dropped = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")

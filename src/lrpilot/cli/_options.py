@@ -81,7 +81,8 @@ ColumnsOption = Annotated[
     typer.Option(
         "--columns",
         help="--model: the data's columns where not named for their roles, text, text_pair, label, prompt, "
-        "completion, messages (text=sentence,label=sentiment); a text_pair column makes a classifier of pairs.",
+        "completion, messages, tools (text=sentence,label=sentiment); a text_pair column makes a classifier of "
+        "pairs.",
     ),
 ]
 
