@@ -16,6 +16,7 @@ from lrpilot.autopilot import fit
 from lrpilot.autopilot._chat import encode_lm, encode_text
 from lrpilot.autopilot._data import column_map, read_lm
 from lrpilot.autopilot._hf import load_hf_task
+from lrpilot.autopilot._target import _format_note
 from tests.autopilot.conftest import CHATML, chat_tokenizer, write_rows
 
 CHAT = [
@@ -74,7 +75,7 @@ def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def _counted(tokenizer: Any, rows: list[dict[str, Any]], form: str, max_length: int = 128) -> tuple[str, str]:
     """The first row's tokens the loss counts and those it does not, decoded."""
-    encoded, _ = encode_lm(tokenizer, rows, form, max_length=max_length, path=HERE, what="--data")
+    encoded, _, _ = encode_lm(tokenizer, rows, form, max_length=max_length, path=HERE, what="--data")
     assert encoded.targets is not None
     ids, targets = encoded.ids[0], encoded.targets[0]
     counted = tokenizer.decode([i for i, t in zip(ids, targets, strict=True) if t])
@@ -86,7 +87,7 @@ def test_a_completion_counts_its_own_tokens_and_the_end_of_text(tokenizer: Any) 
     rows = [{"prompt": "Q: Who art thou?\nA:", "completion": " A poor player."}]
     counted, rest = _counted(tokenizer, rows, "prompt-completion")
     assert (counted, rest) == (" A poor player.<|endoftext|>", "Q: Who art thou?\nA:")
-    encoded, _ = encode_lm(tokenizer, rows, "prompt-completion", max_length=128, path=HERE, what="--data")
+    encoded, _, _ = encode_lm(tokenizer, rows, "prompt-completion", max_length=128, path=HERE, what="--data")
     labels = encoded.batch([0], tokenizer.pad_token_id)["labels"][0]
     prompt_tokens = len(tokenizer("Q: Who art thou?\nA:")["input_ids"])
     assert (labels[:prompt_tokens] == -100).all()  # the model is not taught to write the questions
@@ -114,7 +115,7 @@ def test_the_length_limit_cuts_the_end_and_leaves_out_rows_it_emptied(tokenizer:
     counted, _ = _counted(tokenizer, [long], "prompt-completion", max_length=12)
     assert not counted.endswith("<|endoftext|>")  # a completion cut short has not ended
     rows = [{"prompt": "words " * 40, "completion": " yes"}, {"prompt": "Q:", "completion": " no"}]
-    encoded, left_out = encode_lm(tokenizer, rows, "prompt-completion", max_length=16, path=HERE, what="--data")
+    encoded, left_out, _ = encode_lm(tokenizer, rows, "prompt-completion", max_length=16, path=HERE, what="--data")
     assert (len(encoded.ids), left_out) == (1, 1)
     emptied = r"chat.jsonl: no row keeps a token of its completions within the first 16 tokens; raise --max-length"
     with pytest.raises(ValueError, match=emptied):
@@ -218,9 +219,10 @@ def test_a_malformed_chat_is_named_by_its_row(row: dict[str, Any], message: str)
         encode_lm(chat_tokenizer(TOOL_CHATML), [row], form, max_length=128, path=HERE, what="--data")
 
 
-def test_a_template_that_rewrites_earlier_turns_is_refused(tokenizer: Any) -> None:
-    counting = "{{ messages | length }} turns\n" + CHATML  # the start of a conversation is not the start of the whole
-    with pytest.raises(ValueError, match=r"row 1: the tokenizer's chat template does not render the start"):
+def test_a_template_that_renders_the_context_differently_once_the_turn_follows_is_refused(tokenizer: Any) -> None:
+    counting = "{{ messages | length }} turns\n" + CHATML  # what comes before a turn changes once it is there
+    refused = r"row 1: the tokenizer's chat template renders the conversation before message 3 differently once"
+    with pytest.raises(ValueError, match=refused):
         encode_lm(chat_tokenizer(counting), [{"messages": CHAT}], "messages", max_length=128, path=HERE, what="--data")
 
 
@@ -296,3 +298,80 @@ def test_fit_trains_a_chat_on_the_assistants_turns_and_says_so(method: str, chat
     transformers = pytest.importorskip("transformers")
     saved = transformers.AutoTokenizer.from_pretrained(result.model_path)
     assert saved.chat_template == CHATML  # the saved folder renders chats as it was trained on them
+
+
+def _trl_template(name: str) -> str:
+    """A model's chat template as TRL stores it (``trl/chat_templates``: the Hub's, byte for byte)."""
+    trl_templates = pytest.importorskip("trl.chat_template_utils")
+    return (Path(trl_templates.__file__).parent / "chat_templates" / f"{name}.jinja").read_text(encoding="utf-8")
+
+
+def _trl_counted(tokenizer: Any, messages: list[dict[str, Any]], tools: Any) -> str:
+    """The tokens TRL's SFTTrainer counts with ``assistant_only_loss`` (its training template's
+    ``{% generation %}`` marks: `get_training_chat_template`), decoded."""
+    from trl.chat_template_utils import get_training_chat_template
+
+    template = get_training_chat_template(tokenizer) or tokenizer.chat_template
+    out = tokenizer.apply_chat_template(
+        messages,
+        tools=tools,
+        chat_template=template,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    return str(tokenizer.decode([i for i, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]))
+
+
+TWO_TURNS = [message for message in CHAT if message["role"] != "system"]
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["cohere2", "gemma3", "idefics3", "lfm2_2_5", "qwen2_5_vl", "qwen3", "qwen3_instruct_2507", "qwen3_vl", "smolvlm"],
+)
+@pytest.mark.parametrize("chat", ["two turns", "system", "agent"])
+def test_the_counted_tokens_are_trls_on_real_models_templates(template: str, chat: str) -> None:
+    tokenizer = chat_tokenizer(_trl_template(template))
+    messages, tools = {"two turns": (TWO_TURNS, None), "system": (CHAT, None), "agent": (AGENT, TOOLS)}[chat]
+    row = {"messages": messages, "tools": tools}
+    try:
+        theirs = _trl_counted(tokenizer, messages, tools)
+    except Exception:  # the template takes no such conversation (no tools, strict alternation)
+        with pytest.raises(ValueError, match=r"the tokenizer's chat template refused this conversation"):
+            encode_lm(tokenizer, [row], "messages", max_length=4096, path=HERE, what="--data")
+        return
+    encoded, _, _ = encode_lm(tokenizer, [row], "messages", max_length=4096, path=HERE, what="--data")
+    assert encoded.targets is not None
+    ours = "".join(
+        tokenizer.decode([i for i, t in zip(ids, targets, strict=True) if t])
+        for ids, targets in zip(encoded.ids, encoded.targets, strict=True)
+    )
+    assert ours == theirs
+
+
+def test_a_reasoning_models_chat_trains_each_turn_as_the_model_writes_it(chat_lm: Path, tmp_path: Path) -> None:
+    tokenizer = chat_tokenizer(_trl_template("qwen3"))  # drops earlier turns' reasoning once a later question comes
+    encoded, _, split = encode_lm(tokenizer, [{"messages": TWO_TURNS}], "messages", **WHERE)
+    assert encoded.targets is not None
+    assert split == 1
+    first, second = (tokenizer.decode(ids) for ids in encoded.ids)
+    assert first.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\nA poor player.<|im_end|>\n")
+    assert second.endswith(
+        "A poor player.<|im_end|>\n<|im_start|>user\nAnd then?<|im_end|>\n"
+        "<|im_start|>assistant\n<think>\n\n</think>\n\nHeard no more.<|im_end|>\n"
+    )
+    tokenizer.save_pretrained(chat_lm)
+    rows = [{"messages": TWO_TURNS}] * 10 + [{"messages": CHAT[1:3]}] * 10
+    task = load_hf_task(chat_lm, _jsonl(tmp_path / "chats.jsonl", rows), kind="causal-lm")
+    assert task.split == (9, 18)  # of the 18 chats kept for training (2 held out), the two-turn ones split
+    assert len(task.train_data.ids) == 27
+    assert "so 9 of 18 training chats train each such turn in the context the model writes it in, as 27 sequences" in (
+        _format_note(task) or ""
+    )
+
+
+def test_a_turn_a_generation_prompt_prefills_counts_from_where_the_rendering_departs() -> None:
+    tokenizer = chat_tokenizer(_trl_template("deepseek_r1_distill"))  # its generation prompt opens <think>
+    counted, rest = _counted(tokenizer, [{"messages": CHAT[1:3]}], "messages")
+    assert (counted, rest) == ("A poor player.<｜end▁of▁sentence｜>", "<｜User｜>Who art thou?<｜Assistant｜>")

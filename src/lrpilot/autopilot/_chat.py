@@ -11,12 +11,13 @@ be a call of tools (``tool_calls``, counted like any answer; the tools' results 
 row's ``tools`` (function schemas) go to the template as TRL passes them.
 
 A chat is rendered with the tokenizer's chat template, and which characters are an assistant's turn
-is read off the rendering itself: where the conversation up to that message ends once the template
-has opened the assistant's turn (``add_generation_prompt``), and where it ends with the message.
-The tokenizer's character offsets then mark the tokens. That needs a fast tokenizer, and a template
-that renders the start of a conversation as the start of the whole (one that rewrites earlier
-turns, as some reasoning models' do, does not): both are checked, and the error says what to give
-instead.
+is read off the renderings themselves, with no per-model knowledge: what the model writes after the
+template's generation prompt (``add_generation_prompt``), to the end of the message (`_turn`). The
+tokenizer's character offsets then mark the tokens, which needs a fast tokenizer (checked). Turns
+whose renderings extend one another share a sequence; a template that renders earlier turns
+differently once a later one follows (reasoning models drop earlier reasoning) gets each such turn
+in a sequence of its own, as the model sees it at inference (`_pieces`). On the real templates TRL
+stores, the counted tokens are those TRL's own training templates mark (``tests/autopilot``).
 """
 
 from __future__ import annotations
@@ -108,74 +109,100 @@ def _conversation(row: dict[str, Any], form: str, where: str) -> tuple[list[dict
 
 
 Tools = list[dict[str, Any]] | None
+Piece = tuple[str, list[Span]]
+"""A text to train on and the character spans in it that the loss counts."""
+Tokens = tuple[list[int], list[int]]
+"""Token ids and their targets (1 where the loss counts the token)."""
 
 
 def _render(tokenizer: Any, messages: list[dict[str, Any]], tools: Tools, opened: bool = False) -> str:
-    text: str = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=opened)
+    """`messages` as the template renders them (`opened`: with the assistant's turn opened, as for
+    generation); for none, "" where the template cannot render an empty conversation (many read
+    ``messages[0]``, and fail as their code does)."""
+    try:
+        text: str = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=opened)
+    except Exception:
+        if messages:
+            raise
+        return ""  # a template's own error, whatever its kind: nothing comes before the first turn
     return text
 
 
-def _opened(tokenizer: Any, messages: list[dict[str, Any]], tools: Tools) -> str:
-    """The rendering of `messages` with the assistant's turn opened; for none, "" where the template
-    cannot render an empty conversation (many read ``messages[0]``, and fail as their code does)."""
-    if messages:
-        return _render(tokenizer, messages, tools, opened=True)
-    try:
-        return _render(tokenizer, [], tools, opened=True)
-    except Exception:  # a template's own error, whatever its kind: nothing comes before the first turn
-        return ""
-
-
-def _chat_spans(tokenizer: Any, row: dict[str, Any], form: str, where: str) -> tuple[str, list[Span]]:
-    """A chat's rendered text and the character spans of the turns the loss counts."""
+def _chat_pieces(tokenizer: Any, row: dict[str, Any], form: str, where: str) -> list[Piece]:
+    """A chat as the texts to train on, each with the character spans of the turns the loss counts."""
     from jinja2 import TemplateError
 
     conversation, trained = _conversation(row, form, where)
     tools = _tools(row.get("tools"), where)
     try:
-        return _spans(tokenizer, conversation, tools, trained, where)
+        return _pieces(tokenizer, conversation, tools, trained, where)
     except TemplateError as exc:  # the template's own refusal (a role it does not take, turns out of order)
         raise ValueError(f"{where}: the tokenizer's chat template refused this conversation: {exc}") from None
 
 
-def _spans(
+def _turn(tokenizer: Any, conversation: list[dict[str, Any]], tools: Tools, i: int, where: str) -> Piece:
+    """The conversation up to turn `i` as the template renders it with that turn last, and the span
+    of the characters the model writes in it: from where the conversation before it, with the turn
+    opened for generation, ends — or, for a template whose generation prompt prefills more than
+    the data's turn holds (a thinking model's ``<think>`` for an answer without reasoning), from
+    where the two part — to the end."""
+    upto = _render(tokenizer, conversation[: i + 1], tools)
+    before = _render(tokenizer, conversation[:i], tools, opened=True)
+    if upto.startswith(before):
+        return upto, [(len(before), len(upto))]
+    closed = _render(tokenizer, conversation[:i], tools)
+    start = next((k for k, (a, b) in enumerate(zip(before, upto, strict=False)) if a != b), len(before))
+    if not upto.startswith(closed) or start < len(closed):
+        raise ValueError(
+            f"{where}: the tokenizer's chat template renders the conversation before message {i + 1} differently "
+            "once that message follows, so its answer cannot be told from its prompt; give the data as prompt and "
+            "completion text instead"
+        )
+    return upto, [(start, len(upto))]
+
+
+def _pieces(
     tokenizer: Any, conversation: list[dict[str, Any]], tools: Tools, trained: list[int], where: str
-) -> tuple[str, list[Span]]:
-    """`_chat_spans` once the conversation is checked."""
-    whole = _render(tokenizer, conversation, tools)
-    spans = []
+) -> list[Piece]:
+    """`_chat_pieces` once the conversation is checked. Each counted turn is taken in the context the
+    model writes it in (`_turn`); turns whose renderings extend one another share one text, which
+    for most templates makes the whole chat one. A template that renders earlier turns differently
+    once a later one follows (reasoning models drop earlier turns' reasoning) gives one text per
+    such turn, as the model sees each at inference."""
+    pieces: list[Piece] = []
     for i in trained:
-        before, upto = _opened(tokenizer, conversation[:i], tools), _render(tokenizer, conversation[: i + 1], tools)
-        if not (upto.startswith(before) and whole.startswith(upto)):
-            raise ValueError(
-                f"{where}: the tokenizer's chat template does not render the start of this conversation (up to "
-                f"message {i + 1}) as the start of the whole, so its answers cannot be told from its prompts; give "
-                "the data as prompt and completion text instead"
-            )
-        spans.append((len(before), len(upto)))
-    return whole, spans
+        text, span = _turn(tokenizer, conversation, tools, i, where)
+        if pieces and text.startswith(pieces[-1][0]):
+            pieces[-1] = (text, [*pieces[-1][1], *span])
+        else:
+            pieces.append((text, span))
+    return pieces
 
 
-def _example(
-    tokenizer: Any, row: dict[str, Any], form: str, where: str, max_length: int
-) -> tuple[list[int], list[int]]:
-    """One example's token ids and targets (1: the loss counts it), truncated to `max_length`."""
+def _examples(tokenizer: Any, row: dict[str, Any], form: str, where: str, max_length: int) -> list[Tokens]:
+    """A row's token ids and targets (1: the loss counts it), each truncated to `max_length`: one
+    sequence, or for a chat whose template renders earlier turns differently later, one per such
+    turn (`_pieces`)."""
     if form == "prompt-completion" and isinstance(row["prompt"], str) != isinstance(row["completion"], str):
         raise ValueError(f"{where}: 'prompt' and 'completion' must both be text or both be lists of messages")
     chat = needs_template([row], form)
     if chat:
-        text, spans = _chat_spans(tokenizer, row, form, where)
+        pieces = _chat_pieces(tokenizer, row, form, where)
     else:
         if _tools(row.get("tools"), where) is not None:
             raise ValueError(f"{where}: 'tools' go to a chat template, and this prompt and completion are text")
         prompt, completion = row["prompt"], row["completion"]
-        text, spans = prompt + completion, [(len(prompt), len(prompt) + len(completion))]
-    out = tokenizer(text, add_special_tokens=not chat, return_offsets_mapping=True)
-    ids = list(out["input_ids"])
-    targets = [int(end > start and any(a <= start < b for a, b in spans)) for start, end in out["offset_mapping"]]
-    if not chat:
-        ids, targets = _ended(tokenizer, ids, targets, max_length)
-    return ids[:max_length], targets[:max_length]
+        pieces = [(prompt + completion, [(len(prompt), len(prompt) + len(completion))])]
+    out = []
+    for text, spans in pieces:
+        encoded = tokenizer(text, add_special_tokens=not chat, return_offsets_mapping=True)
+        ids = list(encoded["input_ids"])
+        offsets = encoded["offset_mapping"]
+        targets = [int(end > start and any(a <= start < b for a, b in spans)) for start, end in offsets]
+        if not chat:
+            ids, targets = _ended(tokenizer, ids, targets, max_length)
+        out.append((ids[:max_length], targets[:max_length]))
+    return out
 
 
 def _ended(tokenizer: Any, ids: list[int], targets: list[int], max_length: int) -> tuple[list[int], list[int]]:
@@ -196,26 +223,33 @@ def encode_text(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> 
 
 def encode_lm(
     tokenizer: Any, rows: list[dict[str, Any]], form: str, *, max_length: int, path: Path, what: str
-) -> tuple[Encoded, int]:
+) -> tuple[Encoded, int, int]:
     """Prompt/completion or chat rows (`lrpilot.autopilot._data.read_lm`, `form` not ``"text"``) as
-    token ids with their targets, and how many rows were left out: those whose counted tokens the
-    length limit cut off (a token counts where the model predicts it, so not the first). None left
-    is an error naming the limit."""
+    token ids with their targets; how many rows were left out (those whose counted tokens the length
+    limit cut off; a token counts where the model predicts it, so not the first); and how many chats
+    became more than one sequence (`_pieces`). None left is an error naming the limit."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
             f"--model: {form} data needs a fast tokenizer (a tokenizer.json), whose character offsets tell the "
             "tokens the loss counts; this model's is a slow one"
         )
-    ids, targets = [], []
+    ids: list[list[int]] = []
+    targets: list[list[int]] = []
+    left_out = split = 0
     for number, row in enumerate(rows, start=1):
-        seq, counted = _example(tokenizer, row, form, f"{what}: {path.name}, row {number}", max_length)
-        if any(counted[1:]):
-            ids.append(seq)
-            targets.append(counted)
+        kept = [
+            (seq, counted)
+            for seq, counted in _examples(tokenizer, row, form, f"{what}: {path.name}, row {number}", max_length)
+            if any(counted[1:])
+        ]
+        left_out += not kept
+        split += len(kept) > 1
+        ids.extend(seq for seq, _ in kept)
+        targets.extend(counted for _, counted in kept)
     if not ids:
         answers = "assistant turns" if form == "messages" else "completions"
         raise ValueError(
             f"{what}: {path.name}: no row keeps a token of its {answers} within the first {max_length} tokens; "
             "raise --max-length"
         )
-    return Encoded(ids, None, targets=targets), len(rows) - len(ids)
+    return Encoded(ids, None, targets=targets), left_out, split

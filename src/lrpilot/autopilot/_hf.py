@@ -211,6 +211,10 @@ class HfTask(Task):
     left_out: tuple[int, int] = (0, 0)
     """Training and evaluation rows left out because the length limit cut off every token their
     loss counts (a completion's, an assistant turn's: `lrpilot.autopilot._chat.encode_lm`)."""
+    split: tuple[int, int] = (0, 0)
+    """Of the training chats kept, how many became more than one sequence, and how many there are: a
+    template that renders earlier turns differently once a later one follows trains each such turn
+    in the context the model writes it in (`lrpilot.autopilot._chat.encode_lm`)."""
     max_length: int = MAX_LENGTH
     """Tokens per example; longer ones are truncated at the end."""
 
@@ -453,10 +457,10 @@ def _causal_lm_task(
         train_rows, eval_rows = split_rows(train_rows, "--data")
     if form == "text":
         train, val = encode_text(tokenizer, train_rows, max_length), encode_text(tokenizer, eval_rows, max_length)
-        left_out = (0, 0)
+        left_out, split = (0, 0), 0
     else:
-        train, dropped = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")
-        val, held_out = encode_lm(tokenizer, eval_rows, form, max_length=max_length, path=held, what=what)
+        train, dropped, split = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")
+        val, held_out, _ = encode_lm(tokenizer, eval_rows, form, max_length=max_length, path=held, what=what)
         left_out = (dropped, held_out)
     return HfTask(
         name=model_dir.name or "model",
@@ -472,6 +476,7 @@ def _causal_lm_task(
         stored_dtype=_stored_dtype(config),
         lm_format=form,
         left_out=left_out,
+        split=(split, len(train_rows) - left_out[0]),
         max_length=max_length,
     )
 

@@ -124,6 +124,13 @@ def _format_note(task: HfTask) -> str | None:
     targets = task.train_data.targets or []
     share = sum(map(sum, targets)) / max(1, sum(map(len, targets)))
     note = f"{task.lm_format} data: the loss counts the {counted} tokens only ({share:.0%} of the training tokens)"
+    split, chats = task.split
+    if split:
+        note += (
+            f"; the chat template renders earlier turns differently once a later one follows (as reasoning models "
+            f"drop earlier reasoning), so {split} of {chats} training chats train each such turn in the context the "
+            f"model writes it in, as {len(targets)} sequences in all"
+        )
     dropped, held = task.left_out
     if dropped or held:
         note += (
