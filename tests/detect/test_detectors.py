@@ -165,7 +165,7 @@ def test_a_noisy_drift_back_to_chance_after_learning_is_a_collapse() -> None:
     assert first.evidence["rise"] < config.div_z  # the divergence test alone would not have fired
     assert 35 <= first.step <= 40
     assert first.evidence["best"] <= 0.8 * math.log(2)
-    assert "after having been as low as 0.5285 at step 20" in first.message
+    assert "loss rose from 0.5285 (step 20) back to 0.7329 (chance level 0.6931" in first.message
     assert scan(range(loss.size), loss, config=DetectConfig(min_history=16)) == []  # no chance level: no verdict
 
 

@@ -208,3 +208,54 @@ def test_a_run_json_that_records_its_batch_is_judged_as_its_guard_judged_it(tmp_
     assert fitted_config(series).div_short == 32
     assert fitted_config(series, batch_size=64).div_short == 8
     assert fitted_config(series, classes=10).chance_loss == pytest.approx(math.log(10))
+
+
+def _noisy(level: np.ndarray, seed: int, rel: float = 0.02) -> np.ndarray:
+    return level * (1 + rel * np.random.default_rng(seed).standard_normal(level.size))
+
+
+@pytest.mark.parametrize("classes", [None, 3])
+def test_a_loss_that_blew_up_at_once_and_stayed_up_is_never_called_flat(classes: int | None) -> None:
+    """A user's log: 1.1 for five steps, then ~8 at LR 3 for 600 (the flat test once read the rise as
+    a fall of −617 % and advised tripling the LR)."""
+    loss = _noisy(np.concatenate([np.full(5, 1.1), np.full(595, 8.0)]), seed=2, rel=0.3)
+    d = diagnose(series_of(loss, 3.0), fitted_config(series_of(loss, 3.0), classes))
+    assert d.verdict == "collapsed"
+    collapse = next(f for f in d.findings if f.kind == "collapse")
+    assert collapse.evidence["rose"] is True
+    assert collapse.message.startswith("loss stands at 8.4")
+    assert "it started from" in collapse.message
+    assert all(a.action != "raise_lr" for a in d.advice)
+    assert d.advice[0].lr is not None
+    assert d.advice[0].lr < 3.0
+
+
+def test_a_blow_up_inside_the_unjudged_start_that_ends_worse_than_chance_is_a_collapse() -> None:
+    """A Hugging Face run at LR 3 (3 classes): 1.1, 1.1, then 10–55 within the first losses the
+    baseline is built from, ending at ~1.8 after 250 steps — once read as healthy."""
+    rng = np.random.default_rng(3)
+    blown = np.concatenate([[1.1, 1.1], rng.uniform(10, 55, 8), rng.uniform(4, 12, 120), rng.uniform(1.5, 2.1, 120)])
+    d = diagnose(series_of(blown, 3.0), fitted_config(series_of(blown, 3.0), 3))
+    assert d.verdict == "collapsed"
+    assert "(worse than chance, 1.099: the model predicts confidently wrong)" in d.findings[-1].message
+    assert diagnose(series_of(blown[:60], 3.0), fitted_config(series_of(blown[:60], 3.0), 3)).verdict == "collapsed"
+
+
+def test_a_short_flat_log_is_judged_at_its_end_and_a_shorter_one_says_it_cannot_be() -> None:
+    flat = _noisy(np.full(299, math.log(2)), seed=4)
+    assert diagnose(series_of(flat, 1e-7)).verdict == "lr_too_low"  # the default window is 300 steps
+    short = diagnose(series_of(flat[:100], 1e-7))
+    assert short.verdict == "healthy"
+    assert any("the log spans 99 steps: too few to tell a flat start" in note for note in short.series["notes"])
+    slow = np.concatenate([np.full(40, 1.1), np.linspace(1.1, 1.04, 20)])  # a good LR's slow start (60 steps)
+    assert diagnose(series_of(_noisy(slow, seed=5), 5e-4)).verdict == "healthy"
+
+
+def test_a_loss_rising_past_chance_diverged_and_is_not_stuck() -> None:
+    """Falls to 0.6, then rises steadily to 5.6 with 10 classes (chance 2.30): it passes chance on
+    its way up, so a collapse is seen there, but the run ended diverged, and nothing says "stuck"."""
+    loss = _noisy(np.concatenate([np.linspace(2.3, 0.6, 300), np.linspace(0.6, 5.6, 300)]), seed=6, rel=0.01)
+    d = diagnose(series_of(loss, 0.03), fitted_config(series_of(loss, 0.03), 10))
+    assert d.verdict == "diverged"
+    assert not any("stuck" in f.message for f in d.findings)
+    assert d.findings[-1].kind == "divergence" or max(d.findings, key=lambda f: int(f.end or 0)).kind == "divergence"

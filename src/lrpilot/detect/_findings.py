@@ -71,6 +71,21 @@ class Finding:
         if self.kind == "collapse":
             chance = e.get("chance_loss")
             at = f" (chance level {chance:.4g}: the model predicts nothing)" if e.get("at_chance", chance) else ""
+            if "rise" in e:  # the rise test's: back up from its lowest point
+                back = e.get("relapsed") or e.get("at_chance")
+                at = f" (chance level {chance:.4g}: the model predicts nothing)" if back and chance is not None else ""
+                return (
+                    f"loss rose from {e['best']:.4g} (step {e['best_step']:.0f}) back to {e['short_median']:.4g}{at} "
+                    f"from step {self.start} to {self.end}"
+                )
+            if e.get("rose"):
+                if not at and chance is not None and float(e["short_median"] or 0.0) > chance:
+                    at = f" (worse than chance, {chance:.4g}: the model predicts confidently wrong)"
+                blow_up = f", after a blow-up to {e['highest']:.4g}" if e.get("blew_up") else ""
+                return (
+                    f"loss stands at {e['short_median']:.4g} at step {self.step}, above the {e['start']:.4g} it "
+                    f"started from{at}{blow_up}"
+                )
             if e.get("blew_up"):
                 why = "after a blow-up"
             elif e.get("grads_died"):

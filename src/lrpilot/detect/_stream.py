@@ -35,6 +35,10 @@ __all__ = [
     "spike_thresholds",
 ]
 
+WORSE_THAN_CHANCE = 1.5
+"""A short median this many times the chance level is worse than predicting the label prior: a
+rise there is a divergence (the model predicts confidently wrong), not a collapse back to chance
+(a collapse's noisy median sits within ~25 % of it: 0.33–0.4 over an entropy of 0.325)."""
 _TINY = 1e-30  # grad norms of exactly 0 (dead networks, zeroed updates) go into log space as this
 
 
@@ -307,7 +311,8 @@ def _rise(state: DetectState, step: int, short: float, logs: Array | None) -> tu
     # The short median crosses the line once half its window is up: the rise began about half a
     # window earlier (not before the lowest point, though).
     onset = max(best_step + 1, start - c.div_short // 2)
-    kind = "collapse" if _collapsed(c, short, best) else "divergence"
+    above = c.chance_loss is not None and short > WORSE_THAN_CHANCE * c.chance_loss
+    kind = "collapse" if _collapsed(c, short, best) and not above else "divergence"
     evidence = {
         "best": best,
         "best_step": best_step,
@@ -318,6 +323,7 @@ def _rise(state: DetectState, step: int, short: float, logs: Array | None) -> tu
         "patience": c.div_patience,
         "chance_loss": c.chance_loss,
         "relapsed": relapsed,
+        "at_chance": _at_chance(c, short),
     }
     return [Finding(kind, step, "loss", evidence, start=onset)], out
 
@@ -359,9 +365,11 @@ def _flat_start(s: DetectState, step: int, sigma: float | None) -> Finding | Non
         return None
     current = float(median(s.recent))
     drop = (initial - current) / max(abs(initial), c.abs_floor)
-    if drop >= c.flat_rel or s.osc_run:  # falling, or flat because it bounces (LR too high, not too low)
-        return None
     noise = sigma if sigma is not None else float(np.std(s.recent))
+    start = float(median(s.first[:3]))  # before an early blow-up, which lifts the median of them all
+    rose = _rose(c, start, current)
+    if ((drop >= c.flat_rel or s.rise_run) and not rose) or s.osc_run:
+        return None  # falling; rising, which the divergence test reads; or flat because it bounces (LR too high)
     # "Clearly lower before": 5× the flat threshold (10 % by default) and 4 sigmas, far beyond what
     # the minimum of many noisy short medians of a flat loss reaches by chance.
     was_lower = math.isfinite(s.best) and current - s.best > max(5.0 * c.flat_rel * abs(current), 4.0 * noise)
@@ -371,6 +379,8 @@ def _flat_start(s: DetectState, step: int, sigma: float | None) -> Finding | Non
     blew_up = s.troubled or s.highest > initial + max(abs(initial), 10.0 * noise)
     evidence = {
         "initial": initial,
+        "start": start,
+        "rose": rose,
         "current": current,
         "drop": drop,
         "threshold": c.flat_rel,
@@ -382,11 +392,24 @@ def _flat_start(s: DetectState, step: int, sigma: float | None) -> Finding | Non
         "chance_loss": c.chance_loss,
         "at_chance": _at_chance(c, current),
     }
-    kind = "collapse" if blew_up or was_lower or grads_died else "flat_start"
+    kind = "collapse" if blew_up or was_lower or grads_died or rose else "flat_start"
     if kind == "collapse":
         evidence.update(best=s.best if math.isfinite(s.best) else current, best_step=max(s.best_step, 0))
         evidence.update(short_median=current)
     return Finding(kind, step, "loss", evidence, start=s.flat_from)
+
+
+def _rose(c: DetectConfig, start: float, current: float) -> bool:
+    """Whether the loss now stands well above where it started — the opposite of a too-low LR,
+    whatever the median of the first losses (lifted by an early blow-up) says: twice its start,
+    or, for a classifier, clearly worse than chance (`learned_rel` above it) and a quarter above
+    its start. Positive losses only (a ratio of levels)."""
+    if start <= 0.0 or current <= 0.0:
+        return False
+    if current > 2.0 * start:
+        return True
+    worse_than_chance = c.chance_loss is not None and current > c.chance_loss * (1 + c.learned_rel)
+    return worse_than_chance and current > start * (1 + 5.0 * c.flat_rel)
 
 
 def _oscillation(s: DetectState, step: int, window: Array) -> tuple[list[Finding], dict[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,16 @@ from lrpilot.doctor._advice import Advice, advise, infer_schedule
 from lrpilot.doctor._readers import read
 from lrpilot.doctor._series import Series
 
-__all__ = ["UNJUDGED_SHARE", "VERDICTS", "Diagnosis", "diagnose", "examine"]
+__all__ = ["MIN_FLAT_SPAN", "UNJUDGED_SHARE", "VERDICTS", "Diagnosis", "diagnose", "examine"]
 
 VERDICTS = ("collapsed", "diverged", "unstable", "oscillating", "lr_too_low", "healthy")
+
+MIN_FLAT_SPAN = 150
+"""A log shorter than `DetectConfig.flat_steps` (300) has its start judged at its last step. One
+that spans at least this many steps is called flat when its loss fell less than
+`DetectConfig.flat_rel` over it; over fewer, a healthy run's slow start looks the same (a 3-class
+BERT at a good LR took 4.6 % off its loss in its first 60 steps and 86 % in 250), so only the
+other outcomes of that judgement stand (a loss risen above its start: a blow-up)."""
 
 UNJUDGED_SHARE = 0.25
 """A log whose first `DetectConfig.min_history` losses (which build the baseline and are not
@@ -68,9 +75,10 @@ class Diagnosis:
 
 def _verdict(series: Series, events: list[Finding]) -> str:
     kinds = {e.kind for e in events}
-    if "collapse" in kinds:
-        return "collapsed"
-    if "divergence" in kinds or not np.isfinite(series.loss[-1]):
+    rises = [e for e in events if e.kind in ("collapse", "divergence")]
+    if rises:  # the state the run ended in: a rise that passed chance on its way up diverged
+        return "collapsed" if max(rises, key=lambda e: int(e.end or e.step)).kind == "collapse" else "diverged"
+    if not np.isfinite(series.loss[-1]):
         return "diverged"
     if kinds & {"spike", "non_finite"}:
         return "unstable"
@@ -101,6 +109,9 @@ def diagnose(series: Series, config: DetectConfig | None = None, *, max_grad_nor
     clip = None if max_grad_norm is None else check.positive("diagnose", "max_grad_norm", max_grad_norm)
     config = config or fitted_config(series)
     found = scan(series.steps, series.loss, _clipped(series.grad_norms(), clip), config=config)
+    span = _span(series)
+    if span < MIN_FLAT_SPAN:  # too short to call flat; a loss that rose above its start is still judged
+        found = [f for f in found if f.kind != "flat_start"]
     interval = int(np.median(np.diff(series.steps))) if len(series) > 1 else 1
     events = merge(found, gap=max(1, interval))
     verdict = _verdict(series, events)
@@ -112,6 +123,11 @@ def diagnose(series: Series, config: DetectConfig | None = None, *, max_grad_nor
             f"only {len(series)} logged losses: the detectors judge a loss against the {baseline} before it, so "
             f"the first {min(baseline, len(series))} ({min(baseline / len(series), 1.0):.0%}) were not judged and "
             "a quiet verdict says little (log more often, or read the evaluations)"
+        )
+    if span < MIN_FLAT_SPAN and len(series):
+        summary["notes"].append(
+            f"the log spans {span} steps: too few to tell a flat start (a too-low LR) from a slow one, which needs "
+            f"{MIN_FLAT_SPAN}; a loss that ended above where it started is still judged"
         )
     if clip is None and any(f.kind == "spike" and f.metric == "grad_norm" for f in events):
         summary["notes"].append(
@@ -145,8 +161,16 @@ def fitted_config(series: Series, classes: int | None = None, batch_size: int | 
         config = DetectConfig(chance_loss=series.chance_loss)
     else:
         config = DetectConfig.for_classes(classes if classes is not None else series.classes)
+    span = _span(series)
+    if 0 < span < config.flat_steps:  # a short log's start is judged at its end (see `MIN_FLAT_SPAN`)
+        config = replace(config, flat_steps=span)
     batch = batch_size if batch_size is not None else series.batch_size
     return config if batch is None else config.scaled_to_batch(batch)
+
+
+def _span(series: Series) -> int:
+    """The steps the log covers, first to last."""
+    return int(series.steps[-1] - series.steps[0]) if len(series) else 0
 
 
 def _clipped(norms: list[float | None] | None, clip: float | None) -> list[float | None] | None:
