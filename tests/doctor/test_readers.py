@@ -190,7 +190,7 @@ def test_nan_and_inf_strings_are_values_blanks_are_not(tmp_path: Path) -> None:
         ("trainer_state.json", '{"global_step": 3}', "expected a Hugging Face trainer_state.json with a 'log_history'"),
         ("nolss.csv", "step,acc\n1,0.5\n", "no training loss column; found 'step', 'acc'. Accepted names: loss,"),
         ("noloss.jsonl", '{"step": 1, "acc": 0.5}\n', "no training loss values found"),
-        ("onlyeval.json", '{"log_history": [{"eval_loss": 1.0, "step": 5}]}', "no training loss values found"),
+        ("onlyeval.json", '{"log_history": [{"eval_loss": 1.0, "step": 5}]}', "the log has evaluation losses only"),
         (
             "badsteps.csv",
             "step,loss\nx,1.0\n1.5,2.0\n",
