@@ -219,7 +219,7 @@ def test_missing_paths_non_utf8_and_empty_dirs_get_a_clear_message(tmp_path: Pat
     with pytest.raises(DoctorInputError, match="found no log here"):
         read(tmp_path / "empty")
     (tmp_path / "events.out.tfevents.1.host").write_bytes(bytes(range(256)) * 4)
-    with pytest.raises(DoctorInputError, match="no training-loss scalar"):
+    with pytest.raises(DoctorInputError, match="no training loss scalar tag"):
         read(tmp_path / "events.out.tfevents.1.host")
 
 
