@@ -78,3 +78,32 @@ def test_batch_size_reads_a_small_batch_run_over_as_many_examples_as_the_guard_d
     result = runner.invoke(app, ["doctor", str(path), "--batch-size", "0"])
     assert result.exit_code == 2
     assert "batch_size must be an integer in [1, ∞], got 0" in " ".join(result.output.split())
+
+
+def test_loss_column_names_the_loss_and_a_missing_one_lists_the_columns(tmp_path: Path) -> None:
+    run = logs.run_arrays(n=200)
+    path = logs.write_csv(tmp_path / "log.csv", {**run, "objective": run["loss"]}, columns=("step", "objective", "lr"))
+    result = runner.invoke(app, ["doctor", str(path)])
+    assert result.exit_code == 2
+    assert "--loss-column NAME reads another" in " ".join(result.output.split())
+    result = runner.invoke(app, ["doctor", str(path), "--loss-column", "objective", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["log"]["rows"] == 200
+    result = runner.invoke(app, ["doctor", str(path), "--loss-column", "nope"])
+    assert result.exit_code == 2
+    assert "no column 'nope' (--loss-column); the log has 'step', 'objective', 'lr'" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_an_lrpilot_run_json_that_went_nan_is_diagnosed_as_diverged(tmp_path: Path) -> None:
+    """Its writer stores a NaN loss as null; doctor read those steps as missing and called it healthy."""
+    from lrpilot.report import RunRecord, TrainingHistory
+
+    run = logs.run_arrays(n=300, nan_from=200)
+    history = TrainingHistory(steps=run["step"].tolist(), loss=run["loss"].tolist(), lr=run["lr"].tolist())
+    RunRecord(title="nan", task="t", total_steps=300, history=history).write_json(tmp_path / "run" / "run.json")
+    result = runner.invoke(app, ["doctor", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["verdict"] == "diverged"
+    assert payload["log"]["non_finite_losses"] == 100

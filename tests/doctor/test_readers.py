@@ -190,7 +190,7 @@ def test_nan_and_inf_strings_are_values_blanks_are_not(tmp_path: Path) -> None:
         ("trainer_state.json", '{"global_step": 3}', "expected a Hugging Face trainer_state.json with a 'log_history'"),
         ("nolss.csv", "step,acc\n1,0.5\n", "no training loss column; found 'step', 'acc'. Accepted names: loss,"),
         ("noloss.jsonl", '{"step": 1, "acc": 0.5}\n', "no training loss values found"),
-        ("onlyeval.json", '{"log_history": [{"eval_loss": 1.0, "step": 5}]}', "no training loss values found"),
+        ("onlyeval.json", '{"log_history": [{"eval_loss": 1.0, "step": 5}]}', "the log has evaluation losses only"),
         (
             "badsteps.csv",
             "step,loss\nx,1.0\n1.5,2.0\n",
@@ -219,7 +219,7 @@ def test_missing_paths_non_utf8_and_empty_dirs_get_a_clear_message(tmp_path: Pat
     with pytest.raises(DoctorInputError, match="found no log here"):
         read(tmp_path / "empty")
     (tmp_path / "events.out.tfevents.1.host").write_bytes(bytes(range(256)) * 4)
-    with pytest.raises(DoctorInputError, match="no training-loss scalar"):
+    with pytest.raises(DoctorInputError, match="no training loss scalar tag"):
         read(tmp_path / "events.out.tfevents.1.host")
 
 

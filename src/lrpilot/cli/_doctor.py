@@ -21,7 +21,8 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
         Path,
         typer.Argument(
             help="A log: HF trainer_state.json (or an output/checkpoint dir), TensorBoard event file or run dir, "
-            "a CSV/JSONL with step and loss (lr, grad_norm, eval loss optional), or Lightning's metrics.csv.",
+            "a CSV/JSONL with step and loss (lr, grad_norm, eval loss optional), a W&B CSV export, Lightning's "
+            "metrics.csv, or lrpilot's run.json (a fit / tune run dir).",
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the diagnosis as JSON.")] = False,
@@ -36,6 +37,15 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
         ),
     ] = None,
     spike_z: Annotated[float | None, typer.Option("--spike-z", help="Spike threshold in robust sigmas.")] = None,
+    loss_column: Annotated[
+        str | None,
+        typer.Option(
+            "--loss-column",
+            help="The training-loss column (CSV), key (JSONL, trainer_state.json) or scalar tag (TensorBoard), for a "
+            "log that names it otherwise than loss, train/loss, Loss/train, train_loss, ... (any case), or to pick "
+            "one run's '<run> - train/loss' column of a W&B export.",
+        ),
+    ] = None,
     max_grad_norm: Annotated[
         float | None,
         typer.Option(
@@ -57,7 +67,7 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
 ) -> None:
     """Diagnose a training run from its log: spikes, NaN, divergence, collapse, a flat start, oscillation."""
     with errors_as_messages():
-        series = read(path)
+        series = read(path, loss_column=loss_column)
         config = fitted_config(series, num_classes, batch_size)
         if spike_z is not None:
             config = replace(config, spike_z=spike_z)

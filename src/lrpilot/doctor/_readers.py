@@ -1,5 +1,10 @@
-"""Readers: Hugging Face `trainer_state.json`, TensorBoard event files, CSV / JSONL logs,
-Lightning's CSVLogger `metrics.csv` and lrpilot's own `run.json`, all into one `Series`.
+"""Readers: Hugging Face `trainer_state.json`, TensorBoard event files, CSV / JSONL logs (a W&B
+chart export among them), Lightning's CSVLogger `metrics.csv` and lrpilot's own `run.json`, all
+into one `Series`.
+
+Columns are found by their words (`LOSS_FORMS`: ``train/loss``, ``Loss/train``, ``train_loss``, ...
+in any case), since every logger spells the same loss its own way; the user names any other
+(``loss_column``).
 
 Every reader streams its input row by row into a `SeriesBuilder`; every way a file can be wrong
 (missing, empty, truncated, not the format it claims, missing columns, garbage values) ends in a
@@ -13,6 +18,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -26,35 +32,202 @@ from lrpilot._hf_labels import single_label_classes
 from lrpilot._optional import require
 from lrpilot.doctor._series import DoctorInputError, Series, SeriesBuilder
 
-__all__ = ["FORMATS", "read", "read_csv", "read_jsonl", "read_run_json", "read_tensorboard", "read_trainer_state"]
+__all__ = [
+    "FORMATS",
+    "LOSS_NAMES",
+    "read",
+    "read_csv",
+    "read_jsonl",
+    "read_run_json",
+    "read_tensorboard",
+    "read_trainer_state",
+]
 
 FORMATS = ("trainer_state", "tensorboard", "csv", "jsonl", "lightning", "lrpilot")
 
-# Column / key / tag names, compared lower-cased; the first present wins.
-STEP_KEYS = ("step", "global_step", "trainer/global_step", "iteration", "iter", "it", "steps")
-LOSS_KEYS = ("loss", "train_loss", "train/loss", "training_loss", "train_loss_step", "loss_step", "train/loss_step")
-LR_KEYS = ("learning_rate", "lr", "train/learning_rate", "train/lr", "learning-rate")
+# Column / key / tag names, compared by their words: lower-cased, split at '/', '_', '-', '.', ':'
+# and spaces, so 'Loss/train', 'loss_train' and 'LOSS-train' are all 'loss/train'. The first form
+# listed that a log has wins. No evaluation name is a training-loss form, nor is a W&B export's
+# '__MIN' / '__MAX' companion or Lightning's '_epoch' average.
+STEP_FORMS = ("step", "global/step", "trainer/global/step", "train/global/step", "iteration", "iter", "it", "steps")
+LOSS_FORMS = (
+    "loss",
+    "train/loss",
+    "loss/train",
+    "training/loss",
+    "loss/training",
+    "train/loss/step",
+    "loss/step",
+    "loss/train/step",
+    "training/loss/step",
+)
+LR_FORMS = ("learning/rate", "lr", "train/learning/rate", "train/lr", "lr/train", "learning/rate/train")
 LR_PREFIX = "lr-"  # Lightning's LearningRateMonitor: lr-Adam, lr-AdamW/pg1, ...
-GRAD_KEYS = ("grad_norm", "train/grad_norm", "gradient_norm", "grad_norm_total", "grad_2.0_norm_total", "gnorm")
-EVAL_KEYS = ("eval_loss", "eval/loss", "val_loss", "val/loss", "valid_loss", "validation_loss", "val_loss_epoch")
+LR_NOT = ("momentum", "weight_decay", "weight-decay", "beta")  # ... and its other columns, lr-Adam-momentum
+GRAD_FORMS = ("grad/norm", "train/grad/norm", "gradient/norm", "grad/norm/total", "grad/2/0/norm/total", "gnorm")
+EVAL_FORMS = (
+    "eval/loss",
+    "val/loss",
+    "valid/loss",
+    "validation/loss",
+    "loss/val",
+    "loss/eval",
+    "loss/valid",
+    "loss/validation",
+    "val/loss/epoch",
+)
+LOSS_NAMES = "loss, train/loss, Loss/train, train_loss, training_loss, loss_step, train_loss_step"
+"""The training-loss names, as an error shows them (any case; '/', '_', '-' and '.' alike)."""
+WANDB_SEP = " - "  # W&B's chart export: '<run name> - train/loss', with '__MIN' / '__MAX' companions
+WANDB_COMPANIONS = ("__min", "__max")
+
+_WORD_SPLIT = re.compile(r"[\s/_\-.:]+")
 
 
-def _pick(names: Iterable[str], wanted: tuple[str, ...], prefix: str | None = None) -> str | None:
-    lowered = {n.strip().lower(): n for n in names}
-    for key in wanted:
-        if key in lowered:
-            return lowered[key]
-    if prefix:
-        for low, name in sorted(lowered.items()):
-            if low.startswith(prefix):
-                return name
-    return None
+def _form(name: str) -> str:
+    """A column name's words, lower-cased, joined by '/' (see `LOSS_FORMS`)."""
+    return "/".join(w for w in _WORD_SPLIT.split(name.strip().lower()) if w)
 
 
-def _columns_error(source: str, found: Iterable[str], what: str, accepted: tuple[str, ...]) -> DoctorInputError:
-    shown = ", ".join(repr(f) for f in list(found)[:20]) or "none"
+@dataclasses.dataclass(frozen=True)
+class _Columns:
+    """Which column (key, tag) of a log holds what; None where the log has none."""
+
+    step: str | None
+    loss: str | None
+    lr: str | None
+    grad_norm: str | None
+    eval_loss: str | None
+    notes: tuple[str, ...] = ()
+
+
+def _pick(metrics: Mapping[str, str], forms: tuple[str, ...]) -> str | None:
+    """The column whose metric name (`metrics`: column -> name) has the earliest form in `forms`."""
+    ranked = [(forms.index(f), i, col) for i, (col, name) in enumerate(metrics.items()) if (f := _form(name)) in forms]
+    return min(ranked)[2] if ranked else None
+
+
+def _pick_lr(metrics: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The LR column, and a note when it is the first of several of Lightning's ``lr-`` columns
+    (one per optimizer or param group: ``lr-Adam/pg1``, ``lr-Adam/pg2``)."""
+    named = _pick(metrics, LR_FORMS)
+    if named is not None:
+        return named, None
+    monitor = sorted(
+        (name.strip().lower(), col)
+        for col, name in metrics.items()
+        if name.strip().lower().startswith(LR_PREFIX) and not any(w in name.lower() for w in LR_NOT)
+    )
+    if not monitor:
+        return None, None
+    col = monitor[0][1]
+    if len(monitor) == 1:
+        return col, None
+    return col, f"LR read from {col!r}, the first of {len(monitor)} LR columns ({', '.join(c for _, c in monitor)})"
+
+
+def _wandb_run(name: str) -> tuple[str, str] | None:
+    """(run, metric) of a W&B chart export's column ``<run> - <metric>``; None for other names."""
+    run, sep, metric = name.rpartition(WANDB_SEP)
+    return (run, metric) if sep and run.strip() and metric.strip() else None
+
+
+def _is_companion(name: str) -> bool:
+    return name.strip().lower().endswith(WANDB_COMPANIONS)
+
+
+def _wandb_loss_runs(names: Iterable[str]) -> dict[str, str]:
+    """run -> its training-loss column, for a W&B chart export's ``<run> - train/loss`` columns."""
+    runs: dict[str, str] = {}
+    for name in names:
+        split = _wandb_run(name)
+        if split and not _is_companion(name) and _form(split[1]) in LOSS_FORMS:
+            runs.setdefault(split[0], name)
+    return runs
+
+
+def _metrics(names: Iterable[str], run: str | None) -> dict[str, str]:
+    """column -> metric name: a W&B run's columns with their ``<run> - `` cut off (other runs'
+    columns left out) when `run` is set; never a ``__MIN`` / ``__MAX`` companion."""
+    out: dict[str, str] = {}
+    for name in names:
+        if _is_companion(name):
+            continue
+        split = _wandb_run(name) if run is not None else None
+        if split is None:
+            out[name] = name
+        elif split[0] == run:
+            out[name] = split[1]
+    return out
+
+
+def _named(names: Iterable[str], wanted: str) -> str | None:
+    """The column the user named: exactly, else the one that differs only in case and spaces."""
+    listed = list(names)
+    if wanted in listed:
+        return wanted
+    folded = [n for n in listed if n.strip().casefold() == wanted.strip().casefold()]
+    return folded[0] if folded else None
+
+
+def _columns(names: Iterable[str], source: str, loss_column: str | None = None) -> _Columns:
+    """The columns of a log with these column names (keys, tags). The training loss is the
+    column `loss_column` names, else the first of `LOSS_FORMS`, else a W&B chart export's one
+    run's ``<run> - train/loss``; several runs in one export are refused, naming them."""
+    listed = list(names)
+    run: str | None = None
+    if loss_column is not None:
+        loss = _named(listed, loss_column)
+        split = _wandb_run(loss) if loss is not None else None
+        run = split[0] if split else None
+    else:
+        loss = _pick(_metrics(listed, None), LOSS_FORMS)
+        if loss is None:
+            runs = _wandb_loss_runs(listed)
+            if len(runs) > 1:
+                raise _runs_error(source, runs)
+            if runs:
+                run, loss = next(iter(runs.items()))
+    metrics = _metrics(listed, run)
+    lr, lr_note = _pick_lr(metrics)
+    notes = [] if run is None else [f"read run {run!r} of a W&B export (its column {loss!r})"]
+    return _Columns(
+        step=_pick(metrics, STEP_FORMS),
+        loss=loss,
+        lr=lr,
+        grad_norm=_pick(metrics, GRAD_FORMS),
+        eval_loss=_pick(metrics, EVAL_FORMS),
+        notes=(*notes, *([] if lr_note is None else [lr_note])),
+    )
+
+
+def _runs_error(source: str, runs: Mapping[str, str]) -> DoctorInputError:
+    shown = ", ".join(repr(r) for r in runs)
+    first = next(iter(runs.values()))
     return DoctorInputError(
-        f"{source}: no {what} column; found {shown}. Accepted names: {', '.join(accepted)} (case does not matter)"
+        f"{source}: a W&B export of {len(runs)} runs ({shown}); the doctor reads one run: pick it with "
+        f"--loss-column (e.g. --loss-column {first!r}), or export one run"
+    )
+
+
+def _no_loss_error(source: str, found: Iterable[str], what: str, loss_column: str | None) -> DoctorInputError:
+    """No training loss in the header (tags): the column the user named is missing, or none of
+    the accepted names is there (and if only evaluation losses are, it says so)."""
+    listed = list(found)
+    shown = ", ".join(repr(f) for f in listed[:40]) or "none"
+    more = f" and {len(listed) - 40} more" if len(listed) > 40 else ""
+    if loss_column is not None:
+        return DoctorInputError(f"{source}: no {what} {loss_column!r} (--loss-column); the log has {shown}{more}")
+    evals = [n for n in listed if _form(n) in EVAL_FORMS]
+    only = (
+        f"evaluation losses only ({', '.join(repr(e) for e in evals)}), no training loss: the doctor judges the "
+        "training loss logged every few steps; "
+        if evals
+        else ""
+    )
+    return DoctorInputError(
+        f"{source}: no training loss {what}; {only}found {shown}{more}. Accepted names: {LOSS_NAMES} (any case; "
+        "'/', '_', '-' and '.' alike); --loss-column NAME reads another"
     )
 
 
@@ -65,19 +238,27 @@ def _load_json(stream: TextIO, source: str) -> Any:
         raise DoctorInputError(f"{source}: not valid JSON ({exc}); is the file truncated?") from None
 
 
-def _read_json(stream: TextIO, source: str) -> Series:
+def _read_json(stream: TextIO, source: str, loss_column: str | None = None) -> Series:
     """A JSON document: lrpilot's `run.json` (a ``history``) or else a trainer_state.json."""
     data = _load_json(stream, source)
     if isinstance(data, Mapping) and "history" in data and "log_history" not in data:
-        return read_run_json(data, source)
-    return _trainer_state(data, source)
+        return read_run_json(data, source, loss_column)
+    return _trainer_state(data, source, loss_column)
 
 
-def read_run_json(data: Mapping[str, Any], source: str = "run.json") -> Series:
+def read_run_json(data: Mapping[str, Any], source: str = "run.json", loss_column: str | None = None) -> Series:
     """lrpilot's own `run.json` (what `lrpilot fit` and `lrpilot tune` write): every step the guard
     judged, with its loss and LR, the evaluations, and the task's classes (the chance level) and
     batch size where fit recorded them. A step the guard replayed after a rollback appears twice;
-    the later one wins, as in any resumed log."""
+    the later one wins, as in any resumed log.
+
+    JSON has no NaN, so the report writer stores a non-finite loss as ``null`` (`json_safe`); a
+    null loss here is that non-finite loss (NaN or ±Inf, no longer told apart), never a step
+    without one: every step of the history was a trained step with a loss."""
+    if loss_column is not None and _named(["loss"], loss_column) is None:
+        raise DoctorInputError(
+            f"{source}: no column {loss_column!r} (--loss-column); lrpilot's run.json holds its training loss as 'loss'"
+        )
     history = data.get("history")
     keys = ("steps", "loss", "lr")
     if not isinstance(history, Mapping) or not all(isinstance(history.get(k), list) for k in keys):
@@ -89,9 +270,14 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json") -> Series:
         )
     builder = SeriesBuilder(source, "lrpilot")
     for step, loss, lr in zip(steps, losses, lrs, strict=True):
-        builder.add(step, loss=loss, lr=lr)
+        builder.add(step, loss=math.nan if loss is None else loss, lr=lr)
     for step, value in zip(history.get("eval_steps") or [], history.get("eval_loss") or [], strict=False):
-        builder.add(step, eval_loss=value)
+        builder.add(step, eval_loss=math.nan if value is None else value)
+    nulls = sum(loss is None for loss in losses)
+    if nulls:
+        builder.notes.append(
+            f"{nulls} loss(es) recorded as null in run.json (JSON has no NaN): read as the run's non-finite losses"
+        )
     classes, batch, chance = data.get("classes"), data.get("batch_size"), data.get("chance_loss")
     for name, value, low in (("classes", classes, 2), ("batch_size", batch, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
@@ -102,21 +288,26 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json") -> Series:
     return dataclasses.replace(builder.build(), classes=classes, batch_size=batch, chance_loss=chance)
 
 
-def read_trainer_state(stream: TextIO, source: str = "trainer_state.json") -> Series:
+def read_trainer_state(stream: TextIO, source: str = "trainer_state.json", loss_column: str | None = None) -> Series:
     """Hugging Face `trainer_state.json`: the ``log_history`` list of dicts.
 
     The final summary entry (``train_runtime``, ``train_loss`` = the run's *average*) is not a
     loss at that step and is left out. NaN steps hidden by ``logging_nan_inf_filter`` cannot be seen
     here: the Trainer logged the running average in their place (see `lrpilot.integrations.transformers_guard`).
+    `loss_column`: the key of the loss to read instead of ``loss``.
     """
-    return _trainer_state(_load_json(stream, source), source)
+    return _trainer_state(_load_json(stream, source), source, loss_column)
 
 
-def _trainer_state(data: Any, source: str) -> Series:
+def _trainer_state(data: Any, source: str, loss_column: str | None = None) -> Series:
     """The log history, and the examples behind each logged loss (`_examples_per_log`)."""
     if not isinstance(data, Mapping) or not isinstance(data.get("log_history"), list):
         raise DoctorInputError(f"{source}: expected a Hugging Face trainer_state.json with a 'log_history' list")
     builder = SeriesBuilder(source, "trainer_state")
+    builder.no_loss_hint = (
+        "; a Trainer logs its training loss as 'loss' every logging_steps steps (logging_strategy 'steps')"
+    )
+    loss_key = _history_loss_key(data["log_history"], source, loss_column)
     for entry in data["log_history"]:
         if not isinstance(entry, Mapping):
             builder.skip("an entry that is not an object")
@@ -125,7 +316,7 @@ def _trainer_state(data: Any, source: str) -> Series:
             continue
         builder.add(
             entry.get("step"),
-            loss=entry.get("loss"),
+            loss=entry.get(loss_key),
             lr=entry.get("learning_rate"),
             grad_norm=entry.get("grad_norm"),
             eval_loss=entry.get("eval_loss"),
@@ -141,6 +332,18 @@ def _trainer_state(data: Any, source: str) -> Series:
         "(--batch-size sets it)"
     )
     return dataclasses.replace(series, batch_size=batch, notes=(*series.notes, note))
+
+
+def _history_loss_key(history: list[Any], source: str, loss_column: str | None) -> str:
+    """The key of the training loss in a log history: ``loss``, or the one the user named
+    (`_named`), which must be in some entry."""
+    if loss_column is None:
+        return "loss"
+    keys = sorted({str(k) for entry in history if isinstance(entry, Mapping) for k in entry})
+    key = _named(keys, loss_column)
+    if key is None:
+        raise _no_loss_error(source, keys, "key", loss_column)
+    return key
 
 
 def _examples_per_log(data: Mapping[str, Any]) -> int | None:
@@ -178,20 +381,10 @@ def _with_model_config(series: Series, folder: Path) -> Series:
     return dataclasses.replace(series, classes=classes, notes=(*series.notes, note))
 
 
-def _row_keys(keys: Iterable[str]) -> dict[str, str | None]:
-    names = list(keys)
-    return {
-        "step": _pick(names, STEP_KEYS),
-        "loss": _pick(names, LOSS_KEYS),
-        "lr": _pick(names, LR_KEYS, LR_PREFIX),
-        "grad_norm": _pick(names, GRAD_KEYS),
-        "eval_loss": _pick(names, EVAL_KEYS),
-    }
-
-
-def read_csv(stream: TextIO, source: str = "log.csv", fmt: str = "csv") -> Series:
+def read_csv(stream: TextIO, source: str = "log.csv", fmt: str = "csv", loss_column: str | None = None) -> Series:
     """A CSV (or TSV) log with a header: a loss column and a step column at least (Lightning's
-    `metrics.csv` is one: its rows hold either training or validation values)."""
+    `metrics.csv` is one: its rows hold either training or validation values, and its
+    LearningRateMonitor's ``lr-<optimizer>`` rows their own). `loss_column`: the loss column's name."""
     head = stream.read(4096)
     if not head.strip():
         raise DoctorInputError(f"{source}: the file is empty")
@@ -201,11 +394,13 @@ def read_csv(stream: TextIO, source: str = "log.csv", fmt: str = "csv") -> Serie
     rows = csv.reader(_chain(head, stream), delimiter=delimiter)
     try:
         header = next(rows)
-        keys = _row_keys(header)
-        if keys["loss"] is None:
-            raise _columns_error(source, header, "training loss", LOSS_KEYS)
-        index = {k: (header.index(v) if v is not None else None) for k, v in keys.items()}
+        cols = _columns(header, source, loss_column)
+        if cols.loss is None:
+            raise _no_loss_error(source, header, "column", loss_column)
+        named = {k: getattr(cols, k) for k in ("step", "loss", "lr", "grad_norm", "eval_loss")}
+        index = {k: (header.index(v) if v is not None else None) for k, v in named.items()}
         builder = SeriesBuilder(source, fmt)
+        builder.notes.extend(cols.notes)
         if index["step"] is None:
             builder.notes.append("no step column: the row number is used as the step")
         for n, row in enumerate(rows):
@@ -229,12 +424,15 @@ def _chain(head: str, rest: TextIO) -> Iterator[str]:
     yield from rest
 
 
-def read_jsonl(stream: TextIO, source: str = "log.jsonl") -> Series:
+def read_jsonl(stream: TextIO, source: str = "log.jsonl", loss_column: str | None = None) -> Series:
     """One JSON object per line with a loss and a step (and optionally lr, grad_norm, eval loss).
-    A cut-off last line (a run that died mid-write) and garbage lines are skipped and counted."""
+    A cut-off last line (a run that died mid-write) and garbage lines are skipped and counted.
+    `loss_column`: the loss key's name."""
     builder = SeriesBuilder(source, "jsonl")
     lines = 0
     auto_step = 0
+    cache: dict[tuple[str, ...], _Columns] = {}  # rows of one log mostly share their keys
+    named = False
     for line in stream:
         text = line.strip()
         if not text:
@@ -248,25 +446,40 @@ def read_jsonl(stream: TextIO, source: str = "log.jsonl") -> Series:
         if not isinstance(entry, Mapping):
             builder.skip("text that is not a JSON object")
             continue
-        keys = _row_keys(str(k) for k in entry)
-        step = entry.get(keys["step"]) if keys["step"] else auto_step
+        cols = _row_columns(cache, tuple(str(k) for k in entry), source, loss_column)
+        named = named or cols.loss is not None
+        step = entry.get(cols.step) if cols.step else auto_step
         auto_step += 1
         builder.add(
             step,
-            loss=entry.get(keys["loss"]) if keys["loss"] else None,
-            lr=entry.get(keys["lr"]) if keys["lr"] else None,
-            grad_norm=entry.get(keys["grad_norm"]) if keys["grad_norm"] else None,
-            eval_loss=entry.get(keys["eval_loss"]) if keys["eval_loss"] else None,
+            loss=entry.get(cols.loss) if cols.loss else None,
+            lr=entry.get(cols.lr) if cols.lr else None,
+            grad_norm=entry.get(cols.grad_norm) if cols.grad_norm else None,
+            eval_loss=entry.get(cols.eval_loss) if cols.eval_loss else None,
         )
     if not lines:
         raise DoctorInputError(f"{source}: the file is empty")
+    if loss_column is not None and not named:
+        raise _no_loss_error(source, sorted({k for keys in cache for k in keys}), "key", loss_column)
     return builder.build()
 
 
-def read_tensorboard(paths: list[Path], source: str) -> Series:
+def _row_columns(
+    cache: dict[tuple[str, ...], _Columns], keys: tuple[str, ...], source: str, loss_column: str | None
+) -> _Columns:
+    """`_columns` of a JSON line's keys, looked up once per set of keys (a bounded cache)."""
+    cols = cache.get(keys)
+    if cols is None:
+        if len(cache) >= 1024:
+            cache.clear()
+        cols = cache[keys] = _columns(keys, source, loss_column)
+    return cols
+
+
+def read_tensorboard(paths: list[Path], source: str, loss_column: str | None = None) -> Series:
     """TensorBoard event files (one run: all files of one directory, in name order), read with
     TensorBoard's own event reader: scalar tags named like the CSV columns (``train/loss``,
-    ``train/learning_rate``, ``lr-Adam``, ...)."""
+    ``Loss/train``, ``train/learning_rate``, ``lr-Adam``, ...). `loss_column`: the loss tag."""
     loader_mod = require("tensorboard.backend.event_processing.event_file_loader", "doctor", "reading TensorBoard logs")
     tensor_util = require("tensorboard.util.tensor_util", "doctor", "reading TensorBoard logs")
     per_tag: dict[str, tuple[array[int], array[float]]] = {}  # streamed, 16 bytes a scalar
@@ -283,17 +496,18 @@ def read_tensorboard(paths: list[Path], source: str) -> Series:
                     values.append(number)
         except Exception as exc:  # a corrupt record surfaces as whatever protobuf raises
             builder.notes.append(f"{path.name}: stopped reading at a corrupt record ({type(exc).__name__})")
-    keys = _row_keys(per_tag)
-    if keys["loss"] is None:
-        raise _columns_error(source, sorted(per_tag), "training-loss scalar", LOSS_KEYS)
-    loss_steps, loss_values = per_tag[keys["loss"]]
+    cols = _columns(per_tag, source, loss_column)
+    if cols.loss is None:
+        raise _no_loss_error(source, sorted(per_tag), "scalar tag", loss_column)
+    builder.notes.extend(cols.notes)
+    loss_steps, loss_values = per_tag[cols.loss]
     at = np.frombuffer(loss_steps, dtype=np.int64)
-    lr, _ = _aligned(per_tag, keys["lr"], at)
-    grad, has_grad = _aligned(per_tag, keys["grad_norm"], at)
+    lr, _ = _aligned(per_tag, cols.lr, at)
+    grad, has_grad = _aligned(per_tag, cols.grad_norm, at)
     for i, (step, loss) in enumerate(zip(loss_steps, loss_values, strict=True)):
         builder.add(step, loss=loss, lr=float(lr[i]), grad_norm=float(grad[i]) if has_grad[i] else None)
-    if keys["eval_loss"] is not None:
-        for step, value in zip(*per_tag[keys["eval_loss"]], strict=True):
+    if cols.eval_loss is not None:
+        for step, value in zip(*per_tag[cols.eval_loss], strict=True):
             builder.add(step, eval_loss=value)
     return builder.build()
 
@@ -328,74 +542,87 @@ def _tb_number(value: Any, tensor_util: Any) -> float | None:
     return None
 
 
-def read(path: str | Path) -> Series:
+def read(path: str | Path, *, loss_column: str | None = None) -> Series:
     """Read any supported log: a file, or a directory holding one (an HF output dir or checkpoint,
-    a TensorBoard run dir, a Lightning `version_N` dir). See `FORMATS`."""
+    a TensorBoard run dir, a Lightning `version_N` dir). See `FORMATS`.
+
+    `loss_column`: the name of the training-loss column (CSV), key (JSONL, trainer_state.json) or
+    scalar tag (TensorBoard), for a log that names it otherwise than the names the readers know
+    (`LOSS_NAMES`), or to pick one run of a W&B export; matched exactly, else ignoring case. A
+    name the log lacks is an error that lists what it has."""
+    if loss_column is not None and (not isinstance(loss_column, str) or not loss_column.strip()):
+        raise DoctorInputError(f"loss_column must be a column name, got {loss_column!r}")
     try:
-        return _read(Path(path))
+        return _read(Path(path), loss_column)
     except OSError as exc:  # permissions, a path that vanished, a device error
         raise DoctorInputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
-def _read(p: Path) -> Series:
+def _read(p: Path, loss_column: str | None) -> Series:
     if not p.exists():
         raise DoctorInputError(f"{p}: no such file or directory")
     if p.is_dir():
-        return _read_dir(p)
+        return _read_dir(p, loss_column)
     name = p.name.lower()
     if "tfevents" in name:
-        return read_tensorboard([p], str(p))
+        return read_tensorboard([p], str(p), loss_column)
     try:
         size = p.stat().st_size
         if size == 0:
             raise DoctorInputError(f"{p}: the file is empty")
         with p.open("r", encoding="utf-8", errors="strict", newline="") as fh:
-            if name.endswith(".json"):
-                series = _read_json(fh, str(p))
-                return _with_model_config(series, p.parent) if series.format == "trainer_state" else series
-            if name.endswith((".jsonl", ".ndjson")):
-                return read_jsonl(fh, str(p))
-            if name.endswith((".csv", ".tsv")):
-                return read_csv(fh, str(p), "lightning" if name == "metrics.csv" else "csv")
-            first = fh.read(1)
-            while first and first.isspace():
-                first = fh.read(1)
-            fh.seek(0)
-            if first == "{":
-                return _json_or_jsonl(fh, str(p))
-            return read_csv(fh, str(p))
+            return _read_text(fh, p, loss_column)
     except UnicodeDecodeError:
         raise DoctorInputError(f"{p}: not a text log (it is not UTF-8); expected {', '.join(FORMATS)}") from None
 
 
-def _json_or_jsonl(fh: TextIO, source: str) -> Series:
+def _read_text(fh: TextIO, p: Path, loss_column: str | None) -> Series:
+    """A text log, by its name's extension, else by its first character."""
+    name = p.name.lower()
+    if name.endswith(".json"):
+        series = _read_json(fh, str(p), loss_column)
+        return _with_model_config(series, p.parent) if series.format == "trainer_state" else series
+    if name.endswith((".jsonl", ".ndjson")):
+        return read_jsonl(fh, str(p), loss_column)
+    if name.endswith((".csv", ".tsv")):
+        return read_csv(fh, str(p), "lightning" if name == "metrics.csv" else "csv", loss_column)
+    first = fh.read(1)
+    while first and first.isspace():
+        first = fh.read(1)
+    fh.seek(0)
+    if first == "{":
+        return _json_or_jsonl(fh, str(p), loss_column)
+    return read_csv(fh, str(p), loss_column=loss_column)
+
+
+def _json_or_jsonl(fh: TextIO, source: str, loss_column: str | None) -> Series:
     """A ``{``-file without a telling extension: a trainer_state (one document with a log_history)
     or JSON lines. Peeks at the start and rewinds, so nothing is read twice."""
     head = fh.read(1 << 16)
     fh.seek(0)
     if '"log_history"' in head or '"history"' in head:
-        return _read_json(fh, source)
-    return read_jsonl(fh, source)
+        return _read_json(fh, source, loss_column)
+    return read_jsonl(fh, source, loss_column)
 
 
-def _read_dir(p: Path) -> Series:
+def _read_dir(p: Path, loss_column: str | None) -> Series:
     if (p / "run.json").is_file():  # an lrpilot fit or tune run directory
-        return _read(p / "run.json")
+        return _read(p / "run.json", loss_column)
     states = sorted(p.glob("trainer_state.json")) or sorted(
         p.glob("checkpoint-*/trainer_state.json"), key=lambda q: _checkpoint_number(q.parent.name)
     )
     if states:
-        return _read(states[-1])
+        return _read(states[-1], loss_column)
     metrics = sorted(p.glob("metrics.csv")) or sorted(p.glob("**/metrics.csv"), key=lambda q: q.stat().st_mtime)
     if metrics:
-        return _read(metrics[-1])
+        return _read(metrics[-1], loss_column)
     events = sorted(p.glob("events.out.tfevents.*")) or sorted(p.glob("**/events.out.tfevents.*"))
     if events:
         parent = events[-1].parent
-        return read_tensorboard(sorted(parent.glob("events.out.tfevents.*")), str(parent))
+        return read_tensorboard(sorted(parent.glob("events.out.tfevents.*")), str(parent), loss_column)
     logs = sorted(p.glob("*.jsonl")) + sorted(p.glob("*.csv"))
     if len(logs) == 1:
-        return _read(logs[0])
+        return _read(logs[0], loss_column)
     raise DoctorInputError(
         f"{p}: found no log here: expected lrpilot's run.json, trainer_state.json (or "
         "checkpoint-*/trainer_state.json), a Lightning metrics.csv, TensorBoard events.out.tfevents.* files, "

@@ -3,7 +3,9 @@
 Readers hand rows to a `SeriesBuilder`, which stores them compactly as they stream in (8 bytes a
 value, so a log of millions of rows is not held twice as Python objects) and, at the end, sorts by
 step, keeps the last row of a repeated step (a run resumed from an earlier checkpoint rewrites those
-steps), and writes down everything it fixed as a note the diagnosis prints.
+steps), and writes down everything it fixed as a note the diagnosis prints. A step that went back
+is told apart by what follows it (`order_notes`): a stray row or two (a swapped pair, a duplicated
+row) is not a resumed run, and a log that starts again from its first step holds two runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DoctorInputError", "Series", "SeriesBuilder"]
+__all__ = ["STRAY_ROWS", "DoctorInputError", "Series", "SeriesBuilder", "order_notes"]
+
+STRAY_ROWS = 2
+"""A step that goes back and is left again within this many rows is a stray (a swapped pair, a
+row written twice), not a resumed run: a resume rewrites the steps since its checkpoint."""
 
 
 class DoctorInputError(ValueError):
@@ -37,7 +43,9 @@ class Series:
         grad_norm: the gradient norm per step (None: never logged); `grad_logged` tells a logged
             NaN (a non-finite gradient) from a step without a grad norm.
         eval_steps, eval_loss: evaluation losses, if any.
-        resumes: steps at which the log starts again from an earlier step (a resumed run).
+        resumes: steps at which the log goes back to an earlier step and carries on from there (a
+            resumed run); not a stray row logged out of order, nor a second run appended from the
+            log's first step (the notes say what those were).
         source, format: where it came from and which reader read it.
         notes: what the reader had to fix or skip, for the person reading the diagnosis.
         classes: the task's classes or vocabulary where the log records them (lrpilot's run.json,
@@ -121,10 +129,11 @@ class SeriesBuilder:
         self._gn_ok = array("b")
         self._eval_steps = array("q")
         self._eval = array("d")
-        self._resumes: list[int] = []
-        self._last = -math.inf
+        self._lr_only_steps = array("q")
+        self._lr_only = array("d")
         self.skipped: dict[str, int] = {}
         self.notes: list[str] = []
+        self.no_loss_hint = ""
 
     def skip(self, why: str) -> None:
         """Count a row that could not be used, by reason (reported once per reason)."""
@@ -139,7 +148,9 @@ class SeriesBuilder:
         grad_norm: Any = None,
         eval_loss: Any = None,
     ) -> None:
-        """One log row. Values may be numbers or strings; blanks are "not logged"."""
+        """One log row. Values may be numbers or strings; blanks are "not logged". A row with an LR
+        but no loss (Lightning's LearningRateMonitor writes its own rows) gives the LR of the loss
+        rows at its step that have none."""
         s = _number(step)
         if s is None or not math.isfinite(s) or abs(s) > 2**62:
             self.skip("no usable step number")
@@ -156,10 +167,8 @@ class SeriesBuilder:
         if value is None:
             if loss is not None and not (isinstance(loss, str) and not loss.strip()):
                 self.skip("a loss that is not a number")
+            self._add_lr_only(step_i, lr)
             return
-        if step_i < self._last:
-            self._resumes.append(step_i)
-        self._last = step_i
         self._steps.append(step_i)
         self._loss.append(value)
         lr_v = _number(lr)
@@ -168,11 +177,41 @@ class SeriesBuilder:
         self._gn.append(math.nan if g is None else g)
         self._gn_ok.append(0 if g is None else 1)
 
+    def _add_lr_only(self, step: int, lr: Any) -> None:
+        value = _number(lr)
+        if value is not None and math.isfinite(value) and value >= 0:
+            self._lr_only_steps.append(step)
+            self._lr_only.append(value)
+
+    def _lr_filled(self) -> array[float] | Floats:
+        """The LR of each loss row, taken from the LR-only row at its step where it has none."""
+        if not self._lr_only:
+            return self._lr
+        lr = np.frombuffer(self._lr, dtype=np.float64).copy()
+        at = np.frombuffer(self._steps, dtype=np.int64)
+        known = np.frombuffer(self._lr_only_steps, dtype=np.int64)
+        order = np.argsort(known, kind="stable")
+        known, values = known[order], np.frombuffer(self._lr_only, dtype=np.float64)[order]
+        pos = np.minimum(np.searchsorted(known, at, side="right") - 1, known.size - 1)
+        hit = (pos >= 0) & (known[np.maximum(pos, 0)] == at) & np.isnan(lr)
+        lr[hit] = values[pos[hit]]
+        return lr
+
+    def _no_loss_error(self) -> DoctorInputError:
+        if self._eval:
+            ev = np.frombuffer(self._eval_steps, dtype=np.int64)
+            return DoctorInputError(
+                f"{self.source}: the log has evaluation losses only ({ev.size} at steps {ev.min()}–{ev.max()}), no "
+                "training loss: the doctor judges the training loss logged every few steps, which the "
+                f"evaluations are too sparse and too smooth to stand in for{self.no_loss_hint}"
+            )
+        found = f" ({self._skipped_text()})" if self.skipped else ""
+        return DoctorInputError(f"{self.source}: no training loss values found{found}{self.no_loss_hint}")
+
     def build(self) -> Series:
         """Sort, de-duplicate (the last row of a step wins), check, and note what was fixed."""
         if not self._steps:
-            found = f" ({self._skipped_text()})" if self.skipped else ""
-            raise DoctorInputError(f"{self.source}: no training loss values found{found}")
+            raise self._no_loss_error()
         steps = np.frombuffer(self._steps, dtype=np.int64)
         keep: npt.NDArray[np.intp] | None = None
         if steps.size > 1 and not bool(np.all(steps[1:] > steps[:-1])):
@@ -181,24 +220,20 @@ class SeriesBuilder:
             _, first_in_reversed = np.unique(steps[::-1], return_index=True)
             keep = steps.size - 1 - first_in_reversed
 
-        def take(values: array[Any], dtype: type) -> Any:
+        def take(values: array[Any] | npt.NDArray[Any], dtype: type) -> Any:
             # A view of the builder's buffer when nothing moves (the usual, sorted log): no copy.
-            out: Any = np.frombuffer(values, dtype=dtype)
+            out: Any = values if isinstance(values, np.ndarray) else np.frombuffer(values, dtype=dtype)
             return out if keep is None else out[keep]
 
         notes = list(self.notes)
-        duplicates = 0 if keep is None else steps.size - keep.size
-        if self._resumes:
-            notes.append(
-                f"the log goes back to an earlier step {len(self._resumes)} time(s) (first at step "
-                f"{self._resumes[0]}): a resumed run; sorted by step"
-            )
-        if duplicates:
-            notes.append(f"{duplicates} repeated step(s): kept the last value written for each")
+        resumes: tuple[int, ...] = ()
+        if keep is not None:
+            order, resumes = order_notes(steps, keep)
+            notes.extend(order)
         if self.skipped:
             notes.append(f"skipped {self._skipped_text()}")
         loss = take(self._loss, np.float64)
-        lr = take(self._lr, np.float64)
+        lr = take(self._lr_filled(), np.float64)
         gn = take(self._gn, np.float64)
         gn_ok = take(self._gn_ok, np.int8).astype(bool)
         bad = int(np.sum(~np.isfinite(loss)))
@@ -214,7 +249,7 @@ class SeriesBuilder:
             grad_logged=gn_ok if gn_ok.any() else None,
             eval_steps=ev_steps[ev_order],
             eval_loss=np.frombuffer(self._eval, dtype=np.float64)[ev_order].copy(),
-            resumes=tuple(self._resumes),
+            resumes=resumes,
             source=self.source,
             format=self.format,
             notes=tuple(notes),
@@ -222,3 +257,78 @@ class SeriesBuilder:
 
     def _skipped_text(self) -> str:
         return ", ".join(f"{n} row(s) with {why}" for why, n in self.skipped.items())
+
+
+def order_notes(steps: npt.NDArray[np.int64], keep: npt.NDArray[np.intp]) -> tuple[list[str], tuple[int, ...]]:
+    """What a log whose steps do not only go up did, in words, and the steps of its real resumes.
+
+    `steps`: the loss rows' steps as written; `keep`: the rows kept (the last of each step). Each
+    step that goes back is judged by what follows it: left again within `STRAY_ROWS` rows, a stray
+    (out of order, or a repeat of a step already written); carrying on from the log's first step
+    or before it, a second run appended; carrying on from any other earlier step, a resumed run.
+    """
+    back = np.flatnonzero(steps[1:] < steps[:-1]) + 1
+    ends = np.append(back[1:], steps.size)
+    peak = np.maximum.accumulate(steps)
+    _, first_seen, inverse = np.unique(steps, return_index=True, return_inverse=True)
+    repeat = first_seen[inverse] != np.arange(steps.size)
+    strays: list[int] = []
+    resumes: list[int] = []
+    restarts: list[int] = []
+    for i, end in zip(back.tolist(), ends.tolist(), strict=True):
+        covered = int(np.searchsorted(steps[i:end], peak[i - 1], side="right"))
+        if covered <= STRAY_ROWS:
+            strays.extend(range(i, i + covered))
+        elif steps[i] <= steps[0]:
+            restarts.append(i)
+        else:
+            resumes.append(i)
+    notes = _stray_notes(steps, strays, repeat)
+    if resumes:
+        i = resumes[0]
+        notes.append(
+            f"the log goes back to an earlier step and carries on {len(resumes)} time(s) (first from step "
+            f"{steps[i - 1]} to step {steps[i]}): a resumed run; sorted by step"
+        )
+    if restarts:
+        notes.append(_restart_note(steps, restarts, keep))
+    repeated = int(repeat.sum()) - int(repeat[strays].sum())
+    if repeated and not restarts:  # the restart's note counts what it replaced
+        notes.append(f"{repeated} repeated step(s): kept the last value written for each")
+    return notes, tuple(int(steps[i]) for i in resumes)
+
+
+def _stray_notes(steps: npt.NDArray[np.int64], strays: list[int], repeat: npt.NDArray[np.bool_]) -> list[str]:
+    """Notes on the stray rows: those out of order, and those repeating a step written before."""
+    notes = []
+    moved = [i for i in strays if not repeat[i]]
+    again = [i for i in strays if repeat[i]]
+    if moved:
+        i = moved[0]
+        notes.append(
+            f"{len(moved)} row(s) logged out of step order (first: step {steps[i]} after step {steps[i - 1]}); "
+            "sorted by step"
+        )
+    if again:
+        i = again[0]
+        notes.append(
+            f"{len(again)} row(s) repeat a step already logged (first: step {steps[i]} again, after step "
+            f"{steps[i - 1]}): kept the last value written for each"
+        )
+    return notes
+
+
+def _restart_note(steps: npt.NDArray[np.int64], restarts: list[int], keep: npt.NDArray[np.intp]) -> str:
+    """Two (or more) runs appended into one file: which rows of the earlier ones the later replaced."""
+    last = restarts[-1]
+    dropped = np.ones(steps.size, dtype=bool)
+    dropped[keep] = False
+    replaced = int(dropped[:last].sum())
+    later_end = int(steps[last:].max())
+    earlier_end = int(steps[:last].max())
+    tail = f"; steps {later_end + 1}–{earlier_end} are still the earlier run's" if earlier_end > later_end else ""
+    return (
+        f"the log starts again from its first step {len(restarts)} time(s) (first: step {steps[restarts[0]]} "
+        f"after step {steps[restarts[0] - 1]}): runs appended into one file? Read as one run, the later rows win: "
+        f"{replaced} row(s) of the earlier run(s) were dropped{tail}; split the file to diagnose each run"
+    )
