@@ -259,3 +259,12 @@ def test_a_loss_rising_past_chance_diverged_and_is_not_stuck() -> None:
     assert d.verdict == "diverged"
     assert not any("stuck" in f.message for f in d.findings)
     assert d.findings[-1].kind == "divergence" or max(d.findings, key=lambda f: int(f.end or 0)).kind == "divergence"
+
+
+def test_examine_takes_the_loss_column_read_does(tmp_path: Path) -> None:
+    path = tmp_path / "run.csv"
+    rows = "\n".join(f"{i},{2.3 - 0.002 * i},0.001" for i in range(200))
+    path.write_text("step,objective,lr\n" + rows + "\n", encoding="utf-8")
+    series, d = examine(path, loss_column="objective")
+    assert len(series) == 200
+    assert d.verdict == "healthy"

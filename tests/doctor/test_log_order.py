@@ -92,3 +92,13 @@ def test_a_fully_shuffled_log_reads_fast_and_only_as_strays_or_resumes(tmp_path:
     series = read(write_steps(tmp_path / "log.csv", steps.tolist()))
     assert series.steps.tolist() == list(range(1, 20_001))
     assert series.notes
+
+
+def test_a_step_repeated_in_place_is_a_repeat_not_a_crash(tmp_path: Path) -> None:
+    """Found by the fuzz test: ``step,loss / 0,0 / 0,0`` never goes back, it only repeats."""
+    path = tmp_path / "run.csv"
+    path.write_text("step,loss\n0,0.5\n0,0.4\n1,0.3\n", encoding="utf-8")
+    series = read(path)
+    assert series.steps.tolist() == [0, 1]
+    assert series.loss.tolist() == [0.4, 0.3]
+    assert any("1 repeated step(s)" in note or "repeat a step" in note for note in series.notes)

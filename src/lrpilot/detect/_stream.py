@@ -365,11 +365,12 @@ def _flat_start(s: DetectState, step: int, sigma: float | None) -> Finding | Non
         return None
     current = float(median(s.recent))
     drop = (initial - current) / max(abs(initial), c.abs_floor)
-    noise = sigma if sigma is not None else float(np.std(s.recent))
     start = float(median(s.first[:3]))  # before an early blow-up, which lifts the median of them all
     rose = _rose(c, start, current)
     if ((drop >= c.flat_rel or s.rise_run) and not rose) or s.osc_run:
         return None  # falling; rising, which the divergence test reads; or flat because it bounces (LR too high)
+    with np.errstate(over="ignore", invalid="ignore"):  # losses near the float limit: an infinite spread
+        noise = sigma if sigma is not None else float(np.std(s.recent))
     # "Clearly lower before": 5× the flat threshold (10 % by default) and 4 sigmas, far beyond what
     # the minimum of many noisy short medians of a flat loss reaches by chance.
     was_lower = math.isfinite(s.best) and current - s.best > max(5.0 * c.flat_rel * abs(current), 4.0 * noise)

@@ -181,8 +181,13 @@ def _clipped(norms: list[float | None] | None, clip: float | None) -> list[float
 
 
 def examine(
-    path: str | Path, config: DetectConfig | None = None, *, max_grad_norm: float | None = None
+    path: str | Path,
+    config: DetectConfig | None = None,
+    *,
+    max_grad_norm: float | None = None,
+    loss_column: str | None = None,
 ) -> tuple[Series, Diagnosis]:
-    """`read` then `diagnose`: the doctor in one call."""
-    series = read(path)
+    """`read` then `diagnose`: the doctor in one call (`loss_column`: the training loss's column or
+    tag where the log names it otherwise, as `read` takes it)."""
+    series = read(path, loss_column=loss_column)
     return series, diagnose(series, config, max_grad_norm=max_grad_norm)

@@ -267,8 +267,8 @@ def order_notes(steps: npt.NDArray[np.int64], keep: npt.NDArray[np.intp]) -> tup
     (out of order, or a repeat of a step already written); carrying on from the log's first step
     or before it, a second run appended; carrying on from any other earlier step, a resumed run.
     """
-    back = np.flatnonzero(steps[1:] < steps[:-1]) + 1
-    ends = np.append(back[1:], steps.size)
+    back = np.flatnonzero(steps[1:] < steps[:-1]) + 1  # may be none: repeats of the last step only
+    ends = np.append(back[1:], steps.size)[: back.size]
     peak = np.maximum.accumulate(steps)
     _, first_seen, inverse = np.unique(steps, return_index=True, return_inverse=True)
     repeat = first_seen[inverse] != np.arange(steps.size)
