@@ -50,6 +50,17 @@ def test_bad_options_exit_2_with_a_message(args: list[str], message: str) -> Non
     assert message in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize("option", ["--audit", "--plot"])
+def test_a_directory_as_an_output_file_is_refused_before_training(option: str, tmp_path: Path) -> None:
+    """The write would fail after both runs had trained, with a traceback: refused up front, one line."""
+    result = runner.invoke(app, ["guard", "--inject", "nan", option, f"{tmp_path}/"])
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert f"guard: {option} expects a file path, got the directory {tmp_path}: name a file" in message
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("task", "chance"), [("digits", math.log(10)), ("shakespeare", math.log(65))])
 def test_the_guard_knows_the_tasks_chance_level_as_fit_does(task: str, chance: float) -> None:
     """A loss back at chance after the model had learned is a collapse (`DetectConfig.learned_rel`)."""

@@ -125,7 +125,22 @@ def test_rules_lists_every_rule_with_its_source() -> None:
         (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "-b", "0"], "batch_size must be an integer in [1, ∞]"),
         (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--ref-batch-size", "8"], "needs ref_lr"),
         (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "-f", "hff"], "(did you mean 'hf'?)"),
-        (["recommend", "-p", "7B", "-m", "full", "-n", "10", "-f", "torchtune"], "use recommend(..., decay='cosine')"),
+        (
+            ["recommend", "-p", "7B", "-m", "full", "-n", "10", "-f", "torchtune"],
+            "use --decay cosine for a cosine decay",
+        ),
+        (
+            shlex.split("recommend -p 7B -m pretraining --tokens 2B -b 8 --seq-len 4096 -n 100"),
+            "steps=100 and tokens='2B' disagree: 2B tokens at batch_size 8 × seq_len 4,096 (32,768 tokens a step) "
+            "make 61,035.2 steps",
+        ),
+        (["recommend", "-p", "7", "-m", "lora", "-n", "10"], "params='7' is 7 parameters, below the minimum of 1,000"),
+        (["recommend", "-p", "7", "-m", "lora", "-n", "10"], "did you mean 7B or 7M?"),
+        (
+            ["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--epochs", "3"],
+            "--epochs 3 has no effect with --format",
+        ),
+        (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--optimizer", "lion_8bit"], "has no sourced LR rule"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(args: list[str], message: str) -> None:
@@ -133,3 +148,55 @@ def test_bad_input_exits_2_with_a_clear_message(args: list[str], message: str) -
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_torchtune_refusal_names_the_floor_and_cli_options_not_python() -> None:
+    """-p 1B -m pretraining is already cosine: its floor is what torchtune cannot run."""
+    result = runner.invoke(app, ["recommend", "-p", "1B", "-m", "pretraining", "-n", "100", "-f", "torchtune"])
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "keeps a floor of 10 % of the peak" in message
+    assert "use --format pytorch" in message
+    assert "recommend(" not in message.replace("recommend --format", "")
+    assert "--decay" not in message
+
+
+@pytest.mark.parametrize(
+    ("fmt", "optimizer", "expected"),
+    [("hf", "paged_adamw_8bit", "paged_adamw_8bit"), ("trl", "adamw_torch_fused", "adamw_torch_fused")],
+)
+def test_hf_formats_carry_the_optimizer(fmt: str, optimizer: str, expected: str) -> None:
+    result = runner.invoke(
+        app, ["recommend", "-p", "7B", "-m", "qlora", "-n", "1000", "--optimizer", optimizer, "-f", fmt]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["optim"] == expected
+
+
+def test_axolotl_and_the_table_carry_the_optimizer() -> None:
+    yaml = pytest.importorskip("yaml")
+    args = ["recommend", "-p", "7B", "-m", "qlora", "-n", "1000", "--optimizer", "adamw_8bit"]
+    result = runner.invoke(app, [*args, "-f", "axolotl"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout)["optimizer"] == "adamw_8bit"
+    table = runner.invoke(app, args)
+    assert "qlora · 7,000,000,000 parameters · adamw_8bit (adamw rules) · 1,000 steps" in table.output
+
+
+def test_llama_cpp_states_its_fallback_on_stderr() -> None:
+    args = ["recommend", "-p", "7B", "-m", "qlora", "-n", "1000", "--optimizer", "paged_adamw_8bit", "-f", "llama-cpp"]
+    result = runner.invoke(app, [*args, "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert shlex.split(result.stdout) == ["--learning-rate", "0.0001", "--optimizer", "adamw", "--epochs", "2"]
+    assert (
+        "note: llama-finetune has only the optimizers adamw and sgd: paged_adamw_8bit is exported as --optimizer adamw"
+        in (" ".join(result.stderr.split()))
+    )
+
+
+def test_sft_is_full_fine_tuning_and_the_table_says_so() -> None:
+    result = runner.invoke(app, ["recommend", "-p", "7B", "-m", "sft", "-n", "1000"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "full · 7,000,000,000 parameters" in text
+    assert "note: method 'sft' read as full fine-tuning (all weights trained)" in text

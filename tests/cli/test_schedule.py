@@ -54,6 +54,9 @@ def test_json_spec_is_accepted() -> None:
         ("cosin(peak=1e-3)", "did you mean 'cosine'"),
         ("cosine(peak=-1, warmup_steps=2)", "peak must be a finite number > 0, got -1"),
         ("cosine(peak=1e-3, warmup_steps=20000)", "warmup_steps must be an integer in [0, 10000], got 20000"),
+        ("wsd(peak=1e-3, decay_shape=sqrt)", "wsd.decay_shape: strings need quotes: write decay_shape='sqrt'"),
+        ("cosine(peak=nan)", "cosine: peak must be a finite number > 0, got nan"),
+        ("cosine(peak=1e-2, warmup_steps=10, warmup_shape='exp')", "warmup_start must be in (0, peak=0.01], got 0.0"),
     ],
 )
 def test_bad_specs_exit_2_with_the_message_and_no_traceback(spec: str, message: str) -> None:
@@ -61,6 +64,33 @@ def test_bad_specs_exit_2_with_the_message_and_no_traceback(spec: str, message: 
     assert result.exit_code == 2
     assert message in " ".join(result.stderr.split())
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("spec", ["cosine(peak=1e-3)", "constant(peak=1e-3)"])
+def test_steps_below_one_are_named_as_the_option(spec: str) -> None:
+    """--steps fills total_steps: its error names --steps, not a parameter the user never wrote."""
+    result = runner.invoke(app, ["schedule", spec, "-n", "0"])
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "schedule: --steps must be ≥ 1 (the run's length in optimizer steps), got 0" in message
+    assert "key_points" not in message
+    assert "total_steps" not in message
+
+
+def test_one_cycle_for_the_run_lints_clean() -> None:
+    """torch's OneCycleLR convention ends at step total_steps - 1, the run's last step."""
+    result = runner.invoke(app, ["schedule", "one_cycle(peak=0.01)", "-n", "1000", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["warnings"] == []
+    short = runner.invoke(app, ["schedule", "one_cycle(peak=0.01, total_steps=500)", "-n", "1000", "--json"])
+    assert [w["code"] for w in json.loads(short.stdout)["warnings"]] == ["horizon-mismatch"]
+
+
+def test_a_directory_as_the_plot_file_is_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["schedule", "-n", "1000", "--plot", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"schedule: --plot expects a file path, got the directory {tmp_path}" in " ".join(result.stderr.split())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_version_and_help_through_the_console_script() -> None:

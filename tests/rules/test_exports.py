@@ -14,7 +14,9 @@ import pytest
 from lrpilot.integrations.transformers import from_training_args
 from lrpilot.rules import (
     FORMATS,
+    OPTIMIZER_NAMES,
     Recommendation,
+    export_notes,
     recommend,
     to_axolotl,
     to_hf,
@@ -22,6 +24,7 @@ from lrpilot.rules import (
     to_pytorch,
     to_torchtune,
     to_trl,
+    torchtune_blockers,
 )
 from lrpilot.rules._exports import _yaml_float
 
@@ -48,6 +51,7 @@ def test_hf_kwargs_build_training_arguments(name: str, tmp_path: Path) -> None:
     assert args.max_steps == rec.total_steps
     assert args.warmup_steps == rec.warmup_steps
     assert str(getattr(args.optim, "value", args.optim)) == ("sgd" if rec.setup.optimizer == "sgd" else "adamw_torch")
+    assert args.weight_decay == 0.0  # Adam is AdamW without it; to_hf says so for Adam
     # The Trainer's schedule is the recommendation's, with Hugging Face's warmup from 0.
     rebuilt = from_training_args(args)
     expected = dataclasses.replace(rec.schedule, warmup_offset=0.0)  # type: ignore[type-var]
@@ -125,14 +129,27 @@ def test_torchtune_overrides_for_a_cosine_run() -> None:
     assert "optimizer.momentum=0.9" in sgd
 
 
-@pytest.mark.parametrize(("name", "what"), [("full", "linear"), ("pretraining", "floor_ratio=0.1")])
-def test_torchtune_refuses_what_its_scheduler_cannot_run(name: str, what: str) -> None:
-    with pytest.raises(
-        ValueError, match=r"torchtune's only built-in LR scheduler is get_cosine_schedule_with_warmup"
-    ) as e:
-        to_torchtune(CASES[name])
-    assert what in str(e.value)
-    assert "decay='cosine'" in str(e.value)
+def test_torchtune_refuses_a_linear_decay_and_names_the_cosine_option() -> None:
+    assert torchtune_blockers(CASES["full"]) == {"decay": "has a linear decay"}
+    with pytest.raises(ValueError, match=r"torchtune's only built-in LR scheduler \(get_cosine_schedule") as e:
+        to_torchtune(CASES["full"])
+    assert "linear(peak=" in str(e.value)
+    assert "has a linear decay" in str(e.value)
+    assert "recommend(..., decay='cosine')" in str(e.value)
+
+
+def test_torchtune_refuses_pretrainings_floor_by_name_not_its_decay() -> None:
+    """A cosine pretraining run is blocked by its 10 % floor only: decay='cosine' would not help."""
+    rec = recommend("1B", "pretraining", steps=100)
+    assert list(torchtune_blockers(rec)) == ["floor"]
+    with pytest.raises(ValueError) as e:  # noqa: PT011 - the fragments below are the match
+        to_torchtune(rec)
+    message = str(e.value)
+    assert "keeps a floor of 10 % of the peak (2.23e-05)" in message
+    assert "to_pytorch(rec)" in message
+    assert "decay=" not in message
+    both = recommend("1B", "pretraining", steps=100, decay="linear")
+    assert list(torchtune_blockers(both)) == ["decay", "floor"]
 
 
 def test_torchtune_takes_a_cosine_full_fine_tuning_run() -> None:
@@ -230,3 +247,103 @@ def test_pytorch_code_runs_a_wsd_schedule_exactly(decay_shape: str) -> None:
     seen = _run_pytorch(rec, torch.nn.Linear(4, 2))
     assert [lrs[0] for lrs in seen] == pytest.approx([wsd(s) for s in range(len(seen))], rel=1e-12)
     assert "DECAY_START = 200" in to_pytorch(rec)
+
+
+# --- the optimizer asked for, in every export --------------------------------------------------
+
+_TORCHTUNE = {
+    "adamw": ["optimizer._component_=torch.optim.AdamW"],
+    "adam": ["optimizer._component_=torch.optim.Adam"],
+    "sgd": ["optimizer._component_=torch.optim.SGD", "optimizer.momentum=0.9"],
+    "adamw_torch": ["optimizer._component_=torch.optim.AdamW"],
+    "adamw_torch_fused": ["optimizer._component_=torch.optim.AdamW", "optimizer.fused=True"],
+    "adamw_8bit": ["optimizer._component_=bitsandbytes.optim.AdamW8bit"],
+    "adamw_bnb_8bit": ["optimizer._component_=bitsandbytes.optim.AdamW8bit"],
+    "paged_adamw_8bit": ["optimizer._component_=bitsandbytes.optim.PagedAdamW8bit"],
+    "paged_adamw_32bit": ["optimizer._component_=bitsandbytes.optim.PagedAdamW"],
+}
+_HF = {"adamw": "adamw_torch", "adam": "adamw_torch"}
+
+
+def _with(name: str) -> Recommendation:
+    return recommend("7B", "qlora", optimizer=name, batch_size=16, steps=200)
+
+
+def test_every_optimizer_name_has_every_exports_spelling() -> None:
+    assert set(_TORCHTUNE) == set(OPTIMIZER_NAMES)
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_hf_and_trl_carry_the_optimizer_and_training_arguments_accept_it(name: str, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    rec = _with(name)
+    kwargs = to_hf(rec)
+    assert kwargs["optim"] == _HF.get(name, name)
+    assert to_trl(rec) == kwargs
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), **kwargs)
+    assert str(getattr(args.optim, "value", args.optim)) == _HF.get(name, name)
+    assert args.learning_rate == rec.peak_lr
+
+
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning")  # SFTConfig's own default
+def test_trl_sft_config_takes_a_paged_8bit_optimizer(tmp_path: Path) -> None:
+    trl = pytest.importorskip("trl")
+    config = trl.SFTConfig(output_dir=str(tmp_path), bf16=False, **to_trl(_with("paged_adamw_8bit")))
+    assert str(getattr(config.optim, "value", config.optim)) == "paged_adamw_8bit"
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_axolotl_and_torchtune_carry_the_optimizer(name: str) -> None:
+    yaml = pytest.importorskip("yaml")
+    rec = _with(name)
+    assert yaml.safe_load(to_axolotl(rec))["optimizer"] == _HF.get(name, name)
+    overrides = to_torchtune(rec)
+    expected = _TORCHTUNE[name]
+    assert overrides[: len(expected) + 1] == [expected[0], f"optimizer.lr={rec.peak_lr!r}", *expected[1:]]
+
+
+def test_axolotl_adam_is_adamw_without_weight_decay() -> None:
+    yaml = pytest.importorskip("yaml")
+    config = yaml.safe_load(to_axolotl(_with("adam")))
+    assert (config["optimizer"], config["weight_decay"]) == ("adamw_torch", 0.0)
+    assert "weight_decay" not in yaml.safe_load(to_axolotl(_with("adamw")))
+
+
+@pytest.mark.parametrize("name", ["adamw_torch", "adamw_torch_fused"])
+def test_pytorch_code_runs_a_torch_implementation_exactly(name: str) -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    rec = _with(name)
+    seen = _run_pytorch(rec, torch.nn.Linear(4, 2))
+    assert [lrs[0] for lrs in seen] == pytest.approx([rec.schedule(s) for s in range(len(seen))], rel=1e-12)
+    assert ("fused=True" in to_pytorch(rec)) is (name == "adamw_torch_fused")
+
+
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("adamw_8bit", "optimizer = bitsandbytes.optim.AdamW8bit(params, lr=PEAK_LR)"),
+        ("paged_adamw_8bit", "optimizer = bitsandbytes.optim.PagedAdamW8bit(params, lr=PEAK_LR)"),
+        ("paged_adamw_32bit", "optimizer = bitsandbytes.optim.PagedAdamW(params, lr=PEAK_LR)"),
+    ],
+)
+def test_pytorch_code_imports_bitsandbytes_for_its_optimizers(name: str, line: str) -> None:
+    code = to_pytorch(_with(name))
+    compile(code, "<to_pytorch>", "exec")
+    assert f"import bitsandbytes  # {name}\n" in code
+    assert line in code.splitlines()
+    assert f"qlora, 7B parameters, {name} (adamw rules)" in code
+    assert "import bitsandbytes" not in to_pytorch(_with("adamw"))
+
+
+def test_llama_cpp_states_its_optimizer_fallback() -> None:
+    assert to_llama_cpp(_with("paged_adamw_8bit"))[2:] == ["--optimizer", "adamw"]
+    notes = export_notes(_with("paged_adamw_8bit"), "llama-cpp")
+    assert (
+        "llama-finetune has only the optimizers adamw and sgd: paged_adamw_8bit is exported as --optimizer adamw"
+        in notes
+    )
+    assert not any("only the optimizers" in n for n in export_notes(_with("adamw"), "llama-cpp"))
+    assert any("no momentum" in n for n in export_notes(_with("sgd"), "llama-cpp"))
+    for fmt in ("hf", "trl", "axolotl", "torchtune", "pytorch"):
+        assert export_notes(_with("paged_adamw_8bit"), fmt) == []

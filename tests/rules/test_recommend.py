@@ -17,6 +17,7 @@ from lrpilot.rules import (
     BAND_FACTOR,
     LORA_PLUS_RATIO,
     METHODS,
+    OPTIMIZER_NAMES,
     OPTIMIZERS,
     RULES,
     Recommendation,
@@ -75,7 +76,7 @@ def test_sgd_presets_scale_from_goyals_batch_of_256() -> None:
 def test_deepseek_lr_is_moved_from_its_batch_to_yours_by_the_square_root() -> None:
     tokens = "2B"
     law = recommend("135M", "pretraining", tokens=tokens, steps=1000)
-    yours = recommend("135M", "pretraining", tokens=tokens, batch_size=16, seq_len=1024, steps=1000)
+    yours = recommend("135M", "pretraining", tokens=tokens, batch_size=16, seq_len=1024)  # its steps: 122,071
     b_opt = 0.2920 * (6 * 135e6 * 2e9) ** 0.3271
     assert yours.peak_lr == pytest.approx(law.peak_lr * math.sqrt(16 * 1024 / b_opt), rel=2e-3)
     assert "sqrt-batch" in [r.rule for r in yours.reasons]
@@ -209,6 +210,24 @@ def test_decay_override() -> None:
     assert [r.rule for r in rec.reasons][1:3] == ["linear-finetuning", "decay-choice"]
 
 
+def test_steps_that_disagree_with_the_tokens_are_refused() -> None:
+    """The peak comes from the tokens (DeepSeek's compute law), the schedule from the steps: both must
+    describe the same run."""
+    setup = {"tokens": "2B", "batch_size": 8, "seq_len": 4096}
+    with pytest.raises(ValueError) as raised:  # noqa: PT011 - the fragments below are the match
+        recommend("7B", "pretraining", steps=100, **setup)  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert "\n" not in message
+    for fragment in ("steps=100 and tokens='2B' disagree", "batch_size 8 × seq_len 4,096", "61,035.2 steps"):
+        assert fragment in message
+    # Either rounding of 61,035.2 is the same run; the tokens alone give the schedule's length.
+    assert recommend("7B", "pretraining", steps=61035, **setup).total_steps == 61035  # type: ignore[arg-type]
+    assert recommend("7B", "pretraining", steps=61036, **setup).total_steps == 61036  # type: ignore[arg-type]
+    assert recommend("7B", "pretraining", **setup).total_steps == 61036  # type: ignore[arg-type]
+    # Without batch_size and seq_len the tokens imply no step count, so nothing can disagree.
+    assert recommend("7B", "pretraining", steps=100, tokens="2B").total_steps == 100
+
+
 def test_run_length_from_tokens_and_tokens_from_the_run() -> None:
     rec = recommend("135M", "pretraining", tokens="2B", batch_size=32, seq_len=2048)
     assert rec.total_steps == math.ceil(2e9 / (32 * 2048))
@@ -291,6 +310,57 @@ def test_parse_count() -> None:
     assert parse_count("2e9") == 2_000_000_000
     assert parse_count("350k") == 350_000
     assert parse_count(124_439_808) == 124_439_808
+
+
+@pytest.mark.parametrize(("param", "value"), [("params", "7"), ("params", "999"), ("params", "0.5k"), ("tokens", "20")])
+def test_a_size_written_as_text_below_a_thousand_is_refused(param: str, value: str) -> None:
+    """``-p 7`` is a missing suffix, not a 7-parameter model."""
+    kwargs: dict[str, object] = {"params": "1B", "method": "pretraining", "steps": 100, param: value}
+    with pytest.raises(ValueError, match=rf"recommend: {param}='{re.escape(value)}' is .* below the minimum of 1,000"):
+        recommend(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=rf"did you mean {re.escape(value)}B or {re.escape(value)}M\?"):
+        recommend(**kwargs)  # type: ignore[arg-type]
+
+
+def test_counted_sizes_below_a_thousand_are_accepted() -> None:
+    """A number computed in code and a model are counted, not typed: a tiny model is a tiny model."""
+    assert recommend(676, "pretraining", steps=100).setup.params == 676
+    assert recommend("1000", "full", steps=10).setup.params == 1000
+    assert parse_count(7) == 7
+    with pytest.raises(ValueError, match="did you mean 7B or 7M"):
+        parse_count("7")
+
+
+def test_sft_is_read_as_full_fine_tuning_and_says_so() -> None:
+    rec = recommend("7B", "sft", steps=1000)
+    assert rec.setup.method == "full"
+    assert rec.peak_lr == recommend("7B", "full", steps=1000).peak_lr
+    assert any("'sft' read as full fine-tuning" in note and "'lora'" in note for note in rec.notes)
+    assert not any("sft" in note for note in recommend("7B", "full", steps=1000).notes)
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_every_optimizer_name_takes_its_familys_rules(name: str) -> None:
+    rec = recommend("7B", "qlora", optimizer=name, batch_size=16, steps=1000)
+    assert rec.setup.optimizer in OPTIMIZERS
+    assert rec.setup.optimizer_spec.name == name
+    family = recommend("7B", "qlora", optimizer=rec.setup.optimizer, batch_size=16, steps=1000)
+    assert (rec.peak_lr, rec.schedule) == (family.peak_lr, family.schedule)
+    assert rec.setup.optimizer_name == (None if name in OPTIMIZERS else name)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("lion_8bit", "optimizer 'lion_8bit' (Lion) has no sourced LR rule"),
+        ("adafactor", "optimizer 'adafactor' (Adafactor) has no sourced LR rule"),
+        ("paged_adamw_16bit", "got 'paged_adamw_16bit' (did you mean 'paged_adamw_8bit'?)"),
+    ],
+)
+def test_optimizers_without_a_rule_are_refused_with_the_accepted_names(name: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as raised:
+        recommend("7B", "lora", optimizer=name, steps=100)
+    assert "paged_adamw_8bit" in str(raised.value)
 
 
 def test_params_can_be_a_model() -> None:
@@ -401,6 +471,8 @@ def test_every_valid_input_gives_a_finite_positive_recommendation(
     if (method, optimizer) == ("rl", "sgd") and ref is None:
         ref = (1e-5, None)  # the one combination without a sourced preset needs your own LR
     ref_lr, ref_batch = ref if ref is not None else (None, None)
+    if tokens is not None and batch_size is not None and seq_len is not None:
+        steps = max(1, math.ceil(tokens / (batch_size * seq_len)))  # otherwise refused: they must agree
     rec = recommend(
         params,
         method,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lrpilot.schedules import Anneal, Constant, Cosine, Cyclic, Join, Linear, StepDecay, lint
+from lrpilot.schedules import Anneal, Constant, Cosine, Cyclic, Join, Linear, OneCycle, StepDecay, lint
 
 
 def codes(schedule: object, total: int) -> list[str]:
@@ -55,3 +55,20 @@ def test_long_runs_are_sampled_not_enumerated() -> None:
 def test_total_steps_is_checked() -> None:
     with pytest.raises(ValueError, match="total_steps"):
         lint(Constant(peak=1e-3), 0)
+
+
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_one_cycle_ends_on_the_last_step_by_construction(three_phase: bool) -> None:
+    """torch's OneCycleLR(total_steps=N) reaches its final LR at step N - 1, the run's last: no mismatch."""
+    schedule = OneCycle(peak=1e-2, total_steps=1000, three_phase=three_phase)
+    assert schedule.horizon == 999
+    assert lint(schedule, 1000) == []
+
+
+def test_a_schedule_built_for_another_length_still_mismatches() -> None:
+    (short,) = lint(OneCycle(peak=1e-2, total_steps=500), 1000)
+    assert short.code == "horizon-mismatch"
+    assert "the last 501 steps" in short.message
+    assert codes(OneCycle(peak=1e-2, total_steps=2000), 1000) == ["horizon-mismatch"]
+    # A cosine built for 999 steps in a 1000-step run ends one step early: not by construction.
+    assert codes(Cosine(peak=1e-3, total_steps=999), 1000) == ["horizon-mismatch"]

@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from lrpilot.cli._options import output_file
 from lrpilot.cli._output import console, errors_as_messages, print_json
 
 FAULTS = ("none", "nan", "lr-x10", "lr-x100", "bad-batch", "fp16-overflow", "low-lr")
@@ -128,7 +129,9 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
     lr: Annotated[float, typer.Option("--lr", help="Peak LR (default: a good one for the task).")] = 0.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="SST-2 folder for the sst2 tasks.")] = None,
-    audit: Annotated[Path | None, typer.Option("--audit", help="Write the guard's JSONL audit log here.")] = None,
+    audit: Annotated[
+        Path | None, typer.Option("--audit", help="Write the guard's JSONL audit log to this file.")
+    ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the guarded run here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
@@ -138,6 +141,8 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
     with errors_as_messages():
         check.choice("guard", "--task", task, TASKS)
         check.choice("guard", "--inject", inject, FAULTS)
+        output_file("guard", "--audit", audit)
+        output_file("guard", "--plot", plot)
         from lrpilot.tasks import get_task
 
         the_task = get_task(task, data_dir=data_dir)

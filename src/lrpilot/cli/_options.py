@@ -1,6 +1,6 @@
 """Options `lrpilot fit` and `lrpilot tune` share: what to train (a built-in task, or a local
 Hugging Face model and the user's data), declared once so both commands read and document them
-the same way."""
+the same way; and `output_file`, the check every option that writes one file makes."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ __all__ = [
     "PrecisionOption",
     "TaskOption",
     "TaskTypeOption",
+    "output_file",
     "parse_columns",
 ]
 
@@ -95,3 +96,18 @@ def parse_columns(value: str | None, owner: str) -> dict[str, str] | None:
     if not pairs or any(not sep or not role.strip() or not column.strip() for role, sep, column in pairs):
         raise ValueError(f"{owner}: --columns takes ROLE=COLUMN pairs joined by commas (text=sentence), got {value!r}")
     return {role.strip(): column.strip() for role, _, column in pairs}
+
+
+def output_file(owner: str, option: str, path: Path | None) -> Path | None:
+    """`path` for an option that writes one file (``--audit``, ``--plot``), refused up front if it is
+    an existing directory: the write would fail only after the work (a guard run's training) with a
+    traceback. Options that take a directory say so in their name and help (``--out``)."""
+    if path is not None and path.is_dir():
+        raise ValueError(
+            f"{owner}: {option} expects a file path, got the directory {path}: name a file, e.g. "
+            f"{path / _DEFAULT_NAMES.get(option, 'out')}"
+        )
+    return path
+
+
+_DEFAULT_NAMES = {"--audit": "audit.jsonl", "--plot": "plot.png"}

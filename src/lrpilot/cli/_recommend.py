@@ -12,19 +12,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from lrpilot import _validate as check
-from lrpilot.cli._output import console, errors_as_messages, print_json
+from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
 from lrpilot.rules import (
     FORMATS,
+    OPTIMIZER_NAMES,
     RULES,
     Recommendation,
+    export_notes,
     to_axolotl,
     to_hf,
     to_llama_cpp,
     to_pytorch,
     to_torchtune,
     to_trl,
+    torchtune_blockers,
 )
 from lrpilot.rules import recommend as make_recommendation
+from lrpilot.rules._exports import torchtune_refusal
 
 OUTPUTS = ("table", "json", *FORMATS)
 _CONFIDENCE_STYLE = {"high": "green", "medium": "yellow", "low": "red"}
@@ -37,7 +41,14 @@ def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
     method: Annotated[
         str | None, typer.Option("--method", "-m", help="pretraining, full, lora, qlora or rl (dpo, grpo, ...).")
     ] = None,
-    optimizer: Annotated[str, typer.Option("--optimizer", help="adamw, adam or sgd (momentum 0.9).")] = "adamw",
+    optimizer: Annotated[
+        str,
+        typer.Option(
+            "--optimizer",
+            help=f"adamw, adam, sgd (momentum 0.9), or an AdamW by its Hugging Face name: "
+            f"{', '.join(OPTIMIZER_NAMES[3:])}; the exports write it.",
+        ),
+    ] = "adamw",
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", "-b", help="Examples per optimizer step, all devices included.")
     ] = None,
@@ -53,7 +64,12 @@ def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
         str, typer.Option("--format", "-f", help=f"Output: {', '.join(OUTPUTS)}.", show_default=True)
     ] = "table",
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs, for --format llama-cpp.")] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs", help="llama-finetune's --epochs, with --format llama-cpp only (the run's length is --steps)."
+        ),
+    ] = None,
     rules: Annotated[bool, typer.Option("--rules", help="List every rule with its source, and exit.")] = False,
 ) -> None:
     """Recommend a peak LR, its range, schedule, warmup and floor, with the rule and source behind each."""
@@ -65,6 +81,7 @@ def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
         if params is None or method is None:
             missing = " and ".join(f"--{n}" for n, v in (("params", params), ("method", method)) if v is None)
             raise ValueError(f"recommend: {missing} needed (or --rules to list the rules)")
+        _check_epochs(epochs, fmt)
         rec = make_recommendation(
             params,
             method,
@@ -82,11 +99,27 @@ def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
         elif fmt == "json":
             print_json(rec.to_dict())
         else:
-            emit(rec, fmt, epochs=epochs)
+            emit(rec, fmt, epochs=epochs, decay_option="--decay cosine")
 
 
-def emit(rec: Recommendation, fmt: str, *, epochs: int | None = None) -> None:
-    """Print `rec` as one of `FORMATS` (``lrpilot recommend`` and ``lrpilot tune`` share it)."""
+def _check_epochs(epochs: int | None, fmt: str) -> None:
+    """Refuse --epochs where nothing reads it: recommend knows no dataset size to turn epochs into
+    steps, and an option silently ignored reads as if it had set the run's length."""
+    if epochs is not None and fmt != "llama-cpp":
+        raise ValueError(
+            f"recommend: --epochs {epochs} has no effect with --format {fmt}: it is llama-finetune's --epochs (with "
+            "--format llama-cpp only); the run's length is --steps (epochs × optimizer steps per epoch) or --tokens"
+        )
+
+
+def emit(rec: Recommendation, fmt: str, *, epochs: int | None = None, decay_option: str | None = None) -> None:
+    """Print `rec` as one of `FORMATS` (``lrpilot recommend`` and ``lrpilot tune`` share it), and on
+    stderr what the format cannot carry over (`export_notes`). `decay_option` is the command's option
+    that gives a cosine decay, for the torchtune refusal (``lrpilot tune`` has none)."""
+    for note in export_notes(rec, fmt):
+        stderr.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    if fmt == "torchtune" and torchtune_blockers(rec):
+        raise ValueError(_torchtune_refusal(rec, decay_option))
     if fmt in ("hf", "trl"):
         print_json(to_hf(rec) if fmt == "hf" else to_trl(rec))
     elif fmt == "axolotl":
@@ -97,6 +130,17 @@ def emit(rec: Recommendation, fmt: str, *, epochs: int | None = None) -> None:
         typer.echo(shlex.join(to_llama_cpp(rec, epochs=epochs)))
     else:
         typer.echo(to_pytorch(rec), nl=False)
+
+
+def _torchtune_refusal(rec: Recommendation, decay_option: str | None) -> str:
+    """The torchtune refusal with this command's options as the fixes, not the Python API's."""
+    fixes = {
+        "decay": f"{decay_option} for a cosine decay" if decay_option else "--format pytorch (the exact schedule)",
+        "floor": "--format pytorch (the exact schedule as plain PyTorch, for a custom recipe) or --format hf / "
+        "axolotl, which keep the floor",
+        "shape": "--format pytorch (the exact schedule as plain PyTorch, for a custom recipe)",
+    }
+    return torchtune_refusal(rec, [fixes[k] for k in torchtune_blockers(rec)], "recommend --format torchtune")
 
 
 def _print_rules(fmt: str) -> None:
@@ -116,7 +160,8 @@ def _print_table(rec: Recommendation) -> None:
     s = rec.setup
     batch = f" · batch {s.batch_size:,}" if s.batch_size is not None else ""
     console.print(
-        f"[bold]{s.method}[/] · {s.params:,} parameters · {s.optimizer}{batch} · {s.steps:,} steps", highlight=False
+        f"[bold]{s.method}[/] · {s.params:,} parameters · {s.optimizer_label}{batch} · {s.steps:,} steps",
+        highlight=False,
     )
     style = _CONFIDENCE_STYLE[rec.confidence]
     summary = Table(show_header=False, box=None, padding=(0, 2))

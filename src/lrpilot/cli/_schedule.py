@@ -9,10 +9,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from lrpilot.cli._options import output_file
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
 from lrpilot.schedules import key_points, lint, parse
 
 DEFAULT_SPEC = "cosine(peak=3e-4, warmup_steps=500, floor_ratio=0.1)"
+
+
+def _check_steps(steps: int) -> None:
+    """--steps first: it fills the spec's total_steps, so a bad value would otherwise be reported under
+    a parameter the user never wrote (``key_points: total_steps``)."""
+    if steps < 1:
+        raise ValueError(f"schedule: --steps must be ≥ 1 (the run's length in optimizer steps), got {steps}")
 
 
 def schedule(
@@ -29,6 +37,8 @@ def schedule(
 ) -> None:
     """Preview a schedule: its LR at the key points of the run, and what lint finds wrong with it."""
     with errors_as_messages():
+        _check_steps(steps)
+        output_file("schedule", "--plot", plot)
         sched = parse(spec, defaults={"total_steps": steps})
         points = key_points(sched, steps)
         warnings = lint(sched, steps)

@@ -5,7 +5,8 @@ a floor, the LoRA+ option for LoRA, a confidence, and the `Reason` for each (rul
 source). `horizon_factor` scales an LR found for one run length to another (`HORIZON_EXPONENT`).
 `RULES` is the table of every rule (``lrpilot recommend --rules``). The exporters turn a
 recommendation into the settings of Hugging Face, TRL / Unsloth, axolotl, torchtune, llama.cpp or
-plain PyTorch. Part of the core: no torch, no framework, nothing imported on use.
+plain PyTorch, each with the optimizer asked for (`OPTIMIZER_NAMES`). Part of the core: no torch,
+no framework, nothing imported on use.
 
 The recommendation is also the finder's prior: ``rec.range`` is the band to search and
 ``rec.check(lr)`` says whether a found LR agrees with it.
@@ -17,7 +18,17 @@ The recommendation is also the finder's prior: ``rec.range`` is the band to sear
 'above'
 """
 
-from lrpilot.rules._exports import FORMATS, to_axolotl, to_hf, to_llama_cpp, to_pytorch, to_torchtune, to_trl
+from lrpilot.rules._exports import (
+    FORMATS,
+    export_notes,
+    to_axolotl,
+    to_hf,
+    to_llama_cpp,
+    to_pytorch,
+    to_torchtune,
+    to_trl,
+    torchtune_blockers,
+)
 from lrpilot.rules._horizon import (
     CALIBRATED_STEPS,
     HORIZON_EXPONENT,
@@ -26,12 +37,12 @@ from lrpilot.rules._horizon import (
     horizon_factor,
     stretched_to_epoch,
 )
+from lrpilot.rules._optimizers import OPTIMIZER_NAMES, OPTIMIZERS, Optimizer
 from lrpilot.rules._recommend import (
     BAND_FACTOR,
     DECAYS,
     LORA_PLUS_RATIO,
     METHODS,
-    OPTIMIZERS,
     PriorCheck,
     Reason,
     Recommendation,
@@ -50,14 +61,17 @@ __all__ = [
     "LORA_PLUS_RATIO",
     "METHODS",
     "OPTIMIZERS",
+    "OPTIMIZER_NAMES",
     "RULES",
     "Horizon",
+    "Optimizer",
     "PriorCheck",
     "Reason",
     "Recommendation",
     "Rule",
     "Setup",
     "at_horizon",
+    "export_notes",
     "horizon_factor",
     "parse_count",
     "recommend",
@@ -68,4 +82,5 @@ __all__ = [
     "to_pytorch",
     "to_torchtune",
     "to_trl",
+    "torchtune_blockers",
 ]

@@ -4,6 +4,10 @@ None of these imports the tool: each is a plain mapping to the tool's own names.
 cannot run the recommended schedule, the exporter says so (a ``ValueError`` naming what is missing)
 or, where the tool has no schedule at all (llama.cpp), its docstring says what is left out.
 
+Every export that names an optimizer writes the one asked for (``recommend(...,
+optimizer="paged_adamw_8bit")``), in the tool's spelling (`lrpilot.rules._optimizers`); llama.cpp,
+which has only AdamW and SGD, gets the family, and `export_notes` says so.
+
 Warmup conventions differ: lrpilot's schedules take a first warmup step above 0 (``warmup_offset=1``);
 Hugging Face, TRL, axolotl and torchtune warm up from exactly 0 (``lr × s / W``). The tool exports
 use each tool's own linear warmup over the same number of steps; `to_pytorch` reproduces
@@ -16,15 +20,23 @@ import dataclasses
 from typing import Any, cast
 
 from lrpilot.integrations.transformers import to_training_args
-from lrpilot.rules._recommend import SGD_MOMENTUM, Recommendation
+from lrpilot.rules._optimizers import SGD_MOMENTUM
+from lrpilot.rules._recommend import Recommendation
 
-__all__ = ["FORMATS", "to_axolotl", "to_hf", "to_llama_cpp", "to_pytorch", "to_torchtune", "to_trl"]
+__all__ = [
+    "FORMATS",
+    "export_notes",
+    "to_axolotl",
+    "to_hf",
+    "to_llama_cpp",
+    "to_pytorch",
+    "to_torchtune",
+    "to_trl",
+    "torchtune_blockers",
+]
 
 FORMATS = ("hf", "trl", "axolotl", "torchtune", "llama-cpp", "pytorch")
 """Export formats (``lrpilot recommend --format``)."""
-
-_HF_OPTIM = {"adamw": "adamw_torch", "adam": "adamw_torch", "sgd": "sgd"}
-_TORCH_OPTIM = {"adamw": "torch.optim.AdamW", "adam": "torch.optim.Adam", "sgd": "torch.optim.SGD"}
 
 
 def _hf_schedule_args(rec: Recommendation) -> dict[str, Any]:
@@ -38,9 +50,10 @@ def to_hf(rec: Recommendation) -> dict[str, Any]:
 
     The LR, scheduler, warmup and run length (``learning_rate``, ``lr_scheduler_type``,
     ``lr_scheduler_kwargs``, ``warmup_steps``, ``max_steps``: see
-    `lrpilot.integrations.transformers.to_training_args`) and the optimizer (``optim``: AdamW for
-    Adam and AdamW, Hugging Face's default weight decay being 0; SGD with
-    ``optim_args="momentum=0.9"``, which transformers 5 passes to ``torch.optim.SGD``). The batch
+    `lrpilot.integrations.transformers.to_training_args`) and the optimizer (``optim``: the one asked
+    for, ``adamw_torch`` for ``adamw``; ``adamw_torch`` with ``weight_decay=0.0`` for Adam, which it
+    then is exactly; SGD with ``optim_args="momentum=0.9"``, which transformers 5 passes to
+    ``torch.optim.SGD``). The batch
     size is left to you (``per_device_train_batch_size × gradient_accumulation_steps × devices``
     should be the recommendation's ``batch_size``). LoRA+ has no ``TrainingArguments`` field: use
     ``peft.optimizers.create_loraplus_optimizer(..., loraplus_lr_ratio=rec.lora_plus_ratio)``.
@@ -51,9 +64,11 @@ def to_hf(rec: Recommendation) -> dict[str, Any]:
 'max_steps': 1000, 'optim': 'adamw_torch'}
     """
     args = _hf_schedule_args(rec)
-    args["optim"] = _HF_OPTIM[rec.setup.optimizer]
+    args["optim"] = rec.setup.optimizer_spec.hf
     if rec.setup.optimizer == "sgd":
         args["optim_args"] = f"momentum={SGD_MOMENTUM:g}"
+    if rec.setup.optimizer == "adam":
+        args["weight_decay"] = 0.0
     return args
 
 
@@ -66,7 +81,8 @@ def to_trl(rec: Recommendation) -> dict[str, Any]:
 
 def to_axolotl(rec: Recommendation) -> str:
     """An axolotl YAML fragment: ``learning_rate``, ``lr_scheduler``, ``cosine_min_lr_ratio`` (for a
-    floor), ``warmup_steps``, ``max_steps``, ``optimizer``; LoRA+ as a commented-out
+    floor), ``warmup_steps``, ``max_steps``, ``optimizer`` (Hugging Face's ``optim`` names, as in
+    `to_hf`: ``paged_adamw_8bit`` stays ``paged_adamw_8bit``); LoRA+ as a commented-out
     ``loraplus_lr_ratio`` (an option). Merge it into your config.
 
     >>> from lrpilot.rules import recommend
@@ -90,9 +106,11 @@ def to_axolotl(rec: Recommendation) -> str:
         raise ValueError(f"to_axolotl: axolotl has no lr_scheduler for {rec.schedule.to_string()}")
     lines.append(f"warmup_steps: {args['warmup_steps']}")
     lines.append(f"max_steps: {args['max_steps']}")
-    lines.append(f"optimizer: {_HF_OPTIM[rec.setup.optimizer]}")
+    lines.append(f"optimizer: {rec.setup.optimizer_spec.hf}")
     if rec.setup.optimizer == "sgd":
         lines.append(f'optim_args: "momentum={SGD_MOMENTUM:g}"')
+    if rec.setup.optimizer == "adam":
+        lines.append("weight_decay: 0.0  # AdamW without weight decay is Adam")
     if rec.lora_plus_ratio is not None:
         ratio = rec.lora_plus_ratio
         lines.append(f"# loraplus_lr_ratio: {_yaml_float(ratio)}  # LoRA+ (optional): lora_B at {ratio:g}x lora_A's LR")
@@ -105,7 +123,11 @@ def to_torchtune(rec: Recommendation) -> list[str]:
     torchtune's one built-in scheduler is
     ``torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup`` (linear warmup from 0,
     cosine to 0), so only a cosine recommendation without a floor maps onto it; others raise
-    ``ValueError`` (``recommend(..., decay="cosine")`` gives one for fine-tuning). The run length
+    ``ValueError`` naming what blocks it (`torchtune_blockers`): a linear decay
+    (``recommend(..., decay="cosine")`` gives a cosine one for fine-tuning) or pretraining's floor
+    (no torchtune option keeps one: `to_pytorch` writes the exact schedule for a custom recipe).
+    The optimizer is the one asked for (``bitsandbytes.optim.PagedAdamW8bit`` for
+    ``paged_adamw_8bit``, ``optimizer.fused=True`` for ``adamw_torch_fused``). The run length
     is ``epochs=1 max_steps_per_epoch=STEPS``: torchtune sizes the cosine by epochs × steps per epoch,
     which is STEPS when the data holds at least STEPS optimizer steps.
 
@@ -113,16 +135,19 @@ def to_torchtune(rec: Recommendation) -> list[str]:
     >>> to_torchtune(recommend("8B", "lora", steps=1000))[:2]
     ['optimizer._component_=torch.optim.AdamW', 'optimizer.lr=0.0001']
     """
+    blockers = torchtune_blockers(rec)
+    if blockers:
+        fixes = {
+            "decay": "recommend(..., decay='cosine') for a cosine decay",
+            "floor": "to_pytorch(rec) (the exact schedule as plain PyTorch, for a custom recipe) or to_hf / "
+            "to_axolotl, which keep the floor",
+            "shape": "to_pytorch(rec) or lrpilot's torch adapter in a custom recipe",
+        }
+        raise ValueError(torchtune_refusal(rec, [fixes[k] for k in blockers], "to_torchtune"))
     args = _hf_schedule_args(rec)
-    if args["lr_scheduler_type"] != "cosine":
-        raise ValueError(
-            f"to_torchtune: torchtune's only built-in LR scheduler is get_cosine_schedule_with_warmup (cosine to 0); "
-            f"it cannot run {rec.schedule.to_string()}: use recommend(..., decay='cosine') for a fine-tuning run, or "
-            "lrpilot's torch adapter in a custom recipe"
-        )
-    out = [f"optimizer._component_={_TORCH_OPTIM[rec.setup.optimizer]}", f"optimizer.lr={rec.peak_lr!r}"]
-    if rec.setup.optimizer == "sgd":
-        out.append(f"optimizer.momentum={SGD_MOMENTUM!r}")
+    spec = rec.setup.optimizer_spec
+    out = [f"optimizer._component_={spec.torch}", f"optimizer.lr={rec.peak_lr!r}"]
+    out += [f"optimizer.{key}={value!r}" for key, value in spec.torch_kwargs]
     return [
         *out,
         "lr_scheduler._component_=torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup",
@@ -132,13 +157,62 @@ def to_torchtune(rec: Recommendation) -> list[str]:
     ]
 
 
+def torchtune_blockers(rec: Recommendation) -> dict[str, str]:
+    """What in `rec` torchtune's one built-in scheduler (linear warmup, cosine to 0) cannot run, by
+    kind: ``decay`` (another decay shape), ``floor`` (an LR floor above 0), ``shape`` (anything else,
+    such as a hold at the peak); empty when `to_torchtune` can export it. Kept apart from the
+    remedies, which differ between the Python API and the command line."""
+    s = rec.schedule
+    found: dict[str, str] = {}
+    if s.name != "cosine":
+        found["decay"] = f"has a {s.name} decay"
+    floor = float(getattr(s, "min_lr", 0.0))
+    if floor > 0:
+        found["floor"] = f"keeps a floor of {100 * floor / rec.peak_lr:.3g} % of the peak ({floor:.3g})"
+    if not found and _hf_schedule_args(rec)["lr_scheduler_type"] != "cosine":
+        found["shape"] = "is not a plain warmup then cosine to 0"
+    return found
+
+
+def torchtune_refusal(rec: Recommendation, fixes: list[str], owner: str) -> str:
+    """The one-line refusal of a torchtune export: what blocks it (`torchtune_blockers`) and `fixes`."""
+    blockers = " and ".join(torchtune_blockers(rec).values())
+    return (
+        f"{owner}: the schedule {rec.schedule.to_string()} {blockers}, which torchtune's only built-in LR scheduler "
+        f"(get_cosine_schedule_with_warmup: cosine to 0) cannot run; use {'; or '.join(dict.fromkeys(fixes))}"
+    )
+
+
+def export_notes(rec: Recommendation, fmt: str) -> list[str]:
+    """What the `fmt` export of `rec` cannot carry over and what it writes instead (a stated
+    fallback): today only llama.cpp's, whose optimizers are AdamW and SGD without momentum."""
+    if fmt != "llama-cpp":
+        return []
+    spec = rec.setup.optimizer_spec
+    notes = []
+    if spec.name != spec.llama_cpp:
+        notes.append(
+            f"llama-finetune has only the optimizers adamw and sgd: {spec.name} is exported as --optimizer "
+            f"{spec.llama_cpp}"
+        )
+    if spec.family == "sgd":
+        notes.append(
+            "llama-finetune's SGD has no momentum: the LR is 10x the peak, the effective step of "
+            f"momentum-{SGD_MOMENTUM:g} SGD"
+        )
+    notes.append("llama-finetune has no warmup and no per-step decay: only the peak LR carries over")
+    return notes
+
+
 def to_llama_cpp(rec: Recommendation, *, epochs: int | None = None) -> list[str]:
     """Flags for llama.cpp's ``llama-finetune`` (examples/training/finetune.cpp; flags as in
     ``common/arg.cpp`` of the 2025 training rewrite: ``-lr/--learning-rate``,
     ``-lr-min/--learning-rate-min``, ``-decay-epochs/--learning-rate-decay-epochs``, ``-epochs/--epochs``,
     ``-opt/--optimizer adamw|sgd``, ``-wd``, ``-val-split``).
 
-    Only the peak and the optimizer (and ``--epochs`` if given) carry over: llama-finetune has no
+    Only the peak and the optimizer family (and ``--epochs`` if given) carry over: llama-finetune has
+    AdamW and SGD only (``paged_adamw_8bit`` and the other AdamW implementations are exported as
+    ``adamw``: `export_notes` states it), and no
     warmup and no per-step decay (one LR per epoch, with an optional exponential decay between
     epochs), so the recommendation's schedule is not expressible. Its SGD has no momentum, and its
     help advises an alpha ~10× AdamW's: an SGD recommendation (momentum 0.9) is exported at
@@ -152,7 +226,7 @@ def to_llama_cpp(rec: Recommendation, *, epochs: int | None = None) -> list[str]
     lr = rec.peak_lr
     if rec.setup.optimizer == "sgd":
         lr = float(f"{lr / (1.0 - SGD_MOMENTUM):.3g}")
-    out = ["--learning-rate", f"{lr:.3g}", "--optimizer", "sgd" if rec.setup.optimizer == "sgd" else "adamw"]
+    out = ["--learning-rate", f"{lr:.3g}", "--optimizer", rec.setup.optimizer_spec.llama_cpp]
     if epochs is not None:
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"to_llama_cpp: epochs must be an integer ≥ 1, got {epochs!r}")
@@ -164,7 +238,7 @@ _PYTORCH = '''\
 import math
 
 import torch
-
+{imports}
 # lrpilot recommend: {summary}
 PEAK_LR = {peak!r}
 TOTAL_STEPS = {total}
@@ -209,7 +283,8 @@ if lora_b:  # LoRA+: the B matrices get LORA_PLUS_RATIO × the LR (the scheduler
 
 def to_pytorch(rec: Recommendation) -> str:
     """Plain PyTorch code (torch only, no lrpilot): the optimizer and a ``LambdaLR`` whose LR is
-    ``rec.schedule`` at every step, written out nanoGPT-style in an ``lr_at(step)`` function. It
+    ``rec.schedule`` at every step, written out nanoGPT-style in an ``lr_at(step)`` function, and the
+    optimizer asked for (bitsandbytes' for its 8-bit and paged AdamW, imported at the top). It
     expects a ``model`` in scope. For LoRA and QLoRA it puts the ``lora_B`` parameters in a group of
     their own, at ``LORA_PLUS_RATIO`` × the LR: 1.0 (plain LoRA) unless you set it to the LoRA+
     ratio given in the comment."""
@@ -226,9 +301,10 @@ def to_pytorch(rec: Recommendation) -> str:
         decay_start, shape = rec.total_steps - decay, f"warmup-stable-decay ({s.decay_shape})"  # type: ignore[attr-defined]
     else:
         raise ValueError(f"to_pytorch: no code for a {shape!r} schedule ({s.to_string()}); use lrpilot's torch adapter")
-    opt = rec.setup.optimizer
-    optimizer = f"{_TORCH_OPTIM[opt]}(params, lr=PEAK_LR"
-    optimizer += f", momentum={SGD_MOMENTUM!r})" if opt == "sgd" else ")"
+    spec = rec.setup.optimizer_spec
+    optimizer = f"{spec.torch}(params, lr=PEAK_LR"
+    optimizer += "".join(f", {key}={value!r}" for key, value in spec.torch_kwargs) + ")"
+    imports = "" if spec.package == "torch" else f"import {spec.package}  # {spec.name}\n"
     if rec.lora_plus_ratio is not None:
         lora_plus = (
             f"LORA_PLUS_RATIO = 1.0  # LoRA+ (optional, Hayou et al. 2024): set to {rec.lora_plus_ratio!r} to give "
@@ -239,6 +315,7 @@ def to_pytorch(rec: Recommendation) -> str:
         lora_plus, groups = "", _PLAIN_GROUPS
     floor = float(getattr(s, "min_lr", 0.0))
     return _PYTORCH.format(
+        imports=imports,
         summary=_summary(rec),
         peak=float(rec.peak_lr),
         total=rec.total_steps,
@@ -260,7 +337,7 @@ def _summary(rec: Recommendation) -> str:
     s = rec.setup
     batch = f", batch {s.batch_size:,}" if s.batch_size is not None else ""
     return (
-        f"{s.method}, {_count(s.params)} parameters, {s.optimizer}{batch}, {s.steps:,} steps "
+        f"{s.method}, {_count(s.params)} parameters, {s.optimizer_label}{batch}, {s.steps:,} steps "
         f"(confidence {rec.confidence})"
     )
 

@@ -36,6 +36,7 @@ from numbers import Real
 from typing import Any, Literal
 
 from lrpilot import _validate as check
+from lrpilot.rules._optimizers import OPTIMIZERS, SGD_MOMENTUM, Optimizer, optimizer_named
 from lrpilot.rules._table import DEEPSEEK, FULL_FT_ANCHORS, GPT3_TABLE, rule
 from lrpilot.schedules import Cosine, Linear, Schedule
 
@@ -57,9 +58,6 @@ __all__ = [
 METHODS = ("pretraining", "full", "lora", "qlora", "rl")
 """Training methods: pretraining, full fine-tuning, LoRA, QLoRA, RL fine-tuning (DPO, GRPO, PPO)."""
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
-"""Optimizers with sourced rules; ``sgd`` means SGD with momentum 0.9, as in Goyal et al. 2017."""
-
 DECAYS = ("cosine", "linear")
 
 Confidence = Literal["high", "medium", "low"]
@@ -68,9 +66,6 @@ BAND_FACTOR: dict[str, float] = {"high": 2.0, "medium": 3.0, "low": 10.0}
 
 LORA_PLUS_RATIO = 16.0
 """LoRA+'s η_B / η_A: the paper's guide λ ≈ 2⁴."""
-
-SGD_MOMENTUM = 0.9
-"""The momentum Goyal et al.'s SGD rule assumes; exports set it."""
 
 _MAX_VERIFIED_BATCH_RATIO = 32.0  # Goyal et al.: 256 → 8192
 _FT_DIVISOR = math.sqrt(10 * 100)  # "10–100× below pretraining": the geometric middle
@@ -84,20 +79,22 @@ _METHOD_ALIASES = {
     "full-finetuning": "full",
     "full_finetuning": "full",
     "finetune": "full",
+    "sft": "full",
     "rlhf": "rl",
     "dpo": "rl",
     "grpo": "rl",
     "ppo": "rl",
 }
-_OPTIMIZER_ALIASES = {
-    "adamw_torch": "adamw",
-    "adamw_torch_fused": "adamw",
-    "adamw_8bit": "adamw",
-    "adamw_bnb_8bit": "adamw",
-    "paged_adamw_8bit": "adamw",
-    "paged_adamw_32bit": "adamw",
-    "momentum": "sgd",
+_ALIAS_NOTES = {
+    "sft": "method 'sft' read as full fine-tuning (all weights trained); for SFT with LoRA adapters use 'lora' "
+    "(or 'qlora')",
 }
+"""Aliases whose meaning is a choice, not a spelling: the recommendation says which it took."""
+
+MIN_TEXT_COUNT = 1000
+"""The smallest size accepted as text (``"7"``, the CLI's ``-p 7``): below it a size is nearly always a
+missing suffix (7B, 7M). Numbers passed in code and models are counted, not typed, so they are taken
+from 1."""
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 _COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*$", re.IGNORECASE)
 
@@ -123,6 +120,7 @@ def parse_count(value: object, param: str = "params", owner: str = _OWNER) -> in
         if m is None:
             raise ValueError(f"{owner}: {param} must be {valid}, got {value!r}")
         x = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+        _check_typed_count(x, value, param, owner)
     elif isinstance(value, bool) or not isinstance(value, Real):
         raise ValueError(f"{owner}: {param} must be {valid}, got {value!r}")
     else:
@@ -130,6 +128,19 @@ def parse_count(value: object, param: str = "params", owner: str = _OWNER) -> in
     if not (math.isfinite(x) and x >= 1):
         raise ValueError(f"{owner}: {param} must be {valid}, got {value!r}")
     return round(x)
+
+
+def _check_typed_count(x: float, value: str, param: str, owner: str) -> None:
+    """Refuse a size written as text below `MIN_TEXT_COUNT`: ``-p 7`` means 7B or 7M, not a model of
+    7 parameters, and the rules would answer it with a low-confidence LR instead of an error."""
+    if not (math.isfinite(x) and 1 <= x < MIN_TEXT_COUNT):
+        return
+    what = "parameters" if param == "params" else param
+    typed = value.strip()
+    raise ValueError(
+        f"{owner}: {param}={value!r} is {x:g} {what}, below the minimum of {MIN_TEXT_COUNT:,} for a size written "
+        f"as text; did you mean {typed}B or {typed}M?"
+    )
 
 
 def _name(param: str, value: object, known: tuple[str, ...], aliases: dict[str, str]) -> str:
@@ -148,7 +159,8 @@ def _name(param: str, value: object, known: tuple[str, ...], aliases: dict[str, 
 @dataclass(frozen=True)
 class Setup:
     """The validated inputs of a recommendation (batch sizes in examples per optimizer step, counted
-    over all devices and accumulation steps; ``tokens`` the run's total)."""
+    over all devices and accumulation steps; ``tokens`` the run's total; ``optimizer`` the family whose
+    rules apply, ``optimizer_name`` the implementation asked for, such as ``paged_adamw_8bit``)."""
 
     params: int
     method: str
@@ -160,10 +172,23 @@ class Setup:
     ref_lr: float | None = None
     ref_batch_size: int | None = None
     decay: str | None = None
+    optimizer_name: str | None = None
 
     @property
     def adam(self) -> bool:
         return self.optimizer in ("adam", "adamw")
+
+    @property
+    def optimizer_spec(self) -> Optimizer:
+        """The optimizer as the user named it (``paged_adamw_8bit``; `optimizer` is its family, whose
+        rules apply): what the exports write."""
+        return optimizer_named(self.optimizer_name or self.optimizer)
+
+    @property
+    def optimizer_label(self) -> str:
+        """``adamw``, or ``paged_adamw_8bit (adamw rules)`` for an implementation of a family."""
+        name = self.optimizer_spec.name
+        return name if name == self.optimizer else f"{name} ({self.optimizer} rules)"
 
 
 @dataclass(frozen=True)
@@ -309,14 +334,21 @@ def recommend(
     """A starting LR, band, schedule and warmup for a training run, from published rules.
 
     Args:
-        params: the model's size: a count, a string such as ``"135M"`` or ``"7B"``, or the model
+        params: the model's size: a count, a string such as ``"135M"`` or ``"7B"`` (at least 1,000
+            when written as text: ``"7"`` is refused as a likely typo for 7B or 7M), or the model
             itself (anything with ``.parameters()``).
         method: ``pretraining``, ``full`` (full fine-tuning), ``lora``, ``qlora`` or ``rl``
-            (aliases such as ``dpo``, ``grpo``, ``fft`` are accepted).
-        optimizer: ``adamw``, ``adam`` or ``sgd`` (with momentum 0.9); Hugging Face names such as
-            ``adamw_torch`` or ``paged_adamw_8bit`` are accepted.
+            (aliases such as ``dpo``, ``grpo``, ``fft`` are accepted; ``sft`` is read as full
+            fine-tuning, and a note says so).
+        optimizer: ``adamw``, ``adam`` or ``sgd`` (with momentum 0.9), or an implementation of AdamW by
+            its Hugging Face name (``adamw_torch_fused``, ``adamw_8bit``, ``adamw_bnb_8bit``,
+            ``paged_adamw_8bit``, ``paged_adamw_32bit``): AdamW's rules apply, and the exports
+            write that optimizer (`lrpilot.rules.OPTIMIZER_NAMES`). Optimizers without a sourced rule
+            (Adafactor, Lion, ...) are refused.
         batch_size: examples (sequences) per optimizer step, over all devices and accumulation.
         steps: the run's length in optimizer steps. Without it, ``tokens / (batch_size × seq_len)``.
+            With tokens, batch_size and seq_len all given, it must be the steps they make (else
+            `ValueError`: the peak would come from the tokens and the schedule from the steps).
         tokens: the run's token budget (``"2B"``); enables DeepSeek's compute law for pretraining.
             Without it, ``steps × batch_size × seq_len`` when all three are known.
         seq_len: tokens per example.
@@ -335,7 +367,7 @@ def recommend(
     """
     s = _setup(params, method, optimizer, batch_size, steps, tokens, seq_len, ref_lr, ref_batch_size, decay)
     reasons: list[Reason] = []
-    notes: list[str] = []
+    notes: list[str] = _alias_notes(method)
     lr, confidence = _peak(s, reasons, notes)
     if not (math.isfinite(lr) and lr > 0):  # a guard; every rule keeps the LR finite and positive
         raise ValueError(f"{_OWNER}: the rules gave a peak LR of {lr!r} for {s}")
@@ -383,7 +415,7 @@ def _setup(  # noqa: PLR0917  (one positional argument per input, in recommend's
 ) -> Setup:
     n = parse_count(params, "params")
     meth = _name("method", method, METHODS, _METHOD_ALIASES)
-    opt = _name("optimizer", optimizer, OPTIMIZERS, _OPTIMIZER_ALIASES)
+    spec = optimizer_named(optimizer, _OWNER)
     b = None if batch_size is None else check.step_count(_OWNER, "batch_size", batch_size, 1)
     sl = None if seq_len is None else check.step_count(_OWNER, "seq_len", seq_len, 1)
     d = None if tokens is None else parse_count(tokens, "tokens")
@@ -397,6 +429,8 @@ def _setup(  # noqa: PLR0917  (one positional argument per input, in recommend's
         t = max(1, math.ceil(d / (b * sl)))
     elif d is None and b is not None and sl is not None:
         d = t * b * sl
+    elif d is not None and b is not None and sl is not None:
+        _check_steps_match_tokens(t, d, b, sl, tokens)
     rlr = None if ref_lr is None else check.positive(_OWNER, "ref_lr", ref_lr)
     rb = None if ref_batch_size is None else check.step_count(_OWNER, "ref_batch_size", ref_batch_size, 1)
     if rb is not None and rlr is None:
@@ -405,7 +439,28 @@ def _setup(  # noqa: PLR0917  (one positional argument per input, in recommend's
             "(the presets state no batch size to scale from)"
         )
     dec = None if decay is None else check.choice(_OWNER, "decay", decay, DECAYS)
-    return Setup(n, meth, opt, t, b, d, sl, rlr, rb, dec)
+    name = None if spec.name == spec.family else spec.name
+    return Setup(n, meth, spec.family, t, b, d, sl, rlr, rb, dec, name)
+
+
+def _check_steps_match_tokens(steps: int, tokens: int, batch_size: int, seq_len: int, given: object) -> None:
+    """Refuse steps that disagree with the steps the token budget makes: the peak would come from the
+    tokens (DeepSeek's compute law) and the schedule's length from the steps, one run described twice."""
+    exact = tokens / (batch_size * seq_len)
+    implied = max(1, math.ceil(exact))
+    if max(1, math.floor(exact)) <= steps <= implied:  # rounding either way is the same run
+        return
+    raise ValueError(
+        f"{_OWNER}: steps={steps:,} and tokens={given!r} disagree: {_count(tokens)} tokens at batch_size "
+        f"{batch_size:,} × seq_len {seq_len:,} ({batch_size * seq_len:,} tokens a step) make {exact:,.1f} steps; "
+        f"give steps or tokens, not both (or steps={implied})"
+    )
+
+
+def _alias_notes(method: object) -> list[str]:
+    """The note for a method alias that is a choice (`_ALIAS_NOTES`), as a list to extend."""
+    text = str(method).strip().lower().replace(" ", "_")
+    return [_ALIAS_NOTES[text]] if text in _ALIAS_NOTES else []
 
 
 # --- the peak --------------------------------------------------------------------------------

@@ -38,13 +38,22 @@ def sample_steps(total_steps: int, extra: tuple[float, ...] = ()) -> npt.NDArray
     return np.unique(np.concatenate([steps, np.asarray(inside, dtype=np.float64)]))
 
 
+def _ends_on_last_step(schedule: Schedule, horizon: float, total: int) -> bool:
+    """Whether the schedule was built for a run of `total` steps and ends on its last step index,
+    ``total - 1``, by construction (torch ``OneCycleLR``'s convention, which `OneCycle` follows): the
+    last update gets the final LR, so nothing is left over. A schedule built for another length
+    (``total_steps=999`` in a 1000-step run) still warns."""
+    return horizon == total - 1 and getattr(schedule, "total_steps", None) == total
+
+
 def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
     """Check `schedule` for a run of `total_steps` optimizer steps.
 
     Codes: ``non-finite`` (NaN/Inf LRs), ``zero-first-step`` (the first update is wasted at LR 0,
     as with HF's ``linear``/``cosine`` warmups), ``warmup-too-long`` (warmup ≥ the run),
-    ``horizon-mismatch`` (the decay ends before or after the run does), ``floor-above-peak`` (the
-    schedule decays and then ends above the peak it reached earlier).
+    ``horizon-mismatch`` (the decay ends before or after the run does; ending on the run's last
+    step, ``total_steps - 1``, as torch's ``OneCycleLR`` does by construction, is not a mismatch),
+    ``floor-above-peak`` (the schedule decays and then ends above the peak it reached earlier).
     """
     total = check.step_count("lint", "total_steps", total_steps, 1)
     horizon = schedule.horizon
@@ -83,7 +92,7 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
         )
 
     peak = float(lrs.max())
-    if horizon is not None and horizon != total:
+    if horizon is not None and horizon != total and not _ends_on_last_step(schedule, horizon, total):
         settled = float(schedule(horizon))
         # A step decay is flat before its last milestone: ending early is its design, not a mistake.
         annealing = horizon < 1 or float(schedule(horizon - 1)) != float(schedule(horizon - 0.5))

@@ -62,6 +62,12 @@ class _Warmup(Schedule):
         check.in_range(owner, "warmup_start", self.warmup_start, 0.0, peak)
         check.choice(owner, "warmup_shape", self.warmup_shape, SHAPES)
         check.non_negative(owner, "warmup_offset", self.warmup_offset)
+        if self.warmup_steps and self.warmup_shape == "exp" and not self.warmup_start > 0:
+            # checked here, not left to `Anneal`, whose message names its own start=0.0, not this field
+            raise ValueError(
+                f"{owner}: warmup_shape='exp' rises geometrically from warmup_start, so warmup_start must be in "
+                f"(0, peak={peak!r}], got {self.warmup_start!r} (e.g. warmup_start={peak / 100:.3g})"
+            )
         if self.warmup_steps:
             warmup = Anneal(self.warmup_start, peak, self.warmup_steps, self.warmup_shape, offset=self.warmup_offset)
             _set(self, "_warmup", warmup)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, fields
 from typing import Any
 
 from lrpilot._validate import suggest_name
-from lrpilot.schedules._base import Schedule, lookup
+from lrpilot.schedules._base import Schedule, lookup, registry
 
 __all__ = ["from_dict", "from_json", "from_string", "parse", "to_dict", "to_json", "to_string"]
 
@@ -119,17 +120,46 @@ def to_string(schedule: Schedule) -> str:
     return f"{schedule.name}({', '.join(parts)})"
 
 
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "infinity": math.inf}
+"""Bare ``nan`` / ``inf`` read as the floats they name, so the schedule's own check refuses them with
+the parameter's valid range (``cosine: peak must be a finite number > 0, got nan``)."""
+
+
 def _literal(node: ast.expr, where: str) -> Any:
     if isinstance(node, ast.Call):
         return _call_to_spec(node)
     if isinstance(node, ast.List | ast.Tuple):
         return [_literal(item, where) for item in node.elts]
+    bare = _bare_name(node)
+    if bare is not None:
+        return _bare_value(bare, node, where)
     try:
         return ast.literal_eval(node)
     except ValueError:
         raise ValueError(
-            f"{where}: only numbers, strings, lists and nested schedules are allowed, got {ast.unparse(node)!r}"
+            f"{where}: only numbers, quoted strings ('linear'), lists and nested schedules are allowed, "
+            f"got {ast.unparse(node)!r}"
         ) from None
+
+
+def _bare_name(node: ast.expr) -> str | None:
+    """The identifier of a bare name (``sqrt``, ``nan``, ``-inf``), else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        inner = _bare_name(node.operand)
+        return None if inner is None else ("-" if isinstance(node.op, ast.USub) else "") + inner
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _bare_value(name: str, node: ast.expr, where: str) -> float:
+    """``nan`` / ``inf`` as floats (the schedule then names the valid range); a schedule's name needs
+    its call; any other bare word is a string that lost its quotes (``decay_shape=sqrt``)."""
+    sign, word = (-1.0, name[1:]) if name.startswith("-") else (1.0, name)
+    if word.lower() in _NON_FINITE:
+        return sign * _NON_FINITE[word.lower()]
+    if word in registry():
+        raise ValueError(f"{where}: {word} needs its parameters, e.g. {word}(peak=1e-3, ...)")
+    param = where.rpartition(".")[2]
+    raise ValueError(f"{where}: strings need quotes: write {param}={word!r}, got {ast.unparse(node)} unquoted")
 
 
 def _call_to_spec(node: ast.expr) -> dict[str, Any]:
