@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from _environment import command, load_json, save_json
-from fit_llm import BATCH, STEPS, fit_lora, smollm_folder
+from fit_llm import BATCH, MAX_LENGTH, STEPS, fit_lora, smollm_folder
 from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._target import fitted_recipe, user_target
 from lrpilot.rules import recommend
@@ -136,7 +136,7 @@ def run_fit(model: Path, data: Path, held: Path, seed: int, answers: HfTask) -> 
 
 def run_seed(model: Path, paths: dict[str, Path], seed: int) -> dict[str, Any]:
     chats = paths["train-chat"], paths["eval-chat"]
-    base = user_target(model, *chats, kind="causal-lm", method="lora", batch_size=BATCH).task
+    base = user_target(model, *chats, kind="causal-lm", method="lora", batch_size=BATCH, max_length=MAX_LENGTH).task
     assert isinstance(base, HfTask)
     rec = recommend(base.build_model(seed), "lora", batch_size=BATCH, steps=STEPS)
     recipe = fitted_recipe(recipe_from(rec, BATCH), STEPS, f"{STEPS} steps")

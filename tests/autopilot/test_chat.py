@@ -75,7 +75,7 @@ def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def _counted(tokenizer: Any, rows: list[dict[str, Any]], form: str, max_length: int = 128) -> tuple[str, str]:
     """The first row's tokens the loss counts and those it does not, decoded."""
-    encoded, _, _ = encode_lm(tokenizer, rows, form, max_length=max_length, path=HERE, what="--data")
+    encoded = encode_lm(tokenizer, rows, form, max_length=max_length, path=HERE, what="--data").data
     assert encoded.targets is not None
     ids, targets = encoded.ids[0], encoded.targets[0]
     counted = tokenizer.decode([i for i, t in zip(ids, targets, strict=True) if t])
@@ -87,7 +87,7 @@ def test_a_completion_counts_its_own_tokens_and_the_end_of_text(tokenizer: Any) 
     rows = [{"prompt": "Q: Who art thou?\nA:", "completion": " A poor player."}]
     counted, rest = _counted(tokenizer, rows, "prompt-completion")
     assert (counted, rest) == (" A poor player.<|endoftext|>", "Q: Who art thou?\nA:")
-    encoded, _, _ = encode_lm(tokenizer, rows, "prompt-completion", max_length=128, path=HERE, what="--data")
+    encoded = encode_lm(tokenizer, rows, "prompt-completion", max_length=128, path=HERE, what="--data").data
     labels = encoded.batch([0], tokenizer.pad_token_id)["labels"][0]
     prompt_tokens = len(tokenizer("Q: Who art thou?\nA:")["input_ids"])
     assert (labels[:prompt_tokens] == -100).all()  # the model is not taught to write the questions
@@ -115,8 +115,8 @@ def test_the_length_limit_cuts_the_end_and_leaves_out_rows_it_emptied(tokenizer:
     counted, _ = _counted(tokenizer, [long], "prompt-completion", max_length=12)
     assert not counted.endswith("<|endoftext|>")  # a completion cut short has not ended
     rows = [{"prompt": "words " * 40, "completion": " yes"}, {"prompt": "Q:", "completion": " no"}]
-    encoded, left_out, _ = encode_lm(tokenizer, rows, "prompt-completion", max_length=16, path=HERE, what="--data")
-    assert (len(encoded.ids), left_out) == (1, 1)
+    encoding = encode_lm(tokenizer, rows, "prompt-completion", max_length=16, path=HERE, what="--data")
+    assert (len(encoding.data.ids), encoding.left_out, encoding.cut) == (1, 1, 0)  # the kept row fits
     emptied = r"chat.jsonl: no row keeps a token of its completions within the first 16 tokens; raise --max-length"
     with pytest.raises(ValueError, match=emptied):
         encode_lm(tokenizer, rows[:1], "prompt-completion", max_length=16, path=HERE, what="--data")
@@ -141,7 +141,9 @@ def test_the_format_is_read_from_the_columns_and_the_evaluation_data_must_share_
 
 def test_plain_text_ends_with_the_end_of_text_unless_cut_short_or_ended_already(tokenizer: Any) -> None:
     rows = [{"text": "A poor player."}, {"text": "word " * 40}, {"text": "The rest is silence.<|endoftext|>"}]
-    ids = encode_text(tokenizer, rows, max_length=16).ids
+    encoding = encode_text(tokenizer, rows, max_length=16)
+    ids = encoding.data.ids
+    assert encoding.cut == 1
     eos = tokenizer.eos_token_id
     assert tokenizer.decode(ids[0]) == "A poor player.<|endoftext|>"  # as TRL's SFTTrainer appends it
     assert len(ids[1]) == 16
@@ -341,7 +343,7 @@ def test_the_counted_tokens_are_trls_on_real_models_templates(template: str, cha
         with pytest.raises(ValueError, match=r"the tokenizer's chat template refused this conversation"):
             encode_lm(tokenizer, [row], "messages", max_length=4096, path=HERE, what="--data")
         return
-    encoded, _, _ = encode_lm(tokenizer, [row], "messages", max_length=4096, path=HERE, what="--data")
+    encoded = encode_lm(tokenizer, [row], "messages", max_length=4096, path=HERE, what="--data").data
     assert encoded.targets is not None
     ours = "".join(
         tokenizer.decode([i for i, t in zip(ids, targets, strict=True) if t])
@@ -352,7 +354,8 @@ def test_the_counted_tokens_are_trls_on_real_models_templates(template: str, cha
 
 def test_a_reasoning_models_chat_trains_each_turn_as_the_model_writes_it(chat_lm: Path, tmp_path: Path) -> None:
     tokenizer = chat_tokenizer(_trl_template("qwen3"))  # drops earlier turns' reasoning once a later question comes
-    encoded, _, split = encode_lm(tokenizer, [{"messages": TWO_TURNS}], "messages", **WHERE)
+    encoding = encode_lm(tokenizer, [{"messages": TWO_TURNS}], "messages", **WHERE)
+    encoded, split = encoding.data, encoding.split
     assert encoded.targets is not None
     assert split == 1
     first, second = (tokenizer.decode(ids) for ids in encoded.ids)
@@ -375,3 +378,20 @@ def test_a_turn_a_generation_prompt_prefills_counts_from_where_the_rendering_dep
     tokenizer = chat_tokenizer(_trl_template("deepseek_r1_distill"))  # its generation prompt opens <think>
     counted, rest = _counted(tokenizer, [{"messages": CHAT[1:3]}], "messages")
     assert (counted, rest) == ("A poor player.<｜end▁of▁sentence｜>", "<｜User｜>Who art thou?<｜Assistant｜>")
+
+
+def test_a_causal_lms_default_length_is_trls_or_its_context_and_cut_rows_are_named(
+    chat_lm: Path, tmp_path: Path
+) -> None:
+    rows = [{"text": "to be or not to be " * (1 + 40 * (i % 2))} for i in range(20)]  # every other one long
+    task = load_hf_task(chat_lm, _jsonl(tmp_path / "verse.jsonl", rows), kind="causal-lm")
+    assert task.max_length == 128  # the model's context (n_positions), under TRL's 1024
+    assert task.cut == sum(len(ids) == 128 for ids in task.train_data.ids) > 0
+    note = _format_note(task) or ""
+    assert note.startswith("text data: the loss counts every token, and each text ends with the end-of-text token")
+    assert f"; {task.cut} of 18 training sequences were longer than 128 tokens and were cut there" in note
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AutoConfig.from_pretrained(chat_lm)
+    config.n_positions = 4096
+    config.save_pretrained(chat_lm)
+    assert load_hf_task(chat_lm, _jsonl(tmp_path / "verse.jsonl", rows), kind="causal-lm").max_length == 1024

@@ -25,13 +25,25 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from lrpilot.autopilot._data import Encoded, encode
+from lrpilot.autopilot._data import Encoded
 
-__all__ = ["encode_lm", "encode_text", "needs_template"]
+__all__ = ["Encoding", "encode_lm", "encode_text", "needs_template"]
 
 Span = tuple[int, int]
+
+
+class Encoding(NamedTuple):
+    """A causal LM's rows as token ids, and what the length limit and the template did to them."""
+
+    data: Encoded
+    left_out: int = 0
+    """Rows left out: the length limit cut off every token their loss counts."""
+    split: int = 0
+    """Chats that became more than one sequence (`_pieces`)."""
+    cut: int = 0
+    """Sequences the length limit cut short (their ends are not trained)."""
 
 
 def needs_template(rows: Sequence[dict[str, Any]], form: str) -> bool:
@@ -179,10 +191,10 @@ def _pieces(
     return pieces
 
 
-def _examples(tokenizer: Any, row: dict[str, Any], form: str, where: str, max_length: int) -> list[Tokens]:
-    """A row's token ids and targets (1: the loss counts it), each truncated to `max_length`: one
-    sequence, or for a chat whose template renders earlier turns differently later, one per such
-    turn (`_pieces`)."""
+def _examples(tokenizer: Any, row: dict[str, Any], form: str, where: str, max_length: int) -> list[tuple[Tokens, bool]]:
+    """A row's token ids and targets (1: the loss counts it), each truncated to `max_length` (and
+    whether it was): one sequence, or for a chat whose template renders earlier turns differently
+    later, one per such turn (`_pieces`)."""
     if form == "prompt-completion" and isinstance(row["prompt"], str) != isinstance(row["completion"], str):
         raise ValueError(f"{where}: 'prompt' and 'completion' must both be text or both be lists of messages")
     chat = needs_template([row], form)
@@ -201,7 +213,7 @@ def _examples(tokenizer: Any, row: dict[str, Any], form: str, where: str, max_le
         targets = [int(end > start and any(a <= start < b for a, b in spans)) for start, end in offsets]
         if not chat:
             ids, targets = _ended(tokenizer, ids, targets, max_length)
-        out.append((ids[:max_length], targets[:max_length]))
+        out.append(((ids[:max_length], targets[:max_length]), len(ids) > max_length))
     return out
 
 
@@ -214,20 +226,21 @@ def _ended(tokenizer: Any, ids: list[int], targets: list[int], max_length: int) 
     return [*ids, eos], [*targets, 1]
 
 
-def encode_text(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> Encoded:
+def encode_text(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> Encoding:
     """Plain-text rows as token ids, every token counted, each ending with the end-of-text token
     (`_ended`) as TRL's ``SFTTrainer`` appends it: the model learns where a document stops."""
-    encoded = encode(tokenizer, rows, None, max_length)
-    return Encoded([_ended(tokenizer, seq, [], max_length)[0] for seq in encoded.ids], None)
+    full = tokenizer([str(row["text"]) for row in rows])["input_ids"]
+    ended = [_ended(tokenizer, list(seq), [], max_length)[0] for seq in full]
+    return Encoding(Encoded([seq[:max_length] for seq in ended], None), cut=sum(len(seq) > max_length for seq in ended))
 
 
 def encode_lm(
     tokenizer: Any, rows: list[dict[str, Any]], form: str, *, max_length: int, path: Path, what: str
-) -> tuple[Encoded, int, int]:
+) -> Encoding:
     """Prompt/completion or chat rows (`lrpilot.autopilot._data.read_lm`, `form` not ``"text"``) as
-    token ids with their targets; how many rows were left out (those whose counted tokens the length
-    limit cut off; a token counts where the model predicts it, so not the first); and how many chats
-    became more than one sequence (`_pieces`). None left is an error naming the limit."""
+    token ids with their targets (`Encoding`; a row is left out when the length limit cut off
+    every token its loss counts; a token counts where the model predicts it, so not the first).
+    None left is an error naming the limit."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
             f"--model: {form} data needs a fast tokenizer (a tokenizer.json), whose character offsets tell the "
@@ -235,21 +248,19 @@ def encode_lm(
         )
     ids: list[list[int]] = []
     targets: list[list[int]] = []
-    left_out = split = 0
+    left_out = split = cut = 0
     for number, row in enumerate(rows, start=1):
-        kept = [
-            (seq, counted)
-            for seq, counted in _examples(tokenizer, row, form, f"{what}: {path.name}, row {number}", max_length)
-            if any(counted[1:])
-        ]
+        examples = _examples(tokenizer, row, form, f"{what}: {path.name}, row {number}", max_length)
+        kept = [(tokens, was_cut) for tokens, was_cut in examples if any(tokens[1][1:])]
         left_out += not kept
         split += len(kept) > 1
-        ids.extend(seq for seq, _ in kept)
-        targets.extend(counted for _, counted in kept)
+        cut += sum(was_cut for _, was_cut in kept)
+        ids.extend(seq for (seq, _), _ in kept)
+        targets.extend(counted for (_, counted), _ in kept)
     if not ids:
         answers = "assistant turns" if form == "messages" else "completions"
         raise ValueError(
             f"{what}: {path.name}: no row keeps a token of its {answers} within the first {max_length} tokens; "
             "raise --max-length"
         )
-    return Encoded(ids, None, targets=targets), left_out, split
+    return Encoding(Encoded(ids, None, targets=targets), left_out, split, cut)

@@ -26,6 +26,7 @@ __all__ = [
     "DATA_SUFFIXES",
     "EVAL_FRACTION",
     "LM_FORMATS",
+    "LM_MAX_LENGTH",
     "MAX_LENGTH",
     "SHAREGPT_COLUMN",
     "Encoded",
@@ -43,7 +44,12 @@ __all__ = [
 
 DATA_SUFFIXES = (".csv", ".jsonl")
 MAX_LENGTH = 128
-"""Tokens per example by default (``fit --max-length``): longer ones are truncated at the end."""
+"""A classifier's tokens per example by default (``fit --max-length``): longer ones are truncated
+at the end."""
+LM_MAX_LENGTH = 1024
+"""A causal LM's tokens per example by default (TRL's ``SFTConfig.max_length``), or the model's
+context where that is shorter; batches are padded to their longest example, so short data costs
+no more for it."""
 EVAL_FRACTION = 0.1
 """Without --eval, this fraction of the training rows (fixed by a seed of 0) is held out to evaluate on."""
 COLUMN_ROLES = ("text", "text_pair", "label", "prompt", "completion", "messages", "tools")

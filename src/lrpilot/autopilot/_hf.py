@@ -25,6 +25,7 @@ from lrpilot import _validate as check
 from lrpilot._optional import require
 from lrpilot.autopilot._chat import encode_lm, encode_text, needs_template
 from lrpilot.autopilot._data import (
+    LM_MAX_LENGTH,
     MAX_LENGTH,
     Encoded,
     check_labels,
@@ -211,6 +212,8 @@ class HfTask(Task):
     left_out: tuple[int, int] = (0, 0)
     """Training and evaluation rows left out because the length limit cut off every token their
     loss counts (a completion's, an assistant turn's: `lrpilot.autopilot._chat.encode_lm`)."""
+    cut: int = 0
+    """A causal LM's training sequences the length limit cut short (their ends are not trained)."""
     split: tuple[int, int] = (0, 0)
     """Of the training chats kept, how many became more than one sequence, and how many there are: a
     template that renders earlier turns differently once a later one follows trains each such turn
@@ -380,7 +383,7 @@ def load_hf_task(
     method: str = "full",
     batch_size: int = 16,
     columns: Mapping[str, str] | None = None,
-    max_length: int = MAX_LENGTH,
+    max_length: int | None = None,
 ) -> HfTask:
     """Check everything about the user's model and data and tokenize the data; no weights are loaded
     yet (`HfTask.build_model` does that). The recipe is a placeholder until the recommendation
@@ -388,11 +391,13 @@ def load_hf_task(
     (`lrpilot.autopilot._data.column_map`); a classifier's data with a ``text_pair`` column is one
     of pairs of texts, encoded together; a causal LM's is text, prompt and completion, or chat
     messages (`lrpilot.autopilot._data.LM_FORMATS`). Examples longer than `max_length` tokens are
-    truncated."""
+    truncated (None: `MAX_LENGTH` for a classifier, `LM_MAX_LENGTH` for a causal LM, or its
+    context where that is shorter)."""
     check.choice("fit", "--task-type", kind, TASK_TYPES)
     check.choice("fit", "--method", method, METHODS)
     check.step_count("fit", "--batch-size", batch_size, 1)
-    check.step_count("fit", "--max-length", max_length, 8)
+    if max_length is not None:
+        check.step_count("fit", "--max-length", max_length, 8)
     mapped = column_map(columns)
     if kind == "causal-lm":
         return _causal_lm_task(
@@ -419,14 +424,14 @@ def load_hf_task(
         kind=kind,
         method=method,
         num_labels=num_labels,
-        train_data=encode(tokenizer, train_rows, train_labels, max_length),
-        val_data=encode(tokenizer, eval_rows, eval_labels, max_length),
+        train_data=encode(tokenizer, train_rows, train_labels, max_length or MAX_LENGTH),
+        val_data=encode(tokenizer, eval_rows, eval_labels, max_length or MAX_LENGTH),
         tokenizer=tokenizer,
         pad_id=_pad_id(tokenizer, model_dir),
         pooling=checkpoint_pooling(model_dir) if not _is_classifier(config) else (),
         label_names=names,
         stored_dtype=_stored_dtype(config),
-        max_length=max_length,
+        max_length=max_length or MAX_LENGTH,
     )
 
 
@@ -438,7 +443,7 @@ def _causal_lm_task(
     method: str,
     batch_size: int,
     columns: Mapping[str, str],
-    max_length: int,
+    max_length: int | None,
 ) -> HfTask:
     """`load_hf_task` for a causal LM: its data in the training file's format, the evaluation file's
     in the same one; prompts and chats encoded with the tokens their loss counts."""
@@ -455,28 +460,28 @@ def _causal_lm_task(
     held, what = (eval_data, "--eval") if eval_data is not None else (data, "--data")
     if eval_rows is None:
         train_rows, eval_rows = split_rows(train_rows, "--data")
+    max_length = max_length or min(LM_MAX_LENGTH, _positions(config))
     if form == "text":
         train, val = encode_text(tokenizer, train_rows, max_length), encode_text(tokenizer, eval_rows, max_length)
-        left_out, split = (0, 0), 0
     else:
-        train, dropped, split = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")
-        val, held_out, _ = encode_lm(tokenizer, eval_rows, form, max_length=max_length, path=held, what=what)
-        left_out = (dropped, held_out)
+        train = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")
+        val = encode_lm(tokenizer, eval_rows, form, max_length=max_length, path=held, what=what)
     return HfTask(
         name=model_dir.name or "model",
         description=f"{method} fine-tuning of {model_dir} as a causal LM on {data.name} ({form})",
-        recipe=_placeholder_recipe(batch_size, len(train.ids)),
+        recipe=_placeholder_recipe(batch_size, len(train.data.ids)),
         model_dir=model_dir,
         kind="causal-lm",
         method=method,
-        train_data=train,
-        val_data=val,
+        train_data=train.data,
+        val_data=val.data,
         tokenizer=tokenizer,
         pad_id=_pad_id(tokenizer, model_dir),
         stored_dtype=_stored_dtype(config),
         lm_format=form,
-        left_out=left_out,
-        split=(split, len(train_rows) - left_out[0]),
+        left_out=(train.left_out, val.left_out),
+        split=(train.split, len(train_rows) - train.left_out),
+        cut=train.cut,
         max_length=max_length,
     )
 
@@ -492,6 +497,16 @@ def _placeholder_recipe(batch_size: int, examples: int) -> Recipe:
         weight_decay=0.01,
         grad_clip=1.0,
     )
+
+
+def _positions(config: Any) -> int:
+    """The longest sequence the model's position embeddings take (its context), where the config
+    says; `LM_MAX_LENGTH` where it does not (rotary models without a stated limit)."""
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return LM_MAX_LENGTH
 
 
 def _pad_id(tokenizer: Any, model_dir: Path) -> int:

@@ -142,7 +142,8 @@ def fit(
     (default: 10 % of `data` held out). `columns` maps the roles (``text``, ``text_pair``, ``label``,
     ``prompt``, ``completion``, ``messages``) to the data's columns where they have other names
     (``{"text": "sentence"}``); a classifier's data with a ``text_pair`` column is one of pairs of
-    texts. `max_length`: tokens per example (default 128), longer ones truncated.
+    texts. `max_length`: tokens per example, longer ones truncated (default 128 for a classifier; for a
+    causal LM 1024, TRL's, or the model's context where shorter).
 
     Steps: (1) `lrpilot.recommend` from the model's size, the method, batch size and steps;
     (2) the range test (fast mode, state restored) from the recommendation's band's low end to 10 at

@@ -12,7 +12,6 @@ import torch
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget
-from lrpilot.autopilot._data import MAX_LENGTH
 from lrpilot.autopilot._hf import LABELS_FILE, HfTask, load_hf_task
 from lrpilot.autopilot._pooled import head_note
 from lrpilot.rules import CALIBRATED_STEPS, stretched_to_epoch
@@ -90,7 +89,7 @@ def user_target(
         method=method,
         batch_size=batch_size,
         columns=columns,
-        max_length=MAX_LENGTH if max_length is None else max_length,
+        max_length=max_length,
     )
     heads = (
         head_note(task.pooling) if task.pooling else None,
@@ -117,13 +116,22 @@ def _dtype_note(task: HfTask) -> str | None:
 
 
 def _format_note(task: HfTask) -> str | None:
-    """A causal LM's completions or chats: which tokens the loss counts, and the rows the length limit emptied."""
-    if task.lm_format in (None, "text"):
+    """A causal LM's data: which tokens the loss counts, and what the length limit and the chat
+    template did to the rows."""
+    if task.lm_format is None:
         return None
-    counted = "assistant turns'" if task.lm_format == "messages" else "completions'"
-    targets = task.train_data.targets or []
-    share = sum(map(sum, targets)) / max(1, sum(map(len, targets)))
-    note = f"{task.lm_format} data: the loss counts the {counted} tokens only ({share:.0%} of the training tokens)"
+    if task.lm_format == "text":
+        note = "text data: the loss counts every token, and each text ends with the end-of-text token"
+    else:
+        counted = "assistant turns'" if task.lm_format == "messages" else "completions'"
+        targets = task.train_data.targets or []
+        share = sum(map(sum, targets)) / max(1, sum(map(len, targets)))
+        note = f"{task.lm_format} data: the loss counts the {counted} tokens only ({share:.0%} of the training tokens)"
+    if task.cut:
+        note += (
+            f"; {task.cut} of {len(task.train_data.ids)} training sequences were longer than {task.max_length} "
+            "tokens and were cut there (their ends are not trained; --max-length raises the limit)"
+        )
     split, chats = task.split
     if split:
         note += (

@@ -50,7 +50,12 @@ TaskTypeOption = Annotated[
 MethodOption = Annotated[str | None, typer.Option("--method", help="--model: full fine-tuning (the default) or lora.")]
 BatchSizeOption = Annotated[int | None, typer.Option("--batch-size", help="--model: examples per step (default 16).")]
 MaxLengthOption = Annotated[
-    int | None, typer.Option("--max-length", help="--model: tokens per example, longer ones truncated (default 128).")
+    int | None,
+    typer.Option(
+        "--max-length",
+        help="--model: tokens per example, longer ones truncated (default 128 for a classifier; 1024 for a "
+        "causal LM, as TRL's, or the model's context where shorter).",
+    ),
 ]
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder with sst2_train.csv and sst2_validation.csv.")
