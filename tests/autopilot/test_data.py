@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrpilot.autopilot._data import column_map, encode, pad, read_roles
+from lrpilot.autopilot._data import column_map, encode, pad, read_roles, read_rows
 from lrpilot.autopilot._hf import load_hf_task
 from tests.autopilot.conftest import minilm_dir, write_rows
 
@@ -78,3 +78,19 @@ def test_the_length_limit_truncates_a_classifiers_texts_and_is_checked(tmp_path:
     assert {len(ids) for ids in short.train_data.ids + short.val_data.ids} == {16}
     with pytest.raises(ValueError, match=r"--max-length must be"):
         load_hf_task(minilm_dir(), data, max_length=4)
+
+
+def test_excels_byte_order_mark_and_long_cells_are_read(tmp_path: Path) -> None:
+    long = "word " * 50_000  # past the csv module's 128 KiB cell limit
+    bom = write_rows(tmp_path / "plain.csv", [{"text": "fine", "label": 1}, {"text": long, "label": 0}])
+    bom.write_text(bom.read_text(encoding="utf-8"), encoding="utf-8-sig")  # as Excel's "CSV UTF-8" saves it
+    rows = read_rows(bom, ("text", "label"), "--data")
+    assert [row["label"] for row in rows] == ["1", "0"]
+    assert rows[1]["text"] == long
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_text('{"text": "fine", "label": 1}\n', encoding="utf-8-sig")
+    assert read_rows(jsonl, ("text", "label"), "--data") == [{"text": "fine", "label": 1}]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"^--data: broken.jsonl, line 1: not valid JSON"):
+        read_rows(broken, ("text", "label"), "--data")

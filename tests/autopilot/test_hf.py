@@ -16,6 +16,7 @@ import torch
 from lrpilot.autopilot import PooledClassifier, fit, load_classifier
 from lrpilot.autopilot._data import read_rows
 from lrpilot.autopilot._hf import attention_projections, load_hf_task
+from lrpilot.autopilot._target import user_target
 from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
 
 BUDGET = 6  # the smallest with a warmup step (10 %) and a few steps of decay
@@ -458,3 +459,43 @@ def test_a_fit_on_named_labels_saves_the_names_with_the_model(tmp_path: Path, me
     if method == "full":  # the encoder's own config names them too
         config = json.loads((result.model_path / "config.json").read_text(encoding="utf-8"))
         assert config["id2label"] == {"0": "negative", "1": "positive"}
+
+
+def test_a_model_saved_without_its_tokenizer_is_refused_not_trained_on_unknown_words(
+    tiny_causal_lm: Path, tmp_path: Path
+) -> None:
+    """transformers builds a placeholder tokenizer (every word ``[UNK]``) for a folder without one."""
+    bare = tmp_path / "no-tokenizer"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (bare / name).write_bytes((tiny_causal_lm / name).read_bytes())
+    with pytest.raises(ValueError, match=r"has \d+ tokens for a model of 30522: the folder holds no tokenizer"):
+        load_hf_task(bare, _fox_lines(tmp_path / "fox.jsonl"), kind="causal-lm")
+
+
+def test_a_length_past_the_models_context_is_refused_before_any_training(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    fox = _fox_lines(tmp_path / "fox.jsonl")
+    assert load_hf_task(tiny_causal_lm, fox, kind="causal-lm").max_length == 64  # its context, under TRL's 1024
+    with pytest.raises(ValueError, match=r"--max-length: 256 tokens is longer than .* context: 64 positions"):
+        load_hf_task(tiny_causal_lm, fox, kind="causal-lm", max_length=256)
+    rows = write_rows(tmp_path / "train.csv", [{"text": f"a review {i}", "label": i % 2} for i in range(20)])
+    with pytest.raises(ValueError, match=r"--max-length: 1024 tokens .* context: 512 positions\); give at most 512"):
+        load_hf_task(minilm_dir(), rows, max_length=1024)
+
+
+def test_an_encoder_is_refused_as_a_causal_lm(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"is a bert encoder .* give a decoder"):
+        load_hf_task(minilm_dir(), _fox_lines(tmp_path / "fox.jsonl"), kind="causal-lm")
+
+
+def test_an_evaluation_class_the_training_data_lacks_is_refused_and_gaps_are_noted(tmp_path: Path) -> None:
+    train = write_rows(tmp_path / "train.csv", [{"text": f"review {i}", "label": (0, 2, 5)[i % 3]} for i in range(30)])
+    unseen = write_rows(tmp_path / "eval.csv", [{"text": "a", "label": 0}, {"text": "b", "label": 1}])
+    with pytest.raises(
+        ValueError, match=r"--eval: eval.csv, row 2: label 1 never occurs in the training data \(its labels: 0, 2, 5\)"
+    ):
+        load_hf_task(minilm_dir(), train, unseen)
+    target = user_target(minilm_dir(), train, None, kind="classification", method="lora", batch_size=8)
+    gaps = next(note for note in target.notes if note.startswith("class id(s)"))
+    assert gaps.startswith("class id(s) 1, 3, 4 have no training example: the head has 6 outputs and 3 of them never")
+    assert not any(note.startswith("unbalanced labels") for note in target.notes)  # three classes, evenly spread

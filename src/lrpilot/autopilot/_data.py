@@ -76,15 +76,24 @@ the assistant's turns), a prompt and its completion (the loss counts the complet
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        rows = list(reader)
-        return list(reader.fieldnames or []), rows
+    """A CSV's columns and rows; UTF-8 with or without the byte-order mark Excel writes, and cells of
+    any size (the csv module's default limit is 128 KiB, less than a long document)."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            return list(reader.fieldnames or []), rows
+    except csv.Error as exc:
+        raise ValueError(f"{path.name}: not a readable CSV file ({exc})") from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:  # a byte-order mark, where an editor wrote one, is not JSON
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -106,7 +115,10 @@ def _read(path: Path, columns: str, what: str) -> tuple[list[str], list[dict[str
         raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
     if path.suffix.lower() not in DATA_SUFFIXES:
         raise ValueError(f"{what}: {path.name} must be a .csv or .jsonl file (columns {columns})")
-    names, rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    try:
+        names, rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
     if not rows:
         raise ValueError(f"{what}: {path.name} has no rows (expected columns {columns})")
     return names, rows

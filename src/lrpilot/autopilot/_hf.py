@@ -118,7 +118,86 @@ def _load_config_and_tokenizer(model_dir: Path) -> tuple[Any, Any]:
             tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"--model: no usable tokenizer in {model_dir}: {exc}") from None
+    _check_vocabulary(config, tokenizer, model_dir)
     return config, tokenizer
+
+
+def _check_vocabulary(config: Any, tokenizer: Any, model_dir: Path) -> None:
+    """A tokenizer far smaller than the model's vocabulary is not the model's: transformers builds
+    a placeholder one (a handful of special tokens, every word ``[UNK]``) for a folder saved without
+    its tokenizer files, and training on that would quietly learn nothing."""
+    vocabulary = getattr(config.get_text_config(), "vocab_size", None)
+    if isinstance(vocabulary, int) and len(tokenizer) < vocabulary // 2:
+        raise ValueError(
+            f"--model: the tokenizer in {model_dir} has {len(tokenizer)} tokens for a model of {vocabulary}: the "
+            "folder holds no tokenizer of its own (tokenizer.json, vocab.txt, tokenizer.model, ...); save it beside "
+            "the model (tokenizer.save_pretrained(folder))"
+        )
+
+
+def _context(config: Any) -> int | None:
+    """The longest sequence the model's position embeddings take, where its config says."""
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(config.get_text_config(), name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _length(max_length: int | None, default: int, config: Any, model_dir: Path) -> int:
+    """Tokens per example: `max_length` as given (no more than the model's context), else `default`
+    or the context where that is shorter."""
+    context = _context(config)
+    if max_length is None:
+        return default if context is None else min(default, context)
+    if context is not None and max_length > context:
+        raise ValueError(
+            f"--max-length: {max_length} tokens is longer than the model in {model_dir} takes (its config's "
+            f"context: {context} positions); give at most {context}"
+        )
+    return max_length
+
+
+ENCODER_LM_TYPES = frozenset(
+    {
+        "bert",
+        "big_bird",
+        "camembert",
+        "data2vec-text",
+        "electra",
+        "ernie",
+        "megatron-bert",
+        "rembert",
+        "roberta",
+        "roberta-prelayernorm",
+        "roc_bert",
+        "roformer",
+        "xlm-roberta",
+        "xlm-roberta-xl",
+        "xmod",
+        "distilbert",
+        "albert",
+        "deberta",
+        "deberta-v2",
+        "mpnet",
+        "modernbert",
+        "xlnet",
+        "funnel",
+        "mobilebert",
+        "squeezebert",
+    }
+)
+"""Encoders (bidirectional attention): as a causal LM each token would see the ones it predicts."""
+
+
+def _check_decoder(config: Any, model_dir: Path) -> None:
+    """A causal LM must attend only to earlier tokens; an encoder's next-token loss reads the answer."""
+    if config.model_type in ENCODER_LM_TYPES and not getattr(config, "is_decoder", False):
+        raise ValueError(
+            f"--model: {model_dir} is a {config.model_type} encoder (each token attends to the ones after it), so as a "
+            "causal LM its next-token loss would see the tokens it predicts; give a decoder (GPT-2, Llama, Qwen, "
+            "SmolLM, ...) for --task-type causal-lm, or train this one as a classifier"
+        )
 
 
 def _is_classifier(config: Any) -> bool:
@@ -416,6 +495,9 @@ def load_hf_task(
     train_labels = label_ids(train_rows, data, "--data", names)
     eval_labels = label_ids(eval_rows, held, what, names)
     check_labels(eval_labels, num_labels, held, what)
+    if eval_data is not None and not _is_classifier(config):  # a fresh head learns only the classes it sees
+        _check_seen(eval_labels, train_labels, eval_data)
+    max_length = _length(max_length, MAX_LENGTH, config, model_dir)
     return HfTask(
         name=model_dir.name or "model",
         description=f"{method} fine-tuning of {model_dir} for {kind}{' of text pairs' if pairs else ''} on {data.name}",
@@ -424,15 +506,27 @@ def load_hf_task(
         kind=kind,
         method=method,
         num_labels=num_labels,
-        train_data=encode(tokenizer, train_rows, train_labels, max_length or MAX_LENGTH),
-        val_data=encode(tokenizer, eval_rows, eval_labels, max_length or MAX_LENGTH),
+        train_data=encode(tokenizer, train_rows, train_labels, max_length),
+        val_data=encode(tokenizer, eval_rows, eval_labels, max_length),
         tokenizer=tokenizer,
         pad_id=_pad_id(tokenizer, model_dir),
         pooling=checkpoint_pooling(model_dir) if not _is_classifier(config) else (),
         label_names=names,
         stored_dtype=_stored_dtype(config),
-        max_length=max_length or MAX_LENGTH,
+        max_length=max_length,
     )
+
+
+def _check_seen(eval_labels: list[int], train_labels: list[int], path: Path) -> None:
+    """Every evaluation class is one the training data has: a fresh head never learns another."""
+    seen = set(train_labels)
+    for row, label in enumerate(eval_labels, start=1):
+        if label not in seen:
+            known = ", ".join(map(str, sorted(seen)))
+            raise ValueError(
+                f"--eval: {path.name}, row {row}: label {label} never occurs in the training data (its labels: "
+                f"{known}); a fresh head cannot learn it"
+            )
 
 
 def _causal_lm_task(
@@ -460,7 +554,8 @@ def _causal_lm_task(
     held, what = (eval_data, "--eval") if eval_data is not None else (data, "--data")
     if eval_rows is None:
         train_rows, eval_rows = split_rows(train_rows, "--data")
-    max_length = max_length or min(LM_MAX_LENGTH, _positions(config))
+    _check_decoder(config, model_dir)
+    max_length = _length(max_length, LM_MAX_LENGTH, config, model_dir)
     if form == "text":
         train, val = encode_text(tokenizer, train_rows, max_length), encode_text(tokenizer, eval_rows, max_length)
     else:
@@ -497,16 +592,6 @@ def _placeholder_recipe(batch_size: int, examples: int) -> Recipe:
         weight_decay=0.01,
         grad_clip=1.0,
     )
-
-
-def _positions(config: Any) -> int:
-    """The longest sequence the model's position embeddings take (its context), where the config
-    says; `LM_MAX_LENGTH` where it does not (rotary models without a stated limit)."""
-    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return LM_MAX_LENGTH
 
 
 def _pad_id(tokenizer: Any, model_dir: Path) -> int:

@@ -96,6 +96,7 @@ def user_target(
         _dtype_note(task),
         _names_note(task),
         _chance_note(task),
+        _gaps_note(task),
         _format_note(task),
     )
     notes = tuple(note for note in heads if note)
@@ -163,15 +164,35 @@ UNBALANCED = 0.95
 
 
 def _chance_note(task: HfTask) -> str | None:
-    """What the notes say when a classifier's chance level is its unbalanced labels' entropy."""
+    """What the notes say when a classifier's chance level is its unbalanced labels' entropy (over
+    the classes its training data has: those it lacks are `_gaps_note`'s)."""
     chance, classes, labels = task.chance_loss, task.classes, task.train_data.labels
-    if chance is None or classes is None or labels is None or chance >= UNBALANCED * math.log(classes):
+    if chance is None or classes is None or labels is None:
+        return None
+    present = int((torch.bincount(labels) > 0).sum())
+    if present < 2 or chance >= UNBALANCED * math.log(present):
         return None
     largest = int(torch.bincount(labels).max()) / len(labels)
     return (
         f"unbalanced labels (the largest class is {largest:.0%} of the training data): the guard's chance level is "
-        f"their entropy, {chance:.3g}, not ln {classes} = {math.log(classes):.3g}, so a model that collapses onto "
+        f"their entropy, {chance:.3g}, not ln {present} = {math.log(present):.3g}, so a model that collapses onto "
         "the majority class (its accuracy that class's share) is rolled back rather than read as one that learned"
+    )
+
+
+def _gaps_note(task: HfTask) -> str | None:
+    """Class ids with no training example: integer labels are read as 0 … the largest, so ids with
+    gaps (0, 2, 5) give a head with outputs that never train."""
+    classes, labels = task.classes, task.train_data.labels
+    if classes is None or labels is None:
+        return None
+    missing = [i for i, n in enumerate(torch.bincount(labels, minlength=classes).tolist()) if n == 0]
+    if not missing:
+        return None
+    ids = ", ".join(map(str, missing))
+    return (
+        f"class id(s) {ids} have no training example: the head has {classes} outputs and {len(missing)} of them "
+        "never train (labels are read as class ids 0 … the largest; number them 0 … n−1, or give them as names)"
     )
 
 
