@@ -190,6 +190,64 @@ def test_a_larger_budget_on_a_rerun_extends_the_search(tmp_path: Path) -> None:
     assert len(lrs) == len(set(lrs))
 
 
+def test_a_rerun_with_the_same_out_continues_a_study_stored_elsewhere(tmp_path: Path) -> None:
+    """With --storage the study is not in the run directory: its tune.json names it, so the same
+    command (or the same --out alone) continues it, and a raised budget runs more trials."""
+    from lrpilot.tuning._rundir import MARK_FILE
+    from lrpilot.tuning._study import sqlite_url
+
+    out, url = tmp_path / "run", sqlite_url(tmp_path / "elsewhere" / "studies.db")
+    (tmp_path / "elsewhere").mkdir()
+    first = tune("digits", steps=STEPS, budget=3.0, storage=url, out=out, report=False)
+    assert not (out / DB_FILE).exists()
+    assert json.loads((out / MARK_FILE).read_text(encoding="utf-8")) == {"study": "lrpilot-digits", "storage": url}
+    again = tune("digits", steps=STEPS, budget=4.0, storage=url, out=out, report=False)
+    assert any("continued the study 'lrpilot-digits'" in note for note in again.notes)
+    assert len(again.trials) > len(first.trials)
+    assert again.run_equivalents > first.run_equivalents
+    alone = tune("digits", steps=STEPS, budget=4.0, out=out, report=False)  # the storage read from tune.json
+    assert alone.storage == url
+    assert [t.to_dict() for t in alone.trials] == [t.to_dict() for t in again.trials]
+
+
+def test_an_out_holding_something_else_is_refused_before_any_work(tmp_path: Path) -> None:
+    """A non-empty --out continues only its own study: other files, another study name or another
+    storage are refused (naming tune, the directory and what would continue it), nothing written."""
+    from lrpilot.tuning._study import sqlite_url
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "index.html").write_text("keep", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"^tune: --out .*other is a directory that is not empty and holds no"):
+        tune("digits", steps=STEPS, out=other)
+    assert [p.name for p in other.iterdir()] == ["index.html"]
+    (tmp_path / "file").write_text("keep", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"^tune: --out .*file is a file"):
+        tune("digits", steps=STEPS, out=tmp_path / "file")
+    out = tmp_path / "run"
+    tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ValueError, match=r"holds a tune of the study 'lrpilot-digits', not 'mine'; give --study"):
+        tune("digits", steps=STEPS, study="mine", out=out)
+    with pytest.raises(ValueError, match=r"not in --storage sqlite:///.*x\.db; give that storage \(or none\)"):
+        tune("digits", steps=STEPS, storage=sqlite_url(tmp_path / "x.db"), out=out)
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_tune_db_without_a_study_starts_afresh(tmp_path: Path) -> None:
+    """Stopped during its range test, a tune leaves a tune.db with no study in it and no tune.json:
+    the same command starts the study then (no error asking for a --study that never existed)."""
+    from lrpilot.tuning._study import open_storage, sqlite_url
+
+    out = tmp_path / "run"
+    out.mkdir()
+    open_storage(sqlite_url(out / DB_FILE), heartbeat=10.0)  # creates the empty database
+    result = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    assert not any("continued" in note for note in result.notes)
+    assert result.trials
+
+
 @pytest.mark.parametrize(
     ("seed", "design_winner", "next_point"),
     [
