@@ -190,6 +190,29 @@ def test_a_larger_budget_on_a_rerun_extends_the_search(tmp_path: Path) -> None:
     assert len(lrs) == len(set(lrs))
 
 
+def test_one_more_run_of_budget_trains_the_next_best_rung_in_full(tmp_path: Path) -> None:
+    """3.2 runs pay five 30-step rungs and one full run (240 of 248 trial steps); a sixth rung would
+    earn a second full run (360). A raise to 3.25 pays neither that nor a full run: nothing runs,
+    and the notes say what would. 4.2 pays a full run: the second-best rung trains in full."""
+    out = tmp_path / "run"
+    first = tune("digits", steps=STEPS, budget=3.2, out=out, report=False)
+    assert [t.continues is not None for t in first.trials].count(True) == 1
+    small = tune("digits", steps=STEPS, budget=3.25, out=out, report=False)
+    assert [t.to_dict() for t in small.trials] == [t.to_dict() for t in first.trials]
+    (why,) = [note for note in small.notes if "runs no further trial" in note]
+    assert "the next trial needs 90" in why
+    assert why.endswith("give --budget 4.2 or more")  # (240 + 90 + 40 range test steps) / 90 = 4.11
+    more = tune("digits", steps=STEPS, budget=4.2, out=out, report=False)
+    assert not any("runs no further trial" in note for note in more.notes)
+    assert more.run_equivalents == pytest.approx(first.run_equivalents + 1.0)  # one full run more
+    full = [t for t in more.trials if t.continues is not None]
+    assert len(full) == 2
+    assert all(t.state == "COMPLETE" and t.steps == STEPS for t in full)
+    rungs = sorted((t for t in more.trials if t.continues is None), key=lambda t: t.intermediate[STEPS // 3])
+    assert [t.continues for t in full] == [rungs[0].number, rungs[1].number]  # the two best rungs
+    assert more.value <= first.value
+
+
 def test_a_rerun_with_the_same_out_continues_a_study_stored_elsewhere(tmp_path: Path) -> None:
     """With --storage the study is not in the run directory: its tune.json names it, so the same
     command (or the same --out alone) continues it, and a raised budget runs more trials."""

@@ -40,7 +40,7 @@ from lrpilot.tuning._engine import (
     rungs_for,
     target_spec,
 )
-from lrpilot.tuning._halving import committed_steps, trial_cap, unpaid_winners
+from lrpilot.tuning._halving import committed_steps, next_trial_steps, trial_cap, unpaid_winners
 from lrpilot.tuning._result import TuneResult, summaries, tune_dict, tuned_recommendation
 from lrpilot.tuning._rundir import DB_FILE, Place, has_studies, place, write_mark
 from lrpilot.tuning._space import Space, parse_search
@@ -104,7 +104,8 @@ def tune(
     an earlier tune's: re-running with the same `out` (its ``tune.json`` names the study and its
     storage, so `storage` may be left out unless its URL has a password), or with the same
     `storage` and `study`, continues the study: no finished trial is repeated, and the range test
-    is not run again; a larger `budget` on the re-run extends the search. `prune`:
+    is not run again; a larger `budget` on the re-run runs the trials it pays for (a note says why
+    when it pays for none). `prune`:
     successive halving (each trial first trains a run a third as long, at its LR scaled to that
     length; the best third go on to the full run).
     `max_trials`: cap the trials (default: what the budget pays for). `finder_steps`: the range
@@ -356,7 +357,33 @@ def _raise_budget(
     raised = dataclasses.replace(config, budget_steps=wanted, max_trials=max(cap, config.max_trials))
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
     notes.append(f"budget raised to {plan:g} runs ({wanted} trial steps, up to {raised.max_trials} trials)")
+    if (idle := _nothing_to_run(study, raised, capped=max_trials is not None)) is not None:
+        notes.append(idle)
     return raised
+
+
+def _nothing_to_run(study: optuna.Study, config: StudyConfig, *, capped: bool) -> str | None:
+    """Why a raised budget runs no further trial, if it runs none: its extra steps pay neither a
+    rung (with the full runs it earns) nor the full run of a rung not trained in full; with the
+    budget that would pay the next one (`capped`: the user's --max-trials holds, else the cap grows
+    with the budget). Said, so that a raise that buys nothing is not silent."""
+    now = next_trial_steps(study, config)
+    if now is not None and now <= config.budget_steps:
+        return None
+    committed = committed_steps(study, config)
+    need = next_trial_steps(study, config, capped=capped)
+    if need is None:
+        return (
+            f"the raised budget runs no further trial: the study has its {config.max_trials} trials and every "
+            "rung that did not diverge is trained in full (give --max-trials to allow more)"
+        )
+    runs = (need + int(config.finder.get("steps", 0))) / config.run_steps
+    return (
+        f"the raised budget runs no further trial: it leaves {max(0, config.budget_steps - committed)} trial steps, "
+        f"the next trial needs {need - committed} (a {config.rungs[0] if config.rungs else config.run_steps}-step "
+        f"rung with the full runs it earns, or a full run of {config.run_steps}); give --budget "
+        f"{math.ceil(runs * 10) / 10:g} or more"
+    )
 
 
 def _more_time(
