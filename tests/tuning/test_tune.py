@@ -80,6 +80,29 @@ def test_tune_searches_around_the_range_test_and_keeps_the_best_run(tmp_path: Pa
     assert run["device"].startswith("cuda:" if torch.cuda.is_available() else "cpu (")  # auto: where it trained
 
 
+def test_a_trials_outcome_says_what_happened_to_it() -> None:
+    """Optuna calls a rung trial PRUNED whether it lost at the rung or won and went on to its full
+    run: `outcome` (what the CLI's table shows) tells them apart, from `stopped`."""
+    from lrpilot.tuning import Candidate, TrialSummary
+
+    def trial(state: str, stopped: str | None, **kwargs: Any) -> TrialSummary:
+        rung = {} if kwargs.pop("full", False) else {30: 0.2}
+        return TrialSummary(3, state, Candidate(1e-3), None, 30, rung, stopped, None, **kwargs)
+
+    assert trial("PRUNED", "promoted", promoted_to=8).outcome == "promoted to #8"
+    assert trial("PRUNED", "pruned").outcome == "pruned at its 30-step rung"
+    assert trial("PRUNED", "budget").outcome == "won its 30-step rung; the budget could not pay its full run"
+    assert trial("PRUNED", "diverged", full=True).outcome == "diverged after 30 steps"
+    assert trial("COMPLETE", None, full=True, continues=3).outcome == "finished: full run of #3"
+    assert trial("COMPLETE", None, full=True, continues=3, fitted=True).outcome.endswith("at the rungs' fitted LR")
+    assert trial("COMPLETE", None, full=True).outcome == "finished"  # without halving
+    assert trial("FAIL", None).outcome == "failed (queued again)"
+    retry = dataclasses.replace(trial("COMPLETE", None, full=True), retry_of=1)
+    assert retry.outcome == "finished (retry of #1)"
+    assert trial("WAITING", "not run: the budget was spent").outcome == "not run: the budget was spent"
+    assert trial("PRUNED", "pruned").to_dict()["outcome"] == "pruned at its 30-step rung"
+
+
 def test_a_rerun_continues_the_study_without_repeating_anything(tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
