@@ -61,3 +61,29 @@ def test_bad_input_exits_2_with_a_message(tmp_path: Path) -> None:
         assert result.exit_code == 2
         assert message in " ".join(result.output.split())
         assert "Traceback" not in result.output
+
+
+def test_out_must_be_new_or_empty_but_the_run_directory_re_renders_in_place(tmp_path: Path) -> None:
+    """As `fit --out`: a non-empty --out (or a file) is refused, exit 2, one line, nothing written;
+    the run's own directory, given as --out, is re-rendered in place as without it."""
+    run = _run_json(tmp_path / "run" / "run.json")
+    kept = tmp_path / "x"
+    kept.mkdir()
+    (kept / "index.html").write_text("keep", encoding="utf-8")
+    (tmp_path / "file").write_text("keep", encoding="utf-8")
+    for out, what in ((kept, "a directory that is not empty"), (tmp_path / "file", "a file")):
+        result = runner.invoke(app, ["report", str(run.parent), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        message = " ".join(result.output.split())
+        assert message.startswith(f"error: report: --out {out} is {what}; give a new or empty directory")
+        assert "Traceback" not in result.output
+    assert [p.name for p in kept.iterdir()] == ["index.html"]
+    assert (kept / "index.html").read_text(encoding="utf-8") == "keep"
+    assert (tmp_path / "file").read_text(encoding="utf-8") == "keep"
+    again = runner.invoke(app, ["report", str(run), "--out", str(run.parent)])
+    assert again.exit_code == 0, again.output
+    assert (run.parent / "index.html").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert runner.invoke(app, ["report", str(run.parent), "--out", str(empty)]).exit_code == 0
+    assert (empty / "index.html").is_file()

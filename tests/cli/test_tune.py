@@ -47,6 +47,26 @@ def test_the_table_names_the_winner_and_the_compute(tmp_path: Path) -> None:
     assert "trials of lrpilot-digits" in result.stdout
     assert "run-equivalents" in result.stdout
     assert "best: lr" in result.stdout
+    # each row says what happened to its trial, as TuneResult.trials[i].outcome and .stopped do:
+    # the rung trial that won is "promoted to #N" (Optuna's state for it is PRUNED), not "pruned"
+    from lrpilot.tuning import tune
+
+    trials = tune("digits", steps=90, out=tmp_path / "run", report=False).trials  # continued: nothing trained
+    cells = {}
+    for line in result.stdout.splitlines():
+        parts = [p.strip() for p in line.split("│")]
+        if len(parts) > 3 and parts[1].isdigit():
+            cells[int(parts[1])] = parts[3]
+    assert sorted(cells) == [t.number for t in trials]
+    for t in trials:
+        assert t.outcome.startswith(cells[t.number]), (cells[t.number], t.outcome)  # a long one wraps
+        if t.stopped == "promoted":
+            assert cells[t.number] == f"promoted to #{t.promoted_to}"
+        elif t.stopped == "pruned":
+            assert cells[t.number] == "pruned at its 30-step rung"
+        elif t.state == "COMPLETE":
+            assert cells[t.number].startswith(f"finished: full run of #{t.continues}")
+    assert {t.stopped for t in trials} >= {"promoted", "pruned", None}
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from lrpilot.tuning._halving import Move, fitted_lr, next_move, owed, trial_cap, unpaid_winners
+from lrpilot.tuning._halving import Move, fitted_lr, next_move, next_trial_steps, owed, trial_cap, unpaid_winners
 from lrpilot.tuning._study import StudyConfig
 
 RUN, RUNG = 300, 100
@@ -241,6 +241,27 @@ def test_a_winner_the_budget_cannot_pay_is_named() -> None:
     study = _study(_rung(PEAK, 0.5), _rung(PEAK / 2, 0.6), dead, _rung(PEAK * 2, 0.7))
     assert next_move(study, config) is Move.DONE
     assert unpaid_winners(study, config) == [0]
+
+
+def test_budget_left_after_the_last_rung_trains_the_next_best_rung_in_full() -> None:
+    # five rungs (5 × 100) and the full run they earn (300): 800 steps. A sixth rung would earn a
+    # second full run (1200 in all); 1100 cannot pay that, but it pays a full run of the second best
+    rungs = [_rung(PEAK * f, 0.5 - 0.01 * i) for i, f in enumerate((1, 0.5, 2, 1.41, 0.71))]
+    done = [*rungs, _promotion(PEAK * 0.71, 4, 0.3)]
+    study = _study(*done)
+    assert next_trial_steps(study, _config(1100 / RUN)) == 1100  # the full run, cheaper than a rung
+    assert next_move(study, _config(1100 / RUN)) is Move.RUN
+    assert _queued(study) == [(PEAK * 1.41, 3)]  # the second-best rung, at its own LR
+    short = _config(1000 / RUN)  # a full run does not fit either: nothing runs, and the next needs 1100
+    assert next_move(_study(*done), short) is Move.DONE
+    assert next_trial_steps(_study(*done), short) == 1100
+    # the trial cap stops rungs, not the full runs the budget still pays
+    capped = _study(*done)
+    assert next_move(capped, _config(1100 / RUN, max_trials=5)) is Move.RUN
+    assert _queued(capped) == [(PEAK * 1.41, 3)]
+    # a spent time budget trains nothing past its first full run
+    late = dataclasses.replace(_config(1100 / RUN), deadline=0.0)
+    assert next_move(_study(*done), late) is Move.DONE
 
 
 def test_without_halving_every_trial_is_a_full_run() -> None:

@@ -80,6 +80,29 @@ def test_tune_searches_around_the_range_test_and_keeps_the_best_run(tmp_path: Pa
     assert run["device"].startswith("cuda:" if torch.cuda.is_available() else "cpu (")  # auto: where it trained
 
 
+def test_a_trials_outcome_says_what_happened_to_it() -> None:
+    """Optuna calls a rung trial PRUNED whether it lost at the rung or won and went on to its full
+    run: `outcome` (what the CLI's table shows) tells them apart, from `stopped`."""
+    from lrpilot.tuning import Candidate, TrialSummary
+
+    def trial(state: str, stopped: str | None, **kwargs: Any) -> TrialSummary:
+        rung = {} if kwargs.pop("full", False) else {30: 0.2}
+        return TrialSummary(3, state, Candidate(1e-3), None, 30, rung, stopped, None, **kwargs)
+
+    assert trial("PRUNED", "promoted", promoted_to=8).outcome == "promoted to #8"
+    assert trial("PRUNED", "pruned").outcome == "pruned at its 30-step rung"
+    assert trial("PRUNED", "budget").outcome == "won its 30-step rung; the budget could not pay its full run"
+    assert trial("PRUNED", "diverged", full=True).outcome == "diverged after 30 steps"
+    assert trial("COMPLETE", None, full=True, continues=3).outcome == "finished: full run of #3"
+    assert trial("COMPLETE", None, full=True, continues=3, fitted=True).outcome.endswith("at the rungs' fitted LR")
+    assert trial("COMPLETE", None, full=True).outcome == "finished"  # without halving
+    assert trial("FAIL", None).outcome == "failed (queued again)"
+    retry = dataclasses.replace(trial("COMPLETE", None, full=True), retry_of=1)
+    assert retry.outcome == "finished (retry of #1)"
+    assert trial("WAITING", "not run: the budget was spent").outcome == "not run: the budget was spent"
+    assert trial("PRUNED", "pruned").to_dict()["outcome"] == "pruned at its 30-step rung"
+
+
 def test_a_rerun_continues_the_study_without_repeating_anything(tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
@@ -188,6 +211,87 @@ def test_a_larger_budget_on_a_rerun_extends_the_search(tmp_path: Path) -> None:
     assert more.value <= first.value  # the earlier trials are still there; the best can only improve
     lrs = [t.candidate.peak_lr for t in more.trials if t.state == "COMPLETE"]
     assert len(lrs) == len(set(lrs))
+
+
+def test_one_more_run_of_budget_trains_the_next_best_rung_in_full(tmp_path: Path) -> None:
+    """3.2 runs pay five 30-step rungs and one full run (240 of 248 trial steps); a sixth rung would
+    earn a second full run (360). A raise to 3.25 pays neither that nor a full run: nothing runs,
+    and the notes say what would. 4.2 pays a full run: the second-best rung trains in full."""
+    out = tmp_path / "run"
+    first = tune("digits", steps=STEPS, budget=3.2, out=out, report=False)
+    assert [t.continues is not None for t in first.trials].count(True) == 1
+    small = tune("digits", steps=STEPS, budget=3.25, out=out, report=False)
+    assert [t.to_dict() for t in small.trials] == [t.to_dict() for t in first.trials]
+    (why,) = [note for note in small.notes if "runs no further trial" in note]
+    assert "the next trial needs 90" in why
+    assert why.endswith("give --budget 4.2 or more")  # (240 + 90 + 40 range test steps) / 90 = 4.11
+    more = tune("digits", steps=STEPS, budget=4.2, out=out, report=False)
+    assert not any("runs no further trial" in note for note in more.notes)
+    assert more.run_equivalents == pytest.approx(first.run_equivalents + 1.0)  # one full run more
+    full = [t for t in more.trials if t.continues is not None]
+    assert len(full) == 2
+    assert all(t.state == "COMPLETE" and t.steps == STEPS for t in full)
+    rungs = sorted((t for t in more.trials if t.continues is None), key=lambda t: t.intermediate[STEPS // 3])
+    assert [t.continues for t in full] == [rungs[0].number, rungs[1].number]  # the two best rungs
+    assert more.value <= first.value
+
+
+def test_a_rerun_with_the_same_out_continues_a_study_stored_elsewhere(tmp_path: Path) -> None:
+    """With --storage the study is not in the run directory: its tune.json names it, so the same
+    command (or the same --out alone) continues it, and a raised budget runs more trials."""
+    from lrpilot.tuning._rundir import MARK_FILE
+    from lrpilot.tuning._study import sqlite_url
+
+    out, url = tmp_path / "run", sqlite_url(tmp_path / "elsewhere" / "studies.db")
+    (tmp_path / "elsewhere").mkdir()
+    first = tune("digits", steps=STEPS, budget=3.0, storage=url, out=out, report=False)
+    assert not (out / DB_FILE).exists()
+    assert json.loads((out / MARK_FILE).read_text(encoding="utf-8")) == {"study": "lrpilot-digits", "storage": url}
+    again = tune("digits", steps=STEPS, budget=4.0, storage=url, out=out, report=False)
+    assert any("continued the study 'lrpilot-digits'" in note for note in again.notes)
+    assert len(again.trials) > len(first.trials)
+    assert again.run_equivalents > first.run_equivalents
+    alone = tune("digits", steps=STEPS, budget=4.0, out=out, report=False)  # the storage read from tune.json
+    assert alone.storage == url
+    assert [t.to_dict() for t in alone.trials] == [t.to_dict() for t in again.trials]
+
+
+def test_an_out_holding_something_else_is_refused_before_any_work(tmp_path: Path) -> None:
+    """A non-empty --out continues only its own study: other files, another study name or another
+    storage are refused (naming tune, the directory and what would continue it), nothing written."""
+    from lrpilot.tuning._study import sqlite_url
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "index.html").write_text("keep", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"^tune: --out .*other is a directory that is not empty and holds no"):
+        tune("digits", steps=STEPS, out=other)
+    assert [p.name for p in other.iterdir()] == ["index.html"]
+    (tmp_path / "file").write_text("keep", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"^tune: --out .*file is a file"):
+        tune("digits", steps=STEPS, out=tmp_path / "file")
+    out = tmp_path / "run"
+    tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ValueError, match=r"holds a tune of the study 'lrpilot-digits', not 'mine'; give --study"):
+        tune("digits", steps=STEPS, study="mine", out=out)
+    with pytest.raises(ValueError, match=r"not in --storage sqlite:///.*x\.db; give that storage \(or none\)"):
+        tune("digits", steps=STEPS, storage=sqlite_url(tmp_path / "x.db"), out=out)
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_tune_db_without_a_study_starts_afresh(tmp_path: Path) -> None:
+    """Stopped during its range test, a tune leaves a tune.db with no study in it and no tune.json:
+    the same command starts the study then (no error asking for a --study that never existed)."""
+    from lrpilot.tuning._study import open_storage, sqlite_url
+
+    out = tmp_path / "run"
+    out.mkdir()
+    open_storage(sqlite_url(out / DB_FILE), heartbeat=10.0)  # creates the empty database
+    result = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    assert not any("continued" in note for note in result.notes)
+    assert result.trials
 
 
 @pytest.mark.parametrize(

@@ -46,21 +46,18 @@ tune_app = typer.Typer(
 
 
 def _trials_table(result: TuneResult) -> Table:
+    """The trials, each with what happened to it (`TrialSummary.outcome`, not Optuna's state, which
+    calls a rung trial that went on to its full run ``pruned``); the winner in bold green."""
     table = Table(title=f"trials of {escape(result.study_name)}")
-    for column in ("#", "peak LR", "state", "rung loss", "final loss", "steps", "why stopped"):
-        table.add_column(column, justify="right" if column not in ("state", "why stopped") else "left")
+    for column in ("#", "peak LR", "outcome", "rung loss", "final loss", "steps"):
+        table.add_column(column, justify="left" if column == "outcome" else "right")
     best = next((t.number for t in result.trials if t.candidate == result.best and t.value == result.value), None)
     for t in result.trials:
         rung = ", ".join(f"{v:.4g}" for v in t.intermediate.values()) or "–"
         final = "–" if t.value is None else f"{t.value:.4g}"
         style = "bold green" if t.number == best else ""
         what = t.candidate.describe().removeprefix("lr ")
-        why = f"promoted: #{t.promoted_to}" if t.promoted_to is not None else t.stopped or ""
-        if t.continues is not None and t.state == "COMPLETE":
-            why = f"full run of #{t.continues}"
-            if t.fitted:
-                why = f"full run at the rungs' fitted bottom (best rung #{t.continues})"
-        table.add_row(str(t.number), what, t.state.lower(), rung, final, str(t.steps), why, style=style)
+        table.add_row(str(t.number), what, escape(t.outcome), rung, final, str(t.steps), style=style)
     return table
 
 

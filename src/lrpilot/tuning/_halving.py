@@ -40,6 +40,7 @@ __all__ = [
     "continued",
     "fitted_lr",
     "next_move",
+    "next_trial_steps",
     "owed",
     "rung_value",
     "trial_cap",
@@ -255,10 +256,43 @@ def next_move(study: optuna.Study, config: StudyConfig) -> Move:
     fits = counted(study) < config.max_trials and _committed(trials, config, extra_rungs=1) <= config.budget_steps
     if fits and not (late and counted(study)):
         return _next_point(study, trials, config, running)
+    halving = config.prune and bool(config.rungs)
     owes = owed(_rungs(trials), config.reduction) > _promotions(trials)
-    if config.prune and config.rungs and owes and not (late and _promotions(trials)):
+    if halving and owes and not (late and _promotions(trials)):
+        return _promote(study, trials, config)
+    if halving and not late and _spare_full_run(trials, config):
         return _promote(study, trials, config)
     return Move.WAIT if running else Move.DONE
+
+
+def _spare_full_run(trials: list[FrozenTrial], config: StudyConfig) -> bool:
+    """Whether the budget left once no further rung fits still pays a full run, and a finished rung
+    is not trained in full yet: then the next-best rung trains in full too. Without this, budget
+    between a full run and a rung with the full run it earns was never spent: a re-run with one
+    more run of budget (``--budget 6`` after 5) ran nothing."""
+    fits = _committed(trials, config, earned=False) + config.run_steps <= config.budget_steps
+    return fits and bool(_untrained_rungs(trials, config))
+
+
+def _untrained_rungs(trials: list[FrozenTrial], config: StudyConfig) -> list[FrozenTrial]:
+    """Finished rung trials that did not diverge and are not trained in full yet, best first."""
+    promoted = {continued(t) for t in trials if _live(t)}
+    return [t for v, t in _results(trials, config) if math.isfinite(v) and t.number not in promoted]
+
+
+def next_trial_steps(study: optuna.Study, config: StudyConfig, *, capped: bool = True) -> int | None:
+    """The steps spent or promised once the cheapest next trial is queued: another rung with the
+    full runs it earns (while under the trial cap, where `capped`: a cap the budget set grows with
+    it), or the full run of a rung not yet trained in full; None when neither is left (the cap
+    reached, every rung trained in full). A continued study whose raised budget is below this runs
+    nothing, and says what budget would."""
+    trials = study.get_trials(deepcopy=False)
+    options = []
+    if not capped or counted(study) < config.max_trials:
+        options.append(_committed(trials, config, extra_rungs=1))
+    if config.prune and config.rungs and _untrained_rungs(trials, config):
+        options.append(_committed(trials, config, earned=False) + config.run_steps)
+    return min(options, default=None)
 
 
 def _next_point(study: optuna.Study, trials: list[FrozenTrial], config: StudyConfig, running: bool) -> Move:
@@ -286,8 +320,7 @@ def _promote(study: optuna.Study, trials: list[FrozenTrial], config: StudyConfig
     best rung's own LR; it is still that rung's promotion."""
     if any(t.state.name == "RUNNING" and continued(t) is None for t in trials):
         return Move.WAIT
-    promoted = {continued(t) for t in trials if _live(t)}
-    waiting = [t for v, t in _results(trials, config) if math.isfinite(v) and t.number not in promoted]
+    waiting = _untrained_rungs(trials, config)
     if not waiting or _committed(trials, config, earned=False) + config.run_steps > config.budget_steps:
         return Move.DONE
     best = waiting[0]

@@ -49,10 +49,40 @@ class TrialSummary:
     """A promotion trained at the bottom of the parabola fitted through the rungs' losses
     (`lrpilot.tuning._halving.fitted_lr`), not at its rung trial's own LR."""
 
+    @property
+    def outcome(self) -> str:
+        """What happened to the trial, in words, from `stopped` and `state` (Optuna's ``PRUNED``
+        covers a rung trial that won and went on to its full run as much as one that lost): e.g.
+        ``promoted to #8``, ``pruned at its 30-step rung``, ``finished: full run of #3``; a retry
+        says which trial it replaces."""
+        words = self._what_happened()
+        return words if self.retry_of is None else f"{words} (retry of #{self.retry_of})"
+
+    def _what_happened(self) -> str:
+        """`outcome` without the retry."""
+        if self.state == "COMPLETE":
+            if self.continues is None:
+                return "finished"
+            return f"finished: full run of #{self.continues}" + (" at the rungs' fitted LR" if self.fitted else "")
+        rung = f"its {min(self.intermediate)}-step rung" if self.intermediate else "its rung"
+        words = {
+            "promoted": f"promoted to #{self.promoted_to}",
+            "pruned": f"pruned at {rung}",
+            "budget": f"won {rung}; the budget could not pay its full run",
+            "diverged": f"diverged after {self.steps} steps",
+            "skipped": "skipped (the study had its trials, or another worker ran the same)",
+        }
+        if self.stopped in words:
+            return words[self.stopped]
+        if self.stopped is not None:  # not run: the budget was spent
+            return self.stopped
+        return {"FAIL": "failed (queued again)", "RUNNING": "running"}.get(self.state, self.state.lower())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "number": self.number,
             "state": self.state,
+            "outcome": self.outcome,
             "peak_lr": self.candidate.peak_lr,
             "warmup": self.candidate.warmup,
             "decay": self.candidate.decay,

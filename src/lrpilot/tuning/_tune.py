@@ -40,8 +40,9 @@ from lrpilot.tuning._engine import (
     rungs_for,
     target_spec,
 )
-from lrpilot.tuning._halving import committed_steps, trial_cap, unpaid_winners
+from lrpilot.tuning._halving import committed_steps, next_trial_steps, trial_cap, unpaid_winners
 from lrpilot.tuning._result import TuneResult, summaries, tune_dict, tuned_recommendation
+from lrpilot.tuning._rundir import DB_FILE, Place, has_studies, place, write_mark
 from lrpilot.tuning._space import Space, parse_search
 from lrpilot.tuning._study import (
     CONFIG_KEY,
@@ -50,7 +51,6 @@ from lrpilot.tuning._study import (
     open_storage,
     redact,
     spent_steps,
-    sqlite_url,
 )
 from lrpilot.tuning._trial import RUN_FILE, TrialRunner
 
@@ -62,17 +62,6 @@ __all__ = ["DB_FILE", "tune"]
 FINAL_KEY = "lrpilot_final"
 """The study's user attribute naming the trial whose weights the run directory holds (a re-run that
 finds the same winner reuses them: the trial folders are gone by then)."""
-DB_FILE = "tune.db"
-"""The default storage: an SQLite study in the run directory."""
-
-
-def _study_dir(out: str | Path | None, label: str) -> tuple[Path, bool]:
-    """The run directory and whether it continues an earlier tune (it holds its ``tune.db``)."""
-    from lrpilot.autopilot._pipeline import new_run_dir
-
-    if out is not None and (Path(out) / DB_FILE).is_file():
-        return Path(out), True
-    return new_run_dir(None if out is None else Path(out), f"tune-{label}"), False
 
 
 def tune(
@@ -111,9 +100,12 @@ def tune(
     full runs (``3.0``: three runs' worth of steps, the range test included), or a time (``"20m"``).
     `storage`: an Optuna RDB URL (``postgresql://user:pw@host/db``) shared by many machines, where
     each runs ``lrpilot tune worker --study NAME --storage URL``; default an SQLite file in the run
-    directory. `study`: its name (default ``lrpilot-<task>``). Re-running with the same `out` (or
-    the same `storage` and `study`) continues the study: no finished trial is repeated, and the
-    range test is not run again; a larger `budget` on the re-run extends the search. `prune`:
+    directory. `study`: its name (default ``lrpilot-<task>``). `out`: a new or empty directory, or
+    an earlier tune's: re-running with the same `out` (its ``tune.json`` names the study and its
+    storage, so `storage` may be left out unless its URL has a password), or with the same
+    `storage` and `study`, continues the study: no finished trial is repeated, and the range test
+    is not run again; a larger `budget` on the re-run runs the trials it pays for (a note says why
+    when it pays for none). `prune`:
     successive halving (each trial first trains a run a third as long, at its LR scaled to that
     length; the best third go on to the full run).
     `max_trials`: cap the trials (default: what the budget pays for). `finder_steps`: the range
@@ -123,8 +115,8 @@ def tune(
     `lrpilot.fit`.
 
     Bad input (an unknown task or search name, a budget too small for one full run plus the range
-    test, an unreachable or malformed storage URL, a study created with other settings) raises
-    ValueError before any training.
+    test, an unreachable or malformed storage URL, a study created with other settings, an `out`
+    that holds anything but this study's earlier tune) raises ValueError before any training.
     """
     progress = progress or quiet
     clock = Clock()
@@ -149,15 +141,13 @@ def tune(
             f"tune: a budget of {plan:g} runs cannot pay for the range test (up to {ramp_steps} steps) and "
             f"the first trial ({first:.2f} runs of {run_steps} steps); give at least {smallest:.2f}"
         )
-    run_dir, resuming = _study_dir(out, target.label)
-    url = storage if storage is not None else sqlite_url(run_dir / DB_FILE)
-    name = study or f"lrpilot-{target.label}"
-    if storage is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    home = place(out, storage, study, target.label)
+    run_dir, url, name = home.run_dir, home.url, home.name
+    if home.default_storage:
+        run_dir.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
     store = open_storage(url, heartbeat=heartbeat)
     existing = load_study(store, name)
-    if resuming and existing is None:
-        raise ValueError(f"tune: {run_dir} holds a {DB_FILE} without the study {name!r}; give --study")
+    _check_continued(home, existing is not None, store)
     run_dir.mkdir(parents=True, exist_ok=True)
     if existing is not None and CONFIG_KEY in existing.user_attrs:
         config = StudyConfig.from_dict(existing.user_attrs[CONFIG_KEY])
@@ -171,6 +161,7 @@ def tune(
         config = _search_prior(setup, net, plan, clock, progress)
         optuna_study = _create(store, name, config)
         notes = list(config.finder["notes"])
+    write_mark(home)  # from now on the same command (same --out) continues this study
     space = Space.from_dict(config.space)
     live = attach(optuna_study, config)
     runner = make_runner(config, run_dir / "trials", progress, where, mixed)
@@ -188,6 +179,18 @@ def tune(
         clock=clock,
         report=report,
         rec=rec,
+    )
+
+
+def _check_continued(where: Place, found: bool, store: optuna.storages.RDBStorage) -> None:
+    """A run directory that holds an earlier tune must find its study in the storage: else a
+    ValueError naming both (the study was deleted, or the storage is another). A bare `DB_FILE`
+    holding no study at all (a tune stopped during its range test, before the mark) starts afresh."""
+    if not where.resuming or found or (not where.marked and not has_studies(store)):
+        return
+    raise ValueError(
+        f"tune: --out {where.run_dir} holds a tune of the study {where.name!r}, which {redact(where.url)} "
+        "does not hold (deleted, or another storage?); give --study and --storage to name it, or a new --out"
     )
 
 
@@ -354,7 +357,33 @@ def _raise_budget(
     raised = dataclasses.replace(config, budget_steps=wanted, max_trials=max(cap, config.max_trials))
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
     notes.append(f"budget raised to {plan:g} runs ({wanted} trial steps, up to {raised.max_trials} trials)")
+    if (idle := _nothing_to_run(study, raised, capped=max_trials is not None)) is not None:
+        notes.append(idle)
     return raised
+
+
+def _nothing_to_run(study: optuna.Study, config: StudyConfig, *, capped: bool) -> str | None:
+    """Why a raised budget runs no further trial, if it runs none: its extra steps pay neither a
+    rung (with the full runs it earns) nor the full run of a rung not trained in full; with the
+    budget that would pay the next one (`capped`: the user's --max-trials holds, else the cap grows
+    with the budget). Said, so that a raise that buys nothing is not silent."""
+    now = next_trial_steps(study, config)
+    if now is not None and now <= config.budget_steps:
+        return None
+    committed = committed_steps(study, config)
+    need = next_trial_steps(study, config, capped=capped)
+    if need is None:
+        return (
+            f"the raised budget runs no further trial: the study has its {config.max_trials} trials and every "
+            "rung that did not diverge is trained in full (give --max-trials to allow more)"
+        )
+    runs = (need + int(config.finder.get("steps", 0))) / config.run_steps
+    return (
+        f"the raised budget runs no further trial: it leaves {max(0, config.budget_steps - committed)} trial steps, "
+        f"the next trial needs {need - committed} (a {config.rungs[0] if config.rungs else config.run_steps}-step "
+        f"rung with the full runs it earns, or a full run of {config.run_steps}); give --budget "
+        f"{math.ceil(runs * 10) / 10:g} or more"
+    )
 
 
 def _more_time(
