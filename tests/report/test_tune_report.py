@@ -111,13 +111,14 @@ def test_the_sentence_and_the_table_tell_the_search(report: Path, record: RunRec
     text = _parse(report).words()
     equivalents = f"{record.tune['run_equivalents']:.2f}"
     assert f"7 trials, 2 completed, compute {equivalents} run-equivalents (range test included)." in text
-    for header in ("trial", "peak LR", "state", "rung loss @ step", "final val loss", "steps", "why it stopped"):
+    for header in ("trial", "peak LR", "rung loss @ step", "final val loss", "steps", "why it stopped"):
         assert header in text
     assert "warmup" not in text.split("Tuning", 1)[1].split("Schedule", 1)[0]  # only the peak LR was searched
     rows = _rows(report.read_text(encoding="utf-8"))
     assert len(rows) == 7
     best = rows[5]
-    assert best.count("<b>") == best.count("<td") == 7  # every cell of the winner's row in bold
+    assert best.count("<b>") == best.count("<td") == 6  # every cell of the winner's row in bold
+    assert "pruned" not in rows[2]  # Optuna's state for a rung that won: the table says what happened instead
     assert "0.0303" in best
     assert "0.387" in best
     assert "best: the model of this report" in best

@@ -398,8 +398,7 @@ def _trial_rows(tune: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) ->
             cells.append("—" if warmup is None else format(warmup, ".1%"))
         if decays:
             cells.append(_e(t.get("decay") or "—"))
-        cells += [
-            _e(str(t.get("state", "?")).lower()),
+        cells += [  # no column of Optuna's state: its PRUNED covers a rung that won and went on as well
             rungs,
             _num(_finite(t.get("value"))),
             _num(t.get("steps"), ","),
@@ -434,7 +433,7 @@ def _tune(record: RunRecord, figure: str | None) -> str:
     more = f'<p class="muted">{skipped} more {were} skipped (the study already had its trials).</p>'
     rows = _trial_rows(tune, trials)
     headers = ["trial", "peak LR", *(name for name in ("warmup", "decay") if _searched(tune, trials, name))]
-    headers += ["state", "rung loss @ step", "final val loss", "steps", "why it stopped"]
+    headers += ["rung loss @ step", "final val loss", "steps", "why it stopped"]
     numeric = [0, 1, len(headers) - 3, len(headers) - 2]
     table = _table(headers, rows, numeric=numeric) if rows else _missing("no trial was recorded")
     body = (figure or "") + summary + table + (more if skipped else "")
