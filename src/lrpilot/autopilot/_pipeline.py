@@ -459,7 +459,7 @@ def run_record(
         recommendation=recommendation,
         finder=finder,
         guard_actions=list(trained.guard.get("records", [])),
-        layer_stats=LayerStats(layers.names, layers.steps, layers.ratios) if layers.steps else None,
+        layer_stats=LayerStats(layers.names, layers.steps, layers.ratios, layers.adapted) if layers.steps else None,
         metrics=trained.final,
         timings=timings,
         notes=notes,
