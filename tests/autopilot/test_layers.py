@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -85,3 +88,100 @@ def test_zero_weights_give_ratio_zero_rather_than_a_division_by_zero() -> None:
 def test_every_must_be_positive() -> None:
     with pytest.raises(ValueError, match="every must be"):
         UpdateRatioTracker(_model(), every=0)
+
+
+# --- LoRA: the ratio of the effective weight W0 + scale · B A -------------------------------------
+
+
+def _lora_sequential() -> tuple[nn.Module, list[str]]:
+    """An MLP with a LoRA adapter (peft, r=4, alpha=8: scale 2) on its first linear layer and its
+    head trained in full: one adapted layer, one plain one."""
+    peft = pytest.importorskip("peft")
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    model = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["0"]))
+    model.base_model.model[2].weight.requires_grad_(True)
+    return model, ["base_model.model.0"]
+
+
+def _lora_gpt2() -> tuple[nn.Module, list[str]]:
+    """A 2-layer GPT-2 with LoRA on its attention's Conv1D (which stores W transposed: peft's
+    ``fan_in_fan_out``), as fit puts it on a GPT-2."""
+    peft = pytest.importorskip("peft")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=40, n_positions=16, n_embd=16, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0
+    )
+    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj"], fan_in_fan_out=True)
+    with warnings.catch_warnings():  # peft 0.21 calls a name transformers 5 deprecates
+        warnings.simplefilter("ignore", FutureWarning)
+        model = peft.get_peft_model(transformers.GPT2LMHeadModel(config), lora)
+    return model, ["base_model.model.transformer.h.0", "base_model.model.transformer.h.1"]
+
+
+@torch.no_grad()
+def _effective(model: nn.Module) -> dict[str, list[torch.Tensor]]:
+    """By hand, per layer: every adapted module's W0 + scale · B A (W0 transposed where peft says
+    fan_in_fan_out), and every other trainable tensor as it is, in float64."""
+    out: dict[str, list[torch.Tensor]] = {}
+    adapted = set()
+    for name, module in model.named_modules():
+        if hasattr(module, "lora_A") and "default" in module.lora_A:
+            a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
+            w0 = module.get_base_layer().weight.double()
+            w0 = w0.T if module.fan_in_fan_out else w0
+            layer = name.split(".h.")[0] + ".h." + name.split(".h.")[1].split(".")[0] if ".h." in name else name
+            out.setdefault(layer, []).append(w0 + module.scaling["default"] * (b.double() @ a.double()))
+            adapted |= {id(a), id(b)}
+    for name, param in model.named_parameters():
+        if param.requires_grad and id(param) not in adapted:
+            out.setdefault(name.rsplit(".", 1)[0], []).append(param.detach().double().clone())
+    return out
+
+
+@pytest.mark.parametrize("make", [_lora_sequential, _lora_gpt2])
+def test_a_lora_layers_ratio_is_its_effective_weights_as_computed_by_hand(make: Any) -> None:
+    model, adapted = make()
+    tracker = UpdateRatioTracker(model, every=1)
+    assert tracker.adapted == adapted
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    inputs = torch.randn(4, 8) if make is _lora_sequential else torch.randint(0, 40, (2, 6))
+    for step in range(4):  # B is zero before the first step and not after it
+        before = _effective(model)
+        loss = model(inputs).square().mean() if make is _lora_sequential else model(inputs, labels=inputs).loss
+        loss.backward()
+        tracker.before(step)
+        optimizer.step()
+        tracker.after(applied=True)
+        optimizer.zero_grad()
+        after = _effective(model)
+        assert list(before) == tracker.names
+        expected = [
+            math.sqrt(sum(float((n - o).square().sum()) for n, o in zip(after[k], before[k], strict=True)))
+            / math.sqrt(sum(float(o.square().sum()) for o in before[k]))
+            for k in tracker.names
+        ]
+        assert tracker.ratios[step] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_lora_fit_at_a_sane_lr_flags_no_layer(sst2_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """fit's LoRA on all-MiniLM-L6-v2: its adapters' own ratios flagged every layer (B starts at
+    zero); the effective weights' sit within the band at the peak fit picks, and the report says
+    what they are of."""
+    from lrpilot.autopilot import fit
+    from lrpilot.report import read_run
+    from lrpilot.report.run_plots import layer_verdicts
+    from tests.autopilot.conftest import minilm_dir
+
+    train, val = sst2_files
+    args = {"data": train, "eval_data": val, "method": "lora", "budget": 12, "finder_steps": 12}
+    result = fit(model=minilm_dir(), **args, out=tmp_path / "run")  # type: ignore[arg-type]
+    assert 1e-4 <= result.peak_lr <= 1e-2
+    stats = result.record.layer_stats
+    assert stats.adapted == [f"encoder.base_model.model.encoder.layer.{i}" for i in range(6)]
+    assert [verdict for _, _, verdict in layer_verdicts(stats)] == ["ok"] * 7  # and the head, trained in full
+    assert read_run(result.run_dir).layer_stats.adapted == stats.adapted
+    html = (result.run_dir / "index.html").read_text(encoding="utf-8")
+    assert "6 of these 7 layers are LoRA-adapted" in html
+    assert "0 of 7 layers flagged" in html

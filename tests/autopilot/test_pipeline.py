@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,22 +29,75 @@ def test_import_lrpilot_stays_numpy_only_and_fit_is_callable_lazily() -> None:
     assert callable(lrpilot.fit)
 
 
+@contextmanager
+def _ctrl_c_raises() -> Iterator[None]:
+    """Python's own SIGINT handler (it raises KeyboardInterrupt, as in a terminal), whatever the
+    test runner installed, so that `signal.raise_signal` is a real Ctrl-C."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_mid_training_saves_a_loadable_checkpoint_and_an_interrupted_report(tmp_path: Path) -> None:
+    """A real SIGINT after step 70: the weights saved are scored as a finished run's are (they had
+    been left with the step-63 evaluation's figures, or none before the first)."""
+
     def stop(step: int, lr: float, loss: float) -> None:
         if step == 70:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
 
-    result = lrpilot.fit("digits", out=tmp_path / "run", callback=stop)
+    with _ctrl_c_raises():
+        result = lrpilot.fit("digits", out=tmp_path / "run", callback=stop)
     assert result.status == "interrupted"
-    assert result.record.history.steps[-1] == 70
-    assert result.record.history.eval_steps == [63]  # the first quarter's evaluation ran (after 63 of 250 steps)
-    assert result.metrics["val_loss"] == result.record.history.eval_loss[-1]
-    assert any("interrupted by the user at step 71" in note for note in result.record.notes)
-    model = get_task("digits").build_model(0)
+    history = result.record.history
+    assert history.steps[-1] == 70
+    assert history.eval_steps == [
+        63,
+        71,
+    ]  # the first quarter's evaluation (after 63 of 250 steps), and the saved weights'
+    notes = " ".join(result.record.notes)
+    assert "interrupted by the user at step 71 of 250; the weights so far were saved; the metrics are of the " in notes
+    assert "interrupted weights at step 71, scored as a finished run's are" in notes
+    digits = get_task("digits")
+    model = digits.build_model(0)
     model.load_state_dict(torch.load(result.model_path, weights_only=True))
+    scored = digits.metrics(model)
+    assert result.metrics == pytest.approx({"val_loss": scored.loss, "val_accuracy": scored.accuracy}, rel=1e-6)
+    assert history.final_eval == {**result.metrics, "examples": 359}
+    assert history.eval_loss[-1] == pytest.approx(digits.metrics(model, QUICK_EVAL).loss, rel=1e-6)
     run = json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))
     assert run["status"] == "interrupted"
+    assert run["metrics"] == pytest.approx(result.metrics)
     assert (result.run_dir / "index.html").is_file()
+
+
+def test_a_second_ctrl_c_during_the_evaluation_of_the_interrupted_weights_records_no_metrics(tmp_path: Path) -> None:
+    stopped: list[int] = []
+
+    def stop(step: int, lr: float, loss: float) -> None:
+        if step == 70:
+            stopped.append(step)
+            signal.raise_signal(signal.SIGINT)
+
+    def again(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        if phase == "evaluate" and stopped:  # the evaluation of the interrupted weights begins
+            signal.raise_signal(signal.SIGINT)
+
+    with _ctrl_c_raises():
+        result = lrpilot.fit("digits", out=tmp_path / "run", callback=stop, progress=again)
+    assert result.status == "interrupted"
+    assert result.metrics == {}  # not the step-63 evaluation's figures: those are of other weights
+    assert result.record.history.eval_steps == [63]
+    assert result.record.history.final_eval == {}
+    assert any(
+        note.endswith("; a second Ctrl-C stopped their evaluation, so no final metrics were recorded")
+        for note in result.record.notes
+    )
+    assert json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))["metrics"] == {}
+    assert "no final metrics recorded" in (result.run_dir / "index.html").read_text(encoding="utf-8")
+    get_task("digits").build_model(0).load_state_dict(torch.load(result.model_path, weights_only=True))
 
 
 def test_a_step_budget_fits_the_recipe_and_the_outputs_are_complete(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from lrpilot.autopilot._progress import Clock, quiet
-from lrpilot.autopilot._training import _guard_config, train_guarded
+from lrpilot.autopilot._training import _evaluate, _guard_config, _score_stopped, train_guarded
 from lrpilot.schedules import Cosine
 from lrpilot.tasks import get_task
 from lrpilot.tasks._base import seeded
@@ -143,3 +143,46 @@ def test_a_rollback_read_late_trains_on_from_its_snapshot_and_evaluates_every_ch
     assert math.isfinite(trained.final["val_loss"])
     assert trained.final["val_accuracy"] > 0.5
     assert len(trained.history.loss) >= 40  # the replayed steps are logged too
+
+
+@dataclasses.dataclass(frozen=True)
+class _BrokenDigits(DigitsTask):
+    """digits whose training loss turns NaN for good after its 12th call (its evaluation does not):
+    the guard skips, rolls back, and gives up."""
+
+    calls: list[int] = dataclasses.field(default_factory=list)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        self.calls.append(1)
+        loss = super().loss(model, batch)
+        return loss * math.nan if len(self.calls) > 12 else loss
+
+
+def test_a_run_the_guard_gave_up_on_reports_the_metrics_of_the_state_it_saves(tmp_path: Path) -> None:
+    digits = get_task("digits")
+    task = _BrokenDigits(digits.name, digits.description, dataclasses.replace(digits.recipe, total_steps=40))
+    trained, model = _run(task, tmp_path, "broken", read_every=1, peak=1e-2)
+    assert trained.status == "gave_up"
+    step = trained.history.eval_steps[-1]
+    assert trained.notes[-1].startswith("the guard gave up at step ")
+    assert trained.notes[-1].endswith(f"; the metrics are of that state at step {step}, scored as a finished run's are")
+    scored = task.metrics(model)
+    assert trained.final == pytest.approx({"val_loss": scored.loss, "val_accuracy": scored.accuracy}, rel=1e-6)
+
+
+def test_a_stop_just_after_a_checkpoints_evaluation_scores_those_weights_once(tmp_path: Path) -> None:
+    """Evaluated at step 10 (the quick examples), stopped before step 11's update: the saved weights'
+    evaluation (all the examples) replaces that one in the curve rather than repeating its step."""
+    digits = get_task("digits")
+    model = digits.build_model(0)
+    evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
+    _evaluate(digits, model, None, 5, last=False, evals=evals)
+    _evaluate(digits, model, None, 10, last=False, evals=evals)
+    note = _score_stopped(
+        digits, model, None, evals, 10, 40, Clock(), quiet, precision=Precision(), status="interrupted"
+    )
+    assert note == "the metrics are of the interrupted weights at step 10, scored as a finished run's are"
+    assert evals["eval_steps"] == [5, 10]
+    assert len(evals["eval_loss"]) == len(evals["metrics"]["accuracy"]) == 2
+    assert evals["final"]["examples"] == 359
+    assert evals["reported"]["val_loss"] == pytest.approx(digits.metrics(model).loss, rel=1e-6)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ from typer.testing import CliRunner
 from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE
 from lrpilot.cli._app import app
 from lrpilot.tasks import get_task
-from tests.autopilot.conftest import minilm_dir, save_chat_lm, write_rows
+from tests.autopilot.conftest import minilm_dir, save_chat_lm, sst2_rows, write_rows
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -140,6 +144,28 @@ def test_a_budget_too_small_for_warmup_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_the_header_names_a_long_model_path_and_the_plan_on_one_line(tmp_path: Path) -> None:
+    """Off a terminal the console is 80 columns wide: a model's full path filled the header's line,
+    which read "/full/model/path: " with nothing after the colon."""
+    model = tmp_path / ("a-folder-whose-name-is-long-enough-to-fill-a-line-" * 2) / "model"
+    model.mkdir(parents=True)
+    result = runner.invoke(app, ["fit", "--model", str(model), "--data", str(tmp_path / "none.csv")])
+    assert result.exit_code == 2
+    header = result.stdout.splitlines()[0]
+    assert header == f"{model}: recommend → range test → train with the guard → report"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the message is built in lrpilot.autopilot._target.fitted_recipe, outside the fit-outcome-fixes "
+    "branch: it says (5 steps, 5 steps); drop this marker once it names a step budget once",
+)
+def test_a_too_small_step_budget_is_named_once(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["fit", "--task", "digits", "--budget", "5", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "the budget (5 steps) is too small for a warmup" in " ".join(result.output.split())
+
+
 def test_a_non_empty_out_directory_is_never_written_into(tmp_path: Path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
@@ -219,3 +245,35 @@ def test_a_chat_fine_tune_of_a_causal_lm_with_its_own_column_name(tmp_path: Path
     bad = runner.invoke(app, [*args, "--max-length", "4", "--out", str(tmp_path / "other")])
     assert bad.exit_code == 2
     assert "--max-length must be" in bad.output
+
+
+def test_ctrl_c_from_outside_during_a_lora_fit_records_the_saved_weights_metrics(tmp_path: Path) -> None:
+    """`lrpilot fit` in its own process, sent SIGINT (as `timeout -s INT` or a terminal's Ctrl-C
+    does) once training has begun: exit 130, and the record holds the evaluation of the weights it
+    saved (it used to hold none: "no final metrics recorded")."""
+    rows = sst2_rows(240)
+    train, val = write_rows(tmp_path / "train.csv", rows[:200]), write_rows(tmp_path / "val.csv", rows[200:])
+    out = tmp_path / "run"
+    args = ["fit", "--model", str(minilm_dir()), "--data", str(train), "--eval", str(val), "--method", "lora"]
+    more = ["--budget", "60", "--finder-steps", "12", "--out", str(out), "--no-report"]
+    # Python's own Ctrl-C handler even where this runs in the background (which ignores SIGINT)
+    handler = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)"
+    code = f"{handler}; import sys; from lrpilot.cli import main; sys.argv[0] = 'lrpilot'; main()"
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *args, *more], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        deadline = time.monotonic() + 300
+        while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the run directory is made as training starts
+        time.sleep(2.0)  # a few steps in
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr.decode()
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["status"] == "interrupted"
+    step = run["history"]["eval_steps"][-1]
+    assert 0 < step < 60, step
+    assert set(run["metrics"]) == {"val_loss", "val_accuracy"}
+    assert run["history"]["eval_examples"] == 40  # the whole evaluation set
+    assert any(f"the metrics are of the interrupted weights at step {step}" in note for note in run["notes"])
+    assert "val accuracy" in stdout.decode()

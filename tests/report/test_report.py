@@ -257,6 +257,22 @@ def test_layer_verdicts_flag_a_decade_either_side_of_1e_3() -> None:
     assert [v[2] for v in layer_verdicts(stats)] == ["low", "ok", "high", "n/a"]
 
 
+def test_a_lora_runs_layers_say_their_ratio_is_of_the_effective_weights(tmp_path: Path) -> None:
+    stats = LayerStats(
+        names=["layer.0", "head"], steps=[0, 1], ratios=[[1e-3, 2e-3], [1e-3, 2e-3]], adapted=["layer.0"]
+    )
+    record = _minimal(layer_stats=stats)
+    html = Path(write_report(record, tmp_path)).read_text(encoding="utf-8")
+    assert "1 of these 2 layers are LoRA-adapted" in html
+    assert read_run(tmp_path).layer_stats == stats
+    old = {**stats.to_dict()}
+    del old["adapted"]  # a run.json written before adapted layers were recorded
+    assert LayerStats.from_dict(old).adapted == []
+    assert "LoRA-adapted" not in Path(
+        write_report(_minimal(layer_stats=LayerStats.from_dict(old)), tmp_path / "b")
+    ).read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -266,6 +282,7 @@ def test_layer_verdicts_flag_a_decade_either_side_of_1e_3() -> None:
             "eval_metrics",
         ),
         (lambda: LayerStats(names=["a", "b"], steps=[0], ratios=[[1e-3]]), "ratios"),
+        (lambda: LayerStats(names=["a"], steps=[0], ratios=[[1e-3]], adapted=["b"]), "adapted names layers not in"),
         (lambda: _minimal("crashed"), "status must be one of"),
         (lambda: _minimal(total_steps=-1), "total_steps"),
         (lambda: _minimal(classes=1), r"classes must be an integer in \[2, ∞\], got 1"),

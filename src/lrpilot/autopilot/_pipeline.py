@@ -57,7 +57,8 @@ class FitResult:
         report_path: the report's ``index.html``, or None with ``report=False``.
         peak_lr: the peak LR trained with.
         schedule: the schedule trained with (as planned; the guard's changes are in the record).
-        metrics: final validation metrics (``val_loss``, ``val_accuracy`` where it applies).
+        metrics: final validation metrics (``val_loss``, ``val_accuracy`` where it applies) of the
+            weights saved, however the run ended; empty where a second Ctrl-C skipped their evaluation.
         record: everything the report shows (`lrpilot.report.RunRecord`).
         recommendation, finder: the prior and the range test (None if the range test failed).
         model: the trained model itself, in memory (as saved).
@@ -187,7 +188,8 @@ def fit(
     or labels out of range, a budget too small for a warmup, an `out` that is not empty) raises
     ValueError or FileNotFoundError before any training and before anything is written.
     Ctrl-C during training (or a `callback` raising KeyboardInterrupt) stops the run, saves the
-    weights so far and writes the report with status ``"interrupted"``.
+    weights so far, evaluates them as a finished run's last evaluation does (a second Ctrl-C skips
+    it, leaving no metrics) and writes the report with status ``"interrupted"``.
     """
     progress = progress or quiet
     clock = Clock()
@@ -281,7 +283,7 @@ def fit(
         progress("save", 0, None, math.nan, math.nan)
         model_path = save_model(job, net, run_dir)
         (run_dir / AUDIT_FILE).touch()
-    notes = [*target.notes, *search.notes, *trained.notes, *after_run(trained)]
+    notes = [*target.notes, *search.notes, *trained.notes, *after_run(trained, _epochs(job, trained))]
     if plan is not None and plan.seconds is not None:
         trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
         notes.append(_time_note(plan, trained_steps, search, trained, clock))
@@ -398,6 +400,16 @@ def _from_ramp(
     return fitted, schedule, resumed
 
 
+def _epochs(task: Task, trained: Trained) -> float | None:
+    """How many times the run went over a user's training data (steps trained over one epoch's), for
+    the after-run notes: a run that got worse after dozens of epochs over-fitted. None for a
+    built-in task, whose batches are drawn without epochs."""
+    steps = trained.history.steps
+    if not isinstance(task, HfTask) or not steps or task.epoch_steps < 1:
+        return None
+    return float(steps[-1] + 1) / task.epoch_steps
+
+
 def _time_note(plan: Budget, trained_steps: int, search: Search, trained: Trained, clock: Clock) -> str:
     """How a time budget became steps and, when the fit ran past it, why: a time budget is a forecast
     from the range test's steps, and a machine that gets busier after them makes every training step
@@ -459,7 +471,7 @@ def run_record(
         recommendation=recommendation,
         finder=finder,
         guard_actions=list(trained.guard.get("records", [])),
-        layer_stats=LayerStats(layers.names, layers.steps, layers.ratios) if layers.steps else None,
+        layer_stats=LayerStats(layers.names, layers.steps, layers.ratios, layers.adapted) if layers.steps else None,
         metrics=trained.final,
         timings=timings,
         notes=notes,

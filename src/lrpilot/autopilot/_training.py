@@ -17,7 +17,7 @@ from torch import nn
 from lrpilot.autopilot._forgetting import Drift
 from lrpilot.autopilot._hf import HfTask
 from lrpilot.autopilot._layers import UpdateRatioTracker
-from lrpilot.autopilot._outcome import accuracy_drop, one_answer
+from lrpilot.autopilot._outcome import above_uniform, one_answer, worse_at_end
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback
 from lrpilot.autopilot._resume import Resumed
 from lrpilot.detect import DetectConfig
@@ -38,6 +38,7 @@ __all__ = [
     "run_metrics",
     "save_model",
     "train_guarded",
+    "vocabulary",
 ]
 
 MODEL_FILE = "model.pt"
@@ -58,8 +59,9 @@ LAYER_SNAPSHOTS = 50
 class Trained:
     """What the training phase hands back: how it ended (``finished``, ``interrupted``, ``gave_up``),
     the history the report draws, the guard's report, the per-layer update ratios, the final
-    metrics, the notes for the report, and a classifier's largest share of one answer at its last
-    evaluation (`lrpilot.tasks.Metrics.top_share`)."""
+    metrics (of the weights saved; empty where they were not evaluated), the notes for the report,
+    a classifier's largest share of one answer at its last evaluation
+    (`lrpilot.tasks.Metrics.top_share`), and a causal LM's vocabulary (`vocabulary`)."""
 
     status: str
     total_steps: int
@@ -69,6 +71,7 @@ class Trained:
     final: dict[str, float]
     notes: list[str] = field(default_factory=list)
     top_share: float | None = None
+    vocab: int | None = None
 
 
 def run_metrics(
@@ -147,11 +150,10 @@ def train_guarded(
     and at the end (a rollback among them trains on from its snapshot; that evaluation comes when
     the run gets there again). `precision`: the forward passes' (`lrpilot.tasks._device.Precision`;
     fp32 by default), the evaluations' too; fp16's loss scale is the guard's to unscale and update."""
-    from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
+    from lrpilot.integrations.torch_guard import GuardGaveUpError
 
     total = recipe.total_steps
-    every = max(1, math.ceil(total / EVALS))
-    checkpoints = set(eval_at) if eval_at else set(range(every, total, every))
+    checkpoints = _checkpoints(total, eval_at)
     tracker = UpdateRatioTracker(model, every=max(1, total // LAYER_SNAPSHOTS))
     evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
     status, notes = "finished", []
@@ -159,21 +161,18 @@ def train_guarded(
     optimizer = make_optimizer(model, recipe, float(schedule(0)))
     mixed = precision or Precision()
     scaler = mixed.scaler()
-    # the guard's first snapshot holds the seeded generator the loop starts from, so a rollback to it
-    # restores that, not the caller's (which torch seeds at random per process: a fit rolled back to
-    # its first snapshot ended 0.411-0.445 from one process to the next)
-    with seeded(seed):
-        guard = TorchGuard(
-            model,
-            optimizer,
-            config=_guard_config(task, total),
-            schedule=schedule,
-            max_grad_norm=recipe.grad_clip,
-            audit=run_dir / AUDIT_FILE,
-            step=start,
-            read_every=read_every,
-            scaler=scaler,
-        )
+    guard = _new_guard(
+        task,
+        model,
+        optimizer,
+        schedule,
+        recipe,
+        seed=seed,
+        run_dir=run_dir,
+        start=start,
+        read_every=read_every,
+        scaler=scaler,
+    )
     batches = itertools.islice(task.batches(seed), skip, None)
     started, evaluating = time.perf_counter(), clock.timings.get("evaluate", 0.0)
     try:
@@ -209,9 +208,136 @@ def train_guarded(
         clock.timings["train"] = time.perf_counter() - started - (clock.timings.get("evaluate", 0.0) - evaluating)
         report = guard.report()
         guard.close()
+    if status != "finished":
+        notes[-1] += "; " + _score_stopped(
+            task, model, drift, evals, guard.step_count, total, clock, progress, precision=mixed, status=status
+        )
     return Trained(
-        status, total, _history(guard, evals), report, tracker, evals.get("reported", {}), notes, evals.get("top_share")
+        status,
+        total,
+        _history(guard, evals),
+        report,
+        tracker,
+        evals.get("reported", {}),
+        notes,
+        evals.get("top_share"),
+        vocabulary(task, model),
     )
+
+
+def _new_guard(
+    task: Task,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    recipe: Recipe,
+    *,
+    seed: int,
+    run_dir: Path,
+    start: int,
+    read_every: int | None,
+    scaler: Any,
+) -> Any:
+    """The run's `TorchGuard`, made under the run's seed: its first snapshot holds the seeded
+    generator the loop starts from, so a rollback to it restores that, not the caller's (which
+    torch seeds at random per process: a fit rolled back to its first snapshot ended 0.411-0.445
+    from one process to the next)."""
+    from lrpilot.integrations.torch_guard import TorchGuard
+
+    with seeded(seed):
+        return TorchGuard(
+            model,
+            optimizer,
+            config=_guard_config(task, recipe.total_steps),
+            schedule=schedule,
+            max_grad_norm=recipe.grad_clip,
+            audit=run_dir / AUDIT_FILE,
+            step=start,
+            read_every=read_every,
+            scaler=scaler,
+        )
+
+
+def _checkpoints(total: int, eval_at: Collection[int]) -> set[int]:
+    """The steps after which a run of `total` steps evaluates before its end: every quarter
+    (`EVALS`), or the steps in `eval_at`."""
+    every = max(1, math.ceil(total / EVALS))
+    return set(eval_at) if eval_at else set(range(every, total, every))
+
+
+def _score_stopped(  # noqa: PLR0917  (the run's state, passed through from `train_guarded`)
+    task: Task,
+    model: nn.Module,
+    drift: Drift | None,
+    evals: dict[str, Any],
+    step: int,
+    total: int,
+    clock: Clock,
+    progress: Progress,
+    *,
+    precision: Precision,
+    status: str,
+) -> str:
+    """Evaluate the weights a stopped run saves (interrupted, or restored by a guard that gave up)
+    as a finished run's last evaluation does, and say so for the notes: the earlier evaluations
+    were of other weights, and a user who stopped a run needs to know how good the saved ones are.
+    A second Ctrl-C during it stops it, leaving no final metrics (nor any partial entry in the
+    curve), which the note says."""
+    marks = _marks(evals)
+    try:
+        with clock.phase("evaluate"), precision.autocast():
+            progress("evaluate", step, total, math.nan, math.nan)
+            _evaluate(task, model, drift, step, last=True, evals=evals)
+        if evals["eval_steps"][-2:] == [step, step]:  # stopped just after a checkpoint's: this one replaces it
+            _drop_before(evals, marks)
+    except KeyboardInterrupt:
+        _rewind(evals, marks)
+        for name in ("reported", "top_share", "final"):
+            evals.pop(name, None)
+        return "a second Ctrl-C stopped their evaluation, so no final metrics were recorded"
+    whose = "the interrupted weights" if status == "interrupted" else "that state"
+    return f"the metrics are of {whose} at step {step}, scored as a finished run's are"
+
+
+def _marks(evals: dict[str, Any]) -> dict[str, int]:
+    """How long each of the evaluations' lists is now (`_rewind` cuts them back to it)."""
+    return {"eval_steps": len(evals["eval_steps"]), "eval_loss": len(evals["eval_loss"])} | {
+        f"metrics.{name}": len(values) for name, values in evals["metrics"].items()
+    }
+
+
+def _rewind(evals: dict[str, Any], marks: dict[str, int]) -> None:
+    """Cut the evaluations' lists back to `marks` (a list begun since is dropped)."""
+    for name, values in [("eval_steps", evals["eval_steps"]), ("eval_loss", evals["eval_loss"])]:
+        del values[marks[name] :]
+    for name in list(evals["metrics"]):
+        del evals["metrics"][name][marks.get(f"metrics.{name}", 0) :]
+        if not evals["metrics"][name]:
+            del evals["metrics"][name]
+
+
+def _drop_before(evals: dict[str, Any], marks: dict[str, int]) -> None:
+    """Drop the entry each list held last at `marks` (an evaluation that a later one of the same
+    weights replaces), where it has grown since."""
+    for name, values in [("eval_steps", evals["eval_steps"]), ("eval_loss", evals["eval_loss"])]:
+        del values[marks[name] - 1]
+    for name, values in evals["metrics"].items():
+        kept = marks.get(f"metrics.{name}", 0)
+        if 0 < kept < len(values):
+            del values[kept - 1]
+
+
+def vocabulary(task: Task, model: nn.Module) -> int | None:
+    """A causal LM's vocabulary, the outputs its loss is a cross-entropy over (its output layer's
+    rows, which may be more than the tokenizer's), for `above_uniform`; None for any other task."""
+    if not isinstance(task, HfTask) or task.kind != "causal-lm":
+        return None
+    get = getattr(model, "get_output_embeddings", None)
+    weight = getattr(get() if callable(get) else None, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() == 2:
+        return int(weight.shape[0])
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    return size if isinstance(size, int) else None
 
 
 def _history(guard: Any, evals: dict[str, Any]) -> Any:
@@ -255,15 +381,23 @@ def _guard_config(task: Task, total: int) -> GuardConfig:
     return GuardConfig.for_run(total, batch_size=task.recipe.batch_size, detect=detect)
 
 
-def after_run(trained: Trained) -> list[str]:
-    """What the evaluations say about the run as a whole: a model that answers one class whatever
-    the input (`one_answer`), one that was clearly better earlier (`accuracy_drop`)."""
-    accuracy = trained.history.eval_metrics.get("accuracy")
-    notes = [note for note in (one_answer(trained.top_share, trained.final.get("val_accuracy")),) if note]
-    if trained.status == "finished" and accuracy:
-        drop = accuracy_drop(trained.history.eval_steps, accuracy, trained.history.eval_examples or QUICK_EVAL)
-        notes += [] if drop is None else [drop]
-    return notes
+def after_run(trained: Trained, epochs: float | None = None) -> list[str]:
+    """What the evaluations say about the run as a whole, once the weights saved are scored: a model
+    that answers one class whatever the input (`one_answer`), one clearly better at an earlier
+    evaluation than at the end (`worse_at_end`; `epochs`: how many times the run went over its
+    data, where known), a causal LM that predicts worse than a uniform guess (`above_uniform`).
+    Nothing where the saved weights were not evaluated (a second Ctrl-C)."""
+    if not trained.final:
+        return []
+    history = trained.history
+    examples = history.eval_examples or QUICK_EVAL
+    accuracy = history.eval_metrics.get("accuracy")
+    notes = [
+        one_answer(trained.top_share, trained.final.get("val_accuracy")),
+        worse_at_end(history.eval_steps, history.eval_loss, accuracy, examples=examples, epochs=epochs),
+        above_uniform(trained.final.get("val_loss"), trained.vocab),
+    ]
+    return [note for note in notes if note]
 
 
 def save_model(task: Task, model: nn.Module, run_dir: Path) -> Path:

@@ -184,7 +184,10 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
             _check_sst2(data_dir)
         if not as_json:
             what = str(model) if model is not None else (task or "shakespeare")
-            console.print(f"[bold]{escape(what)}[/]: recommend → range test → train with the guard → report")
+            # one line however long the model's path: wrapped at the console's width (80 columns off a
+            # terminal), a long path left "PATH: " alone on its line and the plan on the next
+            plan = "recommend → range test → train with the guard → report"
+            console.print(f"[bold]{escape(what)}[/]: {plan}", soft_wrap=True, highlight=False)
         with one_thread(model is None), _progress() as progress, _stopped_before_training():
             result = run_fit(
                 task,

@@ -494,6 +494,19 @@ def _training(record: RunRecord, figure: str | None) -> str:
     return f'<section id="training"><h2>Loss and learning rate over training</h2>{body}{_guard_block(record)}</section>'
 
 
+def _adapted_note(adapted: list[str], layers: int) -> str:
+    """What a LoRA run's ratios are of: the rule is about the weight a layer computes with, and an
+    adapter's own B starts at zero, so its ‖ΔB‖/‖B‖ would read as far too high at any LR."""
+    if not adapted:
+        return ""
+    return (
+        f"<p>{len(adapted)} of these {layers} layers are LoRA-adapted: their ratio is that of the weights they "
+        "compute with, ‖ΔW<sub>eff</sub>‖ / ‖W<sub>eff</sub>‖ with W<sub>eff</sub> = W<sub>0</sub> + scale · B A "
+        "(the frozen weight plus the adapter's product), not of the adapter's own A and B: B starts at zero, so "
+        "its own ratio would read as far too high at any LR.</p>"
+    )
+
+
 def _layers(record: RunRecord, figure: str | None) -> str:
     intro = (
         "<p>Adam gives every parameter its own effective step. ‖Δw‖ / ‖w‖ per update measures it per layer; "
@@ -504,6 +517,7 @@ def _layers(record: RunRecord, figure: str | None) -> str:
     stats = record.layer_stats
     if stats is None or len(stats.steps) == 0:
         return _figure_section("layers", "Per-layer effective step (Adam)", None, "not measured for this run", intro)
+    intro += _adapted_note(stats.adapted, len(stats.names))
     verdicts = layer_verdicts(stats)
     flagged = [v for v in verdicts if v[2] in ("low", "high")]
     listed = verdicts if len(verdicts) <= _MAX_LAYER_ROWS else flagged

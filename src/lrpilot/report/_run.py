@@ -131,11 +131,15 @@ class LayerStats:
         names: the parameter (or layer) names.
         steps: the optimizer steps at which the ratios were measured.
         ratios: ``ratios[i][j] = ‖Δw_j‖ / ‖w_j‖`` over the update made at ``steps[i]``.
+        adapted: the layers (of `names`) holding LoRA-adapted weights, whose ratio is that of their
+            effective weights ``W0 + scale · B A`` (`lrpilot.autopilot.UpdateRatioTracker`), not of the
+            adapters' own A and B (B starts at zero, so theirs reads as far too high at any LR).
     """
 
     names: list[str]
     steps: list[int]
     ratios: list[list[float]]
+    adapted: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.check()
@@ -145,17 +149,22 @@ class LayerStats:
         _same_length("LayerStats", steps=self.steps, ratios=self.ratios)
         for i, row in enumerate(self.ratios):
             _same_length("LayerStats", names=self.names, **{f"ratios[{i}]": row})
+        unknown = [name for name in self.adapted if name not in self.names]
+        if unknown:
+            raise ValueError(f"LayerStats: adapted names layers not in names: {unknown}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (non-finite ratios become None)."""
         self.check()
-        return json_safe({"names": [str(n) for n in self.names], "steps": self.steps, "ratios": self.ratios})  # type: ignore[no-any-return]
+        out = {"names": [str(n) for n in self.names], "steps": self.steps, "ratios": self.ratios}
+        return json_safe({**out, "adapted": [str(n) for n in self.adapted]})  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerStats:
         """The inverse of `to_dict` (None ratios come back as NaN); unknown keys are an error."""
         check.known_keys("LayerStats.from_dict", data, (f.name for f in fields(cls)))
-        return cls(names=list(data["names"]), steps=list(data["steps"]), ratios=[_floats(r) for r in data["ratios"]])
+        ratios = [_floats(r) for r in data["ratios"]]
+        return cls(list(data["names"]), list(data["steps"]), ratios, list(data.get("adapted", [])))
 
 
 @dataclass
