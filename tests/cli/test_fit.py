@@ -155,11 +155,6 @@ def test_the_header_names_a_long_model_path_and_the_plan_on_one_line(tmp_path: P
     assert header == f"{model}: recommend → range test → train with the guard → report"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the message is built in lrpilot.autopilot._target.fitted_recipe, outside the fit-outcome-fixes "
-    "branch: it says (5 steps, 5 steps); drop this marker once it names a step budget once",
-)
 def test_a_too_small_step_budget_is_named_once(tmp_path: Path) -> None:
     result = runner.invoke(app, ["fit", "--task", "digits", "--budget", "5", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2

@@ -257,8 +257,9 @@ def fitted_recipe(recipe: Recipe, steps: int, budget: str) -> Recipe:
     if fitted.warmup_steps < 1:
         ratio = recipe.warmup_steps / recipe.total_steps if recipe.warmup_steps else FINETUNE_WARMUP
         smallest = next(n for n in itertools.count(1) if round(ratio * n) >= 1)  # as `Recipe.shortened` rounds
+        given = budget if budget == f"{steps} steps" else f"{budget}, {steps} steps"  # a time budget's steps too
         raise ValueError(
-            f"fit: the budget ({budget}, {steps} steps) is too small for a warmup: the schedule warms up over "
+            f"fit: the budget ({given}) is too small for a warmup: the schedule warms up over "
             f"{ratio:.0%} of the run, which needs at least {smallest} steps"
         )
     return fitted
