@@ -98,9 +98,14 @@ def new_run_dir(out: Path | None, label: str) -> Path:
             what = "a file" if not out.is_dir() else "a directory that is not empty"
             raise ValueError(f"fit: --out {out} is {what}; give a new or empty directory (nothing is overwritten)")
         return out
+    return stamped_run_dir("fit", label)
+
+
+def stamped_run_dir(command: str, label: str) -> Path:
+    """A new ``runs/<command>-<label>-<time>`` (a suffix where one of that second exists)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in label)
-    base = Path("runs") / f"fit-{safe}-{stamp}"
+    base = Path("runs") / f"{command}-{safe}-{stamp}"
     candidate, n = base, 2
     while candidate.exists():
         candidate, n = base.with_name(f"{base.name}-{n}"), n + 1

@@ -11,11 +11,11 @@ user's is overwritten.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lrpilot.autopilot._pipeline import stamped_run_dir
 from lrpilot.tuning._study import redact, sqlite_url
 
 __all__ = ["DB_FILE", "MARK_FILE", "Place", "has_studies", "place", "write_mark"]
@@ -52,7 +52,7 @@ def place(out: str | Path | None, storage: str | None, study: str | None, label:
     A ValueError names `out` when it is a file, holds something else, or holds another study."""
     name = study or f"lrpilot-{label}"
     if out is None:
-        run_dir = _new_dir(label)
+        run_dir = stamped_run_dir("tune", label)
         return Place(run_dir, storage or sqlite_url(run_dir / DB_FILE), name, resuming=False)
     run_dir = Path(out)
     if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
@@ -125,14 +125,3 @@ def has_studies(storage: Any) -> bool:
     """Whether `storage` (an Optuna storage) holds any study: a `DB_FILE` left by a tune stopped
     during its range test holds none, and the re-run then starts afresh."""
     return bool(storage.get_all_studies())
-
-
-def _new_dir(label: str) -> Path:
-    """A new ``runs/tune-<label>-<time>`` (a suffix where one of that second exists)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in label)
-    base = Path("runs") / f"tune-{safe}-{stamp}"
-    candidate, n = base, 2
-    while candidate.exists():
-        candidate, n = base.with_name(f"{base.name}-{n}"), n + 1
-    return candidate
