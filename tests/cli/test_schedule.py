@@ -101,3 +101,18 @@ def test_version_and_help_through_the_console_script() -> None:
     assert version.stdout.startswith("lrpilot ")
     usage = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
     assert "schedule" in usage.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [("find", ["find", "--task", "digits"]), ("doctor", ["doctor", "LOG"]), ("demo bowl", ["demo", "bowl"])],
+)
+def test_every_plot_option_refuses_a_directory_before_the_work(command: str, args: list[str], tmp_path: Path) -> None:
+    log = tmp_path / "run.csv"
+    log.write_text("step,loss\n" + "".join(f"{i},{2.0 - i / 100}\n" for i in range(50)), encoding="utf-8")
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    result = runner.invoke(app, [str(log) if a == "LOG" else a for a in args] + ["--plot", str(folder)])
+    assert result.exit_code == 2
+    assert f"{command}: --plot expects a file path, got the directory {folder}" in " ".join(result.stderr.split())
+    assert list(folder.iterdir()) == []

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from lrpilot.cli._options import output_file
 from lrpilot.cli._output import console, errors_as_messages, print_json
 from lrpilot.demos.bowl import DEFAULT_ETAS, Bowl, BowlDemo, run_bowl
 
@@ -58,6 +59,7 @@ def bowl(  # noqa: PLR0917  (typer reads the options from the signature)
 ) -> None:
     """Gradient descent on a quadratic bowl: too low stalls, right converges, too high diverges (η < 2/λ_max)."""
     with errors_as_messages():
+        output_file("demo bowl", "--plot", plot)
         result = run_bowl(eta or DEFAULT_ETAS, Bowl(eigenvalues=(lam_min, lam_max), iterations=iterations))
         written = None
         if plot is not None:

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from lrpilot.cli._options import output_file
 from lrpilot.cli._output import console, errors_as_messages, print_json
 from lrpilot.doctor import diagnose, fitted_config, read
 
@@ -67,6 +68,7 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
 ) -> None:
     """Diagnose a training run from its log: spikes, NaN, divergence, collapse, a flat start, oscillation."""
     with errors_as_messages():
+        output_file("doctor", "--plot", plot)
         series = read(path, loss_column=loss_column)
         config = fitted_config(series, num_classes, batch_size)
         if spike_z is not None:

@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from lrpilot import _validate as check
+from lrpilot.cli._options import output_file
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
 from lrpilot.rules import Horizon
 
@@ -383,6 +384,7 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     Without --task or --script it runs on the digits task (an MLP on scikit-learn's digits).
     """
     with errors_as_messages():
+        output_file("find", "--plot", plot)  # before the range test, not after it
         ramp = _ramp(mode, steps, start_lr, end_lr)
         check.step_count("find", "--seed", seed, 0, 2**32 - 1)
         job = _job(task, script, seed=seed, total_steps=total_steps, data_dir=data_dir)
