@@ -94,3 +94,14 @@ def test_excels_byte_order_mark_and_long_cells_are_read(tmp_path: Path) -> None:
     broken.write_text("{not json}\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"^--data: broken.jsonl, line 1: not valid JSON"):
         read_rows(broken, ("text", "label"), "--data")
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_csv_separated_by_semicolons_or_tabs_is_read(delimiter: str, tmp_path: Path) -> None:
+    """Excel saves CSV with semicolons where the decimal separator is a comma (most of Europe)."""
+    path = tmp_path / "train.csv"
+    path.write_text(f"text{delimiter}label\nwell, fine{delimiter}1\nbad{delimiter}0\n", encoding="utf-8-sig")
+    assert read_rows(path, ("text", "label"), "--data") == [
+        {"text": "well, fine", "label": "1"},
+        {"text": "bad", "label": "0"},
+    ]

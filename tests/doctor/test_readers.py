@@ -303,3 +303,12 @@ def test_a_run_json_whose_history_does_not_line_up_gets_a_clear_message(tmp_path
         path.write_text(json.dumps({"history": {"steps": [0], "loss": [1.0], "lr": [0.1]}, "chance_loss": bad}))
         with pytest.raises(DoctorInputError, match=r"'chance_loss' must be a finite number > 0, got"):
             read(path)
+
+
+def test_a_semicolon_separated_log_is_read(tmp_path: Path) -> None:
+    """A log saved by Excel where the decimal separator is a comma."""
+    path = tmp_path / "run.csv"
+    path.write_text("step;loss\n" + "".join(f"{i};{2.0 - i / 100}\n" for i in range(40)), encoding="utf-8")
+    series = read(path)
+    assert len(series) == 40
+    assert series.loss[-1] == pytest.approx(1.61)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from lrpilot import _validate as check
+from lrpilot._csv import delimiter_of
 
 __all__ = [
     "COLUMN_ROLES",
@@ -76,13 +77,16 @@ the assistant's turns), a prompt and its completion (the loss counts the complet
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """A CSV's columns and rows; UTF-8 with or without the byte-order mark Excel writes, and cells of
-    any size (the csv module's default limit is 128 KiB, less than a long document)."""
+    """A CSV's columns and rows; UTF-8 with or without the byte-order mark Excel writes, separated by
+    commas, tabs or semicolons (`lrpilot._csv.delimiter_of`), and cells of any size (the csv module's
+    default limit is 128 KiB, less than a long document)."""
     limit = csv.field_size_limit()
     csv.field_size_limit(2**31 - 1)
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
+            delimiter = delimiter_of(handle.readline())
+            handle.seek(0)
+            reader = csv.DictReader(handle, delimiter=delimiter)
             rows = list(reader)
             return list(reader.fieldnames or []), rows
     except csv.Error as exc:

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lrpilot._batch import CALIBRATED_BATCH
+from lrpilot._csv import delimiter_of
 from lrpilot._hf_labels import single_label_classes
 from lrpilot._optional import require
 from lrpilot.doctor._series import DoctorInputError, Series, SeriesBuilder
@@ -390,7 +391,7 @@ def read_csv(stream: TextIO, source: str = "log.csv", fmt: str = "csv", loss_col
         raise DoctorInputError(f"{source}: the file is empty")
     if "\x00" in head:
         raise DoctorInputError(f"{source}: binary data, not a CSV log")
-    delimiter = "\t" if head.count("\t") > head.count(",") else ","
+    delimiter = delimiter_of(head)
     rows = csv.reader(_chain(head, stream), delimiter=delimiter)
     try:
         header = next(rows)
