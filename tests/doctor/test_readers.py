@@ -312,3 +312,17 @@ def test_a_semicolon_separated_log_is_read(tmp_path: Path) -> None:
     series = read(path)
     assert len(series) == 40
     assert series.loss[-1] == pytest.approx(1.61)
+
+
+def test_a_guard_audit_log_is_named_as_such(tmp_path: Path) -> None:
+    """The guard's own JSONL (its decisions) is not a training log: the error says which it is."""
+    from lrpilot import guard
+
+    state = guard.init()
+    path = tmp_path / "audit.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for step in range(3):
+            action, state = guard.update(state, loss=1.0, lr=1e-3, step=step)
+            handle.write(json.dumps(action.record()) + "\n")
+    with pytest.raises(DoctorInputError, match=r"it is a guard's audit log .* give the run's own log, or its run.json"):
+        read(path)

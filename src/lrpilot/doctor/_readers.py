@@ -462,7 +462,16 @@ def read_jsonl(stream: TextIO, source: str = "log.jsonl", loss_column: str | Non
         raise DoctorInputError(f"{source}: the file is empty")
     if loss_column is not None and not named:
         raise _no_loss_error(source, sorted({k for keys in cache for k in keys}), "key", loss_column)
+    if not named and any(set(keys) >= AUDIT_KEYS for keys in cache):
+        builder.no_loss_hint = (
+            ": it is a guard's audit log (its decisions: action, detector, evidence), not the run's log; give the "
+            "run's own log, or its run.json"
+        )
     return builder.build()
+
+
+AUDIT_KEYS = frozenset({"action", "detector", "evidence", "lr_before"})
+"""The keys of a line of the guard's JSONL audit log (`lrpilot.guard.Action.record`)."""
 
 
 def _row_columns(
