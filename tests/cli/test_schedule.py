@@ -116,3 +116,10 @@ def test_every_plot_option_refuses_a_directory_before_the_work(command: str, arg
     assert result.exit_code == 2
     assert f"{command}: --plot expects a file path, got the directory {folder}" in " ".join(result.stderr.split())
     assert list(folder.iterdir()) == []
+
+
+def test_an_error_under_json_is_json_on_stdout_too() -> None:
+    result = runner.invoke(app, ["schedule", "cosin(peak=1e-3)", "--json"])
+    assert result.exit_code == 2
+    assert "did you mean 'cosine'" in json.loads(result.stdout)["error"]
+    assert result.stderr.count("\n") == 1  # one line however long

@@ -58,7 +58,7 @@ def bowl(  # noqa: PLR0917  (typer reads the options from the signature)
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Gradient descent on a quadratic bowl: too low stalls, right converges, too high diverges (η < 2/λ_max)."""
-    with errors_as_messages():
+    with errors_as_messages(as_json):
         output_file("demo bowl", "--plot", plot)
         result = run_bowl(eta or DEFAULT_ETAS, Bowl(eigenvalues=(lam_min, lam_max), iterations=iterations))
         written = None

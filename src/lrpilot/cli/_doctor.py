@@ -67,7 +67,7 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
     ] = None,
 ) -> None:
     """Diagnose a training run from its log: spikes, NaN, divergence, collapse, a flat start, oscillation."""
-    with errors_as_messages():
+    with errors_as_messages(as_json):
         output_file("doctor", "--plot", plot)
         series = read(path, loss_column=loss_column)
         config = fitted_config(series, num_classes, batch_size)

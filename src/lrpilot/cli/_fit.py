@@ -179,7 +179,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
     from lrpilot.autopilot import fit as run_fit
     from lrpilot.tasks import one_thread
 
-    with errors_as_messages():
+    with errors_as_messages(as_json):
         if task is not None and task.startswith("sst2") and model is None:
             _check_sst2(data_dir)
         if not as_json:

@@ -138,7 +138,7 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
     """Train a built-in task with an injected fault, without and with the guard, and show what the guard did."""
     from lrpilot import _validate as check
 
-    with errors_as_messages():
+    with errors_as_messages(as_json):
         check.choice("guard", "--task", task, TASKS)
         check.choice("guard", "--inject", inject, FAULTS)
         output_file("guard", "--audit", audit)

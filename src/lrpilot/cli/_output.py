@@ -22,10 +22,14 @@ def print_json(payload: Any) -> None:
 
 
 @contextmanager
-def errors_as_messages() -> Iterator[None]:
-    """A bad value is the user's to fix: print the message, exit 2, no traceback."""
+def errors_as_messages(as_json: bool = False) -> Iterator[None]:
+    """A bad value is the user's to fix: print the message, exit 2, no traceback. The message is one
+    line however long (a terminal wraps it; a log or a pipe keeps it whole); with ``--json``
+    (`as_json`) stdout also gets ``{"error": message}``, so a script reading it learns why."""
     try:
         yield
     except (ValueError, ImportError, FileNotFoundError) as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        if as_json:
+            print_json({"error": str(exc)})
         raise typer.Exit(2) from None

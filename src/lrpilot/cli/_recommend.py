@@ -73,7 +73,7 @@ def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
     rules: Annotated[bool, typer.Option("--rules", help="List every rule with its source, and exit.")] = False,
 ) -> None:
     """Recommend a peak LR, its range, schedule, warmup and floor, with the rule and source behind each."""
-    with errors_as_messages():
+    with errors_as_messages(as_json):
         fmt = check.choice("recommend", "--format", "json" if as_json else output, OUTPUTS)
         if rules:
             _print_rules(fmt)

@@ -27,7 +27,7 @@ def report(
     """Render a run's report: index.html with its figures, readable offline in any browser."""
     from lrpilot.report import read_run, write_report
 
-    with errors_as_messages():
+    with errors_as_messages(as_json):
         record = read_run(run)
         index = write_report(record, _target(run, out))
     files = sorted(p.name for p in index.parent.iterdir() if p.suffix in (".html", ".png", ".json"))

@@ -36,7 +36,7 @@ def schedule(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Preview a schedule: its LR at the key points of the run, and what lint finds wrong with it."""
-    with errors_as_messages():
+    with errors_as_messages(as_json):
         _check_steps(steps)
         output_file("schedule", "--plot", plot)
         sched = parse(spec, defaults={"total_steps": steps})

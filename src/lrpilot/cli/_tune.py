@@ -148,7 +148,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
     from lrpilot.tuning._study import HEARTBEAT
 
     fmt = "json" if as_json else output
-    with errors_as_messages():
+    with errors_as_messages(as_json):
         check.choice("tune", "--format", fmt, OUTPUTS)
         if task is not None and task.startswith("sst2") and model is None:
             _check_sst2(data_dir)
@@ -220,7 +220,7 @@ def worker(  # noqa: PLR0917  (typer reads the options from the signature)
     from lrpilot.tuning import work
     from lrpilot.tuning._study import HEARTBEAT
 
-    with errors_as_messages():
+    with errors_as_messages(as_json):
         try:
             with _progress() as progress:
                 summary = work(
