@@ -77,12 +77,18 @@ def chat_tokenizer(template: str | None = CHATML) -> Any:
     return tokenizer
 
 
-def save_chat_lm(folder: Path) -> Path:
-    """A randomly initialised 2-layer GPT-2 with `chat_tokenizer`, saved in `folder` as a user's model."""
+def save_chat_lm(folder: Path, template: str | None = CHATML, positions: int = 128) -> Path:
+    """A randomly initialised 2-layer GPT-2 with `chat_tokenizer` (its `template`) and a context of
+    `positions` tokens, saved in `folder` as a user's model."""
     transformers = pytest.importorskip("transformers")
-    tokenizer = chat_tokenizer()
+    tokenizer = chat_tokenizer(template)
     config = transformers.GPT2Config(
-        vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2, pad_token_id=tokenizer.pad_token_id
+        vocab_size=len(tokenizer),
+        n_positions=positions,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        pad_token_id=tokenizer.pad_token_id,
     )
     transformers.GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -17,7 +17,7 @@ from lrpilot.autopilot._chat import encode_lm, encode_text
 from lrpilot.autopilot._data import column_map, read_lm
 from lrpilot.autopilot._hf import load_hf_task
 from lrpilot.autopilot._target import _format_note
-from tests.autopilot.conftest import CHATML, chat_tokenizer, write_rows
+from tests.autopilot.conftest import CHATML, chat_tokenizer, save_chat_lm, write_rows
 
 CHAT = [
     {"role": "system", "content": "Be brief."},
@@ -175,8 +175,8 @@ def test_a_tool_calling_chat_counts_the_calls_and_answers_not_the_results(as_jso
     assert "<tool_response>\nsunny\n</tool_response>" in rest
 
 
-def test_a_users_agent_data_in_sharegpt_form_with_tools_loads_as_a_task(chat_lm: Path, tmp_path: Path) -> None:
-    chat_tokenizer(TOOL_CHATML).save_pretrained(chat_lm)
+def test_a_users_agent_data_in_sharegpt_form_with_tools_loads_as_a_task(tmp_path: Path) -> None:
+    chat_lm = save_chat_lm(tmp_path / "agent-gpt2", TOOL_CHATML, positions=512)  # the schemas take room
     agent = [{"from": "human", "value": AGENT[0]["content"]}, *AGENT[1:]]
     rows = [{"conversations": agent, "tools": json.dumps(TOOLS)}] * 10
     task = load_hf_task(chat_lm, _jsonl(tmp_path / "agent.jsonl", rows), kind="causal-lm", max_length=512)

@@ -260,16 +260,18 @@ def next_move(study: optuna.Study, config: StudyConfig) -> Move:
     owes = owed(_rungs(trials), config.reduction) > _promotions(trials)
     if halving and owes and not (late and _promotions(trials)):
         return _promote(study, trials, config)
-    if halving and not late and _spare_full_run(trials, config):
+    if halving and not late and _spare_full_run(study, trials, config):
         return _promote(study, trials, config)
     return Move.WAIT if running else Move.DONE
 
 
-def _spare_full_run(trials: list[FrozenTrial], config: StudyConfig) -> bool:
+def _spare_full_run(study: optuna.Study, trials: list[FrozenTrial], config: StudyConfig) -> bool:
     """Whether the budget left once no further rung fits still pays a full run, and a finished rung
     is not trained in full yet: then the next-best rung trains in full too. Without this, budget
     between a full run and a rung with the full run it earns was never spent: a re-run with one
     more run of budget (``--budget 6`` after 5) ran nothing."""
+    if config.trials_given and counted(study) >= config.max_trials:
+        return False  # the user's --max-trials: that many rungs, the best one's full run, nothing more
     fits = _committed(trials, config, earned=False) + config.run_steps <= config.budget_steps
     return fits and bool(_untrained_rungs(trials, config))
 
@@ -290,7 +292,8 @@ def next_trial_steps(study: optuna.Study, config: StudyConfig, *, capped: bool =
     options = []
     if not capped or counted(study) < config.max_trials:
         options.append(_committed(trials, config, extra_rungs=1))
-    if config.prune and config.rungs and _untrained_rungs(trials, config):
+    spare = not (config.trials_given and counted(study) >= config.max_trials)  # as `_spare_full_run`
+    if spare and config.prune and config.rungs and _untrained_rungs(trials, config):
         options.append(_committed(trials, config, earned=False) + config.run_steps)
     return min(options, default=None)
 

@@ -53,6 +53,8 @@ class StudyConfig:
         budget_steps: training steps all trials together may spend (the range test excluded).
         max_trials: trials that count: rung trials (full runs without halving), whether design
             points or sampled; promotions and retries do not.
+        trials_given: `max_trials` is the user's (``--max-trials``), not what the budget pays for:
+            then budget left once it is reached buys nothing more.
         finder: the range test's peak, band, steps and suggestion note (a resumed study reuses them).
         recommendation: the rules' prior (``Recommendation.to_dict()``).
         deadline: for a time budget, when it is spent (seconds since the epoch, every worker's
@@ -76,6 +78,7 @@ class StudyConfig:
     finder: dict[str, Any]
     recommendation: dict[str, Any]
     deadline: float | None = None
+    trials_given: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
@@ -84,8 +87,9 @@ class StudyConfig:
     def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
         if data.get("schema") != SCHEMA:
             raise ValueError(f"tune: the study was written by another lrpilot version (schema {data.get('schema')})")
-        values = {k: data[k] for k in cls.__dataclass_fields__ if k != "deadline"}
-        return cls(**values, deadline=data.get("deadline"))  # studies written before deadlines have none
+        optional = ("deadline", "trials_given")  # studies written before them have none
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k not in optional}
+        return cls(**values, deadline=data.get("deadline"), trials_given=bool(data.get("trials_given", False)))
 
     def late(self) -> bool:
         """Whether a time budget's deadline has passed."""

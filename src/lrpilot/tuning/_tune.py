@@ -267,6 +267,7 @@ def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: Clock, p
         prune=setup.prune,
         budget_steps=budget_steps,
         max_trials=cap,
+        trials_given=setup.max_trials is not None,
         deadline=_deadline(plan, clock),
         finder={
             "peak_lr": peak,
@@ -354,7 +355,12 @@ def _raise_budget(
         return config
     rung = config.rungs[0] if config.rungs else None
     cap = max_trials or trial_cap(wanted, config.run_steps, rung, config.reduction)
-    raised = dataclasses.replace(config, budget_steps=wanted, max_trials=max(cap, config.max_trials))
+    raised = dataclasses.replace(
+        config,
+        budget_steps=wanted,
+        max_trials=max(cap, config.max_trials),
+        trials_given=config.trials_given or max_trials is not None,
+    )
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
     notes.append(f"budget raised to {plan:g} runs ({wanted} trial steps, up to {raised.max_trials} trials)")
     if (idle := _nothing_to_run(study, raised, capped=max_trials is not None)) is not None:
