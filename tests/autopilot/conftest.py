@@ -90,7 +90,11 @@ def save_chat_lm(folder: Path, template: str | None = CHATML, positions: int = 1
         n_head=2,
         pad_token_id=tokenizer.pad_token_id,
     )
-    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    import torch
+
+    with torch.random.fork_rng():  # the same weights whatever the tests before it left in torch's generator
+        torch.manual_seed(0)
+        transformers.GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

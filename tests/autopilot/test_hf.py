@@ -226,7 +226,9 @@ def tiny_causal_lm(tmp_path: Path) -> Path:
         vocab_size=tokenizer.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2, pad_token_id=0
     )
     folder = tmp_path / "tiny-gpt2"
-    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    with torch.random.fork_rng():  # the same weights whatever the tests before it left in torch's generator
+        torch.manual_seed(0)
+        transformers.GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
