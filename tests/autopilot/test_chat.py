@@ -203,6 +203,16 @@ def test_tools_are_read_where_the_file_has_them(tmp_path: Path) -> None:
         ({"messages": AGENT, "tools": "get_weather"}, r"row 1: 'tools' is text but not JSON"),
         ({"messages": AGENT, "tools": {"name": "get_weather"}}, r"row 1: 'tools' must be a list of function schemas"),
         ({"prompt": "Q:", "completion": " A", "tools": TOOLS}, r"row 1: 'tools' go to a chat template, and this"),
+        (
+            {"prompt": "Q:", "completion": " A", "chat_template_kwargs": {"enable_thinking": False}},
+            r"row 1: 'chat_template_kwargs' go to a chat template, and this prompt and completion are text",
+        ),
+        ({"messages": CHAT, "chat_template_kwargs": "thinking"}, r"row 1: 'chat_template_kwargs' is text but not JSON"),
+        ({"messages": CHAT, "chat_template_kwargs": [1]}, r"'chat_template_kwargs' must be an object of template"),
+        (
+            {"messages": CHAT, "chat_template_kwargs": {"add_generation_prompt": True}},
+            r"'chat_template_kwargs' may not set 'add_generation_prompt': fit sets conversation, messages, tools",
+        ),
         ({"messages": [{"role": "assistant", "tool_calls": []}]}, r"message 1: \"tool_calls\" must be a non-empty"),
         ({"messages": CHAT[:2]}, r"row 1: no message has the role \"assistant\""),
         ({"messages": [{"role": "user"}]}, r"row 1: 'messages', message 1: expected a \"content\" that is text"),
@@ -308,7 +318,7 @@ def _trl_template(name: str) -> str:
     return (Path(trl_templates.__file__).parent / "chat_templates" / f"{name}.jinja").read_text(encoding="utf-8")
 
 
-def _trl_counted(tokenizer: Any, messages: list[dict[str, Any]], tools: Any) -> str:
+def _trl_counted(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, **kwargs: Any) -> str:
     """The tokens TRL's SFTTrainer counts with ``assistant_only_loss`` (its training template's
     ``{% generation %}`` marks: `get_training_chat_template`), decoded."""
     from trl.chat_template_utils import get_training_chat_template
@@ -321,6 +331,7 @@ def _trl_counted(tokenizer: Any, messages: list[dict[str, Any]], tools: Any) -> 
         tokenize=True,
         return_dict=True,
         return_assistant_tokens_mask=True,
+        **kwargs,
     )
     return str(tokenizer.decode([i for i, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]))
 
@@ -350,6 +361,35 @@ def test_the_counted_tokens_are_trls_on_real_models_templates(template: str, cha
         for ids, targets in zip(encoded.ids, encoded.targets, strict=True)
     )
     assert ours == theirs
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_rows_chat_template_kwargs_reach_the_template_as_trl_passes_them(as_json: bool) -> None:
+    tokenizer = chat_tokenizer(_trl_template("qwen3"))
+    switches = {"enable_thinking": False}  # Qwen3's generation prompt then closes an empty <think> itself
+    row = {"messages": CHAT[1:3], "chat_template_kwargs": json.dumps(switches) if as_json else switches}
+    encoded = encode_lm(tokenizer, [row], "messages", max_length=4096, path=HERE, what="--data").data
+    assert encoded.targets is not None
+    ours = tokenizer.decode([i for i, t in zip(encoded.ids[0], encoded.targets[0], strict=True) if t])
+    assert ours == "A poor player.<|im_end|>\n"
+    prefilled = (
+        "<think>\n\n</think>\n\n"  # TRL's marks take what the generation prompt prefills; fit leaves it to the prompt
+    )
+    assert _trl_counted(tokenizer, CHAT[1:3], None, **switches) == prefilled + ours
+    thinking = encode_lm(tokenizer, [{"messages": CHAT[1:3]}], "messages", max_length=4096, path=HERE, what="--data")
+    assert thinking.data.targets is not None
+    counted = tokenizer.decode([i for i, t in zip(thinking.data.ids[0], thinking.data.targets[0], strict=True) if t])
+    assert (
+        counted == "<think>\n\n</think>\n\nA poor player.<|im_end|>\n"
+    )  # without it the model learns to skip thinking
+
+
+def test_chat_template_kwargs_are_read_where_the_file_has_them(tmp_path: Path) -> None:
+    rows = [{"messages": CHAT, "switches": {"enable_thinking": False}}, {"messages": CHAT}]
+    data = _jsonl(tmp_path / "chats.jsonl", rows)
+    form, read = read_lm(data, column_map({"chat_template_kwargs": "switches"}), "--data")
+    assert form == "messages"
+    assert [row["chat_template_kwargs"] for row in read] == [{"enable_thinking": False}, None]
 
 
 def test_a_reasoning_models_chat_trains_each_turn_as_the_model_writes_it(chat_lm: Path, tmp_path: Path) -> None:

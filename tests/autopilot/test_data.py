@@ -19,7 +19,7 @@ PAIRS = [
 
 
 def test_roles_are_their_own_columns_unless_mapped_and_a_wrong_role_is_named() -> None:
-    roles = "text, text_pair, label, prompt, completion, messages, tools"
+    roles = "text, text_pair, label, prompt, completion, messages, tools, chat_template_kwargs"
     assert column_map(None) == {role: role for role in roles.split(", ")}
     assert column_map({"text": "sentence"})["text"] == "sentence"
     with pytest.raises(ValueError, match=rf"tune: --columns: 'txt' is not a role; the roles are {roles}"):

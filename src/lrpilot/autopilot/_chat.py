@@ -8,7 +8,8 @@ Plain text and a completion given as text end with the tokenizer's end-of-text t
 where a document or an answer stops), unless the length limit cut them short. A chat's messages may
 also come as ShareGPT's ``{"from", "value"}`` (its speakers mapped to roles), an assistant's turn may
 be a call of tools (``tool_calls``, counted like any answer; the tools' results are not), and a
-row's ``tools`` (function schemas) go to the template as TRL passes them.
+row's ``tools`` (function schemas) and ``chat_template_kwargs`` (the template's own switches, such as
+Qwen3's ``enable_thinking``) go to the template as TRL passes them.
 
 A chat is rendered with the tokenizer's chat template, and which characters are an assistant's turn
 is read off the renderings themselves, with no per-model knowledge: what the model writes after the
@@ -107,6 +108,33 @@ def _tools(value: Any, where: str) -> list[dict[str, Any]] | None:
     return value or None
 
 
+RESERVED_KWARGS = ("conversation", "messages", "tools", "tokenize", "add_generation_prompt", "continue_final_message")
+"""Arguments of ``apply_chat_template`` that fit sets itself (the tools come from their own column),
+so a row's ``chat_template_kwargs`` may not."""
+
+
+def _template_kwargs(value: Any, where: str) -> dict[str, Any]:
+    """A row's ``chat_template_kwargs``: an object (or its JSON text) of the variables its template
+    reads beyond the messages, passed to ``apply_chat_template`` as TRL's ``SFTTrainer`` passes them;
+    ``{}`` where the row has none."""
+    if value is None or (isinstance(value, str | dict) and not value):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: 'chat_template_kwargs' is text but not JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: 'chat_template_kwargs' must be an object of template variables, got {value!r}")
+    taken = [key for key in value if key in RESERVED_KWARGS]
+    if taken:
+        raise ValueError(
+            f"{where}: 'chat_template_kwargs' may not set {', '.join(map(repr, taken))}: fit sets "
+            f"{', '.join(RESERVED_KWARGS)} itself (tools come from the 'tools' column)"
+        )
+    return value
+
+
 def _conversation(row: dict[str, Any], form: str, where: str) -> tuple[list[dict[str, Any]], list[int]]:
     """The row's messages and the indices of those the loss counts."""
     if form == "messages":
@@ -120,19 +148,20 @@ def _conversation(row: dict[str, Any], form: str, where: str) -> tuple[list[dict
     return prompt + completion, list(range(len(prompt), len(prompt) + len(completion)))
 
 
-Tools = list[dict[str, Any]] | None
+Extra = dict[str, Any]
+"""What a row's template gets beside the messages: its ``tools`` and its ``chat_template_kwargs``."""
 Piece = tuple[str, list[Span]]
 """A text to train on and the character spans in it that the loss counts."""
 Tokens = tuple[list[int], list[int]]
 """Token ids and their targets (1 where the loss counts the token)."""
 
 
-def _render(tokenizer: Any, messages: list[dict[str, Any]], tools: Tools, opened: bool = False) -> str:
+def _render(tokenizer: Any, messages: list[dict[str, Any]], extra: Extra, opened: bool = False) -> str:
     """`messages` as the template renders them (`opened`: with the assistant's turn opened, as for
     generation); for none, "" where the template cannot render an empty conversation (many read
     ``messages[0]``, and fail as their code does)."""
     try:
-        text: str = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=opened)
+        text: str = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=opened, **extra)
     except Exception:
         if messages:
             raise
@@ -145,24 +174,24 @@ def _chat_pieces(tokenizer: Any, row: dict[str, Any], form: str, where: str) -> 
     from jinja2 import TemplateError
 
     conversation, trained = _conversation(row, form, where)
-    tools = _tools(row.get("tools"), where)
+    extra = {"tools": _tools(row.get("tools"), where), **_template_kwargs(row.get("chat_template_kwargs"), where)}
     try:
-        return _pieces(tokenizer, conversation, tools, trained, where)
+        return _pieces(tokenizer, conversation, extra, trained, where)
     except TemplateError as exc:  # the template's own refusal (a role it does not take, turns out of order)
         raise ValueError(f"{where}: the tokenizer's chat template refused this conversation: {exc}") from None
 
 
-def _turn(tokenizer: Any, conversation: list[dict[str, Any]], tools: Tools, i: int, where: str) -> Piece:
+def _turn(tokenizer: Any, conversation: list[dict[str, Any]], extra: Extra, i: int, where: str) -> Piece:
     """The conversation up to turn `i` as the template renders it with that turn last, and the span
     of the characters the model writes in it: from where the conversation before it, with the turn
     opened for generation, ends — or, for a template whose generation prompt prefills more than
     the data's turn holds (a thinking model's ``<think>`` for an answer without reasoning), from
     where the two part — to the end."""
-    upto = _render(tokenizer, conversation[: i + 1], tools)
-    before = _render(tokenizer, conversation[:i], tools, opened=True)
+    upto = _render(tokenizer, conversation[: i + 1], extra)
+    before = _render(tokenizer, conversation[:i], extra, opened=True)
     if upto.startswith(before):
         return upto, [(len(before), len(upto))]
-    closed = _render(tokenizer, conversation[:i], tools)
+    closed = _render(tokenizer, conversation[:i], extra)
     start = next((k for k, (a, b) in enumerate(zip(before, upto, strict=False)) if a != b), len(before))
     if not upto.startswith(closed) or start < len(closed):
         raise ValueError(
@@ -174,7 +203,7 @@ def _turn(tokenizer: Any, conversation: list[dict[str, Any]], tools: Tools, i: i
 
 
 def _pieces(
-    tokenizer: Any, conversation: list[dict[str, Any]], tools: Tools, trained: list[int], where: str
+    tokenizer: Any, conversation: list[dict[str, Any]], extra: Extra, trained: list[int], where: str
 ) -> list[Piece]:
     """`_chat_pieces` once the conversation is checked. Each counted turn is taken in the context the
     model writes it in (`_turn`); turns whose renderings extend one another share one text, which
@@ -183,7 +212,7 @@ def _pieces(
     such turn, as the model sees each at inference."""
     pieces: list[Piece] = []
     for i in trained:
-        text, span = _turn(tokenizer, conversation, tools, i, where)
+        text, span = _turn(tokenizer, conversation, extra, i, where)
         if pieces and text.startswith(pieces[-1][0]):
             pieces[-1] = (text, [*pieces[-1][1], *span])
         else:
@@ -201,8 +230,12 @@ def _examples(tokenizer: Any, row: dict[str, Any], form: str, where: str, max_le
     if chat:
         pieces = _chat_pieces(tokenizer, row, form, where)
     else:
-        if _tools(row.get("tools"), where) is not None:
-            raise ValueError(f"{where}: 'tools' go to a chat template, and this prompt and completion are text")
+        for role, given in [
+            ("tools", _tools(row.get("tools"), where) is not None),
+            ("chat_template_kwargs", bool(_template_kwargs(row.get("chat_template_kwargs"), where))),
+        ]:
+            if given:
+                raise ValueError(f"{where}: {role!r} go to a chat template, and this prompt and completion are text")
         prompt, completion = row["prompt"], row["completion"]
         pieces = [(prompt + completion, [(len(prompt), len(prompt) + len(completion))])]
     out = []

@@ -53,11 +53,12 @@ context where that is shorter; batches are padded to their longest example, so s
 no more for it."""
 EVAL_FRACTION = 0.1
 """Without --eval, this fraction of the training rows (fixed by a seed of 0) is held out to evaluate on."""
-COLUMN_ROLES = ("text", "text_pair", "label", "prompt", "completion", "messages", "tools")
+COLUMN_ROLES = ("text", "text_pair", "label", "prompt", "completion", "messages", "tools", "chat_template_kwargs")
 """What fit reads from a row: the text, a second text for a classifier of pairs (premise and
 hypothesis, question and passage), and a classifier's label; a causal LM's text, or a prompt and
 its completion, or a chat's messages (`LM_FORMATS`), and with a chat, where the file has them, the
-tools its assistant may call (function schemas, as TRL reads them). Each is the column of its own
+tools its assistant may call (function schemas) and the template's own variables
+(``chat_template_kwargs``, such as ``enable_thinking``), as TRL reads them. Each is the column of its own
 name unless `column_map` says otherwise."""
 SHAREGPT_COLUMN = "conversations"
 """Where ShareGPT-style data keeps its chats (``{"from", "value"}`` messages): read as the messages
@@ -186,8 +187,8 @@ def read_lm(
     given (the training data's, for the evaluation data), else the first whose columns the file has
     (its columns: `columns`, from `column_map`; ShareGPT's `SHAREGPT_COLUMN` for the messages where
     they are not mapped and the file has no ``messages``); checked as `read_rows` does. A row of a
-    prompt-completion or chat file carries its ``tools`` too where the file has that column (None
-    in a row without them)."""
+    prompt-completion or chat file carries its ``tools`` and ``chat_template_kwargs`` too where the
+    file has those columns (None in a row without them)."""
     options = [" + ".join(columns[role] for role in roles) for roles in LM_FORMATS.values()]
     names, rows = _read(path, " or ".join(options), what)
     if columns["messages"] not in names and columns["messages"] == "messages" and SHAREGPT_COLUMN in names:
@@ -207,8 +208,9 @@ def read_lm(
             f"(columns: {', '.join(names) or 'none'}); --columns maps them to others"
         )
     _check_columns(path, names, rows, wanted, what)
-    if form != "text" and columns["tools"] in names:
-        roles, wanted = (*roles, "tools"), [*wanted, columns["tools"]]
+    for extra in ("tools", "chat_template_kwargs"):
+        if form != "text" and columns[extra] in names:
+            roles, wanted = (*roles, extra), [*wanted, columns[extra]]
     return form, [{role: row.get(column) for role, column in zip(roles, wanted, strict=True)} for row in rows]
 
 

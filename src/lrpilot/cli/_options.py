@@ -87,8 +87,8 @@ ColumnsOption = Annotated[
     typer.Option(
         "--columns",
         help="--model: the data's columns where not named for their roles, text, text_pair, label, prompt, "
-        "completion, messages, tools (text=sentence,label=sentiment); a text_pair column makes a classifier of "
-        "pairs.",
+        "completion, messages, tools, chat_template_kwargs (text=sentence,label=sentiment); a text_pair column "
+        "makes a classifier of pairs.",
     ),
 ]
 
