@@ -176,8 +176,8 @@ def test_a_stop_just_after_a_checkpoints_evaluation_scores_those_weights_once(tm
     digits = get_task("digits")
     model = digits.build_model(0)
     evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
-    _evaluate(digits, model, None, 5, last=False, evals=evals)
-    _evaluate(digits, model, None, 10, last=False, evals=evals)
+    _evaluate(digits, model, None, 5, last=False, evals=evals, precision=Precision())
+    _evaluate(digits, model, None, 10, last=False, evals=evals, precision=Precision())
     note = _score_stopped(
         digits, model, None, evals, 10, 40, Clock(), quiet, precision=Precision(), status="interrupted"
     )
@@ -186,3 +186,36 @@ def test_a_stop_just_after_a_checkpoints_evaluation_scores_those_weights_once(tm
     assert len(evals["eval_loss"]) == len(evals["metrics"]["accuracy"]) == 2
     assert evals["final"]["examples"] == 359
     assert evals["reported"]["val_loss"] == pytest.approx(digits.metrics(model).loss, rel=1e-6)
+
+
+def _logits_scaled(scale: float) -> tuple[Any, nn.Module]:
+    """digits and its MLP with the output layer's weights ×`scale`: logits of ~1e5 and more, past
+    fp16's largest number (65504), where fp32 computes a large but finite loss."""
+    digits = get_task("digits")
+    model = digits.build_model(0)
+    last = [module for module in model.modules() if isinstance(module, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(scale)
+    return digits, model
+
+
+def test_a_final_evaluation_that_overflows_in_fp16_is_scored_again_in_fp32() -> None:
+    digits, model = _logits_scaled(1e6)
+    evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
+    assert _evaluate(digits, model, None, 5, last=False, evals=evals, precision=Precision("fp16")) == []
+    assert math.isnan(evals["eval_loss"][0])  # an evaluation along the way is kept as it came
+    note = _evaluate(digits, model, None, 10, last=True, evals=evals, precision=Precision("fp16"))
+    fp32 = digits.metrics(model).loss
+    assert math.isfinite(fp32)
+    assert note == [f"the final evaluation's loss was NaN in fp16 (an overflow); scored again in fp32: {fp32:.4g}"]
+    assert evals["reported"]["val_loss"] == pytest.approx(fp32, rel=1e-6)
+    assert evals["eval_steps"] == [5, 10]  # once, in fp32
+
+
+def test_a_final_evaluation_that_stays_nan_says_the_weights_are_unusable() -> None:
+    digits, model = _logits_scaled(math.nan)
+    evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
+    for precision in (Precision(), Precision("fp16")):
+        (note,) = _evaluate(digits, model, None, 10, last=True, evals=evals, precision=precision)
+        assert note.startswith("the final evaluation's loss is NaN: the saved weights give non-finite outputs")
+    assert evals["eval_steps"] == [10, 10]

@@ -102,12 +102,56 @@ def run_metrics(
 
 
 def _evaluate(
-    task: Task, model: nn.Module, drift: Drift | None, step: int, *, last: bool, evals: dict[str, Any]
+    task: Task,
+    model: nn.Module,
+    drift: Drift | None,
+    step: int,
+    *,
+    last: bool,
+    evals: dict[str, Any],
+    precision: Precision,
+) -> list[str]:
+    """Evaluate (`run_metrics`, in the run's `precision`) and append it to the history: the quick
+    examples' loss and accuracy, the drift, and the whole set's figures where it scored more than
+    them (`final_eval`); the figures the run reports and the largest share of one answer are kept.
+
+    A last evaluation whose loss is not finite in bf16 or fp16 is scored again in fp32 where the
+    model's weights all are (a frozen half-precision base cannot be): a half-precision forward pass
+    overflows on some inputs where the weights are sound (fp16's range ends at 65504), and the
+    user is owed the saved weights' real figures. The notes (one at most) say so, or that the loss
+    stayed NaN."""
+    with precision.autocast():
+        reported, quick, whole = run_metrics(task, model, drift, last=last)
+    loss = reported["val_loss"]
+    if not last or math.isfinite(loss):
+        _record(evals, step, reported, quick, whole)
+        return []
+    if precision.amp is not None and all(p.dtype == torch.float32 for p in model.parameters()):
+        reported, quick, whole = run_metrics(task, model, drift, last=last)
+        _record(evals, step, reported, quick, whole)
+        again = reported["val_loss"]
+        if math.isfinite(again):
+            return [
+                f"the final evaluation's loss was {_shown(loss)} in {precision.name} (an overflow); scored again in "
+                f"fp32: {again:.4g}"
+            ]
+    else:
+        _record(evals, step, reported, quick, whole)
+    return [
+        f"the final evaluation's loss is {_shown(reported['val_loss'])}: the saved weights give non-finite outputs on "
+        "the evaluation data; do not use them (try a lower LR, or --precision fp32)"
+    ]
+
+
+def _shown(loss: float) -> str:
+    """A loss that is not finite as a person writes it (NaN, inf)."""
+    return "NaN" if math.isnan(loss) else str(loss)
+
+
+def _record(
+    evals: dict[str, Any], step: int, reported: dict[str, float], quick: Metrics, whole: Metrics | None
 ) -> None:
-    """Evaluate (`run_metrics`) and append it to the history: the quick examples' loss and
-    accuracy, the drift, and the whole set's figures where it scored more than them
-    (`final_eval`); the figures the run reports and the largest share of one answer are kept."""
-    reported, quick, whole = run_metrics(task, model, drift, last=last)
+    """Append an evaluation (`run_metrics`' figures) to the history `evals`."""
     evals["reported"], evals["top_share"] = reported, (quick if whole is None else whole).top_share
     evals["eval_steps"].append(step)
     evals["eval_loss"].append(quick.loss)
@@ -194,9 +238,9 @@ def train_guarded(
                     guard.flush()
                     if guard.step_count != done:  # a verdict read now rolled the run back
                         continue
-                    with clock.phase("evaluate"), mixed.autocast():
+                    with clock.phase("evaluate"):
                         progress("evaluate", done, total, math.nan, math.nan)
-                        _evaluate(task, model, drift, done, last=done == total, evals=evals)
+                        notes += _evaluate(task, model, drift, done, last=done == total, evals=evals, precision=mixed)
     except KeyboardInterrupt:
         status = "interrupted"
         notes.append(f"interrupted by the user at step {guard.step_count} of {total}; the weights so far were saved")
@@ -285,9 +329,9 @@ def _score_stopped(  # noqa: PLR0917  (the run's state, passed through from `tra
     curve), which the note says."""
     marks = _marks(evals)
     try:
-        with clock.phase("evaluate"), precision.autocast():
+        with clock.phase("evaluate"):
             progress("evaluate", step, total, math.nan, math.nan)
-            _evaluate(task, model, drift, step, last=True, evals=evals)
+            found = _evaluate(task, model, drift, step, last=True, evals=evals, precision=precision)
         if evals["eval_steps"][-2:] == [step, step]:  # stopped just after a checkpoint's: this one replaces it
             _drop_before(evals, marks)
     except KeyboardInterrupt:
@@ -296,7 +340,8 @@ def _score_stopped(  # noqa: PLR0917  (the run's state, passed through from `tra
             evals.pop(name, None)
         return "a second Ctrl-C stopped their evaluation, so no final metrics were recorded"
     whose = "the interrupted weights" if status == "interrupted" else "that state"
-    return f"the metrics are of {whose} at step {step}, scored as a finished run's are"
+    scored = f"the metrics are of {whose} at step {step}, scored as a finished run's are"
+    return f"{scored} ({found[0]})" if found else scored
 
 
 def _marks(evals: dict[str, Any]) -> dict[str, int]:
