@@ -59,7 +59,7 @@ def test_ctrl_c_mid_training_saves_a_loadable_checkpoint_and_an_interrupted_repo
     ]  # the first quarter's evaluation (after 63 of 250 steps), and the saved weights'
     notes = " ".join(result.record.notes)
     assert "interrupted by the user at step 71 of 250; the weights so far were saved; the metrics are of the " in notes
-    assert "interrupted weights at step 71, scored as a finished run's are" in notes
+    assert "saved weights at step 71, scored as a finished run's are" in notes
     digits = get_task("digits")
     model = digits.build_model(0)
     model.load_state_dict(torch.load(result.model_path, weights_only=True))

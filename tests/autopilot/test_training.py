@@ -165,7 +165,9 @@ def test_a_run_the_guard_gave_up_on_reports_the_metrics_of_the_state_it_saves(tm
     assert trained.status == "gave_up"
     step = trained.history.eval_steps[-1]
     assert trained.notes[-1].startswith("the guard gave up at step ")
-    assert trained.notes[-1].endswith(f"; the metrics are of that state at step {step}, scored as a finished run's are")
+    assert trained.notes[-1].endswith(
+        f"; the metrics are of the saved weights at step {step}, scored as a finished run's are"
+    )
     scored = task.metrics(model)
     assert trained.final == pytest.approx({"val_loss": scored.loss, "val_accuracy": scored.accuracy}, rel=1e-6)
 
@@ -178,10 +180,8 @@ def test_a_stop_just_after_a_checkpoints_evaluation_scores_those_weights_once(tm
     evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
     _evaluate(digits, model, None, 5, last=False, evals=evals, precision=Precision())
     _evaluate(digits, model, None, 10, last=False, evals=evals, precision=Precision())
-    note = _score_stopped(
-        digits, model, None, evals, 10, 40, Clock(), quiet, precision=Precision(), status="interrupted"
-    )
-    assert note == "the metrics are of the interrupted weights at step 10, scored as a finished run's are"
+    note = _score_stopped(digits, model, None, evals, 10, 40, Clock(), quiet, precision=Precision())
+    assert note == "the metrics are of the saved weights at step 10, scored as a finished run's are"
     assert evals["eval_steps"] == [5, 10]
     assert len(evals["eval_loss"]) == len(evals["metrics"]["accuracy"]) == 2
     assert evals["final"]["examples"] == 359
@@ -219,3 +219,34 @@ def test_a_final_evaluation_that_stays_nan_says_the_weights_are_unusable() -> No
         (note,) = _evaluate(digits, model, None, 10, last=True, evals=evals, precision=precision)
         assert note.startswith("the final evaluation's loss is NaN: the saved weights give non-finite outputs")
     assert evals["eval_steps"] == [10, 10]
+
+
+@dataclasses.dataclass(frozen=True)
+class _NanThenCtrlC(DigitsTask):
+    """digits whose loss is NaN on its 13th and 14th calls, and whose 15th is the user's Ctrl-C: with
+    verdicts read every five steps (a GPU's), those NaN steps' verdicts are still on their way."""
+
+    calls: list[int] = dataclasses.field(default_factory=list)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        self.calls.append(1)
+        if len(self.calls) == 15:
+            raise KeyboardInterrupt
+        loss = super().loss(model, batch)
+        return loss * math.nan if len(self.calls) in (13, 14) else loss
+
+
+def test_a_ctrl_c_reads_the_verdicts_on_their_way_before_it_saves_the_weights(tmp_path: Path) -> None:
+    """The poisoned updates of the NaN steps are undone by the rollback their verdicts call for, read
+    before the interrupted weights are scored and saved (left unread, the saved model was NaN)."""
+    digits = get_task("digits")
+    task = _NanThenCtrlC(digits.name, digits.description, dataclasses.replace(digits.recipe, total_steps=40))
+    trained, model = _run(task, tmp_path, "ctrl-c", read_every=5, peak=1e-2)
+    assert trained.status == "interrupted"
+    assert trained.notes[0] == (
+        "interrupted by the user at step 14 of 40, with a non-finite update in the weights; the guard's last good "
+        "snapshot (step 0) was saved; the metrics are of the saved weights at step 0, scored as a finished "
+        "run's are"
+    )
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert math.isfinite(trained.final["val_loss"])

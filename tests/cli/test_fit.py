@@ -270,5 +270,5 @@ def test_ctrl_c_from_outside_during_a_lora_fit_records_the_saved_weights_metrics
     assert 0 <= step < 60, step  # 0 where a busy machine was still starting the loop two seconds in
     assert set(run["metrics"]) == {"val_loss", "val_accuracy"}
     assert run["history"]["eval_examples"] == 40  # the whole evaluation set
-    assert any(f"the metrics are of the interrupted weights at step {step}" in note for note in run["notes"])
+    assert any(f"the metrics are of the saved weights at step {step}" in note for note in run["notes"])
     assert "val accuracy" in stdout.decode()

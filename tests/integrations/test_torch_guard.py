@@ -204,6 +204,23 @@ def test_delayed_verdicts_read_every_k_steps(fused: bool) -> None:
     assert guard.step_count == STEPS
 
 
+def test_settle_before_saving_undoes_a_nan_update_still_in_the_weights() -> None:
+    """A loop stopped two steps after a NaN step (a Ctrl-C), its verdict not yet read: `settle`
+    reads it and, the update being NaN × 0 = NaN in the weights, loads the last confirmed snapshot;
+    on sound weights it reads the verdicts and changes nothing."""
+    model, guard, _ = guarded_run(fault=nan_at(150), steps=151, read_every=5)
+    assert not all(torch.isfinite(p).all() for p in model.parameters())  # what a save would have kept
+    restored = guard.settle()
+    assert restored is not None
+    assert restored < 150
+    assert guard.step_count == restored
+    assert math.isfinite(full_loss(model))
+    clean, clean_guard, _ = guarded_run(steps=151, read_every=5)
+    weights = [p.detach().clone() for p in clean.parameters()]
+    assert clean_guard.settle() is None
+    assert all(torch.equal(a, b) for a, b in zip(weights, clean.parameters(), strict=True))
+
+
 def test_snapshots_on_disk_are_pruned_and_removed_on_close(tmp_path: Path) -> None:
     where = tmp_path / "snaps"
     config = GuardConfig(snapshot_every=20)

@@ -242,8 +242,8 @@ def train_guarded(
                         progress("evaluate", done, total, math.nan, math.nan)
                         notes += _evaluate(task, model, drift, done, last=done == total, evals=evals, precision=mixed)
     except KeyboardInterrupt:
-        status = "interrupted"
-        notes.append(f"interrupted by the user at step {guard.step_count} of {total}; the weights so far were saved")
+        status, note = _interrupted(guard, total)
+        notes.append(note)
     except GuardGaveUpError as exc:
         status = "gave_up"
         notes.append(f"the guard gave up at step {guard.step_count}: {exc}; its last good state was saved")
@@ -254,7 +254,7 @@ def train_guarded(
         guard.close()
     if status != "finished":
         notes[-1] += "; " + _score_stopped(
-            task, model, drift, evals, guard.step_count, total, clock, progress, precision=mixed, status=status
+            task, model, drift, evals, guard.step_count, total, clock, progress, precision=mixed
         )
     return Trained(
         status,
@@ -266,6 +266,29 @@ def train_guarded(
         notes,
         evals.get("top_share"),
         vocabulary(task, model),
+    )
+
+
+def _interrupted(guard: Any, total: int) -> tuple[str, str]:
+    """Ctrl-C's status and note, once the guard has made the weights safe to save (`TorchGuard.settle`:
+    the verdicts on their way read, a non-finite step's update undone): ``interrupted``, or
+    ``gave_up`` where a verdict read now gave up."""
+    from lrpilot.integrations.torch_guard import GuardGaveUpError
+
+    stopped = guard.step_count
+    try:
+        restored = guard.settle()
+    except GuardGaveUpError as exc:
+        return (
+            "gave_up",
+            f"interrupted by the user at step {stopped}, and the guard then gave up: {exc}; its last good state "
+            "was saved",
+        )
+    if restored is None:
+        return "interrupted", f"interrupted by the user at step {stopped} of {total}; the weights so far were saved"
+    return "interrupted", (
+        f"interrupted by the user at step {stopped} of {total}, with a non-finite update in the weights; the guard's "
+        f"last good snapshot (step {restored}) was saved"
     )
 
 
@@ -320,7 +343,6 @@ def _score_stopped(  # noqa: PLR0917  (the run's state, passed through from `tra
     progress: Progress,
     *,
     precision: Precision,
-    status: str,
 ) -> str:
     """Evaluate the weights a stopped run saves (interrupted, or restored by a guard that gave up)
     as a finished run's last evaluation does, and say so for the notes: the earlier evaluations
@@ -339,8 +361,7 @@ def _score_stopped(  # noqa: PLR0917  (the run's state, passed through from `tra
         for name in ("reported", "top_share", "final"):
             evals.pop(name, None)
         return "a second Ctrl-C stopped their evaluation, so no final metrics were recorded"
-    whose = "the interrupted weights" if status == "interrupted" else "that state"
-    scored = f"the metrics are of {whose} at step {step}, scored as a finished run's are"
+    scored = f"the metrics are of the saved weights at step {step}, scored as a finished run's are"
     return f"{scored} ({found[0]})" if found else scored
 
 

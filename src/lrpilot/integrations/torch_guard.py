@@ -370,6 +370,22 @@ class TorchGuard:
             self._launch_read()
         self._poll(wait=True)
 
+    def settle(self) -> int | None:
+        """Make the weights safe to save when a run stops between reads (Ctrl-C): read every verdict
+        on its way (`flush`; a rollback or give-up among them acts), and if a trainable parameter
+        still holds a non-finite value — a non-finite step's update, which on the delayed path only
+        the rollback a few steps later undoes — load the latest confirmed snapshot. Returns that
+        snapshot's step, or None where the weights were sound."""
+        self.flush()
+        if all(bool(torch.isfinite(p).all()) for p in self.model.parameters() if p.requires_grad):
+            return None
+        step = max(self._snapshots)
+        self.optimizer.zero_grad(set_to_none=True)
+        self._load_snapshot(self._snapshots[step], everything=self.config.rewind)
+        if self.config.rewind:
+            self.step_count = step
+        return step
+
     # ------------------------------------------------------------------ reading verdicts
     def _launch_read(self) -> None:
         n = len(self._meta)
