@@ -22,6 +22,47 @@ from lrpilot.rules import horizon_factor
 from lrpilot.tasks import get_task
 
 
+def _weights(model: torch.nn.Module | None) -> list[torch.Tensor]:
+    assert model is not None
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_an_interrupted_fit_resumed_ends_as_the_uninterrupted_one_to_the_bit(tmp_path: Path) -> None:
+    """Stopped after step 100 (the ramp stood for the warmup's first steps), resumed from its run
+    folder: the same weights, losses, evaluations and layer ratios as a fit never stopped; the
+    folder's model and report are the finished run's, and there is nothing left to resume."""
+    whole = fit("digits", out=tmp_path / "whole", report=False)
+
+    def stop(step: int, lr: float, loss: float) -> None:
+        if step == 100:
+            raise KeyboardInterrupt
+
+    stopped = fit("digits", out=tmp_path / "run", report=False, callback=stop)
+    assert stopped.status == "interrupted"
+    assert stopped.record.resumed == whole.record.resumed  # the ramp stood for the same warmup steps
+    resumed = fit(resume=tmp_path / "run", report=False)
+    assert resumed.status == "finished"
+    for a, b in zip(_weights(resumed.model), _weights(whole.model), strict=True):
+        assert torch.equal(a, b)
+    for name in ("steps", "loss", "lr", "eval_steps", "eval_loss", "eval_metrics", "final_eval"):
+        assert getattr(resumed.record.history, name) == getattr(whole.record.history, name), name
+    assert resumed.record.layer_stats == whole.record.layer_stats
+    assert resumed.metrics == whole.metrics
+    assert "resumed at step 101 of 250 (lrpilot fit --resume)" in resumed.record.notes
+    assert not (tmp_path / "run" / "resume.pt").exists()
+    saved = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    assert (saved["status"], saved["metrics"]) == ("finished", pytest.approx(whole.metrics))
+    with pytest.raises(ValueError, match=r"holds no resume.pt: only a fit interrupted at a step boundary"):
+        fit(resume=tmp_path / "run")
+
+
+def test_resume_takes_the_interrupted_fits_own_settings(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"fit: --resume takes the interrupted fit's own settings; drop budget, seed"):
+        fit(resume=tmp_path, seed=3, budget=100)
+    with pytest.raises(FileNotFoundError, match=r"--resume .*missing is not a directory"):
+        fit(resume=tmp_path / "missing")
+
+
 def test_import_lrpilot_stays_numpy_only_and_fit_is_callable_lazily() -> None:
     code = "import sys, lrpilot; assert 'torch' not in sys.modules; print(callable(lrpilot.fit))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -58,7 +99,10 @@ def test_ctrl_c_mid_training_saves_a_loadable_checkpoint_and_an_interrupted_repo
         71,
     ]  # the first quarter's evaluation (after 63 of 250 steps), and the saved weights'
     notes = " ".join(result.record.notes)
-    assert "interrupted by the user at step 71 of 250; the weights so far were saved; the metrics are of the " in notes
+    assert (
+        "interrupted by the user at step 71 of 250; the weights so far were saved (lrpilot fit --resume RUN_DIR goes "
+        "on from there); the metrics are of the " in notes
+    )
     assert "saved weights at step 71, scored as a finished run's are" in notes
     digits = get_task("digits")
     model = digits.build_model(0)
@@ -71,6 +115,7 @@ def test_ctrl_c_mid_training_saves_a_loadable_checkpoint_and_an_interrupted_repo
     assert run["status"] == "interrupted"
     assert run["metrics"] == pytest.approx(result.metrics)
     assert (result.run_dir / "index.html").is_file()
+    assert (result.run_dir / "resume.pt").is_file()  # stopped at a step boundary: it can go on
 
 
 def test_a_second_ctrl_c_during_the_evaluation_of_the_interrupted_weights_records_no_metrics(tmp_path: Path) -> None:

@@ -245,8 +245,8 @@ def test_a_ctrl_c_reads_the_verdicts_on_their_way_before_it_saves_the_weights(tm
     assert trained.status == "interrupted"
     assert trained.notes[0] == (
         "interrupted by the user at step 14 of 40, with a non-finite update in the weights; the guard's last good "
-        "snapshot (step 0) was saved; the metrics are of the saved weights at step 0, scored as a finished "
-        "run's are"
+        "snapshot (step 0) was saved (a run restored so cannot be resumed); the metrics are of the saved weights at "
+        "step 0, scored as a finished run's are"
     )
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert math.isfinite(trained.final["val_loss"])

@@ -242,10 +242,10 @@ def test_a_chat_fine_tune_of_a_causal_lm_with_its_own_column_name(tmp_path: Path
     assert "--max-length must be" in bad.output
 
 
-def test_ctrl_c_from_outside_during_a_lora_fit_records_the_saved_weights_metrics(tmp_path: Path) -> None:
+def test_ctrl_c_from_outside_during_a_lora_fit_records_the_saved_weights_metrics_and_resumes(tmp_path: Path) -> None:
     """`lrpilot fit` in its own process, sent SIGINT (as `timeout -s INT` or a terminal's Ctrl-C
     does) once training has begun: exit 130, and the record holds the evaluation of the weights it
-    saved (it used to hold none: "no final metrics recorded")."""
+    saved (it used to hold none: "no final metrics recorded"); ``--resume`` then trains the rest."""
     rows = sst2_rows(240)
     train, val = write_rows(tmp_path / "train.csv", rows[:200]), write_rows(tmp_path / "val.csv", rows[200:])
     out = tmp_path / "run"
@@ -272,3 +272,11 @@ def test_ctrl_c_from_outside_during_a_lora_fit_records_the_saved_weights_metrics
     assert run["history"]["eval_examples"] == 40  # the whole evaluation set
     assert any(f"the metrics are of the saved weights at step {step}" in note for note in run["notes"])
     assert "val accuracy" in stdout.decode()
+    assert "lrpilot: stopping after this step" in stderr.decode()  # the first Ctrl-C waits for the step's end
+    resumed = runner.invoke(app, ["fit", "--resume", str(out), "--no-report", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    done = json.loads(resumed.stdout)
+    assert done["status"] == "finished"
+    assert done["record"]["history"]["steps"][-1] == 59  # the rest of the 60 steps
+    assert f"resumed at step {step} of 60 (lrpilot fit --resume)" in done["record"]["notes"]
+    assert not (out / "resume.pt").exists()

@@ -28,6 +28,7 @@ from torch import nn
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import OVERRUN, Budget, parse_budget, steps_for_time
+from lrpilot.autopilot._checkpoint import RESUME_FILE, Checkpoint
 from lrpilot.autopilot._data import read_rows
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
 from lrpilot.autopilot._hf import HfTask, recipe_from
@@ -136,6 +137,7 @@ def fit(
     report: bool = True,
     progress: Progress | None = None,
     callback: StepCallback | None = None,
+    resume: str | Path | None = None,
 ) -> FitResult:
     """Train a model with the learning rate chosen, scheduled and watched by lrpilot.
 
@@ -194,9 +196,19 @@ def fit(
     ValueError or FileNotFoundError before any training and before anything is written.
     Ctrl-C during training (or a `callback` raising KeyboardInterrupt) stops the run, saves the
     weights so far, evaluates them as a finished run's last evaluation does (a second Ctrl-C skips
-    it, leaving no metrics) and writes the report with status ``"interrupted"``.
+    it, leaving no metrics) and writes the report with status ``"interrupted"``. The first Ctrl-C
+    stops at the end of the step in progress, and the run directory then holds ``resume.pt``:
+    `resume` (that directory, and no other argument but `report`, `progress` and `callback`) goes on
+    from there to the end of the run, as the uninterrupted fit would have trained
+    (`lrpilot.autopilot._checkpoint`), and updates the directory's model and report.
     """
     progress = progress or quiet
+    if resume is not None:
+        given = _given_beside_resume(locals())
+        if given:
+            raise ValueError(f"fit: --resume takes the interrupted fit's own settings; drop {', '.join(given)}")
+        return _resumed_fit(Path(resume), report=report, progress=progress, callback=callback)
+    arguments = _arguments(locals())
     clock = Clock()
     where, mixed = _checked(seed, finder_steps, device, precision)
     plan = parse_budget(budget)
@@ -284,28 +296,88 @@ def fit(
         resumed=resumed,
         precision=mixed,
     )
+    before: dict[str, Any] = {
+        "notes": [*target.notes, *search.notes],
+        "tradeoff": search.tradeoff,
+        "horizon": search.horizon,
+        "device": describe_device(where),
+    }
+    if trained.state is not None:
+        done = dict(clock.timings, total=clock.elapsed)
+        Checkpoint(
+            arguments,
+            fitted,
+            job.recipe if isinstance(job, HfTask) else None,
+            schedule,
+            peak,
+            resumed,
+            rec,
+            search.finder,
+            before | {"timings": done},
+            trained.state,
+        ).save(run_dir)
+    if plan is not None and plan.seconds is not None:
+        trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
+        before["notes"].append(_time_note(plan, trained_steps, search, trained, clock))
+    return _finish(
+        target,
+        job,
+        net,
+        run_dir,
+        trained,
+        clock,
+        before,
+        rec=rec,
+        finder=search.finder,
+        schedule=schedule,
+        peak=peak,
+        resumed=resumed,
+        precision=mixed,
+        report=report,
+        progress=progress,
+    )
+
+
+def _finish(  # noqa: PLR0917  (what fit decided, passed on to the record)
+    target: Target,
+    job: Task,
+    net: nn.Module,
+    run_dir: Path,
+    trained: Trained,
+    clock: Clock,
+    before: dict[str, Any],
+    *,
+    rec: Recommendation,
+    finder: Any,
+    schedule: Schedule,
+    peak: float,
+    resumed: Resumed | None,
+    precision: Precision,
+    report: bool,
+    progress: Progress,
+) -> FitResult:
+    """Save the model, write the record and the report, and say what fit did (a fit and a resumed one)."""
     with clock.phase("save"):
         progress("save", 0, None, math.nan, math.nan)
         model_path = save_model(job, net, run_dir)
         (run_dir / AUDIT_FILE).touch()
-    notes = [*target.notes, *search.notes, *trained.notes, *after_run(trained, _epochs(job, trained))]
-    if plan is not None and plan.seconds is not None:
-        trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
-        notes.append(_time_note(plan, trained_steps, search, trained, clock))
+    if trained.state is None:  # finished, or stopped where it cannot go on: nothing to resume
+        (run_dir / RESUME_FILE).unlink(missing_ok=True)
+    notes = [*before["notes"], *trained.notes, *after_run(trained, _epochs(job, trained))]
     record = run_record(
         target,
         task=job,
         recommendation=rec.to_dict(),
-        finder=None if search.finder is None else search.finder.to_dict(),
+        finder=None if finder is None else finder.to_dict(),
         schedule=schedule,
         trained=trained,
         notes=notes,
         clock=clock,
-        tradeoff=search.tradeoff,
+        tradeoff=before["tradeoff"],
         resumed=None if resumed is None else dataclasses.asdict(resumed),
-        horizon=search.horizon,
-        device=describe_device(where),
-        precision=mixed.name,
+        horizon=before["horizon"],
+        device=before["device"],
+        precision=precision.name,
     )
     progress("report", 0, None, math.nan, math.nan)
     report_path = _write(record, run_dir, report, clock)
@@ -319,8 +391,101 @@ def fit(
         metrics=dict(record.metrics),
         record=record,
         recommendation=rec,
-        finder=search.finder,
+        finder=finder,
         model=net,
+    )
+
+
+TARGET_ARGUMENTS: tuple[str, ...] = ("task", "model", "data", "eval_data", "task_type", "method", "data_dir")
+TARGET_ARGUMENTS = (*TARGET_ARGUMENTS, "batch_size", "columns", "max_length")
+"""fit's arguments that say what it trains (`resolve_target`'s)."""
+RESUMABLE = ("report", "progress", "callback", "resume")
+"""fit's arguments a resumed fit takes; the others are the interrupted fit's own."""
+
+
+def _arguments(given: dict[str, Any]) -> dict[str, Any]:
+    """fit's arguments that rebuild its model and data (`_resumed_fit`), paths made absolute (a
+    resume may run from another directory)."""
+    names = (*TARGET_ARGUMENTS, "seed", "retention", "forgetting_weight", "device", "precision")
+    paths = ("model", "data", "eval_data", "data_dir", "retention")
+    return {
+        name: str(Path(given[name]).resolve()) if name in paths and given[name] is not None else given[name]
+        for name in names
+    }
+
+
+def _given_beside_resume(given: dict[str, Any]) -> list[str]:
+    """The arguments given with `resume` that it does not take (their defaults are fine)."""
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(fit).parameters.items()}
+    return [name for name, default in defaults.items() if name not in RESUMABLE and given[name] != default]
+
+
+def _resumed_fit(run_dir: Path, *, report: bool, progress: Progress, callback: StepCallback | None) -> FitResult:
+    """Go on with the fit interrupted in `run_dir` (`Checkpoint`): its model rebuilt from its source,
+    the loop's state put back, trained to the end of its run; the directory's model and report updated."""
+    saved = Checkpoint.load(run_dir)
+    args = saved.arguments
+    clock = Clock()
+    clock.timings.update({k: v for k, v in saved.record["timings"].items() if k != "total"})
+    clock.started -= saved.record["timings"]["total"]
+    where, mixed = _checked(args["seed"], None, args["device"], args["precision"])
+    with clock.phase("load"):
+        progress("load", 0, None, math.nan, math.nan)
+        target = resolve_target(
+            **{
+                k: v
+                for k, v in args.items()
+                if k not in ("seed", "device", "precision", "retention", "forgetting_weight")
+            }
+        )
+        rows = _retention(target, args["retention"], args["forgetting_weight"])
+        net = mixed.master(target.task.build_model(args["seed"])).to(where)
+        with mixed.autocast():
+            drift = None if rows is None else load_drift(cast(HfTask, target.task), net, rows)
+    job = target.task.with_recipe(saved.job_recipe) if isinstance(target.task, HfTask) else target.task
+    trained = train_guarded(
+        job,
+        net,
+        saved.recipe,
+        saved.schedule,
+        seed=args["seed"],
+        run_dir=run_dir,
+        progress=progress,
+        callback=callback,
+        clock=clock,
+        drift=drift,
+        resumed=saved.resumed,
+        precision=mixed,
+        state=saved.state,
+    )
+    if trained.state is not None:
+        dataclasses.replace(
+            saved, state=trained.state, record=saved.record | {"timings": dict(clock.timings, total=clock.elapsed)}
+        ).save(run_dir)
+    before = saved.record | {
+        "notes": [
+            *saved.record["notes"],
+            f"resumed at step {saved.state.step} of {saved.recipe.total_steps} (lrpilot fit --resume)",
+        ]
+    }
+    return _finish(
+        target,
+        job,
+        net,
+        run_dir,
+        trained,
+        clock,
+        before,
+        rec=saved.recommendation,
+        finder=saved.finder,
+        schedule=saved.schedule,
+        peak=saved.peak,
+        resumed=saved.resumed,
+        precision=mixed,
+        report=report,
+        progress=progress,
     )
 
 

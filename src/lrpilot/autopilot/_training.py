@@ -3,10 +3,12 @@ update ratios, a clean stop on Ctrl-C, and the trained model saved."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrpilot.autopilot._checkpoint import RunState, StopRequest, rng_state, set_rng_state, stop_at_step_boundary
 from lrpilot.autopilot._forgetting import Drift
 from lrpilot.autopilot._hf import HfTask
 from lrpilot.autopilot._layers import UpdateRatioTracker
@@ -72,6 +75,33 @@ class Trained:
     notes: list[str] = field(default_factory=list)
     top_share: float | None = None
     vocab: int | None = None
+    state: RunState | None = None
+    """Where an interrupted run stopped at a step boundary: the loop's state there, to resume it."""
+
+
+@contextmanager
+def _generators(model: nn.Module, state: RunState | None) -> Iterator[None]:
+    """Inside the run's seeded block: a resumed run's generators as they were where it stopped."""
+    if state is not None:
+        set_rng_state(model, state.rng)
+    yield
+
+
+@dataclass
+class _Boundary:
+    """The loop's last step boundary: the batches drawn by then and torch's generators there (a
+    step stopped part-way is resumed from its start, its batch and dropout draws again)."""
+
+    position: int
+    rng: dict[str, torch.Tensor] = field(default_factory=dict)
+    stepping: bool = False
+    """Inside the guard's step, the update part-applied: no boundary to resume from."""
+
+    def arrive(self, model: nn.Module, stop: StopRequest) -> None:
+        """A step begins: keep the generators' state here, and stop here if the user asked to."""
+        self.rng = rng_state(model)
+        if stop.requested:
+            raise KeyboardInterrupt
 
 
 def run_metrics(
@@ -178,6 +208,7 @@ def train_guarded(
     resumed: Resumed | None = None,
     read_every: int | None = None,
     precision: Precision | None = None,
+    state: RunState | None = None,
 ) -> Trained:
     """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back; its
     configuration `_guard_config`), with evaluations every quarter (or after the steps in
@@ -193,7 +224,11 @@ def train_guarded(
     the latest loss the guard has read, and every verdict on its way is read before an evaluation
     and at the end (a rollback among them trains on from its snapshot; that evaluation comes when
     the run gets there again). `precision`: the forward passes' (`lrpilot.tasks._device.Precision`;
-    fp32 by default), the evaluations' too; fp16's loss scale is the guard's to unscale and update."""
+    fp32 by default), the evaluations' too; fp16's loss scale is the guard's to unscale and update.
+
+    The first Ctrl-C stops the run at the end of its step (`stop_at_step_boundary`), and the loop's
+    state there comes back in `Trained.state`; `state` given, the run goes on from such a state
+    (`lrpilot.autopilot._checkpoint`)."""
     from lrpilot.integrations.torch_guard import GuardGaveUpError
 
     total = recipe.total_steps
@@ -201,6 +236,7 @@ def train_guarded(
     tracker = UpdateRatioTracker(model, every=max(1, total // LAYER_SNAPSHOTS))
     evals: dict[str, Any] = {"eval_steps": [], "eval_loss": [], "metrics": {}}
     status, notes = "finished", []
+    kept: RunState | None = None
     start, skip = (resumed.start_step, resumed.ramp_steps) if resumed is not None else (0, 0)
     optimizer = make_optimizer(model, recipe, float(schedule(0)))
     mixed = precision or Precision()
@@ -217,41 +253,38 @@ def train_guarded(
         read_every=read_every,
         scaler=scaler,
     )
-    batches = itertools.islice(task.batches(seed), skip, None)
+    if state is not None:
+        _go_on_from(state, model, optimizer, scaler, guard, tracker, evals)
+    mark = _Boundary(skip if state is None else state.position)
+    batches = itertools.islice(task.batches(seed), mark.position, None)
     started, evaluating = time.perf_counter(), clock.timings.get("evaluate", 0.0)
     try:
-        with seeded(seed):  # dropout draws as `lrpilot.tasks.train` makes them
+        # dropout draws as `lrpilot.tasks.train` makes them (from the resumed state's generators)
+        with seeded(seed), _generators(model, state), stop_at_step_boundary() as stop:
             while not _finished(guard, total):
+                mark.arrive(model, stop)
                 t = guard.step_count
                 with mixed.autocast():
                     loss = task.loss(model, next(batches))
                 (loss if scaler is None else scaler.scale(loss)).backward()
                 tracker.before(t)
+                mark.stepping = True
                 action = guard.step(loss)
+                mark.position, mark.stepping, mark.rng = mark.position + 1, False, rng_state(model)
                 tracker.after(action.applies_update if action is not None else guard.step_count == t + 1)
-                lr, value = _latest(guard)
-                progress("train", guard.step_count, total, lr, value)
-                if callback is not None:
-                    callback(t, lr, value)
+                _show(guard, t, total, progress, callback)
                 done = guard.step_count
                 if done > t and (done in checkpoints or done == total):
-                    guard.flush()
-                    if guard.step_count != done:  # a verdict read now rolled the run back
-                        continue
-                    with clock.phase("evaluate"):
-                        progress("evaluate", done, total, math.nan, math.nan)
-                        notes += _evaluate(task, model, drift, done, last=done == total, evals=evals, precision=mixed)
+                    notes += _evaluate_read(task, model, drift, guard, done, total, evals, clock, progress, mixed)
     except KeyboardInterrupt:
-        status, note = _interrupted(guard, total)
+        status, note, resumable = _interrupted(guard, total, mark)
         notes.append(note)
+        kept = _run_state(guard, optimizer, scaler, model, tracker, evals, mark) if resumable else None
     except GuardGaveUpError as exc:
         status = "gave_up"
         notes.append(f"the guard gave up at step {guard.step_count}: {exc}; its last good state was saved")
     finally:
-        # the evaluations are timed on their own, so "train" is the steps alone
-        clock.timings["train"] = time.perf_counter() - started - (clock.timings.get("evaluate", 0.0) - evaluating)
-        report = guard.report()
-        guard.close()
+        report = _closed(guard, clock, started, evaluating)
     if status != "finished":
         notes[-1] += "; " + _score_stopped(
             task, model, drift, evals, guard.step_count, total, clock, progress, precision=mixed
@@ -266,13 +299,55 @@ def train_guarded(
         notes,
         evals.get("top_share"),
         vocabulary(task, model),
+        kept,
     )
 
 
-def _interrupted(guard: Any, total: int) -> tuple[str, str]:
+def _evaluate_read(  # noqa: PLR0917  (the run's state, passed through from `train_guarded`)
+    task: Task,
+    model: nn.Module,
+    drift: Drift | None,
+    guard: Any,
+    done: int,
+    total: int,
+    evals: dict[str, Any],
+    clock: Clock,
+    progress: Progress,
+    precision: Precision,
+) -> list[str]:
+    """A checkpoint's evaluation (`_evaluate`, its notes returned) once every verdict on its way is
+    read; none where one of them rolled the run back (it comes when the run gets there again)."""
+    guard.flush()
+    if guard.step_count != done:
+        return []
+    with clock.phase("evaluate"):
+        progress("evaluate", done, total, math.nan, math.nan)
+        return _evaluate(task, model, drift, done, last=done == total, evals=evals, precision=precision)
+
+
+def _closed(guard: Any, clock: Clock, started: float, evaluating: float) -> dict[str, Any]:
+    """The guard's report, the guard closed, and the training time added to the clock's (the
+    evaluations are timed on their own, so "train" is the steps alone; a resumed run's adds up)."""
+    steps = time.perf_counter() - started - (clock.timings.get("evaluate", 0.0) - evaluating)
+    clock.timings["train"] = clock.timings.get("train", 0.0) + steps
+    report: dict[str, Any] = guard.report()
+    guard.close()
+    return report
+
+
+def _show(guard: Any, t: int, total: int, progress: Progress, callback: StepCallback | None) -> None:
+    """The step's progress and the user's `callback`, with the latest loss the guard has read."""
+    lr, value = _latest(guard)
+    progress("train", guard.step_count, total, lr, value)
+    if callback is not None:
+        callback(t, lr, value)
+
+
+def _interrupted(guard: Any, total: int, mark: _Boundary) -> tuple[str, str, bool]:
     """Ctrl-C's status and note, once the guard has made the weights safe to save (`TorchGuard.settle`:
     the verdicts on their way read, a non-finite step's update undone): ``interrupted``, or
-    ``gave_up`` where a verdict read now gave up."""
+    ``gave_up`` where a verdict read now gave up; and whether the run can be resumed (stopped at a
+    step boundary, its weights those of that boundary)."""
     from lrpilot.integrations.torch_guard import GuardGaveUpError
 
     stopped = guard.step_count
@@ -283,13 +358,98 @@ def _interrupted(guard: Any, total: int) -> tuple[str, str]:
             "gave_up",
             f"interrupted by the user at step {stopped}, and the guard then gave up: {exc}; its last good state "
             "was saved",
+            False,
         )
-    if restored is None:
-        return "interrupted", f"interrupted by the user at step {stopped} of {total}; the weights so far were saved"
-    return "interrupted", (
-        f"interrupted by the user at step {stopped} of {total}, with a non-finite update in the weights; the guard's "
-        f"last good snapshot (step {restored}) was saved"
+    if restored is not None:
+        return (
+            "interrupted",
+            f"interrupted by the user at step {stopped} of {total}, with a non-finite update in the weights; the "
+            f"guard's last good snapshot (step {restored}) was saved (a run restored so cannot be resumed)",
+            False,
+        )
+    if mark.stepping:
+        return (
+            "interrupted",
+            f"interrupted by the user at step {stopped} of {total}, inside the step's update (a second Ctrl-C); the "
+            "weights so far were saved, but the run cannot be resumed",
+            False,
+        )
+    return (
+        "interrupted",
+        f"interrupted by the user at step {stopped} of {total}; the weights so far were saved (lrpilot fit --resume "
+        "RUN_DIR goes on from there)",
+        True,
     )
+
+
+def _trained_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters an optimizer step changes and the model's state-dict buffers (not the
+    non-persistent ones, constants such as a BERT's position ids), by name, copied to the host."""
+    kept = {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
+    return {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items() if name in kept}
+
+
+def _run_state(  # noqa: PLR0917  (the loop's pieces, passed through from `train_guarded`)
+    guard: Any,
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    model: nn.Module,
+    tracker: UpdateRatioTracker,
+    evals: dict[str, Any],
+    mark: _Boundary,
+) -> RunState:
+    """The loop's state at the step boundary `mark` (`RunState`), its tensors copied to the host."""
+    return RunState(
+        step=guard.step_count,
+        position=mark.position,
+        weights=_trained_weights(model),
+        optimizer=_to_host(optimizer.state_dict()),
+        scaler=None if scaler is None else scaler.state_dict(),
+        guard=guard.state_dict(),
+        guard_history=(list(guard.history_steps), list(guard.history_loss), list(guard.history_lr)),
+        guard_records=list(guard.audit.records),
+        rng=mark.rng,
+        evals=copy.deepcopy(evals),
+        layer_steps=list(tracker.steps),
+        layer_ratios=[list(r) for r in tracker.ratios],
+    )
+
+
+def _to_host(value: Any) -> Any:
+    """`value` (a state dict: nested dicts and lists) with every tensor copied to the host."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_host(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_host(v) for v in value)
+    return value
+
+
+def _go_on_from(  # noqa: PLR0917  (the loop's pieces, passed through from `train_guarded`)
+    state: RunState,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    guard: Any,
+    tracker: UpdateRatioTracker,
+    evals: dict[str, Any],
+) -> None:
+    """Put `state` back into the loop's pieces: the weights and the optimizer first, then the guard
+    (whose only snapshot becomes this state), its logs, the layer ratios and the evaluations."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    missing = model.load_state_dict({k: v.to(device) for k, v in state.weights.items()}, strict=False).unexpected_keys
+    if missing:
+        raise ValueError(f"fit: --resume: the checkpoint's weights {missing[:3]} are not this model's")
+    optimizer.load_state_dict(state.optimizer)
+    if scaler is not None and state.scaler is not None:
+        scaler.load_state_dict(state.scaler)
+    guard.load_state_dict(state.guard)
+    steps, losses, lrs = state.guard_history
+    guard.history_steps[:0], guard.history_loss[:0], guard.history_lr[:0] = steps, losses, lrs
+    guard.audit.records[:0] = state.guard_records
+    tracker.steps, tracker.ratios = list(state.layer_steps), [list(r) for r in state.layer_ratios]
+    evals.update(copy.deepcopy(state.evals))
 
 
 def _new_guard(

@@ -169,6 +169,14 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
     precision: PrecisionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Write run.json only, no HTML report.")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Go on with the fit interrupted (Ctrl-C) in this run directory, to the end of its run, with its "
+            "own settings; updates its model and report.",
+        ),
+    ] = None,
 ) -> None:
     """Train with the learning rate found, scheduled and guarded for you, and report on it.
 
@@ -184,11 +192,12 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
             _check_sst2(data_dir)
         if not as_json:
             what = str(model) if model is not None else (task or "shakespeare")
+            what = what if resume is None else f"resuming {resume}"
             # one line however long the model's path: wrapped at the console's width (80 columns off a
             # terminal), a long path left "PATH: " alone on its line and the plan on the next
             plan = "recommend → range test → train with the guard → report"
             console.print(f"[bold]{escape(what)}[/]: {plan}", soft_wrap=True, highlight=False)
-        with one_thread(model is None), _progress() as progress, _stopped_before_training():
+        with one_thread(model is None and resume is None), _progress() as progress, _stopped_before_training():
             result = run_fit(
                 task,
                 model=model,
@@ -211,6 +220,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
                 max_length=max_length,
                 report=not no_report,
                 progress=_Bars(progress),
+                resume=resume,
             )
     if as_json:
         print_json(_finite(result.to_dict()))
