@@ -29,7 +29,7 @@ def _weights(model: torch.nn.Module | None) -> list[torch.Tensor]:
 
 def test_an_interrupted_fit_resumed_ends_as_the_uninterrupted_one_to_the_bit(tmp_path: Path) -> None:
     """Stopped after step 100 (the ramp stood for the warmup's first steps), resumed from its run
-    folder: the same weights, losses, evaluations and layer ratios as a fit never stopped; the
+    folder and stopped again after step 180, resumed again: the same weights, losses, evaluations and layer ratios as a fit never stopped; the
     folder's model and report are the finished run's, and there is nothing left to resume."""
     whole = fit("digits", out=tmp_path / "whole", report=False)
 
@@ -40,6 +40,13 @@ def test_an_interrupted_fit_resumed_ends_as_the_uninterrupted_one_to_the_bit(tmp
     stopped = fit("digits", out=tmp_path / "run", report=False, callback=stop)
     assert stopped.status == "interrupted"
     assert stopped.record.resumed == whole.record.resumed  # the ramp stood for the same warmup steps
+
+    def stop_again(step: int, lr: float, loss: float) -> None:
+        if step == 180:
+            raise KeyboardInterrupt
+
+    again = fit(resume=tmp_path / "run", report=False, callback=stop_again)  # a resumed fit stopped in turn
+    assert (again.status, again.record.history.steps[-1]) == ("interrupted", 180)
     resumed = fit(resume=tmp_path / "run", report=False)
     assert resumed.status == "finished"
     for a, b in zip(_weights(resumed.model), _weights(whole.model), strict=True):
@@ -49,6 +56,7 @@ def test_an_interrupted_fit_resumed_ends_as_the_uninterrupted_one_to_the_bit(tmp
     assert resumed.record.layer_stats == whole.record.layer_stats
     assert resumed.metrics == whole.metrics
     assert "resumed at step 101 of 250 (lrpilot fit --resume)" in resumed.record.notes
+    assert "resumed at step 181 of 250 (lrpilot fit --resume)" in resumed.record.notes
     assert not (tmp_path / "run" / "resume.pt").exists()
     saved = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
     assert (saved["status"], saved["metrics"]) == ("finished", pytest.approx(whole.metrics))

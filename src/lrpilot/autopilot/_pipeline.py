@@ -305,16 +305,16 @@ def fit(
     if trained.state is not None:
         done = dict(clock.timings, total=clock.elapsed)
         Checkpoint(
-            arguments,
-            fitted,
-            job.recipe if isinstance(job, HfTask) else None,
-            schedule,
-            peak,
-            resumed,
-            rec,
-            search.finder,
-            before | {"timings": done},
-            trained.state,
+            arguments=arguments,
+            recipe=fitted,
+            job_recipe=job.recipe if isinstance(job, HfTask) else None,
+            schedule=schedule,
+            peak=peak,
+            resumed=resumed,
+            recommendation=rec,
+            finder=search.finder,
+            record=before | {"timings": done},
+            state=trained.state,
         ).save(run_dir)
     if plan is not None and plan.seconds is not None:
         trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
@@ -460,16 +460,11 @@ def _resumed_fit(run_dir: Path, *, report: bool, progress: Progress, callback: S
         precision=mixed,
         state=saved.state,
     )
-    if trained.state is not None:
-        dataclasses.replace(
-            saved, state=trained.state, record=saved.record | {"timings": dict(clock.timings, total=clock.elapsed)}
-        ).save(run_dir)
-    before = saved.record | {
-        "notes": [
-            *saved.record["notes"],
-            f"resumed at step {saved.state.step} of {saved.recipe.total_steps} (lrpilot fit --resume)",
-        ]
-    }
+    resumed_at = f"resumed at step {saved.state.step} of {saved.recipe.total_steps} (lrpilot fit --resume)"
+    before = saved.record | {"notes": [*saved.record["notes"], resumed_at], "device": describe_device(where)}
+    if trained.state is not None:  # stopped again: the next resume goes on from here, its notes kept
+        done = dict(clock.timings, total=clock.elapsed)
+        dataclasses.replace(saved, state=trained.state, record=before | {"timings": done}).save(run_dir)
     return _finish(
         target,
         job,
