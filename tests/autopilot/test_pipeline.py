@@ -29,8 +29,9 @@ def _weights(model: torch.nn.Module | None) -> list[torch.Tensor]:
 
 def test_an_interrupted_fit_resumed_ends_as_the_uninterrupted_one_to_the_bit(tmp_path: Path) -> None:
     """Stopped after step 100 (the ramp stood for the warmup's first steps), resumed from its run
-    folder and stopped again after step 180, resumed again: the same weights, losses, evaluations and layer ratios as a fit never stopped; the
-    folder's model and report are the finished run's, and there is nothing left to resume."""
+    folder and stopped again after step 180, resumed again: the same weights, losses, evaluations
+    and layer ratios as a fit never stopped; the folder's model and report are the finished run's,
+    and there is nothing left to resume."""
     whole = fit("digits", out=tmp_path / "whole", report=False)
 
     def stop(step: int, lr: float, loss: float) -> None:

@@ -18,6 +18,7 @@ cannot be resumed (no ``resume.pt``), which the notes say.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import signal
 import sys
 import threading
@@ -89,6 +90,8 @@ class Checkpoint:
     record: dict[str, Any]
     """The run record's parts decided before training: notes, tradeoff, horizon, timings."""
     state: RunState
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The SHA-256 of the data files it read (`digests`), to refuse a resume on other data."""
     format: int = FORMAT
 
     def save(self, run_dir: Path) -> Path:
@@ -115,6 +118,36 @@ class Checkpoint:
         if data.get("format") != FORMAT:
             raise ValueError(f"fit: {path} is of format {data.get('format')!r}; this lrpilot resumes format {FORMAT}")
         return cls(**data)
+
+
+DATA_ARGUMENTS = ("data", "eval_data", "retention")
+"""fit's arguments that name files of data (read again on resume)."""
+
+
+def digests(arguments: dict[str, Any]) -> dict[str, str]:
+    """The SHA-256 of each data file among fit's `arguments` (`DATA_ARGUMENTS`), by argument."""
+    out = {}
+    for name in DATA_ARGUMENTS:
+        if arguments.get(name) is not None and Path(arguments[name]).is_file():
+            digest = hashlib.sha256()
+            with open(arguments[name], "rb") as fh:
+                while block := fh.read(1 << 20):
+                    digest.update(block)
+            out[name] = digest.hexdigest()
+    return out
+
+
+def check_unchanged(checkpoint: Checkpoint) -> None:
+    """Refuse to resume on data files that changed since the fit was interrupted: its batch position
+    and its evaluations would then be of other data."""
+    now = digests(checkpoint.arguments)
+    for name, digest in checkpoint.files.items():
+        if now.get(name) != digest:
+            path = checkpoint.arguments[name]
+            raise ValueError(
+                f"fit: --resume: {path} ({name}) changed since the fit was interrupted (its SHA-256 differs, or it "
+                "is gone); resume with the data it trained on, or start a new fit"
+            )
 
 
 def rng_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -28,7 +28,7 @@ from torch import nn
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import OVERRUN, Budget, parse_budget, steps_for_time
-from lrpilot.autopilot._checkpoint import RESUME_FILE, Checkpoint
+from lrpilot.autopilot._checkpoint import RESUME_FILE, Checkpoint, check_unchanged, digests
 from lrpilot.autopilot._data import read_rows
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
 from lrpilot.autopilot._hf import HfTask, recipe_from
@@ -315,6 +315,7 @@ def fit(
             finder=search.finder,
             record=before | {"timings": done},
             state=trained.state,
+            files=digests(arguments),
         ).save(run_dir)
     if plan is not None and plan.seconds is not None:
         trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
@@ -426,6 +427,7 @@ def _resumed_fit(run_dir: Path, *, report: bool, progress: Progress, callback: S
     """Go on with the fit interrupted in `run_dir` (`Checkpoint`): its model rebuilt from its source,
     the loop's state put back, trained to the end of its run; the directory's model and report updated."""
     saved = Checkpoint.load(run_dir)
+    check_unchanged(saved)
     args = saved.arguments
     clock = Clock()
     clock.timings.update({k: v for k, v in saved.record["timings"].items() if k != "total"})
