@@ -61,3 +61,23 @@ def test_a_folder_without_a_checkpoint_says_what_can_be_resumed(tmp_path: Path) 
     torch.save({"format": 99}, tmp_path / "resume.pt")
     with pytest.raises(ValueError, match=r"is of format 99; this lrpilot resumes format 1"):
         Checkpoint.load(tmp_path)
+
+
+def test_a_ctrl_c_before_the_loop_leaves_no_empty_run_folder(tmp_path: Path) -> None:
+    from lrpilot.autopilot._pipeline import made_for_training
+
+    with pytest.raises(KeyboardInterrupt), made_for_training(tmp_path / "run"):
+        raise KeyboardInterrupt
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "given").mkdir()  # the user's own (empty) --out stays
+    with pytest.raises(KeyboardInterrupt), made_for_training(tmp_path / "given"):
+        raise KeyboardInterrupt
+    assert (tmp_path / "given").is_dir()
+    with pytest.raises(KeyboardInterrupt), made_for_training(tmp_path / "saved"):
+        _interrupted_after_writing(tmp_path / "saved" / "model.pt")
+    assert (tmp_path / "saved" / "model.pt").is_file()  # what was written is kept
+
+
+def _interrupted_after_writing(path: Path) -> None:
+    path.touch()
+    raise KeyboardInterrupt

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -100,6 +101,21 @@ def new_run_dir(out: Path | None, label: str) -> Path:
             raise ValueError(f"fit: --out {out} is {what}; give a new or empty directory (nothing is overwritten)")
         return out
     return stamped_run_dir("fit", label)
+
+
+@contextmanager
+def made_for_training(run_dir: Path) -> Iterator[None]:
+    """Make `run_dir` for the training block. A Ctrl-C that escapes it (one before the loop began:
+    the loop's own are caught, and save) removes it again where fit made it and nothing was written
+    into it: the command line then says nothing was written, and an empty folder would say otherwise."""
+    made = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if made and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
 
 
 def stamped_run_dir(command: str, label: str) -> Path:
@@ -281,21 +297,21 @@ def fit(
                 precision=mixed,
             )
     fitted, schedule, resumed = _from_ramp(job, fitted, search, peak, plan)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trained = train_guarded(
-        job,
-        net,
-        fitted,
-        schedule,
-        seed=seed,
-        run_dir=run_dir,
-        progress=progress,
-        callback=callback,
-        clock=clock,
-        drift=drift,
-        resumed=resumed,
-        precision=mixed,
-    )
+    with made_for_training(run_dir):
+        trained = train_guarded(
+            job,
+            net,
+            fitted,
+            schedule,
+            seed=seed,
+            run_dir=run_dir,
+            progress=progress,
+            callback=callback,
+            clock=clock,
+            drift=drift,
+            resumed=resumed,
+            precision=mixed,
+        )
     before: dict[str, Any] = {
         "notes": [*target.notes, *search.notes],
         "tradeoff": search.tradeoff,
