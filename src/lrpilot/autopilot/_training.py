@@ -370,8 +370,8 @@ def _interrupted(guard: Any, total: int, mark: _Boundary) -> tuple[str, str, boo
     if mark.stepping:
         return (
             "interrupted",
-            f"interrupted by the user at step {stopped} of {total}, inside the step's update (a second Ctrl-C); the "
-            "weights so far were saved, but the run cannot be resumed",
+            f"interrupted by the user at step {stopped} of {total}, inside the step's update; the weights so far were "
+            "saved, but the run cannot be resumed",
             False,
         )
     return (
@@ -438,9 +438,9 @@ def _go_on_from(  # noqa: PLR0917  (the loop's pieces, passed through from `trai
     """Put `state` back into the loop's pieces: the weights and the optimizer first, then the guard
     (whose only snapshot becomes this state), its logs, the layer ratios and the evaluations."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    missing = model.load_state_dict({k: v.to(device) for k, v in state.weights.items()}, strict=False).unexpected_keys
-    if missing:
-        raise ValueError(f"fit: --resume: the checkpoint's weights {missing[:3]} are not this model's")
+    foreign = model.load_state_dict({k: v.to(device) for k, v in state.weights.items()}, strict=False).unexpected_keys
+    if foreign:
+        raise ValueError(f"fit: --resume: the checkpoint's weights {foreign[:3]} are not this model's")
     optimizer.load_state_dict(state.optimizer)
     if scaler is not None and state.scaler is not None:
         scaler.load_state_dict(state.scaler)
