@@ -250,3 +250,62 @@ def test_a_ctrl_c_reads_the_verdicts_on_their_way_before_it_saves_the_weights(tm
     )
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert math.isfinite(trained.final["val_loss"])
+
+
+@dataclasses.dataclass(frozen=True)
+class _DropoutStopped(DigitsTask):
+    """digits' MLP with dropout whose loss call `stop_at` raises KeyboardInterrupt (a Ctrl-C in the
+    middle of a step's forward pass, after its batch was drawn)."""
+
+    stop_at: int = 0
+    calls: list[int] = dataclasses.field(default_factory=list)
+
+    def build_model(self, seed: int) -> nn.Module:
+        with seeded(seed):
+            return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 10))
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        self.calls.append(1)
+        loss = super().loss(model, batch)  # the dropout mask is drawn before the interrupt
+        if len(self.calls) == self.stop_at:
+            raise KeyboardInterrupt
+        return loss
+
+
+@pytest.mark.parametrize("stop_at", [1, 17, 30])
+def test_a_run_stopped_inside_a_forward_pass_resumes_with_that_steps_batch_and_dropout(
+    tmp_path: Path, stop_at: int
+) -> None:
+    """Its state is the step's start: resumed, the step draws its batch and its dropout mask again,
+    and the run ends with the weights of a run never stopped (the evaluation at step 20 included)."""
+    digits = get_task("digits")
+    recipe = dataclasses.replace(digits.recipe, total_steps=40)
+
+    def run(task: DigitsTask, name: str, state: Any = None) -> tuple[Any, nn.Module]:
+        model = task.build_model(0)
+        (tmp_path / name).mkdir()
+        trained = train_guarded(
+            task,
+            model,
+            recipe,
+            Cosine(peak=3e-3, total_steps=40, warmup_steps=4),
+            seed=0,
+            run_dir=tmp_path / name,
+            progress=quiet,
+            callback=None,
+            clock=Clock(),
+            state=state,
+        )
+        return trained, model
+
+    whole, model = run(_DropoutStopped(digits.name, digits.description, recipe), "whole")
+    stopped, _ = run(_DropoutStopped(digits.name, digits.description, recipe, stop_at=stop_at), "stopped")
+    assert stopped.status == "interrupted"
+    assert stopped.state is not None
+    assert (stopped.state.step, stopped.state.position) == (stop_at - 1, stop_at - 1)
+    resumed, again = run(_DropoutStopped(digits.name, digits.description, recipe), "resumed", stopped.state)
+    assert resumed.status == "finished"
+    for a, b in zip(model.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert resumed.history.loss == whole.history.loss
+    assert resumed.history.eval_steps == whole.history.eval_steps == [10, 20, 30, 40]
