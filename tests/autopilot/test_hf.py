@@ -15,7 +15,7 @@ import torch
 
 from lrpilot.autopilot import PooledClassifier, fit, load_classifier
 from lrpilot.autopilot._data import read_rows
-from lrpilot.autopilot._hf import attention_projections, load_hf_task
+from lrpilot.autopilot._hf import HfTask, attention_projections, load_hf_task
 from lrpilot.autopilot._target import user_target
 from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
 
@@ -150,6 +150,28 @@ def test_labels_given_as_names_are_class_ids_in_sorted_order(tmp_path: Path) -> 
     assert task.train_data.labels[:3].tolist() == [2, 0, 1]
     assert task.val_data.labels is not None
     assert task.val_data.labels.tolist() == [1, 2]  # surrounding spaces are not part of a name
+
+
+def test_names_spelled_with_other_case_or_spaces_are_one_class_and_the_notes_say_so(tmp_path: Path) -> None:
+    """Hand-merged labels ("Positive", "positive ", " POSITIVE") had been read as one class per
+    spelling: five classes for two, the accuracy of a 5-way head on a 2-way task."""
+    spellings = ["Positive", "negative", "positive ", " NEGATIVE", "Positive", "negative"]
+    rows = [{"text": f"text {i}", "label": spellings[i % 6]} for i in range(30)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    held = write_rows(tmp_path / "eval.csv", [{"text": "x", "label": "POSITIVE"}, {"text": "y", "label": "Negative"}])
+    target = user_target(minilm_dir(), data, held, kind="classification", method="lora", batch_size=16)
+    task = target.task
+    assert isinstance(task, HfTask)
+    assert (task.label_names, task.num_labels) == (("negative", "Positive"), 2)
+    assert task.train_data.labels is not None
+    assert task.val_data.labels is not None
+    assert task.train_data.labels[:6].tolist() == [1, 0, 1, 0, 1, 0]
+    assert task.val_data.labels.tolist() == [1, 0]
+    note = next(n for n in target.notes if n.startswith("labels are names"))
+    assert "0 = negative, 1 = Positive" in note
+    assert "'negative', 'NEGATIVE', 'Negative' differ only in case or spaces and are one class, 'negative'" in note
+    model = _tiny_classifier(tmp_path / "clf", {0: "NEGATIVE", 1: "POSITIVE"})  # a classifier's own names, any case
+    assert load_hf_task(model, data).train_data.labels[:2].tolist() == [1, 0]  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

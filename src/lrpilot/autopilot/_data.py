@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ __all__ = [
     "encode",
     "label_ids",
     "label_names",
+    "label_spellings",
+    "name_key",
     "pad",
     "read_lm",
     "read_roles",
@@ -239,14 +242,35 @@ def _is_name(value: Any) -> bool:
     return False
 
 
+def name_key(value: Any) -> str:
+    """A label name as classes are told apart: without its case and surrounding or repeated spaces.
+
+    Hand-labelled and merged data spell one class several ways (``"Positive"``, ``"positive "``,
+    ``"POSITIVE"``); read verbatim, each spelling would be a class of its own, a head with outputs
+    that split one class's examples between them."""
+    return " ".join(str(value).split()).casefold()
+
+
+def label_spellings(rows: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Each class name's spellings in `rows` (spaces trimmed), most frequent first, keyed by
+    `name_key`; the name a class goes by is its most frequent spelling (the first in sorted order
+    on a tie)."""
+    counts: dict[str, Counter[str]] = {}
+    for row in rows:
+        spelling = " ".join(str(row["label"]).split())
+        counts.setdefault(name_key(spelling), Counter())[spelling] += 1
+    return {key: tuple(sorted(c, key=lambda s: (-c[s], s))) for key, c in counts.items()}
+
+
 def label_names(
     rows: list[dict[str, Any]], path: Path, what: str, own: Mapping[str, int] | None = None
 ) -> tuple[str, ...]:
     """The class names of labels given as names, in id order; ``()`` for integer class ids.
 
-    A fresh head numbers the names in sorted order; a checkpoint that already is a classifier keeps
-    its own numbering (`own`: its ``label2id``), so the names must be its own. Labels that mix
-    numbers and names, or a single name, are errors naming the rows."""
+    A fresh head numbers the names in sorted order (of `name_key`: spellings that differ only in
+    case or spaces are one class, named by its most frequent spelling); a checkpoint that already
+    is a classifier keeps its own numbering (`own`: its ``label2id``), so the names must be its own,
+    in any case. Labels that mix numbers and names, or a single name, are errors naming the rows."""
     kinds = [_is_name(row["label"]) for row in rows]
     if not any(kinds):
         return ()
@@ -256,34 +280,37 @@ def label_names(
             f"{what}: {path.name}, row {number + 1}: label {rows[number]['label']!r} is a number and row {name + 1}'s "
             f"{rows[name]['label']!r} a name; give every label as an integer class id, or every one as a name"
         )
-    names = sorted({str(row["label"]).strip() for row in rows})
+    spellings = label_spellings(rows)
     if own is not None:
         theirs = sorted(own, key=own.__getitem__)
-        if not set(names) <= set(own):
+        known = {name_key(name) for name in theirs}
+        if not set(spellings) <= known:
+            unknown = [spellings[key][0] for key in sorted(spellings) if key not in known]
             raise ValueError(
                 f"{what}: {path.name}: the model is already a classifier of the labels {', '.join(theirs)}; "
-                f"{', '.join(repr(n) for n in names if n not in own)} is not one of them: give its label names or "
+                f"{', '.join(repr(n) for n in unknown)} is not one of them: give its label names or "
                 f"integer class ids 0 to {len(theirs) - 1}"
             )
         return tuple(theirs)
+    names = [spellings[key][0] for key in sorted(spellings)]
     if len(names) < 2:
         raise ValueError(f"{what}: {path.name}: every label is {names[0]!r}; a classifier needs at least two classes")
     return tuple(names)
 
 
 def label_ids(rows: list[dict[str, Any]], path: Path, what: str, names: tuple[str, ...] = ()) -> list[int]:
-    """Each row's class id: its integer label, or its name's place in `names`."""
+    """Each row's class id: its integer label, or its name's place in `names` (by `name_key`)."""
     if not names:
         return [_label(row["label"], f"{what}: {path.name}, row {i}") for i, row in enumerate(rows, start=1)]
-    ids = {name: i for i, name in enumerate(names)}
+    ids = {name_key(name): i for i, name in enumerate(names)}
     out = []
     for i, row in enumerate(rows, start=1):
         label = row["label"]
-        if not _is_name(label) or str(label).strip() not in ids:
+        if not _is_name(label) or name_key(label) not in ids:
             raise ValueError(
                 f"{what}: {path.name}, row {i}: label {label!r} is not one of the training labels ({', '.join(names)})"
             )
-        out.append(ids[str(label).strip()])
+        out.append(ids[name_key(label)])
     return out
 
 

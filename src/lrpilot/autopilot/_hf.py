@@ -33,6 +33,7 @@ from lrpilot.autopilot._data import (
     encode,
     label_ids,
     label_names,
+    label_spellings,
     read_lm,
     read_roles,
     split_rows,
@@ -283,6 +284,9 @@ class HfTask(Task):
     label_names: tuple[str, ...] = ()
     """A classifier's class names by id, where the data gives labels as names (`label_names`);
     ``()`` for integer class ids."""
+    label_spellings: tuple[tuple[str, ...], ...] = ()
+    """The classes whose name the data spells more than one way (case, spaces: `name_key`), each
+    with its spellings, most frequent first: read as one class, which the notes say."""
     stored_dtype: str | None = None
     """The dtype the checkpoint's weights are stored in (its config's), where it says; the model
     trains them in float32 (`lrpilot.tasks._device.Precision.master`)."""
@@ -489,6 +493,7 @@ def load_hf_task(
     eval_rows = read_roles(eval_data, roles, mapped, "--eval", pairs=pairs) if eval_data is not None else None
     config, tokenizer = _load_config_and_tokenizer(model_dir)
     names, num_labels = _classes(config, train_rows, data)
+    spellings = label_spellings(train_rows + (eval_rows or [])) if names else {}
     held, what = (eval_data, "--eval") if eval_rows is not None and eval_data is not None else (data, "--data")
     if eval_rows is None:
         train_rows, eval_rows = split_rows(train_rows, "--data")
@@ -512,6 +517,7 @@ def load_hf_task(
         pad_id=_pad_id(tokenizer, model_dir),
         pooling=checkpoint_pooling(model_dir) if not _is_classifier(config) else (),
         label_names=names,
+        label_spellings=tuple(found for found in spellings.values() if len(found) > 1),
         stored_dtype=_stored_dtype(config),
         max_length=max_length,
     )

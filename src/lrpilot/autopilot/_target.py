@@ -12,6 +12,7 @@ import torch
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget
+from lrpilot.autopilot._data import name_key
 from lrpilot.autopilot._hf import LABELS_FILE, HfTask, load_hf_task
 from lrpilot.autopilot._pooled import head_note
 from lrpilot.rules import CALIBRATED_STEPS, stretched_to_epoch
@@ -155,7 +156,12 @@ def _names_note(task: HfTask) -> str | None:
         return None
     ids = ", ".join(f"{i} = {name}" for i, name in enumerate(task.label_names))
     saved = f"{LABELS_FILE}, and config.json's id2label"
-    return f"labels are names, read as class ids {ids}; the saved model keeps them ({saved})"
+    note = f"labels are names, read as class ids {ids}; the saved model keeps them ({saved})"
+    for spellings in task.label_spellings:
+        quoted = ", ".join(repr(s) for s in spellings)
+        name = next(n for n in task.label_names if name_key(n) == name_key(spellings[0]))
+        note += f"; {quoted} differ only in case or spaces and are one class, {name!r}"
+    return note
 
 
 UNBALANCED = 0.95
