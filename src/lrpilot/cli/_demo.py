@@ -59,7 +59,7 @@ def bowl(  # noqa: PLR0917  (typer reads the options from the signature)
 ) -> None:
     """Gradient descent on a quadratic bowl: too low stalls, right converges, too high diverges (η < 2/λ_max)."""
     with errors_as_messages(as_json):
-        output_file("demo bowl", "--plot", plot)
+        plot = output_file("demo bowl", "--plot", plot)
         result = run_bowl(eta or DEFAULT_ETAS, Bowl(eigenvalues=(lam_min, lam_max), iterations=iterations))
         written = None
         if plot is not None:

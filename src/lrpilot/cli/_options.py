@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from lrpilot._optional import require
+
 __all__ = [
     "BatchSizeOption",
     "ColumnsOption",
@@ -111,6 +113,26 @@ def output_file(owner: str, option: str, path: Path | None) -> Path | None:
         raise ValueError(
             f"{owner}: {option} expects a file path, got the directory {path}: name a file, e.g. "
             f"{path / _DEFAULT_NAMES.get(option, 'out')}"
+        )
+    if path is not None and option == "--plot":
+        return _image_path(owner, path)
+    return path
+
+
+def _image_path(owner: str, path: Path) -> Path:
+    """The file a ``--plot`` is written to: matplotlib saves a name without an extension as a PNG
+    with ``.png`` added (so the command says that name, not the one given), and refuses an
+    extension it cannot write only once the figure is drawn, after the work."""
+    if not path.suffix:
+        return path.with_suffix(".png")
+    require("matplotlib", "plot", "plotting")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise ValueError(
+            f"{owner}: --plot must name an image file ending in one of {', '.join('.' + f for f in sorted(formats))}; "
+            f"got {path}"
         )
     return path
 
