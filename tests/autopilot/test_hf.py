@@ -239,6 +239,26 @@ def test_without_eval_a_tenth_is_held_out(tmp_path: Path) -> None:
     assert task.classes == 3  # the guard's chance level is ln 3
 
 
+def test_an_evaluation_too_small_or_sharing_the_training_texts_is_named_in_the_notes(tmp_path: Path) -> None:
+    """A 20-row --data had reported "val accuracy 1" from its 2 held-out rows, and an --eval that
+    repeated training rows scored them as new text, with no word of either."""
+    common: dict[str, Any] = {"kind": "classification", "method": "lora", "batch_size": 16}
+    rows = [{"text": f"review number {i} of a film", "label": i % 2} for i in range(1000)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    assert not any("evaluation" in n for n in user_target(minilm_dir(), data, None, **common).notes)  # 100 held out
+    tiny = write_rows(tmp_path / "tiny.csv", rows[:20])
+    note = next(n for n in user_target(minilm_dir(), tiny, None, **common).notes if "evaluation" in n)
+    assert note.startswith("the evaluation is the 2 rows held out of --data: an accuracy on so few moves in steps")
+    assert "uncertain by up to ±0.50 (95 %)" in note
+    new = [{"text": f"another film {i}", "label": i % 2} for i in range(90)]
+    held = write_rows(tmp_path / "eval.csv", rows[:30] + new)
+    note = next(n for n in user_target(minilm_dir(), data, held, **common).notes if "evaluation" in n)
+    assert note == (
+        "30 of the 120 evaluation examples are also in the training data, token for token: the evaluation scores "
+        "them as new text, so its loss and accuracy flatter the model (leave them out of --eval)"
+    )
+
+
 @pytest.fixture
 def tiny_causal_lm(tmp_path: Path) -> Path:
     """A randomly initialised 2-layer GPT-2 with MiniLM's tokenizer, saved as a user's model folder."""
