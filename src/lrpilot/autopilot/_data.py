@@ -139,11 +139,21 @@ def _check_columns(path: Path, names: list[str], rows: list[dict[str, Any]], col
             raise ValueError(
                 f"{what}: {path.name} has no column {column!r}{check.suggest_name(column, names)} (columns: {found})"
             )
-    for number, row in enumerate(rows, start=1):
-        for column in columns:
-            value = row.get(column)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                raise ValueError(f"{what}: {path.name}, row {number}: {column!r} is empty")
+    for column in columns:
+        empty = [number for number, row in enumerate(rows, start=1) if _empty(row.get(column))]
+        if len(empty) == 1:
+            raise ValueError(f"{what}: {path.name}, row {empty[0]}: {column!r} is empty")
+        if empty:  # every row named at once (the first few), not one per attempt
+            shown = ", ".join(map(str, empty[:5])) + (", …" if len(empty) > 5 else "")
+            raise ValueError(
+                f"{what}: {path.name}, rows {shown}: {column!r} is empty ({len(empty)} of {len(rows)} rows); fill "
+                "them in or leave those rows out"
+            )
+
+
+def _empty(value: Any) -> bool:
+    """A cell with nothing in it: missing, None (JSON null) or only spaces."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def read_rows(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str, Any]]:
