@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from lrpilot import _validate as check
 from lrpilot._optional import require
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "PrecisionOption",
     "TaskOption",
     "TaskTypeOption",
+    "check_run_options",
     "output_file",
     "parse_columns",
 ]
@@ -138,3 +140,11 @@ def _image_path(owner: str, path: Path) -> Path:
 
 
 _DEFAULT_NAMES = {"--audit": "audit.jsonl", "--plot": "plot.png"}
+
+
+def check_run_options(owner: str, seed: int, finder_steps: int | None) -> None:
+    """``--seed`` and ``--finder-steps`` checked by their option names, before anything is printed
+    or loaded (the library checks them too, by its parameters' names, ``seed`` and ``finder_steps``)."""
+    check.step_count(owner, "--seed", seed, 0, 2**32 - 1)
+    if finder_steps is not None:
+        check.step_count(owner, "--finder-steps", finder_steps, 5, 100_000)
