@@ -15,7 +15,7 @@ import torch
 
 from lrpilot.autopilot import PooledClassifier, fit, load_classifier
 from lrpilot.autopilot._data import read_rows
-from lrpilot.autopilot._hf import HfTask, attention_projections, load_hf_task
+from lrpilot.autopilot._hf import HfTask, _stored_dtype, attention_projections, load_hf_task
 from lrpilot.autopilot._target import user_target
 from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
 
@@ -257,6 +257,22 @@ def test_an_evaluation_too_small_or_sharing_the_training_texts_is_named_in_the_n
         "30 of the 120 evaluation examples are also in the training data, token for token: the evaluation scores "
         "them as new text, so its loss and accuracy flatter the model (leave them out of --eval)"
     )
+
+
+def test_the_stored_dtype_is_read_without_the_deprecated_alias() -> None:
+    """Every fit of all-MiniLM-L6-v2 (no dtype in its config) printed "[transformers] `torch_dtype` is
+    deprecated! Use `dtype` instead!": lrpilot read the alias where ``dtype`` was None."""
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers.BertConfig(), "dtype"):
+        pytest.skip("transformers 4: torch_dtype is the only name")
+
+    class Strict(transformers.BertConfig):  # type: ignore[misc]
+        @property
+        def torch_dtype(self) -> None:
+            raise AssertionError("the deprecated alias was read")
+
+    assert _stored_dtype(Strict()) is None
+    assert _stored_dtype(Strict(dtype="bfloat16")) == "bfloat16"
 
 
 @pytest.fixture

@@ -435,8 +435,12 @@ def recipe_from(rec: Recommendation, batch_size: int) -> Recipe:
 
 
 def _stored_dtype(config: Any) -> str | None:
-    """The dtype a checkpoint's config says its weights are stored in (``"bfloat16"``), or None."""
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    """The dtype a checkpoint's config says its weights are stored in (``"bfloat16"``), or None.
+
+    transformers 5 names it ``dtype``, and its ``torch_dtype`` is a deprecated alias that logs a
+    warning when read, which every fit of a config without a dtype (all-MiniLM-L6-v2's) printed;
+    transformers 4 has ``torch_dtype`` only."""
+    dtype = config.dtype if hasattr(config, "dtype") else getattr(config, "torch_dtype", None)
     return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
