@@ -174,6 +174,20 @@ def test_names_spelled_with_other_case_or_spaces_are_one_class_and_the_notes_say
     assert load_hf_task(model, data).train_data.labels[:2].tolist() == [1, 0]  # type: ignore[index]
 
 
+def test_json_booleans_are_the_class_names_a_csv_of_the_same_frame_gives(tmp_path: Path) -> None:
+    """pandas writes a bool label column as True/False to a CSV (read as names) and as true/false to
+    a .jsonl, which had been refused: "row 1: label must be an integer, got True"."""
+    rows = [{"text": f"text {i}", "label": i % 3 == 0} for i in range(30)]
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    from_csv = load_hf_task(minilm_dir(), write_rows(tmp_path / "train.csv", rows))
+    from_json = load_hf_task(minilm_dir(), jsonl)
+    assert from_json.label_names == from_csv.label_names == ("False", "True")
+    assert from_json.train_data.labels is not None
+    assert from_csv.train_data.labels is not None
+    assert from_json.train_data.labels.tolist() == from_csv.train_data.labels.tolist()
+
+
 @pytest.mark.parametrize(
     ("train", "held", "message"),
     [

@@ -242,8 +242,12 @@ def _label(value: Any, where: str) -> int:
 
 
 def _is_name(value: Any) -> bool:
-    """Whether a label is a class name (``"positive"``, ``"spam"``) rather than a number."""
-    if isinstance(value, (bool, int, float)):
+    """Whether a label is a class name (``"positive"``, ``"spam"``) rather than a number. A JSON
+    boolean is a name, ``True`` or ``False``: pandas writes a bool column so to a CSV, where it is
+    read as those names, and as ``true`` / ``false`` to a ``.jsonl``, which was refused."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (int, float)):
         return False
     try:
         float(value)
