@@ -245,6 +245,21 @@ def test_a_classifier_checkpoint_keeps_its_own_label_numbering(tmp_path: Path) -
         load_hf_task(model, other)
 
 
+def test_a_classifier_saved_without_label_names_takes_the_datas(tmp_path: Path) -> None:
+    """transformers names a classifier's classes LABEL_0, LABEL_1 when none were given; data with
+    names had been refused: "already a classifier of the labels LABEL_0, LABEL_1; 'neg', 'pos' is not"."""
+    model = _tiny_classifier(tmp_path / "clf", {0: "LABEL_0", 1: "LABEL_1"})
+    rows = [{"text": f"t {i}", "label": ["pos", "neg"][i % 2]} for i in range(20)]
+    task = load_hf_task(model, write_rows(tmp_path / "train.csv", rows))
+    assert (task.label_names, task.num_labels) == (("neg", "pos"), 2)
+    assert task.train_data.labels is not None
+    assert task.train_data.labels[:2].tolist() == [1, 0]
+    three = [{"text": f"t {i}", "label": ["pos", "neg", "meh"][i % 3]} for i in range(21)]
+    message = "three.csv has 3 classes (meh, neg, pos), and the model already is a classifier of 2"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_hf_task(model, write_rows(tmp_path / "three.csv", three))
+
+
 def test_without_eval_a_tenth_is_held_out(tmp_path: Path) -> None:
     data = write_rows(tmp_path / "train.csv", [{"text": f"text number {i}", "label": i % 3} for i in range(50)])
     task = load_hf_task(minilm_dir(), data)

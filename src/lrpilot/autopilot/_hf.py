@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -445,10 +446,17 @@ def _stored_dtype(config: Any) -> str | None:
 
 
 def _own_labels(config: Any) -> dict[str, int] | None:
-    """A checkpoint that already is a classifier: its ``label2id``; None otherwise."""
+    """A checkpoint that already is a classifier: its ``label2id``; None otherwise, and None where
+    its names are the ``LABEL_0``, ``LABEL_1`` … transformers writes when a classifier was saved
+    without any: a user's own classifier fine-tuned again on data labelled ``negative`` and
+    ``positive`` had been refused for names no one chose (the data's names then number its classes
+    in sorted order, as for a fresh head)."""
     if not _is_classifier(config):
         return None
-    return {str(name): int(i) for name, i in (getattr(config, "label2id", None) or {}).items()}
+    own = {str(name): int(i) for name, i in (getattr(config, "label2id", None) or {}).items()}
+    if all(re.fullmatch(r"LABEL_\d+", name) for name in own):
+        return None
+    return own
 
 
 def _classes(config: Any, rows: list[dict[str, Any]], data: Path) -> tuple[tuple[str, ...], int]:
@@ -457,6 +465,11 @@ def _classes(config: Any, rows: list[dict[str, Any]], data: Path) -> tuple[tuple
     names = label_names(rows, data, "--data", _own_labels(config))
     ids = label_ids(rows, data, "--data", names)
     count = _num_labels(config, [max(0, x) for x in ids])
+    if len(names) > count:  # an unnamed classifier's (`_own_labels`), of fewer classes than the data's names
+        raise ValueError(
+            f"--data: {data.name} has {len(names)} classes ({', '.join(names)}), and the model already is a "
+            f"classifier of {count}"
+        )
     check_labels(ids, count, data, "--data")
     return names, count
 
