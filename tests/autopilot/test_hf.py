@@ -260,6 +260,23 @@ def test_a_classifier_saved_without_label_names_takes_the_datas(tmp_path: Path) 
         load_hf_task(model, write_rows(tmp_path / "three.csv", three))
 
 
+def test_the_held_out_tenth_leaves_every_class_a_training_example(tmp_path: Path) -> None:
+    """A class of one example that the 10 % draw held out had no training example: a head output
+    never trained, and a note that blamed gaps in integer class ids on labels given as names."""
+    labels = [f"common_{i % 3}" for i in range(100)]
+    for row, name in ((5, "rare_a"), (17, "rare_b"), (33, "rare_c")):
+        labels[row] = name  # row 5 is one the seed-0 draw holds out
+    rows = [{"text": f"text number {i}", "label": label} for i, label in enumerate(labels)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    target = user_target(minilm_dir(), data, None, kind="classification", method="lora", batch_size=16)
+    task = target.task
+    assert isinstance(task, HfTask)
+    assert task.train_data.labels is not None
+    assert torch.bincount(task.train_data.labels, minlength=6).min() >= 1
+    assert (len(task.train_data.ids), len(task.val_data.ids)) == (91, 9)
+    assert not any("no training example" in note for note in target.notes)
+
+
 def test_without_eval_a_tenth_is_held_out(tmp_path: Path) -> None:
     data = write_rows(tmp_path / "train.csv", [{"text": f"text number {i}", "label": i % 3} for i in range(50)])
     task = load_hf_task(minilm_dir(), data)

@@ -338,13 +338,28 @@ def check_labels(labels: list[int], num_labels: int, path: Path, what: str) -> N
             )
 
 
-def split_rows(rows: list[dict[str, Any]], what: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Hold out `EVAL_FRACTION` of the rows (at least one) when no --eval file is given."""
+def split_rows(
+    rows: list[dict[str, Any]], what: str, labels: Sequence[int] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Hold out `EVAL_FRACTION` of the rows (at least one) when no --eval file is given.
+
+    With a classifier's `labels` (one class id per row), every class keeps a training example: a
+    class whose every row the draw held out goes back to training by one of them (a rare class of
+    one example had been held out whole, a head output never trained and an evaluation example
+    no run could get right)."""
     if len(rows) < 10:
         raise ValueError(f"{what}: {len(rows)} rows are too few to hold some out for evaluation; give --eval FILE")
     order = np.random.default_rng(0).permutation(len(rows))
     n_val = max(1, round(EVAL_FRACTION * len(rows)))
-    return [rows[i] for i in sorted(order[n_val:])], [rows[i] for i in sorted(order[:n_val])]
+    train, held = [int(i) for i in order[n_val:]], [int(i) for i in order[:n_val]]
+    if labels is not None:
+        trained = {labels[i] for i in train}
+        for i in list(held):
+            if labels[i] not in trained and len(held) > 1:
+                held.remove(i)
+                train.append(i)
+                trained.add(labels[i])
+    return [rows[i] for i in sorted(train)], [rows[i] for i in sorted(held)]
 
 
 # --- tokens and batches -----------------------------------------------------------------------

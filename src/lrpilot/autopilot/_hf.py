@@ -513,7 +513,7 @@ def load_hf_task(
     spellings = label_spellings(train_rows + (eval_rows or [])) if names else {}
     held, what = (eval_data, "--eval") if eval_rows is not None and eval_data is not None else (data, "--data")
     if eval_rows is None:
-        train_rows, eval_rows = split_rows(train_rows, "--data")
+        train_rows, eval_rows = split_rows(train_rows, "--data", label_ids(train_rows, data, "--data", names))
     train_labels = label_ids(train_rows, data, "--data", names)
     eval_labels = label_ids(eval_rows, held, what, names)
     check_labels(eval_labels, num_labels, held, what)
