@@ -3,6 +3,7 @@ texts, and their batches."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,18 @@ def test_a_csv_separated_by_semicolons_or_tabs_is_read(delimiter: str, tmp_path:
         {"text": "well, fine", "label": "1"},
         {"text": "bad", "label": "0"},
     ]
+
+
+def test_every_empty_cell_of_a_column_is_named_at_once(tmp_path: Path) -> None:
+    """A label column with a few empty cells (pandas writes NaN as nothing) had been refused one row
+    at a time: the user fixed row 4 and ran again only to hear of row 51."""
+    rows = [{"text": f"text {i}", "label": "" if i in (3, 50, 77) else i % 2} for i in range(100)]
+    path = write_rows(tmp_path / "train.csv", rows)
+    message = (
+        "--data: train.csv, rows 4, 51, 78: 'label' is empty (3 of 100 rows); fill them in or leave those rows out"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        read_rows(path, ("text", "label"), "--data")
+    many = write_rows(tmp_path / "many.csv", [{"text": "" if i % 10 == 0 else "t", "label": 1} for i in range(100)])
+    with pytest.raises(ValueError, match=r"rows 1, 11, 21, 31, 41, …: 'text' is empty \(10 of 100 rows\)"):
+        read_rows(many, ("text", "label"), "--data")

@@ -15,7 +15,7 @@ import torch
 
 from lrpilot.autopilot import PooledClassifier, fit, load_classifier
 from lrpilot.autopilot._data import read_rows
-from lrpilot.autopilot._hf import attention_projections, load_hf_task
+from lrpilot.autopilot._hf import HfTask, _stored_dtype, attention_projections, load_hf_task
 from lrpilot.autopilot._target import user_target
 from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
 
@@ -152,6 +152,42 @@ def test_labels_given_as_names_are_class_ids_in_sorted_order(tmp_path: Path) -> 
     assert task.val_data.labels.tolist() == [1, 2]  # surrounding spaces are not part of a name
 
 
+def test_names_spelled_with_other_case_or_spaces_are_one_class_and_the_notes_say_so(tmp_path: Path) -> None:
+    """Hand-merged labels ("Positive", "positive ", " POSITIVE") had been read as one class per
+    spelling: five classes for two, the accuracy of a 5-way head on a 2-way task."""
+    spellings = ["Positive", "negative", "positive ", " NEGATIVE", "Positive", "negative"]
+    rows = [{"text": f"text {i}", "label": spellings[i % 6]} for i in range(30)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    held = write_rows(tmp_path / "eval.csv", [{"text": "x", "label": "POSITIVE"}, {"text": "y", "label": "Negative"}])
+    target = user_target(minilm_dir(), data, held, kind="classification", method="lora", batch_size=16)
+    task = target.task
+    assert isinstance(task, HfTask)
+    assert (task.label_names, task.num_labels) == (("negative", "Positive"), 2)
+    assert task.train_data.labels is not None
+    assert task.val_data.labels is not None
+    assert task.train_data.labels[:6].tolist() == [1, 0, 1, 0, 1, 0]
+    assert task.val_data.labels.tolist() == [1, 0]
+    note = next(n for n in target.notes if n.startswith("labels are names"))
+    assert "0 = negative, 1 = Positive" in note
+    assert "'negative', 'NEGATIVE', 'Negative' differ only in case or spaces and are one class, 'negative'" in note
+    model = _tiny_classifier(tmp_path / "clf", {0: "NEGATIVE", 1: "POSITIVE"})  # a classifier's own names, any case
+    assert load_hf_task(model, data).train_data.labels[:2].tolist() == [1, 0]  # type: ignore[index]
+
+
+def test_json_booleans_are_the_class_names_a_csv_of_the_same_frame_gives(tmp_path: Path) -> None:
+    """pandas writes a bool label column as True/False to a CSV (read as names) and as true/false to
+    a .jsonl, which had been refused: "row 1: label must be an integer, got True"."""
+    rows = [{"text": f"text {i}", "label": i % 3 == 0} for i in range(30)]
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    from_csv = load_hf_task(minilm_dir(), write_rows(tmp_path / "train.csv", rows))
+    from_json = load_hf_task(minilm_dir(), jsonl)
+    assert from_json.label_names == from_csv.label_names == ("False", "True")
+    assert from_json.train_data.labels is not None
+    assert from_csv.train_data.labels is not None
+    assert from_json.train_data.labels.tolist() == from_csv.train_data.labels.tolist()
+
+
 @pytest.mark.parametrize(
     ("train", "held", "message"),
     [
@@ -209,12 +245,80 @@ def test_a_classifier_checkpoint_keeps_its_own_label_numbering(tmp_path: Path) -
         load_hf_task(model, other)
 
 
+def test_a_classifier_saved_without_label_names_takes_the_datas(tmp_path: Path) -> None:
+    """transformers names a classifier's classes LABEL_0, LABEL_1 when none were given; data with
+    names had been refused: "already a classifier of the labels LABEL_0, LABEL_1; 'neg', 'pos' is not"."""
+    model = _tiny_classifier(tmp_path / "clf", {0: "LABEL_0", 1: "LABEL_1"})
+    rows = [{"text": f"t {i}", "label": ["pos", "neg"][i % 2]} for i in range(20)]
+    task = load_hf_task(model, write_rows(tmp_path / "train.csv", rows))
+    assert (task.label_names, task.num_labels) == (("neg", "pos"), 2)
+    assert task.train_data.labels is not None
+    assert task.train_data.labels[:2].tolist() == [1, 0]
+    three = [{"text": f"t {i}", "label": ["pos", "neg", "meh"][i % 3]} for i in range(21)]
+    message = "three.csv has 3 classes (meh, neg, pos), and the model already is a classifier of 2"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_hf_task(model, write_rows(tmp_path / "three.csv", three))
+
+
+def test_the_held_out_tenth_leaves_every_class_a_training_example(tmp_path: Path) -> None:
+    """A class of one example that the 10 % draw held out had no training example: a head output
+    never trained, and a note that blamed gaps in integer class ids on labels given as names."""
+    labels = [f"common_{i % 3}" for i in range(100)]
+    for row, name in ((5, "rare_a"), (17, "rare_b"), (33, "rare_c")):
+        labels[row] = name  # row 5 is one the seed-0 draw holds out
+    rows = [{"text": f"text number {i}", "label": label} for i, label in enumerate(labels)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    target = user_target(minilm_dir(), data, None, kind="classification", method="lora", batch_size=16)
+    task = target.task
+    assert isinstance(task, HfTask)
+    assert task.train_data.labels is not None
+    assert torch.bincount(task.train_data.labels, minlength=6).min() >= 1
+    assert (len(task.train_data.ids), len(task.val_data.ids)) == (91, 9)
+    assert not any("no training example" in note for note in target.notes)
+
+
 def test_without_eval_a_tenth_is_held_out(tmp_path: Path) -> None:
     data = write_rows(tmp_path / "train.csv", [{"text": f"text number {i}", "label": i % 3} for i in range(50)])
     task = load_hf_task(minilm_dir(), data)
     assert (len(task.train_data.ids), len(task.val_data.ids)) == (45, 5)
     assert task.num_labels == 3  # a fresh head sized to the data's labels
     assert task.classes == 3  # the guard's chance level is ln 3
+
+
+def test_an_evaluation_too_small_or_sharing_the_training_texts_is_named_in_the_notes(tmp_path: Path) -> None:
+    """A 20-row --data had reported "val accuracy 1" from its 2 held-out rows, and an --eval that
+    repeated training rows scored them as new text, with no word of either."""
+    common: dict[str, Any] = {"kind": "classification", "method": "lora", "batch_size": 16}
+    rows = [{"text": f"review number {i} of a film", "label": i % 2} for i in range(1000)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    assert not any("evaluation" in n for n in user_target(minilm_dir(), data, None, **common).notes)  # 100 held out
+    tiny = write_rows(tmp_path / "tiny.csv", rows[:20])
+    note = next(n for n in user_target(minilm_dir(), tiny, None, **common).notes if "evaluation" in n)
+    assert note.startswith("the evaluation is the 2 rows held out of --data: an accuracy on so few moves in steps")
+    assert "uncertain by up to ±0.50 (95 %)" in note
+    new = [{"text": f"another film {i}", "label": i % 2} for i in range(90)]
+    held = write_rows(tmp_path / "eval.csv", rows[:30] + new)
+    note = next(n for n in user_target(minilm_dir(), data, held, **common).notes if "evaluation" in n)
+    assert note == (
+        "30 of the 120 evaluation examples are also in the training data, token for token: the evaluation scores "
+        "them as new text, so its loss and accuracy flatter the model (leave them out of --eval)"
+    )
+
+
+def test_the_stored_dtype_is_read_without_the_deprecated_alias() -> None:
+    """Every fit of all-MiniLM-L6-v2 (no dtype in its config) printed "[transformers] `torch_dtype` is
+    deprecated! Use `dtype` instead!": lrpilot read the alias where ``dtype`` was None."""
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers.BertConfig(), "dtype"):
+        pytest.skip("transformers 4: torch_dtype is the only name")
+
+    class Strict(transformers.BertConfig):  # type: ignore[misc]
+        @property
+        def torch_dtype(self) -> None:
+            raise AssertionError("the deprecated alias was read")
+
+    assert _stored_dtype(Strict()) is None
+    assert _stored_dtype(Strict(dtype="bfloat16")) == "bfloat16"
 
 
 @pytest.fixture

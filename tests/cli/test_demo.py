@@ -43,9 +43,16 @@ def test_a_steeper_bowl_moves_the_threshold() -> None:
     assert payload["runs"][1]["final_loss"] > payload["runs"][1]["start_loss"]
 
 
-def test_bad_input_exits_2_with_a_message() -> None:
-    for args, message in ((["--eta", "-1"], "eta must be a finite number > 0"), (["--lam-min", "0"], "eigenvalues")):
+def test_bad_input_exits_2_with_a_message_naming_the_option() -> None:
+    """The messages had named the library's parameters ("run_bowl: eta", "Bowl: eigenvalues"), a
+    flat direction steeper than the steep one was drawn as asked, and -n 100000000 never ended."""
+    cases = (
+        (["--eta", "-1"], "demo bowl: --eta must be a finite number > 0, got -1.0"),
+        (["--lam-min", "0"], "demo bowl: --lam-min must be a finite number > 0, got 0.0"),
+        (["--lam-min", "2", "--lam-max", "1"], "demo bowl: --lam-min must be at most --lam-max, got 2 and 1"),
+        (["-n", "100000000"], "demo bowl: --iterations must be an integer in [1, 10000], got 100000000"),
+    )
+    for args, message in cases:
         result = runner.invoke(app, ["demo", "bowl", *args])
         assert result.exit_code == 2
-        assert message in " ".join(result.output.split())
-        assert "Traceback" not in result.output
+        assert " ".join(result.output.split()) == f"error: {message}"

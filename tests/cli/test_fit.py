@@ -82,6 +82,23 @@ def _fails(args: list[str], message: str) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", ["fit", "tune"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seed", "-1"], "--seed must be an integer in [0, 4294967295], got -1"),
+        (["--finder-steps", "2"], "--finder-steps must be an integer in [5, 100000], got 2"),
+    ],
+)
+def test_seed_and_finder_steps_are_refused_by_their_option_names(command: str, args: list[str], message: str) -> None:
+    """They had been named as the library's parameters ("fit: seed must be ...", "finder_steps"),
+    after the plan's line had been printed as if the run were starting."""
+    result = runner.invoke(app, [command, "--task", "digits", *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: {command}: {message}"
+    assert result.stdout == ""
+
+
 def _csv(tmp_path: Path, rows: list[dict[str, object]], name: str = "train.csv", **kw: object) -> Path:
     return write_rows(tmp_path / name, rows, **kw)  # type: ignore[arg-type]
 

@@ -63,6 +63,21 @@ def test_bad_input_exits_2_with_a_message(tmp_path: Path) -> None:
         assert "Traceback" not in result.output
 
 
+def test_finds_json_is_named_as_such_not_by_its_keys(tmp_path: Path) -> None:
+    """`lrpilot find --json > find.json; lrpilot report find.json` had answered "RunRecord.from_dict:
+    unknown parameter(s) 'band', 'details', ..." (fourteen names)."""
+    found = runner.invoke(app, ["find", "--steps", "20", "--json"])
+    assert found.exit_code == 0, found.output
+    path = tmp_path / "find.json"
+    path.write_text(found.stdout, encoding="utf-8")
+    result = runner.invoke(app, ["report", str(path)])
+    assert result.exit_code == 2
+    assert " ".join(result.stderr.split()) == (
+        f"error: read_run: {path} is not a run record (`lrpilot find --json`'s answer; `lrpilot find --plot "
+        "FILE.png` draws it); give the run.json that fit or write_report writes, or its folder"
+    )
+
+
 def test_out_must_be_new_or_empty_but_the_run_directory_re_renders_in_place(tmp_path: Path) -> None:
     """As `fit --out`: a non-empty --out (or a file) is refused, exit 2, one line, nothing written;
     the run's own directory, given as --out, is re-rendered in place as without it."""

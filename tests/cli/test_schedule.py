@@ -101,6 +101,8 @@ def test_version_and_help_through_the_console_script() -> None:
     assert version.stdout.startswith("lrpilot ")
     usage = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
     assert "schedule" in usage.stdout
+    module = subprocess.run([sys.executable, "-m", "lrpilot", "--version"], capture_output=True, text=True, check=False)
+    assert module.stdout == version.stdout, module.stderr  # python -m lrpilot, where scripts are not on PATH
 
 
 @pytest.mark.parametrize(
@@ -116,6 +118,36 @@ def test_every_plot_option_refuses_a_directory_before_the_work(command: str, arg
     assert result.exit_code == 2
     assert f"{command}: --plot expects a file path, got the directory {folder}" in " ".join(result.stderr.split())
     assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("find", ["find", "--task", "digits", "--steps", "30"]),
+        ("doctor", ["doctor", "LOG"]),
+        ("demo bowl", ["demo", "bowl"]),
+    ],
+)
+def test_a_plot_named_without_an_extension_is_the_png_the_command_says(
+    command: str, args: list[str], tmp_path: Path
+) -> None:
+    """matplotlib adds .png to a name without an extension: the commands had said "plot written to
+    out" of a file named out.png, and refused an extension it cannot write only after the work."""
+    log = tmp_path / "run.csv"
+    log.write_text("step,loss\n" + "".join(f"{i},{2.0 - i / 100}\n" for i in range(50)), encoding="utf-8")
+    argv = [str(log) if a == "LOG" else a for a in args]
+    result = runner.invoke(app, [*argv, "--plot", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["plot"] == str(tmp_path / "out.png")
+    assert (tmp_path / "out.png").read_bytes().startswith(b"\x89PNG")
+    assert not (tmp_path / "out").exists()
+    bad = runner.invoke(app, [*argv, "--plot", str(tmp_path / "curve.txt")])
+    assert bad.exit_code == 2
+    message = " ".join(bad.stderr.split())
+    assert f"{command}: --plot must name an image file ending in one of" in message
+    assert ".png" in message
+    assert message.endswith(f"got {tmp_path / 'curve.txt'}")
+    assert "range test" not in bad.stdout  # refused before the work
 
 
 def test_an_error_under_json_is_json_on_stdout_too() -> None:

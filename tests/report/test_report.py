@@ -426,6 +426,29 @@ def test_a_peak_scaled_to_the_runs_length_is_explained(record: RunRecord, tmp_pa
     )
 
 
+def test_a_scaled_peak_beside_an_end_of_the_rules_band_is_credited_to_the_horizon_law(
+    record: RunRecord, tmp_path: Path
+) -> None:
+    """A 30-step LoRA fit scaled the test's 0.00222 by 2.76 and held it at the max stable LR 0.00509;
+    the page said "the high end of the rules' band" (0.005, within 2 %), which had no part in it."""
+    assert record.finder is not None
+    assert record.recommendation is not None
+    assert record.schedule is not None
+    high = float(record.recommendation["high"])
+    stable = float(f"{high * 1.018:.3g}")
+    found = float(f"{stable / 3:.3g}")
+    finder = {**record.finder, "peak_lr": found, "max_stable_lr": stable}
+    horizon = {"found": found, "factor": 3.4, "reference_steps": 150, "steps": 30, "capped": True}
+    schedule = re.sub(r"peak=[^,)]+", f"peak={stable!r}", record.schedule)
+    scaled = dataclasses.replace(record, finder=finder, schedule=schedule, horizon=horizon)
+    text = _parse(write_report(scaled, tmp_path)).words()
+    assert "end of the rules' band" not in text
+    assert (
+        f"Trained at peak LR {stable:.3g}: the range test's peak {found:.3g} is for a run of 150 steps, and a run "
+        "of 30 peaks 3.40× as high by the horizon law, held at its max stable LR." in text
+    )
+
+
 def test_a_weak_range_test_outside_the_rules_band_says_the_bands_end_was_used(
     record: RunRecord, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ __all__ = [
     "encode",
     "label_ids",
     "label_names",
+    "label_spellings",
+    "name_key",
     "pad",
     "read_lm",
     "read_roles",
@@ -137,11 +140,21 @@ def _check_columns(path: Path, names: list[str], rows: list[dict[str, Any]], col
             raise ValueError(
                 f"{what}: {path.name} has no column {column!r}{check.suggest_name(column, names)} (columns: {found})"
             )
-    for number, row in enumerate(rows, start=1):
-        for column in columns:
-            value = row.get(column)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                raise ValueError(f"{what}: {path.name}, row {number}: {column!r} is empty")
+    for column in columns:
+        empty = [number for number, row in enumerate(rows, start=1) if _empty(row.get(column))]
+        if len(empty) == 1:
+            raise ValueError(f"{what}: {path.name}, row {empty[0]}: {column!r} is empty")
+        if empty:  # every row named at once (the first few), not one per attempt
+            shown = ", ".join(map(str, empty[:5])) + (", …" if len(empty) > 5 else "")
+            raise ValueError(
+                f"{what}: {path.name}, rows {shown}: {column!r} is empty ({len(empty)} of {len(rows)} rows); fill "
+                "them in or leave those rows out"
+            )
+
+
+def _empty(value: Any) -> bool:
+    """A cell with nothing in it: missing, None (JSON null) or only spaces."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def read_rows(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str, Any]]:
@@ -231,8 +244,12 @@ def _label(value: Any, where: str) -> int:
 
 
 def _is_name(value: Any) -> bool:
-    """Whether a label is a class name (``"positive"``, ``"spam"``) rather than a number."""
-    if isinstance(value, (bool, int, float)):
+    """Whether a label is a class name (``"positive"``, ``"spam"``) rather than a number. A JSON
+    boolean is a name, ``True`` or ``False``: pandas writes a bool column so to a CSV, where it is
+    read as those names, and as ``true`` / ``false`` to a ``.jsonl``, which was refused."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (int, float)):
         return False
     try:
         float(value)
@@ -241,14 +258,35 @@ def _is_name(value: Any) -> bool:
     return False
 
 
+def name_key(value: Any) -> str:
+    """A label name as classes are told apart: without its case and surrounding or repeated spaces.
+
+    Hand-labelled and merged data spell one class several ways (``"Positive"``, ``"positive "``,
+    ``"POSITIVE"``); read verbatim, each spelling would be a class of its own, a head with outputs
+    that split one class's examples between them."""
+    return " ".join(str(value).split()).casefold()
+
+
+def label_spellings(rows: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Each class name's spellings in `rows` (spaces trimmed), most frequent first, keyed by
+    `name_key`; the name a class goes by is its most frequent spelling (the first in sorted order
+    on a tie)."""
+    counts: dict[str, Counter[str]] = {}
+    for row in rows:
+        spelling = " ".join(str(row["label"]).split())
+        counts.setdefault(name_key(spelling), Counter())[spelling] += 1
+    return {key: tuple(sorted(c, key=lambda s: (-c[s], s))) for key, c in counts.items()}
+
+
 def label_names(
     rows: list[dict[str, Any]], path: Path, what: str, own: Mapping[str, int] | None = None
 ) -> tuple[str, ...]:
     """The class names of labels given as names, in id order; ``()`` for integer class ids.
 
-    A fresh head numbers the names in sorted order; a checkpoint that already is a classifier keeps
-    its own numbering (`own`: its ``label2id``), so the names must be its own. Labels that mix
-    numbers and names, or a single name, are errors naming the rows."""
+    A fresh head numbers the names in sorted order (of `name_key`: spellings that differ only in
+    case or spaces are one class, named by its most frequent spelling); a checkpoint that already
+    is a classifier keeps its own numbering (`own`: its ``label2id``), so the names must be its own,
+    in any case. Labels that mix numbers and names, or a single name, are errors naming the rows."""
     kinds = [_is_name(row["label"]) for row in rows]
     if not any(kinds):
         return ()
@@ -258,34 +296,37 @@ def label_names(
             f"{what}: {path.name}, row {number + 1}: label {rows[number]['label']!r} is a number and row {name + 1}'s "
             f"{rows[name]['label']!r} a name; give every label as an integer class id, or every one as a name"
         )
-    names = sorted({str(row["label"]).strip() for row in rows})
+    spellings = label_spellings(rows)
     if own is not None:
         theirs = sorted(own, key=own.__getitem__)
-        if not set(names) <= set(own):
+        known = {name_key(name) for name in theirs}
+        if not set(spellings) <= known:
+            unknown = [spellings[key][0] for key in sorted(spellings) if key not in known]
             raise ValueError(
                 f"{what}: {path.name}: the model is already a classifier of the labels {', '.join(theirs)}; "
-                f"{', '.join(repr(n) for n in names if n not in own)} is not one of them: give its label names or "
+                f"{', '.join(repr(n) for n in unknown)} is not one of them: give its label names or "
                 f"integer class ids 0 to {len(theirs) - 1}"
             )
         return tuple(theirs)
+    names = [spellings[key][0] for key in sorted(spellings)]
     if len(names) < 2:
         raise ValueError(f"{what}: {path.name}: every label is {names[0]!r}; a classifier needs at least two classes")
     return tuple(names)
 
 
 def label_ids(rows: list[dict[str, Any]], path: Path, what: str, names: tuple[str, ...] = ()) -> list[int]:
-    """Each row's class id: its integer label, or its name's place in `names`."""
+    """Each row's class id: its integer label, or its name's place in `names` (by `name_key`)."""
     if not names:
         return [_label(row["label"], f"{what}: {path.name}, row {i}") for i, row in enumerate(rows, start=1)]
-    ids = {name: i for i, name in enumerate(names)}
+    ids = {name_key(name): i for i, name in enumerate(names)}
     out = []
     for i, row in enumerate(rows, start=1):
         label = row["label"]
-        if not _is_name(label) or str(label).strip() not in ids:
+        if not _is_name(label) or name_key(label) not in ids:
             raise ValueError(
                 f"{what}: {path.name}, row {i}: label {label!r} is not one of the training labels ({', '.join(names)})"
             )
-        out.append(ids[str(label).strip()])
+        out.append(ids[name_key(label)])
     return out
 
 
@@ -299,13 +340,28 @@ def check_labels(labels: list[int], num_labels: int, path: Path, what: str) -> N
             )
 
 
-def split_rows(rows: list[dict[str, Any]], what: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Hold out `EVAL_FRACTION` of the rows (at least one) when no --eval file is given."""
+def split_rows(
+    rows: list[dict[str, Any]], what: str, labels: Sequence[int] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Hold out `EVAL_FRACTION` of the rows (at least one) when no --eval file is given.
+
+    With a classifier's `labels` (one class id per row), every class keeps a training example: a
+    class whose every row the draw held out goes back to training by one of them (a rare class of
+    one example had been held out whole, a head output never trained and an evaluation example
+    no run could get right)."""
     if len(rows) < 10:
         raise ValueError(f"{what}: {len(rows)} rows are too few to hold some out for evaluation; give --eval FILE")
     order = np.random.default_rng(0).permutation(len(rows))
     n_val = max(1, round(EVAL_FRACTION * len(rows)))
-    return [rows[i] for i in sorted(order[n_val:])], [rows[i] for i in sorted(order[:n_val])]
+    train, held = [int(i) for i in order[n_val:]], [int(i) for i in order[:n_val]]
+    if labels is not None:
+        trained = {labels[i] for i in train}
+        for i in list(held):
+            if labels[i] not in trained and len(held) > 1:
+                held.remove(i)
+                train.append(i)
+                trained.add(labels[i])
+    return [rows[i] for i in sorted(train)], [rows[i] for i in sorted(held)]
 
 
 # --- tokens and batches -----------------------------------------------------------------------

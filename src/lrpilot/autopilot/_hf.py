@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from lrpilot.autopilot._data import (
     encode,
     label_ids,
     label_names,
+    label_spellings,
     read_lm,
     read_roles,
     split_rows,
@@ -283,6 +285,9 @@ class HfTask(Task):
     label_names: tuple[str, ...] = ()
     """A classifier's class names by id, where the data gives labels as names (`label_names`);
     ``()`` for integer class ids."""
+    label_spellings: tuple[tuple[str, ...], ...] = ()
+    """The classes whose name the data spells more than one way (case, spaces: `name_key`), each
+    with its spellings, most frequent first: read as one class, which the notes say."""
     stored_dtype: str | None = None
     """The dtype the checkpoint's weights are stored in (its config's), where it says; the model
     trains them in float32 (`lrpilot.tasks._device.Precision.master`)."""
@@ -431,16 +436,27 @@ def recipe_from(rec: Recommendation, batch_size: int) -> Recipe:
 
 
 def _stored_dtype(config: Any) -> str | None:
-    """The dtype a checkpoint's config says its weights are stored in (``"bfloat16"``), or None."""
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    """The dtype a checkpoint's config says its weights are stored in (``"bfloat16"``), or None.
+
+    transformers 5 names it ``dtype``, and its ``torch_dtype`` is a deprecated alias that logs a
+    warning when read, which every fit of a config without a dtype (all-MiniLM-L6-v2's) printed;
+    transformers 4 has ``torch_dtype`` only."""
+    dtype = config.dtype if hasattr(config, "dtype") else getattr(config, "torch_dtype", None)
     return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def _own_labels(config: Any) -> dict[str, int] | None:
-    """A checkpoint that already is a classifier: its ``label2id``; None otherwise."""
+    """A checkpoint that already is a classifier: its ``label2id``; None otherwise, and None where
+    its names are the ``LABEL_0``, ``LABEL_1`` … transformers writes when a classifier was saved
+    without any: a user's own classifier fine-tuned again on data labelled ``negative`` and
+    ``positive`` had been refused for names no one chose (the data's names then number its classes
+    in sorted order, as for a fresh head)."""
     if not _is_classifier(config):
         return None
-    return {str(name): int(i) for name, i in (getattr(config, "label2id", None) or {}).items()}
+    own = {str(name): int(i) for name, i in (getattr(config, "label2id", None) or {}).items()}
+    if all(re.fullmatch(r"LABEL_\d+", name) for name in own):
+        return None
+    return own
 
 
 def _classes(config: Any, rows: list[dict[str, Any]], data: Path) -> tuple[tuple[str, ...], int]:
@@ -449,6 +465,11 @@ def _classes(config: Any, rows: list[dict[str, Any]], data: Path) -> tuple[tuple
     names = label_names(rows, data, "--data", _own_labels(config))
     ids = label_ids(rows, data, "--data", names)
     count = _num_labels(config, [max(0, x) for x in ids])
+    if len(names) > count:  # an unnamed classifier's (`_own_labels`), of fewer classes than the data's names
+        raise ValueError(
+            f"--data: {data.name} has {len(names)} classes ({', '.join(names)}), and the model already is a "
+            f"classifier of {count}"
+        )
     check_labels(ids, count, data, "--data")
     return names, count
 
@@ -489,9 +510,10 @@ def load_hf_task(
     eval_rows = read_roles(eval_data, roles, mapped, "--eval", pairs=pairs) if eval_data is not None else None
     config, tokenizer = _load_config_and_tokenizer(model_dir)
     names, num_labels = _classes(config, train_rows, data)
+    spellings = label_spellings(train_rows + (eval_rows or [])) if names else {}
     held, what = (eval_data, "--eval") if eval_rows is not None and eval_data is not None else (data, "--data")
     if eval_rows is None:
-        train_rows, eval_rows = split_rows(train_rows, "--data")
+        train_rows, eval_rows = split_rows(train_rows, "--data", label_ids(train_rows, data, "--data", names))
     train_labels = label_ids(train_rows, data, "--data", names)
     eval_labels = label_ids(eval_rows, held, what, names)
     check_labels(eval_labels, num_labels, held, what)
@@ -512,6 +534,7 @@ def load_hf_task(
         pad_id=_pad_id(tokenizer, model_dir),
         pooling=checkpoint_pooling(model_dir) if not _is_classifier(config) else (),
         label_names=names,
+        label_spellings=tuple(found for found in spellings.values() if len(found) > 1),
         stored_dtype=_stored_dtype(config),
         max_length=max_length,
     )

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from lrpilot import _validate as check
 from lrpilot.cli._options import output_file
 from lrpilot.cli._output import console, errors_as_messages, print_json
 from lrpilot.demos.bowl import DEFAULT_ETAS, Bowl, BowlDemo, run_bowl
@@ -46,6 +47,24 @@ def _print_bowl(result: BowlDemo) -> None:
     console.print(table)
 
 
+MAX_ITERATIONS = 10_000
+"""`demo bowl -n`'s limit: every iterate is kept and drawn, so -n 100000000 had filled the memory
+and never finished; a diverging η overflows to inf within ~2,000 steps anyway."""
+
+
+def _check_bowl(etas: list[float], lam_min: float, lam_max: float, iterations: int) -> None:
+    """The options, checked by their own names (the library's messages name its parameters, which
+    the command line does not have), the curvatures in the order their help and the plot's axes
+    ("flat", "steep" direction) give them."""
+    for value in etas:
+        check.positive("demo bowl", "--eta", value)
+    check.positive("demo bowl", "--lam-min", lam_min)
+    check.positive("demo bowl", "--lam-max", lam_max)
+    if lam_min > lam_max:
+        raise ValueError(f"demo bowl: --lam-min must be at most --lam-max, got {lam_min:g} and {lam_max:g}")
+    check.step_count("demo bowl", "--iterations", iterations, 1, MAX_ITERATIONS)
+
+
 def bowl(  # noqa: PLR0917  (typer reads the options from the signature)
     eta: Annotated[
         list[float] | None,
@@ -59,7 +78,8 @@ def bowl(  # noqa: PLR0917  (typer reads the options from the signature)
 ) -> None:
     """Gradient descent on a quadratic bowl: too low stalls, right converges, too high diverges (η < 2/λ_max)."""
     with errors_as_messages(as_json):
-        output_file("demo bowl", "--plot", plot)
+        plot = output_file("demo bowl", "--plot", plot)
+        _check_bowl(eta or DEFAULT_ETAS, lam_min, lam_max, iterations)
         result = run_bowl(eta or DEFAULT_ETAS, Bowl(eigenvalues=(lam_min, lam_max), iterations=iterations))
         written = None
         if plot is not None:

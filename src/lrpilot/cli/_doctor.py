@@ -68,7 +68,7 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
 ) -> None:
     """Diagnose a training run from its log: spikes, NaN, divergence, collapse, a flat start, oscillation."""
     with errors_as_messages(as_json):
-        output_file("doctor", "--plot", plot)
+        plot = output_file("doctor", "--plot", plot)
         series = read(path, loss_column=loss_column)
         config = fitted_config(series, num_classes, batch_size)
         if spike_z is not None:

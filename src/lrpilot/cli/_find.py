@@ -384,7 +384,7 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     Without --task or --script it runs on the digits task (an MLP on scikit-learn's digits).
     """
     with errors_as_messages(as_json):
-        output_file("find", "--plot", plot)  # before the range test, not after it
+        plot = output_file("find", "--plot", plot)  # before the range test, not after it
         ramp = _ramp(mode, steps, start_lr, end_lr)
         check.step_count("find", "--seed", seed, 0, 2**32 - 1)
         job = _job(task, script, seed=seed, total_steps=total_steps, data_dir=data_dir)

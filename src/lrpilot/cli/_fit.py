@@ -35,6 +35,7 @@ from lrpilot.cli._options import (
     PrecisionOption,
     TaskOption,
     TaskTypeOption,
+    check_run_options,
     parse_columns,
 )
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
@@ -188,6 +189,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
     from lrpilot.tasks import one_thread
 
     with errors_as_messages(as_json):
+        check_run_options("fit", seed, finder_steps)
         if task is not None and task.startswith("sst2") and model is None:
             _check_sst2(data_dir)
         if not as_json:

@@ -142,7 +142,7 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
         check.choice("guard", "--task", task, TASKS)
         check.choice("guard", "--inject", inject, FAULTS)
         output_file("guard", "--audit", audit)
-        output_file("guard", "--plot", plot)
+        plot = output_file("guard", "--plot", plot)
         from lrpilot.tasks import get_task
 
         the_task = get_task(task, data_dir=data_dir)

@@ -9,6 +9,9 @@ from typing import Annotated
 
 import typer
 
+from lrpilot import _validate as check
+from lrpilot._optional import require
+
 __all__ = [
     "BatchSizeOption",
     "ColumnsOption",
@@ -23,6 +26,7 @@ __all__ = [
     "PrecisionOption",
     "TaskOption",
     "TaskTypeOption",
+    "check_run_options",
     "output_file",
     "parse_columns",
 ]
@@ -112,7 +116,35 @@ def output_file(owner: str, option: str, path: Path | None) -> Path | None:
             f"{owner}: {option} expects a file path, got the directory {path}: name a file, e.g. "
             f"{path / _DEFAULT_NAMES.get(option, 'out')}"
         )
+    if path is not None and option == "--plot":
+        return _image_path(owner, path)
+    return path
+
+
+def _image_path(owner: str, path: Path) -> Path:
+    """The file a ``--plot`` is written to: matplotlib saves a name without an extension as a PNG
+    with ``.png`` added (so the command says that name, not the one given), and refuses an
+    extension it cannot write only once the figure is drawn, after the work."""
+    if not path.suffix:
+        return path.with_suffix(".png")
+    require("matplotlib", "plot", "plotting")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise ValueError(
+            f"{owner}: --plot must name an image file ending in one of {', '.join('.' + f for f in sorted(formats))}; "
+            f"got {path}"
+        )
     return path
 
 
 _DEFAULT_NAMES = {"--audit": "audit.jsonl", "--plot": "plot.png"}
+
+
+def check_run_options(owner: str, seed: int, finder_steps: int | None) -> None:
+    """``--seed`` and ``--finder-steps`` checked by their option names, before anything is printed
+    or loaded (the library checks them too, by its parameters' names, ``seed`` and ``finder_steps``)."""
+    check.step_count(owner, "--seed", seed, 0, 2**32 - 1)
+    if finder_steps is not None:
+        check.step_count(owner, "--finder-steps", finder_steps, 5, 100_000)

@@ -38,7 +38,7 @@ def schedule(
     """Preview a schedule: its LR at the key points of the run, and what lint finds wrong with it."""
     with errors_as_messages(as_json):
         _check_steps(steps)
-        output_file("schedule", "--plot", plot)
+        plot = output_file("schedule", "--plot", plot)
         sched = parse(spec, defaults={"total_steps": steps})
         points = key_points(sched, steps)
         warnings = lint(sched, steps)

@@ -31,6 +31,7 @@ from lrpilot.cli._options import (
     PrecisionOption,
     TaskOption,
     TaskTypeOption,
+    check_run_options,
     parse_columns,
 )
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
@@ -150,6 +151,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
     fmt = "json" if as_json else output
     with errors_as_messages(as_json):
         check.choice("tune", "--format", fmt, OUTPUTS)
+        check_run_options("tune", seed, finder_steps)
         if task is not None and task.startswith("sst2") and model is None:
             _check_sst2(data_dir)
         if fmt == "table":

@@ -275,18 +275,36 @@ def _chosen(record: RunRecord) -> str:
     for name, value in sources:
         if math.isclose(peak, value, rel_tol=0.02):
             return f"Trained at peak LR <b>{_num(peak, '.3g')}</b>, from {name}."
+    # the horizon law before the band's ends: a scaled peak that lands near one of them (0.00222 ×
+    # 2.76, held at the max stable LR 0.00509, beside the band's top 0.005) had been called that end
+    h = record.horizon
+    if h is not None and _horizon_gave(record, h, peak):
+        return _by_horizon(h, peak)
     rec = record.recommendation
     for end in ("low", "high") if rec is not None else ():
         if math.isclose(peak, float(rec[end]), rel_tol=0.02):  # type: ignore[index]
             return f"Trained at peak LR <b>{_num(peak, '.3g')}</b>, the {end} end of the rules' band."
-    if (h := record.horizon) is not None:
-        held = ", held at its max stable LR" if h.get("capped") else ""
-        return (
-            f"Trained at peak LR <b>{_num(peak, '.3g')}</b>: the range test's peak {_num(h.get('found'), '.3g')} "
-            f"is for a run of {_e(h.get('reference_steps'))} steps, and a run of {_e(h.get('steps'))} peaks "
-            f"{_num(h.get('factor'), '.2f')}× as high by the horizon law{held}."
-        )
-    return f"Trained at peak LR <b>{_num(peak, '.3g')}</b>."
+    return _by_horizon(h, peak) if h is not None else f"Trained at peak LR <b>{_num(peak, '.3g')}</b>."
+
+
+def _by_horizon(h: Mapping[str, Any], peak: float) -> str:
+    """The trained peak as the range test's scaled to the run's length, as one sentence."""
+    held = ", held at its max stable LR" if h.get("capped") else ""
+    return (
+        f"Trained at peak LR <b>{_num(peak, '.3g')}</b>: the range test's peak {_num(h.get('found'), '.3g')} "
+        f"is for a run of {_e(h.get('reference_steps'))} steps, and a run of {_e(h.get('steps'))} peaks "
+        f"{_num(h.get('factor'), '.2f')}× as high by the horizon law{held}."
+    )
+
+
+def _horizon_gave(record: RunRecord, horizon: Mapping[str, Any], peak: float) -> bool:
+    """Whether the trained peak is the horizon law's: the test's peak times its factor, or the max
+    stable LR that held it."""
+    found, factor = _finite(horizon.get("found")), _finite(horizon.get("factor"))
+    stable = None if record.finder is None else _finite(record.finder.get("max_stable_lr"))
+    scaled = found is not None and factor is not None and math.isclose(peak, found * factor, rel_tol=0.02)
+    held = bool(horizon.get("capped")) and stable is not None and math.isclose(peak, stable, rel_tol=0.02)
+    return scaled or held
 
 
 def _rules_block(rec: Mapping[str, Any] | None) -> str:

@@ -292,10 +292,17 @@ def read_run(path: str | Path) -> RunRecord:
         raise ValueError(f"read_run: {p} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"read_run: {p} must hold a JSON object, got {type(data).__name__}")
+    if "history" not in data:  # another of lrpilot's JSON outputs: say what it is, not its unknown keys
+        find = " (`lrpilot find --json`'s answer; `lrpilot find --plot FILE.png` draws it)"
+        found = find if "records" in data else ""
+        raise ValueError(
+            f"read_run: {p} is not a run record{found}; give the run.json that fit or write_report writes, "
+            "or its folder"
+        )
     try:
         return RunRecord.from_dict(data)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"read_run: {p} is not a run record ({exc!r})") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"read_run: {p} is not a run record ({exc})") from None
 
 
 def finder_from_dict(data: Mapping[str, Any]) -> FinderResult:
