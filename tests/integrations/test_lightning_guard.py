@@ -13,9 +13,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lrpilot import Cosine
 from lrpilot.detect import DetectConfig
 from lrpilot.doctor import read
 from lrpilot.guard import GuardConfig
+from lrpilot.integrations.lightning import lightning_scheduler_config
 from lrpilot.integrations.lightning_guard import GuardCallback
 from tests.guard.tiny import digits, gradient_times, mlp
 
@@ -166,3 +168,46 @@ def test_without_a_fixed_batch_the_detectors_stay_as_calibrated_unless_told(tmp_
         runner.fit(Digits(lambda s: False), loader)
         assert callback.config is not None
         assert callback.config.detect.div_short == short
+
+
+class Scheduled(Digits):
+    """Digits with a per-step LR scheduler, recording the LR each update runs at (the module's
+    ``on_before_optimizer_step`` runs after the callbacks', so it sees the guard's LR)."""
+
+    def __init__(self, scheduler: str, bad: Callable[[int], bool] = lambda s: False) -> None:
+        super().__init__(bad)
+        self.scheduler = scheduler
+        self.lrs: list[float] = []
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(self.parameters(), lr=3e-3)
+        if self.scheduler == "lrpilot":
+            return {"optimizer": optimizer, "lr_scheduler": lightning_scheduler_config(optimizer, SCHEDULE)}
+        exponential = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.97)  # reads group["lr"]
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": exponential, "interval": "step"}}
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.lrs.append(float(optimizer.param_groups[0]["lr"]))
+
+
+SCHEDULE = Cosine(peak=3e-3, total_steps=40, warmup_steps=5)
+
+
+@pytest.mark.parametrize("scheduler", ["lrpilot", "torch"])
+def test_the_guard_leaves_a_per_step_schedule_running(tmp_path: Path, scheduler: str) -> None:
+    """Lightning steps a per-step scheduler after the update and before ``on_train_batch_end``.
+    The guard used to put the LR it had found back there, after the scheduler: every update ran
+    at the schedule's first LR (a cosine's first warmup step, 40 steps long)."""
+    module = Scheduled(scheduler)
+    fit(tmp_path, lambda s: False, GuardConfig(), module, max_steps=40)
+    expected = [SCHEDULE(t) for t in range(40)] if scheduler == "lrpilot" else [3e-3 * 0.97**t for t in range(40)]
+    assert module.lrs == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_skipped_step_holds_lr_zero_for_its_update_only(tmp_path: Path) -> None:
+    """A skipped step's update runs at LR 0; the scheduler's LR is back for the next one (a
+    chainable torch scheduler stepping from the guard's 0 would have stayed at 0)."""
+    module = Scheduled("torch", bad=lambda s: s == 10)
+    fit(tmp_path, lambda s: False, GuardConfig(), module, max_steps=20)
+    expected = [0.0 if t == 10 else 3e-3 * 0.97**t for t in range(20)]
+    assert module.lrs == pytest.approx(expected, rel=1e-12)

@@ -52,6 +52,9 @@ class GuardCallback(TrainerGuardBase, _Callback):  # type: ignore[misc]
         snapshot_to: ``"cpu"``, ``"device"`` or a directory (see `TorchGuard`).
     """
 
+    _after_update: Any = None
+    """The optimizer's step post hook that takes the guard's LR off after the update."""
+
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if len(trainer.optimizers) != 1:
             raise ValueError(f"GuardCallback: guards exactly one optimizer, got {len(trainer.optimizers)}")
@@ -92,11 +95,22 @@ class GuardCallback(TrainerGuardBase, _Callback):  # type: ignore[misc]
         self._action = action
         self._lr_block = guard.external_update(action)
         self._lr_block.__enter__()
+        # Lightning steps a per-step LR scheduler after the update but before `on_train_batch_end`:
+        # the guard's LR comes off right after the update, so the scheduler steps from its own LR
+        # (put back after it had stepped, the old LR froze the schedule at its first value).
+        self._after_update = guard.optimizer.register_step_post_hook(self._end_lr_block)
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def _end_lr_block(self, *_: Any) -> None:
+        """Put the param groups' own LRs back (the optimizer's step post hook, once)."""
+        if self._after_update is not None:
+            self._after_update.remove()
+            self._after_update = None
         if self._lr_block is not None:
             self._lr_block.__exit__(None, None, None)
             self._lr_block = None
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._end_lr_block()  # an update the optimizer never ran (a GradScaler's skip) ends here
         if self.guard is None or self._action is None:
             return
         self.guard.commit(self._action)
