@@ -211,3 +211,38 @@ def test_a_skipped_step_holds_lr_zero_for_its_update_only(tmp_path: Path) -> Non
     fit(tmp_path, lambda s: False, GuardConfig(), module, max_steps=20)
     expected = [0.0 if t == 10 else 3e-3 * 0.97**t for t in range(20)]
     assert module.lrs == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # the resumed run saves elsewhere, on purpose
+@pytest.mark.filterwarnings("ignore:.*your dataloader is not resumable")  # the LRs do not depend on the batches
+def test_a_resumed_run_keeps_what_the_guard_did(tmp_path: Path) -> None:
+    """The guard's memory goes into Lightning's checkpoint and comes back with ``ckpt_path``: the
+    LR it cut at step 18 stays cut after resuming at 30. A resumed guard used to start afresh, the
+    LR back at the schedule's, which had blown up, and its counters at 0."""
+
+    def run(ckpt_path: Path | None, saved: Path) -> tuple[Scheduled, GuardCallback]:
+        torch.manual_seed(0)
+        x, y = digits()
+        loader = DataLoader(
+            TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
+        )
+        module, callback = (
+            Scheduled("lrpilot", bad=lambda s: 15 <= s < 19),
+            GuardCallback(GuardConfig(snapshot_every=5)),
+        )
+        saving = L.pytorch.callbacks.ModelCheckpoint(dirpath=saved, every_n_train_steps=30, save_top_k=-1)
+        runner = L.Trainer(
+            max_steps=40, accelerator="cpu", devices=1, logger=False, callbacks=[callback, saving],
+            enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        runner.fit(module, loader, ckpt_path=ckpt_path)
+        return module, callback
+
+    whole, guard = run(None, tmp_path / "whole")
+    resumed, resumed_guard = run(tmp_path / "whole" / "epoch=0-step=30.ckpt", tmp_path / "resumed")
+    assert [(r["action"], r["step"]) for r in guard.report()["records"]][-1] == ("rollback", 18)
+    assert resumed.lrs == whole.lrs[30:]
+    assert resumed.lrs[0] < SCHEDULE(30)  # still cut
+    report, resumed_report = guard.report(), resumed_guard.report()
+    for key in ("skips", "rollbacks", "lr_cap", "non_finite"):
+        assert resumed_report[key] == report[key]

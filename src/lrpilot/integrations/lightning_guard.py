@@ -18,6 +18,9 @@ the loader has no fixed one). A LightningModule does not say it is a classifier:
 the chance level, so that a loss back at it after learning is a collapse. ::
 
     trainer = lightning.Trainer(callbacks=[GuardCallback(classes=10)], ...)
+
+The guard's memory (`TorchGuard.state_dict`) is the callback's ``state_dict``, kept in Lightning's
+checkpoints and restored by ``fit(ckpt_path=...)``: an LR it cut stays cut.
 """
 
 from __future__ import annotations
@@ -74,6 +77,15 @@ class GuardCallback(TrainerGuardBase, _Callback):  # type: ignore[misc]
             step=trainer.global_step,
             max_grad_norm=_norm_clip(trainer),
         )
+        self._resume(trainer.global_step)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Lightning's checkpoint of this callback: the guard's memory (`checkpoint_state`)."""
+        return self.checkpoint_state()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """From ``fit(ckpt_path=...)``, before training starts: the guard takes it back then."""
+        self._saved = dict(state_dict) or None
 
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: torch.Tensor) -> None:
         self._losses.append(loss.detach().float().reshape(()))
@@ -121,7 +133,7 @@ class GuardCallback(TrainerGuardBase, _Callback):  # type: ignore[misc]
                 "guard/non_finite": float(self.non_finite),
                 "guard/skips": float(s.skips),
                 "guard/rollbacks": float(s.rollbacks),
-                "guard/lr_factor": s.multiplier(1.0, trainer.global_step),
+                "guard/lr_factor": s.multiplier(self.guard.lr_now(), trainer.global_step),
             },
             on_step=True,
             on_epoch=False,

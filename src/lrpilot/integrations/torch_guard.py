@@ -446,6 +446,13 @@ class TorchGuard:
             return float(self.schedule(t))
         return max(float(g["lr"]) for g in self.optimizer.param_groups)
 
+    def lr_now(self) -> float:
+        """The LR the run asks for at the current step, before the guard's adjustment (the
+        schedule's, else the largest param group's): ``state.multiplier(lr_now(), step)`` is the
+        factor the guard applies. Under a cap that factor depends on the LR, so the callbacks' logged
+        factor, taken at LR 1, read as the cap itself (×0.0005 for a cap at 5e-4)."""
+        return self._lr_in(self.step_count)
+
     @contextmanager
     def lr_applied(self, lr_in: float, t: int, *, zero: bool = False) -> Iterator[None]:
         """Within this block the param groups hold the guard's LR for step `t` (0 with `zero`: a

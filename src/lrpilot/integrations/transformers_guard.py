@@ -27,11 +27,15 @@ level makes a loss back at it after learning a collapse. ::
     trainer = Trainer(model=model, args=args, train_dataset=data)
     guard = GuardCallback.attach(trainer)        # first in line, so reporters see its numbers
     trainer.train()
+
+The guard's memory (`TorchGuard.state_dict`) goes into every checkpoint's ``trainer_state.json``
+and comes back with ``resume_from_checkpoint``: an LR it cut stays cut.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -45,6 +49,12 @@ from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 __all__ = ["GuardCallback"]
 
 _TrainerCallback: Any = require("transformers", "hf", "the Trainer guard callback").TrainerCallback
+
+_STATE_KEY = "lrpilot.GuardCallback"
+"""The guard's entry in ``TrainerState.stateful_callbacks``, which every checkpoint's
+``trainer_state.json`` holds and ``resume_from_checkpoint`` reads back. Not a callback class name:
+the Trainer's own restore (``restore_callback_states_from_checkpoint``) rebuilds callbacks by class
+name from their arguments, which would replace this one with one built without its config."""
 
 
 class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
@@ -70,12 +80,30 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
     """Non-finite steps since the last log line."""
     _hook: Any = None
     """The forward hook that captures each micro-batch's loss, while training runs."""
+    _from_trainer = False
+    """`attach` gave the Trainer's own losses (`training_step`'s); the forward hook is not needed."""
+    _shares = False
+    """This step's model losses are shares of its loss (the model was given ``num_items_in_batch``)."""
+    _warned = False
 
     @classmethod
     def attach(cls, trainer: Any, config: GuardConfig | None = None, **kwargs: Any) -> GuardCallback:
-        """Add a guard to `trainer` ahead of every other callback, so the loggers see its numbers."""
+        """Add a guard to `trainer` ahead of every other callback, so the loggers see its numbers,
+        and judge the loss the Trainer trains on: what its ``training_step`` returns, summed over the
+        step's micro-batches (the loss it logs). That is the loss also where the model computes
+        none (``label_smoothing_factor``, ``compute_loss_func``, an overridden ``compute_loss``)."""
         callback = cls(config, **kwargs)
         trainer.callback_handler.callbacks.insert(0, callback)
+        training_step = trainer.training_step
+
+        def guarded_training_step(*args: Any, **kw: Any) -> Any:
+            loss = training_step(*args, **kw)
+            if callback.guard is not None and isinstance(loss, torch.Tensor):
+                callback._losses.append(loss.detach().float().reshape(()))
+            return loss
+
+        trainer.training_step = guarded_training_step
+        callback._from_trainer = True
         return callback
 
     # -------------------------------------------------------------- hooks
@@ -96,33 +124,60 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
             audit=self.audit_path,
             step=state.global_step,
         )
-        self._hook = model.register_forward_hook(self._capture_loss)
+        if state.global_step > 0:  # resumed: the checkpoint's trainer_state.json holds the guard's memory
+            self._saved = (state.stateful_callbacks or {}).get(_STATE_KEY)
+            self._resume(state.global_step)
+        if not self._from_trainer:
+            self._hook = model.register_forward_hook(self._capture_loss, with_kwargs=True)
 
-    def _capture_loss(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
+    def _capture_loss(self, module: torch.nn.Module, inputs: Any, kwargs: dict[str, Any], output: Any) -> None:
+        """Without `attach`: the loss the model returns, of each micro-batch. Given the step's
+        ``num_items_in_batch`` the model returns its share of the step's loss (summed over token
+        counts, divided by the step's), so the shares are summed; a mean of them read a loss
+        1/accumulation too low."""
         loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
         if module.training and isinstance(loss, torch.Tensor) and loss.numel() == 1:
             self._losses.append(loss.detach().float().reshape(()))
+            self._shares = kwargs.get("num_items_in_batch") is not None
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._losses = []
+        self._shares = False
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         guard = self.guard
         if guard is None:
             return
         guard.step_count = state.global_step
-        loss = torch.stack(self._losses).mean() if self._losses else torch.zeros(())
         try:
-            action = guard.judge(loss)
+            action = guard.judge(self._step_loss())
         except GuardGaveUpError as exc:
             action = exc.action
             control.should_training_stop = True
-        if not all(math.isfinite(v) for v in guard.history_loss[-1:]):
+        if any(f.kind == "non_finite" for f in action.findings):  # the loss's or the gradients'
             self.non_finite += 1
             self._since_log += 1
         self._action = action
         self._lr_block = guard.external_update(action)
         self._lr_block.__enter__()
+
+    def _step_loss(self) -> torch.Tensor:
+        """The loss of the optimizer step: the Trainer's (`attach`) or the shares the model returned
+        summed, else the mean of the micro-batches' losses; 0 (and a warning, once) when the
+        model returned none, as where the Trainer computes the loss outside it."""
+        if not self._losses:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    "GuardCallback: the model returned no loss (the Trainer computes it outside the model: "
+                    "label_smoothing_factor, compute_loss_func or an overridden compute_loss), so the guard "
+                    "judges gradient norms only; GuardCallback.attach(trainer) reads the loss the Trainer trains on",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return torch.zeros(())
+        losses = torch.stack(self._losses)
+        return losses.sum() if self._from_trainer or self._shares else losses.mean()
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._lr_block is not None:
@@ -133,6 +188,8 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
         if self.guard is not None and self._action is not None:
             self.guard.commit(self._action)
             self._action = None
+            if args.save_strategy != "no":  # the Trainer may save now: its trainer_state.json keeps this
+                state.stateful_callbacks[_STATE_KEY] = self.checkpoint_state()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if self.guard is None or logs is None or "loss" not in logs:
@@ -142,7 +199,7 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
             "guard_non_finite": self._since_log,
             "guard_skips": s.skips,
             "guard_rollbacks": s.rollbacks,
-            "guard_lr_factor": s.multiplier(1.0, state.global_step),
+            "guard_lr_factor": s.multiplier(self.guard.lr_now(), state.global_step),
         }
         self._since_log = 0
         logs.update(numbers)
