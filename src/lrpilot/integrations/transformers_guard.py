@@ -80,18 +80,22 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
     """Non-finite steps since the last log line."""
     _hook: Any = None
     """The forward hook that captures each micro-batch's loss, while training runs."""
-    _from_trainer = False
-    """`attach` gave the Trainer's own losses (`training_step`'s); the forward hook is not needed."""
-    _shares = False
-    """This step's model losses are shares of its loss (the model was given ``num_items_in_batch``)."""
+    _attached = False
+    """`attach` gave the callback the Trainer: its ``training_step`` losses stand in for a model that
+    returns none."""
     _warned = False
+    _trainer_losses: list[torch.Tensor]
+    """The ``training_step`` losses of the step's micro-batches (attached)."""
 
     @classmethod
     def attach(cls, trainer: Any, config: GuardConfig | None = None, **kwargs: Any) -> GuardCallback:
-        """Add a guard to `trainer` ahead of every other callback, so the loggers see its numbers,
-        and judge the loss the Trainer trains on: what its ``training_step`` returns, summed over the
-        step's micro-batches (the loss it logs). That is the loss also where the model computes
-        none (``label_smoothing_factor``, ``compute_loss_func``, an overridden ``compute_loss``)."""
+        """Add a guard to `trainer` ahead of every other callback, so the loggers see its numbers.
+
+        Attached, the guard also has a loss where the model returns none because the Trainer
+        computes it outside the model (``label_smoothing_factor``, ``compute_loss_func``, an
+        overridden ``compute_loss``): what ``training_step`` returns, summed over the step's
+        micro-batches, the loss the Trainer logs. Without it the guard judged a loss of 0 at
+        every step there."""
         callback = cls(config, **kwargs)
         trainer.callback_handler.callbacks.insert(0, callback)
         training_step = trainer.training_step
@@ -99,11 +103,11 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
         def guarded_training_step(*args: Any, **kw: Any) -> Any:
             loss = training_step(*args, **kw)
             if callback.guard is not None and isinstance(loss, torch.Tensor):
-                callback._losses.append(loss.detach().float().reshape(()))
+                callback._trainer_losses.append(loss.detach().float().reshape(()))
             return loss
 
         trainer.training_step = guarded_training_step
-        callback._from_trainer = True
+        callback._attached = True
         return callback
 
     # -------------------------------------------------------------- hooks
@@ -127,22 +131,17 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
         if state.global_step > 0:  # resumed: the checkpoint's trainer_state.json holds the guard's memory
             self._saved = (state.stateful_callbacks or {}).get(_STATE_KEY)
             self._resume(state.global_step)
-        if not self._from_trainer:
-            self._hook = model.register_forward_hook(self._capture_loss, with_kwargs=True)
+        self._trainer_losses = []
+        self._hook = model.register_forward_hook(self._capture_loss)
 
-    def _capture_loss(self, module: torch.nn.Module, inputs: Any, kwargs: dict[str, Any], output: Any) -> None:
-        """Without `attach`: the loss the model returns, of each micro-batch. Given the step's
-        ``num_items_in_batch`` the model returns its share of the step's loss (summed over token
-        counts, divided by the step's), so the shares are summed; a mean of them read a loss
-        1/accumulation too low."""
+    def _capture_loss(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
         loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
         if module.training and isinstance(loss, torch.Tensor) and loss.numel() == 1:
             self._losses.append(loss.detach().float().reshape(()))
-            self._shares = kwargs.get("num_items_in_batch") is not None
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._losses = []
-        self._shares = False
+        self._trainer_losses = []
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         guard = self.guard
@@ -162,22 +161,30 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
         self._lr_block.__enter__()
 
     def _step_loss(self) -> torch.Tensor:
-        """The loss of the optimizer step: the Trainer's (`attach`) or the shares the model returned
-        summed, else the mean of the micro-batches' losses; 0 (and a warning, once) when the
-        model returned none, as where the Trainer computes the loss outside it."""
-        if not self._losses:
-            if not self._warned:
-                self._warned = True
-                warnings.warn(
-                    "GuardCallback: the model returned no loss (the Trainer computes it outside the model: "
-                    "label_smoothing_factor, compute_loss_func or an overridden compute_loss), so the guard "
-                    "judges gradient norms only; GuardCallback.attach(trainer) reads the loss the Trainer trains on",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            return torch.zeros(())
-        losses = torch.stack(self._losses)
-        return losses.sum() if self._from_trainer or self._shares else losses.mean()
+        """The loss of the optimizer step: the mean of the losses the model returned for its
+        micro-batches; where it returned none, the sum of the Trainer's (`attach`), else 0 and a
+        warning, once.
+
+        The model's own loss comes first: under gradient accumulation Hugging Face passes
+        ``num_items_in_batch`` to every model that takes ``**kwargs``, a causal LM divides by it
+        (its loss is then 1/accumulation of the step's, a constant factor the detectors, which
+        compare a step with the steps before it, do not see) but a sequence classifier ignores
+        it, and the Trainer, taking its loss for already scaled, logs and trains on accumulation ×
+        its loss: a classifier's chance level would be out of reach."""
+        if self._losses:
+            return torch.stack(self._losses).mean()
+        if self._attached and self._trainer_losses:
+            return torch.stack(self._trainer_losses).sum()
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                "GuardCallback: the model returned no loss (the Trainer computes it outside the model: "
+                "label_smoothing_factor, compute_loss_func or an overridden compute_loss), so the guard "
+                "judges gradient norms only; GuardCallback.attach(trainer) reads the loss the Trainer trains on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return torch.zeros(())
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._lr_block is not None:
