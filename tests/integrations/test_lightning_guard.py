@@ -213,6 +213,18 @@ def test_a_skipped_step_holds_lr_zero_for_its_update_only(tmp_path: Path) -> Non
     assert module.lrs == pytest.approx(expected, rel=1e-12)
 
 
+def test_a_rollback_leaves_the_schedule_where_the_run_is(tmp_path: Path) -> None:
+    """Lightning owns the step and the scheduler, so a rollback restores weights and optimizer state
+    but not the LR. The snapshot's LR used to come back with the optimizer's state: a scheduler that
+    steps from the group's LR (ExponentialLR) went on from step 20's LR, 23 steps behind the run."""
+    module = Scheduled("torch", bad=lambda s: 30 <= s < 34)
+    _, callback = fit(tmp_path, lambda s: False, GuardConfig(snapshot_every=10), module, max_steps=45)
+    assert [r["action"] for r in callback.report()["records"]] == ["skip", "skip", "skip", "rollback"]
+    scheduler = module.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.get_last_lr() == pytest.approx([3e-3 * 0.97**45], rel=1e-12)
+    assert 0 < module.lrs[34] < module.lrs[44] < 3e-3 * 0.97**44  # re-warmed up to the cut level, below it
+
+
 @pytest.mark.filterwarnings("ignore:The dirpath has changed")  # the resumed run saves elsewhere, on purpose
 @pytest.mark.filterwarnings("ignore:.*your dataloader is not resumable")  # the LRs do not depend on the batches
 def test_a_resumed_run_keeps_what_the_guard_did(tmp_path: Path) -> None:

@@ -542,9 +542,18 @@ class TorchGuard:
                 RuntimeWarning,
                 stacklevel=2,
             )
+        # The trainer callbacks (not `everything`) go on from the current step, whose LR the trainer's
+        # scheduler owns: the param groups keep their current settings. The snapshot's LR, put back,
+        # set a scheduler that steps from the group's LR (torch's StepLR, ExponentialLR) back to the
+        # snapshot's step for the rest of the run.
+        groups = (
+            None if everything else [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        )
         # a copy: load_state_dict keeps the tensors it is given, and the steps after the rollback
         # would write into the snapshot (a second rollback to it would restore a later state)
         self.optimizer.load_state_dict(_to(snap["optimizer"], None))
+        for group, settings in zip(self.optimizer.param_groups, groups or [], strict=False):
+            group.update(settings)
         if self.scaler is not None:
             self.scaler.load_state_dict(snap["scaler"])
         if not everything:
