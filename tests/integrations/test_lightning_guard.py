@@ -13,9 +13,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lrpilot import Cosine
 from lrpilot.detect import DetectConfig
 from lrpilot.doctor import read
 from lrpilot.guard import GuardConfig
+from lrpilot.integrations.lightning import lightning_scheduler_config
 from lrpilot.integrations.lightning_guard import GuardCallback
 from tests.guard.tiny import digits, gradient_times, mlp
 
@@ -166,3 +168,93 @@ def test_without_a_fixed_batch_the_detectors_stay_as_calibrated_unless_told(tmp_
         runner.fit(Digits(lambda s: False), loader)
         assert callback.config is not None
         assert callback.config.detect.div_short == short
+
+
+class Scheduled(Digits):
+    """Digits with a per-step LR scheduler, recording the LR each update runs at (the module's
+    ``on_before_optimizer_step`` runs after the callbacks', so it sees the guard's LR)."""
+
+    def __init__(self, scheduler: str, bad: Callable[[int], bool] = lambda s: False) -> None:
+        super().__init__(bad)
+        self.scheduler = scheduler
+        self.lrs: list[float] = []
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(self.parameters(), lr=3e-3)
+        if self.scheduler == "lrpilot":
+            return {"optimizer": optimizer, "lr_scheduler": lightning_scheduler_config(optimizer, SCHEDULE)}
+        exponential = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.97)  # reads group["lr"]
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": exponential, "interval": "step"}}
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.lrs.append(float(optimizer.param_groups[0]["lr"]))
+
+
+SCHEDULE = Cosine(peak=3e-3, total_steps=40, warmup_steps=5)
+
+
+@pytest.mark.parametrize("scheduler", ["lrpilot", "torch"])
+def test_the_guard_leaves_a_per_step_schedule_running(tmp_path: Path, scheduler: str) -> None:
+    """Lightning steps a per-step scheduler after the update and before ``on_train_batch_end``.
+    The guard used to put the LR it had found back there, after the scheduler: every update ran
+    at the schedule's first LR (a cosine's first warmup step, 40 steps long)."""
+    module = Scheduled(scheduler)
+    fit(tmp_path, lambda s: False, GuardConfig(), module, max_steps=40)
+    expected = [SCHEDULE(t) for t in range(40)] if scheduler == "lrpilot" else [3e-3 * 0.97**t for t in range(40)]
+    assert module.lrs == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_skipped_step_holds_lr_zero_for_its_update_only(tmp_path: Path) -> None:
+    """A skipped step's update runs at LR 0; the scheduler's LR is back for the next one (a
+    chainable torch scheduler stepping from the guard's 0 would have stayed at 0)."""
+    module = Scheduled("torch", bad=lambda s: s == 10)
+    fit(tmp_path, lambda s: False, GuardConfig(), module, max_steps=20)
+    expected = [0.0 if t == 10 else 3e-3 * 0.97**t for t in range(20)]
+    assert module.lrs == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_rollback_leaves_the_schedule_where_the_run_is(tmp_path: Path) -> None:
+    """Lightning owns the step and the scheduler, so a rollback restores weights and optimizer state
+    but not the LR. The snapshot's LR used to come back with the optimizer's state: a scheduler that
+    steps from the group's LR (ExponentialLR) went on from step 20's LR, 23 steps behind the run."""
+    module = Scheduled("torch", bad=lambda s: 30 <= s < 34)
+    _, callback = fit(tmp_path, lambda s: False, GuardConfig(snapshot_every=10), module, max_steps=45)
+    assert [r["action"] for r in callback.report()["records"]] == ["skip", "skip", "skip", "rollback"]
+    scheduler = module.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.get_last_lr() == pytest.approx([3e-3 * 0.97**45], rel=1e-12)
+    assert 0 < module.lrs[34] < module.lrs[44] < 3e-3 * 0.97**44  # re-warmed up to the cut level, below it
+
+
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # the resumed run saves elsewhere, on purpose
+@pytest.mark.filterwarnings("ignore:.*your dataloader is not resumable")  # the LRs do not depend on the batches
+def test_a_resumed_run_keeps_what_the_guard_did(tmp_path: Path) -> None:
+    """The guard's memory goes into Lightning's checkpoint and comes back with ``ckpt_path``: the
+    LR it cut at step 18 stays cut after resuming at 30. A resumed guard used to start afresh, the
+    LR back at the schedule's, which had blown up, and its counters at 0."""
+
+    def run(ckpt_path: Path | None, saved: Path) -> tuple[Scheduled, GuardCallback]:
+        torch.manual_seed(0)
+        x, y = digits()
+        loader = DataLoader(
+            TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
+        )
+        module, callback = (
+            Scheduled("lrpilot", bad=lambda s: 15 <= s < 19),
+            GuardCallback(GuardConfig(snapshot_every=5)),
+        )
+        saving = L.pytorch.callbacks.ModelCheckpoint(dirpath=saved, every_n_train_steps=30, save_top_k=-1)
+        runner = L.Trainer(
+            max_steps=40, accelerator="cpu", devices=1, logger=False, callbacks=[callback, saving],
+            enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        runner.fit(module, loader, ckpt_path=ckpt_path)
+        return module, callback
+
+    whole, guard = run(None, tmp_path / "whole")
+    resumed, resumed_guard = run(tmp_path / "whole" / "epoch=0-step=30.ckpt", tmp_path / "resumed")
+    assert [(r["action"], r["step"]) for r in guard.report()["records"]][-1] == ("rollback", 18)
+    assert resumed.lrs == whole.lrs[30:]
+    assert resumed.lrs[0] < SCHEDULE(30)  # still cut
+    report, resumed_report = guard.report(), resumed_guard.report()
+    for key in ("skips", "rollbacks", "lr_cap", "non_finite"):
+        assert resumed_report[key] == report[key]

@@ -184,6 +184,23 @@ def test_state_dict_is_plain_and_loads_with_weights_only() -> None:
     assert torch.load(buffer, weights_only=True) == state
 
 
+def test_a_schedule_built_from_numpy_numbers_resumes_through_weights_only() -> None:
+    """``total_steps=np.ceil(n / batch).astype(int) * epochs`` kept an ``np.int64`` in the spec,
+    and ``torch.load(weights_only=True)``, which the Hugging Face Trainer resumes with, refused the
+    scheduler's checkpoint."""
+    import numpy as np
+
+    schedule = Cosine(peak=np.float32(3e-4), total_steps=np.ceil(1000 / 32).astype(int) * 3, warmup_steps=np.int64(9))
+    scheduler = LRPilotScheduler(optimizer(1), schedule)
+    run(scheduler, 5)
+    buffer = io.BytesIO()
+    torch.save(scheduler.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = LRPilotScheduler(optimizer(1), schedule)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert resumed.get_last_lr() == scheduler.get_last_lr()
+
+
 def test_load_state_dict_restores_the_step_and_the_lrs_at_once() -> None:
     schedule = Cosine(peak=1e-3, total_steps=1000, warmup_steps=100)
     source = LRPilotScheduler(optimizer(), schedule)

@@ -453,6 +453,26 @@ def test_nan_at_the_first_step() -> None:
     assert_same(before, snapshot(model, optimizer))
 
 
+def test_a_nan_loss_before_the_curve_has_an_answer_is_named_as_the_cause() -> None:
+    """A bad batch (a NaN input) ends the test at step 12, at lr 8e-7, before the loss has fallen.
+    The error used to say only that the range starts above every usable LR (lower start_lr), which
+    sends the user the wrong way; it now says where the test stopped and what to look at."""
+    model, optimizer, before = _setup()
+    calls: list[int] = []
+
+    def step(batch: Any) -> torch.Tensor:
+        calls.append(1)
+        x, y = batch
+        loss = ce(model(x), y) * 0.0 + 2.3 + 1e-4 * len(calls)  # nothing learnt yet
+        return loss * math.nan if len(calls) == 12 else loss
+
+    with pytest.raises(RangeTestError, match=r"stopped at step 12 of 100 on a non-finite loss") as caught:
+        find_lr(model, optimizer, loader(), step=step)
+    assert "look at the data and the model" in str(caught.value)
+    assert caught.value.records[0].stop_reason == "non-finite"
+    assert_same(before, snapshot(model, optimizer))
+
+
 def test_scheduler_already_attached() -> None:
     model, optimizer, _ = _setup()
     torch.optim.lr_scheduler.LinearLR(optimizer)

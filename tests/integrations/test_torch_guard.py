@@ -498,3 +498,19 @@ def test_a_rollback_leaves_its_snapshot_as_it_was_taken() -> None:
     guarded_run(fault=fault, steps=110, model=model, opt=opt, guard=guard)
     assert guard.report()["rollbacks"] == 1
     assert held == [{50.0}]  # Adam's step count as the snapshot took it, not the live one (58)
+
+
+def test_a_delayed_skip_the_device_could_not_make_is_recorded_as_applied() -> None:
+    """In delayed mode the device flags a step against the thresholds of the last read; in the first
+    window the detectors judge there are none yet, so a ×100 gradient there is applied while the
+    host, reading it later, judges it a skip. The audit record used to say only "skip"; it now says
+    the update was applied, and the report counts it. Once thresholds are read, the device skips."""
+    model, guard, _ = guarded_run(fault=grads_x100_at(34), read_every=5)
+    records = guard.report()["records"]
+    assert [(r["step"], r["action"], r.get("applied")) for r in records] == [(33, "skip", True)]
+    assert guard.report()["late_skips"] == 1
+    assert same_params(model, plain_run(fault=grads_x100_at(34)))  # it went into the weights
+    model, guard, _ = guarded_run(fault=grads_x100_at(150), read_every=5)
+    records = guard.report()["records"]
+    assert [(r["step"], r["action"], r.get("applied")) for r in records] == [(149, "skip", None)]
+    assert guard.report()["late_skips"] == 0

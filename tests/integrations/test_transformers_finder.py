@@ -120,9 +120,32 @@ def test_trainer_with_its_own_optimizer_keeps_it(tmp_path: Path) -> None:
     trainer = _trainer(model, tmp_path)
     trainer.optimizer = optimizer
     before = snapshot(model, optimizer)
-    find_lr_for_trainer(trainer, num_steps=20, end_lr=1.0)
+    with pytest.warns(UserWarning, match=r"at its param groups' LRs \[0.1\]; TrainingArguments.learning_rate does not"):
+        find_lr_for_trainer(trainer, num_steps=20, end_lr=1.0)
     assert trainer.optimizer is optimizer
     assert_same(before, snapshot(model, optimizer))
+
+
+@pytest.mark.parametrize("how", ["given", "kept from train()"])
+def test_a_trainer_with_a_scheduler_is_told_how_to_let_the_lr_found_reach_the_run(tmp_path: Path, how: str) -> None:
+    """The docstring's recipe (find, set ``args.learning_rate``, ``train()``) cannot reach a scheduler
+    built with the optimizer: it has captured its base LR. The error said to build the scheduler
+    after the finder, which a Trainer user does not do; it now says how in Trainer terms."""
+    model = _tiny_bert()
+    if how == "given":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+        scheduler = transformers.get_linear_schedule_with_warmup(optimizer, 2, 10)
+        trainer = _trainer(model, tmp_path)
+        trainer.optimizer, trainer.lr_scheduler = optimizer, scheduler
+    else:
+        trainer = _trainer(model, tmp_path, max_steps=2)
+        trainer.train()
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"trainer.optimizer = trainer.lr_scheduler = None"):
+        find_lr_for_trainer(trainer, num_steps=20)
+    assert_same(before, snapshot(model))
+    trainer.optimizer = trainer.lr_scheduler = None
+    assert 1e-7 < find_lr_for_trainer(trainer, num_steps=20).learning_rate < 10
 
 
 def test_trainer_without_train_dataset(tmp_path: Path) -> None:

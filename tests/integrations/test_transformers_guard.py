@@ -37,10 +37,19 @@ def train(
     fitted: bool = False,
     steps: int = 60,
     grads_x100: Callable[[int], bool] = lambda s: False,
+    nan_grads: Callable[[int], bool] = lambda s: False,
     max_grad_norm: float = 1.0,
     accumulation: int = 1,
+    attach: bool = True,
+    save_steps: int = 0,
+    resume: bool = False,
+    **arguments: Any,
 ) -> tuple[Any, GuardCallback | None]:
-    """A short GPT-2 run; a guard with `guard`, or fitted by the callback (`fitted`), or none."""
+    """A short GPT-2 run; a guard with `guard`, or fitted by the callback (`fitted`), or none.
+
+    The guard is attached (`GuardCallback.attach`) or, with `attach` False, passed as a plain
+    callback; a checkpoint is saved every `save_steps` (0: none) and `resume` resumes from the last
+    one; `arguments` go to ``TrainingArguments``."""
     torch.manual_seed(0)
     config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=16)
     model = transformers.GPT2LMHeadModel(config)
@@ -49,14 +58,15 @@ def train(
         max_steps=steps,
         per_device_train_batch_size=8,
         learning_rate=3e-3,
-        logging_steps=5,
         report_to="none",
         use_cpu=True,
-        save_strategy="no",
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
         disable_tqdm=True,
         seed=0,
         max_grad_norm=max_grad_norm,
         gradient_accumulation_steps=accumulation,
+        **{"logging_steps": 5, **arguments},
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=dataset())
 
@@ -67,12 +77,21 @@ def train(
             return output * math.nan
         if module.training and grads_x100(step):
             return gradient_times(output, 100)
+        if module.training and nan_grads(step):  # the logits as they are, a NaN gradient behind them
+            output = output.clone()
+            output.register_hook(lambda grad: torch.full_like(grad, math.nan))
+            return output
         return None
 
     model.lm_head.register_forward_hook(inject)
-    attach = guard is not None or fitted
-    callback = GuardCallback.attach(trainer, guard, audit=tmp_path / "audit.jsonl") if attach else None
-    trainer.train()
+    callback = None
+    if guard is not None or fitted:
+        callback = GuardCallback(guard, audit=tmp_path / "audit.jsonl")
+        if attach:
+            callback = GuardCallback.attach(trainer, guard, audit=tmp_path / "audit.jsonl")
+        else:
+            trainer.add_callback(callback)
+    trainer.train(resume_from_checkpoint=resume or None)
     return trainer, callback
 
 
@@ -114,9 +133,10 @@ def test_repeated_nan_rolls_back_and_cuts_the_lr(tmp_path: Path) -> None:
     actions = [(r["action"], r["step"]) for r in callback.report()["records"]]
     assert actions == [("skip", 30), ("skip", 31), ("skip", 32), ("rollback", 33)]
     assert callback.report()["records"][-1]["rollback_to"] == 10  # 30 came too late to be confirmed
-    last = [e for e in trainer.state.log_history if "guard_lr_factor" in e][-1]
-    assert last["guard_rollbacks"] == 1
-    assert last["guard_lr_factor"] < 1.0
+    logged = [e for e in trainer.state.log_history if "guard_lr_factor" in e]
+    assert logged[-1]["guard_rollbacks"] == 1
+    after = next(e for e in logged if e["step"] > 33)
+    assert after["guard_lr_factor"] < 1.0  # the factor on the LR at that step (1 once the schedule is below the cap)
     assert trainer.state.global_step == 60  # the Trainer's step went on
 
 
@@ -239,3 +259,76 @@ def test_a_given_config_is_used_as_given(tmp_path: Path) -> None:
 def test_bad_hints_are_refused_when_the_callback_is_made(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"GuardCallback: {message}")):
         GuardCallback(**kwargs)
+
+
+def test_a_resumed_run_keeps_what_the_guard_did(tmp_path: Path) -> None:
+    """The guard's memory goes into every checkpoint's trainer_state.json and comes back with
+    ``resume_from_checkpoint``: the LR it cut at step 33 stays cut after resuming at 45. A resumed
+    guard used to start afresh: the LR back at the one that had blown up, the counters at 0."""
+    config = GuardConfig(snapshot_every=10)
+    trainer, callback = train(tmp_path / "whole", bad=lambda s: 30 <= s < 34, guard=config, save_steps=45)
+    resumed_trainer, resumed = train(tmp_path / "whole", bad=lambda s: False, guard=config, save_steps=45, resume=True)
+    assert callback is not None
+    assert resumed is not None
+    after_45 = [
+        {k: v for k, v in e.items() if k.startswith("guard_") or k in ("learning_rate", "step")}
+        for e in resumed_trainer.state.log_history
+        if "guard_lr_factor" in e and e["step"] > 45
+    ]
+    whole = [
+        {k: v for k, v in e.items() if k.startswith("guard_") or k in ("learning_rate", "step")}
+        for e in trainer.state.log_history
+        if "guard_lr_factor" in e and e["step"] > 45
+    ]
+    assert after_45 == whole
+    last, cap = after_45[1], callback.report()["lr_cap"]  # step 55: the re-warmup over
+    assert last["guard_lr_factor"] == pytest.approx(min(1.0, cap / last["learning_rate"]))  # the factor, not the cap
+    assert (resumed.report()["rollbacks"], resumed.report()["skips"], resumed.report()["non_finite"]) == (1, 3, 4)
+    assert resumed.report()["lr_cap"] == callback.report()["lr_cap"]
+
+
+def test_under_accumulation_a_classifier_is_judged_at_its_own_loss(tmp_path: Path) -> None:
+    """Hugging Face gives a sequence classifier ``num_items_in_batch``, which it ignores, and then logs
+    accumulation × its loss. The guard judges the loss the model returns, at the level of the
+    classifier's chance loss (ln 3 untrained), so that a collapse back to chance can be seen."""
+    torch.manual_seed(0)
+    sizes = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
+    model = transformers.BertForSequenceClassification(transformers.BertConfig(vocab_size=64, num_labels=3, **sizes))
+    g = torch.Generator().manual_seed(0)
+    ids, targets = torch.randint(0, 64, (64, 12), generator=g), torch.randint(0, 3, (64,), generator=g)
+    args = transformers.TrainingArguments(
+        str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=8, gradient_accumulation_steps=2,
+        learning_rate=1e-6, report_to="none", use_cpu=True, save_strategy="no", logging_steps=1, disable_tqdm=True,
+    )  # fmt: skip
+    data = [{"input_ids": i, "labels": t} for i, t in zip(ids, targets, strict=True)]
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data)
+    callback = GuardCallback.attach(trainer, GuardConfig())
+    trainer.train()
+    assert callback.guard is not None
+    assert callback.guard.history_loss == pytest.approx([math.log(3)] * 3, rel=0.1)
+
+
+def test_with_label_smoothing_the_attached_guard_judges_the_trainers_loss(tmp_path: Path) -> None:
+    """Under ``label_smoothing_factor`` (or ``compute_loss_func``) the Trainer computes the loss
+    outside the model, which returns none: the guard judged a loss of 0 at every step, silently.
+    Attached it judges the Trainer's loss; as a plain callback it says it cannot."""
+    trainer, callback = train(
+        tmp_path / "attached", bad=lambda s: False, guard=GuardConfig(), steps=4, logging_steps=1,
+        label_smoothing_factor=0.1,
+    )  # fmt: skip
+    assert callback is not None
+    assert callback.guard is not None
+    logged = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert callback.guard.history_loss == pytest.approx(logged, rel=1e-5)
+    with pytest.warns(RuntimeWarning, match="the model returned no loss"):
+        train(tmp_path / "plain", bad=lambda s: False, guard=GuardConfig(), steps=4, attach=False,
+              label_smoothing_factor=0.1)  # fmt: skip
+
+
+def test_a_nan_gradient_under_a_finite_loss_counts_as_non_finite(tmp_path: Path) -> None:
+    """``guard_non_finite`` counted only non-finite losses; a NaN gradient behind a finite loss
+    (an overflow in the backward pass) was skipped but not shown."""
+    _, callback = train(tmp_path, bad=lambda s: False, guard=GuardConfig(), nan_grads=lambda s: s == 30)
+    assert callback is not None
+    assert [(r["action"], r["step"], r["metric"]) for r in callback.report()["records"]] == [("skip", 30, "grad_norm")]
+    assert callback.report()["non_finite"] == 1

@@ -67,3 +67,19 @@ def test_defaults_fill_only_missing_fields_that_exist() -> None:
     assert schedule == Cosine(peak=1e-3, total_steps=200, warmup_steps=10)
     assert parse("cosine(peak=1e-3, total_steps=50)", defaults={"total_steps": 200}).total_steps == 50  # type: ignore[attr-defined]
     assert parse("constant(peak=1e-3)", defaults={"total_steps": 200}) == parse('{"name": "constant", "peak": 0.001}')
+
+
+def test_numpy_numbers_are_kept_as_the_python_numbers_they_hold() -> None:
+    """A step count from numpy (``np.ceil(n / batch).astype(int) * epochs``), a float32 peak from a
+    scaling rule, milestones as an array: the spec used to keep the numpy objects, so ``to_dict``
+    was not JSON and ``to_string`` printed ``np.float32(0.0004)``, which ``parse`` refuses."""
+    import numpy as np
+
+    schedule = Cosine(peak=np.float32(3e-4) * np.sqrt(np.float32(2)), total_steps=np.ceil(1000 / 32).astype(int) * 3)
+    assert type(schedule.peak) is float
+    assert type(schedule.total_steps) is int
+    assert schedule.to_string() == f"cosine(peak={float(np.float32(3e-4) * np.sqrt(np.float32(2)))!r}, total_steps=96)"
+    assert parse(json.loads(json.dumps(schedule.to_dict()))) == parse(schedule.to_string()) == schedule
+    steps = StepDecay(peak=1.0, factor=np.float64(0.5), milestones=np.array([10, 20]))
+    assert steps.to_string() == "step(peak=1.0, factor=0.5, milestones=[10, 20])"
+    assert parse(steps.to_string()) == steps

@@ -100,7 +100,27 @@ class TrainerGuardBase:
         self._losses: list[torch.Tensor] = []
         self._lr_block: Any = None
         self._action: Action | None = None
+        self._saved: dict[str, Any] | None = None
         super().__init__()
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the guard (JSON-ready): its memory (`TorchGuard.state_dict`:
+        the LR it cut or raised, its counters, the detectors' windows) and the non-finite steps it
+        saw; what it was given to resume from before training begins, else {}."""
+        if self.guard is None:
+            return dict(self._saved or {})
+        return {**self.guard.state_dict(), "non_finite": self.non_finite}
+
+    def _resume(self, step: int) -> None:
+        """Once the guard is built: take back the memory a checkpoint kept (`checkpoint_state`), at
+        the trainer's `step`. Without it a resumed run forgot a cut: the LR went back up to the one
+        that had blown up, and the detectors judged from an empty baseline."""
+        saved, self._saved = self._saved, None
+        if not saved or self.guard is None:
+            return
+        self.guard.load_state_dict({**saved, "step": step})
+        self.config = self.guard.config
+        self.non_finite = int(saved.get("non_finite", 0))
 
     def report(self) -> dict[str, Any]:
         """What the guard did (see `TorchGuard.report`), plus the non-finite steps it saw."""

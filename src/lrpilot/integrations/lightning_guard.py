@@ -18,6 +18,9 @@ the loader has no fixed one). A LightningModule does not say it is a classifier:
 the chance level, so that a loss back at it after learning is a collapse. ::
 
     trainer = lightning.Trainer(callbacks=[GuardCallback(classes=10)], ...)
+
+The guard's memory (`TorchGuard.state_dict`) is the callback's ``state_dict``, kept in Lightning's
+checkpoints and restored by ``fit(ckpt_path=...)``: an LR it cut stays cut.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ class GuardCallback(TrainerGuardBase, _Callback):  # type: ignore[misc]
         snapshot_to: ``"cpu"``, ``"device"`` or a directory (see `TorchGuard`).
     """
 
+    _after_update: Any = None
+    """The optimizer's step post hook that takes the guard's LR off after the update."""
+
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if len(trainer.optimizers) != 1:
             raise ValueError(f"GuardCallback: guards exactly one optimizer, got {len(trainer.optimizers)}")
@@ -71,6 +77,15 @@ class GuardCallback(TrainerGuardBase, _Callback):  # type: ignore[misc]
             step=trainer.global_step,
             max_grad_norm=_norm_clip(trainer),
         )
+        self._resume(trainer.global_step)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Lightning's checkpoint of this callback: the guard's memory (`checkpoint_state`)."""
+        return self.checkpoint_state()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """From ``fit(ckpt_path=...)``, before training starts: the guard takes it back then."""
+        self._saved = dict(state_dict) or None
 
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: torch.Tensor) -> None:
         self._losses.append(loss.detach().float().reshape(()))
@@ -92,11 +107,22 @@ class GuardCallback(TrainerGuardBase, _Callback):  # type: ignore[misc]
         self._action = action
         self._lr_block = guard.external_update(action)
         self._lr_block.__enter__()
+        # Lightning steps a per-step LR scheduler after the update but before `on_train_batch_end`:
+        # the guard's LR comes off right after the update, so the scheduler steps from its own LR
+        # (put back after it had stepped, the old LR froze the schedule at its first value).
+        self._after_update = guard.optimizer.register_step_post_hook(self._end_lr_block)
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def _end_lr_block(self, *_: Any) -> None:
+        """Put the param groups' own LRs back (the optimizer's step post hook, once)."""
+        if self._after_update is not None:
+            self._after_update.remove()
+            self._after_update = None
         if self._lr_block is not None:
             self._lr_block.__exit__(None, None, None)
             self._lr_block = None
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._end_lr_block()  # an update the optimizer never ran (a GradScaler's skip) ends here
         if self.guard is None or self._action is None:
             return
         self.guard.commit(self._action)
@@ -107,7 +133,7 @@ class GuardCallback(TrainerGuardBase, _Callback):  # type: ignore[misc]
                 "guard/non_finite": float(self.non_finite),
                 "guard/skips": float(s.skips),
                 "guard/rollbacks": float(s.rollbacks),
-                "guard/lr_factor": s.multiplier(1.0, trainer.global_step),
+                "guard/lr_factor": s.multiplier(self.guard.lr_now(), trainer.global_step),
             },
             on_step=True,
             on_epoch=False,

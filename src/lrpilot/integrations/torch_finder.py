@@ -684,7 +684,8 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
         try:
             result = analyze(records, probes=probes, total_steps=total_steps, calibrated_steps=calibrated, **recipe)
         except ValueError as exc:  # a curve without an answer in it; the records go with the error
-            raise RangeTestError(f"range test: no suggestion from this curve: {exc}", tuple(records)) from exc
+            message = f"range test: no suggestion from this curve: {exc}{_non_finite_note(records)}"
+            raise RangeTestError(message, tuple(records)) from exc
     finally:
         try:
             state.restore()
@@ -692,6 +693,20 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
             state.close()
     steps_used = sum(r.steps + r.skipped_steps for r in records) + sum(p.steps for p in probes)
     return replace(result, steps_used=steps_used, wall_time_s=time.perf_counter() - started)
+
+
+def _non_finite_note(records: Sequence[RangeTestRecord]) -> str:
+    """Where a curve without an answer ended on a non-finite loss, where and at which LR: a bad batch
+    (a NaN input) at step 17 of 100, at lr 2e-6, otherwise read as "the range starts above every
+    usable LR (lower start_lr)", which sends the user the wrong way."""
+    for r in records:
+        if r.stop_reason == "non-finite" and r.lrs:
+            return (
+                f". The test stopped at step {r.steps} of {r.num_steps} on a non-finite loss or gradient "
+                f"(lr={r.lrs[-1]:.3g}) before the curve had an answer: look at the data and the model (a NaN "
+                "input, log(0), an fp16 overflow) before the LR range"
+            )
+    return ""
 
 
 def _calibrated(calibrated: tuple[int, int] | None, data: Any, accumulation_steps: int) -> tuple[int, int] | None:

@@ -20,6 +20,8 @@ pinned buffer and an event polled each step) and the pure guard (`lrpilot.guard.
 those steps in order; a rollback restores the last confirmed snapshot (that one synchronises). A NaN
 gradient times 0 is still NaN, so with a non-fused optimizer a non-finite step poisons the update and
 is undone by that rollback a few steps later; use a fused optimizer (``fused=True``) for exact skips.
+The device has no thresholds before the first window the detectors judge has been read, so a spike
+in it is applied; the host's later "skip" is then recorded with ``"applied": true`` (`late_skips`).
 On CPU there is no device to wait for, so the default is to judge every step before its update
 (exact skips for any optimizer). On an H200 the CUDA path ran under ``torch.cuda.set_sync_debug_mode
 ("error")`` without raising (``tests/integrations/test_cuda.py``); what it costs a step is in
@@ -213,6 +215,7 @@ class TorchGuard:
         self.history_loss: list[float] = []
         self.history_lr: list[float] = []
         self.device_skips = 0
+        self.late_skips = 0
         self._fused = bool(getattr(optimizer, "_step_supports_amp_scaling", False)) and scaler is None
         self.step_count = step
         self.state: GuardState = core.init(self.config, step=step)
@@ -416,7 +419,7 @@ class TorchGuard:
     def _process(self, rows: list[list[float]], meta: list[tuple[int, float]], snap: Any) -> bool:
         """Judge a window of steps in order; True if a rollback discarded what came after it."""
         for (t, lr_in), values in zip(meta, rows, strict=True):
-            action = self._judge(t, lr_in, values)
+            action = self._judge(t, lr_in, values, applied=values[2] == 1)
             if values[2] == 0 and action.applies_update:
                 self.device_skips += 1
             if action.kind in ("rollback", "give_up"):
@@ -431,11 +434,19 @@ class TorchGuard:
         self._limits.copy_(torch.from_numpy(limits), non_blocking=True)
         return False
 
-    def _judge(self, t: int, lr_in: float, values: list[float]) -> Action:
+    def _judge(self, t: int, lr_in: float, values: list[float], *, applied: bool = False) -> Action:
+        """Judge step `t` on the host. `applied`: the device already applied its update (delayed
+        mode), so a "skip" now comes too late: its audit record says ``"applied": true`` and
+        `late_skips` counts it. The device flags a step against the thresholds of the last read,
+        none before the detectors' first judged window was read, so a spike there went into the
+        weights while the log said it was skipped."""
         loss, gn = values[0], values[1]
         grad = None if (self.scaler is not None and not math.isfinite(gn)) else gn
         action, self.state = core.update(self.state, loss=loss, grad_norm=grad, lr=lr_in, step=t)
         extra: dict[str, Any] = {"batch": len(self.history_steps)}  # the batch judged, counting replays
+        if applied and action.kind == "skip":
+            extra["applied"] = True
+            self.late_skips += 1
         if self._group is not None:
             extra["rank"] = torch.distributed.get_rank(self._group)
         self.audit.add(action, **extra)
@@ -461,6 +472,13 @@ class TorchGuard:
         if self.schedule is not None:
             return float(self.schedule(t))
         return max(float(g["lr"]) for g in self.optimizer.param_groups)
+
+    def lr_now(self) -> float:
+        """The LR the run asks for at the current step, before the guard's adjustment (the
+        schedule's, else the largest param group's): ``state.multiplier(lr_now(), step)`` is the
+        factor the guard applies. Under a cap that factor depends on the LR, so the callbacks' logged
+        factor, taken at LR 1, read as the cap itself (×0.0005 for a cap at 5e-4)."""
+        return self._lr_in(self.step_count)
 
     @contextmanager
     def lr_applied(self, lr_in: float, t: int, *, zero: bool = False) -> Iterator[None]:
@@ -540,9 +558,18 @@ class TorchGuard:
                 RuntimeWarning,
                 stacklevel=2,
             )
+        # The trainer callbacks (not `everything`) go on from the current step, whose LR the trainer's
+        # scheduler owns: the param groups keep their current settings. The snapshot's LR, put back,
+        # set a scheduler that steps from the group's LR (torch's StepLR, ExponentialLR) back to the
+        # snapshot's step for the rest of the run.
+        groups = (
+            None if everything else [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        )
         # a copy: load_state_dict keeps the tensors it is given, and the steps after the rollback
         # would write into the snapshot (a second rollback to it would restore a later state)
         self.optimizer.load_state_dict(_to(snap["optimizer"], None))
+        for group, settings in zip(self.optimizer.param_groups, groups or [], strict=False):
+            group.update(settings)
         if self.scaler is not None:
             self.scaler.load_state_dict(snap["scaler"])
         if not everything:
@@ -603,6 +630,7 @@ class TorchGuard:
             "step": self.step_count,
             "skips": s.skips,
             "device_skips": self.device_skips,
+            "late_skips": self.late_skips,
             "rollbacks": s.rollbacks,
             "cuts": s.cuts,
             "raises": s.raises,

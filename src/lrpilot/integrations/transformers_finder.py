@@ -17,12 +17,16 @@ or the epochs times the optimizer steps per epoch.
 
 The trainer is left as it was: the model's weights, modes and RNG states are restored (see
 `lrpilot.integrations.torch_finder`), and an optimizer the finder had to create is dropped again,
-so ``trainer.train()`` builds a fresh one with the learning rate you set.
+so ``trainer.train()`` builds a fresh one with the learning rate you set. Where that LR would not
+reach the run, the finder says so: a scheduler the Trainer was given (or kept from an earlier
+``train()``) is an error that says how to let the Trainer build it, an optimizer of your own a
+warning (it trains at its param groups' LRs).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +66,35 @@ def _recipe(trainer: Any, total_steps: int | None) -> dict[str, Any]:
     return {"decay": "linear" if kind == "linear" else "cosine", "floor_ratio": floor, "warmup_ratio": ratio}
 
 
+def _check_the_lr_reaches_the_run(trainer: Any) -> None:
+    """Where ``TrainingArguments.learning_rate`` will not set the run's LR, say so: the recipe (set
+    it, then ``train()``) otherwise trains at the old LR without a word.
+
+    A scheduler built with the optimizer (``optimizers=(optimizer, scheduler)``, or kept from an
+    earlier ``train()``, which also keeps its optimizer) has captured its base LR: an error that
+    says how to let the Trainer build both. An optimizer of the user's own trains at its param
+    groups' LRs: a warning that names them.
+    """
+    optimizer = trainer.optimizer
+    if optimizer is None:
+        return
+    groups = getattr(optimizer, "optimizer", optimizer).param_groups
+    if trainer.lr_scheduler is not None and any("initial_lr" in g for g in groups):
+        raise ValueError(
+            "find_lr_for_trainer: the Trainer already has an LR scheduler (optimizers=(optimizer, scheduler), or "
+            "one kept from an earlier train()), whose base LR the LR found would not reach; let the Trainer build "
+            "both (trainer.optimizer = trainer.lr_scheduler = None, or optimizers=(None, None)), run the finder, "
+            "then set trainer.args.learning_rate"
+        )
+    warnings.warn(
+        f"find_lr_for_trainer: the Trainer trains with the optimizer it was given, at its param groups' LRs "
+        f"{[g['lr'] for g in groups]}; TrainingArguments.learning_rate does not reach them: set each group's lr "
+        "from result.learning_rate (keeping their ratios), or let the Trainer build the optimizer",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def find_lr_for_trainer(
     trainer: Any,
     *,
@@ -97,6 +130,7 @@ def find_lr_for_trainer(
         raise ValueError("find_lr_for_trainer: the trainer has no train_dataset to run the range test on")
     args = trainer.args
     model = trainer.model
+    _check_the_lr_reaches_the_run(trainer)
     created = trainer.optimizer is None
     optimizer = trainer.create_optimizer() if created else trainer.optimizer
     try:

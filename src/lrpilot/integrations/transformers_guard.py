@@ -27,11 +27,15 @@ level makes a loss back at it after learning a collapse. ::
     trainer = Trainer(model=model, args=args, train_dataset=data)
     guard = GuardCallback.attach(trainer)        # first in line, so reporters see its numbers
     trainer.train()
+
+The guard's memory (`TorchGuard.state_dict`) goes into every checkpoint's ``trainer_state.json``
+and comes back with ``resume_from_checkpoint``: an LR it cut stays cut.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -45,6 +49,12 @@ from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 __all__ = ["GuardCallback"]
 
 _TrainerCallback: Any = require("transformers", "hf", "the Trainer guard callback").TrainerCallback
+
+_STATE_KEY = "lrpilot.GuardCallback"
+"""The guard's entry in ``TrainerState.stateful_callbacks``, which every checkpoint's
+``trainer_state.json`` holds and ``resume_from_checkpoint`` reads back. Not a callback class name:
+the Trainer's own restore (``restore_callback_states_from_checkpoint``) rebuilds callbacks by class
+name from their arguments, which would replace this one with one built without its config."""
 
 
 class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
@@ -70,12 +80,34 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
     """Non-finite steps since the last log line."""
     _hook: Any = None
     """The forward hook that captures each micro-batch's loss, while training runs."""
+    _attached = False
+    """`attach` gave the callback the Trainer: its ``training_step`` losses stand in for a model that
+    returns none."""
+    _warned = False
+    _trainer_losses: list[torch.Tensor]
+    """The ``training_step`` losses of the step's micro-batches (attached)."""
 
     @classmethod
     def attach(cls, trainer: Any, config: GuardConfig | None = None, **kwargs: Any) -> GuardCallback:
-        """Add a guard to `trainer` ahead of every other callback, so the loggers see its numbers."""
+        """Add a guard to `trainer` ahead of every other callback, so the loggers see its numbers.
+
+        Attached, the guard also has a loss where the model returns none because the Trainer
+        computes it outside the model (``label_smoothing_factor``, ``compute_loss_func``, an
+        overridden ``compute_loss``): what ``training_step`` returns, summed over the step's
+        micro-batches, the loss the Trainer logs. Without it the guard judged a loss of 0 at
+        every step there."""
         callback = cls(config, **kwargs)
         trainer.callback_handler.callbacks.insert(0, callback)
+        training_step = trainer.training_step
+
+        def guarded_training_step(*args: Any, **kw: Any) -> Any:
+            loss = training_step(*args, **kw)
+            if callback.guard is not None and isinstance(loss, torch.Tensor):
+                callback._trainer_losses.append(loss.detach().float().reshape(()))
+            return loss
+
+        trainer.training_step = guarded_training_step
+        callback._attached = True
         return callback
 
     # -------------------------------------------------------------- hooks
@@ -96,6 +128,10 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
             audit=self.audit_path,
             step=state.global_step,
         )
+        if state.global_step > 0:  # resumed: the checkpoint's trainer_state.json holds the guard's memory
+            self._saved = (state.stateful_callbacks or {}).get(_STATE_KEY)
+            self._resume(state.global_step)
+        self._trainer_losses = []
         self._hook = model.register_forward_hook(self._capture_loss)
 
     def _capture_loss(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
@@ -105,24 +141,50 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._losses = []
+        self._trainer_losses = []
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         guard = self.guard
         if guard is None:
             return
         guard.step_count = state.global_step
-        loss = torch.stack(self._losses).mean() if self._losses else torch.zeros(())
         try:
-            action = guard.judge(loss)
+            action = guard.judge(self._step_loss())
         except GuardGaveUpError as exc:
             action = exc.action
             control.should_training_stop = True
-        if not all(math.isfinite(v) for v in guard.history_loss[-1:]):
+        if any(f.kind == "non_finite" for f in action.findings):  # the loss's or the gradients'
             self.non_finite += 1
             self._since_log += 1
         self._action = action
         self._lr_block = guard.external_update(action)
         self._lr_block.__enter__()
+
+    def _step_loss(self) -> torch.Tensor:
+        """The loss of the optimizer step: the mean of the losses the model returned for its
+        micro-batches; where it returned none, the sum of the Trainer's (`attach`), else 0 and a
+        warning, once.
+
+        The model's own loss comes first: under gradient accumulation Hugging Face passes
+        ``num_items_in_batch`` to every model that takes ``**kwargs``, a causal LM divides by it
+        (its loss is then 1/accumulation of the step's, a constant factor the detectors, which
+        compare a step with the steps before it, do not see) but a sequence classifier ignores
+        it, and the Trainer, taking its loss for already scaled, logs and trains on accumulation ×
+        its loss: a classifier's chance level would be out of reach."""
+        if self._losses:
+            return torch.stack(self._losses).mean()
+        if self._attached and self._trainer_losses:
+            return torch.stack(self._trainer_losses).sum()
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                "GuardCallback: the model returned no loss (the Trainer computes it outside the model: "
+                "label_smoothing_factor, compute_loss_func or an overridden compute_loss), so the guard "
+                "judges gradient norms only; GuardCallback.attach(trainer) reads the loss the Trainer trains on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return torch.zeros(())
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._lr_block is not None:
@@ -133,6 +195,8 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
         if self.guard is not None and self._action is not None:
             self.guard.commit(self._action)
             self._action = None
+            if args.save_strategy != "no":  # the Trainer may save now: its trainer_state.json keeps this
+                state.stateful_callbacks[_STATE_KEY] = self.checkpoint_state()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if self.guard is None or logs is None or "loss" not in logs:
@@ -142,7 +206,7 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
             "guard_non_finite": self._since_log,
             "guard_skips": s.skips,
             "guard_rollbacks": s.rollbacks,
-            "guard_lr_factor": s.multiplier(1.0, state.global_step),
+            "guard_lr_factor": s.multiplier(self.guard.lr_now(), state.global_step),
         }
         self._since_log = 0
         logs.update(numbers)

@@ -13,10 +13,11 @@ construction instead of by testing three copies of each formula.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -76,6 +77,21 @@ def floor_div(t: Any, d: float, xp: Any) -> Any:
     return xp.where(n * d > t, n - 1.0, n)
 
 
+def _plain_numbers(schedule: Schedule) -> None:
+    """Numpy scalars and arrays in `schedule`'s fields (``np.ceil(n / batch).astype(int)``, a
+    float32 peak from a scaling rule, milestones as an array) become the Python numbers they hold.
+    Kept as given, they made the spec unusable: ``to_dict`` not JSON-serialisable, ``to_string``
+    unparseable (``np.float32(0.0004)``), and `LRPilotScheduler.state_dict` refused by
+    ``torch.load(weights_only=True)``, which the Hugging Face Trainer uses to resume."""
+    for f in fields(schedule):
+        value = getattr(schedule, f.name, None)
+        if isinstance(value, np.generic | np.ndarray):  # an array of milestones: a list of numbers
+            object.__setattr__(schedule, f.name, value.tolist())
+        elif isinstance(value, list | tuple) and any(isinstance(v, np.generic) for v in value):
+            plain = [v.item() if isinstance(v, np.generic) else v for v in value]
+            object.__setattr__(schedule, f.name, type(value)(plain))
+
+
 @dataclass(frozen=True, repr=False)
 class Schedule(ABC):
     """A learning-rate schedule: a pure, picklable function of the optimizer step.
@@ -89,6 +105,15 @@ class Schedule(ABC):
 
     def __init_subclass__(cls, name: str = "", **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        check = cls.__dict__.get("__post_init__")
+        if check is not None:  # each class's own checks run on plain Python numbers
+
+            @functools.wraps(check)
+            def post_init(self: Schedule) -> None:
+                _plain_numbers(self)
+                check(self)
+
+            cls.__post_init__ = post_init  # type: ignore[attr-defined]
         if name:
             if name in _REGISTRY:
                 raise TypeError(f"schedule name {name!r} is already registered")
