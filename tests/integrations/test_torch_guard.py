@@ -514,3 +514,15 @@ def test_a_delayed_skip_the_device_could_not_make_is_recorded_as_applied() -> No
     records = guard.report()["records"]
     assert [(r["step"], r["action"], r.get("applied")) for r in records] == [(149, "skip", None)]
     assert guard.report()["late_skips"] == 0
+
+
+def test_a_tensor_lr_stays_the_tensor_it_is() -> None:
+    """A tensor LR (fused or capturable optimizers; a compiled ``optimizer.step`` that is not to be
+    recompiled for every LR) was replaced by a Python float at the first step of a guard with a
+    schedule; it is now written in place and holds the schedule's LR."""
+    model = mlp(0)
+    opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(1.0), fused=True)
+    lr = opt.param_groups[0]["lr"]
+    guarded_run(model=model, opt=opt, steps=5)
+    assert opt.param_groups[0]["lr"] is lr
+    assert float(lr) == pytest.approx(SCHED(4), rel=1e-6)

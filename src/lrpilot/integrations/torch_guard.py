@@ -483,12 +483,20 @@ class TorchGuard:
     @contextmanager
     def lr_applied(self, lr_in: float, t: int, *, zero: bool = False) -> Iterator[None]:
         """Within this block the param groups hold the guard's LR for step `t` (0 with `zero`: a
-        no-op update for trainers that step the optimizer themselves)."""
+        no-op update for trainers that step the optimizer themselves).
+
+        With a `schedule` the LR stays set after the block; a tensor LR (a capturable or fused
+        optimizer's, or one kept a tensor so that a compiled ``optimizer.step`` is not recompiled for
+        every new LR) is written in place: replaced by a Python float, it was no longer one."""
         mult = 0.0 if zero else self.state.multiplier(lr_in, t)
         groups = self.optimizer.param_groups
         before = [g["lr"] for g in groups]
         for g, ratio, lr in zip(groups, self._ratios, before, strict=True):
-            g["lr"] = (lr_in * ratio if self.schedule is not None else float(lr)) * mult
+            value = (lr_in * ratio if self.schedule is not None else float(lr)) * mult
+            if self.schedule is not None and isinstance(lr, torch.Tensor):
+                lr.fill_(value)
+            else:
+                g["lr"] = value
         try:
             yield
         finally:
