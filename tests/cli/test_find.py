@@ -109,6 +109,16 @@ def test_json_answer_is_consistent_and_the_plot_is_a_png(tmp_path: Path) -> None
     assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_a_range_that_starts_above_the_usable_lrs_is_said_to(tmp_path: Path) -> None:
+    """digits from LR 1: the loss jumped from 2.3 to ~10,000 at the first step, and find answered
+    "peak 0.81, band 0.405 – 1.62, max stable LR 2.31", below the test's own start, with no word
+    that the curve was of a model already thrown out."""
+    high = _json(["--start-lr", "1", "--end-lr", "100", "--steps", "30"])
+    assert high["warnings"][0].startswith("the range test started above the LRs this model trains at (its loss rose by")
+    assert high["warnings"][0].endswith("run it again from a lower --start-lr (e.g. 0.01)")
+    assert not any("started above" in w for w in _json(["--steps", "60"])["warnings"])
+
+
 def test_thorough_mode_runs_several_range_tests() -> None:
     p = _json(["--task", "digits", "--mode", "thorough", "--steps", "60"])
     assert len(p["records"]) >= 2  # range tests on fresh batches; their spread widens the band

@@ -285,6 +285,7 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
     at the end) are returned to print, not raised."""
     import torch
 
+    from lrpilot.autopilot._search import too_high
     from lrpilot.finder import RangeTestWarning
     from lrpilot.integrations.torch_finder import find_lr
 
@@ -303,7 +304,16 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
             result = find_lr(**job.args, **ramp, callback=advance)
     finally:
         torch.set_num_threads(threads)
-    return result, [str(w.message) for w in caught]
+    notes = [str(w.message) for w in caught]
+    high = too_high(result.records)
+    if high is not None:  # the numbers then read a curve of a model already thrown out (fit retries lower)
+        why = high.removesuffix(", so the best LR lies under the rules' band")
+        notes.insert(
+            0,
+            f"the range test started above the LRs this model trains at ({why}): its peak, band and max stable LR "
+            f"are not measurements; run it again from a lower --start-lr (e.g. {ramp['start_lr'] / 100:.3g})",
+        )
+    return result, notes
 
 
 def _spec(result: FinderResult) -> str | None:
