@@ -117,6 +117,8 @@ def test_a_range_that_starts_above_the_usable_lrs_is_said_to(tmp_path: Path) -> 
     assert high["warnings"][0].startswith("the range test started above the LRs this model trains at (its loss rose by")
     assert high["warnings"][0].endswith("run it again from a lower --start-lr (e.g. 0.01)")
     assert not any("started above" in w for w in _json(["--steps", "60"])["warnings"])
+    low = _json(["--end-lr", "1e-3", "--steps", "30"])["warnings"]
+    assert "the range test's loss was still falling at --end-lr: the suggestion is a lower bound; raise --end-lr" in low
 
 
 def test_thorough_mode_runs_several_range_tests() -> None:

@@ -304,7 +304,8 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
             result = find_lr(**job.args, **ramp, callback=advance)
     finally:
         torch.set_num_threads(threads)
-    notes = [str(w.message) for w in caught]
+    # the finder's words name its parameter; here the user set it as the option
+    notes = [str(w.message).replace("end_lr", "--end-lr") for w in caught]
     high = too_high(result.records)
     if high is not None:  # the numbers then read a curve of a model already thrown out (fit retries lower)
         why = high.removesuffix(", so the best LR lies under the rules' band")
