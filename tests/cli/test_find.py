@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from lrpilot.cli._app import app
 from lrpilot.rules import horizon_factor
 from lrpilot.schedules import parse
+from tests.autopilot.conftest import minilm_dir, write_rows
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -121,6 +122,27 @@ def test_a_range_that_starts_above_the_usable_lrs_is_said_to(tmp_path: Path) -> 
     assert "the range test's loss was still falling at --end-lr: the suggestion is a lower bound; raise --end-lr" in low
 
 
+def test_a_users_hugging_face_model_and_data_as_fit_trains_them(tmp_path: Path) -> None:
+    """`lrpilot fit --model DIR --data FILE` had no range test of its own: find took a --task or a
+    --script only, and a fit user had to write the script for the model fit builds."""
+    rows = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(40)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    common = ["--model", str(minilm_dir()), "--data", str(data), "--method", "lora", "--batch-size", "8"]
+    p = _json([*common, "--max-length", "16", "--steps", "20", "--total-steps", "400"])
+    assert (p["model"], p["data"]) == (str(minilm_dir()), str(data))
+    low, high = p["band"]
+    assert 1e-7 <= low <= p["peak_lr"] <= high <= p["max_stable_lr"] <= 10
+    assert parse(p["spec"]).to_dict()["total_steps"] == 400
+    for args, message in (
+        (["--data", str(data)], "find: --data applies to --model (your own Hugging Face model)"),
+        (["--task", "digits", *common], "find: give one of --task, --script or --model"),
+        ([*common, "--method", "qlora"], "find: --method must be one of ['full', 'lora'], got 'qlora'"),
+    ):
+        result = runner.invoke(app, ["find", *args])
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.stderr.split())
+
+
 def test_thorough_mode_runs_several_range_tests() -> None:
     p = _json(["--task", "digits", "--mode", "thorough", "--steps", "60"])
     assert len(p["records"]) >= 2  # range tests on fresh batches; their spread widens the band
@@ -215,7 +237,7 @@ def test_a_bad_script_is_one_clear_line(tmp_path: Path, case: str) -> None:
     [
         (["--task", "digit"], "--task must be one of ['digits', 'shakespeare', 'sst2-full', 'sst2-lora'], got 'digit'"),
         (["--task", "digit"], "(did you mean 'digits'?)"),
-        (["--task", "digits", "--script", "my_setup.py"], "give --task or --script, not both"),
+        (["--task", "digits", "--script", "my_setup.py"], "give one of --task, --script or --model"),
         (["--script", "no_such_file.py"], "--script no_such_file.py: no such file 'no_such_file.py'"),
         (["--mode", "fats"], "did you mean 'fast'"),
         (["--steps", "2"], "--steps must be an integer in [5, 100000], got 2"),
