@@ -135,6 +135,7 @@ def test_a_users_hugging_face_model_and_data_as_fit_trains_them(tmp_path: Path) 
     assert parse(p["spec"]).to_dict()["total_steps"] == 400
     for args, message in (
         (["--data", str(data)], "find: --data applies to --model (your own Hugging Face model)"),
+        (["--model", str(minilm_dir())], "find: --model needs --data FILE"),
         (["--task", "digits", *common], "find: give one of --task, --script or --model"),
         ([*common, "--method", "qlora"], "find: --method must be one of ['full', 'lora'], got 'qlora'"),
     ):

@@ -137,6 +137,8 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
     from lrpilot.rules import recommend
     from lrpilot.tasks import make_optimizer
 
+    if data is None:
+        raise ValueError("find: --model needs --data FILE (.csv or .jsonl with a text column)")
     choices = (("--task-type", user["task_type"], TASK_TYPES), ("--method", user["method"], METHODS))
     for option, value, options in choices:
         if value is not None:  # named for this command, not fit's (whose checks these are too)
