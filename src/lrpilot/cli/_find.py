@@ -136,6 +136,7 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
     from lrpilot.autopilot._target import user_target
     from lrpilot.rules import recommend
     from lrpilot.tasks import make_optimizer
+    from lrpilot.tasks._device import Precision
 
     if data is None:
         raise ValueError("find: --model needs --data FILE (.csv or .jsonl with a text column)")
@@ -154,7 +155,7 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         max_length=user["max_length"],
     )
     steps = target.steps if total_steps is None else total_steps
-    net = target.task.build_model(seed)
+    net = Precision().master(target.task.build_model(seed))  # fp32 weights, as fit trains a bf16 checkpoint's
     batch = target.task.recipe.batch_size
     rec = recommend(net, target.method, batch_size=batch, steps=steps, seq_len=target.seq_len)
     task = cast("HfTask", target.task).with_recipe(recipe_from(rec, batch))
