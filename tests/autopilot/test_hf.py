@@ -277,6 +277,20 @@ def test_the_held_out_tenth_leaves_every_class_a_training_example(tmp_path: Path
     assert not any("no training example" in note for note in target.notes)
 
 
+def test_a_checkpoints_class_the_data_lacks_is_named_not_blamed_on_the_numbering(tmp_path: Path) -> None:
+    """A 3-class checkpoint fine-tuned on data of two of its classes: the note had told the user to
+    number labels 0 … n−1 or give them as names, which they were."""
+    model = _tiny_classifier(tmp_path / "clf", {0: "NEG", 1: "NEU", 2: "POS"})
+    rows = [{"text": f"t {i}", "label": ["POS", "NEG"][i % 2]} for i in range(20)]
+    target = user_target(
+        model, write_rows(tmp_path / "train.csv", rows), None, kind="classification", method="full", batch_size=8
+    )
+    assert (
+        "the checkpoint's class(es) NEU have no training example: its head has 3 outputs and 1 of them never train"
+        in target.notes
+    )
+
+
 def test_without_eval_a_tenth_is_held_out(tmp_path: Path) -> None:
     data = write_rows(tmp_path / "train.csv", [{"text": f"text number {i}", "label": i % 3} for i in range(50)])
     task = load_hf_task(minilm_dir(), data)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from lrpilot.cli._app import app
 from lrpilot.rules import horizon_factor
 from lrpilot.schedules import parse
+from tests.autopilot.conftest import minilm_dir, write_rows
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -107,6 +108,40 @@ def test_json_answer_is_consistent_and_the_plot_is_a_png(tmp_path: Path) -> None
     assert float(f"{p['peak_lr']:.3g}") == pytest.approx(sched(25))  # the peak, reached at the end of warmup
     assert p["plot"] == str(plot)
     assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_range_that_starts_above_the_usable_lrs_is_said_to(tmp_path: Path) -> None:
+    """digits from LR 1: the loss jumped from 2.3 to ~10,000 at the first step, and find answered
+    "peak 0.81, band 0.405 – 1.62, max stable LR 2.31", below the test's own start, with no word
+    that the curve was of a model already thrown out."""
+    high = _json(["--start-lr", "1", "--end-lr", "100", "--steps", "30"])
+    assert high["warnings"][0].startswith("the range test started above the LRs this model trains at (its loss rose by")
+    assert high["warnings"][0].endswith("run it again from a lower --start-lr (e.g. 0.01)")
+    assert not any("started above" in w for w in _json(["--steps", "60"])["warnings"])
+    low = _json(["--end-lr", "1e-3", "--steps", "30"])["warnings"]
+    assert "the range test's loss was still falling at --end-lr: the suggestion is a lower bound; raise --end-lr" in low
+
+
+def test_a_users_hugging_face_model_and_data_as_fit_trains_them(tmp_path: Path) -> None:
+    """`lrpilot fit --model DIR --data FILE` had no range test of its own: find took a --task or a
+    --script only, and a fit user had to write the script for the model fit builds."""
+    rows = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(40)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    common = ["--model", str(minilm_dir()), "--data", str(data), "--method", "lora", "--batch-size", "8"]
+    p = _json([*common, "--max-length", "16", "--steps", "20", "--total-steps", "400"])
+    assert (p["model"], p["data"]) == (str(minilm_dir()), str(data))
+    low, high = p["band"]
+    assert 1e-7 <= low <= p["peak_lr"] <= high <= p["max_stable_lr"] <= 10
+    assert parse(p["spec"]).to_dict()["total_steps"] == 400
+    for args, message in (
+        (["--data", str(data)], "find: --data applies to --model (your own Hugging Face model)"),
+        (["--model", str(minilm_dir())], "find: --model needs --data FILE"),
+        (["--task", "digits", *common], "find: give one of --task, --script or --model"),
+        ([*common, "--method", "qlora"], "find: --method must be one of ['full', 'lora'], got 'qlora'"),
+    ):
+        result = runner.invoke(app, ["find", *args])
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.stderr.split())
 
 
 def test_thorough_mode_runs_several_range_tests() -> None:
@@ -203,7 +238,7 @@ def test_a_bad_script_is_one_clear_line(tmp_path: Path, case: str) -> None:
     [
         (["--task", "digit"], "--task must be one of ['digits', 'shakespeare', 'sst2-full', 'sst2-lora'], got 'digit'"),
         (["--task", "digit"], "(did you mean 'digits'?)"),
-        (["--task", "digits", "--script", "my_setup.py"], "give --task or --script, not both"),
+        (["--task", "digits", "--script", "my_setup.py"], "give one of --task, --script or --model"),
         (["--script", "no_such_file.py"], "--script no_such_file.py: no such file 'no_such_file.py'"),
         (["--mode", "fats"], "did you mean 'fast'"),
         (["--steps", "2"], "--steps must be an integer in [5, 100000], got 2"),

@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["OVERRUN", "TIME_MARGIN", "Budget", "parse_budget", "steps_for_time"]
+__all__ = ["OVERRUN", "TIME_MARGIN", "Budget", "parse_budget", "steps_for_time", "time_for"]
 
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*$", re.IGNORECASE)
@@ -69,3 +69,15 @@ def steps_for_time(seconds: float, elapsed: float, step_seconds: float) -> int:
     if remaining <= 0 or step_seconds <= 0:
         return 0
     return int(TIME_MARGIN * remaining / step_seconds)
+
+
+def time_for(steps: int, elapsed: float, step_seconds: float) -> str:
+    """The smallest time budget (whole seconds under two minutes, else whole minutes) that
+    `steps_for_time` turns into at least `steps` training steps after `elapsed` seconds: what to
+    ask for when a budget was spent before training could start.
+
+    >>> time_for(30, 263.0, 2.9)
+    '7m'
+    """
+    need = elapsed + steps * step_seconds / TIME_MARGIN + 1.0  # a second over, against rounding down
+    return f"{math.ceil(need)}s" if need < 120 else f"{math.ceil(need / 60)}m"

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from lrpilot import _validate as check
-from lrpilot.autopilot._budget import OVERRUN, Budget, parse_budget, steps_for_time
+from lrpilot.autopilot._budget import OVERRUN, Budget, parse_budget, steps_for_time, time_for
 from lrpilot.autopilot._checkpoint import RESUME_FILE, Checkpoint, check_unchanged, digests
 from lrpilot.autopilot._data import read_rows
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
@@ -619,7 +619,8 @@ def _budget_steps(plan: Budget | None, steps: int, search: Search, clock: Clock)
     if fitted < 1:
         raise ValueError(
             f"fit: the budget {plan} was spent before training could start ({clock.elapsed:.0f} s for loading and "
-            "the range test); give a larger one"
+            f"the range test, at {search.step_seconds:.2g} s a step); give a larger one (--budget "
+            f"{time_for(30, clock.elapsed, search.step_seconds)} trains about 30 steps here) or steps (--budget 30)"
         )
     return fitted
 

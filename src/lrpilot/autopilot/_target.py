@@ -225,6 +225,12 @@ def _gaps_note(task: HfTask) -> str | None:
     missing = [i for i, n in enumerate(torch.bincount(labels, minlength=classes).tolist()) if n == 0]
     if not missing:
         return None
+    if task.label_names:  # named classes lack examples only where the checkpoint's own head has more
+        named = ", ".join(task.label_names[i] for i in missing)
+        return (
+            f"the checkpoint's class(es) {named} have no training example: its head has {classes} outputs and "
+            f"{len(missing)} of them never train"
+        )
     ids = ", ".join(map(str, missing))
     return (
         f"class id(s) {ids} have no training example: the head has {classes} outputs and {len(missing)} of them "

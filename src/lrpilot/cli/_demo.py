@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -52,7 +53,7 @@ MAX_ITERATIONS = 10_000
 and never finished; a diverging η overflows to inf within ~2,000 steps anyway."""
 
 
-def _check_bowl(etas: list[float], lam_min: float, lam_max: float, iterations: int) -> None:
+def _check_bowl(etas: Sequence[float], lam_min: float, lam_max: float, iterations: int) -> None:
     """The options, checked by their own names (the library's messages name its parameters, which
     the command line does not have), the curvatures in the order their help and the plot's axes
     ("flat", "steep" direction) give them."""

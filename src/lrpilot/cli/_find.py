@@ -28,7 +28,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from lrpilot import _validate as check
-from lrpilot.cli._options import output_file
+from lrpilot.cli._options import (
+    BatchSizeOption,
+    ColumnsOption,
+    DataOption,
+    MaxLengthOption,
+    MethodOption,
+    ModelOption,
+    TaskTypeOption,
+    output_file,
+    parse_columns,
+)
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
 from lrpilot.rules import Horizon
 
@@ -112,6 +122,57 @@ def _check_sst2(data_dir: Path | None) -> None:
             f"{exc}\nGet SST-2 (GLUE) as two CSVs with columns text,label (e.g. from the Hugging Face dataset "
             "stanfordnlp/sst2: rename 'sentence' to 'text'), then pass --data-dir FOLDER."
         ) from None
+
+
+# --- a user's Hugging Face model and data ---------------------------------------------------------
+
+
+def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | None, user: dict[str, Any]) -> _Job:
+    """A local Hugging Face model on the user's data, built as `lrpilot fit --model` builds it (its
+    head or LoRA adapter, the tokenized data, AdamW with fit's weight decay and clipping), so the
+    peak is the one fit's run would train at; its length: --total-steps, else one epoch of the data.
+    Without it a user of fit had to write a --script to range-test the model fit trains."""
+    from lrpilot.autopilot._hf import METHODS, TASK_TYPES, HfTask, recipe_from
+    from lrpilot.autopilot._target import user_target
+    from lrpilot.rules import recommend
+    from lrpilot.tasks import make_optimizer
+    from lrpilot.tasks._device import Precision
+
+    if data is None:
+        raise ValueError("find: --model needs --data FILE (.csv or .jsonl with a text column)")
+    choices = (("--task-type", user["task_type"], TASK_TYPES), ("--method", user["method"], METHODS))
+    for option, value, options in choices:
+        if value is not None:  # named for this command, not fit's (whose checks these are too)
+            check.choice("find", option, value, options)
+    target = user_target(
+        model,
+        data,
+        None,
+        kind=user["task_type"] or "classification",
+        method=user["method"] or "full",
+        batch_size=16 if user["batch_size"] is None else user["batch_size"],
+        columns=parse_columns(user["columns"], "find"),
+        max_length=user["max_length"],
+    )
+    steps = target.steps if total_steps is None else total_steps
+    net = Precision().master(target.task.build_model(seed))  # fp32 weights, as fit trains a bf16 checkpoint's
+    batch = target.task.recipe.batch_size
+    rec = recommend(net, target.method, batch_size=batch, steps=steps, seq_len=target.seq_len)
+    task = cast("HfTask", target.task).with_recipe(recipe_from(rec, batch))
+    recipe = task.recipe
+    args = {
+        "model": net,
+        "optimizer": make_optimizer(net, recipe, 1.0),
+        "data": task.batches(seed),
+        "step": lambda batch: task.loss(net, batch),
+        "max_grad_norm": recipe.grad_clip,
+        "total_steps": steps,
+        "calibrated_steps": target.calibrated,
+        "warmup_ratio": recipe.warmup_steps / recipe.total_steps,
+        "floor_ratio": recipe.floor_ratio,
+        "decay": recipe.decay,
+    }
+    return _Job({"model": str(model), "data": str(data)}, args)
 
 
 # --- a user's script ------------------------------------------------------------------------------
@@ -285,6 +346,7 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
     at the end) are returned to print, not raised."""
     import torch
 
+    from lrpilot.autopilot._search import too_high
     from lrpilot.finder import RangeTestWarning
     from lrpilot.integrations.torch_finder import find_lr
 
@@ -303,7 +365,17 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
             result = find_lr(**job.args, **ramp, callback=advance)
     finally:
         torch.set_num_threads(threads)
-    return result, [str(w.message) for w in caught]
+    # the finder's words name its parameter; here the user set it as the option
+    notes = [str(w.message).replace("end_lr", "--end-lr") for w in caught]
+    high = too_high(result.records)
+    if high is not None:  # the numbers then read a curve of a model already thrown out (fit retries lower)
+        why = high.removesuffix(", so the best LR lies under the rules' band")
+        notes.insert(
+            0,
+            f"the range test started above the LRs this model trains at ({why}): its peak, band and max stable LR "
+            f"are not measurements; run it again from a lower --start-lr (e.g. {ramp['start_lr'] / 100:.3g})",
+        )
+    return result, notes
 
 
 def _spec(result: FinderResult) -> str | None:
@@ -346,7 +418,7 @@ def _table(result: FinderResult) -> Table:
 
 
 def _header(job: _Job, ramp: dict[str, Any], seed: int) -> str:
-    what = job.source.get("task") or f"{job.source['script']}:{job.source['function']}"
+    what = job.source.get("task") or job.source.get("model") or f"{job.source['script']}:{job.source['function']}"
     return (
         f"[bold]{escape(what)}[/]: range test {ramp['start_lr']:.0e} → {ramp['end_lr']:.0e} over "
         f"{ramp['num_steps']} steps, {ramp['mode']} mode, seed {seed}"
@@ -371,23 +443,38 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     seed: Annotated[int, typer.Option("--seed", help="Seeds the model, the data order and the test.")] = 0,
     total_steps: Annotated[
         int | None,
-        typer.Option("--total-steps", help="--script: the length of your run, for the ready schedule."),
+        typer.Option(
+            "--total-steps",
+            help="--script, --model: the length of your run, for the ready schedule (--model: one epoch by default).",
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Folder with sst2_train.csv and sst2_validation.csv.")
     ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the range test here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    model: ModelOption = None,
+    data: DataOption = None,
+    task_type: TaskTypeOption = None,
+    method: MethodOption = None,
+    columns: ColumnsOption = None,
+    batch_size: BatchSizeOption = None,
+    max_length: MaxLengthOption = None,
 ) -> None:
     """Run the LR range test and suggest the peak LR of a warmup + decay schedule, with its band.
 
-    Without --task or --script it runs on the digits task (an MLP on scikit-learn's digits).
+    Without --task, --script or --model it runs on the digits task (an MLP on scikit-learn's
+    digits). --model DIR --data FILE range-tests your Hugging Face model as `lrpilot fit` trains it.
     """
     with errors_as_messages(as_json):
         plot = output_file("find", "--plot", plot)  # before the range test, not after it
         ramp = _ramp(mode, steps, start_lr, end_lr)
         check.step_count("find", "--seed", seed, 0, 2**32 - 1)
-        job = _job(task, script, seed=seed, total_steps=total_steps, data_dir=data_dir)
+        user = {"task_type": task_type, "method": method, "columns": columns, "batch_size": batch_size}
+        user["max_length"] = max_length
+        job = _job(
+            task, script, seed=seed, total_steps=total_steps, data_dir=data_dir, model=model, data=data, user=user
+        )
         if mode == "thorough" and job.args.get("total_steps") is None:
             raise ValueError(
                 "find: --mode thorough needs the run's length: --total-steps N (or total_steps from the script)"
@@ -433,15 +520,37 @@ def _ramp(mode: str, steps: int, start_lr: float, end_lr: float) -> dict[str, An
     return {"mode": mode, "num_steps": steps, "start_lr": start_lr, "end_lr": end_lr}
 
 
-def _job(task: str | None, script: str | None, *, seed: int, total_steps: int | None, data_dir: Path | None) -> _Job:
-    """What to run on: the script, a task, or the default task; contradictory options are errors."""
-    if task is not None and script is not None:
-        raise ValueError("find: give --task or --script, not both")
+def _job(
+    task: str | None,
+    script: str | None,
+    *,
+    seed: int,
+    total_steps: int | None,
+    data_dir: Path | None,
+    model: Path | None = None,
+    data: Path | None = None,
+    user: dict[str, Any] | None = None,
+) -> _Job:
+    """What to run on: the script, a task, a user's model, or the default task; contradictory
+    options are errors."""
+    user = user or {}
+    if sum(x is not None for x in (task, script, model)) > 1:
+        raise ValueError("find: give one of --task, --script or --model")
+    given = {"--data": data, **{f"--{k.replace('_', '-')}": v for k, v in user.items()}}
+    for name, value in given.items() if model is None else ():
+        if value is not None:
+            raise ValueError(f"find: {name} applies to --model (your own Hugging Face model)")
     if total_steps is not None:
         check.step_count("find", "--total-steps", total_steps, 1)
-        if script is None:
-            raise ValueError("find: --total-steps applies to --script; a task's run length is fixed by its recipe")
+        if script is None and model is None:
+            raise ValueError(
+                "find: --total-steps applies to --script and --model; a task's run length is fixed by its recipe"
+            )
     _seed_everything(seed)
+    if model is not None:
+        if data_dir is not None:
+            raise ValueError("find: --data-dir applies to the sst2 tasks, not to --model")
+        return _model_job(model, data, seed=seed, total_steps=total_steps, user=user)
     if script is None:
         return _task_job(task or DEFAULT_TASK, data_dir, seed)
     if data_dir is not None:
