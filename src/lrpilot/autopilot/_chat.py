@@ -93,16 +93,24 @@ def _messages(value: Any, where: str, role: str) -> list[dict[str, Any]]:
     return [_message(message, f"{where}: {role!r}, message {number}") for number, message in enumerate(value, 1)]
 
 
+def _decoded(value: Any, where: str, role: str) -> Any:
+    """A row's `role` value as TRL takes it: given, or as its JSON text (an empty text: none)."""
+    if not isinstance(value, str):
+        return value
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: {role!r} is text but not JSON ({exc.msg})") from None
+
+
 def _tools(value: Any, where: str) -> list[dict[str, Any]] | None:
     """A row's tools: function schemas (a list of objects, or that list as JSON text, as TRL takes
     them), or None where the row has none."""
-    if value is None or (isinstance(value, str | list) and not value):
+    value = _decoded(value, where, "tools")
+    if value is None or (isinstance(value, list) and not value):
         return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: 'tools' is text but not JSON ({exc.msg})") from None
     if not (isinstance(value, list) and all(isinstance(tool, dict) for tool in value)):
         raise ValueError(f"{where}: 'tools' must be a list of function schemas (objects), got {value!r}")
     return value or None
@@ -117,13 +125,9 @@ def _template_kwargs(value: Any, where: str) -> dict[str, Any]:
     """A row's ``chat_template_kwargs``: an object (or its JSON text) of the variables its template
     reads beyond the messages, passed to ``apply_chat_template`` as TRL's ``SFTTrainer`` passes them;
     ``{}`` where the row has none."""
-    if value is None or (isinstance(value, str | dict) and not value):
+    value = _decoded(value, where, "chat_template_kwargs")
+    if value is None or (isinstance(value, dict) and not value):
         return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: 'chat_template_kwargs' is text but not JSON ({exc.msg})") from None
     if not isinstance(value, dict):
         raise ValueError(f"{where}: 'chat_template_kwargs' must be an object of template variables, got {value!r}")
     taken = [key for key in value if key in RESERVED_KWARGS]
