@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from lrpilot.autopilot._search import (
+    MIN_TIMED_STEPS,
     RAMP_DENSITY,
     RETRY_BELOW,
     peak_at_horizon,
@@ -52,6 +54,35 @@ def test_a_range_test_whose_fall_is_noise_never_trains_outside_the_rules_band() 
         if search.from_rules:
             assert any("too weak a measurement to overrule the rules" in note for note in search.notes)
             assert peak_at_horizon(search, 10_000, (250, 250)) == (search.peak, 1.0)  # the rules read the length
+
+
+def test_a_range_test_past_its_deadline_stops_and_the_run_trains_at_the_rules_peak() -> None:
+    """A time budget's share for the test spent (here: before it began), the test stops after its
+    first few steps, its model as it found it, and says so; the step time it measured is kept
+    for turning the rest of the budget into steps."""
+    digits = get_task("digits")
+    model = digits.build_model(0)
+    before = [p.detach().clone() for p in model.parameters()]
+    rec = recommend(model, "pretraining", batch_size=64, steps=250)
+    search = range_test(
+        digits,
+        model,
+        digits.recipe,
+        rec,
+        seed=0,
+        steps=None,
+        progress=lambda *a: None,
+        for_fit=True,
+        deadline=time.perf_counter(),
+    )
+    assert (search.peak, search.finder, search.from_rules) == (rec.peak_lr, None, True)
+    assert search.step_seconds is not None
+    assert search.step_seconds > 0
+    assert search.notes == [
+        f"range test stopped after {MIN_TIMED_STEPS} steps at the time budget's share for it (50%); trained at "
+        f"the rules' peak {rec.peak_lr:.3g} instead (a larger budget lets the test finish)"
+    ]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_a_weak_fall_outside_the_rules_band_moves_to_its_nearest_end() -> None:

@@ -35,7 +35,7 @@ from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeo
 from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback, quiet
 from lrpilot.autopilot._resume import Resumed
-from lrpilot.autopilot._search import Search, peak_at_horizon, range_test
+from lrpilot.autopilot._search import TEST_SHARE, Search, peak_at_horizon, range_test
 from lrpilot.autopilot._target import Target, describe_budget, fitted_recipe, resolve_target
 from lrpilot.autopilot._training import AUDIT_FILE, MODEL_FILE, Trained, after_run, save_model, train_guarded
 from lrpilot.rules import Recommendation, recommend
@@ -268,6 +268,7 @@ def fit(
             for_fit=True,
             snapshots=not warm_in_full,
             amp=mixed.amp,
+            deadline=None if plan is None or plan.seconds is None else clock.started + TEST_SHARE * plan.seconds,
         )
     if warm_in_full and full_warmup is None:
         search.notes.append(

@@ -25,10 +25,12 @@ from lrpilot.tasks._base import seeded
 
 __all__ = [
     "FLAT_START",
+    "MIN_TIMED_STEPS",
     "RAMP_DENSITY",
     "RETRY_BELOW",
     "STALL",
     "START_RISE",
+    "TEST_SHARE",
     "Search",
     "peak_at_horizon",
     "ramp",
@@ -139,6 +141,7 @@ def range_test(
     snapshots: bool = True,
     below: float = 1.0,
     amp: str | None = None,
+    deadline: float | None = None,
 ) -> Search:
     """`find_lr` in fast mode on the model as it will train (its AdamW, clipping and recipe) over
     the `ramp` the recommendation sets (`below` it, for a retry); its peak, checked against the
@@ -156,7 +159,11 @@ def range_test(
     peak at 0.36, 724× the rules'). `for_fit`: the test stops once its minimum has settled
     (`lrpilot.finder.SETTLE`; tune's runs to divergence, the whole curve its band reads) and, with
     `snapshots`, keeps snapshots along the ramp to start the run from (`RampStates`). `amp`: the
-    run's mixed precision (``"bf16"``, ``"fp16"``; None: fp32), which the test measures in too."""
+    run's mixed precision (``"bf16"``, ``"fp16"``; None: fp32), which the test measures in too.
+    `deadline` (a `time.perf_counter` time: a time budget's share for the test, `TEST_SHARE`): a test
+    still running then, after at least `MIN_TIMED_STEPS` steps, is stopped and the run trains at the
+    rules' peak, with the step time it measured (a 2-minute budget on a busy CPU had spent 4.5
+    minutes in loading and the test before it said the budget was too small)."""
     from lrpilot.finder import SETTLE, DivergenceRule, RangeTestError, RangeTestWarning
     from lrpilot.integrations.torch_finder import find_lr
 
@@ -169,6 +176,8 @@ def range_test(
 
     def advance(point: int, lr: float, loss: float) -> None:
         stamps.append(time.perf_counter())
+        if deadline is not None and stamps[-1] > deadline and len(stamps) >= MIN_TIMED_STEPS:
+            raise _OutOfTimeError
         if states is not None:
             states.capture(point, lr)
         progress("range test", point + 1, count, lr, loss)
@@ -188,6 +197,7 @@ def range_test(
             snapshots=snapshots,
             below=RETRY_BELOW,
             amp=amp,
+            deadline=deadline,
         )
         search.notes.insert(0, f"range test from {start_lr:.3g}: {why}; run again from {lower:.3g}")
         if search.finder is not None:  # the steps spent on the model count both tests
@@ -217,6 +227,12 @@ def range_test(
                 callback=advance,
                 amp=amp,
             )
+    except _OutOfTimeError:
+        notes.append(
+            f"range test stopped after {len(stamps)} steps at the time budget's share for it ({TEST_SHARE:.0%}); "
+            f"trained at the rules' peak {rec.peak_lr:.3g} instead (a larger budget lets the test finish)"
+        )
+        return Search(rec.peak_lr, None, notes, seconds_per_step(stamps), from_rules=True)
     except RangeTestError as exc:
         why = too_high(exc.records) if may_retry else None
         if why is not None:
@@ -237,6 +253,18 @@ def range_test(
         return Search(weak[0], result, notes, step_seconds, ramp=states, from_rules=True)
     notes.append(f"range test peak {peak:.3g} vs the rules: {rec.check(peak).message}")
     return Search(peak, result, notes, step_seconds, ramp=states)
+
+
+TEST_SHARE = 0.5
+"""The share of a time budget the range test may take (from the fit's start): past it, the run
+would have too little left to be worth the test's answer."""
+MIN_TIMED_STEPS = 5
+"""Steps a test stopped by its deadline has taken at least: the step time the budget is turned
+into steps with is measured over its second half."""
+
+
+class _OutOfTimeError(Exception):
+    """The range test reached its deadline (`range_test`'s `deadline`)."""
 
 
 def too_high(records: Sequence[Any]) -> str | None:
