@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from lrpilot.cli._app import app
@@ -142,6 +143,27 @@ def test_a_users_hugging_face_model_and_data_as_fit_trains_them(tmp_path: Path) 
         result = runner.invoke(app, ["find", *args])
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.stderr.split())
+
+
+def test_a_checkpoint_stored_in_bf16_is_range_tested_with_float32_weights(tmp_path: Path) -> None:
+    """As fit trains it (AdamW's master copy): the curve of the same weights stored in fp32. Trained
+    in bf16 the test lost the small updates bf16 rounds away."""
+    transformers = pytest.importorskip("transformers")
+    model = transformers.AutoModel.from_pretrained(minilm_dir()).to(torch.bfloat16)
+    model.save_pretrained(tmp_path / "bf16")
+    model.float().save_pretrained(tmp_path / "fp32")  # the same values, stored in fp32
+    for name in ("bf16", "fp32"):
+        transformers.AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(tmp_path / name)
+    stored = transformers.AutoConfig.from_pretrained(tmp_path / "bf16")
+    assert str(getattr(stored, "dtype", None) or stored.torch_dtype).endswith("bfloat16")
+    rows = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(40)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    args = ["--data", str(data), "--method", "full", "--batch-size", "8", "--max-length", "16", "--steps", "20"]
+    stored_half, stored_full = (_json(["--model", str(tmp_path / name), *args]) for name in ("bf16", "fp32"))
+    first = zip(stored_half["records"][0]["losses"][:10], stored_full["records"][0]["losses"][:10], strict=True)
+    # the fresh head's draw in bf16 differs in its last bits: ≤ 1e-4 apart (trained in bf16: 1e-3 from the start)
+    assert max(abs(a - b) for a, b in first) < 2e-4
+    assert stored_half["peak_lr"] == pytest.approx(stored_full["peak_lr"], rel=0.02)  # in bf16: 8 % higher
 
 
 def test_thorough_mode_runs_several_range_tests() -> None:
