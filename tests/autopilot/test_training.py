@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -309,3 +310,60 @@ def test_a_run_stopped_inside_a_forward_pass_resumes_with_that_steps_batch_and_d
         assert torch.equal(a, b)
     assert resumed.history.loss == whole.history.loss
     assert resumed.history.eval_steps == whole.history.eval_steps == [10, 20, 30, 40]
+
+
+@dataclasses.dataclass(frozen=True)
+class _NanAfterResume(DigitsTask):
+    """digits whose loss is NaN on calls 31–34 (three skips, then a rollback) and, with `stop_at`,
+    raises KeyboardInterrupt on that call; a resumed run's task counts on from `done` calls."""
+
+    stop_at: int = 0
+    done: int = 0
+    calls: list[int] = dataclasses.field(default_factory=list)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        self.calls.append(1)
+        call = self.done + len(self.calls)
+        if call == self.stop_at:
+            raise KeyboardInterrupt
+        loss = super().loss(model, batch)
+        return loss * math.nan if 31 <= call <= 34 else loss
+
+
+def test_a_rollback_after_a_resume_goes_where_the_run_never_stopped_would(tmp_path: Path) -> None:
+    """Stopped at step 28, resumed; NaN at steps 30–33 roll the run back to a snapshot taken before
+    the stop (its snapshots were saved with the guard's memory): the same rollback target and
+    final weights as the run never stopped (with only the resume point to go back to, it differed)."""
+    digits = get_task("digits")
+    recipe = dataclasses.replace(digits.recipe, total_steps=60)
+
+    def run(task: DigitsTask, name: str, state: Any = None) -> tuple[Any, nn.Module]:
+        model = task.build_model(0)
+        (tmp_path / name).mkdir()
+        trained = train_guarded(
+            task,
+            model,
+            recipe,
+            Cosine(peak=3e-3, total_steps=60, warmup_steps=6),
+            seed=0,
+            run_dir=tmp_path / name,
+            progress=quiet,
+            callback=None,
+            clock=Clock(),
+            state=state,
+        )
+        return trained, model
+
+    task = _NanAfterResume(digits.name, digits.description, recipe)
+    whole, model = run(task, "whole")
+    rollbacks = [r for r in whole.guard["records"] if r["action"] == "rollback"]
+    assert len(rollbacks) == 1
+    assert rollbacks[0]["rollback_to"] < 28  # a snapshot from before the stop
+    stopped, _ = run(_NanAfterResume(digits.name, digits.description, recipe, stop_at=29), "stopped")
+    assert stopped.state is not None
+    assert stopped.state.step == 28
+    resumed, again = run(_NanAfterResume(digits.name, digits.description, recipe, done=28), "resumed", stopped.state)
+    assert [r for r in resumed.guard["records"] if r["action"] == "rollback"] == rollbacks
+    for a, b in zip(model.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert np.array_equal(resumed.history.loss, whole.history.loss, equal_nan=True)  # the NaN steps too

@@ -526,3 +526,34 @@ def test_a_tensor_lr_stays_the_tensor_it_is() -> None:
     guarded_run(model=model, opt=opt, steps=5)
     assert opt.param_groups[0]["lr"] is lr
     assert float(lr) == pytest.approx(SCHED(4), rel=1e-6)
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_guard_resumed_with_its_snapshots_rolls_back_where_the_run_never_stopped_would(
+    tmp_path: Path, on_disk: bool
+) -> None:
+    """A persistent NaN from batch 156: the run never stopped rolls back to a snapshot from before
+    step 140; saved at step 140 with `state_dict(snapshots=True)` (through ``torch.save``) and
+    resumed in a fresh guard, the run rolls back to the same one and ends with the same weights
+    (without its snapshots, only the resume point was left to go back to)."""
+    fault = nan_at(*range(156, 160))
+    where = {"snapshot_to": str(tmp_path / "whole")} if on_disk else {}
+    whole, whole_guard, _ = guarded_run(fault=fault, **where)
+    targets = [r["rollback_to"] for r in whole_guard.report()["records"] if r["action"] == "rollback"]
+    assert len(targets) == 1
+    assert targets[0] < 140
+    model, guard, data = guarded_run(steps=140, **where)
+    torch.save(
+        {"model": model.state_dict(), "opt": guard.optimizer.state_dict(), "guard": guard.state_dict(snapshots=True)},
+        tmp_path / "ckpt.pt",
+    )
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    again = mlp(0)
+    again.load_state_dict(saved["model"])
+    opt = torch.optim.Adam(again.parameters(), lr=SCHED(0))
+    opt.load_state_dict(saved["opt"])
+    resumed = TorchGuard(again, opt, schedule=SCHED, **({"snapshot_to": str(tmp_path / "resumed")} if on_disk else {}))
+    resumed.load_state_dict(saved["guard"])
+    guarded_run(fault=nan_at(*range(16, 20)), model=again, opt=opt, guard=resumed, data=data)
+    assert [r["rollback_to"] for r in resumed.report()["records"] if r["action"] == "rollback"] == targets
+    assert same_params(whole, again)

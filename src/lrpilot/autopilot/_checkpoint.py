@@ -6,8 +6,8 @@ optimizer changes, AdamW's moments, the loss scale, the guard's memory, torch's 
 batches were drawn, and what the report draws so far) beside what the fit had decided before
 training (`Checkpoint`: its arguments, the schedule, the recommendation, the range test). Resumed,
 the run draws the batches after those and the dropout masks it would have drawn, so on the CPU it
-ends with the weights an uninterrupted fit ends with, to the bit (a guard that acted keeps its
-memory but not its snapshots: the resumed run's first snapshot is its starting state).
+ends with the weights an uninterrupted fit ends with, to the bit, a rollback after the resume
+included (the guard's snapshots are saved with its memory).
 
 The first Ctrl-C during training is deferred to the end of the step in progress
 (`stop_at_step_boundary`): a step stopped inside the optimizer's update would leave some weights
@@ -60,7 +60,8 @@ class RunState:
     optimizer: dict[str, Any]
     scaler: dict[str, Any] | None
     guard: dict[str, Any]
-    """`TorchGuard.state_dict`, and below its log of the steps it judged and its audit records."""
+    """`TorchGuard.state_dict` with its snapshots (a rollback after the resume goes where the run
+    never stopped would), and below its log of the steps it judged and its audit records."""
     guard_history: tuple[list[int], list[float], list[float]]
     guard_records: list[dict[str, Any]]
     rng: dict[str, torch.Tensor]

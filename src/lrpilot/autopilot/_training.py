@@ -416,7 +416,7 @@ def _run_state(  # noqa: PLR0917  (the loop's pieces, passed through from `train
         weights=_trained_weights(model),
         optimizer=_to_host(optimizer.state_dict()),
         scaler=None if scaler is None else scaler.state_dict(),
-        guard=guard.state_dict(),
+        guard=guard.state_dict(snapshots=True),
         guard_history=(list(guard.history_steps), list(guard.history_loss), list(guard.history_lr)),
         guard_records=list(guard.audit.records),
         rng=mark.generators(model),

@@ -612,18 +612,45 @@ class TorchGuard:
                 self._spare = snap  # its buffers are reused by the next snapshot
 
     # ------------------------------------------------------------------ resume and report
-    def state_dict(self) -> dict[str, Any]:
-        """The guard's state (JSON-ready). Save it with your checkpoint; pending verdicts are read first."""
+    def state_dict(self, *, snapshots: bool = False) -> dict[str, Any]:
+        """The guard's state (JSON-ready). Save it with your checkpoint; pending verdicts are read first.
+
+        `snapshots`: with the snapshots it keeps (their tensors on the host; no longer JSON, for
+        ``torch.save``), so that a resumed run rolls back where the run never stopped would: without
+        them its only snapshot is the state it resumed from, which a run saved during a slow
+        blow-up cannot roll back past."""
         self.flush()
-        return {"guard": self.state.state_dict(), "step": self.step_count}
+        out: dict[str, Any] = {"guard": self.state.state_dict(), "step": self.step_count}
+        if snapshots:
+            out["snapshots"] = {
+                step: torch.load(snap, weights_only=False) if isinstance(snap, Path) else _to(snap, "cpu")
+                for step, snap in self._snapshots.items()
+            }
+        return out
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
-        """Resume: the guard's memory comes back, and the current model is its only snapshot."""
+        """Resume: the guard's memory comes back, and its snapshots where `state_dict` kept them;
+        otherwise the current model is its only snapshot."""
         self.step_count = int(data["step"])
-        self.state = core.rebase(GuardState.from_state_dict(data["guard"]), self.step_count)
+        state = GuardState.from_state_dict(data["guard"])
+        kept = data.get("snapshots")
+        self.state = state if kept is not None else core.rebase(state, self.step_count)
         self.config = self.state.config
-        self._snapshots = {self.step_count: self._take_snapshot()}
+        if kept is not None:
+            self._snapshots = {int(step): self._placed(snap) for step, snap in kept.items()}
+        else:
+            self._snapshots = {self.step_count: self._take_snapshot()}
         self._prune()
+
+    def _placed(self, snap: dict[str, Any]) -> Any:
+        """A snapshot from `state_dict`, kept on disk where this guard keeps its own there, else in
+        host memory (a rollback loads host tensors onto the device as it does pinned ones)."""
+        if self._snap_dir is None:
+            return snap
+        fd, name = tempfile.mkstemp(prefix="guard-snapshot-", suffix=".pt", dir=self._snap_dir)
+        with open(fd, "wb") as fh:
+            torch.save(snap, fh)
+        return Path(name)
 
     def effective_schedule(self) -> Schedule | None:
         """The lrpilot schedule as the guard now runs it (``guarded(base, ...)``), if one was given."""
