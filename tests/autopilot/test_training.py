@@ -273,14 +273,21 @@ class _DropoutStopped(DigitsTask):
         return loss
 
 
-@pytest.mark.parametrize("stop_at", [1, 17, 30])
-def test_a_run_stopped_inside_a_forward_pass_resumes_with_that_steps_batch_and_dropout(
-    tmp_path: Path, stop_at: int
+@pytest.mark.parametrize(("stop_at", "between"), [(1, False), (17, False), (30, False), (17, True), (21, True)])
+def test_a_run_stopped_inside_a_forward_pass_or_between_steps_resumes_as_it_would_have_gone_on(
+    tmp_path: Path, stop_at: int, between: bool
 ) -> None:
-    """Its state is the step's start: resumed, the step draws its batch and its dropout mask again,
-    and the run ends with the weights of a run never stopped (the evaluation at step 20 included)."""
+    """Stopped inside a forward pass, its state is the step's start: resumed, the step draws its
+    batch and its dropout mask again. Stopped between steps (the callback after step `stop_at` − 1,
+    at 21 just after an evaluation), the generators are read where the stop found them, inside
+    the run's seeded block (read after it, they were the caller's). Either way the run ends with
+    the weights of a run never stopped."""
     digits = get_task("digits")
     recipe = dataclasses.replace(digits.recipe, total_steps=40)
+
+    def stop(step: int, lr: float, loss: float) -> None:
+        if between and step == stop_at - 1:
+            raise KeyboardInterrupt
 
     def run(task: DigitsTask, name: str, state: Any = None) -> tuple[Any, nn.Module]:
         model = task.build_model(0)
@@ -293,17 +300,19 @@ def test_a_run_stopped_inside_a_forward_pass_resumes_with_that_steps_batch_and_d
             seed=0,
             run_dir=tmp_path / name,
             progress=quiet,
-            callback=None,
+            callback=stop if name == "stopped" else None,
             clock=Clock(),
             state=state,
         )
         return trained, model
 
     whole, model = run(_DropoutStopped(digits.name, digits.description, recipe), "whole")
-    stopped, _ = run(_DropoutStopped(digits.name, digits.description, recipe, stop_at=stop_at), "stopped")
+    in_forward = 0 if between else stop_at
+    stopped, _ = run(_DropoutStopped(digits.name, digits.description, recipe, stop_at=in_forward), "stopped")
     assert stopped.status == "interrupted"
     assert stopped.state is not None
-    assert (stopped.state.step, stopped.state.position) == (stop_at - 1, stop_at - 1)
+    done = stop_at if between else stop_at - 1  # the callback comes after its step; a forward pass before
+    assert (stopped.state.step, stopped.state.position) == (done, done)
     resumed, again = run(_DropoutStopped(digits.name, digits.description, recipe), "resumed", stopped.state)
     assert resumed.status == "finished"
     for a, b in zip(model.parameters(), again.parameters(), strict=True):

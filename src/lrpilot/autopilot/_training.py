@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -96,7 +96,8 @@ class _Boundary:
     position: int
     rng: dict[str, torch.Tensor] | None = None
     """The generators where the step in progress began; None once it is done (nothing after a step
-    draws from them before the next: the generators as they are then are the boundary's)."""
+    draws from them before the next: the generators as a stop finds them are the boundary's,
+    read by `kept` inside the seeded block)."""
     stepping: bool = False
     """Inside the guard's step, the update part-applied: no boundary to resume from."""
 
@@ -110,9 +111,16 @@ class _Boundary:
         """The step is done: one more batch drawn."""
         self.position, self.stepping, self.rng = self.position + 1, False, None
 
-    def generators(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """The generators' state at this boundary."""
-        return rng_state(model) if self.rng is None else self.rng
+    @contextmanager
+    def kept(self, model: nn.Module) -> Iterator[None]:
+        """Inside the run's seeded block: a stop between steps reads the generators there, before
+        the block hands the caller's back."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            if self.rng is None:
+                self.rng = rng_state(model)
+            raise
 
 
 def run_metrics(
@@ -271,7 +279,7 @@ def train_guarded(
     started, evaluating = time.perf_counter(), clock.timings.get("evaluate", 0.0)
     try:
         # dropout draws as `lrpilot.tasks.train` makes them (from the resumed state's generators)
-        with seeded(seed), _generators(model, state), stop_at_step_boundary() as stop:
+        with seeded(seed), _generators(model, state), stop_at_step_boundary() as stop, mark.kept(model):
             while not _finished(guard, total):
                 mark.arrive(model, stop)
                 t = guard.step_count
@@ -419,7 +427,7 @@ def _run_state(  # noqa: PLR0917  (the loop's pieces, passed through from `train
         guard=guard.state_dict(snapshots=True),
         guard_history=(list(guard.history_steps), list(guard.history_loss), list(guard.history_lr)),
         guard_records=list(guard.audit.records),
-        rng=mark.generators(model),
+        rng=cast(dict[str, torch.Tensor], mark.rng),
         evals=copy.deepcopy(evals),
         layer_steps=list(tracker.steps),
         layer_ratios=[list(r) for r in tracker.ratios],
