@@ -83,7 +83,15 @@ def test_the_guard_reads_a_short_median_over_as_many_examples_at_any_batch() -> 
 
 
 def _run(
-    task: DigitsTask, tmp_path: Path, name: str, *, read_every: int, peak: float = 3e-3, precision: str = "fp32"
+    task: DigitsTask,
+    tmp_path: Path,
+    name: str,
+    *,
+    read_every: int = 1,
+    peak: float = 3e-3,
+    precision: str = "fp32",
+    callback: Any = None,
+    state: Any = None,
 ) -> tuple[Any, nn.Module]:
     model = task.build_model(0)
     run_dir = tmp_path / name
@@ -97,10 +105,11 @@ def _run(
         seed=0,
         run_dir=run_dir,
         progress=quiet,
-        callback=None,
+        callback=callback,
         clock=Clock(),
         read_every=read_every,
         precision=Precision(precision, "cpu"),
+        state=state,
     )
     return trained, model
 
@@ -290,21 +299,7 @@ def test_a_run_stopped_inside_a_forward_pass_or_between_steps_resumes_as_it_woul
             raise KeyboardInterrupt
 
     def run(task: DigitsTask, name: str, state: Any = None) -> tuple[Any, nn.Module]:
-        model = task.build_model(0)
-        (tmp_path / name).mkdir()
-        trained = train_guarded(
-            task,
-            model,
-            recipe,
-            Cosine(peak=3e-3, total_steps=40, warmup_steps=4),
-            seed=0,
-            run_dir=tmp_path / name,
-            progress=quiet,
-            callback=stop if name == "stopped" else None,
-            clock=Clock(),
-            state=state,
-        )
-        return trained, model
+        return _run(task, tmp_path, name, callback=stop if name == "stopped" else None, state=state)
 
     whole, model = run(_DropoutStopped(digits.name, digits.description, recipe), "whole")
     in_forward = 0 if between else stop_at
@@ -347,21 +342,7 @@ def test_a_rollback_after_a_resume_goes_where_the_run_never_stopped_would(tmp_pa
     recipe = dataclasses.replace(digits.recipe, total_steps=60)
 
     def run(task: DigitsTask, name: str, state: Any = None) -> tuple[Any, nn.Module]:
-        model = task.build_model(0)
-        (tmp_path / name).mkdir()
-        trained = train_guarded(
-            task,
-            model,
-            recipe,
-            Cosine(peak=3e-3, total_steps=60, warmup_steps=6),
-            seed=0,
-            run_dir=tmp_path / name,
-            progress=quiet,
-            callback=None,
-            clock=Clock(),
-            state=state,
-        )
-        return trained, model
+        return _run(task, tmp_path, name, state=state)
 
     task = _NanAfterResume(digits.name, digits.description, recipe)
     whole, model = run(task, "whole")
