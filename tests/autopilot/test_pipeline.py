@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import lrpilot
 from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE, fit
@@ -152,6 +153,41 @@ def test_a_second_ctrl_c_during_the_evaluation_of_the_interrupted_weights_record
     assert json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))["metrics"] == {}
     assert "no final metrics recorded" in (result.run_dir / "index.html").read_text(encoding="utf-8")
     get_task("digits").build_model(0).load_state_dict(torch.load(result.model_path, weights_only=True))
+
+
+def test_a_ctrl_c_inside_the_update_saves_the_weights_but_leaves_nothing_to_resume(tmp_path: Path) -> None:
+    """Two real SIGINTs from inside AdamW's step 71 (torch's global pre-step hook: the user's second
+    Ctrl-C landing mid-update): the first only asks for a stop at the boundary, the second stops at
+    once. The weights are saved and scored, but with the step half-applied there is no boundary to
+    go on from, so the folder holds no resume.pt and the notes say why."""
+    armed: list[int] = []
+
+    def arm(step: int, lr: float, loss: float) -> None:
+        if step == 70:
+            armed.append(step)
+
+    def twice(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        if armed:
+            armed.clear()
+            signal.raise_signal(signal.SIGINT)  # deferred to the step's end ...
+            signal.raise_signal(signal.SIGINT)  # ... and the second one is not
+
+    hook = register_optimizer_step_pre_hook(twice)
+    try:
+        with _ctrl_c_raises():
+            result = lrpilot.fit("digits", out=tmp_path / "run", callback=arm, report=False)
+    finally:
+        hook.remove()
+    assert result.status == "interrupted"
+    notes = " ".join(result.record.notes)
+    assert "interrupted by the user at step 71 of 250, inside the step's update" in notes
+    assert "cannot be resumed" in notes
+    assert not (result.run_dir / "resume.pt").exists()
+    model = get_task("digits").build_model(0)
+    model.load_state_dict(torch.load(result.model_path, weights_only=True))
+    assert result.metrics["val_loss"] == pytest.approx(get_task("digits").metrics(model).loss, rel=1e-6)
+    with pytest.raises(ValueError, match=r"holds no resume.pt"):
+        fit(resume=result.run_dir)
 
 
 def test_a_step_budget_fits_the_recipe_and_the_outputs_are_complete(tmp_path: Path) -> None:
