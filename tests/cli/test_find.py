@@ -145,6 +145,29 @@ def test_a_users_hugging_face_model_and_data_as_fit_trains_them(tmp_path: Path) 
         assert message in " ".join(result.stderr.split())
 
 
+def test_a_users_model_gets_fits_notes_on_its_data(tmp_path: Path) -> None:
+    """`find --model` read the data as fit does and said nothing of what fit's notes say of it: two
+    spellings of a label merged into one class, classes of 89 % and 11 %, an evaluation of 4 rows."""
+    from lrpilot.autopilot._target import user_target
+
+    labels = ["positive", "Positive", "positive", "positive", "positive", "negative"]
+    rows = [{"text": f"a film, number {i}", "label": labels[i % 6] if i % 7 else "positive"} for i in range(40)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    args = ["--model", str(minilm_dir()), "--data", str(data), "--method", "lora", "--batch-size", "8"]
+    args += ["--max-length", "16", "--steps", "20"]
+    target = user_target(minilm_dir(), data, None, kind="classification", method="lora", batch_size=8, max_length=16)
+    fits = target.notes  # what fit prints for these files
+    assert any("'positive', 'Positive' differ only in case" in note for note in fits)
+    assert any(note.startswith("unbalanced labels") for note in fits)
+    assert _json(args)["notes"] == list(fits)
+    result = runner.invoke(app, ["find", *args])
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.stdout.split())
+    for note in fits:
+        assert f"note {' '.join(note.split())}" in printed
+    assert _json(["--steps", "20"])["notes"] == []  # a built-in task's: none
+
+
 def test_a_checkpoint_stored_in_bf16_is_range_tested_with_float32_weights(tmp_path: Path) -> None:
     """As fit trains it (AdamW's master copy): the curve of the same weights stored in fp32. Trained
     in bf16 the test lost the small updates bf16 rounds away."""

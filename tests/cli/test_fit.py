@@ -165,11 +165,62 @@ def test_the_header_names_a_long_model_path_and_the_plan_on_one_line(tmp_path: P
     """Off a terminal the console is 80 columns wide: a model's full path filled the header's line,
     which read "/full/model/path: " with nothing after the colon."""
     model = tmp_path / ("a-folder-whose-name-is-long-enough-to-fill-a-line-" * 2) / "model"
-    model.mkdir(parents=True)
-    result = runner.invoke(app, ["fit", "--model", str(model), "--data", str(tmp_path / "none.csv")])
+    model.parent.mkdir(parents=True)
+    model.symlink_to(minilm_dir())
+    data = _csv(tmp_path, GOOD, columns=("text",))  # no label: found as the data is read, after the plan's line
+    result = runner.invoke(app, ["fit", "--model", str(model), "--data", str(data)])
     assert result.exit_code == 2
     header = result.stdout.splitlines()[0]
     assert header == f"{model}: recommend → range test → train with the guard → report"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "5x"], "--budget must be a number of steps (300) or a time (5m, 90s, 1h), got '5x'"),
+        (["--task", "digits", "--budget", "3"], "the budget (3 steps) is too small for a warmup"),
+        (["--out", "FILE"], "notes.txt is a file; give a new or empty directory"),
+        (["--device", "tpu"], "--device 'tpu' is not a device; give auto, cpu, cuda or cuda:N"),
+        (["--precision", "half"], "--precision must be one of fp32, bf16, fp16, got 'half'"),
+        (["--task", "digit"], "--task must be one of ['digits', 'shakespeare', 'sst2-full', 'sst2-lora'], got 'digit'"),
+        (["--task", "digits", "--columns", "text=x"], "--columns applies to --model"),
+        (["--forgetting-weight", "-1", "--retention", "r.csv"], "--forgetting-weight must be a finite number ≥ 0"),
+        (["--resume", "MISSING"], "missing is not a directory (give the interrupted fit's run folder)"),
+        (["--resume", "EMPTY"], "empty holds no resume.pt"),
+        (["--resume", "EMPTY", "--seed", "3"], "--resume takes the interrupted fit's own settings; drop seed"),
+        (["--model", "MISSING", "--data", "DATA"], "--model: no such directory"),
+        (["--model", "MODEL", "--data", "MISSING"], "--data: no such file"),
+        (["--model", "MODEL", "--data", "DATA", "--eval", "MISSING"], "--eval: no such file"),
+        (["--model", "MODEL", "--data", "DATA", "--eval", "FILE"], "notes.txt must be a .csv or .jsonl file"),
+        (["--model", "MODEL", "--data", "DATA", "--columns", "sentence"], "--columns takes ROLE=COLUMN pairs"),
+        (["--model", "MODEL", "--data", "DATA", "--columns", "sentence=text"], "--columns: 'sentence' is not a role"),
+        (
+            ["--model", "MODEL", "--data", "DATA", "--max-length", "4"],
+            "--max-length must be an integer in [8, ∞], got 4",
+        ),
+        (
+            ["--model", "MODEL", "--data", "DATA", "--batch-size", "0"],
+            "--batch-size must be an integer in [1, ∞], got 0",
+        ),
+        (["--model", "MODEL", "--data", "DATA", "--task-type", "regression"], "--task-type must be one of"),
+        (["--model", "MODEL", "--data", "DATA", "--budget", "5"], "the budget (5 steps) is too small for a warmup"),
+        (["--model", "MODEL", "--data", "DATA", "--retention", "MISSING"], "--retention: no such file"),
+    ],
+)
+def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args: list[str], message: str) -> None:
+    """`lrpilot fit` printed its plan ("digits: recommend → range test → train with the guard →
+    report"), as if the run were starting, and then the error: each of these options was checked
+    only once the fit had begun (the data read, a user's model loaded for its budget)."""
+    (tmp_path / "empty").mkdir()
+    paths = {"MISSING": tmp_path / "missing", "EMPTY": tmp_path / "empty", "FILE": tmp_path / "notes.txt"}
+    paths["FILE"].write_text("not data", encoding="utf-8")
+    paths["DATA"] = _csv(tmp_path, GOOD)
+    if "MODEL" in args:
+        paths["MODEL"] = minilm_dir()
+    result = runner.invoke(app, ["fit", *(str(paths.get(arg, arg)) for arg in args)])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.split()), result.stderr
+    assert result.stdout == ""
 
 
 def test_a_too_small_step_budget_is_named_once(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "Checkpoint",
     "RunState",
     "StopRequest",
+    "resume_file",
     "rng_state",
     "set_rng_state",
     "stop_at_step_boundary",
@@ -104,21 +105,26 @@ class Checkpoint:
     @classmethod
     def load(cls, run_dir: Path) -> Checkpoint:
         """The checkpoint of the fit in `run_dir`; a clear error where there is none to resume."""
-        path = run_dir / RESUME_FILE
-        if not run_dir.is_dir():
-            raise FileNotFoundError(
-                f"fit: --resume {run_dir} is not a directory (give the interrupted fit's run folder)"
-            )
-        if not path.is_file():
-            raise ValueError(
-                f"fit: --resume {run_dir} holds no {RESUME_FILE}: only a fit interrupted at a step boundary (one "
-                "Ctrl-C during training) can be resumed, and a finished one has nothing left to train"
-            )
+        path = resume_file(run_dir)
         # the file is lrpilot's own, written into the user's run folder: its objects are lrpilot's dataclasses
         data = torch.load(path, map_location="cpu", weights_only=False)
         if data.get("format") != FORMAT:
             raise ValueError(f"fit: {path} is of format {data.get('format')!r}; this lrpilot resumes format {FORMAT}")
         return cls(**data)
+
+
+def resume_file(run_dir: Path) -> Path:
+    """`run_dir`'s `RESUME_FILE`, or a clear error where there is none to resume (fit checks it
+    before it prints or loads anything)."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"fit: --resume {run_dir} is not a directory (give the interrupted fit's run folder)")
+    path = run_dir / RESUME_FILE
+    if not path.is_file():
+        raise ValueError(
+            f"fit: --resume {run_dir} holds no {RESUME_FILE}: only a fit interrupted at a step boundary (one "
+            "Ctrl-C during training) can be resumed, and a finished one has nothing left to train"
+        )
+    return path
 
 
 DATA_ARGUMENTS = ("data", "eval_data", "retention")

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_LENGTH",
     "SHAREGPT_COLUMN",
     "Encoded",
+    "check_file",
     "check_labels",
     "column_map",
     "encode",
@@ -44,6 +45,7 @@ __all__ = [
     "read_roles",
     "read_rows",
     "split_rows",
+    "wanted_columns",
 ]
 
 DATA_SUFFIXES = (".csv", ".jsonl")
@@ -116,13 +118,28 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     return columns, rows
 
 
-def _read(path: Path, columns: str, what: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """A file's column names and rows, or an error: missing, of another kind, or empty (`columns`:
-    the columns it should have, for the message)."""
+def check_file(path: Path, columns: str, what: str) -> None:
+    """A data file that exists and is a ``.csv`` or ``.jsonl``, else an error (`columns`: the
+    columns it should have, for the message); fit checks its paths so before it prints or loads
+    anything, and again as it reads them."""
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
     if path.suffix.lower() not in DATA_SUFFIXES:
         raise ValueError(f"{what}: {path.name} must be a .csv or .jsonl file (columns {columns})")
+
+
+def wanted_columns(kind: str, columns: Mapping[str, str]) -> str:
+    """The columns a ``--data`` file of `kind` needs, as the messages name them (`columns`:
+    `column_map`'s): a classifier's text and label, or one of a causal LM's `LM_FORMATS`."""
+    if kind == "causal-lm":
+        return " or ".join(" + ".join(columns[role] for role in roles) for roles in LM_FORMATS.values())
+    return ", ".join(columns[role] for role in ("text", "label"))
+
+
+def _read(path: Path, columns: str, what: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """A file's column names and rows, or an error: missing, of another kind, or empty (`columns`:
+    the columns it should have, for the message)."""
+    check_file(path, columns, what)
     try:
         names, rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
     except ValueError as exc:
@@ -202,8 +219,8 @@ def read_lm(
     they are not mapped and the file has no ``messages``); checked as `read_rows` does. A row of a
     prompt-completion or chat file carries its ``tools`` and ``chat_template_kwargs`` too where the
     file has those columns (None in a row without them)."""
-    options = [" + ".join(columns[role] for role in roles) for roles in LM_FORMATS.values()]
-    names, rows = _read(path, " or ".join(options), what)
+    options = wanted_columns("causal-lm", columns)
+    names, rows = _read(path, options, what)
     if columns["messages"] not in names and columns["messages"] == "messages" and SHAREGPT_COLUMN in names:
         columns = {**columns, "messages": SHAREGPT_COLUMN}
     if form is None:
@@ -217,7 +234,7 @@ def read_lm(
         )
     if form == "text" and columns["text"] not in names:
         raise ValueError(
-            f"{what}: {path.name} has none of a causal LM's columns: {' or '.join(options)} "
+            f"{what}: {path.name} has none of a causal LM's columns: {options} "
             f"(columns: {', '.join(names) or 'none'}); --columns maps them to others"
         )
     _check_columns(path, names, rows, wanted, what)

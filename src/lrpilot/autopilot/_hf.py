@@ -29,6 +29,7 @@ from lrpilot.autopilot._data import (
     LM_MAX_LENGTH,
     MAX_LENGTH,
     Encoded,
+    check_file,
     check_labels,
     column_map,
     encode,
@@ -38,6 +39,7 @@ from lrpilot.autopilot._data import (
     read_lm,
     read_roles,
     split_rows,
+    wanted_columns,
 )
 from lrpilot.autopilot._pooled import PooledClassifier, checkpoint_pooling
 from lrpilot.detect import DetectConfig
@@ -52,6 +54,7 @@ __all__ = [
     "TASK_TYPES",
     "HfTask",
     "attention_projections",
+    "check_hf_options",
     "load_hf_task",
 ]
 
@@ -95,8 +98,8 @@ def quiet_transformers() -> Iterator[Any]:
             logging.enable_progress_bar()
 
 
-def _load_config_and_tokenizer(model_dir: Path) -> tuple[Any, Any]:
-    """The model's config and tokenizer, or a ValueError saying why `model_dir` is not a model."""
+def _check_model_path(model_dir: Path) -> None:
+    """`model_dir` a folder with a config.json (not a GGUF file, nor a folder of them), or an error."""
     inside = sorted(model_dir.glob("*.gguf")) if model_dir.is_dir() else []
     gguf = [model_dir] if model_dir.is_file() and model_dir.suffix == ".gguf" else inside
     if gguf and not (model_dir / "config.json").is_file():
@@ -108,6 +111,11 @@ def _load_config_and_tokenizer(model_dir: Path) -> tuple[Any, Any]:
             f"--model: {model_dir} is not a Hugging Face model directory (no config.json); give a folder saved "
             "with save_pretrained, holding config.json, the weights and the tokenizer"
         )
+
+
+def _load_config_and_tokenizer(model_dir: Path) -> tuple[Any, Any]:
+    """The model's config and tokenizer (from a folder `_check_model_path` passed), or a ValueError
+    saying why `model_dir` is not a model."""
     with quiet_transformers() as transformers:
         try:
             config = transformers.AutoConfig.from_pretrained(model_dir)
@@ -474,6 +482,34 @@ def _classes(config: Any, rows: list[dict[str, Any]], data: Path) -> tuple[tuple
     return names, count
 
 
+def check_hf_options(
+    model_dir: Path,
+    data: Path,
+    eval_data: Path | None,
+    *,
+    kind: str,
+    method: str,
+    batch_size: int,
+    columns: Mapping[str, str] | None,
+    max_length: int | None,
+) -> dict[str, str]:
+    """`load_hf_task`'s checks that read no file and load nothing: the options, and the paths of
+    the model and the data files; the roles' columns (`column_map`). fit runs them before anything
+    (``lrpilot fit`` before it prints its plan); what the files hold is checked as they are read."""
+    check.choice("fit", "--task-type", kind, TASK_TYPES)
+    check.choice("fit", "--method", method, METHODS)
+    check.step_count("fit", "--batch-size", batch_size, 1)
+    if max_length is not None:
+        check.step_count("fit", "--max-length", max_length, 8)
+    mapped = column_map(columns)
+    _check_model_path(model_dir)
+    wanted = wanted_columns(kind, mapped)
+    check_file(data, wanted, "--data")
+    if eval_data is not None:
+        check_file(eval_data, wanted, "--eval")
+    return mapped
+
+
 def load_hf_task(
     model_dir: Path,
     data: Path,
@@ -493,12 +529,16 @@ def load_hf_task(
     messages (`lrpilot.autopilot._data.LM_FORMATS`). Examples longer than `max_length` tokens are
     truncated (None: `MAX_LENGTH` for a classifier, `LM_MAX_LENGTH` for a causal LM, or its
     context where that is shorter)."""
-    check.choice("fit", "--task-type", kind, TASK_TYPES)
-    check.choice("fit", "--method", method, METHODS)
-    check.step_count("fit", "--batch-size", batch_size, 1)
-    if max_length is not None:
-        check.step_count("fit", "--max-length", max_length, 8)
-    mapped = column_map(columns)
+    mapped = check_hf_options(
+        model_dir,
+        data,
+        eval_data,
+        kind=kind,
+        method=method,
+        batch_size=batch_size,
+        columns=columns,
+        max_length=max_length,
+    )
     if kind == "causal-lm":
         return _causal_lm_task(
             model_dir, data, eval_data, method=method, batch_size=batch_size, columns=mapped, max_length=max_length

@@ -29,21 +29,21 @@ from torch import nn
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import OVERRUN, Budget, parse_budget, steps_for_time, time_for
-from lrpilot.autopilot._checkpoint import RESUME_FILE, Checkpoint, check_unchanged, digests
-from lrpilot.autopilot._data import read_rows
+from lrpilot.autopilot._checkpoint import RESUME_FILE, Checkpoint, check_unchanged, digests, resume_file
+from lrpilot.autopilot._data import check_file, read_rows
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
 from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback, quiet
 from lrpilot.autopilot._resume import Resumed
 from lrpilot.autopilot._search import TEST_SHARE, Search, peak_at_horizon, range_test
-from lrpilot.autopilot._target import Target, describe_budget, fitted_recipe, resolve_target
+from lrpilot.autopilot._target import Target, check_target, describe_budget, fitted_recipe, resolve_target
 from lrpilot.autopilot._training import AUDIT_FILE, MODEL_FILE, Trained, after_run, save_model, train_guarded
 from lrpilot.rules import Recommendation, recommend
 from lrpilot.schedules import Schedule
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tasks._device import Precision, describe_device, resolve_device, resolve_precision
 
-__all__ = ["AUDIT_FILE", "MODEL_FILE", "FitResult", "Progress", "fit", "new_run_dir", "run_record"]
+__all__ = ["AUDIT_FILE", "MODEL_FILE", "FitResult", "Progress", "check_arguments", "fit", "new_run_dir", "run_record"]
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,18 @@ class FitResult:
 
 
 def new_run_dir(out: Path | None, label: str) -> Path:
-    """`out`, which must not be a file or a non-empty directory (nothing of the user's is ever
-    overwritten), else a new ``runs/fit-<label>-<timestamp>``."""
+    """`out` (`check_out`), else a new ``runs/fit-<label>-<timestamp>``."""
     if out is not None:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            what = "a file" if not out.is_dir() else "a directory that is not empty"
-            raise ValueError(f"fit: --out {out} is {what}; give a new or empty directory (nothing is overwritten)")
+        check_out(out)
         return out
     return stamped_run_dir("fit", label)
+
+
+def check_out(out: Path) -> None:
+    """`out` must not be a file or a non-empty directory: nothing of the user's is ever overwritten."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "a file" if not out.is_dir() else "a directory that is not empty"
+        raise ValueError(f"fit: --out {out} is {what}; give a new or empty directory (nothing is overwritten)")
 
 
 @contextmanager
@@ -219,10 +223,8 @@ def fit(
     (`lrpilot.autopilot._checkpoint`), and updates the directory's model and report.
     """
     progress = progress or quiet
+    check_arguments(**{name: value for name, value in locals().items() if name not in RUNTIME})
     if resume is not None:
-        given = _given_beside_resume(locals())
-        if given:
-            raise ValueError(f"fit: --resume takes the interrupted fit's own settings; drop {', '.join(given)}")
         return _resumed_fit(Path(resume), report=report, progress=progress, callback=callback)
     arguments = _arguments(locals())
     clock = Clock()
@@ -242,11 +244,9 @@ def fit(
             columns=columns,
             max_length=max_length,
         )
-        rows = _retention(target, retention, forgetting_weight)
+        rows = _retention(retention)
         run_dir = new_run_dir(None if out is None else Path(out), target.label)
         steps = plan.steps if plan is not None and plan.steps is not None else target.steps
-        if not isinstance(target.task, HfTask):  # the recipe is known: refuse a short budget before loading
-            fitted_recipe(target.task.recipe, steps, describe_budget(plan))
         net = mixed.master(target.task.build_model(seed)).to(where)
         with mixed.autocast():  # the reference embeddings as the run's will be computed
             drift = None if rows is None else load_drift(cast(HfTask, target.task), net, rows)
@@ -440,6 +440,64 @@ def _given_beside_resume(given: dict[str, Any]) -> list[str]:
     return [name for name, default in defaults.items() if name not in RESUMABLE and given[name] != default]
 
 
+RUNTIME = ("report", "progress", "callback")
+"""fit's arguments that say how to run and report, not what: `check_arguments` takes the others."""
+
+
+def check_arguments(
+    task: str | None = None,
+    *,
+    model: str | Path | None = None,
+    data: str | Path | None = None,
+    eval_data: str | Path | None = None,
+    task_type: str | None = None,
+    method: str | None = None,
+    budget: str | int | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    batch_size: int | None = None,
+    finder_steps: int | None = None,
+    retention: str | Path | None = None,
+    forgetting_weight: float | None = None,
+    full_warmup: bool | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    max_length: int | None = None,
+    resume: str | Path | None = None,
+) -> None:
+    """Refuse bad arguments of `fit` (the same, less `RUNTIME`) before anything is read or loaded:
+    each value and combination, the paths of the model, data, run directory and resumed run, and
+    a step budget against the warmup. fit runs it first, and ``lrpilot fit`` before it prints its
+    plan, which had read "shakespeare: recommend → … → report" above "--budget must be …". What
+    the data files hold and what the model is are checked as they load."""
+    if resume is not None:
+        given = _given_beside_resume(locals())
+        if given:
+            raise ValueError(f"fit: --resume takes the interrupted fit's own settings; drop {', '.join(given)}")
+        resume_file(Path(resume))
+        return
+    _checked(seed, finder_steps, device, precision)
+    plan = parse_budget(budget)
+    check_target(
+        task,
+        model=model,
+        data=data,
+        eval_data=eval_data,
+        task_type=task_type,
+        method=method,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        columns=columns,
+        max_length=max_length,
+        plan=plan,
+    )
+    _check_retention(model, retention, forgetting_weight)
+    if out is not None:
+        check_out(Path(out))
+
+
 def _resumed_fit(run_dir: Path, *, report: bool, progress: Progress, callback: StepCallback | None) -> FitResult:
     """Go on with the fit interrupted in `run_dir` (`Checkpoint`): its model rebuilt from its source,
     the loop's state put back, trained to the end of its run; the directory's model and report updated."""
@@ -459,7 +517,7 @@ def _resumed_fit(run_dir: Path, *, report: bool, progress: Progress, callback: S
                 if k not in ("seed", "device", "precision", "retention", "forgetting_weight")
             }
         )
-        rows = _retention(target, args["retention"], args["forgetting_weight"])
+        rows = _retention(args["retention"])
         net = mixed.master(target.task.build_model(args["seed"])).to(where)
         with mixed.autocast():
             drift = None if rows is None else load_drift(cast(HfTask, target.task), net, rows)
@@ -514,19 +572,26 @@ def _checked(
     return where, resolve_precision(precision, where)
 
 
-def _retention(target: Target, retention: str | Path | None, weight: float | None) -> list[dict[str, Any]] | None:
-    """The retention texts, checked now (before any weight is loaded); None without `retention`."""
+def _check_retention(model: str | Path | None, retention: str | Path | None, weight: float | None) -> None:
+    """--forgetting-weight and --retention: a weight of 0 or more, given with a retention file, which
+    exists and is a ``.csv`` / ``.jsonl``, for a user's model (a built-in task is trained from scratch)."""
     if weight is not None:
         check.non_negative("fit", "--forgetting-weight", weight)
         if retention is None:
             raise ValueError("fit: --forgetting-weight needs --retention FILE (general texts to measure drift on)")
     if retention is None:
-        return None
-    if not isinstance(target.task, HfTask):
+        return
+    if model is None:
         raise ValueError(
             "fit: --retention applies to --model (a pretrained model that can forget), not to a built-in task"
         )
-    return read_rows(Path(retention), ("text",), "--retention")
+    check_file(Path(retention), "text", "--retention")
+
+
+def _retention(retention: str | Path | None) -> list[dict[str, Any]] | None:
+    """The retention texts (`_check_retention` passed them), read before any weight is loaded; None
+    without `retention`."""
+    return None if retention is None else read_rows(Path(retention), ("text",), "--retention")
 
 
 def _trade(

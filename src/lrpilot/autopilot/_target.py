@@ -7,13 +7,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget
 from lrpilot.autopilot._data import name_key
-from lrpilot.autopilot._hf import LABELS_FILE, HfTask, load_hf_task
+from lrpilot.autopilot._hf import LABELS_FILE, HfTask, check_hf_options, load_hf_task
 from lrpilot.autopilot._pooled import head_note
 from lrpilot.rules import CALIBRATED_STEPS, stretched_to_epoch
 from lrpilot.tasks import Recipe, Task, get_task, task_names
@@ -23,6 +24,7 @@ __all__ = [
     "FINETUNE_WARMUP",
     "Target",
     "builtin_target",
+    "check_target",
     "describe_budget",
     "fitted_recipe",
     "resolve_target",
@@ -31,6 +33,7 @@ __all__ = [
 
 FINETUNE_WARMUP = 0.1
 """The rules' fine-tuning warmup (10 % of the run, ``warmup-finetuning``), which a user model's recipe follows."""
+NEEDS_DATA = "fit: --model needs --data FILE (.csv or .jsonl with a text column)"
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def user_target(
     """A local Hugging Face model fine-tuned on the user's data (`load_hf_task`); the rule's
     calibrated run lengths stretched to one epoch of it."""
     if data is None:
-        raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
+        raise ValueError(NEEDS_DATA)
     task = load_hf_task(
         model,
         data,
@@ -265,20 +268,83 @@ def resolve_target(
             if value is not None:
                 raise ValueError(f"fit: {name} applies to --model (your own model); a built-in task's recipe fixes it")
         return builtin_target(task or DEFAULT_TASK, None if data_dir is None else Path(data_dir))
-    if task is not None:
-        raise ValueError("fit: give --task (a built-in task) or --model (your own), not both")
-    if data_dir is not None:
-        raise ValueError("fit: --data-dir applies to the sst2 tasks, not to --model")
+    _check_beside_model(task, data_dir)
     return user_target(
         Path(model),
         None if data is None else Path(data),
         None if eval_data is None else Path(eval_data),
-        kind=task_type or "classification",
-        method=method or "full",
-        batch_size=16 if batch_size is None else batch_size,
         columns=columns,
         max_length=max_length,
+        **_user_settings(task_type, method, batch_size),
     )
+
+
+def check_target(
+    task: str | None,
+    *,
+    model: str | Path | None,
+    data: str | Path | None,
+    eval_data: str | Path | None,
+    task_type: str | None,
+    method: str | None,
+    data_dir: str | Path | None,
+    batch_size: int | None,
+    columns: Mapping[str, str] | None = None,
+    max_length: int | None = None,
+    plan: Budget | None = None,
+) -> None:
+    """`resolve_target`'s checks with nothing read or loaded (a built-in task is a look-up): the
+    options, the paths of the model and its data, and a step budget in `plan` against the warmup
+    of the recipe it compresses: a built-in task's own; for a user's model (whose recipe is the
+    rules', known once it loads) their fine-tuning warmup, `FINETUNE_WARMUP` of the run."""
+    if model is None:
+        target = resolve_target(
+            task,
+            model=None,
+            data=data,
+            eval_data=eval_data,
+            task_type=task_type,
+            method=method,
+            data_dir=data_dir,
+            batch_size=batch_size,
+            columns=columns,
+            max_length=max_length,
+        )
+        recipe = target.task.recipe
+    else:
+        _check_beside_model(task, data_dir)
+        if data is None:
+            raise ValueError(NEEDS_DATA)
+        settings = _user_settings(task_type, method, batch_size)
+        check_hf_options(
+            Path(model),
+            Path(data),
+            None if eval_data is None else Path(eval_data),
+            columns=columns,
+            max_length=max_length,
+            **settings,
+        )
+        share = round(FINETUNE_WARMUP * 1000)  # a run of any length: a budget's check reads the warmup's share
+        recipe = Recipe(settings["batch_size"], 1000, share, decay="linear", floor_ratio=0.0, weight_decay=0.01)
+    if plan is not None and plan.steps is not None:
+        fitted_recipe(recipe, plan.steps, describe_budget(plan))
+
+
+def _check_beside_model(task: str | None, data_dir: str | Path | None) -> None:
+    """A user's model takes no built-in task and no SST-2 folder."""
+    if task is not None:
+        raise ValueError("fit: give --task (a built-in task) or --model (your own), not both")
+    if data_dir is not None:
+        raise ValueError("fit: --data-dir applies to the sst2 tasks, not to --model")
+
+
+def _user_settings(task_type: str | None, method: str | None, batch_size: int | None) -> dict[str, Any]:
+    """A user's model's task type, method and batch size, the defaults where not given."""
+    return {
+        "kind": task_type or "classification",
+        "method": method or "full",
+        "batch_size": 16 if batch_size is None else batch_size,
+    }
 
 
 DEFAULT_TASK = "shakespeare"

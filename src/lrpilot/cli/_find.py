@@ -79,6 +79,9 @@ class _Job:
     args: dict[str, Any]
     threads: int | None = None
     """torch threads for the test (None: leave the process's setting)."""
+    notes: tuple[str, ...] = ()
+    """What fit's notes say of the model and data it builds (--model): a class of merged spellings, unbalanced
+    labels, an evaluation that overlaps the training data; the range test runs on that same data."""
 
 
 # --- the built-in tasks ---------------------------------------------------------------------------
@@ -172,7 +175,7 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         "floor_ratio": recipe.floor_ratio,
         "decay": recipe.decay,
     }
-    return _Job({"model": str(model), "data": str(data)}, args)
+    return _Job({"model": str(model), "data": str(data)}, args, notes=target.notes)
 
 
 # --- a user's script ------------------------------------------------------------------------------
@@ -490,7 +493,8 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     spec = _spec(result)
     if as_json:
         payload = {**job.source, "mode": mode, "seed": seed, **result.to_dict(), "spec": spec}
-        print_json(_finite({**payload, "warnings": notes, "plot": str(written) if written else None}))
+        extra = {"warnings": notes, "notes": list(job.notes), "plot": str(written) if written else None}
+        print_json(_finite({**payload, **extra}))
         return
     console.print(_table(result))
     horizon = result.details.get("horizon")
@@ -501,6 +505,8 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
         f"schedule: [cyan]{escape(spec)}[/]" if spec else "schedule: give --total-steps N for a ready one",
         soft_wrap=True,
     )
+    for note in job.notes:  # as fit prints them
+        console.print(f"[dim]note[/] {escape(note)}", highlight=False, soft_wrap=True)
     for note in notes:
         stderr.print(f"[yellow]warning[/] {escape(note)}", highlight=False)
     if written:

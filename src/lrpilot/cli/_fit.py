@@ -186,12 +186,35 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
     HTML report into a new run directory. Without options: the shakespeare task, a few minutes on a CPU.
     """
     from lrpilot.autopilot import fit as run_fit
+    from lrpilot.autopilot._pipeline import check_arguments
     from lrpilot.tasks import one_thread
 
     with errors_as_messages(as_json):
         check_run_options("fit", seed, finder_steps)
         if task is not None and task.startswith("sst2") and model is None:
             _check_sst2(data_dir)
+        arguments: dict[str, Any] = {
+            "model": model,
+            "data": data,
+            "eval_data": eval_data,
+            "task_type": task_type,
+            "method": method,
+            "budget": budget,
+            "out": out,
+            "seed": seed,
+            "data_dir": data_dir,
+            "batch_size": batch_size,
+            "finder_steps": finder_steps,
+            "retention": retention,
+            "forgetting_weight": forgetting_weight,
+            "full_warmup": full_warmup,
+            "device": device,
+            "precision": precision,
+            "columns": parse_columns(columns, "fit"),
+            "max_length": max_length,
+            "resume": resume,
+        }
+        check_arguments(task, **arguments)  # every bad option refused before the plan's line says the run starts
         if not as_json:
             what = str(model) if model is not None else (task or "shakespeare")
             what = what if resume is None else f"resuming {resume}"
@@ -200,30 +223,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
             plan = "recommend → range test → train with the guard → report"
             console.print(f"[bold]{escape(what)}[/]: {plan}", soft_wrap=True, highlight=False)
         with one_thread(model is None and resume is None), _progress() as progress, _stopped_before_training():
-            result = run_fit(
-                task,
-                model=model,
-                data=data,
-                eval_data=eval_data,
-                task_type=task_type,
-                method=method,
-                budget=budget,
-                out=out,
-                seed=seed,
-                data_dir=data_dir,
-                batch_size=batch_size,
-                finder_steps=finder_steps,
-                retention=retention,
-                forgetting_weight=forgetting_weight,
-                full_warmup=full_warmup,
-                device=device,
-                precision=precision,
-                columns=parse_columns(columns, "fit"),
-                max_length=max_length,
-                report=not no_report,
-                progress=_Bars(progress),
-                resume=resume,
-            )
+            result = run_fit(task, **arguments, report=not no_report, progress=_Bars(progress))
     if as_json:
         print_json(_finite(result.to_dict()))
     else:
