@@ -291,6 +291,101 @@ def test_a_checkpoints_class_the_data_lacks_is_named_not_blamed_on_the_numbering
     )
 
 
+STARS = {0: "1", 1: "2", 2: "3"}
+"""A star-rating head: its outputs named by numbers that are not their ids."""
+
+
+def _numbered(path: Path, labels: list[Any]) -> Path:
+    return write_rows(path, [{"text": f"review number {i}", "label": label} for i, label in enumerate(labels)])
+
+
+def _numeric_target(model: Path, tmp_path: Path, train: list[Any], held: list[Any] | None = None) -> Any:
+    data = _numbered(tmp_path / "train.csv", train)
+    other = None if held is None else _numbered(tmp_path / "eval.csv", held)
+    target = user_target(model, data, other, kind="classification", method="full", batch_size=8)
+    assert not any(note.startswith("labels are names") for note in target.notes)  # the names note is for names
+    return target.task, [note for note in target.notes if "matched to the model's label names" in note]
+
+
+def test_numbers_that_are_a_classifiers_label_names_train_the_outputs_of_those_names(tmp_path: Path) -> None:
+    """A classifier whose outputs are named "1", "2", "3" (a star rating): the data's labels 1, 2, 3
+    had been read as class ids, 3 refused as out of range and 1 and 2 silently training the outputs
+    named "2" and "3"."""
+    stars = _tiny_classifier(tmp_path / "stars", STARS)
+    task, matched = _numeric_target(stars, tmp_path, [1, 2, 3] * 7, [3, 1, 2])
+    assert (task.label_names, task.label_match, task.num_labels) == (("1", "2", "3"), "names", 3)
+    assert task.val_data.labels.tolist() == [2, 0, 1]
+    assert sorted(set(task.train_data.labels.tolist())) == [0, 1, 2]
+    assert len(matched) == 1
+    assert matched[0].startswith(
+        "the labels are numbers, and so are the names of the model's outputs (id2label 0 = '1', 1 = '2', 2 = '3'): "
+        "the labels were matched to the model's label names, not read as class ids (a 1 trains output 0, the one "
+        "named '1')"
+    )
+    assert "would also fit as a class id" not in matched[0]
+
+    # 1 and 2 fit as class ids too, of other outputs: read as the names, and the note says so
+    task, matched = _numeric_target(stars, tmp_path, [1, 2] * 10, [2, 1])
+    assert (task.label_names, task.label_match) == (("1", "2", "3"), "ambiguous")
+    assert task.val_data.labels.tolist() == [1, 0]
+    assert "every label would also fit as a class id 0 … 2, which trains other outputs" in matched[0]
+
+    # a .jsonl's numbers, as integers, floats or strings, are the names of their value
+    rows = [{"text": f"review {i}", "label": label} for i, label in enumerate([3, 1.0, "2"] * 7)]
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    assert load_hf_task(stars, jsonl, _numbered(tmp_path / "eval.csv", [3, 1])).val_data.labels.tolist() == [2, 0]
+
+
+@pytest.mark.parametrize(
+    ("id2label", "train", "held", "ids"),
+    [
+        (STARS, [0, 1, 2] * 7, [2, 0], [2, 0]),  # 0 is no name: the labels are class ids
+        (STARS, [1, 2] * 10, [0, 1], [0, 1]),  # the evaluation's 0 is no name either
+        ({0: "0", 1: "1"}, [0, 1] * 10, [1, 0], [1, 0]),  # each name is its own id: nothing to match
+        ({0: "LABEL_0", 1: "LABEL_1"}, [0, 1] * 10, [1, 0], [1, 0]),  # names no one chose
+    ],
+)
+def test_numbers_stay_class_ids_where_they_are_not_all_the_models_label_names(
+    tmp_path: Path, id2label: dict[int, str], train: list[int], held: list[int], ids: list[int]
+) -> None:
+    task, matched = _numeric_target(_tiny_classifier(tmp_path / "clf", id2label), tmp_path, train, held)
+    assert (task.label_names, task.label_match, task.val_data.labels.tolist()) == ((), None, ids)
+    assert not matched
+
+
+def test_numbers_that_fit_as_names_and_as_ids_differently_are_read_as_the_names(tmp_path: Path) -> None:
+    swapped = _tiny_classifier(tmp_path / "swapped", {0: "1", 1: "0"})
+    task, matched = _numeric_target(swapped, tmp_path, [0, 1, 1] * 7, [0, 1])
+    assert (task.label_names, task.label_match) == (("1", "0"), "ambiguous")
+    assert task.val_data.labels.tolist() == [1, 0]
+    assert "(a 1 would train output 1, named '0'): fit reads them as the model's names" in matched[0]
+
+
+def test_a_fit_on_a_star_rating_classifier_trains_and_saves_the_outputs_of_the_labels_names(tmp_path: Path) -> None:
+    """`lrpilot fit` end to end on a 3-star classifier's own numbering: its label 3 had been refused
+    ("label 3 is out of range"); it now trains output 2, the one named "3", which the saved model,
+    its labels.json and run.json's notes say."""
+    stars = _tiny_classifier(tmp_path / "stars", STARS)
+    labels = [3] * 16 + [2] * 2 + [1] * 2  # mostly 3 stars: the trained head leans to the output named "3"
+    train = _numbered(tmp_path / "train.csv", labels)
+    held = _numbered(tmp_path / "eval.csv", [3, 3, 2, 1])
+    run: dict[str, Any] = {"budget": BUDGET, "finder_steps": FINDER_STEPS, "out": tmp_path / "run", "report": False}
+    result = fit(model=stars, data=train, eval_data=held, **run)
+    saved, names = result.model_path, {"0": "1", "1": "2", "2": "3"}
+    assert json.loads((saved / "labels.json").read_text(encoding="utf-8")) == {"id2label": names}
+    assert json.loads((saved / "config.json").read_text(encoding="utf-8"))["id2label"] == names
+    record = json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))
+    assert any("the labels were matched to the model's label names" in note for note in record["notes"])
+    transformers = pytest.importorskip("transformers")
+    texts = [f"review number {i}" for i in range(len(labels))]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(saved)
+    before = _logits(transformers.AutoModelForSequenceClassification.from_pretrained(stars), tokenizer, texts)
+    after = _logits(transformers.AutoModelForSequenceClassification.from_pretrained(saved), tokenizer, texts)
+    gained = after.softmax(-1).mean(0) - before.softmax(-1).mean(0)
+    assert int(gained.argmax()) == 2  # the output named "3" gained most: label 3 trained it
+
+
 def test_without_eval_a_tenth_is_held_out(tmp_path: Path) -> None:
     data = write_rows(tmp_path / "train.csv", [{"text": f"text number {i}", "label": i % 3} for i in range(50)])
     task = load_hf_task(minilm_dir(), data)

@@ -36,10 +36,12 @@ __all__ = [
     "check_labels",
     "column_map",
     "encode",
+    "fit_as_ids",
     "label_ids",
     "label_names",
     "label_spellings",
     "name_key",
+    "numeric_names",
     "pad",
     "read_lm",
     "read_roles",
@@ -331,19 +333,60 @@ def label_names(
     return tuple(names)
 
 
+def _number(value: Any) -> float | None:
+    """A label's (or a label name's) value where it is a finite number, else None."""
+    if _is_name(value):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _key(value: Any) -> float | str:
+    """A label as it is matched to a class name: a number by its value (``1``, ``"1"`` and ``1.0``
+    are the name ``"1"``), a name by `name_key`."""
+    number = _number(value)
+    return name_key(value) if number is None else number
+
+
+def numeric_names(rows: list[dict[str, Any]], own: Mapping[str, int] | None) -> tuple[str, ...]:
+    """A classifier checkpoint's own label names in id order (`own`: its ``label2id``) where they are
+    all numbers (a star rating's ``"1"`` … ``"5"``) and every one of `rows`' labels is one of them,
+    by value; else ``()``, and ``()`` too where each name is its own id (``"0"``, ``"1"``: reading
+    the labels as names or as ids is then the same).
+
+    A head whose output 0 is named ``"1"`` had taken the data's ``1`` for class id 1, the output
+    named ``"2"``, and refused its ``5`` as out of range."""
+    if not own:
+        return ()
+    theirs = sorted(own, key=own.__getitem__)
+    values = [_number(name) for name in theirs]
+    if None in values or len(set(values)) < len(values) or values == list(range(len(values))):
+        return ()
+    if any(_number(row["label"]) not in values for row in rows):
+        return ()
+    return tuple(theirs)
+
+
+def fit_as_ids(rows: list[dict[str, Any]], num_labels: int) -> bool:
+    """Whether every one of `rows`' labels is an integer class id in ``[0, num_labels)``."""
+    numbers = [_number(row["label"]) for row in rows]
+    return all(n is not None and n == int(n) and 0 <= n < num_labels for n in numbers)
+
+
 def label_ids(rows: list[dict[str, Any]], path: Path, what: str, names: tuple[str, ...] = ()) -> list[int]:
-    """Each row's class id: its integer label, or its name's place in `names` (by `name_key`)."""
+    """Each row's class id: its integer label, or its name's place in `names` (a name by `name_key`,
+    a number, where the names are numbers (`numeric_names`), by its value)."""
     if not names:
         return [_label(row["label"], f"{what}: {path.name}, row {i}") for i, row in enumerate(rows, start=1)]
-    ids = {name_key(name): i for i, name in enumerate(names)}
+    ids = {_key(name): i for i, name in enumerate(names)}
     out = []
     for i, row in enumerate(rows, start=1):
         label = row["label"]
-        if not _is_name(label) or name_key(label) not in ids:
+        if _key(label) not in ids:
             raise ValueError(
                 f"{what}: {path.name}, row {i}: label {label!r} is not one of the training labels ({', '.join(names)})"
             )
-        out.append(ids[name_key(label)])
+        out.append(ids[_key(label)])
     return out
 
 

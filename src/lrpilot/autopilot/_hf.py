@@ -33,9 +33,11 @@ from lrpilot.autopilot._data import (
     check_labels,
     column_map,
     encode,
+    fit_as_ids,
     label_ids,
     label_names,
     label_spellings,
+    numeric_names,
     read_lm,
     read_roles,
     split_rows,
@@ -293,6 +295,11 @@ class HfTask(Task):
     label_names: tuple[str, ...] = ()
     """A classifier's class names by id, where the data gives labels as names (`label_names`);
     ``()`` for integer class ids."""
+    label_match: str | None = None
+    """Where the data's labels are numbers and the checkpoint already is a classifier whose label
+    names are numbers too, every label one of them (`numeric_names`): ``"names"``, each label read
+    as the name of an output (the data's ``1`` trains the output named ``"1"``), or ``"ambiguous"``,
+    so read though the labels would also fit as class ids, of other outputs; None otherwise."""
     label_spellings: tuple[tuple[str, ...], ...] = ()
     """The classes whose name the data spells more than one way (case, spaces: `name_key`), each
     with its spellings, most frequent first: read as one class, which the notes say."""
@@ -467,10 +474,21 @@ def _own_labels(config: Any) -> dict[str, int] | None:
     return own
 
 
-def _classes(config: Any, rows: list[dict[str, Any]], data: Path) -> tuple[tuple[str, ...], int]:
+def _classes(
+    config: Any, rows: list[dict[str, Any]], data: Path, eval_rows: list[dict[str, Any]] | None = None
+) -> tuple[tuple[str, ...], int, str | None]:
     """The class names (for labels given as names) and the number of classes, read from all the
-    training rows (before any is held out), every label checked."""
-    names = label_names(rows, data, "--data", _own_labels(config))
+    training rows (before any is held out), every label checked; and `HfTask.label_match`: numbers
+    that are all the checkpoint's own label names (`numeric_names`, in the training and the
+    evaluation rows, `eval_rows`) are read as those names, not as class ids."""
+    own = _own_labels(config)
+    names = label_names(rows, data, "--data", own)
+    match = None
+    if not names:
+        every = rows + (eval_rows or [])
+        names = numeric_names(every, own)
+        if names:
+            match = "ambiguous" if fit_as_ids(every, len(names)) else "names"
     ids = label_ids(rows, data, "--data", names)
     count = _num_labels(config, [max(0, x) for x in ids])
     if len(names) > count:  # an unnamed classifier's (`_own_labels`), of fewer classes than the data's names
@@ -479,7 +497,7 @@ def _classes(config: Any, rows: list[dict[str, Any]], data: Path) -> tuple[tuple
             f"classifier of {count}"
         )
     check_labels(ids, count, data, "--data")
-    return names, count
+    return names, count, match
 
 
 def check_hf_options(
@@ -549,8 +567,8 @@ def load_hf_task(
     pairs = "text_pair" in train_rows[0]
     eval_rows = read_roles(eval_data, roles, mapped, "--eval", pairs=pairs) if eval_data is not None else None
     config, tokenizer = _load_config_and_tokenizer(model_dir)
-    names, num_labels = _classes(config, train_rows, data)
-    spellings = label_spellings(train_rows + (eval_rows or [])) if names else {}
+    names, num_labels, match = _classes(config, train_rows, data, eval_rows)
+    spellings = label_spellings(train_rows + (eval_rows or [])) if names and match is None else {}
     held, what = (eval_data, "--eval") if eval_rows is not None and eval_data is not None else (data, "--data")
     if eval_rows is None:
         train_rows, eval_rows = split_rows(train_rows, "--data", label_ids(train_rows, data, "--data", names))
@@ -574,6 +592,7 @@ def load_hf_task(
         pad_id=_pad_id(tokenizer, model_dir),
         pooling=checkpoint_pooling(model_dir) if not _is_classifier(config) else (),
         label_names=names,
+        label_match=match,
         label_spellings=tuple(found for found in spellings.values() if len(found) > 1),
         stored_dtype=_stored_dtype(config),
         max_length=max_length,

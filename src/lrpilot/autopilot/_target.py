@@ -158,13 +158,35 @@ def _names_note(task: HfTask) -> str | None:
     """How labels given as names became class ids, and where the names are saved."""
     if not task.label_names:
         return None
-    ids = ", ".join(f"{i} = {name}" for i, name in enumerate(task.label_names))
     saved = f"{LABELS_FILE}, and config.json's id2label"
+    if task.label_match is not None:
+        return _numeric_names_note(task, saved)
+    ids = ", ".join(f"{i} = {name}" for i, name in enumerate(task.label_names))
     note = f"labels are names, read as class ids {ids}; the saved model keeps them ({saved})"
     for spellings in task.label_spellings:
         quoted = ", ".join(repr(s) for s in spellings)
         name = next(n for n in task.label_names if name_key(n) == name_key(spellings[0]))
         note += f"; {quoted} differ only in case or spaces and are one class, {name!r}"
+    return note
+
+
+def _numeric_names_note(task: HfTask, saved: str) -> str:
+    """Numeric labels matched to a classifier checkpoint's numeric label names (`HfTask.label_match`):
+    which output each trains, and where they would also have fit as class ids, what that would have
+    trained instead."""
+    names = task.label_names
+    outputs = ", ".join(f"{i} = {name!r}" for i, name in enumerate(names))
+    note = (
+        f"the labels are numbers, and so are the names of the model's outputs (id2label {outputs}): the labels were "
+        f"matched to the model's label names, not read as class ids (a {names[0]} trains output 0, the one named "
+        f"{names[0]!r}); the saved model keeps the names ({saved})"
+    )
+    if task.label_match == "ambiguous":
+        note += (
+            f"; every label would also fit as a class id 0 … {len(names) - 1}, which trains other outputs (a 1 would "
+            f"train output 1, named {names[1]!r}): fit reads them as the model's names; if they are class ids, give "
+            "each label as its id's name instead"
+        )
     return note
 
 
