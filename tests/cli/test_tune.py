@@ -84,3 +84,42 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], 
     assert message in result.output
     assert "hunter2" not in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "digits", "--budget", "5x"], "tune: --budget must be a number of runs (3) or a time (20m, 1h)"),
+        (["--task", "digits", "--device", "tpu"], "--device 'tpu' is not a device; give auto, cpu, cuda or cuda:N"),
+        (["--task", "digits", "--precision", "half"], "--precision must be one of fp32, bf16, fp16, got 'half'"),
+        (["--task", "digits", "--out", "FILE"], "notes.txt is a file; give a new or empty directory"),
+        (["--task", "digits", "--out", "FULL"], "is a directory that is not empty and holds no earlier tune"),
+        (["--task", "digits", "--search", "lr,beta2"], "--search must be one of"),
+        (["--task", "digits", "--steps", "0"], "steps must be an integer in [1, ∞], got 0"),
+        (["--task", "digits", "--max-trials", "0"], "max_trials must be an integer in [1, 10000], got 0"),
+        (["--task", "digit"], "--task must be one of ['digits', 'shakespeare', 'sst2-full', 'sst2-lora'], got 'digit'"),
+        (["--task", "digits", "--columns", "text=x"], "--columns applies to --model"),
+        (["--task", "digits", "--columns", "x"], "--columns takes ROLE=COLUMN pairs"),
+        (["--model", "MISSING", "--data", "DATA"], "--model: no such directory"),
+        (["--model", "MODEL", "--data", "MISSING"], "--data: no such file"),
+        (["--model", "MODEL", "--data", "DATA", "--batch-size", "0"], "--batch-size must be an integer in [1, ∞]"),
+    ],
+)
+def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args: list[str], message: str) -> None:
+    """`lrpilot tune` printed its plan ("digits: rules → range test → trials (successive halving) →
+    report"), as if the run were starting, and then the error; a budget of "5x" was also refused
+    in fit's words, as "a number of steps (300)", which a tune's budget is not counted in."""
+    model, full = tmp_path / "model", tmp_path / "full"
+    for folder in (model, full):
+        folder.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")  # a model folder by its path: nothing is loaded
+    (full / "kept.txt").write_text("the user's", encoding="utf-8")
+    paths = {"MISSING": tmp_path / "missing", "FILE": tmp_path / "notes.txt", "FULL": full, "MODEL": model}
+    paths["FILE"].write_text("not data", encoding="utf-8")
+    paths["DATA"] = tmp_path / "train.csv"
+    paths["DATA"].write_text("text,label\ngood,1\nbad,0\n", encoding="utf-8")
+    result = runner.invoke(app, ["tune", *(str(paths.get(arg, arg)) for arg in args)])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.split()), result.stderr
+    assert result.stdout == ""
+    assert [p.name for p in full.iterdir()] == ["kept.txt"]

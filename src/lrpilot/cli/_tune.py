@@ -8,7 +8,7 @@ exit codes. A study's settings live in the study, so a worker needs only its nam
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -147,6 +147,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
     from lrpilot.tasks import one_thread
     from lrpilot.tuning import tune as run_tune
     from lrpilot.tuning._study import HEARTBEAT
+    from lrpilot.tuning._tune import check_arguments
 
     fmt = "json" if as_json else output
     with errors_as_messages(as_json):
@@ -154,6 +155,30 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
         check_run_options("tune", seed, finder_steps)
         if task is not None and task.startswith("sst2") and model is None:
             _check_sst2(data_dir)
+        arguments: dict[str, Any] = {
+            "model": model,
+            "data": data,
+            "eval_data": eval_data,
+            "task_type": task_type,
+            "method": method,
+            "steps": steps,
+            "budget": budget,
+            "search": search,
+            "storage": storage,
+            "study": study,
+            "out": out,
+            "seed": seed,
+            "data_dir": data_dir,
+            "batch_size": batch_size,
+            "max_trials": max_trials,
+            "finder_steps": finder_steps,
+            "heartbeat": HEARTBEAT if heartbeat is None else heartbeat,
+            "device": device,
+            "precision": precision,
+            "columns": parse_columns(columns, "tune"),
+            "max_length": max_length,
+        }
+        check_arguments(task, **arguments)  # every bad option refused before the plan's line says the run starts
         if fmt == "table":
             what = str(model) if model is not None else (task or "shakespeare")
             console.print(f"[bold]{escape(what)}[/]: rules → range test → trials (successive halving) → report")
@@ -161,29 +186,9 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
             with one_thread(model is None), _progress() as progress:
                 result = run_tune(
                     task,
-                    model=model,
-                    data=data,
-                    eval_data=eval_data,
-                    task_type=task_type,
-                    method=method,
-                    steps=steps,
-                    budget=budget,
-                    search=search,
-                    storage=storage,
-                    study=study,
-                    out=out,
-                    seed=seed,
-                    data_dir=data_dir,
-                    batch_size=batch_size,
+                    **arguments,
                     prune=not no_prune,
-                    max_trials=max_trials,
-                    finder_steps=finder_steps,
                     report=not no_report,
-                    heartbeat=HEARTBEAT if heartbeat is None else heartbeat,
-                    device=device,
-                    precision=precision,
-                    columns=parse_columns(columns, "tune"),
-                    max_length=max_length,
                     progress=_Bars(progress),
                 )
         except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
 from lrpilot.autopilot._progress import Clock, Progress, quiet
 from lrpilot.autopilot._search import peak_at_horizon, ramp, range_test
-from lrpilot.autopilot._target import Target
+from lrpilot.autopilot._target import Target, check_target
 from lrpilot.rules import HORIZON_EXPONENT, Recommendation
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tasks._device import resolve_device, resolve_precision
@@ -57,7 +57,7 @@ from lrpilot.tuning._trial import RUN_FILE, TrialRunner
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["DB_FILE", "tune"]
+__all__ = ["DB_FILE", "check_arguments", "tune"]
 
 FINAL_KEY = "lrpilot_final"
 """The study's user attribute naming the trial whose weights the run directory holds (a re-run that
@@ -121,6 +121,30 @@ def tune(
     progress = progress or quiet
     clock = Clock()
     quiet_optuna()
+    check_arguments(
+        task,
+        model=model,
+        data=data,
+        eval_data=eval_data,
+        task_type=task_type,
+        method=method,
+        steps=steps,
+        budget=budget,
+        search=search,
+        storage=storage,
+        study=study,
+        out=out,
+        seed=seed,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        max_trials=max_trials,
+        finder_steps=finder_steps,
+        heartbeat=heartbeat,
+        device=device,
+        precision=precision,
+        columns=columns,
+        max_length=max_length,
+    )
     names = _checked(seed=seed, search=search, max_trials=max_trials, finder_steps=finder_steps, heartbeat=heartbeat)
     where = resolve_device(device, "tune")
     mixed = resolve_precision(precision, where, "tune")
@@ -180,6 +204,59 @@ def tune(
         report=report,
         rec=rec,
     )
+
+
+def check_arguments(
+    task: str | None = None,
+    *,
+    model: str | Path | None = None,
+    data: str | Path | None = None,
+    eval_data: str | Path | None = None,
+    task_type: str | None = None,
+    method: str | None = None,
+    steps: int | None = None,
+    budget: float | str = 3.0,
+    search: str | tuple[str, ...] = "lr",
+    storage: str | None = None,
+    study: str | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    batch_size: int | None = None,
+    max_trials: int | None = None,
+    finder_steps: int | None = None,
+    heartbeat: float = HEARTBEAT,
+    device: str | None = None,
+    precision: str | None = None,
+    columns: dict[str, str] | None = None,
+    max_length: int | None = None,
+) -> None:
+    """Refuse bad arguments of `tune` (the same, less `prune`, `report` and `progress`) before
+    anything is loaded or trained: each value, the budget, the device and precision, what to train
+    (`lrpilot.autopilot._target.check_target`, fit's own: the task, the paths of the model and its
+    data, their options) and an `out` that is a file or holds something other than an earlier
+    tune (`place`). tune runs it first, and ``lrpilot tune`` before it prints its plan, which had
+    read "digits: rules → range test → … → report" above "--budget must be …". What the data files
+    hold, what the model is and whether the storage opens are checked as they load."""
+    _checked(seed=seed, search=search, max_trials=max_trials, finder_steps=finder_steps, heartbeat=heartbeat)
+    resolve_precision(precision, resolve_device(device, "tune"), "tune")
+    _parse_budget(budget)
+    if steps is not None:
+        check.step_count("tune", "steps", steps, 1)
+    check_target(
+        task,
+        model=model,
+        data=data,
+        eval_data=eval_data,
+        task_type=task_type,
+        method=method,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        columns=columns,
+        max_length=max_length,
+    )
+    if out is not None:
+        place(out, storage, study, "check")  # the label names only a new study: an `out` is checked the same
 
 
 def _check_continued(where: Place, found: bool, store: optuna.storages.RDBStorage) -> None:
@@ -298,9 +375,13 @@ def _parse_budget(budget: float | str) -> float | Budget:
         return check.positive("tune", "--budget", float(text))
     except ValueError:
         pass
-    plan = parse_budget(text)
+    bad = f"tune: --budget must be a number of runs (3) or a time (20m, 1h), got {budget!r}"
+    try:
+        plan = parse_budget(text)
+    except ValueError:  # fit's message asks for steps, which a tune's budget is not counted in
+        raise ValueError(bad) from None
     if plan is None or plan.seconds is None:
-        raise ValueError(f"tune: --budget must be a number of runs (3) or a time (20m, 1h), got {budget!r}")
+        raise ValueError(bad)
     return plan
 
 
