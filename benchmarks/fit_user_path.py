@@ -98,9 +98,17 @@ def calibrated_short_median(task: Task, total: int) -> GuardConfig:
 
 
 def run_fit(
-    model: Path, data: Path, eval_data: Path, seed: int, batch: int, *, finder_steps: int | None = None
+    model: Path,
+    data: Path,
+    eval_data: Path,
+    seed: int,
+    batch: int,
+    *,
+    finder_steps: int | None = None,
+    steps: int | None = None,
 ) -> tuple[dict[str, Any], float]:
-    """fit's row for one seed (its range test at `finder_steps` if given), and its peak."""
+    """fit's row for one seed (its range test at `finder_steps` if given; a budget of `steps`, else
+    fit's default, one epoch), and its peak."""
     started, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         result = lrpilot.fit(
@@ -113,6 +121,7 @@ def run_fit(
             out=Path(tmp) / "run",
             report=False,
             finder_steps=finder_steps,
+            budget=steps,
             device="cpu",  # beside the grid's CPU runs, on any machine
         )
     row = {
@@ -142,21 +151,37 @@ def run_fit_s8(model: Path, data: Path, eval_data: Path, seed: int, batch: int) 
 
 
 def run_seed(
-    model: Path, data: Path, eval_data: Path, seed: int, *, batch: int = BATCH, grid: tuple[float, ...] = GRID
+    model: Path,
+    data: Path,
+    eval_data: Path,
+    seed: int,
+    *,
+    batch: int = BATCH,
+    grid: tuple[float, ...] = GRID,
+    steps: int | None = None,
 ) -> dict[str, Any]:
-    """fit, train@fit and the `grid` on one seed, at `batch` texts a step."""
-    fit, peak = run_fit(model, data, eval_data, seed, batch)
+    """fit, train@fit and the `grid` on one seed, at `batch` texts a step, for `steps` (one epoch if None)."""
+    fit, peak = run_fit(model, data, eval_data, seed, batch, steps=steps)
     runs = [("train@fit", peak), *((f"{lr:g}", lr) for lr in grid)]
-    return {"fit": fit, **trained_at(model, data, eval_data, seed, batch, runs=runs)}
+    return {"fit": fit, **trained_at(model, data, eval_data, seed, batch, runs=runs, steps=steps)}
 
 
 def trained_at(
-    model: Path, data: Path, eval_data: Path, seed: int, batch: int, *, runs: list[tuple[str, float]]
+    model: Path,
+    data: Path,
+    eval_data: Path,
+    seed: int,
+    batch: int,
+    *,
+    runs: list[tuple[str, float]],
+    steps: int | None = None,
 ) -> dict[str, Any]:
-    """A row per ``(name, lr)`` of `runs`: the recipe fit starts from, trained at that LR (no guard)."""
+    """A row per ``(name, lr)`` of `runs`: the recipe fit starts from, fitted to `steps` (fit's
+    default, one epoch, if None), trained at that LR (no guard)."""
     target = user_target(model, data, eval_data, kind="classification", method="lora", batch_size=batch)
-    rec = recommend(target.task.build_model(seed), "lora", batch_size=batch, steps=target.steps)
-    job = target.task.with_recipe(fitted_recipe(recipe_from(rec, batch), target.steps, "the default"))
+    total = target.steps if steps is None else steps
+    rec = recommend(target.task.build_model(seed), "lora", batch_size=batch, steps=total)
+    job = target.task.with_recipe(fitted_recipe(recipe_from(rec, batch), total, f"{total} steps"))
     out: dict[str, Any] = {}
     for name, lr in runs:
         trained = train(job, lr, seed)
@@ -267,12 +292,15 @@ def main() -> None:
         action="store_true",
         help="with --fit-only: fit with its guard's short median at 8 losses whatever the batch, stored as fit-s8",
     )
+    parser.add_argument("--steps", type=int, default=None, help="fit's --budget in steps (default: one epoch, 100)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
     if (args.finder_steps is not None or args.short_median_8) and not args.fit_only:
         parser.error("--finder-steps and --short-median-8 go with --fit-only (a variant of fit beside the stored grid)")
+    if args.steps is not None and (args.finder_steps is not None or args.short_median_8):
+        parser.error("--steps applies to fit and its grid, not to the variants (--finder-steps, --short-median-8)")
     doc = load_json(args.out, {"runs": {}, "commands": []})
     if not args.table_only:
         torch.set_num_threads(args.threads)
@@ -290,9 +318,12 @@ def main() -> None:
                     if args.short_median_8:
                         runs["fit-s8"] = run_fit_s8(model, data, eval_data, seed, args.batch_size)
                     elif args.finder_steps is None:  # fit as it is now, and train@fit at its peak
-                        runs["fit"], peak = run_fit(model, data, eval_data, seed, args.batch_size)
+                        runs["fit"], peak = run_fit(model, data, eval_data, seed, args.batch_size, steps=args.steps)
+                        train_at_fit = [("train@fit", peak)]
                         runs.update(
-                            trained_at(model, data, eval_data, seed, args.batch_size, runs=[("train@fit", peak)])
+                            trained_at(
+                                model, data, eval_data, seed, args.batch_size, runs=train_at_fit, steps=args.steps
+                            )
                         )
                     else:
                         steps = args.finder_steps
@@ -301,7 +332,7 @@ def main() -> None:
                         )[0]
                 else:
                     doc["runs"][str(seed)] = run_seed(
-                        model, data, eval_data, seed, batch=args.batch_size, grid=tuple(args.grid)
+                        model, data, eval_data, seed, batch=args.batch_size, grid=tuple(args.grid), steps=args.steps
                     )
                 save_json(args.out, doc)
                 print(f"seed {seed}: {doc['runs'][str(seed)]}", flush=True)

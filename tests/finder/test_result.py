@@ -94,12 +94,17 @@ def test_a_long_run_gets_the_peak_and_band_moved_by_the_horizon_law() -> None:
     assert own.peak_lr == pytest.approx(found.peak_lr * (250 / 400) ** HORIZON_EXPONENT)
 
 
-def test_a_short_run_gets_a_higher_peak_but_not_past_the_max_stable_lr() -> None:
+def test_a_very_short_run_gets_a_third_length_runs_peak_under_the_max_stable_lr() -> None:
+    """A 2-step run: the law extrapolated would say ×15, past the max stable LR; it is held at a third
+    of the calibrated length's ×2 (`SHORTEST_MEASURED`; the max stable LR as a ceiling above that is
+    `at_horizon`'s, tests/rules/test_horizon.py)."""
     found = analyze([_record()])
     short = analyze([_record()], total_steps=2)
-    assert found.peak_lr * horizon_factor(2) > found.max_stable_lr  # x15 would pass it: the ceiling holds
-    assert short.peak_lr == short.max_stable_lr == short.band[1]
-    assert short.details["horizon"]["capped"]
+    assert (150 / 2) ** HORIZON_EXPONENT * found.peak_lr > found.max_stable_lr
+    assert short.peak_lr == pytest.approx(found.peak_lr * horizon_factor(50))
+    assert short.peak_lr < short.max_stable_lr
+    assert short.details["horizon"]["factor"] == pytest.approx(2.0, abs=0.01)
+    assert not short.details["horizon"]["capped"]
 
 
 def test_probes_measure_their_own_horizon() -> None:

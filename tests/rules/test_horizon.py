@@ -21,6 +21,20 @@ def test_inside_the_calibrated_range_nothing_moves_and_outside_it_scales_from_th
     assert horizon_factor(high * 4) == pytest.approx(4**-HORIZON_EXPONENT)
 
 
+def test_a_run_shorter_than_a_third_keeps_the_third_length_factor_the_law_was_measured_at() -> None:
+    third = horizon_factor(50)
+    assert horizon_factor(30) == horizon_factor(5) == horizon_factor(1) == third  # not 2.76 at a fifth, 4.3 at a tenth
+    assert horizon_factor(1000, calibrated=(5000, 5000)) == third
+    assert horizon_factor(5000, calibrated=(1000, 1000)) == pytest.approx(5**-HORIZON_EXPONENT)  # stretched: no hold
+    short = at_horizon(2e-3, 30)
+    assert short.lr == pytest.approx(2e-3 * third)
+    assert short.note() == (
+        f"horizon: the range test's peak 0.002 is for a run of 150 steps; this one has 30, so × 2.00 (best LR ∝ "
+        f"steps^-{HORIZON_EXPONENT}, as for a third of its length, the shortest run the law was measured on) → 0.004"
+    )
+    assert "shortest run" not in at_horizon(2e-3, 50).note()
+
+
 @given(st.integers(1, 10**7), st.integers(1, 10**7), st.integers(1, 10**4), st.integers(0, 10**4))
 def test_a_longer_run_never_gets_a_higher_lr(a: int, b: int, low: int, width: int) -> None:
     short, long = sorted((a, b))

@@ -13,7 +13,9 @@ fine-tuning runs at 0.21–0.86). So the law scales an answer from a length it w
 the run's: from the recipe's own length for a built-in task, and from the nearest end of
 `CALIBRATED_STEPS` for a user's run outside that range. Stretching a run was measured only on
 runs that see their data several times (sst2-lora at 4 epochs, digits), so ``lrpilot fit`` moves
-the upper end to one epoch of the user's data: a longer single pass keeps the test's peak.
+the upper end to one epoch of the user's data: a longer single pass keeps the test's peak. A run
+shorter than a third of the length it is scaled from keeps the third-length factor
+(`SHORTEST_MEASURED`): the law was measured no further.
 """
 
 from __future__ import annotations
@@ -24,10 +26,26 @@ from typing import Any
 
 from lrpilot import _validate as check
 
-__all__ = ["CALIBRATED_STEPS", "HORIZON_EXPONENT", "Horizon", "at_horizon", "horizon_factor", "stretched_to_epoch"]
+__all__ = [
+    "CALIBRATED_STEPS",
+    "HORIZON_EXPONENT",
+    "SHORTEST_MEASURED",
+    "Horizon",
+    "at_horizon",
+    "horizon_factor",
+    "stretched_to_epoch",
+]
 
 HORIZON_EXPONENT = 0.63
 """β of ``LR*(T) ∝ T^-β`` within a task (×2 for a third-length run; see the module docstring)."""
+
+SHORTEST_MEASURED = 3
+"""The law was measured on runs compressed to a third of a recipe's length, no shorter; a run
+shorter still keeps the third-length factor, ``3 ** HORIZON_EXPONENT`` ≈ 2.0, rather than the law
+extrapolated (×2.76 for a fifth). Extrapolated, it overshot: a 30-step LoRA fine-tune of MiniLM on
+SST-2 (`benchmarks/fit_user_path.py --steps 30`) and the 40-step LoRA runs of SmolLM2
+(`benchmarks/fit_llm.py`, `benchmarks/fit_chat.py`) trained best at about twice the range test's
+peak, not 2.3–2.8×."""
 
 CALIBRATED_STEPS = (150, 1000)
 """The run lengths the range-test rule was calibrated on: the built-in tasks' recipes (sst2 150,
@@ -37,16 +55,19 @@ digits 250, shakespeare 1000 steps)."""
 def horizon_factor(steps: int, calibrated: tuple[int, int] = CALIBRATED_STEPS) -> float:
     """What an LR found for a run of a `calibrated` length (a range of lengths, ``(low, high)``, or
     one length twice) is multiplied by for a run of `steps`: ``(reference / steps) ** β`` with the
-    reference `steps` clamped into `calibrated` (1 inside it).
+    reference `steps` clamped into `calibrated` (1 inside it), and a run shorter than a third of
+    the reference scaled as a third-length one (`SHORTEST_MEASURED`).
 
     >>> round(horizon_factor(50), 2), horizon_factor(500), round(horizon_factor(4000), 2)
     (2.0, 1.0, 0.42)
+    >>> horizon_factor(30) == horizon_factor(50)
+    True
     >>> horizon_factor(1000, calibrated=(250, 250)) == horizon_factor(4000)
     True
     """
     n = check.step_count("horizon_factor", "steps", steps, 1)
     low, high = calibrated_range("horizon_factor", calibrated)
-    return float((min(max(n, low), high) / n) ** HORIZON_EXPONENT)
+    return float(min(min(max(n, low), high) / n, SHORTEST_MEASURED) ** HORIZON_EXPONENT)
 
 
 def stretched_to_epoch(epoch_steps: int) -> tuple[int, int]:
@@ -95,9 +116,12 @@ class Horizon:
     def note(self, what: str = "the range test's peak") -> str:
         """One line for a person."""
         held = ", capped at the test's max stable LR" if self.capped else ""
+        law = f"best LR ∝ steps^-{HORIZON_EXPONENT}"
+        if self.reference_steps > SHORTEST_MEASURED * self.steps:
+            law += ", as for a third of its length, the shortest run the law was measured on"
         return (
             f"horizon: {what} {self.found:.3g} is for a run of {self.reference_steps} steps; this one has "
-            f"{self.steps}, so × {self.factor:.2f} (best LR ∝ steps^-{HORIZON_EXPONENT}){held} → {self.lr:.3g}"
+            f"{self.steps}, so × {self.factor:.2f} ({law}){held} → {self.lr:.3g}"
         )
 
 
