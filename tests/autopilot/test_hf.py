@@ -619,3 +619,31 @@ def test_an_evaluation_class_the_training_data_lacks_is_refused_and_gaps_are_not
     gaps = next(note for note in target.notes if note.startswith("class id(s)"))
     assert gaps.startswith("class id(s) 1, 3, 4 have no training example: the head has 6 outputs and 3 of them never")
     assert not any(note.startswith("unbalanced labels") for note in target.notes)  # three classes, evenly spread
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_an_adapter_names_its_base_model_by_a_path_that_loads_from_anywhere(
+    chat_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model given by a relative path (``--model ./my-llm``) is recorded in the adapter's config
+    as its absolute path: peft's ``AutoPeftModelForCausalLM`` loads the base from there, and from
+    any other directory a relative one had sent it to the Hugging Face Hub."""
+    peft = pytest.importorskip("peft")
+    monkeypatch.chdir(chat_lm.parent)
+    result = fit(
+        model=chat_lm.name,
+        data=_fox_lines(tmp_path / "train.jsonl"),
+        task_type="causal-lm",
+        method="lora",
+        budget=BUDGET,
+        finder_steps=FINDER_STEPS,
+        out=tmp_path / "run",
+        report=False,
+    )
+    config = json.loads((result.model_path / "adapter_config.json").read_text(encoding="utf-8"))
+    assert config["base_model_name_or_path"] == str(chat_lm.resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    reloaded = peft.AutoPeftModelForCausalLM.from_pretrained(result.model_path)
+    assert isinstance(reloaded, peft.PeftModel)

@@ -336,20 +336,24 @@ class HfTask(Task):
     def build_model(self, seed: int) -> nn.Module:
         """The checkpoint with its head (or LoRA adapters), in the dtype transformers loads it in (in
         transformers 5 the stored one: bf16 for most LLMs); `lrpilot.tasks._device.Precision.master`
-        then gives the trainable weights float32."""
+        then gives the trainable weights float32. The model is loaded by its absolute path, which it
+        keeps as its name: a LoRA adapter's config names its base by it (``base_model_name_or_path``,
+        which peft's ``AutoPeftModel*`` and `load_classifier` load), and a relative ``--model ./my-llm``
+        sent them to the Hugging Face Hub from any other directory."""
         model: nn.Module
+        source = self.model_dir.resolve()
         with quiet_transformers() as transformers, seeded(seed):
             if self.kind == "classification" and self.pooling:
-                encoder = transformers.AutoModel.from_pretrained(self.model_dir)
+                encoder = transformers.AutoModel.from_pretrained(source)
                 if self.method == "lora":
                     encoder = _with_lora(encoder, None)
                 model = PooledClassifier(encoder, self.pooling, cast(int, self.num_labels))
             elif self.kind == "classification":
                 model = transformers.AutoModelForSequenceClassification.from_pretrained(
-                    self.model_dir, num_labels=self.num_labels
+                    source, num_labels=self.num_labels
                 )
             else:
-                model = transformers.AutoModelForCausalLM.from_pretrained(self.model_dir)
+                model = transformers.AutoModelForCausalLM.from_pretrained(source)
             if self.method == "lora" and not self.pooling:
                 model = _with_lora(model, self.kind)
         model.train()
