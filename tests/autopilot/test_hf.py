@@ -647,3 +647,19 @@ def test_an_adapter_names_its_base_model_by_a_path_that_loads_from_anywhere(
     monkeypatch.chdir(elsewhere)
     reloaded = peft.AutoPeftModelForCausalLM.from_pretrained(result.model_path)
     assert isinstance(reloaded, peft.PeftModel)
+
+
+@pytest.mark.parametrize("kind", ["causal-lm", "classification"])
+def test_tokens_added_to_the_tokenizer_but_not_the_model_are_refused_before_loading(
+    kind: str, chat_lm: Path, tmp_path: Path
+) -> None:
+    """A tokenizer given tokens the model has no embeddings for (added, the model never resized)
+    is refused by the token the data holds, not met mid-range-test as torch's "index out of range"."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(chat_lm)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<tool>"]})
+    tokenizer.save_pretrained(chat_lm)
+    rows = [{"text": f"call {i} <tool>" if i == 3 else f"line {i}", "label": i % 2} for i in range(20)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    with pytest.raises(ValueError, match=r"the token '<tool>' \(id 600\), past the 600 embeddings.*resize_token"):
+        load_hf_task(chat_lm, data, kind=kind)

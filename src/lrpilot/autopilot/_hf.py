@@ -524,6 +524,9 @@ def load_hf_task(
     if eval_data is not None and not _is_classifier(config):  # a fresh head learns only the classes it sees
         _check_seen(eval_labels, train_labels, eval_data)
     max_length = _length(max_length, MAX_LENGTH, config, model_dir)
+    train = encode(tokenizer, train_rows, train_labels, max_length)
+    val = encode(tokenizer, eval_rows, eval_labels, max_length)
+    _check_embedded(config, tokenizer, model_dir, train, val)
     return HfTask(
         name=model_dir.name or "model",
         description=f"{method} fine-tuning of {model_dir} for {kind}{' of text pairs' if pairs else ''} on {data.name}",
@@ -532,8 +535,8 @@ def load_hf_task(
         kind=kind,
         method=method,
         num_labels=num_labels,
-        train_data=encode(tokenizer, train_rows, train_labels, max_length),
-        val_data=encode(tokenizer, eval_rows, eval_labels, max_length),
+        train_data=train,
+        val_data=val,
         tokenizer=tokenizer,
         pad_id=_pad_id(tokenizer, model_dir),
         pooling=checkpoint_pooling(model_dir) if not _is_classifier(config) else (),
@@ -588,6 +591,7 @@ def _causal_lm_task(
     else:
         train = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")
         val = encode_lm(tokenizer, eval_rows, form, max_length=max_length, path=held, what=what)
+    _check_embedded(config, tokenizer, model_dir, train.data, val.data)
     return HfTask(
         name=model_dir.name or "model",
         description=f"{method} fine-tuning of {model_dir} as a causal LM on {data.name} ({form})",
@@ -605,6 +609,23 @@ def _causal_lm_task(
         split=(train.split, len(train_rows) - train.left_out),
         cut=train.cut,
         max_length=max_length,
+    )
+
+
+def _check_embedded(config: Any, tokenizer: Any, model_dir: Path, *encoded: Encoded) -> None:
+    """Every token id of the data has an embedding in the model. A tokenizer given tokens after the
+    model was saved (a chat template's markers, tool tags) and saved without
+    ``resize_token_embeddings`` numbers them past the model's vocabulary: the first batch holding
+    one failed in the range test, after the weights loaded, with torch's "index out of range in self"."""
+    vocabulary = getattr(config.get_text_config(), "vocab_size", None)
+    largest = max((max(ids) for data in encoded for ids in data.ids if ids), default=-1)
+    if not isinstance(vocabulary, int) or largest < vocabulary:
+        return
+    token = tokenizer.convert_ids_to_tokens(largest)
+    raise ValueError(
+        f"--model: the data holds the token {token!r} (id {largest}), past the {vocabulary} embeddings of the model "
+        f"in {model_dir}: its tokenizer has {len(tokenizer)} tokens, some added after the model was saved; give the "
+        "model room for them (model.resize_token_embeddings(len(tokenizer))) and save the two together again"
     )
 
 
