@@ -663,3 +663,45 @@ def test_tokens_added_to_the_tokenizer_but_not_the_model_are_refused_before_load
     data = write_rows(tmp_path / "train.csv", rows)
     with pytest.raises(ValueError, match=r"the token '<tool>' \(id 600\), past the 600 embeddings.*resize_token"):
         load_hf_task(chat_lm, data, kind=kind)
+
+
+def _retokenized(folder: Path, change: Any) -> Path:
+    """`folder`'s tokenizer changed by `change` (the model untouched) and saved back."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    change(tokenizer)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _finite_first_batch(task: HfTask) -> bool:
+    return bool(torch.isfinite(task.loss(task.build_model(0), next(iter(task.batches(0))))))
+
+
+def test_a_pad_token_added_without_resizing_the_model_pads_with_one_it_has(chat_lm: Path, tmp_path: Path) -> None:
+    """``tokenizer.add_special_tokens({"pad_token": "[PAD]"})`` saved without resizing the model
+    (the usual recipe for GPT-2 and Llama) pads with the end-of-text token: which token pads does
+    not matter to the loss, only that the model embeds it (id 600 failed the first batch)."""
+    folder = _retokenized(chat_lm, lambda t: t.add_special_tokens({"pad_token": "[PAD]"}))
+    task = load_hf_task(folder, _fox_lines(tmp_path / "train.jsonl"), kind="causal-lm", batch_size=4)
+    assert task.tokenizer.pad_token_id == 600
+    assert task.pad_id == task.tokenizer.eos_token_id
+    assert _finite_first_batch(task)
+
+
+def test_a_tokenizer_with_only_a_beginning_of_text_token_trains_and_the_notes_say_texts_end_unmarked(
+    chat_lm: Path, tmp_path: Path
+) -> None:
+    """A tokenizer with a beginning-of-text token but neither a pad nor an end-of-text one was
+    refused; it pads with the former, and the notes no longer say each text ends with the latter."""
+
+    def bos_only(tokenizer: Any) -> None:
+        tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = "<|im_start|>", None, None
+
+    folder = _retokenized(chat_lm, bos_only)
+    data = _fox_lines(tmp_path / "train.jsonl")
+    task = load_hf_task(folder, data, kind="causal-lm", batch_size=4)
+    assert task.pad_id == task.tokenizer.bos_token_id
+    assert _finite_first_batch(task)
+    notes = user_target(folder, data, None, kind="causal-lm", method="full", batch_size=4).notes
+    assert any("the tokenizer has no end-of-text token, so the texts end unmarked" in note for note in notes)

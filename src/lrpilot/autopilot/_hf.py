@@ -538,7 +538,7 @@ def load_hf_task(
         train_data=train,
         val_data=val,
         tokenizer=tokenizer,
-        pad_id=_pad_id(tokenizer, model_dir),
+        pad_id=_pad_id(tokenizer, config),
         pooling=checkpoint_pooling(model_dir) if not _is_classifier(config) else (),
         label_names=names,
         label_spellings=tuple(found for found in spellings.values() if len(found) > 1),
@@ -602,7 +602,7 @@ def _causal_lm_task(
         train_data=train.data,
         val_data=val.data,
         tokenizer=tokenizer,
-        pad_id=_pad_id(tokenizer, model_dir),
+        pad_id=_pad_id(tokenizer, config),
         stored_dtype=_stored_dtype(config),
         lm_format=form,
         left_out=(train.left_out, val.left_out),
@@ -642,8 +642,15 @@ def _placeholder_recipe(batch_size: int, examples: int) -> Recipe:
     )
 
 
-def _pad_id(tokenizer: Any, model_dir: Path) -> int:
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        raise ValueError(f"--model: the tokenizer in {model_dir} has neither a pad nor an end-of-text token")
-    return int(pad_id)
+def _pad_id(tokenizer: Any, config: Any) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its end-of-text, beginning or
+    unknown token, else 0, the first of them the model has an embedding for. Which token pads does
+    not matter to fit's loss (a batch is padded at its end, where causal attention does not look and
+    the labels are masked), only that it is embedded: a pad token added to the tokenizer without
+    ``resize_token_embeddings`` (the usual recipe for GPT-2 and Llama) failed the first batch with
+    torch's "index out of range", and a tokenizer with a beginning-of-text token but neither a pad
+    nor an end-of-text one was refused."""
+    vocabulary = getattr(config.get_text_config(), "vocab_size", None)
+    limit = vocabulary if isinstance(vocabulary, int) else math.inf
+    found = (getattr(tokenizer, f"{name}_token_id", None) for name in ("pad", "eos", "bos", "unk"))
+    return next((int(i) for i in found if isinstance(i, int) and 0 <= i < limit), 0)
