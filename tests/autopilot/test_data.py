@@ -121,3 +121,23 @@ def test_every_empty_cell_of_a_column_is_named_at_once(tmp_path: Path) -> None:
     many = write_rows(tmp_path / "many.csv", [{"text": "" if i % 10 == 0 else "t", "label": 1} for i in range(100)])
     with pytest.raises(ValueError, match=r"rows 1, 11, 21, 31, 41, …: 'text' is empty \(10 of 100 rows\)"):
         read_rows(many, ("text", "label"), "--data")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line"),
+    [
+        ("latin1.csv", b"text\nplain words\ncaf\xc3\xa9 in UTF-8\nna\xefve in Latin-1\n", 4),
+        ("latin1.jsonl", b'{"text": "plain words"}\n{"text": "caf\xc3\xa9"}\n{"text": "na\xefve"}\n', 3),
+    ],
+    ids=["csv", "jsonl"],
+)
+def test_a_file_that_is_not_utf8_is_refused_by_its_line_with_how_to_convert_it(
+    name: str, content: bytes, line: int, tmp_path: Path
+) -> None:
+    """A Latin-1 or Windows file (Excel's plain CSV) is named by the file and line of its first
+    byte that is not UTF-8, with how to save it as UTF-8: Python's message named neither."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    expected = rf"--data: {name}, line {line}: not UTF-8 text \(byte 0xef, the line's byte \d+;.*iconv"
+    with pytest.raises(ValueError, match=expected):
+        read_rows(path, ("text",), "--data")

@@ -125,11 +125,30 @@ def _read(path: Path, columns: str, what: str) -> tuple[list[str], list[dict[str
         raise ValueError(f"{what}: {path.name} must be a .csv or .jsonl file (columns {columns})")
     try:
         names, rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    except UnicodeDecodeError:
+        raise ValueError(f"{what}: {_undecodable(path)}") from None
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
     if not rows:
         raise ValueError(f"{what}: {path.name} has no rows (expected columns {columns})")
     return names, rows
+
+
+def _undecodable(path: Path) -> str:
+    """Where a file that is not UTF-8 first parts from it, and how to convert it. Python's own
+    message (``'utf-8' codec can't decode byte 0xef in position 37``) named neither the file nor
+    the line, and its position counts from the decoder's chunk, not the file's start."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return (
+                    f"{path.name}, line {number}: not UTF-8 text (byte 0x{line[exc.start]:02x}, the line's byte "
+                    f"{exc.start + 1}; a Windows or Latin-1 file, as Excel's plain CSV is); save it as UTF-8 (Excel: "
+                    "CSV UTF-8; iconv -f cp1252 -t utf-8)"
+                )
+    return f"{path.name}: not UTF-8 text; save it as UTF-8"
 
 
 def _check_columns(path: Path, names: list[str], rows: list[dict[str, Any]], columns: Sequence[str], what: str) -> None:
