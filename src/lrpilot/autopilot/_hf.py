@@ -52,6 +52,7 @@ __all__ = [
     "TASK_TYPES",
     "HfTask",
     "attention_projections",
+    "block_projections",
     "load_hf_task",
 ]
 
@@ -219,35 +220,50 @@ def _num_labels(config: Any, labels: list[int]) -> int:
 # --- LoRA ---------------------------------------------------------------------------------------
 
 
-def attention_projections(model: nn.Module) -> list[str]:
-    """The attention projections of any transformer, found by name and type rather than per
-    architecture: linear layers (or GPT-2's Conv1D) under a module whose name says attention
-    (``attn``, ``attention``), the classification / LM head excepted."""
+def _projections(model: nn.Module) -> Iterator[str]:
+    """The names of the model's linear layers (and GPT-2's Conv1D, a linear layer stored
+    transposed), the classification / LM head excepted."""
     kinds: tuple[type, ...] = (nn.Linear,)
     pytorch_utils = require("transformers.pytorch_utils", "hf", "fit --method lora")
     conv1d = getattr(pytorch_utils, "Conv1D", None)
     if isinstance(conv1d, type):
         kinds = (*kinds, conv1d)
-    names = []
     for name, module in model.named_modules():
-        lowered = name.lower()
-        if not isinstance(module, kinds) or any(word in lowered.split(".")[-1] for word in _HEAD_WORDS):
-            continue
-        if any(word in lowered for word in _ATTENTION_WORDS):
-            names.append(name)
-    return names
+        if isinstance(module, kinds) and not any(word in name.lower().split(".")[-1] for word in _HEAD_WORDS):
+            yield name
+
+
+def attention_projections(model: nn.Module) -> list[str]:
+    """The attention projections of any transformer, found by name and type rather than per
+    architecture: linear layers (or GPT-2's Conv1D) under a module whose name says attention
+    (``attn``, ``attention``), the classification / LM head excepted."""
+    return [name for name in _projections(model) if any(word in name.lower() for word in _ATTENTION_WORDS)]
+
+
+def block_projections(model: nn.Module) -> list[str]:
+    """The linear projections of every transformer block, attention and MLP alike (GPT-2's
+    ``c_attn``, ``c_proj``, ``c_fc``; Llama's ``q/k/v/o_proj``, ``gate/up/down_proj``; Falcon's
+    ``query_key_value``, ``dense_h_to_4h``, ...): the layers under a numbered block (``h.0``,
+    ``layers.11``), so never the LM head, the embeddings or a projection outside the blocks (OPT's
+    ``project_in``). What a causal LM's LoRA is put on by those who fine-tune LLMs (QLoRA's finding
+    that attention alone falls short of a full fine-tune; TRL's ``all-linear``, Unsloth's seven
+    projections); on attention alone a fit adapted half of the weights those users expect."""
+    return [name for name in _projections(model) if any(part.isdigit() for part in name.split(".")[:-1])]
 
 
 def _with_lora(model: nn.Module, kind: str | None) -> nn.Module:
-    """Rank-8 LoRA (alpha 16) on every attention projection; a classifier's fresh head is trained in
-    full (peft's SEQ_CLS task type saves it with the adapter). `kind` None: a bare encoder, whose
-    head (`PooledClassifier`'s) lies outside the adapter and trains in full anyway."""
+    """Rank-8 LoRA (alpha 16): a causal LM's on every projection of its blocks (`block_projections`),
+    a classifier's on every attention projection (its benchmarks were measured so); a classifier's
+    fresh head is trained in full (peft's SEQ_CLS task type saves it with the adapter). `kind` None:
+    a bare encoder, whose head (`PooledClassifier`'s) lies outside the adapter and trains in full anyway."""
     peft = require("peft", "hf", "fit --method lora")
-    targets = attention_projections(model)
+    causal = kind == "causal-lm"
+    targets = block_projections(model) if causal else attention_projections(model)
     if not targets:
-        raise ValueError(
-            "--method lora: found no attention projections in this model to put adapters on; use --method full"
+        where = (
+            "linear projections in this model's numbered blocks" if causal else "attention projections in this model"
         )
+        raise ValueError(f"--method lora: found no {where} to put adapters on; use --method full")
     modules = dict(model.named_modules())
     transposed = any(not isinstance(modules[name], nn.Linear) for name in targets)  # GPT-2's Conv1D stores W^T
     config = peft.LoraConfig(
