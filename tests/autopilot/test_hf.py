@@ -139,6 +139,23 @@ def test_a_causal_lms_lora_targets_are_its_blocks_attention_and_mlp_projections(
     assert sorted(targets) == sorted(f"model.layers.{i}.{p}" for i in (0, 1) for p in projections)
 
 
+def test_an_image_text_checkpoints_lora_targets_are_its_language_models_alone() -> None:
+    """Gemma 3's checkpoints from 4B up are image-text models: a fit on text puts adapters on the
+    language model's blocks, not on the vision tower no text reaches."""
+    transformers = pytest.importorskip("transformers")
+    text = {"vocab_size": 64, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "head_dim": 8}
+    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "image_size": 28, "patch_size": 14}
+    config = transformers.Gemma3Config(
+        text_config={**text, "num_attention_heads": 2, "num_key_value_heads": 1},
+        vision_config={**vision, "num_attention_heads": 2},
+        mm_tokens_per_image=4,
+        image_token_index=63,
+    )
+    targets = block_projections(transformers.Gemma3ForConditionalGeneration(config))
+    assert len(targets) == 2 * 7
+    assert all(name.startswith("model.language_model.layers.") for name in targets)
+
+
 def test_jsonl_rows_are_read_and_checked(tmp_path: Path) -> None:
     path = tmp_path / "train.jsonl"
     path.write_text('{"text": "good", "label": 1}\n\n{"text": "bad", "label": 0}\n', encoding="utf-8")

@@ -247,8 +247,26 @@ def block_projections(model: nn.Module) -> list[str]:
     ``layers.11``), so never the LM head, the embeddings or a projection outside the blocks (OPT's
     ``project_in``). What a causal LM's LoRA is put on by those who fine-tune LLMs (QLoRA's finding
     that attention alone falls short of a full fine-tune; TRL's ``all-linear``, Unsloth's seven
-    projections); on attention alone a fit adapted half of the weights those users expect."""
-    return [name for name in _projections(model) if any(part.isdigit() for part in name.split(".")[:-1])]
+    projections); on attention alone a fit adapted half of the weights those users expect. Only the
+    language model's blocks (`_decoder_prefix`): a multimodal checkpoint's vision tower, which text
+    never reaches, had adapters that trained nothing."""
+    prefix = _decoder_prefix(model)
+    return [
+        name
+        for name in _projections(model)
+        if name.startswith(prefix) and any(part.isdigit() for part in name.split(".")[:-1])
+    ]
+
+
+def _decoder_prefix(model: nn.Module) -> str:
+    """Where the model's language model lies in it (``"model.language_model."`` in Gemma 3's
+    image-text checkpoints, ``"transformer."`` in GPT-2's), as transformers' ``get_decoder`` says;
+    ``""`` (the whole model) where it does not say."""
+    try:
+        decoder = model.get_decoder()  # type: ignore[operator]
+    except (AttributeError, NotImplementedError, TypeError):
+        return ""
+    return next((f"{name}." for name, module in model.named_modules() if module is decoder and name), "")
 
 
 def _with_lora(model: nn.Module, kind: str | None) -> nn.Module:
