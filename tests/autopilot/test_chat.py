@@ -222,6 +222,7 @@ def test_tools_are_read_where_the_file_has_them(tmp_path: Path) -> None:
         ),
         ({"messages": []}, r"row 1: 'messages' must be a non-empty list"),
         ({"messages": "user: hi"}, r"got text \(a CSV cell cannot hold a list: give chats as .jsonl\)"),
+        ({"messages": json.dumps(CHAT)}, r"got the JSON text of a list, not the list: give each row's messages"),
         ({"prompt": CHAT[:2], "completion": "A poor player."}, r"must both be text or both be lists of messages"),
     ],
 )
