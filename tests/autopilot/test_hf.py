@@ -735,3 +735,23 @@ def test_a_tokenizer_with_only_a_beginning_of_text_token_trains_and_the_notes_sa
     assert _finite_first_batch(task)
     notes = user_target(folder, data, None, kind="causal-lm", method="full", batch_size=4).notes
     assert any("the tokenizer has no end-of-text token, so the texts end unmarked" in note for note in notes)
+
+
+def test_a_checkpoint_without_its_lm_head_is_refused_as_a_causal_lm(chat_lm: Path, tmp_path: Path) -> None:
+    """A decoder saved without its head (``AutoModel``'s, an embedding model's) loaded as a causal
+    LM with a random head, which the quieted load report did not say, and trained on."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=600, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    folder = tmp_path / "headless"
+    transformers.LlamaModel(config).save_pretrained(folder)
+    transformers.AutoTokenizer.from_pretrained(chat_lm).save_pretrained(folder)
+    task = load_hf_task(folder, _fox_lines(tmp_path / "train.jsonl"), kind="causal-lm", method="lora")
+    with pytest.raises(
+        ValueError, match=r"holds no LM head \(lm_head.weight is not in its weights: saved as LlamaModel"
+    ):
+        task.build_model(0)
+    assert isinstance(
+        load_hf_task(chat_lm, _fox_lines(tmp_path / "t.jsonl"), kind="causal-lm").build_model(0), torch.nn.Module
+    )

@@ -387,7 +387,7 @@ class HfTask(Task):
                     source, num_labels=self.num_labels
                 )
             else:
-                model = transformers.AutoModelForCausalLM.from_pretrained(source)
+                model = _causal_lm(transformers, source)
             if self.method == "lora" and not self.pooling:
                 model = _with_lora(model, self.kind)
         model.train()
@@ -456,6 +456,30 @@ class HfTask(Task):
 
     def with_recipe(self, recipe: Recipe) -> HfTask:
         return replace(self, recipe=recipe)
+
+
+def _causal_lm(transformers: Any, source: Path) -> nn.Module:
+    """The checkpoint as a causal LM, refused where its weights hold no LM head: a model saved
+    without one (``AutoModel``'s, an embedding model's such as gte-Qwen2 or e5-mistral, a base
+    saved from ``model.model``) loaded with a random head that transformers reports only in the load
+    report fit keeps quiet, and trained on (under LoRA, frozen) as if it predicted the text."""
+    model, info = transformers.AutoModelForCausalLM.from_pretrained(source, output_loading_info=True)
+    head = model.get_output_embeddings()
+    names = [
+        f"{name}.{param}"
+        for name, module in model.named_modules()
+        if module is head
+        for param, _ in module.named_parameters(recurse=False)
+    ]
+    missing = sorted(set(names) & set(info["missing_keys"]))
+    if missing:
+        raise ValueError(
+            f"--model: {source} holds no LM head ({', '.join(missing)} is not in its weights: saved as "
+            f"{', '.join(getattr(model.config, 'architectures', None) or ['a bare model'])}, without the head that "
+            "predicts tokens), so as a causal LM it would start from a random one; give the checkpoint saved with "
+            "its head (AutoModelForCausalLM's save_pretrained)"
+        )
+    return model  # type: ignore[no-any-return]
 
 
 def recipe_from(rec: Recommendation, batch_size: int) -> Recipe:
