@@ -63,7 +63,8 @@ class FitResult:
             weights saved, however the run ended; empty where a second Ctrl-C skipped their evaluation.
         record: everything the report shows (`lrpilot.report.RunRecord`).
         recommendation, finder: the prior and the range test (None if the range test failed).
-        model: the trained model itself, in memory (as saved).
+        model: the trained model itself, in memory (as saved), in eval mode: dropout off, as
+            generating or scoring with it needs (in training mode a GPT-2's two passes of one text differed).
     """
 
     status: str
@@ -399,6 +400,7 @@ def _finish(  # noqa: PLR0917  (what fit decided, passed on to the record)
     )
     progress("report", 0, None, math.nan, math.nan)
     report_path = _write(record, run_dir, report, clock)
+    net.eval()
     return FitResult(
         status=trained.status,
         run_dir=run_dir,
