@@ -5,6 +5,7 @@ a chat end to end. The tokenizer is a byte-level BPE with ChatML's special token
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,22 @@ def test_a_completion_counts_its_own_tokens_and_the_end_of_text(tokenizer: Any) 
     prompt_tokens = len(tokenizer("Q: Who art thou?\nA:")["input_ids"])
     assert (labels[:prompt_tokens] == -100).all()  # the model is not taught to write the questions
     assert (labels[prompt_tokens:] != -100).all()
+
+
+def test_a_completion_counts_the_end_of_text_a_tokenizer_appends_itself(tokenizer: Any) -> None:
+    """A tokenizer whose post-processor appends the end-of-text token (``add_eos_token``) gives it no
+    characters, so the offsets had left it out of the loss: the model never learned to stop."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A <|endoftext|>", special_tokens=[("<|endoftext|>", tokenizer.eos_token_id)]
+    )
+    appending = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
+    rows = [{"prompt": "Q: Who art thou?\nA:", "completion": " A poor player."}]
+    counted, rest = _counted(appending, rows, "prompt-completion")
+    assert (counted, rest) == (" A poor player.<|endoftext|>", "Q: Who art thou?\nA:")
 
 
 def test_a_chat_counts_the_assistants_turns_with_their_end_of_turn(tokenizer: Any) -> None:

@@ -264,10 +264,14 @@ def _examples(tokenizer: Any, row: dict[str, Any], form: str, where: str, max_le
 
 
 def _ended(tokenizer: Any, ids: list[int], targets: list[int], max_length: int) -> tuple[list[int], list[int]]:
-    """`ids` with the end-of-text token appended (and counted), unless they end with it already or
-    the length limit leaves no room for it (the text was cut short, so it does not end there)."""
+    """`ids` with the end-of-text token appended (and counted), unless the length limit leaves no
+    room for it (the text was cut short, so it does not end there). Where they end with it already,
+    it is counted: a tokenizer that appends it itself (``add_eos_token``) gives it no characters, so
+    its character offsets had left a completion's end untaught."""
     eos = tokenizer.eos_token_id
-    if eos is None or (ids and ids[-1] == eos) or len(ids) >= max_length:
+    if eos is not None and ids and ids[-1] == eos:
+        return ids, [*targets[:-1], 1] if targets else targets
+    if eos is None or len(ids) >= max_length:
         return ids, targets
     return [*ids, eos], [*targets, 1]
 
