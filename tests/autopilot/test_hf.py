@@ -755,3 +755,36 @@ def test_a_checkpoint_without_its_lm_head_is_refused_as_a_causal_lm(chat_lm: Pat
     assert isinstance(
         load_hf_task(chat_lm, _fox_lines(tmp_path / "t.jsonl"), kind="causal-lm").build_model(0), torch.nn.Module
     )
+
+
+def _saved(folder: Path, model: torch.nn.Module, tokenizer_from: Path) -> Path:
+    """`model` saved in `folder` with the tokenizer of `tokenizer_from`, as a user's model."""
+    transformers = pytest.importorskip("transformers")
+    model.save_pretrained(folder)  # type: ignore[operator]
+    transformers.AutoTokenizer.from_pretrained(tokenizer_from).save_pretrained(folder)
+    return folder
+
+
+def test_an_encoder_decoder_or_a_model_with_no_causal_lm_is_refused_before_loading(
+    chat_lm: Path, tmp_path: Path
+) -> None:
+    """T5 (no causal LM in transformers: it said so at load, in a list of ~200 classes) and BART
+    (whose causal LM is its decoder alone, without the encoder it reads) are refused by their type."""
+    transformers = pytest.importorskip("transformers")
+    data = _fox_lines(tmp_path / "train.jsonl")
+    small = {"vocab_size": 600, "d_model": 16, "num_heads": 2}
+    t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(**small, d_ff=32, num_layers=1, d_kv=8))
+    with pytest.raises(ValueError, match=r"is a t5 encoder-decoder .* fit trains decoder-only causal LMs"):
+        load_hf_task(_saved(tmp_path / "t5", t5, chat_lm), data, kind="causal-lm")
+    bart = transformers.BartForConditionalGeneration(
+        transformers.BartConfig(
+            vocab_size=600, d_model=16, encoder_layers=1, decoder_layers=1, max_position_embeddings=64
+        )
+    )
+    with pytest.raises(ValueError, match=r"is a bart encoder-decoder"):
+        load_hf_task(_saved(tmp_path / "bart", bart, chat_lm), data, kind="causal-lm")
+    clip = transformers.CLIPTextModel(
+        transformers.CLIPTextConfig(vocab_size=600, hidden_size=16, intermediate_size=32, num_hidden_layers=1)
+    )
+    with pytest.raises(ValueError, match=r"transformers has no causal LM for .* model type 'clip_text_model'"):
+        load_hf_task(_saved(tmp_path / "clip", clip, chat_lm), data, kind="causal-lm")

@@ -194,12 +194,27 @@ ENCODER_LM_TYPES = frozenset(
 
 
 def _check_decoder(config: Any, model_dir: Path) -> None:
-    """A causal LM must attend only to earlier tokens; an encoder's next-token loss reads the answer."""
+    """A causal LM must attend only to earlier tokens; an encoder's next-token loss reads the answer.
+    An encoder-decoder (T5, BART, Whisper) is no causal LM either: transformers loads BART's decoder
+    alone, without the encoder it reads, and for T5 it has no causal LM at all, which it said at
+    load in a list of some 200 model classes. A model type transformers has no causal LM for is
+    refused here, before anything loads."""
+    decoder = "give a decoder (GPT-2, Llama, Qwen, SmolLM, ...) for --task-type causal-lm"
     if config.model_type in ENCODER_LM_TYPES and not getattr(config, "is_decoder", False):
         raise ValueError(
             f"--model: {model_dir} is a {config.model_type} encoder (each token attends to the ones after it), so as a "
-            "causal LM its next-token loss would see the tokens it predicts; give a decoder (GPT-2, Llama, Qwen, "
-            "SmolLM, ...) for --task-type causal-lm, or train this one as a classifier"
+            f"causal LM its next-token loss would see the tokens it predicts; {decoder}, or train this one as a "
+            "classifier"
+        )
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"--model: {model_dir} is a {config.model_type} encoder-decoder (its decoder reads what the encoder "
+            f"made of the input), and fit trains decoder-only causal LMs; {decoder}"
+        )
+    causal = require("transformers.models.auto.modeling_auto", "hf", "fit --model").MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if config.model_type not in causal:
+        raise ValueError(
+            f"--model: transformers has no causal LM for {model_dir}'s model type {config.model_type!r}; {decoder}"
         )
 
 
