@@ -788,3 +788,21 @@ def test_an_encoder_decoder_or_a_model_with_no_causal_lm_is_refused_before_loadi
     )
     with pytest.raises(ValueError, match=r"transformers has no causal LM for .* model type 'clip_text_model'"):
         load_hf_task(_saved(tmp_path / "clip", clip, chat_lm), data, kind="causal-lm")
+
+
+def test_texts_past_the_tokenizers_model_max_length_are_cut_without_its_indexing_warning(
+    chat_lm: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fit tokenizes each text whole and cuts it at --max-length (the notes count them), so the
+    tokenizer's warning that a sequence past its ``model_max_length`` "will result in indexing
+    errors" (GPT-2's 1024, OPT's 2048) told the user of a failure that never comes."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(chat_lm)
+    tokenizer.model_max_length = 64
+    tokenizer.save_pretrained(chat_lm)
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps({"text": f"line {i} " * 80}) + "\n" for i in range(20)), encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        task = load_hf_task(chat_lm, data, kind="causal-lm", max_length=64)
+    assert task.cut == len(task.train_data.ids)
+    assert "indexing errors" not in caplog.text

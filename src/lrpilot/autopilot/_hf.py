@@ -659,11 +659,13 @@ def _causal_lm_task(
         train_rows, eval_rows = split_rows(train_rows, "--data")
     _check_decoder(config, model_dir)
     max_length = _length(max_length, LM_MAX_LENGTH, config, model_dir)
-    if form == "text":
-        train, val = encode_text(tokenizer, train_rows, max_length), encode_text(tokenizer, eval_rows, max_length)
-    else:
-        train = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")
-        val = encode_lm(tokenizer, eval_rows, form, max_length=max_length, path=held, what=what)
+    with quiet_transformers():  # each text is tokenized whole, then cut (the notes say how many): no warning of
+        # a sequence longer than the tokenizer's model_max_length, which "will result in indexing errors"
+        if form == "text":
+            train, val = encode_text(tokenizer, train_rows, max_length), encode_text(tokenizer, eval_rows, max_length)
+        else:
+            train = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")
+            val = encode_lm(tokenizer, eval_rows, form, max_length=max_length, path=held, what=what)
     _check_embedded(config, tokenizer, model_dir, train.data, val.data)
     return HfTask(
         name=model_dir.name or "model",
