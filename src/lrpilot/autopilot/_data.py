@@ -46,7 +46,9 @@ __all__ = [
     "split_rows",
 ]
 
-DATA_SUFFIXES = (".csv", ".jsonl")
+DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".txt")
+"""The data files fit reads (`_read`): a ``.json`` holds an array of rows or JSON lines, and a
+``.txt`` one text per line, as the ``datasets`` library reads them."""
 MAX_LENGTH = 128
 """A classifier's tokens per example by default (``fit --max-length``): longer ones are truncated
 at the end."""
@@ -112,8 +114,39 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise ValueError(f"{path.name}, line {number}: expected a JSON object, got {type(row).__name__}")
             rows.append(row)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    return columns, rows
+    return _columns(rows), rows
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every key of the rows, in the order they first appear."""
+    return list(dict.fromkeys(key for row in rows for key in row))
+
+
+def _read_json(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """A ``.json`` file: an array of row objects (Alpaca's ``alpaca_data.json``), or JSON lines
+    under that name, as ``datasets`` reads both; fit had refused the name."""
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.lstrip().startswith("["):
+        return _read_jsonl(path)
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path.name}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path.name}, row {number}: expected a JSON object, got {type(row).__name__}")
+    return _columns(rows), rows
+
+
+def _read_txt(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """A ``.txt`` file: a ``text`` column of one text per line, as ``datasets``' text loader reads
+    it, its blank lines (a paragraph's break) left out rather than refused as empty texts."""
+    with path.open(encoding="utf-8-sig") as handle:
+        rows: list[dict[str, Any]] = [{"text": line.rstrip("\r\n")} for line in handle if line.strip()]
+    return ["text"], rows
+
+
+_READERS = {".csv": _read_csv, ".jsonl": _read_jsonl, ".json": _read_json, ".txt": _read_txt}
 
 
 def _read(path: Path, columns: str, what: str) -> tuple[list[str], list[dict[str, Any]]]:
@@ -122,9 +155,9 @@ def _read(path: Path, columns: str, what: str) -> tuple[list[str], list[dict[str
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
     if path.suffix.lower() not in DATA_SUFFIXES:
-        raise ValueError(f"{what}: {path.name} must be a .csv or .jsonl file (columns {columns})")
+        raise ValueError(f"{what}: {path.name} must be a .csv, .jsonl, .json or .txt file (columns {columns})")
     try:
-        names, rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+        names, rows = _READERS[path.suffix.lower()](path)
     except UnicodeDecodeError:
         raise ValueError(f"{what}: {_undecodable(path)}") from None
     except ValueError as exc:

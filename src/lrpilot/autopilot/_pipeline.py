@@ -160,15 +160,16 @@ def fit(
 
     Either a built-in `task` (``"digits"``, ``"shakespeare"``, ``"sst2-full"``, ``"sst2-lora"``;
     ``"shakespeare"`` when neither is given) trained with its recipe, or a local Hugging Face
-    `model` directory fine-tuned on `data` (``.csv`` / ``.jsonl``; for ``task_type="classification"``
-    ``text`` and ``label`` columns, the labels class ids or names; for ``"causal-lm"`` ``text``, or
-    ``prompt`` and ``completion``, or a chat's ``messages``, whose loss counts the completions' or
-    the assistant's tokens only), `method` ``"full"`` or ``"lora"``, evaluated on `eval_data`
-    (default: 10 % of `data` held out). `columns` maps the roles (``text``, ``text_pair``, ``label``,
-    ``prompt``, ``completion``, ``messages``) to the data's columns where they have other names
-    (``{"text": "sentence"}``); a classifier's data with a ``text_pair`` column is one of pairs of
-    texts. `max_length`: tokens per example, longer ones truncated (default 128 for a classifier; for a
-    causal LM 1024, TRL's, or the model's context where shorter).
+    `model` directory fine-tuned on `data` (``.csv`` / ``.jsonl`` / ``.json`` / ``.txt``; for
+    ``task_type="classification"`` ``text`` and ``label`` columns, the labels class ids or names;
+    for ``"causal-lm"`` ``text``, or ``prompt`` and ``completion``, or a chat's ``messages``, whose
+    loss counts the completions' or the assistant's tokens only), `method` ``"full"`` or ``"lora"``,
+    evaluated on `eval_data` (default: 10 % of `data` held out). `columns` maps the roles (``text``,
+    ``text_pair``, ``label``, ``prompt``, ``completion``, ``messages``) to the data's columns where
+    they have other names (``{"text": "sentence"}``); a classifier's data with a ``text_pair``
+    column is one of pairs of texts. `max_length`: tokens per example, longer ones truncated
+    (default 128 for a classifier; for a causal LM 1024, TRL's, or the model's context where
+    shorter).
 
     Steps: (1) `lrpilot.recommend` from the model's size, the method, batch size and steps;
     (2) the range test (fast mode, state restored) from the recommendation's band's low end to 10 at

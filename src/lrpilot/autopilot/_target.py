@@ -81,7 +81,7 @@ def user_target(
     """A local Hugging Face model fine-tuned on the user's data (`load_hf_task`); the rule's
     calibrated run lengths stretched to one epoch of it."""
     if data is None:
-        raise ValueError("fit: --model needs --data FILE (.csv or .jsonl with a text column)")
+        raise ValueError("fit: --model needs --data FILE (.csv, .jsonl, .json or .txt with a text column)")
     task = load_hf_task(
         model,
         data,
