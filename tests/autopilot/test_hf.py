@@ -447,6 +447,8 @@ def test_causal_lm_on_jsonl_text(method: str, tiny_causal_lm: Path, tmp_path: Pa
     assert math.isfinite(result.metrics["val_loss"])  # a random model, 6 steps: finite is all one can ask
     assert (result.model_path / ("adapter_config.json" if method == "lora" else "config.json")).is_file()
     if method == "lora":  # GPT-2's projections are Conv1D (attention's c_attn, c_proj; the MLP's c_fc, c_proj)
+        adapters = "LoRA: rank 8 (alpha 16) adapters on 8 projections (c_attn, c_proj, c_fc); "
+        assert any(note.startswith(adapters) and "parameters train (" in note for note in result.record.notes)
         config = json.loads((result.model_path / "adapter_config.json").read_text(encoding="utf-8"))
         assert sorted(config["target_modules"]) == [
             f"transformer.h.{i}.{m}" for i in (0, 1) for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")

@@ -54,6 +54,7 @@ __all__ = [
     "attention_projections",
     "block_projections",
     "load_hf_task",
+    "lora_note",
 ]
 
 TASK_TYPES = ("classification", "causal-lm")
@@ -310,6 +311,25 @@ def _with_lora(model: nn.Module, kind: str | None) -> nn.Module:
     with warnings.catch_warnings():  # peft 0.21 calls a name transformers 5 deprecates
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
         return peft.get_peft_model(model, config)  # type: ignore[no-any-return]
+
+
+def lora_note(model: nn.Module) -> str | None:
+    """What a LoRA fit trains, for the notes: the adapters' rank, the projections they are on and
+    the share of the model's parameters that train; None for a model without adapters. The run's
+    own outputs (summary, report, ``run.json``) had said none of it: only the saved
+    ``adapter_config.json`` listed the targets."""
+    wrapped = model.encoder if isinstance(model, PooledClassifier) else model
+    config = getattr(wrapped, "peft_config", {}).get("default")
+    if config is None:
+        return None
+    adapted = [name for name, module in wrapped.named_modules() if hasattr(module, "lora_A")]
+    kinds = ", ".join(dict.fromkeys(name.rsplit(".", 1)[-1] for name in adapted))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return (
+        f"LoRA: rank {config.r} (alpha {config.lora_alpha}) adapters on {len(adapted)} projections ({kinds}); "
+        f"{trainable / 1e6:.3g} M of the model's {total / 1e6:.3g} M parameters train ({trainable / total:.2%})"
+    )
 
 
 # --- the task -----------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from lrpilot.autopilot._budget import OVERRUN, Budget, parse_budget, steps_for_t
 from lrpilot.autopilot._checkpoint import RESUME_FILE, Checkpoint, check_unchanged, digests
 from lrpilot.autopilot._data import read_rows
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
-from lrpilot.autopilot._hf import HfTask, recipe_from
+from lrpilot.autopilot._hf import HfTask, lora_note, recipe_from
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback, quiet
 from lrpilot.autopilot._resume import Resumed
 from lrpilot.autopilot._search import TEST_SHARE, Search, peak_at_horizon, range_test
@@ -316,7 +316,7 @@ def fit(
             precision=mixed,
         )
     before: dict[str, Any] = {
-        "notes": [*target.notes, *search.notes],
+        "notes": [*target.notes, *filter(None, [lora_note(net)]), *search.notes],
         "tradeoff": search.tradeoff,
         "horizon": search.horizon,
         "device": describe_device(where),
