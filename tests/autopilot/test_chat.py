@@ -5,6 +5,7 @@ a chat end to end. The tokenizer is a byte-level BPE with ChatML's special token
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,22 @@ def test_a_completion_counts_its_own_tokens_and_the_end_of_text(tokenizer: Any) 
     prompt_tokens = len(tokenizer("Q: Who art thou?\nA:")["input_ids"])
     assert (labels[:prompt_tokens] == -100).all()  # the model is not taught to write the questions
     assert (labels[prompt_tokens:] != -100).all()
+
+
+def test_a_completion_counts_the_end_of_text_a_tokenizer_appends_itself(tokenizer: Any) -> None:
+    """A tokenizer whose post-processor appends the end-of-text token (``add_eos_token``) gives it no
+    characters, so the offsets had left it out of the loss: the model never learned to stop."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A <|endoftext|>", special_tokens=[("<|endoftext|>", tokenizer.eos_token_id)]
+    )
+    appending = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
+    rows = [{"prompt": "Q: Who art thou?\nA:", "completion": " A poor player."}]
+    counted, rest = _counted(appending, rows, "prompt-completion")
+    assert (counted, rest) == (" A poor player.<|endoftext|>", "Q: Who art thou?\nA:")
 
 
 def test_a_chat_counts_the_assistants_turns_with_their_end_of_turn(tokenizer: Any) -> None:
@@ -222,6 +239,7 @@ def test_tools_are_read_where_the_file_has_them(tmp_path: Path) -> None:
         ),
         ({"messages": []}, r"row 1: 'messages' must be a non-empty list"),
         ({"messages": "user: hi"}, r"got text \(a CSV cell cannot hold a list: give chats as .jsonl\)"),
+        ({"messages": json.dumps(CHAT)}, r"got the JSON text of a list, not the list: give each row's messages"),
         ({"prompt": CHAT[:2], "completion": "A poor player."}, r"must both be text or both be lists of messages"),
     ],
 )

@@ -3,13 +3,14 @@ texts, and their batches."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 import torch
 
-from lrpilot.autopilot._data import column_map, encode, pad, read_roles, read_rows
+from lrpilot.autopilot._data import column_map, encode, pad, read_lm, read_roles, read_rows
 from lrpilot.autopilot._hf import load_hf_task
 from tests.autopilot.conftest import minilm_dir, write_rows
 
@@ -121,3 +122,59 @@ def test_every_empty_cell_of_a_column_is_named_at_once(tmp_path: Path) -> None:
     many = write_rows(tmp_path / "many.csv", [{"text": "" if i % 10 == 0 else "t", "label": 1} for i in range(100)])
     with pytest.raises(ValueError, match=r"rows 1, 11, 21, 31, 41, …: 'text' is empty \(10 of 100 rows\)"):
         read_rows(many, ("text", "label"), "--data")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line"),
+    [
+        ("latin1.csv", b"text\nplain words\ncaf\xc3\xa9 in UTF-8\nna\xefve in Latin-1\n", 4),
+        ("latin1.jsonl", b'{"text": "plain words"}\n{"text": "caf\xc3\xa9"}\n{"text": "na\xefve"}\n', 3),
+    ],
+    ids=["csv", "jsonl"],
+)
+def test_a_file_that_is_not_utf8_is_refused_by_its_line_with_how_to_convert_it(
+    name: str, content: bytes, line: int, tmp_path: Path
+) -> None:
+    """A Latin-1 or Windows file (Excel's plain CSV) is named by the file and line of its first
+    byte that is not UTF-8, with how to save it as UTF-8: Python's message named neither."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    expected = rf"--data: {name}, line {line}: not UTF-8 text \(byte 0xef, the line's byte \d+;.*iconv"
+    with pytest.raises(ValueError, match=expected):
+        read_rows(path, ("text",), "--data")
+
+
+def test_a_txt_file_is_one_text_per_line_its_blank_lines_left_out(tmp_path: Path) -> None:
+    """As ``datasets``' text loader reads a ``.txt`` (a corpus, tiny shakespeare): fit had refused it."""
+    path = tmp_path / "verse.txt"
+    path.write_text("\ufeffFirst Citizen:\r\nBefore we proceed any further.\n\n  \nAll:\n", encoding="utf-8")
+    assert read_rows(path, ("text",), "--data") == [
+        {"text": "First Citizen:"},
+        {"text": "Before we proceed any further."},
+        {"text": "All:"},
+    ]
+    with pytest.raises(ValueError, match=r"verse.txt has no column 'label' \(columns: text\)"):
+        read_rows(path, ("text", "label"), "--data")
+
+
+def test_a_json_file_is_an_array_of_rows_or_json_lines(tmp_path: Path) -> None:
+    """Alpaca's ``alpaca_data.json`` is an array of objects, and a ``.json`` may hold JSON lines
+    too (``datasets`` reads both): fit had refused the name."""
+    rows = [
+        {"instruction": "Add 2 and 2.", "input": "", "output": "4"},
+        {"instruction": "Name a colour.", "output": "red"},
+    ]
+    array = tmp_path / "alpaca.json"
+    array.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    lines = tmp_path / "lines.json"
+    lines.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    roles = column_map({"prompt": "instruction", "completion": "output"})
+    for path in (array, lines):
+        assert read_lm(path, roles, "--data") == (
+            "prompt-completion",
+            [{"prompt": "Add 2 and 2.", "completion": "4"}, {"prompt": "Name a colour.", "completion": "red"}],
+        )
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"text": "a"}, "b"]', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"--data: bad.json, row 2: expected a JSON object, got str"):
+        read_rows(bad, ("text",), "--data")

@@ -15,7 +15,7 @@ import torch
 
 from lrpilot.autopilot import PooledClassifier, fit, load_classifier
 from lrpilot.autopilot._data import read_rows
-from lrpilot.autopilot._hf import HfTask, _stored_dtype, attention_projections, load_hf_task
+from lrpilot.autopilot._hf import HfTask, _stored_dtype, attention_projections, block_projections, load_hf_task
 from lrpilot.autopilot._target import user_target
 from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
 
@@ -124,6 +124,36 @@ def test_lora_targets_are_the_attention_projections_found_by_name() -> None:
     assert len(targets) == 2 * 4  # query, key, value and the output projection of each layer
     assert all(".attention." in name for name in targets)
     assert "classifier" not in targets
+
+
+def test_a_causal_lms_lora_targets_are_its_blocks_attention_and_mlp_projections() -> None:
+    """As LLM fine-tuners put LoRA (TRL's all-linear, Unsloth's seven projections): attention and
+    MLP, never the LM head (tied to the embeddings here) or the embeddings."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2
+    )
+    targets = block_projections(transformers.LlamaForCausalLM(config))
+    projections = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
+    projections += ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+    assert sorted(targets) == sorted(f"model.layers.{i}.{p}" for i in (0, 1) for p in projections)
+
+
+def test_an_image_text_checkpoints_lora_targets_are_its_language_models_alone() -> None:
+    """Gemma 3's checkpoints from 4B up are image-text models: a fit on text puts adapters on the
+    language model's blocks, not on the vision tower no text reaches."""
+    transformers = pytest.importorskip("transformers")
+    text = {"vocab_size": 64, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "head_dim": 8}
+    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "image_size": 28, "patch_size": 14}
+    config = transformers.Gemma3Config(
+        text_config={**text, "num_attention_heads": 2, "num_key_value_heads": 1},
+        vision_config={**vision, "num_attention_heads": 2},
+        mm_tokens_per_image=4,
+        image_token_index=63,
+    )
+    targets = block_projections(transformers.Gemma3ForConditionalGeneration(config))
+    assert len(targets) == 2 * 7
+    assert all(name.startswith("model.language_model.layers.") for name in targets)
 
 
 def test_jsonl_rows_are_read_and_checked(tmp_path: Path) -> None:
@@ -511,10 +541,12 @@ def test_causal_lm_on_jsonl_text(method: str, tiny_causal_lm: Path, tmp_path: Pa
     assert set(result.metrics) == {"val_loss"}  # per predicted token; no accuracy for a language model
     assert math.isfinite(result.metrics["val_loss"])  # a random model, 6 steps: finite is all one can ask
     assert (result.model_path / ("adapter_config.json" if method == "lora" else "config.json")).is_file()
-    if method == "lora":  # GPT-2's attention is a Conv1D (c_attn, c_proj): found by type and name
+    if method == "lora":  # GPT-2's projections are Conv1D (attention's c_attn, c_proj; the MLP's c_fc, c_proj)
+        adapters = "LoRA: rank 8 (alpha 16) adapters on 8 projections (c_attn, c_proj, c_fc); "
+        assert any(note.startswith(adapters) and "parameters train (" in note for note in result.record.notes)
         config = json.loads((result.model_path / "adapter_config.json").read_text(encoding="utf-8"))
         assert sorted(config["target_modules"]) == [
-            f"transformer.h.{i}.attn.{m}" for i in (0, 1) for m in ("c_attn", "c_proj")
+            f"transformer.h.{i}.{m}" for i in (0, 1) for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
         ]
         assert config["fan_in_fan_out"] is True
 
@@ -714,3 +746,160 @@ def test_an_evaluation_class_the_training_data_lacks_is_refused_and_gaps_are_not
     gaps = next(note for note in target.notes if note.startswith("class id(s)"))
     assert gaps.startswith("class id(s) 1, 3, 4 have no training example: the head has 6 outputs and 3 of them never")
     assert not any(note.startswith("unbalanced labels") for note in target.notes)  # three classes, evenly spread
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_an_adapter_names_its_base_model_by_a_path_that_loads_from_anywhere(
+    chat_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model given by a relative path (``--model ./my-llm``) is recorded in the adapter's config
+    as its absolute path: peft's ``AutoPeftModelForCausalLM`` loads the base from there, and from
+    any other directory a relative one had sent it to the Hugging Face Hub."""
+    peft = pytest.importorskip("peft")
+    monkeypatch.chdir(chat_lm.parent)
+    result = fit(
+        model=chat_lm.name,
+        data=_fox_lines(tmp_path / "train.jsonl"),
+        task_type="causal-lm",
+        method="lora",
+        budget=BUDGET,
+        finder_steps=FINDER_STEPS,
+        out=tmp_path / "run",
+        report=False,
+    )
+    config = json.loads((result.model_path / "adapter_config.json").read_text(encoding="utf-8"))
+    assert config["base_model_name_or_path"] == str(chat_lm.resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    reloaded = peft.AutoPeftModelForCausalLM.from_pretrained(result.model_path)
+    assert isinstance(reloaded, peft.PeftModel)
+
+
+@pytest.mark.parametrize("kind", ["causal-lm", "classification"])
+def test_tokens_added_to_the_tokenizer_but_not_the_model_are_refused_before_loading(
+    kind: str, chat_lm: Path, tmp_path: Path
+) -> None:
+    """A tokenizer given tokens the model has no embeddings for (added, the model never resized)
+    is refused by the token the data holds, not met mid-range-test as torch's "index out of range"."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(chat_lm)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<tool>"]})
+    tokenizer.save_pretrained(chat_lm)
+    rows = [{"text": f"call {i} <tool>" if i == 3 else f"line {i}", "label": i % 2} for i in range(20)]
+    data = write_rows(tmp_path / "train.csv", rows)
+    with pytest.raises(ValueError, match=r"the token '<tool>' \(id 600\), past the 600 embeddings.*resize_token"):
+        load_hf_task(chat_lm, data, kind=kind)
+
+
+def _retokenized(folder: Path, change: Any) -> Path:
+    """`folder`'s tokenizer changed by `change` (the model untouched) and saved back."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    change(tokenizer)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _finite_first_batch(task: HfTask) -> bool:
+    return bool(torch.isfinite(task.loss(task.build_model(0), next(iter(task.batches(0))))))
+
+
+def test_a_pad_token_added_without_resizing_the_model_pads_with_one_it_has(chat_lm: Path, tmp_path: Path) -> None:
+    """``tokenizer.add_special_tokens({"pad_token": "[PAD]"})`` saved without resizing the model
+    (the usual recipe for GPT-2 and Llama) pads with the end-of-text token: which token pads does
+    not matter to the loss, only that the model embeds it (id 600 failed the first batch)."""
+    folder = _retokenized(chat_lm, lambda t: t.add_special_tokens({"pad_token": "[PAD]"}))
+    task = load_hf_task(folder, _fox_lines(tmp_path / "train.jsonl"), kind="causal-lm", batch_size=4)
+    assert task.tokenizer.pad_token_id == 600
+    assert task.pad_id == task.tokenizer.eos_token_id
+    assert _finite_first_batch(task)
+
+
+def test_a_tokenizer_with_only_a_beginning_of_text_token_trains_and_the_notes_say_texts_end_unmarked(
+    chat_lm: Path, tmp_path: Path
+) -> None:
+    """A tokenizer with a beginning-of-text token but neither a pad nor an end-of-text one was
+    refused; it pads with the former, and the notes no longer say each text ends with the latter."""
+
+    def bos_only(tokenizer: Any) -> None:
+        tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = "<|im_start|>", None, None
+
+    folder = _retokenized(chat_lm, bos_only)
+    data = _fox_lines(tmp_path / "train.jsonl")
+    task = load_hf_task(folder, data, kind="causal-lm", batch_size=4)
+    assert task.pad_id == task.tokenizer.bos_token_id
+    assert _finite_first_batch(task)
+    notes = user_target(folder, data, None, kind="causal-lm", method="full", batch_size=4).notes
+    assert any("the tokenizer has no end-of-text token, so the texts end unmarked" in note for note in notes)
+
+
+def test_a_checkpoint_without_its_lm_head_is_refused_as_a_causal_lm(chat_lm: Path, tmp_path: Path) -> None:
+    """A decoder saved without its head (``AutoModel``'s, an embedding model's) loaded as a causal
+    LM with a random head, which the quieted load report did not say, and trained on."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=600, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    folder = tmp_path / "headless"
+    transformers.LlamaModel(config).save_pretrained(folder)
+    transformers.AutoTokenizer.from_pretrained(chat_lm).save_pretrained(folder)
+    task = load_hf_task(folder, _fox_lines(tmp_path / "train.jsonl"), kind="causal-lm", method="lora")
+    with pytest.raises(
+        ValueError, match=r"holds no LM head \(lm_head.weight is not in its weights: saved as LlamaModel"
+    ):
+        task.build_model(0)
+    assert isinstance(
+        load_hf_task(chat_lm, _fox_lines(tmp_path / "t.jsonl"), kind="causal-lm").build_model(0), torch.nn.Module
+    )
+
+
+def _saved(folder: Path, model: torch.nn.Module, tokenizer_from: Path) -> Path:
+    """`model` saved in `folder` with the tokenizer of `tokenizer_from`, as a user's model."""
+    transformers = pytest.importorskip("transformers")
+    model.save_pretrained(folder)  # type: ignore[operator]
+    transformers.AutoTokenizer.from_pretrained(tokenizer_from).save_pretrained(folder)
+    return folder
+
+
+def test_an_encoder_decoder_or_a_model_with_no_causal_lm_is_refused_before_loading(
+    chat_lm: Path, tmp_path: Path
+) -> None:
+    """T5 (no causal LM in transformers: it said so at load, in a list of ~200 classes) and BART
+    (whose causal LM is its decoder alone, without the encoder it reads) are refused by their type."""
+    transformers = pytest.importorskip("transformers")
+    data = _fox_lines(tmp_path / "train.jsonl")
+    small = {"vocab_size": 600, "d_model": 16, "num_heads": 2}
+    t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(**small, d_ff=32, num_layers=1, d_kv=8))
+    with pytest.raises(ValueError, match=r"is a t5 encoder-decoder .* fit trains decoder-only causal LMs"):
+        load_hf_task(_saved(tmp_path / "t5", t5, chat_lm), data, kind="causal-lm")
+    bart = transformers.BartForConditionalGeneration(
+        transformers.BartConfig(
+            vocab_size=600, d_model=16, encoder_layers=1, decoder_layers=1, max_position_embeddings=64
+        )
+    )
+    with pytest.raises(ValueError, match=r"is a bart encoder-decoder"):
+        load_hf_task(_saved(tmp_path / "bart", bart, chat_lm), data, kind="causal-lm")
+    clip = transformers.CLIPTextModel(
+        transformers.CLIPTextConfig(vocab_size=600, hidden_size=16, intermediate_size=32, num_hidden_layers=1)
+    )
+    with pytest.raises(ValueError, match=r"transformers has no causal LM for .* model type 'clip_text_model'"):
+        load_hf_task(_saved(tmp_path / "clip", clip, chat_lm), data, kind="causal-lm")
+
+
+def test_texts_past_the_tokenizers_model_max_length_are_cut_without_its_indexing_warning(
+    chat_lm: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fit tokenizes each text whole and cuts it at --max-length (the notes count them), so the
+    tokenizer's warning that a sequence past its ``model_max_length`` "will result in indexing
+    errors" (GPT-2's 1024, OPT's 2048) told the user of a failure that never comes."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(chat_lm)
+    tokenizer.model_max_length = 64
+    tokenizer.save_pretrained(chat_lm)
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps({"text": f"line {i} " * 80}) + "\n" for i in range(20)), encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        task = load_hf_task(chat_lm, data, kind="causal-lm", max_length=64)
+    assert task.cut == len(task.train_data.ids)
+    assert "indexing errors" not in caplog.text

@@ -397,3 +397,18 @@ def test_mixed_precision_trains_every_phase_in_it(tmp_path: Path) -> None:
         assert mixed.metrics["val_accuracy"] > 0.9
         assert f"in {name}" in (mixed.run_dir / "index.html").read_text(encoding="utf-8")
     assert full.record.precision == "fp32"
+
+
+def test_the_model_fit_returns_is_in_eval_mode_for_generating_and_scoring(chat_lm: Path, tmp_path: Path) -> None:
+    """`FitResult.model` was handed back in training mode: a GPT-2's dropout (0.1) made two forward
+    passes of the same text differ, and ``result.model.generate`` drew from a noisy model."""
+    data = tmp_path / "train.jsonl"
+    lines = [json.dumps({"text": f"line {i} of a short verse"}) for i in range(30)]
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = fit(
+        model=chat_lm, data=data, task_type="causal-lm", budget=6, finder_steps=12, out=tmp_path / "run", report=False
+    )
+    assert result.model is not None
+    assert not result.model.training
+    ids = torch.tensor([[5, 6, 7, 8]])
+    assert torch.equal(result.model(ids).logits, result.model(ids).logits)

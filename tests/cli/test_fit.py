@@ -116,7 +116,7 @@ GOOD = [{"text": f"an example sentence {i}", "label": i % 2} for i in range(30)]
         ("empty_text", "train.csv, row 3: 'text' is empty"),
         ("label_out_of_range", "eval.csv, row 2: label 2 is out of range: labels must be integers in [0, 2)"),
         ("negative_label", "train.csv, row 1: label -1 is out of range"),
-        ("wrong_suffix", "train.txt must be a .csv or .jsonl file"),
+        ("wrong_suffix", "train.parquet must be a .csv, .jsonl, .json or .txt file"),
         ("no_data", "--model needs --data FILE"),
         ("gguf_folder", "is a GGUF file (llama.cpp's format); fit trains a Hugging Face folder"),
         ("gguf_file", "is a GGUF file (llama.cpp's format); fit trains a Hugging Face folder"),
@@ -148,7 +148,7 @@ def test_bad_user_input_is_refused_before_training(tmp_path: Path, case: str, me
     elif case == "negative_label":
         data = _csv(tmp_path, [{"text": "x", "label": -1}, *GOOD])
     elif case == "wrong_suffix":
-        data = data.rename(tmp_path / "train.txt")
+        data = data.rename(tmp_path / "train.parquet")
     before = sorted(p.name for p in tmp_path.rglob("*"))
     out = tmp_path / "run"
     args = ["--model", str(model), "--out", str(out), *extra]

@@ -82,12 +82,21 @@ def _message(message: Any, where: str) -> dict[str, Any]:
 
 
 def _messages(value: Any, where: str, role: str) -> list[dict[str, Any]]:
-    """A list of messages (`_message`), checked."""
+    """A list of messages (`_message`), checked. Given as text, the error tells JSON text of a list
+    (messages encoded twice, ``json.dumps`` of them in a ``.jsonl`` row; a ``.jsonl`` file had
+    been told to use ``.jsonl``) from other text (a CSV cell's)."""
     if isinstance(value, str):
-        raise ValueError(
-            f'{where}: {role!r} must be a list of {{"role", "content"}} messages, got text (a CSV cell cannot '
-            "hold a list: give chats as .jsonl)"
+        try:
+            encoded = isinstance(json.loads(value), list)
+        except json.JSONDecodeError:
+            encoded = False
+        hint = (
+            "the JSON text of a list, not the list: give each row's messages as a list in a .jsonl (json.dumps of "
+            "the whole row, not of its messages)"
+            if encoded
+            else "text (a CSV cell cannot hold a list: give chats as .jsonl)"
         )
+        raise ValueError(f'{where}: {role!r} must be a list of {{"role", "content"}} messages, got {hint}')
     if not isinstance(value, list) or not value:
         raise ValueError(f'{where}: {role!r} must be a non-empty list of {{"role", "content"}} messages')
     return [_message(message, f"{where}: {role!r}, message {number}") for number, message in enumerate(value, 1)]
@@ -255,10 +264,14 @@ def _examples(tokenizer: Any, row: dict[str, Any], form: str, where: str, max_le
 
 
 def _ended(tokenizer: Any, ids: list[int], targets: list[int], max_length: int) -> tuple[list[int], list[int]]:
-    """`ids` with the end-of-text token appended (and counted), unless they end with it already or
-    the length limit leaves no room for it (the text was cut short, so it does not end there)."""
+    """`ids` with the end-of-text token appended (and counted), unless the length limit leaves no
+    room for it (the text was cut short, so it does not end there). Where they end with it already,
+    it is counted: a tokenizer that appends it itself (``add_eos_token``) gives it no characters, so
+    its character offsets had left a completion's end untaught."""
     eos = tokenizer.eos_token_id
-    if eos is None or (ids and ids[-1] == eos) or len(ids) >= max_length:
+    if eos is not None and ids and ids[-1] == eos:
+        return ids, [*targets[:-1], 1] if targets else targets
+    if eos is None or len(ids) >= max_length:
         return ids, targets
     return [*ids, eos], [*targets, 1]
 

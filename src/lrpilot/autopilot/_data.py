@@ -50,7 +50,9 @@ __all__ = [
     "wanted_columns",
 ]
 
-DATA_SUFFIXES = (".csv", ".jsonl")
+DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".txt")
+"""The data files fit reads (`_read`): a ``.json`` holds an array of rows or JSON lines, and a
+``.txt`` one text per line, as the ``datasets`` library reads them."""
 MAX_LENGTH = 128
 """A classifier's tokens per example by default (``fit --max-length``): longer ones are truncated
 at the end."""
@@ -116,18 +118,49 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise ValueError(f"{path.name}, line {number}: expected a JSON object, got {type(row).__name__}")
             rows.append(row)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    return columns, rows
+    return _columns(rows), rows
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every key of the rows, in the order they first appear."""
+    return list(dict.fromkeys(key for row in rows for key in row))
+
+
+def _read_json(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """A ``.json`` file: an array of row objects (Alpaca's ``alpaca_data.json``), or JSON lines
+    under that name, as ``datasets`` reads both; fit had refused the name."""
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.lstrip().startswith("["):
+        return _read_jsonl(path)
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path.name}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path.name}, row {number}: expected a JSON object, got {type(row).__name__}")
+    return _columns(rows), rows
+
+
+def _read_txt(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """A ``.txt`` file: a ``text`` column of one text per line, as ``datasets``' text loader reads
+    it, its blank lines (a paragraph's break) left out rather than refused as empty texts."""
+    with path.open(encoding="utf-8-sig") as handle:
+        rows: list[dict[str, Any]] = [{"text": line.rstrip("\r\n")} for line in handle if line.strip()]
+    return ["text"], rows
+
+
+_READERS = {".csv": _read_csv, ".jsonl": _read_jsonl, ".json": _read_json, ".txt": _read_txt}
 
 
 def check_file(path: Path, columns: str, what: str) -> None:
-    """A data file that exists and is a ``.csv`` or ``.jsonl``, else an error (`columns`: the
+    """A data file that exists and is a ``.csv``, ``.jsonl``, ``.json`` or ``.txt``, else an error (`columns`: the
     columns it should have, for the message); fit checks its paths so before it prints or loads
     anything, and again as it reads them."""
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
     if path.suffix.lower() not in DATA_SUFFIXES:
-        raise ValueError(f"{what}: {path.name} must be a .csv or .jsonl file (columns {columns})")
+        raise ValueError(f"{what}: {path.name} must be a .csv, .jsonl, .json or .txt file (columns {columns})")
 
 
 def wanted_columns(kind: str, columns: Mapping[str, str]) -> str:
@@ -143,12 +176,31 @@ def _read(path: Path, columns: str, what: str) -> tuple[list[str], list[dict[str
     the columns it should have, for the message)."""
     check_file(path, columns, what)
     try:
-        names, rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+        names, rows = _READERS[path.suffix.lower()](path)
+    except UnicodeDecodeError:
+        raise ValueError(f"{what}: {_undecodable(path)}") from None
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
     if not rows:
         raise ValueError(f"{what}: {path.name} has no rows (expected columns {columns})")
     return names, rows
+
+
+def _undecodable(path: Path) -> str:
+    """Where a file that is not UTF-8 first parts from it, and how to convert it. Python's own
+    message (``'utf-8' codec can't decode byte 0xef in position 37``) named neither the file nor
+    the line, and its position counts from the decoder's chunk, not the file's start."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return (
+                    f"{path.name}, line {number}: not UTF-8 text (byte 0x{line[exc.start]:02x}, the line's byte "
+                    f"{exc.start + 1}; a Windows or Latin-1 file, as Excel's plain CSV is); save it as UTF-8 (Excel: "
+                    "CSV UTF-8; iconv -f cp1252 -t utf-8)"
+                )
+    return f"{path.name}: not UTF-8 text; save it as UTF-8"
 
 
 def _check_columns(path: Path, names: list[str], rows: list[dict[str, Any]], columns: Sequence[str], what: str) -> None:

@@ -56,8 +56,10 @@ __all__ = [
     "TASK_TYPES",
     "HfTask",
     "attention_projections",
+    "block_projections",
     "check_hf_options",
     "load_hf_task",
+    "lora_note",
 ]
 
 TASK_TYPES = ("classification", "causal-lm")
@@ -203,12 +205,27 @@ ENCODER_LM_TYPES = frozenset(
 
 
 def _check_decoder(config: Any, model_dir: Path) -> None:
-    """A causal LM must attend only to earlier tokens; an encoder's next-token loss reads the answer."""
+    """A causal LM must attend only to earlier tokens; an encoder's next-token loss reads the answer.
+    An encoder-decoder (T5, BART, Whisper) is no causal LM either: transformers loads BART's decoder
+    alone, without the encoder it reads, and for T5 it has no causal LM at all, which it said at
+    load in a list of some 200 model classes. A model type transformers has no causal LM for is
+    refused here, before anything loads."""
+    decoder = "give a decoder (GPT-2, Llama, Qwen, SmolLM, ...) for --task-type causal-lm"
     if config.model_type in ENCODER_LM_TYPES and not getattr(config, "is_decoder", False):
         raise ValueError(
             f"--model: {model_dir} is a {config.model_type} encoder (each token attends to the ones after it), so as a "
-            "causal LM its next-token loss would see the tokens it predicts; give a decoder (GPT-2, Llama, Qwen, "
-            "SmolLM, ...) for --task-type causal-lm, or train this one as a classifier"
+            f"causal LM its next-token loss would see the tokens it predicts; {decoder}, or train this one as a "
+            "classifier"
+        )
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"--model: {model_dir} is a {config.model_type} encoder-decoder (its decoder reads what the encoder "
+            f"made of the input), and fit trains decoder-only causal LMs; {decoder}"
+        )
+    causal = require("transformers.models.auto.modeling_auto", "hf", "fit --model").MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if config.model_type not in causal:
+        raise ValueError(
+            f"--model: transformers has no causal LM for {model_dir}'s model type {config.model_type!r}; {decoder}"
         )
 
 
@@ -229,35 +246,68 @@ def _num_labels(config: Any, labels: list[int]) -> int:
 # --- LoRA ---------------------------------------------------------------------------------------
 
 
-def attention_projections(model: nn.Module) -> list[str]:
-    """The attention projections of any transformer, found by name and type rather than per
-    architecture: linear layers (or GPT-2's Conv1D) under a module whose name says attention
-    (``attn``, ``attention``), the classification / LM head excepted."""
+def _projections(model: nn.Module) -> Iterator[str]:
+    """The names of the model's linear layers (and GPT-2's Conv1D, a linear layer stored
+    transposed), the classification / LM head excepted."""
     kinds: tuple[type, ...] = (nn.Linear,)
     pytorch_utils = require("transformers.pytorch_utils", "hf", "fit --method lora")
     conv1d = getattr(pytorch_utils, "Conv1D", None)
     if isinstance(conv1d, type):
         kinds = (*kinds, conv1d)
-    names = []
     for name, module in model.named_modules():
-        lowered = name.lower()
-        if not isinstance(module, kinds) or any(word in lowered.split(".")[-1] for word in _HEAD_WORDS):
-            continue
-        if any(word in lowered for word in _ATTENTION_WORDS):
-            names.append(name)
-    return names
+        if isinstance(module, kinds) and not any(word in name.lower().split(".")[-1] for word in _HEAD_WORDS):
+            yield name
+
+
+def attention_projections(model: nn.Module) -> list[str]:
+    """The attention projections of any transformer, found by name and type rather than per
+    architecture: linear layers (or GPT-2's Conv1D) under a module whose name says attention
+    (``attn``, ``attention``), the classification / LM head excepted."""
+    return [name for name in _projections(model) if any(word in name.lower() for word in _ATTENTION_WORDS)]
+
+
+def block_projections(model: nn.Module) -> list[str]:
+    """The linear projections of every transformer block, attention and MLP alike (GPT-2's
+    ``c_attn``, ``c_proj``, ``c_fc``; Llama's ``q/k/v/o_proj``, ``gate/up/down_proj``; Falcon's
+    ``query_key_value``, ``dense_h_to_4h``, ...): the layers under a numbered block (``h.0``,
+    ``layers.11``), so never the LM head, the embeddings or a projection outside the blocks (OPT's
+    ``project_in``). What a causal LM's LoRA is put on by those who fine-tune LLMs (QLoRA's finding
+    that attention alone falls short of a full fine-tune; TRL's ``all-linear``, Unsloth's seven
+    projections); on attention alone a fit adapted half of the weights those users expect. Only the
+    language model's blocks (`_decoder_prefix`): a multimodal checkpoint's vision tower, which text
+    never reaches, had adapters that trained nothing."""
+    prefix = _decoder_prefix(model)
+    return [
+        name
+        for name in _projections(model)
+        if name.startswith(prefix) and any(part.isdigit() for part in name.split(".")[:-1])
+    ]
+
+
+def _decoder_prefix(model: nn.Module) -> str:
+    """Where the model's language model lies in it (``"model.language_model."`` in Gemma 3's
+    image-text checkpoints, ``"transformer."`` in GPT-2's), as transformers' ``get_decoder`` says;
+    ``""`` (the whole model) where it does not say."""
+    try:
+        decoder = model.get_decoder()  # type: ignore[operator]
+    except (AttributeError, NotImplementedError, TypeError):
+        return ""
+    return next((f"{name}." for name, module in model.named_modules() if module is decoder and name), "")
 
 
 def _with_lora(model: nn.Module, kind: str | None) -> nn.Module:
-    """Rank-8 LoRA (alpha 16) on every attention projection; a classifier's fresh head is trained in
-    full (peft's SEQ_CLS task type saves it with the adapter). `kind` None: a bare encoder, whose
-    head (`PooledClassifier`'s) lies outside the adapter and trains in full anyway."""
+    """Rank-8 LoRA (alpha 16): a causal LM's on every projection of its blocks (`block_projections`),
+    a classifier's on every attention projection (its benchmarks were measured so); a classifier's
+    fresh head is trained in full (peft's SEQ_CLS task type saves it with the adapter). `kind` None:
+    a bare encoder, whose head (`PooledClassifier`'s) lies outside the adapter and trains in full anyway."""
     peft = require("peft", "hf", "fit --method lora")
-    targets = attention_projections(model)
+    causal = kind == "causal-lm"
+    targets = block_projections(model) if causal else attention_projections(model)
     if not targets:
-        raise ValueError(
-            "--method lora: found no attention projections in this model to put adapters on; use --method full"
+        where = (
+            "linear projections in this model's numbered blocks" if causal else "attention projections in this model"
         )
+        raise ValueError(f"--method lora: found no {where} to put adapters on; use --method full")
     modules = dict(model.named_modules())
     transposed = any(not isinstance(modules[name], nn.Linear) for name in targets)  # GPT-2's Conv1D stores W^T
     config = peft.LoraConfig(
@@ -271,6 +321,25 @@ def _with_lora(model: nn.Module, kind: str | None) -> nn.Module:
     with warnings.catch_warnings():  # peft 0.21 calls a name transformers 5 deprecates
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
         return peft.get_peft_model(model, config)  # type: ignore[no-any-return]
+
+
+def lora_note(model: nn.Module) -> str | None:
+    """What a LoRA fit trains, for the notes: the adapters' rank, the projections they are on and
+    the share of the model's parameters that train; None for a model without adapters. The run's
+    own outputs (summary, report, ``run.json``) had said none of it: only the saved
+    ``adapter_config.json`` listed the targets."""
+    wrapped = model.encoder if isinstance(model, PooledClassifier) else model
+    config = getattr(wrapped, "peft_config", {}).get("default")
+    if config is None:
+        return None
+    adapted = [name for name, module in wrapped.named_modules() if hasattr(module, "lora_A")]
+    kinds = ", ".join(dict.fromkeys(name.rsplit(".", 1)[-1] for name in adapted))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return (
+        f"LoRA: rank {config.r} (alpha {config.lora_alpha}) adapters on {len(adapted)} projections ({kinds}); "
+        f"{trainable / 1e6:.3g} M of the model's {total / 1e6:.3g} M parameters train ({trainable / total:.2%})"
+    )
 
 
 # --- the task -----------------------------------------------------------------------------------
@@ -351,20 +420,24 @@ class HfTask(Task):
     def build_model(self, seed: int) -> nn.Module:
         """The checkpoint with its head (or LoRA adapters), in the dtype transformers loads it in (in
         transformers 5 the stored one: bf16 for most LLMs); `lrpilot.tasks._device.Precision.master`
-        then gives the trainable weights float32."""
+        then gives the trainable weights float32. The model is loaded by its absolute path, which it
+        keeps as its name: a LoRA adapter's config names its base by it (``base_model_name_or_path``,
+        which peft's ``AutoPeftModel*`` and `load_classifier` load), and a relative ``--model ./my-llm``
+        sent them to the Hugging Face Hub from any other directory."""
         model: nn.Module
+        source = self.model_dir.resolve()
         with quiet_transformers() as transformers, seeded(seed):
             if self.kind == "classification" and self.pooling:
-                encoder = transformers.AutoModel.from_pretrained(self.model_dir)
+                encoder = transformers.AutoModel.from_pretrained(source)
                 if self.method == "lora":
                     encoder = _with_lora(encoder, None)
                 model = PooledClassifier(encoder, self.pooling, cast(int, self.num_labels))
             elif self.kind == "classification":
                 model = transformers.AutoModelForSequenceClassification.from_pretrained(
-                    self.model_dir, num_labels=self.num_labels
+                    source, num_labels=self.num_labels
                 )
             else:
-                model = transformers.AutoModelForCausalLM.from_pretrained(self.model_dir)
+                model = _causal_lm(transformers, source)
             if self.method == "lora" and not self.pooling:
                 model = _with_lora(model, self.kind)
         model.train()
@@ -433,6 +506,30 @@ class HfTask(Task):
 
     def with_recipe(self, recipe: Recipe) -> HfTask:
         return replace(self, recipe=recipe)
+
+
+def _causal_lm(transformers: Any, source: Path) -> nn.Module:
+    """The checkpoint as a causal LM, refused where its weights hold no LM head: a model saved
+    without one (``AutoModel``'s, an embedding model's such as gte-Qwen2 or e5-mistral, a base
+    saved from ``model.model``) loaded with a random head that transformers reports only in the load
+    report fit keeps quiet, and trained on (under LoRA, frozen) as if it predicted the text."""
+    model, info = transformers.AutoModelForCausalLM.from_pretrained(source, output_loading_info=True)
+    head = model.get_output_embeddings()
+    names = [
+        f"{name}.{param}"
+        for name, module in model.named_modules()
+        if module is head
+        for param, _ in module.named_parameters(recurse=False)
+    ]
+    missing = sorted(set(names) & set(info["missing_keys"]))
+    if missing:
+        raise ValueError(
+            f"--model: {source} holds no LM head ({', '.join(missing)} is not in its weights: saved as "
+            f"{', '.join(getattr(model.config, 'architectures', None) or ['a bare model'])}, without the head that "
+            "predicts tokens), so as a causal LM it would start from a random one; give the checkpoint saved with "
+            "its head (AutoModelForCausalLM's save_pretrained)"
+        )
+    return model  # type: ignore[no-any-return]
 
 
 def recipe_from(rec: Recommendation, batch_size: int) -> Recipe:
@@ -578,6 +675,9 @@ def load_hf_task(
     if eval_data is not None and not _is_classifier(config):  # a fresh head learns only the classes it sees
         _check_seen(eval_labels, train_labels, eval_data)
     max_length = _length(max_length, MAX_LENGTH, config, model_dir)
+    train = encode(tokenizer, train_rows, train_labels, max_length)
+    val = encode(tokenizer, eval_rows, eval_labels, max_length)
+    _check_embedded(config, tokenizer, model_dir, train, val)
     return HfTask(
         name=model_dir.name or "model",
         description=f"{method} fine-tuning of {model_dir} for {kind}{' of text pairs' if pairs else ''} on {data.name}",
@@ -586,10 +686,10 @@ def load_hf_task(
         kind=kind,
         method=method,
         num_labels=num_labels,
-        train_data=encode(tokenizer, train_rows, train_labels, max_length),
-        val_data=encode(tokenizer, eval_rows, eval_labels, max_length),
+        train_data=train,
+        val_data=val,
         tokenizer=tokenizer,
-        pad_id=_pad_id(tokenizer, model_dir),
+        pad_id=_pad_id(tokenizer, config),
         pooling=checkpoint_pooling(model_dir) if not _is_classifier(config) else (),
         label_names=names,
         label_match=match,
@@ -638,11 +738,14 @@ def _causal_lm_task(
         train_rows, eval_rows = split_rows(train_rows, "--data")
     _check_decoder(config, model_dir)
     max_length = _length(max_length, LM_MAX_LENGTH, config, model_dir)
-    if form == "text":
-        train, val = encode_text(tokenizer, train_rows, max_length), encode_text(tokenizer, eval_rows, max_length)
-    else:
-        train = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")
-        val = encode_lm(tokenizer, eval_rows, form, max_length=max_length, path=held, what=what)
+    with quiet_transformers():  # each text is tokenized whole, then cut (the notes say how many): no warning of
+        # a sequence longer than the tokenizer's model_max_length, which "will result in indexing errors"
+        if form == "text":
+            train, val = encode_text(tokenizer, train_rows, max_length), encode_text(tokenizer, eval_rows, max_length)
+        else:
+            train = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")
+            val = encode_lm(tokenizer, eval_rows, form, max_length=max_length, path=held, what=what)
+    _check_embedded(config, tokenizer, model_dir, train.data, val.data)
     return HfTask(
         name=model_dir.name or "model",
         description=f"{method} fine-tuning of {model_dir} as a causal LM on {data.name} ({form})",
@@ -653,13 +756,30 @@ def _causal_lm_task(
         train_data=train.data,
         val_data=val.data,
         tokenizer=tokenizer,
-        pad_id=_pad_id(tokenizer, model_dir),
+        pad_id=_pad_id(tokenizer, config),
         stored_dtype=_stored_dtype(config),
         lm_format=form,
         left_out=(train.left_out, val.left_out),
         split=(train.split, len(train_rows) - train.left_out),
         cut=train.cut,
         max_length=max_length,
+    )
+
+
+def _check_embedded(config: Any, tokenizer: Any, model_dir: Path, *encoded: Encoded) -> None:
+    """Every token id of the data has an embedding in the model. A tokenizer given tokens after the
+    model was saved (a chat template's markers, tool tags) and saved without
+    ``resize_token_embeddings`` numbers them past the model's vocabulary: the first batch holding
+    one failed in the range test, after the weights loaded, with torch's "index out of range in self"."""
+    vocabulary = getattr(config.get_text_config(), "vocab_size", None)
+    largest = max((max(ids) for data in encoded for ids in data.ids if ids), default=-1)
+    if not isinstance(vocabulary, int) or largest < vocabulary:
+        return
+    token = tokenizer.convert_ids_to_tokens(largest)
+    raise ValueError(
+        f"--model: the data holds the token {token!r} (id {largest}), past the {vocabulary} embeddings of the model "
+        f"in {model_dir}: its tokenizer has {len(tokenizer)} tokens, some added after the model was saved; give the "
+        "model room for them (model.resize_token_embeddings(len(tokenizer))) and save the two together again"
     )
 
 
@@ -676,8 +796,15 @@ def _placeholder_recipe(batch_size: int, examples: int) -> Recipe:
     )
 
 
-def _pad_id(tokenizer: Any, model_dir: Path) -> int:
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        raise ValueError(f"--model: the tokenizer in {model_dir} has neither a pad nor an end-of-text token")
-    return int(pad_id)
+def _pad_id(tokenizer: Any, config: Any) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its end-of-text, beginning or
+    unknown token, else 0, the first of them the model has an embedding for. Which token pads does
+    not matter to fit's loss (a batch is padded at its end, where causal attention does not look and
+    the labels are masked), only that it is embedded: a pad token added to the tokenizer without
+    ``resize_token_embeddings`` (the usual recipe for GPT-2 and Llama) failed the first batch with
+    torch's "index out of range", and a tokenizer with a beginning-of-text token but neither a pad
+    nor an end-of-text one was refused."""
+    vocabulary = getattr(config.get_text_config(), "vocab_size", None)
+    limit = vocabulary if isinstance(vocabulary, int) else math.inf
+    found = (getattr(tokenizer, f"{name}_token_id", None) for name in ("pad", "eos", "bos", "unk"))
+    return next((int(i) for i in found if isinstance(i, int) and 0 <= i < limit), 0)

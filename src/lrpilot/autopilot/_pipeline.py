@@ -32,7 +32,7 @@ from lrpilot.autopilot._budget import OVERRUN, Budget, parse_budget, steps_for_t
 from lrpilot.autopilot._checkpoint import RESUME_FILE, Checkpoint, check_unchanged, digests, resume_file
 from lrpilot.autopilot._data import check_file, read_rows
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
-from lrpilot.autopilot._hf import HfTask, recipe_from
+from lrpilot.autopilot._hf import HfTask, lora_note, recipe_from
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback, quiet
 from lrpilot.autopilot._resume import Resumed
 from lrpilot.autopilot._search import TEST_SHARE, Search, peak_at_horizon, range_test
@@ -63,7 +63,8 @@ class FitResult:
             weights saved, however the run ended; empty where a second Ctrl-C skipped their evaluation.
         record: everything the report shows (`lrpilot.report.RunRecord`).
         recommendation, finder: the prior and the range test (None if the range test failed).
-        model: the trained model itself, in memory (as saved).
+        model: the trained model itself, in memory (as saved), in eval mode: dropout off, as
+            generating or scoring with it needs (in training mode a GPT-2's two passes of one text differed).
     """
 
     status: str
@@ -163,15 +164,16 @@ def fit(
 
     Either a built-in `task` (``"digits"``, ``"shakespeare"``, ``"sst2-full"``, ``"sst2-lora"``;
     ``"shakespeare"`` when neither is given) trained with its recipe, or a local Hugging Face
-    `model` directory fine-tuned on `data` (``.csv`` / ``.jsonl``; for ``task_type="classification"``
-    ``text`` and ``label`` columns, the labels class ids or names; for ``"causal-lm"`` ``text``, or
-    ``prompt`` and ``completion``, or a chat's ``messages``, whose loss counts the completions' or
-    the assistant's tokens only), `method` ``"full"`` or ``"lora"``, evaluated on `eval_data`
-    (default: 10 % of `data` held out). `columns` maps the roles (``text``, ``text_pair``, ``label``,
-    ``prompt``, ``completion``, ``messages``) to the data's columns where they have other names
-    (``{"text": "sentence"}``); a classifier's data with a ``text_pair`` column is one of pairs of
-    texts. `max_length`: tokens per example, longer ones truncated (default 128 for a classifier; for a
-    causal LM 1024, TRL's, or the model's context where shorter).
+    `model` directory fine-tuned on `data` (``.csv`` / ``.jsonl`` / ``.json`` / ``.txt``; for
+    ``task_type="classification"`` ``text`` and ``label`` columns, the labels class ids or names;
+    for ``"causal-lm"`` ``text``, or ``prompt`` and ``completion``, or a chat's ``messages``, whose
+    loss counts the completions' or the assistant's tokens only), `method` ``"full"`` or ``"lora"``,
+    evaluated on `eval_data` (default: 10 % of `data` held out). `columns` maps the roles (``text``,
+    ``text_pair``, ``label``, ``prompt``, ``completion``, ``messages``) to the data's columns where
+    they have other names (``{"text": "sentence"}``); a classifier's data with a ``text_pair``
+    column is one of pairs of texts. `max_length`: tokens per example, longer ones truncated
+    (default 128 for a classifier; for a causal LM 1024, TRL's, or the model's context where
+    shorter).
 
     Steps: (1) `lrpilot.recommend` from the model's size, the method, batch size and steps;
     (2) the range test (fast mode, state restored) from the recommendation's band's low end to 10 at
@@ -314,7 +316,7 @@ def fit(
             precision=mixed,
         )
     before: dict[str, Any] = {
-        "notes": [*target.notes, *search.notes],
+        "notes": [*target.notes, *filter(None, [lora_note(net)]), *search.notes],
         "tradeoff": search.tradeoff,
         "horizon": search.horizon,
         "device": describe_device(where),
@@ -399,6 +401,7 @@ def _finish(  # noqa: PLR0917  (what fit decided, passed on to the record)
     )
     progress("report", 0, None, math.nan, math.nan)
     report_path = _write(record, run_dir, report, clock)
+    net.eval()
     return FitResult(
         status=trained.status,
         run_dir=run_dir,

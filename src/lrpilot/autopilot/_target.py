@@ -33,7 +33,7 @@ __all__ = [
 
 FINETUNE_WARMUP = 0.1
 """The rules' fine-tuning warmup (10 % of the run, ``warmup-finetuning``), which a user model's recipe follows."""
-NEEDS_DATA = "fit: --model needs --data FILE (.csv or .jsonl with a text column)"
+NEEDS_DATA = "fit: --model needs --data FILE (.csv, .jsonl, .json or .txt with a text column)"
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,10 @@ def _format_note(task: HfTask) -> str | None:
     if task.lm_format is None:
         return None
     if task.lm_format == "text":
-        note = "text data: the loss counts every token, and each text ends with the end-of-text token"
+        ended = "each text ends with the end-of-text token"
+        if task.tokenizer is not None and task.tokenizer.eos_token_id is None:
+            ended = "the tokenizer has no end-of-text token, so the texts end unmarked (the model learns no stop)"
+        note = f"text data: the loss counts every token, and {ended}"
     else:
         counted = "assistant turns'" if task.lm_format == "messages" else "completions'"
         targets = task.train_data.targets or []

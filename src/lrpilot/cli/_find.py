@@ -142,7 +142,7 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
     from lrpilot.tasks._device import Precision
 
     if data is None:
-        raise ValueError("find: --model needs --data FILE (.csv or .jsonl with a text column)")
+        raise ValueError("find: --model needs --data FILE (.csv, .jsonl, .json or .txt with a text column)")
     choices = (("--task-type", user["task_type"], TASK_TYPES), ("--method", user["method"], METHODS))
     for option, value, options in choices:
         if value is not None:  # named for this command, not fit's (whose checks these are too)

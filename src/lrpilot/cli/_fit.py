@@ -146,7 +146,10 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
     data_dir: DataDirOption = None,
     retention: Annotated[
         Path | None,
-        typer.Option("--retention", help="--model: general texts (.csv/.jsonl, text) to measure forgetting on."),
+        typer.Option(
+            "--retention",
+            help="--model: general texts (.csv/.jsonl/.json/.txt, text) to measure forgetting on.",
+        ),
     ] = None,
     forgetting_weight: Annotated[
         float | None,

@@ -39,7 +39,7 @@ ModelOption = Annotated[
     Path | None, typer.Option("--model", help="A local Hugging Face model directory (save_pretrained).")
 ]
 DataOption = Annotated[
-    Path | None, typer.Option("--data", help="--model: training data, .csv or .jsonl with text (and label).")
+    Path | None, typer.Option("--data", help="--model: training data, .csv/.jsonl/.json/.txt with text (and label).")
 ]
 EvalOption = Annotated[
     Path | None, typer.Option("--eval", help="--model: evaluation data like --data (default: 10 % held out).")
