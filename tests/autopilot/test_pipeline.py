@@ -19,7 +19,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 import lrpilot
 from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE, fit
 from lrpilot.autopilot._training import QUICK_EVAL
-from lrpilot.rules import horizon_factor
+from lrpilot.rules import HORIZON_EXPONENT, horizon_factor
 from lrpilot.tasks import get_task
 
 
@@ -233,15 +233,18 @@ def test_a_budget_shorter_than_the_recipe_trains_at_a_higher_peak_by_the_horizon
     assert full.record.horizon is None
 
 
-def test_a_very_short_budget_peaks_no_higher_than_the_tests_max_stable_lr(tmp_path: Path) -> None:
-    """6 of digits' 250 steps would scale the peak ×10.5, past the LR where the test's loss turned up."""
+def test_a_very_short_budget_is_scaled_as_a_third_length_run_under_the_tests_max_stable_lr(tmp_path: Path) -> None:
+    """6 of digits' 250 steps: the horizon law extrapolated would scale the peak ×10.5, past the LR
+    where the test's loss turned up; it is held at a third-length run's ×2.0, the shortest the law
+    was measured at, which stays under it."""
     result = fit("digits", budget=6, out=tmp_path / "run", report=False)
     horizon = result.record.horizon
     assert horizon is not None
-    assert horizon["capped"]
-    assert horizon["found"] * horizon["factor"] > result.finder.max_stable_lr
-    assert result.peak_lr == float(f"{result.finder.max_stable_lr:.3g}")
-    assert any("capped at the test's max stable LR" in note for note in result.record.notes)
+    assert horizon["factor"] == pytest.approx(horizon_factor(83, calibrated=(250, 250))) == pytest.approx(2.0, abs=0.01)
+    assert not horizon["capped"]
+    assert horizon["found"] * (250 / 6) ** HORIZON_EXPONENT > result.finder.max_stable_lr > result.peak_lr
+    assert result.peak_lr == float(f"{horizon['found'] * horizon['factor']:.3g}")
+    assert any("the shortest run the law was measured on" in note for note in result.record.notes)
 
 
 def test_the_run_goes_on_from_the_range_tests_ramp_and_repeats_exactly(tmp_path: Path) -> None:
