@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrpilot.autopilot._data import column_map, encode, pad, read_lm, read_roles, read_rows
+from lrpilot.autopilot._data import column_map, encode, pad, read_lm, read_roles, read_rows, split_rows
 from lrpilot.autopilot._hf import load_hf_task
 from tests.autopilot.conftest import minilm_dir, write_rows
 
@@ -178,3 +178,13 @@ def test_a_json_file_is_an_array_of_rows_or_json_lines(tmp_path: Path) -> None:
     bad.write_text('[{"text": "a"}, "b"]', encoding="utf-8")
     with pytest.raises(ValueError, match=r"--data: bad.json, row 2: expected a JSON object, got str"):
         read_rows(bad, ("text",), "--data")
+
+
+@pytest.mark.parametrize(("count", "said"), [(1, "1 row is"), (9, "9 rows are")])
+def test_too_few_rows_to_hold_some_out_says_how_many_are_needed(count: int, said: str) -> None:
+    rows = [{"text": f"text {i}", "label": i % 2} for i in range(count)]
+    with pytest.raises(ValueError, match=rf"--data: {said} too few to hold some out for evaluation \(10 or more\)"):
+        split_rows(rows, "--data")
+    enough = [{"text": f"text {i}", "label": i % 2} for i in range(10)]
+    train, held = split_rows(enough, "--data")
+    assert (len(train), len(held)) == (9, 1)

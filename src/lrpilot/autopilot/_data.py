@@ -154,7 +154,7 @@ _READERS = {".csv": _read_csv, ".jsonl": _read_jsonl, ".json": _read_json, ".txt
 
 
 def check_file(path: Path, columns: str, what: str) -> None:
-    """A data file that exists and is a ``.csv``, ``.jsonl``, ``.json`` or ``.txt``, else an error (`columns`: the
+    """A data file that exists and is one fit reads (`DATA_SUFFIXES`), else an error (`columns`: the
     columns it should have, for the message); fit checks its paths so before it prints or loads
     anything, and again as it reads them."""
     if not path.is_file():
@@ -462,7 +462,8 @@ def split_rows(
     one example had been held out whole, a head output never trained and an evaluation example
     no run could get right)."""
     if len(rows) < 10:
-        raise ValueError(f"{what}: {len(rows)} rows are too few to hold some out for evaluation; give --eval FILE")
+        held = f"{len(rows)} row is" if len(rows) == 1 else f"{len(rows)} rows are"
+        raise ValueError(f"{what}: {held} too few to hold some out for evaluation (10 or more); give --eval FILE")
     order = np.random.default_rng(0).permutation(len(rows))
     n_val = max(1, round(EVAL_FRACTION * len(rows)))
     train, held = [int(i) for i in order[n_val:]], [int(i) for i in order[:n_val]]
