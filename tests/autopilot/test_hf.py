@@ -15,7 +15,7 @@ import torch
 
 from lrpilot.autopilot import PooledClassifier, fit, load_classifier
 from lrpilot.autopilot._data import read_rows
-from lrpilot.autopilot._hf import HfTask, _stored_dtype, attention_projections, block_projections, load_hf_task
+from lrpilot.autopilot._hf import HfTask, _stored_dtype, attention_projections, causal_lm_targets, load_hf_task
 from lrpilot.autopilot._target import user_target
 from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
 
@@ -126,16 +126,15 @@ def test_lora_targets_are_the_attention_projections_found_by_name() -> None:
     assert "classifier" not in targets
 
 
-def test_a_causal_lms_lora_targets_are_its_blocks_attention_and_mlp_projections() -> None:
-    """As LLM fine-tuners put LoRA (TRL's all-linear, Unsloth's seven projections): attention and
-    MLP, never the LM head (tied to the embeddings here) or the embeddings."""
+def test_a_causal_lms_lora_targets_are_its_blocks_attention_projections() -> None:
+    """The attention projections of every block, as fit's causal-LM figures were measured: never the
+    MLP's, the LM head (tied to the embeddings here) or the embeddings."""
     transformers = pytest.importorskip("transformers")
     config = transformers.LlamaConfig(
         vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2
     )
-    targets = block_projections(transformers.LlamaForCausalLM(config))
+    targets = causal_lm_targets(transformers.LlamaForCausalLM(config))
     projections = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
-    projections += ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
     assert sorted(targets) == sorted(f"model.layers.{i}.{p}" for i in (0, 1) for p in projections)
 
 
@@ -151,8 +150,8 @@ def test_an_image_text_checkpoints_lora_targets_are_its_language_models_alone() 
         mm_tokens_per_image=4,
         image_token_index=63,
     )
-    targets = block_projections(transformers.Gemma3ForConditionalGeneration(config))
-    assert len(targets) == 2 * 7
+    targets = causal_lm_targets(transformers.Gemma3ForConditionalGeneration(config))
+    assert len(targets) == 2 * 4
     assert all(name.startswith("model.language_model.layers.") for name in targets)
 
 
@@ -541,12 +540,12 @@ def test_causal_lm_on_jsonl_text(method: str, tiny_causal_lm: Path, tmp_path: Pa
     assert set(result.metrics) == {"val_loss"}  # per predicted token; no accuracy for a language model
     assert math.isfinite(result.metrics["val_loss"])  # a random model, 6 steps: finite is all one can ask
     assert (result.model_path / ("adapter_config.json" if method == "lora" else "config.json")).is_file()
-    if method == "lora":  # GPT-2's projections are Conv1D (attention's c_attn, c_proj; the MLP's c_fc, c_proj)
-        adapters = "LoRA: rank 8 (alpha 16) adapters on 8 projections (c_attn, c_proj, c_fc); "
+    if method == "lora":  # GPT-2's projections are Conv1D (attention's c_attn, c_proj; the MLP's, not adapted)
+        adapters = "LoRA: rank 8 (alpha 16) adapters on 4 projections (c_attn, c_proj); "
         assert any(note.startswith(adapters) and "parameters train (" in note for note in result.record.notes)
         config = json.loads((result.model_path / "adapter_config.json").read_text(encoding="utf-8"))
         assert sorted(config["target_modules"]) == [
-            f"transformer.h.{i}.{m}" for i in (0, 1) for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+            f"transformer.h.{i}.{m}" for i in (0, 1) for m in ("attn.c_attn", "attn.c_proj")
         ]
         assert config["fan_in_fan_out"] is True
 

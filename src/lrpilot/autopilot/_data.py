@@ -462,8 +462,8 @@ def split_rows(
     one example had been held out whole, a head output never trained and an evaluation example
     no run could get right)."""
     if len(rows) < 10:
-        held = f"{len(rows)} row is" if len(rows) == 1 else f"{len(rows)} rows are"
-        raise ValueError(f"{what}: {held} too few to hold some out for evaluation (10 or more); give --eval FILE")
+        few = f"{len(rows)} row is" if len(rows) == 1 else f"{len(rows)} rows are"
+        raise ValueError(f"{what}: {few} too few to hold some out for evaluation (10 or more); give --eval FILE")
     order = np.random.default_rng(0).permutation(len(rows))
     n_val = max(1, round(EVAL_FRACTION * len(rows)))
     train, held = [int(i) for i in order[n_val:]], [int(i) for i in order[:n_val]]

@@ -57,6 +57,7 @@ __all__ = [
     "HfTask",
     "attention_projections",
     "block_projections",
+    "causal_lm_targets",
     "check_hf_options",
     "load_hf_task",
     "lora_note",
@@ -271,17 +272,24 @@ def block_projections(model: nn.Module) -> list[str]:
     ``c_attn``, ``c_proj``, ``c_fc``; Llama's ``q/k/v/o_proj``, ``gate/up/down_proj``; Falcon's
     ``query_key_value``, ``dense_h_to_4h``, ...): the layers under a numbered block (``h.0``,
     ``layers.11``), so never the LM head, the embeddings or a projection outside the blocks (OPT's
-    ``project_in``). What a causal LM's LoRA is put on by those who fine-tune LLMs (QLoRA's finding
-    that attention alone falls short of a full fine-tune; TRL's ``all-linear``, Unsloth's seven
-    projections); on attention alone a fit adapted half of the weights those users expect. Only the
-    language model's blocks (`_decoder_prefix`): a multimodal checkpoint's vision tower, which text
-    never reaches, had adapters that trained nothing."""
+    ``project_in``); only the language model's (`_decoder_prefix`): a multimodal checkpoint's
+    vision tower, which text never reaches, had adapters that trained nothing."""
     prefix = _decoder_prefix(model)
     return [
         name
         for name in _projections(model)
         if name.startswith(prefix) and any(part.isdigit() for part in name.split(".")[:-1])
     ]
+
+
+def causal_lm_targets(model: nn.Module) -> list[str]:
+    """Where a causal LM's LoRA goes: the attention projections of its language model's blocks
+    (`block_projections` that are `attention_projections`), as fit's causal-LM figures were measured.
+    Adding the MLP's (TRL's ``all-linear``, Unsloth's seven projections) adapts twice the weights and
+    moves the best LR down, below where fit's range test and horizon law, calibrated with attention
+    adapters, put a short run's peak; it waits for that calibration."""
+    attention = set(attention_projections(model))
+    return [name for name in block_projections(model) if name in attention]
 
 
 def _decoder_prefix(model: nn.Module) -> str:
@@ -296,17 +304,15 @@ def _decoder_prefix(model: nn.Module) -> str:
 
 
 def _with_lora(model: nn.Module, kind: str | None) -> nn.Module:
-    """Rank-8 LoRA (alpha 16): a causal LM's on every projection of its blocks (`block_projections`),
-    a classifier's on every attention projection (its benchmarks were measured so); a classifier's
+    """Rank-8 LoRA (alpha 16) on attention projections: a causal LM's language model's
+    (`causal_lm_targets`), a classifier's every one (`attention_projections`); a classifier's
     fresh head is trained in full (peft's SEQ_CLS task type saves it with the adapter). `kind` None:
     a bare encoder, whose head (`PooledClassifier`'s) lies outside the adapter and trains in full anyway."""
     peft = require("peft", "hf", "fit --method lora")
     causal = kind == "causal-lm"
-    targets = block_projections(model) if causal else attention_projections(model)
+    targets = causal_lm_targets(model) if causal else attention_projections(model)
     if not targets:
-        where = (
-            "linear projections in this model's numbered blocks" if causal else "attention projections in this model"
-        )
+        where = "attention projections in this model's numbered blocks" if causal else "attention projections"
         raise ValueError(f"--method lora: found no {where} to put adapters on; use --method full")
     modules = dict(model.named_modules())
     transposed = any(not isinstance(modules[name], nn.Linear) for name in targets)  # GPT-2's Conv1D stores W^T
