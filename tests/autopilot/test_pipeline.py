@@ -338,10 +338,14 @@ def test_a_time_budget_in_a_fresh_process_is_not_spent_on_imports(tmp_path: Path
     code = (
         "import json, torch, lrpilot; torch.set_num_threads(1); "
         f"r = lrpilot.fit('digits', budget='15s', out={str(tmp_path / 'run')!r}, report=False, finder_steps=30); "
-        "print(json.dumps([r.record.notes, r.record.timings, r.record.finder['steps_used']]))"
+        "print(json.dumps([r.record.notes, r.record.timings, (r.record.finder or {}).get('steps_used')]))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
     notes, timings, steps_used = json.loads(out.stdout.splitlines()[-1])
+    if steps_used is None:  # a machine so busy that imports and the test passed half the budget: cut short
+        cut = next(n for n in notes if n.startswith("range test stopped after"))
+        steps_used = int(re.search(r"after (\d+) steps", cut).group(1))  # type: ignore[union-attr]
     note = next(n for n in notes if n.startswith("time budget 15 s"))
     match = re.search(r"training steps at the range test's ([0-9.e-]+) s/step", note)
     assert match is not None, note
