@@ -118,33 +118,10 @@ def tune(
     test, an unreachable or malformed storage URL, a study created with other settings, an `out`
     that holds anything but this study's earlier tune) raises ValueError before any training.
     """
+    check_arguments(**{name: value for name, value in locals().items() if name not in RUNTIME})
     progress = progress or quiet
     clock = Clock()
     quiet_optuna()
-    check_arguments(
-        task,
-        model=model,
-        data=data,
-        eval_data=eval_data,
-        task_type=task_type,
-        method=method,
-        steps=steps,
-        budget=budget,
-        search=search,
-        storage=storage,
-        study=study,
-        out=out,
-        seed=seed,
-        data_dir=data_dir,
-        batch_size=batch_size,
-        max_trials=max_trials,
-        finder_steps=finder_steps,
-        heartbeat=heartbeat,
-        device=device,
-        precision=precision,
-        columns=columns,
-        max_length=max_length,
-    )
     names = _checked(seed=seed, search=search, max_trials=max_trials, finder_steps=finder_steps, heartbeat=heartbeat)
     where = resolve_device(device, "tune")
     mixed = resolve_precision(precision, where, "tune")
@@ -204,6 +181,10 @@ def tune(
         report=report,
         rec=rec,
     )
+
+
+RUNTIME = ("prune", "report", "progress")
+"""tune's arguments that say how to search and report, not what: `check_arguments` takes the others."""
 
 
 def check_arguments(
