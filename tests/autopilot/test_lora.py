@@ -169,6 +169,7 @@ def test_the_defaults_are_rank_8_alpha_16_on_attention() -> None:
     assert lora_options("fit", "lora") == LoraOptions(8, None, "attention")
     assert LoraOptions().lora_alpha == 16
     assert lora_options("fit", "lora", targets=" q_proj, v_proj,q_proj").targets == ("q_proj", "v_proj")
+    assert lora_options("fit", "lora", targets=["all-linear"]).targets == "all-linear"
 
 
 def test_fit_refuses_lora_options_of_a_built_in_task_or_a_full_fine_tune_before_anything(
@@ -323,3 +324,32 @@ def test_find_builds_the_adapters_given_and_says_what_fit_would(tiny_llama: Path
     result = CliRunner().invoke(app, [*args, *more])
     assert result.exit_code == 0, result.output
     assert any(note.startswith("--lora-targets all-linear: fit's LR") for note in json.loads(result.stdout)["notes"])
+
+
+def test_a_sentence_transformers_classifiers_adapters_reload_with_load_classifier(tmp_path: Path) -> None:
+    """all-MiniLM-L6-v2 read with its own pooling (`PooledClassifier`): its encoder's adapters, rank 4
+    on every block projection, are saved and put back on the encoder by `load_classifier`."""
+    from lrpilot.autopilot import load_classifier
+
+    transformers = pytest.importorskip("transformers")
+    result = fit(
+        model=minilm_dir(),
+        data=_reviews(tmp_path / "train.csv"),
+        method="lora",
+        lora_rank=4,
+        lora_targets="all-linear",
+        budget=BUDGET,
+        finder_steps=FINDER_STEPS,
+        out=tmp_path / "run",
+        report=False,
+    )
+    config = json.loads((result.model_path / "adapter_config.json").read_text(encoding="utf-8"))
+    assert (config["r"], config["lora_alpha"]) == (4, 8)
+    assert "intermediate.dense" in config["target_modules"]  # peft condenses the 36 names to their ends
+    assert any(" adapters on 36 projections (attention.self.query, " in note for note in result.record.notes)
+    batch = transformers.AutoTokenizer.from_pretrained(result.model_path)(["a witty film"], return_tensors="pt")
+    reloaded = load_classifier(result.model_path)
+    assert result.model is not None
+    reloaded.eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**batch).logits, result.model(**batch).logits, atol=1e-5)

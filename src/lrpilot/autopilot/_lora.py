@@ -64,10 +64,10 @@ def lora_options(
 def parse_targets(owner: str, value: str | Sequence[str]) -> str | tuple[str, ...]:
     """``attention``, ``all-linear``, or module names (``q_proj,v_proj`` or a sequence of them),
     each the end of a module's name as PEFT matches it; repeats dropped."""
-    if isinstance(value, str) and value.strip() in TARGETS:
-        return value.strip()
     names = value.split(",") if isinstance(value, str) else list(value)
     cleaned = tuple(name.strip() if isinstance(name, str) else "" for name in names)
+    if len(cleaned) == 1 and cleaned[0] in TARGETS:
+        return cleaned[0]
     if not cleaned or not all(cleaned) or any(name in TARGETS for name in cleaned):
         raise ValueError(
             f"{owner}: --lora-targets must be {' or '.join(TARGETS)}, or module names joined by commas "
