@@ -288,7 +288,7 @@ def causal_lm_targets(model: nn.Module) -> list[str]:
     (`block_projections` that are `attention_projections`), as fit's causal-LM figures were measured.
     Adding the MLP's (``--lora-targets all-linear``, TRL's; Unsloth's seven projections) adapts twice
     the weights and moves the best LR down, below where fit's range test and horizon law, calibrated
-    with attention adapters, put a short run's peak (`calibration_note` says so to who asks for it)."""
+    with attention adapters, put a short run's peak; a fit on those says so in its notes (`calibration_note`)."""
     attention = set(attention_projections(model))
     return [name for name in block_projections(model) if name in attention]
 
