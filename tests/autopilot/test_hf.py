@@ -541,7 +541,7 @@ def test_causal_lm_on_jsonl_text(method: str, tiny_causal_lm: Path, tmp_path: Pa
     assert math.isfinite(result.metrics["val_loss"])  # a random model, 6 steps: finite is all one can ask
     assert (result.model_path / ("adapter_config.json" if method == "lora" else "config.json")).is_file()
     if method == "lora":  # GPT-2's projections are Conv1D (attention's c_attn, c_proj; the MLP's, not adapted)
-        adapters = "LoRA: rank 8 (alpha 16) adapters on 4 projections (c_attn, c_proj); "
+        adapters = "LoRA: rank 8 (alpha 16) adapters on 4 projections (attn.c_attn, attn.c_proj); "
         assert any(note.startswith(adapters) and "parameters train (" in note for note in result.record.notes)
         config = json.loads((result.model_path / "adapter_config.json").read_text(encoding="utf-8"))
         assert sorted(config["target_modules"]) == [

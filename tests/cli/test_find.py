@@ -139,6 +139,9 @@ def test_a_users_hugging_face_model_and_data_as_fit_trains_them(tmp_path: Path) 
         (["--model", str(minilm_dir())], "find: --model needs --data FILE"),
         (["--task", "digits", *common], "find: give one of --task, --script or --model"),
         ([*common, "--method", "qlora"], "find: --method must be one of ['full', 'lora'], got 'qlora'"),
+        ([*common, "--lora-rank", "0"], "find: --lora-rank must be an integer in [1, ∞], got 0"),
+        ([*common, "--method", "full", "--lora-rank", "4"], "find: --lora-rank applies to --method lora"),
+        (["--task", "digits", "--lora-targets", "all-linear"], "find: --lora-targets applies to --model"),
     ):
         result = runner.invoke(app, ["find", *args])
         assert result.exit_code == 2, result.output

@@ -208,6 +208,28 @@ def test_the_header_names_a_long_model_path_and_the_plan_on_one_line(tmp_path: P
         (["--model", "MODEL", "--data", "DATA", "--task-type", "regression"], "--task-type must be one of"),
         (["--model", "MODEL", "--data", "DATA", "--budget", "5"], "the budget (5 steps) is too small for a warmup"),
         (["--model", "MODEL", "--data", "DATA", "--retention", "MISSING"], "--retention: no such file"),
+        (["--task", "sst2-lora", "--lora-rank", "16"], "--lora-rank applies to --model (your own model)"),
+        (["--lora-targets", "all-linear"], "--lora-targets applies to --model (your own model)"),
+        (
+            ["--model", "MODEL", "--data", "DATA", "--lora-rank", "16", "--lora-alpha", "32"],
+            "fit: --lora-rank, --lora-alpha apply to --method lora (adapters), and this run is --method full",
+        ),
+        (
+            ["--model", "MODEL", "--data", "DATA", "--method", "lora", "--lora-rank", "0"],
+            "fit: --lora-rank must be an integer in [1, ∞], got 0",
+        ),
+        (
+            ["--model", "MODEL", "--data", "DATA", "--method", "lora", "--lora-alpha", "-2"],
+            "fit: --lora-alpha must be a finite number > 0, got -2.0",
+        ),
+        (
+            ["--model", "MODEL", "--data", "DATA", "--method", "lora", "--lora-targets", "q_proj,,v_proj"],
+            "fit: --lora-targets must be attention or all-linear, or module names joined by commas",
+        ),
+        (
+            ["--resume", "EMPTY", "--lora-rank", "4"],
+            "--resume takes the interrupted fit's own settings; drop lora_rank",
+        ),
     ],
 )
 def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args: list[str], message: str) -> None:
@@ -311,6 +333,32 @@ def test_a_chat_fine_tune_of_a_causal_lm_with_its_own_column_name(tmp_path: Path
     bad = runner.invoke(app, [*args, "--max-length", "4", "--out", str(tmp_path / "other")])
     assert bad.exit_code == 2
     assert "--max-length must be" in bad.output
+
+
+def test_lora_rank_alpha_and_targets_reach_the_saved_adapter(tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": f"to be or not to be, {i}"}) + "\n" for i in range(30)), "utf-8")
+    model = save_chat_lm(tmp_path / "model")
+    args = ["fit", "--model", str(model), "--data", str(data), "--task-type", "causal-lm", "--method", "lora"]
+    more = ["--budget", "6", "--finder-steps", "12", "--no-report", "--json"]
+    lora = ["--lora-rank", "4", "--lora-alpha", "4", "--lora-targets", "c_attn"]
+    result = runner.invoke(app, [*args, *more, *lora, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)
+    assert any(
+        note.startswith("LoRA: rank 4 (alpha 4) adapters on 2 projections (attn.c_attn); ")
+        for note in run["record"]["notes"]
+    )
+    config = json.loads((Path(run["model_path"]) / "adapter_config.json").read_text(encoding="utf-8"))
+    assert (config["r"], config["lora_alpha"], sorted(config["target_modules"])) == (
+        4,
+        4,
+        ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"],
+    )
+    bad = runner.invoke(app, [*args, *more, "--lora-targets", "q_proj", "--out", str(tmp_path / "other")])
+    assert bad.exit_code == 2
+    choices = "those of its blocks are attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj"
+    assert f"--lora-targets: 'q_proj' is none of this model's projections; {choices}" in " ".join(bad.stderr.split())
 
 
 def test_ctrl_c_from_outside_during_a_lora_fit_records_the_saved_weights_metrics_and_resumes(tmp_path: Path) -> None:

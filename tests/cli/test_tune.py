@@ -103,6 +103,12 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], 
         (["--model", "MISSING", "--data", "DATA"], "--model: no such directory"),
         (["--model", "MODEL", "--data", "MISSING"], "--data: no such file"),
         (["--model", "MODEL", "--data", "DATA", "--batch-size", "0"], "--batch-size must be an integer in [1, ∞]"),
+        (["--task", "sst2-lora", "--lora-rank", "16"], "--lora-rank applies to --model"),
+        (["--model", "MODEL", "--data", "DATA", "--lora-rank", "16"], "--lora-rank applies to --method lora"),
+        (
+            ["--model", "MODEL", "--data", "DATA", "--method", "lora", "--lora-alpha", "0"],
+            "--lora-alpha must be a finite number > 0, got 0.0",
+        ),
     ],
 )
 def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args: list[str], message: str) -> None:

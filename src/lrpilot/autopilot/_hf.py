@@ -43,6 +43,7 @@ from lrpilot.autopilot._data import (
     split_rows,
     wanted_columns,
 )
+from lrpilot.autopilot._lora import LoraOptions, block_name, matching
 from lrpilot.autopilot._pooled import PooledClassifier, checkpoint_pooling
 from lrpilot.detect import DetectConfig
 from lrpilot.rules import Recommendation
@@ -285,9 +286,9 @@ def block_projections(model: nn.Module) -> list[str]:
 def causal_lm_targets(model: nn.Module) -> list[str]:
     """Where a causal LM's LoRA goes: the attention projections of its language model's blocks
     (`block_projections` that are `attention_projections`), as fit's causal-LM figures were measured.
-    Adding the MLP's (TRL's ``all-linear``, Unsloth's seven projections) adapts twice the weights and
-    moves the best LR down, below where fit's range test and horizon law, calibrated with attention
-    adapters, put a short run's peak; it waits for that calibration."""
+    Adding the MLP's (``--lora-targets all-linear``, TRL's; Unsloth's seven projections) adapts twice
+    the weights and moves the best LR down, below where fit's range test and horizon law, calibrated
+    with attention adapters, put a short run's peak; a fit on those says so in its notes (`calibration_note`)."""
     attention = set(attention_projections(model))
     return [name for name in block_projections(model) if name in attention]
 
@@ -303,22 +304,38 @@ def _decoder_prefix(model: nn.Module) -> str:
     return next((f"{name}." for name, module in model.named_modules() if module is decoder and name), "")
 
 
-def _with_lora(model: nn.Module, kind: str | None) -> nn.Module:
-    """Rank-8 LoRA (alpha 16) on attention projections: a causal LM's language model's
-    (`causal_lm_targets`), a classifier's every one (`attention_projections`); a classifier's
-    fresh head is trained in full (peft's SEQ_CLS task type saves it with the adapter). `kind` None:
-    a bare encoder, whose head (`PooledClassifier`'s) lies outside the adapter and trains in full anyway."""
-    peft = require("peft", "hf", "fit --method lora")
+def _lora_targets(model: nn.Module, kind: str | None, targets: str | tuple[str, ...]) -> list[str]:
+    """The modules `targets` (`LoraOptions.targets`) names in `model`: ``attention``, a causal LM's
+    language model's attention projections (`causal_lm_targets`) or a classifier's every one
+    (`attention_projections`); ``all-linear``, every projection of the model's blocks
+    (`block_projections`: never a head, the embeddings or a vision tower); else those of them the
+    names end (`matching`)."""
     causal = kind == "causal-lm"
-    targets = causal_lm_targets(model) if causal else attention_projections(model)
-    if not targets:
+    if targets == "attention":
+        found = causal_lm_targets(model) if causal else attention_projections(model)
         where = "attention projections in this model's numbered blocks" if causal else "attention projections"
+    else:
+        found = block_projections(model)
+        where = "linear projections in this model's numbered blocks"
+        if found and not isinstance(targets, str):
+            found = matching(targets, found)
+    if not found:
         raise ValueError(f"--method lora: found no {where} to put adapters on; use --method full")
+    return found
+
+
+def _with_lora(model: nn.Module, kind: str | None, options: LoraOptions) -> nn.Module:
+    """LoRA adapters of `options`' rank and alpha (no dropout) on the projections it names
+    (`_lora_targets`); a classifier's fresh head is trained in full (peft's SEQ_CLS task type saves
+    it with the adapter). `kind` None: a bare encoder, whose head (`PooledClassifier`'s) lies
+    outside the adapter and trains in full anyway."""
+    peft = require("peft", "hf", "fit --method lora")
+    targets = _lora_targets(model, kind, options.targets)
     modules = dict(model.named_modules())
     transposed = any(not isinstance(modules[name], nn.Linear) for name in targets)  # GPT-2's Conv1D stores W^T
     config = peft.LoraConfig(
-        r=8,
-        lora_alpha=16,
+        r=options.rank,
+        lora_alpha=options.lora_alpha,
         lora_dropout=0.0,
         target_modules=targets,
         fan_in_fan_out=transposed,
@@ -330,7 +347,8 @@ def _with_lora(model: nn.Module, kind: str | None) -> nn.Module:
 
 
 def lora_note(model: nn.Module) -> str | None:
-    """What a LoRA fit trains, for the notes: the adapters' rank, the projections they are on and
+    """What a LoRA fit trains, for the notes: the adapters' rank and alpha, the projections they are
+    on (as each block names them, `block_name`: ``attn.c_proj`` and ``mlp.c_proj`` are two) and
     the share of the model's parameters that train; None for a model without adapters. The run's
     own outputs (summary, report, ``run.json``) had said none of it: only the saved
     ``adapter_config.json`` listed the targets."""
@@ -339,11 +357,11 @@ def lora_note(model: nn.Module) -> str | None:
     if config is None:
         return None
     adapted = [name for name, module in wrapped.named_modules() if hasattr(module, "lora_A")]
-    kinds = ", ".join(dict.fromkeys(name.rsplit(".", 1)[-1] for name in adapted))
+    kinds = ", ".join(dict.fromkeys(map(block_name, adapted)))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return (
-        f"LoRA: rank {config.r} (alpha {config.lora_alpha}) adapters on {len(adapted)} projections ({kinds}); "
+        f"LoRA: rank {config.r} (alpha {config.lora_alpha:g}) adapters on {len(adapted)} projections ({kinds}); "
         f"{trainable / 1e6:.3g} M of the model's {total / 1e6:.3g} M parameters train ({trainable / total:.2%})"
     )
 
@@ -359,6 +377,8 @@ class HfTask(Task):
     model_dir: Path = Path()
     kind: str = "classification"
     method: str = "full"
+    lora: LoraOptions = field(default_factory=LoraOptions)
+    """The adapters' rank, alpha and targets where `method` is ``"lora"``."""
     num_labels: int | None = None
     train_data: Encoded = field(default_factory=lambda: Encoded([], None))
     val_data: Encoded = field(default_factory=lambda: Encoded([], None))
@@ -436,7 +456,7 @@ class HfTask(Task):
             if self.kind == "classification" and self.pooling:
                 encoder = transformers.AutoModel.from_pretrained(source)
                 if self.method == "lora":
-                    encoder = _with_lora(encoder, None)
+                    encoder = _with_lora(encoder, None, self.lora)
                 model = PooledClassifier(encoder, self.pooling, cast(int, self.num_labels))
             elif self.kind == "classification":
                 model = transformers.AutoModelForSequenceClassification.from_pretrained(
@@ -445,7 +465,7 @@ class HfTask(Task):
             else:
                 model = _causal_lm(transformers, source)
             if self.method == "lora" and not self.pooling:
-                model = _with_lora(model, self.kind)
+                model = _with_lora(model, self.kind, self.lora)
         model.train()
         return model
 
@@ -641,6 +661,7 @@ def load_hf_task(
     batch_size: int = 16,
     columns: Mapping[str, str] | None = None,
     max_length: int | None = None,
+    lora: LoraOptions | None = None,
 ) -> HfTask:
     """Check everything about the user's model and data and tokenize the data; no weights are loaded
     yet (`HfTask.build_model` does that). The recipe is a placeholder until the recommendation
@@ -649,7 +670,9 @@ def load_hf_task(
     of pairs of texts, encoded together; a causal LM's is text, prompt and completion, or chat
     messages (`lrpilot.autopilot._data.LM_FORMATS`). Examples longer than `max_length` tokens are
     truncated (None: `MAX_LENGTH` for a classifier, `LM_MAX_LENGTH` for a causal LM, or its
-    context where that is shorter)."""
+    context where that is shorter). `lora`: the adapters of ``method="lora"`` (`lora_options`
+    checks them; default rank 8, alpha 16, on the attention projections)."""
+    lora = lora or LoraOptions()
     mapped = check_hf_options(
         model_dir,
         data,
@@ -662,7 +685,14 @@ def load_hf_task(
     )
     if kind == "causal-lm":
         return _causal_lm_task(
-            model_dir, data, eval_data, method=method, batch_size=batch_size, columns=mapped, max_length=max_length
+            model_dir,
+            data,
+            eval_data,
+            method=method,
+            batch_size=batch_size,
+            columns=mapped,
+            max_length=max_length,
+            lora=lora,
         )
     asked = True if columns and "text_pair" in columns else None
     roles = ("text", "label")
@@ -691,6 +721,7 @@ def load_hf_task(
         model_dir=model_dir,
         kind=kind,
         method=method,
+        lora=lora,
         num_labels=num_labels,
         train_data=train,
         val_data=val,
@@ -726,6 +757,7 @@ def _causal_lm_task(
     batch_size: int,
     columns: Mapping[str, str],
     max_length: int | None,
+    lora: LoraOptions,
 ) -> HfTask:
     """`load_hf_task` for a causal LM: its data in the training file's format, the evaluation file's
     in the same one; prompts and chats encoded with the tokens their loss counts."""
@@ -759,6 +791,7 @@ def _causal_lm_task(
         model_dir=model_dir,
         kind="causal-lm",
         method=method,
+        lora=lora,
         train_data=train.data,
         val_data=val.data,
         tokenizer=tokenizer,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +155,9 @@ def fit(
     precision: str | None = None,
     columns: Mapping[str, str] | None = None,
     max_length: int | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    lora_targets: str | Sequence[str] | None = None,
     report: bool = True,
     progress: Progress | None = None,
     callback: StepCallback | None = None,
@@ -173,7 +176,14 @@ def fit(
     they have other names (``{"text": "sentence"}``); a classifier's data with a ``text_pair``
     column is one of pairs of texts. `max_length`: tokens per example, longer ones truncated
     (default 128 for a classifier; for a causal LM 1024, TRL's, or the model's context where
-    shorter).
+    shorter). With ``method="lora"``: `lora_rank` (default 8) and `lora_alpha` (default twice the
+    rank, so that the adapters' scale alpha / rank stays 2 when only the rank changes) set the
+    adapters, and `lora_targets` where they go: ``"attention"`` (the default: a causal LM's
+    language model's attention projections, a classifier's every one), ``"all-linear"`` (every
+    linear projection of the model's blocks; never a head, the embeddings or a vision tower), or
+    the ends of module names (``"q_proj,v_proj"`` or a list), each of which must name one of the
+    blocks' projections. fit's LR choice for causal LMs was calibrated with attention adapters,
+    which the notes say where others are chosen.
 
     Steps: (1) `lrpilot.recommend` from the model's size, the method, batch size and steps;
     (2) the range test (fast mode, state restored) from the recommendation's band's low end to 10 at
@@ -245,6 +255,9 @@ def fit(
             batch_size=batch_size,
             columns=columns,
             max_length=max_length,
+            lora_rank=lora_rank,
+            lora_alpha=lora_alpha,
+            lora_targets=lora_targets,
         )
         rows = _retention(retention)
         run_dir = new_run_dir(None if out is None else Path(out), target.label)
@@ -418,8 +431,9 @@ def _finish(  # noqa: PLR0917  (what fit decided, passed on to the record)
 
 
 TARGET_ARGUMENTS: tuple[str, ...] = ("task", "model", "data", "eval_data", "task_type", "method", "data_dir")
-TARGET_ARGUMENTS = (*TARGET_ARGUMENTS, "batch_size", "columns", "max_length")
-"""fit's arguments that say what it trains (`resolve_target`'s)."""
+TARGET_ARGUMENTS = (*TARGET_ARGUMENTS, "batch_size", "columns", "max_length", "lora_rank", "lora_alpha", "lora_targets")
+"""fit's arguments that say what it trains (`resolve_target`'s): a resume rebuilds the same model,
+its adapters included, from them (a checkpoint saved without the LoRA ones rebuilds the defaults)."""
 RESUMABLE = ("report", "progress", "callback", "resume")
 """fit's arguments a resumed fit takes; the others are the interrupted fit's own."""
 
@@ -468,6 +482,9 @@ def check_arguments(
     precision: str | None = None,
     columns: Mapping[str, str] | None = None,
     max_length: int | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    lora_targets: str | Sequence[str] | None = None,
     resume: str | Path | None = None,
 ) -> None:
     """Refuse bad arguments of `fit` (the same, less `RUNTIME`) before anything is read or loaded:
@@ -494,6 +511,9 @@ def check_arguments(
         batch_size=batch_size,
         columns=columns,
         max_length=max_length,
+        lora_rank=lora_rank,
+        lora_alpha=lora_alpha,
+        lora_targets=lora_targets,
         plan=plan,
     )
     _check_retention(model, retention, forgetting_weight)

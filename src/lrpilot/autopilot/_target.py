@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget
 from lrpilot.autopilot._data import name_key
 from lrpilot.autopilot._hf import LABELS_FILE, HfTask, check_hf_options, load_hf_task
+from lrpilot.autopilot._lora import LoraOptions, calibration_note, lora_options
 from lrpilot.autopilot._pooled import head_note
 from lrpilot.rules import CALIBRATED_STEPS, stretched_to_epoch
 from lrpilot.tasks import Recipe, Task, get_task, task_names
@@ -80,9 +81,10 @@ def user_target(
     batch_size: int,
     columns: Mapping[str, str] | None = None,
     max_length: int | None = None,
+    lora: LoraOptions | None = None,
 ) -> Target:
-    """A local Hugging Face model fine-tuned on the user's data (`load_hf_task`); the rule's
-    calibrated run lengths stretched to one epoch of it."""
+    """A local Hugging Face model fine-tuned on the user's data (`load_hf_task`, its adapters
+    `lora`'s); the rule's calibrated run lengths stretched to one epoch of it."""
     if data is None:
         raise ValueError(NEEDS_DATA)
     task = load_hf_task(
@@ -94,9 +96,11 @@ def user_target(
         batch_size=batch_size,
         columns=columns,
         max_length=max_length,
+        lora=lora,
     )
     heads = (
         head_note(task.pooling) if task.pooling else None,
+        calibration_note(task.lora, task.kind) if task.method == "lora" else None,
         _dtype_note(task),
         _names_note(task),
         _chance_note(task),
@@ -278,8 +282,12 @@ def resolve_target(
     batch_size: int | None,
     columns: Mapping[str, str] | None = None,
     max_length: int | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    lora_targets: str | Sequence[str] | None = None,
 ) -> Target:
-    """A built-in task, or the user's model and data; options that belong to the other are errors."""
+    """A built-in task, or the user's model and data; options that belong to the other are errors,
+    and so are LoRA options without ``--method lora`` (`lora_options`)."""
     if model is None:
         given = {
             "--data": data,
@@ -288,19 +296,24 @@ def resolve_target(
             "--method": method,
             "--columns": columns,
             "--max-length": max_length,
+            "--lora-rank": lora_rank,
+            "--lora-alpha": lora_alpha,
+            "--lora-targets": lora_targets,
         }
         for name, value in {**given, "--batch-size": batch_size}.items():
             if value is not None:
                 raise ValueError(f"fit: {name} applies to --model (your own model); a built-in task's recipe fixes it")
         return builtin_target(task or DEFAULT_TASK, None if data_dir is None else Path(data_dir))
     _check_beside_model(task, data_dir)
+    settings = _user_settings(task_type, method, batch_size)
     return user_target(
         Path(model),
         None if data is None else Path(data),
         None if eval_data is None else Path(eval_data),
         columns=columns,
         max_length=max_length,
-        **_user_settings(task_type, method, batch_size),
+        lora=lora_options("fit", settings["method"], lora_rank, lora_alpha, lora_targets),
+        **settings,
     )
 
 
@@ -316,6 +329,9 @@ def check_target(
     batch_size: int | None,
     columns: Mapping[str, str] | None = None,
     max_length: int | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    lora_targets: str | Sequence[str] | None = None,
     plan: Budget | None = None,
 ) -> None:
     """`resolve_target`'s checks with nothing read or loaded (a built-in task is a look-up): the
@@ -334,6 +350,9 @@ def check_target(
             batch_size=batch_size,
             columns=columns,
             max_length=max_length,
+            lora_rank=lora_rank,
+            lora_alpha=lora_alpha,
+            lora_targets=lora_targets,
         )
         recipe = target.task.recipe
     else:
@@ -341,6 +360,7 @@ def check_target(
         if data is None:
             raise ValueError(NEEDS_DATA)
         settings = _user_settings(task_type, method, batch_size)
+        lora_options("fit", settings["method"], lora_rank, lora_alpha, lora_targets)
         check_hf_options(
             Path(model),
             Path(data),

@@ -32,6 +32,9 @@ from lrpilot.cli._options import (
     BatchSizeOption,
     ColumnsOption,
     DataOption,
+    LoraAlphaOption,
+    LoraRankOption,
+    LoraTargetsOption,
     MaxLengthOption,
     MethodOption,
     ModelOption,
@@ -136,6 +139,7 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
     peak is the one fit's run would train at; its length: --total-steps, else one epoch of the data.
     Without it a user of fit had to write a --script to range-test the model fit trains."""
     from lrpilot.autopilot._hf import METHODS, TASK_TYPES, HfTask, recipe_from
+    from lrpilot.autopilot._lora import lora_options
     from lrpilot.autopilot._target import user_target
     from lrpilot.rules import recommend
     from lrpilot.tasks import make_optimizer
@@ -147,6 +151,8 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
     for option, value, options in choices:
         if value is not None:  # named for this command, not fit's (whose checks these are too)
             check.choice("find", option, value, options)
+    adapters = (user["lora_rank"], user["lora_alpha"], user["lora_targets"])
+    lora = lora_options("find", user["method"] or "full", *adapters)
     target = user_target(
         model,
         data,
@@ -156,6 +162,7 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         batch_size=16 if user["batch_size"] is None else user["batch_size"],
         columns=parse_columns(user["columns"], "find"),
         max_length=user["max_length"],
+        lora=lora,
     )
     steps = target.steps if total_steps is None else total_steps
     net = Precision().master(target.task.build_model(seed))  # fp32 weights, as fit trains a bf16 checkpoint's
@@ -463,6 +470,9 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     columns: ColumnsOption = None,
     batch_size: BatchSizeOption = None,
     max_length: MaxLengthOption = None,
+    lora_rank: LoraRankOption = None,
+    lora_alpha: LoraAlphaOption = None,
+    lora_targets: LoraTargetsOption = None,
 ) -> None:
     """Run the LR range test and suggest the peak LR of a warmup + decay schedule, with its band.
 
@@ -473,8 +483,9 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
         plot = output_file("find", "--plot", plot)  # before the range test, not after it
         ramp = _ramp(mode, steps, start_lr, end_lr)
         check.step_count("find", "--seed", seed, 0, 2**32 - 1)
-        user = {"task_type": task_type, "method": method, "columns": columns, "batch_size": batch_size}
-        user["max_length"] = max_length
+        user: dict[str, Any] = {"task_type": task_type, "method": method, "columns": columns}
+        user.update(batch_size=batch_size, max_length=max_length)
+        user.update(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets)
         job = _job(
             task, script, seed=seed, total_steps=total_steps, data_dir=data_dir, model=model, data=data, user=user
         )

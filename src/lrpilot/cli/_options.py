@@ -20,6 +20,9 @@ __all__ = [
     "DeviceOption",
     "EvalOption",
     "FinderStepsOption",
+    "LoraAlphaOption",
+    "LoraRankOption",
+    "LoraTargetsOption",
     "MaxLengthOption",
     "MethodOption",
     "ModelOption",
@@ -52,6 +55,26 @@ TaskTypeOption = Annotated[
     ),
 ]
 MethodOption = Annotated[str | None, typer.Option("--method", help="--model: full fine-tuning (the default) or lora.")]
+LoraRankOption = Annotated[
+    int | None, typer.Option("--lora-rank", help="--method lora: the adapters' rank (default 8).", show_default=False)
+]
+LoraAlphaOption = Annotated[
+    float | None,
+    typer.Option(
+        "--lora-alpha",
+        help="--method lora: the adapters' alpha (default twice the rank: the scale alpha/rank stays 2).",
+        show_default=False,
+    ),
+]
+LoraTargetsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--lora-targets",
+        help="--method lora: attention (the default), all-linear (every projection of the model's blocks), or "
+        "module names (q_proj,v_proj).",
+        show_default=False,
+    ),
+]
 BatchSizeOption = Annotated[int | None, typer.Option("--batch-size", help="--model: examples per step (default 16).")]
 MaxLengthOption = Annotated[
     int | None,

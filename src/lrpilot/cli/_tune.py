@@ -25,6 +25,9 @@ from lrpilot.cli._options import (
     DeviceOption,
     EvalOption,
     FinderStepsOption,
+    LoraAlphaOption,
+    LoraRankOption,
+    LoraTargetsOption,
     MaxLengthOption,
     MethodOption,
     ModelOption,
@@ -121,6 +124,9 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
     ] = None,
     columns: ColumnsOption = None,
     max_length: MaxLengthOption = None,
+    lora_rank: LoraRankOption = None,
+    lora_alpha: LoraAlphaOption = None,
+    lora_targets: LoraTargetsOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
     output: Annotated[
@@ -177,6 +183,9 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
             "precision": precision,
             "columns": parse_columns(columns, "tune"),
             "max_length": max_length,
+            "lora_rank": lora_rank,
+            "lora_alpha": lora_alpha,
+            "lora_targets": lora_targets,
         }
         check_arguments(task, **arguments)  # every bad option refused before the plan's line says the run starts
         if fmt == "table":

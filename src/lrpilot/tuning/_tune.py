@@ -15,12 +15,14 @@ import dataclasses
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
+from lrpilot.autopilot._lora import parse_targets
 from lrpilot.autopilot._progress import Clock, Progress, quiet
 from lrpilot.autopilot._search import peak_at_horizon, ramp, range_test
 from lrpilot.autopilot._target import Target, check_target
@@ -89,6 +91,9 @@ def tune(
     precision: str | None = None,
     columns: dict[str, str] | None = None,
     max_length: int | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    lora_targets: str | Sequence[str] | None = None,
     report: bool = True,
     progress: Progress | None = None,
 ) -> TuneResult:
@@ -111,8 +116,9 @@ def tune(
     `max_trials`: cap the trials (default: what the budget pays for). `finder_steps`: the range
     test's length, `device` where this process trains (``"auto"``, the default, ``"cpu"``,
     ``"cuda"``, ``"cuda:N"``; each worker chooses its own) and `precision` its forward passes'
-    (``"fp32"``, the default, ``"bf16"``, ``"fp16"``), and `columns` and `max_length` the data's, as in
-    `lrpilot.fit`.
+    (``"fp32"``, the default, ``"bf16"``, ``"fp16"``), `columns` and `max_length` the data's, and
+    `lora_rank`, `lora_alpha` and `lora_targets` the adapters' (``method="lora"``), as in
+    `lrpilot.fit`; every trial trains the same adapters, and a study continues only with them.
 
     Bad input (an unknown task or search name, a budget too small for one full run plus the range
     test, an unreachable or malformed storage URL, a study created with other settings, an `out`
@@ -128,7 +134,13 @@ def tune(
     plan = _parse_budget(budget)
     given = {"task": task, "model": model, "data": data, "eval_data": eval_data, "task_type": task_type}
     spec = target_spec({**given, "method": method, "data_dir": data_dir, "batch_size": batch_size})
-    given_data = {"columns": dict(columns) if columns else None, "max_length": max_length}
+    given_data = {
+        "columns": dict(columns) if columns else None,
+        "max_length": max_length,
+        "lora_rank": lora_rank,
+        "lora_alpha": lora_alpha,
+        "lora_targets": _stored_targets(lora_targets),
+    }
     spec.update({k: v for k, v in given_data.items() if v is not None})  # a study stored without them continues
     target = build_target(spec)
     run_steps = steps if steps is not None else target.steps
@@ -211,6 +223,9 @@ def check_arguments(
     precision: str | None = None,
     columns: dict[str, str] | None = None,
     max_length: int | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    lora_targets: str | Sequence[str] | None = None,
 ) -> None:
     """Refuse bad arguments of `tune` (the same, less `prune`, `report` and `progress`) before
     anything is loaded or trained: each value, the budget, the device and precision, what to train
@@ -235,9 +250,19 @@ def check_arguments(
         batch_size=batch_size,
         columns=columns,
         max_length=max_length,
+        lora_rank=lora_rank,
+        lora_alpha=lora_alpha,
+        lora_targets=lora_targets,
     )
     if out is not None:
         place(out, storage, study, "check")  # the label names only a new study: an `out` is checked the same
+
+
+def _stored_targets(targets: str | Sequence[str] | None) -> str | list[str] | None:
+    """`lora_targets` as the study stores it (JSON): one spelling for each choice, so that
+    ``"q_proj,v_proj"`` and ``["q_proj", "v_proj"]`` continue the same study."""
+    parsed = None if targets is None else parse_targets("tune", targets)
+    return list(parsed) if isinstance(parsed, tuple) else parsed
 
 
 def _check_continued(where: Place, found: bool, store: optuna.storages.RDBStorage) -> None:
