@@ -1,11 +1,13 @@
 """`lrpilot.fit` on decoder-only checkpoints (Llama, Qwen2, Mistral, GPT-2), tiny and random, with a
 byte-level BPE tokenizer trained here: as classifiers, whose Hugging Face head reads each text's
 last token that is not the config's pad token, padded as fit pads them (every padded example scores
-as it does alone) and saved so that transformers and peft load them to predict as fit evaluated."""
+as it does alone) and saved so that transformers and peft load them to predict as fit evaluated;
+and as causal LMs, without transformers' warning of an unnamed loss."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -194,3 +196,42 @@ def test_a_decoder_classifier_scores_each_padded_text_as_alone_and_reloads_to_fi
         result.metrics["val_loss"], rel=1e-5
     )
     assert int((logits.argmax(-1) == labels).sum()) / len(labels) == result.metrics["val_accuracy"]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_gpt2_causal_lm_fits_without_transformers_warning_of_an_unnamed_loss(chat_lm: Path, tmp_path: Path) -> None:
+    """transformers derives a model's loss from its class name, and ``GPT2LMHeadModel`` names none:
+    every GPT-2 fit logged "`loss_type=None` was set in the config but it is unrecognized" at its
+    first step, and went on with the causal LM loss it names."""
+    transformers = pytest.importorskip("transformers")
+    lines = "".join(f'{{"text": "the quick brown fox number {i} jumps"}}\n' for i in range(40))
+    (tmp_path / "fox.jsonl").write_text(lines, encoding="utf-8")
+    logger, records = transformers.utils.logging.get_logger("transformers"), _Records()
+    verbosity = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.warning_once.cache_clear()  # logged once a process: not just by a test before
+    transformers.utils.logging.set_verbosity_warning()
+    logger.addHandler(records)
+    try:
+        result = fit(
+            model=chat_lm,
+            data=tmp_path / "fox.jsonl",
+            task_type="causal-lm",
+            budget=BUDGET,
+            batch_size=8,
+            finder_steps=FINDER_STEPS,
+            out=tmp_path / "run",
+            report=False,
+        )
+    finally:
+        logger.removeHandler(records)
+        transformers.utils.logging.set_verbosity(verbosity)
+    assert result.status == "finished"
+    assert not [message for message in records.messages if "loss_type" in message]

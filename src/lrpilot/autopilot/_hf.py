@@ -519,7 +519,12 @@ def _causal_lm(transformers: Any, source: Path) -> nn.Module:
     """The checkpoint as a causal LM, refused where its weights hold no LM head: a model saved
     without one (``AutoModel``'s, an embedding model's such as gte-Qwen2 or e5-mistral, a base
     saved from ``model.model``) loaded with a random head that transformers reports only in the load
-    report fit keeps quiet, and trained on (under LoRA, frozen) as if it predicted the text."""
+    report fit keeps quiet, and trained on (under LoRA, frozen) as if it predicted the text.
+
+    Its loss is named for transformers where its class name does not say it (GPT-2's
+    ``GPT2LMHeadModel``, which transformers derives no ``loss_type`` from): the first step of every
+    GPT-2 fit logged "`loss_type=None` was set in the config but it is unrecognized. Using the
+    default loss: `ForCausalLMLoss`", the loss it then uses, and that a causal LM is."""
     model, info = transformers.AutoModelForCausalLM.from_pretrained(source, output_loading_info=True)
     head = model.get_output_embeddings()
     names = [
@@ -536,6 +541,8 @@ def _causal_lm(transformers: Any, source: Path) -> nn.Module:
             "predicts tokens), so as a causal LM it would start from a random one; give the checkpoint saved with "
             "its head (AutoModelForCausalLM's save_pretrained)"
         )
+    if hasattr(model, "loss_type") and model.loss_type is None:
+        model.loss_type = "ForCausalLM"
     return model  # type: ignore[no-any-return]
 
 
