@@ -119,9 +119,9 @@ def _check_model_path(model_dir: Path) -> None:
         )
 
 
-def _load_config_and_tokenizer(model_dir: Path) -> tuple[Any, Any]:
-    """The model's config and tokenizer (from a folder `_check_model_path` passed), or a ValueError
-    saying why `model_dir` is not a model."""
+def _load_config_and_tokenizer(model_dir: Path, **options: str) -> tuple[Any, Any]:
+    """The model's config and tokenizer (from a folder `_check_model_path` passed; `options` for the
+    tokenizer, which it saves with itself), or a ValueError saying why `model_dir` is not a model."""
     with quiet_transformers() as transformers:
         try:
             config = transformers.AutoConfig.from_pretrained(model_dir)
@@ -131,7 +131,7 @@ def _load_config_and_tokenizer(model_dir: Path) -> tuple[Any, Any]:
         if not weights:
             raise ValueError(f"--model: {model_dir} has a config but no weights (*.safetensors or *.bin)")
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, **options)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"--model: no usable tokenizer in {model_dir}: {exc}") from None
     _check_vocabulary(config, tokenizer, model_dir)
@@ -462,6 +462,7 @@ class HfTask(Task):
                 model = transformers.AutoModelForSequenceClassification.from_pretrained(
                     source, num_labels=self.num_labels
                 )
+                _pool_past(model, self.pad_id)
             else:
                 model = _causal_lm(transformers, source)
             if self.method == "lora" and not self.pooling:
@@ -538,7 +539,12 @@ def _causal_lm(transformers: Any, source: Path) -> nn.Module:
     """The checkpoint as a causal LM, refused where its weights hold no LM head: a model saved
     without one (``AutoModel``'s, an embedding model's such as gte-Qwen2 or e5-mistral, a base
     saved from ``model.model``) loaded with a random head that transformers reports only in the load
-    report fit keeps quiet, and trained on (under LoRA, frozen) as if it predicted the text."""
+    report fit keeps quiet, and trained on (under LoRA, frozen) as if it predicted the text.
+
+    Its loss is named for transformers where its class name does not say it (GPT-2's
+    ``GPT2LMHeadModel``, which transformers derives no ``loss_type`` from): the first step of every
+    GPT-2 fit logged "`loss_type=None` was set in the config but it is unrecognized. Using the
+    default loss: `ForCausalLMLoss`", the loss it then uses, and that a causal LM is."""
     model, info = transformers.AutoModelForCausalLM.from_pretrained(source, output_loading_info=True)
     head = model.get_output_embeddings()
     names = [
@@ -555,6 +561,8 @@ def _causal_lm(transformers: Any, source: Path) -> nn.Module:
             "predicts tokens), so as a causal LM it would start from a random one; give the checkpoint saved with "
             "its head (AutoModelForCausalLM's save_pretrained)"
         )
+    if hasattr(model, "loss_type") and model.loss_type is None:
+        model.loss_type = "ForCausalLM"
     return model  # type: ignore[no-any-return]
 
 
@@ -699,7 +707,10 @@ def load_hf_task(
     train_rows = read_roles(data, roles, mapped, "--data", pairs=asked)
     pairs = "text_pair" in train_rows[0]
     eval_rows = read_roles(eval_data, roles, mapped, "--eval", pairs=pairs) if eval_data is not None else None
-    config, tokenizer = _load_config_and_tokenizer(model_dir)
+    # fit pads a classifier's batches on the right, and its saved tokenizer pads as fit did: a left-padding one
+    # (Llama's, Gemma's and Mistral's by their class, many chat models' by their config) moved GPT-2's
+    # absolute positions, and the saved GPT-2 classifier predicted otherwise than fit had evaluated it
+    config, tokenizer = _load_config_and_tokenizer(model_dir, padding_side="right")
     names, num_labels, match = _classes(config, train_rows, data, eval_rows)
     spellings = label_spellings(train_rows + (eval_rows or [])) if names and match is None else {}
     held, what = (eval_data, "--eval") if eval_rows is not None and eval_data is not None else (data, "--data")
@@ -714,6 +725,8 @@ def load_hf_task(
     train = encode(tokenizer, train_rows, train_labels, max_length)
     val = encode(tokenizer, eval_rows, eval_labels, max_length)
     _check_embedded(config, tokenizer, model_dir, train, val)
+    pad_id = _pad_id(tokenizer, config)
+    _pads_with(tokenizer, pad_id)
     return HfTask(
         name=model_dir.name or "model",
         description=f"{method} fine-tuning of {model_dir} for {kind}{' of text pairs' if pairs else ''} on {data.name}",
@@ -726,7 +739,7 @@ def load_hf_task(
         train_data=train,
         val_data=val,
         tokenizer=tokenizer,
-        pad_id=_pad_id(tokenizer, config),
+        pad_id=pad_id,
         pooling=checkpoint_pooling(model_dir) if not _is_classifier(config) else (),
         label_names=names,
         label_match=match,
@@ -847,3 +860,28 @@ def _pad_id(tokenizer: Any, config: Any) -> int:
     limit = vocabulary if isinstance(vocabulary, int) else math.inf
     found = (getattr(tokenizer, f"{name}_token_id", None) for name in ("pad", "eos", "bos", "unk"))
     return next((int(i) for i in found if isinstance(i, int) and 0 <= i < limit), 0)
+
+
+def _pads_with(tokenizer: Any, pad_id: int) -> None:
+    """A classifier's tokenizer names as its pad token the one fit pads with (`_pad_id`), so that the
+    folder fit saves pads as fit did: one without a pad token (Llama 3's, Mistral's, GPT-2's) could not
+    pad a batch at all, and one whose pad token the model has no embedding for would fail it. Only a
+    special token is made the pad token (its end-of-text, beginning or unknown one): a word made
+    special would be split out of every text that holds it. The texts are encoded unpadded, so
+    nothing fit trains on changes."""
+    for name in ("pad", "eos", "bos", "unk"):
+        if getattr(tokenizer, f"{name}_token_id", None) == pad_id:
+            tokenizer.pad_token = getattr(tokenizer, f"{name}_token")
+            return
+
+
+def _pool_past(model: nn.Module, pad_id: int) -> None:
+    """A decoder's sequence-classification head (Llama's, Qwen's, GPT-2's, ...) reads the last token
+    that is not its config's ``pad_token_id``, and refuses a batch of several texts without one: a
+    Llama 3, Mistral or GPT-2 checkpoint (whose configs name none) failed the range test's first
+    batch with "Cannot handle batch sizes > 1 if no padding token is defined", and one whose config
+    names another token than the tokenizer's pad read a pad of every shorter text. The config (its
+    text model's too, which Gemma 3's head reads) names the token fit pads with, and is saved so."""
+    config: Any = model.config
+    for part in {id(c): c for c in (config, config.get_text_config())}.values():
+        part.pad_token_id = pad_id
