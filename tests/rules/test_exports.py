@@ -104,6 +104,60 @@ def test_axolotl_yaml_parses_to_the_recommendation(name: str) -> None:
     assert ("# loraplus_lr_ratio: 16.0" in to_axolotl(rec)) is (rec.lora_plus_ratio is not None)
 
 
+def _axolotl_trainer_lrs(config: dict[str, Any], tmp_path: Path) -> list[float]:
+    """The LR of each step of the run, from axolotl's YAML as axolotl hands it to Hugging Face: its
+    ``lr_scheduler`` and ``lr_scheduler_kwargs`` become ``TrainingArguments``' (``cosine`` with a
+    ``cosine_min_lr_ratio`` is axolotl's own scheduler, not covered here)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path),
+        learning_rate=config["learning_rate"],
+        lr_scheduler_type=config["lr_scheduler"],
+        lr_scheduler_kwargs=config.get("lr_scheduler_kwargs") or {},
+        warmup_steps=config["warmup_steps"],
+        max_steps=config["max_steps"],
+    )
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=args.learning_rate)
+    scheduler = transformers.get_scheduler(
+        args.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=args.get_warmup_steps(args.max_steps),
+        num_training_steps=args.max_steps,
+        scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+    )
+    lrs = []
+    for _ in range(args.max_steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("shape", ["linear", "wsd"])
+def test_axolotl_writes_a_floor_axolotl_has_no_key_for_as_hugging_face_scheduler_kwargs(
+    shape: str, tmp_path: Path
+) -> None:
+    """Pretraining with --decay linear (a linear decay to 10 %) was refused ("axolotl has no
+    lr_scheduler"), though the torchtune refusal sends users to axolotl for the floor: axolotl takes
+    any Hugging Face lr_scheduler with its lr_scheduler_kwargs."""
+    yaml = pytest.importorskip("yaml")
+    from lrpilot.schedules import WSD
+
+    rec = recommend("1B", "pretraining", steps=300, decay="linear")
+    if shape == "wsd":  # `lrpilot tune` may pick WSD and print it through the same exports
+        wsd = WSD(peak=rec.peak_lr, total_steps=300, warmup_steps=0, decay_steps=60, floor_ratio=0.1)
+        rec = dataclasses.replace(rec, schedule=wsd, warmup_steps=0)
+    config: dict[str, Any] = yaml.safe_load(to_axolotl(rec))
+    assert config["lr_scheduler"] == to_hf(rec)["lr_scheduler_type"]
+    assert config["lr_scheduler_kwargs"] == to_hf(rec)["lr_scheduler_kwargs"]
+    assert "cosine_min_lr_ratio" not in config
+    expected = dataclasses.replace(rec.schedule, warmup_offset=0.0)  # type: ignore[type-var]
+    lrs = _axolotl_trainer_lrs(config, tmp_path)
+    assert lrs == pytest.approx([expected(s) for s in range(rec.total_steps)], rel=1e-12, abs=1e-18)
+    assert lrs[-1] > 0.1 * rec.peak_lr  # the floor is kept
+
+
 @pytest.mark.parametrize("x", [1e-05, 2e-4, 0.0003, 5e-06, 1e-10, 16.0, 0.1, 123456789.0, 1e20])
 def test_yaml_floats_read_back_as_floats(x: float) -> None:
     yaml = pytest.importorskip("yaml")
