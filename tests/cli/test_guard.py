@@ -42,6 +42,12 @@ def test_the_table_and_the_plot(tmp_path: Path) -> None:
         (["--inject", "nam"], "did you mean 'nan'"),
         (["--task", "mnist"], "--task must be one of ['digits', 'shakespeare', 'sst2-full', 'sst2-lora']"),
         (["--steps", "10"], "--steps must be an integer in [50, 100000], got 10"),
+        # 0 and -1 were the unset values: --at -5, --steps 0, --lr 0 silently meant the defaults
+        (["--at", "-5"], "--at must be an integer in [0, 249], got -5"),
+        (["--at", "-1"], "--at must be an integer in [0, 249], got -1"),
+        (["--steps", "0"], "--steps must be an integer in [50, 100000], got 0"),
+        (["--lr", "0"], "--lr must be a finite number > 0, got 0.0"),
+        (["--lr", "-1e-3"], "--lr must be a finite number > 0, got -0.001"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(args: list[str], message: str) -> None:
