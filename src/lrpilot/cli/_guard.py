@@ -170,10 +170,12 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
                 s, losses, lrs, guarded["records"], plot, title=f"{task}: {inject} at batch {when}"
             )
     guarded.pop("history")
-    if as_json:
-        print_json(
-            {"task": task, "fault": inject, "at": when, "steps": total, "lr": peak, "no_guard": bare, "guard": guarded}
-        )
+    if as_json:  # strict JSON: a diverged run's NaN loss is null (json.dumps would write NaN, which JSON lacks)
+        from lrpilot.report._run import json_safe
+
+        payload = {"task": task, "fault": inject, "at": when, "steps": total, "lr": peak, "seed": seed}
+        payload |= {"audit": None if audit is None else str(audit), "plot": None if written is None else str(written)}
+        print_json(json_safe({**payload, "no_guard": bare, "guard": guarded}))
         return
     console.print(
         f"[bold]{task}[/]: {total} steps at peak LR {peak:g}, fault [bold]{inject}[/] at batch {when}, seed {seed}"
