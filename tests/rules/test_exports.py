@@ -399,5 +399,19 @@ def test_llama_cpp_states_its_optimizer_fallback() -> None:
     )
     assert not any("only the optimizers" in n for n in export_notes(_with("adamw"), "llama-cpp"))
     assert any("no momentum" in n for n in export_notes(_with("sgd"), "llama-cpp"))
-    for fmt in ("hf", "trl", "axolotl", "torchtune", "pytorch"):
+    for fmt in ("hf", "trl", "axolotl", "pytorch"):
         assert export_notes(_with("paged_adamw_8bit"), fmt) == []
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_torchtune_notes_that_its_configs_fused_breaks_a_bitsandbytes_optimizer(name: str) -> None:
+    """torchtune's own QLoRA configs (llama3_1/8B_qlora_single_device.yaml) set optimizer.fused: True;
+    with optimizer._component_=bitsandbytes.optim.PagedAdamW8bit the overrides built
+    PagedAdamW8bit(fused=True, ...), a TypeError, and nothing said so."""
+    notes = export_notes(_with(name), "torchtune")
+    if to_torchtune(_with(name))[0].startswith("optimizer._component_=bitsandbytes."):
+        assert len(notes) == 1
+        assert "optimizer.fused: True" in notes[0]
+        assert "add ~optimizer.fused to the overrides" in notes[0]
+    else:
+        assert notes == []

@@ -137,7 +137,8 @@ def to_torchtune(rec: Recommendation) -> list[str]:
     (``recommend(..., decay="cosine")`` gives a cosine one for fine-tuning) or pretraining's floor
     (no torchtune option keeps one: `to_pytorch` writes the exact schedule for a custom recipe).
     The optimizer is the one asked for (``bitsandbytes.optim.PagedAdamW8bit`` for
-    ``paged_adamw_8bit``, ``optimizer.fused=True`` for ``adamw_torch_fused``). The run length
+    ``paged_adamw_8bit``, ``optimizer.fused=True`` for ``adamw_torch_fused``; a bitsandbytes
+    optimizer needs ``~optimizer.fused`` where the config sets it, as `export_notes` says). The run length
     is ``epochs=1 max_steps_per_epoch=STEPS``: torchtune sizes the cosine by epochs × steps per epoch,
     which is STEPS when the data holds at least STEPS optimizer steps.
 
@@ -195,10 +196,17 @@ def torchtune_refusal(rec: Recommendation, fixes: list[str], owner: str) -> str:
 
 def export_notes(rec: Recommendation, fmt: str) -> list[str]:
     """What the `fmt` export of `rec` cannot carry over and what it writes instead (a stated
-    fallback): today only llama.cpp's, whose optimizers are AdamW and SGD without momentum."""
+    fallback): llama.cpp's, whose optimizers are AdamW and SGD without momentum; and for torchtune
+    a bitsandbytes optimizer, which the ``fused: True`` of torchtune's own configs (their QLoRA ones
+    included) would break, and which an override can remove only where the config has it."""
+    spec = rec.setup.optimizer_spec
+    if fmt == "torchtune" and spec.package == "bitsandbytes":
+        return [
+            f"torchtune's configs set optimizer.fused: True, which {spec.torch} does not take (TypeError: unexpected "
+            "keyword argument 'fused'): where your config has it, add ~optimizer.fused to the overrides"
+        ]
     if fmt != "llama-cpp":
         return []
-    spec = rec.setup.optimizer_spec
     notes = []
     if spec.name != spec.llama_cpp:
         notes.append(
