@@ -307,7 +307,7 @@ def test_pytorch_code_runs_a_wsd_schedule_exactly(decay_shape: str) -> None:
 
 _TORCHTUNE = {
     "adamw": ["optimizer._component_=torch.optim.AdamW"],
-    "adam": ["optimizer._component_=torch.optim.Adam"],
+    "adam": ["optimizer._component_=torch.optim.Adam", "optimizer.weight_decay=0.0"],
     "sgd": ["optimizer._component_=torch.optim.SGD", "optimizer.momentum=0.9"],
     "adamw_torch": ["optimizer._component_=torch.optim.AdamW"],
     "adamw_torch_fused": ["optimizer._component_=torch.optim.AdamW", "optimizer.fused=True"],
@@ -354,6 +354,16 @@ def test_axolotl_and_torchtune_carry_the_optimizer(name: str) -> None:
     overrides = to_torchtune(rec)
     expected = _TORCHTUNE[name]
     assert overrides[: len(expected) + 1] == [expected[0], f"optimizer.lr={rec.peak_lr!r}", *expected[1:]]
+
+
+def test_torchtune_adam_overrides_the_configs_weight_decay() -> None:
+    """torchtune's configs set optimizer.weight_decay: 0.01 for AdamW (decoupled); with the component
+    swapped to torch.optim.Adam it became an L2 term, while every other export makes Adam exactly
+    Adam (weight_decay=0.0)."""
+    overrides = to_torchtune(_with("adam"))
+    assert "optimizer.weight_decay=0.0" in overrides
+    assert not any("weight_decay" in o for o in to_torchtune(_with("adamw")))
+    assert "torch.optim.Adam(params, lr=PEAK_LR, weight_decay=0.0)" in to_pytorch(_with("adam"))
 
 
 def test_axolotl_adam_is_adamw_without_weight_decay() -> None:
