@@ -170,3 +170,14 @@ def test_a_run_longer_than_int64_previews_plots_and_lints(tmp_path: Path) -> Non
     assert payload["points"][1]["lr"] == 3e-4
     assert payload["warnings"] == []
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("steps", "warmup"), [("100", 5), ("1", 0), ("20000", 1000)])
+def test_the_default_spec_follows_steps(steps: str, warmup: int) -> None:
+    """`lrpilot schedule -n 100` was refused: 'cosine: warmup_steps must be an integer in [0, 100], got
+    500', the warmup of a default spec the user never wrote."""
+    result = runner.invoke(app, ["schedule", "-n", steps, "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["schedule"]["warmup_steps"] == warmup
+    assert payload["schedule"]["total_steps"] == int(steps)
