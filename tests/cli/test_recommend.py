@@ -224,3 +224,10 @@ def test_json_with_another_format_is_refused_not_silently_preferred() -> None:
     result = runner.invoke(app, [*LORA, "--json", "-f", "axolotl"])
     assert result.exit_code == 2
     assert "recommend: --json is --format json; it cannot go with --format axolotl: give one" in result.stderr
+
+
+def test_rules_in_an_export_format_is_refused_not_printed_as_a_table() -> None:
+    result = runner.invoke(app, ["recommend", "--rules", "-f", "axolotl"])
+    assert result.exit_code == 2
+    assert "recommend: --rules prints a table or JSON (--format table or json), not --format axolotl" in result.stderr
+    assert result.stdout == ""

@@ -78,6 +78,10 @@ def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
         if as_json and output not in ("table", "json"):  # --json would silently win over --format
             raise ValueError(f"recommend: --json is --format json; it cannot go with --format {output}: give one")
         if rules:
+            if fmt not in ("table", "json"):  # else the table came out as if it were that format
+                raise ValueError(
+                    f"recommend: --rules prints a table or JSON (--format table or json), not --format {fmt}"
+                )
             _print_rules(fmt)
             return
         if params is None or method is None:
