@@ -18,13 +18,18 @@ def test_a_nan_ruins_the_bare_run_and_the_guard_skips_it(tmp_path: Path) -> None
     audit = tmp_path / "audit.jsonl"
     result = runner.invoke(app, ["guard", "--inject", "nan", "--steps", "150", "--json", "--audit", str(audit)])
     assert result.exit_code == 0, result.output
-    payload = json.loads(result.stdout.replace("NaN", "null"))
+    payload = json.loads(result.stdout, parse_constant=_no_constant)  # strict JSON: the NaN loss is null
     assert payload["at"] == 60
     assert payload["steps"] == 150  # the digits recipe, shortened
+    assert (payload["seed"], payload["audit"], payload["plot"]) == (0, str(audit), None)  # as the table says
     assert payload["no_guard"]["val_loss"] is None  # NaN
     assert math.isfinite(payload["guard"]["val_loss"])
     assert [(r["action"], r["step"]) for r in payload["guard"]["records"]] == [("skip", 60)]
     assert json.loads(audit.read_text().splitlines()[0])["detector"] == "non_finite"
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"--json printed {name}, which is not JSON (jq and JSON.parse reject it)")
 
 
 def test_the_table_and_the_plot(tmp_path: Path) -> None:
@@ -42,6 +47,12 @@ def test_the_table_and_the_plot(tmp_path: Path) -> None:
         (["--inject", "nam"], "did you mean 'nan'"),
         (["--task", "mnist"], "--task must be one of ['digits', 'shakespeare', 'sst2-full', 'sst2-lora']"),
         (["--steps", "10"], "--steps must be an integer in [50, 100000], got 10"),
+        # 0 and -1 were the unset values: --at -5, --steps 0, --lr 0 silently meant the defaults
+        (["--at", "-5"], "--at must be an integer in [0, 249], got -5"),
+        (["--at", "-1"], "--at must be an integer in [0, 249], got -1"),
+        (["--steps", "0"], "--steps must be an integer in [50, 100000], got 0"),
+        (["--lr", "0"], "--lr must be a finite number > 0, got 0.0"),
+        (["--lr", "-1e-3"], "--lr must be a finite number > 0, got -0.001"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(args: list[str], message: str) -> None:

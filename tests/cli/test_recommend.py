@@ -200,3 +200,34 @@ def test_sft_is_full_fine_tuning_and_the_table_says_so() -> None:
     text = " ".join(result.output.split())
     assert "full · 7,000,000,000 parameters" in text
     assert "note: method 'sft' read as full fine-tuning (all weights trained)" in text
+
+
+@pytest.mark.parametrize("epochs", ["0", "-2"])
+def test_bad_epochs_for_llama_cpp_are_refused_by_the_option_name_before_any_output(epochs: str) -> None:
+    """--epochs 0 was refused as 'to_llama_cpp: epochs', after llama.cpp's notes had been printed."""
+    args = ["recommend", "-p", "7B", "-m", "lora", "-n", "100", "-f", "llama-cpp", "--epochs", epochs]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert " ".join(result.stderr.split()) == f"error: recommend: --epochs must be an integer in [1, ∞], got {epochs}"
+
+
+@pytest.mark.parametrize("json_option", [["--json"], ["--format", "json"], ["-f", "json"]])
+def test_an_error_with_json_output_is_json_on_stdout_however_json_was_asked_for(json_option: list[str]) -> None:
+    """--json is 'the same as --format json': with -f json an error left stdout empty."""
+    result = runner.invoke(app, ["recommend", "-p", "7B", "-m", "lora", "-n", "0", *json_option])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {"error": "recommend: steps must be an integer in [1, ∞], got 0"}
+
+
+def test_json_with_another_format_is_refused_not_silently_preferred() -> None:
+    result = runner.invoke(app, [*LORA, "--json", "-f", "axolotl"])
+    assert result.exit_code == 2
+    assert "recommend: --json is --format json; it cannot go with --format axolotl: give one" in result.stderr
+
+
+def test_rules_in_an_export_format_is_refused_not_printed_as_a_table() -> None:
+    result = runner.invoke(app, ["recommend", "--rules", "-f", "axolotl"])
+    assert result.exit_code == 2
+    assert "recommend: --rules prints a table or JSON (--format table or json), not --format axolotl" in result.stderr
+    assert result.stdout == ""

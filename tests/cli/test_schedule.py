@@ -155,3 +155,29 @@ def test_an_error_under_json_is_json_on_stdout_too() -> None:
     assert result.exit_code == 2
     assert "did you mean 'cosine'" in json.loads(result.stdout)["error"]
     assert result.stderr.count("\n") == 1  # one line however long
+
+
+def test_a_run_longer_than_int64_previews_plots_and_lints(tmp_path: Path) -> None:
+    """--steps 100000000000000000000 ended in a numpy traceback: the sampled steps were built from a
+    Python int numpy holds only as an object, and so were the plot's key points."""
+    plot = tmp_path / "huge.png"
+    steps = 10**20
+    spec = "cosine(peak=3e-4, warmup_steps=10)"
+    result = runner.invoke(app, ["schedule", spec, "--steps", str(steps), "--json", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [p["step"] for p in payload["points"]] == [0, 10, *(q * steps // 4 for q in (1, 2, 3)), steps - 1]
+    assert payload["points"][1]["lr"] == 3e-4
+    assert payload["warnings"] == []
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("steps", "warmup"), [("100", 5), ("1", 0), ("20000", 1000)])
+def test_the_default_spec_follows_steps(steps: str, warmup: int) -> None:
+    """`lrpilot schedule -n 100` was refused: 'cosine: warmup_steps must be an integer in [0, 100], got
+    500', the warmup of a default spec the user never wrote."""
+    result = runner.invoke(app, ["schedule", "-n", steps, "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["schedule"]["warmup_steps"] == warmup
+    assert payload["schedule"]["total_steps"] == int(steps)

@@ -104,6 +104,60 @@ def test_axolotl_yaml_parses_to_the_recommendation(name: str) -> None:
     assert ("# loraplus_lr_ratio: 16.0" in to_axolotl(rec)) is (rec.lora_plus_ratio is not None)
 
 
+def _axolotl_trainer_lrs(config: dict[str, Any], tmp_path: Path) -> list[float]:
+    """The LR of each step of the run, from axolotl's YAML as axolotl hands it to Hugging Face: its
+    ``lr_scheduler`` and ``lr_scheduler_kwargs`` become ``TrainingArguments``' (``cosine`` with a
+    ``cosine_min_lr_ratio`` is axolotl's own scheduler, not covered here)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path),
+        learning_rate=config["learning_rate"],
+        lr_scheduler_type=config["lr_scheduler"],
+        lr_scheduler_kwargs=config.get("lr_scheduler_kwargs") or {},
+        warmup_steps=config["warmup_steps"],
+        max_steps=config["max_steps"],
+    )
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=args.learning_rate)
+    scheduler = transformers.get_scheduler(
+        args.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=args.get_warmup_steps(args.max_steps),
+        num_training_steps=args.max_steps,
+        scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+    )
+    lrs = []
+    for _ in range(args.max_steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("shape", ["linear", "wsd"])
+def test_axolotl_writes_a_floor_axolotl_has_no_key_for_as_hugging_face_scheduler_kwargs(
+    shape: str, tmp_path: Path
+) -> None:
+    """Pretraining with --decay linear (a linear decay to 10 %) was refused ("axolotl has no
+    lr_scheduler"), though the torchtune refusal sends users to axolotl for the floor: axolotl takes
+    any Hugging Face lr_scheduler with its lr_scheduler_kwargs."""
+    yaml = pytest.importorskip("yaml")
+    from lrpilot.schedules import WSD
+
+    rec = recommend("1B", "pretraining", steps=300, decay="linear")
+    if shape == "wsd":  # `lrpilot tune` may pick WSD and print it through the same exports
+        wsd = WSD(peak=rec.peak_lr, total_steps=300, warmup_steps=0, decay_steps=60, floor_ratio=0.1)
+        rec = dataclasses.replace(rec, schedule=wsd, warmup_steps=0)
+    config: dict[str, Any] = yaml.safe_load(to_axolotl(rec))
+    assert config["lr_scheduler"] == to_hf(rec)["lr_scheduler_type"]
+    assert config["lr_scheduler_kwargs"] == to_hf(rec)["lr_scheduler_kwargs"]
+    assert "cosine_min_lr_ratio" not in config
+    expected = dataclasses.replace(rec.schedule, warmup_offset=0.0)  # type: ignore[type-var]
+    lrs = _axolotl_trainer_lrs(config, tmp_path)
+    assert lrs == pytest.approx([expected(s) for s in range(rec.total_steps)], rel=1e-12, abs=1e-18)
+    assert lrs[-1] > 0.1 * rec.peak_lr  # the floor is kept
+
+
 @pytest.mark.parametrize("x", [1e-05, 2e-4, 0.0003, 5e-06, 1e-10, 16.0, 0.1, 123456789.0, 1e20])
 def test_yaml_floats_read_back_as_floats(x: float) -> None:
     yaml = pytest.importorskip("yaml")
@@ -253,7 +307,7 @@ def test_pytorch_code_runs_a_wsd_schedule_exactly(decay_shape: str) -> None:
 
 _TORCHTUNE = {
     "adamw": ["optimizer._component_=torch.optim.AdamW"],
-    "adam": ["optimizer._component_=torch.optim.Adam"],
+    "adam": ["optimizer._component_=torch.optim.Adam", "optimizer.weight_decay=0.0"],
     "sgd": ["optimizer._component_=torch.optim.SGD", "optimizer.momentum=0.9"],
     "adamw_torch": ["optimizer._component_=torch.optim.AdamW"],
     "adamw_torch_fused": ["optimizer._component_=torch.optim.AdamW", "optimizer.fused=True"],
@@ -302,6 +356,16 @@ def test_axolotl_and_torchtune_carry_the_optimizer(name: str) -> None:
     assert overrides[: len(expected) + 1] == [expected[0], f"optimizer.lr={rec.peak_lr!r}", *expected[1:]]
 
 
+def test_torchtune_adam_overrides_the_configs_weight_decay() -> None:
+    """torchtune's configs set optimizer.weight_decay: 0.01 for AdamW (decoupled); with the component
+    swapped to torch.optim.Adam it became an L2 term, while every other export makes Adam exactly
+    Adam (weight_decay=0.0)."""
+    overrides = to_torchtune(_with("adam"))
+    assert "optimizer.weight_decay=0.0" in overrides
+    assert not any("weight_decay" in o for o in to_torchtune(_with("adamw")))
+    assert "torch.optim.Adam(params, lr=PEAK_LR, weight_decay=0.0)" in to_pytorch(_with("adam"))
+
+
 def test_axolotl_adam_is_adamw_without_weight_decay() -> None:
     yaml = pytest.importorskip("yaml")
     config = yaml.safe_load(to_axolotl(_with("adam")))
@@ -345,5 +409,19 @@ def test_llama_cpp_states_its_optimizer_fallback() -> None:
     )
     assert not any("only the optimizers" in n for n in export_notes(_with("adamw"), "llama-cpp"))
     assert any("no momentum" in n for n in export_notes(_with("sgd"), "llama-cpp"))
-    for fmt in ("hf", "trl", "axolotl", "torchtune", "pytorch"):
+    for fmt in ("hf", "trl", "axolotl", "pytorch"):
         assert export_notes(_with("paged_adamw_8bit"), fmt) == []
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_torchtune_notes_that_its_configs_fused_breaks_a_bitsandbytes_optimizer(name: str) -> None:
+    """torchtune's own QLoRA configs (llama3_1/8B_qlora_single_device.yaml) set optimizer.fused: True;
+    with optimizer._component_=bitsandbytes.optim.PagedAdamW8bit the overrides built
+    PagedAdamW8bit(fused=True, ...), a TypeError, and nothing said so."""
+    notes = export_notes(_with(name), "torchtune")
+    if to_torchtune(_with(name))[0].startswith("optimizer._component_=bitsandbytes."):
+        assert len(notes) == 1
+        assert "optimizer.fused: True" in notes[0]
+        assert "add ~optimizer.fused to the overrides" in notes[0]
+    else:
+        assert notes == []

@@ -204,6 +204,13 @@ def test_a_one_step_run_has_no_warmup() -> None:
         assert rec.schedule(0) == pytest.approx(rec.peak_lr)
 
 
+@pytest.mark.parametrize("decay", ["Cosine", " COSINE "])
+def test_decay_is_read_whatever_its_case_as_method_and_optimizer_are(decay: str) -> None:
+    """--decay Cosine was refused with "did you mean 'cosine'?" while -m LoRA --optimizer AdamW were taken."""
+    rec = recommend("1B", "full", steps=1000, decay=decay)
+    assert (rec.schedule.name, rec.setup.decay) == ("cosine", "cosine")
+
+
 def test_decay_override() -> None:
     rec = recommend("1B", "full", steps=1000, decay="cosine")
     assert rec.schedule.name == "cosine"

@@ -72,3 +72,12 @@ def test_a_schedule_built_for_another_length_still_mismatches() -> None:
     assert codes(OneCycle(peak=1e-2, total_steps=2000), 1000) == ["horizon-mismatch"]
     # A cosine built for 999 steps in a 1000-step run ends one step early: not by construction.
     assert codes(Cosine(peak=1e-3, total_steps=999), 1000) == ["horizon-mismatch"]
+
+
+def test_a_run_longer_than_int64_is_sampled_and_linted() -> None:
+    """10**20 steps: numpy held the Python int as an object and `sample_steps` raised a casting error."""
+    from lrpilot.schedules._lint import sample_steps
+
+    steps = sample_steps(10**20)
+    assert (steps[0], steps[-1]) == (0.0, float(10**20 - 1))
+    assert lint(Cosine(peak=3e-4, total_steps=10**20, warmup_steps=10), 10**20) == []

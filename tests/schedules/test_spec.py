@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import json
 
-from lrpilot.schedules import Cosine, Join, Linear, Rewarmup, StepDecay, from_dict, parse, registry, to_dict
+import pytest
+
+from lrpilot.schedules import (
+    Constant,
+    Cosine,
+    Guarded,
+    Join,
+    Linear,
+    Rewarmup,
+    StepDecay,
+    from_dict,
+    parse,
+    registry,
+    to_dict,
+)
 
 
 def test_every_registered_name_has_a_distinct_class() -> None:
@@ -83,3 +97,22 @@ def test_numpy_numbers_are_kept_as_the_python_numbers_they_hold() -> None:
     steps = StepDecay(peak=1.0, factor=np.float64(0.5), milestones=np.array([10, 20]))
     assert steps.to_string() == "step(peak=1.0, factor=0.5, milestones=[10, 20])"
     assert parse(steps.to_string()) == steps
+
+
+def test_defaults_reach_the_base_a_rewarmup_or_guarded_wraps_but_not_a_join_segment() -> None:
+    """`lrpilot schedule "rewarmup(base=cosine(peak=1e-3), at=50, steps=10)" -n 200` was refused with
+    'cosine: missing required parameter(s) total_steps', though total_steps defaults to --steps: the
+    base runs on the run's own steps. A join segment counts from its boundary, so it takes no default."""
+    defaults = {"total_steps": 200}
+    rewarmup = parse("rewarmup(base=cosine(peak=1e-3), at=50, steps=10)", defaults=defaults)
+    assert rewarmup == Rewarmup(Cosine(peak=1e-3, total_steps=200), at=50, steps=10)
+    guarded = parse('{"name": "guarded", "base": {"name": "cosine", "peak": 0.001}, "scale": 0.5}', defaults=defaults)
+    assert guarded == Guarded(Cosine(peak=1e-3, total_steps=200), scale=0.5)
+    given = parse("rewarmup(base=cosine(peak=1e-3, total_steps=80), at=50, steps=10)", defaults=defaults)
+    assert given.base.total_steps == 80  # type: ignore[attr-defined]
+    join = "join(segments=[constant(peak=1e-3), cosine(peak=1e-3)], boundaries=[10])"
+    with pytest.raises(ValueError, match=r"cosine: missing required parameter\(s\) total_steps"):
+        parse(join, defaults=defaults)
+    assert parse("join(segments=[constant(peak=1e-3)], boundaries=[])", defaults=defaults).segments == (
+        Constant(peak=1e-3),
+    )

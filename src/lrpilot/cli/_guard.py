@@ -124,9 +124,13 @@ def _run(
 def guard(  # noqa: PLR0917  (typer reads the options from the signature)
     task: Annotated[str, typer.Option("--task", help=f"Built-in task: {', '.join(TASKS)}.")] = "digits",
     inject: Annotated[str, typer.Option("--inject", help=f"Fault to inject: {', '.join(FAULTS)}.")] = "nan",
-    at: Annotated[int, typer.Option("--at", help="Batch at which the fault hits (default: 40% of the run).")] = -1,
-    steps: Annotated[int, typer.Option("--steps", "-n", help="Shorten the task's recipe to this many steps.")] = 0,
-    lr: Annotated[float, typer.Option("--lr", help="Peak LR (default: a good one for the task).")] = 0.0,
+    at: Annotated[
+        int | None, typer.Option("--at", help="Batch at which the fault hits (default: 40% of the run).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", "-n", help="Shorten the task's recipe to this many steps (50 to 100,000).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak LR (default: a good one for the task).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="SST-2 folder for the sst2 tasks.")] = None,
     audit: Annotated[
@@ -143,15 +147,17 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
         check.choice("guard", "--inject", inject, FAULTS)
         output_file("guard", "--audit", audit)
         plot = output_file("guard", "--plot", plot)
+        # Unset options are None, not 0 or -1: a mistyped --at -5, --steps 0 or --lr 0 is refused
+        # instead of silently meaning the default.
+        if steps is not None:
+            check.step_count("guard", "--steps", steps, 50, 100_000)
+        peak = PEAKS[task] if lr is None else check.positive("guard", "--lr", lr)
         from lrpilot.tasks import get_task
 
         the_task = get_task(task, data_dir=data_dir)
-        recipe = the_task.recipe
-        if steps:
-            recipe = recipe.shortened(check.step_count("guard", "--steps", steps, 50, 100_000))
-        peak = check.positive("guard", "--lr", lr) if lr else PEAKS[task]
+        recipe = the_task.recipe if steps is None else the_task.recipe.shortened(steps)
         total = recipe.total_steps
-        when = int(0.4 * total) if at < 0 else check.step_count("guard", "--at", at, 0, total - 1)
+        when = int(0.4 * total) if at is None else check.step_count("guard", "--at", at, 0, total - 1)
         common = {"fault": inject, "at": when, "lr": peak, "seed": seed}
         bare = _train(the_task, recipe, guarded=False, audit=None, **common)  # type: ignore[arg-type]
         guarded = _train(the_task, recipe, guarded=True, audit=audit, **common)  # type: ignore[arg-type]
@@ -164,10 +170,12 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
                 s, losses, lrs, guarded["records"], plot, title=f"{task}: {inject} at batch {when}"
             )
     guarded.pop("history")
-    if as_json:
-        print_json(
-            {"task": task, "fault": inject, "at": when, "steps": total, "lr": peak, "no_guard": bare, "guard": guarded}
-        )
+    if as_json:  # strict JSON: a diverged run's NaN loss is null (json.dumps would write NaN, which JSON lacks)
+        from lrpilot.report._run import json_safe
+
+        payload = {"task": task, "fault": inject, "at": when, "steps": total, "lr": peak, "seed": seed}
+        payload |= {"audit": None if audit is None else str(audit), "plot": None if written is None else str(written)}
+        print_json(json_safe({**payload, "no_guard": bare, "guard": guarded}))
         return
     console.print(
         f"[bold]{task}[/]: {total} steps at peak LR {peak:g}, fault [bold]{inject}[/] at batch {when}, seed {seed}"

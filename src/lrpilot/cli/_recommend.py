@@ -73,9 +73,15 @@ def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
     rules: Annotated[bool, typer.Option("--rules", help="List every rule with its source, and exit.")] = False,
 ) -> None:
     """Recommend a peak LR, its range, schedule, warmup and floor, with the rule and source behind each."""
-    with errors_as_messages(as_json):
+    with errors_as_messages(as_json or output == "json"):  # either way a script reads the error as JSON
         fmt = check.choice("recommend", "--format", "json" if as_json else output, OUTPUTS)
+        if as_json and output not in ("table", "json"):  # --json would silently win over --format
+            raise ValueError(f"recommend: --json is --format json; it cannot go with --format {output}: give one")
         if rules:
+            if fmt not in ("table", "json"):  # else the table came out as if it were that format
+                raise ValueError(
+                    f"recommend: --rules prints a table or JSON (--format table or json), not --format {fmt}"
+                )
             _print_rules(fmt)
             return
         if params is None or method is None:
@@ -104,8 +110,13 @@ def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
 
 def _check_epochs(epochs: int | None, fmt: str) -> None:
     """Refuse --epochs where nothing reads it: recommend knows no dataset size to turn epochs into
-    steps, and an option silently ignored reads as if it had set the run's length."""
-    if epochs is not None and fmt != "llama-cpp":
+    steps, and an option silently ignored reads as if it had set the run's length. Where it is read,
+    check it here, by its option's name, before llama.cpp's notes are printed."""
+    if epochs is None:
+        return
+    if fmt == "llama-cpp":
+        check.step_count("recommend", "--epochs", epochs, 1)
+    else:
         raise ValueError(
             f"recommend: --epochs {epochs} has no effect with --format {fmt}: it is llama-finetune's --epochs (with "
             "--format llama-cpp only); the run's length is --steps (epochs × optimizer steps per epoch) or --tokens"

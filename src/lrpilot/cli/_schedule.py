@@ -13,7 +13,12 @@ from lrpilot.cli._options import output_file
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
 from lrpilot.schedules import key_points, lint, parse
 
-DEFAULT_SPEC = "cosine(peak=3e-4, warmup_steps=500, floor_ratio=0.1)"
+
+def default_spec(steps: int) -> str:
+    """The schedule previewed when none is given: cosine to 10 % of a 3e-4 peak after a warmup of
+    5 % of the run (500 of the default 10,000 steps). The warmup follows --steps, so that
+    ``lrpilot schedule -n 100`` previews it rather than refusing a warmup of 500 nobody wrote."""
+    return f"cosine(peak=3e-4, warmup_steps={round(0.05 * steps)}, floor_ratio=0.1)"
 
 
 def _check_steps(steps: int) -> None:
@@ -25,12 +30,14 @@ def _check_steps(steps: int) -> None:
 
 def schedule(
     spec: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="A schedule: short form like 'cosine(peak=3e-4, warmup_steps=500)' or a JSON spec. "
-            "total_steps defaults to --steps.",
+            "total_steps defaults to --steps. Default: cosine(peak=3e-4, warmup_steps=5 % of --steps, "
+            "floor_ratio=0.1).",
+            show_default=False,
         ),
-    ] = DEFAULT_SPEC,
+    ] = None,
     steps: Annotated[int, typer.Option("--steps", "-n", help="Length of the run in optimizer steps.")] = 10_000,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the schedule here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -39,7 +46,7 @@ def schedule(
     with errors_as_messages(as_json):
         _check_steps(steps)
         plot = output_file("schedule", "--plot", plot)
-        sched = parse(spec, defaults={"total_steps": steps})
+        sched = parse(default_spec(steps) if spec is None else spec, defaults={"total_steps": steps})
         points = key_points(sched, steps)
         warnings = lint(sched, steps)
         written = None

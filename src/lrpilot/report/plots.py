@@ -30,18 +30,18 @@ def plot_schedule(schedule: Schedule, total_steps: int, path: str | Path, *, tit
         warmup = int(getattr(schedule, "warmup_steps", 0) or 0)
         if warmup:
             ax.axvspan(0, min(warmup, total_steps), color="#f0ad4e", alpha=0.15, label=f"warmup ({warmup} steps)")
-        for point in points:
-            ax.scatter([point.step], [point.lr], color="#d73a49", zorder=3, s=18)
+        for point in points:  # steps as floats: matplotlib cannot place an int past int64 (10**20 steps)
+            ax.scatter([float(point.step)], [point.lr], color="#d73a49", zorder=3, s=18)
             ax.annotate(
                 f"{point.label}\n{point.lr:.3g}",
-                (point.step, point.lr),
+                (float(point.step), point.lr),
                 textcoords="offset points",
                 xytext=(4, 6),
                 fontsize=7,
             )
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("learning rate")
-        ax.set_xlim(0, total_steps)
+        ax.set_xlim(0, float(total_steps))
         ax.set_ylim(bottom=0, top=float(lrs.max()) * 1.15 or 1.0)
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
         ax.set_title(title or schedule.to_string(), fontsize=8)

@@ -17,6 +17,7 @@ use each tool's own linear warmup over the same number of steps; `to_pytorch` re
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, cast
 
 from lrpilot.integrations.transformers import to_training_args
@@ -81,9 +82,14 @@ def to_trl(rec: Recommendation) -> dict[str, Any]:
 
 def to_axolotl(rec: Recommendation) -> str:
     """An axolotl YAML fragment: ``learning_rate``, ``lr_scheduler``, ``cosine_min_lr_ratio`` (for a
-    floor), ``warmup_steps``, ``max_steps``, ``optimizer`` (Hugging Face's ``optim`` names, as in
-    `to_hf`: ``paged_adamw_8bit`` stays ``paged_adamw_8bit``); LoRA+ as a commented-out
+    cosine's floor), ``warmup_steps``, ``max_steps``, ``optimizer`` (Hugging Face's ``optim`` names, as
+    in `to_hf`: ``paged_adamw_8bit`` stays ``paged_adamw_8bit``); LoRA+ as a commented-out
     ``loraplus_lr_ratio`` (an option). Merge it into your config.
+
+    A schedule that is neither a plain cosine or linear decay nor a cosine with a floor (a linear
+    decay to a floor, Hugging Face's ``polynomial``; WSD) is written as the Hugging Face type `to_hf`
+    gives, with its ``lr_scheduler_kwargs``: axolotl's ``lr_scheduler`` takes any of them and passes
+    both to ``TrainingArguments``.
 
     >>> from lrpilot.rules import recommend
     >>> print(to_axolotl(recommend("7B", "full", steps=1000)), end="")
@@ -103,7 +109,11 @@ def to_axolotl(rec: Recommendation) -> str:
         lines.append("lr_scheduler: cosine")
         lines.append(f"cosine_min_lr_ratio: {_yaml_float(args['lr_scheduler_kwargs']['min_lr_rate'])}")
     else:
-        raise ValueError(f"to_axolotl: axolotl has no lr_scheduler for {rec.schedule.to_string()}")
+        lines.append(f"lr_scheduler: {kind}")
+        kwargs = args["lr_scheduler_kwargs"]
+        if kwargs:
+            lines.append("lr_scheduler_kwargs:")
+            lines += [f"  {key}: {_yaml_scalar(value)}" for key, value in kwargs.items()]
     lines.append(f"warmup_steps: {args['warmup_steps']}")
     lines.append(f"max_steps: {args['max_steps']}")
     lines.append(f"optimizer: {rec.setup.optimizer_spec.hf}")
@@ -127,7 +137,8 @@ def to_torchtune(rec: Recommendation) -> list[str]:
     (``recommend(..., decay="cosine")`` gives a cosine one for fine-tuning) or pretraining's floor
     (no torchtune option keeps one: `to_pytorch` writes the exact schedule for a custom recipe).
     The optimizer is the one asked for (``bitsandbytes.optim.PagedAdamW8bit`` for
-    ``paged_adamw_8bit``, ``optimizer.fused=True`` for ``adamw_torch_fused``). The run length
+    ``paged_adamw_8bit``, ``optimizer.fused=True`` for ``adamw_torch_fused``; a bitsandbytes
+    optimizer needs ``~optimizer.fused`` where the config sets it, as `export_notes` says). The run length
     is ``epochs=1 max_steps_per_epoch=STEPS``: torchtune sizes the cosine by epochs × steps per epoch,
     which is STEPS when the data holds at least STEPS optimizer steps.
 
@@ -185,10 +196,17 @@ def torchtune_refusal(rec: Recommendation, fixes: list[str], owner: str) -> str:
 
 def export_notes(rec: Recommendation, fmt: str) -> list[str]:
     """What the `fmt` export of `rec` cannot carry over and what it writes instead (a stated
-    fallback): today only llama.cpp's, whose optimizers are AdamW and SGD without momentum."""
+    fallback): llama.cpp's, whose optimizers are AdamW and SGD without momentum; and for torchtune
+    a bitsandbytes optimizer, which the ``fused: True`` of torchtune's own configs (their QLoRA ones
+    included) would break, and which an override can remove only where the config has it."""
+    spec = rec.setup.optimizer_spec
+    if fmt == "torchtune" and spec.package == "bitsandbytes":
+        return [
+            f"torchtune's configs set optimizer.fused: True, which {spec.torch} does not take (TypeError: unexpected "
+            "keyword argument 'fused'): where your config has it, add ~optimizer.fused to the overrides"
+        ]
     if fmt != "llama-cpp":
         return []
-    spec = rec.setup.optimizer_spec
     notes = []
     if spec.name != spec.llama_cpp:
         notes.append(
@@ -347,6 +365,14 @@ def _count(n: int) -> str:
         if n >= unit:
             return f"{n / unit:.3g}{suffix}"
     return str(n)
+
+
+def _yaml_scalar(value: object) -> str:
+    """A number or string of ``lr_scheduler_kwargs`` as YAML reads it back: floats with a dot
+    (`_yaml_float`), strings quoted (``decay_type: "1-sqrt"``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return json.dumps(value)
+    return str(value) if isinstance(value, int) else _yaml_float(value)
 
 
 def _yaml_float(x: float) -> str:

@@ -35,7 +35,8 @@ class Optimizer:
         family: ``adamw``, ``adam`` or ``sgd``: which LR rules apply.
         hf: ``TrainingArguments.optim`` (TRL's configs and axolotl's ``optimizer`` take the same names).
         torch: the class torchtune's ``optimizer._component_`` and the PyTorch export instantiate.
-        torch_kwargs: constructor arguments that make it this implementation (``fused=True``).
+        torch_kwargs: constructor arguments that make it this implementation (``fused=True``, Adam's
+            ``weight_decay=0.0``).
         llama_cpp: llama-finetune's ``--optimizer`` (``adamw`` or ``sgd``: it has no other).
     """
 
@@ -55,7 +56,9 @@ class Optimizer:
 _TABLE = (
     Optimizer("adamw", "adamw", "adamw_torch", "torch.optim.AdamW"),
     # Hugging Face has no plain Adam: AdamW at weight_decay=0 is Adam exactly (the exports set it).
-    Optimizer("adam", "adam", "adamw_torch", "torch.optim.Adam"),
+    # torch's Adam is written with weight_decay=0.0 too: its weight_decay is an L2 term, and a config's
+    # (torchtune's set 0.01 for AdamW) would otherwise turn into one.
+    Optimizer("adam", "adam", "adamw_torch", "torch.optim.Adam", (("weight_decay", 0.0),)),
     Optimizer("sgd", "sgd", "sgd", "torch.optim.SGD", (("momentum", SGD_MOMENTUM),), "sgd"),
     Optimizer("adamw_torch", "adamw", "adamw_torch", "torch.optim.AdamW"),
     Optimizer("adamw_torch_fused", "adamw", "adamw_torch_fused", "torch.optim.AdamW", (("fused", True),)),

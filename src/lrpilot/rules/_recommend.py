@@ -438,9 +438,16 @@ def _setup(  # noqa: PLR0917  (one positional argument per input, in recommend's
             f"{_OWNER}: ref_batch_size={ref_batch_size!r} needs ref_lr, the LR you tuned at that batch size "
             "(the presets state no batch size to scale from)"
         )
-    dec = None if decay is None else check.choice(_OWNER, "decay", decay, DECAYS)
+    dec = None if decay is None else check.choice(_OWNER, "decay", _known_lower(decay, DECAYS), DECAYS)
     name = None if spec.name == spec.family else spec.name
     return Setup(n, meth, spec.family, t, b, d, sl, rlr, rb, dec, name)
+
+
+def _known_lower(value: object, known: tuple[str, ...]) -> object:
+    """`value` in lower case where that is one of `known` (``Cosine``, as method and optimizer are
+    read whatever their case), else as given, for the error to quote."""
+    text = str(value).strip().lower()
+    return text if text in known else value
 
 
 def _check_steps_match_tokens(steps: int, tokens: int, batch_size: int, seq_len: int, given: object) -> None:

@@ -33,7 +33,8 @@ def sample_steps(total_steps: int, extra: tuple[float, ...] = ()) -> npt.NDArray
     if total_steps <= _EVERY_STEP_UP_TO:
         steps = np.arange(total_steps, dtype=np.float64)
     else:
-        steps = np.unique(np.round(np.linspace(0, total_steps - 1, _EVERY_STEP_UP_TO)))
+        # float() first: a Python int past int64 (10**20 steps) is an object numpy cannot subtract
+        steps = np.unique(np.round(np.linspace(0.0, float(total_steps - 1), _EVERY_STEP_UP_TO)))
     inside = [s for s in extra if 0 <= s < total_steps]
     return np.unique(np.concatenate([steps, np.asarray(inside, dtype=np.float64)]))
 

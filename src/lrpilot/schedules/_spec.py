@@ -47,9 +47,15 @@ def to_dict(schedule: Schedule) -> dict[str, Any]:
     return out
 
 
-def _decode(value: Any) -> Any:
+_RUN_CLOCK_FIELDS = ("base",)
+"""Fields whose nested schedule runs on the outer one's own steps (`Rewarmup`'s and `Guarded`'s
+``base``), so the defaults (``total_steps`` from ``--steps``) reach it; a `Join` segment counts its
+steps from its boundary, and takes none."""
+
+
+def _decode(value: Any, defaults: Mapping[str, Any] | None = None) -> Any:
     if isinstance(value, Mapping):
-        return from_dict(value)
+        return from_dict(value, defaults)
     if isinstance(value, list | tuple):
         return tuple(_decode(v) for v in value)
     return value
@@ -59,7 +65,7 @@ def from_dict(spec: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
     """Build a schedule from its dict spec; unknown names or keys get a "did you mean" error.
 
     `defaults` fills fields that the spec leaves out, where the schedule has them (the CLI uses it
-    to take ``total_steps`` from ``--steps``).
+    to take ``total_steps`` from ``--steps``), and in the ``base`` a `Rewarmup` or `Guarded` wraps.
     """
     if not isinstance(spec, Mapping):
         raise ValueError(f"a schedule spec must be a dict with a 'name' key, got {spec!r}")
@@ -75,7 +81,7 @@ def from_dict(spec: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
             raise ValueError(
                 f"{cls.name}: unknown parameter {key!r}{suggest_name(key, known)}; parameters: {', '.join(known)}"
             )
-        kwargs[key] = _decode(value)
+        kwargs[key] = _decode(value, defaults if key in _RUN_CLOCK_FIELDS else None)
     for key, value in (defaults or {}).items():
         if key in known and key not in kwargs:
             kwargs[key] = value

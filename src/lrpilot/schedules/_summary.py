@@ -30,12 +30,14 @@ class KeyPoint:
 def key_points(schedule: Schedule, total_steps: int) -> list[KeyPoint]:
     """Start, end of warmup, peak, the quartiles of the run and its last step, in step order."""
     total = check.step_count("key_points", "total_steps", total_steps, 1)
-    steps = sample_steps(total)
+    warmup = int(getattr(schedule, "warmup_steps", 0) or 0)
+    # The warmup's end is sampled even in a long run (sampled, not every step): else the first
+    # sample after it, a hair lower, was the max, and "peak" landed millions of steps on.
+    steps = sample_steps(total, extra=(float(warmup),))
     lrs = schedule.values(steps)
     peak_step = int(steps[int(np.argmax(lrs))])
     peak = float(lrs.max()) or 1.0
     labelled: dict[int, str] = {0: "start"}
-    warmup = int(getattr(schedule, "warmup_steps", 0) or 0)
     if 0 < warmup < total:
         labelled[warmup] = "end of warmup"
     labelled.setdefault(peak_step, "peak")
