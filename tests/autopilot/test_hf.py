@@ -15,7 +15,8 @@ import torch
 
 from lrpilot.autopilot import PooledClassifier, fit, load_classifier
 from lrpilot.autopilot._data import read_rows
-from lrpilot.autopilot._hf import HfTask, _stored_dtype, attention_projections, causal_lm_targets, load_hf_task
+from lrpilot.autopilot._hf import HfTask, _stored_dtype, load_hf_task
+from lrpilot.autopilot._lora import attention_projections, causal_lm_targets
 from lrpilot.autopilot._target import user_target
 from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
 

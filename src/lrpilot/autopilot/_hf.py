@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -43,7 +42,7 @@ from lrpilot.autopilot._data import (
     split_rows,
     wanted_columns,
 )
-from lrpilot.autopilot._lora import LoraOptions, block_name, matching
+from lrpilot.autopilot._lora import LoraOptions, with_lora
 from lrpilot.autopilot._pooled import PooledClassifier, checkpoint_pooling
 from lrpilot.detect import DetectConfig
 from lrpilot.rules import Recommendation
@@ -56,12 +55,8 @@ __all__ = [
     "METHODS",
     "TASK_TYPES",
     "HfTask",
-    "attention_projections",
-    "block_projections",
-    "causal_lm_targets",
     "check_hf_options",
     "load_hf_task",
-    "lora_note",
 ]
 
 TASK_TYPES = ("classification", "causal-lm")
@@ -80,8 +75,6 @@ GGUF_HINT = (
 _EVAL_BATCH = 32
 """Texts per evaluation batch, sorted by length, so that each batch pads little (see the built-in
 SST-2 task's `_EVAL_BATCH`)."""
-_ATTENTION_WORDS = ("attn", "attention")
-_HEAD_WORDS = ("classifier", "score", "lm_head")
 
 
 # --- the model directory ----------------------------------------------------------------------
@@ -245,127 +238,6 @@ def _num_labels(config: Any, labels: list[int]) -> int:
     return max(2, max(labels) + 1)
 
 
-# --- LoRA ---------------------------------------------------------------------------------------
-
-
-def _projections(model: nn.Module) -> Iterator[str]:
-    """The names of the model's linear layers (and GPT-2's Conv1D, a linear layer stored
-    transposed), the classification / LM head excepted."""
-    kinds: tuple[type, ...] = (nn.Linear,)
-    pytorch_utils = require("transformers.pytorch_utils", "hf", "fit --method lora")
-    conv1d = getattr(pytorch_utils, "Conv1D", None)
-    if isinstance(conv1d, type):
-        kinds = (*kinds, conv1d)
-    for name, module in model.named_modules():
-        if isinstance(module, kinds) and not any(word in name.lower().split(".")[-1] for word in _HEAD_WORDS):
-            yield name
-
-
-def attention_projections(model: nn.Module) -> list[str]:
-    """The attention projections of any transformer, found by name and type rather than per
-    architecture: linear layers (or GPT-2's Conv1D) under a module whose name says attention
-    (``attn``, ``attention``), the classification / LM head excepted."""
-    return [name for name in _projections(model) if any(word in name.lower() for word in _ATTENTION_WORDS)]
-
-
-def block_projections(model: nn.Module) -> list[str]:
-    """The linear projections of every transformer block, attention and MLP alike (GPT-2's
-    ``c_attn``, ``c_proj``, ``c_fc``; Llama's ``q/k/v/o_proj``, ``gate/up/down_proj``; Falcon's
-    ``query_key_value``, ``dense_h_to_4h``, ...): the layers under a numbered block (``h.0``,
-    ``layers.11``), so never the LM head, the embeddings or a projection outside the blocks (OPT's
-    ``project_in``); only the language model's (`_decoder_prefix`): a multimodal checkpoint's
-    vision tower, which text never reaches, had adapters that trained nothing."""
-    prefix = _decoder_prefix(model)
-    return [
-        name
-        for name in _projections(model)
-        if name.startswith(prefix) and any(part.isdigit() for part in name.split(".")[:-1])
-    ]
-
-
-def causal_lm_targets(model: nn.Module) -> list[str]:
-    """Where a causal LM's LoRA goes: the attention projections of its language model's blocks
-    (`block_projections` that are `attention_projections`), as fit's causal-LM figures were measured.
-    Adding the MLP's (``--lora-targets all-linear``, TRL's; Unsloth's seven projections) adapts twice
-    the weights and moves the best LR down, below where fit's range test and horizon law, calibrated
-    with attention adapters, put a short run's peak; a fit on those says so in its notes (`calibration_note`)."""
-    attention = set(attention_projections(model))
-    return [name for name in block_projections(model) if name in attention]
-
-
-def _decoder_prefix(model: nn.Module) -> str:
-    """Where the model's language model lies in it (``"model.language_model."`` in Gemma 3's
-    image-text checkpoints, ``"transformer."`` in GPT-2's), as transformers' ``get_decoder`` says;
-    ``""`` (the whole model) where it does not say."""
-    try:
-        decoder = model.get_decoder()  # type: ignore[operator]
-    except (AttributeError, NotImplementedError, TypeError):
-        return ""
-    return next((f"{name}." for name, module in model.named_modules() if module is decoder and name), "")
-
-
-def _lora_targets(model: nn.Module, kind: str | None, targets: str | tuple[str, ...]) -> list[str]:
-    """The modules `targets` (`LoraOptions.targets`) names in `model`: ``attention``, a causal LM's
-    language model's attention projections (`causal_lm_targets`) or a classifier's every one
-    (`attention_projections`); ``all-linear``, every projection of the model's blocks
-    (`block_projections`: never a head, the embeddings or a vision tower); else those of them the
-    names end (`matching`)."""
-    causal = kind == "causal-lm"
-    if targets == "attention":
-        found = causal_lm_targets(model) if causal else attention_projections(model)
-        where = "attention projections in this model's numbered blocks" if causal else "attention projections"
-    else:
-        found = block_projections(model)
-        where = "linear projections in this model's numbered blocks"
-        if found and not isinstance(targets, str):
-            found = matching(targets, found)
-    if not found:
-        raise ValueError(f"--method lora: found no {where} to put adapters on; use --method full")
-    return found
-
-
-def _with_lora(model: nn.Module, kind: str | None, options: LoraOptions) -> nn.Module:
-    """LoRA adapters of `options`' rank and alpha (no dropout) on the projections it names
-    (`_lora_targets`); a classifier's fresh head is trained in full (peft's SEQ_CLS task type saves
-    it with the adapter). `kind` None: a bare encoder, whose head (`PooledClassifier`'s) lies
-    outside the adapter and trains in full anyway."""
-    peft = require("peft", "hf", "fit --method lora")
-    targets = _lora_targets(model, kind, options.targets)
-    modules = dict(model.named_modules())
-    transposed = any(not isinstance(modules[name], nn.Linear) for name in targets)  # GPT-2's Conv1D stores W^T
-    config = peft.LoraConfig(
-        r=options.rank,
-        lora_alpha=options.lora_alpha,
-        lora_dropout=0.0,
-        target_modules=targets,
-        fan_in_fan_out=transposed,
-        task_type=None if kind is None else "SEQ_CLS" if kind == "classification" else "CAUSAL_LM",
-    )
-    with warnings.catch_warnings():  # peft 0.21 calls a name transformers 5 deprecates
-        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
-        return peft.get_peft_model(model, config)  # type: ignore[no-any-return]
-
-
-def lora_note(model: nn.Module) -> str | None:
-    """What a LoRA fit trains, for the notes: the adapters' rank and alpha, the projections they are
-    on (as each block names them, `block_name`: ``attn.c_proj`` and ``mlp.c_proj`` are two) and
-    the share of the model's parameters that train; None for a model without adapters. The run's
-    own outputs (summary, report, ``run.json``) had said none of it: only the saved
-    ``adapter_config.json`` listed the targets."""
-    wrapped = model.encoder if isinstance(model, PooledClassifier) else model
-    config = getattr(wrapped, "peft_config", {}).get("default")
-    if config is None:
-        return None
-    adapted = [name for name, module in wrapped.named_modules() if hasattr(module, "lora_A")]
-    kinds = ", ".join(dict.fromkeys(map(block_name, adapted)))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return (
-        f"LoRA: rank {config.r} (alpha {config.lora_alpha:g}) adapters on {len(adapted)} projections ({kinds}); "
-        f"{trainable / 1e6:.3g} M of the model's {total / 1e6:.3g} M parameters train ({trainable / total:.2%})"
-    )
-
-
 # --- the task -----------------------------------------------------------------------------------
 
 
@@ -456,7 +328,7 @@ class HfTask(Task):
             if self.kind == "classification" and self.pooling:
                 encoder = transformers.AutoModel.from_pretrained(source)
                 if self.method == "lora":
-                    encoder = _with_lora(encoder, None, self.lora)
+                    encoder = with_lora(encoder, None, self.lora)
                 model = PooledClassifier(encoder, self.pooling, cast(int, self.num_labels))
             elif self.kind == "classification":
                 model = transformers.AutoModelForSequenceClassification.from_pretrained(
@@ -466,7 +338,7 @@ class HfTask(Task):
             else:
                 model = _causal_lm(transformers, source)
             if self.method == "lora" and not self.pooling:
-                model = _with_lora(model, self.kind, self.lora)
+                model = with_lora(model, self.kind, self.lora)
         model.train()
         return model
 

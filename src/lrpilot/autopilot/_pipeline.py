@@ -32,7 +32,8 @@ from lrpilot.autopilot._budget import OVERRUN, Budget, parse_budget, steps_for_t
 from lrpilot.autopilot._checkpoint import RESUME_FILE, Checkpoint, check_unchanged, digests, resume_file
 from lrpilot.autopilot._data import check_file, read_rows
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
-from lrpilot.autopilot._hf import HfTask, lora_note, recipe_from
+from lrpilot.autopilot._hf import HfTask, recipe_from
+from lrpilot.autopilot._lora import lora_note
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback, quiet
 from lrpilot.autopilot._resume import Resumed
 from lrpilot.autopilot._search import TEST_SHARE, Search, peak_at_horizon, range_test
