@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from lrpilot.schedules import Anneal, Constant, Cosine, Cyclic, Join, Linear, OneCycle, StepDecay, lint
+from lrpilot.schedules import (
+    Anneal,
+    Constant,
+    Cosine,
+    CosineRestarts,
+    Cyclic,
+    Join,
+    Linear,
+    OneCycle,
+    Rewarmup,
+    StepDecay,
+    lint,
+)
 
 
 def codes(schedule: object, total: int) -> list[str]:
@@ -81,3 +93,29 @@ def test_a_run_longer_than_int64_is_sampled_and_linted() -> None:
     steps = sample_steps(10**20)
     assert (steps[0], steps[-1]) == (0.0, float(10**20 - 1))
     assert lint(Cosine(peak=3e-4, total_steps=10**20, warmup_steps=10), 10**20) == []
+
+
+def test_a_hold_that_fills_the_run_never_decays() -> None:
+    (warning,) = lint(Cosine(peak=1e-3, total_steps=1000, warmup_steps=100, hold_steps=900), 1000)
+    assert warning.code == "no-decay"
+    assert warning.step == 999
+    assert "decay to 0 never happens" in warning.message
+    assert lint(Cosine(peak=1e-3, total_steps=1000, warmup_steps=100, hold_steps=898), 1000) == []
+    # a decay that ends after the run is the horizon mismatch alone, not said twice
+    assert codes(Cosine(peak=1e-3, total_steps=2000, warmup_steps=100, hold_steps=1500), 1000) == ["horizon-mismatch"]
+
+
+def test_restarts_cut_off_in_the_middle_of_a_cycle() -> None:
+    (warning,) = lint(CosineRestarts(peak=1e-3, period=300), 1000)
+    assert warning.code == "ends-mid-cycle"
+    assert "75% of the peak" in warning.message
+    assert "began at step 899" in warning.message  # the LR's low at step 899, the restart at 900
+    assert lint(CosineRestarts(peak=1e-3, period=250), 1000) == []  # four whole cycles
+    assert lint(CosineRestarts(peak=1e-3, period=100, period_mult=2.0), 1500) == []  # 100 + 200 + 400 + 800
+    assert codes(Cyclic(low=1e-4, high=1e-3, up_steps=50), 1075) == ["ends-mid-cycle"]  # at the top of a cycle
+
+
+def test_a_rewarmup_and_a_one_cycle_are_not_cycles_cut_off() -> None:
+    base = Cosine(peak=1e-3, total_steps=1000, warmup_steps=50)
+    assert lint(Rewarmup(base=base, at=500, steps=50), 1000) == []
+    assert lint(OneCycle(peak=1e-3, total_steps=1000), 1000) == []

@@ -54,7 +54,10 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
     as with HF's ``linear``/``cosine`` warmups), ``warmup-too-long`` (warmup ≥ the run),
     ``horizon-mismatch`` (the decay ends before or after the run does; ending on the run's last
     step, ``total_steps - 1``, as torch's ``OneCycleLR`` does by construction, is not a mismatch),
-    ``floor-above-peak`` (the schedule decays and then ends above the peak it reached earlier).
+    ``floor-above-peak`` (the schedule decays and then ends above the peak it reached earlier),
+    ``no-decay`` (warmup and hold fill the run: the LR is still at its peak on the last step),
+    ``ends-mid-cycle`` (a cyclic schedule or one with restarts ends high in a cycle, nearer its
+    peak than its low: the weights a run keeps are those of its last, annealed steps).
     """
     total = check.step_count("lint", "total_steps", total_steps, 1)
     horizon = schedule.horizon
@@ -110,6 +113,18 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
                     f"the last LR is {end:.3g}, {100 * end / peak:.0f}% of the peak, not the planned {settled:.3g}"
                 )
             found.append(LintWarning("horizon-mismatch", message, int(min(horizon, total - 1))))
+    floor = getattr(schedule, "min_lr", None)
+    mismatched = any(w.code == "horizon-mismatch" for w in found)  # it says as much where the decay ends later
+    if isinstance(floor, float) and floor < peak and warmup < total and lrs[-1] >= peak and not mismatched:
+        found.append(
+            LintWarning(
+                "no-decay",
+                f"the LR is still at its peak {peak:.3g} on the run's last step: the warmup and hold fill the "
+                f"{total} steps, so the decay to {floor:.3g} never happens (shorten the hold)",
+                total - 1,
+            )
+        )
+    found += _ends_mid_cycle(steps, lrs)
 
     final = lrs[-1]
     not_final = np.flatnonzero(lrs != final)
@@ -125,3 +140,31 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
             )
         )
     return found
+
+
+def _ends_mid_cycle(steps: npt.NDArray[np.float64], lrs: npt.NDArray[np.float64]) -> list[LintWarning]:
+    """``ends-mid-cycle``: after its first peak the LR fell and rose again (restarts, cycles), and the
+    run ends nearer the peak than the lowest LR since. SGDR and cyclical LRs keep the weights of a
+    cycle's end, where the LR is low; one cut off in the middle of a cycle (``period=300`` in a
+    1000-step run ends at 75 % of the peak) ends on steps taken at a high LR."""
+    top = int(np.argmax(lrs))
+    after = lrs[top:]
+    rises = np.flatnonzero(np.diff(after) > 0)
+    falls = np.flatnonzero(np.diff(after) < 0)
+    if not rises.size or not falls.size or rises[-1] < falls[0]:
+        return []
+    low, peak, final = float(after.min()), float(lrs[top]), float(lrs[-1])
+    if final - low <= 0.5 * (peak - low):
+        return []
+    last_low = top + int(rises[-1])  # the rises are of after[i] → after[i + 1]: the last cycle started here
+    while last_low > top and lrs[last_low - 1] <= lrs[last_low]:
+        last_low -= 1
+    return [
+        LintWarning(
+            "ends-mid-cycle",
+            f"the run ends in the middle of a cycle, its last LR {final:.3g} at {100 * final / peak:.0f}% of the "
+            f"peak (the LR was {low:.3g} before): end it where a cycle ends (its last one began at step "
+            f"{int(steps[last_low])}), or choose cycles that end with the run",
+            int(steps[-1]),
+        )
+    ]
