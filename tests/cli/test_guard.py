@@ -53,6 +53,8 @@ def test_the_table_and_the_plot(tmp_path: Path) -> None:
         (["--steps", "0"], "--steps must be an integer in [50, 100000], got 0"),
         (["--lr", "0"], "--lr must be a finite number > 0, got 0.0"),
         (["--lr", "-1e-3"], "--lr must be a finite number > 0, got -0.001"),
+        # as fit's and tune's: torch.manual_seed(-3) had trained both runs
+        (["--seed", "-3"], "--seed must be an integer in [0, 4294967295], got -3"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(args: list[str], message: str) -> None:

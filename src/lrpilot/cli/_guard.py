@@ -149,6 +149,7 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
         plot = output_file("guard", "--plot", plot)
         # Unset options are None, not 0 or -1: a mistyped --at -5, --steps 0 or --lr 0 is refused
         # instead of silently meaning the default.
+        check.step_count("guard", "--seed", seed, 0, 2**32 - 1)
         if steps is not None:
             check.step_count("guard", "--steps", steps, 50, 100_000)
         peak = PEAKS[task] if lr is None else check.positive("guard", "--lr", lr)
