@@ -29,6 +29,10 @@ CONFIG_KEY = "lrpilot"
 """The study's user attribute holding `StudyConfig`."""
 HEARTBEAT = 10.0
 """Seconds between a running trial's heartbeats; a trial silent for three is failed and retried."""
+OPEN_ATTEMPTS = 5
+"""Tries at opening a storage whose tables another process is creating (`_lost_schema_race`)."""
+SCHEMA_RACE = ("already exists", "UNIQUE constraint failed", "duplicate key value", "database is locked")
+"""What SQLite's and PostgreSQL's errors say when two processes create the same tables at once."""
 MAX_RETRY = 3
 """A design point whose trial failed (its worker died) is retried at most this often."""
 
@@ -115,7 +119,8 @@ def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
     if not isinstance(url, str) or "://" not in url:
         raise ValueError(f"tune: --storage must be a database URL (sqlite:///tune.db, postgresql://…), got {url!r}")
     seconds = max(1, round(heartbeat))
-    try:
+
+    def storage() -> optuna.storages.RDBStorage:
         with warnings.catch_warnings():  # heartbeats and their retry callback are flagged experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
@@ -125,6 +130,16 @@ def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
                 engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
             )
+
+    try:
+        for attempt in range(1, OPEN_ATTEMPTS):
+            try:
+                return storage()
+            except Exception as exc:
+                if not _lost_schema_race(exc):
+                    raise
+                time.sleep(0.1 * attempt)
+        return storage()
     except ModuleNotFoundError as exc:
         raise ValueError(
             f"tune: the storage {redact(url)} needs the database driver {exc.name!r} (pip install it)"
@@ -132,6 +147,15 @@ def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
     except Exception as exc:  # sqlalchemy's ArgumentError / OperationalError, optuna's errors
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"tune: cannot open the storage {redact(url)}: {reason}") from exc
+
+
+def _lost_schema_race(exc: Exception) -> bool:
+    """Whether opening a new database failed because another process was creating Optuna's tables
+    in it at the same moment: Optuna checks for each table, then creates it (optuna/optuna#4621), so
+    of two tunes started together on one fresh ``--storage`` one failed with "table studies already
+    exists" (or the alembic version row's unique constraint). The tables are there on a second look."""
+    text = str(exc)
+    return any(sign in text for sign in SCHEMA_RACE)
 
 
 def _steps(trial: optuna.trial.FrozenTrial) -> int:
