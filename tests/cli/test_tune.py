@@ -100,6 +100,15 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], 
         (["--task", "digit"], "--task must be one of ['digits', 'shakespeare', 'sst2-full', 'sst2-lora'], got 'digit'"),
         (["--task", "digits", "--columns", "text=x"], "--columns applies to --model"),
         (["--task", "digits", "--columns", "x"], "--columns takes ROLE=COLUMN pairs"),
+        (
+            ["--task", "digits", "--budget", "1"],
+            "a budget of 1 runs cannot pay for the range test (at least 38 steps) and the first trial (1.33 runs of "
+            "250 steps); give at least 1.49, more where the model makes the range test longer",
+        ),
+        (["--task", "digits", "--budget", "1.2", "--finder-steps", "20", "--steps", "100"], "give at least 1.54"),
+        (["--task", "digits", "--budget", "1.1", "--no-prune"], "first trial (1.00 runs of 250 steps)"),
+        (["--task", "digits", "--storage", "bad://x"], "cannot open the storage bad://x: Can't load plugin"),
+        (["--task", "digits", "--storage", "sqlite:////no-such-folder/x.db"], "its folder /no-such-folder does not"),
         (["--model", "MISSING", "--data", "DATA"], "--model: no such directory"),
         (["--model", "MODEL", "--data", "MISSING"], "--data: no such file"),
         (["--model", "MODEL", "--data", "DATA", "--batch-size", "0"], "--batch-size must be an integer in [1, ∞]"),
@@ -108,7 +117,8 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], 
 def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args: list[str], message: str) -> None:
     """`lrpilot tune` printed its plan ("digits: rules → range test → trials (successive halving) →
     report"), as if the run were starting, and then the error; a budget of "5x" was also refused
-    in fit's words, as "a number of steps (300)", which a tune's budget is not counted in."""
+    in fit's words, as "a number of steps (300)", which a tune's budget is not counted in. A budget
+    of 1 run and a storage URL naming no database were refused after the plan and the model's load."""
     model, full = tmp_path / "model", tmp_path / "full"
     for folder in (model, full):
         folder.mkdir()

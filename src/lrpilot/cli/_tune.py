@@ -177,6 +177,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
             "precision": precision,
             "columns": parse_columns(columns, "tune"),
             "max_length": max_length,
+            "prune": not no_prune,
         }
         check_arguments(task, **arguments)  # every bad option refused before the plan's line says the run starts
         if fmt == "table":
@@ -187,7 +188,6 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
                 result = run_tune(
                     task,
                     **arguments,
-                    prune=not no_prune,
                     report=not no_report,
                     progress=_Bars(progress),
                 )

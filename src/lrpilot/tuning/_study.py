@@ -21,7 +21,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["CONFIG_KEY", "HEARTBEAT", "SCHEMA", "StudyConfig", "counted", "open_storage", "requeue", "spent_steps"]
+__all__ = [
+    "CONFIG_KEY",
+    "HEARTBEAT",
+    "SCHEMA",
+    "StudyConfig",
+    "check_url",
+    "counted",
+    "open_storage",
+    "requeue",
+    "spent_steps",
+]
 
 SCHEMA = 2
 """2: synchronous halving (promotions are trials of their own) and the design stored in the study."""
@@ -109,6 +119,28 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def check_url(url: str) -> None:
+    """Refuse a storage URL that cannot name a database, with nothing opened: not a URL, a database
+    SQLAlchemy has no dialect for (``bad://x``), an SQLite file in a folder that does not exist.
+    `lrpilot tune` checks it before printing its plan (it had printed the plan, loaded the model,
+    and then "cannot open the storage bad://x: Can't load plugin: sqlalchemy.dialects:bad")."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    if not isinstance(url, str) or "://" not in url:
+        raise ValueError(f"tune: --storage must be a database URL (sqlite:///tune.db, postgresql://…), got {url!r}")
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ValueError(
+            f"tune: cannot open the storage {redact(url)}: {exc} (give sqlite:///tune.db or postgresql://…)"
+        ) from None
+    folder = Path(parsed.database).parent if parsed.get_backend_name() == "sqlite" and parsed.database else None
+    if folder is not None and not folder.is_dir():
+        raise ValueError(f"tune: cannot open the storage {redact(url)}: its folder {folder} does not exist")
+
+
 def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at `url` (``sqlite:///…``, ``postgresql://…``) with heartbeats every
     `heartbeat` seconds (a trial silent for 3 heartbeats is failed and retried); a URL that does not
@@ -116,8 +148,7 @@ def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    if not isinstance(url, str) or "://" not in url:
-        raise ValueError(f"tune: --storage must be a database URL (sqlite:///tune.db, postgresql://…), got {url!r}")
+    check_url(url)
     seconds = max(1, round(heartbeat))
 
     def storage() -> optuna.storages.RDBStorage:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
 from lrpilot.autopilot._progress import Clock, Progress, quiet
-from lrpilot.autopilot._search import peak_at_horizon, ramp, range_test
+from lrpilot.autopilot._search import peak_at_horizon, ramp, ramp_density, range_test
 from lrpilot.autopilot._target import Target, check_target
 from lrpilot.rules import HORIZON_EXPONENT, Recommendation
 from lrpilot.tasks import Recipe, Task
@@ -48,6 +48,7 @@ from lrpilot.tuning._study import (
     CONFIG_KEY,
     HEARTBEAT,
     StudyConfig,
+    check_url,
     open_storage,
     redact,
     spent_steps,
@@ -183,8 +184,8 @@ def tune(
     )
 
 
-RUNTIME = ("prune", "report", "progress")
-"""tune's arguments that say how to search and report, not what: `check_arguments` takes the others."""
+RUNTIME = ("report", "progress")
+"""tune's arguments that say how to report, not what to search: `check_arguments` takes the others."""
 
 
 def check_arguments(
@@ -211,20 +212,23 @@ def check_arguments(
     precision: str | None = None,
     columns: dict[str, str] | None = None,
     max_length: int | None = None,
+    prune: bool = True,
 ) -> None:
-    """Refuse bad arguments of `tune` (the same, less `prune`, `report` and `progress`) before
+    """Refuse bad arguments of `tune` (the same, less `report` and `progress`) before
     anything is loaded or trained: each value, the budget, the device and precision, what to train
     (`lrpilot.autopilot._target.check_target`, fit's own: the task, the paths of the model and its
-    data, their options) and an `out` that is a file or holds something other than an earlier
-    tune (`place`). tune runs it first, and ``lrpilot tune`` before it prints its plan, which had
-    read "digits: rules → range test → … → report" above "--budget must be …". What the data files
-    hold, what the model is and whether the storage opens are checked as they load."""
+    data, their options), a budget in runs too small for the first trial and the least range test,
+    a storage URL that names no database (`check_url`) and an `out` that is a file or holds
+    something other than an earlier tune (`place`). tune runs it first, and ``lrpilot tune``
+    before it prints its plan, which had read "digits: rules → range test → … → report" above
+    "--budget must be …". What the data files hold, what the model is, the exact range test and
+    whether the storage opens are checked as they load."""
     _checked(seed=seed, search=search, max_trials=max_trials, finder_steps=finder_steps, heartbeat=heartbeat)
     resolve_precision(precision, resolve_device(device, "tune"), "tune")
-    _parse_budget(budget)
+    plan = _parse_budget(budget)
     if steps is not None:
         check.step_count("tune", "steps", steps, 1)
-    check_target(
+    recipe = check_target(
         task,
         model=model,
         data=data,
@@ -236,8 +240,33 @@ def check_arguments(
         columns=columns,
         max_length=max_length,
     )
+    if isinstance(plan, float):
+        run_steps = steps if steps is not None or model is not None else recipe.total_steps  # a user's: once loaded
+        _check_least_budget(plan, prune=prune, run_steps=run_steps, ramp_steps=finder_steps, batch=recipe.batch_size)
+    if storage is not None:
+        check_url(storage)
     if out is not None:
         place(out, storage, study, "check")  # the label names only a new study: an `out` is checked the same
+
+
+def _check_least_budget(plan: float, *, prune: bool, run_steps: int | None, ramp_steps: int | None, batch: int) -> None:
+    """Refuse a budget in runs that cannot pay for the first trial and the least range test
+    (`finder_steps`, else `ramp` over three decades, the least it spans, at `ramp_density`): what
+    tune refuses once the rules set the ramp's start, said before anything is loaded (a run's
+    length is known then for a built-in task, or given by `steps`). tune's own check, exact, stays."""
+    first = FIRST_TRIAL_SHARE if prune else 1.0
+    least_ramp = ramp_steps if ramp_steps is not None else round(ramp_density(batch) * 3)
+    share = least_ramp / run_steps if run_steps is not None else 0.0
+    if plan >= first + share:
+        return
+    test = f"{least_ramp} steps" if ramp_steps is not None else f"at least {least_ramp} steps"
+    runs = f"{first:.2f} runs" + (f" of {run_steps} steps" if run_steps is not None else "")
+    exact = ramp_steps is not None and run_steps is not None
+    more = "" if exact else ", more where the model makes the range test longer"
+    raise ValueError(
+        f"tune: a budget of {plan:g} runs cannot pay for the range test ({test}) and the first trial "
+        f"({runs}); give at least {math.ceil((first + share) * 100) / 100:.2f}{more}"
+    )
 
 
 def _check_continued(where: Place, found: bool, store: optuna.storages.RDBStorage) -> None:
