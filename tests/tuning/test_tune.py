@@ -486,3 +486,31 @@ def test_a_worker_waiting_for_anothers_trial_prints_no_optuna_warning(tmp_path: 
         warnings.simplefilter("always")
         assert wait_for_others(study, config, the_other_finishes) is False  # the study was done
     assert [str(w.message) for w in caught] == []
+
+
+def test_a_tune_started_beside_another_takes_the_study_it_created(tmp_path: Path) -> None:
+    """Two tunes on one `--storage` and `--study`, started together: each ran its range test, the
+    first created the study, and the second worked in it with its own settings (its own seed here:
+    its design queued into the other's study), where a re-run would have refused them."""
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    tune("digits", steps=STEPS, budget=3.0, seed=1, storage=other, study="s", out=tmp_path / "first", report=False)
+    settings = optuna.load_study(study_name="s", storage=other).user_attrs
+
+    def the_other_creates_it(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        if not optuna.get_all_study_names(shared):  # during this tune's range test
+            study = optuna.create_study(study_name="s", storage=shared, direction="minimize")
+            for key, value in settings.items():
+                study.set_user_attr(key, value)
+
+    with pytest.raises(ValueError, match=r"'s' was created with other settings \(seed: stored 1, asked 0\)"):
+        tune(
+            "digits",
+            steps=STEPS,
+            budget=3.0,
+            storage=shared,
+            study="s",
+            out=tmp_path / "second",
+            progress=the_other_creates_it,
+        )
+    assert optuna.load_study(study_name="s", storage=shared).trials == []

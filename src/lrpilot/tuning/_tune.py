@@ -60,6 +60,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DB_FILE", "check_arguments", "tune"]
 
+SETTINGS_WAIT = 5.0
+"""Seconds a tune that finds its new study created by another waits for the other to store its
+settings (the next call after creating it)."""
 FINAL_KEY = "lrpilot_final"
 """The study's user attribute naming the trial whose weights the run directory holds (a re-run that
 finds the same winner reuses them: the trial folders are gone by then)."""
@@ -151,9 +154,9 @@ def tune(
     existing = load_study(store, name)
     _check_continued(home, existing is not None, store)
     run_dir.mkdir(parents=True, exist_ok=True)
+    asked = {"target": spec, "seed": seed, "run_steps": run_steps, "search": list(names), "prune": prune}
     if existing is not None and CONFIG_KEY in existing.user_attrs:
         config = StudyConfig.from_dict(existing.user_attrs[CONFIG_KEY])
-        asked = {"target": spec, "seed": seed, "run_steps": run_steps, "search": list(names), "prune": prune}
         _check_same(config, asked, name)
         optuna_study = existing
         notes = [f"continued the study {name!r} ({len(existing.trials)} trials so far)"]
@@ -161,8 +164,7 @@ def tune(
     else:
         setup = _Setup(target, job, spec, recipe, rec, seed, names, prune, max_trials, finder_steps, mixed.amp)
         config = _search_prior(setup, net, plan, clock, progress)
-        optuna_study = _create(store, name, config)
-        notes = list(config.finder["notes"])
+        optuna_study, config, notes = _create(store, name, config, asked=asked, plan=plan, clock=clock)
     write_mark(home)  # from now on the same command (same --out) continues this study
     space = Space.from_dict(config.space)
     live = attach(optuna_study, config)
@@ -413,13 +415,36 @@ def _budget_steps(
     return steps
 
 
-def _create(storage: optuna.storages.RDBStorage, name: str, config: StudyConfig) -> optuna.Study:
+def _create(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    config: StudyConfig,
+    *,
+    asked: dict[str, Any],
+    plan: float | Budget,
+    clock: Clock,
+) -> tuple[optuna.Study, StudyConfig, list[str]]:
+    """The new study, its settings and the notes to show. A tune started beside another on one
+    storage may find the study the other created during their range tests: it continues that one,
+    as a re-run would (its own settings had gone on with their own design, budget, seed or task
+    in the other's study)."""
     import optuna
 
-    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
-    if CONFIG_KEY not in study.user_attrs:  # else another coordinator created it first
+    try:  # atomic: the database's unique study name says which of two tunes created it
+        study = optuna.create_study(study_name=name, storage=storage, direction="minimize")
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage)
+        waited = time.monotonic() + SETTINGS_WAIT
+        while CONFIG_KEY not in study.user_attrs and time.monotonic() < waited:
+            time.sleep(0.1)
+    if CONFIG_KEY not in study.user_attrs:  # created here, or left without settings by a tune stopped then
         study.set_user_attr(CONFIG_KEY, config.to_dict())
-    return study
+        return study, config, list(config.finder["notes"])
+    stored = StudyConfig.from_dict(study.user_attrs[CONFIG_KEY])
+    _check_same(stored, asked, name)
+    notes = [f"joined the study {name!r}, which another tune created during this one's range test"]
+    max_trials = config.max_trials if config.trials_given else None
+    return study, _raise_budget(study, stored, plan, clock, max_trials=max_trials, notes=notes), notes
 
 
 def _raise_budget(
