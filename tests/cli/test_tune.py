@@ -90,6 +90,8 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], 
     ("args", "message"),
     [
         (["--task", "digits", "--budget", "5x"], "tune: --budget must be a number of runs (3) or a time (20m, 1h)"),
+        (["--task", "digits", "--budget", "0"], "tune: --budget must be a finite number > 0, got 0.0"),
+        (["--task", "digits", "--budget", "-2"], "tune: --budget must be a finite number > 0, got -2.0"),
         (["--task", "digits", "--device", "tpu"], "--device 'tpu' is not a device; give auto, cpu, cuda or cuda:N"),
         (["--task", "digits", "--precision", "half"], "--precision must be one of fp32, bf16, fp16, got 'half'"),
         (["--task", "digits", "--out", "FILE"], "notes.txt is a file; give a new or empty directory"),

@@ -384,9 +384,11 @@ def _parse_budget(budget: float | str) -> float | Budget:
         return check.positive("tune", "--budget", float(budget))
     text = str(budget).strip()
     try:
-        return check.positive("tune", "--budget", float(text))
+        runs = float(text)
     except ValueError:
-        pass
+        runs = None
+    if runs is not None:  # "0" or "-1" had been refused as "must be a number of runs (3) or a time"
+        return check.positive("tune", "--budget", runs)
     bad = f"tune: --budget must be a number of runs (3) or a time (20m, 1h), got {budget!r}"
     try:
         plan = parse_budget(text)
