@@ -514,3 +514,21 @@ def test_a_tune_started_beside_another_takes_the_study_it_created(tmp_path: Path
             progress=the_other_creates_it,
         )
     assert optuna.load_study(study_name="s", storage=shared).trials == []
+
+
+def test_a_study_in_a_relative_sqlite_file_continues_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tune --storage sqlite:///studies.db --out RUN` marked RUN with that relative URL: the same
+    `--out` run again from another folder opened a new, empty studies.db there and refused RUN."""
+    first_folder, other_folder = tmp_path / "a", tmp_path / "b"
+    first_folder.mkdir()
+    other_folder.mkdir()
+    out = tmp_path / "run"
+    monkeypatch.chdir(first_folder)
+    first = tune("digits", steps=STEPS, budget=3.0, storage="sqlite:///studies.db", out=out, report=False)
+    monkeypatch.chdir(other_folder)
+    again = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    assert any("continued the study" in note for note in again.notes)
+    assert again.value == first.value
+    assert list(other_folder.iterdir()) == []

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lrpilot.autopilot._pipeline import stamped_run_dir
-from lrpilot.tuning._study import redact, sqlite_url
+from lrpilot.tuning._study import absolute_url, redact, sqlite_url
 
 __all__ = ["DB_FILE", "MARK_FILE", "Place", "has_studies", "place", "write_mark"]
 
@@ -51,6 +51,7 @@ def place(out: str | Path | None, storage: str | None, study: str | None, label:
     continues (the recorded study and storage are used where `study` and `storage` are not given).
     A ValueError names `out` when it is a file, holds something else, or holds another study."""
     name = study or f"lrpilot-{label}"
+    storage = None if storage is None else absolute_url(storage)
     if out is None:
         run_dir = stamped_run_dir("tune", label)
         return Place(run_dir, storage or sqlite_url(run_dir / DB_FILE), name, resuming=False)

@@ -26,6 +26,7 @@ __all__ = [
     "HEARTBEAT",
     "SCHEMA",
     "StudyConfig",
+    "absolute_url",
     "check_url",
     "counted",
     "open_storage",
@@ -117,6 +118,24 @@ def redact(url: str) -> str:
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
+
+
+def absolute_url(url: str) -> str:
+    """`url` with an SQLite file's relative path made absolute (from the current folder), as the run
+    directory's mark records it: a mark holding ``sqlite:///studies.db`` sent the same ``--out``,
+    run again from another folder, to a new empty ``studies.db`` there, and refused it as holding
+    a study that storage does not. Any other URL (or one that does not parse) as it is."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return url  # `check_url` says why
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or Path(database).is_absolute():
+        return url
+    return parsed.set(database=str(Path(database).resolve())).render_as_string(hide_password=False)
 
 
 def check_url(url: str) -> None:
