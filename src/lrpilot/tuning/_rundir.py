@@ -74,7 +74,8 @@ def _continued(run_dir: Path, mark: dict[str, Any], storage: str | None, study: 
     """`run_dir` holding an earlier tune (`mark`): its study, in its storage; a `storage` or
     `study` given that names another is refused (the directory would mix two studies' results)."""
     own = sqlite_url(run_dir / DB_FILE)
-    recorded = mark.get("storage") or None  # None: the directory's own database
+    # None: the directory's own database; an older mark's relative SQLite path is read from here
+    recorded = absolute_url(mark["storage"]) if mark.get("storage") else None
     shown = recorded or own
     if storage is not None and redact(storage) != shown and not (recorded is None and storage == own):
         raise ValueError(
