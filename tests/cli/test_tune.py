@@ -120,7 +120,8 @@ def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args
     """`lrpilot tune` printed its plan ("digits: rules → range test → trials (successive halving) →
     report"), as if the run were starting, and then the error; a budget of "5x" was also refused
     in fit's words, as "a number of steps (300)", which a tune's budget is not counted in. A budget
-    of 1 run and a storage URL naming no database were refused after the plan and the model's load."""
+    of 1 run and a storage URL naming no database were refused after the plan and the model's load.
+    fit's checks of what to train answered as fit ("fit: --task must be one of …")."""
     model, full = tmp_path / "model", tmp_path / "full"
     for folder in (model, full):
         folder.mkdir()
@@ -133,5 +134,6 @@ def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args
     result = runner.invoke(app, ["tune", *(str(paths.get(arg, arg)) for arg in args)])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.split()), result.stderr
+    assert "fit:" not in result.stderr  # fit's checks of what to train had said "fit: --task must be …"
     assert result.stdout == ""
     assert [p.name for p in full.iterdir()] == ["kept.txt"]

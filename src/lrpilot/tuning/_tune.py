@@ -15,6 +15,8 @@ import dataclasses
 import math
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,10 +136,11 @@ def tune(
     spec = target_spec({**given, "method": method, "data_dir": data_dir, "batch_size": batch_size})
     given_data = {"columns": dict(columns) if columns else None, "max_length": max_length}
     spec.update({k: v for k, v in given_data.items() if v is not None})  # a study stored without them continues
-    target = build_target(spec)
-    run_steps = steps if steps is not None else target.steps
-    check.step_count("tune", "steps", run_steps, 1)
-    net, rec, job, recipe = plan_run(target, run_steps, seed, where, mixed)
+    with _as_tune():  # the data and the model load here
+        target = build_target(spec)
+        run_steps = steps if steps is not None else target.steps
+        check.step_count("tune", "steps", run_steps, 1)
+        net, rec, job, recipe = plan_run(target, run_steps, seed, where, mixed)
     ramp_steps = ramp(rec, finder_steps, batch_size=recipe.batch_size)[2]
     first = FIRST_TRIAL_SHARE if prune else 1.0
     smallest = first + ramp_steps / run_steps
@@ -230,18 +233,19 @@ def check_arguments(
     plan = _parse_budget(budget)
     if steps is not None:
         check.step_count("tune", "steps", steps, 1)
-    recipe = check_target(
-        task,
-        model=model,
-        data=data,
-        eval_data=eval_data,
-        task_type=task_type,
-        method=method,
-        data_dir=data_dir,
-        batch_size=batch_size,
-        columns=columns,
-        max_length=max_length,
-    )
+    with _as_tune():
+        recipe = check_target(
+            task,
+            model=model,
+            data=data,
+            eval_data=eval_data,
+            task_type=task_type,
+            method=method,
+            data_dir=data_dir,
+            batch_size=batch_size,
+            columns=columns,
+            max_length=max_length,
+        )
     if isinstance(plan, float):
         run_steps = steps if steps is not None or model is not None else recipe.total_steps  # a user's: once loaded
         _check_least_budget(plan, prune=prune, run_steps=run_steps, ramp_steps=finder_steps, batch=recipe.batch_size)
@@ -249,6 +253,19 @@ def check_arguments(
         check_url(storage)
     if out is not None:
         place(out, storage, study, "check")  # the label names only a new study: an `out` is checked the same
+
+
+@contextmanager
+def _as_tune() -> Iterator[None]:
+    """fit's checks and loading of what to train (`check_target`, `build_target`), their errors
+    said as tune's: ``lrpilot tune --model M`` had answered "fit: --model needs --data FILE"."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as exc:
+        text = str(exc)
+        if type(exc) not in (ValueError, FileNotFoundError) or not text.startswith("fit: "):
+            raise
+        raise type(exc)("tune: " + text.removeprefix("fit: ")) from exc
 
 
 def _check_least_budget(plan: float, *, prune: bool, run_steps: int | None, ramp_steps: int | None, batch: int) -> None:
