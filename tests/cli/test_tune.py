@@ -90,6 +90,8 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], 
     ("args", "message"),
     [
         (["--task", "digits", "--budget", "5x"], "tune: --budget must be a number of runs (3) or a time (20m, 1h)"),
+        (["--task", "digits", "--budget", "0"], "tune: --budget must be a finite number > 0, got 0.0"),
+        (["--task", "digits", "--budget", "-2"], "tune: --budget must be a finite number > 0, got -2.0"),
         (["--task", "digits", "--device", "tpu"], "--device 'tpu' is not a device; give auto, cpu, cuda or cuda:N"),
         (["--task", "digits", "--precision", "half"], "--precision must be one of fp32, bf16, fp16, got 'half'"),
         (["--task", "digits", "--out", "FILE"], "notes.txt is a file; give a new or empty directory"),
@@ -100,6 +102,15 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], 
         (["--task", "digit"], "--task must be one of ['digits', 'shakespeare', 'sst2-full', 'sst2-lora'], got 'digit'"),
         (["--task", "digits", "--columns", "text=x"], "--columns applies to --model"),
         (["--task", "digits", "--columns", "x"], "--columns takes ROLE=COLUMN pairs"),
+        (
+            ["--task", "digits", "--budget", "1"],
+            "a budget of 1 runs cannot pay for the range test (at least 38 steps) and the first trial (1.33 runs of "
+            "250 steps); give at least 1.49, more where the model makes the range test longer",
+        ),
+        (["--task", "digits", "--budget", "1.2", "--finder-steps", "20", "--steps", "100"], "give at least 1.54"),
+        (["--task", "digits", "--budget", "1.1", "--no-prune"], "first trial (1.00 runs of 250 steps)"),
+        (["--task", "digits", "--storage", "bad://x"], "cannot open the storage bad://x: Can't load plugin"),
+        (["--task", "digits", "--storage", "sqlite:////no-such-folder/x.db"], "its folder /no-such-folder does not"),
         (["--model", "MISSING", "--data", "DATA"], "--model: no such directory"),
         (["--model", "MODEL", "--data", "MISSING"], "--data: no such file"),
         (["--model", "MODEL", "--data", "DATA", "--batch-size", "0"], "--batch-size must be an integer in [1, ∞]"),
@@ -114,7 +125,9 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], 
 def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args: list[str], message: str) -> None:
     """`lrpilot tune` printed its plan ("digits: rules → range test → trials (successive halving) →
     report"), as if the run were starting, and then the error; a budget of "5x" was also refused
-    in fit's words, as "a number of steps (300)", which a tune's budget is not counted in."""
+    in fit's words, as "a number of steps (300)", which a tune's budget is not counted in. A budget
+    of 1 run and a storage URL naming no database were refused after the plan and the model's load.
+    fit's checks of what to train answered as fit ("fit: --task must be one of …")."""
     model, full = tmp_path / "model", tmp_path / "full"
     for folder in (model, full):
         folder.mkdir()
@@ -127,5 +140,6 @@ def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args
     result = runner.invoke(app, ["tune", *(str(paths.get(arg, arg)) for arg in args)])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.split()), result.stderr
+    assert "fit:" not in result.stderr  # fit's checks of what to train had said "fit: --task must be …"
     assert result.stdout == ""
     assert [p.name for p in full.iterdir()] == ["kept.txt"]

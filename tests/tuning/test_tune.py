@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +127,18 @@ def test_ctrl_c_loses_no_finished_trial_and_the_rerun_finishes_the_interrupted_o
         if len(seen) == 2 and phase == "train" and done == 10:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        tune("digits", steps=STEPS, budget=5.0, max_trials=3, prune=False, out=out, progress=interrupt_second_trial)
+    optuna_log = logging.getLogger("optuna")  # Optuna's own handler, not propagated to the root
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    optuna_log.addHandler(handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tune("digits", steps=STEPS, budget=5.0, max_trials=3, prune=False, out=out, progress=interrupt_second_trial)
+    finally:
+        optuna_log.removeHandler(handler)
+    # Optuna's "Trial 1 failed ... KeyboardInterrupt" warning printed a traceback above the CLI's "interrupted"
+    assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []
     states = {t.number: t.state.name for t in _study(out).get_trials()}
     assert states[0] == "COMPLETE"
     assert states[1] == "FAIL"
@@ -453,3 +465,70 @@ def test_a_chat_at_a_length_limit_is_stored_for_the_workers(tmp_path: Path) -> N
     assert (spec["columns"], spec["max_length"]) == ({"messages": "dialogue"}, 32)
     task = build_target(spec).task
     assert (task.lm_format, task.max_length) == ("messages", 32)  # type: ignore[attr-defined]
+
+
+def test_a_worker_waiting_for_anothers_trial_prints_no_optuna_warning(tmp_path: Path) -> None:
+    """A second `lrpilot tune` on a shared study, waiting for the other's trial, printed Optuna's
+    "ExperimentalWarning: optuna.storages._heartbeat.fail_stale_trials is experimental" to stderr."""
+    from lrpilot.tuning._engine import wait_for_others
+    from lrpilot.tuning._study import CONFIG_KEY, StudyConfig
+
+    out = tmp_path / "run"
+    tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    study = _study(out)
+    config = StudyConfig.from_dict(study.user_attrs[CONFIG_KEY])
+    other = study.ask()  # another worker's trial, running
+
+    def the_other_finishes(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        study.tell(other, state=optuna.trial.TrialState.FAIL)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert wait_for_others(study, config, the_other_finishes) is False  # the study was done
+    assert [str(w.message) for w in caught] == []
+
+
+def test_a_tune_started_beside_another_takes_the_study_it_created(tmp_path: Path) -> None:
+    """Two tunes on one `--storage` and `--study`, started together: each ran its range test, the
+    first created the study, and the second worked in it with its own settings (its own seed here:
+    its design queued into the other's study), where a re-run would have refused them."""
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    tune("digits", steps=STEPS, budget=3.0, seed=1, storage=other, study="s", out=tmp_path / "first", report=False)
+    settings = optuna.load_study(study_name="s", storage=other).user_attrs
+
+    def the_other_creates_it(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        if not optuna.get_all_study_names(shared):  # during this tune's range test
+            study = optuna.create_study(study_name="s", storage=shared, direction="minimize")
+            for key, value in settings.items():
+                study.set_user_attr(key, value)
+
+    with pytest.raises(ValueError, match=r"'s' was created with other settings \(seed: stored 1, asked 0\)"):
+        tune(
+            "digits",
+            steps=STEPS,
+            budget=3.0,
+            storage=shared,
+            study="s",
+            out=tmp_path / "second",
+            progress=the_other_creates_it,
+        )
+    assert optuna.load_study(study_name="s", storage=shared).trials == []
+
+
+def test_a_study_in_a_relative_sqlite_file_continues_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tune --storage sqlite:///studies.db --out RUN` marked RUN with that relative URL: the same
+    `--out` run again from another folder opened a new, empty studies.db there and refused RUN."""
+    first_folder, other_folder = tmp_path / "a", tmp_path / "b"
+    first_folder.mkdir()
+    other_folder.mkdir()
+    out = tmp_path / "run"
+    monkeypatch.chdir(first_folder)
+    first = tune("digits", steps=STEPS, budget=3.0, storage="sqlite:///studies.db", out=out, report=False)
+    monkeypatch.chdir(other_folder)
+    again = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    assert any("continued the study" in note for note in again.notes)
+    assert again.value == first.value
+    assert list(other_folder.iterdir()) == []

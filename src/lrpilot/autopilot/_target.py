@@ -333,11 +333,12 @@ def check_target(
     lora_alpha: float | None = None,
     lora_targets: str | Sequence[str] | None = None,
     plan: Budget | None = None,
-) -> None:
+) -> Recipe:
     """`resolve_target`'s checks with nothing read or loaded (a built-in task is a look-up): the
     options, the paths of the model and its data, and a step budget in `plan` against the warmup
     of the recipe it compresses: a built-in task's own; for a user's model (whose recipe is the
-    rules', known once it loads) their fine-tuning warmup, `FINETUNE_WARMUP` of the run."""
+    rules', known once it loads) their fine-tuning warmup, `FINETUNE_WARMUP` of the run. Returns
+    that recipe (a user's model's: its batch size, and a placeholder length of 1000 steps)."""
     if model is None:
         target = resolve_target(
             task,
@@ -373,6 +374,7 @@ def check_target(
         recipe = Recipe(settings["batch_size"], 1000, share, decay="linear", floor_ratio=0.0, weight_decay=0.01)
     if plan is not None and plan.steps is not None:
         fitted_recipe(recipe, plan.steps, describe_budget(plan))
+    return recipe
 
 
 def _check_beside_model(task: str | None, data_dir: str | Path | None) -> None:

@@ -186,6 +186,7 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
             "lora_rank": lora_rank,
             "lora_alpha": lora_alpha,
             "lora_targets": lora_targets,
+            "prune": not no_prune,
         }
         check_arguments(task, **arguments)  # every bad option refused before the plan's line says the run starts
         if fmt == "table":
@@ -196,7 +197,6 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
                 result = run_tune(
                     task,
                     **arguments,
-                    prune=not no_prune,
                     report=not no_report,
                     progress=_Bars(progress),
                 )

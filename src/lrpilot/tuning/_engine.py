@@ -62,9 +62,15 @@ POLL = 2.0
 
 
 def quiet_optuna() -> None:
+    """Optuna's warnings only, and not its "Trial N failed ... Traceback" for a trial that raised:
+    trials run with ``catch=()``, so the exception reaches tune's caller, which reports it (the CLI
+    says "interrupted" on Ctrl-C, where Optuna's warning had printed a KeyboardInterrupt's traceback)."""
+    import logging
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna.study._optimize").setLevel(logging.ERROR)
 
 
 def rungs_for(run_steps: int) -> list[int]:
@@ -171,7 +177,9 @@ def wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress
     while True:
         while pending := study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             progress("waiting for other workers", len(pending), None, math.nan, math.nan)
-            optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
+            with warnings.catch_warnings():  # flagged experimental: printed at a worker that waited
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
             time.sleep(POLL)
         move = next_move(study, config)
         if move is not Move.WAIT:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lrpilot.autopilot._pipeline import stamped_run_dir
-from lrpilot.tuning._study import redact, sqlite_url
+from lrpilot.tuning._study import absolute_url, redact, sqlite_url
 
 __all__ = ["DB_FILE", "MARK_FILE", "Place", "has_studies", "place", "write_mark"]
 
@@ -51,6 +51,7 @@ def place(out: str | Path | None, storage: str | None, study: str | None, label:
     continues (the recorded study and storage are used where `study` and `storage` are not given).
     A ValueError names `out` when it is a file, holds something else, or holds another study."""
     name = study or f"lrpilot-{label}"
+    storage = None if storage is None else absolute_url(storage)
     if out is None:
         run_dir = stamped_run_dir("tune", label)
         return Place(run_dir, storage or sqlite_url(run_dir / DB_FILE), name, resuming=False)
@@ -73,7 +74,8 @@ def _continued(run_dir: Path, mark: dict[str, Any], storage: str | None, study: 
     """`run_dir` holding an earlier tune (`mark`): its study, in its storage; a `storage` or
     `study` given that names another is refused (the directory would mix two studies' results)."""
     own = sqlite_url(run_dir / DB_FILE)
-    recorded = mark.get("storage") or None  # None: the directory's own database
+    # None: the directory's own database; an older mark's relative SQLite path is read from here
+    recorded = absolute_url(mark["storage"]) if mark.get("storage") else None
     shown = recorded or own
     if storage is not None and redact(storage) != shown and not (recorded is None and storage == own):
         raise ValueError(

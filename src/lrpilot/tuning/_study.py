@@ -21,7 +21,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["CONFIG_KEY", "HEARTBEAT", "SCHEMA", "StudyConfig", "counted", "open_storage", "requeue", "spent_steps"]
+__all__ = [
+    "CONFIG_KEY",
+    "HEARTBEAT",
+    "SCHEMA",
+    "StudyConfig",
+    "absolute_url",
+    "check_url",
+    "counted",
+    "open_storage",
+    "requeue",
+    "spent_steps",
+]
 
 SCHEMA = 2
 """2: synchronous halving (promotions are trials of their own) and the design stored in the study."""
@@ -29,6 +40,10 @@ CONFIG_KEY = "lrpilot"
 """The study's user attribute holding `StudyConfig`."""
 HEARTBEAT = 10.0
 """Seconds between a running trial's heartbeats; a trial silent for three is failed and retried."""
+OPEN_ATTEMPTS = 5
+"""Tries at opening a storage whose tables another process is creating (`_lost_schema_race`)."""
+SCHEMA_RACE = ("already exists", "UNIQUE constraint failed", "duplicate key value", "database is locked")
+"""What SQLite's and PostgreSQL's errors say when two processes create the same tables at once."""
 MAX_RETRY = 3
 """A design point whose trial failed (its worker died) is retried at most this often."""
 
@@ -105,6 +120,46 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def absolute_url(url: str) -> str:
+    """`url` with an SQLite file's relative path made absolute (from the current folder), as the run
+    directory's mark records it: a mark holding ``sqlite:///studies.db`` sent the same ``--out``,
+    run again from another folder, to a new empty ``studies.db`` there, and refused it as holding
+    a study that storage does not. Any other URL (or one that does not parse) as it is."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return url  # `check_url` says why
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or Path(database).is_absolute():
+        return url
+    return parsed.set(database=str(Path(database).resolve())).render_as_string(hide_password=False)
+
+
+def check_url(url: str) -> None:
+    """Refuse a storage URL that cannot name a database, with nothing opened: not a URL, a database
+    SQLAlchemy has no dialect for (``bad://x``), an SQLite file in a folder that does not exist.
+    `lrpilot tune` checks it before printing its plan (it had printed the plan, loaded the model,
+    and then "cannot open the storage bad://x: Can't load plugin: sqlalchemy.dialects:bad")."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    if not isinstance(url, str) or "://" not in url:
+        raise ValueError(f"tune: --storage must be a database URL (sqlite:///tune.db, postgresql://…), got {url!r}")
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ValueError(
+            f"tune: cannot open the storage {redact(url)}: {exc} (give sqlite:///tune.db or postgresql://…)"
+        ) from None
+    folder = Path(parsed.database).parent if parsed.get_backend_name() == "sqlite" and parsed.database else None
+    if folder is not None and not folder.is_dir():
+        raise ValueError(f"tune: cannot open the storage {redact(url)}: its folder {folder} does not exist")
+
+
 def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at `url` (``sqlite:///…``, ``postgresql://…``) with heartbeats every
     `heartbeat` seconds (a trial silent for 3 heartbeats is failed and retried); a URL that does not
@@ -112,10 +167,10 @@ def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    if not isinstance(url, str) or "://" not in url:
-        raise ValueError(f"tune: --storage must be a database URL (sqlite:///tune.db, postgresql://…), got {url!r}")
+    check_url(url)
     seconds = max(1, round(heartbeat))
-    try:
+
+    def storage() -> optuna.storages.RDBStorage:
         with warnings.catch_warnings():  # heartbeats and their retry callback are flagged experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
@@ -125,6 +180,16 @@ def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
                 engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
             )
+
+    try:
+        for attempt in range(1, OPEN_ATTEMPTS):
+            try:
+                return storage()
+            except Exception as exc:
+                if not _lost_schema_race(exc):
+                    raise
+                time.sleep(0.1 * attempt)
+        return storage()
     except ModuleNotFoundError as exc:
         raise ValueError(
             f"tune: the storage {redact(url)} needs the database driver {exc.name!r} (pip install it)"
@@ -132,6 +197,15 @@ def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
     except Exception as exc:  # sqlalchemy's ArgumentError / OperationalError, optuna's errors
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"tune: cannot open the storage {redact(url)}: {reason}") from exc
+
+
+def _lost_schema_race(exc: Exception) -> bool:
+    """Whether opening a new database failed because another process was creating Optuna's tables
+    in it at the same moment: Optuna checks for each table, then creates it (optuna/optuna#4621), so
+    of two tunes started together on one fresh ``--storage`` one failed with "table studies already
+    exists" (or the alembic version row's unique constraint). The tables are there on a second look."""
+    text = str(exc)
+    return any(sign in text for sign in SCHEMA_RACE)
 
 
 def _steps(trial: optuna.trial.FrozenTrial) -> int:

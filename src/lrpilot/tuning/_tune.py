@@ -15,7 +15,8 @@ import dataclasses
 import math
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
 from lrpilot.autopilot._lora import parse_targets
 from lrpilot.autopilot._progress import Clock, Progress, quiet
-from lrpilot.autopilot._search import peak_at_horizon, ramp, range_test
+from lrpilot.autopilot._search import peak_at_horizon, ramp, ramp_density, range_test
 from lrpilot.autopilot._target import Target, check_target
 from lrpilot.rules import HORIZON_EXPONENT, Recommendation
 from lrpilot.tasks import Recipe, Task
@@ -50,6 +51,7 @@ from lrpilot.tuning._study import (
     CONFIG_KEY,
     HEARTBEAT,
     StudyConfig,
+    check_url,
     open_storage,
     redact,
     spent_steps,
@@ -61,6 +63,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DB_FILE", "check_arguments", "tune"]
 
+SETTINGS_WAIT = 5.0
+"""Seconds a tune that finds its new study created by another waits for the other to store its
+settings (the next call after creating it)."""
 FINAL_KEY = "lrpilot_final"
 """The study's user attribute naming the trial whose weights the run directory holds (a re-run that
 finds the same winner reuses them: the trial folders are gone by then)."""
@@ -142,10 +147,11 @@ def tune(
         "lora_targets": _stored_targets(lora_targets),
     }
     spec.update({k: v for k, v in given_data.items() if v is not None})  # a study stored without them continues
-    target = build_target(spec)
-    run_steps = steps if steps is not None else target.steps
-    check.step_count("tune", "steps", run_steps, 1)
-    net, rec, job, recipe = plan_run(target, run_steps, seed, where, mixed)
+    with _as_tune():  # the data and the model load here
+        target = build_target(spec)
+        run_steps = steps if steps is not None else target.steps
+        check.step_count("tune", "steps", run_steps, 1)
+        net, rec, job, recipe = plan_run(target, run_steps, seed, where, mixed)
     ramp_steps = ramp(rec, finder_steps, batch_size=recipe.batch_size)[2]
     first = FIRST_TRIAL_SHARE if prune else 1.0
     smallest = first + ramp_steps / run_steps
@@ -162,9 +168,9 @@ def tune(
     existing = load_study(store, name)
     _check_continued(home, existing is not None, store)
     run_dir.mkdir(parents=True, exist_ok=True)
+    asked = {"target": spec, "seed": seed, "run_steps": run_steps, "search": list(names), "prune": prune}
     if existing is not None and CONFIG_KEY in existing.user_attrs:
         config = StudyConfig.from_dict(existing.user_attrs[CONFIG_KEY])
-        asked = {"target": spec, "seed": seed, "run_steps": run_steps, "search": list(names), "prune": prune}
         _check_same(config, asked, name)
         optuna_study = existing
         notes = [f"continued the study {name!r} ({len(existing.trials)} trials so far)"]
@@ -172,8 +178,7 @@ def tune(
     else:
         setup = _Setup(target, job, spec, recipe, rec, seed, names, prune, max_trials, finder_steps, mixed.amp)
         config = _search_prior(setup, net, plan, clock, progress)
-        optuna_study = _create(store, name, config)
-        notes = list(config.finder["notes"])
+        optuna_study, config, notes = _create(store, name, config, asked=asked, plan=plan, clock=clock)
     write_mark(home)  # from now on the same command (same --out) continues this study
     space = Space.from_dict(config.space)
     live = attach(optuna_study, config)
@@ -195,8 +200,8 @@ def tune(
     )
 
 
-RUNTIME = ("prune", "report", "progress")
-"""tune's arguments that say how to search and report, not what: `check_arguments` takes the others."""
+RUNTIME = ("report", "progress")
+"""tune's arguments that say how to report, not what to search: `check_arguments` takes the others."""
 
 
 def check_arguments(
@@ -226,34 +231,43 @@ def check_arguments(
     lora_rank: int | None = None,
     lora_alpha: float | None = None,
     lora_targets: str | Sequence[str] | None = None,
+    prune: bool = True,
 ) -> None:
-    """Refuse bad arguments of `tune` (the same, less `prune`, `report` and `progress`) before
+    """Refuse bad arguments of `tune` (the same, less `report` and `progress`) before
     anything is loaded or trained: each value, the budget, the device and precision, what to train
     (`lrpilot.autopilot._target.check_target`, fit's own: the task, the paths of the model and its
-    data, their options) and an `out` that is a file or holds something other than an earlier
-    tune (`place`). tune runs it first, and ``lrpilot tune`` before it prints its plan, which had
-    read "digits: rules → range test → … → report" above "--budget must be …". What the data files
-    hold, what the model is and whether the storage opens are checked as they load."""
+    data, their options), a budget in runs too small for the first trial and the least range test,
+    a storage URL that names no database (`check_url`) and an `out` that is a file or holds
+    something other than an earlier tune (`place`). tune runs it first, and ``lrpilot tune``
+    before it prints its plan, which had read "digits: rules → range test → … → report" above
+    "--budget must be …". What the data files hold, what the model is, the exact range test and
+    whether the storage opens are checked as they load."""
     _checked(seed=seed, search=search, max_trials=max_trials, finder_steps=finder_steps, heartbeat=heartbeat)
     resolve_precision(precision, resolve_device(device, "tune"), "tune")
-    _parse_budget(budget)
+    plan = _parse_budget(budget)
     if steps is not None:
         check.step_count("tune", "steps", steps, 1)
-    check_target(
-        task,
-        model=model,
-        data=data,
-        eval_data=eval_data,
-        task_type=task_type,
-        method=method,
-        data_dir=data_dir,
-        batch_size=batch_size,
-        columns=columns,
-        max_length=max_length,
-        lora_rank=lora_rank,
-        lora_alpha=lora_alpha,
-        lora_targets=lora_targets,
-    )
+    with _as_tune():
+        recipe = check_target(
+            task,
+            model=model,
+            data=data,
+            eval_data=eval_data,
+            task_type=task_type,
+            method=method,
+            data_dir=data_dir,
+            batch_size=batch_size,
+            columns=columns,
+            max_length=max_length,
+            lora_rank=lora_rank,
+            lora_alpha=lora_alpha,
+            lora_targets=lora_targets,
+        )
+    if isinstance(plan, float):
+        run_steps = steps if steps is not None or model is not None else recipe.total_steps  # a user's: once loaded
+        _check_least_budget(plan, prune=prune, run_steps=run_steps, ramp_steps=finder_steps, batch=recipe.batch_size)
+    if storage is not None:
+        check_url(storage)
     if out is not None:
         place(out, storage, study, "check")  # the label names only a new study: an `out` is checked the same
 
@@ -263,6 +277,39 @@ def _stored_targets(targets: str | Sequence[str] | None) -> str | list[str] | No
     ``"q_proj,v_proj"`` and ``["q_proj", "v_proj"]`` continue the same study."""
     parsed = None if targets is None else parse_targets("tune", targets)
     return list(parsed) if isinstance(parsed, tuple) else parsed
+
+
+@contextmanager
+def _as_tune() -> Iterator[None]:
+    """fit's checks and loading of what to train (`check_target`, `build_target`), their errors
+    said as tune's: ``lrpilot tune --model M`` had answered "fit: --model needs --data FILE"."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as exc:
+        text = str(exc)
+        if type(exc) not in (ValueError, FileNotFoundError) or not text.startswith("fit: "):
+            raise
+        raise type(exc)("tune: " + text.removeprefix("fit: ")) from exc
+
+
+def _check_least_budget(plan: float, *, prune: bool, run_steps: int | None, ramp_steps: int | None, batch: int) -> None:
+    """Refuse a budget in runs that cannot pay for the first trial and the least range test
+    (`finder_steps`, else `ramp` over three decades, the least it spans, at `ramp_density`): what
+    tune refuses once the rules set the ramp's start, said before anything is loaded (a run's
+    length is known then for a built-in task, or given by `steps`). tune's own check, exact, stays."""
+    first = FIRST_TRIAL_SHARE if prune else 1.0
+    least_ramp = ramp_steps if ramp_steps is not None else round(ramp_density(batch) * 3)
+    share = least_ramp / run_steps if run_steps is not None else 0.0
+    if plan >= first + share:
+        return
+    test = f"{least_ramp} steps" if ramp_steps is not None else f"at least {least_ramp} steps"
+    runs = f"{first:.2f} runs" + (f" of {run_steps} steps" if run_steps is not None else "")
+    exact = ramp_steps is not None and run_steps is not None
+    more = "" if exact else ", more where the model makes the range test longer"
+    raise ValueError(
+        f"tune: a budget of {plan:g} runs cannot pay for the range test ({test}) and the first trial "
+        f"({runs}); give at least {math.ceil((first + share) * 100) / 100:.2f}{more}"
+    )
 
 
 def _check_continued(where: Place, found: bool, store: optuna.storages.RDBStorage) -> None:
@@ -378,9 +425,11 @@ def _parse_budget(budget: float | str) -> float | Budget:
         return check.positive("tune", "--budget", float(budget))
     text = str(budget).strip()
     try:
-        return check.positive("tune", "--budget", float(text))
+        runs = float(text)
     except ValueError:
-        pass
+        runs = None
+    if runs is not None:  # "0" or "-1" had been refused as "must be a number of runs (3) or a time"
+        return check.positive("tune", "--budget", runs)
     bad = f"tune: --budget must be a number of runs (3) or a time (20m, 1h), got {budget!r}"
     try:
         plan = parse_budget(text)
@@ -409,13 +458,36 @@ def _budget_steps(
     return steps
 
 
-def _create(storage: optuna.storages.RDBStorage, name: str, config: StudyConfig) -> optuna.Study:
+def _create(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    config: StudyConfig,
+    *,
+    asked: dict[str, Any],
+    plan: float | Budget,
+    clock: Clock,
+) -> tuple[optuna.Study, StudyConfig, list[str]]:
+    """The new study, its settings and the notes to show. A tune started beside another on one
+    storage may find the study the other created during their range tests: it continues that one,
+    as a re-run would (its own settings had gone on with their own design, budget, seed or task
+    in the other's study)."""
     import optuna
 
-    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
-    if CONFIG_KEY not in study.user_attrs:  # else another coordinator created it first
+    try:  # atomic: the database's unique study name says which of two tunes created it
+        study = optuna.create_study(study_name=name, storage=storage, direction="minimize")
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage)
+        waited = time.monotonic() + SETTINGS_WAIT
+        while CONFIG_KEY not in study.user_attrs and time.monotonic() < waited:
+            time.sleep(0.1)
+    if CONFIG_KEY not in study.user_attrs:  # created here, or left without settings by a tune stopped then
         study.set_user_attr(CONFIG_KEY, config.to_dict())
-    return study
+        return study, config, list(config.finder["notes"])
+    stored = StudyConfig.from_dict(study.user_attrs[CONFIG_KEY])
+    _check_same(stored, asked, name)
+    notes = [f"joined the study {name!r}, which another tune created during this one's range test"]
+    max_trials = config.max_trials if config.trials_given else None
+    return study, _raise_budget(study, stored, plan, clock, max_trials=max_trials, notes=notes), notes
 
 
 def _raise_budget(
