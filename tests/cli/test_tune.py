@@ -143,3 +143,19 @@ def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args
     assert "fit:" not in result.stderr  # fit's checks of what to train had said "fit: --task must be …"
     assert result.stdout == ""
     assert [p.name for p in full.iterdir()] == ["kept.txt"]
+
+
+@pytest.mark.parametrize("json_option", [["--json"], ["--format", "json"], ["-f", "json"]])
+def test_an_error_with_json_output_is_json_on_stdout_however_json_was_asked_for(json_option: list[str]) -> None:
+    """--json is 'the same as --format json': with -f json an error left stdout empty."""
+    result = runner.invoke(app, [*DIGITS, "--budget", "0", *json_option])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {"error": "tune: --budget must be a finite number > 0, got 0.0"}
+
+
+def test_json_with_another_format_is_refused_not_silently_preferred() -> None:
+    result = runner.invoke(app, [*DIGITS, "--json", "-f", "hf"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {
+        "error": "tune: --json is --format json; it cannot go with --format hf: give one"
+    }

@@ -156,8 +156,10 @@ def tune(  # noqa: PLR0917  (typer reads the options from the signature)
     from lrpilot.tuning._tune import check_arguments
 
     fmt = "json" if as_json else output
-    with errors_as_messages(as_json):
+    with errors_as_messages(as_json or output == "json"):  # either way a script reads the error as JSON
         check.choice("tune", "--format", fmt, OUTPUTS)
+        if as_json and output not in ("table", "json"):  # --json would silently win over --format
+            raise ValueError(f"tune: --json is --format json; it cannot go with --format {output}: give one")
         check_run_options("tune", seed, finder_steps)
         if task is not None and task.startswith("sst2") and model is None:
             _check_sst2(data_dir)
