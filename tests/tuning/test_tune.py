@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import math
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import optuna
 import pytest
 import torch
 
+from lrpilot.autopilot._search import MIN_TIMED_STEPS
 from lrpilot.tuning import DB_FILE, Space, tune
 from lrpilot.tuning._engine import FIRST_TRIAL_SHARE
 from lrpilot.tuning._halving import fitted_lr
@@ -333,6 +335,25 @@ def test_a_time_budget_becomes_steps_at_the_range_tests_pace(tmp_path: Path) -> 
     assert result.wall_time_s < 25  # and the search stops when it is spent (plus the last trial's end)
     with pytest.raises(ValueError, match="less than the first trial's"):
         tune("digits", budget="0.05s", out=tmp_path / "short")
+
+
+def test_a_slow_range_test_stops_at_half_a_time_budget_and_says_what_time_to_give(tmp_path: Path) -> None:
+    """A 2-minute budget on a model with slow steps had spent both minutes in the range test (tune
+    gave it no deadline, as fit does) before saying the budget left 0 steps. Steps made slow here:
+    the progress callback sleeps 50 ms in each of the test's ~80 steps."""
+    tested: list[float] = []
+
+    def slow(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        if phase == "range test":
+            tested.append(lr)
+            time.sleep(0.05)
+
+    with pytest.raises(ValueError, match=r"less than the first trial's \d+ .*; give at least \d+s") as error:
+        tune("digits", steps=STEPS, budget="2s", out=tmp_path / "run", report=False, progress=slow)
+    # stopped at the deadline, a second in, once MIN_TIMED_STEPS had measured the pace (the last one
+    # stops it before its progress is shown); 50 ms steps make at most 20 in that second
+    assert MIN_TIMED_STEPS - 1 <= len(tested) < 25, len(tested)  # 40 without the deadline
+    assert "s a step" in str(error.value)
 
 
 def test_a_range_test_run_again_from_lower_still_leaves_the_smallest_budget_its_first_trial(

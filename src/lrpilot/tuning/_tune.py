@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lrpilot import _validate as check
-from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time
+from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time, time_for
 from lrpilot.autopilot._lora import parse_targets
 from lrpilot.autopilot._progress import Clock, Progress, quiet
-from lrpilot.autopilot._search import peak_at_horizon, ramp, ramp_density, range_test
+from lrpilot.autopilot._search import TEST_SHARE, peak_at_horizon, ramp, ramp_density, range_test
 from lrpilot.autopilot._target import Target, check_target
 from lrpilot.rules import HORIZON_EXPONENT, Recommendation
 from lrpilot.tasks import Recipe, Task
@@ -368,6 +368,9 @@ def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: Clock, p
             steps=setup.finder_steps,
             progress=progress,
             amp=setup.amp,
+            deadline=None
+            if isinstance(plan, float) or plan.seconds is None
+            else clock.started + TEST_SHARE * plan.seconds,
         )
     finder = found.finder
     peak, factor = peak_at_horizon(found, run_steps, setup.target.calibrated)
@@ -453,7 +456,8 @@ def _budget_steps(
     if steps < first:
         raise ValueError(
             f"tune: the time budget {plan} leaves {steps} steps after the range test, less than the first "
-            f"trial's {first} ({run_steps} steps a run); give more time"
+            f"trial's {first} ({run_steps} steps a run, {step_seconds:.3g} s a step); give at least "
+            f"{time_for(first, clock.elapsed, step_seconds)}"
         )
     return steps
 
