@@ -66,6 +66,8 @@ def test_the_table_names_the_winner_and_the_compute(tmp_path: Path) -> None:
             assert cells[t.number] == "pruned at its 30-step rung"
         elif t.state == "COMPLETE":
             assert cells[t.number].startswith(f"finished: full run of #{t.continues}")
+    completed = sum(1 for t in trials if t.state == "COMPLETE")
+    assert f"{completed} {'trial' if completed == 1 else 'trials'} completed" in " ".join(result.stdout.split())
     assert {t.stopped for t in trials} >= {"promoted", "pruned", None}
 
 

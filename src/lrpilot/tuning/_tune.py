@@ -637,7 +637,8 @@ def _finish(
             f"re-run with --budget {math.ceil(needed * 10) / 10:g} to train the first"
         )
     notes.append(
-        f"{len(completed)} trials completed, {pruned} stopped early, of {len(trials)}; "
+        f"{len(completed)} {'trial' if len(completed) == 1 else 'trials'} completed, {pruned} stopped early, "
+        f"of {len(trials)}; "
         f"compute {equivalents:.2f} run-equivalents (range test {config.finder.get('steps', 0)} steps + "
         f"{spent_steps(study)} trial steps, {config.run_steps} steps a run); best: trial {best.number}, "
         f"{best.candidate.describe()}, val loss {best.value:.4g}"
