@@ -468,3 +468,14 @@ def test_a_weak_range_test_outside_the_rules_band_says_the_bands_end_was_used(
     assert "fell by only 1.5× its noise" in text
     assert "the band's nearest end is the one to use" in text
     assert "the measurement is the one to trust" not in text
+
+
+def test_the_header_counts_the_steps_run_as_the_interruption_note_does(tmp_path: Path) -> None:
+    """fit logs a step by its update's index (0 first): a run stopped after 30 of 50 steps logged
+    step 29 last, and its note says step 30; the header had said 'last logged step 29'."""
+    history = TrainingHistory(steps=list(range(30)), loss=[1.0] * 30, lr=[1e-3] * 30)
+    note = "interrupted by the user at step 30 of 50; the weights so far were saved"
+    run = RunRecord("stopped", "digits", 50, history, notes=[note], status="interrupted")
+    header = _parse(write_report(run, tmp_path)).words().split("Why this learning rate")[0]
+    assert "digits · interrupted · 30 of 50 steps" in header
+    assert "29" not in header

@@ -205,7 +205,8 @@ def _total_time(timings: Mapping[str, float]) -> float:
 
 def _header(record: RunRecord) -> str:
     steps = record.history.steps
-    ran = f", last logged step {int(steps[-1]):,}" if len(steps) else ""
+    # steps are logged by the index of their update (0 first), as fit's notes and summary count them
+    ran = f"{int(steps[-1]) + 1:,} of " if len(steps) else ""
     status = record.status.replace("_", " ")
     on = "" if record.device is None else f" · on {_e(record.device)}"
     on += "" if record.precision in (None, "fp32") else f" in {_e(record.precision)}"
@@ -219,7 +220,7 @@ def _header(record: RunRecord) -> str:
     return (
         f"<header><h1>{_e(record.title)}</h1>"
         f'<p class="sub">{_e(record.task)} · <span class="badge {_e(record.status)}">{_e(status)}</span>'
-        f" · {record.total_steps:,} steps planned{ran}{on}</p>"
+        f" · {ran}{record.total_steps:,} steps{on}</p>"
         f'<div class="cards">{card_html}</div></header>'
     )
 
