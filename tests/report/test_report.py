@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from lrpilot.report import LayerStats, RunRecord, TrainingHistory, finder_from_dict, read_run, write_report
-from lrpilot.report.run_plots import layer_verdicts, positions
+from lrpilot.report.run_plots import action_labels, layer_verdicts, plot_training, positions
 from tests.report import tiny_run
 
 HOSTILE = '<script>alert("x")</script> & <b>bold</b>'
@@ -479,3 +479,14 @@ def test_the_header_counts_the_steps_run_as_the_interruption_note_does(tmp_path:
     header = _parse(write_report(run, tmp_path)).words().split("Why this learning rate")[0]
     assert "digits · interrupted · 30 of 50 steps" in header
     assert "29" not in header
+
+
+def test_guard_actions_a_step_apart_share_one_text_over_their_lines(tmp_path: Path) -> None:
+    """Three NaN batches in a row (skips at steps 80, 81, 82 of 200) had 'skip' written three times
+    over one another; nearby actions now share one text, far ones keep their own."""
+    labels = action_labels([80.0, 81.0, 82.0, 103.0, 104.0, 150.0], ["skip"] * 4 + ["rollback", "lr_cut"], span=200.0)
+    assert labels == [(80.0, "skip ×3", "skip"), (103.0, "skip, rollback", "skip"), (150.0, "lr cut", "lr_cut")]
+    steps = list(range(200))
+    history = TrainingHistory(steps=steps, loss=[1.0] * 200, lr=[1e-3] * 200)
+    actions = [{"step": s, "action": "skip"} for s in (80, 81, 82)]
+    assert plot_training(history, tmp_path / "t.png", guard_actions=actions).stat().st_size > 10_000
