@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from lrpilot.report import LayerStats, RunRecord, TrainingHistory, finder_from_dict, read_run, write_report
-from lrpilot.report.run_plots import action_labels, layer_verdicts, plot_training, positions
+from lrpilot.report.run_plots import action_labels, eval_positions, layer_verdicts, plot_training, positions
 from tests.report import tiny_run
 
 HOSTILE = '<script>alert("x")</script> & <b>bold</b>'
@@ -490,3 +490,12 @@ def test_guard_actions_a_step_apart_share_one_text_over_their_lines(tmp_path: Pa
     history = TrainingHistory(steps=steps, loss=[1.0] * 200, lr=[1e-3] * 200)
     actions = [{"step": s, "action": "skip"} for s in (80, 81, 82)]
     assert plot_training(history, tmp_path / "t.png", guard_actions=actions).stat().st_size > 10_000
+
+
+def test_evaluations_after_rollbacks_land_on_their_passes_and_the_restored_states_at_the_end() -> None:
+    """A guard rolled back from step 6 to 3 twice, evaluating after step 5 in each pass, then gave
+    up and scored the restored step 3: the repeated evaluations had piled up on one point, and the
+    restored state's on the second pass rather than at the run's end."""
+    logged = [0, 1, 2, 3, 4, 5, 6, 3, 4, 5, 6, 3, 4, 5, 6]
+    assert eval_positions(logged, [5, 5, 5, 3]).tolist() == [4, 8, 12, 14]
+    assert eval_positions([0, 10, 20], [15, 30]).tolist() == [2, 2]  # between sparse logged steps; the end

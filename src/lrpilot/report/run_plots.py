@@ -24,6 +24,7 @@ __all__ = [
     "RATIO_BAND",
     "RATIO_TARGET",
     "action_labels",
+    "eval_positions",
     "layer_verdicts",
     "plot_layer_ratios",
     "plot_training",
@@ -60,6 +61,32 @@ def positions(logged: Sequence[int], wanted: Sequence[int]) -> npt.NDArray[np.in
         if ahead.size:
             cursor += int(ahead[0])
             out[k] = cursor
+    return out
+
+
+def eval_positions(logged: Sequence[int], evals: Sequence[int]) -> npt.NDArray[np.int64]:
+    """For each evaluation in `evals` (the steps done when it ran, in time order), the index of the
+    logged step it followed, or −1.
+
+    An evaluation after ``n`` steps follows the update logged as step ``n − 1``; each one moves the
+    scan past its match, so the same step evaluated again after a rollback lands on the pass it was
+    made in. The last one, not found ahead, is the saved weights' scored after the run (a guard
+    that gave up restored an earlier step): it lands at the end.
+    """
+    steps = np.asarray(logged, dtype=np.int64)
+    out = np.full(len(evals), -1, dtype=np.int64)
+    cursor = 0
+    for k, done in enumerate(evals):
+        rest = steps[cursor:]
+        ahead = np.nonzero(rest == done - 1)[0]
+        if not ahead.size and k == len(evals) - 1 and steps.size:
+            out[k] = steps.size - 1
+            continue
+        if not ahead.size:  # logged more sparsely than evaluated: the next logged step
+            ahead = np.nonzero(rest >= done - 1)[0]
+        if ahead.size:
+            out[k] = cursor + int(ahead[0])
+            cursor = int(out[k]) + 1
     return out
 
 
@@ -144,7 +171,7 @@ def _eval_points(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, 
     if by_step:
         ex = np.asarray(history.eval_steps, dtype=np.float64)
     else:
-        where = positions(history.steps, history.eval_steps)
+        where = eval_positions(history.steps, history.eval_steps)
         ex = np.where(where >= 0, x[np.maximum(where, 0)], np.nan)
     n = history.eval_examples
     label = "eval loss" if n is None else f"eval loss ({n} examples, the same each time)"
