@@ -499,3 +499,24 @@ def test_evaluations_after_rollbacks_land_on_their_passes_and_the_restored_state
     logged = [0, 1, 2, 3, 4, 5, 6, 3, 4, 5, 6, 3, 4, 5, 6]
     assert eval_positions(logged, [5, 5, 5, 3]).tolist() == [4, 8, 12, 14]
     assert eval_positions([0, 10, 20], [15, 30]).tolist() == [2, 2]  # between sparse logged steps; the end
+
+
+def _pixels_of(png: Path, colour: str) -> int:
+    """How many pixels of the PNG's middle third (left of the legends) are `colour` (``#rrggbb``),
+    give or take antialiasing."""
+    import matplotlib.image
+
+    rgb = matplotlib.image.imread(png)[..., :3]
+    third = rgb.shape[1] // 3
+    rgb = rgb[:, third : 2 * third]
+    target = np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int(np.sum(np.all(np.abs(rgb - target) < 0.05, axis=-1)))
+
+
+def test_a_run_of_one_logged_step_draws_its_loss_and_lr(tmp_path: Path) -> None:
+    """A run stopped after its first step logged one point: a line through it drew nothing, so both
+    panels were empty; a curve of few points gets a dot on each."""
+    history = TrainingHistory(steps=[0], loss=[2.3], lr=[1e-3])
+    png = plot_training(history, tmp_path / "one.png")
+    assert _pixels_of(png, "#1f6feb") > 10  # the training loss's colour
+    assert _pixels_of(png, "#e36209") > 10  # the learning rate's

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from lrpilot.report.guard_plots import ACTION_STYLE, _loss_axis, _save
+from lrpilot.report.guard_plots import ACTION_STYLE, _loss_axis, _points_style, _save
 from lrpilot.report.plots import _pyplot
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ def _eval_points(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, 
 def _lr_axis(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, xlabel: str) -> None:
     lr = np.asarray(history.lr, dtype=np.float64)
     ok = np.isfinite(lr)
-    ax.plot(x[ok], lr[ok], color="#e36209", linewidth=1.4, label="learning rate")
+    ax.plot(x[ok], lr[ok], color="#e36209", linewidth=1.4, label="learning rate", **_points_style(int(ok.sum())))
     positive = lr[ok & (lr > 0)]
     if positive.size and float(positive.max()) > 50 * float(positive.min()):
         ax.set_yscale("log")
