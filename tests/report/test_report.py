@@ -520,3 +520,24 @@ def test_a_run_of_one_logged_step_draws_its_loss_and_lr(tmp_path: Path) -> None:
     png = plot_training(history, tmp_path / "one.png")
     assert _pixels_of(png, "#1f6feb") > 10  # the training loss's colour
     assert _pixels_of(png, "#e36209") > 10  # the learning rate's
+
+
+@pytest.mark.parametrize(
+    ("status", "note", "shown"),
+    [
+        ("finished", "resumed at step 1242 of 3000 (lrpilot fit --resume)", "resumed at step 1242 of 3000"),
+        ("interrupted", "interrupted by the user at step 30 of 50; the weights so far were saved", "interrupted by"),
+        ("gave_up", "the guard gave up at step 51: 4 bad steps in a row", "the guard gave up at step 51"),
+        ("gave_up", None, "The guard gave up on this run and restored its last good state"),  # anyone's loop
+    ],
+)
+def test_how_a_run_ended_or_went_on_is_said_in_the_header(
+    status: str, note: str | None, shown: str, tmp_path: Path
+) -> None:
+    """A resumed fit said so only in its fourth note, below the range test's: how a run ended or
+    went on is now the header's, once."""
+    notes = ["range test: 39 steps in 8 s", "horizon: the range test's peak 0.0028 ..."] + ([note] if note else [])
+    page = _parse(write_report(_minimal(status, notes=notes), tmp_path)).words()
+    header = page.split("range test: 39 steps")[0]
+    assert shown in header
+    assert page.count(shown) == 1

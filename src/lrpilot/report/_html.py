@@ -54,6 +54,7 @@ h3{font-size:15px;margin:16px 0 6px}.sub{color:#586069;margin:0 0 16px}
 .card .k{color:#586069;font-size:12px}.card .v{font-size:21px;font-weight:600}
 .notes{background:#fff8c5;border:1px solid #e3c74a;border-radius:6px;padding:8px 12px 8px 30px}
 .verdict{font-size:16px;padding:8px 12px;border-left:4px solid #1f6feb;background:#f1f8ff}
+.interrupted-note{border-left-color:#dbab09;background:#fff8c5}.gave_up-note,.failed-note{border-left-color:#d73a49;background:#ffeef0}
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:20px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #e1e4e8;padding:3px 8px;text-align:left;vertical-align:top}
@@ -203,6 +204,24 @@ def _total_time(timings: Mapping[str, float]) -> float:
     return sum(float(v) for v in timings.values() if math.isfinite(v))
 
 
+_HOW_IT_RAN = ("interrupted by the user", "the guard gave up", "resumed at step")
+"""The beginnings of fit's notes on how a run ended or went on: the header shows them, first."""
+
+_ENDED = {
+    "interrupted": "The run was stopped before its last step: the metrics and figures are of the weights then.",
+    "gave_up": "The guard gave up on this run and restored its last good state: the metrics are of that state.",
+    "failed": "The run failed with an error: what it logged before is shown.",
+}
+
+
+def _how_it_ran(record: RunRecord) -> list[str]:
+    """fit's notes saying how the run ended or that it was resumed; for a run that did not finish
+    and has none (anyone's loop), a sentence for its status."""
+    said = [n for n in record.notes if n.startswith(_HOW_IT_RAN)]
+    generic = _ENDED.get(record.status)
+    return said if said or generic is None else [generic]
+
+
 def _header(record: RunRecord) -> str:
     steps = record.history.steps
     # steps are logged by the index of their update (0 first), as fit's notes and summary count them
@@ -217,18 +236,20 @@ def _header(record: RunRecord) -> str:
     card_html = "".join(
         f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div></div>' for k, v in cards
     )
+    how = "".join(f'<p class="verdict {_e(record.status)}-note">{_e(n)}</p>' for n in _how_it_ran(record))
     return (
         f"<header><h1>{_e(record.title)}</h1>"
         f'<p class="sub">{_e(record.task)} · <span class="badge {_e(record.status)}">{_e(status)}</span>'
-        f" · {ran}{record.total_steps:,} steps{on}</p>"
+        f" · {ran}{record.total_steps:,} steps{on}</p>{how}"
         f'<div class="cards">{card_html}</div></header>'
     )
 
 
 def _notes(record: RunRecord) -> str:
-    if not record.notes:
+    notes = [n for n in record.notes if not n.startswith(_HOW_IT_RAN)]  # the header shows those
+    if not notes:
         return ""
-    items = "".join(f"<li>{_e(n)}</li>" for n in record.notes)
+    items = "".join(f"<li>{_e(n)}</li>" for n in notes)
     return f'<section id="notes"><ul class="notes">{items}</ul></section>'
 
 
