@@ -480,6 +480,23 @@ def _tune(record: RunRecord, figure: str | None) -> str:
     return _figure_section("tune", "Tuning", body, "", intro)
 
 
+def _probed(record: RunRecord, trade: Mapping[str, Any]) -> str:
+    """The peak the trade-off's probes are fractions of (its highest probe), and where it came
+    from: fit probes below the peak it would have trained, the range test's scaled to the run's
+    length by the horizon law where that applied, not the test's own."""
+    top = max((lr for p in trade.get("points") or [] if (lr := _finite(p.get("peak_lr"))) is not None), default=None)
+    if top is None:
+        return "the peak found"
+    h = record.horizon
+    if h is not None and _horizon_gave(record, h, top):
+        source = f"the range test's peak {_num(h.get('found'), '.3g')} scaled to the run's length by the horizon law"
+    elif record.finder is not None and math.isclose(top, float(record.finder["peak_lr"]), rel_tol=0.02):
+        source = "the range test's peak"
+    else:
+        source = "the rules' peak" if record.finder is None else "the peak found"
+    return f"{_num(top, '.3g')} ({source})"
+
+
 def _tradeoff(record: RunRecord, figure: str | None) -> str:
     """The forgetting trade-off ``lrpilot fit --forgetting-weight`` made (a sentence, its figure and
     a table of the probes); nothing for a run without one."""
@@ -487,10 +504,10 @@ def _tradeoff(record: RunRecord, figure: str | None) -> str:
     if trade is None:
         return ""
     share = _finite(trade.get("probe_share"))
-    source = "the range test's peak" if record.finder is not None else "the rules' peak"
     intro = (
         f"<p>Each probe trained the recipe for {'—' if share is None else format(share, '.0%')} of the run at "
-        f"1, ½, ¼ and ⅛ of {source} and was scored <code>score = val loss + {_num(trade.get('weight'), 'g')} × "
+        f"1, ½, ¼ and ⅛ of {_probed(record, trade)} and was scored <code>score = val loss + "
+        f"{_num(trade.get('weight'), 'g')} × "
         "drift</code>, drift being the mean cosine distance of the model's sentence embeddings from the "
         "original's on the retention texts (0 = unchanged); the lowest score was trained.</p>"
     )
