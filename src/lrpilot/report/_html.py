@@ -258,7 +258,9 @@ def _agreement(rec: Mapping[str, Any], finder: Mapping[str, Any]) -> str:
     for a test whose fall was within its noise and whose peak is outside the band (fit then trains
     at the band's nearest end), that it was too weak to overrule them."""
     peak, low, high = float(finder["peak_lr"]), float(rec["low"]), float(rec["high"])
-    ratio = peak / float(rec["peak_lr"])
+    # the ratio of the peak as shown (3 digits, the ones fit keeps): fit's note says ×310 for 0.0155
+    # over 5e-05, where the test's 0.015453 would give ×309
+    ratio = float(f"{peak:.3g}") / float(rec["peak_lr"])
     band = f"{_num(low, '.3g')} – {_num(high, '.3g')}"
     clarity = min(finder.get("details", {}).get("drop_sigma") or [math.inf])
     if clarity < CLEAR_FALL and not low <= peak <= high:
