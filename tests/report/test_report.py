@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from lrpilot.report import LayerStats, RunRecord, TrainingHistory, finder_from_dict, read_run, write_report
-from lrpilot.report.run_plots import action_labels, eval_positions, layer_verdicts, plot_training, positions
+from lrpilot.report.run_plots import (
+    action_labels,
+    eval_positions,
+    layer_verdicts,
+    plot_layer_ratios,
+    plot_training,
+    positions,
+)
 from tests.report import tiny_run
 
 HOSTILE = '<script>alert("x")</script> & <b>bold</b>'
@@ -552,3 +559,10 @@ def test_the_ratio_to_the_rules_peak_is_of_the_peak_shown(record: RunRecord, tmp
     finder = {**record.finder, "peak_lr": 0.015453319133751186, "details": {"drop_sigma": [40.0]}}
     text = _parse(write_report(dataclasses.replace(record, recommendation=rec, finder=finder), tmp_path)).words()
     assert "The range test's peak 0.0155 is above the rules' band 5e-06 – 0.0005 (×310 the rules' peak)" in text
+
+
+def test_layer_ratios_measured_once_are_drawn(tmp_path: Path) -> None:
+    """A run of one measured update drew an empty per-layer plot (a line through one point)."""
+    stats = LayerStats(names=["hidden.weight"], steps=[0], ratios=[[3e-3]])
+    png = plot_layer_ratios(stats, tmp_path / "layers.png")
+    assert _pixels_of(png, "#1f77b4") > 10  # matplotlib's first line colour

@@ -267,7 +267,7 @@ def plot_layer_ratios(stats: LayerStats, path: str | Path, *, title: str | None 
         for j, (name, _, verdict) in enumerate(verdicts):
             ok = np.isfinite(ratios[:, j]) & (ratios[:, j] > 0)
             flagged = verdict in ("low", "high")
-            style: dict[str, Any] = {"linewidth": 2.0 if flagged else 1.0}
+            style: dict[str, Any] = {"linewidth": 2.0 if flagged else 1.0, **_points_style(int(ok.sum()))}
             if many and not flagged:
                 style.update(color="#c8ced6", label=None)
             else:
