@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from lrpilot.autopilot._progress import Clock, quiet
-from lrpilot.autopilot._training import _evaluate, _guard_config, _score_stopped, train_guarded
+from lrpilot.autopilot._training import _evaluate, _guard_config, _score_stopped, after_run, train_guarded
 from lrpilot.schedules import Cosine
 from lrpilot.tasks import get_task
 from lrpilot.tasks._base import seeded
@@ -175,6 +175,15 @@ def test_a_run_the_guard_gave_up_on_reports_the_metrics_of_the_state_it_saves(tm
     assert trained.status == "gave_up"
     step = trained.history.eval_steps[-1]
     assert trained.notes[-1].startswith("the guard gave up at step ")
+    gave_up = trained.guard["records"][-1]
+    assert gave_up["action"] == "give_up"
+    # it said 'the guard gave up at step 48: gave up at step 51: ...', the restored step first
+    assert trained.notes[-1].count("gave up at step") == 1
+    assert trained.notes[-1].startswith(f"the guard gave up at step {gave_up['step']}: ")
+    # the weights went back to a state before step 10's evaluation: not 'the model got worse after
+    # step 10 ... a budget near 10 steps (where it was best)', which blamed the run's length
+    assert trained.history.eval_steps[0] == 10
+    assert not any(note.startswith("the model got worse") for note in after_run(trained))
     assert trained.notes[-1].endswith(
         f"; the metrics are of the saved weights at step {step}, scored as a finished run's are"
     )

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from lrpilot.report import LayerStats, RunRecord, TrainingHistory, finder_from_dict, read_run, write_report
-from lrpilot.report.run_plots import layer_verdicts, positions
+from lrpilot.report.run_plots import (
+    action_labels,
+    eval_positions,
+    layer_verdicts,
+    plot_layer_ratios,
+    plot_training,
+    positions,
+)
 from tests.report import tiny_run
 
 HOSTILE = '<script>alert("x")</script> & <b>bold</b>'
@@ -468,3 +475,94 @@ def test_a_weak_range_test_outside_the_rules_band_says_the_bands_end_was_used(
     assert "fell by only 1.5× its noise" in text
     assert "the band's nearest end is the one to use" in text
     assert "the measurement is the one to trust" not in text
+
+
+def test_the_header_counts_the_steps_run_as_the_interruption_note_does(tmp_path: Path) -> None:
+    """fit logs a step by its update's index (0 first): a run stopped after 30 of 50 steps logged
+    step 29 last, and its note says step 30; the header had said 'last logged step 29'."""
+    history = TrainingHistory(steps=list(range(30)), loss=[1.0] * 30, lr=[1e-3] * 30)
+    note = "interrupted by the user at step 30 of 50; the weights so far were saved"
+    run = RunRecord("stopped", "digits", 50, history, notes=[note], status="interrupted")
+    header = _parse(write_report(run, tmp_path)).words().split("Why this learning rate")[0]
+    assert "digits · interrupted · 30 of 50 steps" in header
+    assert "29" not in header
+
+
+def test_guard_actions_a_step_apart_share_one_text_over_their_lines(tmp_path: Path) -> None:
+    """Three NaN batches in a row (skips at steps 80, 81, 82 of 200) had 'skip' written three times
+    over one another; nearby actions now share one text, far ones keep their own."""
+    labels = action_labels([80.0, 81.0, 82.0, 103.0, 104.0, 150.0], ["skip"] * 4 + ["rollback", "lr_cut"], span=200.0)
+    assert labels == [(80.0, "skip ×3", "skip"), (103.0, "skip, rollback", "skip"), (150.0, "lr cut", "lr_cut")]
+    steps = list(range(200))
+    history = TrainingHistory(steps=steps, loss=[1.0] * 200, lr=[1e-3] * 200)
+    actions = [{"step": s, "action": "skip"} for s in (80, 81, 82)]
+    assert plot_training(history, tmp_path / "t.png", guard_actions=actions).stat().st_size > 10_000
+
+
+def test_evaluations_after_rollbacks_land_on_their_passes_and_the_restored_states_at_the_end() -> None:
+    """A guard rolled back from step 6 to 3 twice, evaluating after step 5 in each pass, then gave
+    up and scored the restored step 3: the repeated evaluations had piled up on one point, and the
+    restored state's on the second pass rather than at the run's end."""
+    logged = [0, 1, 2, 3, 4, 5, 6, 3, 4, 5, 6, 3, 4, 5, 6]
+    assert eval_positions(logged, [5, 5, 5, 3]).tolist() == [4, 8, 12, 14]
+    assert eval_positions([0, 10, 20], [15, 30]).tolist() == [2, 2]  # between sparse logged steps; the end
+
+
+def _pixels_of(png: Path, colour: str) -> int:
+    """How many pixels of the PNG's middle third (left of the legends) are `colour` (``#rrggbb``),
+    give or take antialiasing."""
+    import matplotlib.image
+
+    rgb = matplotlib.image.imread(png)[..., :3]
+    third = rgb.shape[1] // 3
+    rgb = rgb[:, third : 2 * third]
+    target = np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int(np.sum(np.all(np.abs(rgb - target) < 0.05, axis=-1)))
+
+
+def test_a_run_of_one_logged_step_draws_its_loss_and_lr(tmp_path: Path) -> None:
+    """A run stopped after its first step logged one point: a line through it drew nothing, so both
+    panels were empty; a curve of few points gets a dot on each."""
+    history = TrainingHistory(steps=[0], loss=[2.3], lr=[1e-3])
+    png = plot_training(history, tmp_path / "one.png")
+    assert _pixels_of(png, "#1f6feb") > 10  # the training loss's colour
+    assert _pixels_of(png, "#e36209") > 10  # the learning rate's
+
+
+@pytest.mark.parametrize(
+    ("status", "note", "shown"),
+    [
+        ("finished", "resumed at step 1242 of 3000 (lrpilot fit --resume)", "resumed at step 1242 of 3000"),
+        ("interrupted", "interrupted by the user at step 30 of 50; the weights so far were saved", "interrupted by"),
+        ("gave_up", "the guard gave up at step 51: 4 bad steps in a row", "the guard gave up at step 51"),
+        ("gave_up", None, "The guard gave up on this run and restored its last good state"),  # anyone's loop
+    ],
+)
+def test_how_a_run_ended_or_went_on_is_said_in_the_header(
+    status: str, note: str | None, shown: str, tmp_path: Path
+) -> None:
+    """A resumed fit said so only in its fourth note, below the range test's: how a run ended or
+    went on is now the header's, once."""
+    notes = ["range test: 39 steps in 8 s", "horizon: the range test's peak 0.0028 ..."] + ([note] if note else [])
+    page = _parse(write_report(_minimal(status, notes=notes), tmp_path)).words()
+    header = page.split("range test: 39 steps")[0]
+    assert shown in header
+    assert page.count(shown) == 1
+
+
+def test_the_ratio_to_the_rules_peak_is_of_the_peak_shown(record: RunRecord, tmp_path: Path) -> None:
+    """A tiny GPT-2's test found 0.015453 (shown, and trained from, as 0.0155) against the rules'
+    5e-05: fit's note said ×310, the page ×309 beside the 0.0155 it showed."""
+    assert record.finder is not None
+    assert record.recommendation is not None
+    rec = {**record.recommendation, "peak_lr": 5e-05, "low": 5e-06, "high": 5e-04}
+    finder = {**record.finder, "peak_lr": 0.015453319133751186, "details": {"drop_sigma": [40.0]}}
+    text = _parse(write_report(dataclasses.replace(record, recommendation=rec, finder=finder), tmp_path)).words()
+    assert "The range test's peak 0.0155 is above the rules' band 5e-06 – 0.0005 (×310 the rules' peak)" in text
+
+
+def test_layer_ratios_measured_once_are_drawn(tmp_path: Path) -> None:
+    """A run of one measured update drew an empty per-layer plot (a line through one point)."""
+    stats = LayerStats(names=["hidden.weight"], steps=[0], ratios=[[3e-3]])
+    png = plot_layer_ratios(stats, tmp_path / "layers.png")
+    assert _pixels_of(png, "#1f77b4") > 10  # matplotlib's first line colour

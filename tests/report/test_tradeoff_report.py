@@ -5,6 +5,7 @@ trade-off has no such section; ``run.json`` keeps the trade-off."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_the_tradeoff_follows_the_tuning_section(tmp_path: Path) -> None:
     page = index.read_text(encoding="utf-8")
     assert page.index('<section id="tune">') < page.index('<section id="tradeoff">') < page.index('id="schedule"')
     assert _parse(index).images == ["tune.png", "tradeoff.png", "training.png"]
-    assert "of the rules' peak" in _parse(index).words()  # no range test in this record
+    assert "⅛ of 0.01 (the rules' peak) and was scored" in _parse(index).words()  # no range test in this record
 
 
 def test_the_tradeoff_figure_is_a_png(report: Path) -> None:
@@ -122,7 +123,8 @@ def test_the_sentence_and_the_table_tell_the_tradeoff(report: Path, record: RunR
     assert record.tradeoff is not None
     text = _parse(report).words()
     assert (
-        "Each probe trained the recipe for 20% of the run at 1, ½, ¼ and ⅛ of the range test's peak and was "
+        "Each probe trained the recipe for 20% of the run at 1, ½, ¼ and ⅛ of "
+        f"{record.tradeoff['points'][0]['peak_lr']:.3g} (the range test's peak) and was "
         "scored score = val loss + 2 × drift, drift being the mean cosine distance" in text
     )
     assert "the lowest score was trained." in text
@@ -231,3 +233,18 @@ def test_chromium_loads_the_tradeoff_figure(report: Path, tmp_path: Path) -> Non
     for src, complete, width in status:
         assert complete, src
         assert width > 500, src
+
+
+def test_probes_below_a_peak_the_horizon_law_scaled_say_so(record: RunRecord, tmp_path: Path) -> None:
+    """fit probes fractions of the peak it would train, the range test's scaled to the run's length:
+    a tiny GPT-2's probes at 0.031 … 0.00387 (its test's peak 0.0155, ×2 for a 40-step run) were
+    said to be fractions of the range test's peak."""
+    assert record.finder is not None
+    found = record.finder["peak_lr"]
+    horizon = {"found": found, "factor": 2.0, "reference_steps": 150, "steps": 40, "capped": False}
+    scaled = dataclasses.replace(record, horizon=horizon, tradeoff=tradeoff_section(2.0 * found))
+    text = _parse(write_report(scaled, tmp_path)).words()
+    assert (
+        f"at 1, ½, ¼ and ⅛ of {2.0 * found:.3g} (the range test's peak {found:.3g} scaled to the run's length "
+        "by the horizon law) and was scored" in text
+    )

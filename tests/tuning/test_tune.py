@@ -110,7 +110,11 @@ def test_a_trials_outcome_says_what_happened_to_it() -> None:
 def test_a_rerun_continues_the_study_without_repeating_anything(tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    notes = json.loads((out / "run.json").read_text(encoding="utf-8"))["notes"]
+    assert sum(note.startswith("range test peak") for note in notes) == 1  # a new study's record said it twice
     again = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    notes = json.loads((out / "run.json").read_text(encoding="utf-8"))["notes"]
+    assert sum(note.startswith("range test peak") for note in notes) == 1
     assert any("continued the study" in note for note in again.notes)
     assert [t.to_dict() for t in again.trials] == [t.to_dict() for t in first.trials]
     assert again.best == first.best

@@ -301,7 +301,10 @@ def train_guarded(
         kept = _run_state(guard, optimizer, scaler, model, tracker, evals, mark) if resumable else None
     except GuardGaveUpError as exc:
         status = "gave_up"
-        notes.append(f"the guard gave up at step {guard.step_count}: {exc}; its last good state was saved")
+        # its reason says the step it gave up at and the step restored (guard.step_count is that one)
+        reason = str(exc).rstrip(".")
+        reason = reason if reason.startswith("gave up at step") else f"gave up at step {guard.step_count}: {reason}"
+        notes.append(f"the guard {reason}; its last good state was saved")
     finally:
         report = _closed(guard, clock, started, evaluating)
     if status != "finished":
@@ -631,15 +634,18 @@ def after_run(trained: Trained, epochs: float | None = None) -> list[str]:
     that answers one class whatever the input (`one_answer`), one clearly better at an earlier
     evaluation than at the end (`worse_at_end`; `epochs`: how many times the run went over its
     data, where known), a causal LM that predicts worse than a uniform guess (`above_uniform`).
-    Nothing where the saved weights were not evaluated (a second Ctrl-C)."""
+    Nothing where the saved weights were not evaluated (a second Ctrl-C). A run the guard gave up
+    on is not judged worse at its end: its weights are the last good state it went back to, before
+    evaluations made on the way it abandoned, and advice to shorten the run would mislead."""
     if not trained.final:
         return []
     history = trained.history
     examples = history.eval_examples or QUICK_EVAL
     accuracy = history.eval_metrics.get("accuracy")
+    worse = worse_at_end(history.eval_steps, history.eval_loss, accuracy, examples=examples, epochs=epochs)
     notes = [
         one_answer(trained.top_share, trained.final.get("val_accuracy")),
-        worse_at_end(history.eval_steps, history.eval_loss, accuracy, examples=examples, epochs=epochs),
+        None if trained.status == "gave_up" else worse,
         above_uniform(trained.final.get("val_loss"), trained.vocab),
     ]
     return [note for note in notes if note]

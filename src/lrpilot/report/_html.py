@@ -54,6 +54,7 @@ h3{font-size:15px;margin:16px 0 6px}.sub{color:#586069;margin:0 0 16px}
 .card .k{color:#586069;font-size:12px}.card .v{font-size:21px;font-weight:600}
 .notes{background:#fff8c5;border:1px solid #e3c74a;border-radius:6px;padding:8px 12px 8px 30px}
 .verdict{font-size:16px;padding:8px 12px;border-left:4px solid #1f6feb;background:#f1f8ff}
+.interrupted-note{border-left-color:#dbab09;background:#fff8c5}.gave_up-note,.failed-note{border-left-color:#d73a49;background:#ffeef0}
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:20px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #e1e4e8;padding:3px 8px;text-align:left;vertical-align:top}
@@ -203,9 +204,28 @@ def _total_time(timings: Mapping[str, float]) -> float:
     return sum(float(v) for v in timings.values() if math.isfinite(v))
 
 
+_HOW_IT_RAN = ("interrupted by the user", "the guard gave up", "resumed at step")
+"""The beginnings of fit's notes on how a run ended or went on: the header shows them, first."""
+
+_ENDED = {
+    "interrupted": "The run was stopped before its last step: the metrics and figures are of the weights then.",
+    "gave_up": "The guard gave up on this run and restored its last good state: the metrics are of that state.",
+    "failed": "The run failed with an error: what it logged before is shown.",
+}
+
+
+def _how_it_ran(record: RunRecord) -> list[str]:
+    """fit's notes saying how the run ended or that it was resumed; for a run that did not finish
+    and has none (anyone's loop), a sentence for its status."""
+    said = [n for n in record.notes if n.startswith(_HOW_IT_RAN)]
+    generic = _ENDED.get(record.status)
+    return said if said or generic is None else [generic]
+
+
 def _header(record: RunRecord) -> str:
     steps = record.history.steps
-    ran = f", last logged step {int(steps[-1]):,}" if len(steps) else ""
+    # steps are logged by the index of their update (0 first), as fit's notes and summary count them
+    ran = f"{int(steps[-1]) + 1:,} of " if len(steps) else ""
     status = record.status.replace("_", " ")
     on = "" if record.device is None else f" · on {_e(record.device)}"
     on += "" if record.precision in (None, "fp32") else f" in {_e(record.precision)}"
@@ -216,18 +236,20 @@ def _header(record: RunRecord) -> str:
     card_html = "".join(
         f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div></div>' for k, v in cards
     )
+    how = "".join(f'<p class="verdict {_e(record.status)}-note">{_e(n)}</p>' for n in _how_it_ran(record))
     return (
         f"<header><h1>{_e(record.title)}</h1>"
         f'<p class="sub">{_e(record.task)} · <span class="badge {_e(record.status)}">{_e(status)}</span>'
-        f" · {record.total_steps:,} steps planned{ran}{on}</p>"
+        f" · {ran}{record.total_steps:,} steps{on}</p>{how}"
         f'<div class="cards">{card_html}</div></header>'
     )
 
 
 def _notes(record: RunRecord) -> str:
-    if not record.notes:
+    notes = [n for n in record.notes if not n.startswith(_HOW_IT_RAN)]  # the header shows those
+    if not notes:
         return ""
-    items = "".join(f"<li>{_e(n)}</li>" for n in record.notes)
+    items = "".join(f"<li>{_e(n)}</li>" for n in notes)
     return f'<section id="notes"><ul class="notes">{items}</ul></section>'
 
 
@@ -236,7 +258,9 @@ def _agreement(rec: Mapping[str, Any], finder: Mapping[str, Any]) -> str:
     for a test whose fall was within its noise and whose peak is outside the band (fit then trains
     at the band's nearest end), that it was too weak to overrule them."""
     peak, low, high = float(finder["peak_lr"]), float(rec["low"]), float(rec["high"])
-    ratio = peak / float(rec["peak_lr"])
+    # the ratio of the peak as shown (3 digits, the ones fit keeps): fit's note says ×310 for 0.0155
+    # over 5e-05, where the test's 0.015453 would give ×309
+    ratio = float(f"{peak:.3g}") / float(rec["peak_lr"])
     band = f"{_num(low, '.3g')} – {_num(high, '.3g')}"
     clarity = min(finder.get("details", {}).get("drop_sigma") or [math.inf])
     if clarity < CLEAR_FALL and not low <= peak <= high:
@@ -458,6 +482,23 @@ def _tune(record: RunRecord, figure: str | None) -> str:
     return _figure_section("tune", "Tuning", body, "", intro)
 
 
+def _probed(record: RunRecord, trade: Mapping[str, Any]) -> str:
+    """The peak the trade-off's probes are fractions of (its highest probe), and where it came
+    from: fit probes below the peak it would have trained, the range test's scaled to the run's
+    length by the horizon law where that applied, not the test's own."""
+    top = max((lr for p in trade.get("points") or [] if (lr := _finite(p.get("peak_lr"))) is not None), default=None)
+    if top is None:
+        return "the peak found"
+    h = record.horizon
+    if h is not None and _horizon_gave(record, h, top):
+        source = f"the range test's peak {_num(h.get('found'), '.3g')} scaled to the run's length by the horizon law"
+    elif record.finder is not None and math.isclose(top, float(record.finder["peak_lr"]), rel_tol=0.02):
+        source = "the range test's peak"
+    else:
+        source = "the rules' peak" if record.finder is None else "the peak found"
+    return f"{_num(top, '.3g')} ({source})"
+
+
 def _tradeoff(record: RunRecord, figure: str | None) -> str:
     """The forgetting trade-off ``lrpilot fit --forgetting-weight`` made (a sentence, its figure and
     a table of the probes); nothing for a run without one."""
@@ -465,10 +506,10 @@ def _tradeoff(record: RunRecord, figure: str | None) -> str:
     if trade is None:
         return ""
     share = _finite(trade.get("probe_share"))
-    source = "the range test's peak" if record.finder is not None else "the rules' peak"
     intro = (
         f"<p>Each probe trained the recipe for {'—' if share is None else format(share, '.0%')} of the run at "
-        f"1, ½, ¼ and ⅛ of {source} and was scored <code>score = val loss + {_num(trade.get('weight'), 'g')} × "
+        f"1, ½, ¼ and ⅛ of {_probed(record, trade)} and was scored <code>score = val loss + "
+        f"{_num(trade.get('weight'), 'g')} × "
         "drift</code>, drift being the mean cosine distance of the model's sentence embeddings from the "
         "original's on the retention texts (0 = unchanged); the lowest score was trained.</p>"
     )

@@ -37,9 +37,18 @@ ACTION_STYLE = {  # marker, colour
 }
 
 
+_FEW_POINTS = 30  # a curve of this many points or fewer gets a dot on each: a line through one draws nothing
+
+
+def _points_style(n: int) -> dict[str, Any]:
+    """The marker of a curve of `n` points: a dot each where they are few, none otherwise."""
+    return {"marker": "o", "markersize": 3} if n <= _FEW_POINTS else {}
+
+
 def _loss_axis(ax: Any, steps: np.ndarray, loss: np.ndarray) -> None:
     finite = np.isfinite(loss)
-    ax.plot(steps[finite], loss[finite], color="#1f6feb", linewidth=0.8, label="training loss")
+    style = _points_style(int(finite.sum()))
+    ax.plot(steps[finite], loss[finite], color="#1f6feb", linewidth=0.8, label="training loss", **style)
     bad = ~finite
     if bad.any():
         top = float(np.max(loss[finite])) if finite.any() else 1.0

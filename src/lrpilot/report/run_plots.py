@@ -14,13 +14,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from lrpilot.report.guard_plots import ACTION_STYLE, _loss_axis, _save
+from lrpilot.report.guard_plots import ACTION_STYLE, _loss_axis, _points_style, _save
 from lrpilot.report.plots import _pyplot
 
 if TYPE_CHECKING:
     from lrpilot.report._run import LayerStats, TrainingHistory
 
-__all__ = ["RATIO_BAND", "RATIO_TARGET", "layer_verdicts", "plot_layer_ratios", "plot_training", "positions"]
+__all__ = [
+    "RATIO_BAND",
+    "RATIO_TARGET",
+    "action_labels",
+    "eval_positions",
+    "layer_verdicts",
+    "plot_layer_ratios",
+    "plot_training",
+    "positions",
+]
 
 RATIO_TARGET = 1e-3
 """The rule of thumb for ‖Δw‖ / ‖w‖ per update: about 1e-3 (Karpathy, CS231n notes "Neural
@@ -31,6 +40,7 @@ RATIO_BAND = (1e-4, 1e-2)
 """A layer whose typical ratio lies outside this decade either side of `RATIO_TARGET` is flagged."""
 
 _MAX_LABELS = 12  # more guard actions than this get markers but no text, to stay legible
+_LABEL_GAP = 0.02  # actions nearer than this share of the x axis share one text (7-pt text is ~1.5 % wide)
 _MAX_LAYER_LINES = 10  # more layers than this: the flagged ones in colour, the rest in grey
 
 
@@ -54,6 +64,32 @@ def positions(logged: Sequence[int], wanted: Sequence[int]) -> npt.NDArray[np.in
     return out
 
 
+def eval_positions(logged: Sequence[int], evals: Sequence[int]) -> npt.NDArray[np.int64]:
+    """For each evaluation in `evals` (the steps done when it ran, in time order), the index of the
+    logged step it followed, or −1.
+
+    An evaluation after ``n`` steps follows the update logged as step ``n − 1``; each one moves the
+    scan past its match, so the same step evaluated again after a rollback lands on the pass it was
+    made in. The last one, not found ahead, is the saved weights' scored after the run (a guard
+    that gave up restored an earlier step): it lands at the end.
+    """
+    steps = np.asarray(logged, dtype=np.int64)
+    out = np.full(len(evals), -1, dtype=np.int64)
+    cursor = 0
+    for k, done in enumerate(evals):
+        rest = steps[cursor:]
+        ahead = np.nonzero(rest == done - 1)[0]
+        if not ahead.size and k == len(evals) - 1 and steps.size:
+            out[k] = steps.size - 1
+            continue
+        if not ahead.size:  # logged more sparsely than evaluated: the next logged step
+            ahead = np.nonzero(rest >= done - 1)[0]
+        if ahead.size:
+            out[k] = cursor + int(ahead[0])
+            cursor = int(out[k]) + 1
+    return out
+
+
 def _x_axis(history: TrainingHistory) -> tuple[npt.NDArray[np.float64], str]:
     """Optimizer steps when they only go forward; log entries when a rollback sent them back."""
     steps = np.asarray(history.steps, dtype=np.float64)
@@ -62,12 +98,35 @@ def _x_axis(history: TrainingHistory) -> tuple[npt.NDArray[np.float64], str]:
     return np.arange(steps.size, dtype=np.float64), "logged points (a rollback sends the step back, not the data)"
 
 
+def action_labels(x: Sequence[float], kinds: Sequence[str], span: float) -> list[tuple[float, str, str]]:
+    """The texts written over the guard's action lines, ``(x, text, kind)`` each: actions closer
+    than `_LABEL_GAP` of the axis' `span` to the first of a group share one text (``skip ×3,
+    rollback``), which is drawn in the colour of that first one's kind; one text per action would
+    be written over the others."""
+    groups: list[tuple[float, dict[str, int]]] = []
+    for at, kind in zip(x, kinds, strict=True):
+        if groups and at - groups[-1][0] < _LABEL_GAP * span:
+            counts = groups[-1][1]
+            counts[kind] = counts.get(kind, 0) + 1
+        else:
+            groups.append((at, {kind: 1}))
+    return [
+        (
+            at,
+            ", ".join(kind.replace("_", " ") + (f" ×{n}" if n > 1 else "") for kind, n in counts.items()),
+            next(iter(counts)),
+        )
+        for at, counts in groups
+    ]
+
+
 def _mark_actions(
     axes: Sequence[Any], x: npt.NDArray[np.float64], history: TrainingHistory, actions: Sequence[dict[str, Any]]
 ) -> None:
     """A vertical line on every panel per guard action, its kind written at the top of the loss panel."""
     where = positions(history.steps, [int(a["step"]) for a in actions])
     seen: set[str] = set()
+    drawn: list[tuple[float, str]] = []
     for action, i in zip(actions, where, strict=True):
         kind = str(action.get("action", "?"))
         if i < 0:
@@ -75,21 +134,24 @@ def _mark_actions(
         color = ACTION_STYLE.get(kind, ("o", "#959da5"))[1]
         label = None if kind in seen else f"guard: {kind.replace('_', ' ')}"
         seen.add(kind)
+        drawn.append((float(x[i]), kind))
         for n, ax in enumerate(axes):
             ax.axvline(x[i], color=color, alpha=0.6, linewidth=1, linestyle="--", label=label if n == 0 else None)
-        if len(actions) <= _MAX_LABELS:
-            top = axes[0]
-            top.annotate(
-                kind.replace("_", " "),
-                (x[i], 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(2, -10),
-                textcoords="offset points",
-                fontsize=7,
-                color=color,
-                rotation=90,
-                va="top",
-            )
+    if not drawn or len(actions) > _MAX_LABELS:
+        return
+    span = float(x[-1] - x[0]) if x.size > 1 else 1.0
+    for at, text, kind in action_labels([at for at, _ in drawn], [kind for _, kind in drawn], span):
+        axes[0].annotate(
+            text,
+            (at, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -10),
+            textcoords="offset points",
+            fontsize=7,
+            color=ACTION_STYLE.get(kind, ("o", "#959da5"))[1],
+            rotation=90,
+            va="top",
+        )
 
 
 def _mark_ramp_start(axes: Sequence[Any], steps: int | None) -> bool:
@@ -109,7 +171,7 @@ def _eval_points(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, 
     if by_step:
         ex = np.asarray(history.eval_steps, dtype=np.float64)
     else:
-        where = positions(history.steps, history.eval_steps)
+        where = eval_positions(history.steps, history.eval_steps)
         ex = np.where(where >= 0, x[np.maximum(where, 0)], np.nan)
     n = history.eval_examples
     label = "eval loss" if n is None else f"eval loss ({n} examples, the same each time)"
@@ -124,7 +186,7 @@ def _eval_points(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, 
 def _lr_axis(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, xlabel: str) -> None:
     lr = np.asarray(history.lr, dtype=np.float64)
     ok = np.isfinite(lr)
-    ax.plot(x[ok], lr[ok], color="#e36209", linewidth=1.4, label="learning rate")
+    ax.plot(x[ok], lr[ok], color="#e36209", linewidth=1.4, label="learning rate", **_points_style(int(ok.sum())))
     positive = lr[ok & (lr > 0)]
     if positive.size and float(positive.max()) > 50 * float(positive.min()):
         ax.set_yscale("log")
@@ -205,7 +267,7 @@ def plot_layer_ratios(stats: LayerStats, path: str | Path, *, title: str | None 
         for j, (name, _, verdict) in enumerate(verdicts):
             ok = np.isfinite(ratios[:, j]) & (ratios[:, j] > 0)
             flagged = verdict in ("low", "high")
-            style: dict[str, Any] = {"linewidth": 2.0 if flagged else 1.0}
+            style: dict[str, Any] = {"linewidth": 2.0 if flagged else 1.0, **_points_style(int(ok.sum()))}
             if many and not flagged:
                 style.update(color="#c8ced6", label=None)
             else:

@@ -650,7 +650,8 @@ def _finish(
     timings["total"] = clock.elapsed
     if record is not None:
         record.title = f"lrpilot tune: {runner.target.label}"
-        record.notes = [*config.finder.get("notes", []), *notes]
+        # a new study's notes begin with the range test's already; a continued one's do not
+        record.notes = list(dict.fromkeys([*config.finder.get("notes", []), *notes]))
         record.timings = timings
         record.tune = tune_dict(trials, space, best.number, equivalents, config.finder)
         if report:
