@@ -66,6 +66,30 @@ def test_an_interrupted_fit_resumed_ends_as_the_uninterrupted_one_to_the_bit(tmp
         fit(resume=tmp_path / "run")
 
 
+def test_a_fit_resumed_on_another_number_of_threads_trains_on_the_fits_own(tmp_path: Path) -> None:
+    """`lrpilot fit --resume` ran a built-in task, trained on one thread, on torch's default: its
+    sums split otherwise, and digits ended 0.0822126716 against the uninterrupted 0.0822126791.
+    The checkpoint keeps the thread count; the caller's is back after the resume."""
+    caller = torch.get_num_threads()
+
+    def stop(step: int, lr: float, loss: float) -> None:
+        if step == 100:
+            raise KeyboardInterrupt
+
+    try:
+        torch.set_num_threads(1)
+        whole = fit("digits", budget=300, out=tmp_path / "whole", report=False)
+        assert fit("digits", budget=300, out=tmp_path / "run", report=False, callback=stop).status == "interrupted"
+        torch.set_num_threads(2)
+        resumed = fit(resume=tmp_path / "run", report=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(caller)
+    assert resumed.metrics == whole.metrics
+    for a, b in zip(_weights(resumed.model), _weights(whole.model), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_resume_takes_the_interrupted_fits_own_settings(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"fit: --resume takes the interrupted fit's own settings; drop budget, seed"):
         fit(resume=tmp_path, seed=3, budget=100)

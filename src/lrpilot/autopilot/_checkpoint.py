@@ -94,6 +94,10 @@ class Checkpoint:
     state: RunState
     files: dict[str, str] = dataclasses.field(default_factory=dict)
     """The SHA-256 of the data files it read (`digests`), to refuse a resume on other data."""
+    threads: int | None = None
+    """torch's CPU threads the fit trained on: its resume trains on as many (`lrpilot fit --resume`
+    had resumed a built-in task, trained on one, on torch's default, and digits ended 0.0822126716
+    against the uninterrupted 0.0822126791). None: a checkpoint written before they were kept."""
     format: int = FORMAT
 
     def save(self, run_dir: Path) -> Path:

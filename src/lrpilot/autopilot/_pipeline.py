@@ -42,6 +42,7 @@ from lrpilot.autopilot._training import AUDIT_FILE, MODEL_FILE, Trained, after_r
 from lrpilot.rules import Recommendation, recommend
 from lrpilot.schedules import Schedule
 from lrpilot.tasks import Recipe, Task
+from lrpilot.tasks._base import torch_threads
 from lrpilot.tasks._device import Precision, describe_device, resolve_device, resolve_precision
 
 __all__ = ["AUDIT_FILE", "MODEL_FILE", "FitResult", "Progress", "check_arguments", "fit", "new_run_dir", "run_record"]
@@ -349,6 +350,7 @@ def fit(
             record=before | {"timings": done},
             state=trained.state,
             files=digests(arguments),
+            threads=torch.get_num_threads(),
         ).save(run_dir)
     if plan is not None and plan.seconds is not None:
         trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
@@ -527,6 +529,14 @@ def _resumed_fit(run_dir: Path, *, report: bool, progress: Progress, callback: S
     the loop's state put back, trained to the end of its run; the directory's model and report updated."""
     saved = Checkpoint.load(run_dir)
     check_unchanged(saved)
+    with torch_threads(saved.threads):
+        return _go_on(saved, run_dir, report=report, progress=progress, callback=callback)
+
+
+def _go_on(
+    saved: Checkpoint, run_dir: Path, *, report: bool, progress: Progress, callback: StepCallback | None
+) -> FitResult:
+    """`_resumed_fit`'s work, on the threads the fit trained on."""
     args = saved.arguments
     clock = Clock()
     clock.timings.update({k: v for k, v in saved.record["timings"].items() if k != "total"})

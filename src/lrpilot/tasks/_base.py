@@ -179,9 +179,18 @@ def one_thread(enabled: bool = True) -> Iterator[None]:
     The built-in tasks run so: they are small, a second thread only contends, and their numbers are
     then the same on every machine (a study's workers, the benchmarks). A user's model keeps
     torch's default (``enabled=False``)."""
+    with torch_threads(1 if enabled else None):
+        yield
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Torch on `count` CPU threads inside the block (None: as it is), the caller's count restored
+    after. A sum split over another number of threads rounds otherwise, so a run that must repeat
+    another to the bit (a resumed fit) runs on as many as it did."""
     threads = torch.get_num_threads()
-    if enabled:
-        torch.set_num_threads(1)
+    if count is not None:
+        torch.set_num_threads(count)
     try:
         yield
     finally:
