@@ -92,6 +92,16 @@ def test_trouble_right_after_a_resume_asks_for_a_fresh_warmup() -> None:
     assert d.advice[1].action == "halve_lr"
 
 
+def test_a_log_resumed_many_times_asks_for_a_fresh_warmup_once() -> None:
+    """Each resume in reach of the trouble had added the same advice again."""
+    loss = curves.clean(n=2000, seed=3)
+    loss[1010:1014] *= 3.0
+    s = Series(steps=np.arange(2000), loss=loss, lr=np.full(2000, 2e-4), resumes=(960, 980, 1000))
+    fresh = [a for a in diagnose(s).advice if a.action == "fresh_warmup"]
+    assert len(fresh) == 1
+    assert "right after the run resumed at step 1000" in fresh[0].reason
+
+
 def test_oscillation_asks_for_a_lower_lr() -> None:
     rng = np.random.default_rng(4)
     loss = 1.0 + 0.1 * (-1.0) ** np.arange(600) + 0.01 * rng.standard_normal(600)

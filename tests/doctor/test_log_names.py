@@ -63,6 +63,35 @@ def test_a_run_json_with_nan_losses_round_trips_them_as_non_finite(tmp_path: Pat
     assert any(f.kind == "non_finite" for f in diagnosis.findings)
 
 
+def test_a_run_json_whose_guard_rolled_back_is_read_as_replayed_not_resumed(tmp_path: Path) -> None:
+    """A fit the guard rolled back logs the replayed steps again. Read as a resumed run, a gave-up
+    fit had "the trouble begins at step 48, right after the run resumed at step 48" once a
+    rollback (8 times), its trouble having begun at step 80."""
+    run = logs.run_arrays(n=120)
+    first = run["loss"][:100].tolist()
+    first[80:83] = [math.nan] * 3  # NaN at steps 81-83 (the run's steps start at 1), rolled back to step 60
+    steps = run["step"][:100].tolist() + run["step"][59:].tolist()
+    loss = first + run["loss"][59:].tolist()
+    lr = run["lr"][:100].tolist() + run["lr"][59:].tolist()
+    rollback = {"step": 83, "action": "rollback", "reason": "nan"}
+    RunRecord(
+        title="rolled back",
+        task="t",
+        total_steps=120,
+        history=TrainingHistory(steps=steps, loss=loss, lr=lr),
+        guard_actions=[{"step": 81, "action": "skip"}, rollback],
+    ).write_json(tmp_path / "run.json")
+    series = read(tmp_path / "run.json")
+    assert series.resumes == ()
+    assert series.steps.tolist() == run["step"].tolist()
+    assert np.isfinite(series.loss).all()  # the replayed pass is the run as it ended
+    notes = " ".join(series.notes)
+    assert "resumed run" not in notes
+    assert "the guard rolled back 1 time(s)" in notes
+    assert "the run's first non-finite loss, in its own order, came at step 81" in notes
+    assert all(a.action != "fresh_warmup" for a in diagnose(series).advice)
+
+
 def test_a_finite_run_json_reads_as_before(tmp_path: Path) -> None:
     run = logs.run_arrays(n=80)
     history = TrainingHistory(steps=run["step"].tolist(), loss=run["loss"].tolist(), lr=run["lr"].tolist())

@@ -139,22 +139,24 @@ def advise(series: Series, events: list[Finding]) -> tuple[Advice, ...]:
 
     if trouble:
         first = min(int(e.start or e.step) for e in trouble)
-        for resume in series.resumes:
-            if resume <= first <= resume + max(100, total // 20):
-                steps = max(warmup, 100, total // 100)
-                base = spec(peak)
-                sched = f"rewarmup(base={base}, at={resume}, steps={steps})" if base else None
-                out.append(
-                    Advice(
-                        "fresh_warmup",
-                        f"the trouble begins at step {first}, right after the run resumed at step {resume}; "
-                        f"without the optimizer state Adam starts from zero moments: warm up again over {steps} steps",
-                        "resume",
-                        peak,
-                        steps,
-                        sched,
-                    )
+        # the last resume before the trouble, once (a log resumed many times had it once a resume)
+        near = [r for r in series.resumes if r <= first <= r + max(100, total // 20)]
+        if near:
+            resume = near[-1]
+            steps = max(warmup, 100, total // 100)
+            base = spec(peak)
+            sched = f"rewarmup(base={base}, at={resume}, steps={steps})" if base else None
+            out.append(
+                Advice(
+                    "fresh_warmup",
+                    f"the trouble begins at step {first}, right after the run resumed at step {resume}; "
+                    f"without the optimizer state Adam starts from zero moments: warm up again over {steps} steps",
+                    "resume",
+                    peak,
+                    steps,
+                    sched,
                 )
+            )
         collapse = "collapse" in kinds
         lr = None if peak is None else peak / 2
         what = "collapsed to a flat loss after blowing up" if collapse else _trouble_words(trouble)

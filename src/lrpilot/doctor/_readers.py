@@ -251,7 +251,8 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json", loss_column
     """lrpilot's own `run.json` (what `lrpilot fit` and `lrpilot tune` write): every step the guard
     judged, with its loss and LR, the evaluations, and the task's classes (the chance level) and
     batch size where fit recorded them. A step the guard replayed after a rollback appears twice;
-    the later one wins, as in any resumed log.
+    the later one wins, as in any resumed log, and the notes say so (never "a resumed run") and
+    where the first non-finite loss came in the run's own order.
 
     JSON has no NaN, so the report writer stores a non-finite loss as ``null`` (`json_safe`); a
     null loss here is that non-finite loss (NaN or ±Inf, no longer told apart), never a step
@@ -274,6 +275,9 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json", loss_column
         builder.add(step, loss=math.nan if loss is None else loss, lr=lr)
     for step, value in zip(history.get("eval_steps") or [], history.get("eval_loss") or [], strict=False):
         builder.add(step, eval_loss=math.nan if value is None else value)
+    rollbacks = [a for a in data.get("guard_actions") or [] if isinstance(a, Mapping) and a.get("action") == "rollback"]
+    if rollbacks:
+        builder.replays = _replay_note(len(rollbacks), steps, losses)
     nulls = sum(loss is None for loss in losses)
     if nulls:
         builder.notes.append(
@@ -287,6 +291,21 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json", loss_column
     if chance is not None and not (number and math.isfinite(chance) and chance > 0):
         raise DoctorInputError(f"{source}: 'chance_loss' must be a finite number > 0, got {chance!r}")
     return dataclasses.replace(builder.build(), classes=classes, batch_size=batch, chance_loss=chance)
+
+
+def _replay_note(rollbacks: int, steps: list[Any], losses: list[Any]) -> str:
+    """What the steps a guard's rollbacks replayed mean for the reading: the last pass of each step
+    is the run as it ended, and the first non-finite loss in the order the run met it (a replayed
+    step's came later, at an earlier step: a run that gave up read as "first at step 48, right after
+    the run resumed at step 48", its trouble having begun at step 80)."""
+    first = next(
+        (step for step, loss in zip(steps, losses, strict=True) if loss is None or not math.isfinite(loss)), None
+    )
+    when = "" if first is None else f"; the run's first non-finite loss, in its own order, came at step {first}"
+    return (
+        f"the guard rolled back {rollbacks} time(s), replaying the steps since its snapshot: the last pass of each "
+        f"step is kept (the run as it ended){when}"
+    )
 
 
 def read_trainer_state(stream: TextIO, source: str = "trainer_state.json", loss_column: str | None = None) -> Series:

@@ -134,6 +134,9 @@ class SeriesBuilder:
         self.skipped: dict[str, int] = {}
         self.notes: list[str] = []
         self.no_loss_hint = ""
+        self.replays: str | None = None
+        """Why the log's steps go back, where its reader knows (lrpilot's run.json: the guard's
+        rollbacks replay steps): said instead of `order_notes`' reading, and no step is a resume."""
 
     def skip(self, why: str) -> None:
         """Count a row that could not be used, by reason (reported once per reason)."""
@@ -227,7 +230,9 @@ class SeriesBuilder:
 
         notes = list(self.notes)
         resumes: tuple[int, ...] = ()
-        if keep is not None:
+        if keep is not None and self.replays is not None:
+            notes.append(self.replays)
+        elif keep is not None:
             order, resumes = order_notes(steps, keep)
             notes.extend(order)
         if self.skipped:
