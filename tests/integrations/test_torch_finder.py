@@ -487,6 +487,32 @@ def test_loss_that_does_not_reach_the_parameters() -> None:
     assert_same(before, snapshot(model, optimizer))
 
 
+@pytest.mark.parametrize(
+    ("loss_fn", "message"),
+    [
+        (lambda out, y: ce(out, y, reduction="none"), r"got a tensor of shape \(32,\); reduce it"),
+        (lambda out, y: {"loss": ce(out, y)}, r"got dict \(return the loss tensor itself"),
+        (lambda out, y: (ce(out, y), out), r"got tuple \(return the loss tensor itself"),
+    ],
+)
+def test_a_loss_that_is_not_a_scalar_is_named(loss_fn: Any, message: str) -> None:
+    """A per-sample loss used to be reported as "must be a scalar tensor, got Tensor": it was one."""
+    model, optimizer, before = _setup()
+    with pytest.raises(RangeTestError, match=message):
+        find_lr(model, optimizer, loader(), loss_fn)
+    assert_same(before, snapshot(model, optimizer))
+
+
+def test_a_model_on_the_meta_device_is_refused_before_anything_runs() -> None:
+    """A model built under torch.device("meta") used to fail in the snapshot with torch's
+    "Cannot copy out of meta tensor; no data!", which names neither the model nor the fix."""
+    with torch.device("meta"):
+        model = nn.Linear(64, 10)
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.raises(ValueError, match=r"on the 'meta' device \(2, e.g. 'weight'\).*to_empty"):
+        find_lr(model, optimizer, loader(), ce)
+
+
 def test_batch_layout_errors() -> None:
     model, optimizer, _ = _setup()
     x, _ = digits()

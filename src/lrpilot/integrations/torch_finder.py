@@ -240,8 +240,14 @@ class _Loop:
 
 
 def _check_loss(loss: object) -> None:
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise RangeTestError(f"range test: the loss must be a scalar tensor, got {type(loss).__name__}")
+    if isinstance(loss, torch.Tensor) and loss.numel() != 1:
+        raise RangeTestError(
+            f"range test: the loss must be a scalar tensor, got a tensor of shape {tuple(loss.shape)}; "
+            "reduce it (reduction='mean', or .mean()) as your training loop does"
+        )
+    if not isinstance(loss, torch.Tensor):
+        hint = " (return the loss tensor itself, e.g. out['loss'])" if isinstance(loss, Mapping | tuple) else ""
+        raise RangeTestError(f"range test: the loss must be a scalar tensor, got {type(loss).__name__}{hint}")
     if not loss.requires_grad:
         raise RangeTestError(
             "range test: the loss does not require grad (no trainable parameter reaches it, or it was detached)"
@@ -300,6 +306,13 @@ def _check_setup(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[flo
         raise TypeError(f"find_lr: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("find_lr: the model has no trainable parameters (every parameter has requires_grad=False)")
+    meta = [n for n, p in model.named_parameters() if p.is_meta]
+    if meta:
+        raise ValueError(
+            f"find_lr: the model's parameters are on the 'meta' device ({len(meta)}, e.g. {meta[0]!r}): they hold "
+            "no values to train or restore; materialise the model first (model.to_empty(device=...) and load "
+            "its weights, or build it outside torch.device('meta'))"
+        )
     if not any(p.requires_grad for g in optimizer.param_groups for p in g["params"]):
         raise ValueError("find_lr: the optimizer holds no trainable parameters")
     if any("initial_lr" in g for g in optimizer.param_groups):
