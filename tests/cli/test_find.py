@@ -199,6 +199,33 @@ def test_thorough_mode_runs_several_range_tests() -> None:
     assert p["band"][0] <= p["peak_lr"] <= p["band"][1]
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_during_the_range_test_says_how_far_it_got(tmp_path: Path, as_json: bool) -> None:
+    """Ctrl-C used to end `lrpilot find` with status 130 and no output at all (the bar is transient)."""
+    body = """
+    def setup():
+        model, optimizer, data, loss_fn = parts()
+        calls = [0]
+
+        def interrupted_at_30(out, y):
+            calls[0] += 1
+            if calls[0] == 30:
+                raise KeyboardInterrupt  # what Ctrl-C raises in the middle of a step
+            return loss_fn(out, y)
+
+        return model, optimizer, data, interrupted_at_30
+    """
+    path = _script(tmp_path, body)
+    result = runner.invoke(app, ["find", "--script", str(path), *(["--json"] if as_json else [])])
+    assert result.exit_code == 130, result.output
+    assert "range test interrupted after 29 of 100 steps (lr " in " ".join(result.stderr.split())
+    assert "no suggestion from a partial curve" in result.stderr
+    if as_json:
+        assert json.loads(result.stdout)["error"].startswith("range test interrupted after 29 of 100 steps")
+    else:
+        assert "suggested peak" not in result.stdout
+
+
 @pytest.mark.parametrize("shape", sorted(RETURNS))
 def test_a_script_returning_a_dict_a_tuple_or_a_dataclass(tmp_path: Path, shape: str) -> None:
     path = _script(tmp_path, RETURNS[shape])

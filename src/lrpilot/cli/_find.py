@@ -340,6 +340,29 @@ def _progress() -> Progress:
 
 
 @contextmanager
+def _interrupted(as_json: bool) -> Iterator[None]:
+    """Ctrl-C used to end the command with status 130 and not a word, the progress bar gone: say
+    how far the test got, that nothing was changed, and exit as an interrupted program does."""
+    from lrpilot.cli._fit import EXIT_INTERRUPTED
+    from lrpilot.finder import RangeTestInterrupted
+
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        message = "interrupted before the range test started"
+        if isinstance(exc, RangeTestInterrupted) and exc.record.lrs:
+            record = exc.record
+            message = (
+                f"range test interrupted after {record.steps} of {record.num_steps} steps (lr {record.lrs[-1]:.3g}): "
+                "no suggestion from a partial curve; nothing was written"
+            )
+        stderr.print(f"[yellow]interrupted[/]: {message}", highlight=False, soft_wrap=True)
+        if as_json:
+            print_json({"error": message})
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@contextmanager
 def _finder_errors() -> Iterator[None]:
     """The finder's own errors (a curve with no answer, a loss that reaches no parameter, a wrong
     type) are messages for the user, like bad options."""
@@ -479,7 +502,7 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     Without --task, --script or --model it runs on the digits task (an MLP on scikit-learn's
     digits). --model DIR --data FILE range-tests your Hugging Face model as `lrpilot fit` trains it.
     """
-    with errors_as_messages(as_json):
+    with errors_as_messages(as_json), _interrupted(as_json):
         plot = output_file("find", "--plot", plot)  # before the range test, not after it
         ramp = _ramp(mode, steps, start_lr, end_lr)
         check.step_count("find", "--seed", seed, 0, 2**32 - 1)
