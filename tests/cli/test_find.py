@@ -199,6 +199,20 @@ def test_thorough_mode_runs_several_range_tests() -> None:
     assert p["band"][0] <= p["peak_lr"] <= p["band"][1]
 
 
+def test_thorough_modes_table_shows_every_range_test() -> None:
+    """The table's "range test" row used to show the first test alone ("85 of 100 steps") while
+    "steps used" counted all of them, so the two rows disagreed."""
+    result = runner.invoke(app, ["find", "--mode", "thorough", "--steps", "60"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "range tests" in line)
+    runs = re.findall(r"(\d+) \((?:completed|diverged|non-finite)\)", row)
+    steps_used = re.search(r"steps used\s*│\s*(\d+)", result.stdout)
+    assert steps_used is not None
+    assert len(runs) >= 2
+    assert f"{len(runs)} range tests" in row
+    assert sum(int(n) for n in runs) == int(steps_used.group(1))
+
+
 @pytest.mark.parametrize("as_json", [False, True])
 def test_ctrl_c_during_the_range_test_says_how_far_it_got(tmp_path: Path, as_json: bool) -> None:
     """Ctrl-C used to end `lrpilot find` with status 130 and no output at all (the bar is transient)."""

@@ -441,7 +441,11 @@ def _table(result: FinderResult) -> Table:
     table.add_row("suggested peak LR", f"[bold green]{result.peak_lr:.3g}[/]")
     table.add_row("band (about as good)", f"{low:.3g} – {high:.3g}")
     table.add_row("max stable LR", f"{result.max_stable_lr:.3g}")
-    table.add_row("range test", f"{record.steps} of {record.num_steps} steps, {record.stop_reason}")
+    if len(result.records) == 1:
+        table.add_row("range test", f"{record.steps} of {record.num_steps} steps, {record.stop_reason}")
+    else:  # thorough mode: every test, not the first one's alone
+        runs = ", ".join(f"{r.steps} ({r.stop_reason})" for r in result.records)
+        table.add_row(f"{len(result.records)} range tests", f"{runs} of {record.num_steps} steps")
     if result.probes:
         table.add_row("probe runs", f"{len(result.probes)} ({sum(p.steps for p in result.probes)} steps)")
     table.add_row("steps used", str(result.steps_used))
