@@ -181,6 +181,29 @@ def test_keyboard_interrupt_restores_state_and_keeps_the_partial_curve() -> None
     assert rng_draws() == draws
 
 
+def test_ctrl_c_in_a_later_range_test_keeps_the_completed_ones() -> None:
+    """Thorough mode: Ctrl-C during the second range test used to hand back that partial curve
+    alone; the first, complete one was lost with the time it took."""
+    model, optimizer, before = _setup()
+    calls = [0]
+
+    def step(batch: Any) -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] == 130:
+            raise KeyboardInterrupt
+        x, y = batch
+        return ce(model(x), y)
+
+    with pytest.raises(RangeTestInterrupted, match=r"range test \(test 2\) interrupted after") as info:
+        find_lr(model, optimizer, loader(), step=step, mode="thorough", total_steps=5000)
+    first, second = info.value.records
+    assert second is info.value.record
+    assert second.stop_reason == "interrupted"
+    assert first.stop_reason != "interrupted"
+    assert first.steps + second.steps == 129
+    assert_same(before, snapshot(model, optimizer))
+
+
 def test_accumulation_counts_optimizer_steps_not_micro_batches() -> None:
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -352,10 +352,9 @@ def _interrupted(as_json: bool) -> Iterator[None]:
         message = "interrupted before the range test started"
         if isinstance(exc, RangeTestInterrupted) and exc.record.lrs:
             record = exc.record
-            message = (
-                f"range test interrupted after {record.steps} of {record.num_steps} steps (lr {record.lrs[-1]:.3g}): "
-                "no suggestion from a partial curve; nothing was written"
-            )
+            which = f" (test {len(exc.records)})" if len(exc.records) > 1 else ""
+            where = f"{record.steps} of {record.num_steps} steps (lr {record.lrs[-1]:.3g})"
+            message = f"range test{which} interrupted after {where}: no suggestion from a partial curve"
         stderr.print(f"[yellow]interrupted[/]: {message}", highlight=False, soft_wrap=True)
         if as_json:
             print_json({"error": message})

@@ -619,7 +619,8 @@ def find_lr(
         ValueError, TypeError: bad arguments (nothing is run).
         RangeTestError: the test could not produce a curve (empty data, a NaN loss at the first
             step, a loss that does not reach the trainable parameters, ...); state restored.
-        RangeTestInterrupted: Ctrl-C; state restored, ``.record`` has the partial curve.
+        RangeTestInterrupted: Ctrl-C; state restored, ``.record`` has the partial curve, ``.records``
+            also the range tests completed before it (thorough mode, `repeats`).
     """
     return cast(FinderResult, _find(dict(locals()), records_only=False))
 
@@ -677,7 +678,7 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
             record = _run_curve(loop, batches, val, settings, seed=r if repeats > 1 else None, callback=a["callback"])
             state.restore(rng=False)
             if record.stop_reason == "interrupted":
-                raise RangeTestInterrupted(record)
+                raise RangeTestInterrupted(record, tuple(records))
             if records_only:
                 return record
             records.append(record)
