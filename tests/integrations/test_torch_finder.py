@@ -309,6 +309,23 @@ def test_short_loader_is_cycled_and_the_users_iterator_is_not_advanced() -> None
     assert torch.equal(next(iter(dl))[1], next(iter(reference))[1])  # the loader's generator was restored
 
 
+def test_a_loop_over_a_loader_with_persistent_workers_is_not_rewound() -> None:
+    """A DataLoader with persistent workers gives every iter() its one iterator, reset: the finder's
+    passes used to rewind the epoch the user's loop was in, which then saw batch 1 again."""
+    x = torch.arange(320.0).unsqueeze(1).repeat(1, 64) / 1000  # row i starts with i / 1000
+    dl = DataLoader(
+        TensorDataset(x, torch.zeros(320, dtype=torch.int64)), batch_size=32, num_workers=1, persistent_workers=True
+    )
+    live = iter(dl)
+    assert [round(next(live)[0][0, 0].item() * 1000) for _ in range(2)] == [0, 32]
+    model = mlp()
+    flat = lambda batch: model(batch[0]).sum() * 0.0 + 1.0  # noqa: E731  (never stops the test)
+    record = range_test(model, torch.optim.SGD(model.parameters()), dl, step=flat, end_lr=1e-3, num_steps=25)
+    assert record.steps == 25  # 2.5 passes over its 10 batches
+    assert [round(batch[0][0, 0].item() * 1000) for batch in live] == [32 * i for i in range(2, 10)]
+    assert dl._iterator is live  # the user's loader keeps its own workers
+
+
 def test_a_one_shot_iterator_is_consumed_and_running_out_is_an_error() -> None:
     model = mlp()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

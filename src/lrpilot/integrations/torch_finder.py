@@ -19,7 +19,8 @@ What it does, and why:
   states over a quarter of physical memory, in a private temp directory that is always removed),
   never as a second copy on the GPU.
 * **Data.** The finder iterates *a fresh iterator* of `data` (a DataLoader or any re-iterable), so
-  a loop you are in the middle of is not advanced; a loader shorter than the test is cycled (each
+  a loop you are in the middle of is not advanced (nor rewound: a DataLoader with persistent workers
+  is iterated through a copy with workers of its own); a loader shorter than the test is cycled (each
   pass a new epoch, reshuffled as your loader does). A plain iterator (a generator, an endless
   stream) cannot be rewound: the finder consumes batches from it, and running out is an error.
 * **Batches.** ``(inputs, targets)`` with ``loss_fn(model(inputs), targets)``; a dict (Hugging Face
@@ -33,6 +34,7 @@ What it does, and why:
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import math
 import time
@@ -42,6 +44,7 @@ from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from lrpilot import _validate as check
 from lrpilot.finder import (
@@ -92,13 +95,26 @@ def _move(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def _own_loader(data: Iterable[Any]) -> Iterable[Any]:
+    """`data`, or for a DataLoader with persistent workers a shallow copy with workers of its own:
+    such a loader hands every ``iter()`` the same iterator, reset, so the finder's would rewind the
+    epoch a loop of the user's is in the middle of (its generator is shared, and restored)."""
+    if isinstance(data, DataLoader) and data.persistent_workers and data.num_workers > 0:
+        own = copy.copy(data)
+        own._iterator = None
+        return own
+    return data
+
+
 class _Batches:
     """Batches from a fresh iterator of a re-iterable (cycled), or from a live iterator (consumed)."""
 
     def __init__(self, data: Iterable[Any], name: str) -> None:
-        self.data, self.name = data, name
-        self.one_shot = iter(data) is data if not isinstance(data, Sequence) else False
-        self._it: Iterator[Any] = iter(data)
+        self.data, self.name = _own_loader(data), name
+        # an iterator is its own iter(); asking a re-iterable would start (and drop) a pass: a
+        # DataLoader's worker processes
+        self.one_shot = isinstance(data, Iterator)
+        self._it: Iterator[Any] = iter(self.data)
         self.served = 0
 
     def __next__(self) -> Any:
