@@ -533,6 +533,7 @@ def test_loss_that_does_not_reach_the_parameters() -> None:
         (lambda out, y: ce(out, y, reduction="none"), r"got a tensor of shape \(32,\); reduce it"),
         (lambda out, y: {"loss": ce(out, y)}, r"got dict \(return the loss tensor itself"),
         (lambda out, y: (ce(out, y), out), r"got tuple \(return the loss tensor itself"),
+        (lambda out, y: ce(out, y).item(), r"got float \(a number has no gradient: return the tensor"),
     ],
 )
 def test_a_loss_that_is_not_a_scalar_is_named(loss_fn: Any, message: str) -> None:
@@ -576,6 +577,8 @@ def test_batch_layout_errors() -> None:
         ({"total_steps": 0}, "total_steps must be"),
         ({"beta": 1.0}, "beta must be in"),
         ({"probe_budget": 50}, r"probe_budget must be an integer in \[84, "),
+        # 100 steps validated every 30: 4 points, fewer than a curve needs; it used to run all 100 first
+        ({"val_data": [], "val_every": 30}, r"val_every=30 gives 4 validation point\(s\) .* val_every at most 24"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:

@@ -82,6 +82,9 @@ _MAX_CONSECUTIVE_SKIPS = 25
 """An fp16 test stops as non-finite after this many overflow skips in a row (the scale halves
 each time, so 25 skips is a factor of 3e7: the gradients are not finite at any scale)."""
 
+_MIN_POINTS = 5
+"""Points a curve needs to be read (`lrpilot.finder.curve_features`); `num_steps` has the same floor."""
+
 _NoSync = Callable[[], contextlib.AbstractContextManager[Any]]
 
 
@@ -262,7 +265,13 @@ def _check_loss(loss: object) -> None:
             "reduce it (reduction='mean', or .mean()) as your training loop does"
         )
     if not isinstance(loss, torch.Tensor):
-        hint = " (return the loss tensor itself, e.g. out['loss'])" if isinstance(loss, Mapping | tuple) else ""
+        hint = (
+            " (return the loss tensor itself, e.g. out['loss'])"
+            if isinstance(loss, Mapping | tuple)
+            else " (a number has no gradient: return the tensor, not loss.item())"
+            if isinstance(loss, int | float)
+            else ""
+        )
         raise RangeTestError(f"range test: the loss must be a scalar tensor, got {type(loss).__name__}{hint}")
     if not loss.requires_grad:
         raise RangeTestError(
@@ -376,7 +385,7 @@ def _settings(
 ) -> _Settings:
     """Every argument check that needs no model, before anything runs."""
     owner = "find_lr"
-    check.step_count(owner, "num_steps", num_steps, 5)
+    check.step_count(owner, "num_steps", num_steps, _MIN_POINTS)
     ramp_schedule(start_lr, end_lr, num_steps, ramp)
     check.step_count(owner, "val_batches", val_batches, 1)
     check.step_count(owner, "val_every", val_every, 1)
@@ -392,6 +401,12 @@ def _settings(
         raise ValueError("find_lr: mode='thorough' needs total_steps (how many range tests 10 % of your run pays for)")
     if probe_budget is not None:
         check.step_count(owner, "probe_budget", probe_budget, 84)
+    points = math.ceil(num_steps / val_every)  # validated every val_every steps and at the last
+    if val_mode and points < _MIN_POINTS:
+        raise ValueError(
+            f"find_lr: val_every={val_every} gives {points} validation point(s) over num_steps={num_steps}; the "
+            f"curve needs at least {_MIN_POINTS}: val_every at most {math.ceil(num_steps / (_MIN_POINTS - 1)) - 1}"
+        )
     if beta is None:
         beta = default_beta(max(1, num_steps // val_every) if val_mode else num_steps)
     check.in_range(owner, "beta", beta, 0.0, 1.0, high_open=True)
