@@ -123,6 +123,17 @@ def test_a_range_that_starts_above_the_usable_lrs_is_said_to(tmp_path: Path) -> 
     assert "the range test's loss was still falling at --end-lr: the suggestion is a lower bound; raise --end-lr" in low
 
 
+def test_a_warning_is_one_line_in_a_log() -> None:
+    """Warnings were cut at 80 columns when stderr is a file or a pipe (a CI log), mid-sentence,
+    unlike the notes and errors, which keep one line that a terminal wraps."""
+    result = runner.invoke(app, ["find", "--end-lr", "1e-3", "--steps", "30"])
+    assert result.exit_code == 0, result.output
+    still = (
+        "warning the range test's loss was still falling at --end-lr: the suggestion is a lower bound; raise --end-lr"
+    )
+    assert still in result.stderr.splitlines()
+
+
 def test_a_users_hugging_face_model_and_data_as_fit_trains_them(tmp_path: Path) -> None:
     """`lrpilot fit --model DIR --data FILE` had no range test of its own: find took a --task or a
     --script only, and a fit user had to write the script for the model fit builds."""

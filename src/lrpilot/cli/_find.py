@@ -545,7 +545,7 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     for note in job.notes:  # as fit prints them
         console.print(f"[dim]note[/] {escape(note)}", highlight=False, soft_wrap=True)
     for note in notes:
-        stderr.print(f"[yellow]warning[/] {escape(note)}", highlight=False)
+        stderr.print(f"[yellow]warning[/] {escape(note)}", highlight=False, soft_wrap=True)
     if written:
         console.print(f"plot written to {written}")
 
