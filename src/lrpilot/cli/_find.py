@@ -349,7 +349,7 @@ def _interrupted(as_json: bool) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as exc:
-        message = "interrupted before the range test started"
+        message = "interrupted before the range test gave an answer"
         if isinstance(exc, RangeTestInterrupted) and exc.record.lrs:
             record = exc.record
             which = f" (test {len(exc.records)})" if len(exc.records) > 1 else ""
