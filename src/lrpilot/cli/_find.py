@@ -342,7 +342,7 @@ def _progress() -> Progress:
 @contextmanager
 def _interrupted(as_json: bool) -> Iterator[None]:
     """Ctrl-C used to end the command with status 130 and not a word, the progress bar gone: say
-    how far the test got, that nothing was changed, and exit as an interrupted program does."""
+    how far the test got and exit as an interrupted program does."""
     from lrpilot.cli._fit import EXIT_INTERRUPTED
     from lrpilot.finder import RangeTestInterrupted
 
@@ -355,7 +355,7 @@ def _interrupted(as_json: bool) -> Iterator[None]:
             which = f" (test {len(exc.records)})" if len(exc.records) > 1 else ""
             where = f"{record.steps} of {record.num_steps} steps (lr {record.lrs[-1]:.3g})"
             message = f"range test{which} interrupted after {where}: no suggestion from a partial curve"
-        stderr.print(f"[yellow]interrupted[/]: {message}", highlight=False, soft_wrap=True)
+        stderr.print(f"[yellow]{escape(message)}[/]", highlight=False, soft_wrap=True)
         if as_json:
             print_json({"error": message})
         raise typer.Exit(EXIT_INTERRUPTED) from None
