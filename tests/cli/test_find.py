@@ -123,6 +123,17 @@ def test_a_range_that_starts_above_the_usable_lrs_is_said_to(tmp_path: Path) -> 
     assert "the range test's loss was still falling at --end-lr: the suggestion is a lower bound; raise --end-lr" in low
 
 
+def test_a_warning_is_one_line_in_a_log() -> None:
+    """Warnings were cut at 80 columns when stderr is a file or a pipe (a CI log), mid-sentence,
+    unlike the notes and errors, which keep one line that a terminal wraps."""
+    result = runner.invoke(app, ["find", "--end-lr", "1e-3", "--steps", "30"])
+    assert result.exit_code == 0, result.output
+    still = (
+        "warning the range test's loss was still falling at --end-lr: the suggestion is a lower bound; raise --end-lr"
+    )
+    assert still in result.stderr.splitlines()
+
+
 def test_a_users_hugging_face_model_and_data_as_fit_trains_them(tmp_path: Path) -> None:
     """`lrpilot fit --model DIR --data FILE` had no range test of its own: find took a --task or a
     --script only, and a fit user had to write the script for the model fit builds."""
@@ -197,6 +208,47 @@ def test_thorough_mode_runs_several_range_tests() -> None:
     assert len(p["records"]) >= 2  # range tests on fresh batches; their spread widens the band
     assert p["steps_used"] == sum(record["steps"] for record in p["records"])
     assert p["band"][0] <= p["peak_lr"] <= p["band"][1]
+
+
+def test_thorough_modes_table_shows_every_range_test() -> None:
+    """The table's "range test" row used to show the first test alone ("85 of 100 steps") while
+    "steps used" counted all of them, so the two rows disagreed."""
+    result = runner.invoke(app, ["find", "--mode", "thorough", "--steps", "60"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "range tests" in line)
+    runs = re.findall(r"(\d+) \((?:completed|diverged|non-finite)\)", row)
+    steps_used = re.search(r"steps used\s*│\s*(\d+)", result.stdout)
+    assert steps_used is not None
+    assert len(runs) >= 2
+    assert f"{len(runs)} range tests" in row
+    assert sum(int(n) for n in runs) == int(steps_used.group(1))
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_during_the_range_test_says_how_far_it_got(tmp_path: Path, as_json: bool) -> None:
+    """Ctrl-C used to end `lrpilot find` with status 130 and no output at all (the bar is transient)."""
+    body = """
+    def setup():
+        model, optimizer, data, loss_fn = parts()
+        calls = [0]
+
+        def interrupted_at_30(out, y):
+            calls[0] += 1
+            if calls[0] == 30:
+                raise KeyboardInterrupt  # what Ctrl-C raises in the middle of a step
+            return loss_fn(out, y)
+
+        return model, optimizer, data, interrupted_at_30
+    """
+    path = _script(tmp_path, body)
+    result = runner.invoke(app, ["find", "--script", str(path), *(["--json"] if as_json else [])])
+    assert result.exit_code == 130, result.output
+    assert "range test interrupted after 29 of 100 steps (lr " in " ".join(result.stderr.split())
+    assert "no suggestion from a partial curve" in result.stderr
+    if as_json:
+        assert json.loads(result.stdout)["error"].startswith("range test interrupted after 29 of 100 steps")
+    else:
+        assert "suggested peak" not in result.stdout
 
 
 @pytest.mark.parametrize("shape", sorted(RETURNS))

@@ -102,3 +102,44 @@ def test_resuming_from_a_lightning_checkpoint_continues_the_schedule(tmp_path: P
     resumed = Tiny(Cosine(peak=1e-2, total_steps=32, warmup_steps=5))
     fit(tmp_path / "run", resumed, steps=32, save_every=16, ckpt_path=str(checkpoint))
     assert resumed.lrs == straight.lrs[16:]  # bit for bit, from the checkpoint's step on
+
+
+class Found(Tiny):
+    """A module whose optimizer the range test ran on: the one ``configure_optimizers`` wraps."""
+
+    def __init__(self, schedule: Schedule) -> None:
+        super().__init__(schedule)
+        self.found_with = torch.optim.AdamW(self.parameters(), lr=1.0)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.found_with,
+            "lr_scheduler": lightning_scheduler_config(self.found_with, self.schedule),
+        }
+
+
+def test_the_finder_on_a_lightning_modules_training_step_then_lightning_trains_at_its_schedule(
+    tmp_path: Path,
+) -> None:
+    """The README's Lightning route: `find_lr` with ``step=module.training_step`` on the module and
+    its optimizer (before a scheduler is attached), everything put back, then the found schedule
+    in ``configure_optimizers`` drives Lightning's run."""
+    from lrpilot.integrations.torch_finder import find_lr
+    from tests.finder.tiny import assert_same, snapshot
+
+    torch.manual_seed(0)
+    module = Found(Cosine(peak=1.0, total_steps=1))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 4, generator=g)
+    loader = DataLoader(TensorDataset(x, x.sum(dim=1)), batch_size=16, shuffle=True, generator=g)
+    before = snapshot(module, module.found_with)
+    result = find_lr(
+        module, module.found_with, loader, step=lambda batch: module.training_step(batch, 0), total_steps=60
+    )
+    assert_same(before, snapshot(module, module.found_with))
+    assert result.schedule is not None
+    module.schedule = result.schedule
+    fit(tmp_path, module, steps=60)
+    warmup = result.schedule.to_dict()["warmup_steps"]
+    assert module.lrs[warmup][0] == pytest.approx(result.peak_lr)  # the peak, reached at the end of warmup
+    assert len(module.lrs) == 60

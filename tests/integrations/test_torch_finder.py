@@ -181,6 +181,29 @@ def test_keyboard_interrupt_restores_state_and_keeps_the_partial_curve() -> None
     assert rng_draws() == draws
 
 
+def test_ctrl_c_in_a_later_range_test_keeps_the_completed_ones() -> None:
+    """Thorough mode: Ctrl-C during the second range test used to hand back that partial curve
+    alone; the first, complete one was lost with the time it took."""
+    model, optimizer, before = _setup()
+    calls = [0]
+
+    def step(batch: Any) -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] == 130:
+            raise KeyboardInterrupt
+        x, y = batch
+        return ce(model(x), y)
+
+    with pytest.raises(RangeTestInterrupted, match=r"range test \(test 2\) interrupted after") as info:
+        find_lr(model, optimizer, loader(), step=step, mode="thorough", total_steps=5000)
+    first, second = info.value.records
+    assert second is info.value.record
+    assert second.stop_reason == "interrupted"
+    assert first.stop_reason != "interrupted"
+    assert first.steps + second.steps == 129
+    assert_same(before, snapshot(model, optimizer))
+
+
 def test_accumulation_counts_optimizer_steps_not_micro_batches() -> None:
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -284,6 +307,23 @@ def test_short_loader_is_cycled_and_the_users_iterator_is_not_advanced() -> None
     assert record.steps == 20
     assert torch.equal(next(live)[1], next(ref_live)[1])  # the live iterator goes on where it was
     assert torch.equal(next(iter(dl))[1], next(iter(reference))[1])  # the loader's generator was restored
+
+
+def test_a_loop_over_a_loader_with_persistent_workers_is_not_rewound() -> None:
+    """A DataLoader with persistent workers gives every iter() its one iterator, reset: the finder's
+    passes used to rewind the epoch the user's loop was in, which then saw batch 1 again."""
+    x = torch.arange(320.0).unsqueeze(1).repeat(1, 64) / 1000  # row i starts with i / 1000
+    dl = DataLoader(
+        TensorDataset(x, torch.zeros(320, dtype=torch.int64)), batch_size=32, num_workers=1, persistent_workers=True
+    )
+    live = iter(dl)
+    assert [round(next(live)[0][0, 0].item() * 1000) for _ in range(2)] == [0, 32]
+    model = mlp()
+    flat = lambda batch: model(batch[0]).sum() * 0.0 + 1.0  # noqa: E731  (never stops the test)
+    record = range_test(model, torch.optim.SGD(model.parameters()), dl, step=flat, end_lr=1e-3, num_steps=25)
+    assert record.steps == 25  # 2.5 passes over its 10 batches
+    assert [round(batch[0][0, 0].item() * 1000) for batch in live] == [32 * i for i in range(2, 10)]
+    assert dl._iterator is live  # the user's loader keeps its own workers
 
 
 def test_a_one_shot_iterator_is_consumed_and_running_out_is_an_error() -> None:
@@ -487,6 +527,33 @@ def test_loss_that_does_not_reach_the_parameters() -> None:
     assert_same(before, snapshot(model, optimizer))
 
 
+@pytest.mark.parametrize(
+    ("loss_fn", "message"),
+    [
+        (lambda out, y: ce(out, y, reduction="none"), r"got a tensor of shape \(32,\); reduce it"),
+        (lambda out, y: {"loss": ce(out, y)}, r"got dict \(return the loss tensor itself"),
+        (lambda out, y: (ce(out, y), out), r"got tuple \(return the loss tensor itself"),
+        (lambda out, y: ce(out, y).item(), r"got float \(a number has no gradient: return the tensor"),
+    ],
+)
+def test_a_loss_that_is_not_a_scalar_is_named(loss_fn: Any, message: str) -> None:
+    """A per-sample loss used to be reported as "must be a scalar tensor, got Tensor": it was one."""
+    model, optimizer, before = _setup()
+    with pytest.raises(RangeTestError, match=message):
+        find_lr(model, optimizer, loader(), loss_fn)
+    assert_same(before, snapshot(model, optimizer))
+
+
+def test_a_model_on_the_meta_device_is_refused_before_anything_runs() -> None:
+    """A model built under torch.device("meta") used to fail in the snapshot with torch's
+    "Cannot copy out of meta tensor; no data!", which names neither the model nor the fix."""
+    with torch.device("meta"):
+        model = nn.Linear(64, 10)
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.raises(ValueError, match=r"on the 'meta' device \(2, e.g. 'weight'\).*to_empty"):
+        find_lr(model, optimizer, loader(), ce)
+
+
 def test_batch_layout_errors() -> None:
     model, optimizer, _ = _setup()
     x, _ = digits()
@@ -510,6 +577,8 @@ def test_batch_layout_errors() -> None:
         ({"total_steps": 0}, "total_steps must be"),
         ({"beta": 1.0}, "beta must be in"),
         ({"probe_budget": 50}, r"probe_budget must be an integer in \[84, "),
+        # 100 steps validated every 30: 4 points, fewer than a curve needs; it used to run all 100 first
+        ({"val_data": [], "val_every": 30}, r"val_every=30 gives 4 validation point\(s\) .* val_every at most 24"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:

@@ -128,3 +128,19 @@ def test_a_loss_above_the_axis_is_a_triangle_at_its_top() -> None:
         assert above.get_label() == "loss above the axis"
     finally:
         plt.close(fig)
+
+
+def test_the_title_names_every_range_test_of_a_thorough_result() -> None:
+    """With thorough mode's 2-4 curves drawn, the title used to name the first test alone."""
+    from dataclasses import replace
+
+    from lrpilot.report.finder_plots import _title
+
+    one = range_test()
+    record = one.record
+    assert _title(one) == f"range test: {record.steps} of 100 steps ({record.stop_reason}), {one.method}"
+    short = replace(record, lrs=record.lrs[:40], losses=record.losses[:40], smoothed=record.smoothed[:40], steps=40)
+    short = replace(short, train_losses=short.train_losses[:40], stop_reason="interrupted")
+    two = replace(one, records=(record, short))
+    expected = f"2 range tests: {record.steps} ({record.stop_reason}), 40 (interrupted) of 100 steps, {one.method}"
+    assert _title(two) == expected

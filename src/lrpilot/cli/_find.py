@@ -340,6 +340,28 @@ def _progress() -> Progress:
 
 
 @contextmanager
+def _interrupted(as_json: bool) -> Iterator[None]:
+    """Ctrl-C used to end the command with status 130 and not a word, the progress bar gone: say
+    how far the test got and exit as an interrupted program does."""
+    from lrpilot.cli._fit import EXIT_INTERRUPTED
+    from lrpilot.finder import RangeTestInterrupted
+
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        message = "interrupted before the range test gave an answer"
+        if isinstance(exc, RangeTestInterrupted) and exc.record.lrs:
+            record = exc.record
+            which = f" (test {len(exc.records)})" if len(exc.records) > 1 else ""
+            where = f"{record.steps} of {record.num_steps} steps (lr {record.lrs[-1]:.3g})"
+            message = f"range test{which} interrupted after {where}: no suggestion from a partial curve"
+        stderr.print(f"[yellow]{escape(message)}[/]", highlight=False, soft_wrap=True)
+        if as_json:
+            print_json({"error": message})
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@contextmanager
 def _finder_errors() -> Iterator[None]:
     """The finder's own errors (a curve with no answer, a loss that reaches no parameter, a wrong
     type) are messages for the user, like bad options."""
@@ -418,7 +440,11 @@ def _table(result: FinderResult) -> Table:
     table.add_row("suggested peak LR", f"[bold green]{result.peak_lr:.3g}[/]")
     table.add_row("band (about as good)", f"{low:.3g} – {high:.3g}")
     table.add_row("max stable LR", f"{result.max_stable_lr:.3g}")
-    table.add_row("range test", f"{record.steps} of {record.num_steps} steps, {record.stop_reason}")
+    if len(result.records) == 1:
+        table.add_row("range test", f"{record.steps} of {record.num_steps} steps, {record.stop_reason}")
+    else:  # thorough mode: every test, not the first one's alone
+        runs = ", ".join(f"{r.steps} ({r.stop_reason})" for r in result.records)
+        table.add_row(f"{len(result.records)} range tests", f"{runs} of {record.num_steps} steps")
     if result.probes:
         table.add_row("probe runs", f"{len(result.probes)} ({sum(p.steps for p in result.probes)} steps)")
     table.add_row("steps used", str(result.steps_used))
@@ -479,7 +505,7 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     Without --task, --script or --model it runs on the digits task (an MLP on scikit-learn's
     digits). --model DIR --data FILE range-tests your Hugging Face model as `lrpilot fit` trains it.
     """
-    with errors_as_messages(as_json):
+    with errors_as_messages(as_json), _interrupted(as_json):
         plot = output_file("find", "--plot", plot)  # before the range test, not after it
         ramp = _ramp(mode, steps, start_lr, end_lr)
         check.step_count("find", "--seed", seed, 0, 2**32 - 1)
@@ -519,7 +545,7 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     for note in job.notes:  # as fit prints them
         console.print(f"[dim]note[/] {escape(note)}", highlight=False, soft_wrap=True)
     for note in notes:
-        stderr.print(f"[yellow]warning[/] {escape(note)}", highlight=False)
+        stderr.print(f"[yellow]warning[/] {escape(note)}", highlight=False, soft_wrap=True)
     if written:
         console.print(f"plot written to {written}")
 

@@ -28,11 +28,16 @@ class RangeTestError(RuntimeError):
 
 class RangeTestInterrupted(KeyboardInterrupt):
     """The user interrupted the test. It is a KeyboardInterrupt, so a script still stops; a notebook
-    can catch it and read the partial curve from `record` (``stop_reason == "interrupted"``)."""
+    can catch it and read the partial curve from `record` (``stop_reason == "interrupted"``), and
+    from `records` the range tests that thorough mode or ``repeats`` had completed before it."""
 
-    def __init__(self, record: RangeTestRecord) -> None:
-        super().__init__(f"range test interrupted after {record.steps} of {record.num_steps} steps; state restored")
+    def __init__(self, record: RangeTestRecord, completed: tuple[RangeTestRecord, ...] = ()) -> None:
+        which = f" (test {len(completed) + 1})" if completed else ""
+        super().__init__(
+            f"range test{which} interrupted after {record.steps} of {record.num_steps} steps; state restored"
+        )
         self.record = record
+        self.records = (*completed, record)
 
 
 class RangeTestWarning(UserWarning):

@@ -19,7 +19,8 @@ What it does, and why:
   states over a quarter of physical memory, in a private temp directory that is always removed),
   never as a second copy on the GPU.
 * **Data.** The finder iterates *a fresh iterator* of `data` (a DataLoader or any re-iterable), so
-  a loop you are in the middle of is not advanced; a loader shorter than the test is cycled (each
+  a loop you are in the middle of is not advanced (nor rewound: a DataLoader with persistent workers
+  is iterated through a copy with workers of its own); a loader shorter than the test is cycled (each
   pass a new epoch, reshuffled as your loader does). A plain iterator (a generator, an endless
   stream) cannot be rewound: the finder consumes batches from it, and running out is an error.
 * **Batches.** ``(inputs, targets)`` with ``loss_fn(model(inputs), targets)``; a dict (Hugging Face
@@ -33,6 +34,7 @@ What it does, and why:
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import math
 import time
@@ -42,6 +44,7 @@ from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from lrpilot import _validate as check
 from lrpilot.finder import (
@@ -79,6 +82,9 @@ _MAX_CONSECUTIVE_SKIPS = 25
 """An fp16 test stops as non-finite after this many overflow skips in a row (the scale halves
 each time, so 25 skips is a factor of 3e7: the gradients are not finite at any scale)."""
 
+_MIN_POINTS = 5
+"""Points a curve needs to be read (`lrpilot.finder.curve_features`); `num_steps` has the same floor."""
+
 _NoSync = Callable[[], contextlib.AbstractContextManager[Any]]
 
 
@@ -92,13 +98,26 @@ def _move(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def _own_loader(data: Iterable[Any]) -> Iterable[Any]:
+    """`data`, or for a DataLoader with persistent workers a shallow copy with workers of its own:
+    such a loader hands every ``iter()`` the same iterator, reset, so the finder's would rewind the
+    epoch a loop of the user's is in the middle of (its generator is shared, and restored)."""
+    if isinstance(data, DataLoader) and data.persistent_workers and data.num_workers > 0:
+        own = copy.copy(data)
+        own._iterator = None
+        return own
+    return data
+
+
 class _Batches:
     """Batches from a fresh iterator of a re-iterable (cycled), or from a live iterator (consumed)."""
 
     def __init__(self, data: Iterable[Any], name: str) -> None:
-        self.data, self.name = data, name
-        self.one_shot = iter(data) is data if not isinstance(data, Sequence) else False
-        self._it: Iterator[Any] = iter(data)
+        self.data, self.name = _own_loader(data), name
+        # an iterator is its own iter(); asking a re-iterable would start (and drop) a pass: a
+        # DataLoader's worker processes
+        self.one_shot = isinstance(data, Iterator)
+        self._it: Iterator[Any] = iter(self.data)
         self.served = 0
 
     def __next__(self) -> Any:
@@ -240,8 +259,20 @@ class _Loop:
 
 
 def _check_loss(loss: object) -> None:
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise RangeTestError(f"range test: the loss must be a scalar tensor, got {type(loss).__name__}")
+    if isinstance(loss, torch.Tensor) and loss.numel() != 1:
+        raise RangeTestError(
+            f"range test: the loss must be a scalar tensor, got a tensor of shape {tuple(loss.shape)}; "
+            "reduce it (reduction='mean', or .mean()) as your training loop does"
+        )
+    if not isinstance(loss, torch.Tensor):
+        hint = (
+            " (return the loss tensor itself, e.g. out['loss'])"
+            if isinstance(loss, Mapping | tuple)
+            else " (a number has no gradient: return the tensor, not loss.item())"
+            if isinstance(loss, int | float)
+            else ""
+        )
+        raise RangeTestError(f"range test: the loss must be a scalar tensor, got {type(loss).__name__}{hint}")
     if not loss.requires_grad:
         raise RangeTestError(
             "range test: the loss does not require grad (no trainable parameter reaches it, or it was detached)"
@@ -300,6 +331,13 @@ def _check_setup(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[flo
         raise TypeError(f"find_lr: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("find_lr: the model has no trainable parameters (every parameter has requires_grad=False)")
+    meta = [n for n, p in model.named_parameters() if p.is_meta]
+    if meta:
+        raise ValueError(
+            f"find_lr: the model's parameters are on the 'meta' device ({len(meta)}, e.g. {meta[0]!r}): they hold "
+            "no values to train or restore; materialise the model first (model.to_empty(device=...) and load "
+            "its weights, or build it outside torch.device('meta'))"
+        )
     if not any(p.requires_grad for g in optimizer.param_groups for p in g["params"]):
         raise ValueError("find_lr: the optimizer holds no trainable parameters")
     if any("initial_lr" in g for g in optimizer.param_groups):
@@ -347,7 +385,7 @@ def _settings(
 ) -> _Settings:
     """Every argument check that needs no model, before anything runs."""
     owner = "find_lr"
-    check.step_count(owner, "num_steps", num_steps, 5)
+    check.step_count(owner, "num_steps", num_steps, _MIN_POINTS)
     ramp_schedule(start_lr, end_lr, num_steps, ramp)
     check.step_count(owner, "val_batches", val_batches, 1)
     check.step_count(owner, "val_every", val_every, 1)
@@ -363,6 +401,12 @@ def _settings(
         raise ValueError("find_lr: mode='thorough' needs total_steps (how many range tests 10 % of your run pays for)")
     if probe_budget is not None:
         check.step_count(owner, "probe_budget", probe_budget, 84)
+    points = math.ceil(num_steps / val_every)  # validated every val_every steps and at the last
+    if val_mode and points < _MIN_POINTS:
+        raise ValueError(
+            f"find_lr: val_every={val_every} gives {points} validation point(s) over num_steps={num_steps}; the "
+            f"curve needs at least {_MIN_POINTS}: val_every at most {math.ceil(num_steps / (_MIN_POINTS - 1)) - 1}"
+        )
     if beta is None:
         beta = default_beta(max(1, num_steps // val_every) if val_mode else num_steps)
     check.in_range(owner, "beta", beta, 0.0, 1.0, high_open=True)
@@ -606,7 +650,8 @@ def find_lr(
         ValueError, TypeError: bad arguments (nothing is run).
         RangeTestError: the test could not produce a curve (empty data, a NaN loss at the first
             step, a loss that does not reach the trainable parameters, ...); state restored.
-        RangeTestInterrupted: Ctrl-C; state restored, ``.record`` has the partial curve.
+        RangeTestInterrupted: Ctrl-C; state restored, ``.record`` has the partial curve, ``.records``
+            also the range tests completed before it (thorough mode, `repeats`).
     """
     return cast(FinderResult, _find(dict(locals()), records_only=False))
 
@@ -664,7 +709,7 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
             record = _run_curve(loop, batches, val, settings, seed=r if repeats > 1 else None, callback=a["callback"])
             state.restore(rng=False)
             if record.stop_reason == "interrupted":
-                raise RangeTestInterrupted(record)
+                raise RangeTestInterrupted(record, tuple(records))
             if records_only:
                 return record
             records.append(record)

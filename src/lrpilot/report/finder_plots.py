@@ -116,6 +116,17 @@ def _trained_at(ax: Any, lr: float, why: str, what: str = "trained at") -> None:
     ax.axvline(lr, color=_PEAK, linestyle=":", linewidth=1.6, label=f"{what} {lr:.3g} ({why})")
 
 
+def _title(result: FinderResult) -> str:
+    """What was run: each range test's steps and how it ended (thorough mode draws 2-4 of them, and
+    a title naming the first alone read as if one test had been run)."""
+    records = result.records
+    if len(records) == 1:
+        r = records[0]
+        return f"range test: {r.steps} of {r.num_steps} steps ({r.stop_reason}), {result.method}"
+    runs = ", ".join(f"{r.steps} ({r.stop_reason})" for r in records)
+    return f"{len(records)} range tests: {runs} of {records[0].num_steps} steps, {result.method}"
+
+
 def plot_range_test(
     result: FinderResult,
     path: str | Path,
@@ -146,9 +157,7 @@ def plot_range_test(
         ax.set_ylim(bottom, top)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("training loss" if result.record.metric == "train" else "validation loss")
-        record = result.record
-        default = f"range test: {record.steps} of {record.num_steps} steps ({record.stop_reason}), {result.method}"
-        ax.set_title(title or default, fontsize=9)
+        ax.set_title(title or _title(result), fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="lower left", fontsize=8)
         return _save(fig, path)
