@@ -22,7 +22,8 @@ loss relative to the clean unguarded run, steps from the fault to the method's f
 alarms on clean runs, and wall-clock time per step on clean runs (CPU, one thread; noisy on a
 shared machine, see benchmarks/guard_overhead.py for the overhead proper).
 
-    nice -n 10 python benchmarks/guard_faults.py                          # digits + shakespeare
+    nice -n 10 python benchmarks/guard_faults.py --out benchmarks/data/guard_faults.json   # digits + shakespeare
+    python benchmarks/guard_faults.py --table-only --out benchmarks/data/guard_faults.json  # the stored runs' tables
     python benchmarks/guard_faults.py --tasks digits --seeds 1            # a quick look (~1 min)
     python benchmarks/guard_faults.py --tasks sst2-lora --seeds 1         # needs SST-2 on disk
     python benchmarks/guard_faults.py --tasks digits --steps 60           # every recipe cut to 60 steps
@@ -417,7 +418,15 @@ def main() -> None:
     parser.add_argument("--peak", type=float, default=None, help="the peak LR of every task (default: PEAKS)")
     parser.add_argument("--batch-size", type=int, default=None, help="every task's batch (default: its recipe's)")
     parser.add_argument("--out", type=Path, default=None, help="Also write every run as JSON here.")
+    parser.add_argument(
+        "--table-only", action="store_true", help="print the tables of the runs stored in --out, without training"
+    )
     args = parser.parse_args()
+    if args.table_only:
+        if args.out is None or not args.out.is_file():
+            parser.error("--table-only reads the runs stored in --out FILE (benchmarks/data/guard_faults.json)")
+        print(summarize(json.loads(args.out.read_text())))
+        return
     torch.set_num_threads(1)
     runs: list[dict[str, Any]] = []
     for name in args.tasks.split(","):
