@@ -8,6 +8,7 @@ processes that import torch is most of this test's time)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
+from lrpilot.finder import DivergenceRule
 from lrpilot.integrations.torch_finder import find_lr
 from tests.finder.tiny import digits
 
@@ -39,7 +41,19 @@ def _worker(rank: int, world: int, store: str, out: str, xy: tuple[torch.Tensor,
             kwargs: dict[str, Any] = {"num_steps": 60, "accumulation_steps": k}
             result = find_lr(model, optimizer, data, torch.nn.functional.cross_entropy, total_steps=1000, **kwargs)
             assert_same(before, snapshot(model, optimizer))
-            local = find_lr(model, optimizer, data, torch.nn.functional.cross_entropy, process_group=alone, **kwargs)
+            # DDP all-reduces the gradients over every rank whatever the finder's group: the local tests must
+            # take the same steps on both, so they ramp below any blow-up and never stop early
+            # (with its own batch order a rank's curve had stopped first: a collective mismatch, SIGABRT)
+            local = find_lr(
+                model,
+                optimizer,
+                data,
+                torch.nn.functional.cross_entropy,
+                process_group=alone,
+                end_lr=1e-3,
+                divergence=DivergenceRule(rise=1e9, clear_fall=math.inf),
+                **kwargs,
+            )
             report[str(k)] = {"result": result.to_dict(), "local": local.record.to_dict()}
         Path(out, f"rank{rank}.json").write_text(json.dumps(report))
     finally:

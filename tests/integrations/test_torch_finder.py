@@ -309,6 +309,10 @@ def test_short_loader_is_cycled_and_the_users_iterator_is_not_advanced() -> None
     assert torch.equal(next(iter(dl))[1], next(iter(reference))[1])  # the loader's generator was restored
 
 
+# The workers are forked: where an earlier test in the process imported JAX, its at-fork hook warns
+# that JAX in a child may deadlock (these children never touch JAX), and the error filter made that an
+# unraisable exception
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 def test_a_loop_over_a_loader_with_persistent_workers_is_not_rewound() -> None:
     """A DataLoader with persistent workers gives every iter() its one iterator, reset: the finder's
     passes used to rewind the epoch the user's loop was in, which then saw batch 1 again."""
