@@ -4,6 +4,7 @@ the user's input that need no weights."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -903,3 +904,43 @@ def test_texts_past_the_tokenizers_model_max_length_are_cut_without_its_indexing
         task = load_hf_task(chat_lm, data, kind="causal-lm", max_length=64)
     assert task.cut == len(task.train_data.ids)
     assert "indexing errors" not in caplog.text
+
+
+@pytest.mark.parametrize("precision", [None, "fp32"])
+def test_a_large_models_range_test_autocasts_to_bf16_and_its_run_trains_in_fp32(
+    precision: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the hardware computes bf16, an fp32 fit of a model of `BF16_TEST_PARAMETERS` or more
+    (lowered here to a tiny BERT's size) runs its range test in bf16 autocast and trains in fp32,
+    and the notes say so; ``--precision fp32`` given keeps the test in fp32. Every forward pass of
+    a linear layer with gradients on (the test's and the run's, not the evaluations') is watched for
+    the autocast it ran under: the test's passes come first, then the run's."""
+    from lrpilot.autopilot import _search
+    from lrpilot.tasks._device import native_bf16
+
+    monkeypatch.setattr(_search, "BF16_TEST_PARAMETERS", 0)
+    model = _tiny_classifier(tmp_path / "clf", {0: "neg", 1: "pos"})
+    data = write_rows(tmp_path / "train.csv", [{"text": f"t {i}", "label": ["neg", "pos"][i % 2]} for i in range(64)])
+    seen: list[torch.dtype] = []
+
+    def watch(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(module, torch.nn.Linear) and torch.is_grad_enabled():
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(watch)
+    try:
+        result = fit(
+            model=model,
+            data=data,
+            budget=BUDGET,
+            finder_steps=FINDER_STEPS,
+            precision=precision,
+            out=tmp_path / "run",
+            report=False,
+        )
+    finally:
+        handle.remove()
+    in_bf16 = precision is None and native_bf16(torch.device("cpu"))
+    assert [mode for mode, _ in itertools.groupby(seen)] == ([torch.bfloat16] if in_bf16 else []) + [torch.float32]
+    assert result.record.precision == "fp32"
+    assert any("range test in bf16 autocast, the run in fp32" in note for note in result.record.notes) == in_bf16

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lrpilot.autopilot._search import (
+    BF16_TEST_PARAMETERS,
     MIN_TIMED_STEPS,
     RAMP_DENSITY,
     RETRY_BELOW,
@@ -21,12 +22,14 @@ from lrpilot.autopilot._search import (
     ramp_density,
     range_test,
     seconds_per_step,
+    test_precision,
     too_high,
     weak_fall,
 )
 from lrpilot.finder import CLEAR_FALL
 from lrpilot.rules import recommend
 from lrpilot.tasks import get_task
+from lrpilot.tasks._device import Precision, native_bf16
 from lrpilot.tasks._digits import DigitsTask
 
 
@@ -184,3 +187,29 @@ def test_a_small_batch_range_test_sees_as_many_examples_a_decade_as_the_calibrat
         lrs = search.finder.records[-1].lrs
         assert 1 / math.log10(lrs[1] / lrs[0]) == pytest.approx(per_decade, rel=0.02)
     assert ramp(rec, 40, batch_size=16)[2] == 40
+
+
+def test_a_large_models_fp32_run_tests_in_bf16_where_the_hardware_computes_it_and_nothing_else_does() -> None:
+    """The range test autocasts to bf16 only for an fp32 run of a model of `BF16_TEST_PARAMETERS` or
+    more, on hardware with bf16 (on a machine without it, every case keeps the run's precision)."""
+    cpu, fp32 = torch.device("cpu"), Precision("fp32", "cpu")
+    large = torch.nn.Linear(BF16_TEST_PARAMETERS // 1000, 1000)
+    small = get_task("digits").build_model(0)
+    tested, note = test_precision(fp32, large, cpu, chosen=False, timed=False, from_ramp=False)
+    if native_bf16(cpu):
+        assert tested == Precision("bf16", "cpu")
+        assert note is not None
+        assert "bf16 autocast, the run in fp32" in note
+        assert "--precision fp32" in note
+    else:
+        assert (tested, note) == (fp32, None)
+    for model, options in [
+        (small, {}),  # autocast's casts cost a small model more than its matrix products save
+        (large, {"chosen": True}),  # --precision fp32 given: the test too
+        (large, {"timed": True}),  # a time budget: the test's step time forecasts the run's
+        (large, {"from_ramp": True}),  # the run goes on from the test's weights
+    ]:
+        given = {"chosen": False, "timed": False, "from_ramp": False, **options}
+        assert test_precision(fp32, model, cpu, **given) == (fp32, None)
+    fp16 = Precision("fp16", "cpu")  # a run in half precision tests in it
+    assert test_precision(fp16, large, cpu, chosen=False, timed=False, from_ramp=False) == (fp16, None)

@@ -36,7 +36,7 @@ from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._lora import lora_note
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback, quiet
 from lrpilot.autopilot._resume import Resumed
-from lrpilot.autopilot._search import TEST_SHARE, Search, peak_at_horizon, range_test
+from lrpilot.autopilot._search import TEST_SHARE, Search, peak_at_horizon, range_test, test_precision
 from lrpilot.autopilot._target import Target, check_target, describe_budget, fitted_recipe, resolve_target
 from lrpilot.autopilot._training import AUDIT_FILE, MODEL_FILE, Trained, after_run, save_model, train_guarded
 from lrpilot.rules import Recommendation, recommend
@@ -273,6 +273,10 @@ def fit(
         job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
         planned = fitted_recipe(job.recipe, steps, describe_budget(plan))
     warm_in_full = target.method != "pretraining" if full_warmup is None else full_warmup
+    seconds = None if plan is None else plan.seconds
+    tested, why = test_precision(
+        mixed, net, where, chosen=precision is not None, timed=seconds is not None, from_ramp=not warm_in_full
+    )
     with clock.phase("find"):
         search = range_test(
             job,
@@ -284,9 +288,11 @@ def fit(
             progress=progress,
             for_fit=True,
             snapshots=not warm_in_full,
-            amp=mixed.amp,
-            deadline=None if plan is None or plan.seconds is None else clock.started + TEST_SHARE * plan.seconds,
+            amp=tested.amp,
+            deadline=None if seconds is None else clock.started + TEST_SHARE * seconds,
         )
+    if why is not None:
+        search.notes.insert(0, why)
     if warm_in_full and full_warmup is None:
         search.notes.append(
             f"a fine-tune ({target.method}): the whole warmup is trained from the initial weights (going on from "

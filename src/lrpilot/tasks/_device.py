@@ -24,6 +24,7 @@ __all__ = [
     "Precision",
     "describe_device",
     "device_of",
+    "native_bf16",
     "resolve_device",
     "resolve_precision",
     "to_device",
@@ -92,6 +93,17 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (tuple, list)):
         return type(batch)(to_device(value, device) for value in batch)
     return batch
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 matrix products in hardware, so that autocasting to bf16
+    saves time: a CUDA GPU from Ampere on, a CPU with AVX512-BF16 or AMX. Elsewhere torch emulates
+    bf16, which is slower than fp32 (the CPU checks are torch's private ones, absent before torch
+    2.1: then False)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")

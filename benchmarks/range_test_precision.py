@@ -1,0 +1,115 @@
+"""fit's range test in fp32 and in bf16 autocast: does the cheaper precision find the same peak?
+
+For each task and seed, fit's own range test (`lrpilot.autopilot._search.range_test`: the rules'
+band, fit's ramp and settled stop, the recipe's AdamW and clipping) on the same initial model and
+batches, once in fp32 and once in bf16 autocast. Reported: the peak each found (before the horizon
+law), their distance in decades, the steps each took, and the bf16 test's wall time over fp32's
+(one thread; the two tests of a seed run back to back, so a busy machine slows both alike). This
+is what `lrpilot fit` relies on when it runs the test of a large model in bf16 where the hardware
+computes it (`test_precision`): on a CPU the gain needs AVX512-BF16 or AMX (this machine's AMD
+EPYC has AVX512-BF16).
+
+    LRPILOT_SST2_DIR=../shared/data nice -n 10 python benchmarks/range_test_precision.py --tasks sst2-full \
+        --seeds $(seq 0 25)
+    LRPILOT_SST2_DIR=../shared/data nice -n 10 python benchmarks/range_test_precision.py --tasks sst2-lora \
+        --seeds $(seq 0 29)
+    python benchmarks/range_test_precision.py --table-only
+
+Results are merged into ``benchmarks/data/range_test_precision.json`` (per task, seed and precision).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from _environment import command, load_json, save_json
+from lrpilot.autopilot._hf import HfTask, recipe_from
+from lrpilot.autopilot._progress import quiet
+from lrpilot.autopilot._search import range_test
+from lrpilot.autopilot._target import fitted_recipe, resolve_target
+from lrpilot.rules import recommend
+
+OUT = Path(__file__).resolve().parent / "data" / "range_test_precision.json"
+AMPS = {"fp32": None, "bf16": "bf16"}
+
+
+def run(name: str, seed: int, precision: str) -> dict[str, Any]:
+    """fit's range test of task `name` on `seed`'s fresh model, set up as fit sets it up, in `precision`."""
+    target = resolve_target(
+        name, model=None, data=None, eval_data=None, task_type=None, method=None, data_dir=None, batch_size=None
+    )
+    model = target.task.build_model(seed)
+    batch = target.task.recipe.batch_size
+    rec = recommend(model, target.method, batch_size=batch, steps=target.steps, seq_len=target.seq_len)
+    job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
+    planned = fitted_recipe(job.recipe, target.steps, None)
+    started = time.perf_counter()
+    amp = AMPS[precision]
+    # as fit tests a fine-tune (it trains its whole warmup from the initial weights: no ramp snapshots)
+    search = range_test(
+        job, model, planned, rec, seed=seed, steps=None, progress=quiet, for_fit=True, snapshots=False, amp=amp
+    )
+    return {
+        "peak_lr": search.peak,
+        "steps": None if search.finder is None else search.finder.steps_used,
+        "wall_time_s": time.perf_counter() - started,
+    }
+
+
+def table(doc: dict[str, Any]) -> str:
+    """Markdown: per task, the seeds, how many bf16 peaks equal fp32's (to the 3 digits fit keeps),
+    the largest distance, and the median of bf16's time over fp32's."""
+    lines = [
+        "| task (seeds) | bf16 peak = fp32's | largest gap (decades) | same steps | bf16 / fp32 time: median (range) |",
+        "|---|---|---|---|---|",
+    ]
+    for task, runs in doc["runs"].items():
+        rows = [row for row in runs.values() if "fp32" in row and "bf16" in row]
+        if not rows:
+            continue
+        gaps = [abs(math.log10(row["bf16"]["peak_lr"] / row["fp32"]["peak_lr"])) for row in rows]
+        times = [row["bf16"]["wall_time_s"] / row["fp32"]["wall_time_s"] for row in rows]
+        same = sum(gap == 0 for gap in gaps)
+        steps = sum(row["bf16"]["steps"] == row["fp32"]["steps"] for row in rows)
+        lines.append(
+            f"| {task} ({len(rows)}) | {same} of {len(rows)} | {max(gaps):.4f} | {steps} of {len(rows)} | "
+            f"{statistics.median(times):.2f}× ({min(times):.2f}–{max(times):.2f}) |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--tasks", nargs="+", default=["sst2-lora"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
+    args = parser.parse_args()
+    doc: dict[str, Any] = load_json(args.out, {"runs": {}, "commands": []})
+    if not args.table_only:
+        torch.set_num_threads(1)
+        doc["commands"].append(command(["torch", "transformers", "peft"]))
+        for task in args.tasks:
+            for precision in AMPS:  # untimed: a process's first test imports parts of torch (seconds)
+                run(task, args.seeds[0], precision)
+            for seed in args.seeds:
+                row = doc["runs"].setdefault(task, {}).setdefault(str(seed), {})
+                for precision in AMPS:
+                    row[precision] = run(task, seed, precision)
+                save_json(args.out, doc)
+                print(task, seed, row, flush=True)
+    print(table(doc))
+
+
+if __name__ == "__main__":
+    main()
