@@ -36,7 +36,7 @@ from _environment import command, load_json, save_json
 from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._progress import quiet
 from lrpilot.autopilot._search import range_test
-from lrpilot.autopilot._target import fitted_recipe, resolve_target
+from lrpilot.autopilot._target import TargetSpec, fitted_recipe, resolve_target
 from lrpilot.rules import recommend
 
 OUT = Path(__file__).resolve().parent / "data" / "range_test_precision.json"
@@ -48,9 +48,7 @@ range test's answer spreads ±0.15–0.2 decades from one batch order to the nex
 
 def run(name: str, seed: int, precision: str) -> dict[str, Any]:
     """fit's range test of task `name` on `seed`'s fresh model, set up as fit sets it up, in `precision`."""
-    target = resolve_target(
-        name, model=None, data=None, eval_data=None, task_type=None, method=None, data_dir=None, batch_size=None
-    )
+    target = resolve_target(TargetSpec(name))
     model = target.task.build_model(seed)
     batch = target.task.recipe.batch_size
     rec = recommend(model, target.method, batch_size=batch, steps=target.steps, seq_len=target.seq_len)

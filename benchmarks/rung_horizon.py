@@ -52,7 +52,7 @@ import torch
 from _environment import command, load_json, save_json
 from _scoring import OracleCurve
 from lrpilot.autopilot._progress import Clock, quiet
-from lrpilot.autopilot._target import Target, resolve_target
+from lrpilot.autopilot._target import Target, TargetSpec, resolve_target
 from lrpilot.autopilot._training import train_guarded
 from lrpilot.rules import HORIZON_EXPONENT
 from lrpilot.tasks import SST2_ENV, Recipe, Task, task_names
@@ -122,9 +122,7 @@ def rung_run(job: Task, recipe: Recipe, rung: int, seed: int, lr: float) -> dict
 def run_task(name: str, seeds: list[int], factors: list[float], doc: dict[str, Any], out: Path) -> None:
     """Every (seed, factor) rung run of `name`, saved after each so that an interrupted call keeps its runs."""
     lr_star = oracle_lr_star(name)
-    target = resolve_target(
-        name, model=None, data=None, eval_data=None, task_type=None, method=None, data_dir=None, batch_size=None
-    )
+    target = resolve_target(TargetSpec(name))
     entry = doc["tasks"].setdefault(name, {"runs": {}})
     entry["lr_star"] = lr_star
     for seed in seeds:

@@ -112,7 +112,7 @@ def test_an_over_trained_causal_lm_gets_both_notes(tmp_path: Path) -> None:
     climbs past the uniform guess's ln(600)."""
     from lrpilot.autopilot._pipeline import _epochs
     from lrpilot.autopilot._progress import Clock, quiet
-    from lrpilot.autopilot._target import resolve_target
+    from lrpilot.autopilot._target import TargetSpec, resolve_target
     from lrpilot.autopilot._training import after_run, train_guarded
     from lrpilot.schedules import Cosine
     from tests.autopilot.conftest import save_chat_lm
@@ -126,16 +126,15 @@ def test_an_over_trained_causal_lm_gets_both_notes(tmp_path: Path) -> None:
     (tmp_path / "train.jsonl").write_text(chats("A poor player.", 32), encoding="utf-8")
     (tmp_path / "val.jsonl").write_text(chats("Tis I, the ghost of Hamlet's father.", 8), encoding="utf-8")
     target = resolve_target(
-        None,
-        model=save_chat_lm(tmp_path / "model"),
-        data=tmp_path / "train.jsonl",
-        eval_data=tmp_path / "val.jsonl",
-        task_type="causal-lm",
-        method="full",
-        data_dir=None,
-        batch_size=8,
-        columns=None,
-        max_length=48,
+        TargetSpec(
+            model=save_chat_lm(tmp_path / "model"),
+            data=tmp_path / "train.jsonl",
+            eval_data=tmp_path / "val.jsonl",
+            task_type="causal-lm",
+            method="full",
+            batch_size=8,
+            max_length=48,
+        )
     )
     recipe = dataclasses.replace(target.task.recipe, total_steps=40, warmup_steps=2)
     task = target.task.with_recipe(recipe)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import signal
@@ -95,6 +96,28 @@ def test_resume_takes_the_interrupted_fits_own_settings(tmp_path: Path) -> None:
         fit(resume=tmp_path, seed=3, budget=100)
     with pytest.raises(FileNotFoundError, match=r"--resume .*missing is not a directory"):
         fit(resume=tmp_path / "missing")
+
+
+def test_what_fit_trains_is_one_spec_whose_fields_fit_and_tune_take_and_a_resume_reads_back() -> None:
+    """`TargetSpec` is the one list of fit's arguments that say what it trains: a resume reads back
+    `TARGET_ARGUMENTS`, its fields, and fit, tune and their checks take each with the spec's default
+    (the thirteen had been spelled out by hand in each signature and in a second list)."""
+    import inspect
+
+    from lrpilot.autopilot._pipeline import TARGET_ARGUMENTS, check_arguments
+    from lrpilot.autopilot._target import TargetSpec
+    from lrpilot.tuning import tune
+    from lrpilot.tuning._tune import check_arguments as check_tune
+
+    fields = {f.name: f.default for f in dataclasses.fields(TargetSpec) if f.name != "owner"}
+    assert tuple(fields) == TARGET_ARGUMENTS
+    for function in (fit, check_arguments, tune, check_tune):
+        parameters = inspect.signature(function).parameters
+        assert {name: parameters[name].default for name in fields} == fields, function
+    stored = {"task": None, "model": "/m", "data": "/d.csv", "eval_data": None, "task_type": None, "method": "lora"}
+    stored |= {"data_dir": None, "batch_size": 8, "columns": None, "max_length": None, "seed": 0, "device": None}
+    # the arguments of a checkpoint saved before the LoRA options: those it lacks are their defaults
+    assert TargetSpec.of(stored) == TargetSpec(model="/m", data="/d.csv", method="lora", batch_size=8)
 
 
 def test_import_lrpilot_stays_numpy_only_and_fit_is_callable_lazily() -> None:

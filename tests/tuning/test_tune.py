@@ -196,6 +196,26 @@ def test_bad_input_is_refused_before_any_work(tmp_path: Path, kwargs: dict[str, 
     assert not (out / "trials").exists()
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model": "model"}, r"^tune: --model needs --data FILE"),  # checked before anything loads
+        ({"task": "digits", "steps": 3, "budget": 100.0}, r"^tune: the budget \(3 steps\) is too small for a warmup"),
+    ],
+)
+def test_fits_checks_of_what_to_train_name_tune_as_tune_runs_them(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    """The checks of what to train are fit's, run by tune with itself as their owner
+    (`TargetSpec.owner`, `plan_run`'s): they had said "fit: …" and a layer around them rewrote the
+    prefix into "tune: …", raising a copy chained to fit's error."""
+    with pytest.raises(ValueError, match=message) as caught:
+        tune(**kwargs, out=tmp_path / "run")
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_study_with_other_settings_is_not_continued(tmp_path: Path) -> None:
     out = tmp_path / "run"
     tune("digits", steps=STEPS, budget=3.0, out=out, report=False)

@@ -513,16 +513,18 @@ def check_hf_options(
     batch_size: int,
     columns: Mapping[str, str] | None,
     max_length: int | None,
+    owner: str = "fit",
 ) -> dict[str, str]:
     """`load_hf_task`'s checks that read no file and load nothing: the options, and the paths of
     the model and the data files; the roles' columns (`column_map`). fit runs them before anything
-    (``lrpilot fit`` before it prints its plan); what the files hold is checked as they are read."""
-    check.choice("fit", "--task-type", kind, TASK_TYPES)
-    check.choice("fit", "--method", method, METHODS)
-    check.step_count("fit", "--batch-size", batch_size, 1)
+    (``lrpilot fit`` before it prints its plan); what the files hold is checked as they are read.
+    Its errors name `owner`, the command given the options (fit, or tune through fit's checks)."""
+    check.choice(owner, "--task-type", kind, TASK_TYPES)
+    check.choice(owner, "--method", method, METHODS)
+    check.step_count(owner, "--batch-size", batch_size, 1)
     if max_length is not None:
-        check.step_count("fit", "--max-length", max_length, 8)
-    mapped = column_map(columns)
+        check.step_count(owner, "--max-length", max_length, 8)
+    mapped = column_map(columns, owner)
     _check_model_path(model_dir)
     wanted = wanted_columns(kind, mapped)
     check_file(data, wanted, "--data")
@@ -542,6 +544,7 @@ def load_hf_task(
     columns: Mapping[str, str] | None = None,
     max_length: int | None = None,
     lora: LoraOptions | None = None,
+    owner: str = "fit",
 ) -> HfTask:
     """Check everything about the user's model and data and tokenize the data; no weights are loaded
     yet (`HfTask.build_model` does that). The recipe is a placeholder until the recommendation
@@ -551,7 +554,8 @@ def load_hf_task(
     messages (`lrpilot.autopilot._data.LM_FORMATS`). Examples longer than `max_length` tokens are
     truncated (None: `MAX_LENGTH` for a classifier, `LM_MAX_LENGTH` for a causal LM, or its
     context where that is shorter). `lora`: the adapters of ``method="lora"`` (`lora_options`
-    checks them; default rank 8, alpha 16, on the attention projections)."""
+    checks them; default rank 8, alpha 16, on the attention projections). `owner`: the command
+    whose options' errors it raises (`check_hf_options`)."""
     lora = lora or LoraOptions()
     mapped = check_hf_options(
         model_dir,
@@ -562,6 +566,7 @@ def load_hf_task(
         batch_size=batch_size,
         columns=columns,
         max_length=max_length,
+        owner=owner,
     )
     if kind == "causal-lm":
         return _causal_lm_task(

@@ -37,7 +37,15 @@ from lrpilot.autopilot._lora import lora_note
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback, quiet
 from lrpilot.autopilot._resume import Resumed
 from lrpilot.autopilot._search import TEST_SHARE, Search, peak_at_horizon, range_test, test_precision
-from lrpilot.autopilot._target import Target, check_target, describe_budget, fitted_recipe, resolve_target
+from lrpilot.autopilot._target import (
+    TARGET_ARGUMENTS,
+    Target,
+    TargetSpec,
+    check_target,
+    describe_budget,
+    fitted_recipe,
+    resolve_target,
+)
 from lrpilot.autopilot._training import AUDIT_FILE, MODEL_FILE, Trained, after_run, save_model, train_guarded
 from lrpilot.rules import Recommendation, recommend
 from lrpilot.schedules import Schedule
@@ -246,21 +254,7 @@ def fit(
     plan = parse_budget(budget)
     with clock.phase("load"):
         progress("load", 0, None, math.nan, math.nan)
-        target = resolve_target(
-            task,
-            model=model,
-            data=data,
-            eval_data=eval_data,
-            task_type=task_type,
-            method=method,
-            data_dir=data_dir,
-            batch_size=batch_size,
-            columns=columns,
-            max_length=max_length,
-            lora_rank=lora_rank,
-            lora_alpha=lora_alpha,
-            lora_targets=lora_targets,
-        )
+        target = resolve_target(TargetSpec.of(locals()))
         rows = _retention(retention)
         run_dir = new_run_dir(None if out is None else Path(out), target.label)
         steps = plan.steps if plan is not None and plan.steps is not None else target.steps
@@ -439,10 +433,6 @@ def _finish(  # noqa: PLR0917  (what fit decided, passed on to the record)
     )
 
 
-TARGET_ARGUMENTS: tuple[str, ...] = ("task", "model", "data", "eval_data", "task_type", "method", "data_dir")
-TARGET_ARGUMENTS = (*TARGET_ARGUMENTS, "batch_size", "columns", "max_length", "lora_rank", "lora_alpha", "lora_targets")
-"""fit's arguments that say what it trains (`resolve_target`'s): a resume rebuilds the same model,
-its adapters included, from them (a checkpoint saved without the LoRA ones rebuilds the defaults)."""
 RESUMABLE = ("report", "progress", "callback", "resume")
 """fit's arguments a resumed fit takes; the others are the interrupted fit's own."""
 
@@ -509,22 +499,7 @@ def check_arguments(
         return
     _checked(seed, finder_steps, device, precision)
     plan = parse_budget(budget)
-    check_target(
-        task,
-        model=model,
-        data=data,
-        eval_data=eval_data,
-        task_type=task_type,
-        method=method,
-        data_dir=data_dir,
-        batch_size=batch_size,
-        columns=columns,
-        max_length=max_length,
-        lora_rank=lora_rank,
-        lora_alpha=lora_alpha,
-        lora_targets=lora_targets,
-        plan=plan,
-    )
+    check_target(TargetSpec.of(locals()), plan=plan)
     _check_retention(model, retention, forgetting_weight)
     if out is not None:
         check_out(Path(out))
@@ -550,13 +525,7 @@ def _go_on(
     where, mixed = _checked(args["seed"], None, args["device"], args["precision"])
     with clock.phase("load"):
         progress("load", 0, None, math.nan, math.nan)
-        target = resolve_target(
-            **{
-                k: v
-                for k, v in args.items()
-                if k not in ("seed", "device", "precision", "retention", "forgetting_weight")
-            }
-        )
+        target = resolve_target(TargetSpec.of(args))
         rows = _retention(args["retention"])
         net = mixed.master(target.task.build_model(args["seed"])).to(where)
         with mixed.autocast():

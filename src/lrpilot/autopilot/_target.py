@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ from lrpilot.tasks import Recipe, Task, get_task, task_names
 __all__ = [
     "DEFAULT_TASK",
     "FINETUNE_WARMUP",
+    "TARGET_ARGUMENTS",
     "Target",
+    "TargetSpec",
     "builtin_target",
     "check_target",
     "describe_budget",
@@ -34,7 +36,43 @@ __all__ = [
 
 FINETUNE_WARMUP = 0.1
 """The rules' fine-tuning warmup (10 % of the run, ``warmup-finetuning``), which a user model's recipe follows."""
-NEEDS_DATA = "fit: --model needs --data FILE (.csv, .jsonl, .json or .txt with a text column)"
+NEEDS_DATA = "--model needs --data FILE (.csv, .jsonl, .json or .txt with a text column)"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What to train, as fit's arguments say it (None: not given): a built-in `task`, or a user's
+    `model` and `data` with their options. One value handed down from fit's (or tune's) keyword
+    arguments to `resolve_target` and `check_target`, rather than each of them listing all thirteen;
+    `owner` is the command their errors name (``"tune: --model needs --data FILE"``)."""
+
+    task: str | None = None
+    model: str | Path | None = None
+    data: str | Path | None = None
+    eval_data: str | Path | None = None
+    task_type: str | None = None
+    method: str | None = None
+    data_dir: str | Path | None = None
+    batch_size: int | None = None
+    columns: Mapping[str, str] | None = None
+    max_length: int | None = None
+    lora_rank: int | None = None
+    lora_alpha: float | None = None
+    lora_targets: str | Sequence[str] | None = None
+    owner: str = "fit"
+
+    @classmethod
+    def of(cls, arguments: Mapping[str, Any], owner: str = "fit") -> TargetSpec:
+        """The spec from keyword arguments that hold its fields among others (fit's own, a resume's
+        stored ones, a study's stored target); one they lack (a checkpoint saved before the LoRA
+        options existed) keeps its default."""
+        return cls(**{name: arguments[name] for name in TARGET_ARGUMENTS if name in arguments}, owner=owner)
+
+
+TARGET_ARGUMENTS = tuple(field.name for field in fields(TargetSpec) if field.name != "owner")
+"""fit's arguments that say what it trains: `TargetSpec`'s fields, its `owner` aside. A resume
+rebuilds the same model, its adapters included, from them as its checkpoint stored them
+(`TargetSpec.of`: one saved without the LoRA ones rebuilds the defaults)."""
 
 
 @dataclass(frozen=True)
@@ -56,14 +94,14 @@ class Target:
     """What the run's notes say about the model fit built (the head it put on a user's checkpoint)."""
 
 
-def builtin_target(name: str, data_dir: Path | None) -> Target:
+def builtin_target(name: str, data_dir: Path | None, owner: str = "fit") -> Target:
     """A built-in task; its own recipe's length is what the range test's rule was calibrated at."""
     from lrpilot.tasks._shakespeare import ShakespeareTask
     from lrpilot.tasks._sst2 import Sst2Task
 
-    check.choice("fit", "--task", name, task_names())
+    check.choice(owner, "--task", name, task_names())
     if data_dir is not None and not name.startswith("sst2"):
-        raise ValueError(f"fit: --data-dir applies to the sst2 tasks only, not to {name!r}")
+        raise ValueError(f"{owner}: --data-dir applies to the sst2 tasks only, not to {name!r}")
     task = get_task(name, data_dir=data_dir) if data_dir is not None else get_task(name)
     method = ("lora" if task.lora else "full") if isinstance(task, Sst2Task) else "pretraining"
     seq_len = task.context if isinstance(task, ShakespeareTask) else None
@@ -82,11 +120,12 @@ def user_target(
     columns: Mapping[str, str] | None = None,
     max_length: int | None = None,
     lora: LoraOptions | None = None,
+    owner: str = "fit",
 ) -> Target:
     """A local Hugging Face model fine-tuned on the user's data (`load_hf_task`, its adapters
     `lora`'s); the rule's calibrated run lengths stretched to one epoch of it."""
     if data is None:
-        raise ValueError(NEEDS_DATA)
+        raise ValueError(f"{owner}: {NEEDS_DATA}")
     task = load_hf_task(
         model,
         data,
@@ -97,6 +136,7 @@ def user_target(
         columns=columns,
         max_length=max_length,
         lora=lora,
+        owner=owner,
     )
     heads = (
         head_note(task.pooling) if task.pooling else None,
@@ -270,128 +310,92 @@ def _gaps_note(task: HfTask) -> str | None:
     )
 
 
-def resolve_target(
-    task: str | None,
-    *,
-    model: str | Path | None,
-    data: str | Path | None,
-    eval_data: str | Path | None,
-    task_type: str | None,
-    method: str | None,
-    data_dir: str | Path | None,
-    batch_size: int | None,
-    columns: Mapping[str, str] | None = None,
-    max_length: int | None = None,
-    lora_rank: int | None = None,
-    lora_alpha: float | None = None,
-    lora_targets: str | Sequence[str] | None = None,
-) -> Target:
+def resolve_target(spec: TargetSpec) -> Target:
     """A built-in task, or the user's model and data; options that belong to the other are errors,
     and so are LoRA options without ``--method lora`` (`lora_options`)."""
-    if model is None:
+    if spec.model is None:
         given = {
-            "--data": data,
-            "--eval": eval_data,
-            "--task-type": task_type,
-            "--method": method,
-            "--columns": columns,
-            "--max-length": max_length,
-            "--lora-rank": lora_rank,
-            "--lora-alpha": lora_alpha,
-            "--lora-targets": lora_targets,
+            "--data": spec.data,
+            "--eval": spec.eval_data,
+            "--task-type": spec.task_type,
+            "--method": spec.method,
+            "--columns": spec.columns,
+            "--max-length": spec.max_length,
+            "--lora-rank": spec.lora_rank,
+            "--lora-alpha": spec.lora_alpha,
+            "--lora-targets": spec.lora_targets,
         }
-        for name, value in {**given, "--batch-size": batch_size}.items():
+        for name, value in {**given, "--batch-size": spec.batch_size}.items():
             if value is not None:
-                raise ValueError(f"fit: {name} applies to --model (your own model); a built-in task's recipe fixes it")
-        return builtin_target(task or DEFAULT_TASK, None if data_dir is None else Path(data_dir))
-    _check_beside_model(task, data_dir)
-    settings = _user_settings(task_type, method, batch_size)
+                raise ValueError(
+                    f"{spec.owner}: {name} applies to --model (your own model); a built-in task's recipe fixes it"
+                )
+        data_dir = None if spec.data_dir is None else Path(spec.data_dir)
+        return builtin_target(spec.task or DEFAULT_TASK, data_dir, spec.owner)
+    _check_beside_model(spec)
+    settings = _user_settings(spec)
     return user_target(
-        Path(model),
-        None if data is None else Path(data),
-        None if eval_data is None else Path(eval_data),
-        columns=columns,
-        max_length=max_length,
-        lora=lora_options("fit", settings["method"], lora_rank, lora_alpha, lora_targets),
+        Path(spec.model),
+        None if spec.data is None else Path(spec.data),
+        None if spec.eval_data is None else Path(spec.eval_data),
+        columns=spec.columns,
+        max_length=spec.max_length,
+        lora=_lora(spec, settings["method"]),
+        owner=spec.owner,
         **settings,
     )
 
 
-def check_target(
-    task: str | None,
-    *,
-    model: str | Path | None,
-    data: str | Path | None,
-    eval_data: str | Path | None,
-    task_type: str | None,
-    method: str | None,
-    data_dir: str | Path | None,
-    batch_size: int | None,
-    columns: Mapping[str, str] | None = None,
-    max_length: int | None = None,
-    lora_rank: int | None = None,
-    lora_alpha: float | None = None,
-    lora_targets: str | Sequence[str] | None = None,
-    plan: Budget | None = None,
-) -> Recipe:
+def check_target(spec: TargetSpec, *, plan: Budget | None = None) -> Recipe:
     """`resolve_target`'s checks with nothing read or loaded (a built-in task is a look-up): the
     options, the paths of the model and its data, and a step budget in `plan` against the warmup
     of the recipe it compresses: a built-in task's own; for a user's model (whose recipe is the
     rules', known once it loads) their fine-tuning warmup, `FINETUNE_WARMUP` of the run. Returns
     that recipe (a user's model's: its batch size, and a placeholder length of 1000 steps)."""
-    if model is None:
-        target = resolve_target(
-            task,
-            model=None,
-            data=data,
-            eval_data=eval_data,
-            task_type=task_type,
-            method=method,
-            data_dir=data_dir,
-            batch_size=batch_size,
-            columns=columns,
-            max_length=max_length,
-            lora_rank=lora_rank,
-            lora_alpha=lora_alpha,
-            lora_targets=lora_targets,
-        )
-        recipe = target.task.recipe
+    if spec.model is None:
+        recipe = resolve_target(spec).task.recipe
     else:
-        _check_beside_model(task, data_dir)
-        if data is None:
-            raise ValueError(NEEDS_DATA)
-        settings = _user_settings(task_type, method, batch_size)
-        lora_options("fit", settings["method"], lora_rank, lora_alpha, lora_targets)
+        _check_beside_model(spec)
+        if spec.data is None:
+            raise ValueError(f"{spec.owner}: {NEEDS_DATA}")
+        settings = _user_settings(spec)
+        _lora(spec, settings["method"])
         check_hf_options(
-            Path(model),
-            Path(data),
-            None if eval_data is None else Path(eval_data),
-            columns=columns,
-            max_length=max_length,
+            Path(spec.model),
+            Path(spec.data),
+            None if spec.eval_data is None else Path(spec.eval_data),
+            columns=spec.columns,
+            max_length=spec.max_length,
+            owner=spec.owner,
             **settings,
         )
         share = round(FINETUNE_WARMUP * 1000)  # a run of any length: a budget's check reads the warmup's share
         recipe = Recipe(settings["batch_size"], 1000, share, decay="linear", floor_ratio=0.0, weight_decay=0.01)
     if plan is not None and plan.steps is not None:
-        fitted_recipe(recipe, plan.steps, describe_budget(plan))
+        fitted_recipe(recipe, plan.steps, describe_budget(plan), owner=spec.owner)
     return recipe
 
 
-def _check_beside_model(task: str | None, data_dir: str | Path | None) -> None:
+def _check_beside_model(spec: TargetSpec) -> None:
     """A user's model takes no built-in task and no SST-2 folder."""
-    if task is not None:
-        raise ValueError("fit: give --task (a built-in task) or --model (your own), not both")
-    if data_dir is not None:
-        raise ValueError("fit: --data-dir applies to the sst2 tasks, not to --model")
+    if spec.task is not None:
+        raise ValueError(f"{spec.owner}: give --task (a built-in task) or --model (your own), not both")
+    if spec.data_dir is not None:
+        raise ValueError(f"{spec.owner}: --data-dir applies to the sst2 tasks, not to --model")
 
 
-def _user_settings(task_type: str | None, method: str | None, batch_size: int | None) -> dict[str, Any]:
+def _user_settings(spec: TargetSpec) -> dict[str, Any]:
     """A user's model's task type, method and batch size, the defaults where not given."""
     return {
-        "kind": task_type or "classification",
-        "method": method or "full",
-        "batch_size": 16 if batch_size is None else batch_size,
+        "kind": spec.task_type or "classification",
+        "method": spec.method or "full",
+        "batch_size": 16 if spec.batch_size is None else spec.batch_size,
     }
+
+
+def _lora(spec: TargetSpec, method: str) -> LoraOptions:
+    """The spec's adapters, checked against the run's `method` (`lora_options`)."""
+    return lora_options(spec.owner, method, spec.lora_rank, spec.lora_alpha, spec.lora_targets)
 
 
 DEFAULT_TASK = "shakespeare"
@@ -404,7 +408,7 @@ def describe_budget(plan: Budget | None) -> str:
     return "the default" if plan is None else str(plan)
 
 
-def fitted_recipe(recipe: Recipe, steps: int, budget: str) -> Recipe:
+def fitted_recipe(recipe: Recipe, steps: int, budget: str, *, owner: str = "fit") -> Recipe:
     """The recipe compressed (or stretched) to `steps`, warmup in proportion. Every schedule fit
     trains with has a warmup (Adam's first updates are its largest relative to the weights): a
     budget whose warmup rounds to nothing is refused, with the smallest one that has a step of it."""
@@ -414,7 +418,7 @@ def fitted_recipe(recipe: Recipe, steps: int, budget: str) -> Recipe:
         smallest = next(n for n in itertools.count(1) if round(ratio * n) >= 1)  # as `Recipe.shortened` rounds
         given = budget if budget == f"{steps} steps" else f"{budget}, {steps} steps"  # a time budget's steps too
         raise ValueError(
-            f"fit: the budget ({given}) is too small for a warmup: the schedule warms up over "
+            f"{owner}: the budget ({given}) is too small for a warmup: the schedule warms up over "
             f"{ratio:.0%} of the run, which needs at least {smallest} steps"
         )
     return fitted

@@ -14,7 +14,7 @@ import torch
 
 from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._progress import Progress
-from lrpilot.autopilot._target import Target, fitted_recipe, resolve_target
+from lrpilot.autopilot._target import Target, TargetSpec, fitted_recipe, resolve_target
 from lrpilot.rules import Recommendation, recommend
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tasks._device import Precision
@@ -114,9 +114,10 @@ def target_spec(given: dict[str, Any]) -> dict[str, Any]:
     return {k: str(Path(v).resolve()) if k in _PATHS and v is not None else v for k, v in given.items()}
 
 
-def build_target(spec: dict[str, Any]) -> Target:
-    """What `target_spec` stored, rebuilt (the model and data loaded on this machine)."""
-    return resolve_target(spec["task"], **{k: v for k, v in spec.items() if k != "task"})
+def build_target(spec: dict[str, Any], owner: str = "fit") -> Target:
+    """What `target_spec` stored, rebuilt (the model and data loaded on this machine); its errors
+    name `owner`."""
+    return resolve_target(TargetSpec.of(spec, owner))
 
 
 # --- running trials -------------------------------------------------------------------------------
@@ -137,16 +138,23 @@ def run_until_done(study: optuna.Study, runner: TrialRunner, progress: Progress)
 
 
 def plan_run(
-    target: Target, run_steps: int, seed: int, device: torch.device | None = None, precision: Precision | None = None
+    target: Target,
+    run_steps: int,
+    seed: int,
+    device: torch.device | None = None,
+    precision: Precision | None = None,
+    *,
+    owner: str = "fit",
 ) -> tuple[nn.Module, Recommendation, Task, Recipe]:
     """The fresh model (on `device`, the CPU by default, its trainable weights float32:
     `Precision.master`), the rules' recommendation for it, the task to train (a user's model gets
-    the recommendation's warmup and decay, as in `lrpilot.fit`) and its recipe fitted to `run_steps`."""
+    the recommendation's warmup and decay, as in `lrpilot.fit`) and its recipe fitted to `run_steps`
+    (a length too short for a warmup: an error naming `owner`)."""
     net = (precision or Precision()).master(target.task.build_model(seed)).to(device or torch.device("cpu"))
     batch = target.task.recipe.batch_size
     rec = recommend(net, target.method, batch_size=batch, steps=run_steps, seq_len=target.seq_len)
     job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
-    return net, rec, job, fitted_recipe(job.recipe, run_steps, f"{run_steps} steps")
+    return net, rec, job, fitted_recipe(job.recipe, run_steps, f"{run_steps} steps", owner=owner)
 
 
 def make_runner(

@@ -15,8 +15,7 @@ import dataclasses
 import math
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from lrpilot.autopilot._budget import Budget, parse_budget, steps_for_time, time
 from lrpilot.autopilot._lora import parse_targets
 from lrpilot.autopilot._progress import Clock, Progress, quiet
 from lrpilot.autopilot._search import TEST_SHARE, peak_at_horizon, ramp, ramp_density, range_test
-from lrpilot.autopilot._target import Target, check_target
+from lrpilot.autopilot._target import Target, TargetSpec, check_target
 from lrpilot.rules import HORIZON_EXPONENT, Recommendation
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tasks._device import resolve_device, resolve_precision
@@ -147,11 +146,10 @@ def tune(
         "lora_targets": _stored_targets(lora_targets),
     }
     spec.update({k: v for k, v in given_data.items() if v is not None})  # a study stored without them continues
-    with _as_tune():  # the data and the model load here
-        target = build_target(spec)
-        run_steps = steps if steps is not None else target.steps
-        check.step_count("tune", "steps", run_steps, 1)
-        net, rec, job, recipe = plan_run(target, run_steps, seed, where, mixed)
+    target = build_target(spec, "tune")  # the data and the model load here
+    run_steps = steps if steps is not None else target.steps
+    check.step_count("tune", "steps", run_steps, 1)
+    net, rec, job, recipe = plan_run(target, run_steps, seed, where, mixed, owner="tune")
     ramp_steps = ramp(rec, finder_steps, batch_size=recipe.batch_size)[2]
     first = FIRST_TRIAL_SHARE if prune else 1.0
     smallest = first + ramp_steps / run_steps
@@ -247,22 +245,7 @@ def check_arguments(
     plan = _parse_budget(budget)
     if steps is not None:
         check.step_count("tune", "steps", steps, 1)
-    with _as_tune():
-        recipe = check_target(
-            task,
-            model=model,
-            data=data,
-            eval_data=eval_data,
-            task_type=task_type,
-            method=method,
-            data_dir=data_dir,
-            batch_size=batch_size,
-            columns=columns,
-            max_length=max_length,
-            lora_rank=lora_rank,
-            lora_alpha=lora_alpha,
-            lora_targets=lora_targets,
-        )
+    recipe = check_target(TargetSpec.of(locals(), owner="tune"))
     if isinstance(plan, float):
         run_steps = steps if steps is not None or model is not None else recipe.total_steps  # a user's: once loaded
         _check_least_budget(plan, prune=prune, run_steps=run_steps, ramp_steps=finder_steps, batch=recipe.batch_size)
@@ -277,19 +260,6 @@ def _stored_targets(targets: str | Sequence[str] | None) -> str | list[str] | No
     ``"q_proj,v_proj"`` and ``["q_proj", "v_proj"]`` continue the same study."""
     parsed = None if targets is None else parse_targets("tune", targets)
     return list(parsed) if isinstance(parsed, tuple) else parsed
-
-
-@contextmanager
-def _as_tune() -> Iterator[None]:
-    """fit's checks and loading of what to train (`check_target`, `build_target`), their errors
-    said as tune's: ``lrpilot tune --model M`` had answered "fit: --model needs --data FILE"."""
-    try:
-        yield
-    except (ValueError, FileNotFoundError) as exc:
-        text = str(exc)
-        if type(exc) not in (ValueError, FileNotFoundError) or not text.startswith("fit: "):
-            raise
-        raise type(exc)("tune: " + text.removeprefix("fit: ")) from exc
 
 
 def _check_least_budget(plan: float, *, prune: bool, run_steps: int | None, ramp_steps: int | None, batch: int) -> None:
