@@ -153,6 +153,9 @@ def test_a_users_hugging_face_model_and_data_as_fit_trains_them(tmp_path: Path) 
         ([*common, "--lora-rank", "0"], "find: --lora-rank must be an integer in [1, ∞], got 0"),
         ([*common, "--method", "full", "--lora-rank", "4"], "find: --lora-rank applies to --method lora"),
         (["--task", "digits", "--lora-targets", "all-linear"], "find: --lora-targets applies to --model"),
+        # fit's checks of the model's options, named for this command (they said "fit:")
+        ([*common, "--batch-size", "0"], "find: --batch-size must be an integer in [1, ∞], got 0"),
+        ([*common, "--max-length", "4"], "find: --max-length must be an integer in [8, ∞], got 4"),
     ):
         result = runner.invoke(app, ["find", *args])
         assert result.exit_code == 2, result.output

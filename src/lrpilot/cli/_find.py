@@ -145,8 +145,6 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
     from lrpilot.tasks import make_optimizer
     from lrpilot.tasks._device import Precision
 
-    if data is None:
-        raise ValueError("find: --model needs --data FILE (.csv, .jsonl, .json or .txt with a text column)")
     choices = (("--task-type", user["task_type"], TASK_TYPES), ("--method", user["method"], METHODS))
     for option, value, options in choices:
         if value is not None:  # named for this command, not fit's (whose checks these are too)
@@ -163,6 +161,7 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         columns=parse_columns(user["columns"], "find"),
         max_length=user["max_length"],
         lora=lora,
+        owner="find",
     )
     steps = target.steps if total_steps is None else total_steps
     net = Precision().master(target.task.build_model(seed))  # fp32 weights, as fit trains a bf16 checkpoint's
