@@ -224,8 +224,10 @@ def fit(
     evaluations included (`lrpilot.tasks._device`). On a GPU the guard reads its verdicts every few
     steps (`TorchGuard`'s ``read_every``), so the host does not wait for the device each step
     (`train_guarded`). `precision`:
-    ``"fp32"`` (the default), ``"bf16"`` or ``"fp16"`` (with a loss scale): the forward passes of
-    every phase autocast to it (`lrpilot.tasks._device.Precision`).
+    ``"fp32"``, ``"bf16"`` or ``"fp16"`` (with a loss scale): the forward passes of every phase
+    autocast to it (`lrpilot.tasks._device.Precision`). None (the default) trains in fp32, and runs
+    the range test of a model of 10M parameters or more in bf16 where the hardware computes it
+    (`lrpilot.autopilot._search.test_precision`: the same peaks in two thirds of the time).
 
     Forgetting (a user's pretrained model): with `retention` (a ``.csv`` / ``.jsonl`` of general
     texts, column ``text``) every evaluation also measures the *drift*, the mean cosine distance of

@@ -134,9 +134,10 @@ def ramp(
 
 BF16_TEST_PARAMETERS = 10_000_000
 """Parameters from which a model's range test autocasts to bf16 where the hardware computes it
-(`test_precision`): MiniLM (22.7M) took 0.55–0.65 of fp32's time in it on an AVX512-BF16 CPU, while the
-built-in char-GPT (0.11M) and digits MLP (26k) took longer, their matrix products too small to pay
-for autocast's casts. Sizes in between are unmeasured."""
+(`test_precision`): MiniLM's tests (22.7M) took a median 0.64–0.67 of fp32's time in it on an
+AVX512-BF16 CPU (``benchmarks/range_test_precision.py``), while the built-in char-GPT's (0.11M) and
+digits MLP's (26k) took longer, their matrix products too small to pay for autocast's casts
+(``benchmarks/fit_precision.py``). Sizes in between are unmeasured."""
 
 
 def test_precision(
@@ -144,12 +145,14 @@ def test_precision(
 ) -> tuple[Precision, str | None]:
     """The precision fit's range test measures in, and a note where it is not the run's.
 
-    The test reads where a loss curve turns, not the last digits of a loss: in bf16 autocast it
-    found the fp32 test's peaks (TODO figures), in 0.55–0.65 of the time. So an fp32 run of a model
-    of at least `BF16_TEST_PARAMETERS` on hardware that computes bf16 (`native_bf16`) tests in bf16,
-    unless the user named the precision (`chosen`: ``--precision fp32`` keeps the test in fp32
-    too), the budget is a time (`timed`: the test's step time forecasts the run's), or the run
-    goes on from the ramp's weights (`from_ramp`: then the test is the run's first steps)."""
+    The test reads where a loss curve turns, not the last digits of a loss: in bf16 autocast its
+    peak was fp32's to 0.005 decades on 49 of 56 SST-2 seeds and one ramp step (0.08 decades) off on
+    the other 7, against the ±0.15–0.2 decades one test's answer spreads between batch orders
+    (``benchmarks/range_test_precision.py``). So an fp32 run of a model of at least
+    `BF16_TEST_PARAMETERS` on hardware that computes bf16 (`native_bf16`) tests in bf16, unless the
+    user named the precision (`chosen`: ``--precision fp32`` keeps the test in fp32 too), the budget
+    is a time (`timed`: the test's step time forecasts the run's), or the run goes on from the
+    ramp's weights (`from_ramp`: then the test's steps are the run's first)."""
     if chosen or timed or from_ramp or run.name != "fp32" or not native_bf16(device):
         return run, None
     size = sum(p.numel() for p in model.parameters())
@@ -157,8 +160,8 @@ def test_precision(
         return run, None
     where = "this GPU" if device.type == "cuda" else "this CPU (AVX512-BF16/AMX)"
     note = (
-        f"range test in bf16 autocast, the run in fp32: {where} computes bf16 faster, and the test's answer "
-        "does not need fp32 (--precision fp32 keeps the test in fp32 too)"
+        f"range test in bf16 autocast, the run in fp32: {where} computes bf16 faster, and a test's peak hardly "
+        "moves with it (benchmarks/range_test_precision.py); --precision fp32 keeps the test in fp32 too"
     )
     return Precision("bf16", device.type), note
 

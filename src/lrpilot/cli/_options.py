@@ -20,6 +20,7 @@ __all__ = [
     "DeviceOption",
     "EvalOption",
     "FinderStepsOption",
+    "FitPrecisionOption",
     "LoraAlphaOption",
     "LoraRankOption",
     "LoraTargetsOption",
@@ -107,6 +108,14 @@ PrecisionOption = Annotated[
     typer.Option(
         "--precision",
         help="The forward passes: fp32 (the default), bf16, or fp16 (with a loss scale), autocast on the device.",
+    ),
+]
+FitPrecisionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="The forward passes: fp32, bf16, or fp16 (with a loss scale), autocast on the device. Not given: "
+        "fp32, the range test of a 10M+ parameter model in bf16 where the hardware computes it.",
     ),
 ]
 ColumnsOption = Annotated[
