@@ -17,12 +17,12 @@ from lrpilot.autopilot._search import (
     MIN_TIMED_STEPS,
     RAMP_DENSITY,
     RETRY_BELOW,
+    finder_precision,
     peak_at_horizon,
     ramp,
     ramp_density,
     range_test,
     seconds_per_step,
-    test_precision,
     too_high,
     weak_fall,
 )
@@ -195,7 +195,7 @@ def test_a_large_models_fp32_run_tests_in_bf16_where_the_hardware_computes_it_an
     cpu, fp32 = torch.device("cpu"), Precision("fp32", "cpu")
     large = torch.nn.Linear(BF16_TEST_PARAMETERS // 1000, 1000)
     small = get_task("digits").build_model(0)
-    tested, note = test_precision(fp32, large, cpu, chosen=False, timed=False, from_ramp=False)
+    tested, note = finder_precision(fp32, large, cpu, chosen=False, timed=False, from_ramp=False)
     if native_bf16(cpu):
         assert tested == Precision("bf16", "cpu")
         assert note is not None
@@ -210,6 +210,6 @@ def test_a_large_models_fp32_run_tests_in_bf16_where_the_hardware_computes_it_an
         (large, {"from_ramp": True}),  # the run goes on from the test's weights
     ]:
         given = {"chosen": False, "timed": False, "from_ramp": False, **options}
-        assert test_precision(fp32, model, cpu, **given) == (fp32, None)
+        assert finder_precision(fp32, model, cpu, **given) == (fp32, None)
     fp16 = Precision("fp16", "cpu")  # a run in half precision tests in it
-    assert test_precision(fp16, large, cpu, chosen=False, timed=False, from_ramp=False) == (fp16, None)
+    assert finder_precision(fp16, large, cpu, chosen=False, timed=False, from_ramp=False) == (fp16, None)

@@ -36,7 +36,7 @@ from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._lora import lora_note
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback, quiet
 from lrpilot.autopilot._resume import Resumed
-from lrpilot.autopilot._search import TEST_SHARE, Search, peak_at_horizon, range_test, test_precision
+from lrpilot.autopilot._search import TEST_SHARE, Search, finder_precision, peak_at_horizon, range_test
 from lrpilot.autopilot._target import (
     TARGET_ARGUMENTS,
     Target,
@@ -227,7 +227,7 @@ def fit(
     ``"fp32"``, ``"bf16"`` or ``"fp16"`` (with a loss scale): the forward passes of every phase
     autocast to it (`lrpilot.tasks._device.Precision`). None (the default) trains in fp32, and runs
     the range test of a model of 10M parameters or more in bf16 where the hardware computes it
-    (`lrpilot.autopilot._search.test_precision`: the same peaks in two thirds of the time).
+    (`lrpilot.autopilot._search.finder_precision`: the same peaks in two thirds of the time).
 
     Forgetting (a user's pretrained model): with `retention` (a ``.csv`` / ``.jsonl`` of general
     texts, column ``text``) every evaluation also measures the *drift*, the mean cosine distance of
@@ -270,7 +270,7 @@ def fit(
         planned = fitted_recipe(job.recipe, steps, describe_budget(plan))
     warm_in_full = target.method != "pretraining" if full_warmup is None else full_warmup
     seconds = None if plan is None else plan.seconds
-    tested, why = test_precision(
+    tested, why = finder_precision(
         mixed, net, where, chosen=precision is not None, timed=seconds is not None, from_ramp=not warm_in_full
     )
     with clock.phase("find"):

@@ -35,12 +35,12 @@ __all__ = [
     "START_RISE",
     "TEST_SHARE",
     "Search",
+    "finder_precision",
     "peak_at_horizon",
     "ramp",
     "ramp_density",
     "range_test",
     "seconds_per_step",
-    "test_precision",
     "too_high",
     "weak_fall",
 ]
@@ -134,13 +134,13 @@ def ramp(
 
 BF16_TEST_PARAMETERS = 10_000_000
 """Parameters from which a model's range test autocasts to bf16 where the hardware computes it
-(`test_precision`): MiniLM's tests (22.7M) took a median 0.64–0.67 of fp32's time in it on an
+(`finder_precision`): MiniLM's tests (22.7M) took a median 0.64–0.67 of fp32's time in it on an
 AVX512-BF16 CPU (``benchmarks/range_test_precision.py``), while the built-in char-GPT's (0.11M) and
 digits MLP's (26k) took longer, their matrix products too small to pay for autocast's casts
 (``benchmarks/fit_precision.py``). Sizes in between are unmeasured."""
 
 
-def test_precision(
+def finder_precision(
     run: Precision, model: nn.Module, device: torch.device, *, chosen: bool, timed: bool, from_ramp: bool
 ) -> tuple[Precision, str | None]:
     """The precision fit's range test measures in, and a note where it is not the run's.
