@@ -311,11 +311,13 @@ def _targets(name: str, runs: dict[str, dict[str, Any]], seeds: list[str]) -> st
 
 
 def table(doc: dict[str, Any]) -> str:
-    """Markdown: per task, each method's seed-mean loss, accuracy and wall time (over the seeds it ran, named
-    where fewer than the task's), and fit against the targets."""
+    """Markdown: per task, each method's seed-mean loss, accuracy and wall time (over the seeds fit ran,
+    the methods run on fewer named so), and fit against the targets."""
     lines = []
     for name, entry in doc["tasks"].items():
-        seeds = sorted(entry["runs"], key=int)
+        seeds = sorted((s for s, runs in entry["runs"].items() if "fit" in runs), key=int)
+        if not seeds:  # grid-lr rows alone, kept for the TASK+full-warmup entries to copy
+            continue
         lines += [
             f"\n**{name}** (seeds {', '.join(seeds)})\n",
             "| method | peak LR | val loss | val accuracy | wall time |",
