@@ -364,3 +364,52 @@ def test_without_torch_the_import_error_names_the_extra() -> None:
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert child.returncode != 0
     assert "pip install 'lrpilot[torch]'" in child.stderr
+
+
+# --- inside torch's SequentialLR --------------------------------------------------------------------
+
+
+def sequential(first: Schedule, then: Schedule, milestone: int) -> torch.optim.lr_scheduler.SequentialLR:
+    opt = optimizer(lr=1e-3)
+    parts = [LRPilotScheduler(opt, first), LRPilotScheduler(opt, then)]
+    return torch.optim.lr_scheduler.SequentialLR(opt, parts, milestones=[milestone])
+
+
+def test_two_schedulers_in_sequential_lr_run_one_then_the_other() -> None:
+    """SequentialLR resets every group to its `initial_lr`: without one it raised KeyError 'initial_lr'."""
+    warmup, cosine = Constant(peak=1e-3, warmup_steps=5), Cosine(peak=1e-3, total_steps=20)
+    lrs = [row[0] for row in run(sequential(warmup, cosine, 5), 12)]  # type: ignore[arg-type]
+    assert lrs == [warmup(t) for t in range(5)] + [cosine(t) for t in range(7)]
+
+
+def test_a_torch_scheduler_after_it_in_sequential_lr_starts_from_the_optimizers_lr() -> None:
+    """A torch scheduler built after it takes the groups' `initial_lr` as its base: it was the
+    warmup's first LR (1.7e-4, the cosine then ran 6x too low), it is the optimizer's LR (1e-3)."""
+    opt = optimizer(lr=1e-3)
+    warmup = LRPilotScheduler(opt, Constant(peak=1e-3, warmup_steps=5))
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20)
+    chained = torch.optim.lr_scheduler.SequentialLR(opt, [warmup, cosine], milestones=[5])
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        chained.step()
+    assert lrs[5:] == pytest.approx([Cosine(peak=1e-3, total_steps=20)(t) for t in range(3)], rel=1e-12)
+
+
+@pytest.mark.parametrize("cut", [3, 5, 7])
+def test_sequential_lr_resumes_bit_identically_before_and_after_its_milestone(cut: int) -> None:
+    """Before the milestone the later scheduler is at step -1 (torch's "not started"); loading that
+    state raised 'state_dict['step'] must be an integer in [0, ∞], got -1'."""
+    warmup, cosine = Constant(peak=1e-3, warmup_steps=5), Cosine(peak=1e-3, total_steps=20)
+    straight = [row[0] for row in run(sequential(warmup, cosine, 5), 12)]  # type: ignore[arg-type]
+    first = sequential(warmup, cosine, 5)
+    head = [row[0] for row in run(first, cut)]  # type: ignore[arg-type]
+    buffer = io.BytesIO()
+    torch.save({"opt": first.optimizer.state_dict(), "sched": first.state_dict()}, buffer)
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, weights_only=True)
+    resumed = sequential(warmup, cosine, 5)
+    resumed.optimizer.load_state_dict(checkpoint["opt"])
+    resumed.load_state_dict(checkpoint["sched"])
+    assert head + [row[0] for row in run(resumed, 12 - cut)] == straight  # type: ignore[arg-type]

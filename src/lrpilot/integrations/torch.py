@@ -89,9 +89,10 @@ class LRPilotScheduler(LRScheduler):
         start_step: int = 0,
     ) -> None:
         # LRScheduler.__init__ is not called on purpose: it wraps `optimizer.step` to police the call
-        # order, records `initial_lr` in every group and runs one step through the machinery this
-        # class replaces. The attributes other code reads (optimizer, base_lrs, last_epoch,
-        # _step_count, _last_lr) are set here with the same meaning.
+        # order and runs one step through the machinery this class replaces. What other code reads
+        # (optimizer, base_lrs, last_epoch, _step_count, _last_lr, and each group's `initial_lr`,
+        # which SequentialLR resets the LRs to and which a torch scheduler built next takes as its
+        # base) is set here with the same meaning.
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{_OWNER}: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.optimizer = optimizer
@@ -100,7 +101,10 @@ class LRPilotScheduler(LRScheduler):
         self._scales = _scales(scales, len(groups))
         if scales is None and self._shared is not None:
             _warn_if_group_lrs_differ(groups)
-        self.base_lrs: list[float | torch.Tensor] = [_as_float(g["lr"]) for g in groups]
+        for group in groups:  # the optimizer's own LR, as torch's schedulers record it
+            lr = group["lr"]
+            group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
+        self.base_lrs: list[float | torch.Tensor] = [_as_float(g["initial_lr"]) for g in groups]
         self.last_epoch = check.step_count(_OWNER, "start_step", start_step)
         self._step_count = 1
         self._apply(self.last_epoch)
@@ -145,6 +149,9 @@ class LRPilotScheduler(LRScheduler):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the step and set the LRs at once (no need to wait for the next `step()`).
 
+        A step of -1 is torch's "not started": ``SequentialLR`` holds its later schedulers there
+        until their milestone, so their saved state is restored without touching the LRs.
+
         The schedule and scales stay those this object was built with. If the checkpoint recorded
         different ones, a `UserWarning` names both: a schedule rebuilt with another length or peak
         silently changes the LR after resuming (OneTrainer #1604).
@@ -155,7 +162,7 @@ class LRPilotScheduler(LRScheduler):
                 f"{_OWNER}.load_state_dict: expected the dict of LRPilotScheduler.state_dict() with a 'step' key, "
                 f"got {keys}"
             )
-        step = check.step_count(_OWNER, "state_dict['step']", state_dict["step"])
+        step = check.step_count(_OWNER, "state_dict['step']", state_dict["step"], low=-1)
         saved = state_dict.get("schedule")
         if saved is not None and saved != self._spec():
             warnings.warn(
@@ -176,7 +183,8 @@ class LRPilotScheduler(LRScheduler):
             )
         self.last_epoch = step
         self._step_count = step + 1
-        self._apply(step)
+        if step >= 0:  # -1: not started, a later scheduler of a SequentialLR before its milestone
+            self._apply(step)
 
     def __repr__(self) -> str:
         shown = self._shared if self._shared is not None else list(self._schedules)
