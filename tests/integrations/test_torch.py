@@ -92,6 +92,7 @@ def test_outside_edits_of_the_lr_do_not_compound() -> None:
     schedule = Cosine(peak=1e-3, total_steps=200, warmup_steps=20)
     opt = optimizer()
     scheduler = LRPilotScheduler(opt, schedule)
+    opt.step()
     for t in range(1, 100):
         opt.param_groups[0]["lr"] *= 10.0  # e.g. a callback that scales the LR for one step
         scheduler.step()
@@ -338,9 +339,35 @@ def test_bad_schedules_and_optimizers() -> None:
         scheduler.step(-3)
 
 
+def test_an_optimizer_without_param_groups_is_refused_at_once() -> None:
+    """It was accepted (a scheduler that set no LR, scales=[]) and failed only at the first step."""
+    opt = optimizer()
+    opt.param_groups.clear()  # as a wrapper that fills the groups lazily hands it over
+    with pytest.raises(ValueError, match=r"the optimizer \(SGD\) has no param groups"):
+        LRPilotScheduler(opt, Constant(peak=1e-3))
+
+
+def test_stepping_before_the_optimizers_first_step_warns_as_torch_does() -> None:
+    """The classic order bug skips step 0's LR: torch's schedulers warn, this one was silent."""
+    schedule = Cosine(peak=1e-3, total_steps=100, warmup_steps=10)
+    scheduler = LRPilotScheduler(optimizer(), schedule)
+    with pytest.warns(UserWarning, match="before the optimizer's first step"):
+        scheduler.step()
+    scheduler.optimizer.step()
+    scheduler.step()  # once only
+    assert not scheduler.optimizer._optimizer_step_post_hooks  # type: ignore[attr-defined]  # no hook left
+    right = LRPilotScheduler(optimizer(), schedule)
+    copied = pickle.loads(pickle.dumps(right))  # a copy's optimizer is watched too
+    for s in (right, copied):
+        run(s, 3)  # optimizer.step() first: no warning (the suite turns warnings into errors)
+    inner = torch.optim.lr_scheduler.SequentialLR(right.optimizer, [right], milestones=[])
+    run(inner, 2)  # type: ignore[arg-type]  # SequentialLR's initial step is not the user's
+
+
 def test_a_group_added_later_is_an_error_not_a_silent_skip() -> None:
     opt = optimizer()
     scheduler = LRPilotScheduler(opt, Constant(peak=1e-3))
+    opt.step()
     opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})
     with pytest.raises(ValueError, match="2 param groups but this scheduler was built for 1"):
         scheduler.step()
@@ -413,3 +440,16 @@ def test_sequential_lr_resumes_bit_identically_before_and_after_its_milestone(cu
     resumed.optimizer.load_state_dict(checkpoint["opt"])
     resumed.load_state_dict(checkpoint["sched"])
     assert head + [row[0] for row in run(resumed, 12 - cut)] == straight  # type: ignore[arg-type]
+
+
+def test_an_accelerate_prepared_optimizer_is_driven_and_watched() -> None:
+    """accelerate's AcceleratedOptimizer subclasses Optimizer without its hooks: the order check
+    watches the optimizer it wraps (hooking the wrapper raised AttributeError)."""
+    accelerate = pytest.importorskip("accelerate")
+    schedule = Cosine(peak=1e-3, total_steps=100, warmup_steps=10)
+    prepared = accelerate.Accelerator(cpu=True).prepare_optimizer(optimizer())
+    scheduler = LRPilotScheduler(prepared, schedule)
+    assert [row[0] for row in run(scheduler, 5)] == [schedule(t) for t in range(5)]
+    early = LRPilotScheduler(accelerate.Accelerator(cpu=True).prepare_optimizer(optimizer()), schedule)
+    with pytest.warns(UserWarning, match="before the optimizer's first step"):
+        early.step()

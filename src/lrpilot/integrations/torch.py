@@ -49,8 +49,9 @@ class LRPilotScheduler(LRScheduler):
     The groups hold ``schedule(0)`` as soon as the scheduler is built, so the first optimizer step
     uses step 0; each `step()` moves to the next step and overwrites every group's LR again. Edits
     made to ``group["lr"]`` between steps therefore last one step and never compound. The base
-    class's ``step()`` machinery (its checks, context managers and per-group lambdas) is bypassed:
-    one schedule evaluation per step, whatever the number of groups.
+    class's ``step()`` machinery (its context managers and per-group lambdas) is bypassed: one
+    schedule evaluation per step, whatever the number of groups. Its check of the call order is
+    kept: a first `step()` before the optimizer's first ``step()`` warns, as torch's schedulers do.
 
     Args:
         optimizer: the torch optimizer whose param groups this scheduler drives.
@@ -61,8 +62,9 @@ class LRPilotScheduler(LRScheduler):
             since the schedule holds no state.
 
     Raises:
-        ValueError: a count of schedules or scales that differs from the number of param groups,
-            a scale that is not a finite number > 0, a negative or non-integer `start_step`.
+        ValueError: an optimizer with no param groups, a count of schedules or scales that differs
+            from the number of param groups, a scale that is not a finite number > 0, a negative or
+            non-integer `start_step`.
         TypeError: an `optimizer` that is not a torch optimizer, a `schedule` that is not a schedule.
 
     With Hugging Face ``accelerate``: ``Accelerator.prepare(scheduler)`` steps a scheduler once per
@@ -97,6 +99,11 @@ class LRPilotScheduler(LRScheduler):
             raise TypeError(f"{_OWNER}: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.optimizer = optimizer
         groups = optimizer.param_groups
+        if not groups:  # else a scheduler that sets nothing, found out only at the first step()
+            raise ValueError(
+                f"{_OWNER}: the optimizer ({type(optimizer).__name__}) has no param groups; build the "
+                "scheduler once the optimizer holds its parameters (after add_param_group())"
+            )
         self._schedules, self._shared = _schedules(schedule, len(groups))
         self._scales = _scales(scales, len(groups))
         if scales is None and self._shared is not None:
@@ -107,6 +114,7 @@ class LRPilotScheduler(LRScheduler):
         self.base_lrs: list[float | torch.Tensor] = [_as_float(g["initial_lr"]) for g in groups]
         self.last_epoch = check.step_count(_OWNER, "start_step", start_step)
         self._step_count = 1
+        self._watch_optimizer()
         self._apply(self.last_epoch)
 
     @property
@@ -125,6 +133,17 @@ class LRPilotScheduler(LRScheduler):
         Call it after ``optimizer.step()``, once per optimizer step.
         """
         t = self.last_epoch + 1 if epoch is None else check.step_count(_OWNER, "epoch", epoch)
+        if self._step_count == 1:  # the first step() since it was built, as torch checks it
+            hook = self.__dict__.pop("_step_hook", None)
+            if hook is not None:
+                hook.remove()
+            if epoch is None and not _stepped(self.optimizer):
+                warnings.warn(
+                    f"{_OWNER}.step() was called before the optimizer's first step(), so the LR of step "
+                    f"{self.last_epoch} was never used; call optimizer.step() first, then scheduler.step()",
+                    UserWarning,
+                    stacklevel=2,
+                )
         self.last_epoch = t
         self._step_count += 1
         self._apply(t)
@@ -186,9 +205,23 @@ class LRPilotScheduler(LRScheduler):
         if step >= 0:  # -1: not started, a later scheduler of a SequentialLR before its milestone
             self._apply(step)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The hook handle stays behind: a copy's optimizer is a copy, without the hook."""
+        return {k: v for k, v in self.__dict__.items() if k != "_step_hook"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._step_count <= 1:  # its first step() is still to come: watch the copied optimizer
+            self._watch_optimizer()
+
     def __repr__(self) -> str:
         shown = self._shared if self._shared is not None else list(self._schedules)
         return f"{_OWNER}({shown!r}, step={self.last_epoch}, scales={list(self._scales)})"
+
+    def _watch_optimizer(self) -> None:
+        inner = _innermost(self.optimizer)
+        if inner is not None:  # else no optimizer to watch: no warning either
+            self._step_hook = inner.register_step_post_hook(_note_optimizer_step)
 
     def _lrs(self, t: int) -> list[float]:
         shared = self._shared
@@ -217,6 +250,34 @@ class LRPilotScheduler(LRScheduler):
         if self._shared is not None:
             return self._shared.to_dict()
         return [s.to_dict() for s in self._schedules]
+
+
+def _note_optimizer_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+    """A step post-hook: marks the optimizer as torch's schedulers do by wrapping its `step`, so that
+    a `step()` of the scheduler before the optimizer's first one (the LR of step 0 skipped) warns."""
+    optimizer._opt_called = True  # type: ignore[attr-defined]
+
+
+def _innermost(optimizer: Optimizer) -> Optimizer | None:
+    """The torch optimizer that really steps: wrappers such as accelerate's ``AcceleratedOptimizer``
+    subclass `Optimizer` without its hooks and step the optimizer they hold (``.optimizer``)."""
+    seen: Any = optimizer
+    for _ in range(8):
+        if hasattr(seen, "_optimizer_step_post_hooks"):
+            return cast("Optimizer", seen)
+        seen = getattr(seen, "optimizer", None)
+        if not isinstance(seen, Optimizer):
+            return None
+    return None
+
+
+def _stepped(optimizer: Optimizer) -> bool:
+    """Whether `optimizer` (or the one it wraps) has stepped: marked by our hook or by torch's own
+    schedulers, which wrap ``optimizer.step`` and set the same ``_opt_called``; True when unknown."""
+    inner = _innermost(optimizer)
+    if inner is None:
+        return True
+    return bool(getattr(optimizer, "_opt_called", False) or getattr(inner, "_opt_called", False))
 
 
 def _schedules(schedule: object, n_groups: int) -> tuple[tuple[Schedule, ...], Schedule | None]:
