@@ -238,10 +238,13 @@ def test_loading_other_scales_warns() -> None:
 
 def test_loading_a_torch_scheduler_state_is_a_clear_error() -> None:
     opt = optimizer()
-    lambda_state = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0).state_dict()
+    torch_scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    for _ in range(7):
+        opt.step()
+        torch_scheduler.step()
     scheduler = LRPilotScheduler(optimizer(), Constant(peak=1e-3))
-    with pytest.raises(ValueError, match="'step' key"):
-        scheduler.load_state_dict(lambda_state)
+    with pytest.raises(ValueError, match=r"'step' key.*torch scheduler's state at step 7: .*start_step=7\)"):
+        scheduler.load_state_dict(torch_scheduler.state_dict())
 
 
 @settings(max_examples=40, deadline=None)

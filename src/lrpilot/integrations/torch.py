@@ -177,9 +177,13 @@ class LRPilotScheduler(LRScheduler):
         """
         if not isinstance(state_dict, Mapping) or "step" not in state_dict:
             keys = sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
+            hint = ""
+            if isinstance(state_dict, Mapping) and isinstance(state_dict.get("last_epoch"), int):
+                n = state_dict["last_epoch"]  # a torch scheduler's state: its step counts the same way
+                hint = f"; this is a torch scheduler's state at step {n}: build LRPilotScheduler(..., start_step={n})"
             raise ValueError(
                 f"{_OWNER}.load_state_dict: expected the dict of LRPilotScheduler.state_dict() with a 'step' key, "
-                f"got {keys}"
+                f"got {keys}{hint}"
             )
         step = check.step_count(_OWNER, "state_dict['step']", state_dict["step"], low=-1)
         saved = state_dict.get("schedule")
