@@ -371,9 +371,12 @@ def test_a_group_added_later_is_an_error_not_a_silent_skip() -> None:
     opt = optimizer()
     scheduler = LRPilotScheduler(opt, Constant(peak=1e-3))
     opt.step()
-    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})
-    with pytest.raises(ValueError, match="2 param groups but this scheduler was built for 1"):
+    for _ in range(4):
         scheduler.step()
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})
+    with pytest.raises(ValueError, match=r"2 param groups but this scheduler was built for 1; .*start_step=5 "):
+        scheduler.step()
+    assert scheduler.last_epoch == 4  # the failed step moved nothing
 
 
 def test_groups_with_different_lrs_and_no_scales_warn() -> None:

@@ -144,9 +144,9 @@ class LRPilotScheduler(LRScheduler):
                     UserWarning,
                     stacklevel=2,
                 )
+        self._apply(t)  # first: a step that fails (a group added since) leaves the step where it was
         self.last_epoch = t
         self._step_count += 1
-        self._apply(t)
 
     def lrs_at(self, step: int) -> list[float]:
         """The LR of every param group at optimizer step `step` (what `step` would set)."""
@@ -239,7 +239,8 @@ class LRPilotScheduler(LRScheduler):
         if len(groups) != len(self._scales):
             raise ValueError(
                 f"{_OWNER}: the optimizer has {len(groups)} param groups but this scheduler was built for "
-                f"{len(self._scales)}; build a new scheduler after add_param_group()"
+                f"{len(self._scales)}; build a new scheduler after add_param_group(), with one scale (or "
+                f"schedule) per group and start_step={t} to go on from this step"
             )
         lrs = self._lrs(t)
         for group, lr in zip(groups, lrs, strict=True):
