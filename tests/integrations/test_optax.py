@@ -316,3 +316,16 @@ def test_without_jax_the_import_error_names_the_extra() -> None:
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert child.returncode != 0
     assert "pip install 'lrpilot[jax]'" in child.stderr
+
+
+def test_past_2_to_the_24_float32_rounds_the_count_and_x64_keeps_it() -> None:
+    """The documented limit: float32 holds every integer up to 2²⁴ only, so past it a milestone
+    on an odd step lands a step early; under x64 each step is exact."""
+    milestone = 2**24 + 1
+    schedule = StepDecay(peak=P, factor=0.5, milestones=(milestone,))
+    lr = to_optax(schedule)
+    before = jnp.int32(milestone - 1)  # optax's count is an int32 array
+    assert float(jax.jit(lr)(before)) == pytest.approx(schedule(milestone), rel=F32)  # a step early
+    with jax.enable_x64(True):
+        assert float(jax.jit(lr)(before)) == schedule(milestone - 1) == P
+        assert float(jax.jit(lr)(jnp.int32(milestone))) == schedule(milestone)

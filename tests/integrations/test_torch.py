@@ -92,6 +92,7 @@ def test_outside_edits_of_the_lr_do_not_compound() -> None:
     schedule = Cosine(peak=1e-3, total_steps=200, warmup_steps=20)
     opt = optimizer()
     scheduler = LRPilotScheduler(opt, schedule)
+    opt.step()
     for t in range(1, 100):
         opt.param_groups[0]["lr"] *= 10.0  # e.g. a callback that scales the LR for one step
         scheduler.step()
@@ -237,10 +238,13 @@ def test_loading_other_scales_warns() -> None:
 
 def test_loading_a_torch_scheduler_state_is_a_clear_error() -> None:
     opt = optimizer()
-    lambda_state = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0).state_dict()
+    torch_scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    for _ in range(7):
+        opt.step()
+        torch_scheduler.step()
     scheduler = LRPilotScheduler(optimizer(), Constant(peak=1e-3))
-    with pytest.raises(ValueError, match="'step' key"):
-        scheduler.load_state_dict(lambda_state)
+    with pytest.raises(ValueError, match=r"'step' key.*torch scheduler's state at step 7: .*start_step=7\)"):
+        scheduler.load_state_dict(torch_scheduler.state_dict())
 
 
 @settings(max_examples=40, deadline=None)
@@ -338,12 +342,41 @@ def test_bad_schedules_and_optimizers() -> None:
         scheduler.step(-3)
 
 
+def test_an_optimizer_without_param_groups_is_refused_at_once() -> None:
+    """It was accepted (a scheduler that set no LR, scales=[]) and failed only at the first step."""
+    opt = optimizer()
+    opt.param_groups.clear()  # as a wrapper that fills the groups lazily hands it over
+    with pytest.raises(ValueError, match=r"the optimizer \(SGD\) has no param groups"):
+        LRPilotScheduler(opt, Constant(peak=1e-3))
+
+
+def test_stepping_before_the_optimizers_first_step_warns_as_torch_does() -> None:
+    """The classic order bug skips step 0's LR: torch's schedulers warn, this one was silent."""
+    schedule = Cosine(peak=1e-3, total_steps=100, warmup_steps=10)
+    scheduler = LRPilotScheduler(optimizer(), schedule)
+    with pytest.warns(UserWarning, match="before the optimizer's first step"):
+        scheduler.step()
+    scheduler.optimizer.step()
+    scheduler.step()  # once only
+    assert not scheduler.optimizer._optimizer_step_post_hooks  # type: ignore[attr-defined]  # no hook left
+    right = LRPilotScheduler(optimizer(), schedule)
+    copied = pickle.loads(pickle.dumps(right))  # a copy's optimizer is watched too
+    for s in (right, copied):
+        run(s, 3)  # optimizer.step() first: no warning (the suite turns warnings into errors)
+    inner = torch.optim.lr_scheduler.SequentialLR(right.optimizer, [right], milestones=[])
+    run(inner, 2)  # type: ignore[arg-type]  # SequentialLR's initial step is not the user's
+
+
 def test_a_group_added_later_is_an_error_not_a_silent_skip() -> None:
     opt = optimizer()
     scheduler = LRPilotScheduler(opt, Constant(peak=1e-3))
-    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})
-    with pytest.raises(ValueError, match="2 param groups but this scheduler was built for 1"):
+    opt.step()
+    for _ in range(4):
         scheduler.step()
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})
+    with pytest.raises(ValueError, match=r"2 param groups but this scheduler was built for 1; .*start_step=5 "):
+        scheduler.step()
+    assert scheduler.last_epoch == 4  # the failed step moved nothing
 
 
 def test_groups_with_different_lrs_and_no_scales_warn() -> None:
@@ -364,3 +397,65 @@ def test_without_torch_the_import_error_names_the_extra() -> None:
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert child.returncode != 0
     assert "pip install 'lrpilot[torch]'" in child.stderr
+
+
+# --- inside torch's SequentialLR --------------------------------------------------------------------
+
+
+def sequential(first: Schedule, then: Schedule, milestone: int) -> torch.optim.lr_scheduler.SequentialLR:
+    opt = optimizer(lr=1e-3)
+    parts = [LRPilotScheduler(opt, first), LRPilotScheduler(opt, then)]
+    return torch.optim.lr_scheduler.SequentialLR(opt, parts, milestones=[milestone])
+
+
+def test_two_schedulers_in_sequential_lr_run_one_then_the_other() -> None:
+    """SequentialLR resets every group to its `initial_lr`: without one it raised KeyError 'initial_lr'."""
+    warmup, cosine = Constant(peak=1e-3, warmup_steps=5), Cosine(peak=1e-3, total_steps=20)
+    lrs = [row[0] for row in run(sequential(warmup, cosine, 5), 12)]  # type: ignore[arg-type]
+    assert lrs == [warmup(t) for t in range(5)] + [cosine(t) for t in range(7)]
+
+
+def test_a_torch_scheduler_after_it_in_sequential_lr_starts_from_the_optimizers_lr() -> None:
+    """A torch scheduler built after it takes the groups' `initial_lr` as its base: it was the
+    warmup's first LR (1.7e-4, the cosine then ran 6x too low), it is the optimizer's LR (1e-3)."""
+    opt = optimizer(lr=1e-3)
+    warmup = LRPilotScheduler(opt, Constant(peak=1e-3, warmup_steps=5))
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20)
+    chained = torch.optim.lr_scheduler.SequentialLR(opt, [warmup, cosine], milestones=[5])
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        chained.step()
+    assert lrs[5:] == pytest.approx([Cosine(peak=1e-3, total_steps=20)(t) for t in range(3)], rel=1e-12)
+
+
+@pytest.mark.parametrize("cut", [3, 5, 7])
+def test_sequential_lr_resumes_bit_identically_before_and_after_its_milestone(cut: int) -> None:
+    """Before the milestone the later scheduler is at step -1 (torch's "not started"); loading that
+    state raised 'state_dict['step'] must be an integer in [0, ∞], got -1'."""
+    warmup, cosine = Constant(peak=1e-3, warmup_steps=5), Cosine(peak=1e-3, total_steps=20)
+    straight = [row[0] for row in run(sequential(warmup, cosine, 5), 12)]  # type: ignore[arg-type]
+    first = sequential(warmup, cosine, 5)
+    head = [row[0] for row in run(first, cut)]  # type: ignore[arg-type]
+    buffer = io.BytesIO()
+    torch.save({"opt": first.optimizer.state_dict(), "sched": first.state_dict()}, buffer)
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, weights_only=True)
+    resumed = sequential(warmup, cosine, 5)
+    resumed.optimizer.load_state_dict(checkpoint["opt"])
+    resumed.load_state_dict(checkpoint["sched"])
+    assert head + [row[0] for row in run(resumed, 12 - cut)] == straight  # type: ignore[arg-type]
+
+
+def test_an_accelerate_prepared_optimizer_is_driven_and_watched() -> None:
+    """accelerate's AcceleratedOptimizer subclasses Optimizer without its hooks: the order check
+    watches the optimizer it wraps (hooking the wrapper raised AttributeError)."""
+    accelerate = pytest.importorskip("accelerate")
+    schedule = Cosine(peak=1e-3, total_steps=100, warmup_steps=10)
+    prepared = accelerate.Accelerator(cpu=True).prepare_optimizer(optimizer())
+    scheduler = LRPilotScheduler(prepared, schedule)
+    assert [row[0] for row in run(scheduler, 5)] == [schedule(t) for t in range(5)]
+    early = LRPilotScheduler(accelerate.Accelerator(cpu=True).prepare_optimizer(optimizer()), schedule)
+    with pytest.warns(UserWarning, match="before the optimizer's first step"):
+        early.step()

@@ -232,6 +232,7 @@ def adapter_lrs(schedule: Schedule, steps: int) -> np.ndarray:
     param = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
     opt = torch.optim.SGD([param], lr=1.0)
     scheduler = LRPilotScheduler(opt, schedule)
+    opt.step()  # it warns as torch does if it steps before the optimizer ever has
     out = []
     for _ in range(steps):
         out.append(opt.param_groups[0]["lr"])

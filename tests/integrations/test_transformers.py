@@ -306,8 +306,16 @@ def test_from_training_args_reads_transformers_4_dicts() -> None:
     assert from_training_args(as_json) == Cosine(peak=5e-5, total_steps=10, floor=1e-6)
     with pytest.raises(ValueError, match="needs max_steps or num_training_steps"):
         from_training_args({"warmup_ratio": 0.1})
-    with pytest.raises(ValueError, match="needs num_training_steps"):
-        from_training_args({"lr_scheduler_type": "cosine"})
+    with pytest.raises(ValueError, match=r"^from_training_args: lr_scheduler_type='cosine' needs the run's length"):
+        from_training_args({"lr_scheduler_type": "cosine"})  # it named from_hf_scheduler, which was not called
+
+
+def test_from_training_args_of_an_epoch_run_asks_for_num_training_steps(tmp_path: Path) -> None:
+    """Hugging Face's defaults (3 epochs, max_steps=-1): the error names the call and what to pass."""
+    args = transformers.TrainingArguments(str(tmp_path), report_to="none", use_cpu=True)
+    with pytest.raises(ValueError, match=r"^from_training_args: .*'linear'.* or num_training_steps="):
+        from_training_args(args)
+    assert from_training_args(args, num_training_steps=120) == Linear(peak=5e-5, total_steps=120)
 
 
 @st.composite

@@ -3,7 +3,9 @@
 optax keeps the step count in the optimizer state and calls the schedule on it inside ``jit``, so
 an lrpilot schedule (a pure function of the step) fits without an adapter object or state: its one
 formula (`Schedule._evaluate`) is evaluated with ``jax.numpy`` instead of Python floats or numpy.
-Values are float32 unless x64 is enabled (``jax.enable_x64(True)``), then float64.
+Values are float32 unless x64 is enabled (``jax.enable_x64(True)``), then float64. float32 holds
+every integer only up to 2**24 (16,777,216): past it the step count itself is rounded, so a milestone
+or restart there can land a step (or more) early; runs that long need x64.
 
 >>> import optax
 >>> from lrpilot.schedules import Cosine

@@ -49,8 +49,9 @@ class LRPilotScheduler(LRScheduler):
     The groups hold ``schedule(0)`` as soon as the scheduler is built, so the first optimizer step
     uses step 0; each `step()` moves to the next step and overwrites every group's LR again. Edits
     made to ``group["lr"]`` between steps therefore last one step and never compound. The base
-    class's ``step()`` machinery (its checks, context managers and per-group lambdas) is bypassed:
-    one schedule evaluation per step, whatever the number of groups.
+    class's ``step()`` machinery (its context managers and per-group lambdas) is bypassed: one
+    schedule evaluation per step, whatever the number of groups. Its check of the call order is
+    kept: a first `step()` before the optimizer's first ``step()`` warns, as torch's schedulers do.
 
     Args:
         optimizer: the torch optimizer whose param groups this scheduler drives.
@@ -61,8 +62,9 @@ class LRPilotScheduler(LRScheduler):
             since the schedule holds no state.
 
     Raises:
-        ValueError: a count of schedules or scales that differs from the number of param groups,
-            a scale that is not a finite number > 0, a negative or non-integer `start_step`.
+        ValueError: an optimizer with no param groups, a count of schedules or scales that differs
+            from the number of param groups, a scale that is not a finite number > 0, a negative or
+            non-integer `start_step`.
         TypeError: an `optimizer` that is not a torch optimizer, a `schedule` that is not a schedule.
 
     With Hugging Face ``accelerate``: ``Accelerator.prepare(scheduler)`` steps a scheduler once per
@@ -89,20 +91,30 @@ class LRPilotScheduler(LRScheduler):
         start_step: int = 0,
     ) -> None:
         # LRScheduler.__init__ is not called on purpose: it wraps `optimizer.step` to police the call
-        # order, records `initial_lr` in every group and runs one step through the machinery this
-        # class replaces. The attributes other code reads (optimizer, base_lrs, last_epoch,
-        # _step_count, _last_lr) are set here with the same meaning.
+        # order and runs one step through the machinery this class replaces. What other code reads
+        # (optimizer, base_lrs, last_epoch, _step_count, _last_lr, and each group's `initial_lr`,
+        # which SequentialLR resets the LRs to and which a torch scheduler built next takes as its
+        # base) is set here with the same meaning.
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{_OWNER}: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.optimizer = optimizer
         groups = optimizer.param_groups
+        if not groups:  # else a scheduler that sets nothing, found out only at the first step()
+            raise ValueError(
+                f"{_OWNER}: the optimizer ({type(optimizer).__name__}) has no param groups; build the "
+                "scheduler once the optimizer holds its parameters (after add_param_group())"
+            )
         self._schedules, self._shared = _schedules(schedule, len(groups))
         self._scales = _scales(scales, len(groups))
         if scales is None and self._shared is not None:
             _warn_if_group_lrs_differ(groups)
-        self.base_lrs: list[float | torch.Tensor] = [_as_float(g["lr"]) for g in groups]
+        for group in groups:  # the optimizer's own LR, as torch's schedulers record it
+            lr = group["lr"]
+            group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
+        self.base_lrs: list[float | torch.Tensor] = [_as_float(g["initial_lr"]) for g in groups]
         self.last_epoch = check.step_count(_OWNER, "start_step", start_step)
         self._step_count = 1
+        self._watch_optimizer()
         self._apply(self.last_epoch)
 
     @property
@@ -121,9 +133,20 @@ class LRPilotScheduler(LRScheduler):
         Call it after ``optimizer.step()``, once per optimizer step.
         """
         t = self.last_epoch + 1 if epoch is None else check.step_count(_OWNER, "epoch", epoch)
+        if self._step_count == 1:  # the first step() since it was built, as torch checks it
+            hook = self.__dict__.pop("_step_hook", None)
+            if hook is not None:
+                hook.remove()
+            if epoch is None and not _stepped(self.optimizer):
+                warnings.warn(
+                    f"{_OWNER}.step() was called before the optimizer's first step(), so the LR of step "
+                    f"{self.last_epoch} was never used; call optimizer.step() first, then scheduler.step()",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        self._apply(t)  # first: a step that fails (a group added since) leaves the step where it was
         self.last_epoch = t
         self._step_count += 1
-        self._apply(t)
 
     def lrs_at(self, step: int) -> list[float]:
         """The LR of every param group at optimizer step `step` (what `step` would set)."""
@@ -145,17 +168,24 @@ class LRPilotScheduler(LRScheduler):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the step and set the LRs at once (no need to wait for the next `step()`).
 
+        A step of -1 is torch's "not started": ``SequentialLR`` holds its later schedulers there
+        until their milestone, so their saved state is restored without touching the LRs.
+
         The schedule and scales stay those this object was built with. If the checkpoint recorded
         different ones, a `UserWarning` names both: a schedule rebuilt with another length or peak
         silently changes the LR after resuming (OneTrainer #1604).
         """
         if not isinstance(state_dict, Mapping) or "step" not in state_dict:
             keys = sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
+            hint = ""
+            if isinstance(state_dict, Mapping) and isinstance(state_dict.get("last_epoch"), int):
+                n = state_dict["last_epoch"]  # a torch scheduler's state: its step counts the same way
+                hint = f"; this is a torch scheduler's state at step {n}: build LRPilotScheduler(..., start_step={n})"
             raise ValueError(
                 f"{_OWNER}.load_state_dict: expected the dict of LRPilotScheduler.state_dict() with a 'step' key, "
-                f"got {keys}"
+                f"got {keys}{hint}"
             )
-        step = check.step_count(_OWNER, "state_dict['step']", state_dict["step"])
+        step = check.step_count(_OWNER, "state_dict['step']", state_dict["step"], low=-1)
         saved = state_dict.get("schedule")
         if saved is not None and saved != self._spec():
             warnings.warn(
@@ -176,11 +206,26 @@ class LRPilotScheduler(LRScheduler):
             )
         self.last_epoch = step
         self._step_count = step + 1
-        self._apply(step)
+        if step >= 0:  # -1: not started, a later scheduler of a SequentialLR before its milestone
+            self._apply(step)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The hook handle stays behind: a copy's optimizer is a copy, without the hook."""
+        return {k: v for k, v in self.__dict__.items() if k != "_step_hook"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._step_count <= 1:  # its first step() is still to come: watch the copied optimizer
+            self._watch_optimizer()
 
     def __repr__(self) -> str:
         shown = self._shared if self._shared is not None else list(self._schedules)
         return f"{_OWNER}({shown!r}, step={self.last_epoch}, scales={list(self._scales)})"
+
+    def _watch_optimizer(self) -> None:
+        inner = _innermost(self.optimizer)
+        if inner is not None:  # else no optimizer to watch: no warning either
+            self._step_hook = inner.register_step_post_hook(_note_optimizer_step)
 
     def _lrs(self, t: int) -> list[float]:
         shared = self._shared
@@ -194,7 +239,8 @@ class LRPilotScheduler(LRScheduler):
         if len(groups) != len(self._scales):
             raise ValueError(
                 f"{_OWNER}: the optimizer has {len(groups)} param groups but this scheduler was built for "
-                f"{len(self._scales)}; build a new scheduler after add_param_group()"
+                f"{len(self._scales)}; build a new scheduler after add_param_group(), with one scale (or "
+                f"schedule) per group and start_step={t} to go on from this step"
             )
         lrs = self._lrs(t)
         for group, lr in zip(groups, lrs, strict=True):
@@ -209,6 +255,34 @@ class LRPilotScheduler(LRScheduler):
         if self._shared is not None:
             return self._shared.to_dict()
         return [s.to_dict() for s in self._schedules]
+
+
+def _note_optimizer_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+    """A step post-hook: marks the optimizer as torch's schedulers do by wrapping its `step`, so that
+    a `step()` of the scheduler before the optimizer's first one (the LR of step 0 skipped) warns."""
+    optimizer._opt_called = True  # type: ignore[attr-defined]
+
+
+def _innermost(optimizer: Optimizer) -> Optimizer | None:
+    """The torch optimizer that really steps: wrappers such as accelerate's ``AcceleratedOptimizer``
+    subclass `Optimizer` without its hooks and step the optimizer they hold (``.optimizer``)."""
+    seen: Any = optimizer
+    for _ in range(8):
+        if hasattr(seen, "_optimizer_step_post_hooks"):
+            return cast("Optimizer", seen)
+        seen = getattr(seen, "optimizer", None)
+        if not isinstance(seen, Optimizer):
+            return None
+    return None
+
+
+def _stepped(optimizer: Optimizer) -> bool:
+    """Whether `optimizer` (or the one it wraps) has stepped: marked by our hook or by torch's own
+    schedulers, which wrap ``optimizer.step`` and set the same ``_opt_called``; True when unknown."""
+    inner = _innermost(optimizer)
+    if inner is None:
+        return True
+    return bool(getattr(optimizer, "_opt_called", False) or getattr(inner, "_opt_called", False))
 
 
 def _schedules(schedule: object, n_groups: int) -> tuple[tuple[Schedule, ...], Schedule | None]:

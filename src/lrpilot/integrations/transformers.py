@@ -222,13 +222,32 @@ def from_training_args(args: Any, *, num_training_steps: int | None = None) -> S
     kwargs = get("lr_scheduler_kwargs", None) or {}
     if isinstance(kwargs, str):  # TrainingArguments accepts it as a JSON string from the command line
         kwargs = json.loads(kwargs)
+    kind = get("lr_scheduler_type", "linear")
+    if steps is None and _needs_length(str(getattr(kind, "value", kind)), kwargs):
+        raise ValueError(
+            f"from_training_args: lr_scheduler_type={str(getattr(kind, 'value', kind))!r} needs the run's length: "
+            "max_steps > 0 in the arguments, or num_training_steps= (the optimizer steps the Trainer takes over "
+            "num_train_epochs: epochs × ceil(batches per epoch / gradient_accumulation_steps))"
+        )
     return from_hf_scheduler(
-        get("lr_scheduler_type", "linear"),
+        kind,
         learning_rate=float(get("learning_rate", 5e-5)),
         num_warmup_steps=w,
         num_training_steps=steps,
         scheduler_specific_kwargs=kwargs,
     )
+
+
+def _needs_length(kind: str, kwargs: Mapping[str, Any]) -> bool:
+    """Whether Hugging Face's scheduler `kind` takes its length from the Trainer's step count."""
+    if kind in ("constant", "constant_with_warmup", "inverse_sqrt"):
+        return False
+    if kind == "warmup_stable_decay":
+        return "num_stable_steps" not in kwargs
+    return kind in _LENGTHY
+
+
+_LENGTHY = ("linear", "cosine", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "polynomial", "cosine_with_restarts")
 
 
 # --- lrpilot → Hugging Face ---------------------------------------------------------------------
