@@ -39,7 +39,8 @@ from lrpilot.autopilot._search import range_test
 from lrpilot.autopilot._target import TargetSpec, fitted_recipe, resolve_target
 from lrpilot.rules import recommend
 
-OUT = Path(__file__).resolve().parent / "data" / "range_test_precision.json"
+DATA = Path(__file__).resolve().parent / "data"
+OUT = DATA / "range_test_precision.json"
 AMPS = {"fp32": None, "bf16": "bf16"}
 CLOSE = 0.005
 """Decades within which two peaks count as the same answer: fit rounds a peak to 3 digits, and a
@@ -89,6 +90,53 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _warm(doc: dict[str, Any], task: str, seed: str) -> dict[str, Any]:
+    """A `fit_vs_defaults.py` document's full-warmup runs of `task` on `seed` (empty if none)."""
+    return doc["tasks"].get(f"{task}+full-warmup", {}).get("runs", {}).get(seed, {})  # type: ignore[no-any-return]
+
+
+def _loss(runs: dict[str, Any], key: str, seed: str) -> float | None:
+    """The full-warmup fit's final loss on `seed` in a `fit_vs_defaults.py` document's entries: its
+    ``TASK+full-warmup`` fit, else the task's train@fit (the same run: a fine-tune's fit trains its
+    whole warmup from the initial weights, at the peak its test found)."""
+    warm = runs.get(f"{key}+full-warmup", {}).get("runs", {}).get(seed, {})
+    if "fit" in warm:
+        return float(warm["fit"]["val_loss"])
+    row = runs.get(key, {}).get("runs", {}).get(seed, {}).get("train@fit")
+    return None if row is None else float(row["val_loss"])
+
+
+def quality(doc: dict[str, Any], stored: dict[str, Any], reruns: list[dict[str, Any]]) -> str:
+    """What the bf16 test does to fit's result, per task: fit's loss over grid-lr's with the fp32 test
+    (`stored`: ``fit_vs_defaults.json``) and with the bf16 test, whose fits are those of `reruns`
+    (``fit_vs_defaults_bf16_*.json``) where they were run again, and `stored`'s where the bf16 peak
+    equals fp32's (the same run to the bit: the training does not depend on the test's precision);
+    seeds whose peak moved but were not run again are left out, and counted."""
+    lines = []
+    for task, runs in doc["runs"].items():
+        before, after, grid, missing = [], [], [], 0
+        for seed, row in runs.items():
+            fp32 = _loss(stored["tasks"], task, seed)
+            redone = next((_loss(r["tasks"], task, seed) for r in reruns if "fit" in _warm(r, task, seed)), None)
+            same = row["bf16"]["peak_lr"] == row["fp32"]["peak_lr"]
+            bf16 = redone if redone is not None else fp32 if same else None
+            best = stored["tasks"][task]["runs"].get(seed, {}).get("grid-lr")
+            if fp32 is None or bf16 is None or best is None:
+                missing += 1
+                continue
+            before.append(fp32)
+            after.append(bf16)
+            grid.append(float(best["val_loss"]))
+        if not grid:
+            continue
+        fp32_gap, bf16_gap = (statistics.fmean(losses) / statistics.fmean(grid) - 1 for losses in (before, after))
+        lines.append(
+            f"{task}: fit vs grid-lr on {len(grid)} seeds ({missing} left out): the fp32 test {fp32_gap:+.2%}, "
+            f"the bf16 test {bf16_gap:+.2%}"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tasks", nargs="+", default=["sst2-lora"])
@@ -110,6 +158,10 @@ def main() -> None:
                 save_json(args.out, doc)
                 print(task, seed, row, flush=True)
     print(table(doc))
+    stored = DATA / "fit_vs_defaults.json"
+    reruns = [load_json(path, {}) for path in sorted(DATA.glob("fit_vs_defaults_bf16_*.json"))]
+    if stored.is_file() and reruns:
+        print("\n" + quality(doc, load_json(stored, {}), reruns))
 
 
 if __name__ == "__main__":
