@@ -33,6 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from _environment import command, load_json, save_json
+from _scoring import OracleCurve, score
 from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._progress import quiet
 from lrpilot.autopilot._search import range_test
@@ -95,44 +96,57 @@ def _warm(doc: dict[str, Any], task: str, seed: str) -> dict[str, Any]:
     return doc["tasks"].get(f"{task}+full-warmup", {}).get("runs", {}).get(seed, {})  # type: ignore[no-any-return]
 
 
-def _loss(runs: dict[str, Any], key: str, seed: str) -> float | None:
-    """The full-warmup fit's final loss on `seed` in a `fit_vs_defaults.py` document's entries: its
+def _fit(doc: dict[str, Any], task: str, seed: str) -> dict[str, Any] | None:
+    """The full-warmup fit's row of `task` on `seed` in a `fit_vs_defaults.py` document: its
     ``TASK+full-warmup`` fit, else the task's train@fit (the same run: a fine-tune's fit trains its
     whole warmup from the initial weights, at the peak its test found)."""
-    warm = runs.get(f"{key}+full-warmup", {}).get("runs", {}).get(seed, {})
+    warm = _warm(doc, task, seed)
     if "fit" in warm:
-        return float(warm["fit"]["val_loss"])
-    row = runs.get(key, {}).get("runs", {}).get(seed, {}).get("train@fit")
-    return None if row is None else float(row["val_loss"])
+        return warm["fit"]  # type: ignore[no-any-return]
+    return doc["tasks"].get(task, {}).get("runs", {}).get(seed, {}).get("train@fit")  # type: ignore[no-any-return]
 
 
 def quality(doc: dict[str, Any], stored: dict[str, Any], reruns: list[dict[str, Any]]) -> str:
-    """What the bf16 test does to fit's result, per task: fit's loss over grid-lr's with the fp32 test
-    (`stored`: ``fit_vs_defaults.json``) and with the bf16 test, whose fits are those of `reruns`
-    (``fit_vs_defaults_bf16_*.json``) where they were run again, and `stored`'s where the bf16 peak
-    equals fp32's (the same run to the bit: the training does not depend on the test's precision);
-    seeds whose peak moved but were not run again are left out, and counted."""
+    """What the bf16 test does to fit's result, per task: fit's mean loss and its mean over grid-lr's
+    with the fp32 test (`stored`: ``fit_vs_defaults.json``) and with the bf16 test, whose fits are
+    those of `reruns` (``fit_vs_defaults_bf16_*.json``) where they were run again, and `stored`'s
+    where the bf16 peak equals fp32's (the same run to the bit: the training does not depend on the
+    test's precision); and the peaks' excess on the oracle's seed-mean curve. Seeds whose peak moved
+    but were not run again are left out, and counted."""
     lines = []
     for task, runs in doc["runs"].items():
-        before, after, grid, missing = [], [], [], 0
+        losses: dict[str, list[float]] = {"fp32": [], "bf16": [], "grid": []}
+        peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
+        missing = 0
         for seed, row in runs.items():
-            fp32 = _loss(stored["tasks"], task, seed)
-            redone = next((_loss(r["tasks"], task, seed) for r in reruns if "fit" in _warm(r, task, seed)), None)
-            same = row["bf16"]["peak_lr"] == row["fp32"]["peak_lr"]
-            bf16 = redone if redone is not None else fp32 if same else None
-            best = stored["tasks"][task]["runs"].get(seed, {}).get("grid-lr")
+            redone = next((_warm(r, task, seed)["fit"] for r in reruns if "fit" in _warm(r, task, seed)), None)
+            fp32, best = _fit(stored, task, seed), stored["tasks"][task]["runs"].get(seed, {}).get("grid-lr")
+            bf16 = redone if redone is not None else fp32 if row["bf16"]["peak_lr"] == row["fp32"]["peak_lr"] else None
             if fp32 is None or bf16 is None or best is None:
                 missing += 1
                 continue
-            before.append(fp32)
-            after.append(bf16)
-            grid.append(float(best["val_loss"]))
-        if not grid:
+            for name, fit in (("fp32", fp32), ("bf16", bf16)):
+                losses[name].append(float(fit["val_loss"]))
+                peaks[name].append(float(fit["peak_lr"]))
+            losses["grid"].append(float(best["val_loss"]))
+        if not losses["grid"]:
             continue
-        fp32_gap, bf16_gap = (statistics.fmean(losses) / statistics.fmean(grid) - 1 for losses in (before, after))
+        grid = statistics.fmean(losses["grid"])
+        oracle_path = DATA / f"oracle_{task}.json"
+        oracle = OracleCurve.from_doc(load_json(oracle_path, {})) if oracle_path.is_file() else None
+        said = []
+        for name in ("fp32", "bf16"):
+            mean = statistics.fmean(losses[name])
+            on_curve = (
+                ""
+                if oracle is None
+                else f", its peaks {statistics.fmean(score(oracle, p).excess for p in peaks[name]):+.2%} on the "
+                "oracle's curve"
+            )
+            said.append(f"the {name} test {mean:.4f}, {mean / grid - 1:+.2%}{on_curve}")
         lines.append(
-            f"{task}: fit vs grid-lr on {len(grid)} seeds ({missing} left out): the fp32 test {fp32_gap:+.2%}, "
-            f"the bf16 test {bf16_gap:+.2%}"
+            f"{task}: fit vs grid-lr ({grid:.4f}) on {len(losses['grid'])} seeds ({missing} left out): "
+            + "; ".join(said)
         )
     return "\n".join(lines)
 
