@@ -34,11 +34,10 @@ import torch
 
 from _environment import command, load_json, save_json
 from _scoring import OracleCurve, score
-from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._progress import quiet
 from lrpilot.autopilot._search import range_test
-from lrpilot.autopilot._target import TargetSpec, fitted_recipe, resolve_target
-from lrpilot.rules import recommend
+from lrpilot.autopilot._target import TargetSpec, resolve_target
+from lrpilot.tuning._engine import plan_run
 
 DATA = Path(__file__).resolve().parent / "data"
 OUT = DATA / "range_test_precision.json"
@@ -51,11 +50,7 @@ range test's answer spreads ±0.15–0.2 decades from one batch order to the nex
 def run(name: str, seed: int, precision: str) -> dict[str, Any]:
     """fit's range test of task `name` on `seed`'s fresh model, set up as fit sets it up, in `precision`."""
     target = resolve_target(TargetSpec(name))
-    model = target.task.build_model(seed)
-    batch = target.task.recipe.batch_size
-    rec = recommend(model, target.method, batch_size=batch, steps=target.steps, seq_len=target.seq_len)
-    job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
-    planned = fitted_recipe(job.recipe, target.steps, None)
+    model, rec, job, planned = plan_run(target, target.steps, seed)  # fit's model, rules and recipe
     started = time.perf_counter()
     amp = AMPS[precision]
     # as fit tests a fine-tune (it trains its whole warmup from the initial weights: no ramp snapshots)
