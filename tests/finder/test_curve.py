@@ -22,7 +22,7 @@ from lrpilot.finder import (
     noise_level,
     ramp_schedule,
 )
-from lrpilot.finder._features import CLEAR_FALL
+from lrpilot.finder._features import CLEAR_FALL, second_difference_noise
 from lrpilot.schedules import Anneal
 
 
@@ -320,3 +320,38 @@ def test_the_settled_check_reads_the_same_minimum_as_the_curve_features(
     behind = math.log10(lrs[-1] / f.lr_min) >= settle
     expected = clear and behind and f.smoothed[-1] >= f.loss_min + rule.rise * f.drop
     assert rule.settled(lrs, losses) == expected
+
+
+class _FromScratch(RangeTestMonitor):
+    """The monitor with the settled check taken over the whole curve at every point, as defined."""
+
+    def _settled(self, noise: float) -> bool:
+        return self.rule.settled(self.lrs, self.losses)
+
+
+@given(
+    n=st.integers(10, 90),
+    centre=st.floats(-4.5, -0.5),
+    noise=st.floats(0.0, 0.5),
+    seed=st.integers(0, 2**32 - 1),
+    settle=st.sampled_from([0.3, SETTLE, 1.0]),
+    beta=st.sampled_from([0.6, 0.9]),
+)
+def test_the_monitor_carries_the_settled_check_from_point_to_point(
+    *, n: int, centre: float, noise: float, seed: int, settle: float, beta: float
+) -> None:
+    """The monitor keeps the check's running median and the curve's second differences from one
+    point to the next rather than taking them over the whole curve again: it stops where, and
+    why, the check taken from scratch does, with the same noise at every point."""
+    lrs = np.geomspace(1e-5, 1.0, n)
+    u = np.log10(lrs)
+    losses = 2.0 - np.tanh(2 * (u - centre + 1)) + np.where(u > centre, 3 * (u - centre) ** 2, 0.0)
+    losses += noise * np.random.default_rng(seed).standard_normal(n)
+    carried, scratch = (cls(beta=beta, rule=DivergenceRule(settle=settle)) for cls in (RangeTestMonitor, _FromScratch))
+    for lr, loss in zip(lrs, losses, strict=True):
+        stop = carried.update(float(loss), float(lr))
+        assert stop == scratch.update(float(loss), float(lr))
+        assert second_difference_noise(np.array(carried._second)) == noise_level(carried.losses)
+        if stop is not None:
+            break
+    assert carried.smoothed == scratch.smoothed

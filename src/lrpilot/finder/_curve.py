@@ -16,7 +16,13 @@ import numpy as np
 import numpy.typing as npt
 
 from lrpilot import _validate as check
-from lrpilot.finder._features import CLEAR_FALL, noise_level, smoothed_minimum
+from lrpilot.finder._features import (
+    CLEAR_FALL,
+    noise_level,
+    running_median,
+    second_difference_noise,
+    smoothed_minimum,
+)
 from lrpilot.finder._record import RAMPS
 from lrpilot.finder._suggestion import as_curve
 from lrpilot.schedules import Anneal
@@ -201,8 +207,15 @@ class DivergenceRule:
         usable = int(bad[0]) if bad.size else len(y)
         if usable < 5:
             return False
-        smoothed, i_min, _, drop = smoothed_minimum(x[:usable], y[:usable])  # `curve_features`' minimum, cheaper
-        noise = noise_level(y[:usable])
+        return self._settled(x, y[:usable], running_median(y[:usable]), noise_level(y[:usable]))
+
+    def _settled(
+        self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], medians: npt.NDArray[np.float64], noise: float
+    ) -> bool:
+        """`settled` of a checked curve at the LRs `x`, given the losses `y` of its finite start (at
+        least 5 points), their `running_median` and `noise_level` (which `RangeTestMonitor` keeps
+        from point to point). How far the test went past the minimum counts every LR in `x`."""
+        smoothed, i_min, _, drop = smoothed_minimum(x[: y.size], y, medians=medians)  # `curve_features`' minimum
         clear = i_min > 0 and (drop / noise if noise > 0 else math.inf) >= CLEAR_FALL
         behind = math.log10(float(x[-1]) / float(x[i_min])) >= self.settle
         return clear and behind and float(smoothed[-1]) >= float(smoothed[i_min]) + self.rise * drop
@@ -237,6 +250,10 @@ class RangeTestMonitor:
     _best: float = field(default=math.inf, init=False, repr=False)
     _i_best: int = field(default=0, init=False, repr=False)
     _start: float = field(default=math.nan, init=False, repr=False)
+    _medians: npt.NDArray[np.float64] | None = field(default=None, init=False, repr=False)  # at the last check
+    _checked: int = field(default=0, init=False, repr=False)  # LRs known to be positive and increasing
+    _recent: tuple[int, float] = field(default=(-1, 0.0), init=False, repr=False)  # (end, noise) of `recent`
+    _second: list[float] = field(default_factory=list, init=False, repr=False)  # the losses' second differences
 
     def __post_init__(self) -> None:
         check.in_range("RangeTestMonitor", "beta", self.beta, 0.0, 1.0, high_open=True)
@@ -249,6 +266,9 @@ class RangeTestMonitor:
                 raise ValueError("RangeTestMonitor.update: the rule's settle needs the LR of every point (lr=...)")
             self.lrs.append(float(lr))
         self.losses.append(loss)
+        if len(self.losses) >= 3:  # `numpy.diff(losses, n=2)`'s arithmetic, one point at a time
+            y = self.losses
+            self._second.append((y[-1] - y[-2]) - (y[-2] - y[-3]))
         previous = self.smoothed[-1] if self.smoothed else 0.0
         if not math.isfinite(loss) or not math.isfinite(previous):
             self.smoothed.append(math.nan)
@@ -261,8 +281,10 @@ class RangeTestMonitor:
         if len(self.smoothed) < self.rule.min_points:
             return None
         end = self._i_best + 1  # the recent noise is read up to the best point: a blow-up is no noise
-        recent = self.losses[max(0, end - self.rule.noise_window) : end]
-        noise = max(noise_level(self.losses), noise_level(recent))
+        if self._recent[0] != end:  # the same points, until the best moves
+            self._recent = end, noise_level(self.losses[max(0, end - self.rule.noise_window) : end])
+        whole = second_difference_noise(np.array(self._second))  # `noise_level(self.losses)`
+        noise = max(whole, self._recent[1])
         if value > self.rule.threshold(self.smoothed[0], self._best, noise):
             return "diverged"
         # a fall is judged once the average has settled (early on it is a mean of a few points)
@@ -272,4 +294,19 @@ class RangeTestMonitor:
         smoothed_noise = noise * math.sqrt((1.0 - self.beta) / (1.0 + self.beta))
         if fallen and self.rule.gave_back(self._start, self._best, value, smoothed_noise):
             return "diverged"
-        return "settled" if self.rule.settled(self.lrs, self.losses) else None
+        return "settled" if self._settled(whole) else None
+
+    def _settled(self, noise: float) -> bool:
+        """`DivergenceRule.settled` of the curve so far (`noise`: its `noise_level`), its running
+        median carried from the last point's (every loss is finite here: a non-finite one stops)."""
+        rule = self.rule
+        if not math.isfinite(rule.settle) or len(self.losses) < max(rule.min_points, 5):
+            return False
+        lrs = self.lrs
+        for i in range(self._checked, len(lrs)):  # `as_curve`'s checks, on the LRs not checked yet
+            if not (math.isfinite(lrs[i]) and lrs[i] > 0 and (i == 0 or lrs[i] > lrs[i - 1])):
+                return rule.settled(lrs, self.losses)  # raises its error
+        self._checked = len(lrs)
+        y = np.array(self.losses)
+        self._medians = running_median(y, self._medians)
+        return rule._settled(np.array(lrs), y, self._medians, noise)

@@ -27,22 +27,35 @@ def noise_level(losses: Sequence[float] | npt.ArrayLike) -> float:
     """A robust standard deviation of a curve's point-to-point noise: ``1.4826 · MAD / √6`` of the
     second differences (which cancel a locally linear trend, so a steadily falling curve does not
     read as noisy; the median ignores the kinks and the blow-up while they are under half)."""
-    d = np.diff(np.asarray(losses, dtype=np.float64), n=2)
+    return second_difference_noise(np.diff(np.asarray(losses, dtype=np.float64), n=2))
+
+
+def second_difference_noise(d: Array) -> float:
+    """`noise_level` from a curve's second differences `d` (``numpy.diff(losses, n=2)``), which a
+    runner extends point by point rather than taking them over the whole curve at every point."""
     d = d[np.isfinite(d)]
     if d.size == 0:
         return 0.0
     return 1.4826 * median(np.abs(d - median(d))) / math.sqrt(6.0)
 
 
-def _running_median(y: Array, k: int) -> Array:
+def _running_median(y: Array, k: int, known: Array | None = None) -> Array:
     """Median over a centred window of `k` points (shrunk at the ends), along the last axis (one
     curve, or one per row): removes single-step spikes without moving the curve's shape, which an
-    average would smear over the window."""
+    average would smear over the window.
+
+    `known`: this running median of `y`'s first points (a curve that has grown since, as the range
+    test's settled stop reads it at every point). Its values whose windows lie whole within those
+    points stand (a median of the same values); only the last `k` // 2 and the new points' are taken."""
     h = k // 2
     n = y.shape[-1]
     out = np.empty_like(y)
     edges: Sequence[int] = range(n)
-    if n > k:
+    if known is not None:
+        kept = max(0, known.shape[-1] - h)
+        out[..., :kept] = known[..., :kept]
+        edges = range(kept, n)
+    elif n > k:
         windows = np.lib.stride_tricks.sliding_window_view(y, k, axis=-1)
         out[..., h : n - h] = row_medians(windows)
         edges = (*range(h), *range(n - h, n))
@@ -63,11 +76,19 @@ def _local_linear(u: Array, bandwidth: float) -> Array:
     return out
 
 
-def _smooth(x: Array, y: Array, bandwidth: float) -> Array:
-    """`smooth_curve` of one curve ``y`` or of each row of ``y`` (all on the LRs `x`)."""
-    med = _running_median(y, 5) if y.shape[-1] >= 5 else y
-    out: Array = med @ _local_linear(np.log10(x), bandwidth).T
+def _smooth(x: Array, y: Array, bandwidth: float, medians: Array | None = None) -> Array:
+    """`smooth_curve` of one curve ``y`` or of each row of ``y`` (all on the LRs `x`); `medians`:
+    ``y``'s running median (`running_median`) where the caller keeps it."""
+    if medians is None:
+        medians = running_median(y) if y.shape[-1] >= 5 else y
+    out: Array = medians @ _local_linear(np.log10(x), bandwidth).T
     return out
+
+
+def running_median(y: Array, known: Array | None = None) -> Array:
+    """The smoothing's running median of 5 points (`_running_median`; `known`: that of `y`'s first
+    points, whose values mostly stand)."""
+    return _running_median(y, 5, known)
 
 
 def smooth_curve(
@@ -86,10 +107,13 @@ def smooth_curve(
     return _smooth(x, y, bandwidth)
 
 
-def smoothed_minimum(x: Array, y: Array, bandwidth: float = 0.2) -> tuple[Array, int, float, float]:
+def smoothed_minimum(
+    x: Array, y: Array, bandwidth: float = 0.2, *, medians: Array | None = None
+) -> tuple[Array, int, float, float]:
     """``(smoothed, i_min, loss_start, drop)`` of a checked, finite curve: the landmarks of
-    `CurveFeatures` that the range test's settled stop reads at every point, without the rest."""
-    s = _smooth(x, y, bandwidth)
+    `CurveFeatures` that the range test's settled stop reads at every point, without the rest
+    (`medians`: ``y``'s `running_median`, where the caller keeps it from point to point)."""
+    s = _smooth(x, y, bandwidth, medians)
     i_min = int(np.argmin(s))
     loss_start = float(np.max(s[: i_min + 1]))
     return s, i_min, loss_start, loss_start - float(s[i_min])

@@ -205,8 +205,9 @@ class _Loop:
         total = 0.0
         k = self.accumulation_steps
         finite = True
+        device = self.device
         for micro in range(k):
-            batch = _move(next(batches), self.device)
+            batch = _move(next(batches), device)
             sync = micro == k - 1 or not hasattr(self.model, "no_sync")
             # DDP: gradients are all-reduced once per optimizer step, not per micro-batch.
             ctx = contextlib.nullcontext() if sync else cast("_NoSync", self.model.no_sync)()
@@ -219,7 +220,7 @@ class _Loop:
                 if not math.isfinite(value):
                     finite = False
                     break
-                scaled = loss.float() / k
+                scaled = loss.float() / k if k > 1 else loss.float()  # a division by 1 is a node in the graph
                 if self.scaler is not None:
                     scaled = self.scaler.scale(scaled)
                 scaled.backward()  # type: ignore[no-untyped-call]
