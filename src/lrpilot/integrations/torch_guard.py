@@ -80,7 +80,12 @@ def total_grad_norm(grads: list[torch.Tensor]) -> torch.Tensor:
         by_device.setdefault(g.device, []).append(g)
     first = grads[0].device
     with torch.no_grad():  # no per-gradient detach: a dispatch each, which a small GPU step feels
-        norms = [torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs))).to(first) for gs in by_device.values()]
+        if len(by_device) == 1:  # the usual case: nothing to move
+            norms = [torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))]
+        else:
+            norms = [
+                torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs))).to(first) for gs in by_device.values()
+            ]
         total: torch.Tensor = torch.linalg.vector_norm(torch.stack(norms)) if len(norms) > 1 else norms[0]
     return total
 
@@ -114,6 +119,8 @@ def _to(obj: Any, device: torch.device | str | None, *, pin: bool = False, spare
     if isinstance(obj, list | tuple):
         olds = spare if isinstance(spare, list | tuple) and len(spare) == len(obj) else [None] * len(obj)
         return type(obj)(_to(v, device, pin=pin, spare=o) for v, o in zip(obj, olds, strict=True))
+    if obj is None or isinstance(obj, bool | int | float | str):  # immutable: what deepcopy hands back
+        return obj
     return copy.deepcopy(obj)
 
 
@@ -243,10 +250,10 @@ class TorchGuard:
             self._step_delayed(loss, grad_norm)
             return None
         t = self.step_count
-        action = self.judge(loss, grad_norm=grad_norm)
+        lr_in = self._lr_in(t)
+        action = self._judge_now(loss, grad_norm, lr_in)
         if action.kind == "rollback":
             return action
-        lr_in = self._lr_in(t)
         if action.applies_update:
             with self.lr_applied(lr_in, t):
                 self._optimizer_step()
@@ -262,12 +269,20 @@ class TorchGuard:
         A rollback or give-up restores the snapshot here (and zeroes the gradients); a give-up
         raises `GuardGaveUpError` after restoring.
         """
+        return self._judge_now(loss, grad_norm, self._lr_in(self.step_count))
+
+    def _judge_now(self, loss: torch.Tensor, grad_norm: torch.Tensor | None, lr_in: float) -> Action:
+        """`judge`, given the step's schedule LR `lr_in` (`step` needs it again for the update)."""
         if self.state.gave_up:
             raise GuardGaveUpError(Action("give_up", self.step_count, reason="the guard gave up earlier"))
         t = self.step_count
         loss_d, gn, grads, factor = self._measure(loss, grad_norm)
-        record = self._agree(torch.stack([loss_d, gn, torch.ones((), device=self.device)]).reshape(1, 3))
-        action = self._judge(t, self._lr_in(t), record.tolist()[0])
+        if self._group is None:  # both values in one read (one sync on a GPU)
+            values = [*torch.stack([loss_d, gn]).tolist(), 1.0]
+        else:  # every rank judges the same numbers
+            rows = torch.stack([loss_d, gn, torch.ones((), device=self.device)]).reshape(1, 3)
+            values = self._agree(rows).tolist()[0]
+        action = self._judge(t, lr_in, values)
         if factor is not None and float(factor) < 1.0:  # read after the verdict's sync: no extra wait
             torch._foreach_mul_(grads, factor)
         if action.kind in ("rollback", "give_up"):
