@@ -36,6 +36,7 @@ __all__ = [
     "Checkpoint",
     "RunState",
     "StopRequest",
+    "model_device",
     "resume_file",
     "rng_state",
     "set_rng_state",
@@ -161,13 +162,18 @@ def check_unchanged(checkpoint: Checkpoint) -> None:
             )
 
 
-def rng_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """torch's CPU generator and, for a model on a GPU, that GPU's (dropout there draws from it)."""
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """torch's CPU generator and, for a model on a GPU (its `device`: `model_device`), that GPU's
+    (dropout there draws from it)."""
     state = {"cpu": torch.get_rng_state()}
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where `model`'s parameters are (the CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def set_rng_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -88,7 +88,7 @@ def _ratios(
     (`squares`: ``(‖W_eff‖², ‖ΔW_eff‖²)``); `owners` gives each piece's layer, plain tensors first."""
     parts = []
     if weights:
-        parts.append(torch.stack([n.double() for n in (*weights, *moves)]).square())
+        parts.append(torch.stack([*weights, *moves]).double().square())  # one cast: the norms' values exactly
     if squares:
         parts.append(torch.stack([t.to(parts[0].device if parts else t.device) for pair in squares for t in pair]))
     if not parts:

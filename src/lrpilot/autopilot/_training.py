@@ -16,7 +16,14 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from lrpilot.autopilot._checkpoint import RunState, StopRequest, rng_state, set_rng_state, stop_at_step_boundary
+from lrpilot.autopilot._checkpoint import (
+    RunState,
+    StopRequest,
+    model_device,
+    rng_state,
+    set_rng_state,
+    stop_at_step_boundary,
+)
 from lrpilot.autopilot._forgetting import Drift
 from lrpilot.autopilot._hf import HfTask
 from lrpilot.autopilot._layers import UpdateRatioTracker
@@ -94,6 +101,8 @@ class _Boundary:
     of the generators a step (~8 µs; a digits step takes ~1 ms)."""
 
     position: int
+    device: torch.device
+    """The model's (`model_device`), whose generator a GPU's dropout draws from."""
     rng: dict[str, torch.Tensor] | None = None
     """The generators where the step in progress began; None once it is done (nothing after a step
     draws from them before the next: the generators as a stop finds them are the boundary's,
@@ -101,9 +110,9 @@ class _Boundary:
     stepping: bool = False
     """Inside the guard's step, the update part-applied: no boundary to resume from."""
 
-    def arrive(self, model: nn.Module, stop: StopRequest) -> None:
+    def arrive(self, stop: StopRequest) -> None:
         """A step begins: keep the generators' state here, and stop here if the user asked to."""
-        self.rng = rng_state(model)
+        self.rng = rng_state(self.device)
         if stop.requested:
             raise KeyboardInterrupt
 
@@ -112,14 +121,14 @@ class _Boundary:
         self.position, self.stepping, self.rng = self.position + 1, False, None
 
     @contextmanager
-    def kept(self, model: nn.Module) -> Iterator[None]:
+    def kept(self) -> Iterator[None]:
         """Inside the run's seeded block: a stop between steps reads the generators there, before
         the block hands the caller's back."""
         try:
             yield
         except KeyboardInterrupt:
             if self.rng is None:
-                self.rng = rng_state(model)
+                self.rng = rng_state(self.device)
             raise
 
 
@@ -274,14 +283,14 @@ def train_guarded(
     )
     if state is not None:
         _go_on_from(state, model, optimizer, scaler, guard, tracker, evals)
-    mark = _Boundary(skip if state is None else state.position)
+    mark = _Boundary(skip if state is None else state.position, model_device(model))
     batches = itertools.islice(task.batches(seed), mark.position, None)
     started, evaluating = time.perf_counter(), clock.timings.get("evaluate", 0.0)
     try:
         # dropout draws as `lrpilot.tasks.train` makes them (from the resumed state's generators)
-        with seeded(seed), _generators(model, state), stop_at_step_boundary() as stop, mark.kept(model):
+        with seeded(seed), _generators(model, state), stop_at_step_boundary() as stop, mark.kept():
             while not _finished(guard, total):
-                mark.arrive(model, stop)
+                mark.arrive(stop)
                 t = guard.step_count
                 with mixed.autocast():
                     loss = task.loss(model, next(batches))
