@@ -342,7 +342,7 @@ def test_the_monitor_carries_the_settled_check_from_point_to_point(
 ) -> None:
     """The monitor keeps the check's running median and the curve's second differences from one
     point to the next rather than taking them over the whole curve again: it stops where, and
-    why, the check taken from scratch does, with the same noise at every point."""
+    why, the check taken from scratch does, with the same noise levels at every point."""
     lrs = np.geomspace(1e-5, 1.0, n)
     u = np.log10(lrs)
     losses = 2.0 - np.tanh(2 * (u - centre + 1)) + np.where(u > centre, 3 * (u - centre) ** 2, 0.0)
@@ -352,6 +352,10 @@ def test_the_monitor_carries_the_settled_check_from_point_to_point(
         stop = carried.update(float(loss), float(lr))
         assert stop == scratch.update(float(loss), float(lr))
         assert second_difference_noise(np.array(carried._second)) == noise_level(carried.losses)
+        end, recent = carried._recent
+        if end >= 0:  # the noise up to the best point, kept until it moves
+            assert end == carried._i_best + 1
+            assert recent == noise_level(carried.losses[max(0, end - carried.rule.noise_window) : end])
         if stop is not None:
             break
     assert carried.smoothed == scratch.smoothed

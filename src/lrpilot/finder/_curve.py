@@ -282,7 +282,8 @@ class RangeTestMonitor:
             return None
         end = self._i_best + 1  # the recent noise is read up to the best point: a blow-up is no noise
         if self._recent[0] != end:  # the same points, until the best moves
-            self._recent = end, noise_level(self.losses[max(0, end - self.rule.noise_window) : end])
+            start = max(0, end - self.rule.noise_window)  # `noise_level(self.losses[start:end])`:
+            self._recent = end, second_difference_noise(np.array(self._second[start : max(start, end - 2)]))
         whole = second_difference_noise(np.array(self._second))  # `noise_level(self.losses)`
         noise = max(whole, self._recent[1])
         if value > self.rule.threshold(self.smoothed[0], self._best, noise):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import math
 import time
@@ -170,8 +171,9 @@ class _Loop:
     group: Any
     ratios: list[float]
 
-    @property
+    @functools.cached_property
     def device(self) -> torch.device:
+        """The model's (it stays there during a test): a walk over its parameters, asked once."""
         return next(p.device for p in self.model.parameters())
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
