@@ -228,7 +228,8 @@ def fit(
     autocast to it (`lrpilot.tasks._device.Precision`). None (the default) trains in fp32, and runs
     the range test of a model of 10M parameters or more in bf16 where the hardware computes it
     (`lrpilot.autopilot._search.finder_precision`: fp32's peak on 49 of 56 SST-2 seeds, one ramp step off
-    on 7, in two thirds of the time).
+    on 7, in two thirds of the time), and the evaluations along the run but the last in it too
+    (without `retention`: their figures only draw the report's curve).
 
     Forgetting (a user's pretrained model): with `retention` (a ``.csv`` / ``.jsonl`` of general
     texts, column ``text``) every evaluation also measures the *drift*, the mean cosine distance of
