@@ -911,21 +911,23 @@ def test_a_large_models_range_test_autocasts_to_bf16_and_its_run_trains_in_fp32(
     precision: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where the hardware computes bf16, an fp32 fit of a model of `BF16_TEST_PARAMETERS` or more
-    (lowered here to a tiny BERT's size) runs its range test in bf16 autocast and trains in fp32,
-    and the notes say so; ``--precision fp32`` given keeps the test in fp32. Every forward pass of
-    a linear layer with gradients on (the test's and the run's, not the evaluations') is watched for
-    the autocast it ran under: the test's passes come first, then the run's."""
+    (lowered here to a tiny BERT's size) runs its range test and the evaluations along the run in
+    bf16 autocast, and trains and scores its last evaluation (the reported metrics) in fp32, and
+    the notes say so; ``--precision fp32`` given keeps everything in fp32. Every forward pass of a
+    linear layer is watched for the autocast it ran under: with gradients on (the test's, then
+    the run's) and off (the evaluations')."""
     from lrpilot.autopilot import _search
     from lrpilot.tasks._device import native_bf16
 
     monkeypatch.setattr(_search, "BF16_TEST_PARAMETERS", 0)
     model = _tiny_classifier(tmp_path / "clf", {0: "neg", 1: "pos"})
     data = write_rows(tmp_path / "train.csv", [{"text": f"t {i}", "label": ["neg", "pos"][i % 2]} for i in range(64)])
-    seen: list[torch.dtype] = []
+    seen: dict[bool, list[torch.dtype]] = {True: [], False: []}
 
     def watch(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-        if isinstance(module, torch.nn.Linear) and torch.is_grad_enabled():
-            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+        if isinstance(module, torch.nn.Linear):
+            autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+            seen[torch.is_grad_enabled()].append(autocast)
 
     handle = torch.nn.modules.module.register_module_forward_hook(watch)
     try:
@@ -941,6 +943,43 @@ def test_a_large_models_range_test_autocasts_to_bf16_and_its_run_trains_in_fp32(
     finally:
         handle.remove()
     in_bf16 = precision is None and native_bf16(torch.device("cpu"))
-    assert [mode for mode, _ in itertools.groupby(seen)] == ([torch.bfloat16] if in_bf16 else []) + [torch.float32]
+    first = [torch.bfloat16] if in_bf16 else []
+    assert [mode for mode, _ in itertools.groupby(seen[True])] == [*first, torch.float32]
+    assert [mode for mode, _ in itertools.groupby(seen[False])] == [*first, torch.float32]
     assert result.record.precision == "fp32"
-    assert any("range test in bf16 autocast, the run in fp32" in note for note in result.record.notes) == in_bf16
+    said = "range test and the evaluations along the run in bf16 autocast, the run and its last evaluation"
+    assert any(said in note for note in result.record.notes) == in_bf16
+
+
+def test_a_resumed_fit_measures_its_evaluations_in_the_precision_the_fit_began_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit whose evaluations along the run are in bf16 (its range test's), stopped after step 4
+    and resumed, evaluates the rest of the way in bf16 too: its curve is the uninterrupted fit's
+    to the bit (a resume that took the run's fp32 for them drew a curve of mixed precisions)."""
+    from lrpilot.autopilot import _search
+    from lrpilot.tasks._device import native_bf16
+
+    if not native_bf16(torch.device("cpu")):
+        pytest.skip("this CPU computes no bf16: fit evaluates in the run's fp32 throughout")
+    monkeypatch.setattr(_search, "BF16_TEST_PARAMETERS", 0)
+    options: dict[str, Any] = {
+        "model": _tiny_classifier(tmp_path / "clf", {0: "neg", 1: "pos"}),
+        "data": write_rows(
+            tmp_path / "train.csv", [{"text": f"t {i}", "label": ["neg", "pos"][i % 2]} for i in range(64)]
+        ),
+        "budget": 12,
+        "finder_steps": FINDER_STEPS,
+        "report": False,
+    }
+    whole = fit(**options, out=tmp_path / "whole")
+
+    def stop(step: int, lr: float, loss: float) -> None:
+        if step == 4:
+            raise KeyboardInterrupt
+
+    assert fit(**options, out=tmp_path / "run", callback=stop).status == "interrupted"
+    resumed = fit(resume=tmp_path / "run", report=False)
+    assert resumed.status == "finished"
+    assert resumed.record.history.eval_steps == whole.record.history.eval_steps == [3, 6, 9, 12]
+    assert resumed.record.history.eval_loss == whole.record.history.eval_loss

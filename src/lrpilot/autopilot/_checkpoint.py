@@ -99,6 +99,9 @@ class Checkpoint:
     """torch's CPU threads the fit trained on: its resume trains on as many (`lrpilot fit --resume`
     had resumed a built-in task, trained on one, on torch's default, and digits ended 0.0822126716
     against the uninterrupted 0.0822126791). None: a checkpoint written before they were kept."""
+    quick: Any = None
+    """The evaluations' precision before the last one (`lrpilot.tasks._device.Precision`; None:
+    the run's), so that a resumed run's curve is measured as the uninterrupted one's."""
     format: int = FORMAT
 
     def save(self, run_dir: Path) -> Path:

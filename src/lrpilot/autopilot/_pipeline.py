@@ -228,7 +228,8 @@ def fit(
     autocast to it (`lrpilot.tasks._device.Precision`). None (the default) trains in fp32, and runs
     the range test of a model of 10M parameters or more in bf16 where the hardware computes it
     (`lrpilot.autopilot._search.finder_precision`: fp32's peak on 49 of 56 SST-2 seeds, one ramp step off
-    on 7, in two thirds of the time).
+    on 7, in two thirds of the time), and the evaluations along the run but the last in it too
+    (without `retention`: their figures only draw the report's curve).
 
     Forgetting (a user's pretrained model): with `retention` (a ``.csv`` / ``.jsonl`` of general
     texts, column ``text``) every evaluation also measures the *drift*, the mean cosine distance of
@@ -272,8 +273,15 @@ def fit(
     warm_in_full = target.method != "pretraining" if full_warmup is None else full_warmup
     seconds = None if plan is None else plan.seconds
     tested, why = finder_precision(
-        mixed, net, where, chosen=precision is not None, timed=seconds is not None, from_ramp=not warm_in_full
+        mixed,
+        net,
+        where,
+        chosen=precision is not None,
+        timed=seconds is not None,
+        from_ramp=not warm_in_full,
+        evaluations=drift is None,  # a drift is measured against embeddings computed in the run's precision
     )
+    quick = tested if drift is None else mixed
     with clock.phase("find"):
         search = range_test(
             job,
@@ -332,6 +340,7 @@ def fit(
             drift=drift,
             resumed=resumed,
             precision=mixed,
+            quick=quick,
         )
     before: dict[str, Any] = {
         "notes": [*target.notes, *filter(None, [lora_note(net)]), *search.notes],
@@ -340,7 +349,6 @@ def fit(
         "device": describe_device(where),
     }
     if trained.state is not None:
-        done = dict(clock.timings, total=clock.elapsed)
         Checkpoint(
             arguments=arguments,
             recipe=fitted,
@@ -350,10 +358,11 @@ def fit(
             resumed=resumed,
             recommendation=rec,
             finder=search.finder,
-            record=before | {"timings": done},
+            record=before | {"timings": dict(clock.timings, total=clock.elapsed)},
             state=trained.state,
             files=digests(arguments),
             threads=torch.get_num_threads(),
+            quick=quick,
         ).save(run_dir)
     if plan is not None and plan.seconds is not None:
         trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
@@ -547,6 +556,7 @@ def _go_on(
         drift=drift,
         resumed=saved.resumed,
         precision=mixed,
+        quick=saved.quick,
         state=saved.state,
     )
     resumed_at = f"resumed at step {saved.state.step} of {saved.recipe.total_steps} (lrpilot fit --resume)"

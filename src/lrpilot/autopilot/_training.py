@@ -236,6 +236,7 @@ def train_guarded(
     resumed: Resumed | None = None,
     read_every: int | None = None,
     precision: Precision | None = None,
+    quick: Precision | None = None,
     state: RunState | None = None,
 ) -> Trained:
     """The recipe's AdamW under `TorchGuard` (which sets the LR, clips, skips or rolls back; its
@@ -253,6 +254,9 @@ def train_guarded(
     and at the end (a rollback among them trains on from its snapshot; that evaluation comes when
     the run gets there again). `precision`: the forward passes' (`lrpilot.tasks._device.Precision`;
     fp32 by default), the evaluations' too; fp16's loss scale is the guard's to unscale and update.
+    `quick`: the evaluations' before the last one, where it differs (fit's bf16 range test's on a
+    large fp32 model: those evaluations only draw the report's curve, and bf16 scored MiniLM's in
+    0.6 of fp32's time; the last one, whose figures are reported, is in `precision`).
 
     The first Ctrl-C stops the run at the end of its step (`stop_at_step_boundary`), and the loop's
     state there comes back in `Trained.state`; `state` given, the run goes on from such a state
@@ -303,7 +307,18 @@ def train_guarded(
                 _show(guard, t, total, progress, callback)
                 done = guard.step_count
                 if done > t and (done in checkpoints or done == total):
-                    notes += _evaluate_read(task, model, drift, guard, done, total, evals, clock, progress, mixed)
+                    notes += _evaluate_read(
+                        task,
+                        model,
+                        drift,
+                        guard,
+                        done,
+                        total,
+                        evals,
+                        clock,
+                        progress,
+                        mixed if done == total else quick or mixed,
+                    )
     except KeyboardInterrupt:
         status, note, resumable = _interrupted(guard, total, mark)
         notes.append(note)

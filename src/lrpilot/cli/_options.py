@@ -115,7 +115,8 @@ FitPrecisionOption = Annotated[
     typer.Option(
         "--precision",
         help="The forward passes: fp32, bf16, or fp16 (with a loss scale), autocast on the device. Not given: "
-        "fp32, the range test of a 10M+ parameter model in bf16 where the hardware computes it.",
+        "fp32, the range test and the evaluations along the run of a 10M+ parameter model in bf16 where the "
+        "hardware computes it (the last evaluation in fp32).",
     ),
 ]
 ColumnsOption = Annotated[
