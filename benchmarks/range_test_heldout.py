@@ -51,18 +51,19 @@ import torch
 
 from _environment import command, load_json, save_json
 from _scoring import OracleCurve, score
+from lrpilot.autopilot._progress import quiet
 from lrpilot.autopilot._search import finder_precision, range_test
-from lrpilot.autopilot._target import builtin_target, fitted_recipe
+from lrpilot.autopilot._target import TargetSpec, resolve_target
 from lrpilot.integrations import torch_finder
-from lrpilot.rules import recommend
 from lrpilot.tasks import Task
 from lrpilot.tasks._device import Precision
 from lrpilot.tasks._sst2 import Sst2Task, _pad
+from lrpilot.tuning._engine import plan_run
 
 DATA = Path(__file__).resolve().parent / "data"
 OUT = DATA / "range_test_heldout.json"
-VARIANTS = {"train": None, "held-out-2": (2, 1)}
-"""Variant → (held-out batches, read every so many steps); None: the training loss."""
+VARIANTS = {"train": 0, "held-out-2": 2}
+"""Variant → held-out batches read after every step (0: the training loss)."""
 OTHER_STREAM = 100_000
 """Added to the seed for the stream the held-out batches of digits and the char-GPT come from."""
 
@@ -83,13 +84,13 @@ def held_out(task: Task, seed: int, batches: int) -> list[Any]:
 
 
 @contextmanager
-def reading(val_data: list[Any] | None, every: int) -> Iterator[None]:
-    """fit's range test reads the loss of `val_data` every `every` steps inside this block (fit has
-    no held-out mode: `range_test` calls `find_lr` in fast mode, whose ``val_data`` this sets)."""
+def reading(val_data: list[Any] | None) -> Iterator[None]:
+    """fit's range test reads the loss of `val_data` after every step inside this block (fit has no
+    held-out mode: `range_test` calls `find_lr` in fast mode, whose ``val_data`` this sets)."""
     original = torch_finder.find_lr
     if val_data is not None:
         torch_finder.find_lr = functools.partial(  # type: ignore[assignment]
-            original, val_data=val_data, val_batches=len(val_data), val_every=every
+            original, val_data=val_data, val_batches=len(val_data)
         )
     try:
         yield
@@ -98,27 +99,24 @@ def reading(val_data: list[Any] | None, every: int) -> Iterator[None]:
 
 
 def run_variant(name: str, seed: int, variant: str) -> dict[str, Any]:
-    """fit's range test on `name` for `seed`, reading the curve `variant` names."""
-    target = builtin_target(name, None)
-    task = target.task
-    model = task.build_model(seed)
-    rec = recommend(model, target.method, batch_size=task.recipe.batch_size, steps=target.steps, seq_len=target.seq_len)
-    recipe = fitted_recipe(task.recipe, target.steps, "the default")
-    tested, _ = finder_precision(
+    """fit's range test on `name` for `seed`, set up as fit sets it up, reading the curve `variant` names."""
+    target = resolve_target(TargetSpec(name))
+    model, rec, job, planned = plan_run(target, target.steps, seed)  # fit's model, rules and recipe
+    tested, _ = finder_precision(  # fit's default: a fine-tune trains its whole warmup from the initial weights
         Precision(), model, torch.device("cpu"), chosen=False, timed=False, from_ramp=target.method == "pretraining"
     )
-    shape = VARIANTS[variant]
-    val_data = None if shape is None else held_out(task, seed, shape[0])
+    batches = VARIANTS[variant]
+    val_data = held_out(job, seed, batches) if batches else None
     started = time.perf_counter()
-    with reading(val_data, 1 if shape is None else shape[1]):
+    with reading(val_data):
         search = range_test(
-            task,
+            job,
             model,
-            recipe,
+            planned,
             rec,
             seed=seed,
             steps=None,
-            progress=lambda *_: None,
+            progress=quiet,
             for_fit=True,
             snapshots=False,
             amp=tested.amp,
