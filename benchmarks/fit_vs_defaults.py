@@ -288,6 +288,12 @@ def _targets(name: str, runs: dict[str, dict[str, Any]], seeds: list[str]) -> st
             f"fit vs grid-lr on the same {len(paired)} seeds: {fit_loss / grid_loss - 1:+.2%} "
             f"(worst seed {worst:+.2%}; target ≤ +1 %)"
         )
+        accuracies = [(runs[s]["fit"].get("val_accuracy"), runs[s]["grid-lr"].get("val_accuracy")) for s in paired]
+        if all(fit is not None and grid is not None for fit, grid in accuracies):
+            points = [100 * (fit - grid) for fit, grid in accuracies]
+            error = statistics.stdev(points) / math.sqrt(len(points)) if len(points) > 1 else None
+            spread = "" if error is None else f" ± {error:.2f} s.e."
+            parts.append(f"its accuracy on them: {statistics.fmean(points):+.2f} points{spread}")
     same_peak = _mean([runs[s]["fit"]["val_loss"] for s in seeds]) / _mean(
         [runs[s]["train@fit"]["val_loss"] for s in seeds]
     )

@@ -103,14 +103,16 @@ def _fit(doc: dict[str, Any], task: str, seed: str) -> dict[str, Any] | None:
 
 def quality(doc: dict[str, Any], stored: dict[str, Any], reruns: list[dict[str, Any]]) -> str:
     """What the bf16 test does to fit's result, per task: fit's mean loss and its mean over grid-lr's
-    with the fp32 test (`stored`: ``fit_vs_defaults.json``) and with the bf16 test, whose fits are
-    those of `reruns` (``fit_vs_defaults_bf16_*.json``) where they were run again, and `stored`'s
-    where the bf16 peak equals fp32's (the same run to the bit: the training does not depend on the
-    test's precision); and the peaks' excess on the oracle's seed-mean curve. Seeds whose peak moved
-    but were not run again are left out, and counted."""
+    (and its accuracy over grid-lr's, in points) with the fp32 test (`stored`:
+    ``fit_vs_defaults.json``) and with the bf16 test, whose fits are those of `reruns`
+    (``fit_vs_defaults_bf16_*.json``) where they were run again, and `stored`'s where the bf16 peak
+    equals fp32's (the same run to the bit: the training does not depend on the test's precision);
+    and the peaks' excess on the oracle's seed-mean curve. Seeds whose peak moved but were not run
+    again are left out, and counted."""
     lines = []
     for task, runs in doc["runs"].items():
         losses: dict[str, list[float]] = {"fp32": [], "bf16": [], "grid": []}
+        points: dict[str, list[float]] = {"fp32": [], "bf16": []}  # accuracy over grid-lr's, in points
         peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
         missing = 0
         for seed, row in runs.items():
@@ -123,6 +125,8 @@ def quality(doc: dict[str, Any], stored: dict[str, Any], reruns: list[dict[str, 
             for name, fit in (("fp32", fp32), ("bf16", bf16)):
                 losses[name].append(float(fit["val_loss"]))
                 peaks[name].append(float(fit["peak_lr"]))
+                if fit.get("val_accuracy") is not None and best.get("val_accuracy") is not None:
+                    points[name].append(100 * (float(fit["val_accuracy"]) - float(best["val_accuracy"])))
             losses["grid"].append(float(best["val_loss"]))
         if not losses["grid"]:
             continue
@@ -138,7 +142,13 @@ def quality(doc: dict[str, Any], stored: dict[str, Any], reruns: list[dict[str, 
                 else f", its peaks {statistics.fmean(score(oracle, p).excess for p in peaks[name]):+.2%} on the "
                 "oracle's curve"
             )
-            said.append(f"the {name} test {mean:.4f}, {mean / grid - 1:+.2%}{on_curve}")
+            accuracy = (
+                f", accuracy {statistics.fmean(points[name]):+.2f} ± "
+                f"{statistics.stdev(points[name]) / math.sqrt(len(points[name])):.2f} points (s.e.)"
+                if len(points[name]) == len(losses[name]) > 1
+                else ""
+            )
+            said.append(f"the {name} test {mean:.4f}, {mean / grid - 1:+.2%}{on_curve}{accuracy}")
         lines.append(
             f"{task}: fit vs grid-lr ({grid:.4f}) on {len(losses['grid'])} seeds ({missing} left out): "
             + "; ".join(said)
