@@ -508,6 +508,15 @@ def test_evaluations_after_rollbacks_land_on_their_passes_and_the_restored_state
     assert eval_positions([0, 10, 20], [15, 30]).tolist() == [2, 2]  # between sparse logged steps; the end
 
 
+def test_an_evaluation_kept_after_a_rollback_lands_on_the_pass_that_went_on() -> None:
+    """fit now keeps one evaluation per step, of the weights the run went on with: rolled back from
+    step 15 to 0 after evaluating step 10, it evaluated step 10 again on the second pass, and that
+    one was drawn on the first pass, the one the rollback undid."""
+    logged = [*range(16), *range(40)]
+    assert eval_positions(logged, [10, 20, 30, 40]).tolist() == [25, 35, 45, 55]
+    assert eval_positions(logged, [0]).tolist() == [55]  # a guard that gave up: the restored state's at the end
+
+
 def _pixels_of(png: Path, colour: str) -> int:
     """How many pixels of the PNG's middle third (left of the legends) are `colour` (``#rrggbb``),
     give or take antialiasing."""

@@ -68,25 +68,28 @@ def eval_positions(logged: Sequence[int], evals: Sequence[int]) -> npt.NDArray[n
     """For each evaluation in `evals` (the steps done when it ran, in time order), the index of the
     logged step it followed, or −1.
 
-    An evaluation after ``n`` steps follows the update logged as step ``n − 1``; each one moves the
-    scan past its match, so the same step evaluated again after a rollback lands on the pass it was
-    made in. The last one, not found ahead, is the saved weights' scored after the run (a guard
-    that gave up restored an earlier step): it lands at the end.
+    An evaluation after ``n`` steps follows the update logged as step ``n − 1``. fit keeps only the
+    evaluations of the weights the run went on with (a rollback drops those of the steps it undid),
+    so each one follows the last pass through its step before the next evaluation's: the scan runs
+    backward from the end (forward, the one evaluation of step 10 kept after a rollback from 15 to 0
+    landed on the pass the rollback undid). The last one, of the weights the run ended with, lands
+    at the end: after a guard gave up, an earlier step's state scored after the run. A record that
+    kept an evaluation per pass (written before) has each land on its pass, the later on the later.
     """
     steps = np.asarray(logged, dtype=np.int64)
     out = np.full(len(evals), -1, dtype=np.int64)
-    cursor = 0
-    for k, done in enumerate(evals):
-        rest = steps[cursor:]
-        ahead = np.nonzero(rest == done - 1)[0]
-        if not ahead.size and k == len(evals) - 1 and steps.size:
-            out[k] = steps.size - 1
+    if not steps.size or not len(evals):
+        return out
+    out[-1] = cursor = steps.size - 1
+    for k in range(len(evals) - 2, -1, -1):
+        done = evals[k]
+        exact = np.nonzero(steps[:cursor] == done - 1)[0]
+        if exact.size:
+            out[k] = cursor = int(exact[-1])
             continue
-        if not ahead.size:  # logged more sparsely than evaluated: the next logged step
-            ahead = np.nonzero(rest >= done - 1)[0]
-        if ahead.size:
-            out[k] = cursor + int(ahead[0])
-            cursor = int(out[k]) + 1
+        # logged more sparsely than evaluated: the first logged step past it, before the next evaluation's
+        below = np.nonzero(steps[: cursor + 1] < done - 1)[0]
+        out[k] = cursor = min(int(below[-1]) + 1 if below.size else 0, cursor)
     return out
 
 
