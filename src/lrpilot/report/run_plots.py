@@ -7,7 +7,7 @@ Nothing here decides anything: the history, the audit records and the ratios com
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 __all__ = [
     "RATIO_BAND",
     "RATIO_TARGET",
+    "RESUME_COLOR",
     "action_labels",
+    "draw_training",
     "eval_positions",
     "layer_verdicts",
     "plot_layer_ratios",
@@ -157,6 +159,36 @@ def _mark_actions(
         )
 
 
+RESUME_COLOR = "#bf3989"
+"""The colour of the line where an interrupted fit went on (`lrpilot fit --resume`)."""
+
+
+def _mark_resumes(axes: Sequence[Any], x: npt.NDArray[np.float64], resumes: Sequence[Mapping[str, int]]) -> None:
+    """A vertical line on every panel where the run was stopped and went on, as the guard's actions
+    are marked, with ``resumed at step N`` written at the foot of the loss panel (the legend and the
+    actions' texts take its top). The line is at the first entry logged after it
+    (`RunRecord.resumes`' ``logged``: its step may have been logged before, by a pass a rollback
+    undid), or at the end where none was."""
+    for k, at in enumerate(resumes):
+        where = float(x[min(int(at["logged"]), x.size - 1)])
+        for n, ax in enumerate(axes):
+            label = "stopped and resumed (lrpilot fit --resume)" if n == 0 and k == 0 else None
+            ax.axvline(where, color=RESUME_COLOR, alpha=0.8, linewidth=1, linestyle=":", label=label)
+        axes[0].annotate(
+            f"resumed at step {int(at['step'])}",
+            (where, 0.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(-2, 4),
+            textcoords="offset points",
+            fontsize=7,
+            color=RESUME_COLOR,
+            rotation=90,
+            va="bottom",
+            ha="right",
+            bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        )
+
+
 def _mark_ramp_start(axes: Sequence[Any], steps: int | None) -> bool:
     """Shade the first `steps` steps, which a range test's ramp stood for (fit went on from it:
     `lrpilot.autopilot._resume`). True if it shaded."""
@@ -201,17 +233,15 @@ def _lr_axis(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, xlab
     ax.legend(loc="upper right", fontsize=7)
 
 
-def plot_training(
+def draw_training(
     history: TrainingHistory,
-    path: str | Path,
     *,
     guard_actions: Sequence[dict[str, Any]] = (),
     title: str | None = None,
     ramp_stood_for: int | None = None,
-) -> Path:
-    """Train loss (NaN steps as ticks) and eval loss on top, the LR below, every guard action as a
-    dashed line across both with its kind written on it, and the first `ramp_stood_for` steps
-    shaded (a fit that went on from its range test's ramp); write a PNG to `path` and return it."""
+    resumes: Sequence[Mapping[str, int]] = (),
+) -> Any:
+    """`plot_training`'s figure, not saved: the caller closes it (``matplotlib.pyplot.close``)."""
     if len(history.steps) == 0:
         raise ValueError("plot_training: the history is empty (no logged steps)")
     plt = _pyplot()
@@ -221,13 +251,37 @@ def plot_training(
         _loss_axis(ax, x, np.asarray(history.loss, dtype=np.float64))
         _eval_points(ax, x, history, by_step=xlabel == "optimizer step")
         _mark_actions((ax, lr_ax), x, history, guard_actions)
+        _mark_resumes((ax, lr_ax), x, resumes)
         _mark_ramp_start((ax, lr_ax), ramp_stood_for if xlabel == "optimizer step" else None)
         ax.legend(loc="upper right", fontsize=7)
         ax.set_title(title or "loss and learning rate over training", fontsize=9)
         _lr_axis(lr_ax, x, history, xlabel)
+    except BaseException:
+        plt.close(fig)
+        raise
+    return fig
+
+
+def plot_training(
+    history: TrainingHistory,
+    path: str | Path,
+    *,
+    guard_actions: Sequence[dict[str, Any]] = (),
+    title: str | None = None,
+    ramp_stood_for: int | None = None,
+    resumes: Sequence[Mapping[str, int]] = (),
+) -> Path:
+    """Train loss (NaN steps as ticks) and eval loss on top, the LR below, every guard action as a
+    dashed line across both with its kind written on it, every point where an interrupted fit went
+    on (`RunRecord.resumes`) as a dotted one, and the first `ramp_stood_for` steps shaded (a fit
+    that went on from its range test's ramp); write a PNG to `path` and return it."""
+    fig = draw_training(
+        history, guard_actions=guard_actions, title=title, ramp_stood_for=ramp_stood_for, resumes=resumes
+    )
+    try:
         return _save(fig, path)
     finally:
-        plt.close(fig)
+        _pyplot().close(fig)
 
 
 def _typical(stats: LayerStats) -> npt.NDArray[np.float64]:
