@@ -226,6 +226,7 @@ def test_a_guard_that_gives_up_keeps_one_evaluation_per_step_and_says_so_once(tm
     assert len(rollbacks) > 3
     assert {r["rollback_to"] for r in rollbacks} == {0}
     assert trained.history.eval_steps == [0]  # the restored weights' score, once
+    assert trained.layers.steps == []  # every update measured was undone
     assert len(trained.history.eval_loss) == len(trained.history.eval_metrics["accuracy"]) == 1
     assert trained.final["val_loss"] == pytest.approx(task.metrics(model).loss, rel=1e-6)
     assert trained.notes[-1].count("last good state") == 1
@@ -235,7 +236,7 @@ def test_a_guard_that_gives_up_keeps_one_evaluation_per_step_and_says_so_once(tm
 
 def test_a_rollback_over_an_evaluation_keeps_the_one_of_the_pass_that_went_on(tmp_path: Path) -> None:
     """Rolled back from step 15 to 0 once, the run evaluated step 10 on both passes and kept both:
-    two points at step 10, the first of weights it had undone."""
+    two points at step 10, the first of weights it had undone; and the update ratios of both passes."""
     digits = get_task("digits")
     task = _BrokenPasses(digits.name, digits.description, dataclasses.replace(digits.recipe, total_steps=40), passes=1)
     trained, _ = _run(task, tmp_path, "once", peak=1e-2)
@@ -243,6 +244,8 @@ def test_a_rollback_over_an_evaluation_keeps_the_one_of_the_pass_that_went_on(tm
     assert [r["action"] for r in trained.guard["records"]].count("rollback") == 1
     assert trained.history.eval_steps == [10, 20, 30, 40]
     assert len(trained.history.eval_loss) == len(trained.history.eval_metrics["accuracy"]) == 4
+    assert trained.layers.steps == sorted(set(trained.layers.steps))  # the ratios of the pass that went on
+    assert len(trained.layers.ratios) == len(trained.layers.steps)
 
 
 def test_a_stop_just_after_a_checkpoints_evaluation_scores_those_weights_once(tmp_path: Path) -> None:

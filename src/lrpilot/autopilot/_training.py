@@ -302,7 +302,7 @@ def train_guarded(
                 tracker.before(t)
                 mark.stepping = True
                 action = guard.step(loss)
-                _forget_undone(evals, guard.step_count)
+                _forget_undone(evals, guard.step_count, tracker)
                 mark.leave()
                 tracker.after(action.applies_update if action is not None else guard.step_count == t + 1)
                 _show(guard, t, total, progress, callback)
@@ -330,6 +330,7 @@ def train_guarded(
     finally:
         report = _closed(guard, clock, started, evaluating)
     if status != "finished":
+        _forget_undone(evals, guard.step_count, tracker)  # a give-up (or a stop's settle) went back to a snapshot
         notes[-1] += "; " + _score_stopped(
             task, model, drift, evals, guard.step_count, total, clock, progress, precision=mixed
         )
@@ -385,19 +386,21 @@ def _restored(reason: str) -> str:
     return reason if "last good state" in reason else f"{reason}; its last good state was saved"
 
 
-def _forget_undone(evals: dict[str, Any], step: int) -> None:
-    """Drop the evaluations after `step`, the step the run is at: a rollback (or a give-up) undid the
-    weights they scored. The curve then holds one evaluation per step, of the weights the run went
-    on with: a guard that rolled back over step 10's evaluation eight times and gave up had kept all
-    eight (``eval_steps`` 10, 10, …, 10, then the restored state's), each of a pass it abandoned,
-    which the curve drew and `after_run` read as the run's course."""
+def _forget_undone(evals: dict[str, Any], step: int, tracker: UpdateRatioTracker | None = None) -> None:
+    """Drop the evaluations after `step`, the step the run is at, and the update ratios measured at
+    or after it: a rollback (or a give-up) undid the weights they were measured on. The curves then
+    hold one point per step, of the weights the run went on with: a guard that rolled back over step
+    10's evaluation eight times and gave up had kept all eight (``eval_steps`` 10, 10, …, 10, then
+    the restored state's), each of a pass it abandoned, which the curve drew and `after_run` read as
+    the run's course; the layers' figure drew each pass's ratios over the last's."""
     done = evals["eval_steps"]
     kept = next((i for i, at in enumerate(done) if at > step), len(done))  # the first undone, and all after it
-    if kept == len(done):
-        return
-    del evals["eval_steps"][kept:], evals["eval_loss"][kept:]
+    del done[kept:], evals["eval_loss"][kept:]
     for values in evals["metrics"].values():
         del values[kept:]
+    if tracker is not None:
+        measured = next((i for i, at in enumerate(tracker.steps) if at >= step), len(tracker.steps))
+        del tracker.steps[measured:], tracker.ratios[measured:]
 
 
 def _closed(guard: Any, clock: Clock, started: float, evaluating: float) -> dict[str, Any]:
@@ -583,7 +586,6 @@ def _score_stopped(  # noqa: PLR0917  (the run's state, passed through from `tra
     were of other weights, and a user who stopped a run needs to know how good the saved ones are.
     A second Ctrl-C during it stops it, leaving no final metrics (nor any partial entry in the
     curve), which the note says."""
-    _forget_undone(evals, step)  # a give-up (or a stop's settle) went back to a snapshot
     marks = _marks(evals)
     try:
         with clock.phase("evaluate"):
