@@ -394,13 +394,16 @@ def _forget_undone(evals: dict[str, Any], step: int, tracker: UpdateRatioTracker
     the restored state's), each of a pass it abandoned, which the curve drew and `after_run` read as
     the run's course; the layers' figure drew each pass's ratios over the last's."""
     done = evals["eval_steps"]
-    kept = next((i for i, at in enumerate(done) if at > step), len(done))  # the first undone, and all after it
+    kept = len(done)
+    while kept and done[kept - 1] > step:  # from the end: a step without a rollback drops nothing, at once
+        kept -= 1
     del done[kept:], evals["eval_loss"][kept:]
     for values in evals["metrics"].values():
         del values[kept:]
     if tracker is not None:
-        measured = next((i for i, at in enumerate(tracker.steps) if at >= step), len(tracker.steps))
-        del tracker.steps[measured:], tracker.ratios[measured:]
+        while tracker.steps and tracker.steps[-1] >= step:
+            tracker.steps.pop()
+            tracker.ratios.pop()
 
 
 def _closed(guard: Any, clock: Clock, started: float, evaluating: float) -> dict[str, Any]:
