@@ -20,6 +20,8 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 import lrpilot
 from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE, fit
 from lrpilot.autopilot._training import QUICK_EVAL
+from lrpilot.report import RunRecord, read_run, write_report
+from lrpilot.report.run_plots import RESUME_COLOR, draw_training
 from lrpilot.rules import HORIZON_EXPONENT, horizon_factor
 from lrpilot.tasks import get_task
 
@@ -50,6 +52,7 @@ def test_an_interrupted_fit_resumed_ends_as_the_uninterrupted_one_to_the_bit(tmp
 
     again = fit(resume=tmp_path / "run", report=False, callback=stop_again)  # a resumed fit stopped in turn
     assert (again.status, again.record.history.steps[-1]) == ("interrupted", 180)
+    assert [at["step"] for at in again.record.resumes] == [101]
     resumed = fit(resume=tmp_path / "run", report=False)
     assert resumed.status == "finished"
     for a, b in zip(_weights(resumed.model), _weights(whole.model), strict=True):
@@ -65,6 +68,29 @@ def test_an_interrupted_fit_resumed_ends_as_the_uninterrupted_one_to_the_bit(tmp
     assert (saved["status"], saved["metrics"]) == ("finished", pytest.approx(whole.metrics))
     with pytest.raises(ValueError, match=r"holds no resume.pt: only a fit interrupted at a step boundary"):
         fit(resume=tmp_path / "run")
+    _marked_where_it_went_on(resumed.record, tmp_path / "report")
+
+
+def _marked_where_it_went_on(record: RunRecord, out: Path) -> None:
+    """The notes said where the run was stopped and resumed, the figure did not show it: each point
+    is kept in the record (a second resume keeps the first) and drawn as a line on both panels, with
+    its step written on the loss panel, and the report's page names them under the figure."""
+    assert [at["step"] for at in record.resumes] == [101, 181]
+    # the ramp stood for the warmup's first steps, so step 101 is not the 101st logged
+    assert [record.history.steps[at["logged"]] for at in record.resumes] == [101, 181]
+    plt = pytest.importorskip("matplotlib.pyplot")
+    figure = draw_training(record.history, guard_actions=record.guard_actions, resumes=record.resumes)
+    try:
+        for ax in figure.axes:
+            marks = [line for line in ax.get_lines() if line.get_color() == RESUME_COLOR]
+            assert [list(line.get_xdata()) for line in marks] == [[101, 101], [181, 181]]
+        texts = [text.get_text() for text in figure.axes[0].texts]
+        assert {"resumed at step 101", "resumed at step 181"} <= set(texts)
+    finally:
+        plt.close(figure)
+    page = write_report(record, out).read_text(encoding="utf-8")
+    assert "resumed (<code>lrpilot fit --resume</code>) at steps 101 and 181: the dotted lines mark" in page
+    assert read_run(out).resumes == record.resumes
 
 
 def test_a_fit_resumed_on_another_number_of_threads_trains_on_the_fits_own(tmp_path: Path) -> None:

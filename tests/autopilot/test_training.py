@@ -180,15 +180,72 @@ def test_a_run_the_guard_gave_up_on_reports_the_metrics_of_the_state_it_saves(tm
     # it said 'the guard gave up at step 48: gave up at step 51: ...', the restored step first
     assert trained.notes[-1].count("gave up at step") == 1
     assert trained.notes[-1].startswith(f"the guard gave up at step {gave_up['step']}: ")
-    # the weights went back to a state before step 10's evaluation: not 'the model got worse after
-    # step 10 ... a budget near 10 steps (where it was best)', which blamed the run's length
-    assert trained.history.eval_steps[0] == 10
+    # the weights went back to a state before step 10's evaluation, which goes with the weights it
+    # scored: not 'the model got worse after step 10 ... a budget near 10 steps (where it was best)',
+    # which blamed the run's length
+    assert trained.history.eval_steps == [step]
+    assert step < 10
     assert not any(note.startswith("the model got worse") for note in after_run(trained))
     assert trained.notes[-1].endswith(
         f"; the metrics are of the saved weights at step {step}, scored as a finished run's are"
     )
     scored = task.metrics(model)
     assert trained.final == pytest.approx({"val_loss": scored.loss, "val_accuracy": scored.accuracy}, rel=1e-6)
+
+
+@dataclasses.dataclass(frozen=True)
+class _BrokenPasses(DigitsTask):
+    """digits whose training loss is NaN from the 12th step of a pass on (a pass begins where the
+    weights are the initial ones: a rollback to the first snapshot), in its first `passes` passes:
+    each pass trains past the evaluation after step 10 before the guard rolls it back."""
+
+    passes: float = math.inf
+    seen: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        weights = torch.cat([p.detach().flatten() for p in model.parameters()])
+        first = self.seen.setdefault("initial", weights.clone())
+        if torch.equal(weights, first):
+            self.seen["pass"], self.seen["step"] = self.seen.get("pass", 0) + 1, 0
+        self.seen["step"] += 1
+        loss = super().loss(model, batch)
+        return loss * math.nan if self.seen["step"] > 12 and self.seen["pass"] <= self.passes else loss
+
+
+@pytest.mark.parametrize("read_every", [1, 5])
+def test_a_guard_that_gives_up_keeps_one_evaluation_per_step_and_says_so_once(tmp_path: Path, read_every: int) -> None:
+    """Every pass trained past step 10's evaluation and was rolled back to step 0, until the guard
+    gave up: the curve held ``10, 10, …, 10`` (each of a pass it abandoned) and then the restored
+    state's, and the note said "The last good state (step 0) is restored; its last good state was
+    saved". A rollback now drops the evaluations of the weights it undid."""
+    digits = get_task("digits")
+    task = _BrokenPasses(digits.name, digits.description, dataclasses.replace(digits.recipe, total_steps=40))
+    trained, model = _run(task, tmp_path, "broken", read_every=read_every, peak=1e-2)
+    assert trained.status == "gave_up"
+    rollbacks = [r for r in trained.guard["records"] if r["action"] == "rollback"]
+    assert len(rollbacks) > 3
+    assert {r["rollback_to"] for r in rollbacks} == {0}
+    assert trained.history.eval_steps == [0]  # the restored weights' score, once
+    assert trained.layers.steps == []  # every update measured was undone
+    assert len(trained.history.eval_loss) == len(trained.history.eval_metrics["accuracy"]) == 1
+    assert trained.final["val_loss"] == pytest.approx(task.metrics(model).loss, rel=1e-6)
+    assert trained.notes[-1].count("last good state") == 1
+    said = "The last good state (step 0) is restored; the metrics are of the saved weights at step 0"
+    assert said in trained.notes[-1]
+
+
+def test_a_rollback_over_an_evaluation_keeps_the_one_of_the_pass_that_went_on(tmp_path: Path) -> None:
+    """Rolled back from step 15 to 0 once, the run evaluated step 10 on both passes and kept both:
+    two points at step 10, the first of weights it had undone; and the update ratios of both passes."""
+    digits = get_task("digits")
+    task = _BrokenPasses(digits.name, digits.description, dataclasses.replace(digits.recipe, total_steps=40), passes=1)
+    trained, _ = _run(task, tmp_path, "once", peak=1e-2)
+    assert trained.status == "finished"
+    assert [r["action"] for r in trained.guard["records"]].count("rollback") == 1
+    assert trained.history.eval_steps == [10, 20, 30, 40]
+    assert len(trained.history.eval_loss) == len(trained.history.eval_metrics["accuracy"]) == 4
+    assert trained.layers.steps == sorted(set(trained.layers.steps))  # the ratios of the pass that went on
+    assert len(trained.layers.ratios) == len(trained.layers.steps)
 
 
 def test_a_stop_just_after_a_checkpoints_evaluation_scores_those_weights_once(tmp_path: Path) -> None:

@@ -64,6 +64,25 @@ def test_pretraining_with_a_token_budget() -> None:
     assert payload["floor_ratio"] == 0.1
 
 
+@pytest.mark.parametrize(
+    ("args", "floor"),
+    [
+        ("-p 22.7M -m full -b 32 -n 150", {"floor": 0.0}),
+        ("-p 1B -m pretraining -b 256 -n 5000", {"floor_ratio": 0.1}),
+    ],
+)
+def test_the_json_schedule_names_the_one_floor_it_decays_to(args: str, floor: dict[str, float]) -> None:
+    """It printed ``"floor": 0.0, "floor_ratio": null`` in the schedule beside a top-level
+    ``floor_ratio``: a reader could not tell which one the schedule used."""
+    result = runner.invoke(app, ["recommend", *args.split(), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    schedule = payload["schedule"]
+    assert {key: schedule[key] for key in ("floor", "floor_ratio") if key in schedule} == floor
+    absolute = schedule.get("floor", schedule.get("floor_ratio", 0.0) * payload["peak_lr"])
+    assert payload["floor_lr"] == pytest.approx(absolute)
+
+
 @pytest.mark.parametrize("fmt", ["hf", "trl"])
 def test_hf_and_trl_formats_print_the_kwargs(fmt: str) -> None:
     result = runner.invoke(app, [*LORA, "--format", fmt])

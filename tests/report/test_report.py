@@ -387,6 +387,37 @@ def test_chromium_loads_every_image(report: Path, tmp_path: Path) -> None:
         assert width > 500, src
 
 
+def test_a_resume_after_a_rollback_is_marked_at_the_entry_logged_after_it(tmp_path: Path) -> None:
+    """Rolled back from step 5 to 3, stopped after step 6 and resumed: step 7 was never logged
+    before, but the line goes by the entries logged (the x axis counts them once a rollback sent
+    the step back), one stored as bad is refused with what it must be, and the record keeps it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lrpilot.report.run_plots import RESUME_COLOR, draw_training
+
+    steps = [0, 1, 2, 3, 4, 5, 3, 4, 5, 6, 7, 8, 9]
+    history = TrainingHistory(steps=steps, loss=[1.0] * 13, lr=[1e-3] * 13)
+    resumes = [{"step": 7, "logged": 10}]
+    figure = draw_training(history, resumes=resumes)
+    try:
+        marks = [line for line in figure.axes[1].get_lines() if line.get_color() == RESUME_COLOR]
+        assert [list(line.get_xdata()) for line in marks] == [[10, 10]]
+        assert [text.get_text() for text in figure.axes[0].texts] == ["resumed at step 7"]
+    finally:
+        plt.close(figure)
+    record = RunRecord(title="t", task="t", total_steps=10, history=history, resumes=resumes)
+    assert RunRecord.from_dict(json.loads(json.dumps(record.to_dict()))).resumes == resumes
+    with pytest.raises(ValueError, match=r"resumes' logged must be an integer in \[0, ∞\], got -1"):
+        RunRecord(title="t", task="t", total_steps=10, history=history, resumes=[{"step": 7, "logged": -1}])
+    with pytest.raises(ValueError, match=r"each of resumes must be a dict with 'step' and 'logged', got 7"):
+        RunRecord(title="t", task="t", total_steps=10, history=history, resumes=[7])  # type: ignore[list-item]
+    page = write_report(record, tmp_path).read_text(encoding="utf-8")
+    assert "at step 7: the dotted line marks where it went on" in page
+
+
 def test_the_steps_a_range_tests_ramp_stood_for_are_shaded(tmp_path: Path) -> None:
     """fit's run went on from the ramp at step 23: steps 0–23 shaded; a record that says nothing
     of a ramp gets no shading, wherever its history starts."""
@@ -506,6 +537,15 @@ def test_evaluations_after_rollbacks_land_on_their_passes_and_the_restored_state
     logged = [0, 1, 2, 3, 4, 5, 6, 3, 4, 5, 6, 3, 4, 5, 6]
     assert eval_positions(logged, [5, 5, 5, 3]).tolist() == [4, 8, 12, 14]
     assert eval_positions([0, 10, 20], [15, 30]).tolist() == [2, 2]  # between sparse logged steps; the end
+
+
+def test_an_evaluation_kept_after_a_rollback_lands_on_the_pass_that_went_on() -> None:
+    """fit now keeps one evaluation per step, of the weights the run went on with: rolled back from
+    step 15 to 0 after evaluating step 10, it evaluated step 10 again on the second pass, and that
+    one was drawn on the first pass, the one the rollback undid."""
+    logged = [*range(16), *range(40)]
+    assert eval_positions(logged, [10, 20, 30, 40]).tolist() == [25, 35, 45, 55]
+    assert eval_positions(logged, [0]).tolist() == [55]  # a guard that gave up: the restored state's at the end
 
 
 def _pixels_of(png: Path, colour: str) -> int:

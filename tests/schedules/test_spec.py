@@ -13,6 +13,7 @@ from lrpilot.schedules import (
     Join,
     Linear,
     Rewarmup,
+    Schedule,
     StepDecay,
     from_dict,
     parse,
@@ -70,10 +71,29 @@ def test_nested_schedules_round_trip_through_json() -> None:
         "warmup_shape": "linear",
         "warmup_offset": 1.0,
         "floor": 0.0,
-        "floor_ratio": None,
     }
     assert from_dict(spec) == schedule
     assert parse(schedule.to_string()) == schedule
+
+
+@pytest.mark.parametrize(
+    ("schedule", "shown", "left_out"),
+    [
+        (Linear(peak=5e-5, total_steps=150, warmup_steps=15), {"floor": 0.0}, "floor_ratio"),
+        (Cosine(peak=6e-4, total_steps=1500, floor_ratio=0.1), {"floor_ratio": 0.1}, "floor"),
+        (Cosine(peak=6e-4, total_steps=1500, floor=3e-5), {"floor": 3e-5}, "floor_ratio"),
+        (Cosine(peak=6e-4, total_steps=1500, floor_ratio=0.0), {"floor_ratio": 0.0}, "floor"),
+    ],
+)
+def test_the_dict_names_only_the_floor_in_effect(schedule: Schedule, shown: dict[str, float], left_out: str) -> None:
+    """``lrpilot recommend --json`` printed ``"floor": 0.0, "floor_ratio": null`` in its schedule:
+    which one did it decay to? The spec now holds the one given; the other, at its default, is left
+    out and filled back in, and a spec with both that an earlier lrpilot wrote still loads."""
+    spec = json.loads(json.dumps(schedule.to_dict()))
+    assert {key: spec[key] for key in shown} == shown
+    assert left_out not in spec
+    assert from_dict(spec) == schedule
+    assert from_dict(spec | {"floor": 0.0, "floor_ratio": None} | shown) == schedule  # the earlier form
 
 
 def test_defaults_fill_only_missing_fields_that_exist() -> None:

@@ -91,7 +91,8 @@ class Checkpoint:
     recommendation: Any
     finder: Any
     record: dict[str, Any]
-    """The run record's parts decided before training: notes, tradeoff, horizon, timings."""
+    """The run record's parts decided before training: notes, tradeoff, horizon, timings; and the
+    points where the run went on before (``resumes``, `lrpilot.report.RunRecord.resumes`)."""
     state: RunState
     files: dict[str, str] = dataclasses.field(default_factory=dict)
     """The SHA-256 of the data files it read (`digests`), to refuse a resume on other data."""

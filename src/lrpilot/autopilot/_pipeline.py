@@ -423,6 +423,7 @@ def _finish(  # noqa: PLR0917  (what fit decided, passed on to the record)
         clock=clock,
         tradeoff=before["tradeoff"],
         resumed=None if resumed is None else dataclasses.asdict(resumed),
+        resumes=before.get("resumes", []),
         horizon=before["horizon"],
         device=before["device"],
         precision=precision.name,
@@ -560,7 +561,14 @@ def _go_on(
         state=saved.state,
     )
     resumed_at = f"resumed at step {saved.state.step} of {saved.recipe.total_steps} (lrpilot fit --resume)"
-    before = saved.record | {"notes": [*saved.record["notes"], resumed_at], "device": describe_device(where)}
+    # where the report's figure marks it: the step and the entries logged by then (a rollback repeats steps)
+    here = {"step": saved.state.step, "logged": len(saved.state.guard_history[0])}
+    resumes = [*saved.record.get("resumes", []), here]
+    before = saved.record | {
+        "notes": [*saved.record["notes"], resumed_at],
+        "device": describe_device(where),
+        "resumes": resumes,
+    }
     if trained.state is not None:  # stopped again: the next resume goes on from here, its notes kept
         done = dict(clock.timings, total=clock.elapsed)
         dataclasses.replace(saved, state=trained.state, record=before | {"timings": done}).save(run_dir)
@@ -725,6 +733,7 @@ def run_record(
     clock: Clock,
     tradeoff: dict[str, Any] | None = None,
     resumed: dict[str, Any] | None = None,
+    resumes: list[dict[str, int]] | None = None,
     horizon: dict[str, Any] | None = None,
     device: str | None = None,
     precision: str | None = None,
@@ -750,6 +759,7 @@ def run_record(
         status=trained.status,
         tradeoff=tradeoff,
         resumed=resumed,
+        resumes=list(resumes or []),
         horizon=horizon,
         classes=task.classes,
         batch_size=task.recipe.batch_size,

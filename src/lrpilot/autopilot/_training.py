@@ -302,6 +302,7 @@ def train_guarded(
                 tracker.before(t)
                 mark.stepping = True
                 action = guard.step(loss)
+                _forget_undone(evals, guard.step_count, tracker)
                 mark.leave()
                 tracker.after(action.applies_update if action is not None else guard.step_count == t + 1)
                 _show(guard, t, total, progress, callback)
@@ -325,13 +326,11 @@ def train_guarded(
         kept = _run_state(guard, optimizer, scaler, model, tracker, evals, mark) if resumable else None
     except GuardGaveUpError as exc:
         status = "gave_up"
-        # its reason says the step it gave up at and the step restored (guard.step_count is that one)
-        reason = str(exc).rstrip(".")
-        reason = reason if reason.startswith("gave up at step") else f"gave up at step {guard.step_count}: {reason}"
-        notes.append(f"the guard {reason}; its last good state was saved")
+        notes.append(_gave_up(exc, guard.step_count))
     finally:
         report = _closed(guard, clock, started, evaluating)
     if status != "finished":
+        _forget_undone(evals, guard.step_count, tracker)  # a give-up (or a stop's settle) went back to a snapshot
         notes[-1] += "; " + _score_stopped(
             task, model, drift, evals, guard.step_count, total, clock, progress, precision=mixed
         )
@@ -364,11 +363,47 @@ def _evaluate_read(  # noqa: PLR0917  (the run's state, passed through from `tra
     """A checkpoint's evaluation (`_evaluate`, its notes returned) once every verdict on its way is
     read; none where one of them rolled the run back (it comes when the run gets there again)."""
     guard.flush()
+    _forget_undone(evals, guard.step_count)
     if guard.step_count != done:
         return []
     with clock.phase("evaluate"):
         progress("evaluate", done, total, math.nan, math.nan)
         return _evaluate(task, model, drift, done, last=done == total, evals=evals, precision=precision)
+
+
+def _gave_up(exc: Exception, step: int) -> str:
+    """The note of a guard that gave up, led by the step it gave up at: its reason says that one and
+    the step restored (`step`, where the guard is now), a reason without it gets the restored one."""
+    reason = str(exc).rstrip(".")
+    reason = reason if reason.startswith("gave up at step") else f"gave up at step {step}: {reason}"
+    return f"the guard {_restored(reason)}"
+
+
+def _restored(reason: str) -> str:
+    """A give-up's reason for the notes, saying once that the last good state is what was saved: the
+    guard's own reason says it restored that state (its step), and the note had added "; its last
+    good state was saved" after it."""
+    return reason if "last good state" in reason else f"{reason}; its last good state was saved"
+
+
+def _forget_undone(evals: dict[str, Any], step: int, tracker: UpdateRatioTracker | None = None) -> None:
+    """Drop the evaluations after `step`, the step the run is at, and the update ratios measured at
+    or after it: a rollback (or a give-up) undid the weights they were measured on. The curves then
+    hold one point per step, of the weights the run went on with: a guard that rolled back over step
+    10's evaluation eight times and gave up had kept all eight (``eval_steps`` 10, 10, …, 10, then
+    the restored state's), each of a pass it abandoned, which the curve drew and `after_run` read as
+    the run's course; the layers' figure drew each pass's ratios over the last's."""
+    done = evals["eval_steps"]
+    kept = len(done)
+    while kept and done[kept - 1] > step:  # from the end: a step without a rollback drops nothing, at once
+        kept -= 1
+    del done[kept:], evals["eval_loss"][kept:]
+    for values in evals["metrics"].values():
+        del values[kept:]
+    if tracker is not None:
+        while tracker.steps and tracker.steps[-1] >= step:
+            tracker.steps.pop()
+            tracker.ratios.pop()
 
 
 def _closed(guard: Any, clock: Clock, started: float, evaluating: float) -> dict[str, Any]:
@@ -402,8 +437,7 @@ def _interrupted(guard: Any, total: int, mark: _Boundary) -> tuple[str, str, boo
     except GuardGaveUpError as exc:
         return (
             "gave_up",
-            f"interrupted by the user at step {stopped}, and the guard then gave up: {exc}; its last good state "
-            "was saved",
+            f"interrupted by the user at step {stopped}, and the guard then gave up: {_restored(str(exc).rstrip('.'))}",
             False,
         )
     if restored is not None:

@@ -143,7 +143,9 @@ def _draw_training(record: RunRecord, path: Path) -> Path | None:
     if len(record.history.steps) == 0:
         return None
     ramp = None if record.resumed is None else int(record.resumed["start_step"])
-    return plot_training(record.history, path, guard_actions=record.guard_actions, ramp_stood_for=ramp)
+    return plot_training(
+        record.history, path, guard_actions=record.guard_actions, ramp_stood_for=ramp, resumes=record.resumes
+    )
 
 
 def _draw_layers(record: RunRecord, path: Path) -> Path | None:
@@ -548,8 +550,23 @@ def _guard_block(record: RunRecord) -> str:
     return f"<h3>What the guard did: {counts}</h3>" + _table(headers, _action_rows(actions), numeric=(0,)) + tail
 
 
+def _resumed_at(record: RunRecord) -> str:
+    """A line under the training figure naming the steps where the run was stopped and went on (its
+    dotted lines); the notes said so, the figure did not show where."""
+    if not record.resumes:
+        return ""
+    steps = [f"{int(at['step']):,}" for at in record.resumes]
+    where = steps[0] if len(steps) == 1 else ", ".join(steps[:-1]) + f" and {steps[-1]}"
+    one = len(steps) == 1
+    return (
+        f'<p class="resumed">Stopped and resumed (<code>lrpilot fit --resume</code>) at step{"" if one else "s"} '
+        f"{where}: the dotted line{' marks' if one else 's mark'} where it went on.</p>"
+    )
+
+
 def _training(record: RunRecord, figure: str | None) -> str:
     body = figure if figure is not None else _missing("not recorded: the run logged no training steps")
+    body += _resumed_at(record)
     return f'<section id="training"><h2>Loss and learning rate over training</h2>{body}{_guard_block(record)}</section>'
 
 

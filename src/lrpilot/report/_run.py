@@ -197,6 +197,10 @@ class RunRecord:
         resumed: for a fit that went on from its range test's ramp: ``ramp_steps``, ``ramp_lr``
             and ``start_step`` (the first step trained; the ramp stood for the ones before,
             `lrpilot.autopilot._resume`); None otherwise.
+        resumes: where an interrupted fit went on (``lrpilot fit --resume``), in order: ``step``
+            (the steps done when it stopped, the first trained after it) and ``logged`` (the
+            entries of `history` by then: a rollback repeats steps, so the one after them is where
+            it went on); the report marks each on the training figure. Empty for a run never resumed.
         horizon: where the range test's peak was scaled to the run's length
             (`lrpilot.rules.horizon_factor`): ``found`` (the test's peak), ``factor``,
             ``reference_steps`` (the length its rule is calibrated at), ``steps`` (the run's),
@@ -228,6 +232,7 @@ class RunRecord:
     tune: dict[str, Any] | None = None
     tradeoff: dict[str, Any] | None = None
     resumed: dict[str, Any] | None = None
+    resumes: list[dict[str, int]] = field(default_factory=list)
     horizon: dict[str, Any] | None = None
     classes: int | None = None
     batch_size: int | None = None
@@ -245,6 +250,11 @@ class RunRecord:
         if self.batch_size is not None:
             self.batch_size = check.step_count(owner, "batch_size", self.batch_size, 1)
         check.choice(owner, "status", self.status, STATUSES)
+        for at in self.resumes:
+            if not (isinstance(at, Mapping) and {"step", "logged"} <= set(at)):
+                raise ValueError(f"{owner}: each of resumes must be a dict with 'step' and 'logged', got {at!r}")
+            check.step_count(owner, "resumes' step", at["step"], 0)
+            check.step_count(owner, "resumes' logged", at["logged"], 0)
         if not isinstance(self.history, TrainingHistory):
             raise ValueError(f"{owner}: history must be a TrainingHistory, got {type(self.history).__name__}")
         if self.layer_stats is not None and not isinstance(self.layer_stats, LayerStats):

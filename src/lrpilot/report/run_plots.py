@@ -7,7 +7,7 @@ Nothing here decides anything: the history, the audit records and the ratios com
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 __all__ = [
     "RATIO_BAND",
     "RATIO_TARGET",
+    "RESUME_COLOR",
     "action_labels",
+    "draw_training",
     "eval_positions",
     "layer_verdicts",
     "plot_layer_ratios",
@@ -68,25 +70,28 @@ def eval_positions(logged: Sequence[int], evals: Sequence[int]) -> npt.NDArray[n
     """For each evaluation in `evals` (the steps done when it ran, in time order), the index of the
     logged step it followed, or −1.
 
-    An evaluation after ``n`` steps follows the update logged as step ``n − 1``; each one moves the
-    scan past its match, so the same step evaluated again after a rollback lands on the pass it was
-    made in. The last one, not found ahead, is the saved weights' scored after the run (a guard
-    that gave up restored an earlier step): it lands at the end.
+    An evaluation after ``n`` steps follows the update logged as step ``n − 1``. fit keeps only the
+    evaluations of the weights the run went on with (a rollback drops those of the steps it undid),
+    so each one follows the last pass through its step before the next evaluation's: the scan runs
+    backward from the end (forward, the one evaluation of step 10 kept after a rollback from 15 to 0
+    landed on the pass the rollback undid). The last one, of the weights the run ended with, lands
+    at the end: after a guard gave up, an earlier step's state scored after the run. A record that
+    kept an evaluation per pass (written before) has each land on its pass, the later on the later.
     """
     steps = np.asarray(logged, dtype=np.int64)
     out = np.full(len(evals), -1, dtype=np.int64)
-    cursor = 0
-    for k, done in enumerate(evals):
-        rest = steps[cursor:]
-        ahead = np.nonzero(rest == done - 1)[0]
-        if not ahead.size and k == len(evals) - 1 and steps.size:
-            out[k] = steps.size - 1
+    if not steps.size or not len(evals):
+        return out
+    out[-1] = cursor = steps.size - 1
+    for k in range(len(evals) - 2, -1, -1):
+        done = evals[k]
+        exact = np.nonzero(steps[:cursor] == done - 1)[0]
+        if exact.size:
+            out[k] = cursor = int(exact[-1])
             continue
-        if not ahead.size:  # logged more sparsely than evaluated: the next logged step
-            ahead = np.nonzero(rest >= done - 1)[0]
-        if ahead.size:
-            out[k] = cursor + int(ahead[0])
-            cursor = int(out[k]) + 1
+        # logged more sparsely than evaluated: the first logged step past it, before the next evaluation's
+        below = np.nonzero(steps[: cursor + 1] < done - 1)[0]
+        out[k] = cursor = min(int(below[-1]) + 1 if below.size else 0, cursor)
     return out
 
 
@@ -154,6 +159,36 @@ def _mark_actions(
         )
 
 
+RESUME_COLOR = "#bf3989"
+"""The colour of the line where an interrupted fit went on (`lrpilot fit --resume`)."""
+
+
+def _mark_resumes(axes: Sequence[Any], x: npt.NDArray[np.float64], resumes: Sequence[Mapping[str, int]]) -> None:
+    """A vertical line on every panel where the run was stopped and went on, as the guard's actions
+    are marked, with ``resumed at step N`` written at the foot of the loss panel (the legend and the
+    actions' texts take its top). The line is at the first entry logged after it
+    (`RunRecord.resumes`' ``logged``: its step may have been logged before, by a pass a rollback
+    undid), or at the end where none was."""
+    for k, at in enumerate(resumes):
+        where = float(x[min(int(at["logged"]), x.size - 1)])
+        for n, ax in enumerate(axes):
+            label = "stopped and resumed (lrpilot fit --resume)" if n == 0 and k == 0 else None
+            ax.axvline(where, color=RESUME_COLOR, alpha=0.8, linewidth=1, linestyle=":", label=label)
+        axes[0].annotate(
+            f"resumed at step {int(at['step'])}",
+            (where, 0.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(-2, 4),
+            textcoords="offset points",
+            fontsize=7,
+            color=RESUME_COLOR,
+            rotation=90,
+            va="bottom",
+            ha="right",
+            bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        )
+
+
 def _mark_ramp_start(axes: Sequence[Any], steps: int | None) -> bool:
     """Shade the first `steps` steps, which a range test's ramp stood for (fit went on from it:
     `lrpilot.autopilot._resume`). True if it shaded."""
@@ -198,17 +233,15 @@ def _lr_axis(ax: Any, x: npt.NDArray[np.float64], history: TrainingHistory, xlab
     ax.legend(loc="upper right", fontsize=7)
 
 
-def plot_training(
+def draw_training(
     history: TrainingHistory,
-    path: str | Path,
     *,
     guard_actions: Sequence[dict[str, Any]] = (),
     title: str | None = None,
     ramp_stood_for: int | None = None,
-) -> Path:
-    """Train loss (NaN steps as ticks) and eval loss on top, the LR below, every guard action as a
-    dashed line across both with its kind written on it, and the first `ramp_stood_for` steps
-    shaded (a fit that went on from its range test's ramp); write a PNG to `path` and return it."""
+    resumes: Sequence[Mapping[str, int]] = (),
+) -> Any:
+    """`plot_training`'s figure, not saved: the caller closes it (``matplotlib.pyplot.close``)."""
     if len(history.steps) == 0:
         raise ValueError("plot_training: the history is empty (no logged steps)")
     plt = _pyplot()
@@ -218,13 +251,37 @@ def plot_training(
         _loss_axis(ax, x, np.asarray(history.loss, dtype=np.float64))
         _eval_points(ax, x, history, by_step=xlabel == "optimizer step")
         _mark_actions((ax, lr_ax), x, history, guard_actions)
+        _mark_resumes((ax, lr_ax), x, resumes)
         _mark_ramp_start((ax, lr_ax), ramp_stood_for if xlabel == "optimizer step" else None)
         ax.legend(loc="upper right", fontsize=7)
         ax.set_title(title or "loss and learning rate over training", fontsize=9)
         _lr_axis(lr_ax, x, history, xlabel)
+    except BaseException:
+        plt.close(fig)
+        raise
+    return fig
+
+
+def plot_training(
+    history: TrainingHistory,
+    path: str | Path,
+    *,
+    guard_actions: Sequence[dict[str, Any]] = (),
+    title: str | None = None,
+    ramp_stood_for: int | None = None,
+    resumes: Sequence[Mapping[str, int]] = (),
+) -> Path:
+    """Train loss (NaN steps as ticks) and eval loss on top, the LR below, every guard action as a
+    dashed line across both with its kind written on it, every point where an interrupted fit went
+    on (`RunRecord.resumes`) as a dotted one, and the first `ramp_stood_for` steps shaded (a fit
+    that went on from its range test's ramp); write a PNG to `path` and return it."""
+    fig = draw_training(
+        history, guard_actions=guard_actions, title=title, ramp_stood_for=ramp_stood_for, resumes=resumes
+    )
+    try:
         return _save(fig, path)
     finally:
-        plt.close(fig)
+        _pyplot().close(fig)
 
 
 def _typical(stats: LayerStats) -> npt.NDArray[np.float64]:

@@ -144,8 +144,13 @@ class Schedule(ABC):
         """The step from which the LR stays at its final value, or None if it never settles."""
         return None
 
+    def _superseded(self) -> tuple[str, ...]:
+        """Fields that another field overrides here, each at its default: the spec leaves them out,
+        so that it names only the setting in effect (`from_dict` fills them back in)."""
+        return ()
+
     def to_dict(self) -> dict[str, Any]:
-        """The spec: ``{"name": ..., <every field>: ...}``, nested schedules as nested dicts."""
+        """The spec: ``{"name": ..., <every field in effect>: ...}``, nested schedules as nested dicts."""
         from lrpilot.schedules._spec import to_dict
 
         return to_dict(self)

@@ -108,6 +108,11 @@ class _Floor(_Warmup):
         peak: float = self.peak
         return self.floor if self.floor_ratio is None else self.floor_ratio * peak
 
+    def _superseded(self) -> tuple[str, ...]:
+        """The floor given one way leaves the other at its default: a spec with both (``"floor": 0.0,
+        "floor_ratio": null``) did not say which one the schedule decays to."""
+        return ("floor_ratio",) if self.floor_ratio is None else ("floor",)
+
     def _check_floor(self, peak: float) -> None:
         owner = self.name
         check.non_negative(owner, "floor", self.floor)

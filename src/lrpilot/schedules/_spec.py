@@ -1,7 +1,9 @@
 """Schedule specs: Python objects ⇄ dicts ⇄ JSON ⇄ a short call-like string.
 
 The dict form is ``{"name": <registered name>, <field>: <value>, ...}`` with every constructor
-field, nested schedules as nested dicts; it is what `--json` prints and what checkpoints store.
+field in effect (defaults included; a floor given as ``floor_ratio`` leaves ``floor`` out, and the
+other way round), nested schedules as nested dicts; it is what `--json` prints and what checkpoints
+store.
 The string form keeps only the fields that differ from their defaults and reads like Python::
 
     cosine(peak=0.0003, total_steps=10000, warmup_steps=500, floor_ratio=0.1)
@@ -40,10 +42,13 @@ def _encode(value: Any) -> Any:
 
 
 def to_dict(schedule: Schedule) -> dict[str, Any]:
-    """The spec of `schedule` as a JSON-ready dict (every field, defaults included)."""
+    """The spec of `schedule` as a JSON-ready dict: every field, defaults included, but those another
+    field overrides (`Schedule._superseded`: they hold their defaults, which `from_dict` fills in)."""
     out: dict[str, Any] = {"name": schedule.name}
+    superseded = schedule._superseded()
     for f in _spec_fields(schedule):
-        out[f.name] = _encode(getattr(schedule, f.name))
+        if f.name not in superseded:
+            out[f.name] = _encode(getattr(schedule, f.name))
     return out
 
 
