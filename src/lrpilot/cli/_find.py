@@ -138,12 +138,10 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
     head or LoRA adapter, the tokenized data, AdamW with fit's weight decay and clipping), so the
     peak is the one fit's run would train at; its length: --total-steps, else one epoch of the data.
     Without it a user of fit had to write a --script to range-test the model fit trains."""
-    from lrpilot.autopilot._hf import METHODS, TASK_TYPES, HfTask, recipe_from
+    from lrpilot.autopilot._hf import METHODS, TASK_TYPES
     from lrpilot.autopilot._lora import lora_options
-    from lrpilot.autopilot._target import user_target
-    from lrpilot.rules import recommend
+    from lrpilot.autopilot._target import build_model, recommended, user_target
     from lrpilot.tasks import make_optimizer
-    from lrpilot.tasks._device import Precision
 
     choices = (("--task-type", user["task_type"], TASK_TYPES), ("--method", user["method"], METHODS))
     for option, value, options in choices:
@@ -164,10 +162,8 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         owner="find",
     )
     steps = target.steps if total_steps is None else total_steps
-    net = Precision().master(target.task.build_model(seed))  # fp32 weights, as fit trains a bf16 checkpoint's
-    batch = target.task.recipe.batch_size
-    rec = recommend(net, target.method, batch_size=batch, steps=steps, seq_len=target.seq_len)
-    task = cast("HfTask", target.task).with_recipe(recipe_from(rec, batch))
+    net = build_model(target, seed)  # fp32 weights, as fit trains a bf16 checkpoint's
+    _, task = recommended(target, net, steps)
     recipe = task.recipe
     args = {
         "model": net,
