@@ -162,6 +162,29 @@ def test_a_users_hugging_face_model_and_data_as_fit_trains_them(tmp_path: Path) 
         assert message in " ".join(result.stderr.split())
 
 
+def test_a_range_test_past_the_end_of_a_users_data_is_warned_about(tmp_path: Path) -> None:
+    """36 training texts in batches of 8 are 4 batches, drawn endlessly: a 20-step test went over
+    them five times without a word, a loss read on batches already trained on being lower than on
+    fresh ones. With 400 texts (45 batches) it says nothing."""
+    args = ["--model", str(minilm_dir()), "--method", "lora", "--batch-size", "8", "--max-length", "16"]
+    for rows, said in ((40, True), (400, False)):
+        texts = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(rows)]
+        p = _json([*args, "--data", str(write_rows(tmp_path / f"{rows}.csv", texts)), "--steps", "20"])
+        drawn = p["steps_used"]
+        repeated = [w for w in p["warnings"] if "fewer than the range test took" in w]
+        assert repeated == (
+            [
+                f"the training data has 4 batches of 8, fewer than the range test took ({drawn} steps): it went over "
+                f"them {drawn / 4:.1f} times, and a loss read on batches the model has already trained on is lower "
+                "than on fresh ones, which can place the peak high; more data, a smaller --batch-size or fewer "
+                "--steps give it fresh ones"
+            ]
+            if said
+            else []
+        )
+        assert drawn > 4
+
+
 def test_a_users_model_gets_fits_notes_on_its_data(tmp_path: Path) -> None:
     """`find --model` read the data as fit does and said nothing of what fit's notes say of it: two
     spellings of a label merged into one class, classes of 89 % and 11 %, an evaluation of 4 rows."""

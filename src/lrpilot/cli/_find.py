@@ -47,6 +47,7 @@ from lrpilot.rules import Horizon
 
 if TYPE_CHECKING:
     from lrpilot.finder import FinderResult
+    from lrpilot.tasks import Task
 
 DEFAULT_TASK = "digits"
 DEFAULT_FUNCTION = "setup"
@@ -85,6 +86,9 @@ class _Job:
     notes: tuple[str, ...] = ()
     """What fit's notes say of the model and data it builds (--model): a class of merged spellings, unbalanced
     labels, an evaluation that overlaps the training data; the range test runs on that same data."""
+    task: Task | None = None
+    """--model: the user's data as fit reads it, which says when the test went past its end
+    (`lrpilot.autopilot._search.repeated_batches`: its batches, drawn endlessly, come round again)."""
 
 
 # --- the built-in tasks ---------------------------------------------------------------------------
@@ -177,7 +181,7 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         "floor_ratio": recipe.floor_ratio,
         "decay": recipe.decay,
     }
-    return _Job({"model": str(model), "data": str(data)}, args, notes=target.notes)
+    return _Job({"model": str(model), "data": str(data)}, args, notes=target.notes, task=task)
 
 
 # --- a user's script ------------------------------------------------------------------------------
@@ -373,7 +377,7 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
     at the end) are returned to print, not raised."""
     import torch
 
-    from lrpilot.autopilot._search import too_high
+    from lrpilot.autopilot._search import repeated_batches, too_high
     from lrpilot.finder import RangeTestWarning
     from lrpilot.integrations.torch_finder import find_lr
 
@@ -393,7 +397,7 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
     finally:
         torch.set_num_threads(threads)
     # the finder's words name its parameter; here the user set it as the option
-    notes = [str(w.message).replace("end_lr", "--end-lr") for w in caught]
+    notes = [str(w.message).replace("end_lr", "--end-lr").replace("num_steps", "--steps") for w in caught]
     high = too_high(result.records)
     if high is not None:  # the numbers then read a curve of a model already thrown out (fit retries lower)
         why = high.removesuffix(", so the best LR lies under the rules' band")
@@ -402,6 +406,9 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
             f"the range test started above the LRs this model trains at ({why}): its peak, band and max stable LR "
             f"are not measurements; run it again from a lower --start-lr (e.g. {ramp['start_lr'] / 100:.3g})",
         )
+    repeated = None if job.task is None else repeated_batches(job.task, result.steps_used)
+    if repeated is not None:
+        notes.append(f"{repeated}; more data, a smaller --batch-size or fewer --steps give it fresh ones")
     return result, notes
 
 
