@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -22,6 +23,7 @@ from lrpilot.autopilot._search import (
     ramp,
     ramp_density,
     range_test,
+    repeated_batches,
     seconds_per_step,
     too_high,
     weak_fall,
@@ -31,6 +33,7 @@ from lrpilot.rules import recommend
 from lrpilot.tasks import get_task
 from lrpilot.tasks._device import Precision, native_bf16
 from lrpilot.tasks._digits import DigitsTask
+from tests.autopilot.conftest import minilm_dir, write_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,3 +216,59 @@ def test_a_large_models_fp32_run_tests_in_bf16_where_the_hardware_computes_it_an
         assert finder_precision(fp32, model, cpu, **given) == (fp32, None)
     fp16 = Precision("fp16", "cpu")  # a run in half precision tests in it
     assert finder_precision(fp16, large, cpu, chosen=False, timed=False, from_ramp=False) == (fp16, None)
+
+
+def _tiny_bert(folder: Path) -> Path:
+    """A randomly initialised one-layer BERT classifier with MiniLM's tokenizer, saved as a user's model."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(("rows", "seed", "said"), [(40, 0, True), (400, 1, False)])  # seeds whose tests answer
+def test_a_range_test_that_went_past_the_end_of_a_users_data_is_noted(
+    tmp_path: Path, rows: int, seed: int, said: bool
+) -> None:
+    """fit's range test draws a user's batches endlessly, each epoch reshuffled: on 36 training texts
+    in batches of 8 its 22 steps went over the same 4 batches 5.5 times without a word (a loss read
+    on batches already trained on is lower, which can place the peak high). A built-in task's
+    (digits: 22 batches, ~60 steps a test) is left alone: the rule is calibrated on those curves."""
+    from lrpilot.autopilot import fit
+
+    texts = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(rows)]
+    result = fit(
+        model=_tiny_bert(tmp_path / "bert"),
+        data=write_rows(tmp_path / "train.csv", texts),
+        batch_size=8,
+        budget=6,
+        finder_steps=30,
+        seed=seed,
+        out=tmp_path / "run",
+        report=False,
+    )
+    drawn = result.finder.steps_used
+    noted = [note for note in result.record.notes if "fewer than the range test took" in note]
+    assert noted == (
+        [
+            f"range test: the training data has 4 batches of 8, fewer than the range test took ({drawn} steps): it "
+            f"went over them {drawn / 4:.1f} times, and a loss read on batches the model has already trained on is "
+            "lower than on fresh ones, which can place the peak high; more training data or a smaller --batch-size "
+            "gives it fresh ones"
+        ]
+        if said
+        else []
+    )
+    assert drawn > 4 if said else drawn <= 45  # 360 texts: 45 batches
+    digits = get_task("digits")
+    assert repeated_batches(digits, 100) is None

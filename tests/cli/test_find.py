@@ -156,10 +156,87 @@ def test_a_users_hugging_face_model_and_data_as_fit_trains_them(tmp_path: Path) 
         # fit's checks of the model's options, named for this command (they said "fit:")
         ([*common, "--batch-size", "0"], "find: --batch-size must be an integer in [1, ∞], got 0"),
         ([*common, "--max-length", "4"], "find: --max-length must be an integer in [8, ∞], got 4"),
+        ([*common, "--precision", "fp8"], "find: --precision must be one of fp32, bf16, fp16, got 'fp8'"),
+        (["--task", "digits", "--precision", "bf16"], "find: --precision applies to --model"),
     ):
         result = runner.invoke(app, ["find", *args])
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.stderr.split())
+
+
+def test_a_range_test_past_the_end_of_a_users_data_is_warned_about(tmp_path: Path) -> None:
+    """36 training texts in batches of 8 are 4 batches, drawn endlessly: a 20-step test went over
+    them five times without a word, a loss read on batches already trained on being lower than on
+    fresh ones. With 400 texts (45 batches) it says nothing."""
+    args = ["--model", str(minilm_dir()), "--method", "lora", "--batch-size", "8", "--max-length", "16"]
+    for rows, said in ((40, True), (400, False)):
+        texts = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(rows)]
+        p = _json([*args, "--data", str(write_rows(tmp_path / f"{rows}.csv", texts)), "--steps", "20"])
+        drawn = p["steps_used"]
+        repeated = [w for w in p["warnings"] if "fewer than the range test took" in w]
+        assert repeated == (
+            [
+                f"the training data has 4 batches of 8, fewer than the range test took ({drawn} steps): it went over "
+                f"them {drawn / 4:.1f} times, and a loss read on batches the model has already trained on is lower "
+                "than on fresh ones, which can place the peak high; more data, a smaller --batch-size or fewer "
+                "--steps give it fresh ones"
+            ]
+            if said
+            else []
+        )
+        assert drawn > 4
+
+
+def _tiny_bert(folder: Path) -> Path:
+    """A randomly initialised one-layer BERT classifier with MiniLM's tokenizer, saved as a user's model."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"), [(None, torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)]
+)
+def test_a_users_model_is_range_tested_in_the_precision_fit_trains_it_in(
+    tmp_path: Path, precision: str | None, dtype: torch.dtype
+) -> None:
+    """`find --model` had no --precision: it tested in fp32 a model that `fit --precision bf16`
+    trains under bf16 autocast. Every linear layer's forward pass is watched for the autocast it
+    ran under; fp16 runs with a loss scale (find_lr's)."""
+    texts = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(200)]
+    args = ["--model", str(_tiny_bert(tmp_path / "bert")), "--data", str(write_rows(tmp_path / "train.csv", texts))]
+    args += ["--batch-size", "8", "--max-length", "16", "--steps", "15", "--end-lr", "1e-2"]
+    args += [] if precision is None else ["--precision", precision]
+    seen: list[torch.dtype] = []
+
+    def watch(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(module, torch.nn.Linear):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(watch)
+    try:
+        p = _json(args)
+        result = runner.invoke(app, ["find", *args])
+    finally:
+        handle.remove()
+    assert result.exit_code == 0, result.output
+    assert p["precision"] == (precision or "fp32")
+    assert p["steps_used"] > 5
+    assert set(seen) == {dtype}
+    autocast = "" if precision is None else f", {precision} autocast"
+    header = f"{tmp_path / 'bert'}: range test 1e-07 → 1e-02 over 15 steps, fast mode, seed 0{autocast}"
+    assert " ".join(result.stdout.split()).startswith(header)
 
 
 def test_a_users_model_gets_fits_notes_on_its_data(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def test_the_finder_on_a_lightning_modules_training_step_then_lightning_trains_a
     torch.manual_seed(0)
     module = Found(Cosine(peak=1.0, total_steps=1))
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(512, 4, generator=g)
+    x = torch.randn(2048, 4, generator=g)  # 128 batches: more than the test takes
     loader = DataLoader(TensorDataset(x, x.sum(dim=1)), batch_size=16, shuffle=True, generator=g)
     before = snapshot(module, module.found_with)
     result = find_lr(

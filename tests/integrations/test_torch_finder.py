@@ -19,6 +19,7 @@ from lrpilot.finder import (
     FinderResult,
     RangeTestError,
     RangeTestInterrupted,
+    RangeTestWarning,
     curve_features,
     learnt_share,
     peak_factor,
@@ -54,6 +55,13 @@ def _expected_draws() -> tuple[float, float, float]:
     return draws
 
 
+def _cycled(batches: int, steps: int | None = None) -> Any:
+    """The warning of a test that went past the end of its loader (digits' is 57 batches of 32, and
+    a 100-step test takes ~80), naming the loader's batches and, where given, the steps it took."""
+    took = "" if steps is None else f".*\\({steps} optimizer steps"
+    return pytest.warns(RangeTestWarning, match=f"^data has {batches} batches, fewer than the range test took{took}")
+
+
 def _counting(fn: Any) -> tuple[Any, list[int]]:
     calls = [0]
 
@@ -73,12 +81,14 @@ def test_the_peak_is_for_the_run_the_user_gives() -> None:
         model = mlp()
         return find_lr(model, torch.optim.AdamW(model.parameters(), lr=1e-3), loader(), ce, **kwargs)
 
-    base, long = found(total_steps=1000), found(total_steps=10_000)
+    with _cycled(57):
+        base, long = found(total_steps=1000), found(total_steps=10_000)
+        kept = found(total_steps=10_000, calibrated_steps=None)
     assert long.peak_lr == pytest.approx(base.peak_lr * horizon_factor(10_000))
     assert isinstance(long.schedule, Cosine)
     assert long.schedule.peak == long.peak_lr
     assert long.details["horizon"]["found"] == pytest.approx(base.peak_lr)
-    assert found(total_steps=10_000, calibrated_steps=None).peak_lr == pytest.approx(base.peak_lr)
+    assert kept.peak_lr == pytest.approx(base.peak_lr)
     with pytest.raises(ValueError, match=r"find_lr: calibrated_steps\[0\] must be an integer in \[1, ∞\], got 0"):
         found(total_steps=10_000, calibrated_steps=(0, 10))
 
@@ -101,7 +111,8 @@ def test_curve_falls_then_rises_and_everything_is_restored() -> None:
     dl = loader()
     before = snapshot(model, optimizer)
     draws = _expected_draws()
-    result = find_lr(model, optimizer, dl, ce, total_steps=1000)
+    with _cycled(57):
+        result = find_lr(model, optimizer, dl, ce, total_steps=1000)
     assert rng_draws() == draws
     assert_same(before, snapshot(model, optimizer))
     record = result.record
@@ -292,7 +303,8 @@ def test_dict_batches(as_dict: bool) -> None:
     model = _HFStyle(as_dict)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = snapshot(model, optimizer)
-    record = range_test(model, optimizer, batches, num_steps=30)  # 10 batches, cycled
+    with _cycled(10):
+        record = range_test(model, optimizer, batches, num_steps=30)  # 10 batches, cycled
     assert len(record) > 5
     assert_same(before, snapshot(model, optimizer))
 
@@ -303,10 +315,29 @@ def test_short_loader_is_cycled_and_the_users_iterator_is_not_advanced() -> None
     next(live), next(ref_live)
     model = mlp()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    record = range_test(model, optimizer, dl, ce, start_lr=1e-6, end_lr=1e-3, num_steps=20)  # 2 batches per pass
+    with _cycled(2) as caught:
+        record = range_test(model, optimizer, dl, ce, start_lr=1e-6, end_lr=1e-3, num_steps=20)  # 2 batches per pass
     assert record.steps == 20
+    assert str(caught[0].message).startswith(
+        "data has 2 batches, fewer than the range test took (20 optimizer steps, 20 batches): it went over them "
+        "10.0 times"
+    )
+    assert caught[0].filename == __file__  # it points at the user's call
     assert torch.equal(next(live)[1], next(ref_live)[1])  # the live iterator goes on where it was
     assert torch.equal(next(iter(dl))[1], next(iter(reference))[1])  # the loader's generator was restored
+
+
+def test_a_loader_as_long_as_the_test_is_not_warned_about_and_a_shorter_one_is() -> None:
+    """A loader shorter than the test used to be cycled without a word, its batches seen again
+    lowering the loss the test reads; the warning counts micro-batches against the loader's length."""
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    dl = loader(n=640)  # 20 batches
+    kwargs: dict[str, Any] = {"start_lr": 1e-6, "end_lr": 1e-4, "accumulation_steps": 2}
+    assert range_test(model, optimizer, dl, ce, num_steps=10, **kwargs).steps == 10  # 20 batches: no warning
+    with _cycled(20, 12) as caught:
+        range_test(model, optimizer, dl, ce, num_steps=12, **kwargs)
+    assert "(12 optimizer steps, 24 batches): it went over them 1.2 times" in str(caught[0].message)
 
 
 # The workers are forked: where an earlier test in the process imported JAX, its at-fork hook warns
@@ -324,7 +355,8 @@ def test_a_loop_over_a_loader_with_persistent_workers_is_not_rewound() -> None:
     assert [round(next(live)[0][0, 0].item() * 1000) for _ in range(2)] == [0, 32]
     model = mlp()
     flat = lambda batch: model(batch[0]).sum() * 0.0 + 1.0  # noqa: E731  (never stops the test)
-    record = range_test(model, torch.optim.SGD(model.parameters()), dl, step=flat, end_lr=1e-3, num_steps=25)
+    with _cycled(10, 25):
+        record = range_test(model, torch.optim.SGD(model.parameters()), dl, step=flat, end_lr=1e-3, num_steps=25)
     assert record.steps == 25  # 2.5 passes over its 10 batches
     assert [round(batch[0][0, 0].item() * 1000) for batch in live] == [32 * i for i in range(2, 10)]
     assert dl._iterator is live  # the user's loader keeps its own workers
@@ -432,7 +464,8 @@ def test_thorough_mode_runs_probes_from_the_same_start() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = snapshot(model, optimizer)
     draws = _expected_draws()
-    result = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough", probe_budget=100)
+    with _cycled(57):  # the probes replay batches the range tests drew
+        result = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough", probe_budget=100)
     # 100 steps: 3 long probes of 100 / (3 · 1.4) → 23 steps, 3 short ones of 23 / 2.5 → 9 steps.
     assert [p.steps for p in result.probes] == [23, 23, 23, 9, 9, 9]
     assert len(result.records) == 2  # thorough_tests(500)
@@ -448,7 +481,8 @@ def test_thorough_mode_averages_repeated_range_tests() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = snapshot(model, optimizer)
     draws = _expected_draws()
-    result = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough")
+    with _cycled(57):  # two tests of ~80 steps
+        result = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough")
     assert len(result.records) == 2
     assert [r.seed for r in result.records] == [0, 1]
     assert result.records[0].losses != result.records[1].losses  # fresh batches for the second test

@@ -311,6 +311,12 @@ class HfTask(Task):
         return math.ceil(len(self.train_data.ids) / self.recipe.batch_size)
 
     @property
+    def epoch_batches(self) -> int:
+        """Distinct batches `batches` draws before it starts over (reshuffled): an incomplete last
+        batch is dropped (`epoch_order`), and the batch size is never above the examples."""
+        return len(self.train_data.ids) // self.recipe.batch_size
+
+    @property
     def default_steps(self) -> int:
         """One epoch at the batch size, at least `MIN_DEFAULT_STEPS`."""
         return max(MIN_DEFAULT_STEPS, self.epoch_steps)

@@ -32,7 +32,7 @@ from lrpilot.autopilot._budget import OVERRUN, Budget, parse_budget, steps_for_t
 from lrpilot.autopilot._checkpoint import RESUME_FILE, Checkpoint, check_unchanged, digests, resume_file
 from lrpilot.autopilot._data import check_file, read_rows
 from lrpilot.autopilot._forgetting import PROBE_SHARE, Drift, load_drift, tradeoff
-from lrpilot.autopilot._hf import HfTask, recipe_from
+from lrpilot.autopilot._hf import HfTask
 from lrpilot.autopilot._lora import lora_note
 from lrpilot.autopilot._progress import Clock, Progress, StepCallback, quiet
 from lrpilot.autopilot._resume import Resumed
@@ -41,13 +41,15 @@ from lrpilot.autopilot._target import (
     TARGET_ARGUMENTS,
     Target,
     TargetSpec,
+    build_model,
     check_target,
     describe_budget,
     fitted_recipe,
+    planned,
     resolve_target,
 )
 from lrpilot.autopilot._training import AUDIT_FILE, MODEL_FILE, Trained, after_run, save_model, train_guarded
-from lrpilot.rules import Recommendation, recommend
+from lrpilot.rules import Recommendation
 from lrpilot.schedules import Schedule
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tasks._base import torch_threads
@@ -262,14 +264,11 @@ def fit(
         rows = _retention(retention)
         run_dir = new_run_dir(None if out is None else Path(out), target.label)
         steps = plan.steps if plan is not None and plan.steps is not None else target.steps
-        net = mixed.master(target.task.build_model(seed)).to(where)
+        net = build_model(target, seed, where, mixed)
         with mixed.autocast():  # the reference embeddings as the run's will be computed
             drift = None if rows is None else load_drift(cast(HfTask, target.task), net, rows)
-    with clock.phase("recommend"):
-        batch = target.task.recipe.batch_size
-        rec = recommend(net, target.method, batch_size=batch, steps=steps, seq_len=target.seq_len)
-        job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
-        planned = fitted_recipe(job.recipe, steps, describe_budget(plan))
+    with clock.phase("recommend"):  # for the model loaded above, which the "load" phase's time counts
+        rec, job, recipe = planned(target, net, steps, describe_budget(plan))
     warm_in_full = target.method != "pretraining" if full_warmup is None else full_warmup
     seconds = None if plan is None else plan.seconds
     tested, why = finder_precision(
@@ -286,7 +285,7 @@ def fit(
         search = range_test(
             job,
             net,
-            planned,
+            recipe,
             rec,
             seed=seed,
             steps=finder_steps,
@@ -540,7 +539,7 @@ def _go_on(
         progress("load", 0, None, math.nan, math.nan)
         target = resolve_target(TargetSpec.of(args))
         rows = _retention(args["retention"])
-        net = mixed.master(target.task.build_model(args["seed"])).to(where)
+        net = build_model(target, args["seed"], where, mixed)
         with mixed.autocast():
             drift = None if rows is None else load_drift(cast(HfTask, target.task), net, rows)
     job = target.task.with_recipe(saved.job_recipe) if isinstance(target.task, HfTask) else target.task

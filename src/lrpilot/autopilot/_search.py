@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lrpilot._batch import CALIBRATED_BATCH, small_batch_scale
+from lrpilot.autopilot._hf import HfTask
 from lrpilot.autopilot._progress import Progress
 from lrpilot.autopilot._resume import RampStates
 from lrpilot.rules import Recommendation, at_horizon
@@ -40,6 +41,7 @@ __all__ = [
     "ramp",
     "ramp_density",
     "range_test",
+    "repeated_batches",
     "seconds_per_step",
     "too_high",
     "weak_fall",
@@ -300,6 +302,9 @@ def range_test(
     if why is not None:
         return again(why)
     notes.extend(f"range test: {w.message}" for w in caught if issubclass(w.category, RangeTestWarning))
+    repeated = repeated_batches(task, result.steps_used)
+    if repeated is not None:
+        notes.append(f"range test: {repeated}; more training data or a smaller --batch-size gives it fresh ones")
     peak = float(f"{result.peak_lr:.3g}")  # the band spans ~4x: more digits are noise
     step_seconds = seconds_per_step(stamps)
     clarity = min(result.details["drop_sigma"])
@@ -310,6 +315,22 @@ def range_test(
         return Search(weak[0], result, notes, step_seconds, ramp=states, from_rules=True)
     notes.append(f"range test peak {peak:.3g} vs the rules: {rec.check(peak).message}")
     return Search(peak, result, notes, step_seconds, ramp=states)
+
+
+def repeated_batches(task: Task, drawn: int) -> str | None:
+    """What a range test that drew `drawn` batches of a user's data (an `HfTask`) and went past its
+    end says of it, or None: its batches come round again (each epoch reshuffled), and a model
+    scores lower on batches it has trained on than on fresh ones, so the loss the test reads falls
+    further as the LR rises and its minimum, the peak, can come out high. A built-in task's range
+    test is left alone: lrpilot's rule is calibrated on those tests' curves, repeats included."""
+    if not isinstance(task, HfTask) or drawn <= task.epoch_batches:
+        return None
+    have = task.epoch_batches
+    return (
+        f"the training data has {have} batches of {task.recipe.batch_size}, fewer than the range test took "
+        f"({drawn} steps): it went over them {drawn / have:.1f} times, and a loss read on batches the model has "
+        "already trained on is lower than on fresh ones, which can place the peak high"
+    )
 
 
 TEST_SHARE = 0.5

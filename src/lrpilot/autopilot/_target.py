@@ -1,4 +1,6 @@
-"""What fit trains: a built-in task or the user's model and data, and its recipe fitted to the budget."""
+"""What fit trains: a built-in task or the user's model and data, the model built from it, the
+rules' recommendation for that model, and the recipe fitted to the budget (what fit, tune and
+``lrpilot find --model`` each build the same way)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from lrpilot import _validate as check
 from lrpilot.autopilot._budget import Budget
 from lrpilot.autopilot._data import name_key
-from lrpilot.autopilot._hf import LABELS_FILE, HfTask, check_hf_options, load_hf_task
+from lrpilot.autopilot._hf import LABELS_FILE, HfTask, check_hf_options, load_hf_task, recipe_from
 from lrpilot.autopilot._lora import LoraOptions, calibration_note, lora_options
 from lrpilot.autopilot._pooled import head_note
-from lrpilot.rules import CALIBRATED_STEPS, stretched_to_epoch
+from lrpilot.rules import CALIBRATED_STEPS, Recommendation, recommend, stretched_to_epoch
 from lrpilot.tasks import Recipe, Task, get_task, task_names
+from lrpilot.tasks._device import Precision
 
 __all__ = [
     "DEFAULT_TASK",
@@ -26,10 +30,13 @@ __all__ = [
     "TARGET_ARGUMENTS",
     "Target",
     "TargetSpec",
+    "build_model",
     "builtin_target",
     "check_target",
     "describe_budget",
     "fitted_recipe",
+    "planned",
+    "recommended",
     "resolve_target",
     "user_target",
 ]
@@ -422,3 +429,30 @@ def fitted_recipe(recipe: Recipe, steps: int, budget: str, *, owner: str = "fit"
             f"{ratio:.0%} of the run, which needs at least {smallest} steps"
         )
     return fitted
+
+
+def build_model(
+    target: Target, seed: int, device: torch.device | None = None, precision: Precision | None = None
+) -> nn.Module:
+    """The fresh model of `target` (its seed's head or adapters) on `device` (the CPU by default),
+    its trainable weights float32 (`Precision.master`, for `precision`: fp32 by default)."""
+    return (precision or Precision()).master(target.task.build_model(seed)).to(device or torch.device("cpu"))
+
+
+def recommended(target: Target, net: nn.Module, steps: int) -> tuple[Recommendation, Task]:
+    """The rules' recommendation for `net` trained `steps` steps at the task's batch size, and the
+    task to train: a user's model with the recommendation's warmup and decay (`recipe_from`), a
+    built-in task with its own recipe."""
+    batch = target.task.recipe.batch_size
+    rec = recommend(net, target.method, batch_size=batch, steps=steps, seq_len=target.seq_len)
+    job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
+    return rec, job
+
+
+def planned(
+    target: Target, net: nn.Module, steps: int, budget: str, *, owner: str = "fit"
+) -> tuple[Recommendation, Task, Recipe]:
+    """`recommended`, and the task's recipe fitted to `steps` (`fitted_recipe`: a budget, named
+    `budget` in its error, too short for a warmup is refused for `owner`)."""
+    rec, job = recommended(target, net, steps)
+    return rec, job, fitted_recipe(job.recipe, steps, budget, owner=owner)

@@ -47,6 +47,7 @@ from lrpilot.rules import Horizon
 
 if TYPE_CHECKING:
     from lrpilot.finder import FinderResult
+    from lrpilot.tasks import Task
 
 DEFAULT_TASK = "digits"
 DEFAULT_FUNCTION = "setup"
@@ -85,6 +86,9 @@ class _Job:
     notes: tuple[str, ...] = ()
     """What fit's notes say of the model and data it builds (--model): a class of merged spellings, unbalanced
     labels, an evaluation that overlaps the training data; the range test runs on that same data."""
+    task: Task | None = None
+    """--model: the user's data as fit reads it, which says when the test went past its end
+    (`lrpilot.autopilot._search.repeated_batches`: its batches, drawn endlessly, come round again)."""
 
 
 # --- the built-in tasks ---------------------------------------------------------------------------
@@ -136,19 +140,22 @@ def _check_sst2(data_dir: Path | None) -> None:
 def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | None, user: dict[str, Any]) -> _Job:
     """A local Hugging Face model on the user's data, built as `lrpilot fit --model` builds it (its
     head or LoRA adapter, the tokenized data, AdamW with fit's weight decay and clipping), so the
-    peak is the one fit's run would train at; its length: --total-steps, else one epoch of the data.
-    Without it a user of fit had to write a --script to range-test the model fit trains."""
-    from lrpilot.autopilot._hf import METHODS, TASK_TYPES, HfTask, recipe_from
+    peak is the one fit's run would train at; its length: --total-steps, else one epoch of the data;
+    its forward passes autocast to --precision as fit's do. Without it a user of fit had to write a
+    --script to range-test the model fit trains."""
+    import torch
+
+    from lrpilot.autopilot._hf import METHODS, TASK_TYPES
     from lrpilot.autopilot._lora import lora_options
-    from lrpilot.autopilot._target import user_target
-    from lrpilot.rules import recommend
+    from lrpilot.autopilot._target import build_model, recommended, user_target
     from lrpilot.tasks import make_optimizer
-    from lrpilot.tasks._device import Precision
+    from lrpilot.tasks._device import resolve_precision
 
     choices = (("--task-type", user["task_type"], TASK_TYPES), ("--method", user["method"], METHODS))
     for option, value, options in choices:
         if value is not None:  # named for this command, not fit's (whose checks these are too)
             check.choice("find", option, value, options)
+    mixed = resolve_precision(user["precision"], torch.device("cpu"), owner="find")
     adapters = (user["lora_rank"], user["lora_alpha"], user["lora_targets"])
     lora = lora_options("find", user["method"] or "full", *adapters)
     target = user_target(
@@ -164,10 +171,8 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         owner="find",
     )
     steps = target.steps if total_steps is None else total_steps
-    net = Precision().master(target.task.build_model(seed))  # fp32 weights, as fit trains a bf16 checkpoint's
-    batch = target.task.recipe.batch_size
-    rec = recommend(net, target.method, batch_size=batch, steps=steps, seq_len=target.seq_len)
-    task = cast("HfTask", target.task).with_recipe(recipe_from(rec, batch))
+    net = build_model(target, seed, precision=mixed)  # fp32 trainable weights, as fit trains a bf16 checkpoint's
+    _, task = recommended(target, net, steps)
     recipe = task.recipe
     args = {
         "model": net,
@@ -180,8 +185,10 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         "warmup_ratio": recipe.warmup_steps / recipe.total_steps,
         "floor_ratio": recipe.floor_ratio,
         "decay": recipe.decay,
+        "amp": mixed.amp,  # with fp16 find_lr makes the loss scale
     }
-    return _Job({"model": str(model), "data": str(data)}, args, notes=target.notes)
+    source = {"model": str(model), "data": str(data), "precision": mixed.name}
+    return _Job(source, args, notes=target.notes, task=task)
 
 
 # --- a user's script ------------------------------------------------------------------------------
@@ -377,7 +384,7 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
     at the end) are returned to print, not raised."""
     import torch
 
-    from lrpilot.autopilot._search import too_high
+    from lrpilot.autopilot._search import repeated_batches, too_high
     from lrpilot.finder import RangeTestWarning
     from lrpilot.integrations.torch_finder import find_lr
 
@@ -397,7 +404,7 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
     finally:
         torch.set_num_threads(threads)
     # the finder's words name its parameter; here the user set it as the option
-    notes = [str(w.message).replace("end_lr", "--end-lr") for w in caught]
+    notes = [str(w.message).replace("end_lr", "--end-lr").replace("num_steps", "--steps") for w in caught]
     high = too_high(result.records)
     if high is not None:  # the numbers then read a curve of a model already thrown out (fit retries lower)
         why = high.removesuffix(", so the best LR lies under the rules' band")
@@ -406,6 +413,9 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
             f"the range test started above the LRs this model trains at ({why}): its peak, band and max stable LR "
             f"are not measurements; run it again from a lower --start-lr (e.g. {ramp['start_lr'] / 100:.3g})",
         )
+    repeated = None if job.task is None else repeated_batches(job.task, result.steps_used)
+    if repeated is not None:
+        notes.append(f"{repeated}; more data, a smaller --batch-size or fewer --steps give it fresh ones")
     return result, notes
 
 
@@ -454,9 +464,11 @@ def _table(result: FinderResult) -> Table:
 
 def _header(job: _Job, ramp: dict[str, Any], seed: int) -> str:
     what = job.source.get("task") or job.source.get("model") or f"{job.source['script']}:{job.source['function']}"
+    mixed = job.source.get("precision", "fp32")
+    autocast = "" if mixed == "fp32" else f", {mixed} autocast"
     return (
         f"[bold]{escape(what)}[/]: range test {ramp['start_lr']:.0e} → {ramp['end_lr']:.0e} over "
-        f"{ramp['num_steps']} steps, {ramp['mode']} mode, seed {seed}"
+        f"{ramp['num_steps']} steps, {ramp['mode']} mode, seed {seed}{autocast}"
     )
 
 
@@ -498,6 +510,14 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     lora_rank: LoraRankOption = None,
     lora_alpha: LoraAlphaOption = None,
     lora_targets: LoraTargetsOption = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help="--model: the range test's forward passes: fp32 (the default), bf16, or fp16 (with a loss scale), "
+            "autocast on the CPU, as fit --precision trains.",
+        ),
+    ] = None,
 ) -> None:
     """Run the LR range test and suggest the peak LR of a warmup + decay schedule, with its band.
 
@@ -510,7 +530,7 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
         check.step_count("find", "--seed", seed, 0, 2**32 - 1)
         user: dict[str, Any] = {"task_type": task_type, "method": method, "columns": columns}
         user.update(batch_size=batch_size, max_length=max_length)
-        user.update(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets)
+        user.update(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, precision=precision)
         job = _job(
             task, script, seed=seed, total_steps=total_steps, data_dir=data_dir, model=model, data=data, user=user
         )

@@ -21,7 +21,8 @@ What it does, and why:
 * **Data.** The finder iterates *a fresh iterator* of `data` (a DataLoader or any re-iterable), so
   a loop you are in the middle of is not advanced (nor rewound: a DataLoader with persistent workers
   is iterated through a copy with workers of its own); a loader shorter than the test is cycled (each
-  pass a new epoch, reshuffled as your loader does). A plain iterator (a generator, an endless
+  pass a new epoch, reshuffled as your loader does), with a `RangeTestWarning` that says how many
+  batches it has and how many the test took. A plain iterator (a generator, an endless
   stream) cannot be rewound: the finder consumes batches from it, and running out is an error.
 * **Batches.** ``(inputs, targets)`` with ``loss_fn(model(inputs), targets)``; a dict (Hugging Face
   style) with ``model(**batch).loss``; or anything, with your own ``step=lambda batch: loss``.
@@ -39,6 +40,7 @@ import functools
 import inspect
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -57,6 +59,7 @@ from lrpilot.finder import (
     RangeTestInterrupted,
     RangeTestMonitor,
     RangeTestRecord,
+    RangeTestWarning,
     analyze,
     default_beta,
     plan_probes,
@@ -120,6 +123,8 @@ class _Batches:
         self.one_shot = isinstance(data, Iterator)
         self._it: Iterator[Any] = iter(self.data)
         self.served = 0
+        self.pass_length: int | None = None
+        """Batches in one pass of a re-iterable the test went past the end of (None: it did not)."""
 
     def __next__(self) -> Any:
         try:
@@ -129,6 +134,8 @@ class _Batches:
                 what = "yielded no batches" if self.served == 0 else f"ran out after {self.served} batches"
                 hint = "" if self.served == 0 else "; pass a re-iterable (a DataLoader), which the finder cycles"
                 raise RangeTestError(f"range test: {self.name} {what}{hint}") from None
+            if self.pass_length is None:
+                self.pass_length = self.served
             self._it = iter(self.data)
             try:
                 batch = next(self._it)
@@ -714,6 +721,7 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
             if record.stop_reason == "interrupted":
                 raise RangeTestInterrupted(record, tuple(records))
             if records_only:
+                _warn_if_cycled(batches, record.steps + record.skipped_steps)
                 return record
             records.append(record)
         probes: list[Probe] = []
@@ -728,6 +736,7 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
                 budget=a["probe_budget"],
                 recipe=recipe,
             )
+        _warn_if_cycled(batches, sum(r.steps + r.skipped_steps for r in records) + sum(p.steps for p in probes))
         calibrated = _calibrated(a["calibrated_steps"], data, a["accumulation_steps"])
         try:
             result = analyze(records, probes=probes, total_steps=total_steps, calibrated_steps=calibrated, **recipe)
@@ -741,6 +750,23 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
             state.close()
     steps_used = sum(r.steps + r.skipped_steps for r in records) + sum(p.steps for p in probes)
     return replace(result, steps_used=steps_used, wall_time_s=time.perf_counter() - started)
+
+
+def _warn_if_cycled(batches: _Batches, steps: int) -> None:
+    """A `RangeTestWarning` where the test went past the end of `data` and saw its batches again: a
+    model scores lower on batches it has already trained on, so the loss the test reads as the LR
+    rises falls further than on fresh ones, which can put the minimum, and the peak, high."""
+    if batches.pass_length is None:
+        return
+    passes = batches.served / batches.pass_length
+    warnings.warn(
+        f"data has {batches.pass_length} batches, fewer than the range test took ({steps} optimizer steps, "
+        f"{batches.served} batches): it went over them {passes:.1f} times, and a loss read on batches the model "
+        "has already trained on is lower than on fresh ones, which can place the peak high; give it at least "
+        f"{batches.served} batches (more data or a smaller batch) or take fewer num_steps",
+        RangeTestWarning,
+        stacklevel=4,
+    )
 
 
 def _non_finite_note(records: Sequence[RangeTestRecord]) -> str:

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lrpilot.autopilot._hf import HfTask, recipe_from
 from lrpilot.autopilot._progress import Progress
-from lrpilot.autopilot._target import Target, TargetSpec, fitted_recipe, resolve_target
-from lrpilot.rules import Recommendation, recommend
+from lrpilot.autopilot._target import Target, TargetSpec, build_model, planned, resolve_target
+from lrpilot.rules import Recommendation
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tasks._device import Precision
 from lrpilot.tuning._halving import Move, next_move
@@ -147,14 +146,13 @@ def plan_run(
     owner: str = "fit",
 ) -> tuple[nn.Module, Recommendation, Task, Recipe]:
     """The fresh model (on `device`, the CPU by default, its trainable weights float32:
-    `Precision.master`), the rules' recommendation for it, the task to train (a user's model gets
-    the recommendation's warmup and decay, as in `lrpilot.fit`) and its recipe fitted to `run_steps`
-    (a length too short for a warmup: an error naming `owner`)."""
-    net = (precision or Precision()).master(target.task.build_model(seed)).to(device or torch.device("cpu"))
-    batch = target.task.recipe.batch_size
-    rec = recommend(net, target.method, batch_size=batch, steps=run_steps, seq_len=target.seq_len)
-    job = target.task.with_recipe(recipe_from(rec, batch)) if isinstance(target.task, HfTask) else target.task
-    return net, rec, job, fitted_recipe(job.recipe, run_steps, f"{run_steps} steps", owner=owner)
+    `lrpilot.autopilot._target.build_model`), the rules' recommendation for it, the task to train (a
+    user's model gets the recommendation's warmup and decay) and its recipe fitted to `run_steps` (a
+    length too short for a warmup: an error naming `owner`): `lrpilot.autopilot._target.planned`, as
+    `lrpilot.fit` plans its run."""
+    net = build_model(target, seed, device, precision)
+    rec, job, recipe = planned(target, net, run_steps, f"{run_steps} steps", owner=owner)
+    return net, rec, job, recipe
 
 
 def make_runner(
