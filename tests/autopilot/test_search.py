@@ -18,6 +18,7 @@ from lrpilot.autopilot._search import (
     MIN_TIMED_STEPS,
     RAMP_DENSITY,
     RETRY_BELOW,
+    SECOND_TEST_BELOW,
     finder_precision,
     peak_at_horizon,
     ramp,
@@ -89,6 +90,65 @@ def test_a_range_test_past_its_deadline_stops_and_the_run_trains_at_the_rules_pe
         f"the rules' peak {rec.peak_lr:.3g} instead (a larger budget lets the test finish)"
     ]
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_a_weak_fall_is_measured_again_on_other_batches_and_the_peak_is_both_tests_mean() -> None:
+    """fit's test whose loss fell by under `SECOND_TEST_BELOW` noise levels runs a second one from
+    the same state on other batches and dropout draws; the peak is the geometric mean of the two
+    tests' answers, both curves are kept and both tests' steps counted. A clear fall (digits), or
+    a test that is not fit's (tune's), runs one."""
+    digits = get_task("digits")
+    task = _NothingToLearn(digits.name, digits.description, digits.recipe)
+    model = task.build_model(2)
+    before = [p.detach().clone() for p in model.parameters()]
+    rec = recommend(model, "pretraining", batch_size=64, steps=250)
+    search = range_test(task, model, task.recipe, rec, seed=2, steps=60, progress=lambda *a: None, for_fit=True)
+    assert search.finder is not None
+    first, second = search.finder.records
+    assert min(search.finder.details["drop_sigma"]) < SECOND_TEST_BELOW
+    assert first.losses != second.losses  # other batches, other noise draws
+    assert search.finder.steps_used == first.steps + second.steps
+    peaks = search.finder.details["peaks"]
+    assert search.peak == float(f"{math.sqrt(peaks[0] * peaks[1]):.3g}")
+    assert any("so a second test ran on other batches" in note for note in search.notes)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+    tune_like = range_test(task, model, task.recipe, rec, seed=2, steps=60, progress=lambda *a: None)
+    assert tune_like.finder is not None
+    assert len(tune_like.finder.records) == 1
+    clear = range_test(
+        digits, digits.build_model(0), digits.recipe, rec, seed=0, steps=None, progress=lambda *a: None, for_fit=True
+    )
+    assert clear.finder is not None
+    assert len(clear.finder.records) == 1
+    assert min(clear.finder.details["drop_sigma"]) >= SECOND_TEST_BELOW
+    assert not any("second test" in note for note in clear.notes)
+
+
+def test_a_second_test_that_reaches_the_time_budgets_deadline_leaves_the_first() -> None:
+    """With a time budget, the second test stops at the test's deadline too, and the first test's
+    answer stands (its steps alone counted), as the run still needs its share of the budget."""
+    digits = get_task("digits")
+    task = _NothingToLearn(digits.name, digits.description, digits.recipe)
+    model = task.build_model(2)
+    rec = recommend(model, "pretraining", batch_size=64, steps=250)
+    alone = range_test(task, model, task.recipe, rec, seed=2, steps=60, progress=lambda *a: None)
+    deadline = time.perf_counter() + 2.0
+
+    def slow_second(phase: str, *_: object) -> None:
+        if phase == "second range test":
+            time.sleep(max(0.0, deadline - time.perf_counter()) + 0.01)
+
+    search = range_test(
+        task, model, task.recipe, rec, seed=2, steps=60, progress=slow_second, for_fit=True, deadline=deadline
+    )
+    assert search.finder is not None
+    assert alone.finder is not None
+    assert len(search.finder.records) == 1
+    assert search.finder.records[0].losses == alone.finder.records[0].losses
+    assert search.finder.steps_used == alone.finder.steps_used
+    assert search.peak == alone.peak
+    assert any("a second test on other batches reached the time budget's share for it" in n for n in search.notes)
 
 
 def test_a_weak_fall_outside_the_rules_band_moves_to_its_nearest_end() -> None:
@@ -257,7 +317,8 @@ def test_a_range_test_that_went_past_the_end_of_a_users_data_is_noted(
         out=tmp_path / "run",
         report=False,
     )
-    drawn = result.finder.steps_used
+    first = result.finder.records[0]  # a weak fall runs a second test, on its own stream: the note is the first's
+    drawn = first.steps + first.skipped_steps
     noted = [note for note in result.record.notes if "fewer than the range test took" in note]
     assert noted == (
         [

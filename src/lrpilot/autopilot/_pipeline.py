@@ -201,7 +201,9 @@ def fit(
     (2) the range test (fast mode, state restored) from the recommendation's band's low end to 10 at
     the finder's default ramp rate (`finder_steps` overrides the step count), stopped once its
     minimum has settled (`lrpilot.finder.SETTLE`), and run again from 100× lower if it started too
-    high (its minimum within a decade of its start); (3) its peak, checked against the
+    high (its minimum within a decade of its start); one whose loss fell by under 4 noise levels is
+    followed by a second test on other batches, the peak their geometric mean
+    (`lrpilot.autopilot._search.SECOND_TEST_BELOW`); (3) its peak, checked against the
     recommendation's band (a note either way; the rules' peak if the test fails); (4) the
     schedule: the task's recipe (a user model: the recommendation's warmup and decay) at that
     peak, fitted to `budget` (steps, or a time such as ``"5m"`` for the whole fit, converted with
