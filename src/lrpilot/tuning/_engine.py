@@ -124,8 +124,13 @@ def build_target(spec: dict[str, Any], owner: str = "fit") -> Target:
 
 
 def run_trials(study: optuna.Study, runner: TrialRunner) -> None:
-    """Run trials here while there is one to run without waiting for another worker."""
-    while (move := next_move(study, runner.config)) in (Move.RUN, Move.SAMPLE):
+    """Run trials here while there is one to run without waiting for another worker (each trial's
+    time, `TrialRunner.began`, counted from choosing it)."""
+    while True:
+        runner.began = time.perf_counter()
+        move = next_move(study, runner.config)
+        if move not in (Move.RUN, Move.SAMPLE):
+            return
         runner.queued_only = move is Move.RUN  # another worker may take the queued trial first
         study.optimize(runner, n_trials=1, catch=(), gc_after_trial=False)
 
