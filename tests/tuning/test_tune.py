@@ -405,6 +405,16 @@ def test_a_time_budget_rerun_counts_the_extra_steps_at_the_range_tests_step_time
     assert extra >= 0.85 * 3 / pace  # 5 s less the re-run's own loading, at that pace
     trained = sum(t.steps for t in again.trials) - sum(t.steps for t in first.trials)
     assert 0 < trained <= extra
+    # a study stored before the step time was: its trials' time a step (their own costs included)
+    from lrpilot.tuning._study import CONFIG_KEY
+
+    study = _study(out)
+    stored = study.user_attrs[CONFIG_KEY]
+    study.set_user_attr(
+        CONFIG_KEY, {**stored, "finder": {k: v for k, v in stored["finder"].items() if k != "step_seconds"}}
+    )
+    older = tune("digits", steps=STEPS, budget="3s", out=out, report=False)
+    assert any(re.match(r"budget: 3 s more \(\d+ trial steps at its trials' ", n) for n in older.notes), older.notes
 
 
 def test_a_slow_range_test_stops_at_half_a_time_budget_and_says_what_time_to_give(tmp_path: Path) -> None:
@@ -662,6 +672,33 @@ def test_a_tune_that_joins_anothers_study_adds_its_time_beside_the_others(tmp_pa
     assert joined["budget_steps"] > created["budget_steps"]  # both tunes' times
     assert joined["deadline"] >= created["deadline"]
     assert any(note.startswith("budget: 5 s beside the other tune's") for note in result.notes)
+
+
+def test_a_tune_decides_by_the_settings_a_tune_that_joined_it_stored(tmp_path: Path) -> None:
+    """The tune that created a study kept the settings it had stored: beside one that joined it
+    and counted its own range test against the budget, it still decided by its own budget, and its
+    note said "range test 40 steps" and 2.82 run-equivalents, where the joiner's said 2.98. A
+    join is written into the study here as the first trial starts, as the joiner would."""
+    from lrpilot.tuning._study import CONFIG_KEY
+
+    out = tmp_path / "run"
+    joined: list[int] = []
+
+    def a_tune_joins(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        if phase.startswith("trial") and not joined:
+            study = _study(out)
+            stored = study.user_attrs[CONFIG_KEY]
+            joined.append(tests := stored["finder"]["steps"])
+            finder = {**stored["finder"], "joined_steps": tests}
+            study.set_user_attr(
+                CONFIG_KEY, {**stored, "finder": finder, "budget_steps": stored["budget_steps"] - tests}
+            )
+
+    result = tune("digits", steps=STEPS, budget=3.0, out=out, report=False, progress=a_tune_joins)
+    tests, trained = joined[0], sum(t.steps for t in result.trials)
+    assert trained + 2 * tests <= 3 * STEPS  # a fourth rung fitted its own budget, not the joined one
+    assert result.run_equivalents == pytest.approx((trained + 2 * tests) / STEPS)
+    assert any(f"range tests {tests} + {tests} steps" in note for note in result.notes)
 
 
 def test_a_study_in_a_relative_sqlite_file_continues_from_another_folder(

@@ -19,7 +19,7 @@ from lrpilot.rules import Recommendation, recommend
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tasks._device import Precision
 from lrpilot.tuning._halving import Move, next_move
-from lrpilot.tuning._study import StudyConfig
+from lrpilot.tuning._study import StudyConfig, current
 from lrpilot.tuning._trial import TrialRunner
 
 if TYPE_CHECKING:
@@ -128,6 +128,7 @@ def run_trials(study: optuna.Study, runner: TrialRunner) -> None:
     time, `TrialRunner.began`, counted from choosing it)."""
     while True:
         runner.began = time.perf_counter()
+        runner.config = current(study, runner.config)
         move = next_move(study, runner.config)
         if move not in (Move.RUN, Move.SAMPLE):
             return
@@ -194,6 +195,6 @@ def wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
             time.sleep(POLL)
-        move = next_move(study, config)
+        move = next_move(study, config := current(study, config))
         if move is not Move.WAIT:
             return move in (Move.RUN, Move.SAMPLE)

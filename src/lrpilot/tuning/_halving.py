@@ -86,11 +86,13 @@ def trial_cap(
 
 def overhead_steps(trials: list[FrozenTrial], config: StudyConfig) -> float:
     """What a trial costs a time budget besides its training steps, in steps at the range test's
-    pace: the mean, over the trials that recorded their wall time (``seconds``: choosing the trial,
-    building the model, evaluating, checkpoints, the study's database), of that time less their
-    steps at the range test's step time. A time budget became steps at that pace alone, and a
+    pace: the median, over the trials that recorded their wall time (``seconds``: choosing the
+    trial, building the model, evaluating, checkpoints, the study's database), of that time less
+    their steps at the range test's step time. A time budget became steps at that pace alone, and a
     20 s digits tune, whose 83-step rungs cost 20-60 steps' worth more each, trained rungs until
-    the deadline left 7 of their winners without the full run they had earned. 0 for a budget in
+    the deadline left 7 of their winners without the full run they had earned. The median, not the
+    mean: a process's first trial pays torch's one-off costs (a re-run's first digits rung took 7 s
+    where the others took 0.2), which the mean spread over every trial to come. 0 for a budget in
     runs (compute in steps), before any trial has finished, and for a study stored without the
     range test's step time."""
     pace = config.finder.get("step_seconds")
@@ -101,7 +103,7 @@ def overhead_steps(trials: list[FrozenTrial], config: StudyConfig) -> float:
         for t in trials
         if "seconds" in t.user_attrs
     ]
-    return max(0.0, statistics.fmean(extra)) / pace if extra else 0.0
+    return max(0.0, statistics.median(extra)) / pace if extra else 0.0
 
 
 def continued(trial: FrozenTrial) -> int | None:

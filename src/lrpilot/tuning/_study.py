@@ -29,6 +29,7 @@ __all__ = [
     "absolute_url",
     "check_url",
     "counted",
+    "current",
     "open_storage",
     "requeue",
     "spent_steps",
@@ -116,6 +117,16 @@ class StudyConfig:
     def late(self) -> bool:
         """Whether a time budget's deadline has passed."""
         return self.deadline is not None and time.time() >= self.deadline
+
+
+def current(study: optuna.Study, config: StudyConfig) -> StudyConfig:
+    """The study's settings as stored now (`config`, what this worker read, where none are): a tune
+    that joined the study or re-ran it since may have changed its budget, deadline or range tests'
+    steps. A worker that kept what it read at its start decided by its own budget beside a joiner
+    that had counted its range test, and said so ("range test 40 steps", 2.82 run-equivalents,
+    where the joiner said 2.98)."""
+    stored = study.user_attrs.get(CONFIG_KEY)
+    return StudyConfig.from_dict(stored) if stored else config
 
 
 def redact(url: str) -> str:

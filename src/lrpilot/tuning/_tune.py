@@ -57,6 +57,7 @@ from lrpilot.tuning._study import (
     HEARTBEAT,
     StudyConfig,
     check_url,
+    current,
     open_storage,
     redact,
     spent_steps,
@@ -192,7 +193,7 @@ def tune(
         run_until_done(live, runner, progress)
     return _finish(
         live,
-        config=config,
+        config=current(live, config),
         space=space,
         runner=runner,
         run_dir=run_dir,
@@ -572,6 +573,7 @@ def _more_time(
     if plan.seconds is None or pace is None:
         notes.append(f"budget: {plan} more is not counted: the study holds no step time to turn it into steps")
         return config
+    source = "the range test's" if config.finder.get("step_seconds") else "its trials'"
     raised = dataclasses.replace(
         config, deadline=_deadline(plan, clock), finder={**config.finder, "step_seconds": pace}
     )
@@ -582,7 +584,7 @@ def _more_time(
     cap = max_trials or trial_cap(budget, config.run_steps, rung, config.reduction, overhead=overhead)
     raised = dataclasses.replace(raised, budget_steps=budget, max_trials=max(cap, config.max_trials))
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
-    notes.append(f"budget: {plan} more ({_time_said(extra, pace, overhead)}, up to {raised.max_trials} trials)")
+    notes.append(f"budget: {plan} more ({_time_said(extra, pace, overhead, source)}, up to {raised.max_trials} trials)")
     return raised
 
 
@@ -599,9 +601,9 @@ def _pace(study: optuna.Study, config: StudyConfig) -> float | None:
     return seconds / steps if steps and seconds > 0 else None
 
 
-def _time_said(steps: int, pace: float, overhead: float) -> str:
-    """A time budget's steps as a note says them: at what pace, and each trial's own cost."""
-    said = f"{steps} trial steps at the range test's {pace:.3g} s a step"
+def _time_said(steps: int, pace: float, overhead: float, source: str = "the range test's") -> str:
+    """A time budget's steps as a note says them: at what pace (whose), and each trial's own cost."""
+    said = f"{steps} trial steps at {source} {pace:.3g} s a step"
     return said + (f", each trial's own costs {overhead * pace:.2g} s of it" if overhead else "")
 
 
