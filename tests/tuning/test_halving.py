@@ -364,3 +364,8 @@ def test_a_time_budget_counts_each_trials_measured_overhead() -> None:
         assert _queued(study) == [(PEAK * 4, None)]  # the line search's next rung
     assert trial_cap(1050, RUN, RUNG, 3, overhead=100.0) == 3
     assert trial_cap(1050, RUN, RUNG, 3) == 5
+    # trials that cost more than the whole budget still get the one full run a result needs (a
+    # 3 s tune on a busy machine had ended with none: "no trial completed"), and nothing after it
+    dear = [_rung(lr, loss, seconds=20 * RUNG * pace) for lr, loss in rungs]
+    assert next_move(_study(*dear), timed) is Move.RUN
+    assert next_move(_study(*dear, _promotion(PEAK * 2, 2, 0.3)), timed) is Move.DONE

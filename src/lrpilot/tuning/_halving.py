@@ -358,7 +358,9 @@ def _promote(study: optuna.Study, trials: list[FrozenTrial], config: StudyConfig
     if any(t.state.name == "RUNNING" and continued(t) is None for t in trials):
         return Move.WAIT
     waiting = _untrained_rungs(trials, config)
-    if not waiting or _committed(trials, config, extra_runs=1, earned=False) > config.budget_steps:
+    over = _committed(trials, config, extra_runs=1, earned=False) > config.budget_steps
+    first = config.deadline is not None and not _promotions(trials)  # a time budget's result: it always runs
+    if not waiting or (over and not first):
         return Move.DONE
     best = waiting[0]
     params = _params(best)

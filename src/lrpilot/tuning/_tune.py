@@ -477,26 +477,14 @@ def _join(
     """The study's settings once a tune that ran its range test beside the creator's joins it: its
     test is the study's compute too (``joined_steps``: a budget in runs pays for it, and the
     compute note counts it; two tunes given ``--budget 3`` had each said 2.82 run-equivalents, the
-    second test's 40 steps in neither), and, where both budgets are times, its time is more time
-    beside the creator's (both work until their deadlines; its own test's time came off it). A
-    re-run's rules (`_raise_budget`) apply otherwise."""
+    second test's 40 steps in neither); then a re-run's rules (`_raise_budget`: a time budget is
+    this tune's time from its start, its own range test's taken off)."""
     tests = int(own.finder.get("steps") or 0)
     finder = {**stored.finder, "joined_steps": int(stored.finder.get("joined_steps") or 0) + tests}
-    joined = dataclasses.replace(stored, finder=finder)
-    max_trials = own.max_trials if own.trials_given else None
-    if stored.deadline is not None and own.deadline is not None:
-        budget = stored.budget_steps + own.budget_steps
-        rung = stored.rungs[0] if stored.rungs else None
-        cap = max(max_trials or trial_cap(budget, stored.run_steps, rung, stored.reduction), stored.max_trials)
-        deadline = max(stored.deadline, own.deadline)
-        joined = dataclasses.replace(joined, budget_steps=budget, max_trials=cap, deadline=deadline)
-        pace = float(own.finder.get("step_seconds") or 0.0)
-        notes.append(f"budget: {plan} beside the other tune's ({_time_said(own.budget_steps, pace, 0.0)})")
-        study.set_user_attr(CONFIG_KEY, joined.to_dict())
-        return joined
-    if stored.deadline is None:  # a budget in runs: the trials get what both tests left
-        joined = dataclasses.replace(joined, budget_steps=stored.budget_steps - tests)
+    budget = stored.budget_steps - (tests if stored.deadline is None else 0)  # a budget in runs pays for both tests
+    joined = dataclasses.replace(stored, finder=finder, budget_steps=budget)
     study.set_user_attr(CONFIG_KEY, joined.to_dict())
+    max_trials = own.max_trials if own.trials_given else None
     return _raise_budget(study, joined, plan, clock, max_trials=max_trials, notes=notes)
 
 
@@ -584,7 +572,9 @@ def _more_time(
     cap = max_trials or trial_cap(budget, config.run_steps, rung, config.reduction, overhead=overhead)
     raised = dataclasses.replace(raised, budget_steps=budget, max_trials=max(cap, config.max_trials))
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
-    notes.append(f"budget: {plan} more ({_time_said(extra, pace, overhead, source)}, up to {raised.max_trials} trials)")
+    costs = f", each trial's own costs {overhead * pace:.2g} s of it" if overhead else ""
+    said = f"{extra} trial steps at {source} {pace:.3g} s a step{costs}, up to {raised.max_trials} trials"
+    notes.append(f"budget: {plan} more ({said})")
     return raised
 
 
@@ -599,12 +589,6 @@ def _pace(study: optuna.Study, config: StudyConfig) -> float | None:
             steps += int(t.user_attrs["steps"])
             seconds += (t.datetime_complete - t.datetime_start).total_seconds()
     return seconds / steps if steps and seconds > 0 else None
-
-
-def _time_said(steps: int, pace: float, overhead: float, source: str = "the range test's") -> str:
-    """A time budget's steps as a note says them: at what pace (whose), and each trial's own cost."""
-    said = f"{steps} trial steps at {source} {pace:.3g} s a step"
-    return said + (f", each trial's own costs {overhead * pace:.2g} s of it" if overhead else "")
 
 
 def _tests_said(config: StudyConfig) -> str:
