@@ -395,7 +395,6 @@ def test_a_time_budget_rerun_counts_the_extra_steps_at_the_range_tests_step_time
     _warm_up(tmp_path)
     first = tune("digits", steps=STEPS, budget="3s", out=out, report=False)
     pace = first.finder["step_seconds"]
-    assert pace < first.finder["seconds"] / first.finder["steps"]  # the test's setup is not a step
     again = tune("digits", steps=STEPS, budget="5s", out=out, report=False)
     note = next(n for n in again.notes if n.startswith("budget: 5 s more"))
     said = re.match(r"budget: 5 s more \((\d+) trial steps at the range test's ([0-9.e-]+) s a step", note)
