@@ -342,3 +342,30 @@ def test_a_study_written_before_deadlines_reads_as_without_one() -> None:
     data = _config(2.0).to_dict()
     del data["deadline"]
     assert StudyConfig.from_dict(data).deadline is None
+
+
+def test_a_time_budget_counts_each_trials_measured_overhead() -> None:
+    """A time budget is steps at the range test's pace; each trial also costs its model's build,
+    evaluations, checkpoints and the study's database, which the trials measure (``seconds``).
+    Three 100-step rungs that took 200 steps' worth of time each leave 1050 steps no fourth rung
+    with the full run it earns (5 trials: 700 steps and 500 more), so the best rung trains in full;
+    counted at the steps alone, the search went on with rungs until the deadline stopped it
+    before the full runs the rungs had earned."""
+    pace = 0.01
+    budget = _config(3.5)
+    timed = dataclasses.replace(budget, deadline=math.inf, finder={**budget.finder, "step_seconds": pace})
+    rungs = [(PEAK, 0.5), (PEAK / 2, 0.6), (PEAK * 2, 0.4)]
+    measured = _study(*(_rung(lr, loss, seconds=2 * RUNG * pace) for lr, loss in rungs))
+    assert next_move(measured, timed) is Move.RUN
+    assert _queued(measured) == [(PEAK * 2, 2)]  # the best rung's full run
+    for config, seconds in ((timed, None), (budget, 2 * RUNG * pace)):  # not measured yet; a budget in runs
+        study = _study(*(_rung(lr, loss, **({"seconds": seconds} if seconds else {})) for lr, loss in rungs))
+        assert next_move(study, config) is Move.RUN
+        assert _queued(study) == [(PEAK * 4, None)]  # the line search's next rung
+    assert trial_cap(1050, RUN, RUNG, 3, overhead=100.0) == 3
+    assert trial_cap(1050, RUN, RUNG, 3) == 5
+    # trials that cost more than the whole budget still get the one full run a result needs (a
+    # 3 s tune on a busy machine had ended with none: "no trial completed"), and nothing after it
+    dear = [_rung(lr, loss, seconds=20 * RUNG * pace) for lr, loss in rungs]
+    assert next_move(_study(*dear), timed) is Move.RUN
+    assert next_move(_study(*dear, _promotion(PEAK * 2, 2, 0.3)), timed) is Move.DONE

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import time
 import warnings
 from pathlib import Path
@@ -361,6 +362,60 @@ def test_a_time_budget_becomes_steps_at_the_range_tests_pace(tmp_path: Path) -> 
         tune("digits", budget="0.05s", out=tmp_path / "short")
 
 
+def _warm_up(tmp_path: Path) -> None:
+    """A tune in this process first: torch's one-off costs (its compiler's import on the first
+    optimizer step, seconds) would otherwise fall in a short time budget's range test."""
+    tune("digits", steps=STEPS, budget=3.0, out=tmp_path / "warm-up", report=False)
+
+
+def test_a_time_budget_counts_each_trials_own_costs(tmp_path: Path) -> None:
+    """A 30-step digits rung costs as much again as its steps in building the model, evaluating and
+    the study's database. Counted at the range test's step time alone, a 10 s budget planned rungs
+    for twice the time they took: they ran until the deadline, which left 6 of their winners
+    without a full run and trained one, after it. Each trial's measured costs now count: the rungs
+    stop while their full runs still fit."""
+    _warm_up(tmp_path)
+    result = tune("digits", steps=STEPS, budget="10s", out=tmp_path / "run", report=False)
+    unpaid = [t.number for t in result.trials if t.stopped == "budget"]
+    full_runs = [t.number for t in result.trials if t.state == "COMPLETE"]
+    assert len(unpaid) <= 1, (unpaid, full_runs)
+    assert len(full_runs) >= 2, (unpaid, full_runs)
+    assert result.wall_time_s < 12  # the deadline holds: no trial starts after it once a full run is in
+    trained = [t for t in _study(tmp_path / "run").trials if t.user_attrs.get("steps")]
+    assert all(t.user_attrs["seconds"] > 0 for t in trained)  # what each trial cost, as measured
+
+
+def test_a_time_budget_rerun_counts_the_extra_steps_at_the_range_tests_step_time(tmp_path: Path) -> None:
+    """Re-run with more time, a study counted it at the range test's whole phase over its steps
+    (its setup, and in a fresh process torch's one-off first step: `lrpilot tune --budget 10s` on
+    digits said "92 trial steps", 83 ms a step where a step takes 1.4 ms), and the full runs that
+    rung winners were owed came on top (1750 steps trained). The time is now counted at the step
+    time the range test measured, and what the re-run trains comes out of it."""
+    out = tmp_path / "run"
+    _warm_up(tmp_path)
+    first = tune("digits", steps=STEPS, budget="3s", out=out, report=False)
+    pace = first.finder["step_seconds"]
+    again = tune("digits", steps=STEPS, budget="5s", out=out, report=False)
+    note = next(n for n in again.notes if n.startswith("budget: 5 s more"))
+    said = re.match(r"budget: 5 s more \((\d+) trial steps at the range test's ([0-9.e-]+) s a step", note)
+    assert said is not None, note
+    extra = int(said[1])
+    assert float(said[2]) == pytest.approx(pace, rel=1e-2)
+    assert extra >= 0.85 * 3 / pace  # 5 s less the re-run's own loading, at that pace
+    trained = sum(t.steps for t in again.trials) - sum(t.steps for t in first.trials)
+    assert 0 < trained <= extra
+    # a study stored before the step time was: its trials' time a step (their own costs included)
+    from lrpilot.tuning._study import CONFIG_KEY
+
+    study = _study(out)
+    stored = study.user_attrs[CONFIG_KEY]
+    study.set_user_attr(
+        CONFIG_KEY, {**stored, "finder": {k: v for k, v in stored["finder"].items() if k != "step_seconds"}}
+    )
+    older = tune("digits", steps=STEPS, budget="3s", out=out, report=False)
+    assert any(re.match(r"budget: 3 s more \(\d+ trial steps at its trials' ", n) for n in older.notes), older.notes
+
+
 def test_a_slow_range_test_stops_at_half_a_time_budget_and_says_what_time_to_give(tmp_path: Path) -> None:
     """A 2-minute budget on a model with slow steps had spent both minutes in the range test (tune
     gave it no deadline, as fit does) before saying the budget left 0 steps. Steps made slow here:
@@ -559,6 +614,93 @@ def test_a_tune_started_beside_another_takes_the_study_it_created(tmp_path: Path
             progress=the_other_creates_it,
         )
     assert optuna.load_study(study_name="s", storage=shared).trials == []
+
+
+def _joined(tmp_path: Path, budget: float | str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """A tune that finds, after its range test, the study another tune given the same `budget`
+    created meanwhile (settings copied from a real one, a time budget's deadline moved to now):
+    the creator's settings, the joiner's result and the study's settings after it."""
+    from lrpilot.tuning._study import CONFIG_KEY
+
+    shared, other = f"sqlite:///{tmp_path / 'shared.db'}", f"sqlite:///{tmp_path / 'other.db'}"
+    _warm_up(tmp_path)
+    tune("digits", steps=STEPS, budget=budget, storage=other, study="s", out=tmp_path / "first", report=False)
+    created = optuna.load_study(study_name="s", storage=other).user_attrs[CONFIG_KEY]
+
+    def the_other_creates_it(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        if phase == "range test" and done == 1:  # once, during this tune's range test
+            study = optuna.create_study(study_name="s", storage=shared, direction="minimize")
+            late = created["deadline"] is not None
+            study.set_user_attr(CONFIG_KEY, {**created, "deadline": time.time() + 3 if late else None})
+
+    result = tune(
+        "digits",
+        steps=STEPS,
+        budget=budget,
+        storage=shared,
+        study="s",
+        out=tmp_path / "second",
+        report=False,
+        progress=the_other_creates_it,
+    )
+    assert any("joined the study 's'" in note for note in result.notes)
+    return created, result, optuna.load_study(study_name="s", storage=shared).user_attrs[CONFIG_KEY]
+
+
+def test_a_tune_that_joins_anothers_study_counts_its_range_test_in_the_budget(tmp_path: Path) -> None:
+    """Two tunes given `--budget 3` on one `--storage` and `--study`, started together, each ran a
+    40-step range test; the one that joined the other's study counted only the other's, in its
+    budget and in its compute note (both said 2.82 run-equivalents: 2.98 were spent)."""
+    created, result, joined = _joined(tmp_path, 3.0)
+    tests = result.finder["steps"]
+    assert tests > 0
+    assert joined["budget_steps"] == created["budget_steps"] - tests  # the trials pay for both tests
+    trained = sum(t.steps for t in result.trials)
+    assert result.run_equivalents == pytest.approx((trained + 2 * tests) / STEPS)
+    assert trained + 2 * tests <= 3 * STEPS
+    assert any(f"range tests {tests} + {tests} steps" in note for note in result.notes)
+
+
+def test_a_tune_that_joins_anothers_study_counts_its_time_at_the_range_tests_step_time(tmp_path: Path) -> None:
+    """Two tunes given `--budget 5s`, started together: the one that joined set the study's budget
+    to its own time at the range test phase's pace (its setup included), a fraction of the steps
+    that time pays (735 steps became 570 here, and on a fresh process's 83 ms a digits step, 92).
+    Its time, from its start (its range test's taken off), now pays the range test's step time's
+    steps, and its test counts in the study's compute."""
+    created, result, joined = _joined(tmp_path, "5s")
+    note = next(n for n in result.notes if n.startswith("budget: 5 s more"))
+    said = re.match(r"budget: 5 s more \((\d+) trial steps at the range test's ([0-9.e-]+) s a step", note)
+    assert said is not None, note
+    assert float(said[2]) == pytest.approx(created["finder"]["step_seconds"], rel=1e-2)  # the study's
+    assert joined["budget_steps"] == int(said[1]) >= 0.85 * 3 / created["finder"]["step_seconds"]
+    assert result.finder["joined_steps"] == result.finder["steps"] > 0
+
+
+def test_a_tune_decides_by_the_settings_a_tune_that_joined_it_stored(tmp_path: Path) -> None:
+    """The tune that created a study kept the settings it had stored: beside one that joined it
+    and counted its own range test against the budget, it still decided by its own budget, and its
+    note said "range test 40 steps" and 2.82 run-equivalents, where the joiner's said 2.98. A
+    join is written into the study here as the first trial starts, as the joiner would."""
+    from lrpilot.tuning._study import CONFIG_KEY
+
+    out = tmp_path / "run"
+    joined: list[int] = []
+
+    def a_tune_joins(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        if phase.startswith("trial") and not joined:
+            study = _study(out)
+            stored = study.user_attrs[CONFIG_KEY]
+            joined.append(tests := stored["finder"]["steps"])
+            finder = {**stored["finder"], "joined_steps": tests}
+            study.set_user_attr(
+                CONFIG_KEY, {**stored, "finder": finder, "budget_steps": stored["budget_steps"] - tests}
+            )
+
+    result = tune("digits", steps=STEPS, budget=3.0, out=out, report=False, progress=a_tune_joins)
+    tests, trained = joined[0], sum(t.steps for t in result.trials)
+    assert trained + 2 * tests <= 3 * STEPS  # a fourth rung fitted its own budget, not the joined one
+    assert result.run_equivalents == pytest.approx((trained + 2 * tests) / STEPS)
+    assert any(f"range tests {tests} + {tests} steps" in note for note in result.notes)
 
 
 def test_a_study_in_a_relative_sqlite_file_continues_from_another_folder(

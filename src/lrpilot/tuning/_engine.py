@@ -18,7 +18,7 @@ from lrpilot.rules import Recommendation
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tasks._device import Precision
 from lrpilot.tuning._halving import Move, next_move
-from lrpilot.tuning._study import StudyConfig
+from lrpilot.tuning._study import StudyConfig, current
 from lrpilot.tuning._trial import TrialRunner
 
 if TYPE_CHECKING:
@@ -123,8 +123,14 @@ def build_target(spec: dict[str, Any], owner: str = "fit") -> Target:
 
 
 def run_trials(study: optuna.Study, runner: TrialRunner) -> None:
-    """Run trials here while there is one to run without waiting for another worker."""
-    while (move := next_move(study, runner.config)) in (Move.RUN, Move.SAMPLE):
+    """Run trials here while there is one to run without waiting for another worker (each trial's
+    time, `TrialRunner.began`, counted from choosing it)."""
+    while True:
+        runner.began = time.perf_counter()
+        runner.config = current(study, runner.config)
+        move = next_move(study, runner.config)
+        if move not in (Move.RUN, Move.SAMPLE):
+            return
         runner.queued_only = move is Move.RUN  # another worker may take the queued trial first
         study.optimize(runner, n_trials=1, catch=(), gc_after_trial=False)
 
@@ -187,6 +193,6 @@ def wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
             time.sleep(POLL)
-        move = next_move(study, config)
+        move = next_move(study, config := current(study, config))
         if move is not Move.WAIT:
             return move in (Move.RUN, Move.SAMPLE)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import math
+import statistics
 from typing import TYPE_CHECKING, Any
 
 from lrpilot.tuning._space import Space
@@ -41,6 +42,7 @@ __all__ = [
     "fitted_lr",
     "next_move",
     "next_trial_steps",
+    "overhead_steps",
     "owed",
     "rung_value",
     "trial_cap",
@@ -68,15 +70,40 @@ def owed(rungs: int, reduction: int) -> int:
     return max(1, rungs // reduction) if rungs else 0
 
 
-def trial_cap(budget_steps: int, run_steps: int, rung_steps: int | None, reduction: int) -> int:
+def trial_cap(
+    budget_steps: int, run_steps: int, rung_steps: int | None, reduction: int, *, overhead: float = 0.0
+) -> int:
     """The most trials `budget_steps` can pay for: rung trials with the full runs they earn
-    (halving), else full runs; at least one."""
+    (halving), else full runs, each costing `overhead` steps besides its own (`overhead_steps`);
+    at least one."""
     if rung_steps is None:
-        return max(1, budget_steps // run_steps)
+        return max(1, int(budget_steps // (run_steps + overhead)))
     n = 1
-    while (n + 1) * rung_steps + owed(n + 1, reduction) * run_steps <= budget_steps:
+    while (n + 1) * (rung_steps + overhead) + owed(n + 1, reduction) * (run_steps + overhead) <= budget_steps:
         n += 1
     return n
+
+
+def overhead_steps(trials: list[FrozenTrial], config: StudyConfig) -> float:
+    """What a trial costs a time budget besides its training steps, in steps at the range test's
+    pace: the median, over the trials that recorded their wall time (``seconds``: choosing the
+    trial, building the model, evaluating, checkpoints, the study's database), of that time less
+    their steps at the range test's step time. A time budget became steps at that pace alone, and a
+    20 s digits tune, whose 83-step rungs cost 20-60 steps' worth more each, trained rungs until
+    the deadline left 7 of their winners without the full run they had earned. The median, not the
+    mean: a process's first trial pays torch's one-off costs (a re-run's first digits rung took 7 s
+    where the others took 0.2), which the mean spread over every trial to come. 0 for a budget in
+    runs (compute in steps), before any trial has finished, and for a study stored without the
+    range test's step time."""
+    pace = config.finder.get("step_seconds")
+    if config.deadline is None or not pace:
+        return 0.0
+    extra = [
+        float(t.user_attrs["seconds"]) - int(t.user_attrs.get("steps", 0)) * pace
+        for t in trials
+        if "seconds" in t.user_attrs
+    ]
+    return max(0.0, statistics.median(extra)) / pace if extra else 0.0
 
 
 def continued(trial: FrozenTrial) -> int | None:
@@ -115,26 +142,33 @@ def _promotions(trials: list[FrozenTrial]) -> int:
     return sum(1 for t in trials if _live(t) and continued(t) is not None)
 
 
-def committed_steps(study: optuna.Study, config: StudyConfig) -> int:
-    """Steps the study's trials have spent or promised, the full runs their rungs earn included."""
-    return _committed(study.get_trials(deepcopy=False), config)
+def committed_steps(study: optuna.Study, config: StudyConfig, *, earned: bool = True) -> int:
+    """Steps the study's trials have spent or promised (each trial's measured overhead included,
+    `overhead_steps`), with `earned` the full runs their rungs earn."""
+    return _committed(study.get_trials(deepcopy=False), config, earned=earned)
 
 
-def _committed(trials: list[FrozenTrial], config: StudyConfig, *, extra_rungs: int = 0, earned: bool = True) -> int:
+def _committed(
+    trials: list[FrozenTrial], config: StudyConfig, *, extra_rungs: int = 0, extra_runs: int = 0, earned: bool = True
+) -> int:
     """Steps spent or promised: those trained so far, what running and queued trials will train,
     and (with `earned`) the full runs their rungs earn that are not queued yet, counting
-    `extra_rungs` more rung trials."""
-    steps = 0
+    `extra_rungs` more rung trials and `extra_runs` more full runs; each of those trials costs
+    `overhead_steps` more."""
+    steps, paid = 0, 0
     for t in trials:
         done = int(t.user_attrs.get("steps", 0)) if t.state.name != "WAITING" else 0  # a retry copies its original's
         remaining = _planned(t, config) - done if t.state.name in ("RUNNING", "WAITING") else 0
         steps += done + max(0, remaining)
-    if not (config.prune and config.rungs):
-        return steps + extra_rungs * config.run_steps
-    steps += extra_rungs * config.rungs[0]
-    if earned:
-        steps += max(0, owed(_rungs(trials) + extra_rungs, config.reduction) - _promotions(trials)) * config.run_steps
-    return steps
+        paid += done + remaining > 0  # a trial skipped before training costs (next to) nothing
+    halving = config.prune and bool(config.rungs)
+    steps += extra_rungs * (config.rungs[0] if halving else config.run_steps) + extra_runs * config.run_steps
+    paid += extra_rungs + extra_runs
+    if halving and earned:
+        runs = max(0, owed(_rungs(trials) + extra_rungs, config.reduction) - _promotions(trials))
+        steps += runs * config.run_steps
+        paid += runs
+    return steps + round(paid * overhead_steps(trials, config))
 
 
 def _results(trials: list[FrozenTrial], config: StudyConfig) -> list[tuple[float, FrozenTrial]]:
@@ -272,7 +306,7 @@ def _spare_full_run(study: optuna.Study, trials: list[FrozenTrial], config: Stud
     more run of budget (``--budget 6`` after 5) ran nothing."""
     if config.trials_given and counted(study) >= config.max_trials:
         return False  # the user's --max-trials: that many rungs, the best one's full run, nothing more
-    fits = _committed(trials, config, earned=False) + config.run_steps <= config.budget_steps
+    fits = _committed(trials, config, extra_runs=1, earned=False) <= config.budget_steps
     return fits and bool(_untrained_rungs(trials, config))
 
 
@@ -294,7 +328,7 @@ def next_trial_steps(study: optuna.Study, config: StudyConfig, *, capped: bool =
         options.append(_committed(trials, config, extra_rungs=1))
     spare = not (config.trials_given and counted(study) >= config.max_trials)  # as `_spare_full_run`
     if spare and config.prune and config.rungs and _untrained_rungs(trials, config):
-        options.append(_committed(trials, config, earned=False) + config.run_steps)
+        options.append(_committed(trials, config, extra_runs=1, earned=False))
     return min(options, default=None)
 
 
@@ -324,7 +358,9 @@ def _promote(study: optuna.Study, trials: list[FrozenTrial], config: StudyConfig
     if any(t.state.name == "RUNNING" and continued(t) is None for t in trials):
         return Move.WAIT
     waiting = _untrained_rungs(trials, config)
-    if not waiting or _committed(trials, config, earned=False) + config.run_steps > config.budget_steps:
+    over = _committed(trials, config, extra_runs=1, earned=False) > config.budget_steps
+    first = config.deadline is not None and not _promotions(trials)  # a time budget's result: it always runs
+    if not waiting or (over and not first):
         return Move.DONE
     best = waiting[0]
     params = _params(best)

@@ -29,6 +29,7 @@ __all__ = [
     "absolute_url",
     "check_url",
     "counted",
+    "current",
     "open_storage",
     "requeue",
     "spent_steps",
@@ -65,17 +66,19 @@ class StudyConfig:
         reduction: successive halving's reduction factor.
         horizon_exponent: a rung's run trains at the candidate's LR × (run_steps / rung) ** this.
         prune: whether bad trials are stopped at the rungs.
-        budget_steps: training steps all trials together may spend (the range test excluded).
+        budget_steps: training steps all trials together may spend (the range tests excluded); for
+            a time budget, that time in steps at the range test's pace, of which each trial's
+            measured overhead takes its share too (`lrpilot.tuning._halving.overhead_steps`).
         max_trials: trials that count: rung trials (full runs without halving), whether design
             points or sampled; promotions and retries do not.
         trials_given: `max_trials` is the user's (``--max-trials``), not what the budget pays for:
             then budget left once it is reached buys nothing more.
-        finder: the range test's peak, band, steps and suggestion note (a resumed study reuses them).
+        finder: the range test's peak, band, steps, seconds, step time (``step_seconds``, the pace a
+            time budget becomes steps at) and notes (a resumed study reuses them); ``joined_steps``:
+            the range tests of tunes that joined the study while theirs ran.
         recommendation: the rules' prior (``Recommendation.to_dict()``).
         deadline: for a time budget, when it is spent (seconds since the epoch, every worker's
-            clock): no trial starts after it but the one full run a result needs. `budget_steps`
-            is that time at the range test's pace, which a trial's own costs (building the model,
-            evaluating, the study's database) exceed, on a small model several times over.
+            clock): no trial starts after it but the one full run a result needs.
     """
 
     target: dict[str, Any]
@@ -106,9 +109,24 @@ class StudyConfig:
         values = {k: data[k] for k in cls.__dataclass_fields__ if k not in optional}
         return cls(**values, deadline=data.get("deadline"), trials_given=bool(data.get("trials_given", False)))
 
+    def test_steps(self) -> int:
+        """Steps the study's range tests took: the one that created it, and those of tunes that
+        joined it during theirs (``joined_steps``), which a budget in runs pays for too."""
+        return int(self.finder.get("steps") or 0) + int(self.finder.get("joined_steps") or 0)
+
     def late(self) -> bool:
         """Whether a time budget's deadline has passed."""
         return self.deadline is not None and time.time() >= self.deadline
+
+
+def current(study: optuna.Study, config: StudyConfig) -> StudyConfig:
+    """The study's settings as stored now (`config`, what this worker read, where none are): a tune
+    that joined the study or re-ran it since may have changed its budget, deadline or range tests'
+    steps. A worker that kept what it read at its start decided by its own budget beside a joiner
+    that had counted its range test, and said so ("range test 40 steps", 2.82 run-equivalents,
+    where the joiner said 2.98)."""
+    stored = study.user_attrs.get(CONFIG_KEY)
+    return StudyConfig.from_dict(stored) if stored else config
 
 
 def redact(url: str) -> str:

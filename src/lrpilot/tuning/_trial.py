@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,9 @@ class TrialRunner:
     """The timings of the latest run (the best trial's record shows its own)."""
     queued_only: bool = False
     """Whether the next trial must be a queued one (a sampled one means another worker took it)."""
+    began: float | None = None
+    """When this worker began choosing its next trial (`lrpilot.tuning._engine.run_trials`, a
+    `time.perf_counter` time): a trial's ``seconds`` count from there, the choice included."""
 
     @property
     def space(self) -> Space:
@@ -123,18 +127,23 @@ class TrialRunner:
             self.on_trial(trial.number, candidate)
         folder = self.trials_dir / f"trial-{trial.number}"
         folder.mkdir(parents=True, exist_ok=True)
+        began, self.began = self.began or time.perf_counter(), None
         try:
             rung = continued(frozen)
             if rung is not None:
                 self._carry_rung(trial, _frozen(study, rung), candidate.peak_lr)
             elif self.config.prune and self.config.rungs:
                 self._rung(trial, candidate, folder)
-            return self._full(trial, candidate, folder)
+            value = self._full(trial, candidate, folder)
         except BaseException as exc:  # a rung trial, pruned, interrupted or failed: its weights are not kept
             shutil.rmtree(folder, ignore_errors=True)
             if isinstance(exc, KeyboardInterrupt):
                 requeue(study, _frozen(study, trial.number))
+            elif isinstance(exc, optuna.TrialPruned):  # a rung's end, or a run that diverged
+                trial.set_user_attr("seconds", time.perf_counter() - began)
             raise
+        trial.set_user_attr("seconds", time.perf_counter() - began)  # what a time budget pays a trial
+        return value
 
     def _rung(self, trial: optuna.Trial, candidate: Candidate, folder: Path) -> None:
         """A rung trial: a fresh run of the recipe compressed to the rung's length (warmup and decay

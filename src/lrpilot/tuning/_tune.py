@@ -42,7 +42,13 @@ from lrpilot.tuning._engine import (
     rungs_for,
     target_spec,
 )
-from lrpilot.tuning._halving import committed_steps, next_trial_steps, trial_cap, unpaid_winners
+from lrpilot.tuning._halving import (
+    committed_steps,
+    next_trial_steps,
+    overhead_steps,
+    trial_cap,
+    unpaid_winners,
+)
 from lrpilot.tuning._result import TuneResult, summaries, tune_dict, tuned_recommendation
 from lrpilot.tuning._rundir import DB_FILE, Place, has_studies, place, write_mark
 from lrpilot.tuning._space import Space, parse_search
@@ -51,6 +57,7 @@ from lrpilot.tuning._study import (
     HEARTBEAT,
     StudyConfig,
     check_url,
+    current,
     open_storage,
     redact,
     spent_steps,
@@ -186,7 +193,7 @@ def tune(
         run_until_done(live, runner, progress)
     return _finish(
         live,
-        config=config,
+        config=current(live, config),
         space=space,
         runner=runner,
         run_dir=run_dir,
@@ -377,6 +384,7 @@ def _search_prior(setup: _Setup, net: Any, plan: float | Budget, clock: Clock, p
             "band": list(band),
             "steps": ramp_used,
             "seconds": clock.timings["find"],
+            "step_seconds": found.step_seconds,
             "notes": found.notes,
             "horizon": found.horizon,
             "result": None if finder is None else finder.to_dict(),
@@ -460,8 +468,24 @@ def _create(
     stored = StudyConfig.from_dict(study.user_attrs[CONFIG_KEY])
     _check_same(stored, asked, name)
     notes = [f"joined the study {name!r}, which another tune created during this one's range test"]
-    max_trials = config.max_trials if config.trials_given else None
-    return study, _raise_budget(study, stored, plan, clock, max_trials=max_trials, notes=notes), notes
+    return study, _join(study, stored, config, plan, clock, notes=notes), notes
+
+
+def _join(
+    study: optuna.Study, stored: StudyConfig, own: StudyConfig, plan: float | Budget, clock: Clock, *, notes: list[str]
+) -> StudyConfig:
+    """The study's settings once a tune that ran its range test beside the creator's joins it: its
+    test is the study's compute too (``joined_steps``: a budget in runs pays for it, and the
+    compute note counts it; two tunes given ``--budget 3`` had each said 2.82 run-equivalents, the
+    second test's 40 steps in neither); then a re-run's rules (`_raise_budget`: a time budget is
+    this tune's time from its start, its own range test's taken off)."""
+    tests = int(own.finder.get("steps") or 0)
+    finder = {**stored.finder, "joined_steps": int(stored.finder.get("joined_steps") or 0) + tests}
+    budget = stored.budget_steps - (tests if stored.deadline is None else 0)  # a budget in runs pays for both tests
+    joined = dataclasses.replace(stored, finder=finder, budget_steps=budget)
+    study.set_user_attr(CONFIG_KEY, joined.to_dict())
+    max_trials = own.max_trials if own.trials_given else None
+    return _raise_budget(study, joined, plan, clock, max_trials=max_trials, notes=notes)
 
 
 def _raise_budget(
@@ -483,7 +507,7 @@ def _raise_budget(
     if config.deadline is not None:
         config = dataclasses.replace(config, deadline=None)
         study.set_user_attr(CONFIG_KEY, config.to_dict())
-    wanted = round(plan * config.run_steps) - int(config.finder.get("steps", 0))
+    wanted = round(plan * config.run_steps) - config.test_steps()
     if wanted <= config.budget_steps:
         return config
     rung = config.rungs[0] if config.rungs else None
@@ -516,7 +540,7 @@ def _nothing_to_run(study: optuna.Study, config: StudyConfig, *, capped: bool) -
             f"the raised budget runs no further trial: the study has its {config.max_trials} trials and every "
             "rung that did not diverge is trained in full (give --max-trials to allow more)"
         )
-    runs = (need + int(config.finder.get("steps", 0))) / config.run_steps
+    runs = (need + config.test_steps()) / config.run_steps
     return (
         f"the raised budget runs no further trial: it leaves {max(0, config.budget_steps - committed)} trial steps, "
         f"the next trial needs {need - committed} (a {config.rungs[0] if config.rungs else config.run_steps}-step "
@@ -528,21 +552,51 @@ def _nothing_to_run(study: optuna.Study, config: StudyConfig, *, capped: bool) -
 def _more_time(
     study: optuna.Study, config: StudyConfig, plan: Budget, clock: Clock, *, max_trials: int | None, notes: list[str]
 ) -> StudyConfig:
-    """`_raise_budget` for a time budget (see there)."""
-    steps, seconds = int(config.finder.get("steps") or 0), float(config.finder.get("seconds") or 0.0)
-    if plan.seconds is None or not steps or seconds <= 0:
+    """`_raise_budget` for a time budget (see there): the time left of it, at the range test's
+    pace, on top of the steps the study has trained or started (a rung winner's full run an
+    earlier budget could not pay comes out of it). The pace had been the range test's whole phase
+    over its steps (its setup and first step's one-off costs included: 83 ms a digits step, not
+    1.4 ms), so `--budget 10s` said "92 trial steps" while the full runs owed came on top."""
+    pace = _pace(study, config)
+    if plan.seconds is None or pace is None:
+        notes.append(f"budget: {plan} more is not counted: the study holds no step time to turn it into steps")
         return config
-    extra = steps_for_time(plan.seconds, clock.elapsed, seconds / steps)
-    budget = committed_steps(study, config) + extra
-    rung = config.rungs[0] if config.rungs else None
-    cap = max_trials or trial_cap(budget, config.run_steps, rung, config.reduction)
+    source = "the range test's" if config.finder.get("step_seconds") else "its trials'"
     raised = dataclasses.replace(
-        config, budget_steps=budget, max_trials=max(cap, config.max_trials), deadline=_deadline(plan, clock)
+        config, deadline=_deadline(plan, clock), finder={**config.finder, "step_seconds": pace}
     )
+    extra = steps_for_time(plan.seconds, clock.elapsed, pace)
+    budget = committed_steps(study, raised, earned=False) + extra
+    overhead = overhead_steps(study.get_trials(deepcopy=False), raised)
+    rung = config.rungs[0] if config.rungs else None
+    cap = max_trials or trial_cap(budget, config.run_steps, rung, config.reduction, overhead=overhead)
+    raised = dataclasses.replace(raised, budget_steps=budget, max_trials=max(cap, config.max_trials))
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
-    pace = f"{extra} trial steps at the range test's pace, up to {raised.max_trials} trials"
-    notes.append(f"budget: {plan} more ({pace})")
+    costs = f", each trial's own costs {overhead * pace:.2g} s of it" if overhead else ""
+    said = f"{extra} trial steps at {source} {pace:.3g} s a step{costs}, up to {raised.max_trials} trials"
+    notes.append(f"budget: {plan} more ({said})")
     return raised
+
+
+def _pace(study: optuna.Study, config: StudyConfig) -> float | None:
+    """Seconds a training step takes: the range test's measure, or, for a study stored without it,
+    its trials' wall time over their steps (their own costs included); None without either."""
+    if stored := config.finder.get("step_seconds"):
+        return float(stored)
+    steps, seconds = 0, 0.0
+    for t in study.get_trials(deepcopy=False):
+        if t.datetime_start is not None and t.datetime_complete is not None and t.user_attrs.get("steps"):
+            steps += int(t.user_attrs["steps"])
+            seconds += (t.datetime_complete - t.datetime_start).total_seconds()
+    return seconds / steps if steps and seconds > 0 else None
+
+
+def _tests_said(config: StudyConfig) -> str:
+    """The range tests' steps as the compute note says them (a joined tune's test is its own)."""
+    joined = int(config.finder.get("joined_steps") or 0)
+    if not joined:
+        return f"range test {config.test_steps()} steps"
+    return f"range tests {int(config.finder.get('steps') or 0)} + {joined} steps"
 
 
 def _check_same(config: StudyConfig, asked: dict[str, Any], name: str) -> None:
@@ -577,7 +631,7 @@ def _finish(
     if not completed:
         raise RuntimeError(f"tune: no trial of {study.study_name!r} completed (see the trials: every one diverged?)")
     best = min(completed, key=lambda t: (t.value, t.number))
-    spent = spent_steps(study) + int(config.finder.get("steps", 0))
+    spent = spent_steps(study) + config.test_steps()
     equivalents = spent / config.run_steps
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == best.number)
     weights = Path(str(frozen.user_attrs.get("weights", "")))
@@ -600,7 +654,7 @@ def _finish(
     pruned = sum(1 for t in trials if t.state == "PRUNED" and t.stopped not in ("skipped", "promoted"))
     unpaid = [t for t in trials if t.number in unpaid_winners(study, config)]
     if unpaid:
-        needed = (spent_steps(study) + int(config.finder.get("steps", 0)) + config.run_steps) / config.run_steps
+        needed = (spent + config.run_steps) / config.run_steps
         names = ", ".join(f"{t.number} ({t.candidate.describe()})" for t in unpaid)
         notes.append(
             f"trial(s) {names} won the rung but the budget could not pay a full run; "
@@ -609,7 +663,7 @@ def _finish(
     notes.append(
         f"{len(completed)} {'trial' if len(completed) == 1 else 'trials'} completed, {pruned} stopped early, "
         f"of {len(trials)}; "
-        f"compute {equivalents:.2f} run-equivalents (range test {config.finder.get('steps', 0)} steps + "
+        f"compute {equivalents:.2f} run-equivalents ({_tests_said(config)} + "
         f"{spent_steps(study)} trial steps, {config.run_steps} steps a run); best: trial {best.number}, "
         f"{best.candidate.describe()}, val loss {best.value:.4g}"
     )
