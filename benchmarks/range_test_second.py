@@ -62,7 +62,8 @@ THRESHOLDS = (2.5, 3.0, 4.0, 5.0, 6.0)
 
 
 def run_test(name: str, seed: int, test: str) -> dict[str, Any]:
-    """fit's range test on `name`'s model for `seed`, on the seed's batches (`test` ``"A"``) or another stream's (``"B"``)."""
+    """fit's range test on `name`'s model for `seed`, on the seed's batches (`test` ``"A"``) or on
+    another stream's (``"B"``)."""
     target = resolve_target(TargetSpec(name))
     model, rec, job, planned = plan_run(target, target.steps, seed)  # fit's model, rules and recipe
     tested, _ = finder_precision(
