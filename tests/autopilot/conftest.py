@@ -25,6 +25,26 @@ def minilm_dir() -> Path:
     return Path(packaged.get_model_path())
 
 
+def tiny_bert_dir(folder: Path) -> Path:
+    """A randomly initialised one-layer BERT classifier with MiniLM's tokenizer, saved as a user's model."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def write_rows(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] = ("text", "label")) -> Path:
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")

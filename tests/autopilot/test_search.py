@@ -34,7 +34,7 @@ from lrpilot.rules import recommend
 from lrpilot.tasks import get_task
 from lrpilot.tasks._device import Precision, native_bf16
 from lrpilot.tasks._digits import DigitsTask
-from tests.autopilot.conftest import minilm_dir, write_rows
+from tests.autopilot.conftest import tiny_bert_dir, write_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,24 +278,6 @@ def test_a_large_models_fp32_run_tests_in_bf16_where_the_hardware_computes_it_an
     assert finder_precision(fp16, large, cpu, chosen=False, timed=False, from_ramp=False) == (fp16, None)
 
 
-def _tiny_bert(folder: Path) -> Path:
-    """A randomly initialised one-layer BERT classifier with MiniLM's tokenizer, saved as a user's model."""
-    transformers = pytest.importorskip("transformers")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        transformers.BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize(("rows", "seed", "said"), [(40, 0, True), (400, 1, False)])  # seeds whose tests answer
 def test_a_range_test_that_went_past_the_end_of_a_users_data_is_noted(
     tmp_path: Path, rows: int, seed: int, said: bool
@@ -308,7 +290,7 @@ def test_a_range_test_that_went_past_the_end_of_a_users_data_is_noted(
 
     texts = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(rows)]
     result = fit(
-        model=_tiny_bert(tmp_path / "bert"),
+        model=tiny_bert_dir(tmp_path / "bert"),
         data=write_rows(tmp_path / "train.csv", texts),
         batch_size=8,
         budget=6,

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from lrpilot.cli._app import app
 from lrpilot.rules import horizon_factor
 from lrpilot.schedules import parse
-from tests.autopilot.conftest import minilm_dir, write_rows
+from tests.autopilot.conftest import minilm_dir, tiny_bert_dir, write_rows
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -187,24 +187,6 @@ def test_a_range_test_past_the_end_of_a_users_data_is_warned_about(tmp_path: Pat
         assert drawn > 4
 
 
-def _tiny_bert(folder: Path) -> Path:
-    """A randomly initialised one-layer BERT classifier with MiniLM's tokenizer, saved as a user's model."""
-    transformers = pytest.importorskip("transformers")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        transformers.BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize(
     ("precision", "dtype"), [(None, torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)]
 )
@@ -215,7 +197,7 @@ def test_a_users_model_is_range_tested_in_the_precision_fit_trains_it_in(
     trains under bf16 autocast. Every linear layer's forward pass is watched for the autocast it
     ran under; fp16 runs with a loss scale (find_lr's)."""
     texts = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(200)]
-    args = ["--model", str(_tiny_bert(tmp_path / "bert")), "--data", str(write_rows(tmp_path / "train.csv", texts))]
+    args = ["--model", str(tiny_bert_dir(tmp_path / "bert")), "--data", str(write_rows(tmp_path / "train.csv", texts))]
     args += ["--batch-size", "8", "--max-length", "16", "--steps", "15", "--end-lr", "1e-2"]
     args += [] if precision is None else ["--precision", precision]
     seen: list[torch.dtype] = []
