@@ -28,6 +28,16 @@ with each policy's share of seeds that ran B and its mean extra test steps as a 
         --seeds $(seq 0 49)
     python benchmarks/range_test_second.py --table-only
 
+`--table-only` also prints fit with the second test against grid-lr, seed by seed (`paired`), from
+fit run again on the seeds whose test ran a second one (the rest are the same runs as before):
+
+    LRPILOT_SST2_DIR=../shared/data nice -n 10 python benchmarks/fit_vs_defaults.py --tasks sst2-full \
+        --seeds 0 1 4 5 8 10 13 15 17 18 20 21 23 --full-warmup --out benchmarks/data/fit_vs_defaults_second_test.json
+    LRPILOT_SST2_DIR=../shared/data nice -n 10 python benchmarks/fit_vs_defaults.py --tasks sst2-lora \
+        --seeds 0 2 4 6 10 12 13 17 20 21 --full-warmup --out benchmarks/data/fit_vs_defaults_second_test.json
+
+(each --out begun with the SST-2 tasks' grid-lr rows of ``fit_vs_defaults.json``.)
+
 Results are merged into ``benchmarks/data/range_test_second.json`` (one entry per task, seed and
 test; those already there are skipped).
 """
@@ -133,6 +143,46 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def paired() -> str:
+    """fit with the second test against grid-lr, seed by seed, as `range_test_precision.py` combines
+    fit's rows with the bf16 test (`quality`): the seeds whose test ran a second one were run again
+    (``fit_vs_defaults.py --full-warmup --out benchmarks/data/fit_vs_defaults_second_test.json``),
+    every other seed's fit is the bf16 test's, the same run to the bit (its peak is the same)."""
+    import range_test_precision as precision
+
+    stored = load_json(DATA / "fit_vs_defaults.json", {})
+    earlier = [load_json(path, {}) for path in sorted(DATA.glob("fit_vs_defaults_bf16_*.json"))]
+    second = load_json(DATA / "fit_vs_defaults_second_test.json", {"tasks": {}})
+    lines = []
+    for task, runs in load_json(DATA / "range_test_precision.json", {"runs": {}})["runs"].items():
+        rows: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = []  # before, now, grid-lr
+        for seed, row in runs.items():
+            redone = next(
+                (precision._warm(r, task, seed)["fit"] for r in earlier if "fit" in precision._warm(r, task, seed)),
+                None,
+            )
+            fp32 = precision._fit(stored, task, seed)
+            before = (
+                redone if redone is not None else fp32 if row["bf16"]["peak_lr"] == row["fp32"]["peak_lr"] else None
+            )
+            grid = stored["tasks"][task]["runs"].get(seed, {}).get("grid-lr")
+            if before is None or grid is None:
+                continue
+            now = precision._warm(second, task, seed).get("fit", before)
+            rows.append((before, now, grid))
+        if not rows:
+            continue
+        grid_loss = statistics.fmean(g["val_loss"] for _, _, g in rows)
+        said = []
+        for label, k in (("one test", 0), ("a second test below 4", 1)):
+            loss = statistics.fmean(r[k]["val_loss"] for r in rows)
+            points = statistics.fmean(100 * (r[k]["val_accuracy"] - r[2]["val_accuracy"]) for r in rows)
+            said.append(f"{label} {loss / grid_loss - 1:+.2%} (accuracy {points:+.2f} points)")
+        moved = sum(now["peak_lr"] != before["peak_lr"] for before, now, _ in rows)
+        lines.append(f"{task}: fit vs grid-lr on {len(rows)} seeds ({moved} peaks moved): " + "; ".join(said))
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tasks", nargs="+", default=["digits", "shakespeare"])
@@ -159,6 +209,7 @@ def main() -> None:
                     )
                     save_json(args.out, doc)
     print(table(doc))
+    print("\n" + paired())
 
 
 if __name__ == "__main__":
