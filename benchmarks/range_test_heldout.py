@@ -40,7 +40,6 @@ import functools
 import json
 import math
 import statistics
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,15 +49,11 @@ import numpy as np
 import torch
 
 from _environment import command, load_json, save_json
+from _fit_test import FitTest
 from _scoring import OracleCurve, score
-from lrpilot.autopilot._progress import quiet
-from lrpilot.autopilot._search import finder_precision, range_test
-from lrpilot.autopilot._target import TargetSpec, resolve_target
 from lrpilot.integrations import torch_finder
 from lrpilot.tasks import Task
-from lrpilot.tasks._device import Precision
 from lrpilot.tasks._sst2 import Sst2Task, _pad
-from lrpilot.tuning._engine import plan_run
 
 DATA = Path(__file__).resolve().parent / "data"
 OUT = DATA / "range_test_heldout.json"
@@ -100,28 +95,11 @@ def reading(val_data: list[Any] | None) -> Iterator[None]:
 
 def run_variant(name: str, seed: int, variant: str) -> dict[str, Any]:
     """fit's range test on `name` for `seed`, set up as fit sets it up, reading the curve `variant` names."""
-    target = resolve_target(TargetSpec(name))
-    model, rec, job, planned = plan_run(target, target.steps, seed)  # fit's model, rules and recipe
-    tested, _ = finder_precision(  # fit's default: a fine-tune trains its whole warmup from the initial weights
-        Precision(), model, torch.device("cpu"), chosen=False, timed=False, from_ramp=target.method == "pretraining"
-    )
+    test = FitTest.of(name, seed)
     batches = VARIANTS[variant]
-    val_data = held_out(job, seed, batches) if batches else None
-    started = time.perf_counter()
+    val_data = held_out(test.job, seed, batches) if batches else None
     with reading(val_data):
-        search = range_test(
-            job,
-            model,
-            planned,
-            rec,
-            seed=seed,
-            steps=None,
-            progress=quiet,
-            for_fit=True,
-            snapshots=False,
-            amp=tested.amp,
-        )
-    wall = time.perf_counter() - started
+        search, wall = test.run(seed)
     if search.finder is None:  # fit would train at the rules' peak: scored so
         return {"peak_lr": search.peak, "from_rules": True, "notes": search.notes, "wall_time_s": wall, "steps": None}
     record = search.finder.record
@@ -130,7 +108,7 @@ def run_variant(name: str, seed: int, variant: str) -> dict[str, Any]:
         "from_rules": search.from_rules,
         "steps": record.steps,
         "wall_time_s": wall,
-        "precision": tested.name,
+        "precision": test.amp or "fp32",
         "lrs": list(record.lrs),
         "losses": [x if math.isfinite(x) else None for x in record.losses],
         "train_losses": [x if math.isfinite(x) else None for x in record.train_losses],

@@ -48,20 +48,15 @@ import argparse
 import json
 import math
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from _environment import command, load_json, save_json
+from _fit_test import FitTest
 from _scoring import OracleCurve, score
-from lrpilot.autopilot._progress import quiet
-from lrpilot.autopilot._search import finder_precision, range_test
-from lrpilot.autopilot._target import TargetSpec, resolve_target
 from lrpilot.finder import CLEAR_FALL
-from lrpilot.tasks._device import Precision
-from lrpilot.tuning._engine import plan_run
 
 DATA = Path(__file__).resolve().parent / "data"
 OUT = DATA / "range_test_second.json"
@@ -74,25 +69,8 @@ THRESHOLDS = (2.5, 3.0, 4.0, 5.0, 6.0)
 def run_test(name: str, seed: int, test: str) -> dict[str, Any]:
     """fit's range test on `name`'s model for `seed`, on the seed's batches (`test` ``"A"``) or on
     another stream's (``"B"``)."""
-    target = resolve_target(TargetSpec(name))
-    model, rec, job, planned = plan_run(target, target.steps, seed)  # fit's model, rules and recipe
-    tested, _ = finder_precision(
-        Precision(), model, torch.device("cpu"), chosen=False, timed=False, from_ramp=target.method == "pretraining"
-    )
-    started = time.perf_counter()
-    search = range_test(
-        job,
-        model,
-        planned,
-        rec,
-        seed=seed if test == "A" else seed + SECOND_STREAM,
-        steps=None,
-        progress=quiet,
-        for_fit=True,
-        snapshots=False,
-        amp=tested.amp,
-    )
-    wall = time.perf_counter() - started
+    test_a = FitTest.of(name, seed)
+    search, wall = test_a.run(seed if test == "A" else seed + SECOND_STREAM)
     finder = search.finder
     return {
         "peak_lr": search.peak,
@@ -100,7 +78,7 @@ def run_test(name: str, seed: int, test: str) -> dict[str, Any]:
         "from_rules": search.from_rules,
         "drop_sigma": 0.0 if finder is None else min(finder.details["drop_sigma"]),
         "steps": None if finder is None else finder.steps_used,
-        "run_steps": planned.total_steps,
+        "run_steps": test_a.recipe.total_steps,
         "wall_time_s": wall,
     }
 
