@@ -23,6 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown: a docstring's paragraphs are reflowed to the terminal (rich mode kept their line
+    # breaks, so at 80 columns every wrapped line of a command's description left a stub behind).
+    rich_markup_mode="markdown",
 )
 
 

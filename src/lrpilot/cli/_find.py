@@ -64,12 +64,12 @@ SCRIPT_HELP = """\
 --script FILE.py[:FUNCTION] runs FUNCTION (default: setup) from FILE with no arguments, after
 seeding Python, NumPy and torch with --seed. It returns what find_lr needs:
 
-  a dict      {"model": nn.Module, "optimizer": torch.optim.Optimizer, "data": DataLoader or any
-              re-iterable of batches, "loss_fn": loss_fn(model(inputs), targets)}; loss_fn is
-              optional for dict batches (model(**batch).loss), and any other find_lr keyword may be
-              added (step, total_steps, max_grad_norm, accumulation_steps, amp, val_data, ...);
-  a tuple     (model, optimizer, data) or (model, optimizer, data, loss_fn): find_lr's order;
-  a dataclass or NamedTuple with the dict's names as fields.
+- a dict: `{"model": nn.Module, "optimizer": torch.optim.Optimizer, "data": DataLoader or any
+  re-iterable of batches, "loss_fn": loss_fn(model(inputs), targets)}`; loss_fn is optional for
+  dict batches (`model(**batch).loss`), and any other find_lr keyword may be added (step,
+  total_steps, max_grad_norm, accumulation_steps, amp, val_data, ...);
+- a tuple: (model, optimizer, data) or (model, optimizer, data, loss_fn), find_lr's order;
+- a dataclass or NamedTuple with the dict's names as fields.
 
 The optimizer is the one you will train with (its type, betas and weight decay shape the
 curve; its LR is overwritten). Their state is restored after the test, as it was before."""
