@@ -42,6 +42,15 @@ def test_json_output_is_the_spec_points_and_warnings(tmp_path: Path) -> None:
     assert payload["plot"] == str(plot)
 
 
+def test_a_wsd_preview_prints_only_the_decay_length_given() -> None:
+    """It printed ``"decay_steps": 2000, "decay_fraction": 0.1``: which one sets the decay?"""
+    result = runner.invoke(app, ["schedule", "wsd(peak=1e-3, decay_steps=2000)", "-n", "20000", "--json"])
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)["schedule"]
+    assert spec["decay_steps"] == 2000
+    assert "decay_fraction" not in spec
+
+
 def test_json_spec_is_accepted() -> None:
     result = runner.invoke(app, ["schedule", '{"name": "constant", "peak": 0.001}', "-n", "10", "--json"])
     assert result.exit_code == 0, result.output
@@ -56,6 +65,8 @@ def test_json_spec_is_accepted() -> None:
         ("cosine(peak=1e-3, warmup_steps=20000)", "warmup_steps must be an integer in [0, 10000], got 20000"),
         ("wsd(peak=1e-3, decay_shape=sqrt)", "wsd.decay_shape: strings need quotes: write decay_shape='sqrt'"),
         ("cosine(peak=nan)", "cosine: peak must be a finite number > 0, got nan"),
+        # was "wsd: decay_steps must be an integer in [1, 0], got 1000": an empty range, a parameter never written
+        ("wsd(peak=1e-3, warmup_steps=10000)", "wsd: warmup_steps must be an integer in [0, 9999], got 10000"),
         ("cosine(peak=1e-2, warmup_steps=10, warmup_shape='exp')", "warmup_start must be in (0, peak=0.01], got 0.0"),
     ],
 )

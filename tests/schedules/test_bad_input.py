@@ -54,6 +54,18 @@ CASES: list[tuple[Callable[[], Schedule], tuple[str, ...]]] = [
     (lambda: WSD(peak=1e-3, total_steps=100, warmup_steps=95, decay_steps=10), ("decay_steps", "[1, 5]", "10")),
     (lambda: WSD(peak=1e-3, total_steps=100, decay_shape="exp"), ("decay_shape='exp'", "floor", "> 0")),
     (lambda: WSD(peak=1e-3, total_steps=100, decay_fraction=0.0), ("decay_fraction", "(0.0, 1.0]", "0.0")),
+    # the decay's length from the fraction the user gave: named as that, not as a decay_steps never written
+    (
+        lambda: WSD(peak=1e-3, total_steps=100, warmup_steps=95),
+        ("decay_fraction=0.1", "10 decay steps", "warmup_steps=95 leaves 5", "(0, 0.05]", "decay_steps in [1, 5]"),
+    ),
+    # a warmup as long as the run leaves no decay: was "decay_steps must be an integer in [1, 0], got 10"
+    (lambda: WSD(peak=1e-3, total_steps=100, warmup_steps=100), ("warmup_steps", "[0, 99]", "100")),
+    # both lengths: decay_fraction was silently ignored
+    (
+        lambda: WSD(peak=1e-3, total_steps=100, decay_steps=10, decay_fraction=0.5),
+        ("decay_steps=10", "decay_fraction=0.5", "not both"),
+    ),
     (lambda: CosineRestarts(peak=1e-3, period=0), ("period", "> 0", "0")),
     (lambda: CosineRestarts(peak=1e-3, period=10, period_mult=0.5), ("period_mult", "[1.0", "0.5")),
     (lambda: CosineRestarts(peak=1e-3, period=10, peak_decay=0.0), ("peak_decay", "(0.0, 1.0]", "0.0")),

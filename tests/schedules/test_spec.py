@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lrpilot.schedules import (
+    WSD,
     Constant,
     Cosine,
     Guarded,
@@ -94,6 +95,27 @@ def test_the_dict_names_only_the_floor_in_effect(schedule: Schedule, shown: dict
     assert left_out not in spec
     assert from_dict(spec) == schedule
     assert from_dict(spec | {"floor": 0.0, "floor_ratio": None} | shown) == schedule  # the earlier form
+
+
+@pytest.mark.parametrize(
+    ("schedule", "shown", "left_out"),
+    [
+        (WSD(peak=1e-3, total_steps=20_000, decay_steps=2000), {"decay_steps": 2000}, "decay_fraction"),
+        (WSD(peak=1e-3, total_steps=20_000, decay_fraction=0.2), {"decay_fraction": 0.2}, "decay_steps"),
+        (WSD(peak=1e-3, total_steps=20_000), {"decay_fraction": 0.1}, "decay_steps"),
+    ],
+)
+def test_a_wsd_spec_names_only_the_decay_length_in_effect(
+    schedule: Schedule, shown: dict[str, float], left_out: str
+) -> None:
+    """``lrpilot schedule "wsd(..., decay_steps=2000)" --json`` printed ``"decay_steps": 2000`` beside
+    ``"decay_fraction": 0.1``: which one sets the decay? The spec now holds the one in effect, round
+    trips exactly, and a spec with both that an earlier lrpilot wrote still loads."""
+    spec = json.loads(json.dumps(schedule.to_dict()))
+    assert {key: spec[key] for key in shown} == shown
+    assert left_out not in spec
+    assert from_dict(spec) == parse(schedule.to_string()) == schedule
+    assert from_dict(spec | {"decay_steps": None, "decay_fraction": 0.1} | shown) == schedule  # the earlier form
 
 
 def test_defaults_fill_only_missing_fields_that_exist() -> None:

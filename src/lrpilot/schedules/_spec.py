@@ -2,8 +2,8 @@
 
 The dict form is ``{"name": <registered name>, <field>: <value>, ...}`` with every constructor
 field in effect (defaults included; a floor given as ``floor_ratio`` leaves ``floor`` out, and the
-other way round), nested schedules as nested dicts; it is what `--json` prints and what checkpoints
-store.
+other way round, as a WSD decay given as ``decay_steps`` leaves ``decay_fraction`` out), nested
+schedules as nested dicts; it is what `--json` prints and what checkpoints store.
 The string form keeps only the fields that differ from their defaults and reads like Python::
 
     cosine(peak=0.0003, total_steps=10000, warmup_steps=500, floor_ratio=0.1)
