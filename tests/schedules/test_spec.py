@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from lrpilot import schedules
 from lrpilot.schedules import (
     WSD,
     Constant,
@@ -49,6 +50,21 @@ def test_string_form_lists_only_what_differs_from_defaults() -> None:
     schedule = Cosine(peak=3e-4, total_steps=10_000, warmup_steps=500, floor_ratio=0.1)
     assert schedule.to_string() == "cosine(peak=0.0003, total_steps=10000, warmup_steps=500, floor_ratio=0.1)"
     assert repr(schedule) == "Cosine(peak=0.0003, total_steps=10000, warmup_steps=500, floor_ratio=0.1)"
+
+
+def test_the_repr_of_a_nested_schedule_is_the_python_that_builds_it() -> None:
+    """It printed ``Rewarmup(base=cosine(peak=0.001, ...), ...)``: lower-case names inside, which
+    no Python namespace holds, so the repr (in error messages, LRPilotScheduler's repr) could not be
+    pasted back."""
+    schedule = Guarded(
+        Rewarmup(Join((Constant(peak=1e-3, warmup_steps=30), Linear(peak=1e-3, total_steps=500)), (1200,)), 300, 20),
+        scale=0.5,
+    )
+    assert repr(schedule) == (
+        "Guarded(base=Rewarmup(base=Join(segments=[Constant(peak=0.001, warmup_steps=30), "
+        "Linear(peak=0.001, total_steps=500)], boundaries=[1200.0]), at=300, steps=20), scale=0.5)"
+    )
+    assert eval(repr(schedule), vars(schedules)) == schedule
 
 
 def test_nested_schedules_round_trip_through_json() -> None:
