@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lrpilot.schedules import (
+    WSD,
     Anneal,
     Constant,
     Cosine,
@@ -14,6 +15,7 @@ from lrpilot.schedules import (
     Linear,
     OneCycle,
     Rewarmup,
+    Schedule,
     StepDecay,
     lint,
 )
@@ -103,6 +105,39 @@ def test_a_hold_that_fills_the_run_never_decays() -> None:
     assert lint(Cosine(peak=1e-3, total_steps=1000, warmup_steps=100, hold_steps=898), 1000) == []
     # a decay that ends after the run is the horizon mismatch alone, not said twice
     assert codes(Cosine(peak=1e-3, total_steps=2000, warmup_steps=100, hold_steps=1500), 1000) == ["horizon-mismatch"]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "steps", "says"),
+    [
+        # the default of `lrpilot schedule -n 1`: no warmup, no hold, yet it said "shorten the hold"
+        (
+            Cosine(peak=3e-4, total_steps=1, floor_ratio=0.1),
+            1,
+            "the decay begins at the peak on step 0, the run's only one",
+        ),
+        (
+            WSD(peak=1e-3, total_steps=5),
+            5,
+            "begins at the peak on step 4, the run's last, so the decay to 0 never happens (give a longer decay",
+        ),
+        (
+            Cosine(peak=1e-3, total_steps=100, warmup_steps=99),
+            100,
+            "on step 99, the run's last, so the decay to 0 never happens (shorten the warmup)",
+        ),
+        (
+            Cosine(peak=1e-3, total_steps=100, warmup_steps=9, hold_steps=90),
+            100,
+            "on step 99, the run's last, so the decay to 0 never happens (shorten hold_steps)",
+        ),
+    ],
+)
+def test_no_decay_says_why_in_the_schedules_own_terms(schedule: Schedule, steps: int, says: str) -> None:
+    (warning,) = lint(schedule, steps)
+    assert warning.code == "no-decay"
+    assert says in warning.message
+    assert "hold" not in warning.message or "hold_steps" in says
 
 
 def test_restarts_cut_off_in_the_middle_of_a_cycle() -> None:

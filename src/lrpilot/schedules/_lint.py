@@ -55,7 +55,8 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
     ``horizon-mismatch`` (the decay ends before or after the run does; ending on the run's last
     step, ``total_steps - 1``, as torch's ``OneCycleLR`` does by construction, is not a mismatch),
     ``floor-above-peak`` (the schedule decays and then ends above the peak it reached earlier),
-    ``no-decay`` (warmup and hold fill the run: the LR is still at its peak on the last step),
+    ``no-decay`` (the LR is still at its peak on the last step: warmup and hold fill the run, or the
+    decay begins on its last step),
     ``ends-mid-cycle`` (a cyclic schedule or one with restarts ends high in a cycle, nearer its
     peak than its low: the weights a run keeps are those of its last, annealed steps).
     """
@@ -116,11 +117,12 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
     floor = getattr(schedule, "min_lr", None)
     mismatched = any(w.code == "horizon-mismatch" for w in found)  # it says as much where the decay ends later
     if isinstance(floor, float) and floor < peak and warmup < total and lrs[-1] >= peak and not mismatched:
+        why, fix = _why_no_decay(schedule, total)
         found.append(
             LintWarning(
                 "no-decay",
-                f"the LR is still at its peak {peak:.3g} on the run's last step: the warmup and hold fill the "
-                f"{total} steps, so the decay to {floor:.3g} never happens (shorten the hold)",
+                f"the LR is still at its peak {peak:.3g} on the run's last step: {why}, so the decay to "
+                f"{floor:.3g} never happens{fix}",
                 total - 1,
             )
         )
@@ -140,6 +142,26 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
             )
         )
     return found
+
+
+def _why_no_decay(schedule: Schedule, total: int) -> tuple[str, str]:
+    """Why the last step is still at the peak, and the fix, in the schedule's own parameters. "The
+    warmup and hold fill the run (shorten the hold)" was said of every schedule, also of those with
+    no hold: a WSD whose decay is one step (its first is at the peak) or a one-step run."""
+    warmup = int(getattr(schedule, "warmup_steps", 0) or 0)
+    hold = int(getattr(schedule, "hold_steps", 0) or 0)
+    begin = warmup + int(getattr(schedule, "_hold", hold))  # the decay's first step, still at the peak
+    if begin >= total:
+        return f"the warmup and hold fill the {total} steps", " (shorten the hold)"
+    if total == 1:
+        return "the decay begins at the peak on step 0, the run's only one", ""
+    if hold:
+        fix = "shorten hold_steps"
+    elif schedule.name == "wsd" and begin > warmup:
+        fix = "give a longer decay: decay_steps ≥ 2"
+    else:
+        fix = "shorten the warmup"
+    return f"the decay begins at the peak on step {begin}, the run's last", f" ({fix})"
 
 
 def _ends_mid_cycle(steps: npt.NDArray[np.float64], lrs: npt.NDArray[np.float64]) -> list[LintWarning]:
