@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lrpilot.cli._app import app
+from lrpilot.schedules import parse
 
 runner = CliRunner()
 
@@ -192,3 +193,26 @@ def test_the_default_spec_follows_steps(steps: str, warmup: int) -> None:
     payload = json.loads(result.stdout)
     assert payload["schedule"]["warmup_steps"] == warmup
     assert payload["schedule"]["total_steps"] == int(steps)
+
+
+def test_the_plots_labels_clear_the_legend_each_other_and_the_edge() -> None:
+    """The README's WSD plot: the legend, inside at the upper right, covered the labels "75% of run"
+    and "decay starts" at the peak there, and a label at the end of the run ran off the figure."""
+    from lrpilot.report.plots import _pyplot, draw_schedule
+
+    schedule = parse("wsd(peak=1e-3, warmup_steps=200, decay_fraction=0.1)", defaults={"total_steps": 20_000})
+    fig = draw_schedule(schedule, 20_000)
+    try:
+        (ax,) = fig.axes
+        renderer = fig.canvas.get_renderer()
+        labels = [text.get_window_extent(renderer) for text in ax.texts]
+        assert len(labels) == 7
+        legend = ax.get_legend().get_window_extent(renderer)
+        figure = fig.bbox
+        for i, box in enumerate(labels):
+            assert not box.overlaps(legend), ax.texts[i].get_text()
+            assert figure.x0 <= box.x0, ax.texts[i].get_text()
+            assert box.x1 <= figure.x1, ax.texts[i].get_text()
+            assert not any(box.overlaps(other) for other in labels[:i]), ax.texts[i].get_text()
+    finally:
+        _pyplot().close(fig)
