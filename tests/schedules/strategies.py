@@ -11,8 +11,10 @@ from lrpilot.schedules import (
     CosineRestarts,
     Cyclic,
     Exponential,
+    Guarded,
     InverseSqrt,
     InverseTime,
+    Join,
     Linear,
     OneCycle,
     Polynomial,
@@ -144,6 +146,19 @@ def cyclic_schedules(draw: st.DrawFn) -> Schedule:
 @st.composite
 def any_schedules(draw: st.DrawFn) -> Schedule:
     schedule = draw(st.one_of(decay_schedules(), open_ended_schedules(), cyclic_schedules()))
-    if draw(st.integers(0, 4)) == 0:
+    wrap = draw(st.integers(0, 9))
+    if wrap == 0:
         schedule = Rewarmup(base=schedule, at=draw(st.integers(0, 10**6)), steps=draw(st.integers(1, 10**4)))
+    elif wrap == 1:  # the guard's view of a running schedule: scaled, capped, re-warmed up
+        schedule = Guarded(
+            schedule,
+            scale=draw(st.floats(0.01, 2.0)),
+            cap=draw(st.none() | st.floats(1e-7, 10.0)),
+            at=draw(st.integers(0, 10**6)),
+            steps=draw(st.integers(0, 10**4)),
+        )
+    elif wrap == 2:  # segments in sequence, each from its own step 0
+        later = draw(st.lists(st.one_of(decay_schedules(), open_ended_schedules()), min_size=1, max_size=2))
+        boundaries = sorted(draw(st.sets(st.integers(1, 10**6), min_size=len(later), max_size=len(later))))
+        schedule = Join((schedule, *later), tuple(boundaries))
     return schedule
