@@ -80,6 +80,17 @@ CASES: list[tuple[Callable[[], Schedule], tuple[str, ...]]] = [
     (lambda: Anneal(start=0.0, end=1.0, steps=10, shape="exp"), ("shape='exp'", "> 0", "start=0.0")),
     (lambda: Anneal(start=1.0, end=0.0, steps=0), ("steps", "> 0", "0")),
     (lambda: Join(segments=(Constant(peak=1.0),), boundaries=(5,)), ("boundar", "0 boundaries", "got 1")),
+    # each bad element by its index: the messages said "boundaries[i]", "milestones[i]"
+    (
+        lambda: Join(segments=(Constant(peak=1.0), Constant(peak=2.0), Constant(peak=3.0)), boundaries=(5, -5)),
+        ("boundaries[1] must be a finite number > 0", "-5"),
+    ),
+    (lambda: StepDecay(peak=1e-3, milestones=(10, 20.5)), ("milestones[1] must be an integer in [1, ∞]", "20.5")),
+    # fractions with a 1.0 among them: was "milestones[i] must be an integer in [1, ∞], got 0.5"
+    (
+        lambda: StepDecay(peak=1e-3, milestones=(0.5, 1.0), total_steps=100),
+        ("all steps (integers ≥ 1) or all fractions of total_steps in (0, 1)", "(0.5, 1.0)"),
+    ),
     (
         lambda: Join(segments=(Constant(peak=1.0), Constant(peak=2.0), Constant(peak=3.0)), boundaries=(5, 5)),
         ("boundaries", "increasing", "[5.0, 5.0]"),

@@ -346,7 +346,12 @@ class StepDecay(_Floor, name="step"):
                 raise ValueError(f"{owner}: fractional milestones {milestones!r} need total_steps")
             absolute = tuple(float(round(m * self.total_steps)) for m in milestones)
         else:
-            absolute = tuple(float(check.step_count(owner, "milestones[i]", m, 1)) for m in milestones)
+            if any(0 < m < 1 for m in milestones if isinstance(m, int | float)):  # some fractions, not all
+                raise ValueError(
+                    f"{owner}: milestones must be all steps (integers ≥ 1) or all fractions of total_steps in "
+                    f"(0, 1), got {milestones!r}"
+                )
+            absolute = tuple(float(check.step_count(owner, f"milestones[{i}]", m, 1)) for i, m in enumerate(milestones))
         if any(b <= a for a, b in itertools.pairwise(absolute)):
             raise ValueError(f"{owner}: milestones must be strictly increasing, got {milestones!r}")
         if absolute and absolute[0] < self.warmup_steps:
