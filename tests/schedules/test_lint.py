@@ -150,6 +150,18 @@ def test_restarts_cut_off_in_the_middle_of_a_cycle() -> None:
     assert codes(Cyclic(low=1e-4, high=1e-3, up_steps=50), 1075) == ["ends-mid-cycle"]  # at the top of a cycle
 
 
+def test_a_long_runs_warnings_give_exact_steps() -> None:
+    """Past 200,000 steps the run is sampled and steps were printed with ``:g``: "the decay does (step
+    1.23457e+07)" for 12,345,678, and the last cycle "began at step 8999994", the nearest sample to
+    the low at 8,999,999 (the 1000-step run's 899, scaled)."""
+    (late,) = lint(Cosine(peak=1e-3, total_steps=12_345_678), 10_000_000)
+    assert "before the decay does (step 12345678)" in late.message
+    (early,) = lint(Cosine(peak=1e-3, total_steps=10_000_000), 12_000_000)
+    assert "ends at step 10000000 but the run has 12000000 steps: the last 2000000 steps" in early.message
+    (cut,) = lint(CosineRestarts(peak=1e-3, period=3_000_000), 10_000_000)
+    assert "its last one began at step 8999999)" in cut.message
+
+
 def test_a_rewarmup_and_a_one_cycle_are_not_cycles_cut_off() -> None:
     base = Cosine(peak=1e-3, total_steps=1000, warmup_steps=50)
     assert lint(Rewarmup(base=base, at=500, steps=50), 1000) == []
