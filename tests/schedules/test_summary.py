@@ -39,3 +39,12 @@ def test_the_last_step_of_a_short_run_is_labelled_as_such() -> None:
         "50% of run",
         "last step",
     ]
+
+
+def test_a_run_past_2_to_the_53_steps_keeps_its_step_counts_exact() -> None:
+    """Step counts were checked through a float: a WSD's stable phase of 89,999,999,999,999,998,000
+    steps became 90,000,000,000,000,000,000, and `lrpilot schedule -n 10**20` put the decay's start
+    2,000 steps late."""
+    schedule = WSD(peak=1e-3, total_steps=10**20, warmup_steps=2000)
+    points = {p.label: p.step for p in key_points(schedule, 10**20)}
+    assert points["decay starts"] == 9 * 10**19
