@@ -57,7 +57,11 @@ def decay_schedules(draw: st.DrawFn) -> Schedule:
         shape = draw(st.sampled_from(["1-sqrt", "linear", "cosine", "exp"]))
         if shape == "exp":
             floor_ratio = max(floor_ratio, 1e-3)
-        return WSD(peak=peak, total_steps=total, decay_steps=decay, decay_shape=shape, floor_ratio=floor_ratio, **warm)  # type: ignore[arg-type]
+        # the decay's length as a count, or as the fraction of the run that rounds to one that fits
+        length: dict[str, float] = {"decay_steps": decay}
+        if draw(st.booleans()):
+            length = {"decay_fraction": min(1.0, decay / total)}
+        return WSD(peak=peak, total_steps=total, decay_shape=shape, floor_ratio=floor_ratio, **length, **warm)  # type: ignore[arg-type]
     hold = draw(st.integers(0, left))
     if kind == "polynomial":
         power = draw(st.floats(0.1, 5.0))

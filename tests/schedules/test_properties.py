@@ -76,3 +76,15 @@ def test_decay_recipes_are_continuous_at_their_joins(schedule: _Decay) -> None:
         # (1-sqrt and low-power shapes have an infinite slope at one end, so no Lipschitz bound.)
         near, nearer = (abs(schedule(b * (1 - d)) - schedule(b)) for d in (1e-6, 1e-12))
         assert nearer <= 0.5 * near + 1e-9 * peak, f"jump at step {b}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(decay_schedules())
+def test_a_spec_names_one_floor_and_one_decay_length(schedule: _Decay) -> None:
+    """Of two ways to give the same setting (floor or floor_ratio; a WSD's decay_steps or
+    decay_fraction) the spec holds the one in effect, and it round-trips."""
+    spec = schedule.to_dict()
+    assert len({"floor", "floor_ratio"} & spec.keys()) == 1
+    if schedule.name == "wsd":
+        assert len({"decay_steps", "decay_fraction"} & spec.keys()) == 1
+    assert parse(spec) == schedule
