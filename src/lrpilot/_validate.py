@@ -84,7 +84,7 @@ def step_count(owner: str, param: str, value: object, low: int = 0, high: float 
             raise _fail(owner, param, valid, value)
     elif not isinstance(value, Integral):
         raise _fail(owner, param, valid, value)
-    n = int(float(value))
+    n = int(value) if isinstance(value, Integral) else int(float(value))  # an int past 2**53 kept exact
     if n < low or n > high:
         raise _fail(owner, param, valid, value)
     return n

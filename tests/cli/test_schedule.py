@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lrpilot.cli._app import app
+from lrpilot.schedules import parse
 
 runner = CliRunner()
 
@@ -42,6 +43,15 @@ def test_json_output_is_the_spec_points_and_warnings(tmp_path: Path) -> None:
     assert payload["plot"] == str(plot)
 
 
+def test_a_wsd_preview_prints_only_the_decay_length_given() -> None:
+    """It printed ``"decay_steps": 2000, "decay_fraction": 0.1``: which one sets the decay?"""
+    result = runner.invoke(app, ["schedule", "wsd(peak=1e-3, decay_steps=2000)", "-n", "20000", "--json"])
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)["schedule"]
+    assert spec["decay_steps"] == 2000
+    assert "decay_fraction" not in spec
+
+
 def test_json_spec_is_accepted() -> None:
     result = runner.invoke(app, ["schedule", '{"name": "constant", "peak": 0.001}', "-n", "10", "--json"])
     assert result.exit_code == 0, result.output
@@ -56,6 +66,8 @@ def test_json_spec_is_accepted() -> None:
         ("cosine(peak=1e-3, warmup_steps=20000)", "warmup_steps must be an integer in [0, 10000], got 20000"),
         ("wsd(peak=1e-3, decay_shape=sqrt)", "wsd.decay_shape: strings need quotes: write decay_shape='sqrt'"),
         ("cosine(peak=nan)", "cosine: peak must be a finite number > 0, got nan"),
+        # was "wsd: decay_steps must be an integer in [1, 0], got 1000": an empty range, a parameter never written
+        ("wsd(peak=1e-3, warmup_steps=10000)", "wsd: warmup_steps must be an integer in [0, 9999], got 10000"),
         ("cosine(peak=1e-2, warmup_steps=10, warmup_shape='exp')", "warmup_start must be in (0, peak=0.01], got 0.0"),
     ],
 )
@@ -181,3 +193,26 @@ def test_the_default_spec_follows_steps(steps: str, warmup: int) -> None:
     payload = json.loads(result.stdout)
     assert payload["schedule"]["warmup_steps"] == warmup
     assert payload["schedule"]["total_steps"] == int(steps)
+
+
+def test_the_plots_labels_clear_the_legend_each_other_and_the_edge() -> None:
+    """The README's WSD plot: the legend, inside at the upper right, covered the labels "75% of run"
+    and "decay starts" at the peak there, and a label at the end of the run ran off the figure."""
+    from lrpilot.report.plots import _pyplot, draw_schedule
+
+    schedule = parse("wsd(peak=1e-3, warmup_steps=200, decay_fraction=0.1)", defaults={"total_steps": 20_000})
+    fig = draw_schedule(schedule, 20_000)
+    try:
+        (ax,) = fig.axes
+        renderer = fig.canvas.get_renderer()
+        labels = [text.get_window_extent(renderer) for text in ax.texts]
+        assert len(labels) == 7
+        legend = ax.get_legend().get_window_extent(renderer)
+        figure = fig.bbox
+        for i, box in enumerate(labels):
+            assert not box.overlaps(legend), ax.texts[i].get_text()
+            assert figure.x0 <= box.x0, ax.texts[i].get_text()
+            assert box.x1 <= figure.x1, ax.texts[i].get_text()
+            assert not any(box.overlaps(other) for other in labels[:i]), ax.texts[i].get_text()
+    finally:
+        _pyplot().close(fig)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +145,12 @@ def test_the_finder_on_a_lightning_modules_training_step_then_lightning_trains_a
     warmup = result.schedule.to_dict()["warmup_steps"]
     assert module.lrs[warmup][0] == pytest.approx(result.peak_lr)  # the peak, reached at the end of warmup
     assert len(module.lrs) == 60
+
+
+def test_without_torch_the_import_error_names_the_extra() -> None:
+    """It raised "No module named 'torch.optim'", which does not say what to install."""
+    code = "import sys; sys.modules['torch'] = None; import lrpilot.integrations.lightning"  # torch not installed
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert child.returncode != 0
+    assert "lrpilot.integrations.lightning needs torch" in child.stderr
+    assert "pip install 'lrpilot[torch]'" in child.stderr

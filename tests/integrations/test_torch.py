@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,35 @@ def test_loading_a_checkpoint_of_another_schedule_warns_with_both_specs() -> Non
     assert "total_steps=1000" in message
     assert "total_steps=2000" in message
     assert target.get_last_lr() == [rebuilt(500)]  # this object's schedule is kept
+
+
+@pytest.mark.parametrize(
+    ("schedule", "earlier"),
+    [
+        (Cosine(peak=1e-3, total_steps=1000, warmup_steps=100), {"floor": 0.0, "floor_ratio": None}),
+        (WSD(peak=1e-3, total_steps=1000, decay_steps=100), {"decay_steps": 100, "decay_fraction": 0.1}),
+    ],
+)
+def test_a_checkpoint_from_an_earlier_lrpilot_of_the_same_schedule_resumes_without_a_warning(
+    schedule: Schedule, earlier: dict[str, Any]
+) -> None:
+    """Its spec holds both floors (or both WSD decay lengths), which the spec now leaves out; the
+    dicts differed, so resuming warned "saved with schedule cosine(X), but this scheduler runs
+    cosine(X)", the same schedule twice."""
+    source = LRPilotScheduler(optimizer(), schedule)
+    run(source, 150)
+    state = source.state_dict()
+    state["schedule"] = state["schedule"] | earlier
+    target = LRPilotScheduler(optimizer(), schedule)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        target.load_state_dict(state)
+    assert run(target, 50) == run(source, 50)
+    per_group = LRPilotScheduler(optimizer(2), [schedule, schedule])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        per_group.load_state_dict({"step": 7, "schedule": [state["schedule"]] * 2, "scales": [1.0, 1.0]})
+    assert per_group.get_last_lr() == [schedule(7)] * 2
 
 
 def test_loading_other_scales_warns() -> None:

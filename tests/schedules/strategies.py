@@ -11,8 +11,10 @@ from lrpilot.schedules import (
     CosineRestarts,
     Cyclic,
     Exponential,
+    Guarded,
     InverseSqrt,
     InverseTime,
+    Join,
     Linear,
     OneCycle,
     Polynomial,
@@ -55,7 +57,11 @@ def decay_schedules(draw: st.DrawFn) -> Schedule:
         shape = draw(st.sampled_from(["1-sqrt", "linear", "cosine", "exp"]))
         if shape == "exp":
             floor_ratio = max(floor_ratio, 1e-3)
-        return WSD(peak=peak, total_steps=total, decay_steps=decay, decay_shape=shape, floor_ratio=floor_ratio, **warm)  # type: ignore[arg-type]
+        # the decay's length as a count, or as the fraction of the run that rounds to one that fits
+        length: dict[str, float] = {"decay_steps": decay}
+        if draw(st.booleans()):
+            length = {"decay_fraction": min(1.0, decay / total)}
+        return WSD(peak=peak, total_steps=total, decay_shape=shape, floor_ratio=floor_ratio, **length, **warm)  # type: ignore[arg-type]
     hold = draw(st.integers(0, left))
     if kind == "polynomial":
         power = draw(st.floats(0.1, 5.0))
@@ -144,6 +150,19 @@ def cyclic_schedules(draw: st.DrawFn) -> Schedule:
 @st.composite
 def any_schedules(draw: st.DrawFn) -> Schedule:
     schedule = draw(st.one_of(decay_schedules(), open_ended_schedules(), cyclic_schedules()))
-    if draw(st.integers(0, 4)) == 0:
+    wrap = draw(st.integers(0, 9))
+    if wrap == 0:
         schedule = Rewarmup(base=schedule, at=draw(st.integers(0, 10**6)), steps=draw(st.integers(1, 10**4)))
+    elif wrap == 1:  # the guard's view of a running schedule: scaled, capped, re-warmed up
+        schedule = Guarded(
+            schedule,
+            scale=draw(st.floats(0.01, 2.0)),
+            cap=draw(st.none() | st.floats(1e-7, 10.0)),
+            at=draw(st.integers(0, 10**6)),
+            steps=draw(st.integers(0, 10**4)),
+        )
+    elif wrap == 2:  # segments in sequence, each from its own step 0
+        later = draw(st.lists(st.one_of(decay_schedules(), open_ended_schedules()), min_size=1, max_size=2))
+        boundaries = sorted(draw(st.sets(st.integers(1, 10**6), min_size=len(later), max_size=len(later))))
+        schedule = Join((schedule, *later), tuple(boundaries))
     return schedule

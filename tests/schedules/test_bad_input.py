@@ -54,6 +54,18 @@ CASES: list[tuple[Callable[[], Schedule], tuple[str, ...]]] = [
     (lambda: WSD(peak=1e-3, total_steps=100, warmup_steps=95, decay_steps=10), ("decay_steps", "[1, 5]", "10")),
     (lambda: WSD(peak=1e-3, total_steps=100, decay_shape="exp"), ("decay_shape='exp'", "floor", "> 0")),
     (lambda: WSD(peak=1e-3, total_steps=100, decay_fraction=0.0), ("decay_fraction", "(0.0, 1.0]", "0.0")),
+    # the decay's length from the fraction the user gave: named as that, not as a decay_steps never written
+    (
+        lambda: WSD(peak=1e-3, total_steps=100, warmup_steps=95),
+        ("decay_fraction=0.1", "10 decay steps", "warmup_steps=95 leaves 5", "(0, 0.05]", "decay_steps in [1, 5]"),
+    ),
+    # a warmup as long as the run leaves no decay: was "decay_steps must be an integer in [1, 0], got 10"
+    (lambda: WSD(peak=1e-3, total_steps=100, warmup_steps=100), ("warmup_steps", "[0, 99]", "100")),
+    # both lengths: decay_fraction was silently ignored
+    (
+        lambda: WSD(peak=1e-3, total_steps=100, decay_steps=10, decay_fraction=0.5),
+        ("decay_steps=10", "decay_fraction=0.5", "not both"),
+    ),
     (lambda: CosineRestarts(peak=1e-3, period=0), ("period", "> 0", "0")),
     (lambda: CosineRestarts(peak=1e-3, period=10, period_mult=0.5), ("period_mult", "[1.0", "0.5")),
     (lambda: CosineRestarts(peak=1e-3, period=10, peak_decay=0.0), ("peak_decay", "(0.0, 1.0]", "0.0")),
@@ -68,6 +80,17 @@ CASES: list[tuple[Callable[[], Schedule], tuple[str, ...]]] = [
     (lambda: Anneal(start=0.0, end=1.0, steps=10, shape="exp"), ("shape='exp'", "> 0", "start=0.0")),
     (lambda: Anneal(start=1.0, end=0.0, steps=0), ("steps", "> 0", "0")),
     (lambda: Join(segments=(Constant(peak=1.0),), boundaries=(5,)), ("boundar", "0 boundaries", "got 1")),
+    # each bad element by its index: the messages said "boundaries[i]", "milestones[i]"
+    (
+        lambda: Join(segments=(Constant(peak=1.0), Constant(peak=2.0), Constant(peak=3.0)), boundaries=(5, -5)),
+        ("boundaries[1] must be a finite number > 0", "-5"),
+    ),
+    (lambda: StepDecay(peak=1e-3, milestones=(10, 20.5)), ("milestones[1] must be an integer in [1, ∞]", "20.5")),
+    # fractions with a 1.0 among them: was "milestones[i] must be an integer in [1, ∞], got 0.5"
+    (
+        lambda: StepDecay(peak=1e-3, milestones=(0.5, 1.0), total_steps=100),
+        ("all steps (integers ≥ 1) or all fractions of total_steps in (0, 1)", "(0.5, 1.0)"),
+    ),
     (
         lambda: Join(segments=(Constant(peak=1.0), Constant(peak=2.0), Constant(peak=3.0)), boundaries=(5, 5)),
         ("boundaries", "increasing", "[5.0, 5.0]"),

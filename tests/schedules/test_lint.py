@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lrpilot.schedules import (
+    WSD,
     Anneal,
     Constant,
     Cosine,
@@ -14,6 +15,7 @@ from lrpilot.schedules import (
     Linear,
     OneCycle,
     Rewarmup,
+    Schedule,
     StepDecay,
     lint,
 )
@@ -105,6 +107,39 @@ def test_a_hold_that_fills_the_run_never_decays() -> None:
     assert codes(Cosine(peak=1e-3, total_steps=2000, warmup_steps=100, hold_steps=1500), 1000) == ["horizon-mismatch"]
 
 
+@pytest.mark.parametrize(
+    ("schedule", "steps", "says"),
+    [
+        # the default of `lrpilot schedule -n 1`: no warmup, no hold, yet it said "shorten the hold"
+        (
+            Cosine(peak=3e-4, total_steps=1, floor_ratio=0.1),
+            1,
+            "the decay begins at the peak on step 0, the run's only one",
+        ),
+        (
+            WSD(peak=1e-3, total_steps=5),
+            5,
+            "begins at the peak on step 4, the run's last, so the decay to 0 never happens (give a longer decay",
+        ),
+        (
+            Cosine(peak=1e-3, total_steps=100, warmup_steps=99),
+            100,
+            "on step 99, the run's last, so the decay to 0 never happens (shorten the warmup)",
+        ),
+        (
+            Cosine(peak=1e-3, total_steps=100, warmup_steps=9, hold_steps=90),
+            100,
+            "on step 99, the run's last, so the decay to 0 never happens (shorten hold_steps)",
+        ),
+    ],
+)
+def test_no_decay_says_why_in_the_schedules_own_terms(schedule: Schedule, steps: int, says: str) -> None:
+    (warning,) = lint(schedule, steps)
+    assert warning.code == "no-decay"
+    assert says in warning.message
+    assert "hold" not in warning.message or "hold_steps" in says
+
+
 def test_restarts_cut_off_in_the_middle_of_a_cycle() -> None:
     (warning,) = lint(CosineRestarts(peak=1e-3, period=300), 1000)
     assert warning.code == "ends-mid-cycle"
@@ -113,6 +148,18 @@ def test_restarts_cut_off_in_the_middle_of_a_cycle() -> None:
     assert lint(CosineRestarts(peak=1e-3, period=250), 1000) == []  # four whole cycles
     assert lint(CosineRestarts(peak=1e-3, period=100, period_mult=2.0), 1500) == []  # 100 + 200 + 400 + 800
     assert codes(Cyclic(low=1e-4, high=1e-3, up_steps=50), 1075) == ["ends-mid-cycle"]  # at the top of a cycle
+
+
+def test_a_long_runs_warnings_give_exact_steps() -> None:
+    """Past 200,000 steps the run is sampled and steps were printed with ``:g``: "the decay does (step
+    1.23457e+07)" for 12,345,678, and the last cycle "began at step 8999994", the nearest sample to
+    the low at 8,999,999 (the 1000-step run's 899, scaled)."""
+    (late,) = lint(Cosine(peak=1e-3, total_steps=12_345_678), 10_000_000)
+    assert "before the decay does (step 12345678)" in late.message
+    (early,) = lint(Cosine(peak=1e-3, total_steps=10_000_000), 12_000_000)
+    assert "ends at step 10000000 but the run has 12000000 steps: the last 2000000 steps" in early.message
+    (cut,) = lint(CosineRestarts(peak=1e-3, period=3_000_000), 10_000_000)
+    assert "its last one began at step 8999999)" in cut.message
 
 
 def test_a_rewarmup_and_a_one_cycle_are_not_cycles_cut_off() -> None:

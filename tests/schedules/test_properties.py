@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 from hypothesis import given, settings
 
+from lrpilot import schedules
 from lrpilot.schedules import Schedule, from_json, parse, to_json
 from lrpilot.schedules._recipes import _Decay
 
@@ -41,7 +42,7 @@ def test_pickle_and_spec_round_trip(schedule: Schedule) -> None:
         parse(schedule.to_dict()),
         from_json(to_json(schedule)),
         parse(schedule.to_string()),
-        parse(repr(schedule).replace(type(schedule).__name__, schedule.name, 1)),
+        eval(repr(schedule), vars(schedules)),  # the repr is the Python that builds it
     ):
         assert copy == schedule
         assert np.array_equal(copy.values(steps), expected)
@@ -75,3 +76,15 @@ def test_decay_recipes_are_continuous_at_their_joins(schedule: _Decay) -> None:
         # (1-sqrt and low-power shapes have an infinite slope at one end, so no Lipschitz bound.)
         near, nearer = (abs(schedule(b * (1 - d)) - schedule(b)) for d in (1e-6, 1e-12))
         assert nearer <= 0.5 * near + 1e-9 * peak, f"jump at step {b}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(decay_schedules())
+def test_a_spec_names_one_floor_and_one_decay_length(schedule: _Decay) -> None:
+    """Of two ways to give the same setting (floor or floor_ratio; a WSD's decay_steps or
+    decay_fraction) the spec holds the one in effect, and it round-trips."""
+    spec = schedule.to_dict()
+    assert len({"floor", "floor_ratio"} & spec.keys()) == 1
+    if schedule.name == "wsd":
+        assert len({"decay_steps", "decay_fraction"} & spec.keys()) == 1
+    assert parse(spec) == schedule

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from lrpilot import schedules
 from lrpilot.schedules import (
+    WSD,
     Constant,
     Cosine,
     Guarded,
@@ -48,6 +50,21 @@ def test_string_form_lists_only_what_differs_from_defaults() -> None:
     schedule = Cosine(peak=3e-4, total_steps=10_000, warmup_steps=500, floor_ratio=0.1)
     assert schedule.to_string() == "cosine(peak=0.0003, total_steps=10000, warmup_steps=500, floor_ratio=0.1)"
     assert repr(schedule) == "Cosine(peak=0.0003, total_steps=10000, warmup_steps=500, floor_ratio=0.1)"
+
+
+def test_the_repr_of_a_nested_schedule_is_the_python_that_builds_it() -> None:
+    """It printed ``Rewarmup(base=cosine(peak=0.001, ...), ...)``: lower-case names inside, which
+    no Python namespace holds, so the repr (in error messages, LRPilotScheduler's repr) could not be
+    pasted back."""
+    schedule = Guarded(
+        Rewarmup(Join((Constant(peak=1e-3, warmup_steps=30), Linear(peak=1e-3, total_steps=500)), (1200,)), 300, 20),
+        scale=0.5,
+    )
+    assert repr(schedule) == (
+        "Guarded(base=Rewarmup(base=Join(segments=[Constant(peak=0.001, warmup_steps=30), "
+        "Linear(peak=0.001, total_steps=500)], boundaries=[1200.0]), at=300, steps=20), scale=0.5)"
+    )
+    assert eval(repr(schedule), vars(schedules)) == schedule
 
 
 def test_nested_schedules_round_trip_through_json() -> None:
@@ -94,6 +111,27 @@ def test_the_dict_names_only_the_floor_in_effect(schedule: Schedule, shown: dict
     assert left_out not in spec
     assert from_dict(spec) == schedule
     assert from_dict(spec | {"floor": 0.0, "floor_ratio": None} | shown) == schedule  # the earlier form
+
+
+@pytest.mark.parametrize(
+    ("schedule", "shown", "left_out"),
+    [
+        (WSD(peak=1e-3, total_steps=20_000, decay_steps=2000), {"decay_steps": 2000}, "decay_fraction"),
+        (WSD(peak=1e-3, total_steps=20_000, decay_fraction=0.2), {"decay_fraction": 0.2}, "decay_steps"),
+        (WSD(peak=1e-3, total_steps=20_000), {"decay_fraction": 0.1}, "decay_steps"),
+    ],
+)
+def test_a_wsd_spec_names_only_the_decay_length_in_effect(
+    schedule: Schedule, shown: dict[str, float], left_out: str
+) -> None:
+    """``lrpilot schedule "wsd(..., decay_steps=2000)" --json`` printed ``"decay_steps": 2000`` beside
+    ``"decay_fraction": 0.1``: which one sets the decay? The spec now holds the one in effect, round
+    trips exactly, and a spec with both that an earlier lrpilot wrote still loads."""
+    spec = json.loads(json.dumps(schedule.to_dict()))
+    assert {key: spec[key] for key in shown} == shown
+    assert left_out not in spec
+    assert from_dict(spec) == parse(schedule.to_string()) == schedule
+    assert from_dict(spec | {"decay_steps": None, "decay_fraction": 0.1} | shown) == schedule  # the earlier form
 
 
 def test_defaults_fill_only_missing_fields_that_exist() -> None:

@@ -13,10 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch.optim import Optimizer
+from lrpilot._optional import require
 
-from lrpilot.integrations.torch import LRPilotScheduler
-from lrpilot.schedules import Schedule
+require("torch", "torch", "lrpilot.integrations.lightning")
+
+from torch.optim import Optimizer  # noqa: E402 -- after the torch check on purpose
+
+from lrpilot.integrations.torch import LRPilotScheduler  # noqa: E402
+from lrpilot.schedules import Schedule  # noqa: E402
 
 __all__ = ["lightning_scheduler_config"]
 

@@ -187,7 +187,7 @@ class LRPilotScheduler(LRScheduler):
             )
         step = check.step_count(_OWNER, "state_dict['step']", state_dict["step"], low=-1)
         saved = state_dict.get("schedule")
-        if saved is not None and saved != self._spec():
+        if saved is not None and not self._runs(saved):
             warnings.warn(
                 f"{_OWNER}.load_state_dict: the checkpoint was saved with schedule {_describe(saved)}, but this "
                 f"scheduler runs {_describe(self._spec())}; resuming at step {step} with the latter. A schedule "
@@ -250,6 +250,19 @@ class LRPilotScheduler(LRScheduler):
             else:
                 group["lr"] = lr
         self._last_lr = cast("list[float | torch.Tensor]", lrs)
+
+    def _runs(self, saved: object) -> bool:
+        """Whether the spec `saved` is this scheduler's schedule. Compared as schedules, not dicts: a
+        spec an earlier lrpilot wrote holds fields that are now left out (both floors, both WSD decay
+        lengths), so the same schedule read as another and its resume warned of a change."""
+        if saved == self._spec():
+            return True
+        try:
+            if isinstance(saved, list):
+                return self._shared is None and [from_dict(s) for s in saved] == list(self._schedules)
+            return isinstance(saved, Mapping) and self._shared is not None and from_dict(saved) == self._shared
+        except (ValueError, TypeError):  # not a spec this lrpilot reads: a different schedule
+            return False
 
     def _spec(self) -> dict[str, Any] | list[dict[str, Any]]:
         if self._shared is not None:

@@ -162,9 +162,11 @@ class Schedule(ABC):
         return to_string(self)
 
     def __repr__(self) -> str:
-        """Valid Python: the class name and every field that differs from its default."""
-        spec = self.to_string()
-        return type(self).__name__ + spec[len(self.name) :]
+        """Valid Python: the class name and every field that differs from its default, nested
+        schedules by their class names too (``eval`` with the classes in scope rebuilds it)."""
+        from lrpilot.schedules._spec import to_python
+
+        return to_python(self)
 
 
 def registry() -> dict[str, type[Schedule]]:

@@ -55,7 +55,8 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
     ``horizon-mismatch`` (the decay ends before or after the run does; ending on the run's last
     step, ``total_steps - 1``, as torch's ``OneCycleLR`` does by construction, is not a mismatch),
     ``floor-above-peak`` (the schedule decays and then ends above the peak it reached earlier),
-    ``no-decay`` (warmup and hold fill the run: the LR is still at its peak on the last step),
+    ``no-decay`` (the LR is still at its peak on the last step: warmup and hold fill the run, or the
+    decay begins on its last step),
     ``ends-mid-cycle`` (a cyclic schedule or one with restarts ends high in a cycle, nearer its
     peak than its low: the weights a run keeps are those of its last, annealed steps).
     """
@@ -103,28 +104,29 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
         if settled < peak and (horizon > total or annealing):
             if horizon < total:
                 message = (
-                    f"the decay ends at step {horizon:g} but the run has {total} steps: "
-                    f"the last {total - horizon:g} steps stay at the final LR {settled:.3g}"
+                    f"the decay ends at step {_step(horizon)} but the run has {total} steps: "
+                    f"the last {_step(total - horizon)} steps stay at the final LR {settled:.3g}"
                 )
             else:
                 end = float(schedule(total - 1))
                 message = (
-                    f"the run ends at step {total} before the decay does (step {horizon:g}): "
+                    f"the run ends at step {total} before the decay does (step {_step(horizon)}): "
                     f"the last LR is {end:.3g}, {100 * end / peak:.0f}% of the peak, not the planned {settled:.3g}"
                 )
             found.append(LintWarning("horizon-mismatch", message, int(min(horizon, total - 1))))
     floor = getattr(schedule, "min_lr", None)
     mismatched = any(w.code == "horizon-mismatch" for w in found)  # it says as much where the decay ends later
     if isinstance(floor, float) and floor < peak and warmup < total and lrs[-1] >= peak and not mismatched:
+        why, fix = _why_no_decay(schedule, total)
         found.append(
             LintWarning(
                 "no-decay",
-                f"the LR is still at its peak {peak:.3g} on the run's last step: the warmup and hold fill the "
-                f"{total} steps, so the decay to {floor:.3g} never happens (shorten the hold)",
+                f"the LR is still at its peak {peak:.3g} on the run's last step: {why}, so the decay to "
+                f"{floor:.3g} never happens{fix}",
                 total - 1,
             )
         )
-    found += _ends_mid_cycle(steps, lrs)
+    found += _ends_mid_cycle(schedule, steps, lrs)
 
     final = lrs[-1]
     not_final = np.flatnonzero(lrs != final)
@@ -142,7 +144,34 @@ def lint(schedule: Schedule, total_steps: int) -> list[LintWarning]:
     return found
 
 
-def _ends_mid_cycle(steps: npt.NDArray[np.float64], lrs: npt.NDArray[np.float64]) -> list[LintWarning]:
+def _step(x: float) -> str:
+    """A step for a message: all its digits (``:g`` wrote step 12,345,678 as 1.23457e+07)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:.12g}"
+
+
+def _why_no_decay(schedule: Schedule, total: int) -> tuple[str, str]:
+    """Why the last step is still at the peak, and the fix, in the schedule's own parameters. "The
+    warmup and hold fill the run (shorten the hold)" was said of every schedule, also of those with
+    no hold: a WSD whose decay is one step (its first is at the peak) or a one-step run."""
+    warmup = int(getattr(schedule, "warmup_steps", 0) or 0)
+    hold = int(getattr(schedule, "hold_steps", 0) or 0)
+    begin = warmup + int(getattr(schedule, "_hold", hold))  # the decay's first step, still at the peak
+    if begin >= total:
+        return f"the warmup and hold fill the {total} steps", " (shorten the hold)"
+    if total == 1:
+        return "the decay begins at the peak on step 0, the run's only one", ""
+    if hold:
+        fix = "shorten hold_steps"
+    elif schedule.name == "wsd" and begin > warmup:
+        fix = "give a longer decay: decay_steps ≥ 2"
+    else:
+        fix = "shorten the warmup"
+    return f"the decay begins at the peak on step {begin}, the run's last", f" ({fix})"
+
+
+def _ends_mid_cycle(
+    schedule: Schedule, steps: npt.NDArray[np.float64], lrs: npt.NDArray[np.float64]
+) -> list[LintWarning]:
     """``ends-mid-cycle``: after its first peak the LR fell and rose again (restarts, cycles), and the
     run ends nearer the peak than the lowest LR since. SGDR and cyclical LRs keep the weights of a
     cycle's end, where the LR is low; one cut off in the middle of a cycle (``period=300`` in a
@@ -159,12 +188,30 @@ def _ends_mid_cycle(steps: npt.NDArray[np.float64], lrs: npt.NDArray[np.float64]
     last_low = top + int(rises[-1])  # the rises are of after[i] → after[i + 1]: the last cycle started here
     while last_low > top and lrs[last_low - 1] <= lrs[last_low]:
         last_low -= 1
+    began, low = _exact_low(schedule, steps, last_low, low)
     return [
         LintWarning(
             "ends-mid-cycle",
             f"the run ends in the middle of a cycle, its last LR {final:.3g} at {100 * final / peak:.0f}% of the "
             f"peak (the LR was {low:.3g} before): end it where a cycle ends (its last one began at step "
-            f"{int(steps[last_low])}), or choose cycles that end with the run",
+            f"{began}), or choose cycles that end with the run",
             int(steps[-1]),
         )
     ]
+
+
+_REFINE_UP_TO = 100_000
+
+
+def _exact_low(schedule: Schedule, steps: npt.NDArray[np.float64], i: int, low: float) -> tuple[int, float]:
+    """The step and LR of the lowest point between the samples either side of sample `i`, every step
+    evaluated, and the lower of that LR and `low`. A run past 200,000 steps is sampled, so the
+    sample nearest a cycle's low was up to total/200,000 steps off: "its last one began at step
+    8999994" for a restart at 9,000,000. Left as sampled where the gap is too wide to evaluate."""
+    lo, hi = steps[max(i - 1, 0)], steps[min(i + 1, len(steps) - 1)]
+    if hi - lo > _REFINE_UP_TO:
+        return int(steps[i]), low
+    window = np.arange(lo, hi + 1.0)
+    values = schedule.values(window)
+    j = int(np.argmin(values))
+    return int(window[j]), min(low, float(values[j]))

@@ -101,8 +101,8 @@ class Join(Schedule, name="join"):
                 f"segments need {len(self.segments) - 1} boundaries, got {len(self.boundaries)}"
             )
         previous = 0.0
-        for b in self.boundaries:
-            check.positive("join", "boundaries[i]", b)
+        for i, b in enumerate(self.boundaries):
+            check.positive("join", f"boundaries[{i}]", b)
             if b <= previous:
                 raise ValueError(f"join: boundaries must be strictly increasing and > 0, got {list(self.boundaries)}")
             previous = b

@@ -221,10 +221,15 @@ class Polynomial(_Decay, name="polynomial"):
         self._build(self.peak, self.total_steps, "poly", self.power, hold=self.hold_steps)
 
 
+_DECAY_FRACTION = 0.1
+"""WSD's decay when neither length is given: MiniCPM's 10 % of the run."""
+
+
 @dataclass(frozen=True, repr=False)
 class WSD(_Decay, name="wsd"):
     """Warmup-stable-decay (MiniCPM, arXiv:2404.06395): warmup, a long stable phase at `peak`, and a
-    short final decay to the floor over ``decay_steps`` (or ``decay_fraction`` of `total_steps`).
+    short final decay to the floor over ``decay_steps`` or ``decay_fraction`` of `total_steps` (one
+    or the other; 10 % of the run when neither is given).
 
     Decay shapes: ``1-sqrt`` (default; best in arXiv:2405.18392), ``linear``, ``cosine``, ``exp``
     (geometric, needs a floor > 0). MiniCPM found a decay over 10 % of training enough, 2.5 % not.
@@ -233,19 +238,17 @@ class WSD(_Decay, name="wsd"):
     peak: float
     total_steps: int
     decay_steps: int | None = None
-    decay_fraction: float = 0.1
+    decay_fraction: float = _DECAY_FRACTION
     decay_shape: str = "1-sqrt"
 
     def __post_init__(self) -> None:
         owner = self.name
-        check.step_count(owner, "total_steps", self.total_steps, 1)
+        total = check.step_count(owner, "total_steps", self.total_steps, 1)
         check.in_range(owner, "decay_fraction", self.decay_fraction, 0.0, 1.0, low_open=True)
         check.choice(owner, "decay_shape", self.decay_shape, ("1-sqrt", "linear", "cosine", "exp"))
-        decay = self.decay_steps
-        if decay is None:
-            decay = max(1, round(self.decay_fraction * self.total_steps))
-        check_warmup = check.step_count(owner, "warmup_steps", self.warmup_steps, 0, self.total_steps)
-        decay = check.step_count(owner, "decay_steps", decay, 1, self.total_steps - check_warmup)
+        # the decay needs one step at least, so the warmup ends one step before the run does
+        warmup = check.step_count(owner, "warmup_steps", self.warmup_steps, 0, total - 1)
+        decay = self._decay_length(total, warmup)
         check.positive(owner, "peak", self.peak)
         self._check_floor(self.peak)
         if self.decay_shape == "exp" and self.min_lr <= 0:
@@ -253,7 +256,34 @@ class WSD(_Decay, name="wsd"):
                 f"{owner}: decay_shape='exp' decays geometrically to the floor, so it needs floor > 0 "
                 "or floor_ratio > 0"
             )
-        self._build(self.peak, self.total_steps, self.decay_shape, hold=self.total_steps - check_warmup - decay)
+        self._build(self.peak, total, self.decay_shape, hold=total - warmup - decay)
+
+    def _decay_length(self, total: int, warmup: int) -> int:
+        """The decay's steps, from the one length given; both given was ambiguous (``decay_steps``
+        won and ``decay_fraction`` was silently ignored), so it is refused."""
+        owner, room = self.name, total - warmup
+        if self.decay_steps is not None:
+            if self.decay_fraction != _DECAY_FRACTION:
+                raise ValueError(
+                    f"{owner}: give the decay either as decay_steps (a count) or as decay_fraction (of "
+                    f"total_steps), not both; got decay_steps={self.decay_steps!r}, "
+                    f"decay_fraction={self.decay_fraction!r}"
+                )
+            return check.step_count(owner, "decay_steps", self.decay_steps, 1, room)
+        decay = max(1, round(self.decay_fraction * total))
+        if decay > room:
+            raise ValueError(
+                f"{owner}: decay_fraction={self.decay_fraction!r} of total_steps={total} is {decay} decay steps, "
+                f"but warmup_steps={warmup} leaves {room}; give decay_fraction in (0, {room / total:.4g}] "
+                f"or decay_steps in [1, {room}]"
+            )
+        return decay
+
+    def _superseded(self) -> tuple[str, ...]:
+        """The decay's length given one way leaves the other at its default: a spec with both
+        (``"decay_steps": 200, "decay_fraction": 0.1``) did not say which one governs."""
+        decay = "decay_fraction" if self.decay_steps is not None else "decay_steps"
+        return (*super()._superseded(), decay)
 
 
 @dataclass(frozen=True, repr=False)
@@ -316,7 +346,12 @@ class StepDecay(_Floor, name="step"):
                 raise ValueError(f"{owner}: fractional milestones {milestones!r} need total_steps")
             absolute = tuple(float(round(m * self.total_steps)) for m in milestones)
         else:
-            absolute = tuple(float(check.step_count(owner, "milestones[i]", m, 1)) for m in milestones)
+            if any(0 < m < 1 for m in milestones if isinstance(m, int | float)):  # some fractions, not all
+                raise ValueError(
+                    f"{owner}: milestones must be all steps (integers ≥ 1) or all fractions of total_steps in "
+                    f"(0, 1), got {milestones!r}"
+                )
+            absolute = tuple(float(check.step_count(owner, f"milestones[{i}]", m, 1)) for i, m in enumerate(milestones))
         if any(b <= a for a, b in itertools.pairwise(absolute)):
             raise ValueError(f"{owner}: milestones must be strictly increasing, got {milestones!r}")
         if absolute and absolute[0] < self.warmup_steps:

@@ -2,8 +2,8 @@
 
 The dict form is ``{"name": <registered name>, <field>: <value>, ...}`` with every constructor
 field in effect (defaults included; a floor given as ``floor_ratio`` leaves ``floor`` out, and the
-other way round), nested schedules as nested dicts; it is what `--json` prints and what checkpoints
-store.
+other way round, as a WSD decay given as ``decay_steps`` leaves ``decay_fraction`` out), nested
+schedules as nested dicts; it is what `--json` prints and what checkpoints store.
 The string form keeps only the fields that differ from their defaults and reads like Python::
 
     cosine(peak=0.0003, total_steps=10000, warmup_steps=500, floor_ratio=0.1)
@@ -112,23 +112,35 @@ def from_json(text: str, defaults: Mapping[str, Any] | None = None) -> Schedule:
     return from_dict(spec, defaults)
 
 
-def _format(value: Any) -> str:
+def _format(value: Any, python: bool) -> str:
     if isinstance(value, Schedule):
-        return to_string(value)
+        return _call_form(value, python)
     if isinstance(value, tuple | list):
-        return "[" + ", ".join(_format(v) for v in value) + "]"
+        return "[" + ", ".join(_format(v, python) for v in value) + "]"
     return repr(value)
 
 
-def to_string(schedule: Schedule) -> str:
-    """The short form: the name and every field that differs from its default."""
+def _call_form(schedule: Schedule, python: bool) -> str:
+    """The name (the class name when `python`, for `repr`) and every field that differs from its
+    default, nested schedules in the same form."""
     parts = []
     for f in _spec_fields(schedule):
         value = getattr(schedule, f.name)
         if f.default is not MISSING and value == f.default:
             continue
-        parts.append(f"{f.name}={_format(value)}")
-    return f"{schedule.name}({', '.join(parts)})"
+        parts.append(f"{f.name}={_format(value, python)}")
+    return f"{type(schedule).__name__ if python else schedule.name}({', '.join(parts)})"
+
+
+def to_string(schedule: Schedule) -> str:
+    """The short form: the name and every field that differs from its default."""
+    return _call_form(schedule, python=False)
+
+
+def to_python(schedule: Schedule) -> str:
+    """`schedule` as the Python expression that builds it (`Schedule.__repr__`), nested ones too:
+    ``Rewarmup(base=Cosine(...), ...)``, not ``Rewarmup(base=cosine(...))``, which is no Python."""
+    return _call_form(schedule, python=True)
 
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "infinity": math.inf}
