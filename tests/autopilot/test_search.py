@@ -19,6 +19,7 @@ from lrpilot.autopilot._search import (
     RAMP_DENSITY,
     RETRY_BELOW,
     SECOND_TEST_BELOW,
+    SECOND_TEST_MAX_SHARE,
     finder_precision,
     peak_at_horizon,
     ramp,
@@ -123,6 +124,27 @@ def test_a_weak_fall_is_measured_again_on_other_batches_and_the_peak_is_both_tes
     assert len(clear.finder.records) == 1
     assert min(clear.finder.details["drop_sigma"]) >= SECOND_TEST_BELOW
     assert not any("second test" in note for note in clear.notes)
+
+
+def test_a_weak_fall_is_not_measured_again_where_a_second_test_costs_a_large_share_of_the_run() -> None:
+    """A second test repeats the first's ramp: where that is more than `SECOND_TEST_MAX_SHARE` of the
+    run's steps (a 60-step test before a 100-step run), the first test's answer stands, as it would
+    with a clear fall, and the notes say why no second test ran."""
+    digits = get_task("digits")
+    short = dataclasses.replace(digits.recipe, total_steps=100, warmup_steps=10)
+    task = _NothingToLearn(digits.name, digits.description, short)
+    model = task.build_model(2)
+    rec = recommend(model, "pretraining", batch_size=64, steps=100)
+    alone = range_test(task, model, short, rec, seed=2, steps=60, progress=lambda *a: None)
+    search = range_test(task, model, short, rec, seed=2, steps=60, progress=lambda *a: None, for_fit=True)
+    assert search.finder is not None
+    assert alone.finder is not None
+    assert min(search.finder.details["drop_sigma"]) < SECOND_TEST_BELOW  # weak: the cost alone decides
+    assert SECOND_TEST_MAX_SHARE < 60 / 100
+    assert len(search.finder.records) == 1
+    assert search.finder.steps_used == alone.finder.steps_used
+    assert search.peak == alone.peak
+    assert any("would cost another 60% of the run's steps (over 50%): not run" in note for note in search.notes)
 
 
 def test_a_second_test_that_reaches_the_time_budgets_deadline_leaves_the_first() -> None:
