@@ -266,7 +266,7 @@ def test_a_parameter_unfrozen_after_the_snapshot_is_named_on_rollback() -> None:
     guard = TorchGuard(model, opt, schedule=SCHED)
     model[0].requires_grad_(True)  # unfrozen after the snapshot of step 0 (and not in the optimizer)
     with pytest.warns(RuntimeWarning, match=r"unfrozen since the snapshot.*'0.weight', '0.bias'"):
-        guarded_run(fault=lambda b, loss: loss * math.nan if b <= 4 else loss, model=model, opt=opt, guard=guard)
+        guarded_run(fault=lambda b, loss: loss * math.nan if 10 <= b <= 13 else loss, model=model, opt=opt, guard=guard)
     assert guard.report()["records"][-1]["action"] == "rollback"
 
 
@@ -282,6 +282,48 @@ def test_the_data_position_is_restored_on_rollback() -> None:
     rollback = next(r for r in guard.report()["records"] if r["action"] == "rollback")
     assert rollback["rollback_to"] == 50
     assert positions[103] == 51  # replayed from the snapshot's data position (50 batches consumed)
+
+
+class Poisoned(Batches):
+    """`Batches` whose batches at the data positions in `bad` hold a NaN input: corrupt data, which
+    gives a NaN loss from any weights, every time it is drawn."""
+
+    def __init__(self, bad: range, seed: int = 1) -> None:
+        super().__init__(seed=seed)
+        self.bad = bad
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        poisoned = self.position in self.bad
+        x, y = super().__next__()
+        if poisoned:
+            x = x.clone()
+            x[0, 0] = math.nan
+        return x, y
+
+
+def test_corrupt_batches_replayed_after_a_rollback_are_skipped_past() -> None:
+    """Four corrupt batches in a row (positions 120-123) roll the run back to step 100, and with the
+    data position restored the replay draws them again at the same steps. The guard rolled back to
+    step 100 eight times, each replay the same NaN, cut the LR to 1/256 and gave up at step 100 of
+    300; the same steps going bad as before the rollback are now the batches', skipped past."""
+    data = Poisoned(range(120, 124))
+    _, guard, _ = guarded_run(data=data, restore_data=True)
+    report = guard.report()
+    assert (report["step"], report["rollbacks"], report["cuts"], report["gave_up"]) == (300, 1, 1, False)
+    skips = [(r["step"], r["batch"]) for r in report["records"] if r["action"] == "skip"]
+    assert skips == [(120, 120), (121, 121), (122, 122), (120, 144), (121, 145), (122, 146), (123, 147)]
+    assert "as before the latest rollback: the batches of those steps" in report["records"][-1]["reason"]
+    assert data.position == 300  # one batch a step, the rewound ones drawn again
+
+
+def test_corrupt_batches_at_the_restored_state_are_skipped_past_without_a_rollback() -> None:
+    """The first four batches are corrupt: no update was applied since the state the guard began
+    from, so rolling back to it (the data position with it) drew them again; eight rollbacks and a
+    give-up at step 0. Now they are skipped, and the run trains at its LR."""
+    _, guard, _ = guarded_run(data=Poisoned(range(4)), restore_data=True)
+    report = guard.report()
+    assert (report["step"], report["skips"], report["rollbacks"], report["cuts"]) == (300, 4, 0, 0)
+    assert report["lr_cap"] is None
 
 
 def test_resume_from_state_dict_is_bit_for_bit(tmp_path: Path) -> None:
