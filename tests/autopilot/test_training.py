@@ -236,6 +236,35 @@ def test_a_guard_that_gives_up_keeps_one_evaluation_per_step_and_says_so_once(tm
     assert said in trained.notes[-1]
 
 
+def test_a_run_the_guard_gave_up_on_says_the_steps_of_the_weights_it_saved(tmp_path: Path) -> None:
+    """Its report's header and fit's summary counted one past the last step logged: the step the
+    guard gave up at, not the steps in the weights it went back to and saved (nor the steps judged)."""
+    from lrpilot.report import RunRecord, write_report
+
+    digits = get_task("digits")
+    task = _BrokenPasses(digits.name, digits.description, dataclasses.replace(digits.recipe, total_steps=40))
+    trained, _ = _run(task, tmp_path, "broken", peak=1e-2)
+    gave_up = trained.guard["records"][-1]
+    assert (trained.status, gave_up["action"], trained.guard["step"]) == ("gave_up", "give_up", 0)
+    assert trained.history.steps[-1] == gave_up["step"] > 10  # the last step logged: where it gave up
+    record = RunRecord(
+        title="broken digits",
+        task="digits",
+        total_steps=40,
+        history=trained.history,
+        guard_actions=trained.guard["records"],
+        status=trained.status,
+    )
+    judged = len(trained.history.steps)
+    assert record.steps_said() == (
+        f"0 of 40 (the guard gave up at step {gave_up['step']} and went back to step 0; {judged} steps judged, the "
+        "rollbacks' replays included)"
+    )
+    page = (write_report(record, tmp_path / "report")).read_text(encoding="utf-8")
+    assert "· 0 of 40 steps" in page
+    assert f"{gave_up['step'] + 1} of 40" not in page
+
+
 def test_a_rollback_over_an_evaluation_keeps_the_one_of_the_pass_that_went_on(tmp_path: Path) -> None:
     """Rolled back from step 15 to 0 once, the run evaluated step 10 on both passes and kept both:
     two points at step 10, the first of weights it had undone; and the update ratios of both passes."""
