@@ -599,3 +599,54 @@ def test_a_guard_resumed_with_its_snapshots_rolls_back_where_the_run_never_stopp
     guarded_run(fault=nan_at(*range(16, 20)), model=again, opt=opt, guard=resumed, data=data)
     assert [r["rollback_to"] for r in resumed.report()["records"] if r["action"] == "rollback"] == targets
     assert same_params(whole, again)
+
+
+def _batches(guard: TorchGuard, data: Batches, batches: range, fault: Fault) -> None:
+    """Train on the batches numbered `batches` (by the batch drawn, replays included)."""
+    for b in batches:
+        x, y = next(data)
+        loss = fault(b, nn.functional.cross_entropy(guard.model(x), y))
+        loss.backward()
+        guard.step(loss)
+
+
+@pytest.mark.parametrize("save_after", [110, 160])
+def test_a_guard_resumed_mid_rewarmup_or_with_a_pending_snapshot_goes_on_as_if_never_stopped(
+    tmp_path: Path, save_after: int
+) -> None:
+    """Rolled back from step 102 to 50 and re-warming up over 50-70, saved at step 57 (batch 110);
+    or at step 107 (batch 160), its snapshot of step 100 not yet confirmed. Resumed from
+    ``torch.save`` in a fresh guard, the run re-warms up as it would have, confirms that snapshot,
+    and rolls a second burst of NaN back to it: the same records and the same weights, bit for bit."""
+    fault = nan_at(*range(100, 104), *range(190, 194))
+    config = GuardConfig(snapshot_every=50)
+    model, data = mlp(0), Batches(seed=1)
+    whole = TorchGuard(
+        model, torch.optim.Adam(model.parameters(), lr=SCHED(0)), config=config, schedule=SCHED, data=data
+    )
+    _batches(whole, data, range(1, 301), fault)
+    records = [(r["step"], r["action"], r["rollback_to"]) for r in whole.report()["records"]]
+    assert [r for r in records if r[1] == "rollback"] == [(102, "rollback", 50), (139, "rollback", 100)]
+
+    model, data = mlp(0), Batches(seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=SCHED(0))
+    first = TorchGuard(model, opt, config=config, schedule=SCHED, data=data)
+    _batches(first, data, range(1, save_after + 1), fault)
+    pending = [s for s in first.state.snapshots if not s.confirmed]
+    assert (first.step_count, [s.step for s in pending]) == ((57, []) if save_after == 110 else (107, [100]))
+    saved = {"model": model.state_dict(), "opt": opt.state_dict(), "data": data.state_dict()}
+    torch.save({**saved, "guard": first.state_dict(snapshots=True)}, tmp_path / "ckpt.pt")
+
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    again, data = mlp(1), Batches(seed=1)
+    again.load_state_dict(saved["model"])
+    opt = torch.optim.Adam(again.parameters(), lr=SCHED(0))
+    opt.load_state_dict(saved["opt"])
+    data.load_state_dict(saved["data"])
+    resumed = TorchGuard(again, opt, config=config, schedule=SCHED, data=data)
+    resumed.load_state_dict(saved["guard"])
+    _batches(resumed, data, range(save_after + 1, 301), fault)
+    after = [(r["step"], r["action"], r["rollback_to"]) for r in whole.report()["records"] if r["batch"] >= save_after]
+    assert [(r["step"], r["action"], r["rollback_to"]) for r in resumed.report()["records"]] == after
+    assert resumed.history_lr == whole.history_lr[save_after:]
+    assert same_params(again, whole.model)
