@@ -644,11 +644,12 @@ def _read_dir(p: Path, loss_column: str | None) -> Series:
         return _read(states[-1], loss_column)
     metrics = sorted(p.glob("metrics.csv")) or sorted(p.glob("**/metrics.csv"), key=lambda q: q.stat().st_mtime)
     if metrics:
-        return _read(metrics[-1], loss_column)
+        return _latest_of(_read(metrics[-1], loss_column), p, [q.parent for q in metrics])
     events = sorted(p.glob("events.out.tfevents.*")) or sorted(p.glob("**/events.out.tfevents.*"))
     if events:
-        parent = events[-1].parent
-        return read_tensorboard(sorted(parent.glob("events.out.tfevents.*")), str(parent), loss_column)
+        runs = sorted({q.parent for q in events}, key=lambda run: max(q.stat().st_mtime for q in _events(run)))
+        series = read_tensorboard(_events(runs[-1]), str(runs[-1]), loss_column)
+        return _latest_of(series, p, runs)
     logs = sorted(p.glob("*.jsonl")) + sorted(p.glob("*.csv"))
     if len(logs) == 1:
         return _read(logs[0], loss_column)
@@ -657,6 +658,27 @@ def _read_dir(p: Path, loss_column: str | None) -> Series:
         "checkpoint-*/trainer_state.json), a Lightning metrics.csv, TensorBoard events.out.tfevents.* files, "
         "or a single .csv / .jsonl log"
     )
+
+
+def _events(run: Path) -> list[Path]:
+    """A TensorBoard run directory's event files, in name order."""
+    return sorted(run.glob("events.out.tfevents.*"))
+
+
+def _latest_of(series: Series, folder: Path, runs: list[Path]) -> Series:
+    """`series`, read from the last of `runs` (the latest written) found under `folder`, with a note
+    naming the others where there are several. A TensorBoard log directory of several runs was read
+    as the one whose name sorted last, unsaid (Hugging Face names its runs ``Jan10_...``, ``Feb02_...``:
+    not the latest), and a Lightning ``lightning_logs`` of several versions as its latest, unsaid."""
+    if len(runs) < 2:
+        return series
+    names = [str(run.relative_to(folder)) for run in runs]
+    others = ", ".join(names[:-1][-5:]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    note = (
+        f"{folder} holds {len(runs)} runs: read the latest written, {names[-1]} (the others: {others}); give a "
+        "run's own directory to read another"
+    )
+    return dataclasses.replace(series, notes=(*series.notes, note))
 
 
 def _checkpoint_number(name: str) -> float:
