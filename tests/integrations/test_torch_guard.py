@@ -316,6 +316,24 @@ def test_corrupt_batches_replayed_after_a_rollback_are_skipped_past() -> None:
     assert data.position == 300  # one batch a step, the rewound ones drawn again
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_corrupt_batches_replayed_under_delayed_verdicts(fused: bool) -> None:
+    """Read every 5 steps, a non-fused optimizer's skip of a NaN step multiplies the gradient by 0,
+    which stays NaN: the update goes into the weights, and only a rollback undoes it. Replayed with
+    the data position, the same corrupt batches then came back after every rollback, eight times.
+    Skipping past them cannot help there: the guard gives up at once, saying so (fused=True); a fused
+    optimizer's skips are exact, and the run skips past them."""
+    data = Poisoned(range(120, 124))
+    if not fused:
+        with pytest.raises(GuardGaveUpError, match=r"although skipped .* fused=True skips exactly") as info:
+            guarded_run(data=data, restore_data=True, read_every=5)
+        assert info.value.action.rollback_to == 100
+        return
+    _, guard, _ = guarded_run(data=data, restore_data=True, read_every=5, fused=True)
+    report = guard.report()
+    assert (report["step"], report["rollbacks"], report["gave_up"]) == (300, 1, False)
+
+
 def test_corrupt_batches_at_the_restored_state_are_skipped_past_without_a_rollback() -> None:
     """The first four batches are corrupt: no update was applied since the state the guard began
     from, so rolling back to it (the data position with it) drew them again; eight rollbacks and a

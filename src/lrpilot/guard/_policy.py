@@ -85,13 +85,15 @@ class Action:
 
 
 def update(
-    state: GuardState, *, loss: float, grad_norm: float | None = None, lr: float, step: int
+    state: GuardState, *, loss: float, grad_norm: float | None = None, lr: float, step: int, applied: bool = False
 ) -> tuple[Action, GuardState]:
     """Judge step `step` (its loss, its gradient norm if known, and the LR the schedule asked for).
 
     `grad_norm` is the norm of the gradient the update applies: after clipping, where the run
     clips (`TorchGuard`'s `max_grad_norm` and the trainer callbacks pass that one). A spike is
     skipped to keep an outsized update out of the weights, and a clipped gradient makes none.
+    `applied`: the step's update is in the weights whatever the verdict (read after the update, or a
+    NaN gradient masked by ×0, which stays NaN), so a skip of it keeps nothing out.
     """
     if not (isinstance(lr, int | float) and math.isfinite(lr) and lr >= 0):
         raise ValueError(f"guard.update: lr must be a finite number ≥ 0, got {lr!r}")
@@ -106,20 +108,7 @@ def update(
     s = evolve(state, detect=detect, step=step, lr_peak=max(state.lr_peak, lr))
 
     if kinds & {"non_finite", "spike"}:
-        streak = s.streak_start if s.skips_in_row else step
-        blamed = _not_the_lr(s, streak)
-        if s.skips_in_row >= c.max_skips and not blamed:
-            why = f"{s.skips_in_row + 1} bad steps in a row (last: {found[0].message})"
-            return _rollback(s, tuple(found), lr, eff, why)
-        if blamed and s.skips_in_row + 1 > SKIP_ON * (c.max_skips + 1):
-            what = f"steps {streak}–{step} bad in a row, {blamed} (last: {found[0].message})"
-            return _give_up(s, tuple(found), eff, what, s.level(lr), streak=streak)
-        s = evolve(s, skips_in_row=s.skips_in_row + 1, streak_start=streak, skips=s.skips + 1, healthy_run=0)
-        s = evolve(s, snapshots=_trusted(s))
-        reason = f"skipped the update of step {step}: {found[0].message}"
-        if blamed and s.skips_in_row > c.max_skips:
-            reason += f"; steps {streak}–{step} bad in a row, {blamed}: skipped on without a rollback"
-        return Action("skip", step, findings=tuple(found), lr_before=eff, lr_after=eff, reason=reason), s
+        return _bad_step(s, tuple(found), lr, eff, applied=applied)
     if kinds & {"divergence", "collapse"}:
         return _rollback(s, tuple(found), lr, eff, found[0].message)
 
@@ -196,6 +185,32 @@ def _set_level(s: GuardState, level: float, lr: float, *, jumped: bool = False) 
     return evolve(s, scale=scale, cap=level)
 
 
+def _bad_step(
+    s: GuardState, found: tuple[Finding, ...], lr: float, eff: float, *, applied: bool
+) -> tuple[Action, GuardState]:
+    """A non-finite or spiking step: skip it; roll back after `max_skips` in a row, unless the LR is
+    not their cause (`_not_the_lr`): then skip on, and give up once they outlast `SKIP_ON`."""
+    c = s.config
+    step = s.step
+    streak = s.streak_start if s.skips_in_row else step
+    tainted = applied or (s.skips_in_row > 0 and s.streak_applied)
+    blamed = _not_the_lr(s, streak)
+    what = f"steps {streak}–{step} bad in a row, {blamed} (last: {found[0].message})"
+    if s.skips_in_row >= c.max_skips and (not blamed or tainted):
+        if blamed and streak != s.restored_at:  # the same batches again, and skips cannot keep them out
+            return _give_up(s, found, eff, what, s.level(lr), streak=streak, applied=True)
+        why = f"{s.skips_in_row + 1} bad steps in a row (last: {found[0].message})"
+        return _rollback(s, found, lr, eff, why)
+    if blamed and s.skips_in_row + 1 > SKIP_ON * (c.max_skips + 1):
+        return _give_up(s, found, eff, what, s.level(lr), streak=streak)
+    s = evolve(s, skips_in_row=s.skips_in_row + 1, streak_start=streak, streak_applied=tainted, skips=s.skips + 1)
+    s = evolve(s, healthy_run=0, snapshots=_trusted(s))
+    reason = f"skipped the update of step {step}: {found[0].message}"
+    if blamed and s.skips_in_row > c.max_skips:
+        reason += f"; steps {streak}–{step} bad in a row, {blamed}: skipped on without a rollback"
+    return Action("skip", step, findings=found, lr_before=eff, lr_after=eff, reason=reason), s
+
+
 def _not_the_lr(s: GuardState, streak: int) -> str:
     """Why a run of skipped steps that began at `streak` is not the LR's doing ("" where it may be):
     it began at the state a rollback would restore (no update since, so a rollback would restore
@@ -260,15 +275,29 @@ def _rollback(s: GuardState, found: tuple[Finding, ...], lr: float, eff: float, 
 
 
 def _give_up(
-    s: GuardState, found: tuple[Finding, ...], eff: float, why: str, level: float, *, streak: int | None = None
+    s: GuardState,
+    found: tuple[Finding, ...],
+    eff: float,
+    why: str,
+    level: float,
+    *,
+    streak: int | None = None,
+    applied: bool = False,
 ) -> tuple[Action, GuardState]:
     """Give up, restoring the rollback target: `why` says what went wrong. `streak`: the first step of
-    a run of bad steps skipped on because the LR was not their cause (`_not_the_lr`), which went on
-    longer than `SKIP_ON` allows."""
+    a run of bad steps the LR did not cause (`_not_the_lr`), skipped on for longer than `SKIP_ON`
+    allows, or (`applied`) whose updates went into the weights although skipped, so that neither
+    skipping them nor replaying them after a rollback keeps them out."""
     c = s.config
     target = s.target
     where = f"step {s.step}" if streak is None else f"steps {streak}–{s.step}"
-    if streak is not None:
+    if applied:
+        cause = (
+            "their updates went into the weights although skipped (a verdict read after the update, or a NaN "
+            "gradient masked by ×0 in a non-fused optimizer: fused=True skips exactly), so skipping cannot keep them "
+            "out, and a rollback replays them. The LR is not what is wrong"
+        )
+    elif streak is not None:
         cause = (
             f"more than {SKIP_ON} × the {c.max_skips + 1} that call for a rollback (max_skips={c.max_skips}), longer "
             "than a stretch of bad batches. The LR is not what is wrong"

@@ -63,6 +63,8 @@ class GuardState:
         restored_at: the step whose state the weights were last restored to (a rollback's resume
             step, or where the guard began): a run of skipped steps that began there has had no
             update since that state, so rolling back to it again would change nothing.
+        streak_applied: a step of the current run of skipped steps had its update applied all the
+            same (`update`'s `applied`): the weights are no longer the restored state's.
         last_streak: the first step of the run of skipped steps that caused the latest rollback
             (−1: none): the same step going bad again after rewinding is the same batch, where the
             data position was restored with the snapshot, and not the LR.
@@ -85,6 +87,7 @@ class GuardState:
     skips_in_row: int = 0
     streak_start: int = -1
     restored_at: int = 0
+    streak_applied: bool = False
     last_streak: int = -1
     skips: int = 0
     rollbacks: int = 0
