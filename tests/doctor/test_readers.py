@@ -181,6 +181,23 @@ def test_a_log_directory_of_several_runs_reads_the_latest_written_and_says_so(tm
     )
 
 
+def test_json_lines_whose_loss_is_null_are_named_in_the_notes() -> None:
+    """JSON has no NaN, and a logger writing strict JSON (orjson) writes a NaN loss as null: those
+    lines were dropped without a word, and a run with NaN steps read as healthy. An evaluation's line
+    (its loss null, its eval loss given) is no such line."""
+    lines = [
+        json.dumps({"step": s, "loss": None if s in (150, 151) else 2.0 - s / 1000, "eval_loss": None})
+        for s in range(300)
+    ]
+    lines.append(json.dumps({"step": 299, "loss": None, "eval_loss": 1.8}))
+    series = read_jsonl(io.StringIO("\n".join(lines)))
+    assert len(series) == 298
+    assert series.notes == (
+        "2 line(s) with a null loss (steps 150, 151): read as not logged; where the logger writes a NaN loss as "
+        "null (JSON has no NaN: orjson and strict encoders do), those were NaN steps",
+    )
+
+
 def test_unsorted_and_repeated_steps_are_sorted_the_last_value_wins_and_a_resume_is_noted(tmp_path: Path) -> None:
     path = tmp_path / "resumed.csv"
     rows = ["step,loss"] + [f"{s},{2.0 - s / 1000}" for s in range(300)]

@@ -453,6 +453,7 @@ def read_jsonl(stream: TextIO, source: str = "log.jsonl", loss_column: str | Non
     auto_step = 0
     cache: dict[tuple[str, ...], _Columns] = {}  # rows of one log mostly share their keys
     named = False
+    nulls: list[Any] = []  # the steps of lines whose loss key holds null
     for line in stream:
         text = line.strip()
         if not text:
@@ -470,6 +471,9 @@ def read_jsonl(stream: TextIO, source: str = "log.jsonl", loss_column: str | Non
         named = named or cols.loss is not None
         step = entry.get(cols.step) if cols.step else auto_step
         auto_step += 1
+        evaluated = cols.eval_loss is not None and entry.get(cols.eval_loss) is not None  # an evaluation's row
+        if cols.loss is not None and entry.get(cols.loss, 0) is None and not evaluated:
+            nulls.append(step)
         builder.add(
             step,
             loss=entry.get(cols.loss) if cols.loss else None,
@@ -481,12 +485,26 @@ def read_jsonl(stream: TextIO, source: str = "log.jsonl", loss_column: str | Non
         raise DoctorInputError(f"{source}: the file is empty")
     if loss_column is not None and not named:
         raise _no_loss_error(source, sorted({k for keys in cache for k in keys}), "key", loss_column)
+    if nulls:
+        builder.notes.append(_null_note(nulls))
     if not named and any(set(keys) >= AUDIT_KEYS for keys in cache):
         builder.no_loss_hint = (
             ": it is a guard's audit log (its decisions: action, detector, evidence), not the run's log; give the "
             "run's own log, or its run.json"
         )
     return builder.build()
+
+
+def _null_note(steps: list[Any]) -> str:
+    """What lines whose loss is null were read as: not logged. JSON has no NaN, and a logger that
+    writes strict JSON (orjson; an encoder with ``allow_nan=False`` and a fallback) writes a NaN loss
+    as null: such a log's NaN steps were dropped without a word, and a run that went NaN read as
+    healthy."""
+    shown = ", ".join(str(s) for s in steps[:5]) + (f" and {len(steps) - 5} more" if len(steps) > 5 else "")
+    return (
+        f"{len(steps)} line(s) with a null loss (steps {shown}): read as not logged; where the logger writes a "
+        "NaN loss as null (JSON has no NaN: orjson and strict encoders do), those were NaN steps"
+    )
 
 
 AUDIT_KEYS = frozenset({"action", "detector", "evidence", "lr_before"})
