@@ -283,6 +283,10 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json", loss_column
         builder.notes.append(
             f"{nulls} loss(es) recorded as null in run.json (JSON has no NaN): read as the run's non-finite losses"
         )
+    given = [a for a in data.get("guard_actions") or [] if isinstance(a, Mapping) and a.get("action") == "give_up"]
+    if data.get("status") == "gave_up" and given and isinstance(given[-1].get("reason"), str):
+        # what the guard found out running it (the LR not the cause, say), which the log alone cannot show
+        builder.notes.append(f"the run's guard {given[-1]['reason']}")
     classes, batch, chance = data.get("classes"), data.get("batch_size"), data.get("chance_loss")
     for name, value, low in (("classes", classes, 2), ("batch_size", batch, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
