@@ -214,17 +214,19 @@ class _BrokenPasses(DigitsTask):
 
 @pytest.mark.parametrize("read_every", [1, 5])
 def test_a_guard_that_gives_up_keeps_one_evaluation_per_step_and_says_so_once(tmp_path: Path, read_every: int) -> None:
-    """Every pass trained past step 10's evaluation and was rolled back to step 0, until the guard
-    gave up: the curve held ``10, 10, …, 10`` (each of a pass it abandoned) and then the restored
-    state's, and the note said "The last good state (step 0) is restored; its last good state was
-    saved". A rollback now drops the evaluations of the weights it undid."""
+    """Both passes trained past step 10's evaluation: the first was rolled back to step 0, the second
+    went bad at the same step and was skipped on until the guard gave up, restoring step 0 (eight
+    rollbacks, one a pass, until 2026-12). The curve held ``10, 10, …, 10`` (each of a pass it
+    abandoned) and then the restored state's, and the note said "The last good state (step 0) is
+    restored; its last good state was saved". A rollback now drops the evaluations of the weights it
+    undid."""
     digits = get_task("digits")
     task = _BrokenPasses(digits.name, digits.description, dataclasses.replace(digits.recipe, total_steps=40))
     trained, model = _run(task, tmp_path, "broken", read_every=read_every, peak=1e-2)
     assert trained.status == "gave_up"
     rollbacks = [r for r in trained.guard["records"] if r["action"] == "rollback"]
-    assert len(rollbacks) > 3
-    assert {r["rollback_to"] for r in rollbacks} == {0}
+    assert [r["rollback_to"] for r in rollbacks] == [0]
+    assert trained.guard["records"][-1]["rollback_to"] == 0
     assert trained.history.eval_steps == [0]  # the restored weights' score, once
     assert trained.layers.steps == []  # every update measured was undone
     assert len(trained.history.eval_loss) == len(trained.history.eval_metrics["accuracy"]) == 1
@@ -232,6 +234,35 @@ def test_a_guard_that_gives_up_keeps_one_evaluation_per_step_and_says_so_once(tm
     assert trained.notes[-1].count("last good state") == 1
     said = "The last good state (step 0) is restored; the metrics are of the saved weights at step 0"
     assert said in trained.notes[-1]
+
+
+def test_a_run_the_guard_gave_up_on_says_the_steps_of_the_weights_it_saved(tmp_path: Path) -> None:
+    """Its report's header and fit's summary counted one past the last step logged: the step the
+    guard gave up at, not the steps in the weights it went back to and saved (nor the steps judged)."""
+    from lrpilot.report import RunRecord, write_report
+
+    digits = get_task("digits")
+    task = _BrokenPasses(digits.name, digits.description, dataclasses.replace(digits.recipe, total_steps=40))
+    trained, _ = _run(task, tmp_path, "broken", peak=1e-2)
+    gave_up = trained.guard["records"][-1]
+    assert (trained.status, gave_up["action"], trained.guard["step"]) == ("gave_up", "give_up", 0)
+    assert trained.history.steps[-1] == gave_up["step"] > 10  # the last step logged: where it gave up
+    record = RunRecord(
+        title="broken digits",
+        task="digits",
+        total_steps=40,
+        history=trained.history,
+        guard_actions=trained.guard["records"],
+        status=trained.status,
+    )
+    judged = len(trained.history.steps)
+    assert record.steps_said() == (
+        f"0 of 40 (the guard gave up at step {gave_up['step']} and went back to step 0; {judged} steps judged, the "
+        "rollbacks' replays included)"
+    )
+    page = (write_report(record, tmp_path / "report")).read_text(encoding="utf-8")
+    assert "· 0 of 40 steps" in page
+    assert f"{gave_up['step'] + 1} of 40" not in page
 
 
 def test_a_rollback_over_an_evaluation_keeps_the_one_of_the_pass_that_went_on(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from lrpilot.cli._app import app
@@ -60,7 +61,7 @@ def test_max_grad_norm_judges_the_clipped_norm(tmp_path: Path) -> None:
     assert verdicts == ["unstable", "healthy"]
     result = runner.invoke(app, ["doctor", str(path), "--max-grad-norm", "0"])
     assert result.exit_code == 2
-    assert "max_grad_norm must be a finite number > 0, got 0" in " ".join(result.output.split())
+    assert "--max-grad-norm must be a finite number > 0, got 0" in " ".join(result.output.split())
 
 
 def test_batch_size_reads_a_small_batch_run_over_as_many_examples_as_the_guard_does(tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ def test_batch_size_reads_a_small_batch_run_over_as_many_examples_as_the_guard_d
     assert "collapse" not in kinds[1]
     result = runner.invoke(app, ["doctor", str(path), "--batch-size", "0"])
     assert result.exit_code == 2
-    assert "batch_size must be an integer in [1, ∞], got 0" in " ".join(result.output.split())
+    assert "--batch-size must be an integer in [1, ∞], got 0" in " ".join(result.output.split())
 
 
 def test_loss_column_names_the_loss_and_a_missing_one_lists_the_columns(tmp_path: Path) -> None:
@@ -107,3 +108,24 @@ def test_an_lrpilot_run_json_that_went_nan_is_diagnosed_as_diverged(tmp_path: Pa
     payload = json.loads(result.stdout)
     assert payload["verdict"] == "diverged"
     assert payload["log"]["non_finite_losses"] == 100
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--num-classes", "1"], "--num-classes must be an integer in [2, ∞], got 1"),
+        (["--spike-z", "-3"], "--spike-z must be in [1.0, 1000000.0], got -3.0"),
+        (["--max-grad-norm", "-1"], "--max-grad-norm must be a finite number > 0, got -1.0"),
+        (["--batch-size", "0"], "--batch-size must be an integer in [1, ∞], got 0"),
+    ],
+)
+def test_bad_options_are_refused_by_their_names_before_the_log_is_read(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """They were refused once the log had been read, as the library's parameters ("DetectConfig:
+    num_classes must be ...", "diagnose: max_grad_norm ..."): the path here does not exist, and the
+    option is what is named."""
+    result = runner.invoke(app, ["doctor", str(tmp_path / "missing.csv"), *args, "--json"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: doctor: {message}"
+    assert json.loads(result.stdout) == {"error": f"doctor: {message}"}

@@ -55,6 +55,10 @@ def test_the_table_and_the_plot(tmp_path: Path) -> None:
         (["--lr", "-1e-3"], "--lr must be a finite number > 0, got -0.001"),
         # as fit's and tune's: torch.manual_seed(-3) had trained both runs
         (["--seed", "-3"], "--seed must be an integer in [0, 4294967295], got -3"),
+        # named as the library's parameters: "get_task: data_dir applies ... got data_dir=PosixPath('/tmp')",
+        # "pass data_dir=... to get_task", where fit and find name --data-dir
+        (["--data-dir", "/tmp"], "guard: --data-dir applies to the sst2 tasks only, not to 'digits'"),
+        (["--task", "sst2-lora", "--data-dir", "/nonexistent"], "then pass --data-dir FOLDER"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(args: list[str], message: str) -> None:

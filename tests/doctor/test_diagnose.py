@@ -278,3 +278,19 @@ def test_examine_takes_the_loss_column_read_does(tmp_path: Path) -> None:
     series, d = examine(path, loss_column="objective")
     assert len(series) == 200
     assert d.verdict == "healthy"
+
+
+def test_the_losses_of_a_rise_that_stays_up_are_its_divergence_not_spikes() -> None:
+    """A loss spike to 9 at step 300, then a rise from step 400 that stays up to the end: the spike
+    test's baseline keeps no spiking loss, so each loss of the rise was a spike against the ones
+    before it, and the doctor said "189 spikes from step 411 to 599" beside the divergence and
+    advised on a run that had "diverged and spiked (190 spikes)". Those are the divergence's."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(600)
+    loss = 2.3 * np.exp(-steps / 80) + 0.5 + rng.normal(0, 0.03, 600)
+    loss[300] = 9.0
+    loss[400:] = np.linspace(0.55, 4.5, 200) + rng.normal(0, 0.03, 200)
+    d = diagnose(series_of(loss, 3e-3))
+    assert d.verdict == "diverged"
+    assert [(f.kind, f.start, f.count) for f in d.findings] == [("spike", 300, 1), ("divergence", 402, 24)]
+    assert d.advice[0].reason.startswith("the run diverged and spiked (1 spike) (first at step 300)")

@@ -92,6 +92,24 @@ def test_a_run_json_whose_guard_rolled_back_is_read_as_replayed_not_resumed(tmp_
     assert all(a.action != "fresh_warmup" for a in diagnose(series).advice)
 
 
+def test_a_run_json_the_guard_gave_up_on_gives_the_guards_reason(tmp_path: Path) -> None:
+    """The doctor read a fit its guard had given up on as any diverged log ("halve the peak LR"),
+    saying nothing of what the guard had found out running it: here, that the LR was not the cause."""
+    run = logs.run_arrays(n=60)
+    loss = run["loss"].tolist()
+    loss[40:] = [math.nan] * 20
+    reason = "gave up at step 59: steps 40–59 bad in a row, ...; The LR is not what is wrong, so look elsewhere"
+    RunRecord(
+        title="gave up",
+        task="t",
+        total_steps=200,
+        history=TrainingHistory(steps=run["step"].tolist(), loss=loss, lr=run["lr"].tolist()),
+        guard_actions=[{"step": 59, "action": "give_up", "rollback_to": 30, "reason": reason}],
+        status="gave_up",
+    ).write_json(tmp_path / "run.json")
+    assert f"the run's guard {reason}" in read(tmp_path / "run.json").notes
+
+
 def test_a_finite_run_json_reads_as_before(tmp_path: Path) -> None:
     run = logs.run_arrays(n=80)
     history = TrainingHistory(steps=run["step"].tolist(), loss=run["loss"].tolist(), lr=run["lr"].tolist())

@@ -146,6 +146,58 @@ def test_tensorboard_event_files_are_read_with_tensorboards_reader(tmp_path: Pat
     assert_same(read(event_file), run, rel=1e-6)
 
 
+def test_a_log_directory_of_several_runs_reads_the_latest_written_and_says_so(tmp_path: Path) -> None:
+    """Hugging Face names each launch's TensorBoard run by its date (``Jan10_...``, ``Feb02_...``): a
+    ``runs`` directory of two was read as the one whose name sorted last, January's, with no word of
+    the other; likewise Lightning's versions, unsaid. The latest written is read, and the note names
+    the others."""
+    import os
+
+    old, new = logs.run_arrays(n=100), logs.run_arrays(n=120, seed=1)
+    january = logs.write_tensorboard(tmp_path / "runs" / "Jan10_09-00-00_host", old)
+    february = logs.write_tensorboard(tmp_path / "runs" / "Feb02_09-00-00_host", new)
+    for event, when in ((next(january.glob("*tfevents*")), 1e9), (next(february.glob("*tfevents*")), 2e9)):
+        os.utime(event, (when, when))
+    series = read(tmp_path / "runs")
+    assert series.source == str(february)
+    assert len(series) == 120
+    assert series.notes[-1] == (
+        f"{tmp_path / 'runs'} holds 2 runs: read the latest written, Feb02_09-00-00_host (the others: "
+        "Jan10_09-00-00_host); give a run's own directory to read another"
+    )
+    assert not any("holds" in note for note in read(february).notes)  # a run's own directory: no note
+    versions = [
+        logs.write_lightning_metrics(tmp_path / "lightning_logs" / f"version_{v}" / "metrics.csv", old) for v in (0, 1)
+    ]
+    os.utime(versions[0], (2e9, 2e9))
+    os.utime(versions[1], (1e9, 1e9))
+    assert (
+        read(tmp_path / "lightning_logs")
+        .notes[-1]
+        .endswith(
+            "holds 2 runs: read the latest written, version_0 (the others: version_1); give a run's own directory to "
+            "read another"
+        )
+    )
+
+
+def test_json_lines_whose_loss_is_null_are_named_in_the_notes() -> None:
+    """JSON has no NaN, and a logger writing strict JSON (orjson) writes a NaN loss as null: those
+    lines were dropped without a word, and a run with NaN steps read as healthy. An evaluation's line
+    (its loss null, its eval loss given) is no such line."""
+    lines = [
+        json.dumps({"step": s, "loss": None if s in (150, 151) else 2.0 - s / 1000, "eval_loss": None})
+        for s in range(300)
+    ]
+    lines.append(json.dumps({"step": 299, "loss": None, "eval_loss": 1.8}))
+    series = read_jsonl(io.StringIO("\n".join(lines)))
+    assert len(series) == 298
+    assert series.notes == (
+        "2 line(s) with a null loss (steps 150, 151): read as not logged; where the logger writes a NaN loss as "
+        "null (JSON has no NaN: orjson and strict encoders do), those were NaN steps",
+    )
+
+
 def test_unsorted_and_repeated_steps_are_sorted_the_last_value_wins_and_a_resume_is_noted(tmp_path: Path) -> None:
     path = tmp_path / "resumed.csv"
     rows = ["step,loss"] + [f"{s},{2.0 - s / 1000}" for s in range(300)]

@@ -150,11 +150,21 @@ def test_the_guarded_schedule_is_the_lr_the_guard_runs() -> None:
     assert guarded.to_string().startswith("guarded(base=cosine(")
 
 
+def _bursts(seed: int) -> np.ndarray:
+    """A clean run's losses with bursts of four NaN from its 300th on, each after a few more healthy
+    losses than the one before: every rollback's replay trains before the next burst, at other steps
+    than the last one's, so each burst is a fresh sign of trouble (not one of `_not_the_lr`'s)."""
+    loss = curves.clean(n=3000, seed=seed)
+    at = 300
+    for gap in range(30, 60):
+        loss[at : at + 4] = math.nan
+        at += 4 + gap
+    return loss
+
+
 def test_give_up_after_max_rollbacks_with_a_report_and_it_sticks() -> None:
-    loss = curves.clean(n=3000, seed=8)
-    loss[300:] = math.nan
-    actions, state = run(guard.init(GuardConfig(max_rollbacks=2)), loss)
-    assert kinds(actions) == {"continue": 300, "skip": 9, "rollback": 2, "give_up": 1}
+    actions, state = run(guard.init(GuardConfig(max_rollbacks=2)), _bursts(8))
+    assert kinds(actions) == {"continue": 300 + 30 + 31, "skip": 9, "rollback": 2, "give_up": 1}
     last = actions[-1]
     assert last.kind == "give_up"
     assert last.rollback_to == 250
@@ -165,11 +175,38 @@ def test_give_up_after_max_rollbacks_with_a_report_and_it_sticks() -> None:
 
 
 def test_give_up_when_the_lr_would_fall_below_the_floor() -> None:
-    loss = curves.clean(n=3000, seed=9)
-    loss[300:] = math.nan
-    actions, _ = run(guard.init(GuardConfig(max_rollbacks=100, min_lr_ratio=0.1)), loss)
+    actions, _ = run(guard.init(GuardConfig(max_rollbacks=100, min_lr_ratio=0.1)), _bursts(9))
     assert kinds(actions)["rollback"] == 3  # 1/2, 1/4, 1/8 of the LR; 1/16 < 0.1
     assert "below 0.1 × the schedule's peak" in actions[-1].reason
+
+
+def test_nan_from_the_state_a_rollback_restored_is_skipped_on_never_rolled_back_to_again() -> None:
+    """NaN for good from loss 300: one rollback to step 250, whose replay is NaN from its first step,
+    computed on the restored weights before any update. Rolling back again restored that same state
+    and cut the LR for nothing, eight times over; the guard now skips on for as many steps as its
+    skips on, and gives up once the run of NaN is twice the one that called for a rollback, saying the
+    LR is not the cause."""
+    loss = curves.clean(n=3000, seed=8)
+    loss[300:] = math.nan
+    actions, state = run(guard.init(GuardConfig(max_rollbacks=2)), loss)
+    assert kinds(actions) == {"continue": 300, "skip": 3 + 8, "rollback": 1, "give_up": 1}
+    assert state.cuts == 1
+    last = actions[-1]
+    assert (last.step, last.rollback_to) == (258, 250)
+    assert last.reason.startswith("gave up at step 258: steps 250–258 bad in a row, all since the state restored at ")
+    assert "The LR is not what is wrong, so look elsewhere: the data of steps 250–258" in last.reason
+
+
+def test_a_stretch_of_bad_batches_at_the_start_is_skipped_past() -> None:
+    """Five NaN losses from the first step (bad batches, a resumed run's next ones): no update was
+    applied since the state the guard began from, so a rollback would restore exactly that state and
+    cut an LR that entered none of them. They are skipped, and the run goes on at its LR."""
+    loss = curves.clean(n=400, seed=3)
+    loss[:5] = math.nan
+    actions, state = run(guard.init(step=7), loss, start=7)
+    assert kinds(actions) == {"continue": 395, "skip": 5}
+    assert (state.rollbacks, state.cuts, state.scale, state.cap) == (0, 0, 1.0, None)
+    assert "steps 7–10 bad in a row, all since the state restored at step 7, where the guard began" in actions[3].reason
 
 
 def test_oscillation_cuts_the_lr_without_a_rollback_then_cools_down() -> None:

@@ -118,6 +118,19 @@ def test_repeated_trouble_rolls_back_and_cuts_the_lr(tmp_path: Path) -> None:
     assert report["lr_cap"] == pytest.approx(1.5e-3)
 
 
+def test_a_hopeless_run_stops_with_the_last_good_weights_and_says_why(tmp_path: Path) -> None:
+    """NaN for good from step 60: the guard gives up and the Trainer stops, which it did without a
+    word (only `report()` and the audit log said why); now a RuntimeWarning gives the reason."""
+    with pytest.warns(
+        RuntimeWarning, match=r"GuardCallback: training stops at step \d+, with the weights of its step 25"
+    ):
+        module, callback = fit(tmp_path, lambda s: s >= 60, GuardConfig(snapshot_every=25, max_rollbacks=1))
+    assert finite(module)
+    report = callback.report()
+    assert report["gave_up"] is True
+    assert "look elsewhere" in report["records"][-1]["reason"]
+
+
 SKIPPED = [("skip", 60, "grad_norm")]
 
 

@@ -266,7 +266,7 @@ def test_a_parameter_unfrozen_after_the_snapshot_is_named_on_rollback() -> None:
     guard = TorchGuard(model, opt, schedule=SCHED)
     model[0].requires_grad_(True)  # unfrozen after the snapshot of step 0 (and not in the optimizer)
     with pytest.warns(RuntimeWarning, match=r"unfrozen since the snapshot.*'0.weight', '0.bias'"):
-        guarded_run(fault=lambda b, loss: loss * math.nan if b <= 4 else loss, model=model, opt=opt, guard=guard)
+        guarded_run(fault=lambda b, loss: loss * math.nan if 10 <= b <= 13 else loss, model=model, opt=opt, guard=guard)
     assert guard.report()["records"][-1]["action"] == "rollback"
 
 
@@ -282,6 +282,66 @@ def test_the_data_position_is_restored_on_rollback() -> None:
     rollback = next(r for r in guard.report()["records"] if r["action"] == "rollback")
     assert rollback["rollback_to"] == 50
     assert positions[103] == 51  # replayed from the snapshot's data position (50 batches consumed)
+
+
+class Poisoned(Batches):
+    """`Batches` whose batches at the data positions in `bad` hold a NaN input: corrupt data, which
+    gives a NaN loss from any weights, every time it is drawn."""
+
+    def __init__(self, bad: range, seed: int = 1) -> None:
+        super().__init__(seed=seed)
+        self.bad = bad
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        poisoned = self.position in self.bad
+        x, y = super().__next__()
+        if poisoned:
+            x = x.clone()
+            x[0, 0] = math.nan
+        return x, y
+
+
+def test_corrupt_batches_replayed_after_a_rollback_are_skipped_past() -> None:
+    """Four corrupt batches in a row (positions 120-123) roll the run back to step 100, and with the
+    data position restored the replay draws them again at the same steps. The guard rolled back to
+    step 100 eight times, each replay the same NaN, cut the LR to 1/256 and gave up at step 100 of
+    300; the same steps going bad as before the rollback are now the batches', skipped past."""
+    data = Poisoned(range(120, 124))
+    _, guard, _ = guarded_run(data=data, restore_data=True)
+    report = guard.report()
+    assert (report["step"], report["rollbacks"], report["cuts"], report["gave_up"]) == (300, 1, 1, False)
+    skips = [(r["step"], r["batch"]) for r in report["records"] if r["action"] == "skip"]
+    assert skips == [(120, 120), (121, 121), (122, 122), (120, 144), (121, 145), (122, 146), (123, 147)]
+    assert "as before the latest rollback: the batches of those steps" in report["records"][-1]["reason"]
+    assert data.position == 300  # one batch a step, the rewound ones drawn again
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_corrupt_batches_replayed_under_delayed_verdicts(fused: bool) -> None:
+    """Read every 5 steps, a non-fused optimizer's skip of a NaN step multiplies the gradient by 0,
+    which stays NaN: the update goes into the weights, and only a rollback undoes it. Replayed with
+    the data position, the same corrupt batches then came back after every rollback, eight times.
+    Skipping past them cannot help there: the guard gives up at once, saying so (fused=True); a fused
+    optimizer's skips are exact, and the run skips past them."""
+    data = Poisoned(range(120, 124))
+    if not fused:
+        with pytest.raises(GuardGaveUpError, match=r"although skipped .* fused=True skips exactly") as info:
+            guarded_run(data=data, restore_data=True, read_every=5)
+        assert info.value.action.rollback_to == 100
+        return
+    _, guard, _ = guarded_run(data=data, restore_data=True, read_every=5, fused=True)
+    report = guard.report()
+    assert (report["step"], report["rollbacks"], report["gave_up"]) == (300, 1, False)
+
+
+def test_corrupt_batches_at_the_restored_state_are_skipped_past_without_a_rollback() -> None:
+    """The first four batches are corrupt: no update was applied since the state the guard began
+    from, so rolling back to it (the data position with it) drew them again; eight rollbacks and a
+    give-up at step 0. Now they are skipped, and the run trains at its LR."""
+    _, guard, _ = guarded_run(data=Poisoned(range(4)), restore_data=True)
+    report = guard.report()
+    assert (report["step"], report["skips"], report["rollbacks"], report["cuts"]) == (300, 4, 0, 0)
+    assert report["lr_cap"] is None
 
 
 def test_resume_from_state_dict_is_bit_for_bit(tmp_path: Path) -> None:
@@ -557,3 +617,54 @@ def test_a_guard_resumed_with_its_snapshots_rolls_back_where_the_run_never_stopp
     guarded_run(fault=nan_at(*range(16, 20)), model=again, opt=opt, guard=resumed, data=data)
     assert [r["rollback_to"] for r in resumed.report()["records"] if r["action"] == "rollback"] == targets
     assert same_params(whole, again)
+
+
+def _batches(guard: TorchGuard, data: Batches, batches: range, fault: Fault) -> None:
+    """Train on the batches numbered `batches` (by the batch drawn, replays included)."""
+    for b in batches:
+        x, y = next(data)
+        loss = fault(b, nn.functional.cross_entropy(guard.model(x), y))
+        loss.backward()
+        guard.step(loss)
+
+
+@pytest.mark.parametrize("save_after", [110, 160])
+def test_a_guard_resumed_mid_rewarmup_or_with_a_pending_snapshot_goes_on_as_if_never_stopped(
+    tmp_path: Path, save_after: int
+) -> None:
+    """Rolled back from step 102 to 50 and re-warming up over 50-70, saved at step 57 (batch 110);
+    or at step 107 (batch 160), its snapshot of step 100 not yet confirmed. Resumed from
+    ``torch.save`` in a fresh guard, the run re-warms up as it would have, confirms that snapshot,
+    and rolls a second burst of NaN back to it: the same records and the same weights, bit for bit."""
+    fault = nan_at(*range(100, 104), *range(190, 194))
+    config = GuardConfig(snapshot_every=50)
+    model, data = mlp(0), Batches(seed=1)
+    whole = TorchGuard(
+        model, torch.optim.Adam(model.parameters(), lr=SCHED(0)), config=config, schedule=SCHED, data=data
+    )
+    _batches(whole, data, range(1, 301), fault)
+    records = [(r["step"], r["action"], r["rollback_to"]) for r in whole.report()["records"]]
+    assert [r for r in records if r[1] == "rollback"] == [(102, "rollback", 50), (139, "rollback", 100)]
+
+    model, data = mlp(0), Batches(seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=SCHED(0))
+    first = TorchGuard(model, opt, config=config, schedule=SCHED, data=data)
+    _batches(first, data, range(1, save_after + 1), fault)
+    pending = [s for s in first.state.snapshots if not s.confirmed]
+    assert (first.step_count, [s.step for s in pending]) == ((57, []) if save_after == 110 else (107, [100]))
+    saved = {"model": model.state_dict(), "opt": opt.state_dict(), "data": data.state_dict()}
+    torch.save({**saved, "guard": first.state_dict(snapshots=True)}, tmp_path / "ckpt.pt")
+
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    again, data = mlp(1), Batches(seed=1)
+    again.load_state_dict(saved["model"])
+    opt = torch.optim.Adam(again.parameters(), lr=SCHED(0))
+    opt.load_state_dict(saved["opt"])
+    data.load_state_dict(saved["data"])
+    resumed = TorchGuard(again, opt, config=config, schedule=SCHED, data=data)
+    resumed.load_state_dict(saved["guard"])
+    _batches(resumed, data, range(save_after + 1, 301), fault)
+    after = [(r["step"], r["action"], r["rollback_to"]) for r in whole.report()["records"] if r["batch"] >= save_after]
+    assert [(r["step"], r["action"], r["rollback_to"]) for r in resumed.report()["records"]] == after
+    assert resumed.history_lr == whole.history_lr[save_after:]
+    assert same_params(again, whole.model)

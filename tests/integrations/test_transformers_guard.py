@@ -140,9 +140,12 @@ def test_repeated_nan_rolls_back_and_cuts_the_lr(tmp_path: Path) -> None:
     assert trainer.state.global_step == 60  # the Trainer's step went on
 
 
-def test_a_hopeless_run_stops_with_the_last_good_weights(tmp_path: Path) -> None:
+def test_a_hopeless_run_stops_with_the_last_good_weights_and_says_why(tmp_path: Path) -> None:
+    """The Trainer stopped early without a word (only `report()` and the audit log said why): the
+    guard's give-up is a RuntimeWarning with its reason."""
     config = GuardConfig(snapshot_every=10, max_rollbacks=1)
-    trainer, callback = train(tmp_path, bad=lambda s: s >= 25, guard=config)
+    with pytest.warns(RuntimeWarning, match=r"GuardCallback: training stops at step \d+, with the weights of its step"):
+        trainer, callback = train(tmp_path, bad=lambda s: s >= 25, guard=config)
     assert callback is not None
     assert callback.report()["gave_up"] is True
     assert trainer.state.global_step < 60

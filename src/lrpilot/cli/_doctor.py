@@ -69,6 +69,7 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
     """Diagnose a training run from its log: spikes, NaN, divergence, collapse, a flat start, oscillation."""
     with errors_as_messages(as_json):
         plot = output_file("doctor", "--plot", plot)
+        _check_options(num_classes, spike_z, max_grad_norm, batch_size)
         series = read(path, loss_column=loss_column)
         config = fitted_config(series, num_classes, batch_size)
         if spike_z is not None:
@@ -112,3 +113,21 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
         console.print(f"[dim]note: {escape(note)}[/]", soft_wrap=True)
     if written:
         console.print(f"plot written to {written}")
+
+
+def _check_options(
+    num_classes: int | None, spike_z: float | None, max_grad_norm: float | None, batch_size: int | None
+) -> None:
+    """Refuse a bad option by its name before the log is read: they were refused after it (a large
+    TensorBoard log read first), named as the library's parameters ("DetectConfig: num_classes must
+    be ...", "diagnose: max_grad_norm ...")."""
+    from lrpilot import _validate as check
+
+    if num_classes is not None:
+        check.step_count("doctor", "--num-classes", num_classes, 2)
+    if spike_z is not None:
+        check.in_range("doctor", "--spike-z", spike_z, 1.0, 1e6)
+    if max_grad_norm is not None:
+        check.positive("doctor", "--max-grad-norm", max_grad_norm)
+    if batch_size is not None:
+        check.step_count("doctor", "--batch-size", batch_size, 1)

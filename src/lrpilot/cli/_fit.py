@@ -97,8 +97,7 @@ def _summary(result: FitResult) -> Table:
         table.add_row("range test band", f"{low:.3g} – {high:.3g} (max stable {result.finder.max_stable_lr:.3g})")
     rec = result.recommendation
     table.add_row("rules' prior", f"{rec.peak_lr:.3g} ({rec.low:.3g} – {rec.high:.3g}, {rec.confidence} confidence)")
-    steps = record.history.steps
-    table.add_row("steps", f"{(steps[-1] + 1) if steps else 0} of {record.total_steps}")
+    table.add_row("steps", record.steps_said())
     for name, value in record.metrics.items():
         table.add_row(name.replace("_", " "), f"{value:.4g}")
     actions = [a["action"] for a in record.guard_actions]

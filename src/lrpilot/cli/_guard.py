@@ -153,8 +153,13 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
         if steps is not None:
             check.step_count("guard", "--steps", steps, 50, 100_000)
         peak = PEAKS[task] if lr is None else check.positive("guard", "--lr", lr)
+        from lrpilot.cli._find import _check_sst2
         from lrpilot.tasks import get_task
 
+        if task.startswith("sst2"):  # named by this command's options, as fit and find do
+            _check_sst2(data_dir)
+        elif data_dir is not None:
+            raise ValueError(f"guard: --data-dir applies to the sst2 tasks only, not to {task!r}")
         the_task = get_task(task, data_dir=data_dir)
         recipe = the_task.recipe if steps is None else the_task.recipe.shortened(steps)
         total = recipe.total_steps

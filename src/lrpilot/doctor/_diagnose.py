@@ -108,7 +108,9 @@ def diagnose(series: Series, config: DetectConfig | None = None, *, max_grad_nor
     """
     clip = None if max_grad_norm is None else check.positive("diagnose", "max_grad_norm", max_grad_norm)
     config = config or fitted_config(series)
-    found = scan(series.steps, series.loss, _clipped(series.grad_norms(), clip), config=config)
+    found = _without_the_rise(
+        scan(series.steps, series.loss, _clipped(series.grad_norms(), clip), config=config), config
+    )
     span = _span(series)
     if span < MIN_FLAT_SPAN:  # too short to call flat; a loss that rose above its start is still judged
         found = [f for f in found if f.kind != "flat_start"]
@@ -151,6 +153,26 @@ def diagnose(series: Series, config: DetectConfig | None = None, *, max_grad_nor
         schedule=guess.spec() if guess else None,
         lr_peak=guess.peak if guess else None,
     )
+
+
+def _without_the_rise(found: list[Finding], config: DetectConfig) -> list[Finding]:
+    """`found` less the loss spikes that are a divergence's or collapse's rise itself: from its
+    onset to where its test, which fires every `div_patience` steps while the rise lasts, next
+    would. The spike test's baseline keeps no spiking loss, so every loss of a rise that stays up
+    is a spike against the losses before it: a run that diverged over its last 200 steps was said to
+    have "diverged and spiked (190 spikes)", of which one was a spike."""
+    rises = [
+        (int(f.start if f.start is not None else f.step), f.step + config.div_patience)
+        for f in found
+        if f.kind in ("divergence", "collapse")
+    ]
+    if not rises:
+        return found
+    return [
+        f
+        for f in found
+        if not (f.kind == "spike" and f.metric == "loss" and any(low <= f.step < high for low, high in rises))
+    ]
 
 
 def fitted_config(series: Series, classes: int | None = None, batch_size: int | None = None) -> DetectConfig:

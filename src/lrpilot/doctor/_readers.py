@@ -283,6 +283,10 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json", loss_column
         builder.notes.append(
             f"{nulls} loss(es) recorded as null in run.json (JSON has no NaN): read as the run's non-finite losses"
         )
+    given = [a for a in data.get("guard_actions") or [] if isinstance(a, Mapping) and a.get("action") == "give_up"]
+    if data.get("status") == "gave_up" and given and isinstance(given[-1].get("reason"), str):
+        # what the guard found out running it (the LR not the cause, say), which the log alone cannot show
+        builder.notes.append(f"the run's guard {given[-1]['reason']}")
     classes, batch, chance = data.get("classes"), data.get("batch_size"), data.get("chance_loss")
     for name, value, low in (("classes", classes, 2), ("batch_size", batch, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
@@ -453,6 +457,7 @@ def read_jsonl(stream: TextIO, source: str = "log.jsonl", loss_column: str | Non
     auto_step = 0
     cache: dict[tuple[str, ...], _Columns] = {}  # rows of one log mostly share their keys
     named = False
+    nulls: list[Any] = []  # the steps of lines whose loss key holds null
     for line in stream:
         text = line.strip()
         if not text:
@@ -470,6 +475,9 @@ def read_jsonl(stream: TextIO, source: str = "log.jsonl", loss_column: str | Non
         named = named or cols.loss is not None
         step = entry.get(cols.step) if cols.step else auto_step
         auto_step += 1
+        evaluated = cols.eval_loss is not None and entry.get(cols.eval_loss) is not None  # an evaluation's row
+        if cols.loss is not None and entry.get(cols.loss, 0) is None and not evaluated:
+            nulls.append(step)
         builder.add(
             step,
             loss=entry.get(cols.loss) if cols.loss else None,
@@ -481,12 +489,26 @@ def read_jsonl(stream: TextIO, source: str = "log.jsonl", loss_column: str | Non
         raise DoctorInputError(f"{source}: the file is empty")
     if loss_column is not None and not named:
         raise _no_loss_error(source, sorted({k for keys in cache for k in keys}), "key", loss_column)
+    if nulls:
+        builder.notes.append(_null_note(nulls))
     if not named and any(set(keys) >= AUDIT_KEYS for keys in cache):
         builder.no_loss_hint = (
             ": it is a guard's audit log (its decisions: action, detector, evidence), not the run's log; give the "
             "run's own log, or its run.json"
         )
     return builder.build()
+
+
+def _null_note(steps: list[Any]) -> str:
+    """What lines whose loss is null were read as: not logged. JSON has no NaN, and a logger that
+    writes strict JSON (orjson; an encoder with ``allow_nan=False`` and a fallback) writes a NaN loss
+    as null: such a log's NaN steps were dropped without a word, and a run that went NaN read as
+    healthy."""
+    shown = ", ".join(str(s) for s in steps[:5]) + (f" and {len(steps) - 5} more" if len(steps) > 5 else "")
+    return (
+        f"{len(steps)} line(s) with a null loss (steps {shown}): read as not logged; where the logger writes a "
+        "NaN loss as null (JSON has no NaN: orjson and strict encoders do), those were NaN steps"
+    )
 
 
 AUDIT_KEYS = frozenset({"action", "detector", "evidence", "lr_before"})
@@ -644,11 +666,12 @@ def _read_dir(p: Path, loss_column: str | None) -> Series:
         return _read(states[-1], loss_column)
     metrics = sorted(p.glob("metrics.csv")) or sorted(p.glob("**/metrics.csv"), key=lambda q: q.stat().st_mtime)
     if metrics:
-        return _read(metrics[-1], loss_column)
+        return _latest_of(_read(metrics[-1], loss_column), p, [q.parent for q in metrics])
     events = sorted(p.glob("events.out.tfevents.*")) or sorted(p.glob("**/events.out.tfevents.*"))
     if events:
-        parent = events[-1].parent
-        return read_tensorboard(sorted(parent.glob("events.out.tfevents.*")), str(parent), loss_column)
+        runs = sorted({q.parent for q in events}, key=lambda run: max(q.stat().st_mtime for q in _events(run)))
+        series = read_tensorboard(_events(runs[-1]), str(runs[-1]), loss_column)
+        return _latest_of(series, p, runs)
     logs = sorted(p.glob("*.jsonl")) + sorted(p.glob("*.csv"))
     if len(logs) == 1:
         return _read(logs[0], loss_column)
@@ -657,6 +680,27 @@ def _read_dir(p: Path, loss_column: str | None) -> Series:
         "checkpoint-*/trainer_state.json), a Lightning metrics.csv, TensorBoard events.out.tfevents.* files, "
         "or a single .csv / .jsonl log"
     )
+
+
+def _events(run: Path) -> list[Path]:
+    """A TensorBoard run directory's event files, in name order."""
+    return sorted(run.glob("events.out.tfevents.*"))
+
+
+def _latest_of(series: Series, folder: Path, runs: list[Path]) -> Series:
+    """`series`, read from the last of `runs` (the latest written) found under `folder`, with a note
+    naming the others where there are several. A TensorBoard log directory of several runs was read
+    as the one whose name sorted last, unsaid (Hugging Face names its runs ``Jan10_...``, ``Feb02_...``:
+    not the latest), and a Lightning ``lightning_logs`` of several versions as its latest, unsaid."""
+    if len(runs) < 2:
+        return series
+    names = [str(run.relative_to(folder)) for run in runs]
+    others = ", ".join(names[:-1][-5:]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    note = (
+        f"{folder} holds {len(runs)} runs: read the latest written, {names[-1]} (the others: {others}); give a "
+        "run's own directory to read another"
+    )
+    return dataclasses.replace(series, notes=(*series.notes, note))
 
 
 def _checkpoint_number(name: str) -> float:

@@ -27,6 +27,13 @@ __all__ = ["ACTIONS", "Action", "update"]
 
 ACTIONS = ("continue", "warn", "skip", "cut", "raise", "rollback", "give_up")
 
+SKIP_ON = 2
+"""A run of bad steps the LR did not cause (`_not_the_lr`) is skipped on, without a rollback, until
+it is this many times as long as the one that calls for a rollback (`max_skips` + 1): a stretch of
+corrupt batches is short, and one longer than that is more than the batches (every batch gives NaN:
+the loss function, an overflow, a bug). Not the rollbacks' budget: on a 40-step run, the steps 8
+rollbacks would have replayed were the rest of it, which then "finished" with 28 of its steps skipped."""
+
 
 @dataclass(frozen=True)
 class Action:
@@ -78,13 +85,15 @@ class Action:
 
 
 def update(
-    state: GuardState, *, loss: float, grad_norm: float | None = None, lr: float, step: int
+    state: GuardState, *, loss: float, grad_norm: float | None = None, lr: float, step: int, applied: bool = False
 ) -> tuple[Action, GuardState]:
     """Judge step `step` (its loss, its gradient norm if known, and the LR the schedule asked for).
 
     `grad_norm` is the norm of the gradient the update applies: after clipping, where the run
     clips (`TorchGuard`'s `max_grad_norm` and the trainer callbacks pass that one). A spike is
     skipped to keep an outsized update out of the weights, and a clipped gradient makes none.
+    `applied`: the step's update is in the weights whatever the verdict (read after the update, or a
+    NaN gradient masked by ×0, which stays NaN), so a skip of it keeps nothing out.
     """
     if not (isinstance(lr, int | float) and math.isfinite(lr) and lr >= 0):
         raise ValueError(f"guard.update: lr must be a finite number ≥ 0, got {lr!r}")
@@ -99,14 +108,7 @@ def update(
     s = evolve(state, detect=detect, step=step, lr_peak=max(state.lr_peak, lr))
 
     if kinds & {"non_finite", "spike"}:
-        if s.skips_in_row < c.max_skips:
-            streak = s.streak_start if s.skips_in_row else step
-            s = evolve(s, skips_in_row=s.skips_in_row + 1, streak_start=streak, skips=s.skips + 1, healthy_run=0)
-            s = evolve(s, snapshots=_trusted(s))
-            reason = f"skipped the update of step {step}: {found[0].message}"
-            return Action("skip", step, findings=tuple(found), lr_before=eff, lr_after=eff, reason=reason), s
-        why = f"{s.skips_in_row + 1} bad steps in a row (last: {found[0].message})"
-        return _rollback(s, tuple(found), lr, eff, why)
+        return _bad_step(s, tuple(found), lr, eff, applied=applied)
     if kinds & {"divergence", "collapse"}:
         return _rollback(s, tuple(found), lr, eff, found[0].message)
 
@@ -183,6 +185,54 @@ def _set_level(s: GuardState, level: float, lr: float, *, jumped: bool = False) 
     return evolve(s, scale=scale, cap=level)
 
 
+def _bad_step(
+    s: GuardState, found: tuple[Finding, ...], lr: float, eff: float, *, applied: bool
+) -> tuple[Action, GuardState]:
+    """A non-finite or spiking step: skip it; roll back after `max_skips` in a row, unless the LR is
+    not their cause (`_not_the_lr`): then skip on, and give up once they outlast `SKIP_ON`."""
+    c = s.config
+    step = s.step
+    streak = s.streak_start if s.skips_in_row else step
+    tainted = applied or (s.skips_in_row > 0 and s.streak_applied)
+    blamed = _not_the_lr(s, streak)
+    what = f"steps {streak}–{step} bad in a row, {blamed} (last: {found[0].message})"
+    if s.skips_in_row >= c.max_skips and (not blamed or tainted):
+        if blamed and streak != s.restored_at:  # the same batches again, and skips cannot keep them out
+            return _give_up(s, found, eff, what, s.level(lr), streak=streak, applied=True)
+        why = f"{s.skips_in_row + 1} bad steps in a row (last: {found[0].message})"
+        return _rollback(s, found, lr, eff, why)
+    if blamed and s.skips_in_row + 1 > SKIP_ON * (c.max_skips + 1):
+        return _give_up(s, found, eff, what, s.level(lr), streak=streak)
+    s = evolve(s, skips_in_row=s.skips_in_row + 1, streak_start=streak, streak_applied=tainted, skips=s.skips + 1)
+    s = evolve(s, healthy_run=0, snapshots=_trusted(s))
+    reason = f"skipped the update of step {step}: {found[0].message}"
+    if blamed and s.skips_in_row > c.max_skips:
+        reason += f"; steps {streak}–{step} bad in a row, {blamed}: skipped on without a rollback"
+    return Action("skip", step, findings=found, lr_before=eff, lr_after=eff, reason=reason), s
+
+
+def _not_the_lr(s: GuardState, streak: int) -> str:
+    """Why a run of skipped steps that began at `streak` is not the LR's doing ("" where it may be):
+    it began at the state a rollback would restore (no update since, so a rollback would restore
+    the very weights that gave these values, and no LR entered them), or at the step where the run
+    of skipped steps behind the latest rollback began (rewound, that step's batch is the same one
+    where the data position comes back with the snapshot). Rolling back for it replayed the same
+    trouble until `max_rollbacks` ran out, cutting the LR each time: a corrupt stretch of four
+    batches gave up after eight rollbacks with the LR at 1/256 (`tests/integrations/test_torch_guard.py`)."""
+    if streak == s.restored_at:
+        began = "" if s.rollbacks else ", where the guard began"
+        return (
+            f"all since the state restored at step {streak}{began}, before any update: a rollback would restore "
+            "that same state, and no LR entered them"
+        )
+    if s.config.rewind and s.rollbacks and streak == s.last_streak:
+        return (
+            f"from step {streak} as before the latest rollback: the batches of those steps (the same ones where the "
+            "data position is restored with the snapshot), not the LR"
+        )
+    return ""
+
+
 def _stable_lr(s: GuardState, onset: int, fallback: float) -> float:
     """The highest effective LR among healthy steps at least `settle_steps` before `onset`."""
     limit = onset - s.config.settle_steps
@@ -208,6 +258,8 @@ def _rollback(s: GuardState, found: tuple[Finding, ...], lr: float, eff: float, 
         s,
         detect=target.detect,
         step=target.step - 1 if c.rewind else step,
+        restored_at=resume,
+        last_streak=s.streak_start if s.skips_in_row else -1,
         rewarm_at=resume,
         rewarm_steps=c.rewarmup_steps,
         rollbacks=s.rollbacks + 1,
@@ -223,19 +275,46 @@ def _rollback(s: GuardState, found: tuple[Finding, ...], lr: float, eff: float, 
 
 
 def _give_up(
-    s: GuardState, found: tuple[Finding, ...], eff: float, why: str, level: float
+    s: GuardState,
+    found: tuple[Finding, ...],
+    eff: float,
+    why: str,
+    level: float,
+    *,
+    streak: int | None = None,
+    applied: bool = False,
 ) -> tuple[Action, GuardState]:
+    """Give up, restoring the rollback target: `why` says what went wrong. `streak`: the first step of
+    a run of bad steps the LR did not cause (`_not_the_lr`), skipped on for longer than `SKIP_ON`
+    allows, or (`applied`) whose updates went into the weights although skipped, so that neither
+    skipping them nor replaying them after a rollback keeps them out."""
     c = s.config
     target = s.target
-    if target is None:
-        cause = "no snapshot to roll back to"
+    where = f"step {s.step}" if streak is None else f"steps {streak}–{s.step}"
+    if applied:
+        cause = (
+            "their updates went into the weights although skipped (a verdict read after the update, or a NaN "
+            "gradient masked by ×0 in a non-fused optimizer: fused=True skips exactly), so skipping cannot keep them "
+            "out, and a rollback replays them. The LR is not what is wrong"
+        )
+    elif streak is not None:
+        cause = (
+            f"more than {SKIP_ON} × the {c.max_skips + 1} that call for a rollback (max_skips={c.max_skips}), longer "
+            "than a stretch of bad batches. The LR is not what is wrong"
+        )
+    elif target is None:
+        cause = "no snapshot to roll back to. Cutting the LR has not fixed it"
     elif s.rollbacks >= c.max_rollbacks:
         cause = f"{s.rollbacks} rollbacks did not help (max_rollbacks={c.max_rollbacks})"
+        cause += ". Cutting the LR has not fixed it"
     else:
-        cause = f"the LR would fall to {level:.3g}, below {c.min_lr_ratio:g} × the schedule's peak {s.lr_peak:.3g}"
+        cause = (
+            f"the LR would fall to {level:.3g}, below {c.min_lr_ratio:g} × the schedule's peak {s.lr_peak:.3g}. "
+            "Cutting the LR has not fixed it"
+        )
     reason = (
-        f"gave up at step {s.step}: {why}; {cause}. Cutting the LR has not fixed it, so look elsewhere: "
-        f"the data around step {s.step}, the loss function, mixed-precision overflow, or a bug. "
+        f"gave up at step {s.step}: {why}; {cause}, so look elsewhere: the data {'around' if streak is None else 'of'} "
+        f"{where}, the loss function, mixed-precision overflow, or a bug. "
         f"The last good state (step {target.step if target else '?'}) is restored."
     )
     s = evolve(s, gave_up=True)

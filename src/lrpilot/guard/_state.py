@@ -60,6 +60,14 @@ class GuardState:
         scale, cap, rewarm_at, rewarm_steps: the LR adjustment (see the module docstring).
         skips_in_row, skips, rollbacks, cuts, raises: counters.
         streak_start: the first step of the current run of skipped steps (where the trouble began).
+        restored_at: the step whose state the weights were last restored to (a rollback's resume
+            step, or where the guard began): a run of skipped steps that began there has had no
+            update since that state, so rolling back to it again would change nothing.
+        streak_applied: a step of the current run of skipped steps had its update applied all the
+            same (`update`'s `applied`): the weights are no longer the restored state's.
+        last_streak: the first step of the run of skipped steps that caused the latest rollback
+            (−1: none): the same step going bad again after rewinding is the same batch, where the
+            data position was restored with the snapshot, and not the LR.
         gave_up: the guard has given up; every later `update` says so again.
         cooldown_until: no cut without a rollback before this step.
         healthy_run: healthy steps in a row.
@@ -78,6 +86,9 @@ class GuardState:
     rewarm_steps: int = 0
     skips_in_row: int = 0
     streak_start: int = -1
+    restored_at: int = 0
+    streak_applied: bool = False
+    last_streak: int = -1
     skips: int = 0
     rollbacks: int = 0
     cuts: int = 0
@@ -150,7 +161,8 @@ def init(config: GuardConfig | None = None, *, step: int = 0) -> GuardState:
     """The guard before its first update; the run's state at `step` is the first (trusted) snapshot."""
     config = config or GuardConfig()
     detect = detect_init(config.detect)
-    return GuardState(config=config, detect=detect, step=step - 1, snapshots=(Snapshot(step, detect, None, True),))
+    snapshots = (Snapshot(step, detect, None, True),)
+    return GuardState(config=config, detect=detect, step=step - 1, restored_at=step, snapshots=snapshots)
 
 
 def rebase(state: GuardState, step: int) -> GuardState:
@@ -159,4 +171,4 @@ def rebase(state: GuardState, step: int) -> GuardState:
     The guard's memory (windows, counters, LR adjustment) comes back from `state_dict`; the
     snapshots it referred to lived in the old process and are gone.
     """
-    return evolve(state, step=step - 1, snapshots=(Snapshot(step, state.detect, None, True),))
+    return evolve(state, step=step - 1, restored_at=step, snapshots=(Snapshot(step, state.detect, None, True),))

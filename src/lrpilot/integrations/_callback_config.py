@@ -9,6 +9,7 @@ it takes it as given. `TrainerGuardBase` is what the Hugging Face and Lightning 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -121,6 +122,18 @@ class TrainerGuardBase:
         self.guard.load_state_dict({**saved, "step": step})
         self.config = self.guard.config
         self.non_finite = int(saved.get("non_finite", 0))
+
+    def _gave_up(self, action: Action, step: int) -> Action:
+        """The guard gave up at the trainer's `step` (and restored its last good state): say so, as a
+        RuntimeWarning with its reason. The callbacks stop the trainer, which had ended its run early
+        without a word; only `report()` or the audit log said why."""
+        restored = "" if action.rollback_to is None else f", with the weights of its step {action.rollback_to}"
+        warnings.warn(
+            f"GuardCallback: training stops at step {step}{restored}: the guard {action.reason}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return action
 
     def report(self) -> dict[str, Any]:
         """What the guard did (see `TorchGuard.report`), plus the non-finite steps it saw."""

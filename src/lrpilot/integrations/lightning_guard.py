@@ -100,7 +100,7 @@ class GuardCallback(TrainerGuardBase, _Callback):  # type: ignore[misc]
         try:
             action = guard.judge(loss)
         except GuardGaveUpError as exc:
-            action = exc.action
+            action = self._gave_up(exc.action, trainer.global_step)
             trainer.should_stop = True
         if action.findings and action.findings[0].kind == "non_finite":
             self.non_finite += 1

@@ -457,7 +457,11 @@ class TorchGuard:
         weights while the log said it was skipped."""
         loss, gn = values[0], values[1]
         grad = None if (self.scaler is not None and not math.isfinite(gn)) else gn
-        action, self.state = core.update(self.state, loss=loss, grad_norm=grad, lr=lr_in, step=t)
+        # a non-finite gradient the device masked by ×0 (no fused found_inf, no scaler) is still NaN
+        masked = not applied and self.read_every > 1 and not self._fused and self.scaler is None
+        poisoned = masked and not (math.isfinite(loss) and math.isfinite(gn))
+        update = core.update(self.state, loss=loss, grad_norm=grad, lr=lr_in, step=t, applied=applied or poisoned)
+        action, self.state = update
         extra: dict[str, Any] = {"batch": len(self.history_steps)}  # the batch judged, counting replays
         if applied and action.kind == "skip":
             extra["applied"] = True

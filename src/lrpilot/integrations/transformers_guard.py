@@ -151,7 +151,7 @@ class GuardCallback(TrainerGuardBase, _TrainerCallback):  # type: ignore[misc]
         try:
             action = guard.judge(self._step_loss())
         except GuardGaveUpError as exc:
-            action = exc.action
+            action = self._gave_up(exc.action, state.global_step)
             control.should_training_stop = True
         if any(f.kind == "non_finite" for f in action.findings):  # the loss's or the gradients'
             self.non_finite += 1

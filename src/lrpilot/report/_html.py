@@ -225,9 +225,7 @@ def _how_it_ran(record: RunRecord) -> list[str]:
 
 
 def _header(record: RunRecord) -> str:
-    steps = record.history.steps
-    # steps are logged by the index of their update (0 first), as fit's notes and summary count them
-    ran = f"{int(steps[-1]) + 1:,} of " if len(steps) else ""
+    ran = f"{record.steps_saved():,} of " if len(record.history.steps) else ""
     status = record.status.replace("_", " ")
     on = "" if record.device is None else f" · on {_e(record.device)}"
     on += "" if record.precision in (None, "fp32") else f" in {_e(record.precision)}"

@@ -262,6 +262,37 @@ class RunRecord:
                 f"{owner}: layer_stats must be a LayerStats or None, got {type(self.layer_stats).__name__}"
             )
 
+    def steps_saved(self) -> int:
+        """The steps in the weights the run saved: where its guard gave up, those of the state it went
+        back to (its give-up record's ``rollback_to``), else one past the last step logged (steps are
+        logged by the index of their update, 0 first). The last step logged of a run given up on is
+        where it gave up, after which the weights went back: a digits fit whose loss turned NaN for
+        good said "28 of 200" steps, of weights that had 24, after judging 77 (a rollback replays
+        steps)."""
+        give_up = self._give_up()
+        if give_up is not None and give_up.get("rollback_to") is not None:
+            return int(give_up["rollback_to"])
+        steps = self.history.steps
+        return int(steps[-1]) + 1 if len(steps) else 0
+
+    def steps_said(self) -> str:
+        """``"24 of 200"``: the steps in the weights saved, of those planned; for a run the guard gave up
+        on, the step it gave up at, and the steps it judged where rollbacks replayed some."""
+        said = f"{self.steps_saved():,} of {self.total_steps:,}"
+        give_up = self._give_up()
+        if give_up is None:
+            return said
+        replays = any(a.get("action") == "rollback" for a in self.guard_actions)
+        judged = f"; {len(self.history.steps):,} steps judged, the rollbacks' replays included" if replays else ""
+        back = f"the guard gave up at step {int(give_up['step']):,} and went back to step {self.steps_saved():,}"
+        return f"{said} ({back}{judged})"
+
+    def _give_up(self) -> dict[str, Any] | None:
+        """The guard's give-up record, for a run it gave up on (None for one stopped otherwise)."""
+        if self.status != "gave_up":
+            return None
+        return next((a for a in reversed(self.guard_actions) if a.get("action") == "give_up"), None)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: strict JSON (``json.dumps(..., allow_nan=False)`` accepts it)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
