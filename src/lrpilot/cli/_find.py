@@ -141,21 +141,24 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
     """A local Hugging Face model on the user's data, built as `lrpilot fit --model` builds it (its
     head or LoRA adapter, the tokenized data, AdamW with fit's weight decay and clipping), so the
     peak is the one fit's run would train at; its length: --total-steps, else one epoch of the data;
-    its forward passes autocast to --precision as fit's do. Without it a user of fit had to write a
-    --script to range-test the model fit trains."""
-    import torch
-
+    on --device as fit's (auto: a CUDA GPU where torch sees one), its forward passes autocast to
+    --precision as fit's do, and without one in the precision fit's own range test takes
+    (`lrpilot.autopilot._search.finder_precision`: bf16 for a model of 10M+ parameters on hardware
+    that computes it). Without it a user of fit had to write a --script to range-test the model fit
+    trains."""
     from lrpilot.autopilot._hf import METHODS, TASK_TYPES
     from lrpilot.autopilot._lora import lora_options
+    from lrpilot.autopilot._search import finder_precision
     from lrpilot.autopilot._target import build_model, recommended, user_target
     from lrpilot.tasks import make_optimizer
-    from lrpilot.tasks._device import resolve_precision
+    from lrpilot.tasks._device import resolve_device, resolve_precision
 
     choices = (("--task-type", user["task_type"], TASK_TYPES), ("--method", user["method"], METHODS))
     for option, value, options in choices:
         if value is not None:  # named for this command, not fit's (whose checks these are too)
             check.choice("find", option, value, options)
-    mixed = resolve_precision(user["precision"], torch.device("cpu"), owner="find")
+    where = resolve_device(user["device"], owner="find")  # a wrong name fails before a weight is loaded
+    mixed = resolve_precision(user["precision"], where, owner="find")
     adapters = (user["lora_rank"], user["lora_alpha"], user["lora_targets"])
     lora = lora_options("find", user["method"] or "full", *adapters)
     target = user_target(
@@ -171,7 +174,10 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         owner="find",
     )
     steps = target.steps if total_steps is None else total_steps
-    net = build_model(target, seed, precision=mixed)  # fp32 trainable weights, as fit trains a bf16 checkpoint's
+    net = build_model(target, seed, where, mixed)  # fp32 trainable weights, as fit trains a bf16 checkpoint's
+    # fit's range test of this model: in bf16 where the hardware computes it and no --precision was given
+    chosen = user["precision"] is not None
+    tested, why = finder_precision(mixed, net, where, chosen=chosen, timed=False, from_ramp=False)
     _, task = recommended(target, net, steps)
     recipe = task.recipe
     args = {
@@ -185,10 +191,11 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         "warmup_ratio": recipe.warmup_steps / recipe.total_steps,
         "floor_ratio": recipe.floor_ratio,
         "decay": recipe.decay,
-        "amp": mixed.amp,  # with fp16 find_lr makes the loss scale
+        "amp": tested.amp,  # with fp16 find_lr makes the loss scale
     }
-    source = {"model": str(model), "data": str(data), "precision": mixed.name}
-    return _Job(source, args, notes=target.notes, task=task)
+    source = {"model": str(model), "data": str(data), "device": str(where), "precision": tested.name}
+    notes = target.notes if why is None else (*target.notes, why)
+    return _Job(source, args, notes=notes, task=task)
 
 
 # --- a user's script ------------------------------------------------------------------------------
@@ -466,9 +473,10 @@ def _header(job: _Job, ramp: dict[str, Any], seed: int) -> str:
     what = job.source.get("task") or job.source.get("model") or f"{job.source['script']}:{job.source['function']}"
     mixed = job.source.get("precision", "fp32")
     autocast = "" if mixed == "fp32" else f", {mixed} autocast"
+    where = f" on {job.source['device']}" if "device" in job.source else ""
     return (
         f"[bold]{escape(what)}[/]: range test {ramp['start_lr']:.0e} → {ramp['end_lr']:.0e} over "
-        f"{ramp['num_steps']} steps, {ramp['mode']} mode, seed {seed}{autocast}"
+        f"{ramp['num_steps']} steps, {ramp['mode']} mode, seed {seed}{autocast}{where}"
     )
 
 
@@ -510,12 +518,21 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     lora_rank: LoraRankOption = None,
     lora_alpha: LoraAlphaOption = None,
     lora_targets: LoraTargetsOption = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="--model: where the range test runs, as fit --device: auto (a CUDA GPU where torch sees one, else "
+            "the CPU; the default), cpu, cuda or cuda:N.",
+        ),
+    ] = None,
     precision: Annotated[
         str | None,
         typer.Option(
             "--precision",
-            help="--model: the range test's forward passes: fp32 (the default), bf16, or fp16 (with a loss scale), "
-            "autocast on the CPU, as fit --precision trains.",
+            help="--model: the range test's forward passes: fp32, bf16, or fp16 (with a loss scale), autocast on "
+            "the device, as fit --precision trains. Not given: as fit's range test, bf16 for a 10M+ parameter "
+            "model where the hardware computes it, else fp32.",
         ),
     ] = None,
 ) -> None:
@@ -530,7 +547,8 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
         check.step_count("find", "--seed", seed, 0, 2**32 - 1)
         user: dict[str, Any] = {"task_type": task_type, "method": method, "columns": columns}
         user.update(batch_size=batch_size, max_length=max_length)
-        user.update(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, precision=precision)
+        user.update(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets)
+        user.update(device=device, precision=precision)
         job = _job(
             task, script, seed=seed, total_steps=total_steps, data_dir=data_dir, model=model, data=data, user=user
         )
