@@ -315,6 +315,29 @@ def test_a_checkpoint_stored_in_bf16_is_range_tested_with_float32_weights(tmp_pa
     assert stored_half["peak_lr"] == pytest.approx(stored_full["peak_lr"], rel=0.02)  # in bf16: 8 % higher
 
 
+def test_a_built_in_tasks_test_past_the_end_of_its_data_is_said_in_a_note() -> None:
+    """digits' 1,438 training images are 22 batches of 64: `lrpilot find` went over them 3–4 times
+    without a word, where a user's data that short gets a warning. It is said in a note, not a
+    warning (the recipe goes over them 11 times, and the rule was calibrated on these tests);
+    shakespeare draws random windows, which never come round."""
+    from lrpilot.tasks import get_task
+
+    p = _json(["--steps", "60"])
+    drawn = p["steps_used"]
+    assert drawn > 22
+    assert p["notes"] == [
+        f"the digits task's training set is 22 batches of 64: the range test went over them {drawn / 22:.1f} times "
+        f"({drawn} steps), as its recipe's 250 steps go over them 11.4 times; lrpilot's rule was calibrated on "
+        "these tests, repeats included"
+    ]
+    assert not [w for w in p["warnings"] if "fewer than the range test took" in w]
+    result = runner.invoke(app, ["find", "--steps", "60"])
+    assert result.exit_code == 0, result.output
+    assert "note the digits task's training set is 22 batches of 64" in " ".join(result.stdout.split())
+    assert _json(["--steps", "20"])["notes"] == []  # 20 of its 22 batches
+    assert get_task("shakespeare").epoch_batches is None
+
+
 def test_thorough_mode_runs_several_range_tests() -> None:
     p = _json(["--task", "digits", "--mode", "thorough", "--steps", "60"])
     assert len(p["records"]) >= 2  # range tests on fresh batches; their spread widens the band

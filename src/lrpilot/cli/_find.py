@@ -87,8 +87,9 @@ class _Job:
     """What fit's notes say of the model and data it builds (--model): a class of merged spellings, unbalanced
     labels, an evaluation that overlaps the training data; the range test runs on that same data."""
     task: Task | None = None
-    """--model: the user's data as fit reads it, which says when the test went past its end
-    (`lrpilot.autopilot._search.repeated_batches`: its batches, drawn endlessly, come round again)."""
+    """The task whose batches the test draws (a built-in one, or --model's data as fit reads it),
+    which says when the test went past the end of its data: a warning for a user's data
+    (`lrpilot.autopilot._search.repeated_batches`), a note for a built-in task (`_task_passes`)."""
 
 
 # --- the built-in tasks ---------------------------------------------------------------------------
@@ -118,7 +119,26 @@ def _task_job(name: str, data_dir: Path | None, seed: int) -> _Job:
         "floor_ratio": recipe.floor_ratio,
         "decay": recipe.decay,
     }
-    return _Job({"task": name}, args, threads=1)
+    return _Job({"task": name}, args, threads=1, task=task)
+
+
+def _task_passes(job: _Job, drawn: int) -> list[str]:
+    """A built-in task's range test that went past the end of its training set (digits: 22 batches,
+    which a 100-step test goes over 3–4 times) said so nowhere, where a user's data gets a warning.
+    Here it is a note, not a warning: the task's recipe goes over them too (digits: 11 times), and
+    lrpilot's rule was calibrated on these tests, repeats included (`repeated_batches`)."""
+    from lrpilot.autopilot._hf import HfTask
+
+    task = job.task
+    have = None if task is None or isinstance(task, HfTask) else task.epoch_batches
+    if task is None or have is None or drawn <= have:
+        return []
+    recipe = task.recipe
+    return [
+        f"the {task.name} task's training set is {have} batches of {recipe.batch_size}: the range test went over them "
+        f"{drawn / have:.1f} times ({drawn} steps), as its recipe's {recipe.total_steps} steps go over them "
+        f"{recipe.total_steps / have:.1f} times; lrpilot's rule was calibrated on these tests, repeats included"
+    ]
 
 
 def _check_sst2(data_dir: Path | None) -> None:
@@ -565,9 +585,10 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
 
             written = plot_range_test(result, plot)
     spec = _spec(result)
+    said = [*job.notes, *_task_passes(job, result.steps_used)]
     if as_json:
         payload = {**job.source, "mode": mode, "seed": seed, **result.to_dict(), "spec": spec}
-        extra = {"warnings": notes, "notes": list(job.notes), "plot": str(written) if written else None}
+        extra = {"warnings": notes, "notes": said, "plot": str(written) if written else None}
         print_json(_finite({**payload, **extra}))
         return
     console.print(_table(result))
@@ -579,7 +600,7 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
         f"schedule: [cyan]{escape(spec)}[/]" if spec else "schedule: give --total-steps N for a ready one",
         soft_wrap=True,
     )
-    for note in job.notes:  # as fit prints them
+    for note in said:  # as fit prints them
         console.print(f"[dim]note[/] {escape(note)}", highlight=False, soft_wrap=True)
     for note in notes:
         stderr.print(f"[yellow]warning[/] {escape(note)}", highlight=False, soft_wrap=True)
