@@ -215,6 +215,25 @@ def test_ctrl_c_in_a_later_range_test_keeps_the_completed_ones() -> None:
     assert_same(before, snapshot(model, optimizer))
 
 
+def test_a_curve_still_falling_is_warned_of_at_the_users_line_for_every_model() -> None:
+    """The warning named lrpilot's own line, where Python's default filter shows a warning once per
+    line and text: a second model's test, still falling at its end_lr in the same process (a
+    notebook), said nothing. It now names the line that called find_lr, for each call."""
+    import warnings
+
+    def short(seed: int) -> None:  # ends at 5e-3, below where digits' loss turns up: still falling
+        model = mlp(seed)
+        optimizer = torch.optim.AdamW(model.parameters())
+        find_lr(model, optimizer, endless(seed=seed), ce, start_lr=1e-4, end_lr=5e-3, num_steps=40)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        short(0)
+        short(1)
+    still = [w for w in caught if "still falling at end_lr" in str(w.message)]
+    assert [(w.filename, w.category) for w in still] == [(__file__, RangeTestWarning)] * 2
+
+
 def test_accumulation_counts_optimizer_steps_not_micro_batches() -> None:
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -739,7 +739,7 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
         _warn_if_cycled(batches, sum(r.steps + r.skipped_steps for r in records) + sum(p.steps for p in probes))
         calibrated = _calibrated(a["calibrated_steps"], data, a["accumulation_steps"])
         try:
-            result = analyze(records, probes=probes, total_steps=total_steps, calibrated_steps=calibrated, **recipe)
+            result = _analyzed(records, probes=probes, total_steps=total_steps, calibrated_steps=calibrated, **recipe)
         except ValueError as exc:  # a curve without an answer in it; the records go with the error
             message = f"range test: no suggestion from this curve: {exc}{_non_finite_note(records)}"
             raise RangeTestError(message, tuple(records)) from exc
@@ -750,6 +750,20 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
             state.close()
     steps_used = sum(r.steps + r.skipped_steps for r in records) + sum(p.steps for p in probes)
     return replace(result, steps_used=steps_used, wall_time_s=time.perf_counter() - started)
+
+
+def _analyzed(records: Sequence[RangeTestRecord], **kwargs: Any) -> FinderResult:
+    """`analyze`, its warnings (a weak fall, a loss still falling at end_lr) given from the line that
+    called `find_lr`: they named this module's line, where Python's default filter shows a warning
+    once per line and text, so a second model's curve still falling at its end_lr, in the same
+    process (a notebook), was never warned of."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            return analyze(records, **kwargs)
+    finally:
+        for w in caught:  # from here: 1 this line, 2 _find, 3 find_lr, 4 its caller
+            warnings.warn(w.message, w.category, stacklevel=4)
 
 
 def _warn_if_cycled(batches: _Batches, steps: int) -> None:
