@@ -336,6 +336,11 @@ def test_a_built_in_tasks_test_past_the_end_of_its_data_is_said_in_a_note() -> N
     assert "note the digits task's training set is 22 batches of 64" in " ".join(result.stdout.split())
     assert _json(["--steps", "20"])["notes"] == []  # 20 of its 22 batches
     assert get_task("shakespeare").epoch_batches is None
+    # thorough mode's tests each start from the same weights: the longest one counts, not their sum
+    p = _json(["--mode", "thorough", "--steps", "60"])
+    longest = max(r["steps"] + r["skipped_steps"] for r in p["records"])
+    assert len(p["records"]) >= 2
+    assert f"each range test went over them up to {longest / 22:.1f} times (up to {longest} steps)" in p["notes"][0]
 
 
 def test_thorough_mode_runs_several_range_tests() -> None:

@@ -122,22 +122,25 @@ def _task_job(name: str, data_dir: Path | None, seed: int) -> _Job:
     return _Job({"task": name}, args, threads=1, task=task)
 
 
-def _task_passes(job: _Job, drawn: int) -> list[str]:
+def _task_passes(job: _Job, result: FinderResult) -> list[str]:
     """A built-in task's range test that went past the end of its training set (digits: 22 batches,
-    which a 100-step test goes over 3–4 times) said so nowhere, where a user's data gets a warning.
+    which a 100-step test goes over 3–4 times; thorough mode's tests each start from the same weights,
+    so the longest one counts) said so nowhere, where a user's data gets a warning.
     Here it is a note, not a warning: the task's recipe goes over them too (digits: 11 times), and
     lrpilot's rule was calibrated on these tests, repeats included (`repeated_batches`)."""
     from lrpilot.autopilot._hf import HfTask
 
     task = job.task
+    drawn = max(r.steps + r.skipped_steps for r in result.records)  # each test starts from the same weights
     have = None if task is None or isinstance(task, HfTask) else task.epoch_batches
     if task is None or have is None or drawn <= have:
         return []
     recipe = task.recipe
+    tests, each = ("the range test", "") if len(result.records) == 1 else ("each range test", "up to ")
     return [
-        f"the {task.name} task's training set is {have} batches of {recipe.batch_size}: the range test went over them "
-        f"{drawn / have:.1f} times ({drawn} steps), as its recipe's {recipe.total_steps} steps go over them "
-        f"{recipe.total_steps / have:.1f} times; lrpilot's rule was calibrated on these tests, repeats included"
+        f"the {task.name} task's training set is {have} batches of {recipe.batch_size}: {tests} went over them "
+        f"{each}{drawn / have:.1f} times ({each}{drawn} steps), as its recipe's {recipe.total_steps} steps go over "
+        f"them {recipe.total_steps / have:.1f} times; lrpilot's rule was calibrated on these tests, repeats included"
     ]
 
 
@@ -585,7 +588,7 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
 
             written = plot_range_test(result, plot)
     spec = _spec(result)
-    said = [*job.notes, *_task_passes(job, result.steps_used)]
+    said = [*job.notes, *_task_passes(job, result)]
     if as_json:
         payload = {**job.source, "mode": mode, "seed": seed, **result.to_dict(), "spec": spec}
         extra = {"warnings": notes, "notes": said, "plot": str(written) if written else None}
