@@ -539,7 +539,7 @@ def test_no_trainable_parameters() -> None:
 @pytest.mark.parametrize(("start", "end"), [(1e-2, 1e-2), (1.0, 1e-3)])
 def test_start_not_below_end(start: float, end: float) -> None:
     model, optimizer, _ = _setup()
-    with pytest.raises(ValueError, match="start_lr must be < end_lr"):
+    with pytest.raises(ValueError, match=r"^find_lr: start_lr must be < end_lr"):  # it named ramp_schedule
         find_lr(model, optimizer, loader(), ce, start_lr=start, end_lr=end)
 
 
@@ -632,6 +632,11 @@ def test_batch_layout_errors() -> None:
         ({"mode": "slow"}, "mode must be one of"),
         ({"accumulation_steps": 0}, "accumulation_steps must be"),
         ({"total_steps": 0}, "total_steps must be"),
+        # the ramp's and the recipe's checks named ramp_schedule and recipe_schedule, not find_lr
+        ({"start_lr": 0.0}, r"^find_lr: start_lr must be a finite number > 0, got 0.0"),
+        ({"end_lr": float("nan")}, r"^find_lr: end_lr must be a finite number > 0, got nan"),
+        ({"total_steps": 100, "warmup_ratio": 1.5}, r"^find_lr: warmup_ratio must be in \[0.0, 1.0\), got 1.5"),
+        ({"total_steps": 100, "decay": "step"}, r"^find_lr: decay must be one of \['cosine', 'linear'\]"),
         ({"beta": 1.0}, "beta must be in"),
         ({"probe_budget": 50}, r"probe_budget must be an integer in \[84, "),
         # 100 steps validated every 30: 4 points, fewer than a curve needs; it used to run all 100 first

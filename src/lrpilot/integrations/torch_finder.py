@@ -396,7 +396,7 @@ def _settings(
     """Every argument check that needs no model, before anything runs."""
     owner = "find_lr"
     check.step_count(owner, "num_steps", num_steps, _MIN_POINTS)
-    ramp_schedule(start_lr, end_lr, num_steps, ramp)
+    ramp_schedule(start_lr, end_lr, num_steps, ramp, owner=owner)  # "find_lr: start_lr must be < end_lr"
     check.step_count(owner, "val_batches", val_batches, 1)
     check.step_count(owner, "val_every", val_every, 1)
     check.step_count(owner, "repeats", repeats, 1)
@@ -404,7 +404,8 @@ def _settings(
     check.choice(owner, "storage", storage, STORAGES)
     if total_steps is not None:
         check.step_count(owner, "total_steps", total_steps, 1)
-        recipe_schedule(1.0, total_steps, warmup_ratio=warmup_ratio, floor_ratio=floor_ratio, decay=decay)
+        ratios = {"warmup_ratio": warmup_ratio, "floor_ratio": floor_ratio}
+        recipe_schedule(1.0, total_steps, **ratios, decay=decay, owner=owner)
     if calibrated_steps is not None:
         calibrated_range(owner, calibrated_steps, "calibrated_steps")
     if mode == "thorough" and total_steps is None:
