@@ -55,11 +55,11 @@ def _expected_draws() -> tuple[float, float, float]:
     return draws
 
 
-def _cycled(batches: int, steps: int | None = None) -> Any:
+def _cycled(batches: int, steps: int | None = None, runs: str = "the range test took") -> Any:
     """The warning of a test that went past the end of its loader (digits' is 57 batches of 32, and
-    a 100-step test takes ~80), naming the loader's batches and, where given, the steps it took."""
+    a 100-step test takes ~80), naming the loader's batches, what took them and, where given, the steps."""
     took = "" if steps is None else f".*\\({steps} optimizer steps"
-    return pytest.warns(RangeTestWarning, match=f"^data has {batches} batches, fewer than the range test took{took}")
+    return pytest.warns(RangeTestWarning, match=f"^data has {batches} batches, fewer than {runs}{took}")
 
 
 def _counting(fn: Any) -> tuple[Any, list[int]]:
@@ -359,6 +359,19 @@ def test_a_loader_as_long_as_the_test_is_not_warned_about_and_a_shorter_one_is()
     assert "(12 optimizer steps, 24 batches): it went over them 1.2 times" in str(caught[0].message)
 
 
+def test_thorough_modes_tests_are_counted_together_in_the_warning_not_as_one_test() -> None:
+    """Each thorough test goes on where the last one stopped: two tests of at most 40 steps over
+    digits' 57 batches were reported as "fewer than the range test took (65 optimizer steps", a test
+    that never ran."""
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.warns(RangeTestWarning, match="^data has 57 batches, fewer than the 2 range tests took together") as w:
+        result = find_lr(model, optimizer, loader(), ce, num_steps=40, start_lr=1e-5, total_steps=800, mode="thorough")
+    assert len(result.records) == 2
+    assert max(r.steps for r in result.records) < 57 < result.steps_used  # each test fits, not both
+    assert f"({result.steps_used} optimizer steps, {result.steps_used} batches)" in str(w[0].message)
+
+
 # The workers are forked: where an earlier test in the process imported JAX, its at-fork hook warns
 # that JAX in a child may deadlock (these children never touch JAX), and the error filter made that an
 # unraisable exception
@@ -483,7 +496,7 @@ def test_thorough_mode_runs_probes_from_the_same_start() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = snapshot(model, optimizer)
     draws = _expected_draws()
-    with _cycled(57):  # the probes replay batches the range tests drew
+    with _cycled(57, runs="the 2 range tests and 6 probe runs took together"):  # probes replay the tests' batches
         result = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough", probe_budget=100)
     # 100 steps: 3 long probes of 100 / (3 · 1.4) → 23 steps, 3 short ones of 23 / 2.5 → 9 steps.
     assert [p.steps for p in result.probes] == [23, 23, 23, 9, 9, 9]
@@ -500,7 +513,7 @@ def test_thorough_mode_averages_repeated_range_tests() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = snapshot(model, optimizer)
     draws = _expected_draws()
-    with _cycled(57):  # two tests of ~80 steps
+    with _cycled(57, runs="the 2 range tests took together"):  # two tests of ~80 steps
         result = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough")
     assert len(result.records) == 2
     assert [r.seed for r in result.records] == [0, 1]

@@ -737,7 +737,11 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
                 budget=a["probe_budget"],
                 recipe=recipe,
             )
-        _warn_if_cycled(batches, sum(r.steps + r.skipped_steps for r in records) + sum(p.steps for p in probes))
+        _warn_if_cycled(
+            batches,
+            sum(r.steps + r.skipped_steps for r in records) + sum(p.steps for p in probes),
+            _runs(len(records), len(probes)),
+        )
         calibrated = _calibrated(a["calibrated_steps"], data, a["accumulation_steps"])
         try:
             result = _analyzed(records, probes=probes, total_steps=total_steps, calibrated_steps=calibrated, **recipe)
@@ -767,15 +771,26 @@ def _analyzed(records: Sequence[RangeTestRecord], **kwargs: Any) -> FinderResult
             warnings.warn(w.message, w.category, stacklevel=4)
 
 
-def _warn_if_cycled(batches: _Batches, steps: int) -> None:
+def _runs(tests: int, probes: int) -> str:
+    """What drew the batches: ``the range test took``, or thorough mode's ``the 2 range tests took
+    together`` (each goes on where the last one stopped: two 84-step tests were read as one
+    167-step test), with its probe runs."""
+    if tests == 1 and probes == 0:
+        return "the range test took"
+    tried = f" and {probes} probe runs" if probes else ""
+    return f"the {tests} range test{'s' if tests > 1 else ''}{tried} took together"
+
+
+def _warn_if_cycled(batches: _Batches, steps: int, runs: str = "the range test took") -> None:
     """A `RangeTestWarning` where the test went past the end of `data` and saw its batches again: a
     model scores lower on batches it has already trained on, so the loss the test reads as the LR
-    rises falls further than on fresh ones, which can put the minimum, and the peak, high."""
+    rises falls further than on fresh ones, which can put the minimum, and the peak, high. `runs`:
+    what took the batches (`_runs`)."""
     if batches.pass_length is None:
         return
     passes = batches.served / batches.pass_length
     warnings.warn(
-        f"data has {batches.pass_length} batches, fewer than the range test took ({steps} optimizer steps, "
+        f"data has {batches.pass_length} batches, fewer than {runs} ({steps} optimizer steps, "
         f"{batches.served} batches): it went over them {passes:.1f} times, and a loss read on batches the model "
         "has already trained on is lower than on fresh ones, which can place the peak high; give it at least "
         f"{batches.served} batches (more data or a smaller batch) or take fewer num_steps",
