@@ -764,11 +764,14 @@ def _analyzed(records: Sequence[RangeTestRecord], **kwargs: Any) -> FinderResult
     process (a notebook), was never warned of."""
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+            warnings.simplefilter("always", RangeTestWarning)
             return analyze(records, **kwargs)
     finally:
-        for w in caught:  # from here: 1 this line, 2 _find, 3 find_lr, 4 its caller
-            warnings.warn(w.message, w.category, stacklevel=4)
+        for w in caught:
+            if issubclass(w.category, RangeTestWarning):  # from here: 1 this line, 2 _find, 3 find_lr, 4 its caller
+                warnings.warn(w.message, w.category, stacklevel=4)
+            else:  # another's (numpy's), from where it was raised, as if never caught
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def _runs(tests: int, probes: int) -> str:
