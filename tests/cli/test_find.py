@@ -185,6 +185,10 @@ def test_a_range_test_past_the_end_of_a_users_data_is_warned_about(tmp_path: Pat
             else []
         )
         assert drawn > 4
+    # thorough mode's tests draw one after the other: it said "the range test took (34 steps)" of two
+    p = _json([*args, "--data", str(tmp_path / "40.csv"), "--steps", "10", "--mode", "thorough"])
+    said = [w for w in p["warnings"] if "fewer than the" in w]
+    assert f"4 batches of 8, fewer than the 2 range tests took together ({p['steps_used']} steps)" in said[0]
 
 
 @pytest.mark.parametrize(

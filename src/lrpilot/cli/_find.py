@@ -443,7 +443,7 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
             f"the range test started above the LRs this model trains at ({why}): its peak, band and max stable LR "
             f"are not measurements; run it again from a lower --start-lr (e.g. {ramp['start_lr'] / 100:.3g})",
         )
-    repeated = None if job.task is None else repeated_batches(job.task, result.steps_used)
+    repeated = None if job.task is None else repeated_batches(job.task, result.steps_used, len(result.records))
     if repeated is not None:
         notes.append(f"{repeated}; more data, a smaller --batch-size or fewer --steps give it fresh ones")
     return result, notes
