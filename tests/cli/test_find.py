@@ -185,6 +185,10 @@ def test_a_range_test_past_the_end_of_a_users_data_is_warned_about(tmp_path: Pat
             else []
         )
         assert drawn > 4
+    # thorough mode's tests draw one after the other: it said "the range test took (34 steps)" of two
+    p = _json([*args, "--data", str(tmp_path / "40.csv"), "--steps", "10", "--mode", "thorough"])
+    said = [w for w in p["warnings"] if "fewer than the" in w]
+    assert f"4 batches of 8, fewer than the 2 range tests took together ({p['steps_used']} steps)" in said[0]
 
 
 @pytest.mark.parametrize(
@@ -221,6 +225,55 @@ def test_a_users_model_is_range_tested_in_the_precision_fit_trains_it_in(
     assert " ".join(result.stdout.split()).startswith(header)
 
 
+def test_a_users_model_is_range_tested_on_the_device_fit_trains_it_on(tmp_path: Path) -> None:
+    """`find --model` had no --device (fit has): a user of fit could not range-test on the GPU fit
+    trains on. It is fit's option: checked against the machine before a weight is loaded, and given
+    with --model only; on the CPU the test runs there and says so."""
+    texts = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(200)]
+    args = ["--model", str(tiny_bert_dir(tmp_path / "bert")), "--data", str(write_rows(tmp_path / "train.csv", texts))]
+    args += ["--batch-size", "8", "--max-length", "16", "--steps", "15", "--end-lr", "1e-2"]
+    p = _json([*args, "--device", "cpu"])
+    assert (p["device"], p["precision"]) == ("cpu", "fp32")
+    assert p["steps_used"] > 5
+    result = runner.invoke(app, ["find", *args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "over 15 steps, fast mode, seed 0 on cpu" in " ".join(result.stdout.split())
+    refused = [
+        (["--device", "gpu"], "find: --device 'gpu' is not a device; give auto, cpu, cuda or cuda:N"),
+        (["--device", "mps"], "find: --device 'mps': lrpilot trains on the CPU or a CUDA GPU"),
+    ]
+    if not torch.cuda.is_available():
+        refused.append((["--device", "cuda"], "find: --device 'cuda': torch"))
+    for extra, message in refused:
+        result = runner.invoke(app, ["find", *args, *extra])
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.stderr.split())
+    result = runner.invoke(app, ["find", "--task", "digits", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert "find: --device applies to --model" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("precision", [None, "fp32"])
+def test_a_users_model_is_range_tested_in_the_precision_fits_range_test_takes(
+    tmp_path: Path, precision: str | None
+) -> None:
+    """fit range-tests a model of 10M+ parameters in bf16 where the hardware computes it (in two
+    thirds of fp32's time, the peak hardly moved: `finder_precision`); `find --model` tested MiniLM
+    (22.7M) in fp32 there, slower than fit's own test. Now it takes fit's choice and its note, and
+    --precision fp32 keeps fp32."""
+    from lrpilot.tasks._device import native_bf16, resolve_device
+
+    texts = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(200)]
+    args = ["--model", str(minilm_dir()), "--data", str(write_rows(tmp_path / "train.csv", texts))]
+    args += ["--method", "lora", "--batch-size", "8", "--max-length", "16", "--steps", "12", "--end-lr", "1e-2"]
+    args += [] if precision is None else ["--precision", precision]
+    p = _json(args)
+    auto = precision is None and native_bf16(resolve_device(None))  # fit's --device default: auto
+    assert p["precision"] == ("bf16" if auto else "fp32")
+    said = [n for n in p["notes"] if n.startswith("range test in bf16 autocast, the run in fp32")]
+    assert len(said) == auto
+
+
 def test_a_users_model_gets_fits_notes_on_its_data(tmp_path: Path) -> None:
     """`find --model` read the data as fit does and said nothing of what fit's notes say of it: two
     spellings of a label merged into one class, classes of 89 % and 11 %, an evaluation of 4 rows."""
@@ -230,7 +283,7 @@ def test_a_users_model_gets_fits_notes_on_its_data(tmp_path: Path) -> None:
     rows = [{"text": f"a film, number {i}", "label": labels[i % 6] if i % 7 else "positive"} for i in range(40)]
     data = write_rows(tmp_path / "train.csv", rows)
     args = ["--model", str(minilm_dir()), "--data", str(data), "--method", "lora", "--batch-size", "8"]
-    args += ["--max-length", "16", "--steps", "20"]
+    args += ["--max-length", "16", "--steps", "20", "--precision", "fp32"]  # no note on a bf16 test here
     target = user_target(minilm_dir(), data, None, kind="classification", method="lora", batch_size=8, max_length=16)
     fits = target.notes  # what fit prints for these files
     assert any("'positive', 'Positive' differ only in case" in note for note in fits)
@@ -258,11 +311,40 @@ def test_a_checkpoint_stored_in_bf16_is_range_tested_with_float32_weights(tmp_pa
     rows = [{"text": f"a {['dull', 'fine'][i % 2]} film, number {i}", "label": i % 2} for i in range(40)]
     data = write_rows(tmp_path / "train.csv", rows)
     args = ["--data", str(data), "--method", "full", "--batch-size", "8", "--max-length", "16", "--steps", "20"]
+    args += ["--precision", "fp32"]  # the weights' precision alone: no bf16 autocast on top
     stored_half, stored_full = (_json(["--model", str(tmp_path / name), *args]) for name in ("bf16", "fp32"))
     first = zip(stored_half["records"][0]["losses"][:10], stored_full["records"][0]["losses"][:10], strict=True)
     # the fresh head's draw in bf16 differs in its last bits: ≤ 1e-4 apart (trained in bf16: 1e-3 from the start)
     assert max(abs(a - b) for a, b in first) < 2e-4
     assert stored_half["peak_lr"] == pytest.approx(stored_full["peak_lr"], rel=0.02)  # in bf16: 8 % higher
+
+
+def test_a_built_in_tasks_test_past_the_end_of_its_data_is_said_in_a_note() -> None:
+    """digits' 1,438 training images are 22 batches of 64: `lrpilot find` went over them 3–4 times
+    without a word, where a user's data that short gets a warning. It is said in a note, not a
+    warning (the recipe goes over them 11 times, and the rule was calibrated on these tests);
+    shakespeare draws random windows, which never come round."""
+    from lrpilot.tasks import get_task
+
+    p = _json(["--steps", "60"])
+    drawn = p["steps_used"]
+    assert drawn > 22
+    assert p["notes"] == [
+        f"the digits task's training set is 22 batches of 64: the range test went over them {drawn / 22:.1f} times "
+        f"({drawn} steps), as its recipe's 250 steps go over them 11.4 times; lrpilot's rule was calibrated on "
+        "these tests, repeats included"
+    ]
+    assert not [w for w in p["warnings"] if "fewer than the range test took" in w]
+    result = runner.invoke(app, ["find", "--steps", "60"])
+    assert result.exit_code == 0, result.output
+    assert "note the digits task's training set is 22 batches of 64" in " ".join(result.stdout.split())
+    assert _json(["--steps", "20"])["notes"] == []  # 20 of its 22 batches
+    assert get_task("shakespeare").epoch_batches is None
+    # thorough mode's tests each start from the same weights: the longest one counts, not their sum
+    p = _json(["--mode", "thorough", "--steps", "60"])
+    longest = max(r["steps"] + r["skipped_steps"] for r in p["records"])
+    assert len(p["records"]) >= 2
+    assert f"each range test went over them up to {longest / 22:.1f} times (up to {longest} steps)" in p["notes"][0]
 
 
 def test_thorough_mode_runs_several_range_tests() -> None:

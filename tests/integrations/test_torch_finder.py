@@ -55,11 +55,11 @@ def _expected_draws() -> tuple[float, float, float]:
     return draws
 
 
-def _cycled(batches: int, steps: int | None = None) -> Any:
+def _cycled(batches: int, steps: int | None = None, runs: str = "the range test took") -> Any:
     """The warning of a test that went past the end of its loader (digits' is 57 batches of 32, and
-    a 100-step test takes ~80), naming the loader's batches and, where given, the steps it took."""
+    a 100-step test takes ~80), naming the loader's batches, what took them and, where given, the steps."""
     took = "" if steps is None else f".*\\({steps} optimizer steps"
-    return pytest.warns(RangeTestWarning, match=f"^data has {batches} batches, fewer than the range test took{took}")
+    return pytest.warns(RangeTestWarning, match=f"^data has {batches} batches, fewer than {runs}{took}")
 
 
 def _counting(fn: Any) -> tuple[Any, list[int]]:
@@ -215,6 +215,25 @@ def test_ctrl_c_in_a_later_range_test_keeps_the_completed_ones() -> None:
     assert_same(before, snapshot(model, optimizer))
 
 
+def test_a_curve_still_falling_is_warned_of_at_the_users_line_for_every_model() -> None:
+    """The warning named lrpilot's own line, where Python's default filter shows a warning once per
+    line and text: a second model's test, still falling at its end_lr in the same process (a
+    notebook), said nothing. It now names the line that called find_lr, for each call."""
+    import warnings
+
+    def short(seed: int) -> None:  # ends at 5e-3, below where digits' loss turns up: still falling
+        model = mlp(seed)
+        optimizer = torch.optim.AdamW(model.parameters())
+        find_lr(model, optimizer, endless(seed=seed), ce, start_lr=1e-4, end_lr=5e-3, num_steps=40)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        short(0)
+        short(1)
+    still = [w for w in caught if "still falling at end_lr" in str(w.message)]
+    assert [(w.filename, w.category) for w in still] == [(__file__, RangeTestWarning)] * 2
+
+
 def test_accumulation_counts_optimizer_steps_not_micro_batches() -> None:
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -338,6 +357,19 @@ def test_a_loader_as_long_as_the_test_is_not_warned_about_and_a_shorter_one_is()
     with _cycled(20, 12) as caught:
         range_test(model, optimizer, dl, ce, num_steps=12, **kwargs)
     assert "(12 optimizer steps, 24 batches): it went over them 1.2 times" in str(caught[0].message)
+
+
+def test_thorough_modes_tests_are_counted_together_in_the_warning_not_as_one_test() -> None:
+    """Each thorough test goes on where the last one stopped: two tests of at most 40 steps over
+    digits' 57 batches were reported as "fewer than the range test took (65 optimizer steps", a test
+    that never ran."""
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.warns(RangeTestWarning, match="^data has 57 batches, fewer than the 2 range tests took together") as w:
+        result = find_lr(model, optimizer, loader(), ce, num_steps=40, start_lr=1e-5, total_steps=800, mode="thorough")
+    assert len(result.records) == 2
+    assert max(r.steps for r in result.records) < 57 < result.steps_used  # each test fits, not both
+    assert f"({result.steps_used} optimizer steps, {result.steps_used} batches)" in str(w[0].message)
 
 
 # The workers are forked: where an earlier test in the process imported JAX, its at-fork hook warns
@@ -464,7 +496,7 @@ def test_thorough_mode_runs_probes_from_the_same_start() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = snapshot(model, optimizer)
     draws = _expected_draws()
-    with _cycled(57):  # the probes replay batches the range tests drew
+    with _cycled(57, runs="the 2 range tests and 6 probe runs took together"):  # probes replay the tests' batches
         result = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough", probe_budget=100)
     # 100 steps: 3 long probes of 100 / (3 · 1.4) → 23 steps, 3 short ones of 23 / 2.5 → 9 steps.
     assert [p.steps for p in result.probes] == [23, 23, 23, 9, 9, 9]
@@ -481,7 +513,7 @@ def test_thorough_mode_averages_repeated_range_tests() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = snapshot(model, optimizer)
     draws = _expected_draws()
-    with _cycled(57):  # two tests of ~80 steps
+    with _cycled(57, runs="the 2 range tests took together"):  # two tests of ~80 steps
         result = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough")
     assert len(result.records) == 2
     assert [r.seed for r in result.records] == [0, 1]
@@ -520,7 +552,7 @@ def test_no_trainable_parameters() -> None:
 @pytest.mark.parametrize(("start", "end"), [(1e-2, 1e-2), (1.0, 1e-3)])
 def test_start_not_below_end(start: float, end: float) -> None:
     model, optimizer, _ = _setup()
-    with pytest.raises(ValueError, match="start_lr must be < end_lr"):
+    with pytest.raises(ValueError, match=r"^find_lr: start_lr must be < end_lr"):  # it named ramp_schedule
         find_lr(model, optimizer, loader(), ce, start_lr=start, end_lr=end)
 
 
@@ -613,6 +645,11 @@ def test_batch_layout_errors() -> None:
         ({"mode": "slow"}, "mode must be one of"),
         ({"accumulation_steps": 0}, "accumulation_steps must be"),
         ({"total_steps": 0}, "total_steps must be"),
+        # the ramp's and the recipe's checks named ramp_schedule and recipe_schedule, not find_lr
+        ({"start_lr": 0.0}, r"^find_lr: start_lr must be a finite number > 0, got 0.0"),
+        ({"end_lr": float("nan")}, r"^find_lr: end_lr must be a finite number > 0, got nan"),
+        ({"total_steps": 100, "warmup_ratio": 1.5}, r"^find_lr: warmup_ratio must be in \[0.0, 1.0\), got 1.5"),
+        ({"total_steps": 100, "decay": "step"}, r"^find_lr: decay must be one of \['cosine', 'linear'\]"),
         ({"beta": 1.0}, "beta must be in"),
         ({"probe_budget": 50}, r"probe_budget must be an integer in \[84, "),
         # 100 steps validated every 30: 4 points, fewer than a curve needs; it used to run all 100 first

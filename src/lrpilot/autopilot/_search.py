@@ -312,17 +312,19 @@ def range_test(
     return Search(peak, result, notes, step_seconds, ramp=states)
 
 
-def repeated_batches(task: Task, drawn: int) -> str | None:
+def repeated_batches(task: Task, drawn: int, tests: int = 1) -> str | None:
     """What a range test that drew `drawn` batches of a user's data (an `HfTask`) and went past its
     end says of it, or None: its batches come round again (each epoch reshuffled), and a model
     scores lower on batches it has trained on than on fresh ones, so the loss the test reads falls
     further as the LR rises and its minimum, the peak, can come out high. A built-in task's range
-    test is left alone: lrpilot's rule is calibrated on those tests' curves, repeats included."""
+    test is left alone: lrpilot's rule is calibrated on those tests' curves, repeats included.
+    `tests`: how many range tests drew them, one after the other (``lrpilot find --mode thorough``)."""
     if not isinstance(task, HfTask) or drawn <= task.epoch_batches:
         return None
     have = task.epoch_batches
+    took = "the range test took" if tests == 1 else f"the {tests} range tests took together"
     return (
-        f"the training data has {have} batches of {task.recipe.batch_size}, fewer than the range test took "
+        f"the training data has {have} batches of {task.recipe.batch_size}, fewer than {took} "
         f"({drawn} steps): it went over them {drawn / have:.1f} times, and a loss read on batches the model has "
         "already trained on is lower than on fresh ones, which can place the peak high"
     )

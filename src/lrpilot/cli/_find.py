@@ -87,8 +87,9 @@ class _Job:
     """What fit's notes say of the model and data it builds (--model): a class of merged spellings, unbalanced
     labels, an evaluation that overlaps the training data; the range test runs on that same data."""
     task: Task | None = None
-    """--model: the user's data as fit reads it, which says when the test went past its end
-    (`lrpilot.autopilot._search.repeated_batches`: its batches, drawn endlessly, come round again)."""
+    """The task whose batches the test draws (a built-in one, or --model's data as fit reads it),
+    which says when the test went past the end of its data: a warning for a user's data
+    (`lrpilot.autopilot._search.repeated_batches`), a note for a built-in task (`_task_passes`)."""
 
 
 # --- the built-in tasks ---------------------------------------------------------------------------
@@ -118,7 +119,29 @@ def _task_job(name: str, data_dir: Path | None, seed: int) -> _Job:
         "floor_ratio": recipe.floor_ratio,
         "decay": recipe.decay,
     }
-    return _Job({"task": name}, args, threads=1)
+    return _Job({"task": name}, args, threads=1, task=task)
+
+
+def _task_passes(job: _Job, result: FinderResult) -> list[str]:
+    """A built-in task's range test that went past the end of its training set (digits: 22 batches,
+    which a 100-step test goes over 3–4 times; thorough mode's tests each start from the same weights,
+    so the longest one counts) said so nowhere, where a user's data gets a warning.
+    Here it is a note, not a warning: the task's recipe goes over them too (digits: 11 times), and
+    lrpilot's rule was calibrated on these tests, repeats included (`repeated_batches`)."""
+    from lrpilot.autopilot._hf import HfTask
+
+    task = job.task
+    drawn = max(r.steps + r.skipped_steps for r in result.records)  # each test starts from the same weights
+    have = None if task is None or isinstance(task, HfTask) else task.epoch_batches
+    if task is None or have is None or drawn <= have:
+        return []
+    recipe = task.recipe
+    tests, each = ("the range test", "") if len(result.records) == 1 else ("each range test", "up to ")
+    return [
+        f"the {task.name} task's training set is {have} batches of {recipe.batch_size}: {tests} went over them "
+        f"{each}{drawn / have:.1f} times ({each}{drawn} steps), as its recipe's {recipe.total_steps} steps go over "
+        f"them {recipe.total_steps / have:.1f} times; lrpilot's rule was calibrated on these tests, repeats included"
+    ]
 
 
 def _check_sst2(data_dir: Path | None) -> None:
@@ -141,21 +164,24 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
     """A local Hugging Face model on the user's data, built as `lrpilot fit --model` builds it (its
     head or LoRA adapter, the tokenized data, AdamW with fit's weight decay and clipping), so the
     peak is the one fit's run would train at; its length: --total-steps, else one epoch of the data;
-    its forward passes autocast to --precision as fit's do. Without it a user of fit had to write a
-    --script to range-test the model fit trains."""
-    import torch
-
+    on --device as fit's (auto: a CUDA GPU where torch sees one), its forward passes autocast to
+    --precision as fit's do, and without one in the precision fit's own range test takes
+    (`lrpilot.autopilot._search.finder_precision`: bf16 for a model of 10M+ parameters on hardware
+    that computes it). Without it a user of fit had to write a --script to range-test the model fit
+    trains."""
     from lrpilot.autopilot._hf import METHODS, TASK_TYPES
     from lrpilot.autopilot._lora import lora_options
+    from lrpilot.autopilot._search import finder_precision
     from lrpilot.autopilot._target import build_model, recommended, user_target
     from lrpilot.tasks import make_optimizer
-    from lrpilot.tasks._device import resolve_precision
+    from lrpilot.tasks._device import resolve_device, resolve_precision
 
     choices = (("--task-type", user["task_type"], TASK_TYPES), ("--method", user["method"], METHODS))
     for option, value, options in choices:
         if value is not None:  # named for this command, not fit's (whose checks these are too)
             check.choice("find", option, value, options)
-    mixed = resolve_precision(user["precision"], torch.device("cpu"), owner="find")
+    where = resolve_device(user["device"], owner="find")  # a wrong name fails before a weight is loaded
+    mixed = resolve_precision(user["precision"], where, owner="find")
     adapters = (user["lora_rank"], user["lora_alpha"], user["lora_targets"])
     lora = lora_options("find", user["method"] or "full", *adapters)
     target = user_target(
@@ -171,7 +197,10 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         owner="find",
     )
     steps = target.steps if total_steps is None else total_steps
-    net = build_model(target, seed, precision=mixed)  # fp32 trainable weights, as fit trains a bf16 checkpoint's
+    net = build_model(target, seed, where, mixed)  # fp32 trainable weights, as fit trains a bf16 checkpoint's
+    # fit's range test of this model: in bf16 where the hardware computes it and no --precision was given
+    chosen = user["precision"] is not None
+    tested, why = finder_precision(mixed, net, where, chosen=chosen, timed=False, from_ramp=False)
     _, task = recommended(target, net, steps)
     recipe = task.recipe
     args = {
@@ -185,10 +214,11 @@ def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | 
         "warmup_ratio": recipe.warmup_steps / recipe.total_steps,
         "floor_ratio": recipe.floor_ratio,
         "decay": recipe.decay,
-        "amp": mixed.amp,  # with fp16 find_lr makes the loss scale
+        "amp": tested.amp,  # with fp16 find_lr makes the loss scale
     }
-    source = {"model": str(model), "data": str(data), "precision": mixed.name}
-    return _Job(source, args, notes=target.notes, task=task)
+    source = {"model": str(model), "data": str(data), "device": str(where), "precision": tested.name}
+    notes = target.notes if why is None else (*target.notes, why)
+    return _Job(source, args, notes=notes, task=task)
 
 
 # --- a user's script ------------------------------------------------------------------------------
@@ -413,7 +443,7 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
             f"the range test started above the LRs this model trains at ({why}): its peak, band and max stable LR "
             f"are not measurements; run it again from a lower --start-lr (e.g. {ramp['start_lr'] / 100:.3g})",
         )
-    repeated = None if job.task is None else repeated_batches(job.task, result.steps_used)
+    repeated = None if job.task is None else repeated_batches(job.task, result.steps_used, len(result.records))
     if repeated is not None:
         notes.append(f"{repeated}; more data, a smaller --batch-size or fewer --steps give it fresh ones")
     return result, notes
@@ -466,9 +496,10 @@ def _header(job: _Job, ramp: dict[str, Any], seed: int) -> str:
     what = job.source.get("task") or job.source.get("model") or f"{job.source['script']}:{job.source['function']}"
     mixed = job.source.get("precision", "fp32")
     autocast = "" if mixed == "fp32" else f", {mixed} autocast"
+    where = f" on {job.source['device']}" if "device" in job.source else ""
     return (
         f"[bold]{escape(what)}[/]: range test {ramp['start_lr']:.0e} → {ramp['end_lr']:.0e} over "
-        f"{ramp['num_steps']} steps, {ramp['mode']} mode, seed {seed}{autocast}"
+        f"{ramp['num_steps']} steps, {ramp['mode']} mode, seed {seed}{autocast}{where}"
     )
 
 
@@ -510,12 +541,21 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
     lora_rank: LoraRankOption = None,
     lora_alpha: LoraAlphaOption = None,
     lora_targets: LoraTargetsOption = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="--model: where the range test runs, as fit --device: auto (a CUDA GPU where torch sees one, else "
+            "the CPU; the default), cpu, cuda or cuda:N.",
+        ),
+    ] = None,
     precision: Annotated[
         str | None,
         typer.Option(
             "--precision",
-            help="--model: the range test's forward passes: fp32 (the default), bf16, or fp16 (with a loss scale), "
-            "autocast on the CPU, as fit --precision trains.",
+            help="--model: the range test's forward passes: fp32, bf16, or fp16 (with a loss scale), autocast on "
+            "the device, as fit --precision trains. Not given: as fit's range test, bf16 for a 10M+ parameter "
+            "model where the hardware computes it, else fp32.",
         ),
     ] = None,
 ) -> None:
@@ -530,7 +570,8 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
         check.step_count("find", "--seed", seed, 0, 2**32 - 1)
         user: dict[str, Any] = {"task_type": task_type, "method": method, "columns": columns}
         user.update(batch_size=batch_size, max_length=max_length)
-        user.update(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, precision=precision)
+        user.update(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets)
+        user.update(device=device, precision=precision)
         job = _job(
             task, script, seed=seed, total_steps=total_steps, data_dir=data_dir, model=model, data=data, user=user
         )
@@ -547,9 +588,10 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
 
             written = plot_range_test(result, plot)
     spec = _spec(result)
+    said = [*job.notes, *_task_passes(job, result)]
     if as_json:
         payload = {**job.source, "mode": mode, "seed": seed, **result.to_dict(), "spec": spec}
-        extra = {"warnings": notes, "notes": list(job.notes), "plot": str(written) if written else None}
+        extra = {"warnings": notes, "notes": said, "plot": str(written) if written else None}
         print_json(_finite({**payload, **extra}))
         return
     console.print(_table(result))
@@ -561,7 +603,7 @@ def find(  # noqa: PLR0917  (typer reads the options from the signature)
         f"schedule: [cyan]{escape(spec)}[/]" if spec else "schedule: give --total-steps N for a ready one",
         soft_wrap=True,
     )
-    for note in job.notes:  # as fit prints them
+    for note in said:  # as fit prints them
         console.print(f"[dim]note[/] {escape(note)}", highlight=False, soft_wrap=True)
     for note in notes:
         stderr.print(f"[yellow]warning[/] {escape(note)}", highlight=False, soft_wrap=True)

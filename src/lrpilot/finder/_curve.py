@@ -39,7 +39,9 @@ to 44 steps; 0.5 moved one by 0.08 decades; without the rise condition a plateau
 (small-batch curves) ended five tests early, one answer 2.5 decades off."""
 
 
-def ramp_schedule(start_lr: float, end_lr: float, num_steps: int, ramp: str = "exp") -> Anneal:
+def ramp_schedule(
+    start_lr: float, end_lr: float, num_steps: int, ramp: str = "exp", *, owner: str = "ramp_schedule"
+) -> Anneal:
     """The range test's LR as an lrpilot schedule: step 0 uses `start_lr`, step ``num_steps - 1``
     uses `end_lr` exactly, geometric (``"exp"``) or linear in between.
 
@@ -49,8 +51,9 @@ def ramp_schedule(start_lr: float, end_lr: float, num_steps: int, ramp: str = "e
     >>> ramp = ramp_schedule(1e-5, 1e-1, 5)
     >>> [f"{ramp(i):.0e}" for i in range(5)]
     ['1e-05', '1e-04', '1e-03', '1e-02', '1e-01']
+
+    `owner`: the function a bad argument's error names (``find_lr``, whose arguments these are).
     """
-    owner = "ramp_schedule"
     start = check.positive(owner, "start_lr", start_lr)
     end = check.positive(owner, "end_lr", end_lr)
     n = check.step_count(owner, "num_steps", num_steps, 2)

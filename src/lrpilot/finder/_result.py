@@ -25,10 +25,11 @@ def recipe_schedule(
     warmup_ratio: float = 0.05,
     floor_ratio: float = 0.1,
     decay: str = "cosine",
+    owner: str = "recipe_schedule",
 ) -> Schedule:
     """The recipe the suggested peak is for: linear warmup over `warmup_ratio` of the run (at least
-    one step), then cosine (or linear) decay to ``floor_ratio × peak`` at `total_steps`."""
-    owner = "recipe_schedule"
+    one step), then cosine (or linear) decay to ``floor_ratio × peak`` at `total_steps`. `owner`: the
+    function a bad argument's error names (``find_lr``, whose arguments these are)."""
     total = check.step_count(owner, "total_steps", total_steps, 1)
     check.in_range(owner, "warmup_ratio", warmup_ratio, 0.0, 1.0, high_open=True)
     check.in_range(owner, "floor_ratio", floor_ratio, 0.0, 1.0)

@@ -396,7 +396,7 @@ def _settings(
     """Every argument check that needs no model, before anything runs."""
     owner = "find_lr"
     check.step_count(owner, "num_steps", num_steps, _MIN_POINTS)
-    ramp_schedule(start_lr, end_lr, num_steps, ramp)
+    ramp_schedule(start_lr, end_lr, num_steps, ramp, owner=owner)  # "find_lr: start_lr must be < end_lr"
     check.step_count(owner, "val_batches", val_batches, 1)
     check.step_count(owner, "val_every", val_every, 1)
     check.step_count(owner, "repeats", repeats, 1)
@@ -404,7 +404,8 @@ def _settings(
     check.choice(owner, "storage", storage, STORAGES)
     if total_steps is not None:
         check.step_count(owner, "total_steps", total_steps, 1)
-        recipe_schedule(1.0, total_steps, warmup_ratio=warmup_ratio, floor_ratio=floor_ratio, decay=decay)
+        ratios = {"warmup_ratio": warmup_ratio, "floor_ratio": floor_ratio}
+        recipe_schedule(1.0, total_steps, **ratios, decay=decay, owner=owner)
     if calibrated_steps is not None:
         calibrated_range(owner, calibrated_steps, "calibrated_steps")
     if mode == "thorough" and total_steps is None:
@@ -736,10 +737,14 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
                 budget=a["probe_budget"],
                 recipe=recipe,
             )
-        _warn_if_cycled(batches, sum(r.steps + r.skipped_steps for r in records) + sum(p.steps for p in probes))
+        _warn_if_cycled(
+            batches,
+            sum(r.steps + r.skipped_steps for r in records) + sum(p.steps for p in probes),
+            _runs(len(records), len(probes)),
+        )
         calibrated = _calibrated(a["calibrated_steps"], data, a["accumulation_steps"])
         try:
-            result = analyze(records, probes=probes, total_steps=total_steps, calibrated_steps=calibrated, **recipe)
+            result = _analyzed(records, probes=probes, total_steps=total_steps, calibrated_steps=calibrated, **recipe)
         except ValueError as exc:  # a curve without an answer in it; the records go with the error
             message = f"range test: no suggestion from this curve: {exc}{_non_finite_note(records)}"
             raise RangeTestError(message, tuple(records)) from exc
@@ -752,15 +757,43 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
     return replace(result, steps_used=steps_used, wall_time_s=time.perf_counter() - started)
 
 
-def _warn_if_cycled(batches: _Batches, steps: int) -> None:
+def _analyzed(records: Sequence[RangeTestRecord], **kwargs: Any) -> FinderResult:
+    """`analyze`, its warnings (a weak fall, a loss still falling at end_lr) given from the line that
+    called `find_lr`: they named this module's line, where Python's default filter shows a warning
+    once per line and text, so a second model's curve still falling at its end_lr, in the same
+    process (a notebook), was never warned of."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RangeTestWarning)
+            return analyze(records, **kwargs)
+    finally:
+        for w in caught:
+            if issubclass(w.category, RangeTestWarning):  # from here: 1 this line, 2 _find, 3 find_lr, 4 its caller
+                warnings.warn(w.message, w.category, stacklevel=4)
+            else:  # another's (numpy's), from where it was raised, as if never caught
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def _runs(tests: int, probes: int) -> str:
+    """What drew the batches: ``the range test took``, or thorough mode's ``the 2 range tests took
+    together`` (each goes on where the last one stopped: two 84-step tests were read as one
+    167-step test), with its probe runs."""
+    if tests == 1 and probes == 0:
+        return "the range test took"
+    tried = f" and {probes} probe runs" if probes else ""
+    return f"the {tests} range test{'s' if tests > 1 else ''}{tried} took together"
+
+
+def _warn_if_cycled(batches: _Batches, steps: int, runs: str = "the range test took") -> None:
     """A `RangeTestWarning` where the test went past the end of `data` and saw its batches again: a
     model scores lower on batches it has already trained on, so the loss the test reads as the LR
-    rises falls further than on fresh ones, which can put the minimum, and the peak, high."""
+    rises falls further than on fresh ones, which can put the minimum, and the peak, high. `runs`:
+    what took the batches (`_runs`)."""
     if batches.pass_length is None:
         return
     passes = batches.served / batches.pass_length
     warnings.warn(
-        f"data has {batches.pass_length} batches, fewer than the range test took ({steps} optimizer steps, "
+        f"data has {batches.pass_length} batches, fewer than {runs} ({steps} optimizer steps, "
         f"{batches.served} batches): it went over them {passes:.1f} times, and a loss read on batches the model "
         "has already trained on is lower than on fresh ones, which can place the peak high; give it at least "
         f"{batches.served} batches (more data or a smaller batch) or take fewer num_steps",

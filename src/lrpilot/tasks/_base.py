@@ -99,6 +99,13 @@ class Task(ABC):
         return self.metrics(model), self.metrics(model, limit)
 
     @property
+    def epoch_batches(self) -> int | None:
+        """Distinct batches `batches` draws before it starts over (each pass reshuffled), or None for
+        a stream that never comes round (random windows of a corpus): what says whether a range test
+        went over the same batches more than once."""
+        return None
+
+    @property
     def classes(self) -> int | None:
         """How many classes (a language model: characters or tokens) the loss is a cross-entropy
         over, None when unknown: the loss of a model that predicts nothing is then ln(classes),

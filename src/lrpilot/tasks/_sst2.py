@@ -157,6 +157,11 @@ class Sst2Task(Task):
     def classes(self) -> int:
         return 2
 
+    @property
+    def epoch_batches(self) -> int:
+        """150 at batch 32 (the training subset, `_TRAIN_SUBSET`); an incomplete last batch is dropped."""
+        return len(self._split(train=True).ids) // self.recipe.batch_size
+
     def _split(self, train: bool) -> _Split:
         splits = _tokenized(find_sst2_dir(self.data_dir))
         return splits[0] if train else splits[1]
