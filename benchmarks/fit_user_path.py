@@ -22,7 +22,9 @@ fit's peak is from it in decades (before and after the horizon law), and fit's w
 multiple of a grid run's, and against the best single LR (the grid LR with the lowest mean over
 the seeds that ran it) paired by seed; then each variant of fit stored beside it (``fit@N``: its
 range test at N steps, ``--fit-only --finder-steps N``; ``fit-s8``: its guard's short median at the
-calibrated 8 losses whatever the batch, ``--fit-only --short-median-8``).
+calibrated 8 losses whatever the batch, ``--fit-only --short-median-8``; ``fit-2tests``: fit before
+``SECOND_TEST_MAX_SHARE``, stored on the seeds where it ran a second range test, which ``--fit-only``
+reproduces at 8fb20fe).
 
     nice -n 10 python benchmarks/fit_user_path.py --seeds 0 1 2        # ~8 min a seed on one thread
     python benchmarks/fit_user_path.py --table-only
