@@ -215,6 +215,32 @@ def test_ctrl_c_in_a_later_range_test_keeps_the_completed_ones() -> None:
     assert_same(before, snapshot(model, optimizer))
 
 
+@pytest.mark.filterwarnings("ignore::lrpilot.finder.RangeTestWarning")
+def test_ctrl_c_in_thorough_modes_probe_runs_keeps_the_completed_range_tests() -> None:
+    """Ctrl-C in the probe runs, after every range test had finished, raised a bare
+    KeyboardInterrupt: the completed curves, minutes of a large model's time, were lost, where the
+    README promises `RangeTestInterrupted` with them."""
+    model = mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = snapshot(model, optimizer)
+    whole = find_lr(model, optimizer, loader(), ce, total_steps=500, mode="thorough", probe_budget=100)
+    tests = sum(r.steps + r.skipped_steps for r in whole.records)
+    calls = [0]
+
+    def step(batch: Any) -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] == tests + 5:  # in the first probe run
+            raise KeyboardInterrupt
+        x, y = batch
+        return ce(model(x), y)
+
+    with pytest.raises(RangeTestInterrupted, match=r"interrupted in its probe runs, after its 2 range tests") as info:
+        find_lr(model, optimizer, loader(), step=step, total_steps=500, mode="thorough", probe_budget=100)
+    assert [r.losses for r in info.value.records] == [r.losses for r in whole.records]
+    assert info.value.record is info.value.records[-1]
+    assert_same(before, snapshot(model, optimizer))
+
+
 def test_a_curve_still_falling_is_warned_of_at_the_users_line_for_every_model() -> None:
     """The warning named lrpilot's own line, where Python's default filter shows a warning once per
     line and text: a second model's test, still falling at its end_lr in the same process (a

@@ -29,13 +29,19 @@ class RangeTestError(RuntimeError):
 class RangeTestInterrupted(KeyboardInterrupt):
     """The user interrupted the test. It is a KeyboardInterrupt, so a script still stops; a notebook
     can catch it and read the partial curve from `record` (``stop_reason == "interrupted"``), and
-    from `records` the range tests that thorough mode or ``repeats`` had completed before it."""
+    from `records` the range tests that thorough mode or ``repeats`` had completed before it.
+    `probing`: the interrupt came in thorough mode's probe runs, after every range test had
+    finished; `record` is then the last of them, complete."""
 
-    def __init__(self, record: RangeTestRecord, completed: tuple[RangeTestRecord, ...] = ()) -> None:
+    def __init__(
+        self, record: RangeTestRecord, completed: tuple[RangeTestRecord, ...] = (), *, probing: bool = False
+    ) -> None:
         which = f" (test {len(completed) + 1})" if completed else ""
-        super().__init__(
-            f"range test{which} interrupted after {record.steps} of {record.num_steps} steps; state restored"
-        )
+        if probing:
+            message = f"range test interrupted in its probe runs, after its {len(completed) + 1} range tests"
+        else:
+            message = f"range test{which} interrupted after {record.steps} of {record.num_steps} steps"
+        super().__init__(f"{message}; state restored")
         self.record = record
         self.records = (*completed, record)
 

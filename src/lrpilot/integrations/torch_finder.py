@@ -727,16 +727,19 @@ def _find(a: dict[str, Any], *, records_only: bool) -> FinderResult | RangeTestR
             records.append(record)
         probes: list[Probe] = []
         if mode == "thorough" and a["probe_budget"] is not None:
-            probes = _run_probes(
-                loop,
-                batches,
-                val,
-                state,
-                records=records,
-                total_steps=total_steps,
-                budget=a["probe_budget"],
-                recipe=recipe,
-            )
+            try:
+                probes = _run_probes(
+                    loop,
+                    batches,
+                    val,
+                    state,
+                    records=records,
+                    total_steps=total_steps,
+                    budget=a["probe_budget"],
+                    recipe=recipe,
+                )
+            except KeyboardInterrupt as exc:  # the completed tests go with it, as within them
+                raise RangeTestInterrupted(records[-1], tuple(records[:-1]), probing=True) from exc
         _warn_if_cycled(
             batches,
             sum(r.steps + r.skipped_steps for r in records) + sum(p.steps for p in probes),
