@@ -26,7 +26,7 @@ def test_table_shows_the_peak_range_schedule_warmup_floor_lora_plus_and_reasons(
         "warmup 100 steps",
         "floor 0 (decay to 0)",
         "LoRA+ optional: lora_B at 16× the LR of lora_A",
-        "note: the LoRA peak 0.000462 is above the seeds' typical 1e-4–3e-4",
+        "note: the LoRA peak 0.000462 is above the typical 1e-4–3e-4 of articles 002/003",
     ):
         assert fragment in text
     for rule_id in ("full-ft-size", "lora-10x", "cosine-lora", "warmup-finetuning", "lora-plus", "band"):

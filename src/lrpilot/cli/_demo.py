@@ -69,7 +69,10 @@ def _check_bowl(etas: Sequence[float], lam_min: float, lam_max: float, iteration
 def bowl(  # noqa: PLR0917  (typer reads the options from the signature)
     eta: Annotated[
         list[float] | None,
-        typer.Option("--eta", help="A step size to try (repeat for several). Default: seed 003's 0.02, 0.5, 1.35."),
+        typer.Option(
+            "--eta",
+            help="A step size to try (repeat for several). Default: 0.02, 0.5, 1.35, article 003's (docs/sources.md).",
+        ),
     ] = None,
     lam_min: Annotated[float, typer.Option("--lam-min", help="The bowl's smaller curvature (flat direction).")] = 0.25,
     lam_max: Annotated[float, typer.Option("--lam-max", help="The bowl's larger curvature (steep direction).")] = 1.6,

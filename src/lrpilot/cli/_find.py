@@ -163,7 +163,8 @@ def _check_sst2(data_dir: Path | None) -> None:
 def _model_job(model: Path, data: Path | None, *, seed: int, total_steps: int | None, user: dict[str, Any]) -> _Job:
     """A local Hugging Face model on the user's data, built as `lrpilot fit --model` builds it (its
     head or LoRA adapter, the tokenized data, AdamW with fit's weight decay and clipping), so the
-    curve is of the run fit would train (the ramp is find's, not fit's range test); its length: --total-steps, else one epoch of the data;
+    curve is of the run fit would train (the ramp is find's, not fit's range test); its length:
+    --total-steps, else one epoch of the data;
     on --device as fit's (auto: a CUDA GPU where torch sees one), its forward passes autocast to
     --precision as fit's do, and without one in the precision fit's own range test takes
     (`lrpilot.autopilot._search.finder_precision`: bf16 for a model of 10M+ parameters on hardware

@@ -19,9 +19,9 @@ direction in time (**stalls**); between ``η_low`` and ``η_high`` it **converge
 above ``2 / λ_max`` it **diverges**.
 
 The default bowl, ``λ = (0.25, 1.6)`` from ``x₀ = (−3, 1.5)`` over 40 steps, is a long, narrow
-valley (seed 003's "mental picture") chosen so that seed 003's three step sizes, η = 0.02 / 0.50 /
+valley (article 003's "mental picture", docs/sources.md) chosen so that its three step sizes, η = 0.02 / 0.50 /
 1.35, land in its three named regimes: 2 / λ_max = 1.25 and the converging band is 0.224 – 1.22.
-Seed 003 does not give the bowl behind its figure, so its final losses (0.099 / 0.043 / 0.147)
+Article 003 does not give the bowl behind its figure, so its final losses (0.099 / 0.043 / 0.147)
 are not reproduced; the regimes are.
 
 >>> demo = run_bowl()
@@ -61,7 +61,7 @@ REGIMES = ("stalls", "converges", "oscillates", "diverges")
 """The step-size regimes, from the smallest η to the largest (see the module docstring)."""
 
 DEFAULT_ETAS = (0.02, 0.50, 1.35)
-"""Seed 003's three step sizes: too low, just right, too high."""
+"""Article 003's three step sizes (docs/sources.md): too low, just right, too high."""
 
 Floats = npt.NDArray[np.float64]
 

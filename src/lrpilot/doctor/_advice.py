@@ -1,6 +1,6 @@
 """What to try next: a few rules of practice, each with its source, applied to what the detectors found.
 
-The rules are the practitioner's ones the project starts from (docs/domain.md, "Watch it"): halve
+The rules are the practitioner's ones the project starts from (articles 000 and 003, docs/sources.md): halve
 the LR on spikes or NaN before changing anything else; ×3–5 when the loss is flat early; adjust by
 factors of 2–3; add or lengthen warmup on early instability; a fresh warmup when resuming without
 the optimizer state. One rule is the guard's own: a loss stuck at chance after a blow-up is an LR
@@ -22,7 +22,7 @@ from lrpilot.doctor._series import Series
 __all__ = ["RULES", "Advice", "Rule", "advise", "infer_schedule"]
 
 
-_SEEDS = "lrpilot docs/domain.md, job 4 'Watch it' (from the project's seed articles on the learning rate)"
+_SEEDS = "articles 000 and 003 on the learning rate (quoted in lrpilot's docs/sources.md)"
 RULES: dict[str, Rule] = {
     r.id: r
     for r in (
@@ -35,7 +35,7 @@ RULES: dict[str, Rule] = {
             "collapse",
             "A loss stuck at chance after a blow-up means the LR was too high and killed the model: restart "
             "from before it with the LR halved. It is flat, but raising the LR is the wrong fix.",
-            "lrpilot guard; divergence shows as a loss that falls, then explodes (docs/domain.md)",
+            "lrpilot guard; divergence shows as a loss that falls, then explodes",
         ),
         Rule("keep", "No instability and no flat start: keep the LR, and change one thing at a time.", _SEEDS),
     )

@@ -9,7 +9,7 @@ The rules run in a fixed order (the order of `RULES`):
    Unsloth's RL default, Goyal et al.'s 0.1 × B/256 for SGD.
 2. **Batch size.** Only from a batch the starting LR belongs to (your ``ref_batch_size``, Goyal's
    256, DeepSeek's B_opt): linear for SGD, square root for Adam / AdamW. Tool defaults and the
-   seeds' ranges state no batch size, so they are not scaled (a note says so).
+   articles' ranges (docs/sources.md) state no batch size, so they are not scaled (a note says so).
 3. **Schedule and warmup** by method; **LoRA+** as an option for LoRA and QLoRA.
 4. **The band** around the peak, from the confidence.
 
@@ -246,7 +246,7 @@ class Recommendation:
         setup: the validated inputs.
         lora_plus_ratio: LoRA+'s η_B/η_A (an option: the peak is for plain LoRA), LoRA and QLoRA only.
         notes: caveats (what a rule assumed, what was not scaled, how the peak compares with the
-            seeds' ranges).
+            articles' ranges).
     """
 
     peak_lr: float
@@ -587,7 +587,7 @@ def _full_ft(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, 
     if s.params < n_small:
         notes.append(
             f"{_count(s.params)} parameters is below the smallest anchor ({_count(n_small)}): small models often "
-            "take higher LRs (Adam on small tasks ≈ 1e-3, seed 001)"
+            "take higher LRs (Adam on small tasks ≈ 1e-3, article 001)"
         )
         return lr, "low"
     return lr, "medium"
@@ -601,8 +601,8 @@ def _lora(s: Setup, full_lr: float, reasons: list[Reason], notes: list[str]) -> 
     if s.adam and not 1e-4 <= lr <= 3e-4:
         side = "above" if lr > 3e-4 else "below"
         notes.append(
-            f"the LoRA peak {float(f'{lr:.3g}'):.3g} is {side} the seeds' typical 1e-4–3e-4 (2e-4 common), which "
-            "they give for 7–8B models"
+            f"the LoRA peak {float(f'{lr:.3g}'):.3g} is {side} the typical 1e-4–3e-4 of articles 002/003 "
+            "(2e-4 common), which they give for 7–8B models"
         )
     return lr
 

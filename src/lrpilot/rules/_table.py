@@ -2,9 +2,10 @@
 
 Each record is the doctor's `Rule` (``id``, ``text``, ``source``): one citation style for the whole
 library. ``lrpilot recommend --rules`` prints this table; every `Reason` in a recommendation names
-one of these ids. Only rules and constants that lrpilot's docs (docs/domain.md, and
-docs/anchors-guard-tune-rules.md §4, both distilled from the project's seed articles) state, or
-that a published paper or a tool's own config states, are used; the source says which.
+one of these ids. Only rules and constants that a published paper, a tool's own config, or one of
+the five explanatory articles on the learning rate the project started from (cited as "article
+000" … "article 004"; ``docs/sources.md`` quotes what each rule rests on) states are used; the
+source says which.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 from lrpilot._citation import Rule
 
 __all__ = ["DEEPSEEK", "FULL_FT_ANCHORS", "GPT3_TABLE", "RULES", "Rule", "rule"]
-
-_ANCHORS = "lrpilot docs/anchors-guard-tune-rules.md §4"
 
 GPT3_TABLE: tuple[tuple[float, float], ...] = (
     (125e6, 6.0e-4),
@@ -45,43 +44,42 @@ RULES: tuple[Rule, ...] = (
         "Pretraining with AdamW: the peak LR by model size, log-log between GPT-3's models: 125M 6e-4, 350M 3e-4, "
         "760M 2.5e-4, 1.3B 2e-4, 2.7B 1.6e-4, 6.7B 1.2e-4, 13B 1e-4, 175B 6e-5 (held at the ends). Larger models "
         "want smaller LRs.",
-        "Brown et al. 2020, 'Language Models are Few-Shot Learners' (GPT-3), Table 2.1; seed 003 (larger models "
-        "need smaller LRs; 1e-4–3e-4 at base size), via lrpilot docs/domain.md job 3",
+        "Brown et al. 2020, 'Language Models are Few-Shot Learners' (GPT-3), Table 2.1; article 003 (larger models "
+        "need smaller LRs; 1e-4–3e-4 at base size)",
     ),
     Rule(
         "deepseek-compute",
         "Pretraining with AdamW and a known token budget: η_opt = 0.3118·C^−0.1250 at the batch "
         "B_opt = 0.2920·C^0.3271 tokens, C = 6·N·D FLOPs. More compute (a bigger model or a longer run) → a "
         "lower LR.",
-        "DeepSeek-AI 2024, 'DeepSeek LLM: Scaling Open-Source Language Models with Longtermism', §3.1 (the "
-        f"constants as given in {_ANCHORS}); C ≈ 6·N·D as in Kaplan et al. 2020, 'Scaling Laws for Neural "
-        "Language Models'",
+        "DeepSeek-AI 2024, 'DeepSeek LLM: Scaling Open-Source Language Models with Longtermism', §3.1; "
+        "C ≈ 6·N·D as in Kaplan et al. 2020, 'Scaling Laws for Neural Language Models'",
     ),
     Rule(
         "full-ft-size",
         "Full fine-tuning with AdamW: 5e-5 at ≤110M parameters down to 1e-5 at ≥7B, log-log in between (the "
         "1e-5–5e-5 range, its ends pinned to model sizes).",
-        "seeds 002/003 (full fine-tuning 1e-5–5e-5), seed 001 (a 7B model ≈ 1e-5), via lrpilot docs/domain.md "
-        "job 3; Devlin et al. 2019, 'BERT', App. A.3 (5e-5, 3e-5, 2e-5 for BERT-base, 110M); Hugging Face "
+        "articles 002/003 (full fine-tuning 1e-5–5e-5), article 001 (a 7B model ≈ 1e-5); Devlin et al. 2019, "
+        "'BERT', App. A.3 (5e-5, 3e-5, 2e-5 for BERT-base, 110M); Hugging Face "
         "TrainingArguments' default 5e-5",
     ),
     Rule(
         "lora-10x",
         "LoRA: ≈ 10× the full fine-tuning LR of the same model (≈ 15× for very short runs), roughly independent "
         "of the rank.",
-        f"Schulman et al. 2025, 'LoRA Without Regret' (Thinking Machines Lab), via {_ANCHORS}; the same ratio in "
+        "Schulman et al. 2025, 'LoRA Without Regret' (Thinking Machines Lab); the same ratio in "
         "axolotl's llama-3 examples (lora-8b.yml 2e-4, fft-8b.yaml 2e-5) and torchtune's Llama 3.1 8B configs "
-        "(LoRA 3e-4, full 2e-5); seeds 000/003 (LoRA needs a several-times higher LR)",
+        "(LoRA 3e-4, full 2e-5); articles 000/003 (LoRA needs a several-times higher LR)",
     ),
     Rule(
         "qlora-as-lora",
         "QLoRA: the LoRA LR (the frozen base is quantized; the adapters train as in LoRA).",
-        f"Unsloth docs (2e-4 for LoRA and QLoRA) and torchtune llama3_1 8B_lora / 8B_qlora (both 3e-4), via {_ANCHORS}",
+        "Unsloth docs (2e-4 for LoRA and QLoRA) and torchtune llama3_1 8B_lora / 8B_qlora (both 3e-4)",
     ),
     Rule(
         "rl-default",
         "RL fine-tuning (DPO, GRPO, PPO) with AdamW: ≈ 5e-6, far below supervised fine-tuning. No model-size rule.",
-        f"Unsloth docs (5e-6 for RL: DPO/GRPO), via {_ANCHORS}",
+        "Unsloth docs (5e-6 for RL: DPO/GRPO)",
     ),
     Rule(
         "goyal-reference",
@@ -92,13 +90,13 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "finetune-below-pretrain",
         "Fine-tuning uses LRs 10–100× below pretraining: ÷√(10·100) ≈ ÷31.6, the geometric middle.",
-        "seeds 000 and 002, via lrpilot docs/domain.md job 3",
+        "articles 000 and 002",
     ),
     # --- batch size --------------------------------------------------------------------------
     Rule(
         "linear-batch",
         "SGD: the LR scales linearly with the batch size, η ∝ B (verified from 256 to 8192, 32×).",
-        "Goyal et al. 2017, 'Accurate, Large Minibatch SGD'; seed 004 (linear vs square-root scaling depends on "
+        "Goyal et al. 2017, 'Accurate, Large Minibatch SGD'; article 004 (linear vs square-root scaling depends on "
         "the optimizer)",
     ),
     Rule(
@@ -106,38 +104,37 @@ RULES: tuple[Rule, ...] = (
         "Adam / AdamW: the LR scales with the square root of the batch size, η ∝ √B (the paper also adjusts "
         "1−β and ε).",
         "Malladi et al. 2022, 'On the SDEs and Scaling Rules for Adaptive Gradient Algorithms' (NeurIPS 2022); "
-        "seed 004",
+        "article 004",
     ),
     # --- schedule ----------------------------------------------------------------------------
     Rule(
         "cosine-pretraining",
         "Pretraining: linear warmup, then cosine decay to a floor of 10 % of the peak.",
-        "seed 003 ('cosine decay is the modern default'; 'a small floor (often 10% of peak)'), seed 002, via "
-        "lrpilot docs/domain.md job 1",
+        "article 003 ('cosine decay is the modern default'; 'a small floor (often 10% of peak)'), article 002",
     ),
     Rule(
         "linear-finetuning",
         "Full fine-tuning and RL: linear decay to 0.",
-        "seed 003 ('linear is common in fine-tuning'), seed 004 (linear decay to zero matches or beats cosine); "
+        "article 003 ('linear is common in fine-tuning'), article 004 (linear decay to zero matches or beats cosine); "
         "Hugging Face TrainingArguments' default lr_scheduler_type='linear'",
     ),
     Rule(
         "cosine-lora",
         "LoRA and QLoRA: cosine decay to 0.",
-        "seed 001 (Llama 3.1 8B LoRA at 2e-4 with a cosine scheduler); axolotl llama-3/lora-8b.yml and torchtune's "
-        f"LoRA configs (cosine), via {_ANCHORS}",
+        "article 001 (Llama 3.1 8B LoRA at 2e-4 with a cosine scheduler); axolotl llama-3/lora-8b.yml and torchtune's "
+        "LoRA configs (cosine)",
     ),
     Rule("decay-choice", "The decay shape you asked for replaces the default one.", "your input (decay)"),
     Rule(
         "warmup-pretraining",
         "Pretraining warmup: 1 % of the run, kept within 200–2,000 steps and at most 10 % of the run.",
-        "seed 003 (warm up 'for the first few hundred to few thousand steps'); Goyal et al. 2017 (a gradual warmup "
+        "article 003 (warm up 'for the first few hundred to few thousand steps'); Goyal et al. 2017 (a gradual warmup "
         "makes the large LR safe)",
     ),
     Rule(
         "warmup-finetuning",
         "Fine-tuning warmup (full, LoRA, QLoRA, RL): 10 % of the run, at most 100 steps.",
-        f"axolotl llama-3/lora-8b.yml (10 % warmup), torchtune's LoRA configs (100 warmup steps), via {_ANCHORS}",
+        "axolotl llama-3/lora-8b.yml (10 % warmup), torchtune's LoRA configs (100 warmup steps)",
     ),
     # --- options and the band ----------------------------------------------------------------
     Rule(
@@ -149,9 +146,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "band",
         "The range is peak ÷ f … peak × f, f = 2 / 3 / 10 for high / medium / low confidence: one adjustment step "
-        "of the size the seeds advise (×2–3), an order of magnitude where the sources differ that much.",
-        "seed 000 ('adjust by factors of two or three — not by an order of magnitude'), via lrpilot "
-        "docs/domain.md job 4",
+        "of the size article 000 advises (×2–3), an order of magnitude where the sources differ that much.",
+        "article 000 ('adjust by factors of two or three — not by an order of magnitude')",
     ),
 )
 """Every rule `recommend` can apply, in the order it applies them."""
