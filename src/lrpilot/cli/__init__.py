@@ -14,4 +14,6 @@ def main() -> None:
     except ImportError as exc:  # typer or rich missing
         print(f"lrpilot's command line needs typer and rich ({exc}): pip install 'lrpilot[cli]'", file=sys.stderr)
         raise SystemExit(1) from None
-    app()
+    from lrpilot.cli._output import run_as_script
+
+    raise SystemExit(run_as_script(app, sys.argv[1:]))

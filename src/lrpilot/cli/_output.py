@@ -9,8 +9,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-__all__ = ["console", "errors_as_messages", "print_json", "stderr"]
+__all__ = ["console", "errors_as_messages", "print_json", "run_as_script", "stderr"]
 
 console = Console()
 stderr = Console(stderr=True)
@@ -33,3 +34,29 @@ def errors_as_messages(as_json: bool = False) -> Iterator[None]:
         if as_json:
             print_json({"error": str(exc)})
         raise typer.Exit(2) from None
+
+
+def run_as_script(app: typer.Typer, args: list[str]) -> int:
+    """`app` on `args` as the console script runs it; its exit status. Input typer itself refuses (a
+    value of the wrong type, an unknown option or command, a missing option) is answered as
+    `errors_as_messages` answers lrpilot's own: one line on stderr, ``{"error": ...}`` on stdout
+    with ``--json``, status 2 (typer drew a box over several lines)."""
+    try:
+        status = app(args, standalone_mode=False)
+    except typer.TyperException as exc:
+        code: int = getattr(exc, "exit_code", 2)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `lrpilot` alone: typer printed the help already
+            return code
+        context = getattr(exc, "ctx", None)
+        path = "lrpilot" if context is None else context.command_path
+        root = "" if context is None else (context.find_root().info_name or "")
+        name = path[len(root) :].strip() or path  # "schedule", "tune worker"; the root's own name
+        message = f"{name}: {exc.format_message()} (see '{path} --help')"
+        stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        if "--json" in args:
+            print_json({"error": message})
+        return code
+    except typer.Abort:
+        stderr.print("Aborted.", highlight=False)
+        return 1
+    return status if isinstance(status, int) else 0
