@@ -25,22 +25,26 @@ def minilm_dir() -> Path:
     return Path(packaged.get_model_path())
 
 
-def tiny_bert_dir(folder: Path) -> Path:
-    """A randomly initialised one-layer BERT classifier with MiniLM's tokenizer, saved as a user's model."""
+def tiny_bert_dir(folder: Path, *, layers: int = 1, head: bool = True, **config: Any) -> Path:
+    """A randomly initialised BERT (seeded) with MiniLM's tokenizer, saved as a user's model: a
+    classifier (Hugging Face's head; `config` may name its labels), or with `head` False the bare
+    encoder (a checkpoint without a classification head)."""
     transformers = pytest.importorskip("transformers")
     import torch
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
-    config = transformers.BertConfig(
+    settings = transformers.BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=16,
-        num_hidden_layers=1,
+        num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=32,
+        **config,
     )
+    model = transformers.BertForSequenceClassification if head else transformers.BertModel
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        transformers.BertForSequenceClassification(config).save_pretrained(folder)
+        model(settings).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

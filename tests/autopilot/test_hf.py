@@ -19,7 +19,7 @@ from lrpilot.autopilot._data import read_rows
 from lrpilot.autopilot._hf import HfTask, _stored_dtype, load_hf_task
 from lrpilot.autopilot._lora import attention_projections, causal_lm_targets
 from lrpilot.autopilot._target import user_target
-from tests.autopilot.conftest import minilm_dir, sst2_rows, write_rows
+from tests.autopilot.conftest import minilm_dir, sst2_rows, tiny_bert_dir, write_rows
 
 BUDGET = 6  # the smallest with a warmup step (10 %) and a few steps of decay
 FINDER_STEPS = 12
@@ -246,20 +246,8 @@ def test_labels_that_mix_numbers_and_names_or_are_unknown_are_refused_by_row(
 
 def _tiny_classifier(folder: Path, id2label: dict[int, str]) -> Path:
     """A randomly initialised BERT classifier with MiniLM's tokenizer and these labels, saved as a user's model."""
-    transformers = pytest.importorskip("transformers")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        id2label=id2label,
-        label2id={name: i for i, name in id2label.items()},
-    )
-    transformers.BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    label2id = {name: i for i, name in id2label.items()}
+    return tiny_bert_dir(folder, id2label=id2label, label2id=label2id)
 
 
 def test_a_classifier_checkpoint_keeps_its_own_label_numbering(tmp_path: Path) -> None:

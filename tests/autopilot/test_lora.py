@@ -15,7 +15,7 @@ import torch
 from lrpilot.autopilot import fit
 from lrpilot.autopilot._hf import load_hf_task
 from lrpilot.autopilot._lora import LoraOptions, lora_options
-from tests.autopilot.conftest import chat_tokenizer, minilm_dir, write_rows
+from tests.autopilot.conftest import chat_tokenizer, minilm_dir, tiny_bert_dir, write_rows
 
 # peft 0.21 calls a name transformers 5 deprecates when it loads an adapter (lrpilot's own calls filter it)
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
@@ -55,21 +55,7 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT with MiniLM's tokenizer (no sentence-transformers pooling:
     Hugging Face's classification head), saved as a user's model."""
-    transformers = pytest.importorskip("transformers")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-    )
-    folder = tmp_path_factory.mktemp("models") / "tiny-bert"
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        transformers.BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return tiny_bert_dir(tmp_path_factory.mktemp("models") / "tiny-bert", layers=2, head=False)
 
 
 def _lines(path: Path) -> Path:
