@@ -6,7 +6,8 @@ sees the same seeds, data and fault:
 
     faults   clean · lr_x10 · lr_x100 (the LR jumps and stays) · bad_batch (one batch with a 1000×
              gradient) · nan (NaN loss at one step) · fp16 (5 steps whose logits overflow float16)
-             · low_lr (the whole run at 0.01× the LR: a flat start)
+             · low_lr (the whole run at 0.01× the LR: a flat start) · corrupt (8 batches in a row
+             whose loss is NaN: a corrupt shard, whatever the weights and the LR)
     methods  none (the recipe as is) · hf (HF Trainer defaults: clip at 1.0, NaN steps still applied)
              · rlrop (torch ReduceLROnPlateau, defaults, on 25-step mean losses) · killspike
              (llm-foundry KillLossSpike, acting) · zclip (ZClip, re-implemented from
@@ -52,7 +53,8 @@ from lrpilot.guard import GuardConfig
 from lrpilot.integrations.torch_guard import GuardGaveUpError, TorchGuard
 from lrpilot.tasks import Recipe, Task, get_task, make_optimizer
 
-FAULTS = ("clean", "lr_x10", "lr_x100", "bad_batch", "nan", "fp16", "low_lr")
+FAULTS = ("clean", "lr_x10", "lr_x100", "bad_batch", "nan", "fp16", "low_lr", "corrupt")
+CORRUPT_BATCHES = 8
 METHODS = (
     "none",
     "hf",
@@ -199,7 +201,7 @@ def forward_loss(s: Setup, model: nn.Module, batch: Any, *, fault: str, b: int, 
             hook.remove()
     if fault == "bad_batch" and b == k:
         loss = loss * 1e3
-    if fault == "nan" and b == k:
+    if (fault == "nan" and b == k) or (fault == "corrupt" and k <= b < k + CORRUPT_BATCHES):
         loss = loss * math.nan
     return loss
 

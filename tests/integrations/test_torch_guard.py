@@ -305,14 +305,23 @@ def test_corrupt_batches_replayed_after_a_rollback_are_skipped_past() -> None:
     """Four corrupt batches in a row (positions 120-123) roll the run back to step 100, and with the
     data position restored the replay draws them again at the same steps. The guard rolled back to
     step 100 eight times, each replay the same NaN, cut the LR to 1/256 and gave up at step 100 of
-    300; the same steps going bad as before the rollback are now the batches', skipped past."""
+    300; the same steps going bad as before the rollback are now the batches', skipped past, and the
+    rollback's LR cut, which they caused, is put back (kept, the rest of the run trained at half its
+    LR)."""
     data = Poisoned(range(120, 124))
     _, guard, _ = guarded_run(data=data, restore_data=True)
     report = guard.report()
     assert (report["step"], report["rollbacks"], report["cuts"], report["gave_up"]) == (300, 1, 1, False)
-    skips = [(r["step"], r["batch"]) for r in report["records"] if r["action"] == "skip"]
-    assert skips == [(120, 120), (121, 121), (122, 122), (120, 144), (121, 145), (122, 146), (123, 147)]
+    skips = [r for r in report["records"] if r["action"] == "skip"]
+    assert [(r["step"], r["batch"]) for r in skips] == [
+        (120, 120), (121, 121), (122, 122), (120, 144), (121, 145), (122, 146), (123, 147)
+    ]  # fmt: skip
+    replayed = skips[3]
+    assert "the latest rollback's LR cut undone" in replayed["reason"]
+    assert replayed["lr_after"] > replayed["lr_before"]  # the cap lifted (the re-warmup ramp goes on)
     assert "as before the latest rollback: the batches of those steps" in report["records"][-1]["reason"]
+    assert (report["lr_cap"], report["lr_scale"]) == (None, 1.0)
+    assert guard.state.effective_lr(SCHED(299), 299) == SCHED(299)  # the schedule's own LR at the end
     assert data.position == 300  # one batch a step, the rewound ones drawn again
 
 

@@ -189,7 +189,9 @@ def _bad_step(
     s: GuardState, found: tuple[Finding, ...], lr: float, eff: float, *, applied: bool
 ) -> tuple[Action, GuardState]:
     """A non-finite or spiking step: skip it; roll back after `max_skips` in a row, unless the LR is
-    not their cause (`_not_the_lr`): then skip on, and give up once they outlast `SKIP_ON`."""
+    not their cause (`_not_the_lr`): then skip on, put back the LR the latest rollback cut for them
+    (its cut kept, a corrupt stretch of four batches left the rest of the run at half its LR), and give
+    up once they outlast `SKIP_ON`."""
     c = s.config
     step = s.step
     streak = s.streak_start if s.skips_in_row else step
@@ -208,7 +210,11 @@ def _bad_step(
     reason = f"skipped the update of step {step}: {found[0].message}"
     if blamed and s.skips_in_row > c.max_skips:
         reason += f"; steps {streak}–{step} bad in a row, {blamed}: skipped on without a rollback"
-    return Action("skip", step, findings=found, lr_before=eff, lr_after=eff, reason=reason), s
+    if blamed and s.before_cut is not None:
+        s = evolve(s, scale=s.before_cut[0], cap=s.before_cut[1], before_cut=None)
+        reason += f"; the latest rollback's LR cut undone, to {s.level(lr):.3g} (the data's trouble, not the LR's)"
+    after = s.effective_lr(lr, step)
+    return Action("skip", step, findings=found, lr_before=eff, lr_after=after, reason=reason), s
 
 
 def _not_the_lr(s: GuardState, streak: int) -> str:
@@ -253,9 +259,11 @@ def _rollback(s: GuardState, found: tuple[Finding, ...], lr: float, eff: float, 
     if target is None or s.rollbacks >= c.max_rollbacks or level < c.min_lr_ratio * s.lr_peak:
         return _give_up(s, found, eff, why, level)
     resume = target.step if c.rewind else step + 1
+    before_cut = (s.scale, s.cap)
     s = _set_level(s, level, lr, jumped=current > stable / c.cut_factor)
     s = evolve(
         s,
+        before_cut=before_cut,
         detect=target.detect,
         step=target.step - 1 if c.rewind else step,
         restored_at=resume,

@@ -68,6 +68,8 @@ class GuardState:
         last_streak: the first step of the run of skipped steps that caused the latest rollback
             (−1: none): the same step going bad again after rewinding is the same batch, where the
             data position was restored with the snapshot, and not the LR.
+        before_cut: (scale, cap) before the latest rollback's LR cut, put back if the trouble behind
+            that rollback proves to be the data's (None: nothing to put back).
         gave_up: the guard has given up; every later `update` says so again.
         cooldown_until: no cut without a rollback before this step.
         healthy_run: healthy steps in a row.
@@ -89,6 +91,7 @@ class GuardState:
     restored_at: int = 0
     streak_applied: bool = False
     last_streak: int = -1
+    before_cut: tuple[float, float | None] | None = None
     skips: int = 0
     rollbacks: int = 0
     cuts: int = 0
@@ -151,6 +154,8 @@ class GuardState:
         values["detect"] = DetectState.from_state_dict(values["detect"])
         values["snapshots"] = tuple(Snapshot.from_state_dict(s) for s in values.get("snapshots", ()))
         values["lr_log"] = tuple((int(s), float(lr)) for s, lr in values.get("lr_log", ()))
+        if values.get("before_cut") is not None:
+            values["before_cut"] = tuple(values["before_cut"])
         state = cls(config=config, **values)
         if not math.isfinite(state.scale) or state.scale <= 0:
             raise ValueError(f"GuardState: scale must be a finite number > 0, got {state.scale!r}")
