@@ -139,10 +139,13 @@ def test_rules_lists_every_rule_with_its_source() -> None:
         (["recommend"], "recommend: --params and --method needed"),
         (["recommend", "-p", "7B", "-m", "lroa", "-n", "10"], "got 'lroa' (did you mean 'lora'?)"),
         (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--optimizer", "sdg"], "(did you mean 'sgd'?)"),
-        (["recommend", "-p", "0", "-m", "lora", "-n", "10"], "params must be a number ≥ 1"),
-        (["recommend", "-p", "7B", "-m", "lora"], "the run's length is needed for the schedule: give steps"),
-        (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "-b", "0"], "batch_size must be an integer in [1, ∞]"),
-        (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--ref-batch-size", "8"], "needs ref_lr"),
+        (
+            ["recommend", "-p", "0", "-m", "lora", "-n", "10"],
+            "--params must be a number ≥ 1 or a size like '135M', '7B', got '0'",
+        ),
+        (["recommend", "-p", "7B", "-m", "lora"], "the run's length is needed for the schedule: give --steps"),
+        (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "-b", "0"], "--batch-size must be an integer in [1, ∞]"),
+        (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--ref-batch-size", "8"], "--ref-batch-size 8 needs"),
         (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "-f", "hff"], "(did you mean 'hf'?)"),
         (
             ["recommend", "-p", "7B", "-m", "full", "-n", "10", "-f", "torchtune"],
@@ -150,10 +153,10 @@ def test_rules_lists_every_rule_with_its_source() -> None:
         ),
         (
             shlex.split("recommend -p 7B -m pretraining --tokens 2B -b 8 --seq-len 4096 -n 100"),
-            "steps=100 and tokens='2B' disagree: 2B tokens at batch_size 8 × seq_len 4,096 (32,768 tokens a step) "
-            "make 61,035.2 steps",
+            "--steps 100 and --tokens 2B disagree: 2B tokens at --batch-size 8 × --seq-len 4,096 (32,768 tokens a "
+            "step) make 61,035.2 steps; give --steps or --tokens, not both (or --steps 61036)",
         ),
-        (["recommend", "-p", "7", "-m", "lora", "-n", "10"], "params='7' is 7 parameters, below the minimum of 1,000"),
+        (["recommend", "-p", "7", "-m", "lora", "-n", "10"], "--params 7 is 7 parameters, below the minimum of 1,000"),
         (["recommend", "-p", "7", "-m", "lora", "-n", "10"], "did you mean 7B or 7M?"),
         (
             ["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--epochs", "3"],
@@ -167,6 +170,50 @@ def test_bad_input_exits_2_with_a_clear_message(args: list[str], message: str) -
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            "-p 7B -m lora --tokens 2B -b 8",
+            "give --steps, or --tokens with --batch-size and --seq-len (got --tokens 2B, --batch-size 8; no --steps, "
+            "--seq-len)",
+        ),
+        ("-p 7B -m lora", "give --steps, or --tokens with --batch-size and --seq-len (got none of them)"),
+        ("-p 7B -m lora -n 10 --seq-len 0", "--seq-len must be an integer in [1, ∞], got 0"),
+        ("-p 7B -m lora -n 10 --tokens 7x", "--tokens must be a number ≥ 1 or a size like '135M', '7B', got '7x'"),
+        ("-p 7B -m lora -n 10 --ref-lr -1", "--ref-lr must be a finite number > 0, got -1.0"),
+        ("-p 7B -m lora -n 10 --ref-lr 1e-4 --ref-batch-size 0", "--ref-batch-size must be an integer in [1, ∞]"),
+        ("-p 7B -m lora -n 10 --decay cosin", "--decay must be one of ['cosine', 'linear'], got 'cosin'"),
+        ("-p 7B -m ful -n 10", "--method must be one of ['pretraining', 'full', 'lora', 'qlora', 'rl']"),
+        ("-p 7B -m lora -n 10 --optimizer adamww", "--optimizer must be one of adamw, adam, sgd,"),
+        ("-p 7B -m lora -n 10 --optimizer lion", "--optimizer 'lion' (Lion) has no sourced LR rule"),
+        (
+            "-p 7B -m dpo -n 10 --optimizer sgd",
+            "RL fine-tuning with --optimizer sgd; use --optimizer adamw, or give --ref-lr",
+        ),
+    ],
+)
+def test_errors_name_the_flags_a_cli_user_typed_not_the_python_parameters(args: str, message: str) -> None:
+    """recommend's errors said 'batch_size', 'give steps, or tokens with batch_size and seq_len' and
+    'optimizer='sgd'' to someone who typed --batch-size, --steps, --tokens and --optimizer sgd."""
+    result = runner.invoke(app, ["recommend", *shlex.split(args)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stderr.split())
+    assert message in text
+    python_names = ("batch_size", "seq_len", "ref_lr", "ref_batch_size", "steps=", "tokens=", "optimizer=", "params=")
+    assert not [name for name in python_names if name in text], text
+
+
+def test_python_errors_keep_the_keyword_arguments() -> None:
+    """The command line's flags are its own: recommend() in Python still names its arguments."""
+    with pytest.raises(ValueError, match=r"give steps, or tokens with batch_size and seq_len \(got steps=None, "):
+        recommend("7B", "lora", tokens="2B", batch_size=8)
+    with pytest.raises(ValueError, match=r"optimizer='sgd'; use optimizer='adamw', or give ref_lr"):
+        recommend("7B", "dpo", optimizer="sgd", steps=10)
+    with pytest.raises(ValueError, match=r"params must be a number ≥ 1 or a size like '135M', '7B', or a model"):
+        recommend("abc", "lora", steps=10)
 
 
 def test_torchtune_refusal_names_the_floor_and_cli_options_not_python() -> None:
@@ -236,7 +283,7 @@ def test_an_error_with_json_output_is_json_on_stdout_however_json_was_asked_for(
     """--json is 'the same as --format json': with -f json an error left stdout empty."""
     result = runner.invoke(app, ["recommend", "-p", "7B", "-m", "lora", "-n", "0", *json_option])
     assert result.exit_code == 2
-    assert json.loads(result.stdout) == {"error": "recommend: steps must be an integer in [1, ∞], got 0"}
+    assert json.loads(result.stdout) == {"error": "recommend: --steps must be an integer in [1, ∞], got 0"}
 
 
 def test_json_with_another_format_is_refused_not_silently_preferred() -> None:

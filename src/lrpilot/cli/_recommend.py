@@ -27,8 +27,8 @@ from lrpilot.rules import (
     to_trl,
     torchtune_blockers,
 )
-from lrpilot.rules import recommend as make_recommendation
 from lrpilot.rules._exports import torchtune_refusal
+from lrpilot.rules._recommend import CLI_NAMES, recommend_named
 
 OUTPUTS = ("table", "json", *FORMATS)
 _CONFIDENCE_STYLE = {"high": "green", "medium": "yellow", "low": "red"}
@@ -88,18 +88,8 @@ def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
             missing = " and ".join(f"--{n}" for n, v in (("params", params), ("method", method)) if v is None)
             raise ValueError(f"recommend: {missing} needed (or --rules to list the rules)")
         _check_epochs(epochs, fmt)
-        rec = make_recommendation(
-            params,
-            method,
-            optimizer=optimizer,
-            batch_size=batch_size,
-            steps=steps,
-            tokens=tokens,
-            seq_len=seq_len,
-            ref_lr=ref_lr,
-            ref_batch_size=ref_batch_size,
-            decay=decay,
-        )
+        inputs = (optimizer, batch_size, steps, tokens, seq_len, ref_lr, ref_batch_size, decay)
+        rec = recommend_named(CLI_NAMES, params, method, *inputs)  # its errors name the flags typed
         if fmt == "table":
             _print_table(rec)
         elif fmt == "json":
