@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -135,8 +137,8 @@ def test_rules_lists_every_rule_with_its_source() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["recommend", "--method", "lora", "-n", "10"], "recommend: --params needed (or --rules to list the rules)"),
-        (["recommend"], "recommend: --params and --method needed"),
+        (["recommend", "--method", "lora", "-n", "10"], "recommend: --params (or --model) needed (or --rules to list"),
+        (["recommend"], "recommend: --params (or --model) and --method needed"),
         (["recommend", "-p", "7B", "-m", "lroa", "-n", "10"], "got 'lroa' (did you mean 'lora'?)"),
         (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--optimizer", "sdg"], "(did you mean 'sgd'?)"),
         (
@@ -297,3 +299,54 @@ def test_rules_in_an_export_format_is_refused_not_printed_as_a_table() -> None:
     assert result.exit_code == 2
     assert "recommend: --rules prints a table or JSON (--format table or json), not --format axolotl" in result.stderr
     assert result.stdout == ""
+
+
+def _saved(model: Any, folder: Path) -> tuple[Path, int]:
+    """`model` saved as a user's model folder, and its parameter count (tied weights once)."""
+    model.save_pretrained(folder)
+    return folder, sum(p.numel() for p in model.parameters())
+
+
+def test_model_dir_counts_the_parameters_of_a_real_local_model(tmp_path: Path) -> None:
+    """recommend had no --model: a user with a local model had to count its parameters by hand, though
+    fit and find take the folder. A tiny BERT classifier and a GPT-2 with tied embeddings are counted
+    as their own parameters() count them, without loading a weight."""
+    transformers = pytest.importorskip("transformers")
+    bert = transformers.BertForSequenceClassification(
+        transformers.BertConfig(
+            vocab_size=120, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
+        )
+    )
+    gpt2 = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(
+            vocab_size=120, n_embd=16, n_layer=2, n_head=2, n_positions=32, bos_token_id=0, eos_token_id=0
+        )
+    )
+    for model, name in ((bert, "bert"), (gpt2, "gpt2")):
+        folder, count = _saved(model, tmp_path / name)
+        result = runner.invoke(app, ["recommend", "--model", str(folder), "-m", "lora", "-n", "100", "--json"])
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.stdout)
+        assert out["setup"]["params"] == count
+        assert out["peak_lr"] == recommend(count, "lora", steps=100).peak_lr
+        assert f"--model {folder}: {count:,} parameters, counted from its config.json" in out["notes"]
+    assert gpt2.transformer.wte.weight is gpt2.lm_head.weight  # tied: counted once above
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing", "--model: no such directory"),
+        (lambda d: d, "is not a Hugging Face model directory (no config.json)"),
+    ],
+)
+def test_model_dir_that_is_not_a_model_is_refused(make: Any, message: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["recommend", "--model", str(make(tmp_path)), "-m", "lora", "-n", "100"])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.split())
+
+
+def test_model_dir_and_params_together_are_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["recommend", "--model", str(tmp_path), "-p", "7B", "-m", "lora", "-n", "100"])
+    assert result.exit_code == 2
+    assert f"--params 7B and --model {tmp_path} both give the model's size: give one" in " ".join(result.stderr.split())
