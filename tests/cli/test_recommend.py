@@ -28,7 +28,8 @@ def test_table_shows_the_peak_range_schedule_warmup_floor_lora_plus_and_reasons(
         "warmup 100 steps",
         "floor 0 (decay to 0)",
         "LoRA+ optional: lora_B at 16× the LR of lora_A",
-        "note: the LoRA peak 0.000462 is above the typical 1e-4–3e-4 of articles 002/003",
+        "note: the LoRA peak 0.000462 is above the 1e-4–3e-4 that article 002 calls typical for LoRA; the values "
+        "quoted with a model size are for 8B models (2e-4 for Llama 3.1 8B, article 001;",
     ):
         assert fragment in text
     for rule_id in ("full-ft-size", "lora-10x", "cosine-lora", "warmup-finetuning", "lora-plus", "band"):

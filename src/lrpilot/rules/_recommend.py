@@ -64,6 +64,14 @@ Confidence = Literal["high", "medium", "low"]
 BAND_FACTOR: dict[str, float] = {"high": 2.0, "medium": 3.0, "low": 10.0}
 """The band is ``peak ÷ f … peak × f`` with this f for each confidence."""
 
+_LORA_8B_NOTE = (
+    "the values quoted with a model size are for 8B models (2e-4 for Llama 3.1 8B, article 001; 2e-4 in axolotl's "
+    "llama-3/lora-8b.yml, 3e-4 in torchtune's llama3_1/8B_lora.yaml)"
+)
+"""Where the typical LoRA LRs come from, for the note on a LoRA peak outside them: article 002 gives its
+range with no model size (and article 003's 1e-4–3e-4 is for pretraining at base size), so the 8B
+anchors are the configs' and article 001's."""
+
 LORA_PLUS_RATIO = 16.0
 """LoRA+'s η_B / η_A: the paper's guide λ ≈ 2⁴."""
 
@@ -673,8 +681,8 @@ def _lora(s: Setup, full_lr: float, reasons: list[Reason], notes: list[str]) -> 
     if s.adam and not 1e-4 <= lr <= 3e-4:
         side = "above" if lr > 3e-4 else "below"
         notes.append(
-            f"the LoRA peak {float(f'{lr:.3g}'):.3g} is {side} the typical 1e-4–3e-4 of articles 002/003 "
-            "(2e-4 common), which they give for 7–8B models"
+            f"the LoRA peak {float(f'{lr:.3g}'):.3g} is {side} the 1e-4–3e-4 that article 002 calls typical for LoRA; "
+            f"{_LORA_8B_NOTE}"
         )
     return lr
 
