@@ -17,13 +17,15 @@ The rules run in a fixed order (the order of `RULES`):
 
 * ``high``: the peak rests on your own tuned LR, moved by at most 32× in batch size (the span Goyal
   et al. verified linear scaling over).
-* ``medium``: a published rule or tool default applied inside the span its sources cover.
+* ``medium``: a published rule or tool default applied inside the span its sources cover (the full
+  fine-tuning rule's span includes "1e-5 at ≥7B"), or your own LR moved more than 32× in batch size.
 * ``low``: outside it: SGD without a reference (its one anchor is ResNet-50 on ImageNet), RL (one
-  tool's default, no size rule), a model smaller or larger than the anchors, a batch moved more than
-  32×.
+  tool's default, no size rule), a model below the full fine-tuning range's 110M, or outside GPT-3's
+  table (125M–175B) for pretraining without a token budget.
 
 The band is ``peak ÷ f … peak × f`` with f = 2, 3, 10 for high, medium, low: one adjustment step
-of the size the seeds advise, widened to an order of magnitude where the sources differ that much.
+of the size article 000 advises (×2–3), widened to an order of magnitude where the sources differ
+that much.
 """
 
 from __future__ import annotations
