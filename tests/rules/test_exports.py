@@ -5,6 +5,7 @@ that runs the recommended schedule exactly."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
 from pathlib import Path
 from typing import Any
@@ -531,3 +532,25 @@ def test_axolotl_notes_that_it_runs_a_one_step_warmup_as_two() -> None:
         "axolotl runs warmup_steps: 1 as 2 steps (its trainer builder raises a one-step warmup to two)"
     ]
     assert export_notes(CASES["full"], "axolotl") == []
+
+
+def test_axolotl_cosine_floor_runs_the_recommended_schedule_in_axolotls_own_scheduler() -> None:
+    """axolotl runs ``lr_scheduler: cosine`` with ``cosine_min_lr_ratio`` in its own scheduler, not
+    transformers': ``get_cosine_schedule_with_min_lr`` (src/axolotl/utils/schedulers.py), whose factor
+    is step / warmup in the warmup, then ``(1 - ratio) * 0.5 * (1 + cos(pi * progress)) + ratio``.
+    That formula, copied here as axolotl writes it, on the exported YAML gives the recommended
+    schedule (warming up from 0) at every step."""
+    yaml = pytest.importorskip("yaml")
+    rec = CASES["pretraining"]
+    config = yaml.safe_load(to_axolotl(rec))
+    warmup, total, ratio = config["warmup_steps"], config["max_steps"], config["cosine_min_lr_ratio"]
+
+    def axolotl_factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return (1 - ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)) + ratio
+
+    expected = dataclasses.replace(rec.schedule, warmup_offset=0.0)  # type: ignore[type-var]
+    lrs = [config["learning_rate"] * axolotl_factor(s) for s in range(total)]
+    assert lrs == pytest.approx([expected(s) for s in range(total)], rel=1e-12, abs=1e-18)
