@@ -351,3 +351,22 @@ def test_model_dir_and_params_together_are_refused(tmp_path: Path) -> None:
     result = runner.invoke(app, ["recommend", "--model", str(tmp_path), "-p", "7B", "-m", "lora", "-n", "100"])
     assert result.exit_code == 2
     assert f"--params 7B and --model {tmp_path} both give the model's size: give one" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "note"),
+    [
+        ("-p 7B -m full -n 100 --ref-lr 1e-5", "--ref-lr without --ref-batch-size: taken as tuned at this batch size"),
+        ("-p 7B -m full -n 100 --ref-lr 1e-5 --ref-batch-size 8", "no --batch-size given: --ref-lr is not scaled"),
+        ("-p 7B -m full -n 100 --optimizer sgd", "no --batch-size given: Goyal et al.'s reference batch of 256"),
+        ("-p 1B -m pretraining -n 100", "give --tokens (or --steps with --batch-size and --seq-len) to apply DeepSeek"),
+        ("-p 1B -m pretraining --tokens 2B -n 100", "tokens: give --batch-size and --seq-len to scale"),
+    ],
+)
+def test_notes_name_the_flags_too(args: str, note: str) -> None:
+    """The notes told a CLI user to 'give tokens (or steps with batch_size and seq_len)'."""
+    result = runner.invoke(app, ["recommend", *shlex.split(args), "--json"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["notes"]
+    assert any(note in n for n in notes), notes
+    assert not [n for n in notes if "batch_size" in n or "ref_lr" in n or "seq_len" in n]

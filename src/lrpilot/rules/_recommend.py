@@ -445,7 +445,7 @@ def recommend_named(  # noqa: PLR0917  (recommend's inputs, in its order)
     s = _setup(names, params, method, optimizer, batch_size, steps, tokens, seq_len, ref_lr, ref_batch_size, decay)
     reasons: list[Reason] = []
     notes: list[str] = _alias_notes(method)
-    lr, confidence = _peak(s, reasons, notes)
+    lr, confidence = _peak(s, reasons, notes, names)
     if not (math.isfinite(lr) and lr > 0):  # a guard; every rule keeps the LR finite and positive
         raise ValueError(f"{_OWNER}: the rules gave a peak LR of {lr!r} for {s}")
     peak = float(f"{lr:.3g}")
@@ -560,13 +560,14 @@ def _alias_notes(method: object) -> list[str]:
 # --- the peak --------------------------------------------------------------------------------
 
 
-def _peak(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+def _peak(s: Setup, reasons: list[Reason], notes: list[str], names: InputNames) -> tuple[float, Confidence]:
+    """The peak LR and its confidence; `notes` name the inputs by `names`, as errors do."""
     if s.ref_lr is not None:
-        return _from_reference(s, s.ref_lr, reasons, notes)
+        return _from_reference(s, s.ref_lr, reasons, notes, names)
     if not s.adam:
-        return _sgd(s, reasons, notes)
+        return _sgd(s, reasons, notes, names)
     if s.method == "pretraining":
-        return _pretraining(s, reasons, notes)
+        return _pretraining(s, reasons, notes, names)
     if s.method == "rl":
         reasons.append(Reason("rl-default", "5e-6 (no size rule for RL)", 5e-6))
         return 5e-6, "low"
@@ -576,15 +577,21 @@ def _peak(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Con
     return lr, confidence
 
 
-def _from_reference(s: Setup, ref_lr: float, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+def _from_reference(
+    s: Setup, ref_lr: float, reasons: list[Reason], notes: list[str], names: InputNames
+) -> tuple[float, Confidence]:
     ref_b = s.ref_batch_size if s.ref_batch_size is not None else s.batch_size
     at = f" tuned at batch {ref_b:,}" if ref_b is not None else ""
     reasons.append(Reason("reference", f"start from your {ref_lr:.3g}{at}", ref_lr))
     if s.ref_batch_size is None:
-        notes.append("ref_lr without ref_batch_size: taken as tuned at this batch size, so not scaled")
+        notes.append(
+            f"{names('ref_lr')} without {names('ref_batch_size')}: taken as tuned at this batch size, so not scaled"
+        )
         return ref_lr, "high"
     if s.batch_size is None:
-        notes.append("no batch_size given: ref_lr is not scaled from its ref_batch_size")
+        notes.append(
+            f"no {names('batch_size')} given: {names('ref_lr')} is not scaled from its {names('ref_batch_size')}"
+        )
         return ref_lr, "high"
     lr = _scale_batch(s, ref_lr, ref=s.ref_batch_size, batch=s.batch_size, reasons=reasons, notes=notes)
     ratio = max(s.batch_size / s.ref_batch_size, s.ref_batch_size / s.batch_size)
@@ -612,11 +619,11 @@ def _scale_batch(
     return lr * factor
 
 
-def _sgd(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+def _sgd(s: Setup, reasons: list[Reason], notes: list[str], names: InputNames) -> tuple[float, Confidence]:
     lr = 0.1
     reasons.append(Reason("goyal-reference", "0.1 at batch 256", lr))
     if s.batch_size is None:
-        notes.append("no batch_size given: Goyal et al.'s reference batch of 256 is assumed")
+        notes.append(f"no {names('batch_size')} given: Goyal et al.'s reference batch of 256 is assumed")
     else:
         lr = _scale_batch(s, lr, ref=256, batch=s.batch_size, reasons=reasons, notes=notes)
     if s.method != "pretraining":
@@ -628,12 +635,13 @@ def _sgd(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Conf
     return lr, "low"
 
 
-def _pretraining(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+def _pretraining(s: Setup, reasons: list[Reason], notes: list[str], names: InputNames) -> tuple[float, Confidence]:
     if s.tokens is None:
         lr, inside = _loglog(float(s.params), GPT3_TABLE)
         where = "" if inside else ", held at the table's end"
         reasons.append(Reason("gpt3-size", f"{lr:.3g} at {_count(s.params)} parameters{where}", lr))
-        notes.append("give tokens (or steps with batch_size and seq_len) to apply DeepSeek's compute law instead")
+        length = f"{names('tokens')} (or {names('steps')} with {names('batch_size')} and {names('seq_len')})"
+        notes.append(f"give {length} to apply DeepSeek's compute law instead")
         if not inside:
             notes.append(f"{_count(s.params)} parameters is outside GPT-3's table (125M–175B)")
             return lr, "low"
@@ -657,7 +665,8 @@ def _pretraining(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[flo
         tokens_per_step = float(s.batch_size * s.seq_len)
         lr = _scale_batch(s, lr, ref=b_opt, batch=tokens_per_step, reasons=reasons, notes=notes, unit=" tokens")
     else:
-        notes.append(f"DeepSeek's LR is for its batch B_opt ≈ {b_opt:.3g} tokens: give batch_size and seq_len to scale")
+        to_scale = f"give {names('batch_size')} and {names('seq_len')} to scale"
+        notes.append(f"DeepSeek's LR is for its batch B_opt ≈ {b_opt:.3g} tokens: {to_scale}")
     return lr, "medium"
 
 
