@@ -334,11 +334,18 @@ def test_model_dir_counts_the_parameters_of_a_real_local_model(tmp_path: Path) -
     assert gpt2.transformer.wte.weight is gpt2.lm_head.weight  # tied: counted once above
 
 
+def _touched(path: Path) -> Path:
+    path.write_bytes(b"GGUF")
+    return path
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda d: d / "missing", "--model: no such directory"),
         (lambda d: d, "is not a Hugging Face model directory (no config.json)"),
+        (lambda d: _touched(d / "llama-3.2-1b-q4_k_m.gguf"), "is a GGUF file (llama.cpp's format); --model counts"),
+        (lambda d: _touched(d / "llama-3.2-1b-q4_k_m.gguf").parent, "give the size with --params instead"),
     ],
 )
 def test_model_dir_that_is_not_a_model_is_refused(make: Any, message: str, tmp_path: Path) -> None:

@@ -119,11 +119,19 @@ def model_parameters(model_dir: Path) -> int:
     alone: the model is built on torch's meta device, so no weight is read and a 70B model counts in
     a moment. Tied weights count once (as ``model.parameters()`` yields them), and a quantized
     checkpoint counts its parameters, not its packed storage. A folder that is not a model (no such
-    folder, no config.json, a GGUF file) gets the error ``fit --model`` gives it."""
+    folder, no config.json) gets the error ``fit --model`` gives it; a GGUF file, which has no config
+    to count from, the advice to give ``--params``."""
     torch = require("torch", "hf", "recommend --model")
     transformers = require("transformers", "hf", "recommend --model")
     from lrpilot.autopilot._hf import _check_model_path, quiet_transformers  # needs torch
 
+    if model_dir.suffix == ".gguf" or (model_dir.is_dir() and not (model_dir / "config.json").exists()):
+        gguf = [model_dir] if model_dir.suffix == ".gguf" else sorted(model_dir.glob("*.gguf"))
+        if gguf:  # fit's refusal would tell how to train it; here only its size is wanted
+            raise ValueError(
+                f"--model: {gguf[0]} is a GGUF file (llama.cpp's format); --model counts a Hugging Face folder's "
+                "parameters from its config.json: give the size with --params instead (e.g. -p 8B)"
+            )
     _check_model_path(model_dir)
     with quiet_transformers():
         try:
