@@ -440,7 +440,7 @@ def recommend_named(  # noqa: PLR0917  (recommend's inputs, in its order)
     ref_batch_size: int | None = None,
     decay: str | None = None,
 ) -> Recommendation:
-    """`recommend` whose errors name its inputs by `names`: ``lrpilot recommend`` passes
+    """`recommend` whose errors and notes name its inputs by `names`: ``lrpilot recommend`` passes
     `CLI_NAMES`, so that a bad ``--batch-size`` is called that, not ``batch_size``."""
     s = _setup(names, params, method, optimizer, batch_size, steps, tokens, seq_len, ref_lr, ref_batch_size, decay)
     reasons: list[Reason] = []
