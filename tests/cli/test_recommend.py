@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -26,7 +28,8 @@ def test_table_shows_the_peak_range_schedule_warmup_floor_lora_plus_and_reasons(
         "warmup 100 steps",
         "floor 0 (decay to 0)",
         "LoRA+ optional: lora_B at 16× the LR of lora_A",
-        "note: the LoRA peak 0.000462 is above the typical 1e-4–3e-4 of articles 002/003",
+        "note: the LoRA peak 0.000462 is above the 1e-4–3e-4 that article 002 calls typical for LoRA; the values "
+        "quoted with a model size are for 8B models (2e-4 for Llama 3.1 8B, article 001;",
     ):
         assert fragment in text
     for rule_id in ("full-ft-size", "lora-10x", "cosine-lora", "warmup-finetuning", "lora-plus", "band"):
@@ -135,14 +138,17 @@ def test_rules_lists_every_rule_with_its_source() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["recommend", "--method", "lora", "-n", "10"], "recommend: --params needed (or --rules to list the rules)"),
-        (["recommend"], "recommend: --params and --method needed"),
+        (["recommend", "--method", "lora", "-n", "10"], "recommend: --params (or --model) needed (or --rules to list"),
+        (["recommend"], "recommend: --params (or --model) and --method needed"),
         (["recommend", "-p", "7B", "-m", "lroa", "-n", "10"], "got 'lroa' (did you mean 'lora'?)"),
         (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--optimizer", "sdg"], "(did you mean 'sgd'?)"),
-        (["recommend", "-p", "0", "-m", "lora", "-n", "10"], "params must be a number ≥ 1"),
-        (["recommend", "-p", "7B", "-m", "lora"], "the run's length is needed for the schedule: give steps"),
-        (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "-b", "0"], "batch_size must be an integer in [1, ∞]"),
-        (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--ref-batch-size", "8"], "needs ref_lr"),
+        (
+            ["recommend", "-p", "0", "-m", "lora", "-n", "10"],
+            "--params must be a number ≥ 1 or a size like '135M', '7B', got '0'",
+        ),
+        (["recommend", "-p", "7B", "-m", "lora"], "the run's length is needed for the schedule: give --steps"),
+        (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "-b", "0"], "--batch-size must be an integer in [1, ∞]"),
+        (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--ref-batch-size", "8"], "--ref-batch-size 8 needs"),
         (["recommend", "-p", "7B", "-m", "lora", "-n", "10", "-f", "hff"], "(did you mean 'hf'?)"),
         (
             ["recommend", "-p", "7B", "-m", "full", "-n", "10", "-f", "torchtune"],
@@ -150,10 +156,10 @@ def test_rules_lists_every_rule_with_its_source() -> None:
         ),
         (
             shlex.split("recommend -p 7B -m pretraining --tokens 2B -b 8 --seq-len 4096 -n 100"),
-            "steps=100 and tokens='2B' disagree: 2B tokens at batch_size 8 × seq_len 4,096 (32,768 tokens a step) "
-            "make 61,035.2 steps",
+            "--steps 100 and --tokens 2B disagree: 2B tokens at --batch-size 8 × --seq-len 4,096 (32,768 tokens a "
+            "step) make 61,035.2 steps; give --steps or --tokens, not both (or --steps 61036)",
         ),
-        (["recommend", "-p", "7", "-m", "lora", "-n", "10"], "params='7' is 7 parameters, below the minimum of 1,000"),
+        (["recommend", "-p", "7", "-m", "lora", "-n", "10"], "--params 7 is 7 parameters, below the minimum of 1,000"),
         (["recommend", "-p", "7", "-m", "lora", "-n", "10"], "did you mean 7B or 7M?"),
         (
             ["recommend", "-p", "7B", "-m", "lora", "-n", "10", "--epochs", "3"],
@@ -167,6 +173,50 @@ def test_bad_input_exits_2_with_a_clear_message(args: list[str], message: str) -
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            "-p 7B -m lora --tokens 2B -b 8",
+            "give --steps, or --tokens with --batch-size and --seq-len (got --tokens 2B, --batch-size 8; no --steps, "
+            "--seq-len)",
+        ),
+        ("-p 7B -m lora", "give --steps, or --tokens with --batch-size and --seq-len (got none of them)"),
+        ("-p 7B -m lora -n 10 --seq-len 0", "--seq-len must be an integer in [1, ∞], got 0"),
+        ("-p 7B -m lora -n 10 --tokens 7x", "--tokens must be a number ≥ 1 or a size like '135M', '7B', got '7x'"),
+        ("-p 7B -m lora -n 10 --ref-lr -1", "--ref-lr must be a finite number > 0, got -1.0"),
+        ("-p 7B -m lora -n 10 --ref-lr 1e-4 --ref-batch-size 0", "--ref-batch-size must be an integer in [1, ∞]"),
+        ("-p 7B -m lora -n 10 --decay cosin", "--decay must be one of ['cosine', 'linear'], got 'cosin'"),
+        ("-p 7B -m ful -n 10", "--method must be one of ['pretraining', 'full', 'lora', 'qlora', 'rl']"),
+        ("-p 7B -m lora -n 10 --optimizer adamww", "--optimizer must be one of adamw, adam, sgd,"),
+        ("-p 7B -m lora -n 10 --optimizer lion", "--optimizer 'lion' (Lion) has no sourced LR rule"),
+        (
+            "-p 7B -m dpo -n 10 --optimizer sgd",
+            "RL fine-tuning with --optimizer sgd; use --optimizer adamw, or give --ref-lr",
+        ),
+    ],
+)
+def test_errors_name_the_flags_a_cli_user_typed_not_the_python_parameters(args: str, message: str) -> None:
+    """recommend's errors said 'batch_size', 'give steps, or tokens with batch_size and seq_len' and
+    'optimizer='sgd'' to someone who typed --batch-size, --steps, --tokens and --optimizer sgd."""
+    result = runner.invoke(app, ["recommend", *shlex.split(args)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stderr.split())
+    assert message in text
+    python_names = ("batch_size", "seq_len", "ref_lr", "ref_batch_size", "steps=", "tokens=", "optimizer=", "params=")
+    assert not [name for name in python_names if name in text], text
+
+
+def test_python_errors_keep_the_keyword_arguments() -> None:
+    """The command line's flags are its own: recommend() in Python still names its arguments."""
+    with pytest.raises(ValueError, match=r"give steps, or tokens with batch_size and seq_len \(got steps=None, "):
+        recommend("7B", "lora", tokens="2B", batch_size=8)
+    with pytest.raises(ValueError, match=r"optimizer='sgd'; use optimizer='adamw', or give ref_lr"):
+        recommend("7B", "dpo", optimizer="sgd", steps=10)
+    with pytest.raises(ValueError, match=r"params must be a number ≥ 1 or a size like '135M', '7B', or a model"):
+        recommend("abc", "lora", steps=10)
 
 
 def test_torchtune_refusal_names_the_floor_and_cli_options_not_python() -> None:
@@ -236,7 +286,7 @@ def test_an_error_with_json_output_is_json_on_stdout_however_json_was_asked_for(
     """--json is 'the same as --format json': with -f json an error left stdout empty."""
     result = runner.invoke(app, ["recommend", "-p", "7B", "-m", "lora", "-n", "0", *json_option])
     assert result.exit_code == 2
-    assert json.loads(result.stdout) == {"error": "recommend: steps must be an integer in [1, ∞], got 0"}
+    assert json.loads(result.stdout) == {"error": "recommend: --steps must be an integer in [1, ∞], got 0"}
 
 
 def test_json_with_another_format_is_refused_not_silently_preferred() -> None:
@@ -250,3 +300,80 @@ def test_rules_in_an_export_format_is_refused_not_printed_as_a_table() -> None:
     assert result.exit_code == 2
     assert "recommend: --rules prints a table or JSON (--format table or json), not --format axolotl" in result.stderr
     assert result.stdout == ""
+
+
+def _saved(model: Any, folder: Path) -> tuple[Path, int]:
+    """`model` saved as a user's model folder, and its parameter count (tied weights once)."""
+    model.save_pretrained(folder)
+    return folder, sum(p.numel() for p in model.parameters())
+
+
+def test_model_dir_counts_the_parameters_of_a_real_local_model(tmp_path: Path) -> None:
+    """recommend had no --model: a user with a local model had to count its parameters by hand, though
+    fit and find take the folder. A tiny BERT classifier and a GPT-2 with tied embeddings are counted
+    as their own parameters() count them, without loading a weight."""
+    transformers = pytest.importorskip("transformers")
+    bert = transformers.BertForSequenceClassification(
+        transformers.BertConfig(
+            vocab_size=120, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
+        )
+    )
+    gpt2 = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(
+            vocab_size=120, n_embd=16, n_layer=2, n_head=2, n_positions=32, bos_token_id=0, eos_token_id=0
+        )
+    )
+    for model, name in ((bert, "bert"), (gpt2, "gpt2")):
+        folder, count = _saved(model, tmp_path / name)
+        result = runner.invoke(app, ["recommend", "--model", str(folder), "-m", "lora", "-n", "100", "--json"])
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.stdout)
+        assert out["setup"]["params"] == count
+        assert out["peak_lr"] == recommend(count, "lora", steps=100).peak_lr
+        assert f"--model {folder}: {count:,} parameters, counted from its config.json" in out["notes"]
+    assert gpt2.transformer.wte.weight is gpt2.lm_head.weight  # tied: counted once above
+
+
+def _touched(path: Path) -> Path:
+    path.write_bytes(b"GGUF")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing", "--model: no such directory"),
+        (lambda d: d, "is not a Hugging Face model directory (no config.json)"),
+        (lambda d: _touched(d / "llama-3.2-1b-q4_k_m.gguf"), "is a GGUF file (llama.cpp's format); --model counts"),
+        (lambda d: _touched(d / "llama-3.2-1b-q4_k_m.gguf").parent, "give the size with --params instead"),
+    ],
+)
+def test_model_dir_that_is_not_a_model_is_refused(make: Any, message: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["recommend", "--model", str(make(tmp_path)), "-m", "lora", "-n", "100"])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.split())
+
+
+def test_model_dir_and_params_together_are_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["recommend", "--model", str(tmp_path), "-p", "7B", "-m", "lora", "-n", "100"])
+    assert result.exit_code == 2
+    assert f"--params 7B and --model {tmp_path} both give the model's size: give one" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "note"),
+    [
+        ("-p 7B -m full -n 100 --ref-lr 1e-5", "--ref-lr without --ref-batch-size: taken as tuned at this batch size"),
+        ("-p 7B -m full -n 100 --ref-lr 1e-5 --ref-batch-size 8", "no --batch-size given: --ref-lr is not scaled"),
+        ("-p 7B -m full -n 100 --optimizer sgd", "no --batch-size given: Goyal et al.'s reference batch of 256"),
+        ("-p 1B -m pretraining -n 100", "give --tokens (or --steps with --batch-size and --seq-len) to apply DeepSeek"),
+        ("-p 1B -m pretraining --tokens 2B -n 100", "tokens: give --batch-size and --seq-len to scale"),
+    ],
+)
+def test_notes_name_the_flags_too(args: str, note: str) -> None:
+    """The notes told a CLI user to 'give tokens (or steps with batch_size and seq_len)'."""
+    result = runner.invoke(app, ["recommend", *shlex.split(args), "--json"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["notes"]
+    assert any(note in n for n in notes), notes
+    assert not [n for n in notes if "batch_size" in n or "ref_lr" in n or "seq_len" in n]

@@ -5,6 +5,7 @@ that runs the recommended schedule exactly."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
 from pathlib import Path
 from typing import Any
@@ -425,3 +426,131 @@ def test_torchtune_notes_that_its_configs_fused_breaks_a_bitsandbytes_optimizer(
         assert "add ~optimizer.fused to the overrides" in notes[0]
     else:
         assert notes == []
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "defaults"),
+    [
+        ("sgd", "SGD", {"momentum": 0.9, "weight_decay": 0.0}),
+        ("adam", "AdamW", {"weight_decay": 0.0}),
+        ("adamw", "AdamW", {}),
+    ],
+)
+def test_hf_kwargs_give_a_real_trainer_the_optimizer_the_rules_assume(
+    name: str, cls: str, defaults: dict[str, float], tmp_path: Path
+) -> None:
+    """`optim_args="momentum=0.9"` must reach torch.optim.SGD through the Trainer, not only sit in
+    TrainingArguments: Goyal et al.'s LR is for momentum-0.9 SGD."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    rec = _with(name)
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), report_to=[], **to_hf(rec))
+    optimizer = transformers.Trainer(model=torch.nn.Sequential(torch.nn.Linear(4, 2)), args=args).create_optimizer()
+    assert type(optimizer).__name__ == cls
+    for group in optimizer.param_groups:  # the Trainer puts weight_decay in each group (torch's default is 0.01)
+        assert group["lr"] == rec.peak_lr
+        assert {k: group[k] for k in defaults} == defaults
+
+
+@pytest.mark.parametrize("config", ["SFTConfig", "DPOConfig", "GRPOConfig"])
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # TRL's own defaults warn about transformers' deprecations
+def test_trl_kwargs_build_every_trl_config_an_rl_run_uses(config: str, tmp_path: Path) -> None:
+    """`to_trl` says DPOConfig and GRPOConfig take its kwargs, as SFTConfig does."""
+    trl = pytest.importorskip("trl")
+    rec = recommend("8B", "grpo", optimizer="paged_adamw_8bit", steps=120)
+    built = getattr(trl, config)(output_dir=str(tmp_path), bf16=False, **to_trl(rec))
+    assert (built.learning_rate, built.max_steps, built.warmup_steps) == (5e-6, 120, rec.warmup_steps)
+    assert str(getattr(built.optim, "value", built.optim)) == "paged_adamw_8bit"
+
+
+def test_export_keys_are_the_ones_the_tools_read() -> None:
+    """The tools that are not installed here, pinned to the names their sources read (checked by hand;
+    a rename there must be made here too):
+
+    * axolotl: ``src/axolotl/utils/schemas/training.py`` (HyperparametersConfig: ``learning_rate``,
+      ``optimizer`` of transformers' OptimizerNames, ``optim_args``, ``weight_decay``, ``lr_scheduler``
+      of SchedulerType, ``lr_scheduler_kwargs``, ``cosine_min_lr_ratio``), ``utils/schemas/config.py``
+      (``max_steps``, ``warmup_steps``), ``utils/schemas/peft.py`` (``loraplus_lr_ratio``),
+      ``core/builders/base.py`` (``_configure_scheduler`` passes ``lr_scheduler_kwargs`` to
+      TrainingArguments) and ``core/trainers/mixins/scheduler.py`` (``lr_scheduler: cosine`` with
+      ``cosine_min_lr_ratio`` is its cosine to ``ratio × lr``);
+    * torchtune: ``torchtune/training/lr_schedulers.py`` (``get_cosine_schedule_with_warmup(optimizer,
+      num_warmup_steps, num_training_steps)``, from 0 to 0), ``recipes/configs/llama3_1/8B_lora.yaml``
+      and ``8B_qlora_single_device.yaml`` (``optimizer._component_``, ``optimizer.lr``,
+      ``lr_scheduler.num_warmup_steps``, ``epochs``, ``max_steps_per_epoch``); overrides are OmegaConf
+      dotlist entries, whose YAML loader (``omegaconf/_utils.py`` get_yaml_loader) reads ``1e-05`` as a
+      float;
+    * llama.cpp: ``common/arg.cpp`` (LLAMA_EXAMPLE_FINETUNE: ``-lr/--learning-rate``,
+      ``-opt/--optimizer`` taking ``adamw`` or ``sgd``, ``-epochs/--epochs``).
+    """
+    yaml = pytest.importorskip("yaml")
+    axolotl_keys = {
+        "learning_rate",
+        "lr_scheduler",
+        "lr_scheduler_kwargs",
+        "cosine_min_lr_ratio",
+        "warmup_steps",
+        "max_steps",
+        "optimizer",
+        "optim_args",
+        "weight_decay",
+    }
+    for rec in (*CASES.values(), recommend("1B", "pretraining", steps=300, decay="linear")):
+        assert set(yaml.safe_load(to_axolotl(rec))) <= axolotl_keys
+    assert "# loraplus_lr_ratio: 16.0" in to_axolotl(CASES["lora"])
+    torchtune_keys = {
+        "optimizer._component_",
+        "optimizer.lr",
+        "optimizer.momentum",
+        "optimizer.weight_decay",
+        "optimizer.fused",
+        "lr_scheduler._component_",
+        "lr_scheduler.num_warmup_steps",
+        "epochs",
+        "max_steps_per_epoch",
+    }
+    for name in OPTIMIZER_NAMES:
+        overrides = dict(o.split("=", 1) for o in to_torchtune(_with(name)))
+        assert set(overrides) <= torchtune_keys
+        assert (
+            overrides["lr_scheduler._component_"] == "torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup"
+        )
+    assert {f for f in to_llama_cpp(CASES["qlora-sgd"], epochs=2) if f.startswith("-")} == {
+        "--learning-rate",
+        "--optimizer",
+        "--epochs",
+    }
+    assert {to_llama_cpp(_with(name))[3] for name in OPTIMIZER_NAMES} == {"adamw", "sgd"}
+
+
+def test_axolotl_notes_that_it_runs_a_one_step_warmup_as_two() -> None:
+    """axolotl's trainer builder turns ``warmup_steps == 1`` into 2 (core/builders/base.py), so a
+    short run's one-step warmup was exported as if axolotl kept it."""
+    short = recommend("7B", "full", steps=12)
+    assert short.warmup_steps == 1
+    assert export_notes(short, "axolotl") == [
+        "axolotl runs warmup_steps: 1 as 2 steps (its trainer builder raises a one-step warmup to two)"
+    ]
+    assert export_notes(CASES["full"], "axolotl") == []
+
+
+def test_axolotl_cosine_floor_runs_the_recommended_schedule_in_axolotls_own_scheduler() -> None:
+    """axolotl runs ``lr_scheduler: cosine`` with ``cosine_min_lr_ratio`` in its own scheduler, not
+    transformers': ``get_cosine_schedule_with_min_lr`` (src/axolotl/utils/schedulers.py), whose factor
+    is step / warmup in the warmup, then ``(1 - ratio) * 0.5 * (1 + cos(pi * progress)) + ratio``.
+    That formula, copied here as axolotl writes it, on the exported YAML gives the recommended
+    schedule (warming up from 0) at every step."""
+    yaml = pytest.importorskip("yaml")
+    rec = CASES["pretraining"]
+    config = yaml.safe_load(to_axolotl(rec))
+    warmup, total, ratio = config["warmup_steps"], config["max_steps"], config["cosine_min_lr_ratio"]
+
+    def axolotl_factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return (1 - ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)) + ratio
+
+    expected = dataclasses.replace(rec.schedule, warmup_offset=0.0)  # type: ignore[type-var]
+    lrs = [config["learning_rate"] * axolotl_factor(s) for s in range(total)]
+    assert lrs == pytest.approx([expected(s) for s in range(total)], rel=1e-12, abs=1e-18)

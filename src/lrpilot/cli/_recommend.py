@@ -4,7 +4,9 @@ or plain PyTorch (``--format``); or the rule table (``--rules``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lrpilot import _validate as check
+from lrpilot._optional import require
 from lrpilot.cli._output import console, errors_as_messages, print_json, stderr
 from lrpilot.rules import (
     FORMATS,
@@ -27,8 +30,8 @@ from lrpilot.rules import (
     to_trl,
     torchtune_blockers,
 )
-from lrpilot.rules import recommend as make_recommendation
 from lrpilot.rules._exports import torchtune_refusal
+from lrpilot.rules._recommend import CLI_NAMES, recommend_named
 
 OUTPUTS = ("table", "json", *FORMATS)
 _CONFIDENCE_STYLE = {"high": "green", "medium": "yellow", "low": "red"}
@@ -37,6 +40,12 @@ _CONFIDENCE_STYLE = {"high": "green", "medium": "yellow", "low": "red"}
 def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
     params: Annotated[
         str | None, typer.Option("--params", "-p", help="Model size: a count or '135M', '7B', '1.5B'.")
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", help="A local Hugging Face model directory: its parameters are counted (not --params)."
+        ),
     ] = None,
     method: Annotated[
         str | None, typer.Option("--method", "-m", help="pretraining, full, lora, qlora or rl (dpo, grpo, ...).")
@@ -84,28 +93,62 @@ def recommend(  # noqa: PLR0917  (typer reads the options from the signature)
                 )
             _print_rules(fmt)
             return
-        if params is None or method is None:
-            missing = " and ".join(f"--{n}" for n, v in (("params", params), ("method", method)) if v is None)
+        size = params if model is None else "--model"
+        if size is None or method is None:
+            missing = " and ".join(n for n, v in (("--params (or --model)", size), ("--method", method)) if v is None)
             raise ValueError(f"recommend: {missing} needed (or --rules to list the rules)")
+        if params is not None and model is not None:
+            raise ValueError(f"recommend: --params {params} and --model {model} both give the model's size: give one")
         _check_epochs(epochs, fmt)
-        rec = make_recommendation(
-            params,
-            method,
-            optimizer=optimizer,
-            batch_size=batch_size,
-            steps=steps,
-            tokens=tokens,
-            seq_len=seq_len,
-            ref_lr=ref_lr,
-            ref_batch_size=ref_batch_size,
-            decay=decay,
-        )
+        count = None if model is None else model_parameters(model)
+        inputs = (optimizer, batch_size, steps, tokens, seq_len, ref_lr, ref_batch_size, decay)
+        rec = recommend_named(CLI_NAMES, params if count is None else count, method, *inputs)  # errors name the flags
+        if count is not None:
+            note = f"--model {model}: {count:,} parameters, counted from its config.json"
+            rec = dataclasses.replace(rec, notes=(note, *rec.notes))
         if fmt == "table":
             _print_table(rec)
         elif fmt == "json":
             print_json(rec.to_dict())
         else:
             emit(rec, fmt, epochs=epochs, decay_option="--decay cosine")
+
+
+def model_parameters(model_dir: Path) -> int:
+    """How many parameters the Hugging Face model saved in `model_dir` has, from its config.json
+    alone: the model is built on torch's meta device, so no weight is read and a 70B model counts in
+    a moment. Tied weights count once (as ``model.parameters()`` yields them), and a quantized
+    checkpoint counts its parameters, not its packed storage. A folder that is not a model (no such
+    folder, no config.json) gets the error ``fit --model`` gives it; a GGUF file, which has no config
+    to count from, the advice to give ``--params``."""
+    torch = require("torch", "hf", "recommend --model")
+    transformers = require("transformers", "hf", "recommend --model")
+    from lrpilot.autopilot._hf import _check_model_path, quiet_transformers  # needs torch
+
+    if model_dir.suffix == ".gguf" or (model_dir.is_dir() and not (model_dir / "config.json").exists()):
+        gguf = [model_dir] if model_dir.suffix == ".gguf" else sorted(model_dir.glob("*.gguf"))
+        if gguf:  # fit's refusal would tell how to train it; here only its size is wanted
+            raise ValueError(
+                f"--model: {gguf[0]} is a GGUF file (llama.cpp's format); --model counts a Hugging Face folder's "
+                "parameters from its config.json: give the size with --params instead (e.g. -p 8B)"
+            )
+    _check_model_path(model_dir)
+    with quiet_transformers():
+        try:
+            config = transformers.AutoConfig.from_pretrained(model_dir)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"--model: {model_dir}/config.json is not a model config: {exc}") from None
+        saved = [
+            getattr(transformers, n) for n in getattr(config, "architectures", None) or [] if hasattr(transformers, n)
+        ]
+        try:
+            with torch.device("meta"):
+                built = saved[0](config) if saved else transformers.AutoModel.from_config(config)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"--model: transformers cannot build a model from {model_dir}/config.json: {exc}"
+            ) from None
+    return sum(int(p.numel()) for p in built.parameters())
 
 
 def _check_epochs(epochs: int | None, fmt: str) -> None:

@@ -196,10 +196,13 @@ def torchtune_refusal(rec: Recommendation, fixes: list[str], owner: str) -> str:
 
 def export_notes(rec: Recommendation, fmt: str) -> list[str]:
     """What the `fmt` export of `rec` cannot carry over and what it writes instead (a stated
-    fallback): llama.cpp's, whose optimizers are AdamW and SGD without momentum; and for torchtune
+    fallback): llama.cpp's, whose optimizers are AdamW and SGD without momentum; for torchtune
     a bitsandbytes optimizer, which the ``fused: True`` of torchtune's own configs (their QLoRA ones
-    included) would break, and which an override can remove only where the config has it."""
+    included) would break, and which an override can remove only where the config has it; and for
+    axolotl a one-step warmup, which its trainer builder (``core/builders/base.py``) runs as two."""
     spec = rec.setup.optimizer_spec
+    if fmt == "axolotl" and _hf_schedule_args(rec)["warmup_steps"] == 1:
+        return ["axolotl runs warmup_steps: 1 as 2 steps (its trainer builder raises a one-step warmup to two)"]
     if fmt == "torchtune" and spec.package == "bitsandbytes":
         return [
             f"torchtune's configs set optimizer.fused: True, which {spec.torch} does not take (TypeError: unexpected "

@@ -90,9 +90,10 @@ _NO_RULE = {
 }
 
 
-def optimizer_named(value: object, owner: str = "recommend") -> Optimizer:
+def optimizer_named(value: object, owner: str = "recommend", param: str = "optimizer") -> Optimizer:
     """The `Optimizer` named `value` (case and ``-``/``_`` insensitive), or a ``ValueError`` that
     lists the accepted names: an optimizer without a sourced rule would otherwise get AdamW's LR.
+    `param` is the input's name in that error (``--optimizer`` on the command line).
 
     >>> optimizer_named("paged_adamw_8bit").family, optimizer_named("Momentum").name
     ('adamw', 'sgd')
@@ -104,8 +105,8 @@ def optimizer_named(value: object, owner: str = "recommend") -> Optimizer:
     accepted = ", ".join(OPTIMIZER_NAMES)
     if text in _NO_RULE:
         raise ValueError(
-            f"{owner}: optimizer {value!r} ({_NO_RULE[text]}) has no sourced LR rule: the rules cover AdamW, Adam and "
-            f"SGD with momentum; optimizer must be one of {accepted}"
+            f"{owner}: {param} {value!r} ({_NO_RULE[text]}) has no sourced LR rule: the rules cover AdamW, Adam and "
+            f"SGD with momentum; {param} must be one of {accepted}"
         )
     hint = suggest_name(text, [*OPTIMIZER_NAMES, *_ALIASES])
-    raise ValueError(f"{owner}: optimizer must be one of {accepted} (or momentum for sgd), got {value!r}{hint}")
+    raise ValueError(f"{owner}: {param} must be one of {accepted} (or momentum for sgd), got {value!r}{hint}")

@@ -17,13 +17,15 @@ The rules run in a fixed order (the order of `RULES`):
 
 * ``high``: the peak rests on your own tuned LR, moved by at most 32× in batch size (the span Goyal
   et al. verified linear scaling over).
-* ``medium``: a published rule or tool default applied inside the span its sources cover.
+* ``medium``: a published rule or tool default applied inside the span its sources cover (the full
+  fine-tuning rule's span includes "1e-5 at ≥7B"), or your own LR moved more than 32× in batch size.
 * ``low``: outside it: SGD without a reference (its one anchor is ResNet-50 on ImageNet), RL (one
-  tool's default, no size rule), a model smaller or larger than the anchors, a batch moved more than
-  32×.
+  tool's default, no size rule), a model below the full fine-tuning range's 110M, or outside GPT-3's
+  table (125M–175B) for pretraining without a token budget.
 
 The band is ``peak ÷ f … peak × f`` with f = 2, 3, 10 for high, medium, low: one adjustment step
-of the size the seeds advise, widened to an order of magnitude where the sources differ that much.
+of the size article 000 advises (×2–3), widened to an order of magnitude where the sources differ
+that much.
 """
 
 from __future__ import annotations
@@ -64,6 +66,14 @@ Confidence = Literal["high", "medium", "low"]
 BAND_FACTOR: dict[str, float] = {"high": 2.0, "medium": 3.0, "low": 10.0}
 """The band is ``peak ÷ f … peak × f`` with this f for each confidence."""
 
+_LORA_8B_NOTE = (
+    "the values quoted with a model size are for 8B models (2e-4 for Llama 3.1 8B, article 001; 2e-4 in axolotl's "
+    "llama-3/lora-8b.yml, 3e-4 in torchtune's llama3_1/8B_lora.yaml)"
+)
+"""Where the typical LoRA LRs come from, for the note on a LoRA peak outside them: article 002 gives its
+range with no model size (and article 003's 1e-4–3e-4 is for pretraining at base size), so the 8B
+anchors are the configs' and article 001's."""
+
 LORA_PLUS_RATIO = 16.0
 """LoRA+'s η_B / η_A: the paper's guide λ ≈ 2⁴."""
 
@@ -95,42 +105,90 @@ MIN_TEXT_COUNT = 1000
 """The smallest size accepted as text (``"7"``, the CLI's ``-p 7``): below it a size is nearly always a
 missing suffix (7B, 7M). Numbers passed in code and models are counted, not typed, so they are taken
 from 1."""
+_FLAGS = {
+    "params": "--params",
+    "method": "--method",
+    "optimizer": "--optimizer",
+    "batch_size": "--batch-size",
+    "steps": "--steps",
+    "tokens": "--tokens",
+    "seq_len": "--seq-len",
+    "ref_lr": "--ref-lr",
+    "ref_batch_size": "--ref-batch-size",
+    "decay": "--decay",
+}
+"""`lrpilot recommend`'s flag for each input of `recommend`."""
+
+
+@dataclass(frozen=True)
+class InputNames:
+    """How an error names `recommend`'s inputs: by their keyword arguments (``batch_size=0``) for
+    Python, or by the flags of ``lrpilot recommend`` (``--batch-size 0``, `CLI_NAMES`) for the
+    command line, so that each user reads the names they typed."""
+
+    flags: bool = False
+
+    def __call__(self, param: str) -> str:
+        """``batch_size``, or ``--batch-size``."""
+        return _FLAGS[param] if self.flags else param
+
+    def given(self, param: str, value: object) -> str:
+        """An input with its value as the user wrote it: ``steps=100``, or ``--steps 100``."""
+        return f"{_FLAGS[param]} {value}" if self.flags else f"{param}={value!r}"
+
+    def inputs(self, values: dict[str, object]) -> str:
+        """Several inputs as given: every one in Python (``steps=None, tokens='2B'``); on the command
+        line the flags given, then those left out (``--tokens 2B; no --steps, --seq-len``)."""
+        if not self.flags:
+            return ", ".join(self.given(k, v) for k, v in values.items())
+        given = [self.given(k, v) for k, v in values.items() if v is not None]
+        missing = [self(k) for k, v in values.items() if v is None]
+        if not given:
+            return "none of them"
+        return "; ".join(filter(None, (", ".join(given), "no " + ", ".join(missing) if missing else "")))
+
+
+PYTHON_NAMES = InputNames()
+CLI_NAMES = InputNames(flags=True)
+
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 _COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*$", re.IGNORECASE)
 
 
-def parse_count(value: object, param: str = "params", owner: str = _OWNER) -> int:
+def parse_count(value: object, param: str = "params", owner: str = _OWNER, *, names: InputNames = PYTHON_NAMES) -> int:
     """A count of parameters or tokens: a positive number, a string such as ``"135M"``, ``"7B"``,
     ``"1.5T"``, ``"2e9"`` (suffixes k, M, B or G, T), or, for ``params``, a model (any object with
     ``.parameters()``, e.g. a ``torch.nn.Module``: its parameters' ``numel`` are summed; a 4-bit
-    quantized layer reports its packed storage, about half its real count).
+    quantized layer reports its packed storage, about half its real count). `names` says how an error
+    names `param` (``lrpilot recommend`` passes `CLI_NAMES`: ``--params``).
 
     >>> parse_count("135M"), parse_count("1.5B"), parse_count(7e9)
     (135000000, 1500000000, 7000000000)
     """
-    valid = "a number ≥ 1 or a size like '135M', '7B'" + (", or a model" if param == "params" else "")
+    model = ", or a model" if param == "params" and not names.flags else ""  # the command line takes a size only
+    valid = f"a number ≥ 1 or a size like '135M', '7B'{model}"
     if param == "params" and callable(getattr(value, "parameters", None)):
-        model: Any = value
-        n = sum(int(p.numel()) for p in model.parameters())
+        module: Any = value
+        n = sum(int(p.numel()) for p in module.parameters())
         if n < 1:
             raise ValueError(f"{owner}: the model passed as params has no parameters")
         return n
     if isinstance(value, str):
         m = _COUNT.match(value)
         if m is None:
-            raise ValueError(f"{owner}: {param} must be {valid}, got {value!r}")
+            raise ValueError(f"{owner}: {names(param)} must be {valid}, got {value!r}")
         x = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
-        _check_typed_count(x, value, param, owner)
+        _check_typed_count(x, value, param, owner, names)
     elif isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{owner}: {param} must be {valid}, got {value!r}")
+        raise ValueError(f"{owner}: {names(param)} must be {valid}, got {value!r}")
     else:
         x = float(value)
     if not (math.isfinite(x) and x >= 1):
-        raise ValueError(f"{owner}: {param} must be {valid}, got {value!r}")
+        raise ValueError(f"{owner}: {names(param)} must be {valid}, got {value!r}")
     return round(x)
 
 
-def _check_typed_count(x: float, value: str, param: str, owner: str) -> None:
+def _check_typed_count(x: float, value: str, param: str, owner: str, names: InputNames) -> None:
     """Refuse a size written as text below `MIN_TEXT_COUNT`: ``-p 7`` means 7B or 7M, not a model of
     7 parameters, and the rules would answer it with a low-confidence LR instead of an error."""
     if not (math.isfinite(x) and 1 <= x < MIN_TEXT_COUNT):
@@ -138,12 +196,12 @@ def _check_typed_count(x: float, value: str, param: str, owner: str) -> None:
     what = "parameters" if param == "params" else param
     typed = value.strip()
     raise ValueError(
-        f"{owner}: {param}={value!r} is {x:g} {what}, below the minimum of {MIN_TEXT_COUNT:,} for a size written "
-        f"as text; did you mean {typed}B or {typed}M?"
+        f"{owner}: {names.given(param, value)} is {x:g} {what}, below the minimum of {MIN_TEXT_COUNT:,} for a size "
+        f"written as text; did you mean {typed}B or {typed}M?"
     )
 
 
-def _name(param: str, value: object, known: tuple[str, ...], aliases: dict[str, str]) -> str:
+def _name(param: str, value: object, known: tuple[str, ...], aliases: dict[str, str], names: InputNames) -> str:
     text = str(value).strip().lower().replace(" ", "_")
     if text in known:
         return text
@@ -151,7 +209,7 @@ def _name(param: str, value: object, known: tuple[str, ...], aliases: dict[str, 
         return aliases[text]
     hint = check.suggest_name(text, [*known, *aliases])
     raise ValueError(
-        f"{_OWNER}: {param} must be one of {list(known)} (or an alias: {', '.join(sorted(aliases))}), "
+        f"{_OWNER}: {names(param)} must be one of {list(known)} (or an alias: {', '.join(sorted(aliases))}), "
         f"got {value!r}{hint}"
     )
 
@@ -365,10 +423,29 @@ def recommend(
     >>> [r.rule for r in rec.reasons]
     ['full-ft-size', 'lora-10x', 'cosine-lora', 'warmup-finetuning', 'lora-plus', 'band']
     """
-    s = _setup(params, method, optimizer, batch_size, steps, tokens, seq_len, ref_lr, ref_batch_size, decay)
+    inputs = (optimizer, batch_size, steps, tokens, seq_len, ref_lr, ref_batch_size, decay)
+    return recommend_named(PYTHON_NAMES, params, method, *inputs)
+
+
+def recommend_named(  # noqa: PLR0917  (recommend's inputs, in its order)
+    names: InputNames,
+    params: object,
+    method: str,
+    optimizer: str = "adamw",
+    batch_size: int | None = None,
+    steps: int | None = None,
+    tokens: object = None,
+    seq_len: int | None = None,
+    ref_lr: float | None = None,
+    ref_batch_size: int | None = None,
+    decay: str | None = None,
+) -> Recommendation:
+    """`recommend` whose errors and notes name its inputs by `names`: ``lrpilot recommend`` passes
+    `CLI_NAMES`, so that a bad ``--batch-size`` is called that, not ``batch_size``."""
+    s = _setup(names, params, method, optimizer, batch_size, steps, tokens, seq_len, ref_lr, ref_batch_size, decay)
     reasons: list[Reason] = []
     notes: list[str] = _alias_notes(method)
-    lr, confidence = _peak(s, reasons, notes)
+    lr, confidence = _peak(s, reasons, notes, names)
     if not (math.isfinite(lr) and lr > 0):  # a guard; every rule keeps the LR finite and positive
         raise ValueError(f"{_OWNER}: the rules gave a peak LR of {lr!r} for {s}")
     peak = float(f"{lr:.3g}")
@@ -402,6 +479,7 @@ def recommend(
 
 
 def _setup(  # noqa: PLR0917  (one positional argument per input, in recommend's order)
+    names: InputNames,
     params: object,
     method: str,
     optimizer: str,
@@ -413,32 +491,38 @@ def _setup(  # noqa: PLR0917  (one positional argument per input, in recommend's
     ref_batch_size: int | None,
     decay: str | None,
 ) -> Setup:
-    n = parse_count(params, "params")
-    meth = _name("method", method, METHODS, _METHOD_ALIASES)
-    spec = optimizer_named(optimizer, _OWNER)
-    b = None if batch_size is None else check.step_count(_OWNER, "batch_size", batch_size, 1)
-    sl = None if seq_len is None else check.step_count(_OWNER, "seq_len", seq_len, 1)
-    d = None if tokens is None else parse_count(tokens, "tokens")
-    t = None if steps is None else check.step_count(_OWNER, "steps", steps, 1)
+    n = parse_count(params, "params", names=names)
+    meth = _name("method", method, METHODS, _METHOD_ALIASES, names)
+    spec = optimizer_named(optimizer, _OWNER, names("optimizer"))
+    b = None if batch_size is None else check.step_count(_OWNER, names("batch_size"), batch_size, 1)
+    sl = None if seq_len is None else check.step_count(_OWNER, names("seq_len"), seq_len, 1)
+    d = None if tokens is None else parse_count(tokens, "tokens", names=names)
+    t = None if steps is None else check.step_count(_OWNER, names("steps"), steps, 1)
     if t is None:
         if d is None or b is None or sl is None:
+            given = names.inputs({"steps": steps, "tokens": tokens, "batch_size": batch_size, "seq_len": seq_len})
             raise ValueError(
-                f"{_OWNER}: the run's length is needed for the schedule: give steps, or tokens with batch_size "
-                f"and seq_len (got steps=None, tokens={tokens!r}, batch_size={batch_size!r}, seq_len={seq_len!r})"
+                f"{_OWNER}: the run's length is needed for the schedule: give {names('steps')}, or {names('tokens')} "
+                f"with {names('batch_size')} and {names('seq_len')} (got {given})"
             )
         t = max(1, math.ceil(d / (b * sl)))
     elif d is None and b is not None and sl is not None:
         d = t * b * sl
     elif d is not None and b is not None and sl is not None:
-        _check_steps_match_tokens(t, d, b, sl, tokens)
-    rlr = None if ref_lr is None else check.positive(_OWNER, "ref_lr", ref_lr)
-    rb = None if ref_batch_size is None else check.step_count(_OWNER, "ref_batch_size", ref_batch_size, 1)
+        _check_steps_match_tokens(t, d, b, sl, tokens, names)
+    rlr = None if ref_lr is None else check.positive(_OWNER, names("ref_lr"), ref_lr)
+    rb = None if ref_batch_size is None else check.step_count(_OWNER, names("ref_batch_size"), ref_batch_size, 1)
     if rb is not None and rlr is None:
         raise ValueError(
-            f"{_OWNER}: ref_batch_size={ref_batch_size!r} needs ref_lr, the LR you tuned at that batch size "
-            "(the presets state no batch size to scale from)"
+            f"{_OWNER}: {names.given('ref_batch_size', ref_batch_size)} needs {names('ref_lr')}, the LR you tuned at "
+            "that batch size (the presets state no batch size to scale from)"
         )
-    dec = None if decay is None else check.choice(_OWNER, "decay", _known_lower(decay, DECAYS), DECAYS)
+    if meth == "rl" and spec.family == "sgd" and rlr is None:
+        raise ValueError(
+            f"{_OWNER}: no sourced rule gives an LR for RL fine-tuning with {names.given('optimizer', optimizer)}; use "
+            f"{names.given('optimizer', 'adamw')}, or give {names('ref_lr')} (an LR you tuned)"
+        )
+    dec = None if decay is None else check.choice(_OWNER, names("decay"), _known_lower(decay, DECAYS), DECAYS)
     name = None if spec.name == spec.family else spec.name
     return Setup(n, meth, spec.family, t, b, d, sl, rlr, rb, dec, name)
 
@@ -450,7 +534,9 @@ def _known_lower(value: object, known: tuple[str, ...]) -> object:
     return text if text in known else value
 
 
-def _check_steps_match_tokens(steps: int, tokens: int, batch_size: int, seq_len: int, given: object) -> None:
+def _check_steps_match_tokens(  # noqa: PLR0917  (the four numbers, then how the user wrote them)
+    steps: int, tokens: int, batch_size: int, seq_len: int, given: object, names: InputNames
+) -> None:
     """Refuse steps that disagree with the steps the token budget makes: the peak would come from the
     tokens (DeepSeek's compute law) and the schedule's length from the steps, one run described twice."""
     exact = tokens / (batch_size * seq_len)
@@ -458,9 +544,10 @@ def _check_steps_match_tokens(steps: int, tokens: int, batch_size: int, seq_len:
     if max(1, math.floor(exact)) <= steps <= implied:  # rounding either way is the same run
         return
     raise ValueError(
-        f"{_OWNER}: steps={steps:,} and tokens={given!r} disagree: {_count(tokens)} tokens at batch_size "
-        f"{batch_size:,} × seq_len {seq_len:,} ({batch_size * seq_len:,} tokens a step) make {exact:,.1f} steps; "
-        f"give steps or tokens, not both (or steps={implied})"
+        f"{_OWNER}: {names.given('steps', steps)} and {names.given('tokens', given)} disagree: {_count(tokens)} tokens "
+        f"at {names('batch_size')} {batch_size:,} × {names('seq_len')} {seq_len:,} ({batch_size * seq_len:,} tokens a "
+        f"step) make {exact:,.1f} steps; give {names('steps')} or {names('tokens')}, not both (or "
+        f"{names.given('steps', implied)})"
     )
 
 
@@ -473,13 +560,14 @@ def _alias_notes(method: object) -> list[str]:
 # --- the peak --------------------------------------------------------------------------------
 
 
-def _peak(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+def _peak(s: Setup, reasons: list[Reason], notes: list[str], names: InputNames) -> tuple[float, Confidence]:
+    """The peak LR and its confidence; `notes` name the inputs by `names`, as errors do."""
     if s.ref_lr is not None:
-        return _from_reference(s, s.ref_lr, reasons, notes)
+        return _from_reference(s, s.ref_lr, reasons, notes, names)
     if not s.adam:
-        return _sgd(s, reasons, notes)
+        return _sgd(s, reasons, notes, names)
     if s.method == "pretraining":
-        return _pretraining(s, reasons, notes)
+        return _pretraining(s, reasons, notes, names)
     if s.method == "rl":
         reasons.append(Reason("rl-default", "5e-6 (no size rule for RL)", 5e-6))
         return 5e-6, "low"
@@ -489,15 +577,21 @@ def _peak(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Con
     return lr, confidence
 
 
-def _from_reference(s: Setup, ref_lr: float, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+def _from_reference(
+    s: Setup, ref_lr: float, reasons: list[Reason], notes: list[str], names: InputNames
+) -> tuple[float, Confidence]:
     ref_b = s.ref_batch_size if s.ref_batch_size is not None else s.batch_size
     at = f" tuned at batch {ref_b:,}" if ref_b is not None else ""
     reasons.append(Reason("reference", f"start from your {ref_lr:.3g}{at}", ref_lr))
     if s.ref_batch_size is None:
-        notes.append("ref_lr without ref_batch_size: taken as tuned at this batch size, so not scaled")
+        notes.append(
+            f"{names('ref_lr')} without {names('ref_batch_size')}: taken as tuned at this batch size, so not scaled"
+        )
         return ref_lr, "high"
     if s.batch_size is None:
-        notes.append("no batch_size given: ref_lr is not scaled from its ref_batch_size")
+        notes.append(
+            f"no {names('batch_size')} given: {names('ref_lr')} is not scaled from its {names('ref_batch_size')}"
+        )
         return ref_lr, "high"
     lr = _scale_batch(s, ref_lr, ref=s.ref_batch_size, batch=s.batch_size, reasons=reasons, notes=notes)
     ratio = max(s.batch_size / s.ref_batch_size, s.ref_batch_size / s.batch_size)
@@ -525,16 +619,11 @@ def _scale_batch(
     return lr * factor
 
 
-def _sgd(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
-    if s.method == "rl":
-        raise ValueError(
-            f"{_OWNER}: no sourced rule gives an LR for RL fine-tuning with optimizer='sgd'; use optimizer='adamw', "
-            "or give ref_lr (an LR you tuned)"
-        )
+def _sgd(s: Setup, reasons: list[Reason], notes: list[str], names: InputNames) -> tuple[float, Confidence]:
     lr = 0.1
     reasons.append(Reason("goyal-reference", "0.1 at batch 256", lr))
     if s.batch_size is None:
-        notes.append("no batch_size given: Goyal et al.'s reference batch of 256 is assumed")
+        notes.append(f"no {names('batch_size')} given: Goyal et al.'s reference batch of 256 is assumed")
     else:
         lr = _scale_batch(s, lr, ref=256, batch=s.batch_size, reasons=reasons, notes=notes)
     if s.method != "pretraining":
@@ -546,12 +635,13 @@ def _sgd(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Conf
     return lr, "low"
 
 
-def _pretraining(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[float, Confidence]:
+def _pretraining(s: Setup, reasons: list[Reason], notes: list[str], names: InputNames) -> tuple[float, Confidence]:
     if s.tokens is None:
         lr, inside = _loglog(float(s.params), GPT3_TABLE)
         where = "" if inside else ", held at the table's end"
         reasons.append(Reason("gpt3-size", f"{lr:.3g} at {_count(s.params)} parameters{where}", lr))
-        notes.append("give tokens (or steps with batch_size and seq_len) to apply DeepSeek's compute law instead")
+        length = f"{names('tokens')} (or {names('steps')} with {names('batch_size')} and {names('seq_len')})"
+        notes.append(f"give {length} to apply DeepSeek's compute law instead")
         if not inside:
             notes.append(f"{_count(s.params)} parameters is outside GPT-3's table (125M–175B)")
             return lr, "low"
@@ -575,7 +665,8 @@ def _pretraining(s: Setup, reasons: list[Reason], notes: list[str]) -> tuple[flo
         tokens_per_step = float(s.batch_size * s.seq_len)
         lr = _scale_batch(s, lr, ref=b_opt, batch=tokens_per_step, reasons=reasons, notes=notes, unit=" tokens")
     else:
-        notes.append(f"DeepSeek's LR is for its batch B_opt ≈ {b_opt:.3g} tokens: give batch_size and seq_len to scale")
+        to_scale = f"give {names('batch_size')} and {names('seq_len')} to scale"
+        notes.append(f"DeepSeek's LR is for its batch B_opt ≈ {b_opt:.3g} tokens: {to_scale}")
     return lr, "medium"
 
 
@@ -601,8 +692,8 @@ def _lora(s: Setup, full_lr: float, reasons: list[Reason], notes: list[str]) -> 
     if s.adam and not 1e-4 <= lr <= 3e-4:
         side = "above" if lr > 3e-4 else "below"
         notes.append(
-            f"the LoRA peak {float(f'{lr:.3g}'):.3g} is {side} the typical 1e-4–3e-4 of articles 002/003 "
-            "(2e-4 common), which they give for 7–8B models"
+            f"the LoRA peak {float(f'{lr:.3g}'):.3g} is {side} the 1e-4–3e-4 that article 002 calls typical for LoRA; "
+            f"{_LORA_8B_NOTE}"
         )
     return lr
 
