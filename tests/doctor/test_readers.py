@@ -378,3 +378,22 @@ def test_a_guard_audit_log_is_named_as_such(tmp_path: Path) -> None:
             handle.write(json.dumps(action.record()) + "\n")
     with pytest.raises(DoctorInputError, match=r"it is a guard's audit log .* give the run's own log, or its run.json"):
         read(path)
+
+
+@pytest.mark.parametrize("labels", [2, 3])
+def test_the_config_json_transformers_saves_gives_a_binary_classifier_its_chance_level(
+    tmp_path: Path, labels: int
+) -> None:
+    """transformers leaves out of config.json what equals its default: a 2-label classifier's has no
+    num_labels nor id2label, and the doctor read every binary classifier's (SST-2's) chance level as
+    unknown, so a collapse to chance went unjudged unless --num-classes was given."""
+    from transformers import AutoConfig
+
+    folder = tmp_path / "checkpoint-40"
+    logs.write_trainer_state(folder / "trainer_state.json", logs.run_arrays(n=40))
+    config = AutoConfig.for_model(
+        "bert", num_labels=labels, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
+    )
+    config.architectures = ["BertForSequenceClassification"]
+    config.save_pretrained(folder)
+    assert read(folder).classes == labels

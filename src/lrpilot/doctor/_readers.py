@@ -379,6 +379,11 @@ def _examples_per_log(data: Mapping[str, Any]) -> int | None:
     return counts[0] * counts[1] if len(counts) == 2 else None
 
 
+DEFAULT_LABELS = 2
+"""The labels of a Hugging Face config that names none (`PretrainedConfig`'s default, left out of the
+config.json it saves): the doctor read a binary classifier's chance level as unknown."""
+
+
 def _with_model_config(series: Series, folder: Path) -> Series:
     """The chance level of the classifier a Trainer saved beside its trainer_state.json (its
     ``config.json``: a sequence or token classifier's labels, `single_label_classes`)."""
@@ -393,7 +398,9 @@ def _with_model_config(series: Series, folder: Path) -> Series:
     if not isinstance(config, Mapping):
         return series
     architectures = config.get("architectures") or []
-    labels = config.get("num_labels", len(config.get("id2label") or {}))
+    # transformers writes only what differs from its defaults: a 2-label classifier's config.json
+    # has neither num_labels nor id2label (its default, `PretrainedConfig`'s 2 labels)
+    labels = config.get("num_labels", len(config.get("id2label") or {}) or DEFAULT_LABELS)
     names = architectures if isinstance(architectures, list) else []
     classes = single_label_classes(names, labels, config.get("problem_type"))
     if classes is None:
