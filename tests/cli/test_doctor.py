@@ -159,3 +159,12 @@ def test_fail_on_exits_1_on_a_named_verdict_in_a_process_of_its_own(tmp_path: Pa
     assert done.returncode == 2
     assert "--fail-on must be one of" in done.stderr
     assert "did you mean 'diverged'?" in done.stderr
+
+
+def test_a_log_of_nan_losses_only_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = logs.write_csv(tmp_path / "nan.csv", logs.run_arrays(n=50, nan_from=0))
+    done = _lrpilot("doctor", str(path), "--fail-on", "any")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith(f"error: {path}: every logged loss is NaN or Inf (50 at steps 1–50)")
+    assert done.stderr.count("\n") == 1

@@ -397,3 +397,37 @@ def test_the_config_json_transformers_saves_gives_a_binary_classifier_its_chance
     config.architectures = ["BertForSequenceClassification"]
     config.save_pretrained(folder)
     assert read(folder).classes == labels
+
+
+def test_a_directory_where_two_runs_wrote_event_files_is_refused_naming_them(tmp_path: Path) -> None:
+    """Two launches with the same log_dir leave two event files that each start at step 1: they were
+    merged into one run, the later's steps winning, and diagnosed as one; now refused, naming them.
+    A SummaryWriter reopened on the folder to resume (its file starting later) is still one run."""
+    logs.write_tensorboard(tmp_path / "twice", logs.run_arrays(n=60))
+    logs.write_tensorboard(tmp_path / "twice", logs.run_arrays(n=80, seed=1))
+    files = sorted(p.name for p in (tmp_path / "twice").glob("events.out.tfevents.*"))
+    assert len(files) == 2
+    with pytest.raises(DoctorInputError, match="several runs written to one directory") as info:
+        read(tmp_path / "twice")
+    assert all(name in str(info.value) for name in files)
+
+    run = logs.run_arrays(n=100)
+    first = {k: v[:60] for k, v in run.items()}
+    resumed = {k: v[40:] for k, v in run.items()}  # back to the checkpoint at step 40, then on to 100
+    logs.write_tensorboard(tmp_path / "resumed", first)
+    logs.write_tensorboard(tmp_path / "resumed", resumed)
+    series = read(tmp_path / "resumed")
+    assert_same(series, run, rel=1e-6)
+    assert series.resumes == (41,)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"), [("nan.csv", "step,loss\n1,nan\n2,nan\n3,inf\n"), ("nan.jsonl", '{"step": 1, "loss": NaN}\n')]
+)
+def test_a_log_of_non_finite_losses_only_is_refused(tmp_path: Path, name: str, content: str) -> None:
+    """Read as 'diverged: the LR was too high', with advice to halve it: a log without one finite
+    loss has nothing to judge, and a NaN from the first step is rarely the LR's doing."""
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DoctorInputError, match="every logged loss is NaN or Inf"):
+        read(path)

@@ -541,8 +541,10 @@ def read_tensorboard(paths: list[Path], source: str, loss_column: str | None = N
     loader_mod = require("tensorboard.backend.event_processing.event_file_loader", "doctor", "reading TensorBoard logs")
     tensor_util = require("tensorboard.util.tensor_util", "doctor", "reading TensorBoard logs")
     per_tag: dict[str, tuple[array[int], array[float]]] = {}  # streamed, 16 bytes a scalar
+    firsts: dict[Path, dict[str, int]] = {}  # each file's first step of each tag
     builder = SeriesBuilder(source, "tensorboard")
     for path in paths:
+        first = firsts.setdefault(path, {})
         try:
             for event in loader_mod.EventFileLoader(str(path)).Load():
                 for value in event.summary.value:
@@ -552,11 +554,13 @@ def read_tensorboard(paths: list[Path], source: str, loss_column: str | None = N
                     steps, values = per_tag.setdefault(value.tag, (array("q"), array("d")))
                     steps.append(int(event.step))
                     values.append(number)
+                    first[value.tag] = min(first.get(value.tag, int(event.step)), int(event.step))
         except Exception as exc:  # a corrupt record surfaces as whatever protobuf raises
             builder.notes.append(f"{path.name}: stopped reading at a corrupt record ({type(exc).__name__})")
     cols = _columns(per_tag, source, loss_column)
     if cols.loss is None:
         raise _no_loss_error(source, sorted(per_tag), "scalar tag", loss_column)
+    _one_run(source, {path: tags[cols.loss] for path, tags in firsts.items() if cols.loss in tags})
     builder.notes.extend(cols.notes)
     loss_steps, loss_values = per_tag[cols.loss]
     at = np.frombuffer(loss_steps, dtype=np.int64)
@@ -568,6 +572,25 @@ def read_tensorboard(paths: list[Path], source: str, loss_column: str | None = N
         for step, value in zip(*per_tag[cols.eval_loss], strict=True):
             builder.add(step, eval_loss=value)
     return builder.build()
+
+
+def _one_run(source: str, firsts: dict[Path, int]) -> None:
+    """Refuse event files of one directory that each log the loss from the start: several runs
+    written to one folder (a script launched twice with the same log_dir), which were merged as
+    "runs appended into one file", the later winning step by step. A file that carries on from a
+    later step is the same run resumed (a new SummaryWriter on the same folder), read as one."""
+    files = list(firsts.items())  # in name order: the writer's timestamp
+    if len(files) < 2:
+        return
+    start = files[0][1]
+    again = [path for path, first in files[1:] if first <= start]
+    if again:
+        names = ", ".join(path.name for path, _ in files)
+        raise DoctorInputError(
+            f"{source}: {len(again) + 1} of its {len(files)} TensorBoard event files log the training loss from step "
+            f"{start} or before ({names}): several runs written to one directory; give the doctor one of the files "
+            f"(the last written: {files[-1][0].name})"
+        )
 
 
 def _aligned(
