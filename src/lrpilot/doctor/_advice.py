@@ -90,7 +90,7 @@ class ScheduleGuess:
         else:
             text = (
                 f"{self.shape}(peak={p:.3g}, total_steps={self.total_steps}, warmup_steps={w}, "
-                f"floor_ratio={round(self.floor_ratio, 3)})"
+                f"floor_ratio={round(self.floor_ratio, 3):g})"  # a decay to zero: 0, as lrpilot schedule echoes it
             )
         try:
             return parse(text).to_string()
@@ -170,12 +170,13 @@ def advise(series: Series, events: list[Finding]) -> tuple[Advice, ...]:
                 spec(lr),
             )
         )
-        if first <= max(2 * warmup, total // 10):
-            new = (
-                int(np.clip(2 * first, max(1, total // 100), max(1, total // 10)))
-                if warmup == 0
-                else min(2 * warmup, max(1, total // 4))
-            )
+        new = (
+            int(np.clip(2 * first, max(1, total // 100), max(1, total // 10)))
+            if warmup == 0
+            else min(2 * warmup, max(1, total // 4))
+        )
+        # a warmup already past a quarter of the run is not lengthened: it read "lengthen the warmup from 112 to 100"
+        if first <= max(2 * warmup, total // 10) and new > warmup:
             verb = "add a warmup" if warmup == 0 else f"lengthen the warmup from {warmup}"
             out.append(
                 Advice(
