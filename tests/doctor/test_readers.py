@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrpilot.doctor import DoctorInputError, Series, read, read_csv, read_jsonl, read_trainer_state
+from lrpilot.doctor import DoctorInputError, Series, diagnose, read, read_csv, read_jsonl, read_trainer_state
 from tests.doctor import logs
 
 
@@ -335,6 +335,13 @@ def test_an_lrpilot_fit_run_directory_is_read_from_its_run_json(tmp_path: Path) 
         assert series.classes == 10  # digits: the chance level the doctor judges a collapse against
         assert series.chance_loss is None  # ... ln 10: nothing more to record
         assert series.batch_size == 64  # the batch its guard fitted its short median to
+    # the schedule the run recorded, not one read off an LR column that the range test's steps replaced
+    # the start of (read as "cosine(total_steps=99, ...)" without its warmup)
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["schedule"]
+    assert history.steps[0] > 0, "fit's range test no longer stands in for the first warmup steps"
+    diagnosis = diagnose(read(tmp_path / "run"))
+    assert diagnosis.schedule == recorded
+    assert diagnosis.advice[0].schedule == recorded  # healthy: keep it
 
 
 def test_a_run_json_whose_history_does_not_line_up_gets_a_clear_message(tmp_path: Path) -> None:

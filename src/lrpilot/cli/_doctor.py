@@ -101,7 +101,8 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
         soft_wrap=True,
     )
     if diagnosis.schedule:
-        console.print(f"schedule (from the LR column): {escape(diagnosis.schedule)}", soft_wrap=True)
+        where = "as the run recorded it" if info.get("schedule_recorded") else "from the LR column"
+        console.print(f"schedule ({where}): {escape(diagnosis.schedule)}", soft_wrap=True)
     style = _VERDICT_STYLE.get(diagnosis.verdict, "red")
     console.print(f"verdict: [bold {style}]{diagnosis.verdict}[/] — {diagnosis.headline}")
     if diagnosis.findings:

@@ -294,7 +294,24 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json", loss_column
     number = isinstance(chance, int | float) and not isinstance(chance, bool)
     if chance is not None and not (number and math.isfinite(chance) and chance > 0):
         raise DoctorInputError(f"{source}: 'chance_loss' must be a finite number > 0, got {chance!r}")
-    return dataclasses.replace(builder.build(), classes=classes, batch_size=batch, chance_loss=chance)
+    return dataclasses.replace(
+        builder.build(), classes=classes, batch_size=batch, chance_loss=chance, schedule=_recorded_schedule(data)
+    )
+
+
+def _recorded_schedule(data: Mapping[str, Any]) -> str | None:
+    """The schedule spec a run.json records, if it parses: the advice starts from it. Read off the LR
+    column instead, a fit run whose range test stood in for its first warmup steps read as
+    ``cosine(total_steps=249)`` without its warmup of 25, and the advice's schedules lost it."""
+    from lrpilot.schedules import parse
+
+    spec = data.get("schedule")
+    if not isinstance(spec, str):
+        return None
+    try:
+        return parse(spec).to_string()
+    except ValueError:
+        return None
 
 
 def _replay_note(rollbacks: int, steps: list[Any], losses: list[Any]) -> str:

@@ -56,6 +56,8 @@ class Series:
         batch_size: the examples behind each loss where the log records them (lrpilot's run.json;
             at least train_batch_size × logging_steps for a trainer_state.json): the detectors'
             short median is then fitted to it, as the guard's was; None if not.
+        schedule: the schedule spec the run recorded (lrpilot's run.json), which the advice starts
+            from instead of one read off the LR column; None if not.
     """
 
     steps: npt.NDArray[np.int64]
@@ -72,6 +74,7 @@ class Series:
     classes: int | None = None
     batch_size: int | None = None
     chance_loss: float | None = None
+    schedule: str | None = None
 
     def __len__(self) -> int:
         return int(self.steps.size)
@@ -95,6 +98,7 @@ class Series:
             "grad_norm_logged": self.grad_logged is not None and bool(self.grad_logged.any()),
             "eval_points": int(self.eval_steps.size),
             "resumes": list(self.resumes),
+            "schedule_recorded": self.schedule,
             "notes": list(self.notes),
         }
 
