@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +131,40 @@ def test_bad_options_are_refused_by_their_names_before_the_log_is_read(
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: doctor: {message}"
     assert json.loads(result.stdout) == {"error": f"doctor: {message}"}
+
+
+def _lrpilot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lrpilot", *args], capture_output=True, text=True, check=False)
+
+
+def test_fail_on_exits_1_on_a_named_verdict_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """Every verdict exited 0, so CI could not fail a job on a diverged run; `--fail-on` names the
+    verdicts that exit 1 ('any': all but healthy), as a linter's findings do; bad input stays 2."""
+    healthy = str(logs.write_csv(tmp_path / "healthy.csv", logs.run_arrays(n=400)))
+    diverged = str(logs.write_csv(tmp_path / "nan.csv", logs.run_arrays(n=400, nan_from=300)))
+    for path, option, status in (
+        (healthy, "any", 0),
+        (diverged, None, 0),
+        (diverged, "lr_too_low,oscillating", 0),
+        (diverged, "any", 1),
+        (diverged, "collapsed, diverged", 1),
+    ):
+        done = _lrpilot("doctor", path, "--num-classes", "10", *(["--fail-on", option] if option else []))
+        assert done.returncode == status, (option, done.stdout, done.stderr)
+        assert ("'diverged' is one of --fail-on" in done.stderr) == (status == 1)
+    done = _lrpilot("doctor", diverged, "--json", "--fail-on", "diverged")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["verdict"] == "diverged"  # stdout stays the JSON document
+    done = _lrpilot("doctor", diverged, "--fail-on", "divergd")
+    assert done.returncode == 2
+    assert "--fail-on must be one of" in done.stderr
+    assert "did you mean 'diverged'?" in done.stderr
+
+
+def test_a_log_of_nan_losses_only_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = logs.write_csv(tmp_path / "nan.csv", logs.run_arrays(n=50, nan_from=0))
+    done = _lrpilot("doctor", str(path), "--fail-on", "any")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith(f"error: {path}: every logged loss is NaN or Inf (50 at steps 1–50)")
+    assert done.stderr.count("\n") == 1

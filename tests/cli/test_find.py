@@ -518,3 +518,77 @@ def test_missing_sst2_says_where_to_put_it(tmp_path: Path, monkeypatch: pytest.M
     assert "SST-2 data not found" in text
     assert "sst2_train.csv and sst2_validation.csv" in text
     assert "pass --data-dir FOLDER" in text
+
+
+SCRIPT_FAILS = {
+    "forward": (
+        """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(16, 2)
+
+    def forward(self, x):
+        return self.lin(x.view(-1, 17))
+
+
+def setup():
+    m, o, d, f = parts()
+    net = Net()
+    return net, torch.optim.AdamW(net.parameters()), d, f
+""",
+        "your code raised RuntimeError during the range test: shape '[-1, 17]' is invalid for input of size 512 "
+        "(my_setup.py, line {line}, in forward)",
+    ),
+    "loss": (
+        """
+def my_loss(logits, targets):
+    return nn.functional.cross_entropy(logits, targets[:, None])
+
+
+def setup():
+    m, o, d, f = parts()
+    return m, o, d, my_loss
+""",
+        "your code raised RuntimeError during the range test: 0D or 1D target tensor expected, multi-target not "
+        "supported (my_setup.py, line {line}, in my_loss)",
+    ),
+    "built-in loss": (
+        """
+def setup():
+    m, o, d, f = parts()
+    return m, o, d, nn.functional.binary_cross_entropy_with_logits
+""",
+        "--script my_setup.py:setup: the range test failed on the model, data or loss setup() returned: "
+        "ValueError: Target size (torch.Size([32])) must be the same as input size (torch.Size([32, 2])) "
+        "(raised in binary_cross_entropy_with_logits, torch/nn/functional.py, line",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCRIPT_FAILS))
+def test_a_script_whose_forward_or_loss_raises_is_one_line_with_the_users_frame(tmp_path: Path, case: str) -> None:
+    """The user's forward or loss raising in the range test printed lrpilot's and torch's traceback,
+    their line somewhere inside it; it is one line that says their code failed, and where."""
+    body, expected = SCRIPT_FAILS[case]
+    path = _script(tmp_path, body)
+    lines = path.read_text().splitlines()
+    line = next((i for i, text in enumerate(lines, 1) if "x.view" in text or "None]" in text), 0)
+    result = runner.invoke(app, ["find", "--script", str(path), "--steps", "20"])
+    assert result.exit_code == 2, result.output
+    assert expected.format(line=line) in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_a_schedule_that_decays_to_zero_reads_floor_ratio_0(tmp_path: Path) -> None:
+    """The sst2 tasks' linear decay to zero (and a script's floor_ratio=0.0) printed
+    ``floor_ratio=0.0``, which reads as a value left unset; it is written ``0``, as ``lrpilot
+    schedule`` echoes it, and reads back as the same schedule."""
+    body = """
+def setup():
+    m, o, d, f = parts()
+    return {"model": m, "optimizer": o, "data": d, "loss_fn": f, "decay": "linear", "floor_ratio": 0.0}
+"""
+    payload = _json(["--script", str(_script(tmp_path, body)), "--steps", "30", "--total-steps", "500"])
+    assert payload["spec"].endswith("warmup_steps=25, floor_ratio=0)"), payload["spec"]
+    assert parse(payload["spec"]).to_dict()["floor_ratio"] == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,16 @@ def test_the_guard_knows_the_tasks_chance_level_as_fit_does(task: str, chance: f
         assert guard.config.detect.flat_steps == max(20, built.recipe.total_steps // 5)
     finally:
         guard.close()
+
+
+def test_fail_on_exits_1_when_the_guarded_run_ended_so_in_a_process_of_its_own() -> None:
+    """`lrpilot guard` exited 0 however its guarded run ended; `--fail-on` names the outcomes that
+    exit 1 (finished, gave_up, diverged; 'any': all but finished). The outcome is in --json too."""
+    args = [sys.executable, "-m", "lrpilot", "guard", "--inject", "none", "--steps", "50", "--json"]
+    for option, status in (("any", 0), ("gave-up,diverged", 0), ("finished", 1)):
+        done = subprocess.run([*args, "--fail-on", option], capture_output=True, text=True, check=False)
+        assert done.returncode == status, done.stderr
+        assert json.loads(done.stdout)["guard"]["outcome"] == "finished"
+    done = subprocess.run([*args, "--fail-on", "gaveup"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "did you mean 'gave_up'?" in done.stderr

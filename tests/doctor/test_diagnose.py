@@ -294,3 +294,27 @@ def test_the_losses_of_a_rise_that_stays_up_are_its_divergence_not_spikes() -> N
     assert d.verdict == "diverged"
     assert [(f.kind, f.start, f.count) for f in d.findings] == [("spike", 300, 1), ("divergence", 402, 24)]
     assert d.advice[0].reason.startswith("the run diverged and spiked (1 spike) (first at step 300)")
+
+
+def test_early_trouble_under_a_warmup_past_a_quarter_of_the_run_is_not_told_to_shorten_it() -> None:
+    """A Lightning OneCycleLR run at LR 3 (its warmup 112 of 400 steps) that blew up at step 51 was
+    told to "lengthen the warmup from 112 to 100 steps": the cap of a quarter of the run was below
+    the warmup it had. The advice is to halve the LR alone; a shorter warmup is still lengthened."""
+    for warmup, advised in ((112, ["halve_lr"]), (30, ["halve_lr", "lengthen_warmup"])):
+        steps = np.arange(400)
+        lr = np.where(steps < warmup, 3.0 * (steps + 1) / warmup, 3.0 * (1 - (steps - warmup) / 400))
+        loss = curves.clean(n=400, seed=3)
+        loss[51:] = 500.0 + 10 * np.sin(steps[51:])
+        d = diagnose(series_of(loss, lr))
+        assert d.verdict == "diverged"
+        assert [a.action for a in d.advice] == advised
+        if len(advised) == 2:
+            assert d.advice[1].warmup_steps == 2 * d.advice[0].warmup_steps
+
+
+def test_a_schedule_that_decays_to_zero_is_read_with_floor_ratio_0() -> None:
+    steps = np.arange(400)
+    lr = 1e-3 * (1 - steps / 399)  # to zero at the last step, as a OneCycleLR or a linear decay ends
+    d = diagnose(series_of(curves.clean(n=400, seed=1), lr))
+    assert d.schedule == "linear(peak=0.001, total_steps=400, floor_ratio=0)"
+    assert d.advice[0].schedule == d.schedule

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrpilot.doctor import DoctorInputError, Series, read, read_csv, read_jsonl, read_trainer_state
+from lrpilot.doctor import DoctorInputError, Series, diagnose, read, read_csv, read_jsonl, read_trainer_state
 from tests.doctor import logs
 
 
@@ -335,6 +335,13 @@ def test_an_lrpilot_fit_run_directory_is_read_from_its_run_json(tmp_path: Path) 
         assert series.classes == 10  # digits: the chance level the doctor judges a collapse against
         assert series.chance_loss is None  # ... ln 10: nothing more to record
         assert series.batch_size == 64  # the batch its guard fitted its short median to
+    # the schedule the run recorded, not one read off an LR column that the range test's steps replaced
+    # the start of (read as "cosine(total_steps=99, ...)" without its warmup)
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["schedule"]
+    assert history.steps[0] > 0, "fit's range test no longer stands in for the first warmup steps"
+    diagnosis = diagnose(read(tmp_path / "run"))
+    assert diagnosis.schedule == recorded
+    assert diagnosis.advice[0].schedule == recorded  # healthy: keep it
 
 
 def test_a_run_json_whose_history_does_not_line_up_gets_a_clear_message(tmp_path: Path) -> None:
@@ -377,4 +384,57 @@ def test_a_guard_audit_log_is_named_as_such(tmp_path: Path) -> None:
             action, state = guard.update(state, loss=1.0, lr=1e-3, step=step)
             handle.write(json.dumps(action.record()) + "\n")
     with pytest.raises(DoctorInputError, match=r"it is a guard's audit log .* give the run's own log, or its run.json"):
+        read(path)
+
+
+@pytest.mark.parametrize("labels", [2, 3])
+def test_the_config_json_transformers_saves_gives_a_binary_classifier_its_chance_level(
+    tmp_path: Path, labels: int
+) -> None:
+    """transformers leaves out of config.json what equals its default: a 2-label classifier's has no
+    num_labels nor id2label, and the doctor read every binary classifier's (SST-2's) chance level as
+    unknown, so a collapse to chance went unjudged unless --num-classes was given."""
+    from transformers import AutoConfig
+
+    folder = tmp_path / "checkpoint-40"
+    logs.write_trainer_state(folder / "trainer_state.json", logs.run_arrays(n=40))
+    config = AutoConfig.for_model(
+        "bert", num_labels=labels, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
+    )
+    config.architectures = ["BertForSequenceClassification"]
+    config.save_pretrained(folder)
+    assert read(folder).classes == labels
+
+
+def test_a_directory_where_two_runs_wrote_event_files_is_refused_naming_them(tmp_path: Path) -> None:
+    """Two launches with the same log_dir leave two event files that each start at step 1: they were
+    merged into one run, the later's steps winning, and diagnosed as one; now refused, naming them.
+    A SummaryWriter reopened on the folder to resume (its file starting later) is still one run."""
+    logs.write_tensorboard(tmp_path / "twice", logs.run_arrays(n=60))
+    logs.write_tensorboard(tmp_path / "twice", logs.run_arrays(n=80, seed=1))
+    files = sorted(p.name for p in (tmp_path / "twice").glob("events.out.tfevents.*"))
+    assert len(files) == 2
+    with pytest.raises(DoctorInputError, match="several runs written to one directory") as info:
+        read(tmp_path / "twice")
+    assert all(name in str(info.value) for name in files)
+
+    run = logs.run_arrays(n=100)
+    first = {k: v[:60] for k, v in run.items()}
+    resumed = {k: v[40:] for k, v in run.items()}  # back to the checkpoint at step 40, then on to 100
+    logs.write_tensorboard(tmp_path / "resumed", first)
+    logs.write_tensorboard(tmp_path / "resumed", resumed)
+    series = read(tmp_path / "resumed")
+    assert_same(series, run, rel=1e-6)
+    assert series.resumes == (41,)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"), [("nan.csv", "step,loss\n1,nan\n2,nan\n3,inf\n"), ("nan.jsonl", '{"step": 1, "loss": NaN}\n')]
+)
+def test_a_log_of_non_finite_losses_only_is_refused(tmp_path: Path, name: str, content: str) -> None:
+    """Read as 'diverged: the LR was too high', with advice to halve it: a log without one finite
+    loss has nothing to judge, and a NaN from the first step is rarely the LR's doing."""
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DoctorInputError, match="every logged loss is NaN or Inf"):
         read(path)

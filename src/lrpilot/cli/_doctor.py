@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from lrpilot.cli._options import output_file
-from lrpilot.cli._output import console, errors_as_messages, print_json
-from lrpilot.doctor import diagnose, fitted_config, read
+from lrpilot.cli._output import console, errors_as_messages, exit_on, fail_on, print_json
+from lrpilot.doctor import VERDICTS, diagnose, fitted_config, read
 
 _VERDICT_STYLE = {"healthy": "green", "lr_too_low": "yellow", "oscillating": "yellow", "unstable": "yellow"}
 
@@ -65,10 +65,19 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
             "lrpilot run.json records; train_batch_size × logging_steps from a trainer_state.json).",
         ),
     ] = None,
+    fail_on_verdicts: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            help=f"Exit with status 1 when the verdict is one of these (comma-separated: {', '.join(VERDICTS)}), or "
+            "'any' verdict but healthy: for CI. Without it every verdict exits 0; bad input exits 2.",
+        ),
+    ] = None,
 ) -> None:
     """Diagnose a training run from its log: spikes, NaN, divergence, collapse, a flat start, oscillation."""
     with errors_as_messages(as_json):
         plot = output_file("doctor", "--plot", plot)
+        failing = fail_on("doctor", fail_on_verdicts, VERDICTS, "healthy")
         _check_options(num_classes, spike_z, max_grad_norm, batch_size)
         series = read(path, loss_column=loss_column)
         config = fitted_config(series, num_classes, batch_size)
@@ -82,6 +91,7 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
             written = plot_diagnosis(series, diagnosis, plot)
     if as_json:
         print_json({**diagnosis.to_dict(), "plot": str(written) if written else None})
+        exit_on("doctor", "the verdict", diagnosis.verdict, failing)
         return
     info = diagnosis.series
     peak = f", LR peak {diagnosis.lr_peak:.3g}" if diagnosis.lr_peak else ""
@@ -91,7 +101,8 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
         soft_wrap=True,
     )
     if diagnosis.schedule:
-        console.print(f"schedule (from the LR column): {escape(diagnosis.schedule)}", soft_wrap=True)
+        where = "as the run recorded it" if info.get("schedule_recorded") else "from the LR column"
+        console.print(f"schedule ({where}): {escape(diagnosis.schedule)}", soft_wrap=True)
     style = _VERDICT_STYLE.get(diagnosis.verdict, "red")
     console.print(f"verdict: [bold {style}]{diagnosis.verdict}[/] — {diagnosis.headline}")
     if diagnosis.findings:
@@ -113,6 +124,7 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
         console.print(f"[dim]note: {escape(note)}[/]", soft_wrap=True)
     if written:
         console.print(f"plot written to {written}")
+    exit_on("doctor", "the verdict", diagnosis.verdict, failing)
 
 
 def _check_options(

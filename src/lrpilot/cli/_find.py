@@ -234,9 +234,52 @@ def _split_script(spec: str) -> tuple[Path, str]:
 
 
 def _where(exc: BaseException, path: Path) -> str:
-    """`` (file.py, line 12)``: the deepest frame of the traceback inside the user's file, if any."""
+    """`` (file.py, line 12, in setup)``: the deepest frame of the traceback inside the user's file, if any."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
-    return f" ({path.name}, line {frames[-1].lineno})" if frames else ""
+    return f" ({path.name}, line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+
+
+def _raised_at(exc: BaseException) -> str:
+    """`` (raised in cross_entropy, torch/nn/functional.py, line 3555)``: where an error that no frame
+    of the user's file is on came from (the model, data or loss their script returned, run by torch)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    parts = Path(last.filename).parts
+    short = "/".join(parts[parts.index("site-packages") + 1 :]) if "site-packages" in parts else last.filename
+    return f" (raised in {last.name}, {short}, line {last.lineno})"
+
+
+@contextmanager
+def _script_run(job: _Job) -> Iterator[None]:
+    """The range test on a script's parts: its forward or loss raising (a shape, a dtype, a bug) printed
+    lrpilot's and torch's traceback, the user's line somewhere inside it. It is one line that says their
+    code failed, with their frame, or (none of it on the stack: a built-in loss given their batches)
+    where it was raised; lrpilot's own errors (`RangeTestError`, a bad argument) pass as they are."""
+    from lrpilot.finder import RangeTestError
+
+    script = job.source.get("script")
+    try:
+        yield
+    except RangeTestError:
+        raise
+    except Exception as exc:
+        if script is None:
+            raise
+        path, label = Path(script), f"--script {Path(script).name}:{job.source['function']}"
+        where = _where(exc, path)
+        frames = traceback.extract_tb(exc.__traceback__)
+        if where:
+            raise ValueError(
+                f"{label}: your code raised {type(exc).__name__} during the range test: {exc}{where}"
+            ) from None
+        if frames and Path(frames[-1].filename).is_relative_to(Path(__file__).parents[1]):
+            raise  # lrpilot's own check of what the script returned: its message says what is wrong
+        raise ValueError(
+            f"{label}: the range test failed on the model, data or loss {job.source['function']}() returned: "
+            f"{type(exc).__name__}: {exc}{_raised_at(exc)}"
+        ) from None
 
 
 @contextmanager
@@ -431,7 +474,8 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
             def advance(point: int, lr: float, loss: float) -> None:
                 progress.update(bar, completed=point + 1, lr=lr, loss=loss)
 
-            result = find_lr(**job.args, **ramp, callback=advance)
+            with _script_run(job):  # inside _finder_errors, which would take a TypeError's frames away
+                result = find_lr(**job.args, **ramp, callback=advance)
     finally:
         torch.set_num_threads(threads)
     # the finder's words name its parameter; here the user set it as the option
@@ -452,12 +496,15 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
 
 def _spec(result: FinderResult) -> str | None:
     """The ready schedule with its peak rounded to 3 significant digits: the band spans a factor of
-    about 4, so further digits are noise, and the short spec is what gets pasted into a config."""
+    about 4, so further digits are noise, and the short spec is what gets pasted into a config. A
+    zero written as ``0``, as ``lrpilot schedule`` echoes a spec typed so: the sst2 tasks' linear
+    decay to zero read ``floor_ratio=0.0``, a value that looks unset rather than chosen."""
     if result.schedule is None:
         return None
     from lrpilot.schedules import parse
 
-    return parse({**result.schedule.to_dict(), "peak": float(f"{result.peak_lr:.3g}")}).to_string()
+    fields = {k: 0 if isinstance(v, float) and v == 0 else v for k, v in result.schedule.to_dict().items()}
+    return parse({**fields, "peak": float(f"{result.peak_lr:.3g}")}).to_string()
 
 
 def _finite(value: Any) -> Any:

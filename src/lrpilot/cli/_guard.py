@@ -16,13 +16,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from lrpilot.cli._options import output_file
-from lrpilot.cli._output import console, errors_as_messages, print_json
+from lrpilot.cli._output import console, errors_as_messages, exit_on, fail_on, print_json
 
 FAULTS = ("none", "nan", "lr-x10", "lr-x100", "bad-batch", "fp16-overflow", "low-lr")
 TASKS = ("digits", "shakespeare", "sst2-full", "sst2-lora")
 PEAKS = {"digits": 1e-2, "shakespeare": 1e-2, "sst2-full": 5e-5, "sst2-lora": 5e-4}
 """A reasonable peak LR per task when --lr is not given (digits and shakespeare: the best of a small
 sweep; sst2: the usual fine-tuning / LoRA values)."""
+OUTCOMES = ("finished", "gave_up", "diverged")
+"""How a run ended (`--fail-on` names those of the guarded run that fail the command)."""
+_SHOWN = {"finished": "finished", "gave_up": "gave up", "diverged": "[red]diverged (NaN)[/]"}
+
+
+def _outcome(run: dict[str, Any]) -> str:
+    """One of `OUTCOMES`: the guard gave up, or the run ended with a non-finite validation loss."""
+    if run["stopped_at"] is not None:
+        return "gave_up"
+    return "finished" if math.isfinite(run["val_loss"]) else "diverged"
 
 
 def _overflow(output: Any) -> Any:
@@ -138,6 +148,14 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
     ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the guarded run here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    fail_on_outcomes: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            help=f"Exit with status 1 when the guarded run ended so (comma-separated: {', '.join(OUTCOMES)}), or "
+            "'any' end but finished: for CI. Without it every outcome exits 0; bad input exits 2.",
+        ),
+    ] = None,
 ) -> None:
     """Train a built-in task with an injected fault, without and with the guard, and show what the guard did."""
     from lrpilot import _validate as check
@@ -145,6 +163,7 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
     with errors_as_messages(as_json):
         check.choice("guard", "--task", task, TASKS)
         check.choice("guard", "--inject", inject, FAULTS)
+        failing = fail_on("guard", fail_on_outcomes, OUTCOMES, "finished")
         output_file("guard", "--audit", audit)
         plot = output_file("guard", "--plot", plot)
         # Unset options are None, not 0 or -1: a mistyped --at -5, --steps 0 or --lr 0 is refused
@@ -176,24 +195,32 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
                 s, losses, lrs, guarded["records"], plot, title=f"{task}: {inject} at batch {when}"
             )
     guarded.pop("history")
+    bare["outcome"], guarded["outcome"] = _outcome(bare), _outcome(guarded)
     if as_json:  # strict JSON: a diverged run's NaN loss is null (json.dumps would write NaN, which JSON lacks)
         from lrpilot.report._run import json_safe
 
         payload = {"task": task, "fault": inject, "at": when, "steps": total, "lr": peak, "seed": seed}
         payload |= {"audit": None if audit is None else str(audit), "plot": None if written is None else str(written)}
         print_json(json_safe({**payload, "no_guard": bare, "guard": guarded}))
+        exit_on("guard", "the guarded run's outcome", guarded["outcome"], failing)
         return
     console.print(
         f"[bold]{task}[/]: {total} steps at peak LR {peak:g}, fault [bold]{inject}[/] at batch {when}, seed {seed}"
     )
+    _print_runs(bare, guarded)
+    if written:
+        console.print(f"plot written to {written}")
+    exit_on("guard", "the guarded run's outcome", guarded["outcome"], failing)
+
+
+def _print_runs(bare: dict[str, Any], guarded: dict[str, Any]) -> None:
+    """How each run ended, and every decision the guard took."""
     table = Table()
     for col in ("run", "val loss", "val accuracy", "batches", "outcome"):
         table.add_column(col, justify="left" if col in ("run", "outcome") else "right")
     for name, r in (("no guard", bare), ("lrpilot guard", guarded)):
-        ok = math.isfinite(r["val_loss"]) and r["stopped_at"] is None
-        outcome = "finished" if ok else ("gave up" if r["stopped_at"] is not None else "[red]diverged (NaN)[/]")
         acc = "–" if r["val_accuracy"] is None else f"{100 * r['val_accuracy']:.1f}%"
-        table.add_row(name, f"{r['val_loss']:.4g}", acc, str(r["batches"]), outcome)
+        table.add_row(name, f"{r['val_loss']:.4g}", acc, str(r["batches"]), _SHOWN[r["outcome"]])
     console.print(table)
     if not guarded["records"]:
         console.print("the guard took no action")
@@ -202,5 +229,3 @@ def guard(  # noqa: PLR0917  (typer reads the options from the signature)
         console.print(
             f" step {r['step']:>5}  [bold]{r['action']:<8}[/] {escape(r['reason'])} {lr_text}", soft_wrap=True
         )
-    if written:
-        console.print(f"plot written to {written}")

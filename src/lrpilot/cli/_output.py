@@ -11,10 +11,52 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["console", "errors_as_messages", "print_json", "run_as_script", "stderr"]
+__all__ = [
+    "EXIT_FAILED",
+    "console",
+    "errors_as_messages",
+    "exit_on",
+    "fail_on",
+    "print_json",
+    "run_as_script",
+    "stderr",
+]
 
 console = Console()
 stderr = Console(stderr=True)
+
+
+EXIT_FAILED = 1
+"""The status of a command whose outcome is one its ``--fail-on`` names, for CI: a linter's 1 on
+findings (ruff, mypy), ``npm audit --audit-level``'s on advisories. Bad input stays 2, and without
+``--fail-on`` every outcome is 0, as before."""
+
+
+def fail_on(command: str, value: str | None, outcomes: tuple[str, ...], good: str) -> frozenset[str]:
+    """The outcomes ``--fail-on`` names: a comma-separated list of `outcomes`, or ``any`` for every
+    one but `good`; none when not given."""
+    from lrpilot import _validate as check
+
+    if value is None:
+        return frozenset()
+    names = [n.strip().replace("-", "_") for n in value.split(",") if n.strip()]  # gave-up: gave_up
+    if not names:
+        raise ValueError(f"{command}: --fail-on must name 'any' or some of {list(outcomes)}, got {value!r}")
+    chosen = {check.choice(command, "--fail-on", n, ("any", *outcomes)) for n in names}
+    if "any" in chosen:
+        chosen = (chosen - {"any"}) | {o for o in outcomes if o != good}
+    return frozenset(chosen)
+
+
+def exit_on(command: str, what: str, outcome: str, failing: frozenset[str]) -> None:
+    """Exit with `EXIT_FAILED` and one line on stderr when `outcome` (the command's `what`) is one of `failing`."""
+    if outcome in failing:
+        stderr.print(
+            f"{command}: {what} {outcome!r} is one of --fail-on ({', '.join(sorted(failing))}): exit {EXIT_FAILED}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_FAILED)
 
 
 def print_json(payload: Any) -> None:

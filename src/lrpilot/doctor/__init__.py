@@ -6,7 +6,7 @@ advice drawn from a few rules with their sources.
 """
 
 from lrpilot.doctor._advice import RULES, Advice, advise
-from lrpilot.doctor._diagnose import Diagnosis, diagnose, examine, fitted_config
+from lrpilot.doctor._diagnose import VERDICTS, Diagnosis, diagnose, examine, fitted_config
 from lrpilot.doctor._readers import (
     FORMATS,
     read,
@@ -21,6 +21,7 @@ from lrpilot.doctor._series import DoctorInputError, Series, SeriesBuilder
 __all__ = [
     "FORMATS",
     "RULES",
+    "VERDICTS",
     "Advice",
     "Diagnosis",
     "DoctorInputError",

@@ -78,6 +78,8 @@ class ScheduleGuess:
     warmup_steps: int
     floor_ratio: float
     total_steps: int
+    recorded: dict[str, Any] | None = None
+    """The schedule the run recorded (its `to_dict`), which `spec` changes the peak and warmup of."""
 
     def spec(self, peak: float | None = None, warmup_steps: int | None = None) -> str | None:
         """An lrpilot schedule spec of this shape (with a new peak / warmup); None if it would not parse."""
@@ -85,12 +87,18 @@ class ScheduleGuess:
 
         p = self.peak if peak is None else peak
         w = self.warmup_steps if warmup_steps is None else warmup_steps
+        if self.recorded is not None:
+            changed = {"peak": float(f"{p:.3g}"), **({"warmup_steps": w} if "warmup_steps" in self.recorded else {})}
+            try:
+                return parse({**self.recorded, **changed}).to_string()
+            except ValueError:
+                return None
         if self.shape == "constant":
             text = f"constant(peak={p:.3g}, warmup_steps={w})"
         else:
             text = (
                 f"{self.shape}(peak={p:.3g}, total_steps={self.total_steps}, warmup_steps={w}, "
-                f"floor_ratio={round(self.floor_ratio, 3)})"
+                f"floor_ratio={round(self.floor_ratio, 3):g})"  # a decay to zero: 0, as lrpilot schedule echoes it
             )
         try:
             return parse(text).to_string()
@@ -99,7 +107,21 @@ class ScheduleGuess:
 
 
 def infer_schedule(series: Series) -> ScheduleGuess | None:
-    """Guess the schedule from the LR column (None if no LR was logged)."""
+    """The schedule the run recorded, else a guess from the LR column (None if no LR was logged)."""
+    if series.schedule is not None:
+        from lrpilot.schedules import parse
+
+        recorded = parse(series.schedule)
+        fields = recorded.to_dict()
+        total = fields.get("total_steps")
+        return ScheduleGuess(
+            recorded.name,
+            float(fields.get("peak", 0.0)) or float(recorded(0)),
+            int(fields.get("warmup_steps", 0)),
+            float(fields.get("floor_ratio", 0.0)),
+            int(total) if isinstance(total, int) else int(series.steps[-1]) + 1,
+            recorded=fields,
+        )
     if series.lr is None:
         return None
     ok = np.isfinite(series.lr)
@@ -170,12 +192,13 @@ def advise(series: Series, events: list[Finding]) -> tuple[Advice, ...]:
                 spec(lr),
             )
         )
-        if first <= max(2 * warmup, total // 10):
-            new = (
-                int(np.clip(2 * first, max(1, total // 100), max(1, total // 10)))
-                if warmup == 0
-                else min(2 * warmup, max(1, total // 4))
-            )
+        new = (
+            int(np.clip(2 * first, max(1, total // 100), max(1, total // 10)))
+            if warmup == 0
+            else min(2 * warmup, max(1, total // 4))
+        )
+        # a warmup already past a quarter of the run is not lengthened: it read "lengthen the warmup from 112 to 100"
+        if first <= max(2 * warmup, total // 10) and new > warmup:
             verb = "add a warmup" if warmup == 0 else f"lengthen the warmup from {warmup}"
             out.append(
                 Advice(

@@ -294,7 +294,24 @@ def read_run_json(data: Mapping[str, Any], source: str = "run.json", loss_column
     number = isinstance(chance, int | float) and not isinstance(chance, bool)
     if chance is not None and not (number and math.isfinite(chance) and chance > 0):
         raise DoctorInputError(f"{source}: 'chance_loss' must be a finite number > 0, got {chance!r}")
-    return dataclasses.replace(builder.build(), classes=classes, batch_size=batch, chance_loss=chance)
+    return dataclasses.replace(
+        builder.build(), classes=classes, batch_size=batch, chance_loss=chance, schedule=_recorded_schedule(data)
+    )
+
+
+def _recorded_schedule(data: Mapping[str, Any]) -> str | None:
+    """The schedule spec a run.json records, if it parses: the advice starts from it. Read off the LR
+    column instead, a fit run whose range test stood in for its first warmup steps read as
+    ``cosine(total_steps=249)`` without its warmup of 25, and the advice's schedules lost it."""
+    from lrpilot.schedules import parse
+
+    spec = data.get("schedule")
+    if not isinstance(spec, str):
+        return None
+    try:
+        return parse(spec).to_string()
+    except ValueError:
+        return None
 
 
 def _replay_note(rollbacks: int, steps: list[Any], losses: list[Any]) -> str:
@@ -379,6 +396,11 @@ def _examples_per_log(data: Mapping[str, Any]) -> int | None:
     return counts[0] * counts[1] if len(counts) == 2 else None
 
 
+DEFAULT_LABELS = 2
+"""The labels of a Hugging Face config that names none (`PretrainedConfig`'s default, left out of the
+config.json it saves): the doctor read a binary classifier's chance level as unknown."""
+
+
 def _with_model_config(series: Series, folder: Path) -> Series:
     """The chance level of the classifier a Trainer saved beside its trainer_state.json (its
     ``config.json``: a sequence or token classifier's labels, `single_label_classes`)."""
@@ -393,7 +415,9 @@ def _with_model_config(series: Series, folder: Path) -> Series:
     if not isinstance(config, Mapping):
         return series
     architectures = config.get("architectures") or []
-    labels = config.get("num_labels", len(config.get("id2label") or {}))
+    # transformers writes only what differs from its defaults: a 2-label classifier's config.json
+    # has neither num_labels nor id2label (its default, `PretrainedConfig`'s 2 labels)
+    labels = config.get("num_labels", len(config.get("id2label") or {}) or DEFAULT_LABELS)
     names = architectures if isinstance(architectures, list) else []
     classes = single_label_classes(names, labels, config.get("problem_type"))
     if classes is None:
@@ -534,8 +558,10 @@ def read_tensorboard(paths: list[Path], source: str, loss_column: str | None = N
     loader_mod = require("tensorboard.backend.event_processing.event_file_loader", "doctor", "reading TensorBoard logs")
     tensor_util = require("tensorboard.util.tensor_util", "doctor", "reading TensorBoard logs")
     per_tag: dict[str, tuple[array[int], array[float]]] = {}  # streamed, 16 bytes a scalar
+    firsts: dict[Path, dict[str, int]] = {}  # each file's first step of each tag
     builder = SeriesBuilder(source, "tensorboard")
     for path in paths:
+        first = firsts.setdefault(path, {})
         try:
             for event in loader_mod.EventFileLoader(str(path)).Load():
                 for value in event.summary.value:
@@ -545,11 +571,13 @@ def read_tensorboard(paths: list[Path], source: str, loss_column: str | None = N
                     steps, values = per_tag.setdefault(value.tag, (array("q"), array("d")))
                     steps.append(int(event.step))
                     values.append(number)
+                    first[value.tag] = min(first.get(value.tag, int(event.step)), int(event.step))
         except Exception as exc:  # a corrupt record surfaces as whatever protobuf raises
             builder.notes.append(f"{path.name}: stopped reading at a corrupt record ({type(exc).__name__})")
     cols = _columns(per_tag, source, loss_column)
     if cols.loss is None:
         raise _no_loss_error(source, sorted(per_tag), "scalar tag", loss_column)
+    _one_run(source, {path: tags[cols.loss] for path, tags in firsts.items() if cols.loss in tags})
     builder.notes.extend(cols.notes)
     loss_steps, loss_values = per_tag[cols.loss]
     at = np.frombuffer(loss_steps, dtype=np.int64)
@@ -561,6 +589,25 @@ def read_tensorboard(paths: list[Path], source: str, loss_column: str | None = N
         for step, value in zip(*per_tag[cols.eval_loss], strict=True):
             builder.add(step, eval_loss=value)
     return builder.build()
+
+
+def _one_run(source: str, firsts: dict[Path, int]) -> None:
+    """Refuse event files of one directory that each log the loss from the start: several runs
+    written to one folder (a script launched twice with the same log_dir), which were merged as
+    "runs appended into one file", the later winning step by step. A file that carries on from a
+    later step is the same run resumed (a new SummaryWriter on the same folder), read as one."""
+    files = list(firsts.items())  # in name order: the writer's timestamp
+    if len(files) < 2:
+        return
+    start = files[0][1]
+    again = [path for path, first in files[1:] if first <= start]
+    if again:
+        names = ", ".join(path.name for path, _ in files)
+        raise DoctorInputError(
+            f"{source}: {len(again) + 1} of its {len(files)} TensorBoard event files log the training loss from step "
+            f"{start} or before ({names}): several runs written to one directory; give the doctor one of the files "
+            f"(the last written: {files[-1][0].name})"
+        )
 
 
 def _aligned(

@@ -56,6 +56,8 @@ class Series:
         batch_size: the examples behind each loss where the log records them (lrpilot's run.json;
             at least train_batch_size × logging_steps for a trainer_state.json): the detectors'
             short median is then fitted to it, as the guard's was; None if not.
+        schedule: the schedule spec the run recorded (lrpilot's run.json), which the advice starts
+            from instead of one read off the LR column; None if not.
     """
 
     steps: npt.NDArray[np.int64]
@@ -72,6 +74,7 @@ class Series:
     classes: int | None = None
     batch_size: int | None = None
     chance_loss: float | None = None
+    schedule: str | None = None
 
     def __len__(self) -> int:
         return int(self.steps.size)
@@ -95,6 +98,7 @@ class Series:
             "grad_norm_logged": self.grad_logged is not None and bool(self.grad_logged.any()),
             "eval_points": int(self.eval_steps.size),
             "resumes": list(self.resumes),
+            "schedule_recorded": self.schedule,
             "notes": list(self.notes),
         }
 
@@ -242,6 +246,8 @@ class SeriesBuilder:
         gn = take(self._gn, np.float64)
         gn_ok = take(self._gn_ok, np.int8).astype(bool)
         bad = int(np.sum(~np.isfinite(loss)))
+        if bad == loss.size:
+            raise self._all_non_finite_error(take(self._steps, np.int64))
         if bad:
             notes.append(f"{bad} non-finite loss value(s) (NaN/Inf): reported as findings")
         ev_steps = np.frombuffer(self._eval_steps, dtype=np.int64).copy()
@@ -258,6 +264,17 @@ class SeriesBuilder:
             source=self.source,
             format=self.format,
             notes=tuple(notes),
+        )
+
+    def _all_non_finite_error(self, steps: npt.NDArray[np.int64]) -> DoctorInputError:
+        """A log without one finite loss has nothing to judge a run by: it was read as "diverged,
+        the LR was too high" and advised halving an LR that a NaN from the first step rarely
+        owes to (the model, the data, the loss or fp16 do)."""
+        span = f"step {steps[0]}" if steps.size == 1 else f"steps {steps[0]}–{steps[-1]}"
+        return DoctorInputError(
+            f"{self.source}: every logged loss is NaN or Inf ({steps.size} at {span}): no finite loss to diagnose; "
+            "a run NaN from its first logged step is broken before the LR matters (check one batch's loss: the "
+            "model, the data, the loss function, an fp16 overflow)"
         )
 
     def _skipped_text(self) -> str:
