@@ -223,6 +223,7 @@ def test_json_booleans_are_the_class_names_a_csv_of_the_same_frame_gives(tmp_pat
     ("train", "held", "message"),
     [
         (["pos"] * 20, None, "train.csv: every label is 'pos'; a classifier needs at least two classes"),
+        (["1"] * 20, None, "train.csv: every label is 1; a classifier needs at least two classes"),
         (["pos", "neg", "1"] * 7, None, "train.csv, row 3: label '1' is a number and row 1's 'pos' a name"),
         (
             ["pos", "neg"] * 10,
@@ -262,6 +263,9 @@ def test_a_classifier_checkpoint_keeps_its_own_label_numbering(tmp_path: Path) -
     other = write_rows(tmp_path / "other.csv", [{"text": f"t {i}", "label": ["neg", "pos"][i % 2]} for i in range(20)])
     with pytest.raises(ValueError, match=r"already a classifier of the labels POSITIVE, NEGATIVE; 'neg', 'pos' is not"):
         load_hf_task(model, other)
+    one = write_rows(tmp_path / "one.csv", [{"text": f"t {i}", "label": "negative"} for i in range(20)])
+    with pytest.raises(ValueError, match=r"one.csv: every label is 'NEGATIVE'; a classifier needs at least two"):
+        load_hf_task(model, one)
 
 
 def test_a_classifier_saved_without_label_names_takes_the_datas(tmp_path: Path) -> None:

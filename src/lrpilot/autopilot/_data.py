@@ -357,7 +357,8 @@ def label_names(
     A fresh head numbers the names in sorted order (of `name_key`: spellings that differ only in
     case or spaces are one class, named by its most frequent spelling); a checkpoint that already
     is a classifier keeps its own numbering (`own`: its ``label2id``), so the names must be its own,
-    in any case. Labels that mix numbers and names, or a single name, are errors naming the rows."""
+    in any case. Labels that mix numbers and names are an error naming the rows (a single class is
+    `single_class`'s)."""
     kinds = [_is_name(row["label"]) for row in rows]
     if not any(kinds):
         return ()
@@ -379,10 +380,15 @@ def label_names(
                 f"integer class ids 0 to {len(theirs) - 1}"
             )
         return tuple(theirs)
-    names = [spellings[key][0] for key in sorted(spellings)]
-    if len(names) < 2:
-        raise ValueError(f"{what}: {path.name}: every label is {names[0]!r}; a classifier needs at least two classes")
-    return tuple(names)
+    return tuple(spellings[key][0] for key in sorted(spellings))
+
+
+def single_class(ids: list[int], names: tuple[str, ...], path: Path, what: str) -> None:
+    """An error where every training label is one class: its head learns nothing, whether the labels
+    are names or integer ids (a file of ``1`` alone had trained a two-output head, one never seen)."""
+    if len(set(ids)) < 2:
+        only = names[ids[0]] if names else ids[0]
+        raise ValueError(f"{what}: {path.name}: every label is {only!r}; a classifier needs at least two classes")
 
 
 def _number(value: Any) -> float | None:

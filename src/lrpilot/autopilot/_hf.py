@@ -39,6 +39,7 @@ from lrpilot.autopilot._data import (
     numeric_names,
     read_lm,
     read_roles,
+    single_class,
     split_rows,
     wanted_columns,
 )
@@ -499,6 +500,7 @@ def _classes(
         if names:
             match = "ambiguous" if fit_as_ids(every, len(names)) else "names"
     ids = label_ids(rows, data, "--data", names)
+    single_class(ids, names, data, "--data")
     count = _num_labels(config, [max(0, x) for x in ids])
     if len(names) > count:  # an unnamed classifier's (`_own_labels`), of fewer classes than the data's names
         raise ValueError(
