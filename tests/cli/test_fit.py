@@ -189,6 +189,7 @@ def test_the_header_names_a_long_model_path_and_the_plan_on_one_line(tmp_path: P
         (["--resume", "EMPTY"], "empty holds no resume.pt"),
         (["--resume", "EMPTY", "--seed", "3"], "--resume takes the interrupted fit's own settings; drop seed"),
         (["--model", "MISSING", "--data", "DATA"], "--model: no such directory"),
+        (["--model", "FILE", "--data", "DATA"], "notes.parquet is a file; give the folder that holds the model"),
         (["--model", "MODEL", "--data", "MISSING"], "--data: no such file"),
         (["--model", "MODEL", "--data", "DATA", "--eval", "MISSING"], "--eval: no such file"),
         (

@@ -104,6 +104,11 @@ def _check_model_path(model_dir: Path) -> None:
     gguf = [model_dir] if model_dir.is_file() and model_dir.suffix == ".gguf" else inside
     if gguf and not (model_dir / "config.json").is_file():
         raise ValueError(f"--model: {gguf[0]} is a GGUF file (llama.cpp's format); {GGUF_HINT}")
+    if model_dir.is_file():  # had been "no such directory", of a path that exists
+        raise ValueError(
+            f"--model: {model_dir} is a file; give the folder that holds the model (its config.json, weights and "
+            "tokenizer, as save_pretrained writes them)"
+        )
     if not model_dir.is_dir():
         raise FileNotFoundError(f"--model: no such directory {str(model_dir)!r}")
     if not (model_dir / "config.json").is_file():
