@@ -97,12 +97,30 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
             delimiter = delimiter_of(handle.readline())
             handle.seek(0)
             reader = csv.DictReader(handle, delimiter=delimiter)
-            rows = list(reader)
+            rows = []
+            for row in reader:
+                _check_cells(path, row, list(reader.fieldnames or []), reader.line_num, delimiter)
+                rows.append(row)
             return list(reader.fieldnames or []), rows
     except csv.Error as exc:
         raise ValueError(f"{path.name}: not a readable CSV file ({exc})") from None
     finally:
         csv.field_size_limit(limit)
+
+
+def _check_cells(path: Path, row: dict[Any, Any], names: list[str], line: int, delimiter: str) -> None:
+    """An error where a CSV row has more cells than its header: a text holding the separator unquoted
+    (``great film, loved it,1``), whose cells had shifted, silently: the text cut at the separator, the
+    rest read as its label or dropped (a causal LM's one-column ``Hello, world`` trained ``Hello``).
+    Extra cells left empty (a trailing separator) are harmless."""
+    extra = row.get(None) or []
+    if any(str(cell).strip() for cell in extra):
+        shown = "a tab" if delimiter == "\t" else repr(delimiter)
+        raise ValueError(
+            f"{path.name}, line {line}: {len(names) + len(extra)} cells where the header has {len(names)} "
+            f"({', '.join(names)}); a cell that holds the separator ({shown}) must be in double quotes"
+        )
+    row.pop(None, None)
 
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
