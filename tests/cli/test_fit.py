@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import re
 import signal
 import subprocess
@@ -13,10 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 from typer.testing import CliRunner
 
 from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE
 from lrpilot.cli._app import app
+from lrpilot.cli._find import _progress
+from lrpilot.cli._fit import _Bars
 from lrpilot.tasks import get_task
 from tests.autopilot.conftest import minilm_dir, save_chat_lm, sst2_rows, write_rows
 
@@ -73,6 +78,33 @@ def test_the_table_names_the_peak_the_schedule_and_the_run_directory(tmp_path: P
     assert "total_steps=50" in result.stdout
     assert not (out / "index.html").exists()
     assert (out / "run.json").is_file()
+
+
+def _bar_lines(*updates: tuple[str, int, int | None, float, float]) -> list[str]:
+    """fit's progress bars after each update, as an 80-column terminal shows them."""
+    progress, lines = _progress(), []
+    bars = _Bars(progress)
+    for update in updates:
+        bars(*update)
+        console = Console(file=io.StringIO(), width=80, color_system=None)
+        console.print(progress.get_renderable())
+        lines.append(console.file.getvalue().rstrip())  # type: ignore[attr-defined]
+    return lines
+
+
+def test_the_bars_of_phases_without_steps_show_no_nan_and_the_loss_keeps_its_width() -> None:
+    """Loading, saving and the report had read "0/?  lr nan  loss nan"; and a loss of 6.23 after
+    6.231 shifted the bar at every step of a 20-step run. The bars are drawn as an 80-column terminal shows them."""
+    load, report = _bar_lines(("load", 0, None, math.nan, math.nan), ("report", 0, None, math.nan, math.nan))
+    for line in (load, report):
+        assert "nan" not in line, line
+        assert "?" not in line, line
+    first, second = _bar_lines(("range test", 3, 158, 6.02e-06, 6.231), ("range test", 4, 158, 6.6e-06, 6.23))
+    assert "3/158 lr 6.02e-06  loss 6.231" in first
+    assert first.index("lr") == second.index("lr")
+    evaluating = _bar_lines(("train", 16, 40, 2.34e-2, 6.209), ("evaluate", 16, 40, math.nan, math.nan))[-1]
+    assert "\n" not in evaluating  # the longest description beside the LR and loss, on one line
+    assert "16/40 lr 2.34e-02  loss 6.209" in evaluating
 
 
 def _fails(args: list[str], message: str) -> None:
