@@ -135,6 +135,28 @@ def test_a_csv_row_with_more_cells_than_its_header_is_refused_by_its_line(tmp_pa
     ]
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "hinted"),
+    [
+        ("verse.jsonl", '{"text": "To be, or not to be"}\n', True),
+        ("verse.txt", "To be, or not to be\n", True),
+        ("chat.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n', True),
+        ("pc.jsonl", '{"prompt": "2+2=", "completion": "4"}\n', True),
+        ("train.csv", "text,lbl\nfine,1\n", False),
+    ],
+)
+def test_a_classifiers_file_without_labels_that_holds_lm_data_says_to_give_the_task_type(
+    tmp_path: Path, name: str, content: str, hinted: bool
+) -> None:
+    """fit reads --model's data as a classifier's unless told: a text file for a GPT was refused for
+    its missing label alone ("verse.jsonl has no column 'label' (columns: text)")."""
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"has no column") as caught:
+        read_roles(path, ("text", "label"), column_map(None), "--data")
+    assert str(caught.value).endswith("; data without labels trains a causal LM: give --task-type causal-lm") == hinted
+
+
 def test_every_empty_cell_of_a_column_is_named_at_once(tmp_path: Path) -> None:
     """A label column with a few empty cells (pandas writes NaN as nothing) had been refused one row
     at a time: the user fixed row 4 and ran again only to hear of row 51."""

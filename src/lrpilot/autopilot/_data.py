@@ -221,13 +221,17 @@ def _undecodable(path: Path) -> str:
     return f"{path.name}: not UTF-8 text; save it as UTF-8"
 
 
-def _check_columns(path: Path, names: list[str], rows: list[dict[str, Any]], columns: Sequence[str], what: str) -> None:
-    """Every one of `columns` present, and in no row empty (rows counted from 1)."""
+def _check_columns(
+    path: Path, names: list[str], rows: list[dict[str, Any]], columns: Sequence[str], what: str, *, hint: str = ""
+) -> None:
+    """Every one of `columns` present (else an error, `hint` after it), and in no row empty (rows
+    counted from 1)."""
     for column in columns:
         if column not in names:
             found = ", ".join(names) or "none"
             raise ValueError(
                 f"{what}: {path.name} has no column {column!r}{check.suggest_name(column, names)} (columns: {found})"
+                + hint
             )
     for column in columns:
         empty = [number for number, row in enumerate(rows, start=1) if _empty(row.get(column))]
@@ -278,8 +282,18 @@ def read_roles(
         pairs = columns["text_pair"] in names
     if pairs:
         roles, wanted = (*roles, "text_pair"), [*wanted, columns["text_pair"]]
-    _check_columns(path, names, rows, wanted, what)
+    _check_columns(path, names, rows, wanted, what, hint=_unlabelled_hint(names, roles, columns))
     return [{role: row[column] for role, column in zip(roles, wanted, strict=True)} for row in rows]
+
+
+def _unlabelled_hint(names: list[str], roles: tuple[str, ...], columns: Mapping[str, str]) -> str:
+    """Where a classifier's file lacks its label but holds a causal LM's data (text alone, a chat, a
+    prompt and completion): that --task-type causal-lm trains on it. fit reads --model's data as a
+    classifier's unless told, and a text file for a GPT had been refused for its missing label alone."""
+    if "label" not in roles or columns["label"] in names:
+        return ""
+    lm = {columns["messages"], SHAREGPT_COLUMN, columns["prompt"]} & set(names) or names == [columns["text"]]
+    return "; data without labels trains a causal LM: give --task-type causal-lm" if lm else ""
 
 
 def read_lm(
