@@ -192,6 +192,18 @@ def test_missing_parts_say_not_measured_and_do_not_crash(tmp_path: Path) -> None
         assert line in text, line
 
 
+def test_a_range_test_that_ran_without_a_result_is_not_said_to_have_not_run(tmp_path: Path) -> None:
+    """fit's range test stopped at a time budget's share for it (or failed) leaves no result: the
+    report had said "no range test was run" beside the note that it stopped after 6 steps."""
+    stopped = (
+        "range test stopped after 6 steps at the time budget's share for it (50%); trained at the rules' peak "
+        "5e-05 instead (a larger budget lets the test finish)"
+    )
+    text = _parse(write_report(_minimal("finished", notes=[stopped]), tmp_path)).words()
+    assert "no range test was run" not in text
+    assert text.count(f"not measured: {stopped}") == 2  # under "Why this learning rate" and as the figure
+
+
 def test_a_total_time_entry_is_the_total(tmp_path: Path) -> None:
     index = write_report(_minimal(timings={"find": 1.0, "train": 2.0, "total": 3.5}), tmp_path)
     text = _parse(index).words()
