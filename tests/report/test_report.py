@@ -269,11 +269,11 @@ def test_positions_follow_a_rollback() -> None:
 
 def test_layer_verdicts_flag_a_decade_either_side_of_1e_3() -> None:
     stats = LayerStats(
-        names=["frozen-ish", "ok", "hot", "dead"],
+        names=["frozen-ish", "ok", "hot", "dead", "unused"],
         steps=[0, 1],
-        ratios=[[1e-5, 1e-3, 0.05, 0.0], [2e-5, 2e-3, 0.02, math.nan]],
+        ratios=[[1e-5, 1e-3, 0.05, 0.0, 0.0], [2e-5, 2e-3, 0.02, math.nan, 0.0]],
     )
-    assert [v[2] for v in layer_verdicts(stats)] == ["low", "ok", "high", "n/a"]
+    assert [v[2] for v in layer_verdicts(stats)] == ["low", "ok", "high", "n/a", "not updated"]
 
 
 def test_a_lora_runs_layers_say_their_ratio_is_of_the_effective_weights(tmp_path: Path) -> None:
