@@ -212,6 +212,7 @@ def test_the_header_names_a_long_model_path_and_the_plan_on_one_line(tmp_path: P
         (["--budget", "5x"], "--budget must be a number of steps (300) or a time (5m, 90s, 1h), got '5x'"),
         (["--task", "digits", "--budget", "3"], "the budget (3 steps) is too small for a warmup"),
         (["--out", "FILE"], "notes.parquet is a file; give a new or empty directory"),
+        (["--out", "UNDER_FILE"], "notes.parquet/run is under "),
         (["--device", "tpu"], "--device 'tpu' is not a device; give auto, cpu, cuda or cuda:N"),
         (["--precision", "half"], "--precision must be one of fp32, bf16, fp16, got 'half'"),
         (["--task", "digit"], "--task must be one of ['digits', 'shakespeare', 'sst2-full', 'sst2-lora'], got 'digit'"),
@@ -272,6 +273,7 @@ def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args
     (tmp_path / "empty").mkdir()
     paths = {"MISSING": tmp_path / "missing", "EMPTY": tmp_path / "empty", "FILE": tmp_path / "notes.parquet"}
     paths["FILE"].write_text("not data", encoding="utf-8")
+    paths["UNDER_FILE"] = paths["FILE"] / "run"
     paths["DATA"] = _csv(tmp_path, GOOD)
     if "MODEL" in args:
         paths["MODEL"] = minilm_dir()

@@ -114,10 +114,15 @@ def new_run_dir(out: Path | None, label: str) -> Path:
 
 
 def check_out(out: Path) -> None:
-    """`out` must not be a file or a non-empty directory: nothing of the user's is ever overwritten."""
+    """`out` must not be a file or a non-empty directory: nothing of the user's is ever overwritten;
+    nor under a file (``train.csv/run``), where making it had failed with a traceback after the
+    range test."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "a file" if not out.is_dir() else "a directory that is not empty"
         raise ValueError(f"fit: --out {out} is {what}; give a new or empty directory (nothing is overwritten)")
+    above = next((folder for folder in out.absolute().parents if folder.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(f"fit: --out {out} is under {above}, a file; give a new or empty directory")
 
 
 @contextmanager
