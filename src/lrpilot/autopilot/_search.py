@@ -293,7 +293,7 @@ def range_test(
     why = too_high(result.records) if may_retry else None
     if why is not None:
         return again(why)
-    notes.extend(f"range test: {w.message}" for w in caught if issubclass(w.category, RangeTestWarning))
+    notes.extend(str(w.message) for w in caught if issubclass(w.category, RangeTestWarning))  # "the range test's ..."
     notes.extend(
         f"range test: {repeated}; more training data or a smaller --batch-size gives it fresh ones"
         for repeated in filter(None, [repeated_batches(task, result.steps_used)])
