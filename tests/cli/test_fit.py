@@ -396,6 +396,22 @@ def test_lora_rank_alpha_and_targets_reach_the_saved_adapter(tmp_path: Path) -> 
     assert f"--lora-targets: 'q_proj' is none of this model's projections; {choices}" in " ".join(bad.stderr.split())
 
 
+def test_a_resumes_plan_line_says_it_goes_on_without_a_new_range_test(tmp_path: Path) -> None:
+    """It had read "resuming RUN: recommend → range test → train with the guard → report"."""
+    from lrpilot.autopilot import fit
+
+    def stop(step: int, lr: float, loss: float) -> None:
+        if step == 30:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    assert fit("digits", budget=50, out=out, report=False, callback=stop).status == "interrupted"
+    result = runner.invoke(app, ["fit", "--resume", str(out), "--no-report"])
+    assert result.exit_code == 0, result.output
+    plan = f"resuming {out}: put back the saved state → train the rest with the guard → report"
+    assert result.stdout.splitlines()[0] == plan
+
+
 def test_ctrl_c_from_outside_during_a_lora_fit_records_the_saved_weights_metrics_and_resumes(tmp_path: Path) -> None:
     """`lrpilot fit` in its own process, sent SIGINT (as `timeout -s INT` or a terminal's Ctrl-C
     does) once training has begun: exit 130, and the record holds the evaluation of the weights it

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 EXIT_INTERRUPTED = 130
 """Ctrl-C's conventional exit status (128 + SIGINT), also after the checkpoint and report are written."""
 EXIT_GAVE_UP = 1
+_RESUME_PLAN = "put back the saved state → train the rest with the guard → report"
+"""What ``fit --resume`` does, as its first line says: the interrupted fit's own LR and schedule go on."""
 
 
 class _Bars:
@@ -230,8 +232,9 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
             what = str(model) if model is not None else (task or "shakespeare")
             what = what if resume is None else f"resuming {resume}"
             # one line however long the model's path: wrapped at the console's width (80 columns off a
-            # terminal), a long path left "PATH: " alone on its line and the plan on the next
-            plan = "recommend → range test → train with the guard → report"
+            # terminal), a long path left "PATH: " alone on its line and the plan on the next. A resume
+            # recommends and tests nothing again (its plan had said it would)
+            plan = "recommend → range test → train with the guard → report" if resume is None else _RESUME_PLAN
             console.print(f"[bold]{escape(what)}[/]: {plan}", soft_wrap=True, highlight=False)
         with one_thread(model is None and resume is None), _progress() as progress, _stopped_before_training():
             result = run_fit(task, **arguments, report=not no_report, progress=_Bars(progress))
