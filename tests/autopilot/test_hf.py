@@ -701,6 +701,34 @@ def test_a_fit_on_named_labels_saves_the_names_with_the_model(tmp_path: Path, me
         assert config["id2label"] == {"0": "negative", "1": "positive"}
 
 
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ("gpt2", r"are not this model's: 100% of the BertForSequenceClassification .* the files hold others \(transfo"),
+        ("lfs", r"cannot be read \(.*\): model.safetensors is a Git LFS pointer, not the weights; run git lfs pull"),
+        ("cut", r"cannot be read \(.*\); a download cut short\? save the model again"),
+    ],
+)
+def test_weights_that_cannot_be_read_or_are_another_models_are_refused_before_training(
+    tiny_causal_lm: Path, tmp_path: Path, weights: str, message: str
+) -> None:
+    """A Git LFS pointer in place of the weights, or a download cut short, raised safetensors'
+    traceback; another model's weights beside this config loaded none of its tensors, in silence,
+    and fit trained the random model it had built."""
+    model = tiny_bert_dir(tmp_path / "bert")
+    stored = model / "model.safetensors"
+    if weights == "gpt2":
+        stored.write_bytes((tiny_causal_lm / "model.safetensors").read_bytes())
+    elif weights == "lfs":
+        stored.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n", encoding="utf-8")
+    else:
+        stored.write_bytes(stored.read_bytes()[: stored.stat().st_size // 2])
+    data = write_rows(tmp_path / "train.csv", [{"text": f"a review {i}", "label": i % 2} for i in range(20)])
+    task = load_hf_task(model, data)
+    with pytest.raises(ValueError, match=message):
+        task.build_model(0)
+
+
 def test_a_model_saved_without_its_tokenizer_is_refused_not_trained_on_unknown_words(
     tiny_causal_lm: Path, tmp_path: Path
 ) -> None:

@@ -43,6 +43,7 @@ from lrpilot.autopilot._data import (
     split_rows,
     wanted_columns,
 )
+from lrpilot.autopilot._loading import pretrained
 from lrpilot.autopilot._lora import LoraOptions, with_lora
 from lrpilot.autopilot._pooled import PooledClassifier, checkpoint_pooling
 from lrpilot.detect import DetectConfig
@@ -338,13 +339,13 @@ class HfTask(Task):
         source = self.model_dir.resolve()
         with quiet_transformers() as transformers, seeded(seed):
             if self.kind == "classification" and self.pooling:
-                encoder = transformers.AutoModel.from_pretrained(source)
+                encoder, _ = pretrained(transformers.AutoModel, source)
                 if self.method == "lora":
                     encoder = with_lora(encoder, None, self.lora)
                 model = PooledClassifier(encoder, self.pooling, cast(int, self.num_labels))
             elif self.kind == "classification":
-                model = transformers.AutoModelForSequenceClassification.from_pretrained(
-                    source, num_labels=self.num_labels
+                model, _ = pretrained(
+                    transformers.AutoModelForSequenceClassification, source, num_labels=self.num_labels
                 )
                 _pool_past(model, self.pad_id)
             else:
@@ -429,7 +430,7 @@ def _causal_lm(transformers: Any, source: Path) -> nn.Module:
     ``GPT2LMHeadModel``, which transformers derives no ``loss_type`` from): the first step of every
     GPT-2 fit logged "`loss_type=None` was set in the config but it is unrecognized. Using the
     default loss: `ForCausalLMLoss`", the loss it then uses, and that a causal LM is."""
-    model, info = transformers.AutoModelForCausalLM.from_pretrained(source, output_loading_info=True)
+    model, info = pretrained(transformers.AutoModelForCausalLM, source)
     head = model.get_output_embeddings()
     names = [
         f"{name}.{param}"
