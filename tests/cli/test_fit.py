@@ -224,6 +224,8 @@ def test_the_header_names_a_long_model_path_and_the_plan_on_one_line(tmp_path: P
         (["--model", "MISSING", "--data", "DATA"], "--model: no such directory"),
         (["--model", "FILE", "--data", "DATA"], "notes.parquet is a file; give the folder that holds the model"),
         (["--model", "MODEL", "--data", "MISSING"], "--data: no such file"),
+        (["--model", "MODEL", "--data", "EMPTY"], "empty is a folder; give a file of rows, .csv, .jsonl"),
+        (["--model", "MODEL", "--data", "DATA", "--retention", "EMPTY"], "empty is a folder; give a file of rows"),
         (["--model", "MODEL", "--data", "DATA", "--eval", "MISSING"], "--eval: no such file"),
         (
             ["--model", "MODEL", "--data", "DATA", "--eval", "FILE"],

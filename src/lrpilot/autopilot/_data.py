@@ -175,6 +175,10 @@ def check_file(path: Path, columns: str, what: str) -> None:
     """A data file that exists and is one fit reads (`DATA_SUFFIXES`), else an error (`columns`: the
     columns it should have, for the message); fit checks its paths so before it prints or loads
     anything, and again as it reads them."""
+    if path.is_dir():  # had been "no such file", of a folder that exists (a dataset saved as a folder)
+        raise ValueError(
+            f"{what}: {path} is a folder; give a file of rows, .csv, .jsonl, .json or .txt (columns {columns})"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
     if path.suffix.lower() not in DATA_SUFFIXES:
