@@ -445,6 +445,8 @@ def test_ctrl_c_from_outside_during_a_lora_fit_records_the_saved_weights_metrics
     assert any(f"the metrics are of the saved weights at step {step}" in note for note in run["notes"])
     assert "val accuracy" in stdout.decode()
     assert "lrpilot: stopping after this step" in stderr.decode()  # the first Ctrl-C waits for the step's end
+    said = " ".join(stderr.decode().split())  # --no-report: no report was saved, and the resume names the run
+    assert f"interrupted: the weights so far and run.json were saved; lrpilot fit --resume {out} goes on" in said
     resumed = runner.invoke(app, ["fit", "--resume", str(out), "--no-report", "--json"])
     assert resumed.exit_code == 0, resumed.output
     done = json.loads(resumed.stdout)

@@ -86,6 +86,17 @@ def _stopped_before_training() -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
+def _kept(result: FitResult) -> str:
+    """What an interrupted fit left, and the command that goes on with it: "the report were saved"
+    had been said under --no-report too, and the resume named only as RUN_DIR."""
+    from lrpilot.autopilot._checkpoint import RESUME_FILE
+
+    said = f"the weights so far and {'the report' if result.report_path is not None else 'run.json'} were saved"
+    if (result.run_dir / RESUME_FILE).is_file():
+        said += f"; lrpilot fit --resume {result.run_dir} goes on from there"
+    return said
+
+
 def _summary(result: FitResult) -> Table:
     record = result.record
     table = Table(show_header=False)
@@ -243,7 +254,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
     else:
         _print(result)
     if result.status == "interrupted":
-        stderr.print("[yellow]interrupted[/]: the weights so far and the report were saved")
+        stderr.print(f"[yellow]interrupted[/]: {escape(_kept(result))}", soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.status == "gave_up":
         raise typer.Exit(EXIT_GAVE_UP)
