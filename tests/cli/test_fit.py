@@ -209,7 +209,7 @@ def test_the_header_names_a_long_model_path_and_the_plan_on_one_line(tmp_path: P
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--budget", "5x"], "--budget must be a number of steps (300) or a time (5m, 90s, 1h), got '5x'"),
+        (["--budget", "0"], "--budget must be a whole number of steps ≥ 1 (300) or a time > 0 (5m, 90s, 1h), got '0'"),
         (["--task", "digits", "--budget", "3"], "the budget (3 steps) is too small for a warmup"),
         (["--out", "FILE"], "notes.parquet is a file; give a new or empty directory"),
         (["--out", "UNDER_FILE"], "notes.parquet/run is under "),
@@ -310,7 +310,7 @@ def test_a_non_empty_out_directory_is_never_written_into(tmp_path: Path) -> None
         (["--task", "digits", "--retention", "r.csv"], "--retention applies to --model"),
         (["--task", "digits", "--forgetting-weight", "1"], "--forgetting-weight needs --retention FILE"),
         (["--forgetting-weight", "-1", "--retention", "r.csv"], "--forgetting-weight must be"),
-        (["--task", "digits", "--budget", "5x"], "--budget must be a number of steps"),
+        (["--task", "digits", "--budget", "5x"], "--budget must be a whole number of steps"),
         (["--model", "x", "--data", "y.csv", "--method", "qlora"], "--method must be one of"),
         (["--task", "digits", "--device", "tpu"], "--device 'tpu' is not a device; give auto, cpu, cuda or cuda:N"),
         (["--task", "digits", "--device", "mps"], "lrpilot trains on the CPU or a CUDA GPU"),
