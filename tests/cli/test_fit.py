@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer.main
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -105,6 +106,15 @@ def test_the_bars_of_phases_without_steps_show_no_nan_and_the_loss_keeps_its_wid
     evaluating = _bar_lines(("train", 16, 40, 2.34e-2, 6.209), ("evaluate", 16, 40, math.nan, math.nan))[-1]
     assert "\n" not in evaluating  # the longest description beside the LR and loss, on one line
     assert "16/40 lr 2.34e-02  loss 6.209" in evaluating
+
+
+def test_the_budgets_help_says_the_default_is_at_least_the_minimum_of_steps() -> None:
+    """It said "one epoch of --data": a 200-row file trained 50 steps, four epochs."""
+    from lrpilot.autopilot._hf import MIN_DEFAULT_STEPS
+
+    fit = typer.main.get_command(app).commands["fit"]  # type: ignore[attr-defined]
+    said = next(option.help for option in fit.params if option.name == "budget")
+    assert f"one epoch of --data (at least {MIN_DEFAULT_STEPS} steps)" in said
 
 
 def _fails(args: list[str], message: str) -> None:

@@ -148,8 +148,8 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
         str | None,
         typer.Option(
             "--budget",
-            help="Training steps (300) or wall time for the whole fit (5m, 90s); default: "
-            "the task's recipe, or one epoch of --data. The peak follows the run's length (horizon law).",
+            help="Training steps (300) or wall time for the whole fit (5m, 90s); default: the task's recipe, "
+            "or one epoch of --data (at least 50 steps). The peak follows the run's length (horizon law).",
         ),
     ] = None,
     out: Annotated[
