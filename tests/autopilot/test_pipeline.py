@@ -383,6 +383,31 @@ def test_the_default_run_directory_is_new_under_runs(tmp_path: Path, monkeypatch
     assert new_run_dir(tmp_path / "empty", "x") == tmp_path / "empty"
 
 
+def test_a_run_directory_another_fit_made_since_it_was_chosen_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two fits started in the same second (seeds launched side by side) chose one
+    runs/fit-<label>-<time> while loading and both wrote into it. Here another fit's folder of
+    every second since this one started appears during the range test: this fit trains in a new one."""
+    monkeypatch.chdir(tmp_path)
+    started = time.time()
+    theirs: list[Path] = []
+
+    def another_fit(phase: str, *_: object) -> None:
+        if phase == "range test" and not theirs:
+            for second in range(int(started) - 1, int(time.time()) + 1):
+                folder = Path("runs") / f"fit-digits-{time.strftime('%Y%m%d-%H%M%S', time.localtime(second))}"
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "theirs.txt").write_text("another fit's", encoding="utf-8")
+                theirs.append(folder)
+
+    result = fit("digits", budget=30, report=False, progress=another_fit)
+    assert result.run_dir not in theirs
+    assert result.run_dir.name.startswith(theirs[0].name[:12])  # runs/fit-digits-…, with a suffix where taken
+    for folder in theirs:
+        assert [p.name for p in folder.iterdir()] == ["theirs.txt"]
+
+
 def test_full_warmup_is_the_run_without_the_range_test_at_its_peak(tmp_path: Path) -> None:
     """With ``full_warmup`` nothing of the ramp reaches the run: the range test's model and RNG state
     are restored, and the run is `lrpilot.tasks.train` at fit's peak bit for bit (the guard quiet),

@@ -126,18 +126,40 @@ def check_out(out: Path) -> None:
 
 
 @contextmanager
-def made_for_training(run_dir: Path) -> Iterator[None]:
-    """Make `run_dir` for the training block. A Ctrl-C that escapes it (one before the loop began:
-    the loop's own are caught, and save) removes it again where fit made it and nothing was written
-    into it: the command line then says nothing was written, and an empty folder would say otherwise."""
-    made = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+def made_for_training(run_dir: Path, *, stamped: bool = False) -> Iterator[Path]:
+    """Make `run_dir` for the training block, and give the folder made. A Ctrl-C that escapes it (one
+    before the loop began: the loop's own are caught, and save) removes it again where fit made it
+    and nothing was written into it: the command line then says nothing was written, and an empty
+    folder would say otherwise. A `stamped` name (fit's own, `stamped_run_dir`) that another fit
+    made since it was chosen goes to the next free one (`claimed`); a given --out is checked again
+    (`check_out`)."""
+    if stamped:
+        run_dir, made = claimed(run_dir), True
+    else:
+        check_out(run_dir)
+        made = not run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        yield
+        yield run_dir
     except KeyboardInterrupt:
         if made and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
+
+
+def claimed(run_dir: Path) -> Path:
+    """`run_dir`, made here, or where another process made it first, the next of its name with a
+    suffix (``-2``, ``-3``, …): two fits started in the same second (seeds launched side by side) had
+    chosen one ``runs/fit-<label>-<time>`` while loading and both written into it, the last one's
+    model and report left."""
+    candidate, n = run_dir, 2
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            candidate, n = run_dir.with_name(f"{run_dir.name}-{n}"), n + 1
+        else:
+            return candidate
 
 
 def stamped_run_dir(command: str, label: str) -> Path:
@@ -332,7 +354,7 @@ def fit(
                 precision=mixed,
             )
     fitted, schedule, resumed = _from_ramp(job, fitted, search, peak, plan)
-    with made_for_training(run_dir):
+    with made_for_training(run_dir, stamped=out is None) as run_dir:
         trained = train_guarded(
             job,
             net,
