@@ -368,6 +368,9 @@ def test_a_failed_range_test_falls_back_to_the_rules_with_a_note(
     assert result.finder is None
     assert result.peak_lr == result.recommendation.peak_lr
     assert any("range test failed" in note and "rules' peak" in note for note in result.record.notes)
+    assert "range test failed (the loss at the first step is nan); trained at the rules' peak" in " ".join(
+        result.record.notes
+    )
     assert result.status == "finished"
 
 
