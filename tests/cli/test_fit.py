@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer
 import typer.main
 from rich.console import Console
 from typer.testing import CliRunner
@@ -422,6 +423,32 @@ def test_a_resumes_plan_line_says_it_goes_on_without_a_new_range_test(tmp_path: 
     assert result.exit_code == 0, result.output
     plan = f"resuming {out}: put back the saved state → train the rest with the guard → report"
     assert result.stdout.splitlines()[0] == plan
+
+
+def test_a_ctrl_c_as_the_report_is_written_says_where_the_trained_model_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C after training, while the report was drawn, had been told "interrupted before
+    training started: nothing was written", of a folder holding the trained model."""
+    from lrpilot.autopilot import fit
+    from lrpilot.autopilot._pipeline import SavingInterrupted
+    from lrpilot.cli._fit import _stopped_before_training
+
+    def ctrl_c_at_the_report(phase: str, *_: object) -> None:
+        if phase == "report":
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(SavingInterrupted) as stopped:
+        fit("digits", budget=30, out=out, progress=ctrl_c_at_the_report)
+    assert stopped.value.run_dir == out
+    assert (out / MODEL_FILE).is_file()
+    with pytest.raises(typer.Exit) as exited, _stopped_before_training():
+        raise stopped.value
+    assert exited.value.exit_code == 130
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"interrupted after training, as the model and report were written: {out} holds what was" in said
+    assert "nothing was written" not in said
 
 
 def test_ctrl_c_from_outside_during_a_lora_fit_records_the_saved_weights_metrics_and_resumes(tmp_path: Path) -> None:

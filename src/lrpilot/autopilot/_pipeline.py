@@ -432,46 +432,67 @@ def _finish(  # noqa: PLR0917  (what fit decided, passed on to the record)
     report: bool,
     progress: Progress,
 ) -> FitResult:
-    """Save the model, write the record and the report, and say what fit did (a fit and a resumed one)."""
-    with clock.phase("save"):
-        progress("save", 0, None, math.nan, math.nan)
-        model_path = save_model(job, net, run_dir)
-        (run_dir / AUDIT_FILE).touch()
-    if trained.state is None:  # finished, or stopped where it cannot go on: nothing to resume
-        (run_dir / RESUME_FILE).unlink(missing_ok=True)
-    notes = [*before["notes"], *trained.notes, *after_run(trained, _epochs(job, trained))]
-    record = run_record(
-        target,
-        task=job,
-        recommendation=rec.to_dict(),
-        finder=None if finder is None else finder.to_dict(),
-        schedule=schedule,
-        trained=trained,
-        notes=notes,
-        clock=clock,
-        tradeoff=before["tradeoff"],
-        resumed=None if resumed is None else dataclasses.asdict(resumed),
-        resumes=before.get("resumes", []),
-        horizon=before["horizon"],
-        device=before["device"],
-        precision=precision.name,
-    )
-    progress("report", 0, None, math.nan, math.nan)
-    report_path = _write(record, run_dir, report, clock)
-    net.eval()
-    return FitResult(
-        status=trained.status,
-        run_dir=run_dir,
-        model_path=model_path,
-        report_path=report_path,
-        peak_lr=peak,
-        schedule=schedule,
-        metrics=dict(record.metrics),
-        record=record,
-        recommendation=rec,
-        finder=finder,
-        model=net,
-    )
+    """Save the model, write the record and the report, and say what fit did (a fit and a resumed one).
+    A Ctrl-C here raises `SavingInterrupted`, which names the folder that holds what was written."""
+    with _saving(run_dir):
+        with clock.phase("save"):
+            progress("save", 0, None, math.nan, math.nan)
+            model_path = save_model(job, net, run_dir)
+            (run_dir / AUDIT_FILE).touch()
+        if trained.state is None:  # finished, or stopped where it cannot go on: nothing to resume
+            (run_dir / RESUME_FILE).unlink(missing_ok=True)
+        notes = [*before["notes"], *trained.notes, *after_run(trained, _epochs(job, trained))]
+        record = run_record(
+            target,
+            task=job,
+            recommendation=rec.to_dict(),
+            finder=None if finder is None else finder.to_dict(),
+            schedule=schedule,
+            trained=trained,
+            notes=notes,
+            clock=clock,
+            tradeoff=before["tradeoff"],
+            resumed=None if resumed is None else dataclasses.asdict(resumed),
+            resumes=before.get("resumes", []),
+            horizon=before["horizon"],
+            device=before["device"],
+            precision=precision.name,
+        )
+        progress("report", 0, None, math.nan, math.nan)
+        report_path = _write(record, run_dir, report, clock)
+        net.eval()
+        return FitResult(
+            status=trained.status,
+            run_dir=run_dir,
+            model_path=model_path,
+            report_path=report_path,
+            peak_lr=peak,
+            schedule=schedule,
+            metrics=dict(record.metrics),
+            record=record,
+            recommendation=rec,
+            finder=finder,
+            model=net,
+        )
+
+
+class SavingInterrupted(KeyboardInterrupt):
+    """Ctrl-C after training, as the model, ``run.json`` and the report were written into `run_dir`:
+    the command line had said "interrupted before training started: nothing was written" of a run
+    folder holding the trained model and its run.json."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+@contextmanager
+def _saving(run_dir: Path) -> Iterator[None]:
+    """A Ctrl-C as `_finish` writes the run's files, raised as `SavingInterrupted`."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise SavingInterrupted(run_dir) from None
 
 
 RESUMABLE = ("report", "progress", "callback", "resume")

@@ -78,9 +78,20 @@ class _Bars:
 @contextmanager
 def _stopped_before_training() -> Iterator[None]:
     """Ctrl-C while loading or during the range test: nothing was written yet (training catches its own
-    Ctrl-C, saves and reports), so say so and exit as an interrupted program does."""
+    Ctrl-C, saves and reports), so say so and exit as an interrupted program does. One after training,
+    as the model and report were written, says where they are (it had said nothing was written)."""
+    from lrpilot.autopilot._pipeline import SavingInterrupted
+
     try:
         yield
+    except SavingInterrupted as stopped:
+        run = escape(str(stopped.run_dir))
+        stderr.print(
+            f"[yellow]interrupted[/] after training, as the model and report were written: {run} holds what was "
+            f"(lrpilot report {run} writes the report from its run.json, where it has one)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         stderr.print("[yellow]interrupted[/] before training started: nothing was written")
         raise typer.Exit(EXIT_INTERRUPTED) from None
