@@ -430,8 +430,7 @@ def test_a_ctrl_c_as_the_report_is_written_says_where_the_trained_model_is(
 ) -> None:
     """A Ctrl-C after training, while the report was drawn, had been told "interrupted before
     training started: nothing was written", of a folder holding the trained model."""
-    from lrpilot.autopilot import fit
-    from lrpilot.autopilot._pipeline import SavingInterrupted
+    from lrpilot.autopilot import SavingInterrupted, fit
     from lrpilot.cli._fit import _stopped_before_training
 
     def ctrl_c_at_the_report(phase: str, *_: object) -> None:

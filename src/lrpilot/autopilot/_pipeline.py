@@ -55,7 +55,17 @@ from lrpilot.tasks import Recipe, Task
 from lrpilot.tasks._base import torch_threads
 from lrpilot.tasks._device import Precision, describe_device, resolve_device, resolve_precision
 
-__all__ = ["AUDIT_FILE", "MODEL_FILE", "FitResult", "Progress", "check_arguments", "fit", "new_run_dir", "run_record"]
+__all__ = [
+    "AUDIT_FILE",
+    "MODEL_FILE",
+    "FitResult",
+    "Progress",
+    "SavingInterrupted",
+    "check_arguments",
+    "fit",
+    "new_run_dir",
+    "run_record",
+]
 
 
 @dataclass(frozen=True)

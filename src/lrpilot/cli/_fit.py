@@ -80,7 +80,7 @@ def _stopped_before_training() -> Iterator[None]:
     """Ctrl-C while loading or during the range test: nothing was written yet (training catches its own
     Ctrl-C, saves and reports), so say so and exit as an interrupted program does. One after training,
     as the model and report were written, says where they are (it had said nothing was written)."""
-    from lrpilot.autopilot._pipeline import SavingInterrupted
+    from lrpilot.autopilot import SavingInterrupted
 
     try:
         yield
