@@ -729,6 +729,16 @@ def test_weights_that_cannot_be_read_or_are_another_models_are_refused_before_tr
         task.build_model(0)
 
 
+def test_a_batch_size_above_the_training_examples_is_named_in_the_notes(tmp_path: Path) -> None:
+    """--batch-size 64 on 36 training rows trained batches of 36, and run.json said 36, in silence."""
+    data = write_rows(tmp_path / "train.csv", [{"text": f"a review {i}", "label": i % 2} for i in range(40)])
+    target = user_target(minilm_dir(), data, None, kind="classification", method="full", batch_size=64)
+    assert target.task.recipe.batch_size == 36  # 4 of the 40 held out
+    assert "--batch-size 64 is more than the 36 training examples: each step trains on all 36" in target.notes
+    fitting = user_target(minilm_dir(), data, None, kind="classification", method="full", batch_size=16)
+    assert not any("--batch-size" in note for note in fitting.notes)
+
+
 def test_a_model_saved_without_its_tokenizer_is_refused_not_trained_on_unknown_words(
     tiny_causal_lm: Path, tmp_path: Path
 ) -> None:
