@@ -28,7 +28,7 @@ def test_parse(value: object, expected: Budget | None) -> None:
 
 @pytest.mark.parametrize("value", [0, -3, "0", "2.5", "5x", "m", "abc", True, "-1m"])
 def test_bad_budgets_are_refused_with_the_grammar(value: object) -> None:
-    with pytest.raises(ValueError, match=r"--budget must be a number of steps \(300\) or a time"):
+    with pytest.raises(ValueError, match=r"--budget must be a whole number of steps ≥ 1 \(300\) or a time > 0 \(5m"):
         parse_budget(value)  # type: ignore[arg-type]
 
 

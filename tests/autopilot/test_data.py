@@ -109,6 +109,54 @@ def test_a_csv_separated_by_semicolons_or_tabs_is_read(delimiter: str, tmp_path:
     ]
 
 
+def test_a_csv_row_with_more_cells_than_its_header_is_refused_by_its_line(tmp_path: Path) -> None:
+    """A text holding an unquoted comma had shifted its row's cells in silence: a causal LM's
+    one-column "Hello, world" trained "Hello", and a classifier's "well, fine,1" was refused for its
+    label ' fine' mixing a name with numbers. A trailing separator's empty cell is harmless."""
+    text = tmp_path / "notes.csv"
+    text.write_text('text\n"quoted, fine"\nHello, world\n', encoding="utf-8")
+    message = (
+        "--data: notes.csv, line 3: 2 cells where the header has 1 (text); a cell that holds the separator (',') "
+        "must be in double quotes"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        read_rows(text, ("text",), "--data")
+    tabs = tmp_path / "train.csv"
+    tabs.write_text("text\tlabel\ngood\t1\nwell\tfine\t1\n", encoding="utf-8")
+    with pytest.raises(
+        ValueError, match=r"train.csv, line 3: 3 cells where the header has 2 \(text, label\); .*\(a tab\)"
+    ):
+        read_rows(tabs, ("text", "label"), "--data")
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text("text,label\ngood,1,\nbad,0, \n", encoding="utf-8")
+    assert read_rows(trailing, ("text", "label"), "--data") == [
+        {"text": "good", "label": "1"},
+        {"text": "bad", "label": "0"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "hinted"),
+    [
+        ("verse.jsonl", '{"text": "To be, or not to be"}\n', True),
+        ("verse.txt", "To be, or not to be\n", True),
+        ("chat.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n', True),
+        ("pc.jsonl", '{"prompt": "2+2=", "completion": "4"}\n', True),
+        ("train.csv", "text,lbl\nfine,1\n", False),
+    ],
+)
+def test_a_classifiers_file_without_labels_that_holds_lm_data_says_to_give_the_task_type(
+    tmp_path: Path, name: str, content: str, hinted: bool
+) -> None:
+    """fit reads --model's data as a classifier's unless told: a text file for a GPT was refused for
+    its missing label alone ("verse.jsonl has no column 'label' (columns: text)")."""
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"has no column") as caught:
+        read_roles(path, ("text", "label"), column_map(None), "--data")
+    assert str(caught.value).endswith("; data without labels trains a causal LM: give --task-type causal-lm") == hinted
+
+
 def test_every_empty_cell_of_a_column_is_named_at_once(tmp_path: Path) -> None:
     """A label column with a few empty cells (pandas writes NaN as nothing) had been refused one row
     at a time: the user fixed row 4 and ran again only to hear of row 51."""

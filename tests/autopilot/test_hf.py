@@ -223,6 +223,7 @@ def test_json_booleans_are_the_class_names_a_csv_of_the_same_frame_gives(tmp_pat
     ("train", "held", "message"),
     [
         (["pos"] * 20, None, "train.csv: every label is 'pos'; a classifier needs at least two classes"),
+        (["1"] * 20, None, "train.csv: every label is 1; a classifier needs at least two classes"),
         (["pos", "neg", "1"] * 7, None, "train.csv, row 3: label '1' is a number and row 1's 'pos' a name"),
         (
             ["pos", "neg"] * 10,
@@ -262,6 +263,9 @@ def test_a_classifier_checkpoint_keeps_its_own_label_numbering(tmp_path: Path) -
     other = write_rows(tmp_path / "other.csv", [{"text": f"t {i}", "label": ["neg", "pos"][i % 2]} for i in range(20)])
     with pytest.raises(ValueError, match=r"already a classifier of the labels POSITIVE, NEGATIVE; 'neg', 'pos' is not"):
         load_hf_task(model, other)
+    one = write_rows(tmp_path / "one.csv", [{"text": f"t {i}", "label": "negative"} for i in range(20)])
+    with pytest.raises(ValueError, match=r"one.csv: every label is 'NEGATIVE'; a classifier needs at least two"):
+        load_hf_task(model, one)
 
 
 def test_a_classifier_saved_without_label_names_takes_the_datas(tmp_path: Path) -> None:
@@ -695,6 +699,44 @@ def test_a_fit_on_named_labels_saves_the_names_with_the_model(tmp_path: Path, me
     if method == "full":  # the encoder's own config names them too
         config = json.loads((result.model_path / "config.json").read_text(encoding="utf-8"))
         assert config["id2label"] == {"0": "negative", "1": "positive"}
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ("gpt2", r"are not this model's: 100% of the BertForSequenceClassification .* the files hold others \(transfo"),
+        ("lfs", r"cannot be read \(.*\): model.safetensors is a Git LFS pointer, not the weights; run git lfs pull"),
+        ("cut", r"cannot be read \(.*\); a download cut short\? save the model again"),
+    ],
+)
+def test_weights_that_cannot_be_read_or_are_another_models_are_refused_before_training(
+    tiny_causal_lm: Path, tmp_path: Path, weights: str, message: str
+) -> None:
+    """A Git LFS pointer in place of the weights, or a download cut short, raised safetensors'
+    traceback; another model's weights beside this config loaded none of its tensors, in silence,
+    and fit trained the random model it had built."""
+    model = tiny_bert_dir(tmp_path / "bert")
+    stored = model / "model.safetensors"
+    if weights == "gpt2":
+        stored.write_bytes((tiny_causal_lm / "model.safetensors").read_bytes())
+    elif weights == "lfs":
+        stored.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n", encoding="utf-8")
+    else:
+        stored.write_bytes(stored.read_bytes()[: stored.stat().st_size // 2])
+    data = write_rows(tmp_path / "train.csv", [{"text": f"a review {i}", "label": i % 2} for i in range(20)])
+    task = load_hf_task(model, data)
+    with pytest.raises(ValueError, match=message):
+        task.build_model(0)
+
+
+def test_a_batch_size_above_the_training_examples_is_named_in_the_notes(tmp_path: Path) -> None:
+    """--batch-size 64 on 36 training rows trained batches of 36, and run.json said 36, in silence."""
+    data = write_rows(tmp_path / "train.csv", [{"text": f"a review {i}", "label": i % 2} for i in range(40)])
+    target = user_target(minilm_dir(), data, None, kind="classification", method="full", batch_size=64)
+    assert target.task.recipe.batch_size == 36  # 4 of the 40 held out
+    assert "--batch-size 64 is more than the 36 training examples: each step trains on all 36" in target.notes
+    fitting = user_target(minilm_dir(), data, None, kind="classification", method="full", batch_size=16)
+    assert not any("--batch-size" in note for note in fitting.notes)
 
 
 def test_a_model_saved_without_its_tokenizer_is_refused_not_trained_on_unknown_words(

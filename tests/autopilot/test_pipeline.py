@@ -368,6 +368,9 @@ def test_a_failed_range_test_falls_back_to_the_rules_with_a_note(
     assert result.finder is None
     assert result.peak_lr == result.recommendation.peak_lr
     assert any("range test failed" in note and "rules' peak" in note for note in result.record.notes)
+    assert "range test failed (the loss at the first step is nan); trained at the rules' peak" in " ".join(
+        result.record.notes
+    )
     assert result.status == "finished"
 
 
@@ -381,6 +384,31 @@ def test_the_default_run_directory_is_new_under_runs(tmp_path: Path, monkeypatch
     first.mkdir(parents=True)
     assert new_run_dir(None, "my model/v2") != first  # same second: a suffix, never the same folder
     assert new_run_dir(tmp_path / "empty", "x") == tmp_path / "empty"
+
+
+def test_a_run_directory_another_fit_made_since_it_was_chosen_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two fits started in the same second (seeds launched side by side) chose one
+    runs/fit-<label>-<time> while loading and both wrote into it. Here another fit's folder of
+    every second since this one started appears during the range test: this fit trains in a new one."""
+    monkeypatch.chdir(tmp_path)
+    started = time.time()
+    theirs: list[Path] = []
+
+    def another_fit(phase: str, *_: object) -> None:
+        if phase == "range test" and not theirs:
+            for second in range(int(started) - 1, int(time.time()) + 1):
+                folder = Path("runs") / f"fit-digits-{time.strftime('%Y%m%d-%H%M%S', time.localtime(second))}"
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "theirs.txt").write_text("another fit's", encoding="utf-8")
+                theirs.append(folder)
+
+    result = fit("digits", budget=30, report=False, progress=another_fit)
+    assert result.run_dir not in theirs
+    assert result.run_dir.name.startswith(theirs[0].name[:12])  # runs/fit-digits-…, with a suffix where taken
+    for folder in theirs:
+        assert [p.name for p in folder.iterdir()] == ["theirs.txt"]
 
 
 def test_full_warmup_is_the_run_without_the_range_test_at_its_peak(tmp_path: Path) -> None:

@@ -145,6 +145,9 @@ def test_a_weak_fall_is_not_measured_again_where_a_second_test_costs_a_large_sha
     assert search.finder.steps_used == alone.finder.steps_used
     assert search.peak == alone.peak
     assert any("would cost another 60% of the run's steps (over 50%): not run" in note for note in search.notes)
+    said = [note for note in search.notes if "fell by only" in note and "(a clear fall is" in note]  # the finder's
+    assert said, search.notes
+    assert all(note.startswith("the range test's loss fell") for note in said)  # not "range test: the range test's"
 
 
 def test_a_second_test_that_reaches_the_time_budgets_deadline_leaves_the_first() -> None:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import re
 import signal
 import subprocess
@@ -13,10 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer
+import typer.main
+from rich.console import Console
 from typer.testing import CliRunner
 
 from lrpilot.autopilot import AUDIT_FILE, MODEL_FILE
 from lrpilot.cli._app import app
+from lrpilot.cli._find import _progress
+from lrpilot.cli._fit import _Bars
 from lrpilot.tasks import get_task
 from tests.autopilot.conftest import minilm_dir, save_chat_lm, sst2_rows, write_rows
 
@@ -73,6 +80,42 @@ def test_the_table_names_the_peak_the_schedule_and_the_run_directory(tmp_path: P
     assert "total_steps=50" in result.stdout
     assert not (out / "index.html").exists()
     assert (out / "run.json").is_file()
+
+
+def _bar_lines(*updates: tuple[str, int, int | None, float, float]) -> list[str]:
+    """fit's progress bars after each update, as an 80-column terminal shows them."""
+    progress, lines = _progress(), []
+    bars = _Bars(progress)
+    for update in updates:
+        bars(*update)
+        console = Console(file=io.StringIO(), width=80, color_system=None)
+        console.print(progress.get_renderable())
+        lines.append(console.file.getvalue().rstrip())  # type: ignore[attr-defined]
+    return lines
+
+
+def test_the_bars_of_phases_without_steps_show_no_nan_and_the_loss_keeps_its_width() -> None:
+    """Loading, saving and the report had read "0/?  lr nan  loss nan"; and a loss of 6.23 after
+    6.231 shifted the bar at every step of a 20-step run. The bars are drawn as an 80-column terminal shows them."""
+    load, report = _bar_lines(("load", 0, None, math.nan, math.nan), ("report", 0, None, math.nan, math.nan))
+    for line in (load, report):
+        assert "nan" not in line, line
+        assert "?" not in line, line
+    first, second = _bar_lines(("range test", 3, 158, 6.02e-06, 6.231), ("range test", 4, 158, 6.6e-06, 6.23))
+    assert "3/158 lr 6.02e-06  loss 6.231" in first
+    assert first.index("lr") == second.index("lr")
+    evaluating = _bar_lines(("train", 16, 40, 2.34e-2, 6.209), ("evaluate", 16, 40, math.nan, math.nan))[-1]
+    assert "\n" not in evaluating  # the longest description beside the LR and loss, on one line
+    assert "16/40 lr 2.34e-02  loss 6.209" in evaluating
+
+
+def test_the_budgets_help_says_the_default_is_at_least_the_minimum_of_steps() -> None:
+    """It said "one epoch of --data": a 200-row file trained 50 steps, four epochs."""
+    from lrpilot.autopilot._hf import MIN_DEFAULT_STEPS
+
+    fit = typer.main.get_command(app).commands["fit"]  # type: ignore[attr-defined]
+    said = next(option.help for option in fit.params if option.name == "budget")
+    assert f"one epoch of --data (at least {MIN_DEFAULT_STEPS} steps)" in said
 
 
 def _fails(args: list[str], message: str) -> None:
@@ -177,9 +220,10 @@ def test_the_header_names_a_long_model_path_and_the_plan_on_one_line(tmp_path: P
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--budget", "5x"], "--budget must be a number of steps (300) or a time (5m, 90s, 1h), got '5x'"),
+        (["--budget", "0"], "--budget must be a whole number of steps ≥ 1 (300) or a time > 0 (5m, 90s, 1h), got '0'"),
         (["--task", "digits", "--budget", "3"], "the budget (3 steps) is too small for a warmup"),
         (["--out", "FILE"], "notes.parquet is a file; give a new or empty directory"),
+        (["--out", "UNDER_FILE"], "notes.parquet/run is under "),
         (["--device", "tpu"], "--device 'tpu' is not a device; give auto, cpu, cuda or cuda:N"),
         (["--precision", "half"], "--precision must be one of fp32, bf16, fp16, got 'half'"),
         (["--task", "digit"], "--task must be one of ['digits', 'shakespeare', 'sst2-full', 'sst2-lora'], got 'digit'"),
@@ -189,7 +233,10 @@ def test_the_header_names_a_long_model_path_and_the_plan_on_one_line(tmp_path: P
         (["--resume", "EMPTY"], "empty holds no resume.pt"),
         (["--resume", "EMPTY", "--seed", "3"], "--resume takes the interrupted fit's own settings; drop seed"),
         (["--model", "MISSING", "--data", "DATA"], "--model: no such directory"),
+        (["--model", "FILE", "--data", "DATA"], "notes.parquet is a file; give the folder that holds the model"),
         (["--model", "MODEL", "--data", "MISSING"], "--data: no such file"),
+        (["--model", "MODEL", "--data", "EMPTY"], "empty is a folder; give a file of rows, .csv, .jsonl"),
+        (["--model", "MODEL", "--data", "DATA", "--retention", "EMPTY"], "empty is a folder; give a file of rows"),
         (["--model", "MODEL", "--data", "DATA", "--eval", "MISSING"], "--eval: no such file"),
         (
             ["--model", "MODEL", "--data", "DATA", "--eval", "FILE"],
@@ -239,6 +286,7 @@ def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args
     (tmp_path / "empty").mkdir()
     paths = {"MISSING": tmp_path / "missing", "EMPTY": tmp_path / "empty", "FILE": tmp_path / "notes.parquet"}
     paths["FILE"].write_text("not data", encoding="utf-8")
+    paths["UNDER_FILE"] = paths["FILE"] / "run"
     paths["DATA"] = _csv(tmp_path, GOOD)
     if "MODEL" in args:
         paths["MODEL"] = minilm_dir()
@@ -273,7 +321,7 @@ def test_a_non_empty_out_directory_is_never_written_into(tmp_path: Path) -> None
         (["--task", "digits", "--retention", "r.csv"], "--retention applies to --model"),
         (["--task", "digits", "--forgetting-weight", "1"], "--forgetting-weight needs --retention FILE"),
         (["--forgetting-weight", "-1", "--retention", "r.csv"], "--forgetting-weight must be"),
-        (["--task", "digits", "--budget", "5x"], "--budget must be a number of steps"),
+        (["--task", "digits", "--budget", "5x"], "--budget must be a whole number of steps"),
         (["--model", "x", "--data", "y.csv", "--method", "qlora"], "--method must be one of"),
         (["--task", "digits", "--device", "tpu"], "--device 'tpu' is not a device; give auto, cpu, cuda or cuda:N"),
         (["--task", "digits", "--device", "mps"], "lrpilot trains on the CPU or a CUDA GPU"),
@@ -361,6 +409,47 @@ def test_lora_rank_alpha_and_targets_reach_the_saved_adapter(tmp_path: Path) -> 
     assert f"--lora-targets: 'q_proj' is none of this model's projections; {choices}" in " ".join(bad.stderr.split())
 
 
+def test_a_resumes_plan_line_says_it_goes_on_without_a_new_range_test(tmp_path: Path) -> None:
+    """It had read "resuming RUN: recommend → range test → train with the guard → report"."""
+    from lrpilot.autopilot import fit
+
+    def stop(step: int, lr: float, loss: float) -> None:
+        if step == 30:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    assert fit("digits", budget=50, out=out, report=False, callback=stop).status == "interrupted"
+    result = runner.invoke(app, ["fit", "--resume", str(out), "--no-report"])
+    assert result.exit_code == 0, result.output
+    plan = f"resuming {out}: put back the saved state → train the rest with the guard → report"
+    assert result.stdout.splitlines()[0] == plan
+
+
+def test_a_ctrl_c_as_the_report_is_written_says_where_the_trained_model_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C after training, while the report was drawn, had been told "interrupted before
+    training started: nothing was written", of a folder holding the trained model."""
+    from lrpilot.autopilot import SavingInterrupted, fit
+    from lrpilot.cli._fit import _stopped_before_training
+
+    def ctrl_c_at_the_report(phase: str, *_: object) -> None:
+        if phase == "report":
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(SavingInterrupted) as stopped:
+        fit("digits", budget=30, out=out, progress=ctrl_c_at_the_report)
+    assert stopped.value.run_dir == out
+    assert (out / MODEL_FILE).is_file()
+    with pytest.raises(typer.Exit) as exited, _stopped_before_training():
+        raise stopped.value
+    assert exited.value.exit_code == 130
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"interrupted after training, as the model and report were written: {out} holds what was" in said
+    assert "nothing was written" not in said
+
+
 def test_ctrl_c_from_outside_during_a_lora_fit_records_the_saved_weights_metrics_and_resumes(tmp_path: Path) -> None:
     """`lrpilot fit` in its own process, sent SIGINT (as `timeout -s INT` or a terminal's Ctrl-C
     does) once training has begun: exit 130, and the record holds the evaluation of the weights it
@@ -392,6 +481,8 @@ def test_ctrl_c_from_outside_during_a_lora_fit_records_the_saved_weights_metrics
     assert any(f"the metrics are of the saved weights at step {step}" in note for note in run["notes"])
     assert "val accuracy" in stdout.decode()
     assert "lrpilot: stopping after this step" in stderr.decode()  # the first Ctrl-C waits for the step's end
+    said = " ".join(stderr.decode().split())  # --no-report: no report was saved, and the resume names the run
+    assert f"interrupted: the weights so far and run.json were saved; lrpilot fit --resume {out} goes on" in said
     resumed = runner.invoke(app, ["fit", "--resume", str(out), "--no-report", "--json"])
     assert resumed.exit_code == 0, resumed.output
     done = json.loads(resumed.stdout)

@@ -61,3 +61,10 @@ def test_descriptions_are_wrapped_to_the_terminal(command: tuple[str, ...]) -> N
             # greedy wrapping: the next line's first word did not fit on this one (rich indents the
             # description by one column on each side)
             assert len(line) + 1 + len(following.split()[0]) > WIDTH - 2, f"{line!r} then {following!r}"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "lrpilot")
+def test_no_options_help_is_cut_short_at_80_columns(command: tuple[str, ...]) -> None:
+    """fit's --columns example, one word too long for its column, had been cut: "(text=sentence,label=senti…"."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": str(WIDTH)})
+    assert [line for line in result.output.splitlines() if line.rstrip(" │").endswith("…")] == []

@@ -192,6 +192,18 @@ def test_missing_parts_say_not_measured_and_do_not_crash(tmp_path: Path) -> None
         assert line in text, line
 
 
+def test_a_range_test_that_ran_without_a_result_is_not_said_to_have_not_run(tmp_path: Path) -> None:
+    """fit's range test stopped at a time budget's share for it (or failed) leaves no result: the
+    report had said "no range test was run" beside the note that it stopped after 6 steps."""
+    stopped = (
+        "range test stopped after 6 steps at the time budget's share for it (50%); trained at the rules' peak "
+        "5e-05 instead (a larger budget lets the test finish)"
+    )
+    text = _parse(write_report(_minimal("finished", notes=[stopped]), tmp_path)).words()
+    assert "no range test was run" not in text
+    assert text.count(f"not measured: {stopped}") == 2  # under "Why this learning rate" and as the figure
+
+
 def test_a_total_time_entry_is_the_total(tmp_path: Path) -> None:
     index = write_report(_minimal(timings={"find": 1.0, "train": 2.0, "total": 3.5}), tmp_path)
     text = _parse(index).words()
@@ -257,11 +269,11 @@ def test_positions_follow_a_rollback() -> None:
 
 def test_layer_verdicts_flag_a_decade_either_side_of_1e_3() -> None:
     stats = LayerStats(
-        names=["frozen-ish", "ok", "hot", "dead"],
+        names=["frozen-ish", "ok", "hot", "dead", "unused"],
         steps=[0, 1],
-        ratios=[[1e-5, 1e-3, 0.05, 0.0], [2e-5, 2e-3, 0.02, math.nan]],
+        ratios=[[1e-5, 1e-3, 0.05, 0.0, 0.0], [2e-5, 2e-3, 0.02, math.nan, 0.0]],
     )
-    assert [v[2] for v in layer_verdicts(stats)] == ["low", "ok", "high", "n/a"]
+    assert [v[2] for v in layer_verdicts(stats)] == ["low", "ok", "high", "n/a", "not updated"]
 
 
 def test_a_lora_runs_layers_say_their_ratio_is_of_the_effective_weights(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ require("torch", "torch", "lrpilot.fit")
 
 from lrpilot.autopilot._budget import Budget, parse_budget  # noqa: E402 -- after the torch check on purpose
 from lrpilot.autopilot._layers import UpdateRatioTracker, layer_groups, layer_update_ratios  # noqa: E402
-from lrpilot.autopilot._pipeline import AUDIT_FILE, MODEL_FILE, FitResult, fit  # noqa: E402
+from lrpilot.autopilot._pipeline import AUDIT_FILE, MODEL_FILE, FitResult, SavingInterrupted, fit  # noqa: E402
 from lrpilot.autopilot._pooled import PooledClassifier, load_classifier  # noqa: E402
 from lrpilot.autopilot._target import DEFAULT_TASK  # noqa: E402
 
@@ -29,6 +29,7 @@ __all__ = [
     "Budget",
     "FitResult",
     "PooledClassifier",
+    "SavingInterrupted",
     "UpdateRatioTracker",
     "fit",
     "layer_groups",

@@ -43,7 +43,7 @@ def parse_budget(value: str | int | None) -> Budget | None:
     """
     if value is None:
         return None
-    bad = f"--budget must be a number of steps (300) or a time (5m, 90s, 1h), got {value!r}"
+    bad = f"--budget must be a whole number of steps ≥ 1 (300) or a time > 0 (5m, 90s, 1h), got {value!r}"
     if isinstance(value, bool):
         raise ValueError(bad)
     if isinstance(value, int):

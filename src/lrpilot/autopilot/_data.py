@@ -97,12 +97,30 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
             delimiter = delimiter_of(handle.readline())
             handle.seek(0)
             reader = csv.DictReader(handle, delimiter=delimiter)
-            rows = list(reader)
+            rows = []
+            for row in reader:
+                _check_cells(path, row, list(reader.fieldnames or []), reader.line_num, delimiter)
+                rows.append(row)
             return list(reader.fieldnames or []), rows
     except csv.Error as exc:
         raise ValueError(f"{path.name}: not a readable CSV file ({exc})") from None
     finally:
         csv.field_size_limit(limit)
+
+
+def _check_cells(path: Path, row: dict[Any, Any], names: list[str], line: int, delimiter: str) -> None:
+    """An error where a CSV row has more cells than its header: a text holding the separator unquoted
+    (``great film, loved it,1``), whose cells had shifted, silently: the text cut at the separator, the
+    rest read as its label or dropped (a causal LM's one-column ``Hello, world`` trained ``Hello``).
+    Extra cells left empty (a trailing separator) are harmless."""
+    extra = row.get(None) or []
+    if any(str(cell).strip() for cell in extra):
+        shown = "a tab" if delimiter == "\t" else repr(delimiter)
+        raise ValueError(
+            f"{path.name}, line {line}: {len(names) + len(extra)} cells where the header has {len(names)} "
+            f"({', '.join(names)}); a cell that holds the separator ({shown}) must be in double quotes"
+        )
+    row.pop(None, None)
 
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
@@ -157,6 +175,10 @@ def check_file(path: Path, columns: str, what: str) -> None:
     """A data file that exists and is one fit reads (`DATA_SUFFIXES`), else an error (`columns`: the
     columns it should have, for the message); fit checks its paths so before it prints or loads
     anything, and again as it reads them."""
+    if path.is_dir():  # had been "no such file", of a folder that exists (a dataset saved as a folder)
+        raise ValueError(
+            f"{what}: {path} is a folder; give a file of rows, .csv, .jsonl, .json or .txt (columns {columns})"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
     if path.suffix.lower() not in DATA_SUFFIXES:
@@ -203,13 +225,17 @@ def _undecodable(path: Path) -> str:
     return f"{path.name}: not UTF-8 text; save it as UTF-8"
 
 
-def _check_columns(path: Path, names: list[str], rows: list[dict[str, Any]], columns: Sequence[str], what: str) -> None:
-    """Every one of `columns` present, and in no row empty (rows counted from 1)."""
+def _check_columns(
+    path: Path, names: list[str], rows: list[dict[str, Any]], columns: Sequence[str], what: str, *, hint: str = ""
+) -> None:
+    """Every one of `columns` present (else an error, `hint` after it), and in no row empty (rows
+    counted from 1)."""
     for column in columns:
         if column not in names:
             found = ", ".join(names) or "none"
             raise ValueError(
                 f"{what}: {path.name} has no column {column!r}{check.suggest_name(column, names)} (columns: {found})"
+                + hint
             )
     for column in columns:
         empty = [number for number, row in enumerate(rows, start=1) if _empty(row.get(column))]
@@ -260,8 +286,18 @@ def read_roles(
         pairs = columns["text_pair"] in names
     if pairs:
         roles, wanted = (*roles, "text_pair"), [*wanted, columns["text_pair"]]
-    _check_columns(path, names, rows, wanted, what)
+    _check_columns(path, names, rows, wanted, what, hint=_unlabelled_hint(names, roles, columns))
     return [{role: row[column] for role, column in zip(roles, wanted, strict=True)} for row in rows]
+
+
+def _unlabelled_hint(names: list[str], roles: tuple[str, ...], columns: Mapping[str, str]) -> str:
+    """Where a classifier's file lacks its label but holds a causal LM's data (text alone, a chat, a
+    prompt and completion): that --task-type causal-lm trains on it. fit reads --model's data as a
+    classifier's unless told, and a text file for a GPT had been refused for its missing label alone."""
+    if "label" not in roles or columns["label"] in names:
+        return ""
+    lm = {columns["messages"], SHAREGPT_COLUMN, columns["prompt"]} & set(names) or names == [columns["text"]]
+    return "; data without labels trains a causal LM: give --task-type causal-lm" if lm else ""
 
 
 def read_lm(
@@ -357,7 +393,8 @@ def label_names(
     A fresh head numbers the names in sorted order (of `name_key`: spellings that differ only in
     case or spaces are one class, named by its most frequent spelling); a checkpoint that already
     is a classifier keeps its own numbering (`own`: its ``label2id``), so the names must be its own,
-    in any case. Labels that mix numbers and names, or a single name, are errors naming the rows."""
+    in any case. Labels that mix numbers and names are an error naming the rows (a single class is
+    `single_class`'s)."""
     kinds = [_is_name(row["label"]) for row in rows]
     if not any(kinds):
         return ()
@@ -379,10 +416,15 @@ def label_names(
                 f"integer class ids 0 to {len(theirs) - 1}"
             )
         return tuple(theirs)
-    names = [spellings[key][0] for key in sorted(spellings)]
-    if len(names) < 2:
-        raise ValueError(f"{what}: {path.name}: every label is {names[0]!r}; a classifier needs at least two classes")
-    return tuple(names)
+    return tuple(spellings[key][0] for key in sorted(spellings))
+
+
+def single_class(ids: list[int], names: tuple[str, ...], path: Path, what: str) -> None:
+    """An error where every training label is one class: its head learns nothing, whether the labels
+    are names or integer ids (a file of ``1`` alone had trained a two-output head, one never seen)."""
+    if len(set(ids)) < 2:
+        only = names[ids[0]] if names else ids[0]
+        raise ValueError(f"{what}: {path.name}: every label is {only!r}; a classifier needs at least two classes")
 
 
 def _number(value: Any) -> float | None:

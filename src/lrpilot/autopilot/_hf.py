@@ -39,9 +39,11 @@ from lrpilot.autopilot._data import (
     numeric_names,
     read_lm,
     read_roles,
+    single_class,
     split_rows,
     wanted_columns,
 )
+from lrpilot.autopilot._loading import pretrained
 from lrpilot.autopilot._lora import LoraOptions, with_lora
 from lrpilot.autopilot._pooled import PooledClassifier, checkpoint_pooling
 from lrpilot.detect import DetectConfig
@@ -103,6 +105,11 @@ def _check_model_path(model_dir: Path) -> None:
     gguf = [model_dir] if model_dir.is_file() and model_dir.suffix == ".gguf" else inside
     if gguf and not (model_dir / "config.json").is_file():
         raise ValueError(f"--model: {gguf[0]} is a GGUF file (llama.cpp's format); {GGUF_HINT}")
+    if model_dir.is_file():  # had been "no such directory", of a path that exists
+        raise ValueError(
+            f"--model: {model_dir} is a file; give the folder that holds the model (its config.json, weights and "
+            "tokenizer, as save_pretrained writes them)"
+        )
     if not model_dir.is_dir():
         raise FileNotFoundError(f"--model: no such directory {str(model_dir)!r}")
     if not (model_dir / "config.json").is_file():
@@ -332,13 +339,13 @@ class HfTask(Task):
         source = self.model_dir.resolve()
         with quiet_transformers() as transformers, seeded(seed):
             if self.kind == "classification" and self.pooling:
-                encoder = transformers.AutoModel.from_pretrained(source)
+                encoder, _ = pretrained(transformers.AutoModel, source)
                 if self.method == "lora":
                     encoder = with_lora(encoder, None, self.lora)
                 model = PooledClassifier(encoder, self.pooling, cast(int, self.num_labels))
             elif self.kind == "classification":
-                model = transformers.AutoModelForSequenceClassification.from_pretrained(
-                    source, num_labels=self.num_labels
+                model, _ = pretrained(
+                    transformers.AutoModelForSequenceClassification, source, num_labels=self.num_labels
                 )
                 _pool_past(model, self.pad_id)
             else:
@@ -423,7 +430,7 @@ def _causal_lm(transformers: Any, source: Path) -> nn.Module:
     ``GPT2LMHeadModel``, which transformers derives no ``loss_type`` from): the first step of every
     GPT-2 fit logged "`loss_type=None` was set in the config but it is unrecognized. Using the
     default loss: `ForCausalLMLoss`", the loss it then uses, and that a causal LM is."""
-    model, info = transformers.AutoModelForCausalLM.from_pretrained(source, output_loading_info=True)
+    model, info = pretrained(transformers.AutoModelForCausalLM, source)
     head = model.get_output_embeddings()
     names = [
         f"{name}.{param}"
@@ -499,6 +506,7 @@ def _classes(
         if names:
             match = "ambiguous" if fit_as_ids(every, len(names)) else "names"
     ids = label_ids(rows, data, "--data", names)
+    single_class(ids, names, data, "--data")
     count = _num_labels(config, [max(0, x) for x in ids])
     if len(names) > count:  # an unnamed classifier's (`_own_labels`), of fewer classes than the data's names
         raise ValueError(

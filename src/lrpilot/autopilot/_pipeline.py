@@ -55,7 +55,17 @@ from lrpilot.tasks import Recipe, Task
 from lrpilot.tasks._base import torch_threads
 from lrpilot.tasks._device import Precision, describe_device, resolve_device, resolve_precision
 
-__all__ = ["AUDIT_FILE", "MODEL_FILE", "FitResult", "Progress", "check_arguments", "fit", "new_run_dir", "run_record"]
+__all__ = [
+    "AUDIT_FILE",
+    "MODEL_FILE",
+    "FitResult",
+    "Progress",
+    "SavingInterrupted",
+    "check_arguments",
+    "fit",
+    "new_run_dir",
+    "run_record",
+]
 
 
 @dataclass(frozen=True)
@@ -114,25 +124,52 @@ def new_run_dir(out: Path | None, label: str) -> Path:
 
 
 def check_out(out: Path) -> None:
-    """`out` must not be a file or a non-empty directory: nothing of the user's is ever overwritten."""
+    """`out` must not be a file or a non-empty directory: nothing of the user's is ever overwritten;
+    nor under a file (``train.csv/run``), where making it had failed with a traceback after the
+    range test."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "a file" if not out.is_dir() else "a directory that is not empty"
         raise ValueError(f"fit: --out {out} is {what}; give a new or empty directory (nothing is overwritten)")
+    above = next((folder for folder in out.absolute().parents if folder.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(f"fit: --out {out} is under {above}, a file; give a new or empty directory")
 
 
 @contextmanager
-def made_for_training(run_dir: Path) -> Iterator[None]:
-    """Make `run_dir` for the training block. A Ctrl-C that escapes it (one before the loop began:
-    the loop's own are caught, and save) removes it again where fit made it and nothing was written
-    into it: the command line then says nothing was written, and an empty folder would say otherwise."""
-    made = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+def made_for_training(run_dir: Path, *, stamped: bool = False) -> Iterator[Path]:
+    """Make `run_dir` for the training block, and give the folder made. A Ctrl-C that escapes it (one
+    before the loop began: the loop's own are caught, and save) removes it again where fit made it
+    and nothing was written into it: the command line then says nothing was written, and an empty
+    folder would say otherwise. A `stamped` name (fit's own, `stamped_run_dir`) that another fit
+    made since it was chosen goes to the next free one (`claimed`); a given --out is checked again
+    (`check_out`)."""
+    if stamped:
+        run_dir, made = claimed(run_dir), True
+    else:
+        check_out(run_dir)
+        made = not run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        yield
+        yield run_dir
     except KeyboardInterrupt:
         if made and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
+
+
+def claimed(run_dir: Path) -> Path:
+    """`run_dir`, made here, or where another process made it first, the next of its name with a
+    suffix (``-2``, ``-3``, …): two fits started in the same second (seeds launched side by side) had
+    chosen one ``runs/fit-<label>-<time>`` while loading and both written into it, the last one's
+    model and report left."""
+    candidate, n = run_dir, 2
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            candidate, n = run_dir.with_name(f"{run_dir.name}-{n}"), n + 1
+        else:
+            return candidate
 
 
 def stamped_run_dir(command: str, label: str) -> Path:
@@ -327,7 +364,7 @@ def fit(
                 precision=mixed,
             )
     fitted, schedule, resumed = _from_ramp(job, fitted, search, peak, plan)
-    with made_for_training(run_dir):
+    with made_for_training(run_dir, stamped=out is None) as run_dir:
         trained = train_guarded(
             job,
             net,
@@ -405,46 +442,67 @@ def _finish(  # noqa: PLR0917  (what fit decided, passed on to the record)
     report: bool,
     progress: Progress,
 ) -> FitResult:
-    """Save the model, write the record and the report, and say what fit did (a fit and a resumed one)."""
-    with clock.phase("save"):
-        progress("save", 0, None, math.nan, math.nan)
-        model_path = save_model(job, net, run_dir)
-        (run_dir / AUDIT_FILE).touch()
-    if trained.state is None:  # finished, or stopped where it cannot go on: nothing to resume
-        (run_dir / RESUME_FILE).unlink(missing_ok=True)
-    notes = [*before["notes"], *trained.notes, *after_run(trained, _epochs(job, trained))]
-    record = run_record(
-        target,
-        task=job,
-        recommendation=rec.to_dict(),
-        finder=None if finder is None else finder.to_dict(),
-        schedule=schedule,
-        trained=trained,
-        notes=notes,
-        clock=clock,
-        tradeoff=before["tradeoff"],
-        resumed=None if resumed is None else dataclasses.asdict(resumed),
-        resumes=before.get("resumes", []),
-        horizon=before["horizon"],
-        device=before["device"],
-        precision=precision.name,
-    )
-    progress("report", 0, None, math.nan, math.nan)
-    report_path = _write(record, run_dir, report, clock)
-    net.eval()
-    return FitResult(
-        status=trained.status,
-        run_dir=run_dir,
-        model_path=model_path,
-        report_path=report_path,
-        peak_lr=peak,
-        schedule=schedule,
-        metrics=dict(record.metrics),
-        record=record,
-        recommendation=rec,
-        finder=finder,
-        model=net,
-    )
+    """Save the model, write the record and the report, and say what fit did (a fit and a resumed one).
+    A Ctrl-C here raises `SavingInterrupted`, which names the folder that holds what was written."""
+    with _saving(run_dir):
+        with clock.phase("save"):
+            progress("save", 0, None, math.nan, math.nan)
+            model_path = save_model(job, net, run_dir)
+            (run_dir / AUDIT_FILE).touch()
+        if trained.state is None:  # finished, or stopped where it cannot go on: nothing to resume
+            (run_dir / RESUME_FILE).unlink(missing_ok=True)
+        notes = [*before["notes"], *trained.notes, *after_run(trained, _epochs(job, trained))]
+        record = run_record(
+            target,
+            task=job,
+            recommendation=rec.to_dict(),
+            finder=None if finder is None else finder.to_dict(),
+            schedule=schedule,
+            trained=trained,
+            notes=notes,
+            clock=clock,
+            tradeoff=before["tradeoff"],
+            resumed=None if resumed is None else dataclasses.asdict(resumed),
+            resumes=before.get("resumes", []),
+            horizon=before["horizon"],
+            device=before["device"],
+            precision=precision.name,
+        )
+        progress("report", 0, None, math.nan, math.nan)
+        report_path = _write(record, run_dir, report, clock)
+        net.eval()
+        return FitResult(
+            status=trained.status,
+            run_dir=run_dir,
+            model_path=model_path,
+            report_path=report_path,
+            peak_lr=peak,
+            schedule=schedule,
+            metrics=dict(record.metrics),
+            record=record,
+            recommendation=rec,
+            finder=finder,
+            model=net,
+        )
+
+
+class SavingInterrupted(KeyboardInterrupt):
+    """Ctrl-C after training, as the model, ``run.json`` and the report were written into `run_dir`:
+    the command line had said "interrupted before training started: nothing was written" of a run
+    folder holding the trained model and its run.json."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+@contextmanager
+def _saving(run_dir: Path) -> Iterator[None]:
+    """A Ctrl-C as `_finish` writes the run's files, raised as `SavingInterrupted`."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise SavingInterrupted(run_dir) from None
 
 
 RESUMABLE = ("report", "progress", "callback", "resume")

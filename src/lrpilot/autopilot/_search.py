@@ -288,12 +288,12 @@ def range_test(
         why = too_high(exc.records) if may_retry else None
         if why is not None:
             return again(why)
-        notes.append(f"range test failed ({exc}); trained at the rules' peak {rec.peak_lr:.3g} instead")
+        notes.append(_failed(exc, rec))
         return Search(rec.peak_lr, None, notes, None, from_rules=True)
     why = too_high(result.records) if may_retry else None
     if why is not None:
         return again(why)
-    notes.extend(f"range test: {w.message}" for w in caught if issubclass(w.category, RangeTestWarning))
+    notes.extend(str(w.message) for w in caught if issubclass(w.category, RangeTestWarning))  # "the range test's ..."
     notes.extend(
         f"range test: {repeated}; more training data or a smaller --batch-size gives it fresh ones"
         for repeated in filter(None, [repeated_batches(task, result.steps_used)])
@@ -310,6 +310,13 @@ def range_test(
         return Search(weak[0], result, notes, step_seconds, ramp=states, from_rules=True)
     notes.append(f"range test peak {peak:.3g} vs the rules: {rec.check(peak).message}")
     return Search(peak, result, notes, step_seconds, ramp=states)
+
+
+def _failed(exc: Exception, rec: Recommendation) -> str:
+    """The note on a range test that failed: the finder's message names the test already ("range
+    test failed (range test: ..." had said it twice)."""
+    said = str(exc).removeprefix("range test: ")
+    return f"range test failed ({said}); trained at the rules' peak {rec.peak_lr:.3g} instead"
 
 
 def repeated_batches(task: Task, drawn: int, tests: int = 1) -> str | None:

@@ -154,6 +154,7 @@ def user_target(
         _gaps_note(task),
         _format_note(task),
         _eval_note(task, held_out=eval_data is None),
+        _batch_note(task, batch_size),
     )
     notes = tuple(note for note in heads if note)
     return Target(
@@ -293,6 +294,15 @@ def _eval_note(task: HfTask, *, held_out: bool) -> str | None:
             "gives a figure to compare runs by"
         )
     return "; ".join(parts) or None
+
+
+def _batch_note(task: HfTask, asked: int) -> str | None:
+    """Where the batch size asked for is above the training examples: batches are of all of them
+    (--batch-size 64 on 36 rows had trained batches of 36, and run.json's batch size, in silence)."""
+    used = task.recipe.batch_size
+    if used == asked:
+        return None
+    return f"--batch-size {asked} is more than the {used} training examples: each step trains on all {used}"
 
 
 def _gaps_note(task: HfTask) -> str | None:

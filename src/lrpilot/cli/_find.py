@@ -24,8 +24,20 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.progress import (
+    Task as Bar,
+)
+from rich.table import Column, Table
+from rich.text import Text
 
 from lrpilot import _validate as check
 from lrpilot.cli._options import (
@@ -403,6 +415,28 @@ def _script_job(spec: str, total_steps: int | None) -> _Job:
 # --- running and reporting ------------------------------------------------------------------------
 
 
+class _Count(MofNCompleteColumn):
+    """Steps done of the phase's total; blank for a phase without a count (fit's loading, saving and
+    report), which had read "0/?"."""
+
+    def render(self, task: Bar) -> Text:
+        return Text("") if task.total is None else super().render(task)
+
+
+class _Step(ProgressColumn):
+    """The latest step's LR and loss; blank for a phase without steps (fit's loading, saving and
+    report), which had read "lr nan  loss nan". The loss keeps its width (``6.23`` and ``6.231``),
+    so the bar beside it does not shift at every step on an 80-column terminal; on one line, as a
+    `TextColumn` is (the bar shrinks first)."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=True))
+
+    def render(self, task: Bar) -> Text:
+        lr, loss = task.fields.get("lr", math.nan), task.fields.get("loss", math.nan)
+        return Text("") if math.isnan(lr) else Text(f"lr {lr:.2e}  loss {loss:<6.4g}")
+
+
 def _progress() -> Progress:
     """The range test's bar, on stderr so that --json leaves stdout to the JSON; off where stderr is
     not a terminal (a log file, CI), which would only get a stray blank line from it."""
@@ -410,8 +444,8 @@ def _progress() -> Progress:
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("lr {task.fields[lr]:.2e}  loss {task.fields[loss]:.4g}"),
+        _Count(),
+        _Step(),
         TimeElapsedColumn(),
         console=stderr,
         transient=True,

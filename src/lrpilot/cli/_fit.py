@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 EXIT_INTERRUPTED = 130
 """Ctrl-C's conventional exit status (128 + SIGINT), also after the checkpoint and report are written."""
 EXIT_GAVE_UP = 1
+_RESUME_PLAN = "put back the saved state → train the rest with the guard → report"
+"""What ``fit --resume`` does, as its first line says: the interrupted fit's own LR and schedule go on."""
 
 
 class _Bars:
@@ -76,12 +78,34 @@ class _Bars:
 @contextmanager
 def _stopped_before_training() -> Iterator[None]:
     """Ctrl-C while loading or during the range test: nothing was written yet (training catches its own
-    Ctrl-C, saves and reports), so say so and exit as an interrupted program does."""
+    Ctrl-C, saves and reports), so say so and exit as an interrupted program does. One after training,
+    as the model and report were written, says where they are (it had said nothing was written)."""
+    from lrpilot.autopilot import SavingInterrupted
+
     try:
         yield
+    except SavingInterrupted as stopped:
+        run = escape(str(stopped.run_dir))
+        stderr.print(
+            f"[yellow]interrupted[/] after training, as the model and report were written: {run} holds what was "
+            f"(lrpilot report {run} writes the report from its run.json, where it has one)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         stderr.print("[yellow]interrupted[/] before training started: nothing was written")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _kept(result: FitResult) -> str:
+    """What an interrupted fit left, and the command that goes on with it: "the report were saved"
+    had been said under --no-report too, and the resume named only as RUN_DIR."""
+    from lrpilot.autopilot._checkpoint import RESUME_FILE
+
+    said = f"the weights so far and {'the report' if result.report_path is not None else 'run.json'} were saved"
+    if (result.run_dir / RESUME_FILE).is_file():
+        said += f"; lrpilot fit --resume {result.run_dir} goes on from there"
+    return said
 
 
 def _summary(result: FitResult) -> Table:
@@ -135,8 +159,8 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
         str | None,
         typer.Option(
             "--budget",
-            help="Training steps (300) or wall time for the whole fit (5m, 90s); default: "
-            "the task's recipe, or one epoch of --data. The peak follows the run's length (horizon law).",
+            help="Training steps (300) or wall time for the whole fit (5m, 90s); default: the task's recipe, "
+            "or one epoch of --data (at least 50 steps). The peak follows the run's length (horizon law).",
         ),
     ] = None,
     out: Annotated[
@@ -230,8 +254,9 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
             what = str(model) if model is not None else (task or "shakespeare")
             what = what if resume is None else f"resuming {resume}"
             # one line however long the model's path: wrapped at the console's width (80 columns off a
-            # terminal), a long path left "PATH: " alone on its line and the plan on the next
-            plan = "recommend → range test → train with the guard → report"
+            # terminal), a long path left "PATH: " alone on its line and the plan on the next. A resume
+            # recommends and tests nothing again (its plan had said it would)
+            plan = "recommend → range test → train with the guard → report" if resume is None else _RESUME_PLAN
             console.print(f"[bold]{escape(what)}[/]: {plan}", soft_wrap=True, highlight=False)
         with one_thread(model is None and resume is None), _progress() as progress, _stopped_before_training():
             result = run_fit(task, **arguments, report=not no_report, progress=_Bars(progress))
@@ -240,7 +265,7 @@ def fit(  # noqa: PLR0917  (typer reads the options from the signature)
     else:
         _print(result)
     if result.status == "interrupted":
-        stderr.print("[yellow]interrupted[/]: the weights so far and the report were saved")
+        stderr.print(f"[yellow]interrupted[/]: {escape(_kept(result))}", soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.status == "gave_up":
         raise typer.Exit(EXIT_GAVE_UP)

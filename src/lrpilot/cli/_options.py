@@ -124,7 +124,7 @@ ColumnsOption = Annotated[
     typer.Option(
         "--columns",
         help="--model: the data's columns where not named for their roles, text, text_pair, label, prompt, "
-        "completion, messages, tools, chat_template_kwargs (text=sentence,label=sentiment); a text_pair column "
+        "completion, messages, tools, chat_template_kwargs (text=review,label=stars); a text_pair column "
         "makes a classifier of pairs.",
     ),
 ]

@@ -356,9 +356,22 @@ def _rules_block(rec: Mapping[str, Any] | None) -> str:
     )
 
 
-def _finder_block(finder: Mapping[str, Any] | None) -> str:
+_NO_RESULT = ("range test stopped", "range test failed")
+"""The beginnings of fit's notes on a range test that ran and gave no result: stopped at a time
+budget's share for it, or failed; the run then trained at the rules' peak."""
+
+
+def _no_test(record: RunRecord) -> str:
+    """What the report says where the record has no range test: fit's note on the test that ran
+    without a result, else that none was run (a time budget's stopped test had read "no range test
+    was run", beside a note saying it stopped after 6 steps)."""
+    said = next((n for n in record.notes if n.startswith(_NO_RESULT)), None)
+    return f"not measured: {said}" if said is not None else "not measured: no range test was run"
+
+
+def _finder_block(finder: Mapping[str, Any] | None, missing: str) -> str:
     if finder is None:
-        return "<div><h3>The range test</h3>" + _missing("not measured: no range test was run") + "</div>"
+        return "<div><h3>The range test</h3>" + _missing(missing) + "</div>"
     low, high = finder.get("band", [None, None])
     first = (finder.get("records") or [{}])[0]
     stop = _e(first.get("stop_reason", "?"))
@@ -380,7 +393,7 @@ def _why(record: RunRecord) -> str:
     return (
         '<section id="why"><h2>Why this learning rate</h2>'
         f'<p class="verdict">{_chosen(record)}</p>{agree}'
-        f'<div class="cols">{_rules_block(rec)}{_finder_block(finder)}</div></section>'
+        f'<div class="cols">{_rules_block(rec)}{_finder_block(finder, _no_test(record))}</div></section>'
     )
 
 
@@ -633,7 +646,7 @@ def _page(record: RunRecord, figures: Mapping[str, str]) -> str:
         _header(record),
         _notes(record),
         _why(record),
-        _figure_section("range-test", "Range test", figures.get("range_test"), "not measured: no range test was run"),
+        _figure_section("range-test", "Range test", figures.get("range_test"), _no_test(record)),
         _tune(record, figures.get("tune")),
         _tradeoff(record, figures.get("tradeoff")),
         _figure_section(

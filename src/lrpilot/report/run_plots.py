@@ -298,12 +298,19 @@ def _typical(stats: LayerStats) -> npt.NDArray[np.float64]:
 
 def layer_verdicts(stats: LayerStats) -> list[tuple[str, float, str]]:
     """``(name, typical ratio, verdict)`` per layer: verdict ``ok``, ``low`` (below `RATIO_BAND`:
-    barely learning), ``high`` (above it: overwritten each step) or ``n/a`` (no finite ratio)."""
+    barely learning), ``high`` (above it: overwritten each step), ``not updated`` (a ratio of 0 at
+    every measurement: a layer the loss never reaches, such as the BERT pooler fit's mean-pooled
+    classifier of a sentence-transformers model does not read, which the report had listed as
+    "NaN n/a") or ``n/a`` (no finite ratio)."""
     out = []
     low, high = RATIO_BAND
-    for name, ratio in zip(stats.names, _typical(stats), strict=True):
-        verdict = "n/a" if not np.isfinite(ratio) else "low" if ratio < low else "high" if ratio > high else "ok"
-        out.append((name, float(ratio), verdict))
+    ratios = np.asarray(stats.ratios, dtype=np.float64).reshape(len(stats.steps), len(stats.names))
+    for j, (name, ratio) in enumerate(zip(stats.names, _typical(stats), strict=True)):
+        if not np.isfinite(ratio):
+            still = len(stats.steps) > 0 and bool(np.all(ratios[:, j] == 0.0))
+            out.append((name, 0.0 if still else float(ratio), "not updated" if still else "n/a"))
+            continue
+        out.append((name, float(ratio), "low" if ratio < low else "high" if ratio > high else "ok"))
     return out
 
 
