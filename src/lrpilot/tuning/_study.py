@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,24 +159,45 @@ def absolute_url(url: str) -> str:
 
 def check_url(url: str) -> None:
     """Refuse a storage URL that cannot name a database, with nothing opened: not a URL, a database
-    SQLAlchemy has no dialect for (``bad://x``), an SQLite file in a folder that does not exist.
-    `lrpilot tune` checks it before printing its plan (it had printed the plan, loaded the model,
-    and then "cannot open the storage bad://x: Can't load plugin: sqlalchemy.dialects:bad")."""
+    SQLAlchemy has no dialect for (``bad://x``) or whose driver is not installed (``mysql://``
+    without MySQLdb), an SQLite file in a folder that does not exist or that is a folder itself, an
+    in-memory SQLite database (`_in_memory`). `lrpilot tune` checks it before printing its plan (it
+    had printed the plan, loaded the model, and then "cannot open the storage bad://x: Can't load
+    plugin: sqlalchemy.dialects:bad")."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     if not isinstance(url, str) or "://" not in url:
         raise ValueError(f"tune: --storage must be a database URL (sqlite:///tune.db, postgresql://…), got {url!r}")
+    where = f"tune: cannot open the storage {redact(url)}"
     try:
         parsed = make_url(url)
-        parsed.get_dialect()
+        dialect = parsed.get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc} (give sqlite:///tune.db or postgresql://…)") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:  # optuna had said "Failed to import DB access module ...", after the range test
+        raise ValueError(f"{where}: it needs the database driver {exc.name!r}, which is not installed") from None
+    if parsed.get_backend_name() != "sqlite":
+        return
+    if _in_memory(parsed.database, parsed.query):
         raise ValueError(
-            f"tune: cannot open the storage {redact(url)}: {exc} (give sqlite:///tune.db or postgresql://…)"
-        ) from None
-    folder = Path(parsed.database).parent if parsed.get_backend_name() == "sqlite" and parsed.database else None
-    if folder is not None and not folder.is_dir():
-        raise ValueError(f"tune: cannot open the storage {redact(url)}: its folder {folder} does not exist")
+            f"{where}: an in-memory SQLite database lives in one connection, which the trials' heartbeats "
+            "and other workers do not share; give a file (sqlite:///tune.db), or leave --storage out"
+        )
+    path = Path(str(parsed.database))
+    if path.is_dir():
+        raise ValueError(f"{where}: {path} is a folder; give an SQLite file (sqlite:///{path / 'tune.db'})")
+    if not path.parent.is_dir():
+        raise ValueError(f"{where}: its folder {path.parent} does not exist")
+
+
+def _in_memory(database: str | None, query: Mapping[str, Any]) -> bool:
+    """Whether an SQLite URL's database is in memory: none (``sqlite://``, ``sqlite:///``),
+    ``:memory:``, or a ``file::memory:`` / ``mode=memory`` URI. Optuna opened it and the run
+    crashed after the range test, its heartbeat thread finding "no such table: trial_heartbeats"."""
+    return not database or ":memory:" in database or query.get("mode") == "memory"
 
 
 def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
