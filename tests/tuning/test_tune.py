@@ -487,6 +487,40 @@ def test_a_users_hugging_face_model_with_lora(tmp_path: Path) -> None:
     assert result.report_path is not None
 
 
+def test_a_larger_budget_whose_new_best_is_a_users_model_replaces_the_kept_folder(tmp_path: Path) -> None:
+    """A user's model is kept as a ``save_pretrained`` folder; a re-run with a larger budget whose
+    best is a new trial crashed at its very end (FileExistsError: the first finish's folder was
+    there), every re-run alike, with the new winner's weights never kept."""
+    from tests.autopilot.conftest import sst2_rows, tiny_bert_dir, write_rows
+
+    rows = sst2_rows(120)
+    common: dict[str, Any] = {
+        "model": tiny_bert_dir(tmp_path / "bert"),
+        "data": write_rows(tmp_path / "train.csv", rows[:100]),
+        "eval_data": write_rows(tmp_path / "eval.csv", rows[100:]),
+        "batch_size": 8,
+        "steps": 9,
+        "finder_steps": 12,
+        "out": tmp_path / "run",
+        "report": False,
+    }
+    first = tune(**common, budget=4.0)
+    assert first.model_path is not None
+    assert first.model_path.is_dir()
+    kept = {f.name: f.read_bytes() for f in first.model_path.iterdir()}
+    again = tune(**common, budget=8.0)
+    best = min((t for t in again.trials if t.state == "COMPLETE"), key=lambda t: t.value or math.inf)
+    first_best = min((t for t in first.trials if t.state == "COMPLETE"), key=lambda t: t.value or math.inf)
+    assert best.number != first_best.number  # what this test is about: a new winner
+    assert again.model_path == first.model_path
+    assert again.model_path is not None
+    now = {f.name: f.read_bytes() for f in again.model_path.iterdir()}
+    assert now.keys() == kept.keys()
+    assert now != kept  # the new winner's weights, not the first's
+    assert json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))["metrics"]["val_loss"] == again.value
+    assert not list((tmp_path / "run").glob(".*partial"))
+
+
 def test_json_survives_a_winner_hugging_face_cannot_schedule(tmp_path: Path) -> None:
     from lrpilot.tuning import Candidate
 

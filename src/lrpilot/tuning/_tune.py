@@ -610,6 +610,25 @@ def _check_same(config: StudyConfig, asked: dict[str, Any], name: str) -> None:
         )
 
 
+def _put(source: Path, target: Path) -> None:
+    """Copy the best trial's weights (a file, or a ``save_pretrained`` folder) to `target`,
+    replacing what an earlier finish put there: a re-run with a larger budget whose new best was a
+    user's model had crashed on the folder already there (FileExistsError). Copied beside it first,
+    then swapped, so that a Ctrl-C during the copy leaves the earlier weights whole."""
+    partial = target.with_name(f".{target.name}.partial")  # a copy a Ctrl-C cut short, if any
+    if partial.is_dir():
+        shutil.rmtree(partial)
+    else:
+        partial.unlink(missing_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, partial)
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+    else:
+        shutil.copy2(source, partial)
+        partial.replace(target)
+
+
 def _finish(
     study: optuna.Study,
     *,
@@ -643,7 +662,7 @@ def _finish(
     elif weights.exists() and (weights.parent / RUN_FILE).is_file():
         model_path = run_dir / weights.name
         if weights.resolve() != model_path.resolve():
-            (shutil.copytree if weights.is_dir() else shutil.copy2)(weights, model_path)
+            _put(weights, model_path)
         record = read_run(weights.parent / RUN_FILE)
         study.set_user_attr(FINAL_KEY, {"trial": best.number, "weights": str(model_path.resolve())})
     else:
