@@ -220,10 +220,17 @@ def test_fits_checks_of_what_to_train_name_tune_as_tune_runs_them(
 def test_a_study_with_other_settings_is_not_continued(tmp_path: Path) -> None:
     out = tmp_path / "run"
     tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
-    with pytest.raises(ValueError, match=r"created with other settings.*seed"):
+    with pytest.raises(ValueError, match=r"created with other settings.*seed.*give a new --out \(not .*run\)"):
         tune("digits", steps=STEPS, budget=3.0, out=out, seed=1)
     with pytest.raises(ValueError, match=r"created with other settings.*search"):
         tune("digits", steps=STEPS, budget=3.0, out=out, search="lr,decay")
+    # the advice had been "give another --study", which this --out refuses in turn
+    with pytest.raises(ValueError, match=r"holds a tune of the study 'lrpilot-digits', not 'other'"):
+        tune("digits", steps=STEPS, budget=3.0, out=out, seed=1, study="other")
+    # a study named by --storage and --study, with a new --out: another --study starts a new one
+    storage = f"sqlite:///{out / DB_FILE}"
+    with pytest.raises(ValueError, match=r"created with other settings.*seed.*give another --study \(or --out\)"):
+        tune("digits", steps=STEPS, budget=3.0, out=tmp_path / "new", seed=1, storage=storage)
 
 
 def test_space_covers_the_band_and_16x_around_the_peak() -> None:

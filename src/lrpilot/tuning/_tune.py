@@ -176,7 +176,7 @@ def tune(
     asked = {"target": spec, "seed": seed, "run_steps": run_steps, "search": list(names), "prune": prune}
     if existing is not None and CONFIG_KEY in existing.user_attrs:
         config = StudyConfig.from_dict(existing.user_attrs[CONFIG_KEY])
-        _check_same(config, asked, name)
+        _check_same(config, asked, name, out=home.run_dir if home.resuming else None)
         optuna_study = existing
         notes = [f"continued the study {name!r} ({len(existing.trials)} trials so far)"]
         config = _raise_budget(existing, config, plan, clock, max_trials=max_trials, notes=notes)
@@ -599,14 +599,17 @@ def _tests_said(config: StudyConfig) -> str:
     return f"range tests {int(config.finder.get('steps') or 0)} + {joined} steps"
 
 
-def _check_same(config: StudyConfig, asked: dict[str, Any], name: str) -> None:
-    """A continued study must train the same thing the same way: else a clear error."""
+def _check_same(config: StudyConfig, asked: dict[str, Any], name: str, *, out: Path | None = None) -> None:
+    """A continued study must train the same thing the same way: else a clear error. Continued
+    because `out` holds it, only a new ``--out`` starts another: the advice to give another
+    ``--study`` had led to a second refusal (the directory holds a tune of the stored study)."""
     stored = config.to_dict()
     diffs = [f"{key}: stored {stored[key]!r}, asked {asked[key]!r}" for key in asked if asked[key] != stored[key]]
     if diffs:
+        advice = "give another --study (or --out)" if out is None else f"give a new --out (not {out})"
         raise ValueError(
             f"tune: the study {name!r} was created with other settings ({'; '.join(diffs)}); "
-            "give another --study (or --out) to start a new one"
+            f"{advice} to start a new one"
         )
 
 
