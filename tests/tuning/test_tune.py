@@ -7,7 +7,10 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -158,6 +161,34 @@ def test_ctrl_c_loses_no_finished_trial_and_the_rerun_finishes_the_interrupted_o
     assert len(finished) == len(set(finished)) == 3  # every design point once: none lost, none twice
     # the first trial was not re-run: its value is the one stored before the interruption
     assert next(t for t in trials if t.number == 0).value == pytest.approx(trials[0].value)
+
+
+def test_a_trial_a_stopped_worker_took_but_never_began_is_retried_not_waited_for(tmp_path: Path) -> None:
+    """Ctrl-C (or a kill) between Optuna taking a queued trial and the objective beginning it left
+    the trial running without a heartbeat, which Optuna's stale-trial check skips: every re-run
+    then waited for it ("waiting for other workers") for ever. The re-run runs in a process of its
+    own, so that the old behaviour fails by its timeout instead of hanging the tests."""
+    out = tmp_path / "run"
+    first = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    study = _study(out)  # no heartbeats, as the stopped worker left its trial
+    point = first.trials[1].candidate.peak_lr
+    study.enqueue_trial({"lr": point})
+    orphan = study.ask()  # taken from the queue, running, never begun
+    command = ["tune", "--task", "digits", "--steps", str(STEPS), "--out", str(out), "--heartbeat", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "lrpilot", *command],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    trials = {t.number: t for t in _study(out).get_trials()}
+    assert trials[orphan.number].state.name == "FAIL"
+    retry = next(t for t in trials.values() if t.system_attrs.get("failed_trial") == orphan.number)
+    assert retry.params == {"lr": point}  # the point it was queued for, not a new sample
+    assert retry.state.name in ("PRUNED", "COMPLETE")
 
 
 def test_searching_warmup_and_decay_uses_the_recipe_first(tmp_path: Path) -> None:

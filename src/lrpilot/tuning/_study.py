@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "check_url",
     "counted",
     "current",
+    "fail_orphans",
     "open_storage",
     "requeue",
     "spent_steps",
@@ -281,6 +283,32 @@ def counted(study: optuna.Study, before: int | None = None) -> int:
     )
 
 
+def fail_orphans(study: optuna.Study) -> None:
+    """Fail and queue again every running trial that no worker began and that is older than the
+    storage's heartbeat grace period: one a worker took from the queue (or sampled) and was stopped
+    (Ctrl-C, a kill) before its objective ran. It has no heartbeat, which Optuna's stale-trial check
+    skips, so it stayed running for ever and every re-run and worker waited for it ("waiting for
+    other workers") without end. A worker's objective marks its trial (``worker``) as it begins."""
+    import optuna
+
+    backend = getattr(study._storage, "_backend", study._storage)  # Optuna caches an RDB storage's trials
+    interval = getattr(backend, "heartbeat_interval", None)
+    if interval is None:  # no heartbeats: a running trial may be alive however old
+        return
+    grace = getattr(backend, "grace_period", None) or 2 * interval  # Optuna's own default
+    now = datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        started = trial.datetime_start
+        if "worker" in trial.user_attrs or started is None or (now - started).total_seconds() <= grace:
+            continue
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker failed it (and queued its retry) a moment earlier
+        if is_replacement(trial):  # a sampled one has nothing to retry: the sampler proposes anew
+            requeue(study, trial)
+
+
 def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Queue a retry of `trial` (same parameters, and the rung trial it continues if it is a
     promotion) that says which trial it replaces, as Optuna's `RetryHeartbeatStaleTrialCallback`
@@ -289,12 +317,15 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
 
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     original = trial.system_attrs.get("failed_trial", trial.number)
+    retry = {"failed_trial": original, "retry_history": history}
+    if "fixed_params" in trial.system_attrs:  # the point it was queued for (an orphan has no params yet)
+        retry["fixed_params"] = trial.system_attrs["fixed_params"]
     study.add_trial(
         optuna.trial.create_trial(
             state=optuna.trial.TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
             user_attrs={k: v for k, v in trial.user_attrs.items() if k == "continues"},
-            system_attrs={"failed_trial": original, "retry_history": history},
+            system_attrs=retry,
         )
     )
