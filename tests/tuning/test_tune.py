@@ -191,6 +191,27 @@ def test_a_trial_a_stopped_worker_took_but_never_began_is_retried_not_waited_for
     assert retry.state.name in ("PRUNED", "COMPLETE")
 
 
+def test_a_run_budget_replaces_the_time_budget_of_a_stopped_study(tmp_path: Path) -> None:
+    """A time budget is stored as its time in steps at the range test's pace, which only its
+    deadline held the study to; a study stopped early and re-run with --budget 3 (runs) dropped the
+    deadline and kept those steps: it trained until they were spent (107 runs' worth, not 3)."""
+    out = tmp_path / "run"
+    seen: list[str] = []
+
+    def stop_in_the_second_trial(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        if phase.startswith("trial "):
+            seen.append(phase)
+        if len(seen) == 2 and phase == "train" and done == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune("digits", steps=STEPS, budget="5s", out=out, progress=stop_in_the_second_trial)
+    result = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    assert any(note.startswith("budget: 3 runs in place of the time budget") for note in result.notes)
+    assert result.run_equivalents <= 3.0 + 1e-9
+    assert any(t.state == "COMPLETE" for t in result.trials)
+
+
 def test_searching_warmup_and_decay_uses_the_recipe_first(tmp_path: Path) -> None:
     # seed 0: the peak wins the design's rungs, as on most seeds of this 90-step run, so the LR is
     # bracketed after three rungs (where ×2 wins, the line search goes on past it for the whole budget)

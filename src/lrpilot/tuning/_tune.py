@@ -501,25 +501,29 @@ def _raise_budget(
     stored budget and trial cap grow (the search goes on where it stopped: further rungs, and the
     full runs of rung winners the old budget could not pay). A time budget is more time: a new
     deadline, and that time's steps at the stored range test's pace on top of those committed; a
-    run budget drops a deadline the study was created with."""
+    run budget replaces a time budget the study was created with, deadline and steps: those steps
+    were the time at the range test's pace, which only the deadline held the study to, and a tune
+    stopped early in a 20 s budget and re-run with ``--budget 3`` had trained 107 runs' worth."""
     if not isinstance(plan, float):
         return _more_time(study, config, plan, clock, max_trials=max_trials, notes=notes)
-    if config.deadline is not None:
-        config = dataclasses.replace(config, deadline=None)
-        study.set_user_attr(CONFIG_KEY, config.to_dict())
+    timed = config.deadline is not None
     wanted = round(plan * config.run_steps) - config.test_steps()
-    if wanted <= config.budget_steps:
+    if not timed and wanted <= config.budget_steps:
         return config
     rung = config.rungs[0] if config.rungs else None
     cap = max_trials or trial_cap(wanted, config.run_steps, rung, config.reduction)
+    if timed:
+        cap = config.max_trials if config.trials_given and max_trials is None else cap
     raised = dataclasses.replace(
         config,
+        deadline=None,
         budget_steps=wanted,
-        max_trials=max(cap, config.max_trials),
+        max_trials=cap if timed else max(cap, config.max_trials),
         trials_given=config.trials_given or max_trials is not None,
     )
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
-    notes.append(f"budget raised to {plan:g} runs ({wanted} trial steps, up to {raised.max_trials} trials)")
+    said = f"budget: {plan:g} runs in place of the time budget" if timed else f"budget raised to {plan:g} runs"
+    notes.append(f"{said} ({wanted} trial steps, up to {raised.max_trials} trials)")
     if (idle := _nothing_to_run(study, raised, capped=max_trials is not None)) is not None:
         notes.append(idle)
     return raised
