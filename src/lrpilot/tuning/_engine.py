@@ -187,13 +187,14 @@ def wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress
     A trial a stopped worker took but never began has no heartbeat to lapse: `fail_orphans`."""
     import optuna
 
+    unbegun: dict[int, float] = {}
     while True:
         while pending := study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             progress("waiting for other workers", len(pending), None, math.nan, math.nan)
             with warnings.catch_warnings():  # flagged experimental: printed at a worker that waited
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
-            fail_orphans(study)  # taken by a worker stopped before it began them: no heartbeat to lapse
+            fail_orphans(study, unbegun)  # taken by a worker stopped before it began them: no heartbeat
             time.sleep(POLL)
         move = next_move(study, config := current(study, config))
         if move is not Move.WAIT:

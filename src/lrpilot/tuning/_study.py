@@ -16,7 +16,6 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -283,12 +282,15 @@ def counted(study: optuna.Study, before: int | None = None) -> int:
     )
 
 
-def fail_orphans(study: optuna.Study) -> None:
-    """Fail and queue again every running trial that no worker began and that is older than the
+def fail_orphans(study: optuna.Study, seen: dict[int, float]) -> None:
+    """Fail and queue again every running trial that no worker has begun for longer than the
     storage's heartbeat grace period: one a worker took from the queue (or sampled) and was stopped
     (Ctrl-C, a kill) before its objective ran. It has no heartbeat, which Optuna's stale-trial check
     skips, so it stayed running for ever and every re-run and worker waited for it ("waiting for
-    other workers") without end. A worker's objective marks its trial (``worker``) as it begins."""
+    other workers") without end. A worker's objective marks its trial (``worker``) as it begins.
+
+    `seen`: when this waiting worker first saw each unbegun trial (`time.monotonic`), kept across
+    its polls: its own clock, since a trial's start time is the clock of the machine that took it."""
     import optuna
 
     backend = getattr(study._storage, "_backend", study._storage)  # Optuna caches an RDB storage's trials
@@ -296,10 +298,9 @@ def fail_orphans(study: optuna.Study) -> None:
     if interval is None:  # no heartbeats: a running trial may be alive however old
         return
     grace = getattr(backend, "grace_period", None) or 2 * interval  # Optuna's own default
-    now = datetime.now()
+    now = time.monotonic()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        started = trial.datetime_start
-        if "worker" in trial.user_attrs or started is None or (now - started).total_seconds() <= grace:
+        if "worker" in trial.user_attrs or now - seen.setdefault(trial.number, now) <= grace:
             continue
         try:
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
