@@ -113,6 +113,12 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], 
         (["--task", "digits", "--budget", "1.1", "--no-prune"], "first trial (1.00 runs of 250 steps)"),
         (["--task", "digits", "--storage", "bad://x"], "cannot open the storage bad://x: Can't load plugin"),
         (["--task", "digits", "--storage", "sqlite:////no-such-folder/x.db"], "its folder /no-such-folder does not"),
+        # an in-memory database crashed after the range test (the heartbeat thread found no tables)
+        (["--task", "digits", "--storage", "sqlite://"], "cannot open the storage sqlite://: an in-memory SQLite"),
+        (["--task", "digits", "--storage", "sqlite:///:memory:"], "sqlite:///:memory:: an in-memory SQLite database"),
+        (["--task", "digits", "--storage", "SQLITE_FOLDER"], "model is a folder; give an SQLite file"),
+        # optuna said "Failed to import DB access module for the specified storage URL", after the plan
+        (["--task", "digits", "--storage", "mysql://u:pw@h/db"], "it needs the database driver 'MySQLdb', which is"),
         (["--model", "MISSING", "--data", "DATA"], "--model: no such directory"),
         (["--model", "MODEL", "--data", "MISSING"], "--data: no such file"),
         (["--model", "MODEL", "--data", "DATA", "--batch-size", "0"], "--batch-size must be an integer in [1, ∞]"),
@@ -139,7 +145,8 @@ def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args
     paths["FILE"].write_text("not data", encoding="utf-8")
     paths["DATA"] = tmp_path / "train.csv"
     paths["DATA"].write_text("text,label\ngood,1\nbad,0\n", encoding="utf-8")
-    result = runner.invoke(app, ["tune", *(str(paths.get(arg, arg)) for arg in args)])
+    urls = {"SQLITE_FOLDER": f"sqlite:///{model}"}
+    result = runner.invoke(app, ["tune", *(urls.get(arg) or str(paths.get(arg, arg)) for arg in args)])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.split()), result.stderr
     assert "fit:" not in result.stderr  # fit's checks of what to train had said "fit: --task must be …"

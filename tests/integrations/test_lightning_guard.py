@@ -271,3 +271,40 @@ def test_a_resumed_run_keeps_what_the_guard_did(tmp_path: Path) -> None:
     report, resumed_report = guard.report(), resumed_guard.report()
     for key in ("skips", "rollbacks", "lr_cap", "non_finite"):
         assert resumed_report[key] == report[key]
+
+
+class Recorded(Digits):
+    """Digits recording every batch's loss by the optimizer step it counts toward."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda s: False)
+        self.batch_losses: dict[int, list[float]] = {}
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> torch.Tensor:
+        loss = super().training_step(batch, index)
+        self.batch_losses.setdefault(self.global_step, []).append(float(loss.detach()))
+        return loss
+
+
+def test_under_accumulation_an_epochs_short_last_step_is_judged_at_its_loss(tmp_path: Path) -> None:
+    """Lightning divides every batch's loss by accumulate_grad_batches, also in an epoch's last
+    step when fewer batches are left (1797 digits in batches of 450: 4 a epoch, 3 then 1): the
+    guard judged that step at a third of its loss, a "low" that a classifier's guard took for
+    learning (after which a loss still at chance is a collapse)."""
+    module = Recorded()
+    _, callback = fit(
+        tmp_path,
+        lambda s: False,
+        None,
+        module,
+        callback=GuardCallback(classes=10),
+        batch=450,
+        max_steps=8,
+        accumulate_grad_batches=3,
+    )
+    assert callback is not None
+    assert callback.guard is not None
+    assert sorted(len(v) for v in module.batch_losses.values()) == [1] * 4 + [3] * 4
+    expected = [sum(v) / len(v) for _, v in sorted(module.batch_losses.items())]
+    judged = list(callback.guard.state.detect.losses)
+    assert judged == pytest.approx(expected, rel=1e-5)

@@ -318,6 +318,20 @@ def test_from_training_args_of_an_epoch_run_asks_for_num_training_steps(tmp_path
     assert from_training_args(args, num_training_steps=120) == Linear(peak=5e-5, total_steps=120)
 
 
+def test_the_epoch_runs_length_the_error_gives_is_the_trainers(tmp_path: Path) -> None:
+    """2.5 epochs of 8 batches, accumulating 3: ceil(8 / 3) = 3 steps an epoch, ceil(2.5 × 3) = 8 in
+    all, the length of Hugging Face's own schedule; the error had said "epochs × ceil(batches per
+    epoch / gradient_accumulation_steps)", 7.5, whose 7 ended the decay a step early."""
+    args = {"num_train_epochs": 2.5, "gradient_accumulation_steps": 3, "per_device_train_batch_size": 8}
+    run, record = trainer(tmp_path, None, steps=-1, **args)
+    with pytest.raises(ValueError, match=r"ceil\(num_train_epochs × ceil\(batches per epoch / gradient_acc"):
+        from_training_args(run.args)
+    run.train()
+    assert run.state.max_steps == math.ceil(2.5 * math.ceil(len(rows()) / 8 / 3)) == 8
+    schedule = from_training_args(run.args, num_training_steps=run.state.max_steps)
+    np.testing.assert_allclose([record.lrs[t] for t in range(8)], [schedule(t) for t in range(8)], rtol=RTOL)
+
+
 @st.composite
 def hf_convention_schedules(draw: st.DrawFn) -> Schedule:
     total = draw(st.integers(2, 10**6))

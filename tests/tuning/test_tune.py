@@ -7,7 +7,10 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -160,6 +163,55 @@ def test_ctrl_c_loses_no_finished_trial_and_the_rerun_finishes_the_interrupted_o
     assert next(t for t in trials if t.number == 0).value == pytest.approx(trials[0].value)
 
 
+def test_a_trial_a_stopped_worker_took_but_never_began_is_retried_not_waited_for(tmp_path: Path) -> None:
+    """Ctrl-C (or a kill) between Optuna taking a queued trial and the objective beginning it left
+    the trial running without a heartbeat, which Optuna's stale-trial check skips: every re-run
+    then waited for it ("waiting for other workers") for ever. The re-run runs in a process of its
+    own, so that the old behaviour fails by its timeout instead of hanging the tests."""
+    out = tmp_path / "run"
+    first = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    study = _study(out)  # no heartbeats, as the stopped worker left its trial
+    point = first.trials[1].candidate.peak_lr
+    study.enqueue_trial({"lr": point})
+    orphan = study.ask()  # taken from the queue, running, never begun
+    command = ["tune", "--task", "digits", "--steps", str(STEPS), "--out", str(out), "--heartbeat", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "lrpilot", *command],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    trials = {t.number: t for t in _study(out).get_trials()}
+    assert trials[orphan.number].state.name == "FAIL"
+    retry = next(t for t in trials.values() if t.system_attrs.get("failed_trial") == orphan.number)
+    assert retry.params == {"lr": point}  # the point it was queued for, not a new sample
+    assert retry.state.name in ("PRUNED", "COMPLETE")
+
+
+def test_a_run_budget_replaces_the_time_budget_of_a_stopped_study(tmp_path: Path) -> None:
+    """A time budget is stored as its time in steps at the range test's pace, which only its
+    deadline held the study to; a study stopped early and re-run with --budget 3 (runs) dropped the
+    deadline and kept those steps: it trained until they were spent (107 runs' worth, not 3)."""
+    out = tmp_path / "run"
+    seen: list[str] = []
+
+    def stop_in_the_second_trial(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        if phase.startswith("trial "):
+            seen.append(phase)
+        if len(seen) == 2 and phase == "train" and done == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune("digits", steps=STEPS, budget="5s", out=out, progress=stop_in_the_second_trial)
+    result = tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
+    assert any(note.startswith("budget: 3 runs in place of the time budget") for note in result.notes)
+    assert result.run_equivalents <= 3.0 + 1e-9
+    assert any(t.state == "COMPLETE" for t in result.trials)
+
+
 def test_searching_warmup_and_decay_uses_the_recipe_first(tmp_path: Path) -> None:
     # seed 0: the peak wins the design's rungs, as on most seeds of this 90-step run, so the LR is
     # bracketed after three rungs (where ×2 wins, the line search goes on past it for the whole budget)
@@ -220,10 +272,17 @@ def test_fits_checks_of_what_to_train_name_tune_as_tune_runs_them(
 def test_a_study_with_other_settings_is_not_continued(tmp_path: Path) -> None:
     out = tmp_path / "run"
     tune("digits", steps=STEPS, budget=3.0, out=out, report=False)
-    with pytest.raises(ValueError, match=r"created with other settings.*seed"):
+    with pytest.raises(ValueError, match=r"created with other settings.*seed.*give a new --out \(not .*run\)"):
         tune("digits", steps=STEPS, budget=3.0, out=out, seed=1)
     with pytest.raises(ValueError, match=r"created with other settings.*search"):
         tune("digits", steps=STEPS, budget=3.0, out=out, search="lr,decay")
+    # the advice had been "give another --study", which this --out refuses in turn
+    with pytest.raises(ValueError, match=r"holds a tune of the study 'lrpilot-digits', not 'other'"):
+        tune("digits", steps=STEPS, budget=3.0, out=out, seed=1, study="other")
+    # a study named by --storage and --study, with a new --out: another --study starts a new one
+    storage = f"sqlite:///{out / DB_FILE}"
+    with pytest.raises(ValueError, match=r"created with other settings.*seed.*give another --study \(or --out\)"):
+        tune("digits", steps=STEPS, budget=3.0, out=tmp_path / "new", seed=1, storage=storage)
 
 
 def test_space_covers_the_band_and_16x_around_the_peak() -> None:
@@ -485,6 +544,40 @@ def test_a_users_hugging_face_model_with_lora(tmp_path: Path) -> None:
     assert result.export("hf")["max_steps"] == steps
     assert result.run_equivalents <= 4.0 + 1e-9
     assert result.report_path is not None
+
+
+def test_a_larger_budget_whose_new_best_is_a_users_model_replaces_the_kept_folder(tmp_path: Path) -> None:
+    """A user's model is kept as a ``save_pretrained`` folder; a re-run with a larger budget whose
+    best is a new trial crashed at its very end (FileExistsError: the first finish's folder was
+    there), every re-run alike, with the new winner's weights never kept."""
+    from tests.autopilot.conftest import sst2_rows, tiny_bert_dir, write_rows
+
+    rows = sst2_rows(120)
+    common: dict[str, Any] = {
+        "model": tiny_bert_dir(tmp_path / "bert"),
+        "data": write_rows(tmp_path / "train.csv", rows[:100]),
+        "eval_data": write_rows(tmp_path / "eval.csv", rows[100:]),
+        "batch_size": 8,
+        "steps": 9,
+        "finder_steps": 12,
+        "out": tmp_path / "run",
+        "report": False,
+    }
+    first = tune(**common, budget=4.0)
+    assert first.model_path is not None
+    assert first.model_path.is_dir()
+    kept = {f.name: f.read_bytes() for f in first.model_path.iterdir()}
+    again = tune(**common, budget=8.0)
+    best = min((t for t in again.trials if t.state == "COMPLETE"), key=lambda t: t.value or math.inf)
+    first_best = min((t for t in first.trials if t.state == "COMPLETE"), key=lambda t: t.value or math.inf)
+    assert best.number != first_best.number  # what this test is about: a new winner
+    assert again.model_path == first.model_path
+    assert again.model_path is not None
+    now = {f.name: f.read_bytes() for f in again.model_path.iterdir()}
+    assert now.keys() == kept.keys()
+    assert now != kept  # the new winner's weights, not the first's
+    assert json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))["metrics"]["val_loss"] == again.value
+    assert not list((tmp_path / "run").glob(".*partial"))
 
 
 def test_json_survives_a_winner_hugging_face_cannot_schedule(tmp_path: Path) -> None:

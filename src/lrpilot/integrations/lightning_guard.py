@@ -95,7 +95,12 @@ class GuardCallback(TrainerGuardBase, _Callback):  # type: ignore[misc]
         if guard is None:
             return
         guard.step_count = trainer.global_step
-        loss = torch.stack(self._losses).sum() if self._losses else torch.zeros(())
+        # Lightning divides each batch's loss by accumulate_grad_batches before the backward pass,
+        # also in an epoch's last step when fewer batches are left: their sum judged that step at
+        # a fraction of its loss (1/3 of it, one batch of three), a sudden "low" that counted as
+        # learning. The batches' mean loss is the step's.
+        scale = int(trainer.accumulate_grad_batches)
+        loss = torch.stack(self._losses).mean() * scale if self._losses else torch.zeros(())
         self._losses = []
         try:
             action = guard.judge(loss)

@@ -227,7 +227,8 @@ def from_training_args(args: Any, *, num_training_steps: int | None = None) -> S
         raise ValueError(
             f"from_training_args: lr_scheduler_type={str(getattr(kind, 'value', kind))!r} needs the run's length: "
             "max_steps > 0 in the arguments, or num_training_steps= (the optimizer steps the Trainer takes over "
-            "num_train_epochs: epochs × ceil(batches per epoch / gradient_accumulation_steps))"
+            "num_train_epochs: ceil(num_train_epochs × ceil(batches per epoch / gradient_accumulation_steps)), "
+            "trainer.state.max_steps once training has begun)"
         )
     return from_hf_scheduler(
         kind,

@@ -18,7 +18,7 @@ from lrpilot.rules import Recommendation
 from lrpilot.tasks import Recipe, Task
 from lrpilot.tasks._device import Precision
 from lrpilot.tuning._halving import Move, next_move
-from lrpilot.tuning._study import StudyConfig, current
+from lrpilot.tuning._study import StudyConfig, current, fail_orphans
 from lrpilot.tuning._trial import TrialRunner
 
 if TYPE_CHECKING:
@@ -183,15 +183,18 @@ def wait_for_others(study: optuna.Study, config: StudyConfig, progress: Progress
 
     The decision is a second look at the study: a worker may have queued and started a trial (a
     promotion, typically) between the two, and then the answer is to wait again, not that the study
-    is done (a coordinator that took it for done finished before the study's only full run did)."""
+    is done (a coordinator that took it for done finished before the study's only full run did).
+    A trial a stopped worker took but never began has no heartbeat to lapse: `fail_orphans`."""
     import optuna
 
+    unbegun: dict[int, float] = {}
     while True:
         while pending := study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             progress("waiting for other workers", len(pending), None, math.nan, math.nan)
             with warnings.catch_warnings():  # flagged experimental: printed at a worker that waited
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
+            fail_orphans(study, unbegun)  # taken by a worker stopped before it began them: no heartbeat
             time.sleep(POLL)
         move = next_move(study, config := current(study, config))
         if move is not Move.WAIT:

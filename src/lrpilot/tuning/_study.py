@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ __all__ = [
     "check_url",
     "counted",
     "current",
+    "fail_orphans",
     "open_storage",
     "requeue",
     "spent_steps",
@@ -158,24 +160,45 @@ def absolute_url(url: str) -> str:
 
 def check_url(url: str) -> None:
     """Refuse a storage URL that cannot name a database, with nothing opened: not a URL, a database
-    SQLAlchemy has no dialect for (``bad://x``), an SQLite file in a folder that does not exist.
-    `lrpilot tune` checks it before printing its plan (it had printed the plan, loaded the model,
-    and then "cannot open the storage bad://x: Can't load plugin: sqlalchemy.dialects:bad")."""
+    SQLAlchemy has no dialect for (``bad://x``) or whose driver is not installed (``mysql://``
+    without MySQLdb), an SQLite file in a folder that does not exist or that is a folder itself, an
+    in-memory SQLite database (`_in_memory`). `lrpilot tune` checks it before printing its plan (it
+    had printed the plan, loaded the model, and then "cannot open the storage bad://x: Can't load
+    plugin: sqlalchemy.dialects:bad")."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     if not isinstance(url, str) or "://" not in url:
         raise ValueError(f"tune: --storage must be a database URL (sqlite:///tune.db, postgresql://…), got {url!r}")
+    where = f"tune: cannot open the storage {redact(url)}"
     try:
         parsed = make_url(url)
-        parsed.get_dialect()
+        dialect = parsed.get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc} (give sqlite:///tune.db or postgresql://…)") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:  # optuna had said "Failed to import DB access module ...", after the range test
+        raise ValueError(f"{where}: it needs the database driver {exc.name!r}, which is not installed") from None
+    if parsed.get_backend_name() != "sqlite":
+        return
+    if _in_memory(parsed.database, parsed.query):
         raise ValueError(
-            f"tune: cannot open the storage {redact(url)}: {exc} (give sqlite:///tune.db or postgresql://…)"
-        ) from None
-    folder = Path(parsed.database).parent if parsed.get_backend_name() == "sqlite" and parsed.database else None
-    if folder is not None and not folder.is_dir():
-        raise ValueError(f"tune: cannot open the storage {redact(url)}: its folder {folder} does not exist")
+            f"{where}: an in-memory SQLite database lives in one connection, which the trials' heartbeats "
+            "and other workers do not share; give a file (sqlite:///tune.db), or leave --storage out"
+        )
+    path = Path(str(parsed.database))
+    if path.is_dir():
+        raise ValueError(f"{where}: {path} is a folder; give an SQLite file (sqlite:///{path / 'tune.db'})")
+    if not path.parent.is_dir():
+        raise ValueError(f"{where}: its folder {path.parent} does not exist")
+
+
+def _in_memory(database: str | None, query: Mapping[str, Any]) -> bool:
+    """Whether an SQLite URL's database is in memory: none (``sqlite://``, ``sqlite:///``),
+    ``:memory:``, or a ``file::memory:`` / ``mode=memory`` URI. Optuna opened it and the run
+    crashed after the range test, its heartbeat thread finding "no such table: trial_heartbeats"."""
+    return not database or ":memory:" in database or query.get("mode") == "memory"
 
 
 def open_storage(url: str, *, heartbeat: float) -> optuna.storages.RDBStorage:
@@ -259,6 +282,34 @@ def counted(study: optuna.Study, before: int | None = None) -> int:
     )
 
 
+def fail_orphans(study: optuna.Study, seen: dict[int, float]) -> None:
+    """Fail and queue again every running trial that no worker has begun for longer than the
+    storage's heartbeat grace period: one a worker took from the queue (or sampled) and was stopped
+    (Ctrl-C, a kill) before its objective ran. It has no heartbeat, which Optuna's stale-trial check
+    skips, so it stayed running for ever and every re-run and worker waited for it ("waiting for
+    other workers") without end. A worker's objective marks its trial (``worker``) as it begins.
+
+    `seen`: when this waiting worker first saw each unbegun trial (`time.monotonic`), kept across
+    its polls: its own clock, since a trial's start time is the clock of the machine that took it."""
+    import optuna
+
+    backend = getattr(study._storage, "_backend", study._storage)  # Optuna caches an RDB storage's trials
+    interval = getattr(backend, "heartbeat_interval", None)
+    if interval is None:  # no heartbeats: a running trial may be alive however old
+        return
+    grace = getattr(backend, "grace_period", None) or 2 * interval  # Optuna's own default
+    now = time.monotonic()
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if "worker" in trial.user_attrs or now - seen.setdefault(trial.number, now) <= grace:
+            continue
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker failed it (and queued its retry) a moment earlier
+        if is_replacement(trial):  # a sampled one has nothing to retry: the sampler proposes anew
+            requeue(study, trial)
+
+
 def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Queue a retry of `trial` (same parameters, and the rung trial it continues if it is a
     promotion) that says which trial it replaces, as Optuna's `RetryHeartbeatStaleTrialCallback`
@@ -267,12 +318,15 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
 
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     original = trial.system_attrs.get("failed_trial", trial.number)
+    retry = {"failed_trial": original, "retry_history": history}
+    if "fixed_params" in trial.system_attrs:  # the point it was queued for (an orphan has no params yet)
+        retry["fixed_params"] = trial.system_attrs["fixed_params"]
     study.add_trial(
         optuna.trial.create_trial(
             state=optuna.trial.TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
             user_attrs={k: v for k, v in trial.user_attrs.items() if k == "continues"},
-            system_attrs={"failed_trial": original, "retry_history": history},
+            system_attrs=retry,
         )
     )

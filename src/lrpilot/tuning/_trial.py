@@ -117,12 +117,12 @@ class TrialRunner:
         import optuna
 
         study = trial.study
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # begun: `fail_orphans` spares it
         frozen = _frozen(study, trial.number)
         if (why := _redundant(study, frozen, self.config.max_trials, queued_only=self.queued_only)) is not None:
             trial.set_user_attr("skipped", why)
             raise optuna.TrialPruned(why)
         candidate = self.space.suggest(trial)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         if self.on_trial is not None:
             self.on_trial(trial.number, candidate)
         folder = self.trials_dir / f"trial-{trial.number}"

@@ -176,7 +176,7 @@ def tune(
     asked = {"target": spec, "seed": seed, "run_steps": run_steps, "search": list(names), "prune": prune}
     if existing is not None and CONFIG_KEY in existing.user_attrs:
         config = StudyConfig.from_dict(existing.user_attrs[CONFIG_KEY])
-        _check_same(config, asked, name)
+        _check_same(config, asked, name, out=home.run_dir if home.resuming else None)
         optuna_study = existing
         notes = [f"continued the study {name!r} ({len(existing.trials)} trials so far)"]
         config = _raise_budget(existing, config, plan, clock, max_trials=max_trials, notes=notes)
@@ -501,25 +501,29 @@ def _raise_budget(
     stored budget and trial cap grow (the search goes on where it stopped: further rungs, and the
     full runs of rung winners the old budget could not pay). A time budget is more time: a new
     deadline, and that time's steps at the stored range test's pace on top of those committed; a
-    run budget drops a deadline the study was created with."""
+    run budget replaces a time budget the study was created with, deadline and steps: those steps
+    were the time at the range test's pace, which only the deadline held the study to, and a tune
+    stopped early in a 20 s budget and re-run with ``--budget 3`` had trained 107 runs' worth."""
     if not isinstance(plan, float):
         return _more_time(study, config, plan, clock, max_trials=max_trials, notes=notes)
-    if config.deadline is not None:
-        config = dataclasses.replace(config, deadline=None)
-        study.set_user_attr(CONFIG_KEY, config.to_dict())
+    timed = config.deadline is not None
     wanted = round(plan * config.run_steps) - config.test_steps()
-    if wanted <= config.budget_steps:
+    if not timed and wanted <= config.budget_steps:
         return config
     rung = config.rungs[0] if config.rungs else None
     cap = max_trials or trial_cap(wanted, config.run_steps, rung, config.reduction)
+    if timed:
+        cap = config.max_trials if config.trials_given and max_trials is None else cap
     raised = dataclasses.replace(
         config,
+        deadline=None,
         budget_steps=wanted,
-        max_trials=max(cap, config.max_trials),
+        max_trials=cap if timed else max(cap, config.max_trials),
         trials_given=config.trials_given or max_trials is not None,
     )
     study.set_user_attr(CONFIG_KEY, raised.to_dict())
-    notes.append(f"budget raised to {plan:g} runs ({wanted} trial steps, up to {raised.max_trials} trials)")
+    said = f"budget: {plan:g} runs in place of the time budget" if timed else f"budget raised to {plan:g} runs"
+    notes.append(f"{said} ({wanted} trial steps, up to {raised.max_trials} trials)")
     if (idle := _nothing_to_run(study, raised, capped=max_trials is not None)) is not None:
         notes.append(idle)
     return raised
@@ -599,15 +603,37 @@ def _tests_said(config: StudyConfig) -> str:
     return f"range tests {int(config.finder.get('steps') or 0)} + {joined} steps"
 
 
-def _check_same(config: StudyConfig, asked: dict[str, Any], name: str) -> None:
-    """A continued study must train the same thing the same way: else a clear error."""
+def _check_same(config: StudyConfig, asked: dict[str, Any], name: str, *, out: Path | None = None) -> None:
+    """A continued study must train the same thing the same way: else a clear error. Continued
+    because `out` holds it, only a new ``--out`` starts another: the advice to give another
+    ``--study`` had led to a second refusal (the directory holds a tune of the stored study)."""
     stored = config.to_dict()
     diffs = [f"{key}: stored {stored[key]!r}, asked {asked[key]!r}" for key in asked if asked[key] != stored[key]]
     if diffs:
+        advice = "give another --study (or --out)" if out is None else f"give a new --out (not {out})"
         raise ValueError(
             f"tune: the study {name!r} was created with other settings ({'; '.join(diffs)}); "
-            "give another --study (or --out) to start a new one"
+            f"{advice} to start a new one"
         )
+
+
+def _put(source: Path, target: Path) -> None:
+    """Copy the best trial's weights (a file, or a ``save_pretrained`` folder) to `target`,
+    replacing what an earlier finish put there: a re-run with a larger budget whose new best was a
+    user's model had crashed on the folder already there (FileExistsError). Copied beside it first,
+    then swapped, so that a Ctrl-C during the copy leaves the earlier weights whole."""
+    partial = target.with_name(f".{target.name}.partial")  # a copy a Ctrl-C cut short, if any
+    if partial.is_dir():
+        shutil.rmtree(partial)
+    else:
+        partial.unlink(missing_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, partial)
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+    else:
+        shutil.copy2(source, partial)
+        partial.replace(target)
 
 
 def _finish(
@@ -643,7 +669,7 @@ def _finish(
     elif weights.exists() and (weights.parent / RUN_FILE).is_file():
         model_path = run_dir / weights.name
         if weights.resolve() != model_path.resolve():
-            (shutil.copytree if weights.is_dir() else shutil.copy2)(weights, model_path)
+            _put(weights, model_path)
         record = read_run(weights.parent / RUN_FILE)
         study.set_user_attr(FINAL_KEY, {"trial": best.number, "weights": str(model_path.resolve())})
     else:
