@@ -98,6 +98,8 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], 
         (["--task", "digits", "--precision", "half"], "--precision must be one of fp32, bf16, fp16, got 'half'"),
         (["--task", "digits", "--out", "FILE"], "notes.txt is a file; give a new or empty directory"),
         (["--task", "digits", "--out", "FULL"], "is a directory that is not empty and holds no earlier tune"),
+        # made only after the model's load and the range test: a NotADirectoryError traceback
+        (["--task", "digits", "--out", "UNDER_FILE"], "run is under"),
         (["--task", "digits", "--search", "lr,beta2"], "--search must be one of"),
         (["--task", "digits", "--steps", "0"], "steps must be an integer in [1, ∞], got 0"),
         (["--task", "digits", "--max-trials", "0"], "max_trials must be an integer in [1, 10000], got 0"),
@@ -143,6 +145,7 @@ def test_bad_options_are_refused_before_the_plan_is_printed(tmp_path: Path, args
     (full / "kept.txt").write_text("the user's", encoding="utf-8")
     paths = {"MISSING": tmp_path / "missing", "FILE": tmp_path / "notes.txt", "FULL": full, "MODEL": model}
     paths["FILE"].write_text("not data", encoding="utf-8")
+    paths["UNDER_FILE"] = paths["FILE"] / "run"
     paths["DATA"] = tmp_path / "train.csv"
     paths["DATA"].write_text("text,label\ngood,1\nbad,0\n", encoding="utf-8")
     urls = {"SQLITE_FOLDER": f"sqlite:///{model}"}

@@ -379,6 +379,21 @@ def test_an_out_holding_something_else_is_refused_before_any_work(tmp_path: Path
     assert not (tmp_path / "x.db").exists()
 
 
+def test_tunes_started_in_the_same_second_get_folders_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --out a tune's folder is stamped to the second; chosen but not made, two tunes
+    started side by side had both chosen one folder and written their studies and models into it."""
+    from lrpilot.tuning._rundir import place
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("time.strftime", lambda fmt: "20261202-150000")  # one second for both
+    first, second = place(None, None, None, "digits"), place(None, None, None, "digits")
+    assert first.run_dir != second.run_dir
+    assert [first.run_dir.is_dir(), second.run_dir.name] == [True, "tune-digits-20261202-150000-2"]
+    assert first.url != second.url  # each its own study database
+
+
 def test_a_tune_db_without_a_study_starts_afresh(tmp_path: Path) -> None:
     """Stopped during its range test, a tune leaves a tune.db with no study in it and no tune.json:
     the same command starts the study then (no error asking for a --study that never existed)."""

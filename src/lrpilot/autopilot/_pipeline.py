@@ -62,6 +62,8 @@ __all__ = [
     "Progress",
     "SavingInterrupted",
     "check_arguments",
+    "check_not_under_a_file",
+    "claimed",
     "fit",
     "new_run_dir",
     "run_record",
@@ -130,9 +132,15 @@ def check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "a file" if not out.is_dir() else "a directory that is not empty"
         raise ValueError(f"fit: --out {out} is {what}; give a new or empty directory (nothing is overwritten)")
+    check_not_under_a_file("fit", out)
+
+
+def check_not_under_a_file(owner: str, out: Path) -> None:
+    """Refuse an `out` under a file (``train.csv/run``), which no directory can be made at: found
+    only when the run made it, after the model's load and the range test, with a traceback."""
     above = next((folder for folder in out.absolute().parents if folder.exists()), None)
     if above is not None and not above.is_dir():
-        raise ValueError(f"fit: --out {out} is under {above}, a file; give a new or empty directory")
+        raise ValueError(f"{owner}: --out {out} is under {above}, a file; give a new or empty directory")
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrpilot.autopilot._pipeline import stamped_run_dir
+from lrpilot.autopilot._pipeline import check_not_under_a_file, claimed, stamped_run_dir
 from lrpilot.tuning._study import absolute_url, redact, sqlite_url
 
 __all__ = ["DB_FILE", "MARK_FILE", "Place", "has_studies", "place", "write_mark"]
@@ -49,13 +49,15 @@ def place(out: str | Path | None, storage: str | None, study: str | None, label:
     """Where a tune of `label` works: `out` when it is new or empty (else a new
     ``runs/tune-<label>-<time>`` without it), or `out` holding an earlier tune, whose study it
     continues (the recorded study and storage are used where `study` and `storage` are not given).
-    A ValueError names `out` when it is a file, holds something else, or holds another study."""
+    A ValueError names `out` when it is a file or under one, holds something else, or holds another
+    study."""
     name = study or f"lrpilot-{label}"
     storage = None if storage is None else absolute_url(storage)
-    if out is None:
-        run_dir = stamped_run_dir("tune", label)
+    if out is None:  # made now: two tunes started in the same second had shared one stamped folder
+        run_dir = claimed(stamped_run_dir("tune", label))
         return Place(run_dir, storage or sqlite_url(run_dir / DB_FILE), name, resuming=False)
     run_dir = Path(out)
+    check_not_under_a_file("tune", run_dir)
     if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
         return Place(run_dir, storage or sqlite_url(run_dir / DB_FILE), name, resuming=False)
     if not run_dir.is_dir():
