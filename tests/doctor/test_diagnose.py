@@ -251,6 +251,28 @@ def test_a_blow_up_inside_the_unjudged_start_that_ends_worse_than_chance_is_a_co
     assert diagnose(series_of(blown[:60], 3.0), fitted_config(series_of(blown[:60], 3.0), 3)).verdict == "collapsed"
 
 
+def test_a_blow_up_from_the_second_step_that_ends_three_times_its_start_is_a_collapse() -> None:
+    """A real Hugging Face Trainer log (a tiny GPT-2 at LR 3, linear decay, 160 steps, a loss logged
+    every step, rounded here): 9.6 at step 1, then 286, 566, up to 1,710, back down to 32. The start
+    was the median of the first three losses, 286, which the blow-up had lifted from the second step
+    on: the run was called healthy. It is measured from the first loss now."""
+    loss = np.array([9.636, 286, 566, 488, 418, 507, 864, 867, 1023, 1043, 868, 831, 933, 902, 1113, 1222, 1220,
+        1529, 1254, 1418, 1710, 1608, 1209, 1084, 1365, 1233, 1358, 1255, 983, 747, 824, 875, 901, 921, 892,
+        1004, 808, 897, 769, 875, 671, 676, 654, 692, 663, 672, 526, 691, 579, 597, 518, 486, 548, 489, 497, 456,
+        501, 425, 432, 413, 415, 393, 305, 372, 398, 360, 389, 391, 341, 266, 254, 291, 247, 270, 261, 324, 306,
+        326, 322, 318, 261, 342, 314, 304, 317, 262, 307, 320, 302, 313, 328, 315, 352, 321, 311, 339, 323, 333,
+        317, 276, 288, 284, 260, 254, 221, 215, 191, 187, 210, 206, 196, 164, 175, 183, 192, 157, 167, 165, 147,
+        128, 139, 135, 158, 155, 142, 161, 133, 149, 142, 141, 142, 134, 126, 133, 143, 130, 140, 129, 92, 116,
+        125, 94, 88, 95, 96, 90, 78, 67, 65, 67, 59, 58, 43, 43, 43, 39, 36, 32, 33, 32])  # fmt: skip
+    lr = np.linspace(3.0, 3.0 / 160, loss.size)
+    d = diagnose(series_of(loss, lr, steps=np.arange(1, loss.size + 1)))
+    assert d.verdict == "collapsed"
+    collapse = next(f for f in d.findings if f.kind == "collapse")
+    assert (collapse.evidence["start"], collapse.evidence["rose"]) == (9.636, True)
+    assert d.advice[0].lr is not None
+    assert d.advice[0].lr < 3.0
+
+
 def test_a_short_flat_log_is_judged_at_its_end_and_a_shorter_one_says_it_cannot_be() -> None:
     flat = _noisy(np.full(299, math.log(2)), seed=4)
     assert diagnose(series_of(flat, 1e-7)).verdict == "lr_too_low"  # the default window is 300 steps

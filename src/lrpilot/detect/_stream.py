@@ -365,7 +365,8 @@ def _flat_start(s: DetectState, step: int, sigma: float | None) -> Finding | Non
         return None
     current = float(median(s.recent))
     drop = (initial - current) / max(abs(initial), c.abs_floor)
-    start = float(median(s.first[:3]))  # before an early blow-up, which lifts the median of them all
+    # before an early blow-up, which lifts the median of them all (of the first three too, from step 1 on)
+    start = min(float(s.first[0]), float(median(s.first[:3])))
     rose = _rose(c, start, current)
     if ((drop >= c.flat_rel or s.rise_run) and not rose) or s.osc_run:
         return None  # falling; rising, which the divergence test reads; or flat because it bounces (LR too high)
