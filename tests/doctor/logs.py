@@ -13,14 +13,15 @@ from tests.detect import curves
 
 
 def run_arrays(n: int = 400, *, seed: int = 0, nan_from: int | None = None, every: int = 1) -> dict[str, np.ndarray]:
-    """A healthy-looking run logged every `every` steps (steps `every`, 2·`every`, ...), warmup + cosine LR."""
+    """A healthy-looking run logged every `every` steps (steps `every`, 2·`every`, ...), warmup + cosine LR,
+    as a Trainer logs it: step N counts N updates done, with the LR update N used (the schedule's at N - 1)."""
     steps = (np.arange(n) + 1) * every
     loss = curves.clean(n=n, seed=seed)
     if nan_from is not None:
         loss[nan_from:] = math.nan
     total = n * every
     warm = total // 10
-    t = steps.astype(np.float64)
+    t = steps.astype(np.float64) - 1
     lr = np.where(
         t < warm, 3e-4 * t / warm, 3e-5 + (3e-4 - 3e-5) * 0.5 * (1 + np.cos(np.pi * (t - warm) / (total - warm)))
     )

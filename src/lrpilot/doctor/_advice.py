@@ -132,15 +132,38 @@ def infer_schedule(series: Series) -> ScheduleGuess | None:
     peak_at = int(np.argmax(lr >= 0.99 * peak))
     interval = int(np.median(np.diff(steps))) if steps.size > 1 else 1
     origin = 0 if steps[0] <= 2 * interval else int(steps[0])  # a log from the start, or a resumed piece
-    warmup = int(steps[peak_at]) - origin if lr[0] < 0.5 * peak else 0
-    total = int(steps[-1]) + (1 if steps[0] == 0 else 0)  # HF logs count from 1: step N = N updates done
+    # HF logs count from 1: step N = N updates done, logged with the LR update N used, the schedule's
+    # value at step N - 1 (a warmup of 20 peaks at logged step 21)
+    counted = 0 if steps[0] == 0 else 1
+    warmup = _warmup(int(steps[peak_at]) - counted - origin, float(lr[peak_at]), peak) if lr[0] < 0.5 * peak else 0
+    total = int(steps[-1]) + 1 - counted
     final = float(lr[-1])
     if final >= 0.9 * peak or peak_at == lr.size - 1:
         return ScheduleGuess("constant", peak, warmup, 1.0, total)
     # Cosine keeps 85 % of the way from floor to peak a quarter into the decay, linear 75 %.
     quarter = steps[peak_at] + 0.25 * (steps[-1] - steps[peak_at])
     frac = (float(np.interp(quarter, steps, lr)) - final) / (peak - final)
-    return ScheduleGuess("cosine" if frac > 0.8 else "linear", peak, warmup, final / peak, total)
+    shape = "cosine" if frac > 0.8 else "linear"
+    return ScheduleGuess(shape, peak, warmup, _floor_ratio(shape, peak, final, warmup, total), total)
+
+
+def _warmup(index: int, lr: float, peak: float) -> int:
+    """The length of a linear warmup from 0 whose LR at step `index` (the first within 1 % of the
+    peak) is `lr`: that step itself where it is the peak, else the step the line through it reaches
+    the peak at (a warmup of 300 logged every 10 steps is at 299/300 of its peak at step 299)."""
+    return max(round(index * peak / lr), 0) if lr > 0 else max(index, 0)
+
+
+def _floor_ratio(shape: str, peak: float, last: float, warmup: int, total: int) -> float:
+    """The floor a decay from `peak` (after `warmup`) to step `total` has, given `last`, its LR at the
+    last step, ``total - 1``: a decay ends at the floor one step after the run's last update (a
+    linear decay to zero over 160 steps trains its last step at 1/160 of the peak, which read as a
+    floor of 0.006)."""
+    span = total - warmup
+    if span <= 1:
+        return last / peak
+    left = 1.0 / span if shape == "linear" else 0.5 * (1.0 + math.cos(math.pi * (span - 1) / span))
+    return min(max((last - peak * left) / (1.0 - left), 0.0), peak) / peak
 
 
 _TROUBLE = ("non_finite", "spike", "divergence", "collapse")
