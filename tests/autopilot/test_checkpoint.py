@@ -81,3 +81,43 @@ def test_a_ctrl_c_before_the_loop_leaves_no_empty_run_folder(tmp_path: Path) -> 
 def _interrupted_after_writing(path: Path) -> None:
     path.touch()
     raise KeyboardInterrupt
+
+
+class _CtrlCWhilePickled:
+    """A checkpoint field whose pickling is interrupted: a Ctrl-C that comes as ``resume.pt`` is written."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise KeyboardInterrupt
+
+
+def test_a_ctrl_c_as_resume_pt_is_written_leaves_the_earlier_one_whole(tmp_path: Path) -> None:
+    """A fit resumed and stopped again writes its resume.pt over the earlier one; a second Ctrl-C
+    during that write had left a truncated file, and nothing to resume."""
+    arguments = {"data": None, "eval_data": None, "retention": None}
+    whole = Checkpoint(arguments, None, None, None, 1e-3, None, None, None, {}, {"step": 5})  # type: ignore[arg-type]
+    whole.save(tmp_path)
+    stopped = Checkpoint(arguments, None, None, None, 1e-3, None, None, None, {}, _CtrlCWhilePickled())  # type: ignore[arg-type]
+    with pytest.raises(KeyboardInterrupt):
+        stopped.save(tmp_path)
+    assert Checkpoint.load(tmp_path).state == {"step": 5}
+    assert [p.name for p in tmp_path.iterdir()] == ["resume.pt"]
+
+
+def test_a_ctrl_c_as_a_stopped_fits_resume_pt_is_written_says_where_its_folder_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second Ctrl-C, as the first one's resume.pt was written, had been told "interrupted
+    before training started: nothing was written" of a folder holding the run so far."""
+    from lrpilot.autopilot import SavingInterrupted, fit
+
+    def ctrl_c_at_step_10(step: int, *_: object) -> None:
+        if step == 10:
+            raise KeyboardInterrupt
+
+    def interrupted(self: Checkpoint, run_dir: Path) -> Path:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoint, "save", interrupted)
+    with pytest.raises(SavingInterrupted) as stopped:
+        fit("digits", budget=30, out=tmp_path / "run", report=False, callback=ctrl_c_at_step_10)
+    assert stopped.value.run_dir == tmp_path / "run"

@@ -106,9 +106,17 @@ class Checkpoint:
     format: int = FORMAT
 
     def save(self, run_dir: Path) -> Path:
-        """Write ``resume.pt`` into `run_dir` (replacing an earlier one)."""
+        """Write ``resume.pt`` into `run_dir`, replacing an earlier one only once it is whole: a Ctrl-C
+        as it was written (a second one, after the one that stopped the run) had left a truncated file
+        in place of the resumable one of a fit resumed and stopped again."""
         path = run_dir / RESUME_FILE
-        torch.save({field.name: getattr(self, field.name) for field in dataclasses.fields(self)}, path)
+        partial = path.with_name(path.name + ".partial")
+        try:
+            torch.save({field.name: getattr(self, field.name) for field in dataclasses.fields(self)}, partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(path)
         return path
 
     @classmethod

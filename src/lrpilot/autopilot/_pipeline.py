@@ -395,21 +395,22 @@ def fit(
         "device": describe_device(where),
     }
     if trained.state is not None:
-        Checkpoint(
-            arguments=arguments,
-            recipe=fitted,
-            job_recipe=job.recipe if isinstance(job, HfTask) else None,
-            schedule=schedule,
-            peak=peak,
-            resumed=resumed,
-            recommendation=rec,
-            finder=search.finder,
-            record=before | {"timings": dict(clock.timings, total=clock.elapsed)},
-            state=trained.state,
-            files=digests(arguments),
-            threads=torch.get_num_threads(),
-            quick=quick,
-        ).save(run_dir)
+        with _saving(run_dir):  # a second Ctrl-C as resume.pt is written
+            Checkpoint(
+                arguments=arguments,
+                recipe=fitted,
+                job_recipe=job.recipe if isinstance(job, HfTask) else None,
+                schedule=schedule,
+                peak=peak,
+                resumed=resumed,
+                recommendation=rec,
+                finder=search.finder,
+                record=before | {"timings": dict(clock.timings, total=clock.elapsed)},
+                state=trained.state,
+                files=digests(arguments),
+                threads=torch.get_num_threads(),
+                quick=quick,
+            ).save(run_dir)
     if plan is not None and plan.seconds is not None:
         trained_steps = fitted.total_steps - (0 if resumed is None else resumed.start_step)
         before["notes"].append(_time_note(plan, trained_steps, search, trained, clock))
@@ -638,7 +639,8 @@ def _go_on(
     }
     if trained.state is not None:  # stopped again: the next resume goes on from here, its notes kept
         done = dict(clock.timings, total=clock.elapsed)
-        dataclasses.replace(saved, state=trained.state, record=before | {"timings": done}).save(run_dir)
+        with _saving(run_dir):  # a second Ctrl-C as resume.pt is written: the earlier one stays whole
+            dataclasses.replace(saved, state=trained.state, record=before | {"timings": done}).save(run_dir)
     return _finish(
         target,
         job,
