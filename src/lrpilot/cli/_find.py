@@ -530,15 +530,12 @@ def _run(job: _Job, ramp: dict[str, Any]) -> tuple[FinderResult, list[str]]:
 
 def _spec(result: FinderResult) -> str | None:
     """The ready schedule with its peak rounded to 3 significant digits: the band spans a factor of
-    about 4, so further digits are noise, and the short spec is what gets pasted into a config. A
-    zero written as ``0``, as ``lrpilot schedule`` echoes a spec typed so: the sst2 tasks' linear
-    decay to zero read ``floor_ratio=0.0``, a value that looks unset rather than chosen."""
+    about 4, so further digits are noise, and the short spec is what gets pasted into a config."""
     if result.schedule is None:
         return None
     from lrpilot.schedules import parse
 
-    fields = {k: 0 if isinstance(v, float) and v == 0 else v for k, v in result.schedule.to_dict().items()}
-    return parse({**fields, "peak": float(f"{result.peak_lr:.3g}")}).to_string()
+    return parse({**result.schedule.to_dict(), "peak": float(f"{result.peak_lr:.3g}")}).to_string()
 
 
 def _finite(value: Any) -> Any:

@@ -113,6 +113,10 @@ def from_json(text: str, defaults: Mapping[str, Any] | None = None) -> Schedule:
 
 
 def _format(value: Any, python: bool) -> str:
+    """A field's value as the spec writes it; a float zero as ``0``, as typed (a decay to zero read
+    ``floor_ratio=0.0``, a value that looks unset rather than chosen)."""
+    if type(value) is float and value == 0.0:
+        return "0"
     if isinstance(value, Schedule):
         return _call_form(value, python)
     if isinstance(value, tuple | list):

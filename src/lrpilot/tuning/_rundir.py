@@ -46,11 +46,11 @@ class Place:
 
 
 def place(out: str | Path | None, storage: str | None, study: str | None, label: str) -> Place:
-    """Where a tune of `label` works: `out` when it is new or empty (else a new
-    ``runs/tune-<label>-<time>`` without it), or `out` holding an earlier tune, whose study it
-    continues (the recorded study and storage are used where `study` and `storage` are not given).
-    A ValueError names `out` when it is a file or under one, holds something else, or holds another
-    study."""
+    """Where a tune of `label` works: `out` when it is new or empty (without it, a new
+    ``runs/tune-<label>-<time>``, made here so that no other tune takes it), or `out` holding an
+    earlier tune, whose study it continues (the recorded study and storage are used where `study`
+    and `storage` are not given). A ValueError names `out` when it is a file or under one, holds
+    something else, or holds another study."""
     name = study or f"lrpilot-{label}"
     storage = None if storage is None else absolute_url(storage)
     if out is None:  # made now: two tunes started in the same second had shared one stamped folder
