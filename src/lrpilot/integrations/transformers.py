@@ -105,7 +105,7 @@ def from_hf_scheduler(
             missing ``num_training_steps`` where the type needs it, or settings with no lrpilot shape.
 
     >>> from_hf_scheduler("linear", learning_rate=1e-3, num_warmup_steps=10, num_training_steps=100)
-    Linear(peak=0.001, total_steps=100, warmup_steps=10, warmup_offset=0.0)
+    Linear(peak=0.001, total_steps=100, warmup_steps=10, warmup_offset=0)
     """
     kind = str(getattr(name, "value", name))
     kwargs = dict(scheduler_specific_kwargs or {})
@@ -197,7 +197,7 @@ def from_training_args(args: Any, *, num_training_steps: int | None = None) -> S
 
     >>> args = {"learning_rate": 2e-5, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1, "max_steps": 500}
     >>> from_training_args(args)
-    Cosine(peak=2e-05, total_steps=500, warmup_steps=50, warmup_offset=0.0)
+    Cosine(peak=2e-05, total_steps=500, warmup_steps=50, warmup_offset=0)
     """
 
     def get(key: str, default: Any) -> Any:
