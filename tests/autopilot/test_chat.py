@@ -262,6 +262,20 @@ def test_a_conversation_the_template_refuses_is_named_by_its_row(tokenizer: Any)
         encode_lm(chat_tokenizer(no_system + CHATML), [{"messages": CHAT}], "messages", **WHERE)
 
 
+@pytest.mark.parametrize("bad", [24, 11])  # a training row, a held-out one
+def test_a_malformed_chat_is_named_by_its_row_in_the_file_after_rows_are_held_out(
+    bad: int, chat_lm: Path, tmp_path: Path
+) -> None:
+    """Without --eval, a tenth of the rows is held out before the chats are encoded; an error in one
+    had named its place among the training rows (the file's row 25 as "row 23"), or among the
+    held-out ones."""
+    rows: list[dict[str, Any]] = [{"messages": CHAT}] * 30
+    rows[bad] = {"messages": []}
+    data = _jsonl(tmp_path / "chat.jsonl", rows)
+    with pytest.raises(ValueError, match=rf"--data: chat.jsonl, row {bad + 1}: 'messages' must be a non-empty list"):
+        load_hf_task(chat_lm, data, kind="causal-lm")
+
+
 def test_a_slow_tokenizer_is_refused_for_completions() -> None:
     transformers = pytest.importorskip("transformers")
     slow = transformers.ByT5Tokenizer()  # a Python tokenizer (no character offsets); needs no files

@@ -230,9 +230,8 @@ def test_a_json_file_is_an_array_of_rows_or_json_lines(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("count", "said"), [(1, "1 row is"), (9, "9 rows are")])
 def test_too_few_rows_to_hold_some_out_says_how_many_are_needed(count: int, said: str) -> None:
-    rows = [{"text": f"text {i}", "label": i % 2} for i in range(count)]
     with pytest.raises(ValueError, match=rf"--data: {said} too few to hold some out for evaluation \(10 or more\)"):
-        split_rows(rows, "--data")
-    enough = [{"text": f"text {i}", "label": i % 2} for i in range(10)]
-    train, held = split_rows(enough, "--data")
+        split_rows(count, "--data")
+    train, held = split_rows(10, "--data")
     assert (len(train), len(held)) == (9, 1)
+    assert sorted(train + held) == list(range(10))

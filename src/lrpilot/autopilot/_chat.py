@@ -285,12 +285,20 @@ def encode_text(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> 
 
 
 def encode_lm(
-    tokenizer: Any, rows: list[dict[str, Any]], form: str, *, max_length: int, path: Path, what: str
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    form: str,
+    *,
+    max_length: int,
+    path: Path,
+    what: str,
+    numbers: Sequence[int] | None = None,
 ) -> Encoding:
     """Prompt/completion or chat rows (`lrpilot.autopilot._data.read_lm`, `form` not ``"text"``) as
     token ids with their targets (`Encoding`; a row is left out when the length limit cut off
     every token its loss counts; a token counts where the model predicts it, so not the first).
-    None left is an error naming the limit."""
+    None left is an error naming the limit. `numbers`: each row's number in `path` (from 1), which
+    a malformed row's error names; the rows' own order (1, 2, …) by default."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
             f"--model: {form} data needs a fast tokenizer (a tokenizer.json), whose character offsets tell the "
@@ -299,7 +307,7 @@ def encode_lm(
     ids: list[list[int]] = []
     targets: list[list[int]] = []
     left_out = split = cut = 0
-    for number, row in enumerate(rows, start=1):
+    for number, row in zip(numbers or range(1, len(rows) + 1), rows, strict=True):
         examples = _examples(tokenizer, row, form, f"{what}: {path.name}, row {number}", max_length)
         kept = [(tokens, was_cut) for tokens, was_cut in examples if any(tokens[1][1:])]
         left_out += not kept

@@ -494,20 +494,22 @@ def check_labels(labels: list[int], num_labels: int, path: Path, what: str) -> N
             )
 
 
-def split_rows(
-    rows: list[dict[str, Any]], what: str, labels: Sequence[int] | None = None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Hold out `EVAL_FRACTION` of the rows (at least one) when no --eval file is given.
+def split_rows(count: int, what: str, labels: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+    """Which of `count` rows train and which are held out (`EVAL_FRACTION` of them, at least one)
+    when no --eval file is given: two sorted lists of row indices. Indices rather than rows, so that
+    an error in a row found later still names its row in the file (a causal LM's rows are checked
+    as they are encoded, after the split: a malformed chat on the file's row 25 had been reported
+    as "row 23", its place among the training rows).
 
     With a classifier's `labels` (one class id per row), every class keeps a training example: a
     class whose every row the draw held out goes back to training by one of them (a rare class of
     one example had been held out whole, a head output never trained and an evaluation example
     no run could get right)."""
-    if len(rows) < 10:
-        few = f"{len(rows)} row is" if len(rows) == 1 else f"{len(rows)} rows are"
+    if count < 10:
+        few = f"{count} row is" if count == 1 else f"{count} rows are"
         raise ValueError(f"{what}: {few} too few to hold some out for evaluation (10 or more); give --eval FILE")
-    order = np.random.default_rng(0).permutation(len(rows))
-    n_val = max(1, round(EVAL_FRACTION * len(rows)))
+    order = np.random.default_rng(0).permutation(count)
+    n_val = max(1, round(EVAL_FRACTION * count))
     train, held = [int(i) for i in order[n_val:]], [int(i) for i in order[:n_val]]
     if labels is not None:
         trained = {labels[i] for i in train}
@@ -516,7 +518,7 @@ def split_rows(
                 held.remove(i)
                 train.append(i)
                 trained.add(labels[i])
-    return [rows[i] for i in sorted(train)], [rows[i] for i in sorted(held)]
+    return sorted(train), sorted(held)
 
 
 # --- tokens and batches -----------------------------------------------------------------------

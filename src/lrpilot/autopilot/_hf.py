@@ -606,7 +606,8 @@ def load_hf_task(
     spellings = label_spellings(train_rows + (eval_rows or [])) if names and match is None else {}
     held, what = (eval_data, "--eval") if eval_rows is not None and eval_data is not None else (data, "--data")
     if eval_rows is None:
-        train_rows, eval_rows = split_rows(train_rows, "--data", label_ids(train_rows, data, "--data", names))
+        kept, held_out = split_rows(len(train_rows), "--data", label_ids(train_rows, data, "--data", names))
+        train_rows, eval_rows = [train_rows[i] for i in kept], [train_rows[i] for i in held_out]
     train_labels = label_ids(train_rows, data, "--data", names)
     eval_labels = label_ids(eval_rows, held, what, names)
     check_labels(eval_labels, num_labels, held, what)
@@ -676,8 +677,11 @@ def _causal_lm_task(
             "prompt and completion text"
         )
     held, what = (eval_data, "--eval") if eval_data is not None else (data, "--data")
+    train_numbers = eval_numbers = None  # each row's number in its file, for encode_lm's messages
     if eval_rows is None:
-        train_rows, eval_rows = split_rows(train_rows, "--data")
+        kept, held_out = split_rows(len(train_rows), "--data")
+        train_numbers, eval_numbers = [i + 1 for i in kept], [i + 1 for i in held_out]
+        train_rows, eval_rows = [train_rows[i] for i in kept], [train_rows[i] for i in held_out]
     _check_decoder(config, model_dir)
     max_length = _length(max_length, LM_MAX_LENGTH, config, model_dir)
     with quiet_transformers():  # each text is tokenized whole, then cut (the notes say how many): no warning of
@@ -685,8 +689,12 @@ def _causal_lm_task(
         if form == "text":
             train, val = encode_text(tokenizer, train_rows, max_length), encode_text(tokenizer, eval_rows, max_length)
         else:
-            train = encode_lm(tokenizer, train_rows, form, max_length=max_length, path=data, what="--data")
-            val = encode_lm(tokenizer, eval_rows, form, max_length=max_length, path=held, what=what)
+            train = encode_lm(
+                tokenizer, train_rows, form, max_length=max_length, path=data, what="--data", numbers=train_numbers
+            )
+            val = encode_lm(
+                tokenizer, eval_rows, form, max_length=max_length, path=held, what=what, numbers=eval_numbers
+            )
     _check_embedded(config, tokenizer, model_dir, train.data, val.data)
     return HfTask(
         name=model_dir.name or "model",
