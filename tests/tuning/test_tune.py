@@ -831,3 +831,33 @@ def test_a_study_in_a_relative_sqlite_file_continues_from_another_folder(
     assert any("continued the study" in note for note in again.notes)
     assert again.value == first.value
     assert list(other_folder.iterdir()) == []
+
+
+def test_a_worker_on_a_missing_sqlite_file_says_so_and_creates_none(tmp_path: Path) -> None:
+    """A mistyped path had opened, and so created, an empty database beside the real one."""
+    from lrpilot.tuning import work
+
+    missing = tmp_path / "tnue.db"
+    with pytest.raises(ValueError, match=r"tune worker: no database file .*tnue.db .*give --wait SECONDS"):
+        work("s", f"sqlite:///{missing}")
+    assert not missing.exists()
+
+
+def test_a_worker_waits_for_the_sqlite_file_and_then_for_its_study(tmp_path: Path) -> None:
+    """Workers launched beside the machine that starts the study wait for its file too, not only for
+    the study in it: here the file appears (the study never does), and the worker, past the file, says
+    the study is missing."""
+    from lrpilot.tuning import work
+
+    file = tmp_path / "tune.db"
+    seen: list[str] = []
+
+    def the_file_appears(phase: str, done: int, total: int | None, lr: float, loss: float) -> None:
+        seen.append(phase)
+        if len(seen) == 1:
+            optuna.create_study(study_name="other", storage=f"sqlite:///{file}")
+
+    with pytest.raises(ValueError, match=r"tune worker: no lrpilot study 's' in sqlite:///"):
+        work("s", f"sqlite:///{file}", wait=3.0, progress=the_file_appears)
+    assert file.exists()
+    assert seen[0] == "waiting for the study"

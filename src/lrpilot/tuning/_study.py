@@ -194,6 +194,14 @@ def check_url(url: str) -> None:
         raise ValueError(f"{where}: its folder {path.parent} does not exist")
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite storage URL (`check_url`'s), None for a server's."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return Path(str(parsed.database)) if parsed.get_backend_name() == "sqlite" else None
+
+
 def _in_memory(database: str | None, query: Mapping[str, Any]) -> bool:
     """Whether an SQLite URL's database is in memory: none (``sqlite://``, ``sqlite:///``),
     ``:memory:``, or a ``file::memory:`` / ``mode=memory`` URI. Optuna opened it and the run

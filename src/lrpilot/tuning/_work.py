@@ -18,8 +18,10 @@ from lrpilot.tuning._study import (
     CONFIG_KEY,
     HEARTBEAT,
     StudyConfig,
+    check_url,
     open_storage,
     redact,
+    sqlite_file,
 )
 
 __all__ = ["WorkSummary", "work"]
@@ -60,8 +62,9 @@ def work(
     check.non_negative("tune worker", "--wait", wait)
     where = resolve_device(device, "tune worker")
     mixed = resolve_precision(precision, where, "tune worker")
-    store = open_storage(storage, heartbeat=heartbeat)
     deadline = time.monotonic() + wait
+    _await_file(storage, study, deadline, progress)
+    store = open_storage(storage, heartbeat=heartbeat)
     existing = load_study(store, study)
     while (existing is None or CONFIG_KEY not in existing.user_attrs) and time.monotonic() < deadline:
         progress("waiting for the study", 0, None, math.nan, math.nan)
@@ -87,3 +90,19 @@ def work(
         run_until_done(live, runner, progress)
     trials = summaries(live)
     return WorkSummary(study, ran, sum(1 for t in trials if t.state == "COMPLETE"), len(trials))
+
+
+def _await_file(storage: str, study: str, deadline: float, progress: Progress) -> None:
+    """An SQLite storage's file, waited for until `deadline`, else an error: opening a file that is
+    not there creates it, and a worker given a mistyped path had left an empty database behind
+    (``no lrpilot study 'x' in sqlite:///tnue.db``, and a new ``tnue.db`` beside the real one)."""
+    check_url(storage)
+    file = sqlite_file(storage)
+    while file is not None and not file.exists() and time.monotonic() < deadline:
+        progress("waiting for the study", 0, None, math.nan, math.nan)
+        time.sleep(POLL)
+    if file is not None and not file.exists():
+        raise ValueError(
+            f"tune worker: no database file {file} ({redact(storage)}); a worker joins the study "
+            f"`lrpilot tune --storage URL --study {study}` started there: check the path, or give --wait SECONDS"
+        )
