@@ -613,6 +613,18 @@ def test_the_ratio_to_the_rules_peak_is_of_the_peak_shown(record: RunRecord, tmp
     assert "The range test's peak 0.0155 is above the rules' band 5e-06 – 0.0005 (×310 the rules' peak)" in text
 
 
+def test_a_peak_just_outside_the_band_is_said_to_all_but_agree(record: RunRecord, tmp_path: Path) -> None:
+    """fit's default demo found 0.025 against a band ending at 0.0246: the page called it above the
+    band and told the reader to trust the measurement, of a difference within the test's resolution."""
+    assert record.finder is not None
+    assert record.recommendation is not None
+    rec = {**record.recommendation, "peak_lr": 0.0082, "low": 0.00273, "high": 0.0246}
+    finder = {**record.finder, "peak_lr": 0.025, "details": {"drop_sigma": [40.0]}}
+    text = _parse(write_report(dataclasses.replace(record, recommendation=rec, finder=finder), tmp_path)).words()
+    assert "The range test's peak 0.025 is just above the rules' band 0.00273 – 0.0246" in text
+    assert "they all but agree" in text
+
+
 def test_layer_ratios_measured_once_are_drawn(tmp_path: Path) -> None:
     """A run of one measured update drew an empty per-layer plot (a line through one point)."""
     stats = LayerStats(names=["hidden.weight"], steps=[0], ratios=[[3e-3]])

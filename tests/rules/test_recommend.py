@@ -303,6 +303,13 @@ def test_check_says_whether_an_lr_agrees_with_the_prior() -> None:
     assert below.verdict == "below"
     assert "far below" in below.message
     assert below.ratio == pytest.approx(rec.low / 100 / rec.peak_lr)
+    for near, end in ((rec.high * 1.02, "top"), (rec.low / 1.2, "bottom")):  # fit's demo: 0.025 against 0.0246
+        just = rec.check(near)
+        assert just.verdict == ("above" if end == "top" else "below")  # what fit does with it is unchanged
+        assert f"is just {just.verdict} the rules' band" in just.message
+        assert f"its {end}; ×" in just.message
+        assert "the two all but agree" in just.message
+        assert "settles it" not in just.message
     with pytest.raises(ValueError, match=r"Recommendation.check: lr must be a finite number > 0, got nan"):
         rec.check(float("nan"))
 

@@ -24,6 +24,7 @@ from lrpilot.report._run import RunRecord, finder_from_dict
 from lrpilot.report.run_plots import RATIO_BAND, layer_verdicts
 from lrpilot.report.tradeoff_plots import is_chosen
 from lrpilot.report.tune_plots import rung_losses
+from lrpilot.rules._recommend import NEAR_EDGE
 from lrpilot.schedules import Schedule, parse
 from lrpilot.schedules._lint import sample_steps
 
@@ -273,6 +274,11 @@ def _agreement(rec: Mapping[str, Any], finder: Mapping[str, Any]) -> str:
     if low <= peak <= high:
         return f"The range test's peak {_num(peak, '.3g')} is inside the rules' band {band}: <b>they agree</b>."
     side = "above" if peak > high else "below"
+    if (peak / high if peak > high else low / peak) <= NEAR_EDGE:
+        return (
+            f"The range test's peak {_num(peak, '.3g')} is just {side} the rules' band {band}, within a range "
+            "test's resolution of its end: <b>they all but agree</b>."
+        )
     return (
         f"The range test's peak {_num(peak, '.3g')} is <b>{side}</b> the rules' band {band} "
         f"(×{_num(ratio, '.3g')} the rules' peak). The range test measured this model on this data; the rules "

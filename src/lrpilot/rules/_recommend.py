@@ -74,6 +74,12 @@ _LORA_8B_NOTE = (
 range with no model size (and article 003's 1e-4–3e-4 is for pretraining at base size), so the 8B
 anchors are the configs' and article 001's."""
 
+NEAR_EDGE = 10**0.1
+"""An LR within this factor of the band's end (a tenth of a decade: about the resolution of a range
+test, whose ramp takes 12.5 steps a decade and whose curve is smoothed over 0.2) is "just" outside
+it: fit's default demo had warned of a disagreement for a peak of 0.025 against a band ending at
+0.0246. The verdict stays ``above`` or ``below``: what fit does with a weak test outside the band
+(`lrpilot.autopilot._search.weak_fall`) is unchanged."""
 LORA_PLUS_RATIO = 16.0
 """LoRA+'s η_B / η_A: the paper's guide λ ≈ 2⁴."""
 
@@ -348,11 +354,19 @@ class Recommendation:
                 x, "agrees", ratio, f"{x:.3g} is within the rules' band {band} (×{ratio:.3g} the prior peak)"
             )
         verdict: Literal["above", "below"] = "above" if x > self.high else "below"
+        edge = x / self.high if verdict == "above" else self.low / x
+        prior = f"×{ratio:.3g} the prior peak {self.peak_lr:.3g}, from {rules}; confidence {self.confidence}"
+        if edge <= NEAR_EDGE:
+            end = "top" if verdict == "above" else "bottom"
+            message = (
+                f"{x:.3g} is just {verdict} the rules' band {band} (×{edge:.3g} its {end}; {prior}): within a "
+                "range test's resolution of it, so the two all but agree"
+            )
+            return PriorCheck(x, verdict, ratio, message)
         far = "far " if max(ratio, 1 / ratio) > BAND_FACTOR[self.confidence] ** 2 else ""
         message = (
-            f"{x:.3g} is {far}{verdict} the rules' band {band} (×{ratio:.3g} the prior peak {self.peak_lr:.3g}, "
-            f"from {rules}; confidence {self.confidence}): either the setup differs from what those rules assume "
-            f"(batch size, method, model), or the measurement is off; a short run at each settles it"
+            f"{x:.3g} is {far}{verdict} the rules' band {band} ({prior}): either the setup differs from what those "
+            f"rules assume (batch size, method, model), or the measurement is off; a short run at each settles it"
         )
         return PriorCheck(x, verdict, ratio, message)
 
