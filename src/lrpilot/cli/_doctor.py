@@ -23,7 +23,8 @@ def doctor(  # noqa: PLR0917  (typer reads the options from the signature)
         typer.Argument(
             help="A log: HF trainer_state.json (or an output/checkpoint dir), TensorBoard event file or run dir, "
             "a CSV/JSONL with step and loss (lr, grad_norm, eval loss optional), a W&B CSV export, Lightning's "
-            "metrics.csv, or lrpilot's run.json (a fit / tune run dir).",
+            "metrics.csv, lrpilot's run.json (a fit / tune run dir), or a training script's printed output "
+            "(.log, .txt, .out: nanoGPT's, llm.c's, torchtune's lines, the HF Trainer's console).",
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the diagnosis as JSON.")] = False,

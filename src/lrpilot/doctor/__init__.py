@@ -14,6 +14,7 @@ from lrpilot.doctor._readers import (
     read_jsonl,
     read_run_json,
     read_tensorboard,
+    read_text_log,
     read_trainer_state,
 )
 from lrpilot.doctor._series import DoctorInputError, Series, SeriesBuilder
@@ -36,5 +37,6 @@ __all__ = [
     "read_jsonl",
     "read_run_json",
     "read_tensorboard",
+    "read_text_log",
     "read_trainer_state",
 ]

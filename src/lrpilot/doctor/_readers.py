@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import math
 import re
@@ -32,6 +33,7 @@ from lrpilot._csv import delimiter_of
 from lrpilot._hf_labels import single_label_classes
 from lrpilot._optional import require
 from lrpilot.doctor._series import DoctorInputError, Series, SeriesBuilder
+from lrpilot.doctor._text import TextRecords
 
 __all__ = [
     "FORMATS",
@@ -41,10 +43,13 @@ __all__ = [
     "read_jsonl",
     "read_run_json",
     "read_tensorboard",
+    "read_text_log",
     "read_trainer_state",
 ]
 
-FORMATS = ("trainer_state", "tensorboard", "csv", "jsonl", "lightning", "lrpilot")
+FORMATS = ("trainer_state", "tensorboard", "csv", "jsonl", "lightning", "lrpilot", "text")
+TEXT_SUFFIXES = (".log", ".txt", ".out", ".err")
+"""A training script's printed output saved to a file (`read_text_log`)."""
 
 # Column / key / tag names, compared by their words: lower-cased, split at '/', '_', '-', '.', ':'
 # and spaces, so 'Loss/train', 'loss_train' and 'LOSS-train' are all 'loss/train'. The first form
@@ -476,24 +481,62 @@ def read_jsonl(stream: TextIO, source: str = "log.jsonl", loss_column: str | Non
     """One JSON object per line with a loss and a step (and optionally lr, grad_norm, eval loss).
     A cut-off last line (a run that died mid-write) and garbage lines are skipped and counted.
     `loss_column`: the loss key's name."""
-    builder = SeriesBuilder(source, "jsonl")
+    return read_entries(_json_entries(stream), source, "jsonl", loss_column)
+
+
+def _json_entries(stream: TextIO) -> Iterator[Mapping[str, Any] | str]:
+    """Each non-blank line's JSON object, or why it is none."""
+    for line in stream:
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            entry = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            yield "text that is not a JSON object"
+            continue
+        yield entry if isinstance(entry, Mapping) else "text that is not a JSON object"
+
+
+def read_text_log(stream: TextIO, source: str = "train.log", loss_column: str | None = None) -> Series:
+    """A training script's printed output (`lrpilot.doctor._text`): nanoGPT's and llm.c's lines,
+    torchtune's DiskLogger, the Hugging Face Trainer's console dicts, or any lines of
+    ``name value`` pairs with a loss among them; the rest of the output is left aside."""
+    head = stream.read(4096)
+    if "\x00" in head:
+        raise DoctorInputError(f"{source}: binary data, not a text log")
+    lines = TextRecords(_chain(head, stream))
+    records = iter(lines)
+    first = next(records, None)
+    if first is None:
+        raise DoctorInputError(
+            f"{source}: no line of it logs a training loss; expected lines of names and values, such as "
+            "'step 12 | loss 1.234 | lr 3e-4', 'iter 12: loss 1.2345', 'Step 12 | loss:1.234 lr:3e-05' or the "
+            "Hugging Face Trainer's {'loss': 1.234, ...}"
+        )
+    series = read_entries(itertools.chain([first], records), source, "text", loss_column)
+    if not lines.numbered:
+        return series
+    note = f"no step printed with the losses: the n-th of the {lines.numbered} logged losses is read as step n"
+    return dataclasses.replace(series, notes=(*series.notes, note))
+
+
+def read_entries(
+    entries: Iterable[Mapping[str, Any] | str], source: str, fmt: str, loss_column: str | None = None
+) -> Series:
+    """A log of records (a mapping of metric names to values per line, or for a line that is none,
+    why: it is skipped and counted), each record's columns found by their names as a CSV's are; a
+    record without a step takes its place among the records as its step."""
+    builder = SeriesBuilder(source, fmt)
     lines = 0
     auto_step = 0
     cache: dict[tuple[str, ...], _Columns] = {}  # rows of one log mostly share their keys
     named = False
     nulls: list[Any] = []  # the steps of lines whose loss key holds null
-    for line in stream:
-        text = line.strip()
-        if not text:
-            continue
+    for entry in entries:
         lines += 1
-        try:
-            entry = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
-            builder.skip("text that is not a JSON object")
-            continue
-        if not isinstance(entry, Mapping):
-            builder.skip("text that is not a JSON object")
+        if isinstance(entry, str):
+            builder.skip(entry)
             continue
         cols = _row_columns(cache, tuple(str(k) for k in entry), source, loss_column)
         named = named or cols.loss is not None
@@ -684,13 +727,22 @@ def _read_text(fh: TextIO, p: Path, loss_column: str | None) -> Series:
         return read_jsonl(fh, str(p), loss_column)
     if name.endswith((".csv", ".tsv")):
         return read_csv(fh, str(p), "lightning" if name == "metrics.csv" else "csv", loss_column)
+    if name.endswith(TEXT_SUFFIXES):
+        return read_text_log(fh, str(p), loss_column)
     first = fh.read(1)
     while first and first.isspace():
         first = fh.read(1)
     fh.seek(0)
     if first == "{":
         return _json_or_jsonl(fh, str(p), loss_column)
-    return read_csv(fh, str(p), loss_column=loss_column)
+    try:
+        return read_csv(fh, str(p), loss_column=loss_column)
+    except DoctorInputError:  # no loss column in its first line: a script's printed output, named otherwise?
+        fh.seek(0)
+        if next(iter(TextRecords(fh)), None) is None:
+            raise
+        fh.seek(0)
+        return read_text_log(fh, str(p), loss_column)
 
 
 def _json_or_jsonl(fh: TextIO, source: str, loss_column: str | None) -> Series:
@@ -700,6 +752,8 @@ def _json_or_jsonl(fh: TextIO, source: str, loss_column: str | None) -> Series:
     fh.seek(0)
     if '"log_history"' in head or '"history"' in head:
         return _read_json(fh, source, loss_column)
+    if head.startswith("{'"):  # Python's dicts, as the Trainer prints its logs: a console log
+        return read_text_log(fh, source, loss_column)
     return read_jsonl(fh, source, loss_column)
 
 
