@@ -158,3 +158,14 @@ def test_a_text_log_without_a_loss_says_what_lines_it_expected(tmp_path: Path) -
     path.write_text("epoch 1 done\naccuracy: 0.5\n")
     with pytest.raises(DoctorInputError, match=r"train.log: no line of it logs a training loss; expected lines"):
         read(path)
+
+
+def test_a_keras_epoch_line_keeps_its_loss_beside_its_validation_loss(tmp_path: Path) -> None:
+    """Keras prints the epoch's training loss and its validation loss on one line; only nanoGPT's
+    ``train loss`` beside a ``val loss`` is an estimate to leave out."""
+    path = tmp_path / "keras.log"
+    epoch = "Epoch {e}/40\n50/50 - 1s - 10ms/step - loss: {loss:.4f} - val_loss: {val:.4f}\n"
+    path.write_text("".join(epoch.format(e=e, loss=1 / e, val=1.2 / e) for e in range(1, 41)))
+    series = read(path)
+    np.testing.assert_allclose(series.loss, [round(1 / e, 4) for e in range(1, 41)])
+    assert series.eval_loss.size == 40

@@ -35,6 +35,9 @@ ALIASES = {"s": "step", "iter": "step", "trl": "train_loss", "tel": "val_loss", 
 (``s``, ``trl``, ``tel``), nanoGPT's ``iter``, and llm.c's gradient ``norm``."""
 _LOSS = frozenset({"loss", "train/loss", "training/loss", "train/loss/step"})
 _EVAL = frozenset({"val/loss", "eval/loss", "valid/loss", "validation/loss", "test/loss"})
+_ESTIMATES = frozenset({"train/loss", "training/loss"})
+"""A training loss named so beside an evaluation's: nanoGPT's estimate on held-out batches, not a
+step's loss (Keras' epoch line, ``loss: 0.31 - val_loss: 0.35``, names the epoch's own ``loss``)."""
 HF_SUMMARY = "train_runtime"
 """The key of the Hugging Face ``Trainer``'s last console dict, whose ``train_loss`` is the run's
 average, not a step's."""
@@ -48,11 +51,11 @@ class TextRecords:
     """Each line's record of a loss or an evaluation loss (other lines are other output): its
     printed dict, else its ``name value`` pairs.
 
-    A line with an evaluation loss gives only that (nanoGPT's ``step 250: train loss 1.9, val loss
-    2.0`` estimates the training loss on held-out batches: not step 250's), at its step where it
-    prints one, else at the last step printed (llm.c prints ``val loss 3.28`` on a line of its own).
-    Where no step is printed (the Trainer's console), the n-th loss is step n (`numbered` counts
-    them), and an evaluation is at the loss before it."""
+    A line with an evaluation loss drops a ``train loss`` beside it (nanoGPT's ``step 250: train
+    loss 1.9, val loss 2.0`` estimates the training loss on held-out batches: not step 250's). A
+    line is at the step it prints; where none is printed (the Trainer's console, Keras), the n-th
+    loss is step n (`numbered` counts them), and an evaluation alone on its line is at the last
+    step before it (llm.c prints ``val loss 3.28`` so)."""
 
     def __init__(self, stream: Iterable[str]) -> None:
         self._stream = stream
@@ -70,14 +73,14 @@ class TextRecords:
                 if not evaluation and not _LOSS & names.keys():
                     continue
                 if evaluation:
-                    record = {k: v for k, v in record.items() if _words(k) not in _LOSS}
+                    record = {k: v for k, v in record.items() if _words(k) not in _ESTIMATES}
                 if "step" in names:
                     last_step = record[names["step"]]
-                elif evaluation:
-                    record["step"] = last_step if last_step is not None else 0
-                else:
+                elif _LOSS & {_words(k) for k in record}:
                     self.numbered += 1
                     last_step = record["step"] = self.numbered
+                else:
+                    record["step"] = last_step if last_step is not None else 0
                 yield record
 
 
