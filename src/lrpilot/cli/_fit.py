@@ -129,8 +129,8 @@ def _summary(result: FitResult) -> Table:
     timings = record.timings
     table.add_row(
         "wall time",
-        f"{timings.get('total', math.nan):.1f} s (range test {timings.get('find', 0.0):.1f} s, "
-        f"training {timings.get('train', 0.0):.1f} s)",
+        f"{timings.get('total', math.nan):.1f} s (loading {timings.get('load', 0.0):.1f} s, range test "
+        f"{timings.get('find', 0.0):.1f} s, training {timings.get('train', 0.0):.1f} s)",
     )
     if record.device is not None:
         mixed = "" if record.precision in (None, "fp32") else f", {record.precision} autocast"
